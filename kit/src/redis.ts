@@ -1,0 +1,68 @@
+import { Redis } from "ioredis";
+import type { Logger } from "./logger.js";
+
+export interface RedisConnectOptions {
+  url: string;
+  /** The variable the URL came from, named in the error when Redis cannot be reached. */
+  variable: string;
+  logger: Logger;
+  /** Called with true when the connection is ready and false when it is lost. */
+  onReadyChange?: (ready: boolean) => void;
+  /** How long the first connection may take before start-up fails. */
+  connectTimeoutMs?: number;
+}
+
+/** Redis could not be reached at start-up. */
+export class RedisUnreachableError extends Error {
+  override name = "RedisUnreachableError";
+}
+
+/**
+ * Connects to Redis and waits until it is ready, so a service refuses to start rather than
+ * serve without its store. Afterwards ioredis reconnects on its own; commands sent while the
+ * connection is down fail at once (no offline queue) instead of hanging the RPC that sent them.
+ */
+export async function connectRedis(options: RedisConnectOptions): Promise<Redis> {
+  const { logger, onReadyChange } = options;
+  const redis = new Redis(options.url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: options.connectTimeoutMs ?? 5_000,
+    retryStrategy: (times) => Math.min(100 * 2 ** times, 2_000),
+  });
+  let wasReady = false;
+  redis.on("ready", () => {
+    if (wasReady) logger.info("redis connection restored");
+    wasReady = true;
+    onReadyChange?.(true);
+  });
+  redis.on("close", () => {
+    if (wasReady) logger.warn("redis connection lost");
+    onReadyChange?.(false);
+  });
+  // ioredis reports every failed reconnect as an error event; the close/ready pair above says
+  // what an operator needs, so these only go to debug.
+  redis.on("error", (err: Error) => logger.debug({ err: err.message }, "redis error"));
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new RedisUnreachableError(
+      `cannot reach Redis at ${redactUrl(options.url)} (${reason}); start Redis or set ${options.variable}`,
+    );
+  }
+  return redis;
+}
+
+/** The URL without its password, for messages. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparsable URL)";
+  }
+}

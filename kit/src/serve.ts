@@ -1,0 +1,158 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DescFile } from "@bufbuild/protobuf";
+import { HealthState, healthRoutes } from "./health.js";
+import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
+import type { Logger } from "./logger.js";
+import { reflectionRoutes } from "./reflection.js";
+
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** CA bundle to verify client certificates against; setting it turns on mTLS. */
+  ca?: string | Buffer;
+}
+
+export interface ServerOptions {
+  /** Registers the service's own RPCs. Health and reflection are added beside them. */
+  routes: (router: ConnectRouter) => void;
+  health: HealthState;
+  logger: Logger;
+  /** Maps the service's domain errors to ConnectErrors. */
+  mapError?: ErrorMapper;
+  interceptors?: Interceptor[];
+  /** Largest request message accepted, in bytes. */
+  readMaxBytes?: number;
+  tls?: TlsOptions;
+}
+
+export interface MeshServer {
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /**
+   * Graceful stop: health goes NOT_SERVING, no new connections, GOAWAY to HTTP/2 sessions,
+   * in-flight calls get `graceMs` to finish, then whatever is left is cut.
+   */
+  close(graceMs?: number): Promise<void>;
+  readonly health: HealthState;
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+
+/**
+ * Builds a server that speaks gRPC, gRPC-Web and Connect on one port. Cleartext ports take
+ * HTTP/2 with prior knowledge (gRPC) and HTTP/1.1 (browsers, curl) by sniffing the connection
+ * preface, because Node's h2c server cannot fall back to HTTP/1.1 itself; TLS ports negotiate
+ * with ALPN.
+ */
+export function createMeshServer(options: ServerOptions): MeshServer {
+  const { logger, health } = options;
+  const routes = (router: ConnectRouter) => {
+    options.routes(router);
+    healthRoutes(health)(router);
+    reflectionRoutes(servedFiles(router))(router);
+  };
+  const handler = connectNodeAdapter({
+    routes,
+    interceptors: [serverCallInterceptor(logger, options.mapError), ...(options.interceptors ?? [])],
+    readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
+  });
+
+  const sessions = new Set<http2.Http2Session>();
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+
+  let h2: http2.Http2Server | http2.Http2SecureServer;
+  let h1: http.Server | undefined;
+  let listener: net.Server;
+  if (options.tls) {
+    h2 = http2.createSecureServer(
+      {
+        ...options.tls,
+        allowHTTP1: true,
+        requestCert: options.tls.ca !== undefined,
+        rejectUnauthorized: options.tls.ca !== undefined,
+      },
+      handler,
+    );
+    listener = h2;
+    h2.on("connection", track);
+  } else {
+    h2 = http2.createServer({}, handler);
+    const plain = http.createServer(handler);
+    plain.headersTimeout = 10_000;
+    plain.requestTimeout = 0;
+    h1 = plain;
+    listener = net.createServer((socket) => {
+      track(socket);
+      sniffProtocol(socket, (isHttp2) => (isHttp2 ? h2 : plain).emit("connection", socket));
+    });
+  }
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+
+  return {
+    health,
+    async listen(port, host = "0.0.0.0") {
+      await new Promise<void>((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(port, host, () => {
+          listener.off("error", reject);
+          resolve();
+        });
+      });
+      const address = listener.address() as AddressInfo;
+      logger.info({ port: address.port, host: address.address, tls: !!options.tls }, "listening");
+      return address;
+    },
+    async close(graceMs = 10_000) {
+      health.shutdown();
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      for (const session of sessions) session.close();
+      h1?.closeIdleConnections();
+      const deadline = setTimeout(() => {
+        if (sessions.size + sockets.size > 0) {
+          logger.warn({ sessions: sessions.size, sockets: sockets.size }, "grace period over, closing connections");
+        }
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      const idle = setInterval(() => h1?.closeIdleConnections(), 100);
+      await closed;
+      clearTimeout(deadline);
+      clearInterval(idle);
+    },
+  };
+}
+
+/**
+ * Waits for enough of the first bytes to tell an HTTP/2 preface from an HTTP/1.x request line.
+ * The bytes go back with `unshift`: both of Node's HTTP servers read what is buffered on the
+ * socket before they read from its handle.
+ */
+function sniffProtocol(socket: net.Socket, route: (isHttp2: boolean) => void) {
+  const onReadable = () => {
+    const received: Buffer | null = socket.read();
+    if (received === null) return;
+    const head = received.subarray(0, HTTP2_PREFACE.length);
+    socket.unshift(received);
+    if (head.length < HTTP2_PREFACE.length && HTTP2_PREFACE.subarray(0, head.length).equals(head)) return;
+    socket.off("readable", onReadable);
+    route(head.equals(HTTP2_PREFACE));
+  };
+  socket.on("readable", onReadable);
+  socket.on("error", () => socket.destroy());
+}
+
+/** The .proto files of every service registered on the router, for reflection. */
+function servedFiles(router: ConnectRouter): DescFile[] {
+  return [...new Set(router.handlers.map((h) => h.service.file))];
+}

@@ -1,0 +1,42 @@
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { ErrorMapper } from "@hookmesh/kit";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { InvalidEventError, InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError } from "./errors.js";
+import type { TaskStore } from "./task-store.js";
+
+const DEFAULT_PAGE_SIZE = 50;
+const MAX_PAGE_SIZE = 500;
+
+export function routes(store: TaskStore) {
+  return (router: ConnectRouter) =>
+    router.service(TaskService, {
+      async submitEvent(req) {
+        return store.submit(req.event);
+      },
+      async getTask(req) {
+        return { task: await store.get(req.id, req.view || TaskView.FULL) };
+      },
+      async listTasks(req) {
+        if (req.pageSize < 0) throw new ConnectError("page_size must not be negative", Code.InvalidArgument);
+        return store.list({
+          pageSize: Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+          pageToken: req.pageToken || undefined,
+          provider: req.provider || undefined,
+          state: req.state || undefined,
+          view: req.view || TaskView.BASIC,
+        });
+      },
+    });
+}
+
+export const mapError: ErrorMapper = (err) => {
+  if (err instanceof InvalidEventError || err instanceof InvalidPageTokenError) {
+    return new ConnectError(err.message, Code.InvalidArgument);
+  }
+  if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof StoreUnavailableError) {
+    return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
+  }
+  return undefined;
+};
