@@ -1,0 +1,15 @@
+/**
+ * A webhook request the gateway refuses, with the HTTP status the provider should see.
+ * `detail` is for the log line only (which check failed), never for the response body.
+ */
+export class WebhookRejection extends Error {
+  override name = "WebhookRejection";
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly detail?: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
