@@ -31,24 +31,34 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
     connectTimeout: options.connectTimeoutMs ?? 5_000,
     retryStrategy: (times) => Math.min(100 * 2 ** times, 2_000),
   });
-  let wasReady = false;
+  let connected = false;
+  let outage = false;
+  let lastError: NodeJS.ErrnoException | undefined;
   redis.on("ready", () => {
-    if (wasReady) logger.info("redis connection restored");
-    wasReady = true;
+    if (outage) logger.info("redis connection restored");
+    connected = true;
+    outage = false;
     onReadyChange?.(true);
   });
-  redis.on("close", () => {
-    if (wasReady) logger.warn("redis connection lost");
-    onReadyChange?.(false);
+  redis.on("close", () => onReadyChange?.(false));
+  // "reconnecting" follows only an unintended close, so it is what marks an outage; before the
+  // first connection, the failed start-up says it instead.
+  redis.on("reconnecting", () => {
+    if (!outage && connected) logger.warn({ err: lastError?.code ?? lastError?.message }, "redis connection lost, reconnecting");
+    outage = true;
   });
-  // ioredis reports every failed reconnect as an error event; the close/ready pair above says
-  // what an operator needs, so these only go to debug.
-  redis.on("error", (err: Error) => logger.debug({ err: err.message }, "redis error"));
+  // ioredis reports every failed reconnect as an error event; the lines above say what an
+  // operator needs, so these only go to debug.
+  redis.on("error", (err: NodeJS.ErrnoException) => {
+    lastError = err;
+    logger.debug({ err: err.message }, "redis error");
+  });
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const cause = lastError ?? (err as NodeJS.ErrnoException);
+    const reason = cause.code ?? cause.message;
     throw new RedisUnreachableError(
       `cannot reach Redis at ${redactUrl(options.url)} (${reason}); start Redis or set ${options.variable}`,
     );

@@ -1,0 +1,34 @@
+import { fileURLToPath } from "node:url";
+
+/** A service of the mesh as the CLI knows it: where its entry point is and where it listens. */
+export interface ServiceEntry {
+  name: string;
+  /** The entry point, run with tsx. */
+  entry: string;
+  /** Default gRPC port (ARCHITECTURE.md); the service's own config can override it. */
+  grpcPort: number;
+  /** The variable that points the CLI (and peers) at a service running elsewhere. */
+  urlVariable: string;
+}
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+
+/** Every service that exists, in start order. */
+export const SERVICES: readonly ServiceEntry[] = [
+  { name: "tasks", entry: root("services/tasks/src/main.ts"), grpcPort: 50051, urlVariable: "TASKS_URL" },
+  { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL" },
+];
+
+export function serviceUrl(service: ServiceEntry, env: NodeJS.ProcessEnv): string {
+  return env[service.urlVariable] ?? `http://127.0.0.1:${service.grpcPort}`;
+}
+
+/** The named services, or all of them; unknown names are an error that lists the known ones. */
+export function selectServices(names: readonly string[]): ServiceEntry[] {
+  if (names.length === 0) return [...SERVICES];
+  const unknown = names.filter((name) => !SERVICES.some((s) => s.name === name));
+  if (unknown.length > 0) {
+    throw new Error(`unknown service ${unknown.join(", ")}; known: ${SERVICES.map((s) => s.name).join(", ")}`);
+  }
+  return SERVICES.filter((s) => names.includes(s.name));
+}

@@ -1,0 +1,58 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { connectRedis, envUrl, type Logger } from "@hookmesh/kit";
+import type { ServiceEntry } from "./services.js";
+
+/**
+ * Runs services as child processes, one per service as in production, with their output
+ * prefixed by name. Redis is checked first so that a missing Redis is one clear message
+ * instead of every service failing at once. When one service exits, the rest are stopped;
+ * SIGINT / SIGTERM stop them all gracefully.
+ */
+export async function startServices(services: readonly ServiceEntry[], logger: Logger): Promise<number> {
+  const redisUrl = envUrl(process.env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
+  const redis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
+  redis.disconnect();
+
+  const width = Math.max(...services.map((s) => s.name.length));
+  const children = services.map((service) => {
+    const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), service.entry], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: process.env,
+      // Its own process group, so a terminal's Ctrl-C reaches only this supervisor, which
+      // then stops each service once, gracefully.
+      detached: true,
+    });
+    const prefix = `${service.name.padEnd(width)} | `;
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on("line", (line) => process.stdout.write(prefix + line + "\n"));
+    }
+    return { service, child };
+  });
+
+  return new Promise((resolve) => {
+    let stopping = false;
+    let exitCode = 0;
+    const running = new Set<ChildProcess>(children.map((c) => c.child));
+    const stopAll = (signal: NodeJS.Signals) => {
+      stopping = true;
+      for (const child of running) child.kill(signal);
+    };
+    process.on("SIGINT", () => stopAll("SIGTERM"));
+    process.on("SIGTERM", () => stopAll("SIGTERM"));
+    process.on("exit", () => {
+      for (const child of running) child.kill("SIGKILL");
+    });
+    for (const { service, child } of children) {
+      child.on("exit", (code, signal) => {
+        running.delete(child);
+        if (!stopping) {
+          logger.error({ service: service.name, code, signal }, `${service.name} exited; stopping the others`);
+          exitCode = 1;
+          stopAll("SIGTERM");
+        }
+        if (running.size === 0) resolve(exitCode);
+      });
+    }
+  });
+}

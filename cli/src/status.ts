@@ -1,0 +1,38 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { serviceUrl, type ServiceEntry } from "./services.js";
+
+export interface ServiceStatus {
+  name: string;
+  url: string;
+  /** SERVING, NOT_SERVING, ... or why the check failed (e.g. "unreachable"). */
+  status: string;
+  healthy: boolean;
+}
+
+/** Asks each service's grpc.health.v1.Health for the whole server's status. */
+export async function checkStatus(services: readonly ServiceEntry[], env: NodeJS.ProcessEnv, timeoutMs = 2_000): Promise<ServiceStatus[]> {
+  return Promise.all(
+    services.map(async (service) => {
+      const url = serviceUrl(service, env);
+      const client = createClient(Health, createGrpcTransport({ baseUrl: url }));
+      try {
+        const res = await client.check({ service: "" }, { timeoutMs });
+        return { name: service.name, url, status: ServingStatus[res.status], healthy: res.status === ServingStatus.SERVING };
+      } catch (err) {
+        const error = ConnectError.from(err);
+        const reason = error.code === Code.Unavailable ? "unreachable" : `${Code[error.code]}: ${error.rawMessage}`;
+        return { name: service.name, url, status: reason, healthy: false };
+      }
+    }),
+  );
+}
+
+export function formatStatus(rows: readonly ServiceStatus[]): string {
+  const width = (pick: (r: ServiceStatus) => string, title: string) => Math.max(title.length, ...rows.map((r) => pick(r).length));
+  const nameWidth = width((r) => r.name, "SERVICE");
+  const urlWidth = width((r) => r.url, "ADDRESS");
+  const line = (a: string, b: string, c: string) => `${a.padEnd(nameWidth)}  ${b.padEnd(urlWidth)}  ${c}`.trimEnd();
+  return [line("SERVICE", "ADDRESS", "STATUS"), ...rows.map((r) => line(r.name, r.url, r.status))].join("\n");
+}
