@@ -1,0 +1,18 @@
+# One image for every hookmesh service; the compose file (or a Kubernetes manifest) picks the
+# service by its entry point.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY kit/package.json kit/
+COPY gateway/package.json gateway/
+COPY services/tasks/package.json services/tasks/
+COPY cli/package.json cli/
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY gen gen
+COPY kit kit
+COPY gateway gateway
+COPY services services
+COPY cli cli
+ENV NODE_ENV=production
+USER node
+ENTRYPOINT ["node", "--import", "tsx"]
