@@ -12,4 +12,7 @@ export class WebhookRejection extends Error {
   ) {
     super(message);
   }
+
+  /** Facts about the delivery for the log line, known once its headers were read. */
+  context: Record<string, unknown> = {};
 }

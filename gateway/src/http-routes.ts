@@ -45,7 +45,7 @@ export function httpRoutes(deps: HttpRoutesDeps) {
       reply = await handler(req, abort.signal);
     } catch (err) {
       if (err instanceof WebhookRejection) {
-        reply = { status: err.status, body: { error: err.message }, log: { reason: err.detail ?? err.message } };
+        reply = { status: err.status, body: { error: err.message }, log: { ...err.context, reason: err.detail ?? err.message } };
         headers = err.headers;
       } else {
         logger.error({ err, path }, "unexpected error handling request");

@@ -31,6 +31,8 @@ export function normalizeGitHub(delivery: GitHubDelivery): Event {
   const issue = obj(payload.issue);
   const pullRequest = obj(payload.pull_request);
   const item = payload.issue !== undefined ? issue : pullRequest;
+  // A comment or review, when the event is about one; its text is then the event's text.
+  const hasComment = payload.comment !== undefined || payload.review !== undefined;
   const comment = payload.comment !== undefined ? obj(payload.comment) : obj(payload.review);
   const sender = obj(payload.sender);
   const owner = str(obj(repository.owner).login);
@@ -44,7 +46,7 @@ export function normalizeGitHub(delivery: GitHubDelivery): Event {
     eventType: delivery.eventType,
     action: str(payload.action),
     actor: create(ActorSchema, {
-      id: sender.id === undefined ? "" : String(int(sender.id)),
+      id: int(sender.id) > 0 ? String(int(sender.id)) : "",
       login: str(sender.login),
       bot: sender.type === "Bot",
       association: str(comment.author_association) || str(item.author_association),
@@ -57,7 +59,8 @@ export function normalizeGitHub(delivery: GitHubDelivery): Event {
           repo,
           number: BigInt(number),
           pullRequest: payload.pull_request !== undefined || issue.pull_request !== undefined,
-          commentId: BigInt(int(comment.id)),
+          // A review is not a comment: its id would address the wrong API.
+          commentId: BigInt(int(obj(payload.comment).id)),
           installationId: BigInt(int(obj(payload.installation).id)),
         }),
       },
@@ -65,7 +68,8 @@ export function normalizeGitHub(delivery: GitHubDelivery): Event {
       url: str(comment.html_url) || str(item.html_url) || str(repository.html_url),
       title: str(item.title),
     }),
-    text: str(comment.body) || str(item.body),
+    // A comment or review without a body (an approval) carries no text: never the PR's.
+    text: hasComment ? str(comment.body) : str(item.body),
     rawBody: delivery.rawBody,
     contentType: delivery.contentType,
     receiveTime: delivery.receiveTime,

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 
 const PREFIX = "sha256=";
+const SHA256_HEX = /^[0-9a-f]{64}$/i;
 
 /**
  * Checks GitHub's `X-Hub-Signature-256` (`sha256=` + hex HMAC-SHA256 of the raw body) against
@@ -9,10 +10,12 @@ const PREFIX = "sha256=";
  */
 export function verifyGitHubSignature(body: Buffer, header: string | undefined, secrets: readonly string[]): boolean {
   if (!header?.startsWith(PREFIX)) return false;
-  const given = Buffer.from(header.slice(PREFIX.length), "hex");
-  // A non-hex or short header decodes to a buffer of the wrong length: never equal, and
-  // timingSafeEqual would throw on the length mismatch.
-  if (given.length !== 32) return false;
+  const hex = header.slice(PREFIX.length);
+  // Exactly 64 hex digits: Buffer.from(…, "hex") silently stops at the first non-hex
+  // character and drops an odd last digit, so a decoded length check alone would accept
+  // a valid digest followed by anything.
+  if (!SHA256_HEX.test(hex)) return false;
+  const given = Buffer.from(hex, "hex");
   let valid = false;
   for (const secret of secrets) {
     const expected = createHmac("sha256", secret).update(body).digest();

@@ -53,12 +53,26 @@ export class GitHubWebhook {
     if (!eventType) throw new WebhookRejection(400, "missing X-GitHub-Event header");
     if (!deliveryId) throw new WebhookRejection(400, "missing X-GitHub-Delivery header");
     const log = { deliveryId, eventType };
-    const payload = parsePayload(rawBody, contentType);
-    if (eventType === "ping") return { status: 200, body: { ok: true, zen: typeof payload.zen === "string" ? payload.zen : "" }, log };
+    try {
+      return await this.accept(req, rawBody, contentType, log, signal);
+    } catch (err) {
+      // Past this point the delivery has an id, which the log line must carry to be traceable.
+      if (err instanceof WebhookRejection) err.context = log;
+      throw err;
+    }
+  }
 
+  private async accept(
+    req: IncomingMessage,
+    rawBody: Buffer,
+    contentType: string,
+    log: { deliveryId: string; eventType: string },
+    signal: AbortSignal,
+  ): Promise<WebhookReply> {
+    const payload = parsePayload(rawBody, contentType);
+    if (log.eventType === "ping") return { status: 200, body: { ok: true, zen: typeof payload.zen === "string" ? payload.zen : "" }, log };
     const event = normalizeGitHub({
-      eventType,
-      deliveryId,
+      ...log,
       hookId: header(req, "x-github-hook-id") ?? "",
       payload,
       rawBody,

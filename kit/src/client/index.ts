@@ -1,0 +1,86 @@
+import type { DescService, DescMethod } from "@bufbuild/protobuf";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Logger } from "../logger.js";
+import { createBreakers, type BreakerOptions, type BreakerState, type BreakerStatus } from "./breaker.js";
+import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
+import { retryInterceptor, type RetryOptions } from "./retry.js";
+import { GuardedSessionManager } from "./session-manager.js";
+
+export { callOptionsFrom } from "./deadline.js";
+export type { BreakerOptions, BreakerState, BreakerStatus, RetryBudgetOptions, RetryOptions };
+
+export interface ClientFactoryOptions {
+  logger: Logger;
+  breaker?: BreakerOptions;
+  retry?: RetryOptions;
+  /** Retry throttling, one budget per downstream. */
+  retryBudget?: RetryBudgetOptions;
+  /** Deadline of calls whose caller gives none. Default 10s. */
+  defaultTimeoutMs?: number;
+}
+
+/**
+ * The one way a service calls another. Every call runs through a retry interceptor and,
+ * inside it, a circuit breaker per downstream and method, over one gRPC transport (and
+ * HTTP/2 connection) per downstream.
+ */
+export interface ClientFactory {
+  /** A client for `service` at `baseUrl`. Clients for the same downstream share its transport. */
+  client<T extends DescService>(service: T, baseUrl: string): Client<T>;
+  /** The state of the breaker for `method` at `baseUrl`; "closed" before its first call. */
+  breakerState(baseUrl: string, method: DescMethod): BreakerState;
+  /** Every breaker created so far, for health reports. */
+  breakers(): BreakerStatus[];
+  /**
+   * Stops the breakers' timers; calls made afterwards fail fast with Unavailable. Idle
+   * HTTP/2 connections do not keep the process alive, so they are left to the transport:
+   * aborting them can raise an uncaught exception when the peer sends GOAWAY at the same
+   * time (connectrpc/connect-es#1768).
+   */
+  close(): void;
+}
+
+export function createClientFactory(options: ClientFactoryOptions): ClientFactory {
+  const { logger, defaultTimeoutMs = 10_000 } = options;
+  const breakers = createBreakers(options.breaker ?? {}, logger);
+  const transports = new Map<string, Transport>();
+
+  function transportFor(downstream: string): Transport {
+    const existing = transports.get(downstream);
+    if (existing) return existing;
+    const transport = createGrpcTransport({
+      baseUrl: downstream,
+      sessionManager: new GuardedSessionManager(downstream),
+      defaultTimeoutMs,
+      // The first interceptor is the outermost: every retry attempt passes through the
+      // breaker, so each counts in its statistics, and an open circuit ends the retries.
+      interceptors: [
+        retryInterceptor(options.retry ?? {}, createRetryBudget(options.retryBudget), logger.child({ downstream })),
+        breakers.interceptor(downstream),
+      ],
+    });
+    transports.set(downstream, transport);
+    return transport;
+  }
+
+  return {
+    client(service, baseUrl) {
+      return createClient(service, transportFor(downstreamOf(baseUrl)));
+    },
+    breakerState(baseUrl, method) {
+      return breakers.state(downstreamOf(baseUrl), method);
+    },
+    breakers() {
+      return breakers.list();
+    },
+    close() {
+      breakers.shutdown();
+    },
+  };
+}
+
+/** One spelling per downstream, so that "http://tasks:8080/" and "http://tasks:8080" share a transport. */
+function downstreamOf(baseUrl: string): string {
+  return new URL(baseUrl).href.replace(/\/+$/, "");
+}
