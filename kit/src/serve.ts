@@ -69,7 +69,10 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   };
 
   let h2: http2.Http2Server | http2.Http2SecureServer;
+  /** The cleartext HTTP/1.1 server, which is handed its connections and never listens itself. */
   let h1: http.Server | undefined;
+  /** Whatever serves HTTP/1.1 on the port, so that close can end its idle keep-alive connections. */
+  let http1: { closeIdleConnections(): void };
   let listener: net.Server;
   if (options.tls) {
     h2 = http2.createSecureServer(
@@ -82,6 +85,8 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       handler,
     );
     listener = h2;
+    // With allowHTTP1 the TLS server tracks its HTTP/1.1 connections (missing from @types/node).
+    http1 = h2 as unknown as typeof http1;
     h2.on("connection", track);
   } else {
     h2 = http2.createServer({}, handler);
@@ -89,6 +94,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     plain.headersTimeout = 10_000;
     plain.requestTimeout = 0;
     h1 = plain;
+    http1 = plain;
     listener = net.createServer((socket) => {
       track(socket);
       sniffProtocol(socket, (isHttp2) => (isHttp2 ? h2 : plain).emit("connection", socket));
@@ -109,6 +115,9 @@ export function createMeshServer(options: ServerOptions): MeshServer {
           resolve();
         });
       });
+      // Node starts an HTTP server's connection tracking, which closeIdleConnections and
+      // headersTimeout rely on, on "listening"; this one is handed connections and never listens.
+      h1?.emit("listening");
       const address = listener.address() as AddressInfo;
       logger.info({ port: address.port, host: address.address, tls: !!options.tls }, "listening");
       return address;
@@ -117,7 +126,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       health.shutdown();
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       for (const session of sessions) session.close();
-      h1?.closeIdleConnections();
+      http1.closeIdleConnections();
       const deadline = setTimeout(() => {
         if (sessions.size + sockets.size > 0) {
           logger.warn({ sessions: sessions.size, sockets: sockets.size }, "grace period over, closing connections");
@@ -125,10 +134,12 @@ export function createMeshServer(options: ServerOptions): MeshServer {
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
       }, graceMs);
-      const idle = setInterval(() => h1?.closeIdleConnections(), 100);
+      const idle = setInterval(() => http1.closeIdleConnections(), 100);
       await closed;
       clearTimeout(deadline);
       clearInterval(idle);
+      // Stops the cleartext HTTP/1.1 server's connection checks; it has no handle to close.
+      h1?.close();
     },
   };
 }
