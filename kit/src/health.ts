@@ -19,7 +19,8 @@ export { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/he
 export class HealthState {
   private readonly statuses = new Map<string, ServingStatus>();
   private readonly changes = new EventEmitter();
-  private shuttingDown = false;
+  /** Aborted at shutdown, ending every Watch stream so the drain need not wait for them. */
+  private readonly stopped = new AbortController();
 
   constructor(services: readonly string[], initial: ServingStatus = ServingStatus.NOT_SERVING) {
     this.changes.setMaxListeners(0);
@@ -29,7 +30,7 @@ export class HealthState {
   /** Sets one service's status (or the server's, for ""). Ignored once shutting down. */
   set(service: string, status: ServingStatus): void {
     if (!this.statuses.has(service)) throw new Error(`unknown health service "${service}"`);
-    if (this.shuttingDown || this.statuses.get(service) === status) return;
+    if (this.stopped.signal.aborted || this.statuses.get(service) === status) return;
     this.statuses.set(service, status);
     this.changes.emit("change", service, status);
   }
@@ -39,10 +40,13 @@ export class HealthState {
     for (const name of this.statuses.keys()) this.set(name, status);
   }
 
-  /** NOT_SERVING everywhere, for good: load balancers stop sending before the drain. */
+  /**
+   * NOT_SERVING everywhere, for good: load balancers stop sending before the drain. Watch
+   * streams get the NOT_SERVING, then end.
+   */
   shutdown(): void {
     this.setAll(ServingStatus.NOT_SERVING);
-    this.shuttingDown = true;
+    this.stopped.abort();
   }
 
   get(service: string): ServingStatus | undefined {
@@ -53,10 +57,17 @@ export class HealthState {
     return this.statuses;
   }
 
-  /** The current status of `service`, then each change, until `signal` aborts. */
+  /** The current status of `service`, then each change, until `signal` aborts or shutdown. */
   async *watch(service: string, signal: AbortSignal): AsyncGenerator<ServingStatus> {
-    const changes = on(this.changes, "change", { signal });
+    const until = AbortSignal.any([signal, this.stopped.signal]);
     let last = this.get(service) ?? ServingStatus.SERVICE_UNKNOWN;
+    if (until.aborted) {
+      yield last;
+      return;
+    }
+    // Subscribed before the first yield, so no change is missed; events emitted before an
+    // abort are still delivered, because `on` drains its queue before it throws.
+    const changes = on(this.changes, "change", { signal: until });
     yield last;
     try {
       for await (const [name, status] of changes as AsyncIterable<[string, ServingStatus]>) {
@@ -66,7 +77,7 @@ export class HealthState {
         }
       }
     } catch (err) {
-      if (!signal.aborted) throw err;
+      if (!until.aborted) throw err;
     }
   }
 }

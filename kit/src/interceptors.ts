@@ -41,7 +41,10 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
     const started = performance.now();
     const requestId = req.header.get("x-request-id") ?? randomUUID();
     const procedure = `/${req.service.typeName}/${req.method.name}`;
+    let finished = false;
     const finish = (err?: ConnectError) => {
+      if (finished) return;
+      finished = true;
       const line = {
         procedure,
         code: err ? Code[err.code] : "OK",
@@ -50,7 +53,8 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
       };
       if (!err) logger.info(line, "rpc");
       else if (err.cause !== undefined && err.code === Code.Internal) logger.error({ ...line, err: err.cause }, "rpc failed");
-      else logger.warn({ ...line, error: err.rawMessage }, "rpc error");
+      // A mapped outage (say, the store's connection failing) keeps its cause for operators.
+      else logger.warn({ ...line, error: err.rawMessage, ...(err.cause !== undefined && { err: err.cause }) }, "rpc error");
     };
     try {
       const res = await next(req);
@@ -59,6 +63,8 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
         finish();
         return res;
       }
+      // A client that goes away mid-stream ends it with neither a last message nor an error.
+      req.signal.addEventListener("abort", () => finish(new ConnectError("canceled by the client", Code.Canceled)), { once: true });
       return { ...res, message: mapStreamErrors(res.message, finish, mapError) } satisfies StreamResponse;
     } catch (err) {
       const wire = toWireError(err, mapError);

@@ -1,0 +1,212 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  ConfigError,
+  envBool,
+  envInt,
+  envPort,
+  envSecrets,
+  envString,
+  envTls,
+  envUrl,
+  type Env,
+} from "../src/config.js";
+
+const dir = mkdtempSync(join(tmpdir(), "hookmesh-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Runs `fn`, expecting a ConfigError, and returns it. */
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("envString", () => {
+  it("returns the value, trimmed", () => {
+    expect(envString({ A: "  x  " }, "A", "d")).toBe("x");
+  });
+
+  it.each<[string, Env]>([
+    ["unset", {}],
+    ["empty", { A: "" }],
+    ["blank", { A: "   " }],
+  ])("falls back when %s", (_, env) => {
+    expect(envString(env, "A", "d")).toBe("d");
+  });
+});
+
+describe("envInt", () => {
+  it("parses integers and falls back when unset", () => {
+    expect(envInt({ N: "42" }, "N", 1)).toBe(42);
+    expect(envInt({ N: "-7" }, "N", 1)).toBe(-7);
+    expect(envInt({}, "N", 1)).toBe(1);
+    expect(envInt({ N: " " }, "N", 1)).toBe(1);
+  });
+
+  it.each(["abc", "1.5", "12abc", "1e400", "NaN", "Infinity"])("rejects %j, naming the variable", (raw) => {
+    const err = configError(() => envInt({ MY_INT: raw }, "MY_INT", 1));
+    expect(err.variable).toBe("MY_INT");
+    expect(err.message).toMatch(/^MY_INT: /);
+    expect(err.name).toBe("ConfigError");
+  });
+
+  it("enforces the range, inclusive", () => {
+    expect(envInt({ N: "1" }, "N", 5, { min: 1, max: 10 })).toBe(1);
+    expect(envInt({ N: "10" }, "N", 5, { min: 1, max: 10 })).toBe(10);
+    expect(configError(() => envInt({ N: "0" }, "N", 5, { min: 1, max: 10 })).message).toBe(
+      'N: expected an integer from 1 to 10, got "0"',
+    );
+    expect(() => envInt({ N: "11" }, "N", 5, { min: 1, max: 10 })).toThrow(ConfigError);
+  });
+});
+
+describe("envPort", () => {
+  it("accepts 0 to 65535", () => {
+    expect(envPort({ P: "0" }, "P", 1)).toBe(0);
+    expect(envPort({ P: "65535" }, "P", 1)).toBe(65535);
+    expect(envPort({}, "P", 50051)).toBe(50051);
+  });
+
+  it.each(["-1", "65536", "http"])("rejects %j", (raw) => {
+    expect(configError(() => envPort({ TASKS_PORT: raw }, "TASKS_PORT", 1)).variable).toBe("TASKS_PORT");
+  });
+});
+
+describe("envUrl", () => {
+  it("returns the URL without trailing slashes", () => {
+    expect(envUrl({ U: "http://127.0.0.1:50051/" }, "U", "http://x")).toBe("http://127.0.0.1:50051");
+    expect(envUrl({ U: "https://example.com/api//" }, "U", "http://x")).toBe("https://example.com/api");
+    expect(envUrl({}, "U", "http://fallback:1")).toBe("http://fallback:1");
+  });
+
+  it("accepts the given protocols only", () => {
+    const redis = ["redis:", "rediss:"];
+    expect(envUrl({ R: "rediss://h:6380" }, "R", "redis://x", redis)).toBe("rediss://h:6380");
+    const err = configError(() => envUrl({ R: "http://h" }, "R", "redis://x", redis));
+    expect(err.variable).toBe("R");
+    expect(err.message).toContain("redis: or rediss:");
+    expect(() => envUrl({ U: "ftp://h" }, "U", "http://x")).toThrow(ConfigError);
+  });
+
+  it("rejects relative or malformed URLs", () => {
+    expect(configError(() => envUrl({ TASKS_URL: "localhost:50051/x" }, "TASKS_URL", "http://x")).variable).toBe(
+      "TASKS_URL",
+    );
+    expect(configError(() => envUrl({ TASKS_URL: "/path" }, "TASKS_URL", "http://x")).message).toMatch(
+      /^TASKS_URL: expected an absolute URL/,
+    );
+  });
+});
+
+describe("envBool", () => {
+  it.each([
+    ["1", true],
+    ["true", true],
+    ["TRUE", true],
+    ["yes", true],
+    ["0", false],
+    ["false", false],
+    ["No", false],
+  ])("reads %j as %s", (raw, expected) => {
+    expect(envBool({ B: raw }, "B", !expected)).toBe(expected);
+  });
+
+  it("falls back when unset, rejects anything else", () => {
+    expect(envBool({}, "B", true)).toBe(true);
+    expect(envBool({ B: "" }, "B", false)).toBe(false);
+    expect(configError(() => envBool({ DEBUG: "maybe" }, "DEBUG", false)).variable).toBe("DEBUG");
+  });
+});
+
+describe("envSecrets", () => {
+  const secret = "s3cr3t-value-never-logged";
+
+  it("reads one secret from the variable", () => {
+    expect(envSecrets({ HOOK_SECRET: secret }, "HOOK_SECRET")).toEqual([secret]);
+  });
+
+  it("splits a comma-separated rotation list, dropping blanks", () => {
+    expect(envSecrets({ HOOK_SECRET: " new-one , old-one ,, " }, "HOOK_SECRET")).toEqual(["new-one", "old-one"]);
+  });
+
+  it("is empty when unset", () => {
+    expect(envSecrets({}, "HOOK_SECRET")).toEqual([]);
+    expect(envSecrets({ HOOK_SECRET: " " }, "HOOK_SECRET")).toEqual([]);
+  });
+
+  it("reads the file named by NAME_FILE, trimming the trailing newline", () => {
+    const path = file("one-secret", `${secret}\n`);
+    expect(envSecrets({ HOOK_SECRET_FILE: path }, "HOOK_SECRET")).toEqual([secret]);
+  });
+
+  it("reads a rotation list from the file", () => {
+    const path = file("two-secrets", "new-one,old-one\n");
+    expect(envSecrets({ HOOK_SECRET_FILE: path }, "HOOK_SECRET")).toEqual(["new-one", "old-one"]);
+  });
+
+  it("refuses both NAME and NAME_FILE, without echoing the secret", () => {
+    const path = file("both", secret);
+    const err = configError(() => envSecrets({ HOOK_SECRET: secret, HOOK_SECRET_FILE: path }, "HOOK_SECRET"));
+    expect(err.variable).toBe("HOOK_SECRET");
+    expect(err.message).toContain("HOOK_SECRET_FILE");
+    expect(err.message).not.toContain(secret);
+    expect(String(err.stack)).not.toContain(secret);
+  });
+
+  it("names NAME_FILE when the file cannot be read", () => {
+    const missing = join(dir, "does-not-exist");
+    const err = configError(() => envSecrets({ HOOK_SECRET_FILE: missing }, "HOOK_SECRET"));
+    expect(err.variable).toBe("HOOK_SECRET_FILE");
+    expect(err.message).toContain("ENOENT");
+  });
+});
+
+describe("envTls", () => {
+  const cert = file("cert.pem", "-----BEGIN CERTIFICATE-----\ncert\n-----END CERTIFICATE-----\n");
+  const key = file("key.pem", "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END PRIVATE KEY-----\n");
+  const ca = file("ca.pem", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n");
+
+  it("is cleartext when nothing is set", () => {
+    expect(envTls({}, "TASKS")).toBeUndefined();
+  });
+
+  it("reads cert and key", () => {
+    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key }, "TASKS");
+    expect(tls).toEqual({ cert: expect.stringContaining("cert"), key: expect.stringContaining("secret-key-material") });
+    expect(tls).not.toHaveProperty("ca");
+  });
+
+  it("adds the CA for mTLS", () => {
+    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key, TASKS_TLS_CA_FILE: ca }, "TASKS");
+    expect(tls?.ca).toContain("ca");
+  });
+
+  it.each<[string, Env, string]>([
+    ["cert without key", { TASKS_TLS_CERT_FILE: cert }, "TASKS_TLS_KEY_FILE"],
+    ["key without cert", { TASKS_TLS_KEY_FILE: key }, "TASKS_TLS_CERT_FILE"],
+    ["CA alone", { TASKS_TLS_CA_FILE: ca }, "TASKS_TLS_CA_FILE"],
+  ])("rejects %s, naming the variable", (_, env, variable) => {
+    expect(configError(() => envTls(env, "TASKS")).variable).toBe(variable);
+  });
+
+  it("names the variable whose file cannot be read, without reading anything else into the message", () => {
+    const err = configError(() =>
+      envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: join(dir, "missing-key") }, "TASKS"),
+    );
+    expect(err.variable).toBe("TASKS_TLS_KEY_FILE");
+    expect(err.message).not.toContain("secret-key-material");
+  });
+});
