@@ -1,0 +1,312 @@
+import { execFile } from "node:child_process";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { protoPath as healthProtoPath } from "grpc-health-check";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { connectRedis, HealthState, ServingStatus, type MeshServer } from "@hookmesh/kit";
+import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { Health } from "../../../gen/health/v1/health_pb.js";
+import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { build } from "../src/server.js";
+import { TaskStore } from "../src/task-store.js";
+
+const protoDir = fileURLToPath(new URL("../../../proto", import.meta.url));
+const buf = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
+const TASKS = TaskService.typeName;
+
+type Stub = grpc.Client & Record<string, Function>;
+
+function loadStub<T>(file: string, includeDirs: string[], pick: (pkg: T) => grpc.ServiceClientConstructor, port: number): Stub {
+  const definition = protoLoader.loadSync(file, {
+    includeDirs,
+    keepCase: true,
+    enums: String,
+    longs: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const Ctor = pick(grpc.loadPackageDefinition(definition) as unknown as T);
+  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Stub;
+}
+
+function taskStub(port: number): Stub {
+  type Pkg = { hookmesh: { tasks: { v1: { TaskService: grpc.ServiceClientConstructor } } } };
+  return loadStub<Pkg>("hookmesh/tasks/v1/task_service.proto", [protoDir], (p) => p.hookmesh.tasks.v1.TaskService, port);
+}
+
+function healthStub(port: number): Stub {
+  type Pkg = { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
+  return loadStub<Pkg>(healthProtoPath, [], (p) => p.grpc.health.v1.Health, port);
+}
+
+/** A grpc-js unary call, resolving with the response or the ServiceError. */
+function unary(stub: Stub, method: string, request: object): Promise<unknown> {
+  return new Promise((resolve) => {
+    stub[method]!(request, { deadline: Date.now() + 5_000 }, (err: grpc.ServiceError | null, res: unknown) =>
+      resolve(err ?? res),
+    );
+  });
+}
+
+/** The response of a call that must succeed; grpc-js responses are plain objects. */
+async function ok(call: Promise<unknown>): Promise<Record<string, any>> {
+  const result = await call;
+  if (result instanceof Error) throw result;
+  return result as Record<string, any>;
+}
+
+async function failed(call: Promise<unknown>): Promise<grpc.ServiceError> {
+  const result = await call;
+  if (!(result instanceof Error)) throw new Error(`expected an error, got ${JSON.stringify(result)}`);
+  return result as grpc.ServiceError;
+}
+
+function githubEvent(deliveryId: string) {
+  return {
+    provider: "PROVIDER_GITHUB",
+    delivery_id: deliveryId,
+    event_type: "issue_comment",
+    action: "created",
+    raw_body: Buffer.from('{"action":"created"}'),
+    content_type: "application/json",
+  };
+}
+
+async function bufCurl(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], {
+    timeout: 15_000,
+  });
+  return stdout;
+}
+
+describe("tasks server interop", () => {
+  let db: TestRedis;
+  let server: MeshServer;
+  let port: number;
+  let tasks: Stub;
+
+  beforeAll(async () => {
+    db = await testRedis("tasks-interop");
+    const health = new HealthState([TASKS]);
+    health.setAll(ServingStatus.SERVING);
+    const store = new TaskStore(db.redis, { keyPrefix: db.prefix, maxAttempts: 3 });
+    server = build({ store, health, logger: memoryLogger("tasks").logger });
+    ({ port } = await server.listen(0, "127.0.0.1"));
+    tasks = taskStub(port);
+  });
+
+  afterAll(async () => {
+    tasks?.close();
+    await server?.close(100);
+    await db?.cleanup();
+  });
+
+  it("creates a task from grpc-js, and returns it as a duplicate the second time", async () => {
+    const first = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-1") }));
+    expect(first.duplicate).toBe(false);
+    expect(first.task).toMatchObject({
+      state: "TASK_STATE_QUEUED",
+      max_attempts: 3,
+      event: { provider: "PROVIDER_GITHUB", delivery_id: "interop-1" },
+    });
+    const again = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-1") }));
+    expect(again.duplicate).toBe(true);
+    expect(again.task.id).toBe(first.task.id);
+  });
+
+  it("gets and lists tasks from grpc-js", async () => {
+    const { task } = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-2") }));
+    const got = await ok(unary(tasks, "GetTask", { id: task.id }));
+    expect(got.task.id).toBe(task.id);
+    expect(Buffer.from(got.task.event.raw_body).toString()).toBe('{"action":"created"}');
+    expect(got.task.create_time.seconds).toMatch(/^\d+$/);
+    const listed = await ok(unary(tasks, "ListTasks", { page_size: 10 }));
+    expect(listed.tasks.map((t: { id: string }) => t.id)).toContain(task.id);
+    expect(listed.tasks[0].id).toBe(task.id); // newest first
+    expect(listed.tasks[0].event.raw_body).toHaveLength(0); // BASIC by default
+  });
+
+  it("gives grpc-js NOT_FOUND for an unknown id and INVALID_ARGUMENT for a missing delivery id", async () => {
+    const missing = await failed(unary(tasks, "GetTask", { id: "no-such-task" }));
+    expect(missing.code).toBe(grpc.status.NOT_FOUND);
+    expect(missing.details).toBe("task no-such-task not found");
+    const invalid = await failed(unary(tasks, "SubmitEvent", { event: { ...githubEvent(""), delivery_id: "" } }));
+    expect(invalid.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(invalid.details).toContain("event.delivery_id");
+  });
+
+  it("serves health to grpc-js", async () => {
+    const health = healthStub(port);
+    try {
+      expect(await ok(unary(health, "Check", { service: TASKS }))).toEqual({ status: "SERVING" });
+      expect(await ok(unary(health, "Check", { service: "" }))).toEqual({ status: "SERVING" });
+      expect((await failed(unary(health, "Check", { service: "nope.Nope" }))).code).toBe(grpc.status.NOT_FOUND);
+    } finally {
+      health.close();
+    }
+  });
+
+  it("lists its services to buf curl through reflection", async () => {
+    const services = (await bufCurl("--list-services", `http://127.0.0.1:${port}`)).trim().split("\n");
+    expect(services).toEqual(expect.arrayContaining([TASKS, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
+  });
+
+  it("answers buf curl with no schema but reflection", async () => {
+    await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-curl") }));
+    const out = await bufCurl("-d", "{}", `http://127.0.0.1:${port}/hookmesh.tasks.v1.TaskService/ListTasks`);
+    const body = JSON.parse(out) as { tasks: { event: { deliveryId: string; provider: string }; state: string }[] };
+    expect(body.tasks.length).toBeGreaterThan(0);
+    expect(body.tasks[0]).toMatchObject({
+      state: "TASK_STATE_QUEUED",
+      event: { provider: "PROVIDER_GITHUB", deliveryId: "interop-curl" },
+    });
+  });
+});
+
+/** A TCP proxy to Redis that can be cut and restored on the same port. */
+class RedisProxy {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async open(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.once("close", () => this.sockets.delete(socket));
+        socket.on("error", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  /** Stops accepting and drops every proxied connection, as if Redis went away. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+}
+
+describe("tasks health follows its Redis connection", () => {
+  let db: TestRedis;
+  let proxy: RedisProxy;
+  let redis: Redis;
+  let server: MeshServer;
+  let url: string;
+
+  beforeEach(async () => {
+    db = await testRedis("tasks-interop-health");
+    const target = new URL(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+    proxy = new RedisProxy({ host: target.hostname, port: Number(target.port || 6379) });
+    await proxy.open();
+    const { logger } = memoryLogger("tasks");
+    // Wired like main.ts: serving follows the Redis connection.
+    const health = new HealthState([TASKS]);
+    redis = await connectRedis({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      variable: "REDIS_URL",
+      logger,
+      onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+    });
+    const store = new TaskStore(redis, { keyPrefix: db.prefix, maxAttempts: 3 });
+    server = build({ store, health, logger });
+    const { port } = await server.listen(0, "127.0.0.1");
+    url = `http://127.0.0.1:${port}`;
+  });
+
+  afterEach(async () => {
+    redis?.disconnect();
+    await proxy?.cut();
+    await server?.close(100);
+    await db?.cleanup();
+  });
+
+  async function waitForStatus(check: () => Promise<ServingStatus>, want: ServingStatus, ms = 10_000) {
+    const until = Date.now() + ms;
+    let last: ServingStatus | undefined;
+    while (Date.now() < until) {
+      last = await check();
+      if (last === want) return;
+      await sleep(50);
+    }
+    throw new Error(`still ${ServingStatus[last ?? 0]} after ${ms}ms, wanted ${ServingStatus[want]}`);
+  }
+
+  it("goes NOT_SERVING and answers Unavailable when Redis is lost, and SERVING again when it is back", async () => {
+    const transport = createGrpcTransport({ baseUrl: url });
+    const health = createClient(Health, transport);
+    const client = createClient(TaskService, transport);
+    const check = async () => (await health.check({ service: TASKS })).status;
+    const event = { provider: Provider.GITHUB, deliveryId: "while-up" };
+
+    expect(await check()).toBe(ServingStatus.SERVING);
+    expect((await client.submitEvent({ event })).duplicate).toBe(false);
+
+    await proxy.cut();
+    await waitForStatus(check, ServingStatus.NOT_SERVING);
+    expect((await health.check({})).status).toBe(ServingStatus.NOT_SERVING);
+    const err = await client.submitEvent({ event: { ...event, deliveryId: "while-down" } }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.Unavailable);
+    expect(err?.rawMessage).toBe("task store unavailable");
+
+    await proxy.open();
+    await waitForStatus(check, ServingStatus.SERVING);
+    expect((await health.check({})).status).toBe(ServingStatus.SERVING);
+    const after = await client.submitEvent({ event: { ...event, deliveryId: "after" } });
+    expect(after.duplicate).toBe(false);
+    expect((await client.submitEvent({ event })).duplicate).toBe(true);
+  });
+
+  it("streams the loss and the recovery to a grpc-js Watch", async () => {
+    const stub = healthStub(Number(new URL(url).port));
+    const call = stub.Watch!({ service: TASKS }) as grpc.ClientReadableStream<{ status: string }>;
+    const seen: string[] = [];
+    const waiters: { want: number; resolve: () => void }[] = [];
+    call.on("data", (res: { status: string }) => {
+      seen.push(res.status);
+      for (const w of waiters) if (seen.length >= w.want) w.resolve();
+    });
+    call.on("error", () => {});
+    const until = (want: number) =>
+      new Promise<void>((resolve) => (seen.length >= want ? resolve() : waiters.push({ want, resolve })));
+    try {
+      await until(1);
+      await proxy.cut();
+      await until(2);
+      await proxy.open();
+      await until(3);
+      expect(seen).toEqual(["SERVING", "NOT_SERVING", "SERVING"]);
+    } finally {
+      call.cancel();
+      stub.close();
+    }
+  });
+});
