@@ -1,8 +1,9 @@
 import { createClientFactory, createLogger, runMain } from "@hookmesh/kit";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { loadConfig } from "./config.js";
 import { Intake } from "./intake.js";
+import { tasksReadiness } from "./readiness.js";
 import { build } from "./server.js";
 
 const logger = createLogger({ service: "gateway", level: process.env.LOG_LEVEL });
@@ -10,22 +11,13 @@ const logger = createLogger({ service: "gateway", level: process.env.LOG_LEVEL }
 await runMain(logger, async () => {
   const config = loadConfig();
   const clients = createClientFactory({ logger });
-  const tasksHealth = clients.client(Health, config.tasksUrl);
   const gateway = build({
     intake: new Intake(clients.client(TaskService, config.tasksUrl), {
       submitTimeoutMs: config.submitTimeoutMs,
       retryAfterSeconds: config.retryAfterSeconds,
     }),
     github: { secrets: config.githubWebhookSecrets, maxBodyBytes: config.githubMaxBodyBytes },
-    // Until the outbox exists, a delivery is durable only if tasks can take it now.
-    ready: async (signal) => {
-      try {
-        const res = await tasksHealth.check({ service: TaskService.typeName }, { signal, timeoutMs: 1_000 });
-        return res.status === ServingStatus.SERVING;
-      } catch {
-        return false;
-      }
-    },
+    ready: tasksReadiness(clients.client(Health, config.tasksUrl)),
     logger,
     tls: config.tls,
   });

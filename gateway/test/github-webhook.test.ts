@@ -20,6 +20,7 @@ import { build as buildTasks } from "../../services/tasks/src/server.js";
 import { TaskStore } from "../../services/tasks/src/task-store.js";
 import { signGitHubPayload } from "../src/github/signature.js";
 import { Intake } from "../src/intake.js";
+import { tasksReadiness } from "../src/readiness.js";
 import { build as buildGateway, type Gateway } from "../src/server.js";
 import { exampleOf, examplesOf, type Payload } from "./examples.js";
 
@@ -74,22 +75,13 @@ class Mesh {
   }
 
   buildGateway(secrets: string[]): Gateway {
-    const tasksHealth = this.clients.client(Health, this.tasksUrl);
     return buildGateway({
       intake: new Intake(this.clients.client(TaskService, this.tasksUrl), {
         submitTimeoutMs: 2_000,
         retryAfterSeconds: RETRY_AFTER_SECONDS,
       }),
       github: { secrets, maxBodyBytes: MAX_BODY_BYTES },
-      // As main.ts: ready while tasks can take a delivery now.
-      ready: async (signal) => {
-        try {
-          const res = await tasksHealth.check({ service: TaskService.typeName }, { signal, timeoutMs: 1_000 });
-          return res.status === ServingStatus.SERVING;
-        } catch {
-          return false;
-        }
-      },
+      ready: tasksReadiness(this.clients.client(Health, this.tasksUrl)),
       logger: this.log.logger,
     });
   }

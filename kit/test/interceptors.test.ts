@@ -3,6 +3,7 @@ import { Code, ConnectError, createClient, createRouterTransport, type ConnectRo
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { serverCallInterceptor, toWireError, type ErrorMapper } from "../src/interceptors.js";
 import { memoryLogger } from "../src/testing/logger.js";
+import { callError } from "../src/testing/errors.js";
 
 class QuotaError extends Error {
   override name = "QuotaError";
@@ -59,16 +60,6 @@ function setup() {
   const client = createClient(Health, transport);
   const logged = () => lines().map((line) => JSON.parse(line) as Record<string, unknown>);
   return { client, logged };
-}
-
-async function callError(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConnectError);
-    return err as ConnectError;
-  }
-  throw new Error("expected the call to fail");
 }
 
 async function drain<T>(stream: AsyncIterable<T>): Promise<T[]> {

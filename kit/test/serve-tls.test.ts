@@ -16,6 +16,7 @@ import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { HealthState } from "../src/health.js";
 import { createMeshServer, type MeshServer, type ServerOptions, type TlsOptions } from "../src/serve.js";
 import { memoryLogger } from "../src/testing/logger.js";
+import { callError } from "../src/testing/errors.js";
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), "hookmesh-tls-"));
@@ -111,15 +112,6 @@ function httpsCheck(
     req.on("error", reject);
     req.end("{}");
   });
-}
-
-async function callError(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("createMeshServer with TLS", () => {

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -13,6 +13,7 @@ import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { HealthState } from "../src/health.js";
 import { createMeshServer, type MeshServer, type ServerOptions } from "../src/serve.js";
 import { memoryLogger } from "../src/testing/logger.js";
+import { callError } from "../src/testing/errors.js";
 
 const SECRET_DETAIL = "redis://:hunter2@db refused";
 const TASKS = TaskService.typeName;
@@ -64,15 +65,6 @@ async function start(options: Partial<ServerOptions> = {}): Promise<Started> {
 
 function grpcTransport(url: string): Transport {
   return createGrpcTransport({ baseUrl: url });
-}
-
-async function callError(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
 }
 
 /** Resolves with the error code of a fresh TCP connection attempt, or "connected". */

@@ -1,2 +1,3 @@
-export * from "./redis.js";
+export * from "./errors.js";
 export * from "./logger.js";
+export * from "./redis.js";

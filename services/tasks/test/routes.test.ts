@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
 import { memoryLogger, testRedis, TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
 import { EventSchema, Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
@@ -9,6 +9,7 @@ import { TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { mapError, routes } from "../src/routes.js";
 import { TaskStore } from "../src/task-store.js";
+import { callError } from "@hookmesh/kit/testing";
 
 const RAW = '{"action":"created","comment":{"body":"@agent fix it"}}';
 
@@ -29,16 +30,6 @@ function clientFor(store: TaskStore) {
     router: { interceptors: [serverCallInterceptor(logger, mapError)] },
   });
   return { client: createClient(TaskService, transport), lines };
-}
-
-async function callError(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConnectError);
-    return err as ConnectError;
-  }
-  throw new Error("expected the call to fail");
 }
 
 describe("TaskService routes", () => {
