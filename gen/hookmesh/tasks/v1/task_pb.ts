@@ -8,13 +8,15 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../events/v1/event_pb.js";
 import { file_hookmesh_events_v1_event } from "../../events/v1/event_pb.js";
+import type { AgentProfile } from "./route_pb.js";
+import { file_hookmesh_tasks_v1_route } from "./route_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hookmesh/tasks/v1/task.proto.
  */
 export const file_hookmesh_tasks_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chxob29rbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhFob29rbWVzaC50YXNrcy52MSLsAgoEVGFzaxIKCgJpZBgBIAEoCRIrCgVzdGF0ZRgCIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgVldmVudBgDIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudBIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKAUSFAoMbWF4X2F0dGVtcHRzGAcgASgFEhAKCHByaW9yaXR5GAggASgFEjcKC3RyYW5zaXRpb25zGAkgAygLMiIuaG9va21lc2gudGFza3MudjEuU3RhdGVUcmFuc2l0aW9uEi0KBnJlc3VsdBgKIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQiiQEKD1N0YXRlVHJhbnNpdGlvbhIrCgVzdGF0ZRgBIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAMgASgFEg4KBnJlYXNvbhgEIAEoCSKqAQoKVGFza1Jlc3VsdBIOCgZhbnN3ZXIYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhAKCGNvc3RfdXNkGAMgASgBEhQKDGlucHV0X3Rva2VucxgEIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAUgASgDEisKCGR1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWVycm9yGAcgASgJKs0BCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISGAoUVEFTS19TVEFURV9TVUNDRUVERUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhcKE1RBU0tfU1RBVEVfQ0FOQ0VMRUQQBRITCg9UQVNLX1NUQVRFX0RFQUQQBhIWChJUQVNLX1NUQVRFX0lHTk9SRUQQBypOCghUYXNrVmlldxIZChVUQVNLX1ZJRVdfVU5TUEVDSUZJRUQQABITCg9UQVNLX1ZJRVdfQkFTSUMQARISCg5UQVNLX1ZJRVdfRlVMTBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Chxob29rbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhFob29rbWVzaC50YXNrcy52MSLtAwoEVGFzaxIKCgJpZBgBIAEoCRIrCgVzdGF0ZRgCIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgVldmVudBgDIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudBIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKAUSFAoMbWF4X2F0dGVtcHRzGAcgASgFEhAKCHByaW9yaXR5GAggASgFEjcKC3RyYW5zaXRpb25zGAkgAygLMiIuaG9va21lc2gudGFza3MudjEuU3RhdGVUcmFuc2l0aW9uEi0KBnJlc3VsdBgKIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQSEAoIcm91dGVfaWQYCyABKAkSMAoHcHJvZmlsZRgMIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkFnZW50UHJvZmlsZRIOCgZwcm9tcHQYDSABKAkSEQoJd29ya2VyX2lkGA4gASgJEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYDyABKAgiiQEKD1N0YXRlVHJhbnNpdGlvbhIrCgVzdGF0ZRgBIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAMgASgFEg4KBnJlYXNvbhgEIAEoCSLaAQoKVGFza1Jlc3VsdBIOCgZhbnN3ZXIYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhAKCGNvc3RfdXNkGAMgASgBEhQKDGlucHV0X3Rva2VucxgEIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAUgASgDEisKCGR1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWVycm9yGAcgASgJEi4KB291dGNvbWUYCCABKA4yHS5ob29rbWVzaC50YXNrcy52MS5SdW5PdXRjb21lIqMCCglUYXNrRXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgDIAEoBRIuCgVzdGFnZRgEIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlN0YWdlRXZlbnRIABIwCgZvdXRwdXQYBSABKAsyHi5ob29rbWVzaC50YXNrcy52MS5PdXRwdXRFdmVudEgAEjUKCXRvb2xfY2FsbBgGIAEoCzIgLmhvb2ttZXNoLnRhc2tzLnYxLlRvb2xDYWxsRXZlbnRIABIuCgV1c2FnZRgHIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlVzYWdlRXZlbnRIAEIGCgRraW5kIkkKClN0YWdlRXZlbnQSKwoFc3RhZ2UYASABKA4yHC5ob29rbWVzaC50YXNrcy52MS5UYXNrU3RhZ2USDgoGZGV0YWlsGAIgASgJIl8KC091dHB1dEV2ZW50Ei8KBnN0cmVhbRgBIAEoDjIfLmhvb2ttZXNoLnRhc2tzLnYxLk91dHB1dFN0cmVhbRIMCgR0ZXh0GAIgASgJEhEKCXRydW5jYXRlZBgDIAEoCCItCg1Ub29sQ2FsbEV2ZW50EgwKBG5hbWUYASABKAkSDgoGZGV0YWlsGAIgASgJIksKClVzYWdlRXZlbnQSEAoIY29zdF91c2QYASABKAESFAoMaW5wdXRfdG9rZW5zGAIgASgDEhUKDW91dHB1dF90b2tlbnMYAyABKAMqzQEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSFwoTVEFTS19TVEFURV9DQU5DRUxFRBAFEhMKD1RBU0tfU1RBVEVfREVBRBAGEhYKElRBU0tfU1RBVEVfSUdOT1JFRBAHKk4KCFRhc2tWaWV3EhkKFVRBU0tfVklFV19VTlNQRUNJRklFRBAAEhMKD1RBU0tfVklFV19CQVNJQxABEhIKDlRBU0tfVklFV19GVUxMEAIq0QEKClJ1bk91dGNvbWUSGwoXUlVOX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVSVU5fT1VUQ09NRV9TVUNDRUVERUQQARIbChdSVU5fT1VUQ09NRV9BR0VOVF9FUlJPUhACEhkKFVJVTl9PVVRDT01FX1RJTUVEX09VVBADEhgKFFJVTl9PVVRDT01FX0NPU1RfQ0FQEAQSGAoUUlVOX09VVENPTUVfQ0FOQ0VMRUQQBRIfChtSVU5fT1VUQ09NRV9XT1JLRVJfU0hVVERPV04QBiqDAwoJVGFza1N0YWdlEhoKFlRBU0tfU1RBR0VfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQUdFX1JFQ0VJVkVEEAESFwoTVEFTS19TVEFHRV9WRVJJRklFRBACEhUKEVRBU0tfU1RBR0VfUk9VVEVEEAMSFQoRVEFTS19TVEFHRV9RVUVVRUQQBBIVChFUQVNLX1NUQUdFX0xFQVNFRBAFEhYKElRBU0tfU1RBR0VfU1RBUlRFRBAGEhgKFFRBU0tfU1RBR0VfQ09NUExFVEVEEAcSFQoRVEFTS19TVEFHRV9GQUlMRUQQCBIeChpUQVNLX1NUQUdFX1JFVFJZX1NDSEVEVUxFRBAJEhwKGFRBU0tfU1RBR0VfTEVBU0VfRVhQSVJFRBAKEhcKE1RBU0tfU1RBR0VfQ0FOQ0VMRUQQCxITCg9UQVNLX1NUQUdFX0RFQUQQDBIWChJUQVNLX1NUQUdFX0lHTk9SRUQQDRIWChJUQVNLX1NUQUdFX1JFVFJJRUQQDip6CgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAhIXChNPVVRQVVRfU1RSRUFNX0FHRU5UEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_route]);
 
 /**
  * A unit of agent work created from one event.
@@ -91,6 +93,41 @@ export type Task = Message<"hookmesh.tasks.v1.Task"> & {
    * @generated from field: hookmesh.tasks.v1.TaskResult result = 10;
    */
   result?: TaskResult | undefined;
+
+  /**
+   * The routing rule that created the task; empty for ignored events.
+   *
+   * @generated from field: string route_id = 11;
+   */
+  routeId: string;
+
+  /**
+   * How the agent runs, copied from the route when the task was created.
+   *
+   * @generated from field: hookmesh.tasks.v1.AgentProfile profile = 12;
+   */
+  profile?: AgentProfile | undefined;
+
+  /**
+   * The prompt for the agent, rendered from the profile's template and the event.
+   *
+   * @generated from field: string prompt = 13;
+   */
+  prompt: string;
+
+  /**
+   * The worker holding the current lease, while RUNNING.
+   *
+   * @generated from field: string worker_id = 14;
+   */
+  workerId: string;
+
+  /**
+   * Set when a cancel was asked for a running task; the worker stops the agent.
+   *
+   * @generated from field: bool cancel_requested = 15;
+   */
+  cancelRequested: boolean;
 };
 
 /**
@@ -196,6 +233,13 @@ export type TaskResult = Message<"hookmesh.tasks.v1.TaskResult"> & {
    * @generated from field: string error = 7;
    */
   error: string;
+
+  /**
+   * How the run ended.
+   *
+   * @generated from field: hookmesh.tasks.v1.RunOutcome outcome = 8;
+   */
+  outcome: RunOutcome;
 };
 
 /**
@@ -206,14 +250,193 @@ export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_task, 2);
 
 /**
+ * One entry of a task's append-only timeline.
+ *
+ * @generated from message hookmesh.tasks.v1.TaskEvent
+ */
+export type TaskEvent = Message<"hookmesh.tasks.v1.TaskEvent"> & {
+  /**
+   * Server-assigned, increasing within a task; pass it to WatchTask to resume after it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The attempt it belongs to (0 before the first lease).
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+
+  /**
+   * What happened.
+   *
+   * @generated from oneof hookmesh.tasks.v1.TaskEvent.kind
+   */
+  kind: {
+    /**
+     * @generated from field: hookmesh.tasks.v1.StageEvent stage = 4;
+     */
+    value: StageEvent;
+    case: "stage";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.OutputEvent output = 5;
+     */
+    value: OutputEvent;
+    case: "output";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.ToolCallEvent tool_call = 6;
+     */
+    value: ToolCallEvent;
+    case: "toolCall";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.UsageEvent usage = 7;
+     */
+    value: UsageEvent;
+    case: "usage";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.TaskEvent.
+ * Use `create(TaskEventSchema)` to create a new message.
+ */
+export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 3);
+
+/**
+ * @generated from message hookmesh.tasks.v1.StageEvent
+ */
+export type StageEvent = Message<"hookmesh.tasks.v1.StageEvent"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.TaskStage stage = 1;
+   */
+  stage: TaskStage;
+
+  /**
+   * Details for people, e.g. the route id, the worker id, the error.
+   *
+   * @generated from field: string detail = 2;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.StageEvent.
+ * Use `create(StageEventSchema)` to create a new message.
+ */
+export const StageEventSchema: GenMessage<StageEvent> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 4);
+
+/**
+ * A chunk of agent output.
+ *
+ * @generated from message hookmesh.tasks.v1.OutputEvent
+ */
+export type OutputEvent = Message<"hookmesh.tasks.v1.OutputEvent"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.OutputStream stream = 1;
+   */
+  stream: OutputStream;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * True when the chunk was cut to the size limit.
+   *
+   * @generated from field: bool truncated = 3;
+   */
+  truncated: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.OutputEvent.
+ * Use `create(OutputEventSchema)` to create a new message.
+ */
+export const OutputEventSchema: GenMessage<OutputEvent> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 5);
+
+/**
+ * A tool or service call made by the agent or on its behalf.
+ *
+ * @generated from message hookmesh.tasks.v1.ToolCallEvent
+ */
+export type ToolCallEvent = Message<"hookmesh.tasks.v1.ToolCallEvent"> & {
+  /**
+   * The tool's or method's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * A short description of the call (arguments, outcome), truncated.
+   *
+   * @generated from field: string detail = 2;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.ToolCallEvent.
+ * Use `create(ToolCallEventSchema)` to create a new message.
+ */
+export const ToolCallEventSchema: GenMessage<ToolCallEvent> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 6);
+
+/**
+ * Cost and tokens reported so far by the running agent.
+ *
+ * @generated from message hookmesh.tasks.v1.UsageEvent
+ */
+export type UsageEvent = Message<"hookmesh.tasks.v1.UsageEvent"> & {
+  /**
+   * @generated from field: double cost_usd = 1;
+   */
+  costUsd: number;
+
+  /**
+   * @generated from field: int64 input_tokens = 2;
+   */
+  inputTokens: bigint;
+
+  /**
+   * @generated from field: int64 output_tokens = 3;
+   */
+  outputTokens: bigint;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.UsageEvent.
+ * Use `create(UsageEventSchema)` to create a new message.
+ */
+export const UsageEventSchema: GenMessage<UsageEvent> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 7);
+
+/**
  * Where a task is in its lifecycle.
  *
  *   QUEUED ──lease──▶ RUNNING ──▶ SUCCEEDED
- *     ▲                  │  └───▶ FAILED ──(attempts left)──▶ QUEUED
- *     │                  │                └─(exhausted)─────▶ DEAD
- *     └──── retry ───────┴──────▶ CANCELED
+ *     ▲                  ├──────▶ FAILED    (the agent failed in a way retrying will not fix)
+ *     └─(attempts left)──┤──────▶ DEAD      (every attempt failed, or the lease was lost too often)
+ *                        └──────▶ CANCELED
  *
- * SUCCEEDED, CANCELED and DEAD are final until an operator retries the task.
+ * A failed attempt with attempts left goes back to QUEUED after a backoff. FAILED, DEAD and
+ * CANCELED are final until an operator retries the task; SUCCEEDED and IGNORED are final.
  *
  * @generated from enum hookmesh.tasks.v1.TaskState
  */
@@ -224,7 +447,7 @@ export enum TaskState {
   UNSPECIFIED = 0,
 
   /**
-   * Durable and waiting for a worker.
+   * Durable and waiting for a worker (or for its backoff after a failed attempt).
    *
    * @generated from enum value: TASK_STATE_QUEUED = 1;
    */
@@ -245,7 +468,7 @@ export enum TaskState {
   SUCCEEDED = 3,
 
   /**
-   * The last attempt failed; the task is queued again while attempts remain.
+   * The agent failed in a way that retrying will not fix; `Task.result.error` says why.
    *
    * @generated from enum value: TASK_STATE_FAILED = 4;
    */
@@ -312,4 +535,215 @@ export enum TaskView {
  */
 export const TaskViewSchema: GenEnum<TaskView> = /*@__PURE__*/
   enumDesc(file_hookmesh_tasks_v1_task, 1);
+
+/**
+ * How an agent run ended.
+ *
+ * @generated from enum hookmesh.tasks.v1.RunOutcome
+ */
+export enum RunOutcome {
+  /**
+   * @generated from enum value: RUN_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The agent exited 0.
+   *
+   * @generated from enum value: RUN_OUTCOME_SUCCEEDED = 1;
+   */
+  SUCCEEDED = 1,
+
+  /**
+   * The agent exited non-zero or could not start.
+   *
+   * @generated from enum value: RUN_OUTCOME_AGENT_ERROR = 2;
+   */
+  AGENT_ERROR = 2,
+
+  /**
+   * The run exceeded the profile's max run time and was killed.
+   *
+   * @generated from enum value: RUN_OUTCOME_TIMED_OUT = 3;
+   */
+  TIMED_OUT = 3,
+
+  /**
+   * The agent reported cost over the profile's cap and was killed.
+   *
+   * @generated from enum value: RUN_OUTCOME_COST_CAP = 4;
+   */
+  COST_CAP = 4,
+
+  /**
+   * The task was canceled and the agent was killed.
+   *
+   * @generated from enum value: RUN_OUTCOME_CANCELED = 5;
+   */
+  CANCELED = 5,
+
+  /**
+   * The worker was shutting down and stopped the run before it finished.
+   *
+   * @generated from enum value: RUN_OUTCOME_WORKER_SHUTDOWN = 6;
+   */
+  WORKER_SHUTDOWN = 6,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.RunOutcome.
+ */
+export const RunOutcomeSchema: GenEnum<RunOutcome> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_task, 2);
+
+/**
+ * A milestone in the task's life.
+ *
+ * @generated from enum hookmesh.tasks.v1.TaskStage
+ */
+export enum TaskStage {
+  /**
+   * @generated from enum value: TASK_STAGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The gateway received the delivery.
+   *
+   * @generated from enum value: TASK_STAGE_RECEIVED = 1;
+   */
+  RECEIVED = 1,
+
+  /**
+   * Its signature was verified.
+   *
+   * @generated from enum value: TASK_STAGE_VERIFIED = 2;
+   */
+  VERIFIED = 2,
+
+  /**
+   * A routing rule matched it (or none did: see IGNORED).
+   *
+   * @generated from enum value: TASK_STAGE_ROUTED = 3;
+   */
+  ROUTED = 3,
+
+  /**
+   * It is waiting for a worker.
+   *
+   * @generated from enum value: TASK_STAGE_QUEUED = 4;
+   */
+  QUEUED = 4,
+
+  /**
+   * A worker leased it.
+   *
+   * @generated from enum value: TASK_STAGE_LEASED = 5;
+   */
+  LEASED = 5,
+
+  /**
+   * The agent process started.
+   *
+   * @generated from enum value: TASK_STAGE_STARTED = 6;
+   */
+  STARTED = 6,
+
+  /**
+   * The agent succeeded.
+   *
+   * @generated from enum value: TASK_STAGE_COMPLETED = 7;
+   */
+  COMPLETED = 7,
+
+  /**
+   * An attempt failed.
+   *
+   * @generated from enum value: TASK_STAGE_FAILED = 8;
+   */
+  FAILED = 8,
+
+  /**
+   * The task will run again after a backoff.
+   *
+   * @generated from enum value: TASK_STAGE_RETRY_SCHEDULED = 9;
+   */
+  RETRY_SCHEDULED = 9,
+
+  /**
+   * The worker stopped heartbeating and lost its lease.
+   *
+   * @generated from enum value: TASK_STAGE_LEASE_EXPIRED = 10;
+   */
+  LEASE_EXPIRED = 10,
+
+  /**
+   * The task was canceled.
+   *
+   * @generated from enum value: TASK_STAGE_CANCELED = 11;
+   */
+  CANCELED = 11,
+
+  /**
+   * Every attempt failed; the task is dead-lettered.
+   *
+   * @generated from enum value: TASK_STAGE_DEAD = 12;
+   */
+  DEAD = 12,
+
+  /**
+   * No routing rule matched the event.
+   *
+   * @generated from enum value: TASK_STAGE_IGNORED = 13;
+   */
+  IGNORED = 13,
+
+  /**
+   * An operator asked for the task to run again.
+   *
+   * @generated from enum value: TASK_STAGE_RETRIED = 14;
+   */
+  RETRIED = 14,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.TaskStage.
+ */
+export const TaskStageSchema: GenEnum<TaskStage> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_task, 3);
+
+/**
+ * Where agent output came from.
+ *
+ * @generated from enum hookmesh.tasks.v1.OutputStream
+ */
+export enum OutputStream {
+  /**
+   * @generated from enum value: OUTPUT_STREAM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: OUTPUT_STREAM_STDOUT = 1;
+   */
+  STDOUT = 1,
+
+  /**
+   * @generated from enum value: OUTPUT_STREAM_STDERR = 2;
+   */
+  STDERR = 2,
+
+  /**
+   * Text the agent reported through its protocol (e.g. an assistant message).
+   *
+   * @generated from enum value: OUTPUT_STREAM_AGENT = 3;
+   */
+  AGENT = 3,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.OutputStream.
+ */
+export const OutputStreamSchema: GenEnum<OutputStream> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_task, 4);
 

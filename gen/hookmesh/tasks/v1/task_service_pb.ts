@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Event, Provider } from "../../events/v1/event_pb.js";
 import { file_hookmesh_events_v1_event } from "../../events/v1/event_pb.js";
-import type { Task, TaskState, TaskView } from "./task_pb.js";
+import type { Task, TaskEvent, TaskState, TaskView } from "./task_pb.js";
 import { file_hookmesh_tasks_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/task_service.proto.
  */
 export const file_hookmesh_tasks_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJHCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIpCgR2aWV3GAIgASgOMhsuaG9va21lc2gudGFza3MudjEuVGFza1ZpZXciOAoPR2V0VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIsEBChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEisKBXN0YXRlGAQgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YXRlEikKBHZpZXcYBSABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMqQCCgtUYXNrU2VydmljZRJhCgtTdWJtaXRFdmVudBIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVzcG9uc2UiA5ACAhJVCgdHZXRUYXNrEiEuaG9va21lc2gudGFza3MudjEuR2V0VGFza1JlcXVlc3QaIi5ob29rbWVzaC50YXNrcy52MS5HZXRUYXNrUmVzcG9uc2UiA5ACARJbCglMaXN0VGFza3MSIy5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXF1ZXN0GiQuaG9va21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
+  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJHCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIpCgR2aWV3GAIgASgOMhsuaG9va21lc2gudGFza3MudjEuVGFza1ZpZXciOAoPR2V0VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIsEBChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEisKBXN0YXRlGAQgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YXRlEikKBHZpZXcYBSABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KEUNhbmNlbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI7ChJDYW5jZWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2siHgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChFSZXRyeVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX2V2ZW50X2lkGAIgASgJIkAKEVdhdGNoVGFza1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwuaG9va21lc2gudGFza3MudjEuVGFza0V2ZW50MrsECgtUYXNrU2VydmljZRJhCgtTdWJtaXRFdmVudBIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVzcG9uc2UiA5ACAhJVCgdHZXRUYXNrEiEuaG9va21lc2gudGFza3MudjEuR2V0VGFza1JlcXVlc3QaIi5ob29rbWVzaC50YXNrcy52MS5HZXRUYXNrUmVzcG9uc2UiA5ACARJbCglMaXN0VGFza3MSIy5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXF1ZXN0GiQuaG9va21lc2gudGFza3MudjEuTGlzdFRhc2tzUmVzcG9uc2UiA5ACARJeCgpDYW5jZWxUYXNrEiQuaG9va21lc2gudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5ob29rbWVzaC50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2UiA5ACAhJWCglSZXRyeVRhc2sSIy5ob29rbWVzaC50YXNrcy52MS5SZXRyeVRhc2tSZXF1ZXN0GiQuaG9va21lc2gudGFza3MudjEuUmV0cnlUYXNrUmVzcG9uc2USXQoJV2F0Y2hUYXNrEiMuaG9va21lc2gudGFza3MudjEuV2F0Y2hUYXNrUmVxdWVzdBokLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoVGFza1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
 
 /**
  * @generated from message hookmesh.tasks.v1.SubmitEventRequest
@@ -178,6 +178,122 @@ export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE_
   messageDesc(file_hookmesh_tasks_v1_task_service, 5);
 
 /**
+ * @generated from message hookmesh.tasks.v1.CancelTaskRequest
+ */
+export type CancelTaskRequest = Message<"hookmesh.tasks.v1.CancelTaskRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Why, for the timeline.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.CancelTaskRequest.
+ * Use `create(CancelTaskRequestSchema)` to create a new message.
+ */
+export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 6);
+
+/**
+ * @generated from message hookmesh.tasks.v1.CancelTaskResponse
+ */
+export type CancelTaskResponse = Message<"hookmesh.tasks.v1.CancelTaskResponse"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.CancelTaskResponse.
+ * Use `create(CancelTaskResponseSchema)` to create a new message.
+ */
+export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 7);
+
+/**
+ * @generated from message hookmesh.tasks.v1.RetryTaskRequest
+ */
+export type RetryTaskRequest = Message<"hookmesh.tasks.v1.RetryTaskRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.RetryTaskRequest.
+ * Use `create(RetryTaskRequestSchema)` to create a new message.
+ */
+export const RetryTaskRequestSchema: GenMessage<RetryTaskRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 8);
+
+/**
+ * @generated from message hookmesh.tasks.v1.RetryTaskResponse
+ */
+export type RetryTaskResponse = Message<"hookmesh.tasks.v1.RetryTaskResponse"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.RetryTaskResponse.
+ * Use `create(RetryTaskResponseSchema)` to create a new message.
+ */
+export const RetryTaskResponseSchema: GenMessage<RetryTaskResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 9);
+
+/**
+ * @generated from message hookmesh.tasks.v1.WatchTaskRequest
+ */
+export type WatchTaskRequest = Message<"hookmesh.tasks.v1.WatchTaskRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Resume after this event id; empty streams the timeline from its start.
+   *
+   * @generated from field: string after_event_id = 2;
+   */
+  afterEventId: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WatchTaskRequest.
+ * Use `create(WatchTaskRequestSchema)` to create a new message.
+ */
+export const WatchTaskRequestSchema: GenMessage<WatchTaskRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 10);
+
+/**
+ * @generated from message hookmesh.tasks.v1.WatchTaskResponse
+ */
+export type WatchTaskResponse = Message<"hookmesh.tasks.v1.WatchTaskResponse"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.TaskEvent event = 1;
+   */
+  event?: TaskEvent | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WatchTaskResponse.
+ * Use `create(WatchTaskResponseSchema)` to create a new message.
+ */
+export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 11);
+
+/**
  * TaskService turns events into durable tasks and lets anyone read them.
  *
  * @generated from service hookmesh.tasks.v1.TaskService
@@ -217,6 +333,40 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof ListTasksRequestSchema;
     output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * Cancels a queued task at once, or asks the worker running it to stop the agent.
+   * Errors: NOT_FOUND; FAILED_PRECONDITION when the task already ended.
+   *
+   * @generated from rpc hookmesh.tasks.v1.TaskService.CancelTask
+   */
+  cancelTask: {
+    methodKind: "unary";
+    input: typeof CancelTaskRequestSchema;
+    output: typeof CancelTaskResponseSchema;
+  },
+  /**
+   * Queues a FAILED, DEAD or CANCELED task again, with a fresh budget of attempts.
+   * Errors: NOT_FOUND; FAILED_PRECONDITION when the task is not in one of those states.
+   *
+   * @generated from rpc hookmesh.tasks.v1.TaskService.RetryTask
+   */
+  retryTask: {
+    methodKind: "unary";
+    input: typeof RetryTaskRequestSchema;
+    output: typeof RetryTaskResponseSchema;
+  },
+  /**
+   * Streams a task's timeline: every event after `after_event_id` (all when empty), then
+   * each new one as it happens, until the task reaches a final state or the caller stops.
+   * Errors: NOT_FOUND.
+   *
+   * @generated from rpc hookmesh.tasks.v1.TaskService.WatchTask
+   */
+  watchTask: {
+    methodKind: "server_streaming";
+    input: typeof WatchTaskRequestSchema;
+    output: typeof WatchTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hookmesh_tasks_v1_task_service, 0);
