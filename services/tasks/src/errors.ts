@@ -31,3 +31,16 @@ export class StoreUnavailableError extends Error {
     super("task store unavailable", { cause });
   }
 }
+
+/** The caller's lease on a task is gone: it expired and the task went elsewhere, or the task ended. */
+export class LeaseLostError extends Error {
+  override name = "LeaseLostError";
+  constructor(readonly taskId: string) {
+    super(`lease on task ${taskId} is no longer held`);
+  }
+}
+
+/** The task is not in a state that allows the operation. */
+export class TaskStateError extends Error {
+  override name = "TaskStateError";
+}

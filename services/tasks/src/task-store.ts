@@ -1,24 +1,12 @@
 import { ReplyError, type Redis } from "ioredis";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { v7 as uuidv7 } from "uuid";
-import { Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import {
-  StateTransitionSchema,
-  TaskSchema,
-  TaskState,
-  TaskView,
-  type Task,
-} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { InvalidEventError, InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError } from "./errors.js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError } from "./errors.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
   keyPrefix: string;
-  /** Attempts a new task gets before it is dead-lettered. */
-  maxAttempts: number;
-  /** The clock, injectable for tests. */
-  now?: () => Date;
 }
 
 export interface TaskFilter {
@@ -37,71 +25,73 @@ export interface TaskPage {
   nextPageToken: string;
 }
 
-const MAX_DELIVERY_ID_LENGTH = 256;
 const SCAN_BATCH = 200;
+/** Attempts at a compare-and-set update before giving up: only a hot task contends this much. */
+const MAX_UPDATE_TRIES = 20;
 
 /**
- * Creates a task for a delivery unless one exists, atomically: the delivery key, the task and
- * its index entries are written in one script, so a crash never leaves a task without its
- * dedup key or the other way round.
+ * Creates a task for a delivery unless one exists, atomically: the delivery key, the task, its
+ * raw body and its index entries are written in one script, so a crash never leaves a task
+ * without its dedup key or the other way round.
  */
-const SUBMIT_SCRIPT = `
+const CREATE_SCRIPT = `
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
-for i = 3, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
+redis.call('SET', KEYS[3], ARGV[3])
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
 return false
 `;
 
+/** Replaces a task only if it is still what the caller read, moving it between state indexes. */
+const UPDATE_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+if KEYS[2] ~= KEYS[3] then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZADD', KEYS[3], 0, ARGV[3])
+end
+return 1
+`;
+
 /**
- * Tasks in Redis. A task is stored as protobuf binary under `task:{id}`; ids are UUIDv7, so
- * sorting them sorts by creation time, and the indexes are lexicographic sorted sets
- * (`index:all`, `index:provider:{n}`, `index:state:{n}`) that list pages newest first.
+ * Tasks in Redis. A task is protobuf binary under `task:{id}` and its event's raw body lies
+ * apart under `raw:{id}`, so that state changes rewrite a few kilobytes, not a 25 MB payload.
+ * Ids are UUIDv7, so sorting them sorts by creation time, and the indexes are lexicographic
+ * sorted sets (`index:all`, `index:provider:{n}`, `index:state:{n}`) listed newest first.
  */
 export class TaskStore {
   private readonly prefix: string;
-  private readonly now: () => Date;
 
   constructor(
     private readonly redis: Redis,
-    private readonly options: TaskStoreOptions,
+    options: TaskStoreOptions,
   ) {
     this.prefix = options.keyPrefix;
-    this.now = options.now ?? (() => new Date());
   }
 
-  /** The task for `event`, created if this delivery was never seen. */
-  async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
-    const valid = validateEvent(event);
-    const id = uuidv7();
-    const time = timestampFromDate(this.now());
-    const task = create(TaskSchema, {
-      id,
-      state: TaskState.QUEUED,
-      event: valid,
-      createTime: time,
-      updateTime: time,
-      maxAttempts: this.options.maxAttempts,
-      transitions: [
-        create(StateTransitionSchema, {
-          state: TaskState.QUEUED,
-          time,
-          reason: `created from ${Provider[valid.provider].toLowerCase()} delivery ${valid.deliveryId}`,
-        }),
-      ],
-    });
+  /**
+   * Stores a new task unless its delivery (provider, delivery id) has one already; then
+   * returns that one, unchanged.
+   */
+  async create(task: Task): Promise<{ task: Task; duplicate: boolean }> {
+    const event = task.event!;
+    const rawBody = event.rawBody;
+    const stored = { ...task, event: { ...event, rawBody: new Uint8Array(0) } };
     const existingId = await this.call(() =>
       this.redis.eval(
-        SUBMIT_SCRIPT,
-        5,
-        this.key("delivery", String(valid.provider), valid.deliveryId),
-        this.taskKey(id),
+        CREATE_SCRIPT,
+        6,
+        this.key("delivery", String(event.provider), event.deliveryId),
+        this.taskKey(task.id),
+        this.rawKey(task.id),
         this.key("index", "all"),
-        this.key("index", "provider", String(valid.provider)),
-        this.key("index", "state", String(task.state)),
-        id,
-        Buffer.from(toBinary(TaskSchema, task)),
+        this.key("index", "provider", String(event.provider)),
+        this.stateIndex(task.state),
+        task.id,
+        Buffer.from(toBinary(TaskSchema, stored)),
+        Buffer.from(rawBody),
       ),
     );
     if (typeof existingId === "string") return { task: await this.get(existingId, TaskView.FULL), duplicate: true };
@@ -109,9 +99,42 @@ export class TaskStore {
   }
 
   async get(id: string, view: TaskView = TaskView.FULL): Promise<Task> {
-    const bytes = await this.call(() => this.redis.getBuffer(this.taskKey(id)));
+    const [bytes, rawBody] = await this.call(() =>
+      view === TaskView.FULL
+        ? Promise.all([this.redis.getBuffer(this.taskKey(id)), this.redis.getBuffer(this.rawKey(id))])
+        : Promise.all([this.redis.getBuffer(this.taskKey(id)), null]),
+    );
     if (bytes === null) throw new TaskNotFoundError(id);
-    return applyView(fromBinary(TaskSchema, bytes), view);
+    return withRawBody(fromBinary(TaskSchema, bytes), rawBody);
+  }
+
+  /**
+   * Applies `change` to the current task and stores the result, unless the task changed in
+   * between, in which case it reads again and reapplies. `change` mutates the task it is given
+   * (or throws a domain error to refuse); the stored task, without its raw body, is returned.
+   */
+  async update(id: string, change: (task: Task) => void): Promise<Task> {
+    for (let tries = 0; tries < MAX_UPDATE_TRIES; tries++) {
+      const before = await this.call(() => this.redis.getBuffer(this.taskKey(id)));
+      if (before === null) throw new TaskNotFoundError(id);
+      const task = fromBinary(TaskSchema, before);
+      const oldState = task.state;
+      change(task);
+      const swapped = await this.call(() =>
+        this.redis.eval(
+          UPDATE_SCRIPT,
+          3,
+          this.taskKey(id),
+          this.stateIndex(oldState),
+          this.stateIndex(task.state),
+          before,
+          Buffer.from(toBinary(TaskSchema, task)),
+          id,
+        ),
+      );
+      if (swapped === 1) return task;
+    }
+    throw new StoreUnavailableError(new Error(`task ${id} changed ${MAX_UPDATE_TRIES} times while being updated`));
   }
 
   /** A page of tasks, newest first. */
@@ -136,9 +159,23 @@ export class TaskStore {
     return { tasks, nextPageToken: more ? encodePageToken(ids.at(-1)!, filterKey) : "" };
   }
 
+  /** Records which lease holds a task, kept after the task ends so a repeated completion can be recognised. */
+  async setLease(taskId: string, leaseId: string): Promise<void> {
+    await this.call(() => this.redis.set(this.key("lease", taskId), leaseId));
+  }
+
+  async leaseOf(taskId: string): Promise<string | null> {
+    return this.call(() => this.redis.get(this.key("lease", taskId)));
+  }
+
+  /** Ids of every task in `state`, oldest first, for start-up reconciliation. */
+  async idsInState(state: TaskState): Promise<string[]> {
+    return this.call(() => this.redis.zrangebylex(this.stateIndex(state), "-", "+"));
+  }
+
   private indexesFor(filter: TaskFilter): [walk: string, check: string | undefined] {
     const byProvider = filter.provider ? this.key("index", "provider", String(filter.provider)) : undefined;
-    const byState = filter.state ? this.key("index", "state", String(filter.state)) : undefined;
+    const byState = filter.state ? this.stateIndex(filter.state) : undefined;
     if (byState && byProvider) return [byState, byProvider];
     return [byState ?? byProvider ?? this.key("index", "all"), undefined];
   }
@@ -161,12 +198,25 @@ export class TaskStore {
 
   private async getMany(ids: string[], view: TaskView): Promise<Task[]> {
     if (ids.length === 0) return [];
-    const values = await this.call(() => this.redis.mgetBuffer(...ids.map((id) => this.taskKey(id))));
-    return values.flatMap((bytes) => (bytes === null ? [] : [applyView(fromBinary(TaskSchema, bytes), view)]));
+    const [tasks, rawBodies] = await this.call(() =>
+      Promise.all([
+        this.redis.mgetBuffer(...ids.map((id) => this.taskKey(id))),
+        view === TaskView.FULL ? this.redis.mgetBuffer(...ids.map((id) => this.rawKey(id))) : [],
+      ]),
+    );
+    return tasks.flatMap((bytes, i) => (bytes === null ? [] : [withRawBody(fromBinary(TaskSchema, bytes), rawBodies[i] ?? null)]));
   }
 
   private taskKey(id: string): string {
     return this.key("task", id);
+  }
+
+  private rawKey(id: string): string {
+    return this.key("raw", id);
+  }
+
+  private stateIndex(state: TaskState): string {
+    return this.key("index", "state", String(state));
   }
 
   private key(...parts: string[]): string {
@@ -187,21 +237,8 @@ export class TaskStore {
   }
 }
 
-function validateEvent(event: Event | undefined): Event {
-  if (!event) throw new InvalidEventError("event", "is required");
-  if (event.provider === Provider.UNSPECIFIED || Provider[event.provider] === undefined) {
-    throw new InvalidEventError("event.provider", "must be a known provider");
-  }
-  if (event.deliveryId === "") throw new InvalidEventError("event.delivery_id", "is required");
-  if (event.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
-    throw new InvalidEventError("event.delivery_id", `must be at most ${MAX_DELIVERY_ID_LENGTH} characters`);
-  }
-  return event;
-}
-
-function applyView(task: Task, view: TaskView): Task {
-  if (view !== TaskView.BASIC || !task.event) return task;
-  task.event.rawBody = new Uint8Array(0);
+function withRawBody(task: Task, rawBody: Buffer | null): Task {
+  if (rawBody !== null && task.event) task.event.rawBody = new Uint8Array(rawBody);
   return task;
 }
 

@@ -1,20 +1,37 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { v7 as uuidv7 } from "uuid";
 import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { InvalidEventError, InvalidPageTokenError, TaskNotFoundError } from "../src/errors.js";
+import { StateTransitionSchema, TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { InvalidPageTokenError, TaskNotFoundError } from "../src/errors.js";
 import { TaskStore } from "../src/task-store.js";
 
-function event(provider: Provider, deliveryId: string) {
-  return create(EventSchema, {
-    provider,
-    deliveryId,
-    eventType: "issue_comment",
-    rawBody: new TextEncoder().encode('{"action":"created"}'),
-    contentType: "application/json",
+const RAW = '{"action":"created"}';
+
+/** A task as the engine builds one: a fresh UUIDv7 id, its event, its first transition. */
+function newTask(provider: Provider, deliveryId: string, state = TaskState.QUEUED): Task {
+  const now = timestampNow();
+  return create(TaskSchema, {
+    id: uuidv7(),
+    state,
+    event: create(EventSchema, {
+      provider,
+      deliveryId,
+      eventType: "issue_comment",
+      action: "created",
+      rawBody: new TextEncoder().encode(RAW),
+      contentType: "application/json",
+    }),
+    createTime: now,
+    updateTime: now,
+    maxAttempts: 3,
+    transitions: [create(StateTransitionSchema, { state, time: now, reason: "test" })],
   });
 }
+
+const raw = (task: Task | undefined) => new TextDecoder().decode(task?.event?.rawBody);
 
 describe("TaskStore", () => {
   let db: TestRedis;
@@ -22,95 +39,221 @@ describe("TaskStore", () => {
 
   beforeEach(async () => {
     db = await testRedis("task-store");
-    store = new TaskStore(db.redis, { keyPrefix: db.prefix, maxAttempts: 3 });
+    store = new TaskStore(db.redis, { keyPrefix: db.prefix });
   });
   afterEach(() => db.cleanup());
 
-  it("creates a queued task and reads it back", async () => {
-    const { task, duplicate } = await store.submit(event(Provider.GITHUB, "d-1"));
-    expect(duplicate).toBe(false);
-    expect(task.state).toBe(TaskState.QUEUED);
-    expect(task.maxAttempts).toBe(3);
-    expect(task.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED]);
-    const read = await store.get(task.id);
-    expect(read.id).toBe(task.id);
-    expect(new TextDecoder().decode(read.event?.rawBody)).toBe('{"action":"created"}');
+  describe("create and get", () => {
+    it("stores a task and reads it back, with its raw body only in FULL view", async () => {
+      const task = newTask(Provider.GITHUB, "d-1");
+      const { task: created, duplicate } = await store.create(task);
+      expect(duplicate).toBe(false);
+      expect(created.id).toBe(task.id);
+
+      const full = await store.get(task.id);
+      expect(full).toEqual(task);
+      expect(raw(full)).toBe(RAW);
+      expect(raw(await store.get(task.id, TaskView.FULL))).toBe(RAW);
+      const basic = await store.get(task.id, TaskView.BASIC);
+      expect(basic.event?.rawBody).toHaveLength(0);
+      expect(basic.event?.deliveryId).toBe("d-1");
+      expect(basic.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED]);
+    });
+
+    it("returns the first task, unchanged, for a repeated delivery and creates nothing", async () => {
+      const first = newTask(Provider.GITHUB, "d-1");
+      await store.create(first);
+      const second = newTask(Provider.GITHUB, "d-1", TaskState.IGNORED);
+      const again = await store.create(second);
+      expect(again.duplicate).toBe(true);
+      expect(again.task).toEqual(first);
+      await expect(store.get(second.id)).rejects.toThrow(TaskNotFoundError);
+      const page = await store.list({ pageSize: 10, view: TaskView.BASIC });
+      expect(page.tasks.map((t) => t.id)).toEqual([first.id]);
+      expect(await store.idsInState(TaskState.IGNORED)).toEqual([]);
+    });
+
+    it("keeps one task per delivery under concurrent creates", async () => {
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.create(newTask(Provider.SLACK, "same"))));
+      expect(new Set(results.map((r) => r.task.id)).size).toBe(1);
+      expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+      expect((await store.list({ pageSize: 50, view: TaskView.BASIC })).tasks).toHaveLength(1);
+      expect(await store.idsInState(TaskState.QUEUED)).toHaveLength(1);
+    });
+
+    it("scopes delivery ids by provider", async () => {
+      const github = await store.create(newTask(Provider.GITHUB, "d-1"));
+      const jira = await store.create(newTask(Provider.JIRA, "d-1"));
+      expect(jira.duplicate).toBe(false);
+      expect(jira.task.id).not.toBe(github.task.id);
+    });
+
+    it("reports a missing task", async () => {
+      await expect(store.get("nope")).rejects.toThrow(TaskNotFoundError);
+      await expect(store.get("nope", TaskView.BASIC)).rejects.toThrow(TaskNotFoundError);
+    });
   });
 
-  it("returns the first task for a repeated delivery and creates nothing", async () => {
-    const first = await store.submit(event(Provider.GITHUB, "d-1"));
-    const again = await store.submit(event(Provider.GITHUB, "d-1"));
-    expect(again.duplicate).toBe(true);
-    expect(again.task.id).toBe(first.task.id);
-    const page = await store.list({ pageSize: 10, view: TaskView.BASIC });
-    expect(page.tasks).toHaveLength(1);
+  describe("list", () => {
+    it("lists newest first across pages, filtered by provider and state, raw bodies only in FULL view", async () => {
+      const created: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        const provider = i % 2 === 0 ? Provider.GITHUB : Provider.SLACK;
+        created.push((await store.create(newTask(provider, `d-${i}`))).task.id);
+      }
+      const newestFirst = [...created].reverse();
+
+      const seen: string[] = [];
+      let pageToken: string | undefined;
+      do {
+        const page = await store.list({ pageSize: 3, pageToken, view: TaskView.BASIC });
+        expect(page.tasks.length).toBeLessThanOrEqual(3);
+        for (const task of page.tasks) expect(task.event?.rawBody).toHaveLength(0);
+        seen.push(...page.tasks.map((t) => t.id));
+        pageToken = page.nextPageToken || undefined;
+      } while (pageToken);
+      expect(seen).toEqual(newestFirst);
+
+      const github = await store.list({ pageSize: 2, provider: Provider.GITHUB, state: TaskState.QUEUED, view: TaskView.FULL });
+      expect(github.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(0, 2));
+      for (const task of github.tasks) expect(raw(task)).toBe(RAW);
+      const rest = await store.list({
+        pageSize: 10,
+        provider: Provider.GITHUB,
+        state: TaskState.QUEUED,
+        pageToken: github.nextPageToken,
+        view: TaskView.BASIC,
+      });
+      expect(rest.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(2));
+      for (const task of rest.tasks) expect(task.event?.rawBody).toHaveLength(0);
+      expect(rest.nextPageToken).toBe("");
+
+      const slack = await store.list({ pageSize: 10, provider: Provider.SLACK, view: TaskView.BASIC });
+      expect(slack.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 1));
+
+      const none = await store.list({ pageSize: 10, state: TaskState.SUCCEEDED, view: TaskView.BASIC });
+      expect(none).toEqual({ tasks: [], nextPageToken: "" });
+    });
+
+    it("lists by state, including ignored tasks", async () => {
+      const queued = (await store.create(newTask(Provider.GITHUB, "q"))).task.id;
+      const ignored = (await store.create(newTask(Provider.GITHUB, "i", TaskState.IGNORED))).task.id;
+      const ids = async (state: TaskState) =>
+        (await store.list({ pageSize: 10, state, view: TaskView.BASIC })).tasks.map((t) => t.id);
+      expect(await ids(TaskState.QUEUED)).toEqual([queued]);
+      expect(await ids(TaskState.IGNORED)).toEqual([ignored]);
+    });
+
+    it("gives no next page token when the last page is exactly full", async () => {
+      for (let i = 0; i < 4; i++) await store.create(newTask(Provider.GITHUB, `d-${i}`));
+      const page = await store.list({ pageSize: 4, view: TaskView.BASIC });
+      expect(page.tasks).toHaveLength(4);
+      expect(page.nextPageToken).toBe("");
+      const half = await store.list({ pageSize: 2, view: TaskView.BASIC });
+      const last = await store.list({ pageSize: 2, pageToken: half.nextPageToken, view: TaskView.BASIC });
+      expect(last.tasks).toHaveLength(2);
+      expect(last.nextPageToken).toBe("");
+    });
+
+    it("rejects a page token issued for other filters, or not issued at all", async () => {
+      for (let i = 0; i < 3; i++) await store.create(newTask(Provider.GITHUB, `d-${i}`));
+      const page = await store.list({ pageSize: 1, view: TaskView.BASIC });
+      expect(page.nextPageToken).not.toBe("");
+      await expect(
+        store.list({ pageSize: 1, pageToken: page.nextPageToken, provider: Provider.GITHUB, view: TaskView.BASIC }),
+      ).rejects.toThrow(InvalidPageTokenError);
+      await expect(store.list({ pageSize: 1, pageToken: "garbage", view: TaskView.BASIC })).rejects.toThrow(InvalidPageTokenError);
+    });
   });
 
-  it("keeps one task per delivery under concurrent submissions", async () => {
-    const results = await Promise.all(Array.from({ length: 20 }, () => store.submit(event(Provider.SLACK, "same"))));
-    expect(new Set(results.map((r) => r.task.id)).size).toBe(1);
-    expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+  describe("update", () => {
+    it("applies a change, returns the stored task and moves it between state indexes", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-1"));
+      const updated = await store.update(task.id, (t) => {
+        t.state = TaskState.RUNNING;
+        t.attempt = 1;
+        t.workerId = "w1";
+      });
+      expect(updated).toMatchObject({ id: task.id, state: TaskState.RUNNING, attempt: 1, workerId: "w1" });
+      expect(updated.event?.rawBody).toHaveLength(0);
+
+      // The raw body, stored apart, survives the rewrite.
+      const read = await store.get(task.id);
+      expect(read).toMatchObject({ state: TaskState.RUNNING, attempt: 1, workerId: "w1" });
+      expect(raw(read)).toBe(RAW);
+
+      const byState = async (state: TaskState) =>
+        (await store.list({ pageSize: 10, state, view: TaskView.BASIC })).tasks.map((t) => t.id);
+      expect(await byState(TaskState.QUEUED)).toEqual([]);
+      expect(await byState(TaskState.RUNNING)).toEqual([task.id]);
+      expect(await store.idsInState(TaskState.QUEUED)).toEqual([]);
+      expect(await store.idsInState(TaskState.RUNNING)).toEqual([task.id]);
+      // Provider and all indexes are untouched.
+      expect((await store.list({ pageSize: 10, provider: Provider.GITHUB, view: TaskView.BASIC })).tasks.map((t) => t.id)).toEqual([task.id]);
+
+      // A change that keeps the state leaves the indexes as they are.
+      await store.update(task.id, (t) => {
+        t.cancelRequested = true;
+      });
+      expect(await byState(TaskState.RUNNING)).toEqual([task.id]);
+      expect((await store.get(task.id, TaskView.BASIC)).cancelRequested).toBe(true);
+    });
+
+    it("applies every one of concurrent updates to the same task", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-hot"));
+      await Promise.all(
+        Array.from({ length: 20 }, () =>
+          store.update(task.id, (t) => {
+            t.attempt += 1;
+          }),
+        ),
+      );
+      expect((await store.get(task.id, TaskView.BASIC)).attempt).toBe(20);
+    });
+
+    it("reports a missing task", async () => {
+      await expect(store.update("nope", () => {})).rejects.toThrow(TaskNotFoundError);
+    });
+
+    it("leaves the task unchanged when the change throws", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-refused"));
+      const refusal = new Error("refused");
+      await expect(
+        store.update(task.id, (t) => {
+          t.state = TaskState.CANCELED;
+          t.attempt = 7;
+          throw refusal;
+        }),
+      ).rejects.toBe(refusal);
+      expect(await store.get(task.id)).toEqual(task);
+      expect(await store.idsInState(TaskState.QUEUED)).toEqual([task.id]);
+      expect(await store.idsInState(TaskState.CANCELED)).toEqual([]);
+    });
   });
 
-  it("scopes delivery ids by provider", async () => {
-    const github = await store.submit(event(Provider.GITHUB, "d-1"));
-    const jira = await store.submit(event(Provider.JIRA, "d-1"));
-    expect(jira.duplicate).toBe(false);
-    expect(jira.task.id).not.toBe(github.task.id);
-  });
+  describe("leases and state ids", () => {
+    it("records the lease holding a task, and the latest one wins", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "l-1"));
+      expect(await store.leaseOf(task.id)).toBeNull();
+      await store.setLease(task.id, "lease-1");
+      expect(await store.leaseOf(task.id)).toBe("lease-1");
+      await store.setLease(task.id, "lease-2");
+      expect(await store.leaseOf(task.id)).toBe("lease-2");
+      expect(await store.leaseOf("other")).toBeNull();
+    });
 
-  it("rejects events without provider or delivery id, naming the field", async () => {
-    await expect(store.submit(undefined)).rejects.toThrow(InvalidEventError);
-    await expect(store.submit(event(Provider.UNSPECIFIED, "x"))).rejects.toThrow("event.provider");
-    await expect(store.submit(event(Provider.GITHUB, ""))).rejects.toThrow("event.delivery_id");
-    await expect(store.submit(event(Provider.GITHUB, "x".repeat(300)))).rejects.toThrow("event.delivery_id");
-  });
-
-  it("reports a missing task", async () => {
-    await expect(store.get("nope")).rejects.toThrow(TaskNotFoundError);
-  });
-
-  it("lists newest first across pages, filtered by provider and state, without raw bodies by default", async () => {
-    const created: string[] = [];
-    for (let i = 0; i < 7; i++) {
-      const provider = i % 2 === 0 ? Provider.GITHUB : Provider.SLACK;
-      created.push((await store.submit(event(provider, `d-${i}`))).task.id);
-    }
-    const newestFirst = [...created].reverse();
-
-    const seen: string[] = [];
-    let pageToken: string | undefined;
-    do {
-      const page = await store.list({ pageSize: 3, pageToken, view: TaskView.BASIC });
-      expect(page.tasks.length).toBeLessThanOrEqual(3);
-      for (const task of page.tasks) expect(task.event?.rawBody).toHaveLength(0);
-      seen.push(...page.tasks.map((t) => t.id));
-      pageToken = page.nextPageToken || undefined;
-    } while (pageToken);
-    expect(seen).toEqual(newestFirst);
-
-    const github = await store.list({ pageSize: 2, provider: Provider.GITHUB, state: TaskState.QUEUED, view: TaskView.FULL });
-    expect(github.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(0, 2));
-    expect(github.tasks[0]?.event?.rawBody.length).toBeGreaterThan(0);
-    const rest = await store.list({ pageSize: 10, provider: Provider.GITHUB, state: TaskState.QUEUED, pageToken: github.nextPageToken, view: TaskView.BASIC });
-    expect(rest.tasks).toHaveLength(2);
-    expect(rest.nextPageToken).toBe("");
-
-    const none = await store.list({ pageSize: 10, state: TaskState.SUCCEEDED, view: TaskView.BASIC });
-    expect(none.tasks).toEqual([]);
-  });
-
-  it("gives no next page token when the last page is exactly full", async () => {
-    for (let i = 0; i < 4; i++) await store.submit(event(Provider.GITHUB, `d-${i}`));
-    const page = await store.list({ pageSize: 4, view: TaskView.BASIC });
-    expect(page.tasks).toHaveLength(4);
-    expect(page.nextPageToken).toBe("");
-  });
-
-  it("rejects a page token issued for other filters", async () => {
-    for (let i = 0; i < 3; i++) await store.submit(event(Provider.GITHUB, `d-${i}`));
-    const page = await store.list({ pageSize: 1, view: TaskView.BASIC });
-    await expect(store.list({ pageSize: 1, pageToken: page.nextPageToken, provider: Provider.GITHUB, view: TaskView.BASIC })).rejects.toThrow(InvalidPageTokenError);
-    await expect(store.list({ pageSize: 1, pageToken: "garbage", view: TaskView.BASIC })).rejects.toThrow(InvalidPageTokenError);
+    it("lists the ids of every task in a state, oldest first", async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push((await store.create(newTask(Provider.GITHUB, `s-${i}`))).task.id);
+      const ignored = (await store.create(newTask(Provider.SLACK, "s-ignored", TaskState.IGNORED))).task.id;
+      expect(await store.idsInState(TaskState.QUEUED)).toEqual(ids);
+      expect(await store.idsInState(TaskState.IGNORED)).toEqual([ignored]);
+      expect(await store.idsInState(TaskState.SUCCEEDED)).toEqual([]);
+      await store.update(ids[1]!, (t) => {
+        t.state = TaskState.SUCCEEDED;
+      });
+      expect(await store.idsInState(TaskState.QUEUED)).toEqual([ids[0], ids[2], ids[3]]);
+      expect(await store.idsInState(TaskState.SUCCEEDED)).toEqual([ids[1]]);
+    });
   });
 });

@@ -1,0 +1,392 @@
+import { EventEmitter, once } from "node:events";
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { v7 as uuidv7 } from "uuid";
+import type { Logger } from "@hookmesh/kit";
+import { Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import {
+  RunOutcome,
+  StateTransitionSchema,
+  TaskSchema,
+  TaskStage,
+  TaskState,
+  TaskView,
+  type Task,
+  type TaskEvent,
+  type TaskResult,
+} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { InvalidEventError, LeaseLostError, TaskStateError } from "./errors.js";
+import type { RouteDecision } from "./routing/router.js";
+import type { SubjectLocks } from "./subject-locks.js";
+import type { TaskStore } from "./task-store.js";
+import type { NewTaskEvent, Timeline } from "./timeline.js";
+import type { WorkQueue } from "./work-queue.js";
+
+export interface EventRouter {
+  route(event: Event): Promise<RouteDecision>;
+}
+
+export interface EngineOptions {
+  /** How long a lease lasts unless the worker heartbeats. */
+  leaseMs: number;
+  /** Attempts a task gets when its route names none, and what an operator retry grants. */
+  defaultMaxAttempts: number;
+  /** First retry's backoff; it doubles with each further attempt, up to `retryMaxMs`. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** How long a task whose subject is busy waits before it is looked at again. */
+  subjectBusyDelayMs: number;
+  /** How often a waiting LeaseTasks call looks for work queued by another tasks replica. */
+  pollMs: number;
+}
+
+export interface LeaseGrant {
+  task: Task;
+  leaseId: string;
+  expireTime: Timestamp;
+}
+
+const FINAL_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.SUCCEEDED,
+  TaskState.FAILED,
+  TaskState.CANCELED,
+  TaskState.DEAD,
+  TaskState.IGNORED,
+]);
+const RETRYABLE_BY_OPERATOR: ReadonlySet<TaskState> = new Set([TaskState.FAILED, TaskState.DEAD, TaskState.CANCELED]);
+const MAX_DELIVERY_ID_LENGTH = 256;
+
+export function isFinal(state: TaskState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+/**
+ * The task lifecycle. Submitting routes an event and makes it a durable task; workers lease,
+ * heartbeat, report and finish tasks; operators cancel and retry them. Every transition is
+ * recorded on the task and appended to its timeline.
+ *
+ * Crash safety comes from ordering: the task's state is written before its queue entry is
+ * touched, and a queue entry whose task is already final is dropped when next leased, so a
+ * crash between the two never runs a finished task nor loses a queued one (`reconcile`
+ * re-queues QUEUED tasks that lost their entry).
+ */
+export class TaskEngine {
+  private readonly enqueued = new EventEmitter();
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly timeline: Timeline,
+    private readonly queue: WorkQueue,
+    private readonly subjects: SubjectLocks,
+    private readonly router: EventRouter,
+    private readonly options: EngineOptions,
+    private readonly logger: Logger,
+  ) {
+    this.enqueued.setMaxListeners(0);
+  }
+
+  /** The task for `event`, created and queued (or recorded as ignored) if this delivery is new. */
+  async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
+    const valid = validateEvent(event);
+    const decision = await this.router.route(valid);
+    const now = timestampNow();
+    const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
+    const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
+    const task = create(TaskSchema, {
+      id: uuidv7(),
+      state,
+      event: valid,
+      createTime: now,
+      updateTime: now,
+      transitions: [create(StateTransitionSchema, { state, time: now, reason })],
+      ...(decision.matched && {
+        routeId: decision.route.id,
+        profile: decision.profile,
+        prompt: decision.prompt,
+        priority: decision.priority,
+        maxAttempts: decision.maxAttempts || this.options.defaultMaxAttempts,
+      }),
+    });
+    const created = await this.store.create(task);
+    if (created.duplicate) {
+      // The first submission may have stopped between storing the task and queuing it.
+      const first = created.task;
+      if (first.state === TaskState.QUEUED && !(await this.queue.isQueued(first.id))) await this.enqueue(first);
+      return created;
+    }
+    const received = valid.receiveTime ?? now;
+    const provider = Provider[valid.provider].toLowerCase();
+    await this.timeline.append(task.id, [
+      stage(TaskStage.RECEIVED, `${provider} ${valid.eventType} delivery ${valid.deliveryId}`, received),
+      stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
+      decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
+      ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
+    ]);
+    if (decision.matched) await this.enqueue(task);
+    return created;
+  }
+
+  /** Cancels a queued task now, or asks the worker of a running one to stop. */
+  async cancel(id: string, reason: string): Promise<Task> {
+    const why = reason || "canceled by request";
+    const task = await this.store.get(id, TaskView.BASIC);
+    if (task.state === TaskState.CANCELED) return task;
+    if (isFinal(task.state)) throw new TaskStateError(`task ${id} already ended ${TaskState[task.state]}`);
+    if (task.state === TaskState.QUEUED && (await this.queue.removeWaiting(id))) {
+      const canceled = await this.store.update(id, (t) => {
+        if (t.state !== TaskState.QUEUED) return;
+        transition(t, TaskState.CANCELED, why);
+      });
+      if (canceled.state === TaskState.CANCELED) {
+        await this.timeline.append(id, [stage(TaskStage.CANCELED, why, undefined, canceled.attempt)]);
+        return canceled;
+      }
+    }
+    // Running (or leased a moment ago): the worker sees the request on its next heartbeat.
+    const requested = await this.store.update(id, (t) => {
+      if (!isFinal(t.state)) t.cancelRequested = true;
+    });
+    await this.timeline.append(id, [stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt)]);
+    return requested;
+  }
+
+  /** Queues a failed, dead or canceled task again with a fresh budget of attempts. */
+  async retry(id: string): Promise<Task> {
+    const task = await this.store.update(id, (t) => {
+      if (!RETRYABLE_BY_OPERATOR.has(t.state)) {
+        throw new TaskStateError(`task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`);
+      }
+      t.maxAttempts = t.attempt + this.options.defaultMaxAttempts;
+      t.cancelRequested = false;
+      transition(t, TaskState.QUEUED, "retried by operator");
+    });
+    await this.timeline.append(id, [
+      stage(TaskStage.RETRIED, `${this.options.defaultMaxAttempts} more attempts`, undefined, task.attempt),
+      stage(TaskStage.QUEUED, `priority ${task.priority}`, undefined, task.attempt),
+    ]);
+    await this.enqueue(task);
+    return task;
+  }
+
+  /**
+   * Leases up to `max` ready tasks to `workerId`, waiting up to `waitMs` for the first one.
+   * Jobs that must not run (their task ended or was canceled meanwhile, or ran out of
+   * attempts after lost leases) are settled on the way; a task whose subject is busy waits.
+   */
+  async lease(workerId: string, max: number, waitMs: number, signal: AbortSignal): Promise<LeaseGrant[]> {
+    const deadline = Date.now() + waitMs;
+    const grants: LeaseGrant[] = [];
+    while (grants.length < max) {
+      const leaseId = randomUUID();
+      const taskId = await this.queue.next(leaseId);
+      if (taskId !== undefined) {
+        const grant = await this.grant(taskId, leaseId, workerId);
+        if (grant) grants.push(grant);
+        continue;
+      }
+      if (grants.length > 0 || signal.aborted || Date.now() >= deadline) break;
+      await this.nextChance(Math.min(this.options.pollMs, deadline - Date.now()), signal);
+    }
+    return grants;
+  }
+
+  /** Extends a lease; says whether the task was canceled meanwhile. */
+  async heartbeat(taskId: string, leaseId: string): Promise<{ expireTime: Timestamp; cancelRequested: boolean }> {
+    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
+    const task = await this.store.get(taskId, TaskView.BASIC);
+    await this.subjects.extend(subjectOf(task), leaseId);
+    return { expireTime: this.expiry(), cancelRequested: task.cancelRequested };
+  }
+
+  /** Appends what the agent did to the timeline; says whether the task was canceled meanwhile. */
+  async report(taskId: string, leaseId: string, events: readonly TaskEvent[]): Promise<{ cancelRequested: boolean }> {
+    const task = await this.leasedTask(taskId, leaseId);
+    await this.timeline.append(
+      taskId,
+      events.map(({ time, kind }) => ({ time, kind, attempt: task.attempt })),
+    );
+    return { cancelRequested: task.cancelRequested };
+  }
+
+  async complete(taskId: string, leaseId: string, result: TaskResult | undefined): Promise<Task> {
+    const task = await this.leasedTask(taskId, leaseId);
+    if (task.state !== TaskState.RUNNING) return task;
+    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
+    const done = await this.store.update(taskId, (t) => {
+      t.result = result;
+      t.workerId = "";
+      transition(t, TaskState.SUCCEEDED, "agent succeeded");
+    });
+    await this.timeline.append(taskId, [stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt)]);
+    await this.release(done, leaseId);
+    return done;
+  }
+
+  /**
+   * Ends an attempt as failed: canceled if a cancel was asked, queued again after a backoff
+   * if retryable with attempts left, dead-lettered if retryable without, FAILED otherwise.
+   */
+  async fail(taskId: string, leaseId: string, result: TaskResult | undefined, retryable: boolean): Promise<Task> {
+    const task = await this.leasedTask(taskId, leaseId);
+    if (task.state !== TaskState.RUNNING) return task;
+    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
+    const error = result?.error || "agent failed";
+    let retryInMs = 0;
+    const failed = await this.store.update(taskId, (t) => {
+      t.result = result;
+      t.workerId = "";
+      if (t.cancelRequested || result?.outcome === RunOutcome.CANCELED) {
+        transition(t, TaskState.CANCELED, "canceled while running");
+      } else if (retryable && t.attempt < t.maxAttempts) {
+        retryInMs = this.backoff(t.attempt);
+        transition(t, TaskState.QUEUED, `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`);
+      } else if (retryable) {
+        transition(t, TaskState.DEAD, `attempt ${t.attempt} of ${t.maxAttempts} failed: ${error}`);
+      } else {
+        transition(t, TaskState.FAILED, error);
+      }
+    });
+    const events: NewTaskEvent[] = [stage(TaskStage.FAILED, error, undefined, failed.attempt)];
+    if (failed.state === TaskState.QUEUED) events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
+    if (failed.state === TaskState.DEAD) events.push(stage(TaskStage.DEAD, "no attempts left", undefined, failed.attempt));
+    if (failed.state === TaskState.CANCELED) events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
+    await this.timeline.append(taskId, events);
+    if (failed.state === TaskState.QUEUED) {
+      await this.queue.retryLater(taskId, leaseId, retryInMs);
+      await this.subjects.release(subjectOf(failed), leaseId);
+    } else {
+      await this.release(failed, leaseId);
+    }
+    return failed;
+  }
+
+  /** The task's timeline after `afterEventId`, then live, until the task ends or `signal` aborts. */
+  async watch(taskId: string, afterEventId: string, signal: AbortSignal): Promise<AsyncGenerator<TaskEvent>> {
+    await this.store.get(taskId, TaskView.BASIC);
+    const ended = async () => isFinal((await this.store.get(taskId, TaskView.BASIC)).state);
+    return this.timeline.watch(taskId, afterEventId, ended, signal);
+  }
+
+  /**
+   * Re-queues QUEUED tasks whose queue entry is missing: a process that stopped between
+   * storing a task and queuing it leaves such a task behind. Run at start-up.
+   */
+  async reconcile(): Promise<number> {
+    let repaired = 0;
+    for (const id of await this.store.idsInState(TaskState.QUEUED)) {
+      if (await this.queue.isQueued(id)) continue;
+      await this.enqueue(await this.store.get(id, TaskView.BASIC));
+      repaired++;
+    }
+    if (repaired > 0) this.logger.warn({ repaired }, "re-queued tasks that had lost their queue entry");
+    return repaired;
+  }
+
+  private async grant(taskId: string, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
+    const task = await this.store.get(taskId, TaskView.BASIC).catch(() => undefined);
+    if (!task || isFinal(task.state)) {
+      await this.queue.finish(taskId, leaseId);
+      return undefined;
+    }
+    const events: NewTaskEvent[] = [];
+    if (task.state === TaskState.RUNNING) {
+      events.push(stage(TaskStage.LEASE_EXPIRED, `worker ${task.workerId} stopped heartbeating`, undefined, task.attempt));
+    }
+    const outOfAttempts = task.attempt >= task.maxAttempts;
+    if (task.cancelRequested || outOfAttempts) {
+      const ended = await this.store.update(taskId, (t) => {
+        t.workerId = "";
+        if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
+        else transition(t, TaskState.DEAD, `lease lost on attempt ${t.attempt} of ${t.maxAttempts}`);
+      });
+      events.push(
+        ended.state === TaskState.CANCELED
+          ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, ended.attempt)
+          : stage(TaskStage.DEAD, "no attempts left", undefined, ended.attempt),
+      );
+      await this.timeline.append(taskId, events);
+      await this.queue.finish(taskId, leaseId);
+      return undefined;
+    }
+    if (!(await this.subjects.acquire(subjectOf(task), leaseId))) {
+      await this.timeline.append(taskId, events);
+      await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
+      return undefined;
+    }
+    const running = await this.store.update(taskId, (t) => {
+      t.attempt += 1;
+      t.workerId = workerId;
+      transition(t, TaskState.RUNNING, `leased by ${workerId}`);
+    });
+    await this.store.setLease(taskId, leaseId);
+    events.push(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt));
+    await this.timeline.append(taskId, events);
+    return { task: running, leaseId, expireTime: this.expiry() };
+  }
+
+  /** The task a lease is about, if `leaseId` is the one that leased it last. */
+  private async leasedTask(taskId: string, leaseId: string): Promise<Task> {
+    if ((await this.store.leaseOf(taskId)) !== leaseId) throw new LeaseLostError(taskId);
+    return this.store.get(taskId, TaskView.BASIC);
+  }
+
+  private async release(task: Task, leaseId: string): Promise<void> {
+    await this.queue.finish(task.id, leaseId);
+    await this.subjects.release(subjectOf(task), leaseId);
+  }
+
+  private async enqueue(task: Task): Promise<void> {
+    await this.queue.enqueue(task.id, task.priority);
+    this.enqueued.emit("task");
+  }
+
+  /** Resolves after `ms`, or sooner when this process queues a task or the caller gives up. */
+  private async nextChance(ms: number, signal: AbortSignal): Promise<void> {
+    const wake = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ms))]);
+    await once(this.enqueued, "task", { signal: wake }).catch(() => {});
+  }
+
+  /** Exponential backoff with jitter: half fixed, half random, so retries spread out. */
+  private backoff(attempt: number): number {
+    const ceiling = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** (attempt - 1));
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  private expiry(): Timestamp {
+    return timestampFromDate(new Date(Date.now() + this.options.leaseMs));
+  }
+}
+
+function validateEvent(event: Event | undefined): Event {
+  if (!event) throw new InvalidEventError("event", "is required");
+  if (event.provider === Provider.UNSPECIFIED || Provider[event.provider] === undefined) {
+    throw new InvalidEventError("event.provider", "must be a known provider");
+  }
+  if (event.deliveryId === "") throw new InvalidEventError("event.delivery_id", "is required");
+  if (event.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+    throw new InvalidEventError("event.delivery_id", `must be at most ${MAX_DELIVERY_ID_LENGTH} characters`);
+  }
+  return event;
+}
+
+function transition(task: Task, state: TaskState, reason: string): void {
+  const time = timestampNow();
+  task.state = state;
+  task.updateTime = time;
+  task.transitions.push(create(StateTransitionSchema, { state, time, attempt: task.attempt, reason }));
+}
+
+function stage(kind: TaskStage, detail: string, time?: Timestamp, attempt = 0): NewTaskEvent {
+  return { time, attempt, kind: { case: "stage", value: { stage: kind, detail } } };
+}
+
+function subjectOf(task: Task): string {
+  return task.event?.subject?.key ?? "";
+}
+
+function summary(result: TaskResult | undefined): string {
+  if (!result) return "agent succeeded";
+  const seconds = result.duration ? Number(result.duration.seconds) : 0;
+  return `exit ${result.exitCode}, ${seconds}s, $${result.costUsd.toFixed(4)}`;
+}

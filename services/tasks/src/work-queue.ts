@@ -1,0 +1,105 @@
+import { Job, Queue, Worker } from "bullmq";
+import type { Redis } from "ioredis";
+
+export interface WorkQueueOptions {
+  /** BullMQ's key prefix: under the tasks service's own prefix, so no other service reads it. */
+  keyPrefix: string;
+  /** How long a lease lasts unless extended. */
+  leaseMs: number;
+}
+
+/** Route priorities run from 0 to 1000, higher first; BullMQ's run from 1, lower first. */
+const MAX_PRIORITY = 1000;
+const QUEUE_NAME = "tasks";
+
+/**
+ * The durable queue of task ids, on BullMQ with manual fetching: a job is a task id, a lease
+ * is a job lock whose token is the lease id, and BullMQ's stalled-job check returns the jobs
+ * of workers that stopped heartbeating to the queue. State lives in the TaskStore; this only
+ * decides what runs next.
+ */
+export class WorkQueue {
+  private readonly queue: Queue;
+  private readonly worker: Worker;
+
+  /** `connection` must allow blocking commands (ioredis `maxRetriesPerRequest: null`). */
+  constructor(
+    connection: Redis,
+    private readonly options: WorkQueueOptions,
+  ) {
+    const common = { connection, prefix: options.keyPrefix.replace(/:$/, "") };
+    this.queue = new Queue(QUEUE_NAME, {
+      ...common,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
+    });
+    this.worker = new Worker(QUEUE_NAME, null, {
+      ...common,
+      autorun: false,
+      lockDuration: options.leaseMs,
+      // BullMQ marks a job stalled at one check and returns it at the next, so a dead worker's
+      // task comes back about leaseMs + 2 × stalledInterval after its last heartbeat.
+      stalledInterval: Math.max(250, Math.floor(options.leaseMs / 4)),
+      // A lost lease is counted as an attempt by the engine, which decides when to give up.
+      maxStalledCount: Number.MAX_SAFE_INTEGER,
+    });
+  }
+
+  /** Starts returning the jobs of expired leases to the queue. */
+  async start(): Promise<void> {
+    await this.worker.startStalledCheckTimer();
+  }
+
+  /** Queues a task (no-op if it is queued already), to run after `delayMs`. */
+  async enqueue(taskId: string, priority: number, delayMs = 0): Promise<void> {
+    await this.queue.add(QUEUE_NAME, {}, { jobId: taskId, priority: MAX_PRIORITY + 1 - priority, delay: delayMs });
+  }
+
+  async isQueued(taskId: string): Promise<boolean> {
+    return (await this.queue.getJob(taskId)) !== undefined;
+  }
+
+  /** The next ready task, locked with `leaseId`, or undefined when none is ready. */
+  async next(leaseId: string): Promise<string | undefined> {
+    const job = await this.worker.getNextJob(leaseId, { block: false });
+    return job?.id;
+  }
+
+  /** Extends a lease; false when `leaseId` no longer holds the task. */
+  async extend(taskId: string, leaseId: string): Promise<boolean> {
+    const job = await Job.fromId(this.queue, taskId);
+    return job !== undefined && (await job.extendLock(leaseId, this.options.leaseMs)) === 1;
+  }
+
+  /** Ends a leased task's job. */
+  async finish(taskId: string, leaseId: string): Promise<void> {
+    const job = await Job.fromId(this.queue, taskId);
+    await job?.moveToCompleted(null, leaseId, false);
+  }
+
+  /** Puts a leased task back to run again after `delayMs`. */
+  async retryLater(taskId: string, leaseId: string, delayMs: number): Promise<void> {
+    const job = await Job.fromId(this.queue, taskId);
+    await job?.moveToDelayed(Date.now() + delayMs, leaseId);
+  }
+
+  /** Drops a task that is waiting; false when it is leased (its lease must end first). */
+  async removeWaiting(taskId: string): Promise<boolean> {
+    if (!(await this.isQueued(taskId))) return true;
+    // BullMQ refuses to remove a locked job, which settles the race with a lease being taken.
+    return this.queue.remove(taskId).then(
+      (removed) => removed === 1,
+      () => false,
+    );
+  }
+
+  /** Tasks waiting or delayed, for metrics and the ops CLI. */
+  async depth(): Promise<number> {
+    const counts = await this.queue.getJobCounts("wait", "prioritized", "delayed");
+    return Object.values(counts).reduce((sum, n) => sum + n, 0);
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.queue.close();
+  }
+}
