@@ -133,6 +133,14 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     expect(normalizeGitHub(delivery("pull_request_review", payload)).text).toBe("Please rename this variable.");
   });
 
+  it("issues labeled: the added label, for label-triggered rules", () => {
+    const payload = examplesOf("issues").find((p) => p.action === "labeled")!;
+    const event = normalizeGitHub(delivery("issues", payload));
+    expect(event.label).toBe((payload.label as { name: string }).name);
+    expect(event.label).not.toBe("");
+    expect(normalizeGitHub(delivery("issues", examplesOf("issues").find((p) => p.action === "opened")!)).label).toBe("");
+  });
+
   it("push: a repository-level subject with number 0 and no text", () => {
     for (const payload of examplesOf("push")) {
       const repository = payload.repository as Repo;

@@ -70,6 +70,7 @@ export function normalizeGitHub(delivery: GitHubDelivery): Event {
     }),
     // A comment or review without a body (an approval) carries no text: never the PR's.
     text: hasComment ? str(comment.body) : str(item.body),
+    label: str(obj(payload.label).name),
     rawBody: delivery.rawBody,
     contentType: delivery.contentType,
     receiveTime: delivery.receiveTime,

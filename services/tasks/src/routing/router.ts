@@ -1,0 +1,44 @@
+import { create } from "@bufbuild/protobuf";
+import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
+import { AgentProfileSchema, type AgentProfile, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { matchRoute, type MatchOptions } from "./match.js";
+import { renderPrompt } from "./prompt.js";
+import type { RouteStore } from "./route-store.js";
+
+export type RouteDecision =
+  | {
+      matched: true;
+      route: Route;
+      prompt: string;
+      priority: number;
+      profile: AgentProfile;
+      /** 0 means the service default. */
+      maxAttempts: number;
+    }
+  | { matched: false; reason: string };
+
+export type RouterOptions = MatchOptions;
+
+/** Decides what an event becomes: which rule, which prompt, or why nothing. */
+export class Router {
+  constructor(
+    private readonly store: RouteStore,
+    private readonly options: RouterOptions,
+  ) {}
+
+  async route(event: Event): Promise<RouteDecision> {
+    // Read at every event rather than cached: a rule changed over RouteService on any replica
+    // applies to the next event, as RouteService promises.
+    const match = matchRoute(await this.store.list(), event, this.options);
+    if (!match.matched) return match;
+    const { route } = match;
+    return {
+      matched: true,
+      route,
+      prompt: renderPrompt(route, event, this.options.mention),
+      priority: route.priority,
+      profile: route.profile ?? create(AgentProfileSchema),
+      maxAttempts: route.maxAttempts,
+    };
+  }
+}

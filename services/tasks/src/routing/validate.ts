@@ -1,0 +1,131 @@
+import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
+import type { AgentProfile, Route, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
+
+/** A rule that cannot be stored; `field` names the offending field in proto terms. */
+export class InvalidRouteError extends Error {
+  override name = "InvalidRouteError";
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const MAX_PRIORITY = 1000;
+const MAX_ATTEMPTS = 100;
+/** Characters of GitHub, Slack, Jira and Sentry names, plus `/` between segments and `*`. */
+const GLOB = /^[A-Za-z0-9._\-/*]+$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RUNNERS = ["", "claude", "command"];
+/** Every `author_association` GitHub sends. */
+const ASSOCIATIONS = [
+  "OWNER",
+  "MEMBER",
+  "COLLABORATOR",
+  "CONTRIBUTOR",
+  "FIRST_TIME_CONTRIBUTOR",
+  "FIRST_TIMER",
+  "MANNEQUIN",
+  "NONE",
+];
+
+/**
+ * Checks a rule before it is stored, so that matching never meets a rule it cannot apply.
+ * `path` prefixes field names: `route` for RPCs, `routes[3]` for a seed file's fourth entry.
+ */
+export function validateRoute(route: Route | undefined, path = "route"): Route {
+  if (!route) throw new InvalidRouteError(path, "is required");
+  const invalid = (field: string, problem: string) => new InvalidRouteError(`${path}.${field}`, problem);
+  if (route.id === "") throw invalid("id", "is required");
+  if (!ID.test(route.id)) throw invalid("id", "must match [A-Za-z0-9_-]{1,64}");
+  if (route.provider === Provider.UNSPECIFIED) throw invalid("provider", "is required");
+  if (Provider[route.provider] === undefined) throw invalid("provider", "must be a known provider");
+  route.eventTypes.forEach((type, i) => {
+    if (type.trim() === "") throw invalid(`event_types[${i}]`, "must not be empty");
+  });
+  route.actions.forEach((action, i) => {
+    if (action.trim() === "") throw invalid(`actions[${i}]`, "must not be empty");
+  });
+  validateTrigger(route.trigger, route.provider, invalid);
+  validateGlob(route.subjectGlob, invalid);
+  validateProfile(route.profile, invalid);
+  if (!inRange(route.priority, 0, MAX_PRIORITY)) throw invalid("priority", `must be from 0 to ${MAX_PRIORITY}`);
+  route.allowedAssociations.forEach((association, i) => {
+    if (!ASSOCIATIONS.includes(association)) {
+      throw invalid(`allowed_associations[${i}]`, `must be one of ${ASSOCIATIONS.join(", ")}`);
+    }
+  });
+  if (!inRange(route.maxAttempts, 0, MAX_ATTEMPTS)) {
+    throw invalid("max_attempts", `must be from 0 to ${MAX_ATTEMPTS} (0 means the service default)`);
+  }
+  return route;
+}
+
+type Invalid = (field: string, problem: string) => InvalidRouteError;
+
+function validateTrigger(trigger: Trigger | undefined, provider: Provider, invalid: Invalid): void {
+  const kind = trigger?.kind;
+  switch (kind?.case) {
+    case "mention":
+      if (/\s/.test(kind.value.mention)) throw invalid("trigger.mention.mention", "must not contain whitespace");
+      return;
+    case "label":
+      if (kind.value.label.trim() === "") throw invalid("trigger.label.label", "is required");
+      return;
+    case "slashCommand":
+      if (provider !== Provider.SLACK) throw invalid("trigger.slash_command", "applies only to PROVIDER_SLACK");
+      if (!/^\/\S+$/.test(kind.value.command)) {
+        throw invalid("trigger.slash_command.command", 'must be "/" followed by a name, e.g. "/hookmesh"');
+      }
+      return;
+    case "issueCreated":
+      if (![Provider.GITHUB, Provider.JIRA, Provider.SENTRY].includes(provider)) {
+        throw invalid("trigger.issue_created", "applies only to PROVIDER_GITHUB, PROVIDER_JIRA and PROVIDER_SENTRY");
+      }
+      return;
+    default:
+      throw invalid("trigger", "is required");
+  }
+}
+
+function validateGlob(glob: string, invalid: Invalid): void {
+  if (glob === "") return;
+  if (!GLOB.test(glob)) {
+    throw invalid("subject_glob", "may contain only letters, digits, '.', '_', '-', '/' and the wildcards * and **");
+  }
+  if (glob.includes("***")) throw invalid("subject_glob", "has *** where * (within a segment) or ** (across) was meant");
+  if (glob.split("/").includes("")) throw invalid("subject_glob", "must not have empty segments");
+}
+
+function validateProfile(profile: AgentProfile | undefined, invalid: Invalid): void {
+  if (!profile) throw invalid("profile", "is required");
+  if (!RUNNERS.includes(profile.runner)) {
+    throw invalid("profile.runner", 'must be "claude", "command" or empty (the worker\'s default)');
+  }
+  const unknown = placeholdersIn(profile.promptTemplate).filter(
+    (name) => !(PROMPT_PLACEHOLDERS as readonly string[]).includes(name),
+  );
+  if (unknown.length > 0) {
+    throw invalid(
+      "profile.prompt_template",
+      `unknown placeholder ${unknown.map((name) => `{{${name}}}`).join(", ")}; known: ${PROMPT_PLACEHOLDERS.join(", ")}`,
+    );
+  }
+  const runTime = profile.maxRunTime;
+  if (runTime && (runTime.seconds < 0n || runTime.nanos < 0)) {
+    throw invalid("profile.max_run_time", "must not be negative (0 or unset means the worker's default)");
+  }
+  if (!(profile.maxCostUsd >= 0) || !Number.isFinite(profile.maxCostUsd)) {
+    throw invalid("profile.max_cost_usd", "must be 0 (no cap) or a positive number of US dollars");
+  }
+  profile.allowedEnv.forEach((name, i) => {
+    if (!ENV_NAME.test(name)) throw invalid(`profile.allowed_env[${i}]`, "must be an environment variable name");
+  });
+}
+
+function inRange(value: number, min: number, max: number): boolean {
+  return value >= min && value <= max;
+}
