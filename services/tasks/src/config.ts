@@ -6,18 +6,39 @@ export interface TasksConfig {
   redisUrl: string;
   redisKeyPrefix: string;
   maxAttempts: number;
+  leaseMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  mention: string;
+  botLogins: string[];
+  routesFile?: string;
+  timelineMaxEvents: number;
+  eventTextBytes: number;
   shutdownGraceMs: number;
   logLevel: string;
   tls?: TlsOptions;
 }
 
 export function loadConfig(env: Env = process.env): TasksConfig {
+  const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
+  const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
   return {
     host: envString(env, "TASKS_HOST", "0.0.0.0"),
     port: envPort(env, "TASKS_PORT", 50051),
     redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
     redisKeyPrefix: envString(env, "TASKS_REDIS_PREFIX", "hookmesh:tasks:"),
     maxAttempts: envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 }),
+    leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
+    retryBaseMs,
+    retryMaxMs: envInt(env, "TASKS_RETRY_MAX_MS", 300_000, { min: retryBaseMs }),
+    mention: envString(env, "HOOKMESH_MENTION", "@hookmesh"),
+    botLogins: envString(env, "HOOKMESH_BOT_LOGINS", "hookmesh[bot]")
+      .split(",")
+      .map((login) => login.trim())
+      .filter((login) => login !== ""),
+    ...(routesFile && { routesFile }),
+    timelineMaxEvents: envInt(env, "TASKS_TIMELINE_MAX_EVENTS", 10_000, { min: 100 }),
+    eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envString(env, "LOG_LEVEL", "info"),
     tls: envTls(env, "TASKS"),

@@ -1,9 +1,13 @@
 import { createMeshServer, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
-import { mapError, routes } from "./routes.js";
-import type { TaskStore } from "./task-store.js";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { mapRouteError, routeServiceRoutes } from "./route-routes.js";
+import { mapTaskError, taskServiceRoutes } from "./routes.js";
+import type { TasksCore } from "./compose.js";
+import { workerServiceRoutes } from "./worker-routes.js";
 
 export interface TasksDeps {
-  store: TaskStore;
+  core: Pick<TasksCore, "engine" | "store" | "routes">;
+  leaseMs: number;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
@@ -14,11 +18,16 @@ export interface TasksDeps {
 const READ_MAX_BYTES = 32 * 1024 * 1024;
 
 export function build(deps: TasksDeps): MeshServer {
+  const { engine, store, routes } = deps.core;
   return createMeshServer({
-    routes: routes(deps.store),
+    routes: (router: ConnectRouter) => {
+      taskServiceRoutes(engine, store)(router);
+      workerServiceRoutes(engine, deps.leaseMs)(router);
+      routeServiceRoutes(routes)(router);
+    },
     health: deps.health,
     logger: deps.logger,
-    mapError,
+    mapError: (err) => mapTaskError(err) ?? mapRouteError(err),
     readMaxBytes: READ_MAX_BYTES,
     tls: deps.tls,
   });

@@ -15,13 +15,18 @@ import { connectRedis, HealthState, ServingStatus, type MeshServer } from "@hook
 import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { composeTasks, type TasksCore } from "../src/compose.js";
 import { build } from "../src/server.js";
-import { TaskStore } from "../src/task-store.js";
+import { startTasks, TEST_SETTINGS, type RunningTasks } from "./harness.js";
 
 const protoDir = fileURLToPath(new URL("../../../proto", import.meta.url));
 const buf = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
 const TASKS = TaskService.typeName;
+const WORKERS = WorkerService.typeName;
+const ROUTES = RouteService.typeName;
 
 type Stub = grpc.Client & Record<string, Function>;
 
@@ -41,6 +46,11 @@ function loadStub<T>(file: string, includeDirs: string[], pick: (pkg: T) => grpc
 function taskStub(port: number): Stub {
   type Pkg = { hookmesh: { tasks: { v1: { TaskService: grpc.ServiceClientConstructor } } } };
   return loadStub<Pkg>("hookmesh/tasks/v1/task_service.proto", [protoDir], (p) => p.hookmesh.tasks.v1.TaskService, port);
+}
+
+function workerStub(port: number): Stub {
+  type Pkg = { hookmesh: { tasks: { v1: { WorkerService: grpc.ServiceClientConstructor } } } };
+  return loadStub<Pkg>("hookmesh/tasks/v1/worker_service.proto", [protoDir], (p) => p.hookmesh.tasks.v1.WorkerService, port);
 }
 
 function healthStub(port: number): Stub {
@@ -70,12 +80,16 @@ async function failed(call: Promise<unknown>): Promise<grpc.ServiceError> {
   return result as grpc.ServiceError;
 }
 
+/** An issue comment by the repository owner that mentions hookmesh: the default rules queue it. */
 function githubEvent(deliveryId: string) {
   return {
     provider: "PROVIDER_GITHUB",
     delivery_id: deliveryId,
     event_type: "issue_comment",
     action: "created",
+    text: "@hookmesh please fix this",
+    actor: { login: "octocat", association: "OWNER" },
+    subject: { key: `github:octo/hello#${deliveryId}` },
     raw_body: Buffer.from('{"action":"created"}'),
     content_type: "application/json",
   };
@@ -90,23 +104,20 @@ async function bufCurl(...args: string[]): Promise<string> {
 
 describe("tasks server interop", () => {
   let db: TestRedis;
-  let server: MeshServer;
+  let running: RunningTasks;
   let port: number;
   let tasks: Stub;
 
   beforeAll(async () => {
     db = await testRedis("tasks-interop");
-    const health = new HealthState([TASKS]);
-    health.setAll(ServingStatus.SERVING);
-    const store = new TaskStore(db.redis, { keyPrefix: db.prefix, maxAttempts: 3 });
-    server = build({ store, health, logger: memoryLogger("tasks").logger });
-    ({ port } = await server.listen(0, "127.0.0.1"));
+    running = await startTasks(db, memoryLogger("tasks").logger);
+    port = running.port;
     tasks = taskStub(port);
   });
 
   afterAll(async () => {
     tasks?.close();
-    await server?.close(100);
+    await running?.close(100);
     await db?.cleanup();
   });
 
@@ -144,10 +155,52 @@ describe("tasks server interop", () => {
     expect(invalid.details).toContain("event.delivery_id");
   });
 
+  it("leases, completes and shows a task succeeded through grpc-js WorkerService", async () => {
+    const workers = workerStub(port);
+    try {
+      const { task } = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-lease") }));
+      expect(task.state).toBe("TASK_STATE_QUEUED");
+      // Other tests' tasks may be queued too: lease everything ready, then finish each lease.
+      const leased = await ok(unary(workers, "LeaseTasks", { worker_id: "interop-worker", max_tasks: 100, wait: { seconds: 2 } }));
+      const leases = leased.leases as { task: Record<string, any>; lease_id: string; expire_time: { seconds: string }; heartbeat_interval: { seconds: string } }[];
+      const mine = leases.find((l) => l.task.id === task.id);
+      expect(mine).toBeDefined();
+      expect(mine!.task).toMatchObject({ state: "TASK_STATE_RUNNING", attempt: 1, worker_id: "interop-worker" });
+      expect(mine!.lease_id).not.toBe("");
+      expect(Number(mine!.expire_time.seconds)).toBeGreaterThan(Date.now() / 1000);
+      expect(mine!.heartbeat_interval).toBeDefined();
+
+      for (const lease of leases) {
+        const done = await ok(
+          unary(workers, "CompleteTask", {
+            task_id: lease.task.id,
+            lease_id: lease.lease_id,
+            result: { outcome: "RUN_OUTCOME_SUCCEEDED", answer: "fixed", exit_code: 0 },
+          }),
+        );
+        expect(done.task).toMatchObject({ id: lease.task.id, state: "TASK_STATE_SUCCEEDED", result: { answer: "fixed" } });
+      }
+
+      const got = await ok(unary(tasks, "GetTask", { id: task.id, view: "TASK_VIEW_BASIC" }));
+      expect(got.task.state).toBe("TASK_STATE_SUCCEEDED");
+      expect(got.task.transitions.map((t: { state: string }) => t.state)).toEqual([
+        "TASK_STATE_QUEUED",
+        "TASK_STATE_RUNNING",
+        "TASK_STATE_SUCCEEDED",
+      ]);
+      const stale = await failed(unary(workers, "Heartbeat", { task_id: task.id, lease_id: mine!.lease_id }));
+      expect(stale.code).toBe(grpc.status.FAILED_PRECONDITION);
+    } finally {
+      workers.close();
+    }
+  });
+
   it("serves health to grpc-js", async () => {
     const health = healthStub(port);
     try {
       expect(await ok(unary(health, "Check", { service: TASKS }))).toEqual({ status: "SERVING" });
+      expect(await ok(unary(health, "Check", { service: WORKERS }))).toEqual({ status: "SERVING" });
+      expect(await ok(unary(health, "Check", { service: ROUTES }))).toEqual({ status: "SERVING" });
       expect(await ok(unary(health, "Check", { service: "" }))).toEqual({ status: "SERVING" });
       expect((await failed(unary(health, "Check", { service: "nope.Nope" }))).code).toBe(grpc.status.NOT_FOUND);
     } finally {
@@ -157,7 +210,9 @@ describe("tasks server interop", () => {
 
   it("lists its services to buf curl through reflection", async () => {
     const services = (await bufCurl("--list-services", `http://127.0.0.1:${port}`)).trim().split("\n");
-    expect(services).toEqual(expect.arrayContaining([TASKS, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
+    expect(services).toEqual(
+      expect.arrayContaining([TASKS, WORKERS, ROUTES, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]),
+    );
   });
 
   it("answers buf curl with no schema but reflection", async () => {
@@ -216,6 +271,7 @@ describe("tasks health follows its Redis connection", () => {
   let db: TestRedis;
   let proxy: RedisProxy;
   let redis: Redis;
+  let core: TasksCore;
   let server: MeshServer;
   let url: string;
 
@@ -226,23 +282,26 @@ describe("tasks health follows its Redis connection", () => {
     await proxy.open();
     const { logger } = memoryLogger("tasks");
     // Wired like main.ts: serving follows the Redis connection.
-    const health = new HealthState([TASKS]);
+    const health = new HealthState([TASKS, WORKERS, ROUTES]);
     redis = await connectRedis({
       url: `redis://127.0.0.1:${proxy.port}`,
       variable: "REDIS_URL",
       logger,
       onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
     });
-    const store = new TaskStore(redis, { keyPrefix: db.prefix, maxAttempts: 3 });
-    server = build({ store, health, logger });
+    const settings = { ...TEST_SETTINGS, redisKeyPrefix: db.prefix };
+    core = composeTasks(redis, settings, logger);
+    await core.start();
+    server = build({ core, leaseMs: settings.leaseMs, health, logger });
     const { port } = await server.listen(0, "127.0.0.1");
     url = `http://127.0.0.1:${port}`;
   });
 
   afterEach(async () => {
+    await server?.close(100);
+    await core?.close();
     redis?.disconnect();
     await proxy?.cut();
-    await server?.close(100);
     await db?.cleanup();
   });
 

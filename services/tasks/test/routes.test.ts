@@ -3,45 +3,64 @@ import { Redis } from "ioredis";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
-import { memoryLogger, testRedis, TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
+import { callError, memoryLogger, testRedis, TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
 import { EventSchema, Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskStage, TaskState, TaskView, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { mapError, routes } from "../src/routes.js";
-import { TaskStore } from "../src/task-store.js";
-import { callError } from "@hookmesh/kit/testing";
+import { composeTasks, type TasksCore } from "../src/compose.js";
+import { mapRouteError } from "../src/route-routes.js";
+import { mapTaskError, taskServiceRoutes } from "../src/routes.js";
+import { TEST_SETTINGS } from "./harness.js";
 
-const RAW = '{"action":"created","comment":{"body":"@agent fix it"}}';
+const TEXT = "@hookmesh fix it";
+const RAW = JSON.stringify({ action: "created", comment: { body: TEXT, author_association: "OWNER" } });
 
-function event(provider: Provider, deliveryId: string): Event {
+/**
+ * An issue comment by the repository owner that mentions hookmesh: on GitHub the default rules
+ * queue it. Other providers get the same (GitHub-shaped) event, which no default rule matches.
+ */
+function event(provider: Provider, deliveryId: string, text = TEXT): Event {
   return create(EventSchema, {
     provider,
     deliveryId,
     eventType: "issue_comment",
     action: "created",
+    text,
+    actor: { login: "octocat", association: "OWNER" },
+    subject: { key: `test:${deliveryId}` },
     rawBody: new TextEncoder().encode(RAW),
     contentType: "application/json",
   });
 }
 
-function clientFor(store: TaskStore) {
+function clientFor(core: TasksCore) {
   const { logger, lines } = memoryLogger("tasks-routes-test");
-  const transport = createRouterTransport(routes(store), {
-    router: { interceptors: [serverCallInterceptor(logger, mapError)] },
+  const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store), {
+    router: { interceptors: [serverCallInterceptor(logger, (e) => mapTaskError(e) ?? mapRouteError(e))] },
   });
-  return { client: createClient(TaskService, transport), lines };
+  return { client: createClient(TaskService, transport), lines, logger };
 }
+
+const stageOf = (event: TaskEvent | undefined) => (event?.kind.case === "stage" ? event.kind.value.stage : undefined);
 
 describe("TaskService routes", () => {
   let db: TestRedis;
+  let core: TasksCore;
   let client: Client<typeof TaskService>;
   let lines: () => string[];
 
   beforeEach(async () => {
     db = await testRedis("tasks-routes");
-    ({ client, lines } = clientFor(new TaskStore(db.redis, { keyPrefix: db.prefix, maxAttempts: 3 })));
+    const { logger, lines: logged } = memoryLogger("tasks-routes-core");
+    core = composeTasks(db.redis, { ...TEST_SETTINGS, redisKeyPrefix: db.prefix }, logger);
+    await core.start();
+    ({ client, lines } = clientFor(core));
+    expect(logged()).toEqual([]);
   });
-  afterEach(() => db.cleanup());
+  afterEach(async () => {
+    await core?.close();
+    await db?.cleanup();
+  });
 
   async function submitMany(count: number, provider = Provider.GITHUB): Promise<string[]> {
     const ids: string[] = [];
@@ -57,15 +76,36 @@ describe("TaskService routes", () => {
       expect(first.task).toMatchObject({
         state: TaskState.QUEUED,
         maxAttempts: 3,
+        routeId: "github-mention",
         event: { provider: Provider.GITHUB, deliveryId: "delivery-1", eventType: "issue_comment" },
       });
+      expect(first.task?.prompt).toContain("fix it");
       expect(first.task?.id).toMatch(/^[0-9a-f-]{36}$/);
       expect(first.task?.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED]);
 
       const again = await client.submitEvent({ event: event(Provider.GITHUB, "delivery-1") });
       expect(again.duplicate).toBe(true);
       expect(again.task?.id).toBe(first.task?.id);
+      expect(again.task?.state).toBe(TaskState.QUEUED);
       expect((await client.listTasks({})).tasks).toHaveLength(1);
+    });
+
+    it("records an event no rule matches as an ignored task, with the reason", async () => {
+      const plain = await client.submitEvent({ event: event(Provider.GITHUB, "no-mention", "just a comment") });
+      expect(plain.duplicate).toBe(false);
+      expect(plain.task).toMatchObject({ state: TaskState.IGNORED, routeId: "", maxAttempts: 0 });
+      expect(plain.task?.transitions.map((t) => t.state)).toEqual([TaskState.IGNORED]);
+      expect(plain.task?.transitions[0]?.reason).toBe("no rule matched");
+
+      const stranger = event(Provider.GITHUB, "stranger");
+      stranger.actor!.association = "NONE";
+      const refused = await client.submitEvent({ event: stranger });
+      expect(refused.task?.state).toBe(TaskState.IGNORED);
+      expect(refused.task?.transitions[0]?.reason).toContain("author association NONE");
+
+      const ignored = await client.listTasks({ state: TaskState.IGNORED });
+      expect(ignored.tasks.map((t) => t.id)).toEqual([refused.task!.id, plain.task!.id]);
+      expect((await client.listTasks({ state: TaskState.QUEUED })).tasks).toEqual([]);
     });
 
     it("keys deliveries by provider", async () => {
@@ -87,6 +127,11 @@ describe("TaskService routes", () => {
       expect(err.rawMessage).toContain(field);
       expect(lines().at(-1)).toContain('"code":"InvalidArgument"');
       expect((await client.listTasks({})).tasks).toEqual([]);
+    });
+
+    it("accepts a delivery id of exactly 256 characters", async () => {
+      const res = await client.submitEvent({ event: event(Provider.GITHUB, "x".repeat(256)) });
+      expect(res.task?.event?.deliveryId).toHaveLength(256);
     });
   });
 
@@ -120,6 +165,7 @@ describe("TaskService routes", () => {
       expect(basic.nextPageToken).toBe("");
       for (const task of basic.tasks) expect(task.event?.rawBody).toHaveLength(0);
       const full = await client.listTasks({ view: TaskView.FULL });
+      expect(full.tasks).toHaveLength(3);
       for (const task of full.tasks) expect(new TextDecoder().decode(task.event?.rawBody)).toBe(RAW);
     });
 
@@ -139,7 +185,7 @@ describe("TaskService routes", () => {
     });
 
     it("treats page_size 0 as 50", async () => {
-      await submitMany(51);
+      await submitMany(51, Provider.SENTRY);
       const page = await client.listTasks({ pageSize: 0 });
       expect(page.tasks).toHaveLength(50);
       expect(page.nextPageToken).not.toBe("");
@@ -159,11 +205,14 @@ describe("TaskService routes", () => {
 
     it("filters by provider and state", async () => {
       const github = await submitMany(2, Provider.GITHUB);
-      await submitMany(1, Provider.SLACK);
+      const slack = await submitMany(1, Provider.SLACK);
       const page = await client.listTasks({ provider: Provider.GITHUB });
       expect(page.tasks.map((t) => t.id)).toEqual(github.toReversed());
       const queued = await client.listTasks({ provider: Provider.GITHUB, state: TaskState.QUEUED });
       expect(queued.tasks.map((t) => t.id)).toEqual(github.toReversed());
+      const ignored = await client.listTasks({ provider: Provider.SLACK, state: TaskState.IGNORED });
+      expect(ignored.tasks.map((t) => t.id)).toEqual(slack);
+      expect((await client.listTasks({ provider: Provider.SLACK, state: TaskState.QUEUED })).tasks).toEqual([]);
       expect((await client.listTasks({ state: TaskState.RUNNING })).tasks).toEqual([]);
     });
 
@@ -184,18 +233,110 @@ describe("TaskService routes", () => {
     });
   });
 
+  describe("CancelTask and RetryTask", () => {
+    it("cancels a queued task at once, and retries it into the queue again", async () => {
+      const { task } = await client.submitEvent({ event: event(Provider.GITHUB, "cancel-me") });
+      expect(task?.state).toBe(TaskState.QUEUED);
+      const canceled = await client.cancelTask({ id: task!.id, reason: "not needed" });
+      expect(canceled.task?.state).toBe(TaskState.CANCELED);
+      expect(canceled.task?.transitions.at(-1)).toMatchObject({ state: TaskState.CANCELED, reason: "not needed" });
+      expect((await client.getTask({ id: task!.id })).task?.state).toBe(TaskState.CANCELED);
+      expect((await client.listTasks({ state: TaskState.CANCELED })).tasks.map((t) => t.id)).toEqual([task!.id]);
+      expect((await client.listTasks({ state: TaskState.QUEUED })).tasks).toEqual([]);
+      // Canceling again is a no-op.
+      expect((await client.cancelTask({ id: task!.id })).task?.state).toBe(TaskState.CANCELED);
+
+      const retried = await client.retryTask({ id: task!.id });
+      expect(retried.task?.state).toBe(TaskState.QUEUED);
+      expect(retried.task?.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED, TaskState.CANCELED, TaskState.QUEUED]);
+    });
+
+    it("answers a cancel of an unknown id with NotFound", async () => {
+      const err = await callError(client.cancelTask({ id: "00000000-0000-7000-8000-000000000000" }));
+      expect(err.code).toBe(Code.NotFound);
+    });
+
+    it("refuses to cancel an ignored task, and to retry a queued one, with FailedPrecondition", async () => {
+      const { task: queued } = await client.submitEvent({ event: event(Provider.GITHUB, "retry-queued") });
+      const retry = await callError(client.retryTask({ id: queued!.id }));
+      expect(retry.code).toBe(Code.FailedPrecondition);
+      expect(retry.rawMessage).toContain("QUEUED");
+      expect((await client.getTask({ id: queued!.id })).task?.transitions).toHaveLength(1);
+
+      const { task: ignored } = await client.submitEvent({ event: event(Provider.GITHUB, "cancel-ignored", "no mention") });
+      expect(ignored?.state).toBe(TaskState.IGNORED);
+      expect((await callError(client.cancelTask({ id: ignored!.id }))).code).toBe(Code.FailedPrecondition);
+    });
+
+    it("answers a retry of an unknown id with NotFound", async () => {
+      expect((await callError(client.retryTask({ id: "nope" }))).code).toBe(Code.NotFound);
+    });
+  });
+
+  describe("WatchTask", () => {
+    it("streams how a new task was received, verified, routed and queued", async () => {
+      const { task } = await client.submitEvent({ event: event(Provider.GITHUB, "watch-1") });
+      const abort = new AbortController();
+      const seen: TaskEvent[] = [];
+      try {
+        for await (const res of client.watchTask({ id: task!.id }, { signal: abort.signal })) {
+          seen.push(res.event!);
+          if (seen.length === 4) abort.abort();
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+      expect(seen.map(stageOf)).toEqual([TaskStage.RECEIVED, TaskStage.VERIFIED, TaskStage.ROUTED, TaskStage.QUEUED]);
+      expect(new Set(seen.map((e) => e.id)).size).toBe(4);
+
+      // Resuming after the second event gives the rest.
+      const resumed = new AbortController();
+      const rest: TaskEvent[] = [];
+      try {
+        for await (const res of client.watchTask({ id: task!.id, afterEventId: seen[1]!.id }, { signal: resumed.signal })) {
+          rest.push(res.event!);
+          if (rest.length === 2) resumed.abort();
+        }
+      } catch (err) {
+        if (!resumed.signal.aborted) throw err;
+      }
+      expect(rest.map((e) => e.id)).toEqual(seen.slice(2).map((e) => e.id));
+    });
+
+    it("ends the stream of an ignored task, which is final, after its timeline", async () => {
+      const { task } = await client.submitEvent({ event: event(Provider.GITHUB, "watch-ignored", "nothing to do") });
+      const seen: TaskEvent[] = [];
+      for await (const res of client.watchTask({ id: task!.id }, { timeoutMs: 5_000 })) seen.push(res.event!);
+      expect(seen.map(stageOf)).toEqual([TaskStage.RECEIVED, TaskStage.VERIFIED, TaskStage.IGNORED]);
+    });
+
+    it("answers an unknown id with NotFound", async () => {
+      const watch = async () => {
+        for await (const _ of client.watchTask({ id: "00000000-0000-7000-8000-000000000000" })) {
+          // Nothing is expected.
+        }
+      };
+      const err = await callError(watch());
+      expect(err.code).toBe(Code.NotFound);
+    });
+  });
+
   it("answers Unavailable when Redis cannot be reached, and logs the cause", async () => {
     const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     await redis.connect();
     redis.disconnect();
-    const { client: down, lines: logged } = clientFor(
-      new TaskStore(redis, { keyPrefix: db.prefix, maxAttempts: 3 }),
-    );
-    const err = await callError(down.submitEvent({ event: event(Provider.GITHUB, "while-down") }));
-    expect(err.code).toBe(Code.Unavailable);
-    expect(err.rawMessage).toBe("task store unavailable");
-    expect((await callError(down.getTask({ id: "x" }))).code).toBe(Code.Unavailable);
-    expect((await callError(down.listTasks({}))).code).toBe(Code.Unavailable);
-    expect(logged().at(0)).toContain('"code":"Unavailable"');
+    const { logger } = memoryLogger("tasks-routes-down");
+    const down = composeTasks(redis, { ...TEST_SETTINGS, redisKeyPrefix: db.prefix }, logger);
+    try {
+      const { client: downClient, lines: logged } = clientFor(down);
+      const err = await callError(downClient.submitEvent({ event: event(Provider.GITHUB, "while-down") }));
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.rawMessage).toBe("task store unavailable");
+      expect((await callError(downClient.getTask({ id: "x" }))).code).toBe(Code.Unavailable);
+      expect((await callError(downClient.listTasks({}))).code).toBe(Code.Unavailable);
+      expect(logged().at(0)).toContain('"code":"Unavailable"');
+    } finally {
+      await down.close();
+    }
   });
 });
