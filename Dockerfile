@@ -6,6 +6,7 @@ COPY package.json package-lock.json ./
 COPY kit/package.json kit/
 COPY gateway/package.json gateway/
 COPY services/tasks/package.json services/tasks/
+COPY services/agent/package.json services/agent/
 COPY cli/package.json cli/
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY gen gen

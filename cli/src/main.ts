@@ -1,13 +1,21 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createLogger } from "@hookmesh/kit";
 import { selectServices, SERVICES } from "./services.js";
 import { startServices } from "./start.js";
 import { checkStatus, formatStatus } from "./status.js";
+import { routesCommand, tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
 
 commands:
   start [service ...]   run the named services (default: all) in the foreground
   status                print the health of every service
+  tasks list [--state S] [--provider P] [--limit N]
+  tasks show ID         print a task as JSON
+  tasks tail ID [AFTER] stream a task's timeline until it ends
+  tasks cancel ID [WHY] cancel a queued task, or stop a running one
+  tasks retry ID        queue a failed, dead or canceled task again
+  routes list | get ID | delete ID
 
 services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL).`;
@@ -26,6 +34,15 @@ try {
       process.exitCode = rows.every((r) => r.healthy) ? 0 : 1;
       break;
     }
+    case "tasks": {
+      const interrupted = new AbortController();
+      process.once("SIGINT", () => interrupted.abort());
+      await tasksCommand(args, process.env, (line) => console.log(line), interrupted.signal);
+      break;
+    }
+    case "routes":
+      await routesCommand(args, process.env, (line) => console.log(line));
+      break;
     case undefined:
     case "help":
     case "--help":
@@ -37,6 +54,7 @@ try {
       process.exitCode = 2;
   }
 } catch (err) {
-  console.error(`hookmesh ${command}: ${err instanceof Error ? err.message : String(err)}`);
+  const message = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : err instanceof Error ? err.message : String(err);
+  console.error(`hookmesh ${command}: ${message}`);
   process.exitCode = 1;
 }

@@ -16,6 +16,7 @@ const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.met
 /** Every service that exists, in start order. */
 export const SERVICES: readonly ServiceEntry[] = [
   { name: "tasks", entry: root("services/tasks/src/main.ts"), grpcPort: 50051, urlVariable: "TASKS_URL" },
+  { name: "agent", entry: root("services/agent/src/main.ts"), grpcPort: 50052, urlVariable: "AGENT_URL" },
   { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL" },
 ];
 

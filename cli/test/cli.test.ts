@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { signGitHubPayload } from "../../gateway/src/github/signature.js";
 import { formatStatus } from "../src/status.js";
@@ -41,16 +42,19 @@ describe("hookmesh start", () => {
 
   beforeAll(async () => {
     db = await testRedis("cli");
-    const [tasksPort, gatewayPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+    const [tasksPort, agentPort, gatewayPort, httpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     env = {
       ...process.env,
       TASKS_PORT: String(tasksPort),
       TASKS_URL: `http://127.0.0.1:${tasksPort}`,
       TASKS_REDIS_PREFIX: db.prefix,
+      AGENT_PORT: String(agentPort),
+      AGENT_URL: `http://127.0.0.1:${agentPort}`,
       GATEWAY_PORT: String(gatewayPort),
       GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
       GATEWAY_HTTP_PORT: String(httpPort),
       GITHUB_WEBHOOK_SECRET: secret,
+      AGENT_COMMAND: "echo answer from the agent",
     };
     mesh = spawn(process.execPath, [bin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
     mesh.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -69,17 +73,24 @@ describe("hookmesh start", () => {
   it("reports every service SERVING", async () => {
     const { stdout } = await run(process.execPath, [bin, "status"], { env });
     expect(stdout).toMatch(/^tasks\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
+    expect(stdout).toMatch(/^agent\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
     expect(stdout).toMatch(/^gateway\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
   });
 
-  it("turns a signed GitHub webhook into a task that a gRPC client can list", async () => {
-    const body = JSON.stringify({ action: "opened", issue: { number: 1, title: "hi" }, repository: { name: "r", owner: { login: "o" } } });
+  it("turns a signed GitHub mention into a task that an agent runs, visible through the CLI", async () => {
+    const body = JSON.stringify({
+      action: "created",
+      issue: { number: 1, title: "hi" },
+      comment: { id: 7, body: "@hookmesh please say hi", author_association: "OWNER" },
+      repository: { name: "r", owner: { login: "o" } },
+      sender: { id: 1, login: "octocat", type: "User" },
+    });
     const deliveryId = randomUUID();
     const res = await fetch(`http://127.0.0.1:${env.GATEWAY_HTTP_PORT}/webhooks/github`, {
       method: "POST",
       headers: {
         "content-type": "application/json",
-        "x-github-event": "issues",
+        "x-github-event": "issue_comment",
         "x-github-delivery": deliveryId,
         "x-hub-signature-256": signGitHubPayload(body, secret),
       },
@@ -88,8 +99,28 @@ describe("hookmesh start", () => {
     expect(res.status).toBe(202);
     const { task_id } = (await res.json()) as { task_id: string };
     const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: env.TASKS_URL! }));
+    expect((await tasks.getTask({ id: task_id })).task?.event?.deliveryId).toBe(deliveryId);
+
+    // `tasks tail` streams the timeline until the task ends.
+    const { stdout: tail } = await run(process.execPath, [bin, "tasks", "tail", task_id], { env });
+    expect(tail).toMatch(/ RECEIVED github issue_comment delivery /);
+    expect(tail).toMatch(/ LEASED worker /);
+    expect(tail).toMatch(/#1 > answer from the agent/);
+    expect(tail).toMatch(/ COMPLETED exit 0/);
     const { task } = await tasks.getTask({ id: task_id });
-    expect(task?.event?.deliveryId).toBe(deliveryId);
+    expect(task).toMatchObject({ state: TaskState.SUCCEEDED, result: { answer: "answer from the agent" } });
+
+    const { stdout: list } = await run(process.execPath, [bin, "tasks", "list", "--state", "succeeded"], { env });
+    expect(list).toContain(`${task_id}  `);
+    expect(list).toContain("SUCCEEDED  github:o/r#1");
+    const { stdout: show } = await run(process.execPath, [bin, "tasks", "show", task_id], { env });
+    expect(JSON.parse(show)).toMatchObject({ id: task_id, state: "TASK_STATE_SUCCEEDED" });
+    await expect(run(process.execPath, [bin, "tasks", "cancel", task_id], { env })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("FailedPrecondition: task"),
+    });
+    const { stdout: routes } = await run(process.execPath, [bin, "routes", "list"], { env });
+    expect(routes).toMatch(/^github-mention\s+100\s+github\s+mention$/m);
   });
 
   it("stops every service on SIGTERM and exits 0", async () => {
@@ -111,7 +142,7 @@ describe("hookmesh CLI", () => {
   });
 
   it("rejects unknown services and commands", async () => {
-    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, gateway") });
+    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, agent, gateway") });
     await expect(run(process.execPath, [bin, "frobnicate"])).rejects.toMatchObject({ code: 2 });
   });
 

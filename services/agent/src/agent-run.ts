@@ -1,0 +1,200 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { constants } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import type { Env, Logger } from "@hookmesh/kit";
+import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import {
+  RunOutcome,
+  StageEventSchema,
+  TaskResultSchema,
+  TaskStage,
+  type TaskResult,
+} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { Usage } from "./runners/events.js";
+import { RunnerUnavailableError, type AgentEvent, type RunExit, type RunHandle, type Runner } from "./runners/runner.js";
+
+/** Why a run was stopped before the agent ended it. */
+export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
+
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface AgentRunOptions {
+  taskId: string;
+  prompt: string;
+  profile: AgentProfile;
+  runnerName: string;
+  runner: Runner;
+  /** Longest run for a profile that sets no max run time. */
+  defaultMaxRunTimeMs: number;
+  /** The run's directory is made under this one. */
+  workdirRoot: string;
+  /** The worker's environment, from which the profile's `allowed_env` names are copied. */
+  workerEnv: Env;
+  clock: Clock;
+  logger: Logger;
+  onEvent(event: AgentEvent): void;
+}
+
+export interface RunReport {
+  result: TaskResult;
+  /** For a run that did not succeed: whether another attempt may. */
+  retryable: boolean;
+}
+
+const stopOutcomes: Readonly<Record<StopReason, { outcome: RunOutcome; retryable: boolean }>> = {
+  timeout: { outcome: RunOutcome.TIMED_OUT, retryable: true },
+  cancel: { outcome: RunOutcome.CANCELED, retryable: false },
+  cost_cap: { outcome: RunOutcome.COST_CAP, retryable: false },
+  shutdown: { outcome: RunOutcome.WORKER_SHUTDOWN, retryable: true },
+  // Never reported: the task belongs to another worker by now.
+  lease_lost: { outcome: RunOutcome.UNSPECIFIED, retryable: true },
+};
+
+/**
+ * Linux refuses to start a process with an environment string over 128 KiB; a longer prompt
+ * reaches the agent on stdin only.
+ */
+const MAX_ENV_PROMPT_BYTES = 100 * 1024;
+
+/** One agent run for a task, in its own directory and environment, within the profile's limits. */
+export class AgentRun {
+  private handle: RunHandle | undefined;
+  private stopReason: StopReason | undefined;
+  private usage: Usage = { costUsd: 0, inputTokens: 0n, outputTokens: 0n };
+
+  constructor(private readonly options: AgentRunOptions) {}
+
+  get pid(): number | undefined {
+    return this.handle?.pid;
+  }
+
+  get costUsd(): number {
+    return this.usage.costUsd;
+  }
+
+  /** Stops the agent; the first reason is the one reported. */
+  stop(reason: StopReason): void {
+    this.stopReason ??= reason;
+    this.handle?.stop();
+  }
+
+  /** Runs the agent to its end and says how it went; never rejects. */
+  async run(): Promise<RunReport> {
+    const { options } = this;
+    const started = options.clock.now();
+    let workdir: string | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await mkdir(options.workdirRoot, { recursive: true });
+      workdir = await mkdtemp(join(options.workdirRoot, "run-"));
+      if (this.stopReason !== undefined) return this.report(notStarted, started);
+      this.handle = options.runner.start({
+        prompt: options.prompt,
+        profile: options.profile,
+        workdir,
+        env: agentEnv(options, workdir),
+        onEvent: (event) => this.onEvent(event),
+      });
+      if (this.handle.pid !== undefined) {
+        const detail = `runner ${options.runnerName}, pid ${this.handle.pid}`;
+        options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
+      }
+      timer = setTimeout(() => this.stop("timeout"), this.maxRunTimeMs());
+      return this.report(await this.handle.done, started);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      return {
+        result: this.result(notStarted, started, { outcome: RunOutcome.AGENT_ERROR, error }),
+        // A runner this worker cannot run stays so; a directory that could not be made may not.
+        retryable: !(err instanceof RunnerUnavailableError),
+      };
+    } finally {
+      clearTimeout(timer);
+      if (workdir !== undefined) {
+        await rm(workdir, { recursive: true, force: true }).catch((err: unknown) =>
+          options.logger.warn({ err, workdir }, "could not remove the run's directory"),
+        );
+      }
+    }
+  }
+
+  private onEvent(event: AgentEvent): void {
+    this.options.onEvent(event);
+    if (event.case !== "usage") return;
+    this.usage = { costUsd: event.value.costUsd, inputTokens: event.value.inputTokens, outputTokens: event.value.outputTokens };
+    const cap = this.options.profile.maxCostUsd;
+    if (cap > 0 && this.usage.costUsd > cap) this.stop("cost_cap");
+  }
+
+  private report(exit: RunExit, started: number): RunReport {
+    if (this.stopReason !== undefined) {
+      const { outcome, retryable } = stopOutcomes[this.stopReason];
+      return { result: this.result(exit, started, { outcome, error: this.stopError(this.stopReason) }), retryable };
+    }
+    if (exit.exitCode === 0 && exit.error === undefined) {
+      return { result: this.result(exit, started, { outcome: RunOutcome.SUCCEEDED, error: "" }), retryable: false };
+    }
+    const error = exit.error ?? (exit.exitCode !== null ? `agent exited with code ${exit.exitCode}` : `agent was killed by ${exit.signal}`);
+    return { result: this.result(exit, started, { outcome: RunOutcome.AGENT_ERROR, error }), retryable: true };
+  }
+
+  private result(exit: RunExit, started: number, end: { outcome: RunOutcome; error: string }): TaskResult {
+    return create(TaskResultSchema, {
+      ...end,
+      answer: exit.answer,
+      exitCode: exitCodeOf(exit),
+      ...this.usage,
+      duration: durationFromMs(this.options.clock.now() - started),
+    });
+  }
+
+  private stopError(reason: StopReason): string {
+    switch (reason) {
+      case "timeout":
+        return `timed out after ${this.maxRunTimeMs()} ms`;
+      case "cancel":
+        return "canceled";
+      case "cost_cap":
+        return `cost $${this.usage.costUsd} is over the cap of $${this.options.profile.maxCostUsd}`;
+      case "shutdown":
+        return "the worker shut down before the run ended";
+      case "lease_lost":
+        return "the lease was lost";
+    }
+  }
+
+  private maxRunTimeMs(): number {
+    const fromProfile = this.options.profile.maxRunTime ? durationMs(this.options.profile.maxRunTime) : 0;
+    return fromProfile > 0 ? fromProfile : this.options.defaultMaxRunTimeMs;
+  }
+}
+
+const notStarted: RunExit = { exitCode: null, signal: null, answer: "" };
+
+/** As a shell reports it: 128 + the signal's number for a killed process, -1 for one never started. */
+function exitCodeOf(exit: RunExit): number {
+  if (exit.exitCode !== null) return exit.exitCode;
+  return exit.signal !== null ? 128 + constants.signals[exit.signal] : -1;
+}
+
+/**
+ * The agent's whole environment: a minimal base (PATH, HOME, LANG), the variables the profile
+ * allows, and the task's own. The worker's other variables (its secrets among them) stay out.
+ */
+function agentEnv(options: Pick<AgentRunOptions, "workerEnv" | "profile" | "taskId" | "prompt">, workdir: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ["PATH", "HOME", "LANG", ...options.profile.allowedEnv]) {
+    const value = options.workerEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env.TMPDIR = workdir;
+  env.HOOKMESH_TASK_ID = options.taskId;
+  if (Buffer.byteLength(options.prompt) <= MAX_ENV_PROMPT_BYTES) env.HOOKMESH_PROMPT = options.prompt;
+  return env;
+}

@@ -1,0 +1,60 @@
+import { randomBytes } from "node:crypto";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { runnerNames } from "./runners/index.js";
+
+export interface AgentConfig {
+  host: string;
+  port: number;
+  tasksUrl: string;
+  /** The runner for tasks whose profile names none. */
+  defaultRunner: string;
+  /**
+   * The command line of the `command` runner, run with `/bin/sh -c`. Optional, so that a
+   * worker that only runs `claude` needs no placeholder; tasks for the `command` runner fail
+   * (not retryable) while it is unset.
+   */
+  agentCommand: string | undefined;
+  claudeBin: string;
+  concurrency: number;
+  workerId: string;
+  /** Longest run for profiles that set no `max_run_time`. */
+  maxRunTimeMs: number;
+  /** Each run gets a fresh directory under this one, removed when the run ends. */
+  workdirRoot: string;
+  /** Between SIGTERM and SIGKILL to an agent's process group. */
+  killGraceMs: number;
+  /** Output events longer than this are cut and marked truncated. */
+  outputChunkBytes: number;
+  /** How long a drain lets runs finish before they are stopped. */
+  shutdownGraceMs: number;
+  logLevel: string;
+  tls?: TlsOptions;
+}
+
+export function loadConfig(env: Env = process.env): AgentConfig {
+  const defaultRunner = envString(env, "AGENT_RUNNER", "command");
+  if (!runnerNames.includes(defaultRunner)) {
+    throw new ConfigError("AGENT_RUNNER", `expected one of ${runnerNames.join(", ")}, got "${defaultRunner}"`);
+  }
+  const agentCommand = envString(env, "AGENT_COMMAND", "");
+  return {
+    host: envString(env, "AGENT_HOST", "0.0.0.0"),
+    port: envPort(env, "AGENT_PORT", 50052),
+    tasksUrl: envUrl(env, "TASKS_URL", "http://127.0.0.1:50051"),
+    defaultRunner,
+    agentCommand: agentCommand === "" ? undefined : agentCommand,
+    claudeBin: envString(env, "CLAUDE_BIN", "claude"),
+    concurrency: envInt(env, "AGENT_CONCURRENCY", 2, { min: 1, max: 100 }),
+    // Unique per process, so that two workers on one host (or a restarted one) never share leases.
+    workerId: envString(env, "AGENT_ID", `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
+    maxRunTimeMs: envInt(env, "AGENT_MAX_RUN_TIME_MS", 30 * 60_000, { min: 1 }),
+    workdirRoot: envString(env, "AGENT_WORKDIR", join(tmpdir(), "hookmesh-runs")),
+    killGraceMs: envInt(env, "AGENT_KILL_GRACE_MS", 5_000, { min: 0 }),
+    outputChunkBytes: envInt(env, "AGENT_OUTPUT_CHUNK_BYTES", 4096, { min: 64, max: 1024 * 1024 }),
+    shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
+    logLevel: envString(env, "LOG_LEVEL", "info"),
+    tls: envTls(env, "AGENT"),
+  };
+}

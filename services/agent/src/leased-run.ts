@@ -1,0 +1,183 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Env, Logger } from "@hookmesh/kit";
+import { RunOutcome, TaskEventSchema, TaskResultSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
+import { EventReporter } from "./event-reporter.js";
+import type { Runners } from "./runners/index.js";
+import type { AgentEvent } from "./runners/runner.js";
+
+export interface LeasedRunSettings {
+  defaultRunner: string;
+  maxRunTimeMs: number;
+  workdirRoot: string;
+  workerEnv: Env;
+  eventFlushMs: number;
+  eventBatchSize: number;
+}
+
+export interface LeasedRunDeps {
+  worker: Client<typeof WorkerService>;
+  runners: Runners;
+  settings: LeasedRunSettings;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** For a lease that names no heartbeat interval. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+
+/**
+ * One leased task, from lease to result: runs its agent, keeps the lease with heartbeats,
+ * reports the agent's events, and ends with CompleteTask or FailTask. A lost lease stops the
+ * agent and reports nothing: the task belongs to another worker by then.
+ */
+export class LeasedRun {
+  readonly task: Task;
+  readonly runnerName: string;
+  readonly startTime: number;
+  private readonly leaseId: string;
+  private readonly heartbeatIntervalMs: number;
+  private readonly agent: AgentRun | undefined;
+  private readonly events: EventReporter;
+  private readonly logger: Logger;
+  private leaseLost = false;
+  private cancelRequested = false;
+
+  constructor(
+    lease: Lease & { task: Task },
+    private readonly deps: LeasedRunDeps,
+  ) {
+    const { settings } = deps;
+    this.task = lease.task;
+    this.leaseId = lease.leaseId;
+    this.runnerName = this.task.profile?.runner || settings.defaultRunner;
+    this.startTime = deps.clock.now();
+    this.logger = deps.logger.child({ taskId: this.task.id, attempt: this.task.attempt, runner: this.runnerName });
+    const heartbeatMs = lease.heartbeatInterval ? durationMs(lease.heartbeatInterval) : 0;
+    this.heartbeatIntervalMs = heartbeatMs > 0 ? heartbeatMs : DEFAULT_HEARTBEAT_INTERVAL_MS;
+    this.events = new EventReporter({
+      send: (batch) => this.sendEvents(batch),
+      flushIntervalMs: settings.eventFlushMs,
+      batchSize: settings.eventBatchSize,
+      logger: this.logger,
+    });
+    const runner = deps.runners.get(this.runnerName);
+    this.agent =
+      runner &&
+      new AgentRun({
+        taskId: this.task.id,
+        prompt: this.task.prompt,
+        profile: this.task.profile ?? create(AgentProfileSchema),
+        runnerName: this.runnerName,
+        runner,
+        defaultMaxRunTimeMs: settings.maxRunTimeMs,
+        workdirRoot: settings.workdirRoot,
+        workerEnv: settings.workerEnv,
+        clock: deps.clock,
+        logger: this.logger,
+        onEvent: (event) => this.events.add(this.taskEvent(event)),
+      });
+  }
+
+  get pid(): number | undefined {
+    return this.agent?.pid;
+  }
+
+  get costUsd(): number {
+    return this.agent?.costUsd ?? 0;
+  }
+
+  stop(reason: StopReason): void {
+    this.agent?.stop(reason);
+  }
+
+  /** Runs the task to its reported end; never rejects. */
+  async execute(): Promise<void> {
+    const heartbeating = new AbortController();
+    const heartbeats = this.heartbeat(heartbeating.signal);
+    const report = this.agent ? await this.agent.run() : this.unknownRunner();
+    await this.events.close();
+    heartbeating.abort();
+    await heartbeats;
+    if (this.leaseLost) {
+      this.logger.warn({ outcome: RunOutcome[report.result.outcome] }, "lease lost: run abandoned, the task is another worker's now");
+      return;
+    }
+    await this.reportResult(report);
+  }
+
+  private async heartbeat(signal: AbortSignal): Promise<void> {
+    const intervalMs = this.heartbeatIntervalMs;
+    while (!this.leaseLost) {
+      try {
+        await sleep(intervalMs, undefined, { signal });
+        // A heartbeat slower than the interval is not waited for: the next one is due.
+        const res = await this.deps.worker.heartbeat({ taskId: this.task.id, leaseId: this.leaseId }, { signal, timeoutMs: intervalMs });
+        if (res.cancelRequested) this.cancel("heartbeat");
+      } catch (err) {
+        if (signal.aborted) return;
+        const error = ConnectError.from(err);
+        // Any other failure may pass: a lease outlives a missed heartbeat, and the next one tells.
+        if (isLeaseLost(error)) this.loseLease();
+        else this.logger.warn({ code: Code[error.code], error: error.rawMessage }, "heartbeat failed");
+      }
+    }
+  }
+
+  private async sendEvents(batch: TaskEvent[]): Promise<void> {
+    if (this.leaseLost) return;
+    try {
+      const res = await this.deps.worker.reportEvents({ taskId: this.task.id, leaseId: this.leaseId, events: batch });
+      if (res.cancelRequested) this.cancel("event report");
+    } catch (err) {
+      // Events of a lost lease belong to nobody: dropped, not retried.
+      if (!isLeaseLost(err)) throw err;
+      this.loseLease();
+    }
+  }
+
+  private async reportResult({ result, retryable }: RunReport): Promise<void> {
+    const ids = { taskId: this.task.id, leaseId: this.leaseId };
+    const fields = { outcome: RunOutcome[result.outcome], exitCode: result.exitCode, costUsd: result.costUsd, error: result.error || undefined };
+    try {
+      if (result.outcome === RunOutcome.SUCCEEDED) await this.deps.worker.completeTask({ ...ids, result });
+      else await this.deps.worker.failTask({ ...ids, result, retryable });
+      this.logger.info({ ...fields, retryable }, "run ended");
+    } catch (err) {
+      if (isLeaseLost(err)) this.logger.warn(fields, "lease lost before the run's result was reported");
+      // The lease expires and the task runs again: at least once, never lost.
+      else this.logger.error({ ...fields, err }, "could not report the run's result");
+    }
+  }
+
+  private loseLease(): void {
+    this.leaseLost = true;
+    this.stop("lease_lost");
+  }
+
+  private cancel(via: string): void {
+    if (this.cancelRequested) return;
+    this.cancelRequested = true;
+    this.logger.info({ via }, "cancel requested: stopping the agent");
+    this.stop("cancel");
+  }
+
+  private unknownRunner(): RunReport {
+    const known = [...this.deps.runners.keys()].join(", ");
+    const error = `unknown runner "${this.runnerName}"; this worker runs ${known}`;
+    return { result: create(TaskResultSchema, { outcome: RunOutcome.AGENT_ERROR, exitCode: -1, error }), retryable: false };
+  }
+
+  private taskEvent(kind: AgentEvent): TaskEvent {
+    return create(TaskEventSchema, { time: timestampFromMs(this.deps.clock.now()), kind });
+  }
+}
+
+function isLeaseLost(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.FailedPrecondition;
+}

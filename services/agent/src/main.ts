@@ -1,0 +1,37 @@
+import { createClientFactory, createLogger, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
+import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
+import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { loadConfig } from "./config.js";
+import { WorkerPool } from "./pool.js";
+import { createRunners } from "./runners/index.js";
+import { build } from "./server.js";
+
+const logger = createLogger({ service: "agent", level: process.env.LOG_LEVEL });
+
+await runMain(logger, async () => {
+  const config = loadConfig();
+  const clients = createClientFactory({ logger });
+  const health = new HealthState([AgentService.typeName]);
+  const pool = new WorkerPool({
+    worker: clients.client(WorkerService, config.tasksUrl),
+    runners: createRunners(config),
+    config: { ...config, workerEnv: process.env },
+    logger,
+    onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
+  });
+  const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, tls: config.tls });
+  await server.listen(config.port, config.host);
+  if (config.defaultRunner === "command" && config.agentCommand === undefined) {
+    logger.warn("AGENT_COMMAND is not set: tasks for the command runner fail until it is");
+  }
+  pool.start();
+  health.setAll(ServingStatus.SERVING);
+  logger.info({ workerId: config.workerId, concurrency: config.concurrency, runner: config.defaultRunner }, "leasing tasks");
+  return {
+    async stop() {
+      await pool.drain(config.shutdownGraceMs);
+      await server.close(config.shutdownGraceMs);
+      clients.close();
+    },
+  };
+});

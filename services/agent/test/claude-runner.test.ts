@@ -1,0 +1,82 @@
+import { rm } from "node:fs/promises";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { ClaudeRunner } from "../src/runners/claude.js";
+import { eventLog, fixture, profile, scratchDir, settings } from "./helpers.js";
+
+describe("claude runner", () => {
+  let workdir: string;
+  beforeEach(async () => {
+    workdir = await scratchDir("claude");
+  });
+  afterEach(() => rm(workdir, { recursive: true, force: true }));
+
+  function start(scenario: string, runProfile: AgentProfile = profile(), claudeBin = fixture("fake-claude.mjs")) {
+    const log = eventLog();
+    const handle = new ClaudeRunner(settings({ claudeBin })).start({
+      prompt: "why does the test fail?",
+      profile: runProfile,
+      workdir,
+      env: { PATH: process.env.PATH!, FAKE_CLAUDE_SCENARIO: scenario },
+      onEvent: log.onEvent,
+    });
+    return { handle, log };
+  }
+
+  it("runs claude in print mode with stream-json, the prompt on stdin", async () => {
+    const { handle, log } = start("success", profile({ model: "opus", maxCostUsd: 1.5 }));
+    await handle.done;
+    expect(log.text(OutputStream.STDERR)).toEqual([
+      "args: -p --output-format stream-json --verbose --model opus --max-budget-usd 1.5",
+      "prompt: why does the test fail?",
+    ]);
+  });
+
+  it("leaves out --model and --max-budget-usd when the profile sets neither", async () => {
+    const { handle, log } = start("success");
+    await handle.done;
+    expect(log.text(OutputStream.STDERR)[0]).toBe("args: -p --output-format stream-json --verbose");
+  });
+
+  it("turns assistant text, tool calls and tool results into task events", async () => {
+    const { handle, log } = start("success");
+    await handle.done;
+    expect(log.text(OutputStream.AGENT)).toEqual([
+      "claude session 5b1c0e9e-2f0e-4a57-9d2a-0c7f1f3f8a11, model claude-sonnet-4-5",
+      "Let me look at the failing test.",
+      "The bug is an off-by-one in add().",
+    ]);
+    expect(log.toolCalls()).toEqual([
+      { name: "Bash", detail: '{"command":"npm test","description":"Run the tests"}' },
+      { name: "Bash", detail: "result: 1 failing: expected 2, got 3" },
+      { name: "Read", detail: '{"file_path":"/tmp/run/missing.ts"}' },
+      { name: "Read", detail: "error: File does not exist." },
+    ]);
+    expect(log.text(OutputStream.STDOUT)).toEqual([]);
+  });
+
+  it("takes the answer, cost and tokens from the final result event", async () => {
+    const { handle, log } = start("success");
+    const exit = await handle.done;
+    expect(exit).toMatchObject({ exitCode: 0, answer: "Fixed the off-by-one in add(); the test passes now." });
+    expect(exit.error).toBeUndefined();
+    expect(log.usage()).toHaveLength(1);
+    expect(log.usage()[0]).toMatchObject({ costUsd: 0.0734, inputTokens: 12_018n, outputTokens: 62n });
+  });
+
+  it("reports a failed result as the run's error, with its usage", async () => {
+    const { handle, log } = start("error");
+    const exit = await handle.done;
+    expect(exit).toMatchObject({ exitCode: 1, answer: "", error: "claude ended with error_max_turns" });
+    expect(log.usage()[0]).toMatchObject({ costUsd: 0.21, inputTokens: 40n, outputTokens: 300n });
+  });
+
+  it("says so when the claude binary cannot be started", async () => {
+    const { handle } = start("success", profile(), "/nonexistent/claude");
+    expect(handle.pid).toBeUndefined();
+    const exit = await handle.done;
+    expect(exit).toMatchObject({ exitCode: null, signal: null });
+    expect(exit.error).toMatch(/^cannot start \/nonexistent\/claude: .*ENOENT/);
+  });
+});

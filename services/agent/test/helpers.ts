@@ -1,0 +1,71 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { AgentProfileSchema, type AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { AgentEvent, RunnerSettings } from "../src/runners/runner.js";
+
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
+}
+
+export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSettings {
+  return { agentCommand: undefined, claudeBin: fixture("fake-claude.mjs"), killGraceMs: 500, outputChunkBytes: 4096, ...overrides };
+}
+
+export function profile(init: MessageInitShape<typeof AgentProfileSchema> & { maxRunTimeMs?: number } = {}): AgentProfile {
+  const { maxRunTimeMs, ...rest } = init;
+  return create(AgentProfileSchema, { ...rest, ...(maxRunTimeMs !== undefined && { maxRunTime: durationFromMs(maxRunTimeMs) }) });
+}
+
+export async function scratchDir(label: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `hookmesh-agent-test-${label}-`));
+}
+
+/** Collects a run's events, with views of each kind. */
+export function eventLog() {
+  const events: AgentEvent[] = [];
+  const output = (stream?: OutputStream) =>
+    events.flatMap((e) => (e.case === "output" && (stream === undefined || e.value.stream === stream) ? [e.value] : []));
+  return {
+    events,
+    onEvent: (event: AgentEvent) => void events.push(event),
+    output,
+    text: (stream: OutputStream) => output(stream).map((o) => o.text),
+    toolCalls: () => events.flatMap((e) => (e.case === "toolCall" ? [{ name: e.value.name, detail: e.value.detail }] : [])),
+    usage: () => events.flatMap((e) => (e.case === "usage" ? [e.value] : [])),
+  };
+}
+
+/**
+ * Live processes of a process group, from /proc. Zombies do not count: they are dead, only
+ * not yet reaped by whatever adopted them.
+ */
+export function groupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(pgrp) === pgid && state !== "Z") members.push(Number(entry));
+  }
+  return members;
+}
+
+export async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
