@@ -1,26 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Provider, TraceContextSchema, type Event, type GitHubSubject } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { normalizeGitHub, type GitHubDelivery } from "../src/github/normalize.js";
-import { exampleOf, examplesOf, type Payload } from "./examples.js";
+import { Provider, type Event, type GitHubSubject } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { normalizeGitHub } from "../src/github/normalize.js";
+import { EXAMPLE_RECEIVED, EXAMPLE_TRACEPARENT, exampleOf, examplesOf, githubDelivery, type Payload } from "./examples.js";
 
-const RECEIVED = new Date("2024-05-01T12:00:00Z");
-const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-function delivery(eventType: string, payload: Payload, overrides: Partial<GitHubDelivery> = {}): GitHubDelivery {
-  return {
-    eventType,
-    deliveryId: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-    hookId: "109948940",
-    payload,
-    rawBody: Buffer.from(JSON.stringify(payload)),
-    contentType: "application/json",
-    receiveTime: timestampFromDate(RECEIVED),
-    traceContext: create(TraceContextSchema, { traceparent: TRACEPARENT }),
-    ...overrides,
-  };
-}
 
 function github(event: Event): GitHubSubject {
   const ref = event.subject?.ref;
@@ -41,7 +25,7 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     const issue = payload.issue as Item;
     const repository = payload.repository as Repo;
     const sender = payload.sender as User;
-    const event = normalizeGitHub(delivery("issue_comment", payload));
+    const event = normalizeGitHub(githubDelivery("issue_comment", payload));
 
     expect(event.provider).toBe(Provider.GITHUB);
     expect(event.deliveryId).toBe("72d3162e-cc78-11e3-81ab-4c9367dc0958");
@@ -68,13 +52,13 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   it("issue_comment on a pull request marks the subject as a pull request", () => {
     const payload = exampleOf("issue_comment", "created");
     (payload.issue as Payload).pull_request = { url: "https://api.github.com/repos/Codertocat/Hello-World/pulls/1" };
-    expect(github(normalizeGitHub(delivery("issue_comment", payload))).pullRequest).toBe(true);
+    expect(github(normalizeGitHub(githubDelivery("issue_comment", payload))).pullRequest).toBe(true);
   });
 
   it("issues opened: the issue body is the text, the issue is the subject", () => {
     const payload = examplesOf("issues").find((p) => p.action === "opened" && typeof (p.issue as Item).body === "string")!;
     const issue = payload.issue as Item;
-    const event = normalizeGitHub(delivery("issues", payload));
+    const event = normalizeGitHub(githubDelivery("issues", payload));
     expect(event.action).toBe("opened");
     expect(event.text).toBe(issue.body);
     expect(event.text).not.toBe("");
@@ -90,13 +74,13 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   it("issues opened with a null body has empty text", () => {
     const payload = examplesOf("issues").find((p) => p.action === "opened" && (p.issue as Item).body === null)!;
     expect(payload).toBeDefined();
-    expect(normalizeGitHub(delivery("issues", payload)).text).toBe("");
+    expect(normalizeGitHub(githubDelivery("issues", payload)).text).toBe("");
   });
 
   it("pull_request opened: a pull request subject with the PR body as text", () => {
     const payload = exampleOf("pull_request", "opened");
     const pr = payload.pull_request as Item;
-    const event = normalizeGitHub(delivery("pull_request", payload));
+    const event = normalizeGitHub(githubDelivery("pull_request", payload));
     const subject = github(event);
     expect(subject.pullRequest).toBe(true);
     expect(subject.number).toBe(BigInt(pr.number));
@@ -113,7 +97,7 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     for (const payload of payloads) {
       const review = payload.review as Comment;
       const pr = payload.pull_request as Item;
-      const event = normalizeGitHub(delivery("pull_request_review", payload));
+      const event = normalizeGitHub(githubDelivery("pull_request_review", payload));
       const subject = github(event);
       expect(subject.pullRequest).toBe(true);
       expect(subject.number).toBe(BigInt(pr.number));
@@ -130,21 +114,21 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   it("a review with a body carries it as text", () => {
     const payload = exampleOf("pull_request_review", "submitted");
     (payload.review as Payload).body = "Please rename this variable.";
-    expect(normalizeGitHub(delivery("pull_request_review", payload)).text).toBe("Please rename this variable.");
+    expect(normalizeGitHub(githubDelivery("pull_request_review", payload)).text).toBe("Please rename this variable.");
   });
 
   it("issues labeled: the added label, for label-triggered rules", () => {
     const payload = examplesOf("issues").find((p) => p.action === "labeled")!;
-    const event = normalizeGitHub(delivery("issues", payload));
+    const event = normalizeGitHub(githubDelivery("issues", payload));
     expect(event.label).toBe((payload.label as { name: string }).name);
     expect(event.label).not.toBe("");
-    expect(normalizeGitHub(delivery("issues", examplesOf("issues").find((p) => p.action === "opened")!)).label).toBe("");
+    expect(normalizeGitHub(githubDelivery("issues", examplesOf("issues").find((p) => p.action === "opened")!)).label).toBe("");
   });
 
   it("push: a repository-level subject with number 0 and no text", () => {
     for (const payload of examplesOf("push")) {
       const repository = payload.repository as Repo;
-      const event = normalizeGitHub(delivery("push", payload));
+      const event = normalizeGitHub(githubDelivery("push", payload));
       const subject = github(event);
       expect(subject.owner).toBe(repository.owner.login);
       expect(subject.repo).toBe(repository.name);
@@ -163,18 +147,18 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     const payload = exampleOf("issue_comment", "created");
     // Deliberately not JSON.stringify(payload): the raw bytes must never be re-serialized.
     const rawBody = Buffer.from(`  ${JSON.stringify(payload, null, 2)}\n`);
-    const event = normalizeGitHub(delivery("issue_comment", payload, { rawBody, contentType: "application/x-www-form-urlencoded" }));
+    const event = normalizeGitHub(githubDelivery("issue_comment", payload, { rawBody, contentType: "application/x-www-form-urlencoded" }));
     expect(Buffer.from(event.rawBody).equals(rawBody)).toBe(true);
     expect(event.contentType).toBe("application/x-www-form-urlencoded");
-    expect(event.receiveTime).toEqual(timestampFromDate(RECEIVED));
-    expect(event.traceContext?.traceparent).toBe(TRACEPARENT);
+    expect(event.receiveTime).toEqual(timestampFromDate(EXAMPLE_RECEIVED));
+    expect(event.traceContext?.traceparent).toBe(EXAMPLE_TRACEPARENT);
   });
 
   it("marks bots and reads the installation id of GitHub App deliveries", () => {
     const payload = exampleOf("issue_comment", "created");
     payload.sender = { login: "dependabot[bot]", id: 49699333, type: "Bot" };
     payload.installation = { id: 2311213, node_id: "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMjMxMTIxMw==" };
-    const event = normalizeGitHub(delivery("issue_comment", payload));
+    const event = normalizeGitHub(githubDelivery("issue_comment", payload));
     expect(event.actor).toMatchObject({ login: "dependabot[bot]", id: "49699333", bot: true });
     expect(github(event).installationId).toBe(2311213n);
   });
@@ -182,7 +166,7 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   it("normalizes every example of every event type without throwing", () => {
     for (const name of ["issue_comment", "issues", "pull_request", "pull_request_review", "pull_request_review_comment", "push", "ping", "release", "workflow_run"]) {
       for (const payload of examplesOf(name)) {
-        const event = normalizeGitHub(delivery(name, payload));
+        const event = normalizeGitHub(githubDelivery(name, payload));
         expect(event.eventType).toBe(name);
         expect(event.subject?.ref.case).toBe("github");
       }
@@ -227,7 +211,7 @@ describe("normalizeGitHub on hostile payloads", () => {
   ];
 
   it.each(hostile)("%s: does not throw and yields well-typed, empty-ish fields", (_name, payload) => {
-    const event = normalizeGitHub(delivery("issue_comment", payload));
+    const event = normalizeGitHub(githubDelivery("issue_comment", payload));
     expect(event.provider).toBe(Provider.GITHUB);
     expect(typeof event.action).toBe("string");
     expect(typeof event.text).toBe("string");
@@ -243,7 +227,7 @@ describe("normalizeGitHub on hostile payloads", () => {
 
   it("ignores values of the wrong type instead of coercing them", () => {
     const [, payload] = hostile[1]!;
-    const event = normalizeGitHub(delivery("issue_comment", payload));
+    const event = normalizeGitHub(githubDelivery("issue_comment", payload));
     const subject = github(event);
     expect(event.action).toBe("");
     expect(event.text).toBe("");
@@ -259,7 +243,7 @@ describe("normalizeGitHub on hostile payloads", () => {
 
   it("gives no subject key without both owner and repository name", () => {
     const payload = { issue: { number: 3 }, repository: { name: "r" } };
-    expect(normalizeGitHub(delivery("issues", payload)).subject?.key).toBe("");
+    expect(normalizeGitHub(githubDelivery("issues", payload)).subject?.key).toBe("");
   });
 
   it("accepts the largest safe integers as ids", () => {
@@ -268,7 +252,7 @@ describe("normalizeGitHub on hostile payloads", () => {
       comment: { id: Number.MAX_SAFE_INTEGER },
       repository: { name: "r", owner: { login: "o" } },
     };
-    const subject = github(normalizeGitHub(delivery("issue_comment", payload)));
+    const subject = github(normalizeGitHub(githubDelivery("issue_comment", payload)));
     expect(subject.number).toBe(BigInt(Number.MAX_SAFE_INTEGER));
     expect(subject.commentId).toBe(BigInt(Number.MAX_SAFE_INTEGER));
   });

@@ -1,3 +1,5 @@
+import { ReplyError } from "ioredis";
+
 /** The submitted event lacks something the task needs; `field` names it. */
 export class InvalidEventError extends Error {
   override name = "InvalidEventError";
@@ -43,4 +45,17 @@ export class LeaseLostError extends Error {
 /** The task is not in a state that allows the operation. */
 export class TaskStateError extends Error {
   override name = "TaskStateError";
+}
+
+/**
+ * Runs a Redis call, turning connection failures into StoreUnavailableError. A reply error
+ * is Redis refusing a command, a bug rather than an outage, so it stays as it is.
+ */
+export async function storeCall<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (err instanceof ReplyError) throw err;
+    throw new StoreUnavailableError(err);
+  }
 }

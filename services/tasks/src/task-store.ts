@@ -1,8 +1,8 @@
-import { ReplyError, type Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError } from "./errors.js";
+import { InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError, storeCall } from "./errors.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
@@ -79,7 +79,7 @@ export class TaskStore {
     const event = task.event!;
     const rawBody = event.rawBody;
     const stored = { ...task, event: { ...event, rawBody: new Uint8Array(0) } };
-    const existingId = await this.call(() =>
+    const existingId = await storeCall(() =>
       this.redis.eval(
         CREATE_SCRIPT,
         6,
@@ -99,7 +99,7 @@ export class TaskStore {
   }
 
   async get(id: string, view: TaskView = TaskView.FULL): Promise<Task> {
-    const [bytes, rawBody] = await this.call(() =>
+    const [bytes, rawBody] = await storeCall(() =>
       view === TaskView.FULL
         ? Promise.all([this.redis.getBuffer(this.taskKey(id)), this.redis.getBuffer(this.rawKey(id))])
         : Promise.all([this.redis.getBuffer(this.taskKey(id)), null]),
@@ -115,12 +115,12 @@ export class TaskStore {
    */
   async update(id: string, change: (task: Task) => void): Promise<Task> {
     for (let tries = 0; tries < MAX_UPDATE_TRIES; tries++) {
-      const before = await this.call(() => this.redis.getBuffer(this.taskKey(id)));
+      const before = await storeCall(() => this.redis.getBuffer(this.taskKey(id)));
       if (before === null) throw new TaskNotFoundError(id);
       const task = fromBinary(TaskSchema, before);
       const oldState = task.state;
       change(task);
-      const swapped = await this.call(() =>
+      const swapped = await storeCall(() =>
         this.redis.eval(
           UPDATE_SCRIPT,
           3,
@@ -146,7 +146,7 @@ export class TaskStore {
     const [walk, check] = this.indexesFor(filter);
     const ids: string[] = [];
     for (;;) {
-      const batch = await this.call(() =>
+      const batch = await storeCall(() =>
         this.redis.zrevrangebylex(walk, after === undefined ? "+" : `(${after}`, "-", "LIMIT", 0, SCAN_BATCH),
       );
       const kept = check === undefined ? batch : await this.membersOf(check, batch);
@@ -161,16 +161,16 @@ export class TaskStore {
 
   /** Records which lease holds a task, kept after the task ends so a repeated completion can be recognised. */
   async setLease(taskId: string, leaseId: string): Promise<void> {
-    await this.call(() => this.redis.set(this.key("lease", taskId), leaseId));
+    await storeCall(() => this.redis.set(this.key("lease", taskId), leaseId));
   }
 
   async leaseOf(taskId: string): Promise<string | null> {
-    return this.call(() => this.redis.get(this.key("lease", taskId)));
+    return storeCall(() => this.redis.get(this.key("lease", taskId)));
   }
 
   /** Ids of every task in `state`, oldest first, for start-up reconciliation. */
   async idsInState(state: TaskState): Promise<string[]> {
-    return this.call(() => this.redis.zrangebylex(this.stateIndex(state), "-", "+"));
+    return storeCall(() => this.redis.zrangebylex(this.stateIndex(state), "-", "+"));
   }
 
   private indexesFor(filter: TaskFilter): [walk: string, check: string | undefined] {
@@ -182,14 +182,14 @@ export class TaskStore {
 
   private async membersOf(index: string, ids: string[]): Promise<string[]> {
     if (ids.length === 0) return ids;
-    const scores = await this.call(() => this.redis.zmscore(index, ...ids));
+    const scores = await storeCall(() => this.redis.zmscore(index, ...ids));
     return ids.filter((_, i) => scores[i] !== null);
   }
 
   private async hasMoreAfter(walk: string, check: string | undefined, last: string): Promise<boolean> {
     let after = last;
     for (;;) {
-      const batch = await this.call(() => this.redis.zrevrangebylex(walk, `(${after}`, "-", "LIMIT", 0, SCAN_BATCH));
+      const batch = await storeCall(() => this.redis.zrevrangebylex(walk, `(${after}`, "-", "LIMIT", 0, SCAN_BATCH));
       if (batch.length === 0) return false;
       if (check === undefined || (await this.membersOf(check, batch)).length > 0) return true;
       after = batch.at(-1)!;
@@ -198,7 +198,7 @@ export class TaskStore {
 
   private async getMany(ids: string[], view: TaskView): Promise<Task[]> {
     if (ids.length === 0) return [];
-    const [tasks, rawBodies] = await this.call(() =>
+    const [tasks, rawBodies] = await storeCall(() =>
       Promise.all([
         this.redis.mgetBuffer(...ids.map((id) => this.taskKey(id))),
         view === TaskView.FULL ? this.redis.mgetBuffer(...ids.map((id) => this.rawKey(id))) : [],
@@ -221,19 +221,6 @@ export class TaskStore {
 
   private key(...parts: string[]): string {
     return this.prefix + parts.join(":");
-  }
-
-  /**
-   * Runs a Redis call, turning connection failures into StoreUnavailableError. A reply error
-   * is Redis refusing a command, a bug rather than an outage, so it stays as it is.
-   */
-  private async call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation();
-    } catch (err) {
-      if (err instanceof ReplyError) throw err;
-      throw new StoreUnavailableError(err);
-    }
   }
 }
 

@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TaskEventSchema, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { StoreUnavailableError } from "./errors.js";
+import { StoreUnavailableError, storeCall } from "./errors.js";
 
 export interface TimelineOptions {
   keyPrefix: string;
@@ -51,11 +51,9 @@ export class Timeline {
 
   /** Events after `afterId` (from the start when empty), oldest first. */
   async read(taskId: string, afterId = ""): Promise<TaskEvent[]> {
-    const entries = await this.redis
-      .xrangeBuffer(this.key(taskId), afterId ? `(${afterId}` : "-", "+", "COUNT", READ_BATCH)
-      .catch((err: unknown) => {
-        throw new StoreUnavailableError(err);
-      });
+    const entries = await storeCall(() =>
+      this.redis.xrangeBuffer(this.key(taskId), afterId ? `(${afterId}` : "-", "+", "COUNT", READ_BATCH),
+    );
     return entries.map(([id, fields]) => decode(id, fields));
   }
 
@@ -70,9 +68,7 @@ export class Timeline {
     const stop = () => blocking.disconnect();
     signal.addEventListener("abort", stop, { once: true });
     try {
-      await blocking.connect().catch((err: unknown) => {
-        throw new StoreUnavailableError(err);
-      });
+      await storeCall(() => blocking.connect());
       for (;;) {
         const batch = await this.read(taskId, last);
         for (const event of batch) {

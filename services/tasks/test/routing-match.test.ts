@@ -1,17 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   ActorSchema,
   EventSchema,
   Provider,
   SubjectSchema,
-  TraceContextSchema,
   type Event,
 } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { normalizeGitHub } from "../../../gateway/src/github/normalize.js";
-import { exampleOf, type Payload } from "../../../gateway/test/examples.js";
+import { exampleOf, githubDelivery, type Payload } from "../../../gateway/test/examples.js";
 import { defaultRoutes } from "../src/routing/defaults.js";
 import { findMention, globMatches, matchRoute, type MatchOptions } from "../src/routing/match.js";
 import { renderPrompt } from "../src/routing/prompt.js";
@@ -28,16 +26,7 @@ type Json = Record<string, unknown>;
 function github(eventType: string, action: string | undefined, edit: (payload: Json) => void = () => {}): Event {
   const payload: Payload = exampleOf(eventType, action);
   edit(payload);
-  return normalizeGitHub({
-    eventType,
-    deliveryId: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-    hookId: "109948940",
-    payload,
-    rawBody: Buffer.from(JSON.stringify(payload)),
-    contentType: "application/json",
-    receiveTime: timestampFromDate(new Date("2024-05-01T12:00:00Z")),
-    traceContext: create(TraceContextSchema),
-  });
+  return normalizeGitHub(githubDelivery(eventType, payload));
 }
 
 /** Sets the comment's (or review's, or issue's) body and author association. */

@@ -1,9 +1,9 @@
-import { ReplyError, type Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { clone, fromBinary, fromJson, toBinary, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { parse as parseYaml } from "yaml";
 import { RouteSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { StoreUnavailableError } from "../errors.js";
+import { storeCall } from "../errors.js";
 import { defaultRoutes } from "./defaults.js";
 import { compareRoutes } from "./match.js";
 import { InvalidRouteError, validateRoute } from "./validate.js";
@@ -51,14 +51,14 @@ export class RouteStore {
 
   /** Every rule, highest priority first, then by id. */
   async list(): Promise<Route[]> {
-    const stored = await this.call(() => this.redis.hgetallBuffer(this.routesKey));
+    const stored = await storeCall(() => this.redis.hgetallBuffer(this.routesKey));
     return Object.values(stored)
       .map((bytes) => fromBinary(RouteSchema, bytes))
       .sort(compareRoutes);
   }
 
   async get(id: string): Promise<Route> {
-    const bytes = await this.call(() => this.redis.hgetBuffer(this.routesKey, id));
+    const bytes = await storeCall(() => this.redis.hgetBuffer(this.routesKey, id));
     if (bytes === null) throw new RouteNotFoundError(id);
     return fromBinary(RouteSchema, bytes);
   }
@@ -70,7 +70,7 @@ export class RouteStore {
   }
 
   async delete(id: string): Promise<void> {
-    const removed = await this.call(() => this.redis.hdel(this.routesKey, id));
+    const removed = await storeCall(() => this.redis.hdel(this.routesKey, id));
     if (removed === 0) throw new RouteNotFoundError(id);
   }
 
@@ -80,7 +80,7 @@ export class RouteStore {
    */
   async seedDefaults(): Promise<boolean> {
     const args = defaultRoutes().flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, this.stamp(route)))]);
-    const written = await this.call(() => this.redis.eval(SEED_DEFAULTS_SCRIPT, 2, this.routesKey, this.seededKey, ...args));
+    const written = await storeCall(() => this.redis.eval(SEED_DEFAULTS_SCRIPT, 2, this.routesKey, this.seededKey, ...args));
     return written === 1;
   }
 
@@ -111,7 +111,7 @@ export class RouteStore {
   private async write(routes: Route[]): Promise<Route[]> {
     if (routes.length === 0) return routes;
     const fields = routes.flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, route))]);
-    await this.call(() => this.redis.hset(this.routesKey, ...fields));
+    await storeCall(() => this.redis.hset(this.routesKey, ...fields));
     return routes;
   }
 
@@ -119,19 +119,6 @@ export class RouteStore {
     const stamped = clone(RouteSchema, route);
     stamped.updateTime = timestampFromDate(this.now());
     return stamped;
-  }
-
-  /**
-   * Runs a Redis call, turning connection failures into StoreUnavailableError. A reply error
-   * is Redis refusing a command, a bug rather than an outage, so it stays as it is.
-   */
-  private async call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation();
-    } catch (err) {
-      if (err instanceof ReplyError) throw err;
-      throw new StoreUnavailableError(err);
-    }
   }
 }
 
