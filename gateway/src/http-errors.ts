@@ -15,4 +15,9 @@ export class WebhookRejection extends Error {
 
   /** Facts about the delivery for the log line, known once its headers were read. */
   context: Record<string, unknown> = {};
+
+  withContext(context: Record<string, unknown>): this {
+    this.context = context;
+    return this;
+  }
 }

@@ -1,21 +1,20 @@
-import type { Client } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
-import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import type { Redis } from "ioredis";
 
-/** How long `/readyz` waits for the tasks service's answer. */
+/** How long `/readyz` waits for Redis to answer. */
 const CHECK_TIMEOUT_MS = 1_000;
 
 /**
- * The gateway can make a delivery durable only when the tasks service can take it, so it is
- * ready exactly when tasks says its TaskService is SERVING.
+ * The gateway can make a delivery durable when its outbox can take it, whatever the tasks
+ * service's state: ready exactly when its Redis answers.
  */
-export function tasksReadiness(tasksHealth: Client<typeof Health>) {
+export function outboxReadiness(redis: Redis) {
   return async (signal: AbortSignal): Promise<boolean> => {
-    try {
-      const res = await tasksHealth.check({ service: TaskService.typeName }, { signal, timeoutMs: CHECK_TIMEOUT_MS });
-      return res.status === ServingStatus.SERVING;
-    } catch {
-      return false;
-    }
+    const timeout = AbortSignal.any([signal, AbortSignal.timeout(CHECK_TIMEOUT_MS)]);
+    const ping = redis.ping().then(
+      (reply) => reply === "PONG",
+      () => false,
+    );
+    const gaveUp = new Promise<boolean>((resolve) => timeout.addEventListener("abort", () => resolve(false), { once: true }));
+    return Promise.race([ping, gaveUp]);
   };
 }

@@ -1,13 +1,17 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { createMeshServer, HealthState, ServingStatus, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
-import { GitHubWebhook } from "./github/webhook.js";
+import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
+import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
+import type { GatewayCore } from "./compose.js";
+import { customRouteServiceRoutes, mapCustomRouteError } from "./custom/routes.js";
+import { deliveryServiceRoutes, mapDeliveryError } from "./delivery-routes.js";
 import { httpRoutes } from "./http-routes.js";
-import type { Intake } from "./intake.js";
 
 export interface GatewayDeps {
-  intake: Intake;
-  github: { secrets: readonly string[]; maxBodyBytes: number };
+  core: Pick<GatewayCore, "pipeline" | "deliveries" | "customRoutes">;
+  /** True when the gateway can make deliveries durable right now. */
   ready: (signal: AbortSignal) => Promise<boolean>;
   logger: Logger;
   tls?: TlsOptions;
@@ -16,16 +20,26 @@ export interface GatewayDeps {
 export interface Gateway {
   /** The webhook edge (HTTP/1.1). */
   http: http.Server;
-  /** The gRPC port: health and reflection. */
+  /** The gRPC port: delivery log, custom routes, health and reflection. */
   grpc: MeshServer;
   listen(httpPort: number, grpcPort: number, host?: string): Promise<{ http: AddressInfo; grpc: AddressInfo }>;
   close(graceMs?: number): Promise<void>;
 }
 
 export function build(deps: GatewayDeps): Gateway {
-  const handler = httpRoutes({ github: new GitHubWebhook(deps.intake, deps.github), ready: deps.ready, logger: deps.logger });
+  const { pipeline, deliveries, customRoutes } = deps.core;
+  const handler = httpRoutes({ pipeline, ready: deps.ready, logger: deps.logger });
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => void handler(req, res));
-  const grpc = createMeshServer({ routes: () => {}, health: new HealthState([]), logger: deps.logger, tls: deps.tls });
+  const grpc = createMeshServer({
+    routes: (router: ConnectRouter) => {
+      deliveryServiceRoutes(deliveries, pipeline)(router);
+      customRouteServiceRoutes(customRoutes)(router);
+    },
+    health: new HealthState([DeliveryService.typeName, CustomRouteService.typeName]),
+    logger: deps.logger,
+    mapError: (err) => mapDeliveryError(err) ?? mapCustomRouteError(err),
+    tls: deps.tls,
+  });
   return {
     http: server,
     grpc,
@@ -35,7 +49,7 @@ export function build(deps: GatewayDeps): Gateway {
         server.listen(httpPort, host, () => resolve());
       });
       const grpcAddress = await grpc.listen(grpcPort, host);
-      grpc.health.set("", ServingStatus.SERVING);
+      grpc.health.setAll(ServingStatus.SERVING);
       const httpAddress = server.address() as AddressInfo;
       deps.logger.info({ port: httpAddress.port }, "webhook edge listening");
       return { http: httpAddress, grpc: grpcAddress };

@@ -123,3 +123,25 @@ function readConfigFile(variable: string, path: string): string {
     throw new ConfigError(variable, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
   }
 }
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration such as `500ms`, `30s`, `5m`, `24h` or `7d` (a bare number is milliseconds), in ms. */
+export function envDuration(env: Env, name: string, fallback: string): number {
+  const raw = present(env, name) ?? fallback;
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(raw);
+  if (!match) throw new ConfigError(name, `expected a duration such as 30s, 5m, 24h or 7d, got "${raw}"`);
+  const ms = Number(match[1]) * DURATION_UNITS_MS[match[2] ?? "ms"]!;
+  if (ms <= 0 || !Number.isSafeInteger(Math.round(ms))) throw new ConfigError(name, `expected a positive duration, got "${raw}"`);
+  return Math.round(ms);
+}
+
+/** A comma-separated list, trimmed, without empty items. */
+export function envList(env: Env, name: string, fallback: readonly string[] = []): string[] {
+  const raw = present(env, name);
+  if (raw === undefined) return [...fallback];
+  return raw
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
+}

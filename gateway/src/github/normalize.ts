@@ -21,7 +21,7 @@ export interface GitHubDelivery {
   rawBody: Buffer;
   contentType: string;
   receiveTime: Timestamp;
-  traceContext: TraceContext;
+  traceContext?: TraceContext;
 }
 
 /** The provider-neutral Event for a verified GitHub delivery. */

@@ -72,8 +72,8 @@ export class TaskStore {
   }
 
   /**
-   * Stores a new task unless its delivery (provider, delivery id) has one already; then
-   * returns that one, unchanged.
+   * Stores a new task unless its delivery (provider, source id, delivery id) has one already;
+   * then returns that one, unchanged.
    */
   async create(task: Task): Promise<{ task: Task; duplicate: boolean }> {
     const event = task.event!;
@@ -83,7 +83,8 @@ export class TaskStore {
       this.redis.eval(
         CREATE_SCRIPT,
         6,
-        this.key("delivery", String(event.provider), event.deliveryId),
+        // Encoded, so that no source id and delivery id pair can spell another's key.
+        this.key("delivery", String(event.provider), encodeURIComponent(event.sourceId), encodeURIComponent(event.deliveryId)),
         this.taskKey(task.id),
         this.rawKey(task.id),
         this.key("index", "all"),

@@ -34,14 +34,15 @@ export type Event = Message<"hookmesh.events.v1.Event"> & {
   /**
    * The provider's id for this delivery (GitHub `X-GitHub-Delivery`, Slack `event_id`,
    * Jira `X-Atlassian-Webhook-Identifier`, Sentry `Request-ID`). Redeliveries of the same
-   * event carry the same id, which makes (provider, delivery_id) the idempotency key.
+   * event carry the same id, which makes (provider, source_id, delivery_id) the idempotency key.
    *
    * @generated from field: string delivery_id = 2;
    */
   deliveryId: string;
 
   /**
-   * The hook or route that sent it: GitHub `X-GitHub-Hook-ID`, a custom route's name.
+   * The hook or route that sent it: GitHub `X-GitHub-Hook-ID`, a custom route's name. It
+   * scopes `delivery_id`: two hooks may send the same event under the same id.
    *
    * @generated from field: string source_id = 3;
    */

@@ -178,9 +178,10 @@ export const DeliveryService: GenService<{
   /**
    * Submits a stored delivery again as if it had just arrived, on purpose bypassing the
    * gateway's duplicate check (the tasks service still returns the existing task for a
-   * delivery it has seen). Its signature is verified again with the current secrets.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION when it has no body to resend (refused before it
-   * was read) or no longer verifies.
+   * delivery it has seen). Only deliveries that passed verification when they arrived can be
+   * redelivered: their signatures are not kept, so they cannot be checked again.
+   * Errors: NOT_FOUND; FAILED_PRECONDITION for a rejected or answered delivery, or one whose
+   * body was not kept whole.
    *
    * @generated from rpc hookmesh.gateway.v1.DeliveryService.Redeliver
    */

@@ -300,7 +300,8 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
  */
 export const TaskService: GenService<{
   /**
-   * Creates the task for an event. Idempotent on (event.provider, event.delivery_id):
+   * Creates the task for an event. Idempotent on (event.provider, event.source_id,
+   * event.delivery_id):
    * submitting the same delivery again returns the task created the first time with
    * `duplicate` set, and changes nothing.
    *

@@ -1,0 +1,60 @@
+import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { WebhookRejection } from "../http-errors.js";
+import { bodyDigestId, header, hmacMatches, parseJsonObject, str, type IncomingWebhook, type ProviderVerdict, type WebhookProvider } from "../webhook-provider.js";
+import { normalizeJira } from "./normalize.js";
+
+const JSON_TYPE = "application/json";
+
+/**
+ * A Jira body carries the whole issue: every field, custom fields included, and on updates
+ * the changelog. Its comment and description are capped at 32,767 characters each, so real
+ * bodies stay well under 1 MiB; 10 MiB leaves room for sites with hundreds of custom fields.
+ */
+export const JIRA_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/**
+ * Jira webhooks registered with a secret: `X-Hub-Signature: sha256=<hex>` (WebSub's
+ * `method=signature`) over the raw body. `X-Atlassian-Webhook-Identifier` stays the same
+ * across Jira's retries (for up to ~30 minutes, after 408/409/425/429/5xx or a timeout), which
+ * makes it the identity; no timestamp is signed, so the duplicate check is the replay guard.
+ */
+export class JiraProvider implements WebhookProvider {
+  readonly name = "jira";
+  readonly provider = Provider.JIRA;
+  readonly contentTypes = [JSON_TYPE];
+  /** Jira retries a slow answer as a failure; well before that, the outbox takes over. */
+  readonly submitTimeoutMs = 5_000;
+
+  constructor(readonly maxBodyBytes = JIRA_MAX_BODY_BYTES) {}
+
+  verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
+    const signature = header(webhook.headers, "x-hub-signature");
+    if (!signature) throw new WebhookRejection(401, "signature required", "missing X-Hub-Signature");
+    const separator = signature.indexOf("=");
+    if (separator <= 0) throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature is not method=signature");
+    const method = signature.slice(0, separator);
+    if (method !== "sha256") {
+      throw new WebhookRejection(
+        401,
+        "unsupported signature method",
+        `X-Hub-Signature method ${JSON.stringify(method.slice(0, 32))} is not supported (only sha256)`,
+      );
+    }
+    if (!hmacMatches("sha256", webhook.rawBody, signature.slice(separator + 1), secrets)) {
+      throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature does not match any configured secret");
+    }
+  }
+
+  parse(webhook: IncomingWebhook): ProviderVerdict {
+    const payload = parseJsonObject(webhook.rawBody.toString("utf8"));
+    const eventType = str(payload.webhookEvent);
+    if (!eventType) throw new WebhookRejection(400, "body has no webhookEvent");
+    // Jira Server and Data Center send no identifier; the digest of the body, which includes
+    // Jira's millisecond `timestamp`, tells their events apart.
+    const deliveryId =
+      header(webhook.headers, "x-atlassian-webhook-identifier") ??
+      bodyDigestId(webhook.rawBody);
+    return { kind: "event", event: normalizeJira(payload, deliveryId, eventType) };
+  }
+}
+

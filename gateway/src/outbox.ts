@@ -1,0 +1,94 @@
+import { EventEmitter, once } from "node:events";
+import type { Redis } from "ioredis";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { storeCall } from "./store-call.js";
+
+export interface OutboxEntry {
+  /** The stream entry id: arrival order. */
+  id: string;
+  /** The delivery-log entry to update once the event is forwarded. */
+  deliveryLogId: string;
+  /** The duplicate-check claim to settle with the task id. */
+  dedupKey: string;
+  event: Event;
+}
+
+const GROUP = "forwarder";
+
+/**
+ * Verified deliveries waiting for the tasks service: a Redis stream in the gateway's own
+ * keys, read through a consumer group so that each entry goes to one forwarder, stays
+ * pending until it is acknowledged, and is taken over from a forwarder that died.
+ */
+export class Outbox {
+  private readonly added = new EventEmitter();
+  private readonly stream: string;
+
+  constructor(
+    private readonly redis: Redis,
+    options: { keyPrefix: string },
+  ) {
+    this.stream = `${options.keyPrefix}outbox`;
+  }
+
+  async init(): Promise<void> {
+    await storeCall(() => this.redis.xgroup("CREATE", this.stream, GROUP, "0", "MKSTREAM")).catch((err: Error) => {
+      if (!err.message.includes("BUSYGROUP")) throw err;
+    });
+  }
+
+  /** Makes `event` durable here; resolves only once Redis has it. */
+  async add(event: Event, deliveryLogId: string, dedupKey: string): Promise<string> {
+    const id = await storeCall(() =>
+      this.redis.xadd(this.stream, "*", "event", Buffer.from(toBinary(EventSchema, event)), "log", deliveryLogId, "dedup", dedupKey),
+    );
+    this.added.emit("added");
+    return id!;
+  }
+
+  /**
+   * The next entries for `consumer`, oldest first: its own unacknowledged ones (from before a
+   * restart), then entries idle longer than `claimIdleMs` at a consumer that stopped, then new ones.
+   */
+  async take(consumer: string, count: number, claimIdleMs: number): Promise<OutboxEntry[]> {
+    const own = await this.read(consumer, count, "0");
+    if (own.length > 0) return own;
+    const [, claimed] = (await storeCall(() =>
+      this.redis.callBuffer("XAUTOCLAIM", this.stream, GROUP, consumer, claimIdleMs, "0-0", "COUNT", count),
+    )) as [Buffer, [Buffer, Buffer[] | null][]];
+    const live = claimed.filter((entry): entry is [Buffer, Buffer[]] => entry[1] !== null && entry[1].length > 0);
+    if (live.length > 0) return live.map(decode);
+    return this.read(consumer, count, ">");
+  }
+
+  async ack(id: string): Promise<void> {
+    await storeCall(() => this.redis.multi().xack(this.stream, GROUP, id).xdel(this.stream, id).exec());
+  }
+
+  async length(): Promise<number> {
+    return storeCall(() => this.redis.xlen(this.stream));
+  }
+
+  /** Resolves when this process adds an entry, after `ms`, or when `signal` aborts. */
+  async nextAdd(ms: number, signal: AbortSignal): Promise<void> {
+    await once(this.added, "added", { signal: AbortSignal.any([signal, AbortSignal.timeout(ms)]) }).catch(() => {});
+  }
+
+  private async read(consumer: string, count: number, from: "0" | ">"): Promise<OutboxEntry[]> {
+    const result = (await storeCall(() =>
+      this.redis.xreadgroupBuffer("GROUP", GROUP, consumer, "COUNT", count, "STREAMS", this.stream, from),
+    )) as [Buffer, [Buffer, Buffer[]][]][] | null;
+    return (result?.[0]?.[1] ?? []).filter(([, fields]) => fields.length > 0).map(decode);
+  }
+}
+
+function decode([id, fields]: [Buffer, Buffer[]]): OutboxEntry {
+  const value = (name: string) => fields[fields.findIndex((f, i) => i % 2 === 0 && f.toString() === name) + 1]!;
+  return {
+    id: id.toString(),
+    event: fromBinary(EventSchema, value("event")),
+    deliveryLogId: value("log").toString(),
+    dedupKey: value("dedup").toString(),
+  };
+}

@@ -1,0 +1,274 @@
+import type { IncomingMessage } from "node:http";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Logger } from "@hookmesh/kit";
+import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { mediaType, readBody } from "./body.js";
+import type { DeliveryDedup } from "./dedup.js";
+import { DeliveryNotFoundError, type DeliveryLog, type NewDelivery } from "./delivery-log.js";
+import { WebhookRejection } from "./http-errors.js";
+import type { Outbox } from "./outbox.js";
+import type { RateLimiter } from "./rate-limit.js";
+import { GatewayStoreUnavailableError } from "./store-call.js";
+import { traceContextOf } from "./trace.js";
+import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
+
+/** A provider route as configured: its rules and the secrets its senders sign with. */
+export interface ResolvedRoute {
+  provider: WebhookProvider;
+  secrets: readonly string[];
+  /** Accept requests without verifying them; only when explicitly configured. */
+  unsigned: boolean;
+}
+
+/** The route for `/webhooks/{route}`, or undefined when there is none. */
+export type RouteResolver = (route: string) => Promise<ResolvedRoute | undefined>;
+
+export interface WebhookReply {
+  status: number;
+  body: Record<string, unknown>;
+  headers?: Record<string, string>;
+  /** Facts for the access log line. */
+  log: Record<string, unknown>;
+}
+
+export interface PipelineDeps {
+  resolve: RouteResolver;
+  tasks: Client<typeof TaskService>;
+  dedup: DeliveryDedup;
+  outbox: Outbox;
+  deliveries: DeliveryLog;
+  rateLimiter: RateLimiter;
+  /** Seconds a provider should wait before retrying a delivery the gateway could not keep. */
+  retryAfterSeconds: number;
+  logger: Logger;
+  now?: () => Date;
+}
+
+/** A request the pipeline has read and verified, on its way to becoming a task. */
+interface Verified {
+  route: string;
+  resolved: ResolvedRoute;
+  webhook: IncomingWebhook;
+  event: Event;
+}
+
+/**
+ * What happens to every webhook: resolve the route, rate-limit the sender, check type and
+ * size, read the raw body, verify the signature on those bytes, parse, drop duplicates, then
+ * make the delivery durable: as a task when the tasks service answers in time, otherwise in
+ * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
+ * is 503 with Retry-After, so the provider keeps the delivery. Every request is recorded in
+ * the delivery log.
+ */
+export class WebhookPipeline {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async handle(route: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
+    const receivedAt = this.now();
+    let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
+    let resolved: ResolvedRoute | undefined;
+    try {
+      resolved = await this.deps.resolve(route).catch((err: unknown) => {
+        if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+        throw new WebhookRejection(503, "route lookup unavailable, retry later", "custom routes store unavailable", {
+          "retry-after": String(this.deps.retryAfterSeconds),
+        });
+      });
+      if (!resolved) throw new WebhookRejection(404, "not found");
+      const { provider } = resolved;
+      if (!resolved.unsigned && resolved.secrets.length === 0) {
+        throw new WebhookRejection(404, `${provider.name} webhooks are not configured`, "no secret is configured for this route");
+      }
+      const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
+      if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
+      const contentType = mediaType(req.headers["content-type"]);
+      if (!provider.contentTypes.includes(contentType)) {
+        throw new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`);
+      }
+      webhook = { ...webhook, contentType, rawBody: await readBody(req, provider.maxBodyBytes) };
+      if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
+      const verdict = provider.parse(webhook);
+      if (verdict.kind === "reply") {
+        await this.record({ route, resolved, webhook, status: DeliveryStatus.ANSWERED, httpStatus: verdict.status, reason: verdict.log });
+        return { status: verdict.status, body: verdict.body as Record<string, unknown>, log: { answered: verdict.log } };
+      }
+      const event = create(EventSchema, {
+        ...verdict.event,
+        provider: provider.provider,
+        rawBody: webhook.rawBody,
+        contentType,
+        receiveTime: timestampFromDate(receivedAt),
+        traceContext: traceContextOf(req.headers),
+      });
+      return await this.accept({ route, resolved, webhook, event }, signal, false);
+    } catch (err) {
+      if (!(err instanceof WebhookRejection)) throw err;
+      await this.record({
+        route,
+        resolved,
+        webhook,
+        status: DeliveryStatus.REJECTED,
+        httpStatus: err.status,
+        reason: err.detail ?? err.message,
+        ...err.context,
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * Submits a logged delivery again, as if it had just arrived but past the duplicate check.
+   * Only deliveries that passed verification when they arrived can be redelivered.
+   */
+  async redeliver(id: string, signal: AbortSignal): Promise<Delivery> {
+    const original = await this.deps.deliveries.get(id);
+    if (original.status === DeliveryStatus.REJECTED || original.status === DeliveryStatus.ANSWERED) {
+      throw new RedeliveryRefusedError(`delivery ${id} was ${DeliveryStatus[original.status].toLowerCase()}, not a verified event`);
+    }
+    if (original.rawBodyTruncated) throw new RedeliveryRefusedError(`delivery ${id} has no complete body to resend`);
+    const resolved = await this.deps.resolve(original.route);
+    if (!resolved) throw new RedeliveryRefusedError(`route ${original.route} no longer exists`);
+    const receivedAt = this.now();
+    const webhook: IncomingWebhook = {
+      headers: original.headers,
+      rawBody: Buffer.from(original.rawBody),
+      contentType: mediaType(original.headers["content-type"]),
+      receivedAt,
+    };
+    const verdict = resolved.provider.parse(webhook);
+    if (verdict.kind !== "event") throw new RedeliveryRefusedError(`delivery ${id} is not an event`);
+    const event = create(EventSchema, {
+      ...verdict.event,
+      provider: resolved.provider.provider,
+      rawBody: webhook.rawBody,
+      contentType: webhook.contentType,
+      receiveTime: timestampFromDate(receivedAt),
+      traceContext: traceContextOf(original.headers),
+    });
+    const reply = await this.accept({ route: original.route, resolved, webhook, event }, signal, true);
+    await this.deps.deliveries.update(id, (d) => {
+      d.redeliveries += 1;
+    });
+    return this.deps.deliveries.get(String(reply.log.logId));
+  }
+
+  /** Makes a verified delivery durable: as a task if tasks answers in time, else in the outbox. */
+  private async accept(verified: Verified, signal: AbortSignal, redelivery: boolean): Promise<WebhookReply> {
+    const { event, resolved } = verified;
+    const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    const claim = redelivery ? undefined : await this.claim(verified);
+    if (claim && !claim.fresh) {
+      const entry = await this.record({ ...verified, status: DeliveryStatus.DUPLICATE, httpStatus: 202, taskId: claim.taskId, ...facts });
+      return { status: 202, body: { task_id: claim.taskId, duplicate: true }, log: { ...facts, duplicate: true, logId: entry?.id } };
+    }
+    const dedupKey = claim?.key ?? "";
+    try {
+      const { task, duplicate } = await this.deps.tasks.submitEvent(
+        { event },
+        { signal, timeoutMs: resolved.provider.submitTimeoutMs },
+      );
+      const taskId = task!.id;
+      if (dedupKey) await this.deps.dedup.settle(dedupKey, taskId).catch((err: unknown) => this.warn(err, "could not record the task of a delivery"));
+      const status = duplicate ? DeliveryStatus.DUPLICATE : task!.state === TaskState.IGNORED ? DeliveryStatus.IGNORED : DeliveryStatus.ACCEPTED;
+      const entry = await this.record({ ...verified, status, httpStatus: 202, taskId, ...facts });
+      return { status: 202, body: { task_id: taskId, duplicate }, log: { ...facts, taskId, duplicate, logId: entry?.id } };
+    } catch (err) {
+      const failure = ConnectError.from(err);
+      if (failure.code === Code.InvalidArgument) {
+        if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
+        throw new WebhookRejection(400, "delivery rejected as invalid", failure.rawMessage).withContext(facts);
+      }
+      return this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+    }
+  }
+
+  /** The slow path: the tasks service did not take the delivery, so the outbox keeps it. */
+  private async queue(verified: Verified, dedupKey: string, why: string): Promise<WebhookReply> {
+    const { event } = verified;
+    const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    try {
+      const entry = await this.deps.deliveries.record(this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }), true);
+      await this.deps.outbox.add(event, entry.id, dedupKey);
+      return { status: 202, body: { queued: true, delivery: entry.id }, log: { ...facts, queued: true, reason: why, logId: entry.id } };
+    } catch (err) {
+      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      this.warn(err, "delivery could not be made durable");
+      if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
+      throw new WebhookRejection(503, "delivery could not be made durable, retry later", `tasks: ${why}; outbox: unavailable`, {
+        "retry-after": String(this.deps.retryAfterSeconds),
+      }).withContext(facts);
+    }
+  }
+
+  /**
+   * Claims the delivery in the duplicate check. Without the gateway's Redis the check is
+   * skipped rather than failing the request: the tasks service is idempotent on deliveries.
+   */
+  private async claim({ event, resolved }: Verified) {
+    try {
+      return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId);
+    } catch (err) {
+      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      this.warn(err, "duplicate check unavailable, relying on the tasks service's");
+      return undefined;
+    }
+  }
+
+  /** Records a delivery; a log that cannot be written is a warning, never a failed request. */
+  private async record(fields: RecordFields): Promise<Delivery | undefined> {
+    const keepWholeBody = fields.status !== DeliveryStatus.REJECTED;
+    return this.deps.deliveries.record(this.entry(fields), keepWholeBody).catch((err: unknown) => {
+      this.warn(err, "could not record the delivery");
+      return undefined;
+    });
+  }
+
+  private entry(fields: RecordFields): NewDelivery {
+    const { route, resolved, webhook, status, httpStatus, reason = "", taskId = "", deliveryId = "", eventType = "" } = fields;
+    return {
+      route,
+      provider: resolved?.provider.provider,
+      status,
+      httpStatus,
+      reason,
+      taskId,
+      deliveryId,
+      eventType,
+      receivedAt: webhook.receivedAt,
+      headers: webhook.headers,
+      rawBody: webhook.rawBody,
+    };
+  }
+
+  private warn(err: unknown, message: string): void {
+    this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, message);
+  }
+}
+
+interface RecordFields {
+  route: string;
+  resolved: ResolvedRoute | undefined;
+  webhook: IncomingWebhook;
+  status: DeliveryStatus;
+  httpStatus: number;
+  reason?: string;
+  taskId?: string;
+  deliveryId?: string;
+  eventType?: string;
+}
+
+/** A delivery that cannot be redelivered; `message` says why. */
+export class RedeliveryRefusedError extends Error {
+  override name = "RedeliveryRefusedError";
+}
+
+export { DeliveryNotFoundError };

@@ -1,0 +1,107 @@
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { WebhookRejection } from "./http-errors.js";
+
+/** A webhook request whose body has been read, before anything in it is trusted. */
+export interface IncomingWebhook {
+  headers: IncomingHttpHeaders;
+  rawBody: Buffer;
+  /** The Content-Type's media type, lower-cased, without parameters. */
+  contentType: string;
+  receivedAt: Date;
+}
+
+/** The provider-specific part of an Event; the pipeline adds the raw body, times and trace. */
+export type EventFields = Omit<
+  MessageInitShape<typeof EventSchema>,
+  "$typeName" | "provider" | "rawBody" | "contentType" | "receiveTime" | "traceContext"
+>;
+
+/** What a verified request is: an event to submit, or something answered right here. */
+export type ProviderVerdict =
+  | { kind: "event"; event: EventFields & { deliveryId: string; eventType: string } }
+  | { kind: "reply"; status: number; body: unknown; log: string };
+
+/**
+ * One provider's webhook rules: which requests it takes, how they are signed, and how their
+ * bodies become Events. Verification always runs on the raw bytes, before parsing.
+ */
+export interface WebhookProvider {
+  /** The route segment (`/webhooks/{name}`) and log name. */
+  readonly name: string;
+  readonly provider: Provider;
+  readonly contentTypes: readonly string[];
+  readonly maxBodyBytes: number;
+  /**
+   * How long the fast path may wait for the tasks service before the delivery goes to the
+   * outbox instead: the provider's own answer deadline, less a margin.
+   */
+  readonly submitTimeoutMs: number;
+  /** Throws a 401 WebhookRejection unless one of `secrets` signed the request. */
+  verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
+  /** Throws a 400 WebhookRejection for content it cannot read. */
+  parse(webhook: IncomingWebhook): ProviderVerdict;
+}
+
+/** A header's single value, or undefined when absent, empty or repeated. */
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/**
+ * True if `givenHex` is the hex HMAC of `content` under any of `secrets`. Compared in constant
+ * time, over every secret, so that timing shows neither which secret nor which byte differed.
+ */
+export function hmacMatches(
+  algorithm: "sha1" | "sha256" | "sha512",
+  content: Buffer,
+  givenHex: string,
+  secrets: readonly string[],
+): boolean {
+  const digestBytes = { sha1: 20, sha256: 32, sha512: 64 }[algorithm];
+  // Exactly the digest in hex: Buffer.from(hex) would silently stop at the first bad character.
+  if (!new RegExp(`^[0-9a-fA-F]{${digestBytes * 2}}$`).test(givenHex)) return false;
+  const given = Buffer.from(givenHex, "hex");
+  let valid = false;
+  for (const secret of secrets) {
+    valid = timingSafeEqual(given, createHmac(algorithm, secret).update(content).digest()) || valid;
+  }
+  return valid;
+}
+
+export type JsonObject = Record<string, unknown>;
+
+/** A body that must be a JSON object; anything else is a 400. */
+export function parseJsonObject(json: string): JsonObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new WebhookRejection(400, "body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new WebhookRejection(400, "body must be a JSON object");
+  }
+  return value as JsonObject;
+}
+
+/** The identity of a request its sender gives no id: the digest of its bytes. */
+export function bodyDigestId(rawBody: Buffer): string {
+  return `sha256:${createHash("sha256").update(rawBody).digest("hex")}`;
+}
+
+/** Safe readers for parsed JSON whose shape is the sender's to choose. */
+export function obj(value: unknown): JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
+}
+
+export function str(value: unknown): string {
+  return typeof value === "string" ? value : "";
+}
+
+export function int(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
