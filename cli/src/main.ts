@@ -3,6 +3,7 @@ import { createLogger } from "@hookmesh/kit";
 import { selectServices, SERVICES } from "./services.js";
 import { startServices } from "./start.js";
 import { checkStatus, formatStatus } from "./status.js";
+import { deliveriesCommand } from "./deliveries.js";
 import { routesCommand, tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
@@ -16,6 +17,9 @@ commands:
   tasks cancel ID [WHY] cancel a queued task, or stop a running one
   tasks retry ID        queue a failed, dead or canceled task again
   routes list | get ID | delete ID
+  deliveries list [--status S] [--provider P] [--limit N]
+  deliveries show ID    print a delivery (headers redacted, body base64) as JSON
+  deliveries redeliver ID
 
 services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL).`;
@@ -40,6 +44,9 @@ try {
       await tasksCommand(args, process.env, (line) => console.log(line), interrupted.signal);
       break;
     }
+    case "deliveries":
+      await deliveriesCommand(args, process.env, (line) => console.log(line));
+      break;
     case "routes":
       await routesCommand(args, process.env, (line) => console.log(line));
       break;

@@ -8,9 +8,8 @@ import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskSchema, TaskStage, TaskState, TaskView, type Task, type TaskEvent } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { enumValue, required, type Print } from "./args.js";
 import { serviceUrl, SERVICES } from "./services.js";
-
-type Print = (line: string) => void;
 
 function tasksUrl(env: NodeJS.ProcessEnv): string {
   return serviceUrl(SERVICES.find((s) => s.name === "tasks")!, env);
@@ -103,19 +102,4 @@ export function formatEvent(event: TaskEvent): string {
 
 function stateName(state: TaskState): string {
   return TaskState[state] ?? String(state);
-}
-
-function enumValue<E extends Record<string, string | number>>(values: E, prefix: string, name: string, flag: string): number {
-  const key = name.toUpperCase().replace(new RegExp(`^${prefix}`), "");
-  const value = values[key];
-  if (typeof value !== "number") {
-    const known = Object.keys(values).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED");
-    throw new Error(`${flag}: unknown value "${name}"; one of ${known.map((k) => k.toLowerCase()).join(", ")}`);
-  }
-  return value;
-}
-
-function required(value: string | undefined, what: string): string {
-  if (!value) throw new Error(`missing ${what}`);
-  return value;
 }

@@ -121,6 +121,12 @@ describe("hookmesh start", () => {
     });
     const { stdout: routes } = await run(process.execPath, [bin, "routes", "list"], { env });
     expect(routes).toMatch(/^github-mention\s+100\s+github\s+mention$/m);
+
+    const { stdout: deliveries } = await run(process.execPath, [bin, "deliveries", "list", "--status", "accepted"], { env });
+    const [logged] = deliveries.split("\n");
+    expect(logged).toMatch(new RegExp(`github\\s+ACCEPTED\\s+202\\s+issue_comment\\s+task ${task_id}$`));
+    const { stdout: redelivered } = await run(process.execPath, [bin, "deliveries", "redeliver", logged!.split(" ")[0]!], { env });
+    expect(redelivered.trimEnd()).toMatch(new RegExp(`DUPLICATE\\s+202\\s+issue_comment\\s+task ${task_id}$`));
   });
 
   it("stops every service on SIGTERM and exits 0", async () => {
