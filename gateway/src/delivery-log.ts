@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Redis } from "ioredis";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
@@ -25,6 +26,8 @@ export type NewDelivery = Omit<MessageInitShape<typeof DeliverySchema>, "$typeNa
   receivedAt: Date;
   headers: IncomingHttpHeaders;
   rawBody?: Buffer;
+  /** Header names to redact beyond those the log always redacts (a custom route's signature header). */
+  redact?: readonly string[];
 };
 
 export interface DeliveryFilter {
@@ -43,20 +46,23 @@ const SENSITIVE_HEADER = /signature|authorization|cookie|token|secret|api-key/i;
  * sort by arrival. The index is trimmed of expired ids as new deliveries come in.
  */
 export class DeliveryLog {
+  /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
+  private last = { msecs: -1, seq: 0 };
+
   constructor(
     private readonly redis: Redis,
     private readonly options: { keyPrefix: string; retentionMs: number },
   ) {}
 
   async record(entry: NewDelivery, keepWholeBody: boolean): Promise<Delivery> {
-    const { receivedAt, headers, rawBody, ...fields } = entry;
+    const { receivedAt, headers, rawBody, redact, ...fields } = entry;
     const body = rawBody ?? Buffer.alloc(0);
     const truncated = !keepWholeBody && body.length > REFUSED_BODY_BYTES;
     const delivery = create(DeliverySchema, {
       ...fields,
-      id: uuidv7({ msecs: receivedAt.getTime() }),
+      id: this.nextId(receivedAt.getTime()),
       receiveTime: timestampFromDate(receivedAt),
-      headers: redactHeaders(headers),
+      headers: redactHeaders(headers, redact),
       rawBody: truncated ? body.subarray(0, REFUSED_BODY_BYTES) : body,
       rawBodyTruncated: truncated,
     });
@@ -114,6 +120,24 @@ export class DeliveryLog {
     return { deliveries, nextPageToken: "" };
   }
 
+  /**
+   * A UUIDv7 for a delivery received at `msecs`. uuid's v7 with an explicit time draws a random
+   * sequence, so two deliveries of one millisecond would sort at random; counting the sequence
+   * up within the millisecond keeps them in arrival order.
+   */
+  private nextId(msecs: number): string {
+    if (msecs === this.last.msecs) {
+      this.last.seq += 1;
+    } else if (msecs > this.last.msecs) {
+      // Random, but low enough that counting up never runs out of the 32 bits.
+      this.last = { msecs, seq: randomInt(2 ** 30) };
+    } else {
+      // Recorded after a later delivery (a slow submit): its own place in time, by its receive time.
+      return uuidv7({ msecs });
+    }
+    return uuidv7({ msecs, seq: this.last.seq });
+  }
+
   private get indexKey(): string {
     return `${this.options.keyPrefix}deliveries`;
   }
@@ -123,12 +147,17 @@ export class DeliveryLog {
   }
 }
 
-/** Headers as recorded: one string each, credentials and signatures replaced. */
-export function redactHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+/**
+ * Headers as recorded: one string each, credentials and signatures replaced, and so are the
+ * headers named in `extra` (any case).
+ */
+export function redactHeaders(headers: IncomingHttpHeaders, extra: readonly string[] = []): Record<string, string> {
   const recorded: Record<string, string> = {};
+  const sensitive = new Set(extra.map((name) => name.toLowerCase()));
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
-    recorded[name] = SENSITIVE_HEADER.test(name) ? "[redacted]" : Array.isArray(value) ? value.join(", ") : value;
+    const redacted = SENSITIVE_HEADER.test(name) || sensitive.has(name.toLowerCase());
+    recorded[name] = redacted ? "[redacted]" : Array.isArray(value) ? value.join(", ") : value;
   }
   return recorded;
 }

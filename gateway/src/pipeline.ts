@@ -77,6 +77,9 @@ export class WebhookPipeline {
     let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
     let resolved: ResolvedRoute | undefined;
     try {
+      // Before the lookup, so that a sender probing routes spends its own budget first.
+      const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
+      if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       resolved = await this.deps.resolve(route).catch((err: unknown) => {
         if (!(err instanceof GatewayStoreUnavailableError)) throw err;
         throw new WebhookRejection(503, "route lookup unavailable, retry later", "custom routes store unavailable", {
@@ -88,8 +91,6 @@ export class WebhookPipeline {
       if (!resolved.unsigned && resolved.secrets.length === 0) {
         throw new WebhookRejection(404, `${provider.name} webhooks are not configured`, "no secret is configured for this route");
       }
-      const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
-      if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       const contentType = mediaType(req.headers["content-type"]);
       if (!provider.contentTypes.includes(contentType)) {
         throw new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`);
@@ -112,6 +113,9 @@ export class WebhookPipeline {
       return await this.accept({ route, resolved, webhook, event }, signal, false);
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
+      // A request for a route that does not exist is no delivery of anyone's: it is logged as
+      // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
+      if (!resolved && err.status !== 503) throw err;
       await this.record({
         route,
         resolved,
@@ -246,6 +250,7 @@ export class WebhookPipeline {
       receivedAt: webhook.receivedAt,
       headers: webhook.headers,
       rawBody: webhook.rawBody,
+      redact: resolved?.provider.signatureHeaders,
     };
   }
 

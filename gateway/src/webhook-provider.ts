@@ -39,6 +39,11 @@ export interface WebhookProvider {
    * outbox instead: the provider's own answer deadline, less a margin.
    */
   readonly submitTimeoutMs: number;
+  /**
+   * Headers carrying a signature whose names the delivery log would not recognize as such
+   * (a custom route's own header), so that it redacts them too.
+   */
+  readonly signatureHeaders?: readonly string[];
   /** Throws a 401 WebhookRejection unless one of `secrets` signed the request. */
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
   /** Throws a 400 WebhookRejection for content it cannot read. */

@@ -4,35 +4,126 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
+/** The message loadConfig throws for `env`; fails the test if it does not throw. */
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error(`expected loadConfig to refuse ${JSON.stringify(Object.keys(env))}`);
+}
+
 describe("gateway loadConfig", () => {
-  it("defaults to the ports of ARCHITECTURE.md and no GitHub secret", () => {
+  it("defaults to the ports and addresses of ARCHITECTURE.md, no secrets, and nothing unsigned", () => {
     expect(loadConfig({})).toMatchObject({
+      host: "0.0.0.0",
       httpPort: 8080,
       grpcPort: 50050,
       tasksUrl: "http://127.0.0.1:50051",
-      githubWebhookSecrets: [],
+      redisUrl: "redis://127.0.0.1:6379",
+      redisKeyPrefix: "hookmesh:gateway:",
+      secrets: { github: [], slack: [], jira: [], sentry: [] },
+      allowUnsigned: [],
       githubMaxBodyBytes: 25 * 1024 * 1024,
+      deliveryRetentionMs: 7 * 24 * 3_600_000,
+      // Jira retries for about 30 minutes: the default window outlasts that.
+      dedupWindowMs: 24 * 3_600_000,
+      rateLimitPerSecond: 50,
+      rateLimitBurst: 100,
     });
+    expect(loadConfig({}).dedupWindowMs).toBeGreaterThan(30 * 60_000);
+    expect(loadConfig({}).tls).toBeUndefined();
   });
 
-  it("reads rotated secrets from the variable or its _FILE", () => {
-    expect(loadConfig({ GITHUB_WEBHOOK_SECRET: "new, old" }).githubWebhookSecrets).toEqual(["new", "old"]);
-    const file = join(mkdtempSync(join(tmpdir(), "gateway-config-")), "secret");
-    writeFileSync(file, "from-file\n");
-    expect(loadConfig({ GITHUB_WEBHOOK_SECRET_FILE: file }).githubWebhookSecrets).toEqual(["from-file"]);
+  it("reads each provider's secret from its variable", () => {
+    const config = loadConfig({
+      GITHUB_WEBHOOK_SECRET: "gh",
+      SLACK_SIGNING_SECRET: "sl",
+      JIRA_WEBHOOK_SECRET: "ji",
+      SENTRY_CLIENT_SECRET: "se",
+    });
+    expect(config.secrets).toEqual({ github: ["gh"], slack: ["sl"], jira: ["ji"], sentry: ["se"] });
+  });
+
+  it("reads rotated secrets as a comma-separated list, from the variable or its _FILE", () => {
+    expect(loadConfig({ GITHUB_WEBHOOK_SECRET: "new, old" }).secrets.github).toEqual(["new", "old"]);
+    expect(loadConfig({ SLACK_SIGNING_SECRET: "a,,b ," }).secrets.slack).toEqual(["a", "b"]);
+    const dir = mkdtempSync(join(tmpdir(), "gateway-config-"));
+    writeFileSync(join(dir, "github"), "from-file\n");
+    writeFileSync(join(dir, "sentry"), "one,two\n");
+    expect(loadConfig({ GITHUB_WEBHOOK_SECRET_FILE: join(dir, "github") }).secrets.github).toEqual(["from-file"]);
+    expect(loadConfig({ SENTRY_CLIENT_SECRET_FILE: join(dir, "sentry") }).secrets.sentry).toEqual(["one", "two"]);
+    expect(configError({ JIRA_WEBHOOK_SECRET_FILE: join(dir, "missing") })).toMatch(/^JIRA_WEBHOOK_SECRET_FILE: /);
+  });
+
+  it("takes GATEWAY_ALLOW_UNSIGNED as a list of built-in providers", () => {
+    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: "sentry" }).allowUnsigned).toEqual(["sentry"]);
+    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: " sentry , jira " }).allowUnsigned).toEqual(["sentry", "jira"]);
+    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: "" }).allowUnsigned).toEqual([]);
+  });
+
+  it("refuses an unknown provider in GATEWAY_ALLOW_UNSIGNED, naming the variable and the known ones", () => {
+    const message = configError({ GATEWAY_ALLOW_UNSIGNED: "sentry,gitlab" });
+    expect(message).toMatch(/^GATEWAY_ALLOW_UNSIGNED: /);
+    expect(message).toContain("gitlab");
+    expect(message).toContain("github, slack, jira, sentry");
+    expect(message).not.toMatch(/unknown provider sentry\b/);
+    // Custom routes are always signed: they cannot be opened this way.
+    expect(configError({ GATEWAY_ALLOW_UNSIGNED: "custom" })).toMatch(/^GATEWAY_ALLOW_UNSIGNED: /);
+  });
+
+  it("reads DELIVERY_RETENTION and GATEWAY_DEDUP_WINDOW as durations", () => {
+    expect(loadConfig({ DELIVERY_RETENTION: "30d" }).deliveryRetentionMs).toBe(30 * 24 * 3_600_000);
+    expect(loadConfig({ DELIVERY_RETENTION: "12h" }).deliveryRetentionMs).toBe(12 * 3_600_000);
+    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "30m" }).dedupWindowMs).toBe(30 * 60_000);
+    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "90s" }).dedupWindowMs).toBe(90_000);
+    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "1500ms" }).dedupWindowMs).toBe(1_500);
+    // A bare number is milliseconds.
+    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "2500" }).dedupWindowMs).toBe(2_500);
+  });
+
+  it("refuses malformed or non-positive durations, naming the variable", () => {
+    for (const value of ["7 days", "1w", "-5m", "abc", "m"]) {
+      expect(configError({ DELIVERY_RETENTION: value })).toMatch(/^DELIVERY_RETENTION: expected a duration/);
+      expect(configError({ GATEWAY_DEDUP_WINDOW: value })).toMatch(/^GATEWAY_DEDUP_WINDOW: expected a duration/);
+    }
+    expect(configError({ DELIVERY_RETENTION: "0d" })).toMatch(/^DELIVERY_RETENTION: expected a positive duration/);
+    expect(configError({ GATEWAY_DEDUP_WINDOW: "0" })).toMatch(/^GATEWAY_DEDUP_WINDOW: expected a positive duration/);
+  });
+
+  it("reads the rate limit, with a burst of twice the rate unless set", () => {
+    expect(loadConfig({ GATEWAY_RATE_LIMIT: "5" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 10 });
+    expect(loadConfig({ GATEWAY_RATE_LIMIT: "5", GATEWAY_RATE_BURST: "3" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 3 });
+    expect(loadConfig({ GATEWAY_RATE_BURST: "7" })).toMatchObject({ rateLimitPerSecond: 50, rateLimitBurst: 7 });
+    expect(configError({ GATEWAY_RATE_LIMIT: "0" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
+    expect(configError({ GATEWAY_RATE_LIMIT: "1.5" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
+    expect(configError({ GATEWAY_RATE_BURST: "0" })).toMatch(/^GATEWAY_RATE_BURST: /);
+  });
+
+  it("reads REDIS_URL and GATEWAY_REDIS_PREFIX", () => {
+    expect(loadConfig({ REDIS_URL: "rediss://cache.internal:6380/2", GATEWAY_REDIS_PREFIX: "edge:" })).toMatchObject({
+      redisUrl: "rediss://cache.internal:6380/2",
+      redisKeyPrefix: "edge:",
+    });
+    expect(configError({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
+    expect(configError({ REDIS_URL: "127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
+  });
+
+  it("reads ports, the tasks address and the GitHub body limit", () => {
+    expect(
+      loadConfig({ GATEWAY_HTTP_PORT: "9090", GATEWAY_PORT: "0", TASKS_URL: "http://tasks:50051", GITHUB_MAX_BODY_BYTES: "65536" }),
+    ).toMatchObject({ httpPort: 9090, grpcPort: 0, tasksUrl: "http://tasks:50051", githubMaxBodyBytes: 65_536 });
   });
 
   it("fails fast naming the variable to fix, never echoing a secret", () => {
-    expect(() => loadConfig({ TASKS_URL: "tasks:50051" })).toThrow(/^TASKS_URL: /);
-    expect(() => loadConfig({ GATEWAY_HTTP_PORT: "99999" })).toThrow(/^GATEWAY_HTTP_PORT: /);
-    expect(() => loadConfig({ GITHUB_MAX_BODY_BYTES: String(100 * 1024 * 1024) })).toThrow(/^GITHUB_MAX_BODY_BYTES: /);
-    let message = "";
-    try {
-      loadConfig({ GITHUB_WEBHOOK_SECRET: "s3cr3t-value", GITHUB_WEBHOOK_SECRET_FILE: "/x" });
-    } catch (err) {
-      message = (err as Error).message;
+    expect(configError({ TASKS_URL: "tasks:50051" })).toMatch(/^TASKS_URL: /);
+    expect(configError({ GATEWAY_HTTP_PORT: "99999" })).toMatch(/^GATEWAY_HTTP_PORT: /);
+    expect(configError({ GITHUB_MAX_BODY_BYTES: String(100 * 1024 * 1024) })).toMatch(/^GITHUB_MAX_BODY_BYTES: /);
+    for (const variable of ["GITHUB_WEBHOOK_SECRET", "SLACK_SIGNING_SECRET", "JIRA_WEBHOOK_SECRET", "SENTRY_CLIENT_SECRET"]) {
+      const message = configError({ [variable]: "s3cr3t-value", [`${variable}_FILE`]: "/x" });
+      expect(message).toMatch(new RegExp(`^${variable}: `));
+      expect(message).not.toContain("s3cr3t-value");
     }
-    expect(message).toMatch(/^GITHUB_WEBHOOK_SECRET: /);
-    expect(message).not.toContain("s3cr3t-value");
   });
 });

@@ -1,25 +1,28 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import * as net from "node:net";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { createClientFactory, createLogger, ServingStatus, type ClientFactory } from "@hookmesh/kit";
+import { createLogger } from "@hookmesh/kit";
 import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { Health } from "../../gen/health/v1/health_pb.js";
+import { Redis } from "ioredis";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskState, TaskView, type Task } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { startTasks, type RunningTasks } from "../../services/tasks/test/harness.js";
+import type { GatewaySettings } from "../src/compose.js";
 import { signGitHubPayload } from "../src/github/signature.js";
-import { Intake } from "../src/intake.js";
-import { tasksReadiness } from "../src/readiness.js";
-import { build as buildGateway, type Gateway } from "../src/server.js";
+import { outboxReadiness } from "../src/readiness.js";
+import { build } from "../src/server.js";
 import { exampleOf, examplesOf, type Payload } from "./examples.js";
+import { startGateway, TEST_SECRETS, type RunningGateway } from "./harness.js";
 
 const SECRET = "gw-test-secret-7c1e5b0a9d";
 const OLD_SECRET = "gw-test-old-secret-44f2";
 const MAX_BODY_BYTES = 64 * 1024;
 const RETRY_AFTER_SECONDS = 7;
+const HOOK_ID = "109948940";
 
 /** Every signature made with a configured secret: none may ever appear in a log line. */
 const signatures = new Set<string>();
@@ -30,67 +33,80 @@ function sign(body: Buffer | string, secret = SECRET): string {
   return signature;
 }
 
-/** The gateway and the real tasks service it feeds, on real Redis, on ephemeral ports. */
+function settings(githubSecrets: string[]): Partial<GatewaySettings> {
+  return {
+    secrets: { ...TEST_SECRETS, github: githubSecrets },
+    githubMaxBodyBytes: MAX_BODY_BYTES,
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
+  };
+}
+
+/** A Redis client whose connection is gone: what the gateway has while Redis is down. */
+async function closedRedis(): Promise<Redis> {
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  await redis.connect();
+  redis.disconnect();
+  return redis;
+}
+
+/** The gateway (through the test harness) and the real tasks service it feeds, on real Redis. */
 class Mesh {
   db!: TestRedis;
-  /** The real tasks service; its `health` is what the gateway's /readyz asks about. */
+  /** The real tasks service; stopped and started again on its port by the outbox tests. */
   tasks!: RunningTasks;
-  tasksUrl!: string;
-  clients!: ClientFactory;
-  gateway!: Gateway;
+  gateway!: RunningGateway;
   /** The gateway's HTTP base URL. */
   base!: string;
   log = memoryLogger("gateway");
   /** An independent client of the tasks service, for reading what the gateway created. */
   reader!: Client<typeof TaskService>;
+  private readonly tasksLogger = createLogger({ service: "tasks", level: "silent" });
   private readerSessions!: Http2SessionManager;
-  private tasksClosed = false;
-  private readonly extraGateways: Gateway[] = [];
+  private tasksRunning = false;
+  private readonly extraGateways: RunningGateway[] = [];
+  private readonly closers: Array<() => Promise<void>> = [];
 
-  async start(options: { secrets?: string[] } = {}): Promise<this> {
+  async start(): Promise<this> {
     this.db = await testRedis("gateway-github");
-    this.tasks = await startTasks(this.db, createLogger({ service: "tasks", level: "silent" }));
-    this.tasksUrl = this.tasks.url;
-
-    this.readerSessions = new Http2SessionManager(this.tasksUrl);
-    this.reader = createClient(TaskService, createGrpcTransport({ baseUrl: this.tasksUrl, sessionManager: this.readerSessions }));
-
-    this.clients = createClientFactory({ logger: this.log.logger });
-    this.gateway = this.buildGateway(options.secrets ?? [SECRET]);
-    const { http: address } = await this.gateway.listen(0, 0, "127.0.0.1");
-    this.base = `http://127.0.0.1:${address.port}`;
+    this.tasks = await startTasks(this.db, this.tasksLogger);
+    this.tasksRunning = true;
+    this.readerSessions = new Http2SessionManager(this.tasks.url);
+    this.reader = createClient(TaskService, createGrpcTransport({ baseUrl: this.tasks.url, sessionManager: this.readerSessions }));
+    this.gateway = await startGateway(this.db, this.tasks.url, this.log.logger, settings([SECRET]));
+    this.base = this.gateway.base;
     return this;
   }
 
-  buildGateway(secrets: string[]): Gateway {
-    return buildGateway({
-      intake: new Intake(this.clients.client(TaskService, this.tasksUrl), {
-        submitTimeoutMs: 2_000,
-        retryAfterSeconds: RETRY_AFTER_SECONDS,
-      }),
-      github: { secrets, maxBodyBytes: MAX_BODY_BYTES },
-      ready: tasksReadiness(this.clients.client(Health, this.tasksUrl)),
-      logger: this.log.logger,
-    });
+  /** Another gateway over the same Redis and tasks service, closed with the mesh. */
+  async startExtraGateway(githubSecrets: string[]): Promise<string> {
+    const gateway = await startGateway(this.db, this.tasks.url, this.log.logger, settings(githubSecrets));
+    this.extraGateways.push(gateway);
+    return gateway.base;
   }
 
-  /** Another gateway over the same tasks service, closed with the mesh. */
-  async startExtraGateway(secrets: string[]): Promise<string> {
-    const gateway = this.buildGateway(secrets);
-    this.extraGateways.push(gateway);
-    const { http: address } = await gateway.listen(0, 0, "127.0.0.1");
-    return `http://127.0.0.1:${address.port}`;
+  /** Runs `close` when the mesh stops. */
+  onStop(close: () => Promise<void>): void {
+    this.closers.push(close);
   }
 
   async stopTasks(): Promise<void> {
-    if (this.tasksClosed) return;
-    this.tasksClosed = true;
+    if (!this.tasksRunning) return;
+    this.tasksRunning = false;
     await this.tasks.close(0);
   }
 
+  /** Starts the tasks service again on the port the gateway knows. */
+  async restartTasks(): Promise<void> {
+    this.tasks = await startTasks(this.db, this.tasksLogger, { port: this.tasks.port });
+    this.tasksRunning = true;
+  }
+
   async stop(): Promise<void> {
-    await Promise.all([this.gateway?.close(0), ...this.extraGateways.map((g) => g.close(0))]);
-    this.clients?.close();
+    await Promise.all([this.gateway?.close(), ...this.extraGateways.map((g) => g.close()), ...this.closers.map((c) => c())]);
     this.readerSessions?.abort();
     if (this.tasks) await this.stopTasks();
     await this.db?.cleanup();
@@ -105,6 +121,14 @@ class Mesh {
     const res = await this.reader.getTask({ id, view: TaskView.FULL });
     if (!res.task) throw new Error(`no task ${id}`);
     return res.task;
+  }
+
+  /** The parsed log lines with message `msg`. */
+  logLines(msg: string): Array<Record<string, unknown>> {
+    return this.log
+      .lines()
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === msg);
   }
 }
 
@@ -129,7 +153,7 @@ async function post(base: string, body: Buffer | string, options: DeliveryOption
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
   const headers: Record<string, string> = {
     "content-type": options.contentType ?? "application/json",
-    "x-github-hook-id": options.hookId ?? "109948940",
+    "x-github-hook-id": options.hookId ?? HOOK_ID,
     "user-agent": "GitHub-Hookshot/044aadd",
     ...options.headers,
   };
@@ -160,6 +184,18 @@ function expectError(res: Reply, status: number): void {
   expect(typeof res.json.error).toBe("string");
   expect(res.json.error).not.toBe("");
   expect(res.text).not.toMatch(/\bat .+:\d+:\d+|node:internal|\.ts\b|Error:/);
+}
+
+/** The status line the server answers a raw HTTP/1.1 request with. */
+function rawStatus(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(request));
+    let received = "";
+    socket.setTimeout(5_000, () => socket.destroy(new Error("no answer")));
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+    socket.on("error", reject);
+    socket.on("close", () => resolve(received.split("\r\n")[0] ?? ""));
+  });
 }
 
 /** A compact JSON body, as GitHub sends it. */
@@ -307,9 +343,28 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     const delivery = randomUUID();
     const replies = await Promise.all(Array.from({ length: 8 }, () => post(mesh.base, body, { event: "issues", delivery })));
     expect(replies.map((r) => r.status)).toEqual(Array(8).fill(202));
-    expect(new Set(replies.map((r) => r.json.task_id)).size).toBe(1);
-    expect(replies.filter((r) => r.json.duplicate === false)).toHaveLength(1);
-    expect(await mesh.listTasks()).toHaveLength(1);
+    const fresh = replies.filter((r) => r.json.duplicate === false);
+    expect(fresh).toHaveLength(1);
+    // A copy that arrives while the first is still being submitted knows no task id yet.
+    for (const r of replies) expect(["", fresh[0]!.json.task_id]).toContain(r.json.task_id);
+    const tasks = await mesh.listTasks();
+    expect(tasks.map((t) => t.id)).toEqual([fresh[0]!.json.task_id]);
+  });
+
+  it("scopes the delivery GUID by X-GitHub-Hook-ID: one GUID from two hooks is two tasks", async () => {
+    const body = jsonBody(exampleOf("issues", "opened"));
+    const delivery = randomUUID();
+    const repoHook = await post(mesh.base, body, { event: "issues", delivery, hookId: "1001" });
+    const orgHook = await post(mesh.base, body, { event: "issues", delivery, hookId: "2002" });
+    expect(repoHook.json).toMatchObject({ duplicate: false });
+    expect(orgHook.json).toMatchObject({ duplicate: false });
+    expect(orgHook.json.task_id).not.toBe(repoHook.json.task_id);
+    const again = await post(mesh.base, body, { event: "issues", delivery, hookId: "2002" });
+    expect(again.json).toEqual({ task_id: orgHook.json.task_id, duplicate: true });
+
+    const tasks = await mesh.listTasks();
+    expect(tasks.map((t) => t.event!.sourceId).sort()).toEqual(["1001", "2002"]);
+    expect(tasks.every((t) => t.event!.deliveryId === delivery)).toBe(true);
   });
 
   it("keeps the caller's valid W3C traceparent", async () => {
@@ -480,6 +535,19 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     expectError(await reply(await fetch(`${mesh.base}/nope`)), 404);
     expectError(await reply(await fetch(`${mesh.base}/webhooks/gitlab`, { method: "POST", body: "{}" })), 404);
     expectError(await reply(await fetch(`${mesh.base}/webhooks/github/extra`, { method: "POST", body: "{}" })), 404);
+    expectError(await reply(await fetch(`${mesh.base}/webhooks/`, { method: "POST", body: "{}" })), 404);
+    expectError(await reply(await fetch(`${mesh.base}/webhooks/custom/nope`, { method: "POST", body: "{}" })), 404);
+    expectError(await reply(await fetch(`${mesh.base}/webhooks/constructor`, { method: "POST", body: "{}" })), 404);
+    expectError(await reply(await fetch(`${mesh.base}/webhooks/%E0%A4%A`, { method: "POST", body: "{}" })), 404);
+  });
+
+  it("answers a request target that is not a URL with 4xx, and keeps serving", async () => {
+    const { port } = new URL(mesh.base);
+    for (const target of ["http://[::1/webhooks/github", "http://%zz/webhooks/github", "http://a:99999/healthz"]) {
+      const status = await rawStatus(Number(port), `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      expect(status).toMatch(/^HTTP\/1\.1 4\d\d /);
+    }
+    expect((await fetch(`${mesh.base}/healthz`)).status).toBe(200);
   });
 
   it("routes by path only, ignoring the query string", async () => {
@@ -498,35 +566,66 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     expect(res.json).toEqual({ status: "ok" });
   });
 
-  it("is ready while tasks serves, and not once tasks stops serving or is gone", async () => {
+  it("is ready while its Redis answers, whatever the tasks service's state", async () => {
     const ready = await reply(await fetch(`${mesh.base}/readyz`));
     expect(ready.status).toBe(200);
     expect(ready.json).toEqual({ status: "ready" });
 
-    mesh.tasks.health.setAll(ServingStatus.NOT_SERVING);
-    expect((await fetch(`${mesh.base}/readyz`)).status).toBe(503);
-    mesh.tasks.health.setAll(ServingStatus.SERVING);
-    expect((await fetch(`${mesh.base}/readyz`)).status).toBe(200);
-
+    // The outbox makes deliveries durable while tasks is down: still ready.
     await mesh.stopTasks();
-    const gone = await reply(await fetch(`${mesh.base}/readyz`));
-    expect(gone.status).toBe(503);
-    expect(gone.json).toEqual({ status: "not ready" });
-    // Liveness does not depend on tasks.
+    expect((await fetch(`${mesh.base}/readyz`)).status).toBe(200);
     expect((await fetch(`${mesh.base}/healthz`)).status).toBe(200);
   });
 
-  it("answers 503 with Retry-After and no detail when tasks is down", async () => {
+  it("is not ready when its Redis does not answer, and still alive", async () => {
+    const redis = await closedRedis();
+    const server = build({ core: mesh.gateway.core, ready: outboxReadiness(redis), logger: mesh.log.logger });
+    mesh.onStop(() => server.close(0));
+    const { http: address } = await server.listen(0, 0, "127.0.0.1");
+    const base = `http://127.0.0.1:${address.port}`;
+    const gone = await reply(await fetch(`${base}/readyz`));
+    expect(gone.status).toBe(503);
+    expect(gone.json).toEqual({ status: "not ready" });
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    for (const method of ["POST", "HEAD"]) {
+      const res = await fetch(`${base}/readyz`, { method });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET");
+    }
+  });
+
+  it("keeps a delivery in the outbox with 202 while tasks is down, and makes it the task when tasks is back", async () => {
     await mesh.stopTasks();
     const body = jsonBody(exampleOf("issue_comment", "created"));
     const delivery = randomUUID();
     const res = await post(mesh.base, body, { delivery });
-    expectError(res, 503);
-    expect(res.headers.get("retry-after")).toBe(String(RETRY_AFTER_SECONDS));
+    expect(res.status).toBe(202);
+    expect(res.json).toEqual({ queued: true, delivery: expect.any(String) });
     expect(res.text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|Unavailable|stack/i);
+    expect(await mesh.gateway.core.outbox.length()).toBe(1);
 
-    const refused = mesh.log.lines().map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "webhook refused");
-    expect(refused.at(-1)).toMatchObject({ status: 503 });
-    expect(String(refused.at(-1)!.reason)).toMatch(/^Unavailable: /);
+    // GitHub's retry while it waits is a duplicate, not a second entry.
+    const retry = await post(mesh.base, body, { delivery });
+    expect(retry.status).toBe(202);
+    expect(retry.json).toMatchObject({ duplicate: true });
+    expect(await mesh.gateway.core.outbox.length()).toBe(1);
+
+    const queued = mesh.logLines("webhook").find((l) => l.queued === true);
+    expect(queued).toMatchObject({ status: 202, deliveryId: delivery });
+    expect(String(queued!.reason)).toMatch(/^Unavailable: /);
+
+    await mesh.restartTasks();
+    const tasks = await vi.waitFor(
+      async () => {
+        const listed = await mesh.listTasks();
+        expect(listed).toHaveLength(1);
+        return listed;
+      },
+      { timeout: 15_000, interval: 100 },
+    );
+    const event = tasks[0]!.event!;
+    expect(event.deliveryId).toBe(delivery);
+    expect(Buffer.from(event.rawBody).equals(body)).toBe(true);
+    await vi.waitFor(async () => expect(await mesh.gateway.core.outbox.length()).toBe(0), { timeout: 5_000, interval: 50 });
   });
 });

@@ -42,6 +42,7 @@ export class CustomProvider implements WebhookProvider {
   readonly contentTypes = CUSTOM_CONTENT_TYPES;
   readonly maxBodyBytes: number;
   readonly submitTimeoutMs = 5_000;
+  readonly signatureHeaders: readonly string[];
   /** The route, secret stripped: safe to log. */
   readonly route: CustomRoute;
   readonly #secrets: readonly string[];
@@ -54,6 +55,7 @@ export class CustomProvider implements WebhookProvider {
     this.#algorithm = algorithm;
     this.#secrets = splitSecrets(route.secret);
     this.route = stripSecret(route);
+    this.signatureHeaders = [route.signatureHeader];
     this.name = `custom/${route.name}`;
     this.maxBodyBytes = route.maxBodyBytes > 0 ? route.maxBodyBytes : CUSTOM_DEFAULT_MAX_BODY_BYTES;
   }
