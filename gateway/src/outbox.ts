@@ -52,6 +52,18 @@ export class Outbox {
    * restart), then entries idle longer than `claimIdleMs` at a consumer that stopped, then new ones.
    */
   async take(consumer: string, count: number, claimIdleMs: number): Promise<OutboxEntry[]> {
+    try {
+      return await this.takeFromGroup(consumer, count, claimIdleMs);
+    } catch (err) {
+      // A Redis that restarted without its data has lost the group (XADD brings back the
+      // stream, not the group): create it again, from the start of whatever is there now.
+      if (!(err instanceof Error) || !err.message.startsWith("NOGROUP")) throw err;
+      await this.init();
+      return this.takeFromGroup(consumer, count, claimIdleMs);
+    }
+  }
+
+  private async takeFromGroup(consumer: string, count: number, claimIdleMs: number): Promise<OutboxEntry[]> {
     const own = await this.read(consumer, count, "0");
     if (own.length > 0) return own;
     const [, claimed] = (await storeCall(() =>

@@ -41,7 +41,7 @@ export function composeTasks(redis: Redis, settings: TasksSettings, logger: Logg
   const keyPrefix = settings.redisKeyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
-  const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: settings.leaseMs });
+  const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: settings.leaseMs }, logger);
   const store = new TaskStore(redis, { keyPrefix });
   const routes = new RouteStore(redis, { keyPrefix });
   const engine = new TaskEngine(

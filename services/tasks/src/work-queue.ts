@@ -1,5 +1,6 @@
 import { Job, Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
+import type { Logger } from "@hookmesh/kit";
 
 export interface WorkQueueOptions {
   /** BullMQ's key prefix: under the tasks service's own prefix, so no other service reads it. */
@@ -26,6 +27,7 @@ export class WorkQueue {
   constructor(
     connection: Redis,
     private readonly options: WorkQueueOptions,
+    logger: Logger,
   ) {
     const common = { connection, prefix: options.keyPrefix.replace(/:$/, "") };
     this.queue = new Queue(QUEUE_NAME, {
@@ -42,6 +44,11 @@ export class WorkQueue {
       // A lost lease is counted as an attempt by the engine, which decides when to give up.
       maxStalledCount: Number.MAX_SAFE_INTEGER,
     });
+    // Without listeners BullMQ prints every failed reconnect to stderr; the Redis connection's
+    // own readiness logging already says what an operator needs.
+    const onError = (err: Error) => logger.debug({ err: err.message }, "work queue error");
+    this.queue.on("error", onError);
+    this.worker.on("error", onError);
   }
 
   /** Starts returning the jobs of expired leases to the queue. */

@@ -69,7 +69,7 @@ describe("TaskEngine", () => {
 
   async function engine(options: Partial<EngineOptions> = {}) {
     const merged = { ...OPTIONS, ...options };
-    queue = new WorkQueue(bull, { keyPrefix: db.prefix + "bull", leaseMs: merged.leaseMs });
+    queue = new WorkQueue(bull, { keyPrefix: db.prefix + "bull", leaseMs: merged.leaseMs }, pino({ level: "silent" }));
     await queue.start();
     return new TaskEngine(
       store,
