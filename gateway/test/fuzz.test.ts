@@ -624,6 +624,35 @@ const UNSIGNED_HEADER_CHANGES: Record<string, Mutation> = {
   },
 };
 
+/** Other encodings of the body, signed as sent: valid signatures over bytes the gateway cannot read (400), or can. */
+const SIGNED_ENCODINGS: Record<string, Mutation> = {
+  gzipSigned(_rng, d) {
+    const body = gzipSync(d.body);
+    return stillSigned(d, "gzipSigned", { body, headers: [...resign(d, body, SECRETS[d.route!][0]!), ["Content-Encoding", "gzip"]], primaryId: undefined });
+  },
+  utf16Signed(_rng, d) {
+    const body = Buffer.from(`\ufeff${d.body.toString("utf8")}`, "utf16le");
+    return stillSigned(d, "utf16Signed", { body, headers: setHeader(resign(d, body, SECRETS[d.route!][0]!), "Content-Type", "application/json; charset=utf-16"), primaryId: undefined });
+  },
+  bomSigned(_rng, d) {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), d.body]);
+    return stillSigned(d, "bomSigned", { body, headers: resign(d, body, SECRETS[d.route!][0]!), primaryId: undefined });
+  },
+  latin1Signed(_rng, d) {
+    // Non-ASCII text as single bytes: not UTF-8.
+    const body = Buffer.from(d.body.toString("utf8"), "latin1");
+    return stillSigned(d, "latin1Signed", { body, headers: setHeader(resign(d, body, SECRETS[d.route!][0]!), "Content-Type", "application/json; charset=iso-8859-1"), primaryId: undefined });
+  },
+  emptySigned(_rng, d) {
+    const body = Buffer.alloc(0);
+    return stillSigned(d, "emptySigned", { body, headers: resign(d, body, SECRETS[d.route!][0]!), primaryId: undefined });
+  },
+  binarySigned(rng, d) {
+    const body = rng.bytes(rng.int(1, 4096));
+    return stillSigned(d, "binarySigned", { body, headers: resign(d, body, SECRETS[d.route!][0]!), primaryId: undefined });
+  },
+};
+
 // ---------------------------------------------------------------------------------------------
 // Noise: random methods, paths, headers and bodies
 
@@ -878,6 +907,7 @@ function generate(seed: number, count: number): Generated {
       [4, "harmless-signature"],
       [5, "signed-header-mutation"],
       [4, "unsigned-header-change"],
+      [4, "signed-encoding"],
       [9, "noise"],
       [6, "hostile-headers"],
       [9, "framing"],
@@ -896,7 +926,7 @@ function generate(seed: number, count: number): Generated {
         if (rng.chance(0.3)) extra.push(["Expect", "100-continue"]);
         if (rng.chance(0.3)) extra.push(["Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]);
         if (rng.chance(0.3)) extra.push(["X-Junk", "y".repeat(rng.int(1, 4000))]);
-        const s = single(draft, rng.pick(["length", "chunked"]), draft.route !== undefined, { slow: rng.chance(0.4), extra });
+        const s = single(draft, rng.pick(["length", "chunked"]), true, { slow: rng.chance(0.4), extra });
         controls.push(s);
         break;
       }
@@ -948,6 +978,9 @@ function generate(seed: number, count: number): Generated {
         single(rng.pick(Object.values(UNSIGNED_HEADER_CHANGES))(rng, draft), "length", false);
         break;
       }
+      case "signed-encoding":
+        single(rng.pick(Object.values(SIGNED_ENCODINGS))(rng, validDraft(rng, route, id())), rng.pick(["length", "chunked"]), false);
+        break;
       case "noise":
         single(noiseDraft(rng, id()), rng.weighted<Framing>([[6, "length"], [2, "chunked"], [1, "none"], [1, "cl-short"]]), false);
         break;
@@ -1013,7 +1046,6 @@ function hostile(rng: Rng, d: Draft): Draft {
     [1, "upgrade"],
     [1, "http10"],
   ]);
-  let method = d.method;
   switch (kind) {
     case "huge":
       add([`X-Huge-${rng.int(0, 9)}`, "h".repeat(rng.int(4_000, 20_000))]);
@@ -1041,10 +1073,10 @@ function hostile(rng: Rng, d: Draft): Draft {
       add(["Connection", "Upgrade"]);
       break;
     case "http10":
-      method = `${d.method} `; // marker, see requestHead
+      // The request line says HTTP/1.0 (below): no chunked bodies, no keep-alive by default.
       break;
   }
-  return { ...d, kind: `${d.kind}>hostile:${kind}`, method: method.trim(), headers, ...(kind === "http10" && { version: "HTTP/1.0" }) };
+  return { ...d, kind: `${d.kind}>hostile:${kind}`, headers, ...(kind === "http10" && { version: "HTTP/1.0" }) };
 }
 
 function requestHead(s: Pick<Draft, "method" | "target" | "headers" | "version">): Buffer {
