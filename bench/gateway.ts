@@ -34,6 +34,7 @@ import { outboxReadiness } from "../gateway/src/readiness.js";
 import { build as buildGateway } from "../gateway/src/server.js";
 import { composeTasks } from "../services/tasks/src/compose.js";
 import { build as buildTasks } from "../services/tasks/src/server.js";
+import { BENCH_TASKS_SETTINGS } from "./settings.js";
 
 const RATES = [100, 300];
 const PHASE_SECONDS = 5;
@@ -77,17 +78,7 @@ const baselineRedis = await connectRedis({ url: redisUrl, variable: "REDIS_URL",
 
 const tasksCore = composeTasks(
   tasksRedis,
-  {
-    redisKeyPrefix: prefix,
-    maxAttempts: 3,
-    leaseMs: 30_000,
-    retryBaseMs: 1_000,
-    retryMaxMs: 10_000,
-    mention: "@hookmesh",
-    botLogins: [],
-    timelineMaxEvents: 1_000,
-    eventTextBytes: 8_192,
-  },
+  { ...BENCH_TASKS_SETTINGS, redisKeyPrefix: prefix },
   logger,
 );
 await tasksCore.start();

@@ -27,6 +27,7 @@ import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { composeTasks } from "../services/tasks/src/compose.js";
 import { build } from "../services/tasks/src/server.js";
+import { BENCH_TASKS_SETTINGS } from "./settings.js";
 
 const WORKERS = 2;
 const SLOTS_PER_WORKER = 8;
@@ -46,17 +47,7 @@ const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
 const logger = createLogger({ service: "bench", level: "warn" });
 const core = composeTasks(
   redis,
-  {
-    redisKeyPrefix: prefix,
-    maxAttempts: 3,
-    leaseMs: 30_000,
-    retryBaseMs: 1_000,
-    retryMaxMs: 10_000,
-    mention: "@hookmesh",
-    botLogins: [],
-    timelineMaxEvents: 1_000,
-    eventTextBytes: 8_192,
-  },
+  { ...BENCH_TASKS_SETTINGS, redisKeyPrefix: prefix },
   logger,
 );
 await core.start();

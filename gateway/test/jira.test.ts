@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { EventSchema, Provider, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
 import { defaultRoutes } from "../../services/tasks/src/routing/defaults.js";
 import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { JIRA_MAX_BODY_BYTES, JiraProvider } from "../src/jira/provider.js";
-import type { IncomingWebhook, ProviderVerdict } from "../src/webhook-provider.js";
-import { fixture, incoming, signJira } from "./signing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
+import { eventOf, fixture, incoming, rejectionOf, signJira } from "./signing.js";
 
 const SECRET = "jira-webhook-secret-5d0c1e";
 const OLD_SECRET = "jira-old-secret-77a1";
@@ -35,20 +35,7 @@ function signed(
   return incoming(body, all, JSON_TYPE, RECEIVED);
 }
 
-function rejectionOf(run: () => unknown): WebhookRejection {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof WebhookRejection) return err;
-    throw err;
-  }
-  throw new Error("expected a WebhookRejection");
-}
 
-function eventOf(verdict: ProviderVerdict): Event {
-  if (verdict.kind !== "event") throw new Error(`expected an event, got a ${verdict.kind}`);
-  return create(EventSchema, { ...verdict.event, provider: jira.provider });
-}
 
 type Json = Record<string, unknown>;
 
@@ -128,7 +115,7 @@ describe("JiraProvider.parse", () => {
   it("normalizes comment_created from Jira Cloud", () => {
     const request = signed(fixture("jira-comment-created.json"));
     jira.verify(request, [SECRET]);
-    const event = eventOf(jira.parse(request));
+    const event = eventOf(jira.parse(request), jira);
     expect(event.deliveryId).toBe(IDENTIFIER);
     expect(event.sourceId).toBe("https://example.atlassian.net");
     expect(event.eventType).toBe("comment_created");
@@ -146,7 +133,7 @@ describe("JiraProvider.parse", () => {
   });
 
   it("normalizes jira:issue_updated: the acting user, the label added, the description as text", () => {
-    const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))));
+    const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))), jira);
     expect(event.eventType).toBe("jira:issue_updated");
     expect(event.action).toBe("issue_generic");
     expect(event.actor).toMatchObject({ id: "557058:c9ebf848-dfac-4c49-9408-dc34bd0e2d85", login: "Aiko Tanaka", bot: false });
@@ -163,7 +150,7 @@ describe("JiraProvider.parse", () => {
     payload.issue_event_type_name = "issue_commented";
     payload.comment = { ...(fixtureJson("jira-comment-created.json").comment as Json), body: "" };
     delete payload.changelog;
-    const event = eventOf(jira.parse(signed(JSON.stringify(payload))));
+    const event = eventOf(jira.parse(signed(JSON.stringify(payload))), jira);
     expect(event.action).toBe("issue_commented");
     expect(event.text).toBe("");
     expect(event.subject?.ref.value).toMatchObject({ commentId: "10077" });
@@ -197,7 +184,7 @@ describe("JiraProvider.parse", () => {
         { type: "rule" },
       ],
     };
-    const event = eventOf(jira.parse(signed(JSON.stringify(payload))));
+    const event = eventOf(jira.parse(signed(JSON.stringify(payload))), jira);
     expect(event.text).toBe(`@hookmesh please look ${NON_ASCII}\n👋\nnpm test\none\nhttps://example.com/a`);
   });
 
@@ -205,7 +192,7 @@ describe("JiraProvider.parse", () => {
     const payload = fixtureJson("jira-comment-created.json");
     payload.webhookEvent = "comment_updated";
     (payload.comment as Json).updateAuthor = { accountId: "712020:0b5f", displayName: "hookmesh", accountType: "app" };
-    const event = eventOf(jira.parse(signed(JSON.stringify(payload))));
+    const event = eventOf(jira.parse(signed(JSON.stringify(payload))), jira);
     expect(event.actor).toMatchObject({ id: "712020:0b5f", login: "hookmesh", bot: true });
   });
 
@@ -222,7 +209,7 @@ describe("JiraProvider.parse", () => {
         fields: { summary: "Zażółć gęślą jaźń", description: null },
       },
     };
-    const event = eventOf(jira.parse(signed(JSON.stringify(payload), { headers: { "x-atlassian-webhook-identifier": undefined } })));
+    const event = eventOf(jira.parse(signed(JSON.stringify(payload), { headers: { "x-atlassian-webhook-identifier": undefined } })), jira);
     expect(event.subject?.ref.value).toMatchObject({ siteUrl: "https://jira.example.com/jira", issueKey: "EM-5" });
     expect(event.subject?.url).toBe("https://jira.example.com/jira/browse/EM-5");
     expect(event.actor).toMatchObject({ id: "ssyfiasty", login: "Pan S" });
@@ -232,16 +219,16 @@ describe("JiraProvider.parse", () => {
   it("identifies a delivery by X-Atlassian-Webhook-Identifier, which Jira keeps across retries", () => {
     const body = fixture("jira-comment-created.json");
     const retry = signed(body, { headers: { "x-atlassian-webhook-retry": "2" } });
-    expect(eventOf(jira.parse(retry)).deliveryId).toBe(IDENTIFIER);
-    expect(eventOf(jira.parse(retry)).sourceId).toBe(eventOf(jira.parse(signed(body))).sourceId);
+    expect(eventOf(jira.parse(retry), jira).deliveryId).toBe(IDENTIFIER);
+    expect(eventOf(jira.parse(retry), jira).sourceId).toBe(eventOf(jira.parse(signed(body)), jira).sourceId);
   });
 
   it("falls back to the digest of the body when Jira sends no identifier", () => {
     const body = fixture("jira-comment-created.json");
-    const event = eventOf(jira.parse(signed(body, { headers: { "x-atlassian-webhook-identifier": undefined } })));
+    const event = eventOf(jira.parse(signed(body, { headers: { "x-atlassian-webhook-identifier": undefined } })), jira);
     expect(event.deliveryId).toBe(`sha256:${createHash("sha256").update(body).digest("hex")}`);
     const other = fixture("jira-issue-updated.json");
-    expect(eventOf(jira.parse(signed(other, { headers: { "x-atlassian-webhook-identifier": undefined } }))).deliveryId).not.toBe(event.deliveryId);
+    expect(eventOf(jira.parse(signed(other, { headers: { "x-atlassian-webhook-identifier": undefined } })), jira).deliveryId).not.toBe(event.deliveryId);
   });
 
   it.each([
@@ -260,7 +247,7 @@ describe("JiraProvider with the tasks service's routing", () => {
   const options = { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] };
 
   it("matches a mentioning comment to the default Jira rule", () => {
-    const event = eventOf(jira.parse(signed(fixture("jira-comment-created.json"))));
+    const event = eventOf(jira.parse(signed(fixture("jira-comment-created.json"))), jira);
     expect(matchRoute(defaultRoutes(), event, options)).toMatchObject({ matched: true, route: { id: "jira-mention" } });
   });
 
@@ -271,14 +258,14 @@ describe("JiraProvider with the tasks service's routing", () => {
       subjectGlob: "PROJ",
       trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
     });
-    const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))));
+    const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))), jira);
     expect(matchRoute([route], event, options)).toMatchObject({ matched: true, route: { id: "jira-label" } });
   });
 });
 
 describe("JiraProvider on malformed input", () => {
   it("stops reading a document deeper than any Jira writes, instead of overflowing the stack", () => {
-    expect(eventOf(jira.parse(incoming(deepComment(200_000), {}, JSON_TYPE, RECEIVED))).text).toBe("");
+    expect(eventOf(jira.parse(incoming(deepComment(200_000), {}, JSON_TYPE, RECEIVED)), jira).text).toBe("");
   });
 
   it("throws nothing but 400 WebhookRejections for truncated and hostile bodies", () => {

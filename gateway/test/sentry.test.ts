@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { EventSchema, Provider, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
 import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SENTRY_MAX_BODY_BYTES, SentryProvider } from "../src/sentry/provider.js";
-import type { IncomingWebhook, ProviderVerdict } from "../src/webhook-provider.js";
-import { fixture, incoming, signSentry } from "./signing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
+import { eventOf, fixture, incoming, rejectionOf, signSentry } from "./signing.js";
 
 const SECRET = "b7f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1";
 const OLD_SECRET = "0ld0c1e5ec7e7";
@@ -36,20 +36,7 @@ function signed(
   return incoming(body, all, JSON_TYPE, RECEIVED);
 }
 
-function rejectionOf(run: () => unknown): WebhookRejection {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof WebhookRejection) return err;
-    throw err;
-  }
-  throw new Error("expected a WebhookRejection");
-}
 
-function eventOf(verdict: ProviderVerdict): Event {
-  if (verdict.kind !== "event") throw new Error(`expected an event, got a ${verdict.kind}`);
-  return create(EventSchema, { ...verdict.event, provider: sentry.provider });
-}
 
 function sha256Id(body: Buffer | string): string {
   return `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -119,7 +106,7 @@ describe("SentryProvider.parse", () => {
   it("normalizes an issue created", () => {
     const request = signed(fixture("sentry-issue-created.json"), "issue");
     sentry.verify(request, [SECRET]);
-    const event = eventOf(sentry.parse(request));
+    const event = eventOf(sentry.parse(request), sentry);
     expect(event.deliveryId).toBe(REQUEST_ID);
     expect(event.sourceId).toBe("a8e5d37a-696c-4c54-adb5-b3f28d64c7de");
     expect(event.eventType).toBe("issue");
@@ -138,14 +125,14 @@ describe("SentryProvider.parse", () => {
   it("reads the organization from an organization domain", () => {
     const payload = JSON.parse(fixture("sentry-issue-created.json").toString("utf8")) as { data: { issue: Record<string, unknown> } };
     payload.data.issue.web_url = "https://acme-corp.sentry.io/issues/1170820242/";
-    const event = eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")));
+    const event = eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")), sentry);
     expect(event.subject?.ref.value).toMatchObject({ organizationSlug: "acme-corp" });
     payload.data.issue.web_url = "https://us.sentry.io/issues/1170820242/";
-    expect(eventOf(sentry.parse(signed(JSON.stringify(payload), "issue"))).subject?.ref.value).toMatchObject({ organizationSlug: "" });
+    expect(eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")), sentry).subject?.ref.value).toMatchObject({ organizationSlug: "" });
   });
 
   it("normalizes a comment created, its text verbatim", () => {
-    const event = eventOf(sentry.parse(signed(fixture("sentry-comment-created.json"), "comment")));
+    const event = eventOf(sentry.parse(signed(fixture("sentry-comment-created.json"), "comment")), sentry);
     expect(event.eventType).toBe("comment");
     expect(event.action).toBe("created");
     expect(event.text).toBe(`@hookmesh can you find the commit? ${NON_ASCII}`);
@@ -173,7 +160,7 @@ describe("SentryProvider.parse", () => {
       },
       installation: { uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de" },
     };
-    const event = eventOf(sentry.parse(signed(JSON.stringify(alert), "event_alert")));
+    const event = eventOf(sentry.parse(signed(JSON.stringify(alert), "event_alert")), sentry);
     expect(event.eventType).toBe("event_alert");
     expect(event.action).toBe("triggered");
     expect(event.subject?.ref.value).toMatchObject({ organizationSlug: "acme", projectSlug: "", issueId: "1170820242" });
@@ -188,7 +175,7 @@ describe("SentryProvider.parse", () => {
       data: { installation: { status: "pending", organization: { slug: "test-org" }, uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de" } },
       installation: { uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de" },
     };
-    const event = eventOf(sentry.parse(signed(JSON.stringify(installation), "installation")));
+    const event = eventOf(sentry.parse(signed(JSON.stringify(installation), "installation")), sentry);
     expect([event.eventType, event.action]).toEqual(["installation", "created"]);
     expect(event.actor).toMatchObject({ id: "1", login: "Meredith Heller", bot: false });
     expect(event.subject?.key).toBe("");
@@ -196,11 +183,11 @@ describe("SentryProvider.parse", () => {
 
   it("identifies a delivery by Request-ID, or by the digest of its body when there is none", () => {
     const body = fixture("sentry-issue-created.json");
-    expect(eventOf(sentry.parse(signed(body, "issue"))).deliveryId).toBe(REQUEST_ID);
-    const withoutId = eventOf(sentry.parse(signed(body, "issue", { headers: { "request-id": undefined } })));
+    expect(eventOf(sentry.parse(signed(body, "issue")), sentry).deliveryId).toBe(REQUEST_ID);
+    const withoutId = eventOf(sentry.parse(signed(body, "issue", { headers: { "request-id": undefined } })), sentry);
     expect(withoutId.deliveryId).toBe(sha256Id(body));
     const other = fixture("sentry-comment-created.json");
-    expect(eventOf(sentry.parse(signed(other, "comment", { headers: { "request-id": undefined } }))).deliveryId).toBe(sha256Id(other));
+    expect(eventOf(sentry.parse(signed(other, "comment", { headers: { "request-id": undefined } })), sentry).deliveryId).toBe(sha256Id(other));
   });
 
   it("refuses a request without Sentry-Hook-Resource with 400", () => {
@@ -228,7 +215,7 @@ describe("SentryProvider with the tasks service's routing", () => {
       subjectGlob: "acme/front-*",
       trigger: { kind: { case: "issueCreated", value: {} } },
     });
-    const event = eventOf(sentry.parse(signed(fixture("sentry-issue-created.json"), "issue")));
+    const event = eventOf(sentry.parse(signed(fixture("sentry-issue-created.json"), "issue")), sentry);
     expect(matchRoute([route], event, { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] })).toMatchObject({
       matched: true,
       route: { id: "sentry-new-issue" },

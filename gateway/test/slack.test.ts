@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { EventSchema, Provider, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
 import { defaultRoutes } from "../../services/tasks/src/routing/defaults.js";
 import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SLACK_MAX_BODY_BYTES, SlackProvider } from "../src/slack/provider.js";
-import type { IncomingWebhook, ProviderVerdict } from "../src/webhook-provider.js";
-import { fixture, incoming, signSlack } from "./signing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
+import { eventOf, fixture, incoming, rejectionOf, signSlack } from "./signing.js";
 
 const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
 const OLD_SECRET = "0ld-slack-signing-secret-1f2e3d";
@@ -41,21 +41,8 @@ function signed(
   );
 }
 
-function rejectionOf(run: () => unknown): WebhookRejection {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof WebhookRejection) return err;
-    throw err;
-  }
-  throw new Error("expected a WebhookRejection");
-}
 
 /** The Event the pipeline would build from a verdict: the verdict must be an event. */
-function eventOf(verdict: ProviderVerdict): Event {
-  if (verdict.kind !== "event") throw new Error(`expected an event, got a ${verdict.kind}`);
-  return create(EventSchema, { ...verdict.event, provider: slack.provider });
-}
 
 function form(fields: Record<string, string>): string {
   return new URLSearchParams(fields).toString();
@@ -206,7 +193,7 @@ describe("SlackProvider.parse: Events API", () => {
   });
 
   it("normalizes an app_mention", () => {
-    const event = eventOf(slack.parse(signed(fixture("slack-app-mention.json"))));
+    const event = eventOf(slack.parse(signed(fixture("slack-app-mention.json"))), slack);
     expect(event.deliveryId).toBe("Ev0LAN670R");
     expect(event.sourceId).toBe("A0MDYCDME");
     expect(event.eventType).toBe("app_mention");
@@ -224,7 +211,7 @@ describe("SlackProvider.parse: Events API", () => {
   });
 
   it("normalizes a message in a thread to the thread's root", () => {
-    const event = eventOf(slack.parse(signed(fixture("slack-message-thread.json"))));
+    const event = eventOf(slack.parse(signed(fixture("slack-message-thread.json"))), slack);
     expect(event.deliveryId).toBe("Ev08MFMKH6");
     expect(event.eventType).toBe("message");
     expect(event.action).toBe("");
@@ -243,7 +230,7 @@ describe("SlackProvider.parse: Events API", () => {
     const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as { event: Record<string, unknown> };
     delete envelope.event.user;
     Object.assign(envelope.event, { subtype: "bot_message", bot_id: "B0LAN0Z89", username: "hookmesh", text: "Working on it" });
-    const event = eventOf(slack.parse(signed(JSON.stringify(envelope))));
+    const event = eventOf(slack.parse(signed(JSON.stringify(envelope))), slack);
     expect(event.action).toBe("bot_message");
     expect(event.actor).toMatchObject({ id: "", login: "hookmesh", bot: true });
   });
@@ -258,7 +245,7 @@ describe("SlackProvider.parse: Events API", () => {
       ts: "1355517540.000002",
       message: { ...original, text: "@hookmesh edited" },
     };
-    const event = eventOf(slack.parse(signed(JSON.stringify(envelope))));
+    const event = eventOf(slack.parse(signed(JSON.stringify(envelope))), slack);
     expect(event.action).toBe("message_changed");
     expect(event.text).toBe("");
   });
@@ -268,8 +255,8 @@ describe("SlackProvider.parse: Events API", () => {
     const first = signed(body);
     const retry = signed(body, JSON_TYPE, { skewSeconds: 60, headers: { "x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout" } });
     slack.verify(retry, [SECRET]);
-    expect(eventOf(slack.parse(retry)).deliveryId).toBe(eventOf(slack.parse(first)).deliveryId);
-    expect(eventOf(slack.parse(retry)).sourceId).toBe(eventOf(slack.parse(first)).sourceId);
+    expect(eventOf(slack.parse(retry), slack).deliveryId).toBe(eventOf(slack.parse(first), slack).deliveryId);
+    expect(eventOf(slack.parse(retry), slack).sourceId).toBe(eventOf(slack.parse(first), slack).sourceId);
   });
 
   it("refuses an event_callback without an event_id or an event type", () => {
@@ -303,7 +290,7 @@ describe("SlackProvider.parse: slash commands", () => {
   });
 
   it("normalizes a slash command, its non-ASCII text decoded", () => {
-    const event = eventOf(slack.parse(signed(body, FORM_TYPE)));
+    const event = eventOf(slack.parse(signed(body, FORM_TYPE)), slack);
     expect(event.eventType).toBe("slash_command");
     expect(event.action).toBe("/hookmesh");
     expect(event.text).toBe(`fix the flaky login test — ${NON_ASCII}`);
@@ -317,11 +304,11 @@ describe("SlackProvider.parse: slash commands", () => {
   });
 
   it("is identified by the digest of its signed body: a replay is a duplicate, another invocation is not", () => {
-    const event = eventOf(slack.parse(signed(body, FORM_TYPE)));
+    const event = eventOf(slack.parse(signed(body, FORM_TYPE)), slack);
     expect(event.deliveryId).toBe(sha256Id(body));
-    expect(eventOf(slack.parse(signed(body, FORM_TYPE, { skewSeconds: 5 }))).deliveryId).toBe(event.deliveryId);
+    expect(eventOf(slack.parse(signed(body, FORM_TYPE, { skewSeconds: 5 })), slack).deliveryId).toBe(event.deliveryId);
     const again = form({ ...slashCommandFields(), trigger_id: "13345224609.738474920.ffff" });
-    expect(eventOf(slack.parse(signed(again, FORM_TYPE))).deliveryId).not.toBe(event.deliveryId);
+    expect(eventOf(slack.parse(signed(again, FORM_TYPE)), slack).deliveryId).not.toBe(event.deliveryId);
   });
 
   it("answers Slack's certificate check", () => {
@@ -351,7 +338,7 @@ describe("SlackProvider.parse: interactivity", () => {
   it("normalizes a block_actions payload", () => {
     const request = signed(body, FORM_TYPE);
     slack.verify(request, [SECRET]);
-    const event = eventOf(slack.parse(request));
+    const event = eventOf(slack.parse(request), slack);
     expect(event.deliveryId).toBe(sha256Id(body));
     expect(event.sourceId).toBe("A0MDYCDME");
     expect(event.eventType).toBe("block_actions");
@@ -379,7 +366,7 @@ describe("SlackProvider.parse: interactivity", () => {
       user: { id: "U061F7AUR", name: "kim" },
       message: { type: "message", user: "U2147483697", ts: "1548261231.000200", text: `it broke again ${NON_ASCII}` },
     };
-    const event = eventOf(slack.parse(signed(form({ payload: JSON.stringify(shortcut) }), FORM_TYPE)));
+    const event = eventOf(slack.parse(signed(form({ payload: JSON.stringify(shortcut) }), FORM_TYPE)), slack);
     expect(event.eventType).toBe("message_action");
     expect(event.action).toBe("hookmesh_investigate");
     expect(event.text).toBe(`it broke again ${NON_ASCII}`);
@@ -395,7 +382,7 @@ describe("SlackProvider.parse: interactivity", () => {
       trigger_id: "12321423423.333649436676.d8c1bb837935619ccad0f624c448ffb3",
       view: { id: "VNHU13V36", type: "modal", callback_id: "hookmesh_new_task", state: { values: {} } },
     };
-    const event = eventOf(slack.parse(signed(form({ payload: JSON.stringify(submission) }), FORM_TYPE)));
+    const event = eventOf(slack.parse(signed(form({ payload: JSON.stringify(submission) }), FORM_TYPE)), slack);
     expect(event.eventType).toBe("view_submission");
     expect(event.action).toBe("hookmesh_new_task");
     expect(event.subject?.ref.value).toMatchObject({ teamId: "T061EG9R6", channelId: "" });
@@ -417,7 +404,7 @@ describe("SlackProvider with the tasks service's routing", () => {
 
   it("matches an app_mention and a mentioning thread reply to the default Slack rule", () => {
     for (const name of ["slack-app-mention.json", "slack-message-thread.json"]) {
-      const result = matchRoute(defaultRoutes(), eventOf(slack.parse(signed(fixture(name)))), options);
+      const result = matchRoute(defaultRoutes(), eventOf(slack.parse(signed(fixture(name))), slack), options);
       expect(result).toMatchObject({ matched: true, route: { id: "slack-mention" } });
     }
   });
@@ -429,7 +416,7 @@ describe("SlackProvider with the tasks service's routing", () => {
       subjectGlob: "C2147483705",
       trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } },
     });
-    const event = eventOf(slack.parse(signed(form(slashCommandFields()), FORM_TYPE)));
+    const event = eventOf(slack.parse(signed(form(slashCommandFields()), FORM_TYPE)), slack);
     expect(matchRoute([route], event, options)).toMatchObject({ matched: true, route: { id: "slack-command" } });
   });
 });
