@@ -2,8 +2,8 @@
 // @generated from file hookmesh/tasks/v1/route.proto (package hookmesh.tasks.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Provider } from "../../events/v1/event_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi/AIKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIqIBCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi/AIKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIt0BCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJEjkKDmFja25vd2xlZGdtZW50GAcgASgOMiEuaG9va21lc2gudGFza3MudjEuQWNrbm93bGVkZ21lbnQqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -296,6 +296,13 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
    * @generated from field: repeated string allowed_env = 6;
    */
   allowedEnv: string[];
+
+  /**
+   * How the task answers where its event came from.
+   *
+   * @generated from field: hookmesh.tasks.v1.Acknowledgment acknowledgment = 7;
+   */
+  acknowledgment: Acknowledgment;
 };
 
 /**
@@ -304,4 +311,39 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 6);
+
+/**
+ * How a task tells the place its event came from that it started.
+ *
+ * @generated from enum hookmesh.tasks.v1.Acknowledgment
+ */
+export enum Acknowledgment {
+  /**
+   * A message (a GitHub or Jira comment, a Slack thread reply, a Sentry note) that says the
+   * task is working, is edited with progress, and ends as the answer.
+   *
+   * @generated from enum value: ACKNOWLEDGMENT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A 👀 reaction on what triggered the task; the answer is then posted once it ends.
+   *
+   * @generated from enum value: ACKNOWLEDGMENT_REACTION = 1;
+   */
+  REACTION = 1,
+
+  /**
+   * Nothing is posted anywhere.
+   *
+   * @generated from enum value: ACKNOWLEDGMENT_NONE = 2;
+   */
+  NONE = 2,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.Acknowledgment.
+ */
+export const AcknowledgmentSchema: GenEnum<Acknowledgment> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_route, 0);
 
