@@ -6,3 +6,4 @@ export * from "./logger.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./serve.js";
+export * from "./upstream/index.js";

@@ -1,0 +1,256 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import CircuitBreaker from "opossum";
+import { Code } from "@connectrpc/connect";
+import type { Logger } from "../logger.js";
+
+/** A provider API call failed; `code` is what callers of the integration service see. */
+export class UpstreamError extends Error {
+  override name = "UpstreamError";
+  constructor(
+    readonly code: Code,
+    message: string,
+    /** The provider's HTTP status, or 0 when no answer came. */
+    readonly status = 0,
+  ) {
+    super(message);
+  }
+}
+
+export interface UpstreamRequest {
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  /** Path and query, appended to the base URL. */
+  path: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Extra headers; the Authorization header comes from `auth`. */
+  headers?: Record<string, string>;
+  /** The Authorization header's value. Never logged. */
+  auth?: string;
+  /**
+   * Whether repeating the request is harmless (GET, PUT, DELETE, most PATCH). Only such
+   * requests are retried after an answer of 5xx or a cut connection; any request is retried
+   * after 429 or a rate-limit answer, which the provider sends without acting on it.
+   */
+  idempotent: boolean;
+  /** The caller's cancellation. */
+  signal?: AbortSignal;
+  /** The caller's remaining time; attempts and waits never run past it. */
+  timeoutMs?: number;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Headers;
+  /** The parsed JSON body, or undefined for an empty body. */
+  body: unknown;
+}
+
+/** How a provider says "slow down": the wait it asks for, if this answer is one. */
+export type RateLimitPolicy = (status: number, headers: Headers, body: unknown) => number | undefined;
+
+export interface UpstreamClientOptions {
+  /** For logs and the breaker, e.g. `github`. */
+  name: string;
+  baseUrl: string;
+  logger: Logger;
+  /** Per attempt. Default 10s. */
+  attemptTimeoutMs?: number;
+  /** Attempts per call, the first included. Default 4. */
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Longest wait a provider may ask for before the call fails with ResourceExhausted instead. Default 30s. */
+  maxRateLimitWaitMs?: number;
+  /** The provider's own rate-limit signals beyond 429 + Retry-After. */
+  rateLimit?: RateLimitPolicy;
+  /** Maps a provider error answer to a code; defaults follow HTTP semantics. */
+  errorCode?: (status: number, body: unknown) => Code | undefined;
+  breaker?: { volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number };
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * The one way integration services call a provider's REST API: a timeout on every attempt,
+ * retries with exponential backoff and full jitter (idempotent requests on 5xx and network
+ * errors; any request when the provider asks to slow down, honouring Retry-After and the
+ * provider's own rate-limit headers), and a circuit breaker over the upstream that a provider
+ * outage opens, so callers get Unavailable at once instead of waiting out timeouts.
+ */
+export class UpstreamClient {
+  private readonly breaker: CircuitBreaker<[UpstreamRequest, AbortSignal], UpstreamResponse>;
+  private readonly baseUrl: string;
+
+  constructor(private readonly options: UpstreamClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.breaker = new CircuitBreaker((req: UpstreamRequest, signal: AbortSignal) => this.send(req, signal), {
+      name: options.name,
+      timeout: false,
+      volumeThreshold: options.breaker?.volumeThreshold ?? 5,
+      errorThresholdPercentage: options.breaker?.errorThresholdPercentage ?? 50,
+      resetTimeout: options.breaker?.resetTimeoutMs ?? 10_000,
+      // Only an outage counts (the provider failing or not answering), not a refused request
+      // nor a request to slow down.
+      errorFilter: (err: unknown) => !(err instanceof RetryableUpstreamError && !err.notActedOn),
+      enableSnapshots: false,
+      rollingPercentilesEnabled: false,
+    });
+    const fields = { upstream: options.name };
+    this.breaker.on("open", () => options.logger.warn(fields, "upstream circuit opened: failing fast"));
+    this.breaker.on("close", () => options.logger.info(fields, "upstream circuit closed"));
+  }
+
+  /** The URL a request goes to. */
+  url(path: string): string {
+    return this.baseUrl + path;
+  }
+
+  /** The request as it goes out, without credentials: for dry runs and the task timeline. */
+  describe(req: Pick<UpstreamRequest, "method" | "path" | "body">): { method: string; url: string; body: string } {
+    return { method: req.method, url: this.url(req.path), body: req.body === undefined ? "" : JSON.stringify(req.body) };
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const { logger } = this.options;
+    const maxAttempts = this.options.maxAttempts ?? 4;
+    const deadline = req.timeoutMs === undefined ? Infinity : Date.now() + req.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new UpstreamError(Code.DeadlineExceeded, `${this.options.name}: deadline exceeded`);
+      const attemptSignal = AbortSignal.any([
+        ...(req.signal ? [req.signal] : []),
+        AbortSignal.timeout(Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_TIMEOUT_MS)),
+      ]);
+      let wait: number | undefined;
+      try {
+        return await this.breaker.fire(req, attemptSignal);
+      } catch (err) {
+        if (err instanceof Error && CircuitBreaker.isOurError(err)) {
+          throw new UpstreamError(Code.Unavailable, `${this.options.name} is failing; circuit open`);
+        }
+        if (!(err instanceof RetryableUpstreamError)) throw err;
+        if (req.signal?.aborted) throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
+        if (!(req.idempotent || err.notActedOn) || attempt >= maxAttempts) throw err.final;
+        wait = err.waitMs ?? this.backoff(attempt);
+        if (wait > (this.options.maxRateLimitWaitMs ?? 30_000) || Date.now() + wait >= deadline) throw err.final;
+        logger.debug({ upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status }, "retrying upstream call");
+      }
+      await sleep(wait, undefined, req.signal ? { signal: req.signal } : undefined).catch(() => {
+        throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
+      });
+    }
+  }
+
+  shutdown(): void {
+    this.breaker.shutdown();
+  }
+
+  private async send(req: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    const name = this.options.name;
+    let res: Response;
+    try {
+      res = await fetch(this.url(req.path), {
+        method: req.method,
+        headers: {
+          accept: "application/json",
+          "user-agent": "hookmesh",
+          ...(req.body === undefined ? {} : { "content-type": "application/json; charset=utf-8" }),
+          ...(req.auth === undefined ? {} : { authorization: req.auth }),
+          ...req.headers,
+        },
+        body: req.body === undefined ? undefined : JSON.stringify(req.body),
+        signal,
+      });
+    } catch (err) {
+      const timedOut = signal.aborted && (signal.reason as { name?: string } | undefined)?.name === "TimeoutError";
+      const final = timedOut
+        ? new UpstreamError(Code.DeadlineExceeded, `${name} did not answer in time`)
+        : new UpstreamError(Code.Unavailable, `${name} unreachable: ${causeCode(err)}`);
+      throw new RetryableUpstreamError(final, false);
+    }
+    const body = await readJson(res);
+    const rateLimitWait = this.options.rateLimit?.(res.status, res.headers, body) ?? (res.status === 429 ? retryAfterMs(res.headers) ?? 1_000 : undefined);
+    if (rateLimitWait !== undefined) {
+      throw new RetryableUpstreamError(new UpstreamError(Code.ResourceExhausted, `${name} rate limit`, res.status), true, rateLimitWait);
+    }
+    if (res.status >= 500) {
+      throw new RetryableUpstreamError(new UpstreamError(Code.Unavailable, `${name} answered ${res.status}`, res.status), false, retryAfterMs(res.headers));
+    }
+    if (res.status >= 400) {
+      const code = this.options.errorCode?.(res.status, body) ?? httpCode(res.status);
+      throw new UpstreamError(code, `${name} answered ${res.status}${describe(body)}`, res.status);
+    }
+    return { status: res.status, headers: res.headers, body };
+  }
+
+  private backoff(attempt: number): number {
+    const ceiling = Math.min(this.options.maxDelayMs ?? 5_000, (this.options.baseDelayMs ?? 200) * 2 ** (attempt - 1));
+    return Math.random() * ceiling;
+  }
+}
+
+/** A failed attempt that another may fix; `notActedOn` when the provider refused before acting. */
+class RetryableUpstreamError extends Error {
+  constructor(
+    readonly final: UpstreamError,
+    readonly notActedOn: boolean,
+    readonly waitMs?: number,
+  ) {
+    super(final.message);
+  }
+}
+
+/** `Retry-After` in seconds or as an HTTP date, in milliseconds from now. */
+export function retryAfterMs(headers: Headers): number | undefined {
+  const value = headers.get("retry-after");
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function httpCode(status: number): Code {
+  switch (status) {
+    case 400:
+    case 422:
+      return Code.InvalidArgument;
+    case 401:
+      return Code.Unauthenticated;
+    case 403:
+      return Code.PermissionDenied;
+    case 404:
+    case 410:
+      return Code.NotFound;
+    case 409:
+      return Code.FailedPrecondition;
+    default:
+      return Code.Unknown;
+  }
+}
+
+async function readJson(res: Response): Promise<unknown> {
+  const text = await res.text();
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text.slice(0, 200);
+  }
+}
+
+/** The provider's own error message, when it gives one, for the error text. */
+function describe(body: unknown): string {
+  if (typeof body === "string" && body !== "") return `: ${body}`;
+  if (typeof body !== "object" || body === null) return "";
+  const record = body as Record<string, unknown>;
+  const message = record.message ?? record.error ?? record.errorMessages ?? record.detail;
+  if (typeof message === "string") return `: ${message}`;
+  if (Array.isArray(message) && message.length > 0) return `: ${message.join("; ")}`;
+  return "";
+}
+
+function causeCode(err: unknown): string {
+  const cause = (err as { cause?: { code?: string } }).cause;
+  return cause?.code ?? (err instanceof Error ? err.message : String(err));
+}
