@@ -1,0 +1,41 @@
+import { MissingCredentialError } from "@hookmesh/kit";
+
+/** A request the service refuses before calling GitHub (a missing or malformed field). */
+export class InvalidRequestError extends Error {
+  override name = "InvalidRequestError";
+}
+
+/** The idempotency store (Redis) cannot be reached, so a keyed call cannot be made safely. */
+export class IdempotencyUnavailableError extends Error {
+  override name = "IdempotencyUnavailableError";
+  constructor(cause: unknown) {
+    super("idempotency store unavailable; retry later", { cause });
+  }
+}
+
+/**
+ * The call cannot be made with the credentials the service has: a GitHub App call without
+ * `repository.installation_id`, or a clone token asked of a personal token.
+ */
+export class AuthPreconditionError extends Error {
+  override name = "AuthPreconditionError";
+}
+
+/**
+ * Neither a personal token nor a GitHub App is configured (and dry run is off). Names
+ * GITHUB_TOKEN, the simpler of the two, and says where the App's variables go.
+ */
+export class NoCredentialsError extends MissingCredentialError {
+  constructor(tokenVariable: string, appVariables: string) {
+    super(tokenVariable);
+    this.message = `${tokenVariable} is not set (nor ${appVariables}); set one, or HOOKMESH_DRY_RUN=1 to answer without calling GitHub`;
+  }
+}
+
+/** A configured credential cannot be used (say, a private key that is not a PEM RSA key). */
+export class InvalidCredentialError extends Error {
+  override name = "InvalidCredentialError";
+  constructor(readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+  }
+}

@@ -1,0 +1,67 @@
+import { Code } from "@connectrpc/connect";
+import { retryAfterMs, UpstreamClient, type Logger, type RateLimitPolicy, type UpstreamClientOptions } from "@hookmesh/kit";
+
+/** Sent with every request: GitHub's media type and the REST API version this service speaks. */
+export const GITHUB_HEADERS: Readonly<Record<string, string>> = {
+  accept: "application/vnd.github+json",
+  "x-github-api-version": "2022-11-28",
+};
+
+/** GitHub's advice for a secondary rate limit that names no wait: at least a minute. */
+export const SECONDARY_RATE_LIMIT_WAIT_MS = 60_000;
+
+/**
+ * GitHub's "slow down" answers (403 or 429), and how long each asks to wait:
+ * - `Retry-After`, when present;
+ * - otherwise, when the primary limit is used up (`X-RateLimit-Remaining: 0`), until
+ *   `X-RateLimit-Reset` (epoch seconds);
+ * - otherwise (a secondary limit, whose message says so, or a bare 429) a minute.
+ * A 403 that is none of these is a refusal (permissions), not a rate limit.
+ */
+export const githubRateLimit: RateLimitPolicy = (status, headers, body) => {
+  if (status !== 403 && status !== 429) return undefined;
+  const exhausted = headers.get("x-ratelimit-remaining") === "0";
+  const secondary = /secondary rate limit|abuse detection/i.test(errorMessage(body));
+  if (status === 403 && !exhausted && !secondary) return undefined;
+  const retryAfter = retryAfterMs(headers);
+  if (retryAfter !== undefined) return retryAfter;
+  const reset = Number(headers.get("x-ratelimit-reset") ?? NaN);
+  if (exhausted && Number.isFinite(reset) && reset > 0) return Math.max(0, reset * 1000 - Date.now());
+  return SECONDARY_RATE_LIMIT_WAIT_MS;
+};
+
+/**
+ * GitHub's answers that HTTP semantics alone map wrongly: commenting on a locked issue is a
+ * 403 that no permission fixes.
+ */
+export function githubErrorCode(status: number, body: unknown): Code | undefined {
+  if (status === 403 && /\bis locked\b/i.test(errorMessage(body))) return Code.FailedPrecondition;
+  return undefined;
+}
+
+/** The client for GitHub's REST API at `baseUrl`, with GitHub's rate-limit and error policies. */
+export function githubUpstream(
+  baseUrl: string,
+  logger: Logger,
+  options: Omit<UpstreamClientOptions, "name" | "baseUrl" | "logger" | "rateLimit" | "errorCode"> = {},
+): UpstreamClient {
+  return new UpstreamClient({ ...options, name: "github", baseUrl, logger, rateLimit: githubRateLimit, errorCode: githubErrorCode });
+}
+
+/**
+ * The web origin that serves git for an API URL: github.com for api.github.com,
+ * `{sub}.ghe.com` for GitHub Enterprise Cloud with data residency (`api.{sub}.ghe.com`), and
+ * the API's own host for GitHub Enterprise Server (`https://ghe.example.com/api/v3`).
+ */
+export function webOrigin(apiUrl: string): { protocol: string; host: string } {
+  const url = new URL(apiUrl);
+  let host = url.host;
+  if (url.hostname === "api.github.com") host = "github.com";
+  else if (/^api\.[^.]+\.ghe\.com$/i.test(url.hostname)) host = host.slice("api.".length);
+  return { protocol: url.protocol, host };
+}
+
+function errorMessage(body: unknown): string {
+  const message = typeof body === "object" && body !== null ? (body as { message?: unknown }).message : undefined;
+  return typeof message === "string" ? message : "";
+}

@@ -1,0 +1,415 @@
+import { randomBytes, verify, type KeyObject } from "node:crypto";
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * A local stand-in for GitHub's REST API (or GitHub Enterprise Server's, under `/api/v3`), at
+ * the paths, methods, headers and JSON shapes GitHub documents: issue comments, reactions
+ * (201 new, 200 existing), issues, pull requests, `{"message", "documentation_url"}` errors,
+ * rate-limit headers, and GitHub App installation tokens bought with an RS256 JWT, which it
+ * verifies with the App's public key. Tests script answers ahead of it.
+ */
+
+type Json = Record<string, unknown>;
+
+export interface RecordedRequest {
+  method: string;
+  /** The path without the API's prefix nor the query, e.g. `/repos/acme/widgets/issues/7`. */
+  path: string;
+  /** The path as received, with the prefix (`/api/v3/…` on GHES). */
+  rawPath: string;
+  /** The query string, without `?`. */
+  query: string;
+  headers: IncomingHttpHeaders;
+  /** The raw body. */
+  body: string;
+  /** The body parsed as JSON, when it is. */
+  json?: unknown;
+  /** When it arrived (ms since epoch). */
+  at: number;
+}
+
+/** A scripted answer (for the next request, or the next one whose `METHOD path` matches), or "hang". */
+export type Answer = { match?: RegExp; status: number; headers?: Record<string, string>; body?: unknown } | { match?: RegExp; hang: true };
+
+/** The claims of a JWT GitHub accepted, for tests to check. */
+export interface JwtSeen {
+  header: Json;
+  claims: { iat: number; exp: number; iss: string };
+  /** When it was verified (epoch seconds). */
+  now: number;
+}
+
+export interface FakeGitHubOptions {
+  /** `/api/v3` to stand in for GitHub Enterprise Server; "" for api.github.com. */
+  basePath?: string;
+  /** Personal access tokens it accepts. */
+  tokens?: string[];
+  /** A GitHub App: its id, the public key its JWTs verify with, and the installations it has. */
+  app?: { id: string; publicKey: KeyObject; installations: bigint[] };
+  /** How long the installation tokens it hands out live. Default one hour, as on GitHub. */
+  tokenLifetimeMs?: number;
+}
+
+const DOCS = "https://docs.github.com/rest";
+
+interface InstallationTokenRecord {
+  installationId: string;
+  expiresAt: number;
+  /** The repositories it is limited to, when it is. */
+  repositories?: string[];
+  permissions: Json;
+}
+
+export class FakeGitHub {
+  readonly requests: RecordedRequest[] = [];
+  /** Issues and pull requests by `owner/repo#number`. */
+  readonly issues = new Map<string, Json>();
+  readonly pulls = new Map<string, Json>();
+  /** Comments by id. */
+  readonly comments = new Map<number, Json & { repo: string }>();
+  /** Reactions by `{on}:{content}` (this fake has one user). */
+  readonly reactions = new Map<string, Json>();
+  readonly installationTokens = new Map<string, InstallationTokenRecord>();
+  readonly jwts: JwtSeen[] = [];
+  /** The API root, e.g. http://127.0.0.1:1234 or http://127.0.0.1:1234/api/v3. */
+  url = "";
+  /** host:port. */
+  host = "";
+  tokenLifetimeMs: number;
+
+  private readonly scripted: Answer[] = [];
+  private readonly hanging = new Set<ServerResponse>();
+  private readonly tokens: Set<string>;
+  private readonly basePath: string;
+  private nextId = 1_000_000_001;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly options: FakeGitHubOptions,
+  ) {
+    this.tokens = new Set(options.tokens ?? []);
+    this.basePath = options.basePath ?? "";
+    this.tokenLifetimeMs = options.tokenLifetimeMs ?? 60 * 60_000;
+  }
+
+  static async start(options: FakeGitHubOptions = {}): Promise<FakeGitHub> {
+    const server = createServer();
+    const fake = new FakeGitHub(server, options);
+    server.on("request", (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        const url = new URL(req.url ?? "/", "http://localhost");
+        const body = Buffer.concat(chunks).toString("utf8");
+        let json: unknown;
+        try {
+          json = body === "" ? undefined : JSON.parse(body);
+        } catch {
+          json = undefined;
+        }
+        const path = url.pathname.startsWith(fake.basePath) ? url.pathname.slice(fake.basePath.length) : url.pathname;
+        const recorded: RecordedRequest = { method: req.method ?? "", path, rawPath: url.pathname, query: url.search.slice(1), headers: req.headers, body, json, at: Date.now() };
+        fake.requests.push(recorded);
+        fake.respond(recorded, res);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    fake.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    fake.url = `http://${fake.host}${fake.basePath}`;
+    return fake;
+  }
+
+  /** The next answers, in order, ahead of GitHub's own behaviour. */
+  answer(...answers: Answer[]): this {
+    this.scripted.push(...answers);
+    return this;
+  }
+
+  /** The requests, as `METHOD path body`. */
+  lines(): string[] {
+    return this.requests.map((r) => `${r.method} ${r.path}${r.query ? `?${r.query}` : ""}${r.body ? ` ${r.body}` : ""}`);
+  }
+
+  /** Requests other than installation token requests. */
+  apiRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => !r.path.startsWith("/app/"));
+  }
+
+  tokenRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path.startsWith("/app/"));
+  }
+
+  addIssue(owner: string, repo: string, number: number, overrides: Json = {}): Json {
+    const issue = githubIssue(this.web(), owner, repo, number, overrides);
+    this.issues.set(`${owner}/${repo}#${number}`, issue);
+    return issue;
+  }
+
+  /** A pull request, which is also an issue. */
+  addPull(owner: string, repo: string, number: number, overrides: Json = {}): Json {
+    const pull = githubPull(this.web(), owner, repo, number, overrides);
+    this.addIssue(owner, repo, number, { title: pull.title, body: pull.body, pull_request: { url: pull.url, html_url: pull.html_url, merged_at: null } });
+    this.pulls.set(`${owner}/${repo}#${number}`, pull);
+    return pull;
+  }
+
+  addToken(token: string): void {
+    this.tokens.add(token);
+  }
+
+  /** Revokes every installation token handed out so far. */
+  revokeInstallationTokens(): void {
+    this.installationTokens.clear();
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private web(): string {
+    return `http://${this.host}`;
+  }
+
+  private respond(req: RecordedRequest, res: ServerResponse): void {
+    const index = this.scripted.findIndex((a) => a.match === undefined || a.match.test(`${req.method} ${req.path}`));
+    const scripted = index === -1 ? undefined : this.scripted.splice(index, 1)[0];
+    if (scripted !== undefined && "hang" in scripted) {
+      this.hanging.add(res);
+      return;
+    }
+    const answer = scripted ?? this.route(req);
+    res.writeHead(answer.status, {
+      ...(answer.body === undefined ? {} : { "content-type": "application/json; charset=utf-8" }),
+      "x-github-api-version-selected": "2022-11-28",
+      "x-ratelimit-limit": "5000",
+      "x-ratelimit-remaining": "4999",
+      "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600),
+      "x-ratelimit-used": "1",
+      "x-ratelimit-resource": "core",
+      ...answer.headers,
+    });
+    res.end(answer.body === undefined ? undefined : JSON.stringify(answer.body));
+  }
+
+  /** GitHub's own behaviour. */
+  private route(req: RecordedRequest): { status: number; headers?: Record<string, string>; body?: unknown } {
+    if (req.body !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
+      return error(400, "Problems parsing JSON");
+    }
+    const mint = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(req.path);
+    if (mint) return req.method === "POST" ? this.createInstallationToken(req, mint[1]!) : error(404, "Not Found");
+
+    const repo = /^\/repos\/([^/]+)\/([^/]+)(\/.*)$/.exec(req.path);
+    if (!repo) return error(404, "Not Found");
+    const [, owner, name, rest] = repo as unknown as [string, string, string, string];
+    const full = `${owner}/${name}`;
+    const denied = this.authorize(req, full);
+    if (denied) return denied;
+
+    let m: RegExpExecArray | null;
+    if ((m = /^\/issues\/(\d+)\/comments$/.exec(rest)) && req.method === "POST") return this.createComment(full, Number(m[1]), req.json as Json);
+    if ((m = /^\/issues\/comments\/(\d+)$/.exec(rest))) {
+      const comment = this.comments.get(Number(m[1]));
+      if (!comment || comment.repo !== full) return error(404, "Not Found");
+      if (req.method === "PATCH") return this.updateComment(comment, req.json as Json);
+      if (req.method === "DELETE") {
+        this.comments.delete(Number(m[1]));
+        return { status: 204 };
+      }
+      if (req.method === "GET") return { status: 200, body: publicComment(comment) };
+    }
+    if ((m = /^\/issues\/(\d+)\/reactions$/.exec(rest)) && req.method === "POST") {
+      if (!this.issues.has(`${full}#${m[1]}`)) return error(404, "Not Found");
+      return this.react(`issue:${full}#${m[1]}`, req.json as Json);
+    }
+    if ((m = /^\/issues\/comments\/(\d+)\/reactions$/.exec(rest)) && req.method === "POST") {
+      const comment = this.comments.get(Number(m[1]));
+      if (!comment || comment.repo !== full) return error(404, "Not Found");
+      return this.react(`comment:${m[1]}`, req.json as Json);
+    }
+    if ((m = /^\/issues\/(\d+)$/.exec(rest)) && req.method === "GET") {
+      const issue = this.issues.get(`${full}#${m[1]}`);
+      return issue ? { status: 200, body: issue } : error(404, "Not Found");
+    }
+    if ((m = /^\/pulls\/(\d+)$/.exec(rest)) && req.method === "GET") {
+      const pull = this.pulls.get(`${full}#${m[1]}`);
+      return pull ? { status: 200, body: pull } : error(404, "Not Found");
+    }
+    return error(404, "Not Found");
+  }
+
+  /** Bearer: a personal token, or an unexpired installation token with access to the repository. */
+  private authorize(req: RecordedRequest, repo: string): { status: number; body: unknown } | undefined {
+    const auth = req.headers.authorization ?? "";
+    const token = /^(?:Bearer|token) (.+)$/.exec(auth)?.[1];
+    if (token === undefined) return error(401, "Requires authentication");
+    if (this.tokens.has(token)) return undefined;
+    const installation = this.installationTokens.get(token);
+    if (!installation || installation.expiresAt <= Date.now()) return error(401, "Bad credentials");
+    if (installation.repositories && !installation.repositories.includes(repo.split("/")[1]!)) return error(404, "Not Found");
+    return undefined;
+  }
+
+  private createInstallationToken(req: RecordedRequest, installationId: string): { status: number; body: unknown } {
+    const app = this.options.app;
+    const jwt = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    if (!app || jwt === undefined) return error(401, "A JSON web token could not be decoded");
+    const problem = this.verifyJwt(jwt, app);
+    if (problem !== undefined) return error(401, problem);
+    if (!app.installations.some((id) => id.toString() === installationId)) return error(404, "Not Found");
+    const body = (req.json ?? {}) as { repositories?: unknown; permissions?: Json };
+    if (body.repositories !== undefined && !Array.isArray(body.repositories)) return error(422, "Invalid request.");
+    const token = `ghs_${randomBytes(18).toString("base64url")}`;
+    const expiresAt = Date.now() + this.tokenLifetimeMs;
+    const permissions = body.permissions ?? { contents: "write", issues: "write", pull_requests: "write", metadata: "read" };
+    const repositories = body.repositories as string[] | undefined;
+    this.installationTokens.set(token, { installationId, expiresAt, permissions, ...(repositories && { repositories }) });
+    return {
+      status: 201,
+      body: {
+        token,
+        expires_at: new Date(expiresAt).toISOString(),
+        permissions,
+        repository_selection: repositories ? "selected" : "all",
+        ...(repositories && { repositories: repositories.map((name, i) => ({ id: 1296269 + i, name, full_name: `acme/${name}` })) }),
+      },
+    };
+  }
+
+  /** GitHub's checks on an App's JWT: RS256 signed by the App's key, issued by it, not expired, at most 10 minutes long. */
+  private verifyJwt(jwt: string, app: NonNullable<FakeGitHubOptions["app"]>): string | undefined {
+    const parts = jwt.split(".");
+    if (parts.length !== 3) return "A JSON web token could not be decoded";
+    const [header, payload, signature] = parts as [string, string, string];
+    let decodedHeader: Json;
+    let claims: Json;
+    try {
+      decodedHeader = JSON.parse(Buffer.from(header, "base64url").toString()) as Json;
+      claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as Json;
+    } catch {
+      return "A JSON web token could not be decoded";
+    }
+    if (decodedHeader.alg !== "RS256") return "'alg' must be RS256";
+    if (!verify("RSA-SHA256", Buffer.from(`${header}.${payload}`), app.publicKey, Buffer.from(signature, "base64url"))) {
+      return "A JSON web token could not be decoded";
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const { iat, exp, iss } = claims as { iat: unknown; exp: unknown; iss: unknown };
+    if (typeof iat !== "number" || typeof exp !== "number") return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+    if (String(iss) !== app.id) return `'Issuer' claim ('iss') must be an Integer or a Client ID`;
+    if (iat > now + 60) return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+    if (exp <= now) return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+    if (exp - iat > 600) return "'Expiration time' claim ('exp') is too far in the future";
+    this.jwts.push({ header: decodedHeader, claims: { iat, exp, iss: String(iss) }, now });
+    return undefined;
+  }
+
+  private createComment(repo: string, number: number, body: Json | undefined): { status: number; body: unknown } {
+    const issue = this.issues.get(`${repo}#${number}`);
+    if (!issue) return error(404, "Not Found");
+    if (issue.locked === true) return error(403, "Unable to create comment because issue is locked.");
+    if (typeof body?.body !== "string" || body.body === "") {
+      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }], documentation_url: DOCS } };
+    }
+    const id = this.nextId++;
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+    const comment = {
+      repo,
+      id,
+      node_id: `IC_kwDO${id}`,
+      url: `${this.url}/repos/${repo}/issues/comments/${id}`,
+      html_url: `${this.web()}/${repo}/issues/${number}#issuecomment-${id}`,
+      issue_url: `${this.url}/repos/${repo}/issues/${number}`,
+      body: body.body,
+      user: { login: "hookmesh[bot]", id: 41898282, type: "Bot" },
+      created_at: now,
+      updated_at: now,
+      author_association: "NONE",
+    };
+    this.comments.set(id, comment);
+    return { status: 201, body: publicComment(comment) };
+  }
+
+  private updateComment(comment: Json & { repo: string }, body: Json | undefined): { status: number; body: unknown } {
+    if (typeof body?.body !== "string" || body.body === "") {
+      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }], documentation_url: DOCS } };
+    }
+    comment.body = body.body;
+    comment.updated_at = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+    return { status: 200, body: publicComment(comment) };
+  }
+
+  private react(on: string, body: Json | undefined): { status: number; body: unknown } {
+    const content = String(body?.content ?? "");
+    if (!["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"].includes(content)) {
+      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "Reaction", code: "custom", field: "content", message: "content is not included in the list" }], documentation_url: DOCS } };
+    }
+    const existing = this.reactions.get(`${on}:${content}`);
+    if (existing) return { status: 200, body: existing };
+    const reaction = { id: this.nextId++, node_id: "REA_lADO", user: { login: "hookmesh[bot]", id: 41898282 }, content, created_at: new Date().toISOString() };
+    this.reactions.set(`${on}:${content}`, reaction);
+    return { status: 201, body: reaction };
+  }
+}
+
+/** GitHub's error body. */
+export function error(status: number, message: string): { status: number; body: unknown } {
+  return { status, body: { message, documentation_url: DOCS, status: String(status) } };
+}
+
+function publicComment(comment: Json): Json {
+  const { repo: _repo, ...rest } = comment;
+  return rest;
+}
+
+/** An issue as GET /repos/{o}/{r}/issues/{n} returns it (the fields hookmesh reads, and some it does not). */
+export function githubIssue(web: string, owner: string, repo: string, number: number, overrides: Json = {}): Json {
+  return {
+    id: 1_000_000 + number,
+    node_id: "I_kwDOABCD",
+    url: `https://api.github.com/repos/${owner}/${repo}/issues/${number}`,
+    html_url: `${web}/${owner}/${repo}/issues/${number}`,
+    number,
+    state: "open",
+    state_reason: null,
+    title: "Crash when the config file is empty",
+    body: "Steps:\n1. `touch config.yml`\n2. run it\n\n@hookmesh please fix",
+    user: { login: "octocat", id: 1, type: "User" },
+    labels: [
+      { id: 208045946, name: "bug", color: "f29513", default: true },
+      { id: 208045947, name: "good first issue", color: "7057ff", default: true },
+    ],
+    assignees: [],
+    locked: false,
+    comments: 3,
+    created_at: "2026-04-10T08:23:11Z",
+    updated_at: "2026-05-02T14:55:00Z",
+    closed_at: null,
+    author_association: "MEMBER",
+    ...overrides,
+  };
+}
+
+/** A pull request as GET /repos/{o}/{r}/pulls/{n} returns it. */
+export function githubPull(web: string, owner: string, repo: string, number: number, overrides: Json = {}): Json {
+  return {
+    id: 2_000_000 + number,
+    url: `https://api.github.com/repos/${owner}/${repo}/pulls/${number}`,
+    html_url: `${web}/${owner}/${repo}/pull/${number}`,
+    number,
+    state: "open",
+    locked: false,
+    title: "Handle an empty config file",
+    body: null,
+    user: { login: "hubot", id: 2, type: "User" },
+    draft: true,
+    merged: false,
+    mergeable: true,
+    head: { label: "hubot:fix-empty-config", ref: "fix-empty-config", sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e", repo: { name: repo } },
+    base: { label: `${owner}:main`, ref: "main", sha: "e5bd3914e2e596debea16f433f57875b5b90bcd6", repo: { name: repo } },
+    ...overrides,
+  };
+}
