@@ -1,0 +1,64 @@
+import { accessSync, constants } from "node:fs";
+import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+
+/** The variable that holds the bot token, `xoxb-…` (or, with `_FILE`, the file that does). */
+export const TOKEN_VARIABLE = "SLACK_BOT_TOKEN";
+
+export interface SlackConfig {
+  host: string;
+  port: number;
+  /** Where the idempotency store lives. */
+  redisUrl: string;
+  redisKeyPrefix: string;
+  /** Slack's Web API root, e.g. https://slack.com/api, without a trailing slash. */
+  apiUrl: string;
+  /** Without a token, answer with the request that would have been sent instead of failing. */
+  dryRun: boolean;
+  /** How long an idempotency key remembers its message. */
+  idempotencyTtlMs: number;
+  /** How long a call may hold its key before a retry may post in its place (a crashed call). */
+  idempotencyLockMs: number;
+  /** Longest a call to Slack may take, retries and waits included; below the lock, so a key is never taken over mid-call. */
+  callTimeoutMs: number;
+  shutdownGraceMs: number;
+  logLevel: string;
+  tls?: TlsOptions;
+}
+
+const DAY_MS = 24 * 60 * 60_000;
+
+export function loadConfig(env: Env = process.env): SlackConfig {
+  checkTokenSource(env);
+  return {
+    host: envString(env, "SLACK_HOST", "0.0.0.0"),
+    port: envPort(env, "SLACK_PORT", 50062),
+    redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisKeyPrefix: envString(env, "SLACK_REDIS_PREFIX", "hookmesh:slack:"),
+    apiUrl: envUrl(env, "SLACK_API_URL", "https://slack.com/api"),
+    dryRun: envBool(env, "HOOKMESH_DRY_RUN", false),
+    // A task's retries (bounded attempts with backoff) all fall well within a day.
+    idempotencyTtlMs: DAY_MS,
+    idempotencyLockMs: 60_000,
+    callTimeoutMs: 50_000,
+    shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
+    logLevel: envString(env, "LOG_LEVEL", "info"),
+    tls: envTls(env, "SLACK"),
+  };
+}
+
+/**
+ * The token itself is read (and re-read) by the service's Credential; what is checked here is
+ * that its source makes sense, so that a mistyped file path fails the start instead of turning
+ * into a silent dry run.
+ */
+function checkTokenSource(env: Env): void {
+  const fileVariable = `${TOKEN_VARIABLE}_FILE`;
+  const file = env[fileVariable]?.trim();
+  if (!file) return;
+  if (env[TOKEN_VARIABLE]?.trim()) throw new ConfigError(TOKEN_VARIABLE, `set either ${TOKEN_VARIABLE} or ${fileVariable}, not both`);
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    throw new ConfigError(fileVariable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+}
