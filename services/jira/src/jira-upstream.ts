@@ -1,0 +1,78 @@
+import { Code } from "@connectrpc/connect";
+import { retryAfterMs, UpstreamClient, UpstreamError, type Logger, type UpstreamClientOptions } from "@hookmesh/kit";
+
+export type JiraUpstreamOptions = Pick<
+  UpstreamClientOptions,
+  "baseUrl" | "logger" | "attemptTimeoutMs" | "maxAttempts" | "baseDelayMs" | "maxDelayMs" | "maxRateLimitWaitMs" | "breaker"
+> & { logger: Logger };
+
+/**
+ * The client for Jira's REST API: the kit's timeouts, retries and breaker, with Jira's
+ * rate-limit headers and its error bodies (`{errorMessages: [...], errors: {field: message}}`)
+ * in the messages callers see.
+ */
+export function createJiraUpstream(options: JiraUpstreamOptions): UpstreamClient {
+  return new UpstreamClient({
+    name: "jira",
+    ...options,
+    rateLimit: jiraRateLimit,
+    // The client's own text reads `errorMessages` only, and Jira puts what is wrong with each
+    // field in `errors`; the hook builds the whole error, and the client passes it on as the
+    // call's error (a refused request, so it neither counts against the breaker nor is retried).
+    errorCode: (status, body) => {
+      throw new UpstreamError(jiraCode(status), `jira answered ${status}${jiraErrorText(body)}`, status);
+    },
+  });
+}
+
+/**
+ * Jira Cloud answers 429 with `Retry-After` (seconds) and `X-RateLimit-Reset` (an ISO 8601
+ * time); the wait is the first of them present. Undefined leaves the client's default.
+ */
+export function jiraRateLimit(status: number, headers: Headers): number | undefined {
+  if (status !== 429) return undefined;
+  const retryAfter = retryAfterMs(headers);
+  if (retryAfter !== undefined) return retryAfter;
+  const reset = Date.parse(headers.get("x-ratelimit-reset") ?? "");
+  return Number.isNaN(reset) ? undefined : Math.max(0, reset - Date.now());
+}
+
+function jiraCode(status: number): Code {
+  switch (status) {
+    case 400:
+    case 413:
+    case 422:
+      return Code.InvalidArgument;
+    case 401:
+      return Code.Unauthenticated;
+    case 403:
+      return Code.PermissionDenied;
+    case 404:
+    case 410:
+      return Code.NotFound;
+    case 409:
+      return Code.FailedPrecondition;
+    default:
+      return Code.Unknown;
+  }
+}
+
+const MAX_ERROR_TEXT = 500;
+
+/** `: message; field: message`, from Jira's error body (or Atlassian's `{message}`), or "". */
+export function jiraErrorText(body: unknown): string {
+  const parts: string[] = [];
+  if (typeof body === "string") {
+    parts.push(body.replace(/\s+/g, " ").trim());
+  } else if (typeof body === "object" && body !== null) {
+    const { errorMessages, errors, message } = body as Record<string, unknown>;
+    if (Array.isArray(errorMessages)) parts.push(...errorMessages.filter((m): m is string => typeof m === "string"));
+    if (typeof errors === "object" && errors !== null) {
+      for (const [field, text] of Object.entries(errors)) if (typeof text === "string") parts.push(`${field}: ${text}`);
+    }
+    if (parts.length === 0 && typeof message === "string") parts.push(message);
+  }
+  const text = parts.filter((part) => part !== "").join("; ");
+  if (text === "") return "";
+  return `: ${text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text}`;
+}

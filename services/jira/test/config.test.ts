@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "@hookmesh/kit";
+import { loadConfig } from "../src/config.js";
+
+describe("loadConfig", () => {
+  it("has defaults that run without any Jira configured", () => {
+    expect(loadConfig({})).toEqual({
+      host: "0.0.0.0",
+      port: 50063,
+      redisUrl: "redis://127.0.0.1:6379",
+      redisKeyPrefix: "hookmesh:jira:",
+      baseUrl: undefined,
+      apiVersion: 3,
+      auth: "none",
+      email: undefined,
+      dryRun: false,
+      timeoutMs: 10_000,
+      maxAttempts: 4,
+      idempotencyTtlMs: 7 * 24 * 3_600_000,
+      shutdownGraceMs: 10_000,
+      logLevel: "info",
+      tls: undefined,
+    });
+  });
+
+  it("reads Jira Cloud basic auth, Data Center bearer auth and the API version", () => {
+    const cloud = loadConfig({
+      JIRA_BASE_URL: "https://example.atlassian.net/",
+      JIRA_EMAIL: "dev@example.com",
+      JIRA_API_TOKEN: "t",
+      HOOKMESH_DRY_RUN: "1",
+      JIRA_PORT: "6000",
+    });
+    expect(cloud).toMatchObject({ baseUrl: "https://example.atlassian.net", auth: "basic", email: "dev@example.com", dryRun: true, port: 6000 });
+    const dc = loadConfig({ JIRA_BASE_URL: "https://jira.example.com/jira", JIRA_BEARER_TOKEN_FILE: "/run/secrets/jira", JIRA_API_VERSION: "2" });
+    expect(dc).toMatchObject({ baseUrl: "https://jira.example.com/jira", auth: "bearer", apiVersion: 2 });
+  });
+
+  it("never keeps a secret's value, nor puts one in an error", () => {
+    expect(JSON.stringify(loadConfig({ JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "s3cr3t-value" }))).not.toContain("s3cr3t-value");
+    expect(() => loadConfig({ JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" })).toThrow(/^JIRA_BASE_URL: must not contain credentials/);
+    try {
+      loadConfig({ JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" });
+    } catch (err) {
+      expect((err as Error).message).not.toContain("s3cr3t-value");
+    }
+  });
+
+  it.each([
+    [{ JIRA_BASE_URL: "jira.example.com" }, "JIRA_BASE_URL"],
+    [{ JIRA_BASE_URL: "ftp://jira.example.com" }, "JIRA_BASE_URL"],
+    [{ JIRA_BASE_URL: "https://me:s3cret@example.atlassian.net" }, "JIRA_BASE_URL"],
+    [{ JIRA_API_TOKEN: "t" }, "JIRA_EMAIL"],
+    [{ JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "t", JIRA_BEARER_TOKEN: "b" }, "JIRA_BEARER_TOKEN"],
+    [{ JIRA_API_VERSION: "4" }, "JIRA_API_VERSION"],
+    [{ JIRA_PORT: "70000" }, "JIRA_PORT"],
+    [{ HOOKMESH_DRY_RUN: "maybe" }, "HOOKMESH_DRY_RUN"],
+    [{ JIRA_TIMEOUT_MS: "0" }, "JIRA_TIMEOUT_MS"],
+    [{ REDIS_URL: "http://localhost" }, "REDIS_URL"],
+  ])("fails fast naming the variable: %j", (env, variable) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+  });
+});
