@@ -1,0 +1,62 @@
+import { accessSync, constants } from "node:fs";
+import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+
+/** The variable that holds Sentry's auth token (or, with `_FILE`, the file that does). */
+export const TOKEN_VARIABLE = "SENTRY_AUTH_TOKEN";
+
+export interface SentryConfig {
+  host: string;
+  port: number;
+  /** Where the idempotency store lives. */
+  redisUrl: string;
+  redisKeyPrefix: string;
+  /** Sentry's API root, e.g. https://sentry.io/api/0, without a trailing slash. */
+  apiUrl: string;
+  /** Without a token, answer with the request that would have been sent instead of failing. */
+  dryRun: boolean;
+  /** How long an idempotency key remembers its comment. */
+  idempotencyTtlMs: number;
+  /** How long a call may hold its key before a retry may post in its place (a crashed call). */
+  idempotencyLockMs: number;
+  shutdownGraceMs: number;
+  logLevel: string;
+  tls?: TlsOptions;
+}
+
+const DAY_MS = 24 * 60 * 60_000;
+
+export function loadConfig(env: Env = process.env): SentryConfig {
+  checkTokenSource(env);
+  return {
+    host: envString(env, "SENTRY_HOST", "0.0.0.0"),
+    port: envPort(env, "SENTRY_PORT", 50064),
+    redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisKeyPrefix: envString(env, "SENTRY_REDIS_PREFIX", "hookmesh:sentry:"),
+    apiUrl: envUrl(env, "SENTRY_API_URL", "https://sentry.io/api/0"),
+    dryRun: envBool(env, "HOOKMESH_DRY_RUN", false),
+    // A task's retries (bounded attempts with backoff) all fall well within a day.
+    idempotencyTtlMs: DAY_MS,
+    // Longer than one call can take: four attempts of 10 s plus the waits between them.
+    idempotencyLockMs: 60_000,
+    shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
+    logLevel: envString(env, "LOG_LEVEL", "info"),
+    tls: envTls(env, "SENTRY"),
+  };
+}
+
+/**
+ * The token itself is read (and re-read) by the service's Credential; what is checked here is
+ * that its source makes sense, so that a mistyped file path fails the start instead of turning
+ * into a silent dry run.
+ */
+function checkTokenSource(env: Env): void {
+  const fileVariable = `${TOKEN_VARIABLE}_FILE`;
+  const file = env[fileVariable]?.trim();
+  if (!file) return;
+  if (env[TOKEN_VARIABLE]?.trim()) throw new ConfigError(TOKEN_VARIABLE, `set either ${TOKEN_VARIABLE} or ${fileVariable}, not both`);
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    throw new ConfigError(fileVariable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+}
