@@ -18,7 +18,9 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
   const children = services.map((service) => {
     const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), service.entry], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: process.env,
+      // Integration services without credentials record what they would send instead of
+      // failing, so a newcomer sees the whole loop with no accounts; set HOOKMESH_DRY_RUN=0 to refuse.
+      env: { HOOKMESH_DRY_RUN: "1", ...process.env },
       // Its own process group, so a terminal's Ctrl-C reaches only this supervisor, which
       // then stops each service once, gracefully.
       detached: true,

@@ -43,12 +43,20 @@ describe("hookmesh start", () => {
   beforeAll(async () => {
     db = await testRedis("cli");
     const [tasksPort, agentPort, gatewayPort, httpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const integrationPorts = Object.fromEntries(
+      await Promise.all(["GITHUB", "SLACK", "JIRA", "SENTRY"].map(async (name) => [name, String(await freePort())] as const)),
+    );
     env = {
       ...process.env,
       TASKS_PORT: String(tasksPort),
       TASKS_URL: `http://127.0.0.1:${tasksPort}`,
       TASKS_REDIS_PREFIX: db.prefix,
       AGENT_PORT: String(agentPort),
+      ...Object.fromEntries(Object.entries(integrationPorts).flatMap(([name, port]) => [
+        [`${name}_PORT`, port],
+        [`${name}_URL`, `http://127.0.0.1:${port}`],
+        [`${name}_REDIS_PREFIX`, `${db.prefix}${name.toLowerCase()}:`],
+      ])),
       AGENT_URL: `http://127.0.0.1:${agentPort}`,
       GATEWAY_PORT: String(gatewayPort),
       GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
@@ -73,7 +81,9 @@ describe("hookmesh start", () => {
   it("reports every service SERVING", async () => {
     const { stdout } = await run(process.execPath, [bin, "status"], { env });
     expect(stdout).toMatch(/^tasks\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
-    expect(stdout).toMatch(/^agent\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
+    for (const name of ["agent", "github", "slack", "jira", "sentry"]) {
+      expect(stdout).toMatch(new RegExp(`^${name}\\s+http://127\\.0\\.0\\.1:\\d+\\s+SERVING$`, "m"));
+    }
     expect(stdout).toMatch(/^gateway\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
   });
 
@@ -148,7 +158,7 @@ describe("hookmesh CLI", () => {
   });
 
   it("rejects unknown services and commands", async () => {
-    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, agent, gateway") });
+    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, github, slack, jira, sentry, agent, gateway") });
     await expect(run(process.execPath, [bin, "frobnicate"])).rejects.toMatchObject({ code: 2 });
   });
 
