@@ -7,6 +7,10 @@ COPY kit/package.json kit/
 COPY gateway/package.json gateway/
 COPY services/tasks/package.json services/tasks/
 COPY services/agent/package.json services/agent/
+COPY services/github/package.json services/github/
+COPY services/slack/package.json services/slack/
+COPY services/jira/package.json services/jira/
+COPY services/sentry/package.json services/sentry/
 COPY cli/package.json cli/
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY gen gen
