@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import type { TlsOptions } from "./serve.js";
 
 /** A configuration value is missing or malformed; the message names the variable to fix. */
@@ -144,4 +144,21 @@ export function envList(env: Env, name: string, fallback: readonly string[] = []
     .split(",")
     .map((item) => item.trim())
     .filter((item) => item !== "");
+}
+
+/**
+ * Checks that a secret read later (and re-read on rotation) by a Credential has a sensible
+ * source: not both `NAME` and `NAME_FILE`, and a `NAME_FILE` that can be read. A mistyped path
+ * then fails the start instead of quietly leaving the service without its credential.
+ */
+export function checkSecretSource(env: Env, variable: string): void {
+  const fileVariable = `${variable}_FILE`;
+  const file = present(env, fileVariable);
+  if (file === undefined) return;
+  if (present(env, variable) !== undefined) throw new ConfigError(variable, `set either ${variable} or ${fileVariable}, not both`);
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    throw new ConfigError(fileVariable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
 }

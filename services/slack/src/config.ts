@@ -1,5 +1,4 @@
-import { accessSync, constants } from "node:fs";
-import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { checkSecretSource, type Env, envBool, envInt, envPort, envString, envTls, envUrl, type TlsOptions } from "@hookmesh/kit";
 
 /** The variable that holds the bot token, `xoxb-…` (or, with `_FILE`, the file that does). */
 export const TOKEN_VARIABLE = "SLACK_BOT_TOKEN";
@@ -28,7 +27,7 @@ export interface SlackConfig {
 const DAY_MS = 24 * 60 * 60_000;
 
 export function loadConfig(env: Env = process.env): SlackConfig {
-  checkTokenSource(env);
+  checkSecretSource(env, TOKEN_VARIABLE);
   return {
     host: envString(env, "SLACK_HOST", "0.0.0.0"),
     port: envPort(env, "SLACK_PORT", 50062),
@@ -46,19 +45,3 @@ export function loadConfig(env: Env = process.env): SlackConfig {
   };
 }
 
-/**
- * The token itself is read (and re-read) by the service's Credential; what is checked here is
- * that its source makes sense, so that a mistyped file path fails the start instead of turning
- * into a silent dry run.
- */
-function checkTokenSource(env: Env): void {
-  const fileVariable = `${TOKEN_VARIABLE}_FILE`;
-  const file = env[fileVariable]?.trim();
-  if (!file) return;
-  if (env[TOKEN_VARIABLE]?.trim()) throw new ConfigError(TOKEN_VARIABLE, `set either ${TOKEN_VARIABLE} or ${fileVariable}, not both`);
-  try {
-    accessSync(file, constants.R_OK);
-  } catch (err) {
-    throw new ConfigError(fileVariable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
-  }
-}
