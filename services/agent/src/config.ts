@@ -31,6 +31,15 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   logLevel: string;
   tls?: TlsOptions;
+  /** The integration services that answers are posted through. */
+  githubUrl: string;
+  slackUrl: string;
+  jiraUrl: string;
+  sentryUrl: string;
+  /** Linked from every answer as `{dashboardUrl}/tasks/{id}`. */
+  dashboardUrl: string;
+  /** Least time between progress edits of a task's acknowledgment; 0 turns them off. */
+  progressIntervalMs: number;
 }
 
 export function loadConfig(env: Env = process.env): AgentConfig {
@@ -56,5 +65,11 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envString(env, "LOG_LEVEL", "info"),
     tls: envTls(env, "AGENT"),
+    githubUrl: envUrl(env, "GITHUB_URL", "http://127.0.0.1:50061"),
+    slackUrl: envUrl(env, "SLACK_URL", "http://127.0.0.1:50062"),
+    jiraUrl: envUrl(env, "JIRA_URL", "http://127.0.0.1:50063"),
+    sentryUrl: envUrl(env, "SENTRY_URL", "http://127.0.0.1:50064"),
+    dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
+    progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
   };
 }

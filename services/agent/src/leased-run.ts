@@ -3,11 +3,13 @@ import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Env, Logger } from "@hookmesh/kit";
-import { RunOutcome, TaskEventSchema, TaskResultSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { RunOutcome, TaskEventSchema, TaskResultSchema, TaskState, ToolCallEventSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
 import { EventReporter } from "./event-reporter.js";
+import { acknowledgmentText, answerText, failureText, progressText, retryingText, taskLink } from "./replies/messages.js";
+import { noopReplier, type Replier, type ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { AgentEvent } from "./runners/runner.js";
 
@@ -18,7 +20,14 @@ export interface LeasedRunSettings {
   workerEnv: Env;
   eventFlushMs: number;
   eventBatchSize: number;
+  /** Where the dashboard is, for the link in replies. Default http://127.0.0.1:8080. */
+  dashboardUrl?: string;
+  /** Least time between progress edits of the acknowledgment. Default 15s; 0 turns them off. */
+  progressIntervalMs?: number;
 }
+
+export const DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8080";
+export const DEFAULT_PROGRESS_INTERVAL_MS = 15_000;
 
 export interface LeasedRunDeps {
   worker: Client<typeof WorkerService>;
@@ -26,6 +35,8 @@ export interface LeasedRunDeps {
   settings: LeasedRunSettings;
   clock: Clock;
   logger: Logger;
+  /** Answers where the task's event came from; nothing is posted without it. */
+  replies?: ReplierFactory;
 }
 
 /** For a lease that names no heartbeat interval. */
@@ -45,6 +56,8 @@ export class LeasedRun {
   private readonly agent: AgentRun | undefined;
   private readonly events: EventReporter;
   private readonly logger: Logger;
+  private readonly replier: Replier;
+  private readonly link: string;
   private leaseLost = false;
   private cancelRequested = false;
 
@@ -66,6 +79,10 @@ export class LeasedRun {
       batchSize: settings.eventBatchSize,
       logger: this.logger,
     });
+    this.link = taskLink(settings.dashboardUrl ?? DEFAULT_DASHBOARD_URL, this.task.id);
+    this.replier =
+      deps.replies?.(this.task, (name, detail) => this.events.add(this.taskEvent({ case: "toolCall", value: create(ToolCallEventSchema, { name, detail }) }))) ??
+      noopReplier;
     const runner = deps.runners.get(this.runnerName);
     this.agent =
       runner &&
@@ -100,7 +117,13 @@ export class LeasedRun {
   async execute(): Promise<void> {
     const heartbeating = new AbortController();
     const heartbeats = this.heartbeat(heartbeating.signal);
-    const report = this.agent ? await this.agent.run() : this.unknownRunner();
+    let report: RunReport;
+    if (this.agent) {
+      await this.replier.acknowledge(acknowledgmentText(this.task, this.link));
+      const progress = this.startProgress();
+      report = await this.agent.run();
+      await progress();
+    } else report = this.unknownRunner();
     await this.events.close();
     heartbeating.abort();
     await heartbeats;
@@ -108,7 +131,35 @@ export class LeasedRun {
       this.logger.warn({ outcome: RunOutcome[report.result.outcome] }, "lease lost: run abandoned, the task is another worker's now");
       return;
     }
-    await this.reportResult(report);
+    const reported = await this.reportResult(report);
+    if (reported) await this.replier.finish(...this.finalReply(report, reported.task));
+  }
+
+  /** Edits the acknowledgment with progress every interval while the agent runs; returns its stop. */
+  private startProgress(): () => Promise<void> {
+    const intervalMs = this.deps.settings.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
+    if (intervalMs <= 0) return async () => {};
+    let inFlight: Promise<void> | undefined;
+    const timer = setInterval(() => {
+      if (inFlight) return; // a slow edit is not queued behind: the next tick tells more
+      const text = progressText(this.task, this.link, this.deps.clock.now() - this.startTime, this.costUsd);
+      inFlight = this.replier.progress(text).finally(() => (inFlight = undefined));
+    }, intervalMs);
+    timer.unref?.();
+    return async () => {
+      clearInterval(timer);
+      await inFlight;
+    };
+  }
+
+  /** The reply a run ends with, by the state the tasks service gave the task. */
+  private finalReply({ result, retryable }: RunReport, after: Task | undefined): [text: string, final: boolean] {
+    const elapsedMs = result.duration ? durationMs(result.duration) : this.deps.clock.now() - this.startTime;
+    if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs), true];
+    const requeued = after ? after.state === TaskState.QUEUED : retryable && this.task.attempt < this.task.maxAttempts;
+    if (requeued) return [retryingText(this.task, result, this.link), false];
+    const canceled = after?.state === TaskState.CANCELED || result.outcome === RunOutcome.CANCELED;
+    return [failureText(this.task, result, this.link, elapsedMs, canceled), true];
   }
 
   private async heartbeat(signal: AbortSignal): Promise<void> {
@@ -141,17 +192,22 @@ export class LeasedRun {
     }
   }
 
-  private async reportResult({ result, retryable }: RunReport): Promise<void> {
+  /** Resolves to the tasks service's answer once reported; undefined when it was not. */
+  private async reportResult({ result, retryable }: RunReport): Promise<{ task: Task | undefined } | undefined> {
     const ids = { taskId: this.task.id, leaseId: this.leaseId };
     const fields = { outcome: RunOutcome[result.outcome], exitCode: result.exitCode, costUsd: result.costUsd, error: result.error || undefined };
     try {
-      if (result.outcome === RunOutcome.SUCCEEDED) await this.deps.worker.completeTask({ ...ids, result });
-      else await this.deps.worker.failTask({ ...ids, result, retryable });
+      const res =
+        result.outcome === RunOutcome.SUCCEEDED
+          ? await this.deps.worker.completeTask({ ...ids, result })
+          : await this.deps.worker.failTask({ ...ids, result, retryable });
       this.logger.info({ ...fields, retryable }, "run ended");
+      return { task: res.task };
     } catch (err) {
       if (isLeaseLost(err)) this.logger.warn(fields, "lease lost before the run's result was reported");
       // The lease expires and the task runs again: at least once, never lost.
       else this.logger.error({ ...fields, err }, "could not report the run's result");
+      return undefined;
     }
   }
 

@@ -1,8 +1,13 @@
 import { createClientFactory, createLogger, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
+import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
+import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
+import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
+import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { loadConfig } from "./config.js";
 import { WorkerPool } from "./pool.js";
+import { createReplierFactory } from "./replies/replier.js";
 import { createRunners } from "./runners/index.js";
 import { build } from "./server.js";
 
@@ -17,6 +22,15 @@ await runMain(logger, async () => {
     runners: createRunners(config),
     config: { ...config, workerEnv: process.env },
     logger,
+    replies: createReplierFactory({
+      clients: {
+        github: clients.client(GitHubService, config.githubUrl),
+        slack: clients.client(SlackService, config.slackUrl),
+        jira: clients.client(JiraService, config.jiraUrl),
+        sentry: clients.client(SentryService, config.sentryUrl),
+      },
+      logger,
+    }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
   });
   const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, tls: config.tls });

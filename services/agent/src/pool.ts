@@ -5,6 +5,7 @@ import type { Logger } from "@hookmesh/kit";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { systemClock, type Clock } from "./agent-run.js";
 import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
+import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 
 export interface WorkerPoolConfig extends Omit<LeasedRunSettings, "eventFlushMs" | "eventBatchSize"> {
@@ -29,6 +30,8 @@ export interface WorkerPoolDeps {
   config: WorkerPoolConfig;
   logger: Logger;
   clock?: Clock;
+  /** Answers each task where its event came from; nothing is posted without it. */
+  replies?: ReplierFactory;
   /** Called once, when a drain starts: the worker stops taking work (health goes NOT_SERVING). */
   onDrain?: () => void;
 }
@@ -166,6 +169,7 @@ export class WorkerPool {
         settings: { ...config, eventFlushMs: config.eventFlushMs ?? 250, eventBatchSize: config.eventBatchSize ?? 50 },
         clock: this.clock,
         logger: this.deps.logger,
+        ...(this.deps.replies && { replies: this.deps.replies }),
       },
     );
     const finished = run.execute().finally(() => {

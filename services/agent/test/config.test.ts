@@ -19,6 +19,12 @@ describe("agent loadConfig", () => {
       killGraceMs: 5_000,
       outputChunkBytes: 4096,
       tls: undefined,
+      githubUrl: "http://127.0.0.1:50061",
+      slackUrl: "http://127.0.0.1:50062",
+      jiraUrl: "http://127.0.0.1:50063",
+      sentryUrl: "http://127.0.0.1:50064",
+      dashboardUrl: "http://127.0.0.1:8080",
+      progressIntervalMs: 15_000,
     });
     expect(config.workerId).toMatch(new RegExp(`-${process.pid}-[0-9a-f]{6}$`));
     expect(loadConfig({}).workerId).not.toBe(config.workerId);
@@ -38,6 +44,8 @@ describe("agent loadConfig", () => {
     expect(() => loadConfig({ AGENT_CONCURRENCY: "0" })).toThrow(/^AGENT_CONCURRENCY: /);
     expect(() => loadConfig({ AGENT_PORT: "x" })).toThrow(/^AGENT_PORT: /);
     expect(() => loadConfig({ TASKS_URL: "redis://x" })).toThrow(/^TASKS_URL: /);
+    expect(() => loadConfig({ HOOKMESH_DASHBOARD_URL: "dash" })).toThrow(/^HOOKMESH_DASHBOARD_URL: /);
+    expect(() => loadConfig({ AGENT_PROGRESS_INTERVAL_MS: "-1" })).toThrow(/^AGENT_PROGRESS_INTERVAL_MS: /);
     expect(() => loadConfig({ AGENT_MAX_RUN_TIME_MS: "0" })).toThrow(/^AGENT_MAX_RUN_TIME_MS: /);
     expect(() => loadConfig({ AGENT_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^AGENT_TLS_KEY_FILE: /);
   });
