@@ -1,0 +1,179 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import * as net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createLogger } from "@hookmesh/kit";
+import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { TaskState, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { signGitHubPayload } from "../../../gateway/src/github/signature.js";
+import { startGateway, TEST_SECRETS, type RunningGateway } from "../../../gateway/test/harness.js";
+import { FakeGitHub } from "../../github/test/fake-github.js";
+import { startTasks, type RunningTasks } from "../../tasks/test/harness.js";
+
+const GITHUB_TOKEN = "ghp_endToEndTestToken0123456789abcdef";
+const tsx = import.meta.resolve("tsx");
+const entry = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  return port;
+}
+
+/**
+ * Answering back, end to end: a signed GitHub comment mentioning @hookmesh enters the real
+ * gateway, becomes a task, is run by real worker processes, and the answer reaches a GitHub-like
+ * server through the real github integration service, as one comment created once and edited.
+ */
+describe("answering back on GitHub, end to end", () => {
+  let db: TestRedis;
+  let tasks: RunningTasks;
+  let gateway: RunningGateway;
+  let github: FakeGitHub;
+  let githubService: ChildProcess;
+  let githubUrl: string;
+  let dir: string;
+  const workers: ChildProcess[] = [];
+  const logger = createLogger({ service: "test", level: "silent" });
+
+  beforeAll(async () => {
+    db = await testRedis("answer-back");
+    tasks = await startTasks(db, logger, { settings: { leaseMs: 2_000, retryBaseMs: 100, retryMaxMs: 200 } });
+    gateway = await startGateway(db, tasks.url, logger);
+    github = await FakeGitHub.start({ tokens: [GITHUB_TOKEN] });
+    github.addIssue("octo", "repo", 7);
+    const port = await freePort();
+    githubUrl = `http://127.0.0.1:${port}`;
+    githubService = spawn(process.execPath, ["--import", tsx, entry("../../github/src/main.ts")], {
+      env: {
+        ...process.env,
+        GITHUB_PORT: String(port),
+        GITHUB_HOST: "127.0.0.1",
+        GITHUB_API_URL: github.url,
+        GITHUB_TOKEN,
+        GITHUB_REDIS_PREFIX: `${db.prefix}github:`,
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    dir = mkdtempSync(join(tmpdir(), "hookmesh-answer-back-"));
+  });
+
+  afterEach(async () => {
+    for (const worker of workers.splice(0)) {
+      if (worker.exitCode === null && worker.signalCode === null) {
+        worker.kill("SIGKILL");
+        await once(worker, "exit");
+      }
+    }
+  });
+
+  afterAll(async () => {
+    githubService?.kill("SIGTERM");
+    if (githubService && githubService.exitCode === null) await once(githubService, "exit");
+    await gateway?.close();
+    await tasks?.close();
+    await github?.close();
+    await db?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function startWorker(command: string): ChildProcess {
+    const worker = spawn(process.execPath, ["--import", tsx, entry("../src/main.ts")], {
+      env: {
+        ...process.env,
+        TASKS_URL: tasks.url,
+        GITHUB_URL: githubUrl,
+        AGENT_ID: `worker-${randomUUID().slice(0, 8)}`,
+        AGENT_PORT: "0",
+        AGENT_HOST: "127.0.0.1",
+        AGENT_RUNNER: "command",
+        AGENT_COMMAND: command,
+        AGENT_CONCURRENCY: "1",
+        AGENT_WORKDIR: join(dir, "runs"),
+        AGENT_PROGRESS_INTERVAL_MS: "0",
+        HOOKMESH_DASHBOARD_URL: "https://hookmesh.example",
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    workers.push(worker);
+    return worker;
+  }
+
+  async function mention(text: string): Promise<string> {
+    const body = JSON.stringify({
+      action: "created",
+      issue: { number: 7, title: "Flaky test" },
+      comment: { id: 99, body: `@hookmesh ${text}`, author_association: "OWNER" },
+      repository: { name: "repo", owner: { login: "octo" } },
+      sender: { id: 1, login: "octocat", type: "User" },
+    });
+    const res = await fetch(`${gateway.base}/webhooks/github`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-github-event": "issue_comment",
+        "x-github-delivery": randomUUID(),
+        "x-hub-signature-256": signGitHubPayload(body, TEST_SECRETS.github[0]!),
+      },
+      body,
+    });
+    expect(res.status).toBe(202);
+    return ((await res.json()) as { task_id: string }).task_id;
+  }
+
+  async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function task(id: string): Promise<Task> {
+    return (await createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).getTask({ id })).task!;
+  }
+
+  const comments = (taskId: string) => [...github.comments.values()].filter((c) => String(c.body).includes(taskId));
+  const creates = () => github.apiRequests().filter((r) => r.method === "POST" && r.path === "/repos/octo/repo/issues/7/comments");
+
+  it("acknowledges once, then edits the same comment into the answer", async () => {
+    startWorker("echo 'the test is flaky because of a race'");
+    const before = creates().length;
+    const id = await mention("why is this test flaky?");
+    await until(async () => (await task(id)).state === TaskState.SUCCEEDED);
+    await until(() => comments(id).some((c) => String(c.body).includes("race")));
+    expect(creates().length - before).toBe(1);
+    const [comment] = comments(id);
+    expect(String(comment!.body)).toContain("the test is flaky because of a race");
+    expect(String(comment!.body)).toContain(`https://hookmesh.example/tasks/${id}`);
+    const edits = github.apiRequests().filter((r) => r.method === "PATCH" && r.path === `/repos/octo/repo/issues/comments/${String(comment!.id)}`);
+    expect(edits.length).toBeGreaterThanOrEqual(1);
+    expect(edits.every((r) => r.headers.authorization === `Bearer ${GITHUB_TOKEN}`)).toBe(true);
+  });
+
+  it("still yields one acknowledgment and one answer when the worker is killed mid-run", async () => {
+    const first = startWorker("sleep 2; echo 'answer after a crash'");
+    const before = creates().length;
+    const id = await mention("take your time");
+    await until(() => comments(id).length === 1);
+    first.kill("SIGKILL");
+    startWorker("sleep 2; echo 'answer after a crash'");
+    await until(async () => (await task(id)).state === TaskState.SUCCEEDED, 30_000);
+    await until(() => comments(id).some((c) => String(c.body).includes("answer after a crash")));
+    expect((await task(id)).attempt).toBe(2);
+    expect(comments(id)).toHaveLength(1);
+    expect(creates().length - before).toBe(1);
+  }, 45_000);
+});
