@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import * as net from "node:net";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createLogger } from "@hookmesh/kit";
+import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { startGateway, TEST_SECRETS, type RunningGateway } from "../../../gateway/test/harness.js";
+import { signJira, signSlack } from "../../../gateway/test/signing.js";
+import { BASIC_AUTH, EMAIL, API_TOKEN } from "../../jira/test/helpers.js";
+import { FakeJira } from "../../jira/test/fake-jira.js";
+import { CHANNEL, FakeSlack, TEST_TOKEN } from "../../slack/test/fake-slack.js";
+import { startTasks, type RunningTasks } from "../../tasks/test/harness.js";
+
+const tsx = import.meta.resolve("tsx");
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const fixture = (name: string) => JSON.parse(readFileSync(here(`../../../gateway/test/fixtures/${name}`), "utf8")) as Record<string, unknown>;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  return port;
+}
+
+/**
+ * Answering back on Slack and Jira, end to end: signed deliveries through the real gateway,
+ * tasks, a real worker process and the real integration services, against Slack-like and
+ * Jira-like servers.
+ */
+describe("answering back on Slack and Jira, end to end", () => {
+  let db: TestRedis;
+  let tasks: RunningTasks;
+  let gateway: RunningGateway;
+  let slack: FakeSlack;
+  let jira: FakeJira;
+  let dir: string;
+  const processes: ChildProcess[] = [];
+  const logger = createLogger({ service: "test", level: "silent" });
+
+  function startProcess(main: string, env: Record<string, string>): void {
+    processes.push(
+      spawn(process.execPath, ["--import", tsx, here(main)], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "inherit", "inherit"] }),
+    );
+  }
+
+  beforeAll(async () => {
+    db = await testRedis("answer-back-slack-jira");
+    tasks = await startTasks(db, logger);
+    gateway = await startGateway(db, tasks.url, logger);
+    slack = await FakeSlack.start();
+    jira = await new FakeJira().start();
+    jira.expectedAuth = BASIC_AUTH;
+    const [slackPort, jiraPort] = [await freePort(), await freePort()];
+    startProcess("../../slack/src/main.ts", {
+      SLACK_PORT: String(slackPort),
+      SLACK_HOST: "127.0.0.1",
+      SLACK_API_URL: slack.url,
+      SLACK_BOT_TOKEN: TEST_TOKEN,
+      SLACK_REDIS_PREFIX: `${db.prefix}slack:`,
+    });
+    startProcess("../../jira/src/main.ts", {
+      JIRA_PORT: String(jiraPort),
+      JIRA_HOST: "127.0.0.1",
+      JIRA_BASE_URL: jira.baseUrl,
+      JIRA_EMAIL: EMAIL,
+      JIRA_API_TOKEN: API_TOKEN,
+      JIRA_REDIS_PREFIX: `${db.prefix}jira:`,
+    });
+    dir = mkdtempSync(join(tmpdir(), "hookmesh-answer-back-"));
+    startProcess("../src/main.ts", {
+      TASKS_URL: tasks.url,
+      SLACK_URL: `http://127.0.0.1:${slackPort}`,
+      JIRA_URL: `http://127.0.0.1:${jiraPort}`,
+      AGENT_PORT: "0",
+      AGENT_HOST: "127.0.0.1",
+      AGENT_RUNNER: "command",
+      AGENT_COMMAND: "echo 'deployed at noon'",
+      AGENT_WORKDIR: join(dir, "runs"),
+      AGENT_PROGRESS_INTERVAL_MS: "0",
+    });
+  });
+
+  afterAll(async () => {
+    for (const child of processes) {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await once(child, "exit");
+    }
+    await gateway?.close();
+    await tasks?.close();
+    await slack?.close();
+    await jira?.close();
+    await db?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function post(route: string, body: string, headers: Record<string, string>): Promise<string> {
+    const res = await fetch(`${gateway.base}/webhooks/${route}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+    expect(res.status).toBe(202);
+    return ((await res.json()) as { task_id: string }).task_id;
+  }
+
+  async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function succeeded(id: string): Promise<boolean> {
+    const { task } = await createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).getTask({ id });
+    return task!.state === TaskState.SUCCEEDED;
+  }
+
+  it("replies to a Slack app_mention once in its thread, then updates that reply with the answer", async () => {
+    const payload = fixture("slack-app-mention.json");
+    const event = payload.event as Record<string, unknown>;
+    const ts = `${Math.floor(Date.now() / 1000)}.000100`;
+    Object.assign(event, { channel: CHANNEL, ts, thread_ts: undefined });
+    payload.event_id = `Ev${randomUUID().slice(0, 8)}`;
+    const body = JSON.stringify(payload);
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const id = await post("slack", body, {
+      "x-slack-request-timestamp": timestamp,
+      "x-slack-signature": signSlack(body, TEST_SECRETS.slack[0]!, timestamp),
+    });
+    await until(() => succeeded(id));
+    await until(() => slack.calls("chat.update").some((c) => String((c.body as { text?: string }).text).includes("deployed at noon")));
+    const posts = slack.calls("chat.postMessage").filter((c) => String((c.body as { text?: string }).text).includes(id));
+    expect(posts).toHaveLength(1);
+    expect(posts[0]!.body).toMatchObject({ channel: CHANNEL, thread_ts: ts });
+    expect(posts[0]!.headers.authorization).toBe(`Bearer ${TEST_TOKEN}`);
+  });
+
+  it("comments once on a Jira issue whose comment mentions @hookmesh, then edits that comment into the answer", async () => {
+    const body = JSON.stringify(fixture("jira-comment-created.json"));
+    const id = await post("jira", body, {
+      "x-atlassian-webhook-identifier": randomUUID(),
+      "x-hub-signature": signJira(body, TEST_SECRETS.jira[0]!),
+    });
+    await until(() => succeeded(id));
+    await until(() => [...jira.comments.values()].some((c) => JSON.stringify(c.body).includes("deployed at noon")));
+    const adds = jira.received.filter((r) => r.method === "POST" && r.path.endsWith("/issue/PROJ-7/comment"));
+    expect(adds).toHaveLength(1);
+    const ours = [...jira.comments.values()].filter((c) => JSON.stringify(c.body).includes(id));
+    expect(ours).toHaveLength(1);
+    expect(jira.received.some((r) => r.method === "PUT" && r.path.endsWith(`/issue/PROJ-7/comment/${ours[0]!.id}`))).toBe(true);
+  });
+});
