@@ -54,7 +54,7 @@ class FakeIntegrations {
   }
 
   private call(replayed = false) {
-    return this.dryRunUrl ? { dryRun: true, replayed, request: { method: "POST", url: this.dryRunUrl } } : { replayed };
+    return this.dryRunUrl ? { dryRun: true, replayed, request: { method: "POST", url: this.dryRunUrl, body: '{"channel":"C1"}' } } : { replayed };
   }
 
   readonly transport = createRouterTransport((router) => {
@@ -309,7 +309,7 @@ describe("answering back where the event came from", () => {
     expect(integrations.methods()).toEqual(["slack.PostMessage", "slack.UpdateMessage"]);
     expect(integrations.calls[0]!.req).toMatchObject({ channel: "C1", threadTs: "111.1", idempotencyKey: "t9:ack" });
     expect(integrations.calls[1]!.req).toMatchObject({ channel: "C1", ts: "100" });
-    expect(worker.toolCalls()).toContainEqual({ name: "slack.PostMessage", detail: "dry run: POST https://slack.com/api/chat.postMessage" });
+    expect(worker.toolCalls()).toContainEqual({ name: "slack.PostMessage", detail: 'dry run: POST https://slack.com/api/chat.postMessage {"channel":"C1"}' });
   });
 
   it("comments on Jira and Sentry issues", async () => {

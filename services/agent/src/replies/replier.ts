@@ -92,7 +92,8 @@ function targetFor(task: Task, clients: ReplyClients): ReplyTarget | undefined {
 
 export function callDetail(posted: Posted): string {
   const request = posted.call?.request;
-  if (posted.call?.dryRun) return `dry run: ${request?.method || "POST"} ${request?.url ?? ""}`.trim();
+  // The exact request that was not sent, so the timeline shows what would have happened.
+  if (posted.call?.dryRun) return `dry run: ${request?.method || "POST"} ${request?.url ?? ""} ${request?.body ?? ""}`.trim();
   return posted.call?.replayed ? `${posted.id} (replayed)` : posted.id;
 }
 
