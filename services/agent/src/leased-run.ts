@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Env, Logger } from "@hookmesh/kit";
-import { RunOutcome, TaskEventSchema, TaskResultSchema, TaskState, ToolCallEventSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { RunOutcome, TaskEventSchema, TaskResultSchema, ToolCallEventSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
@@ -123,6 +123,9 @@ export class LeasedRun {
       const progress = this.startProgress();
       report = await this.agent.run();
       await progress();
+      // Before the result is reported, while the lease holds: the reply then lands in the
+      // task's timeline like every other call of the run.
+      if (!this.leaseLost) await this.replier.finish(...this.finalReply(report));
     } else report = this.unknownRunner();
     await this.events.close();
     heartbeating.abort();
@@ -131,8 +134,7 @@ export class LeasedRun {
       this.logger.warn({ outcome: RunOutcome[report.result.outcome] }, "lease lost: run abandoned, the task is another worker's now");
       return;
     }
-    const reported = await this.reportResult(report);
-    if (reported) await this.replier.finish(...this.finalReply(report, reported.task));
+    await this.reportResult(report);
   }
 
   /** Edits the acknowledgment with progress every interval while the agent runs; returns its stop. */
@@ -152,13 +154,15 @@ export class LeasedRun {
     };
   }
 
-  /** The reply a run ends with, by the state the tasks service gave the task. */
-  private finalReply({ result, retryable }: RunReport, after: Task | undefined): [text: string, final: boolean] {
+  /**
+   * The reply a run ends with, by what the tasks service will make of the result: it cancels a
+   * task whose cancel was asked, and queues a retryable failure again while attempts remain.
+   */
+  private finalReply({ result, retryable }: RunReport): [text: string, final: boolean] {
     const elapsedMs = result.duration ? durationMs(result.duration) : this.deps.clock.now() - this.startTime;
     if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs), true];
-    const requeued = after ? after.state === TaskState.QUEUED : retryable && this.task.attempt < this.task.maxAttempts;
-    if (requeued) return [retryingText(this.task, result, this.link), false];
-    const canceled = after?.state === TaskState.CANCELED || result.outcome === RunOutcome.CANCELED;
+    const canceled = this.cancelRequested || result.outcome === RunOutcome.CANCELED;
+    if (!canceled && retryable && this.task.attempt < this.task.maxAttempts) return [retryingText(this.task, result, this.link), false];
     return [failureText(this.task, result, this.link, elapsedMs, canceled), true];
   }
 
@@ -192,22 +196,17 @@ export class LeasedRun {
     }
   }
 
-  /** Resolves to the tasks service's answer once reported; undefined when it was not. */
-  private async reportResult({ result, retryable }: RunReport): Promise<{ task: Task | undefined } | undefined> {
+  private async reportResult({ result, retryable }: RunReport): Promise<void> {
     const ids = { taskId: this.task.id, leaseId: this.leaseId };
     const fields = { outcome: RunOutcome[result.outcome], exitCode: result.exitCode, costUsd: result.costUsd, error: result.error || undefined };
     try {
-      const res =
-        result.outcome === RunOutcome.SUCCEEDED
-          ? await this.deps.worker.completeTask({ ...ids, result })
-          : await this.deps.worker.failTask({ ...ids, result, retryable });
+      if (result.outcome === RunOutcome.SUCCEEDED) await this.deps.worker.completeTask({ ...ids, result });
+      else await this.deps.worker.failTask({ ...ids, result, retryable });
       this.logger.info({ ...fields, retryable }, "run ended");
-      return { task: res.task };
     } catch (err) {
       if (isLeaseLost(err)) this.logger.warn(fields, "lease lost before the run's result was reported");
       // The lease expires and the task runs again: at least once, never lost.
       else this.logger.error({ ...fields, err }, "could not report the run's result");
-      return undefined;
     }
   }
 

@@ -161,6 +161,12 @@ describe("answering back on GitHub, end to end", () => {
     const edits = github.apiRequests().filter((r) => r.method === "PATCH" && r.path === `/repos/octo/repo/issues/comments/${String(comment!.id)}`);
     expect(edits.length).toBeGreaterThanOrEqual(1);
     expect(edits.every((r) => r.headers.authorization === `Bearer ${GITHUB_TOKEN}`)).toBe(true);
+    // Every integration call, the final edit included, is in the task's timeline.
+    const calls: string[] = [];
+    for await (const { event } of createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).watchTask({ id })) {
+      if (event?.kind.case === "toolCall") calls.push(`${event.kind.value.name} ${event.kind.value.detail}`);
+    }
+    expect(calls).toEqual([`github.CreateComment ${String(comment!.id)}`, `github.UpdateComment ${String(comment!.id)}`]);
   });
 
   it("still yields one acknowledgment and one answer when the worker is killed mid-run", async () => {
