@@ -65,6 +65,8 @@ export interface UpstreamClientOptions {
   rateLimit?: RateLimitPolicy;
   /** Maps a provider error answer to a code; defaults follow HTTP semantics. */
   errorCode?: (status: number, body: unknown) => Code | undefined;
+  /** What a provider error body says, as `: …` for the error message; "" for nothing. */
+  errorText?: (body: unknown) => string;
   breaker?: { volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number };
 }
 
@@ -178,7 +180,8 @@ export class UpstreamClient {
     }
     if (res.status >= 400) {
       const code = this.options.errorCode?.(res.status, body) ?? httpCode(res.status);
-      throw new UpstreamError(code, `${name} answered ${res.status}${describe(body)}`, res.status);
+      const text = this.options.errorText?.(body) ?? describe(body);
+      throw new UpstreamError(code, `${name} answered ${res.status}${text}`, res.status);
     }
     return { status: res.status, headers: res.headers, body };
   }

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamClient, UpstreamError, type Logger, type UpstreamClientOptions } from "@hookmesh/kit";
+import { retryAfterMs, UpstreamClient, type Logger, type UpstreamClientOptions } from "@hookmesh/kit";
 
 export type JiraUpstreamOptions = Pick<
   UpstreamClientOptions,
@@ -16,12 +16,10 @@ export function createJiraUpstream(options: JiraUpstreamOptions): UpstreamClient
     name: "jira",
     ...options,
     rateLimit: jiraRateLimit,
-    // The client's own text reads `errorMessages` only, and Jira puts what is wrong with each
-    // field in `errors`; the hook builds the whole error, and the client passes it on as the
-    // call's error (a refused request, so it neither counts against the breaker nor is retried).
-    errorCode: (status, body) => {
-      throw new UpstreamError(jiraCode(status), `jira answered ${status}${jiraErrorText(body)}`, status);
-    },
+    // Jira says what is wrong with each field in `errors`, beside `errorMessages`.
+    errorText: jiraErrorText,
+    // Jira refuses oversized comments with 413; everything else follows HTTP semantics.
+    errorCode: (status) => (status === 413 ? Code.InvalidArgument : undefined),
   });
 }
 
@@ -35,26 +33,6 @@ export function jiraRateLimit(status: number, headers: Headers): number | undefi
   if (retryAfter !== undefined) return retryAfter;
   const reset = Date.parse(headers.get("x-ratelimit-reset") ?? "");
   return Number.isNaN(reset) ? undefined : Math.max(0, reset - Date.now());
-}
-
-function jiraCode(status: number): Code {
-  switch (status) {
-    case 400:
-    case 413:
-    case 422:
-      return Code.InvalidArgument;
-    case 401:
-      return Code.Unauthenticated;
-    case 403:
-      return Code.PermissionDenied;
-    case 404:
-    case 410:
-      return Code.NotFound;
-    case 409:
-      return Code.FailedPrecondition;
-    default:
-      return Code.Unknown;
-  }
 }
 
 const MAX_ERROR_TEXT = 500;
