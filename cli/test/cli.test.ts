@@ -1,13 +1,12 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { signGitHubPayload } from "../../gateway/src/github/signature.js";
@@ -16,13 +15,6 @@ import { formatStatus } from "../src/status.js";
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  return port;
-}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

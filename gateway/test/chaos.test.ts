@@ -12,14 +12,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import * as http from "node:http";
-import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
@@ -233,15 +232,6 @@ describe("chaos: the tasks service stopped", () => {
 
 // -------------------------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 /** A redis-server of this test's own, without persistence: killing it loses everything in it. */
 async function startRedisServer(port: number): Promise<ChildProcess> {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import * as net from "node:net";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { startGateway, TEST_SECRETS, type RunningGateway } from "../../../gateway/test/harness.js";
@@ -24,13 +23,6 @@ const tsx = import.meta.resolve("tsx");
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const fixture = (name: string) => JSON.parse(readFileSync(here(`../../../gateway/test/fixtures/${name}`), "utf8")) as Record<string, unknown>;
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  return port;
-}
 
 /**
  * Answering back on Slack and Jira, end to end: signed deliveries through the real gateway,

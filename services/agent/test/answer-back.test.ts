@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { TaskState, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { signGitHubPayload } from "../../../gateway/src/github/signature.js";
@@ -22,13 +21,6 @@ const GITHUB_TOKEN = "ghp_endToEndTestToken0123456789abcdef";
 const tsx = import.meta.resolve("tsx");
 const entry = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  return port;
-}
 
 /**
  * Answering back, end to end: a signed GitHub comment mentioning @hookmesh enters the real
