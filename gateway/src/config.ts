@@ -1,4 +1,4 @@
-import { ConfigError, envDuration, envInt, envList, envPort, envSecrets, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { ConfigError, envDuration, envInt, envList, envPort, envSecrets, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
 import { GITHUB_MAX_BODY_BYTES } from "./github/provider.js";
 
 export const BUILT_IN_PROVIDERS = ["github", "slack", "jira", "sentry"] as const;
@@ -22,6 +22,7 @@ export interface GatewayConfig {
   rateLimitBurst: number;
   retryAfterSeconds: number;
   shutdownGraceMs: number;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -54,6 +55,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     rateLimitBurst: envInt(env, "GATEWAY_RATE_BURST", rateLimitPerSecond * 2, { min: 1 }),
     retryAfterSeconds: envInt(env, "GATEWAY_RETRY_AFTER_SECONDS", 30, { min: 1 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "GATEWAY"),
   };
 }

@@ -1,13 +1,11 @@
-import { connectRedis, createClientFactory, createLogger, runMain } from "@hookmesh/kit";
+import { connectRedis, createClientFactory, runMain } from "@hookmesh/kit";
 import { composeGateway } from "./compose.js";
 import { BUILT_IN_PROVIDERS, loadConfig } from "./config.js";
 import { outboxReadiness } from "./readiness.js";
 import { build } from "./server.js";
 
-const logger = createLogger({ service: "gateway", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("gateway", loadConfig, async (config, logger) => {
   const redis = await connectRedis({ url: config.redisUrl, variable: "REDIS_URL", logger });
   const clients = createClientFactory({ logger });
   const core = composeGateway(redis, clients, config, logger);

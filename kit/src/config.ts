@@ -66,6 +66,18 @@ export function envUrl(
   return raw.replace(/\/+$/, "");
 }
 
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `LOG_LEVEL`: one of pino's levels, `info` when unset. */
+export function envLogLevel(env: Env, name = "LOG_LEVEL"): LogLevel {
+  const raw = (present(env, name) ?? "info").toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${LOG_LEVELS.join(", ")}, got "${raw}"`);
+  }
+  return raw as LogLevel;
+}
+
 /** A boolean variable: 1/true/yes or 0/false/no. */
 export function envBool(env: Env, name: string, fallback: boolean): boolean {
   const raw = present(env, name)?.toLowerCase();

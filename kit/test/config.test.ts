@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  envLogLevel,
   ConfigError,
   envBool,
   envInt,
@@ -108,6 +109,18 @@ describe("envUrl", () => {
     expect(configError(() => envUrl({ TASKS_URL: "/path" }, "TASKS_URL", "http://x")).message).toMatch(
       /^TASKS_URL: expected an absolute URL/,
     );
+  });
+});
+
+describe("envLogLevel", () => {
+  it("defaults to info and accepts pino's levels in any case", () => {
+    expect(envLogLevel({})).toBe("info");
+    expect(envLogLevel({ LOG_LEVEL: "DEBUG" })).toBe("debug");
+    expect(envLogLevel({ LOG_LEVEL: "silent" })).toBe("silent");
+  });
+
+  it("names the variable for a level pino does not know", () => {
+    expect(() => envLogLevel({ LOG_LEVEL: "verbose" })).toThrow(/LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { ConfigError, envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
 import { runnerNames } from "./runners/index.js";
 
 export interface AgentConfig {
@@ -29,7 +29,7 @@ export interface AgentConfig {
   outputChunkBytes: number;
   /** How long a drain lets runs finish before they are stopped. */
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
   /** The integration services that answers are posted through. */
   githubUrl: string;
@@ -63,7 +63,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     killGraceMs: envInt(env, "AGENT_KILL_GRACE_MS", 5_000, { min: 0 }),
     outputChunkBytes: envInt(env, "AGENT_OUTPUT_CHUNK_BYTES", 4096, { min: 64, max: 1024 * 1024 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "AGENT"),
     githubUrl: envUrl(env, "GITHUB_URL", "http://127.0.0.1:50061"),
     slackUrl: envUrl(env, "SLACK_URL", "http://127.0.0.1:50062"),

@@ -1,4 +1,4 @@
-import { createClientFactory, createLogger, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
+import { createClientFactory, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
@@ -11,10 +11,8 @@ import { createReplierFactory } from "./replies/replier.js";
 import { createRunners } from "./runners/index.js";
 import { build } from "./server.js";
 
-const logger = createLogger({ service: "agent", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("agent", loadConfig, async (config, logger) => {
   const clients = createClientFactory({ logger });
   const health = new HealthState([AgentService.typeName]);
   const pool = new WorkerPool({

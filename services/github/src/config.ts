@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
 import { parseAppPrivateKey } from "./app-jwt.js";
 
 /** A personal access token (or `_FILE`): calls send `Authorization: Bearer {token}`. */
@@ -26,7 +26,7 @@ export interface GitHubConfig {
   /** How long a call may hold its key before a retry may post in its place (a crashed call). */
   idempotencyLockMs: number;
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -63,7 +63,7 @@ export function loadConfig(env: Env = process.env): GitHubConfig {
     // Longer than one call can take: a token request and four attempts of 10 s plus the waits.
     idempotencyLockMs: 90_000,
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "GITHUB"),
   };
 }

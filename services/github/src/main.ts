@@ -1,4 +1,4 @@
-import { connectRedis, createLogger, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
+import { connectRedis, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { GitHubAuth } from "./auth.js";
 import { APP_KEY_VARIABLE, loadConfig, TOKEN_VARIABLE } from "./config.js";
@@ -6,10 +6,8 @@ import { GitHubApi } from "./github-api.js";
 import { build } from "./server.js";
 import { githubUpstream } from "./upstream.js";
 
-const logger = createLogger({ service: "github", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("github", loadConfig, async (config, logger) => {
   // Serving follows the Redis connection: without it, a keyed comment cannot be made safely.
   const health = new HealthState([GitHubService.typeName]);
   const redis = await connectRedis({

@@ -1,4 +1,4 @@
-import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
 
 /** How the service signs its requests; the secret itself is read by a Credential, not here. */
 export type JiraAuthMode =
@@ -30,7 +30,7 @@ export interface JiraConfig {
   /** How long a created comment is remembered under its idempotency key. */
   idempotencyTtlMs: number;
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -62,7 +62,7 @@ export function loadConfig(env: Env = process.env): JiraConfig {
     maxAttempts: envInt(env, "JIRA_MAX_ATTEMPTS", 4, { min: 1, max: 10 }),
     idempotencyTtlMs: envInt(env, "JIRA_IDEMPOTENCY_TTL_MS", 7 * 24 * 3_600_000, { min: 60_000 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "JIRA"),
   };
 }

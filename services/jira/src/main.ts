@@ -1,13 +1,11 @@
-import { connectRedis, createLogger, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
+import { connectRedis, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { composeJira } from "./compose.js";
 import { loadConfig } from "./config.js";
 import { build } from "./server.js";
 
-const logger = createLogger({ service: "jira", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("jira", loadConfig, async (config, logger) => {
   // Serving follows the Redis connection: without the idempotency store, a retried call could comment twice.
   const health = new HealthState([JiraService.typeName]);
   const redis = await connectRedis({

@@ -1,4 +1,4 @@
-import { checkSecretSource, type Env, envBool, envInt, envPort, envString, envTls, envUrl, type TlsOptions } from "@hookmesh/kit";
+import { checkSecretSource, envLogLevel, type Env, type LogLevel, envBool, envInt, envPort, envString, envTls, envUrl, type TlsOptions } from "@hookmesh/kit";
 
 /** The variable that holds Sentry's auth token (or, with `_FILE`, the file that does). */
 export const TOKEN_VARIABLE = "SENTRY_AUTH_TOKEN";
@@ -18,7 +18,7 @@ export interface SentryConfig {
   /** How long a call may hold its key before a retry may post in its place (a crashed call). */
   idempotencyLockMs: number;
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -38,7 +38,7 @@ export function loadConfig(env: Env = process.env): SentryConfig {
     // Longer than one call can take: four attempts of 10 s plus the waits between them.
     idempotencyLockMs: 60_000,
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "SENTRY"),
   };
 }

@@ -1,14 +1,12 @@
-import { connectRedis, createLogger, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
+import { connectRedis, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
 import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { loadConfig, TOKEN_VARIABLE } from "./config.js";
 import { SentryApi } from "./sentry-api.js";
 import { build } from "./server.js";
 import { sentryUpstream } from "./upstream.js";
 
-const logger = createLogger({ service: "sentry", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("sentry", loadConfig, async (config, logger) => {
   // Serving follows the Redis connection: without it, a keyed comment cannot be made safely.
   const health = new HealthState([SentryService.typeName]);
   const redis = await connectRedis({

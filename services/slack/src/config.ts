@@ -1,4 +1,4 @@
-import { checkSecretSource, type Env, envBool, envInt, envPort, envString, envTls, envUrl, type TlsOptions } from "@hookmesh/kit";
+import { checkSecretSource, envLogLevel, type Env, type LogLevel, envBool, envInt, envPort, envString, envTls, envUrl, type TlsOptions } from "@hookmesh/kit";
 
 /** The variable that holds the bot token, `xoxb-…` (or, with `_FILE`, the file that does). */
 export const TOKEN_VARIABLE = "SLACK_BOT_TOKEN";
@@ -20,7 +20,7 @@ export interface SlackConfig {
   /** Longest a call to Slack may take, retries and waits included; below the lock, so a key is never taken over mid-call. */
   callTimeoutMs: number;
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -40,7 +40,7 @@ export function loadConfig(env: Env = process.env): SlackConfig {
     idempotencyLockMs: 60_000,
     callTimeoutMs: 50_000,
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "SLACK"),
   };
 }

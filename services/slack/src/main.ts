@@ -1,14 +1,12 @@
-import { connectRedis, createLogger, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
+import { connectRedis, Credential, HealthState, IdempotencyStore, runMain, ServingStatus } from "@hookmesh/kit";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { loadConfig, TOKEN_VARIABLE } from "./config.js";
 import { SlackMessages } from "./messages.js";
 import { build } from "./server.js";
 import { slackUpstream } from "./upstream.js";
 
-const logger = createLogger({ service: "slack", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("slack", loadConfig, async (config, logger) => {
   // Serving once listening, and while Redis is up: without its store, a keyed post could post twice.
   const health = new HealthState([SlackService.typeName]);
   let listening = false;

@@ -1,4 +1,4 @@
-import { envInt, envPort, envString, envTls, envUrl, type Env, type TlsOptions } from "@hookmesh/kit";
+import { envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
 
 export interface TasksConfig {
   host: string;
@@ -15,7 +15,7 @@ export interface TasksConfig {
   timelineMaxEvents: number;
   eventTextBytes: number;
   shutdownGraceMs: number;
-  logLevel: string;
+  logLevel: LogLevel;
   tls?: TlsOptions;
 }
 
@@ -40,7 +40,7 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     timelineMaxEvents: envInt(env, "TASKS_TIMELINE_MAX_EVENTS", 10_000, { min: 100 }),
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envString(env, "LOG_LEVEL", "info"),
+    logLevel: envLogLevel(env),
     tls: envTls(env, "TASKS"),
   };
 }

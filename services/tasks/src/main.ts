@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ConfigError, connectRedis, createLogger, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
+import { ConfigError, connectRedis, HealthState, runMain, ServingStatus } from "@hookmesh/kit";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
@@ -7,10 +7,8 @@ import { composeTasks } from "./compose.js";
 import { loadConfig } from "./config.js";
 import { build } from "./server.js";
 
-const logger = createLogger({ service: "tasks", level: process.env.LOG_LEVEL });
 
-await runMain(logger, async () => {
-  const config = loadConfig();
+await runMain("tasks", loadConfig, async (config, logger) => {
   // Serving follows the Redis connection: without its store, tasks cannot make a task durable.
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
   const redis = await connectRedis({
