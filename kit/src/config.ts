@@ -106,6 +106,39 @@ export function envSecrets(env: Env, name: string): string[] {
     .filter((s) => s !== "");
 }
 
+/** Where a service keeps its state in Redis, and as whom it connects. */
+export interface RedisConfig {
+  url: string;
+  /** The variable the URL came from, named when Redis cannot be reached. */
+  variable: string;
+  /** Every key the service writes starts with it; a Redis ACL user can be limited to it. */
+  keyPrefix: string;
+  /** The ACL user's password, when it is not in the URL. */
+  password?: string;
+}
+
+/**
+ * A service's Redis: `{PREFIX}_REDIS_URL` (falling back to the shared `REDIS_URL`), the
+ * password of its ACL user from `{PREFIX}_REDIS_PASSWORD` or `_FILE` (kept out of the URL, so
+ * a URL can be logged and a mounted secret rotated), and its key prefix from
+ * `{PREFIX}_REDIS_PREFIX`. `hookmesh redis-acl` prints the ACL rules that confine each user
+ * to its prefix.
+ */
+export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): RedisConfig {
+  const ownVariable = `${prefix}_REDIS_URL`;
+  const variable = present(env, ownVariable) === undefined ? "REDIS_URL" : ownVariable;
+  const url = envUrl(env, variable, "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
+  const passwordVariable = `${prefix}_REDIS_PASSWORD`;
+  const passwords = envSecrets(env, passwordVariable);
+  if (passwords.length > 1) throw new ConfigError(passwordVariable, "expected one password, got a list");
+  if (passwords.length === 1 && new URL(url).password !== "") {
+    throw new ConfigError(passwordVariable, `${variable} has a password already; set it in one place`);
+  }
+  const keyPrefix = envString(env, `${prefix}_REDIS_PREFIX`, defaultKeyPrefix);
+  if (/[*?[\]\\\s]/.test(keyPrefix)) throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
+  return { url, variable, keyPrefix, ...(passwords.length === 1 && { password: passwords[0] }) };
+}
+
 /**
  * TLS for a service port from `{PREFIX}_TLS_CERT_FILE` and `{PREFIX}_TLS_KEY_FILE`, plus
  * `{PREFIX}_TLS_CA_FILE` to require client certificates (mTLS). Unset means cleartext.

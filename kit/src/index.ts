@@ -7,3 +7,5 @@ export * from "./process.js";
 export * from "./redis.js";
 export * from "./serve.js";
 export * from "./upstream/index.js";
+export * from "./redis-acl.js";
+export * from "./auth/peer.js";

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   envLogLevel,
+  envRedis,
   ConfigError,
   envBool,
   envInt,
@@ -109,6 +110,35 @@ describe("envUrl", () => {
     expect(configError(() => envUrl({ TASKS_URL: "/path" }, "TASKS_URL", "http://x")).message).toMatch(
       /^TASKS_URL: expected an absolute URL/,
     );
+  });
+});
+
+describe("envRedis", () => {
+  it("falls back to REDIS_URL and the default prefix", () => {
+    expect(envRedis({}, "TASKS", "hookmesh:tasks:")).toEqual({ url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" });
+    expect(envRedis({ REDIS_URL: "redis://r:6379/2" }, "TASKS", "hookmesh:tasks:").url).toBe("redis://r:6379/2");
+  });
+
+  it("prefers the service's own URL, password (or its file) and prefix", () => {
+    const env = {
+      REDIS_URL: "redis://shared:6379",
+      TASKS_REDIS_URL: "redis://hookmesh-tasks@own:6379",
+      TASKS_REDIS_PASSWORD_FILE: file("redis-password", "s3cret\n"),
+      TASKS_REDIS_PREFIX: "t:",
+    };
+    expect(envRedis(env, "TASKS", "hookmesh:tasks:")).toEqual({
+      url: "redis://hookmesh-tasks@own:6379",
+      variable: "TASKS_REDIS_URL",
+      keyPrefix: "t:",
+      password: "s3cret",
+    });
+  });
+
+  it("refuses a password in two places and a prefix that would widen an ACL pattern", () => {
+    expect(() => envRedis({ TASKS_REDIS_URL: "redis://u:p@h:6379", TASKS_REDIS_PASSWORD: "q" }, "TASKS", "x:")).toThrow(
+      /TASKS_REDIS_PASSWORD: TASKS_REDIS_URL has a password already/,
+    );
+    expect(() => envRedis({ TASKS_REDIS_PREFIX: "hookmesh:*" }, "TASKS", "x:")).toThrow(/TASKS_REDIS_PREFIX: must not contain glob/);
   });
 });
 
