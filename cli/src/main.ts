@@ -4,6 +4,7 @@ import { selectServices, SERVICES } from "./services.js";
 import { startServices } from "./start.js";
 import { checkStatus, formatStatus } from "./status.js";
 import { deliveriesCommand } from "./deliveries.js";
+import { redisAclCommand } from "./redis-acl.js";
 import { routesCommand, tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
@@ -20,6 +21,8 @@ commands:
   deliveries list [--status S] [--provider P] [--limit N]
   deliveries show ID    print a delivery (headers redacted, body base64) as JSON
   deliveries redeliver ID
+  redis-acl [--format commands|aclfile]
+                        print Redis ACL users confining each service to its keys
 
 services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL).`;
@@ -49,6 +52,9 @@ try {
       break;
     case "routes":
       await routesCommand(args, process.env, (line) => console.log(line));
+      break;
+    case "redis-acl":
+      redisAclCommand(args, SERVICES, process.env, (line) => console.log(line), (line) => console.error(line));
       break;
     case undefined:
     case "help":

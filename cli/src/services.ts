@@ -9,19 +9,21 @@ export interface ServiceEntry {
   grpcPort: number;
   /** The variable that points the CLI (and peers) at a service running elsewhere. */
   urlVariable: string;
+  /** The default prefix of the service's Redis keys; absent for a service that keeps no state. */
+  redisKeyPrefix?: string;
 }
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 
 /** Every service that exists, in start order. */
 export const SERVICES: readonly ServiceEntry[] = [
-  { name: "tasks", entry: root("services/tasks/src/main.ts"), grpcPort: 50051, urlVariable: "TASKS_URL" },
-  { name: "github", entry: root("services/github/src/main.ts"), grpcPort: 50061, urlVariable: "GITHUB_URL" },
-  { name: "slack", entry: root("services/slack/src/main.ts"), grpcPort: 50062, urlVariable: "SLACK_URL" },
-  { name: "jira", entry: root("services/jira/src/main.ts"), grpcPort: 50063, urlVariable: "JIRA_URL" },
-  { name: "sentry", entry: root("services/sentry/src/main.ts"), grpcPort: 50064, urlVariable: "SENTRY_URL" },
+  { name: "tasks", entry: root("services/tasks/src/main.ts"), grpcPort: 50051, urlVariable: "TASKS_URL", redisKeyPrefix: "hookmesh:tasks:" },
+  { name: "github", entry: root("services/github/src/main.ts"), grpcPort: 50061, urlVariable: "GITHUB_URL", redisKeyPrefix: "hookmesh:github:" },
+  { name: "slack", entry: root("services/slack/src/main.ts"), grpcPort: 50062, urlVariable: "SLACK_URL", redisKeyPrefix: "hookmesh:slack:" },
+  { name: "jira", entry: root("services/jira/src/main.ts"), grpcPort: 50063, urlVariable: "JIRA_URL", redisKeyPrefix: "hookmesh:jira:" },
+  { name: "sentry", entry: root("services/sentry/src/main.ts"), grpcPort: 50064, urlVariable: "SENTRY_URL", redisKeyPrefix: "hookmesh:sentry:" },
   { name: "agent", entry: root("services/agent/src/main.ts"), grpcPort: 50052, urlVariable: "AGENT_URL" },
-  { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL" },
+  { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL", redisKeyPrefix: "hookmesh:gateway:" },
 ];
 
 export function serviceUrl(service: ServiceEntry, env: NodeJS.ProcessEnv): string {
