@@ -1,0 +1,11 @@
+export {
+  devIdentityFiles,
+  ensureDevIdentities,
+  type DevFileStatus,
+  type DevIdentities,
+  type DevIdentity,
+  type DevIdentityOptions,
+} from "./dev.js";
+export { clientTlsOptions, openIdentity, ServerIdentityError, type Identity, type OpenIdentityOptions } from "./identity.js";
+export { IdentityError, type IdentityFiles, type IdentityMaterial } from "./material.js";
+export { peerFromCertificate, spiffeId } from "./spiffe.js";

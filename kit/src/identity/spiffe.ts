@@ -1,0 +1,52 @@
+import type { Peer } from "../auth/peer.js";
+import { SubjectAlternativeNameExtension, X509Certificate } from "./x509.js";
+
+/** A SPIFFE trust domain: lowercase letters, digits, dots, dashes and underscores. */
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
+/** An identity's path within its trust domain: segments of letters, digits, dots, dashes and underscores. */
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+export function isTrustDomain(value: string): boolean {
+  return TRUST_DOMAIN.test(value) && value.length <= 255;
+}
+
+/** A name such as `gateway` or `operator/alice`; `.` and `..` segments are not allowed (SPIFFE). */
+export function isIdentityName(value: string): boolean {
+  return value.split("/").every((segment) => SEGMENT.test(segment) && segment !== "." && segment !== "..");
+}
+
+/** `spiffe://<trust domain>/<name>`, e.g. `spiffe://hookmesh.local/gateway`. */
+export function spiffeId(trustDomain: string, name: string): string {
+  return `spiffe://${trustDomain}/${name}`;
+}
+
+/** The `spiffe://` URIs among a DER certificate's subject alternative names; none if it cannot be parsed. */
+export function spiffeIdsOf(der: Uint8Array): string[] {
+  try {
+    const names = new X509Certificate(der).getExtension(SubjectAlternativeNameExtension)?.names.items ?? [];
+    return names.filter((n) => n.type === "url" && n.value.startsWith("spiffe://")).map((n) => n.value);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The identity a verified certificate proves within `trustDomain`. An X.509-SVID carries
+ * exactly one SPIFFE id, so a certificate with none, several, or one from another trust
+ * domain proves nothing here.
+ */
+export function peerFromCertificate(der: Uint8Array, trustDomain: string): Peer | undefined {
+  const ids = spiffeIdsOf(der);
+  if (ids.length !== 1) return undefined;
+  const id = ids[0]!;
+  const prefix = `spiffe://${trustDomain}/`;
+  if (!id.startsWith(prefix)) return undefined;
+  const name = id.slice(prefix.length);
+  return isIdentityName(name) ? { id, name, via: "mtls" } : undefined;
+}
+
+/** How a set of SPIFFE ids reads in an error message. */
+export function describeIds(ids: readonly string[]): string {
+  if (ids.length === 0) return "no SPIFFE id";
+  return ids.length === 1 ? ids[0]! : `several SPIFFE ids (${ids.join(", ")})`;
+}
