@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError, envIdentity, type Env } from "../src/config.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
 import { openIdentity } from "../src/identity/identity.js";
+import { peerFromCertificate } from "../src/identity/spiffe.js";
+import { SubjectAlternativeNameExtension, X509CertificateGenerator } from "../src/identity/x509.js";
 import { memoryLogger } from "../src/testing/logger.js";
 
 const DAY_MS = 86_400_000;
@@ -238,7 +240,44 @@ describe("envIdentity", () => {
   });
 });
 
+describe("peerFromCertificate", () => {
+  async function certificateNaming(...uris: string[]): Promise<Uint8Array> {
+    const keys = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
+    const cert = await X509CertificateGenerator.createSelfSigned({
+      name: "CN=test",
+      keys,
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      extensions: [new SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, ...uris.map((value) => ({ type: "url" as const, value }))])],
+    });
+    return new Uint8Array(cert.rawData);
+  }
+
+  it("proves the one SPIFFE id of the trust domain", async () => {
+    const der = await certificateNaming("https://example.com/", "spiffe://hookmesh.local/operator/alice");
+    expect(peerFromCertificate(der, "hookmesh.local")).toEqual({ id: "spiffe://hookmesh.local/operator/alice", name: "operator/alice", via: "mtls" });
+  });
+
+  it("proves nothing with no SPIFFE id, several, one of another trust domain, or an invalid path", async () => {
+    const cases = await Promise.all([
+      certificateNaming(),
+      certificateNaming("spiffe://hookmesh.local/a", "spiffe://hookmesh.local/b"),
+      certificateNaming("spiffe://other.test/gateway"),
+      certificateNaming("spiffe://hookmesh.local.evil/gateway"),
+      certificateNaming("spiffe://hookmesh.local/../gateway"),
+    ]);
+    for (const der of cases) expect(peerFromCertificate(der, "hookmesh.local")).toBeUndefined();
+    expect(peerFromCertificate(new Uint8Array([1, 2, 3]), "hookmesh.local")).toBeUndefined();
+  });
+});
+
 describe("openIdentity", () => {
+  /** The mTLS configuration for `name` in `home`. */
+  function tlsConfig(home: string, name: string) {
+    const config = envIdentity({ HOOKMESH_HOME: home }, name);
+    if (config.insecure) throw new Error("expected an mTLS configuration");
+    return config;
+  }
+
   it("is undefined in insecure mode", () => {
     expect(openIdentity({ insecure: true }, memoryLogger().logger)).toBeUndefined();
   });
@@ -246,7 +285,7 @@ describe("openIdentity", () => {
   it("refuses at start a certificate for another identity or a key that does not match", async () => {
     const home = tempHome();
     await ensureDevIdentities({ home, trustDomain: "hookmesh.local", names: ["tasks", "gateway"] });
-    const config = envIdentity({ HOOKMESH_HOME: home }, "tasks");
+    const config = tlsConfig(home, "tasks");
     const { logger } = memoryLogger();
     expect(() => openIdentity({ ...config, certFile: join(home, "tls", "gateway.crt") }, logger)).toThrow(
       /expected spiffe:\/\/hookmesh\.local\/tasks, the certificate names spiffe:\/\/hookmesh\.local\/gateway/,
@@ -259,7 +298,7 @@ describe("openIdentity", () => {
     const [home, other] = [tempHome(), tempHome()];
     await ensureDevIdentities({ home, trustDomain: "hookmesh.local", names: ["tasks"] });
     await ensureDevIdentities({ home: other, trustDomain: "hookmesh.local", names: ["tasks"] });
-    const config = envIdentity({ HOOKMESH_HOME: home }, "tasks");
+    const config = tlsConfig(home, "tasks");
     expect(() => openIdentity({ ...config, caFile: join(other, "tls", "ca.crt") }, memoryLogger().logger)).toThrow(
       /not issued by a CA in/,
     );

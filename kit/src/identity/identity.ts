@@ -1,6 +1,6 @@
 import { watch } from "node:fs";
-import type { SecureClientSessionOptions } from "node:http2";
 import { dirname } from "node:path";
+import type { PeerCertificate } from "node:tls";
 import type { IdentityConfig } from "../config.js";
 import type { Logger } from "../logger.js";
 import { readIdentityMaterial, type IdentityMaterial } from "./material.js";
@@ -92,12 +92,20 @@ export class ServerIdentityError extends Error {
   }
 }
 
+/** What a client connection under an identity needs; fits HTTP/2 sessions and HTTPS requests alike. */
+export interface ClientTlsOptions {
+  cert: string;
+  key: string;
+  ca: string;
+  checkServerIdentity(host: string, certificate: PeerCertificate): Error | undefined;
+}
+
 /**
  * TLS options for a connection from `identity` to the server `expected` (a SPIFFE id): the
  * identity's certificate is presented, the server's chain is checked against the CA bundle,
  * and its SPIFFE id, not its host name, decides whether it is the right server.
  */
-export function clientTlsOptions(identity: Identity, expected: string): SecureClientSessionOptions {
+export function clientTlsOptions(identity: Identity, expected: string): ClientTlsOptions {
   const { cert, key, ca } = identity.current();
   return {
     cert,

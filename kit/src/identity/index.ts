@@ -6,6 +6,13 @@ export {
   type DevIdentity,
   type DevIdentityOptions,
 } from "./dev.js";
-export { clientTlsOptions, openIdentity, ServerIdentityError, type Identity, type OpenIdentityOptions } from "./identity.js";
+export {
+  clientTlsOptions,
+  openIdentity,
+  ServerIdentityError,
+  type ClientTlsOptions,
+  type Identity,
+  type OpenIdentityOptions,
+} from "./identity.js";
 export { IdentityError, type IdentityFiles, type IdentityMaterial } from "./material.js";
 export { peerFromCertificate, spiffeId } from "./spiffe.js";
