@@ -90,8 +90,9 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   let listener: net.Server;
   /** Stops following the identity's rotations. */
   let unfollow = () => {};
-  const mtls = options.tls?.ca !== undefined;
-  const tls = identity ? { ...serverCredentials(identity), requestCert: true, rejectUnauthorized: true } : options.tls && { ...options.tls, requestCert: mtls, rejectUnauthorized: mtls };
+  const mtls = identity !== undefined || options.tls?.ca !== undefined;
+  const credentials = identity ? serverCredentials(identity) : options.tls;
+  const tls = credentials && { ...credentials, requestCert: mtls, rejectUnauthorized: mtls };
   if (tls) {
     const secure = http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
     // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.

@@ -45,10 +45,9 @@ export interface ClientFactory {
   breakers(): BreakerStatus[];
   /**
    * Stops the breakers' timers and stops following the identity's rotations; calls made
-   * afterwards fail fast with Unavailable. Idle
-   * HTTP/2 connections do not keep the process alive, so they are left to the transport:
-   * aborting them can raise an uncaught exception when the peer sends GOAWAY at the same
-   * time (connectrpc/connect-es#1768).
+   * afterwards fail fast with Unavailable. Idle HTTP/2 connections do not keep the process
+   * alive, so they are left to the transport: aborting them can raise an uncaught exception
+   * when the peer sends GOAWAY at the same time (connectrpc/connect-es#1768).
    */
   close(): void;
 }
