@@ -78,9 +78,10 @@ interface DevCa {
 /**
  * Makes sure a development CA and one certificate per name exist under `home/tls`, creating
  * what is missing and renewing what is invalid, no longer matches (another trust domain, a
- * new CA) or has less than 30 days left. Identities are valid 90 days and carry their SPIFFE
- * id plus `localhost`, `127.0.0.1` and `::1`, so that standard tools verify the servers. Keys
- * are ECDSA P-256. Files are 0600 in a 0700 directory, written to a temporary file and
+ * new CA) or has less than 30 days left. The CA is valid ten years, so that renewing an
+ * identity never changes what the peers trust. Identities are valid 90 days and carry their
+ * SPIFFE id plus `localhost`, `127.0.0.1` and `::1`, so that standard tools verify the
+ * servers. Keys are ECDSA P-256. Files are 0600 in a 0700 directory, written to a temporary file and
  * renamed, so a service watching them never reads half a file; a lock file keeps two
  * processes that ensure at once from mixing their CAs.
  */
