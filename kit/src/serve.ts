@@ -203,7 +203,7 @@ function peerContext(trustDomain: string) {
     if (!peers.has(connection)) {
       const socket = req.socket as TLSSocket;
       const certificate = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-      peers.set(connection, certificate && peerFromCertificate(certificate.raw, trustDomain));
+      peers.set(connection, certificate && peerFromCertificate(certificate.subjectAltName, trustDomain));
     }
     return values.set(peerKey, peers.get(connection));
   };

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError, envIdentity, type Env } from "../src/config.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
 import { openIdentity } from "../src/identity/identity.js";
-import { peerFromCertificate } from "../src/identity/spiffe.js";
+import { peerFromCertificate, spiffeIdsOf } from "../src/identity/spiffe.js";
 import { SubjectAlternativeNameExtension, X509CertificateGenerator } from "../src/identity/x509.js";
 import { memoryLogger } from "../src/testing/logger.js";
 
@@ -241,7 +241,8 @@ describe("envIdentity", () => {
 });
 
 describe("peerFromCertificate", () => {
-  async function certificateNaming(...uris: string[]): Promise<Uint8Array> {
+  /** The subject alternative names, as Node.js lists them, of a certificate naming `uris`. */
+  async function certificateNaming(...uris: string[]): Promise<string | undefined> {
     const keys = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
     const cert = await X509CertificateGenerator.createSelfSigned({
       name: "CN=test",
@@ -249,12 +250,12 @@ describe("peerFromCertificate", () => {
       signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
       extensions: [new SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, ...uris.map((value) => ({ type: "url" as const, value }))])],
     });
-    return new Uint8Array(cert.rawData);
+    return new X509Certificate(cert.toString("pem")).subjectAltName;
   }
 
   it("proves the one SPIFFE id of the trust domain", async () => {
-    const der = await certificateNaming("https://example.com/", "spiffe://hookmesh.local/operator/alice");
-    expect(peerFromCertificate(der, "hookmesh.local")).toEqual({ id: "spiffe://hookmesh.local/operator/alice", name: "operator/alice", via: "mtls" });
+    const names = await certificateNaming("https://example.com/", "spiffe://hookmesh.local/operator/alice");
+    expect(peerFromCertificate(names, "hookmesh.local")).toEqual({ id: "spiffe://hookmesh.local/operator/alice", name: "operator/alice", via: "mtls" });
   });
 
   it("proves nothing with no SPIFFE id, several, one of another trust domain, or an invalid path", async () => {
@@ -265,8 +266,13 @@ describe("peerFromCertificate", () => {
       certificateNaming("spiffe://hookmesh.local.evil/gateway"),
       certificateNaming("spiffe://hookmesh.local/../gateway"),
     ]);
-    for (const der of cases) expect(peerFromCertificate(der, "hookmesh.local")).toBeUndefined();
-    expect(peerFromCertificate(new Uint8Array([1, 2, 3]), "hookmesh.local")).toBeUndefined();
+    for (const names of cases) expect(peerFromCertificate(names, "hookmesh.local")).toBeUndefined();
+    expect(peerFromCertificate(undefined, "hookmesh.local")).toBeUndefined();
+  });
+
+  it("reads a name holding a delimiter as the one name it is", async () => {
+    const tricky = "spiffe://evil.test/x, URI:spiffe://hookmesh.local/gateway";
+    expect(spiffeIdsOf(await certificateNaming(tricky, 'spiffe://hookmesh.local/"quoted"'))).toEqual([tricky, 'spiffe://hookmesh.local/"quoted"']);
   });
 });
 

@@ -2,20 +2,9 @@ import { createPrivateKey, randomBytes, X509Certificate, type KeyObject, type we
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  AuthorityKeyIdentifierExtension,
-  BasicConstraintsExtension,
-  ExtendedKeyUsage,
-  ExtendedKeyUsageExtension,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  SubjectAlternativeNameExtension,
-  SubjectKeyIdentifierExtension,
-  X509Certificate as AsnCertificate,
-  X509CertificateGenerator,
-} from "./x509.js";
 import { issued, type IdentityFiles } from "./material.js";
 import { isTrustDomain, spiffeId, spiffeIdsOf } from "./spiffe.js";
+import type * as X509 from "./x509.js";
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -93,37 +82,40 @@ export async function ensureDevIdentities(options: DevIdentityOptions): Promise<
   const dir = join(home, "tls");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
+  // Loaded here, not with kit: only the CLI makes certificates, and the library costs every
+  // process that loads it a noticeable start-up time.
+  const x509 = await import("./x509.js");
   return withLock(join(dir, ".lock"), async () => {
     const now = options.now ?? new Date();
     const caFile = join(dir, "ca.crt");
     const caKeyFile = join(dir, "ca.key");
-    const { ca, status: caStatus } = await ensureCa(caFile, caKeyFile, now);
+    const { ca, status: caStatus } = await ensureCa(x509, caFile, caKeyFile, now);
     const identities: DevIdentity[] = [];
     for (const name of names) {
       const files = devIdentityFiles(home, name);
       const id = spiffeId(trustDomain, name);
-      identities.push({ name, id, ...files, ...(await ensureIdentity(files, id, ca, now, options.reissue ?? false)) });
+      identities.push({ name, id, ...files, ...(await ensureIdentity(x509, files, id, ca, now, options.reissue ?? false)) });
     }
     return { caFile, caStatus, identities };
   });
 }
 
-async function ensureCa(certFile: string, keyFile: string, now: Date): Promise<{ ca: DevCa; status: DevFileStatus }> {
+async function ensureCa(x509: typeof X509, certFile: string, keyFile: string, now: Date): Promise<{ ca: DevCa; status: DevFileStatus }> {
   const existing = await readPair(certFile, keyFile);
   if (existing && existing.cert.ca && existing.cert.checkPrivateKey(existing.key) && !expiring(existing.cert, now)) {
     return { ca: { cert: existing.cert, signingKey: await signingKey(existing.key) }, status: "current" };
   }
   const keys = await generateKeys();
-  const cert = await X509CertificateGenerator.createSelfSigned({
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
     name: "CN=hookmesh development CA",
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + CA_DAYS * DAY_MS),
     keys,
     signingAlgorithm: SIGNING_ALGORITHM,
     extensions: [
-      new BasicConstraintsExtension(true, 0, true),
-      new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
-      await SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   const pem = cert.toString("pem");
@@ -132,6 +124,7 @@ async function ensureCa(certFile: string, keyFile: string, now: Date): Promise<{
 }
 
 async function ensureIdentity(
+  x509: typeof X509,
   files: IdentityFiles,
   id: string,
   ca: DevCa,
@@ -144,27 +137,27 @@ async function ensureIdentity(
   }
   const keys = await generateKeys();
   const notAfter = new Date(now.getTime() + IDENTITY_DAYS * DAY_MS);
-  const cert = await X509CertificateGenerator.create({
+  const cert = await x509.X509CertificateGenerator.create({
     subject: `CN=${id.slice(id.lastIndexOf("/") + 1)}`,
     // The issuer's name as encoded in the CA, byte for byte, which chain building compares.
-    issuer: new AsnCertificate(ca.cert.raw).subjectName,
+    issuer: new x509.X509Certificate(ca.cert.raw).subjectName,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter,
     publicKey: keys.publicKey,
     signingKey: ca.signingKey,
     signingAlgorithm: SIGNING_ALGORITHM,
     extensions: [
-      new BasicConstraintsExtension(false, undefined, true),
-      new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
-      new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth]),
-      new SubjectAlternativeNameExtension([
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([
         { type: "url", value: id },
         { type: "dns", value: "localhost" },
         { type: "ip", value: "127.0.0.1" },
         { type: "ip", value: "::1" },
       ]),
-      await SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await AuthorityKeyIdentifierExtension.create(new Uint8Array(ca.cert.publicKey.export({ type: "spki", format: "der" }))),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(new Uint8Array(ca.cert.publicKey.export({ type: "spki", format: "der" }))),
     ],
   });
   await writePair(files.certFile, cert.toString("pem"), files.keyFile, await pemPrivateKey(keys.privateKey));
@@ -172,7 +165,7 @@ async function ensureIdentity(
 }
 
 function isCurrent(cert: X509Certificate, key: KeyObject, id: string, ca: DevCa, now: Date): boolean {
-  const ids = spiffeIdsOf(cert.raw);
+  const ids = spiffeIdsOf(cert.subjectAltName);
   return ids.length === 1 && ids[0] === id && cert.checkPrivateKey(key) && issued(ca.cert, cert) && !expiring(cert, now);
 }
 

@@ -112,7 +112,7 @@ export function clientTlsOptions(identity: Identity, expected: string): ClientTl
     key,
     ca,
     checkServerIdentity(_host, certificate) {
-      const ids = spiffeIdsOf(certificate.raw);
+      const ids = spiffeIdsOf(certificate.subjectaltname);
       return ids.length === 1 && ids[0] === expected ? undefined : new ServerIdentityError(expected, ids);
     },
   };

@@ -42,7 +42,7 @@ export function readIdentityMaterial(files: IdentityFiles, id: string, now = new
   const chain = certificates(cert, files.certFile);
   const anchors = certificates(ca, files.caFile);
   const leaf = chain[0]!;
-  const ids = spiffeIdsOf(leaf.raw);
+  const ids = spiffeIdsOf(leaf.subjectAltName);
   if (ids.length !== 1 || ids[0] !== id) {
     throw new IdentityError(`${files.certFile}: expected ${id}, the certificate names ${describeIds(ids)}`);
   }

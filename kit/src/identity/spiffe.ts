@@ -1,5 +1,4 @@
 import type { Peer } from "../auth/peer.js";
-import { SubjectAlternativeNameExtension, X509Certificate } from "./x509.js";
 
 /** A SPIFFE trust domain: lowercase letters, digits, dots, dashes and underscores. */
 const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
@@ -20,23 +19,35 @@ export function spiffeId(trustDomain: string, name: string): string {
   return `spiffe://${trustDomain}/${name}`;
 }
 
-/** The `spiffe://` URIs among a DER certificate's subject alternative names; none if it cannot be parsed. */
-export function spiffeIdsOf(der: Uint8Array): string[] {
-  try {
-    const names = new X509Certificate(der).getExtension(SubjectAlternativeNameExtension)?.names.items ?? [];
-    return names.filter((n) => n.type === "url" && n.value.startsWith("spiffe://")).map((n) => n.value);
-  } catch {
-    return [];
-  }
+/**
+ * The `spiffe://` URIs among a certificate's subject alternative names, as Node.js lists them
+ * (`X509Certificate.subjectAltName`, `PeerCertificate.subjectaltname`): `TYPE:value` entries
+ * joined by ", ", where a value holding a delimiter is a JSON string with its commas escaped,
+ * so splitting on ", " is unambiguous. Node's parser is used rather than an ASN.1 library
+ * because this runs on every new connection and the library costs each process a noticeable
+ * start-up time.
+ */
+export function spiffeIdsOf(subjectAltName: string | undefined): string[] {
+  return (subjectAltName ?? "").split(", ").flatMap((entry) => {
+    if (!entry.startsWith("URI:")) return [];
+    const raw = entry.slice("URI:".length);
+    let uri: unknown;
+    try {
+      uri = raw.startsWith('"') ? JSON.parse(raw) : raw;
+    } catch {
+      return [];
+    }
+    return typeof uri === "string" && uri.startsWith("spiffe://") ? [uri] : [];
+  });
 }
 
 /**
- * The identity a verified certificate proves within `trustDomain`. An X.509-SVID carries
+ * The identity a verified certificate (given by its subject alternative names) proves within `trustDomain`. An X.509-SVID carries
  * exactly one SPIFFE id, so a certificate with none, several, or one from another trust
  * domain proves nothing here.
  */
-export function peerFromCertificate(der: Uint8Array, trustDomain: string): Peer | undefined {
-  const ids = spiffeIdsOf(der);
+export function peerFromCertificate(subjectAltName: string | undefined, trustDomain: string): Peer | undefined {
+  const ids = spiffeIdsOf(subjectAltName);
   if (ids.length !== 1) return undefined;
   const id = ids[0]!;
   const prefix = `spiffe://${trustDomain}/`;
