@@ -52,7 +52,14 @@ export function openIdentity(config: IdentityConfig, logger: Logger, options: Op
     if (next.cert === material.cert && next.key === material.key && next.ca === material.ca) return;
     material = next;
     log.info({ serialNumber: next.serialNumber, notAfter: next.notAfter.toISOString() }, "identity rotated");
-    for (const listener of listeners) listener();
+    for (const listener of listeners) {
+      // Runs from a timer: a throw here would end the process over a certificate it could keep serving with.
+      try {
+        listener();
+      } catch (err) {
+        log.error({ err }, "taking the rotated identity into use failed");
+      }
+    }
   };
   const directories = [...new Set([config.certFile, config.keyFile, config.caFile].map((file) => dirname(file)))];
   const watchers = directories.map((directory) =>

@@ -15,4 +15,4 @@ export {
   type OpenIdentityOptions,
 } from "./identity.js";
 export { IdentityError, type IdentityFiles, type IdentityMaterial } from "./material.js";
-export { peerFromCertificate, spiffeId } from "./spiffe.js";
+export { spiffeId } from "./spiffe.js";

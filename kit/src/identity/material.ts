@@ -78,7 +78,7 @@ function read(path: string): string {
 }
 
 /** Every certificate in a PEM file, in order; at least one. */
-export function certificates(pem: string, path: string): X509Certificate[] {
+function certificates(pem: string, path: string): X509Certificate[] {
   const blocks = pem.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new IdentityError(`${path}: no PEM certificate`);
   try {
