@@ -167,7 +167,7 @@ const INSECURE = "HOOKMESH_INSECURE";
 export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints = {}): IdentityConfig {
   if (!isIdentityName(name)) throw new Error(`"${name}" is not an identity name`);
   const prefix = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
-  const variables: IdentityFiles = {
+  const variables: Record<keyof IdentityFiles, string> = {
     certFile: `${prefix}_TLS_CERT_FILE`,
     keyFile: `${prefix}_TLS_KEY_FILE`,
     caFile: `${prefix}_TLS_CA_FILE`,
