@@ -1,6 +1,7 @@
 export * from "./client/index.js";
 export * from "./config.js";
 export * from "./health.js";
+export * from "./identity/index.js";
 export * from "./interceptors.js";
 export * from "./logger.js";
 export * from "./process.js";

@@ -2,10 +2,14 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { TLSSocket } from "node:tls";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescFile } from "@bufbuild/protobuf";
+import { peerKey, type Peer } from "./auth/peer.js";
 import { HealthState, healthRoutes } from "./health.js";
+import type { Identity } from "./identity/identity.js";
+import { peerFromCertificate } from "./identity/spiffe.js";
 import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
@@ -27,6 +31,14 @@ export interface ServerOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
+  /**
+   * The service's identity: the port speaks mTLS only, presents the identity's certificate
+   * (the current one, as files rotate), requires a client certificate from its CA bundle, and
+   * gives every call the caller's identity under `peerKey`. Without one (and without `tls`)
+   * the port is cleartext, which `listen` warns about.
+   */
+  identity?: Identity;
+  /** Fixed certificates, read once; `identity` supersedes it. */
   tls?: TlsOptions;
 }
 
@@ -49,7 +61,8 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  * with ALPN.
  */
 export function createMeshServer(options: ServerOptions): MeshServer {
-  const { logger, health } = options;
+  const { logger, health, identity } = options;
+  if (identity && options.tls) throw new Error("createMeshServer: give an identity or fixed tls options, not both");
   const routes = (router: ConnectRouter) => {
     options.routes(router);
     healthRoutes(health)(router);
@@ -59,6 +72,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     routes,
     interceptors: [serverCallInterceptor(logger, options.mapError), ...(options.interceptors ?? [])],
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
+    ...(identity && { contextValues: peerContext(identity.trustDomain) }),
   });
 
   const sessions = new Set<http2.Http2Session>();
@@ -74,16 +88,16 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   /** Whatever serves HTTP/1.1 on the port, so that close can end its idle keep-alive connections. */
   let http1: { closeIdleConnections(): void };
   let listener: net.Server;
-  if (options.tls) {
-    h2 = http2.createSecureServer(
-      {
-        ...options.tls,
-        allowHTTP1: true,
-        requestCert: options.tls.ca !== undefined,
-        rejectUnauthorized: options.tls.ca !== undefined,
-      },
-      handler,
-    );
+  /** Stops following the identity's rotations. */
+  let unfollow = () => {};
+  const mtls = identity !== undefined || options.tls?.ca !== undefined;
+  const credentials = identity ? serverCredentials(identity) : options.tls;
+  const tls = credentials && { ...credentials, requestCert: mtls, rejectUnauthorized: mtls };
+  if (tls) {
+    const secure = http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
+    // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.
+    if (identity) unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
+    h2 = secure;
     listener = h2;
     // With allowHTTP1 the TLS server tracks its HTTP/1.1 connections (missing from @types/node).
     http1 = h2 as unknown as typeof http1;
@@ -119,11 +133,18 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       // headersTimeout rely on, on "listening"; this one is handed connections and never listens.
       h1?.emit("listening");
       const address = listener.address() as AddressInfo;
-      logger.info({ port: address.port, host: address.address, tls: !!options.tls }, "listening");
+      logger.info({ port: address.port, host: address.address, tls: !!tls, identity: identity?.id }, "listening");
+      if (!tls) {
+        logger.warn(
+          { port: address.port, host: address.address },
+          "INSECURE: cleartext, no TLS and no client identities (HOOKMESH_INSECURE=1); anyone who reaches this port is an anonymous caller",
+        );
+      }
       return address;
     },
     async close(graceMs = 10_000) {
       health.shutdown();
+      unfollow();
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       for (const session of sessions) session.close();
       http1.closeIdleConnections();
@@ -161,6 +182,31 @@ function sniffProtocol(socket: net.Socket, route: (isHttp2: boolean) => void) {
   };
   socket.on("readable", onReadable);
   socket.on("error", () => socket.destroy());
+}
+
+function serverCredentials(identity: Identity): { cert: string; key: string; ca: string } {
+  const { cert, key, ca } = identity.current();
+  return { cert, key, ca };
+}
+
+/**
+ * Context values carrying the caller's identity from its verified client certificate. A
+ * connection's certificate never changes, so it is read once per connection: per HTTP/2
+ * session, or per socket for HTTP/1.1.
+ */
+function peerContext(trustDomain: string) {
+  const peers = new WeakMap<object, Peer | undefined>();
+  return (req: http.IncomingMessage | http2.Http2ServerRequest) => {
+    const connection = "stream" in req ? req.stream.session : req.socket;
+    const values = createContextValues();
+    if (connection === undefined) return values;
+    if (!peers.has(connection)) {
+      const socket = req.socket as TLSSocket;
+      const certificate = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+      peers.set(connection, certificate && peerFromCertificate(certificate.subjectAltName, trustDomain));
+    }
+    return values.set(peerKey, peers.get(connection));
+  };
 }
 
 /** The .proto files of every service registered on the router, for reflection. */
