@@ -128,7 +128,8 @@ export function envTls(env: Env, prefix: string): TlsOptions | undefined {
   };
 }
 
-function readConfigFile(variable: string, path: string): string {
+/** A file a configuration variable names, read whole; a failure names the variable. */
+export function readConfigFile(variable: string, path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
