@@ -83,7 +83,7 @@ function inMemory(certificate?: string) {
     router: { interceptors: [asPeer, serverCallInterceptor(logger), authorizationInterceptor({ logger, tokens })] },
   });
   const logged = () => lines().map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { tasks: createClient(TaskService, transport), transport, logged, lines };
+  return { tasks: createClient(TaskService, transport), transport, logged };
 }
 
 /**
