@@ -261,7 +261,8 @@ function isLoopback(host: string): boolean {
   return family !== 0 && LOOPBACK.check(bare, family === 4 ? "ipv4" : "ipv6");
 }
 
-function readConfigFile(variable: string, path: string): string {
+/** A file a configuration variable names, read whole; a failure names the variable. */
+export function readConfigFile(variable: string, path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

@@ -1,3 +1,4 @@
+export * from "./auth/index.js";
 export * from "./client/index.js";
 export * from "./config.js";
 export * from "./health.js";
@@ -9,4 +10,3 @@ export * from "./redis.js";
 export * from "./serve.js";
 export * from "./upstream/index.js";
 export * from "./redis-acl.js";
-export * from "./auth/peer.js";
