@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import type { Logger } from "@hookmesh/kit";
+import { StoreUnavailableError, type Logger } from "@hookmesh/kit";
 import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -13,7 +13,6 @@ import { DeliveryNotFoundError, type DeliveryLog, type NewDelivery } from "./del
 import { WebhookRejection } from "./http-errors.js";
 import type { Outbox } from "./outbox.js";
 import type { RateLimiter } from "./rate-limit.js";
-import { GatewayStoreUnavailableError } from "./store-call.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
 
@@ -81,7 +80,7 @@ export class WebhookPipeline {
       const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
       if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       resolved = await this.deps.resolve(route).catch((err: unknown) => {
-        if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+        if (!(err instanceof StoreUnavailableError)) throw err;
         throw new WebhookRejection(503, "route lookup unavailable, retry later", "custom routes store unavailable", {
           "retry-after": String(this.deps.retryAfterSeconds),
         });
@@ -204,7 +203,7 @@ export class WebhookPipeline {
       await this.deps.outbox.add(event, entry.id, dedupKey);
       return { status: 202, body: { queued: true, delivery: entry.id }, log: { ...facts, queued: true, reason: why, logId: entry.id } };
     } catch (err) {
-      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "delivery could not be made durable");
       if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
       throw new WebhookRejection(503, "delivery could not be made durable, retry later", `tasks: ${why}; outbox: unavailable`, {
@@ -221,7 +220,7 @@ export class WebhookPipeline {
     try {
       return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId);
     } catch (err) {
-      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "duplicate check unavailable, relying on the tasks service's");
       return undefined;
     }

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
-import { serverCallInterceptor } from "@hookmesh/kit";
+import { serverCallInterceptor, StoreUnavailableError } from "@hookmesh/kit";
 import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import {
@@ -13,7 +13,6 @@ import {
 } from "../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "../src/custom/errors.js";
-import { GatewayStoreUnavailableError } from "../src/store-call.js";
 import { CustomRouteStore } from "../src/custom/route-store.js";
 import { customRouteServiceRoutes, mapCustomRouteError } from "../src/custom/routes.js";
 import { InvalidCustomRouteError } from "../src/custom/validate.js";
@@ -155,7 +154,7 @@ describe("CustomRouteStore", () => {
   it("turns a lost Redis connection into an unavailable error", async () => {
     const closed = new CustomRouteStore(await closedRedis(), { keyPrefix: db.prefix });
     for (const call of [() => closed.list(), () => closed.get("acme"), () => closed.upsert(route()), () => closed.delete("acme")]) {
-      await expect(call()).rejects.toBeInstanceOf(GatewayStoreUnavailableError);
+      await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
     }
   });
 
