@@ -14,7 +14,8 @@ import {
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "../src/custom/errors.js";
 import { CustomRouteStore } from "../src/custom/route-store.js";
-import { customRouteServiceRoutes, mapCustomRouteError } from "../src/custom/routes.js";
+import { customRouteServiceRoutes } from "../src/custom/routes.js";
+import { mapGatewayError } from "../src/server.js";
 import { InvalidCustomRouteError } from "../src/custom/validate.js";
 
 /** The plain-object form of a CustomRoute, which spreads field by field. */
@@ -244,7 +245,7 @@ describe("CustomRouteService", () => {
   function clientOver(redis: Redis): Client<typeof CustomRouteService> {
     const store = new CustomRouteStore(redis, { keyPrefix: db.prefix, now: () => NOW });
     const transport = createRouterTransport(customRouteServiceRoutes(store), {
-      router: { interceptors: [serverCallInterceptor(log.logger, mapCustomRouteError)] },
+      router: { interceptors: [serverCallInterceptor(log.logger, mapGatewayError)] },
     });
     return createClient(CustomRouteService, transport);
   }
@@ -328,7 +329,7 @@ describe("CustomRouteService", () => {
   });
 
   it("maps an upsert that kept losing a race to ABORTED", () => {
-    const err = mapCustomRouteError(new CustomRouteConflictError("acme"));
+    const err = mapGatewayError(new CustomRouteConflictError("acme"));
     expect(err?.code).toBe(Code.Aborted);
     expect(err?.rawMessage).toBe("custom route acme was changed concurrently; retry");
   });

@@ -20,7 +20,7 @@ export interface TasksDeps {
 }
 
 /** The tasks service, built and connected, not yet listening. */
-export interface TasksService {
+export interface ComposedTasks {
   server: MeshServer;
   engine: TaskEngine;
   store: TaskStore;
@@ -42,7 +42,7 @@ const SUBJECT_BUSY_DELAY_MS = 1_000;
  * queue's lease-expiry checks, re-queues what a crash left without a queue entry, and builds
  * the server.
  */
-export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<TasksService> {
+export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
   const { logger } = deps;
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
   const redis = await connectRedis({

@@ -1,8 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { Env, Logger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
-import { composeTasks, type TasksService } from "./compose.js";
-import { loadConfig, type TasksConfig } from "./config.js";
+import { composeTasks, loadConfig, type ComposedTasks, type TasksConfig } from "./index.js";
 
 /**
  * What tests change from the production defaults, and why: leases and retries short enough
@@ -17,17 +16,17 @@ export const TASKS_TEST_ENV: Env = {
 };
 
 /** The configuration `loadConfig` makes of the test defaults and `env`, over the test's Redis prefix. */
-export function tasksTestConfig(db: TestRedis, env: Env = {}): TasksConfig {
+export function tasksTestConfig(db: Pick<TestRedis, "prefix">, env: Env = {}): TasksConfig {
   return loadConfig({ REDIS_URL: TEST_REDIS_URL, TASKS_REDIS_PREFIX: db.prefix, ...TASKS_TEST_ENV, ...env });
 }
 
-export interface RunningTasks extends TasksService {
+export interface RunningTasks extends ComposedTasks {
   url: string;
   port: number;
 }
 
 /** The tasks service as production composes it, listening on 127.0.0.1 (port 0 unless given). */
-export async function startTasks(db: TestRedis, logger: Logger, options: { port?: number; env?: Env } = {}): Promise<RunningTasks> {
+export async function startTasks(db: Pick<TestRedis, "prefix">, logger: Logger, options: { port?: number; env?: Env } = {}): Promise<RunningTasks> {
   const service = await composeTasks(tasksTestConfig(db, options.env), { logger, env: {} });
   const { port } = (await service.server.listen(options.port ?? 0, "127.0.0.1")) as AddressInfo;
   return Object.assign(service, { url: `http://127.0.0.1:${port}`, port });

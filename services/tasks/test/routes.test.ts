@@ -6,7 +6,7 @@ import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/ki
 import { EventSchema, Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskStage, TaskState, TaskView, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { composeTasks, type TasksService } from "../src/compose.js";
+import { composeTasks, type ComposedTasks } from "../src/compose.js";
 import { taskServiceRoutes } from "../src/routes.js";
 import { mapTasksError } from "../src/server.js";
 import { tasksTestConfig } from "../src/testing.js";
@@ -32,7 +32,7 @@ function event(provider: Provider, deliveryId: string, text = TEXT): Event {
   });
 }
 
-function clientFor(core: TasksService) {
+function clientFor(core: ComposedTasks) {
   const { logger, lines } = memoryLogger("tasks-routes-test");
   const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store), {
     router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
@@ -44,7 +44,7 @@ const stageOf = (event: TaskEvent | undefined) => (event?.kind.case === "stage" 
 
 describe("TaskService routes", () => {
   let db: TestRedis;
-  let core: TasksService;
+  let core: ComposedTasks;
   let client: Client<typeof TaskService>;
   let lines: () => string[];
 
