@@ -5,7 +5,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createLogger, type Env } from "@hookmesh/kit";
-import { callError, memoryLogger, signJira, signSentry, signSlack, signGitHub, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { callError, memoryLogger, signSlack, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { exampleOf, fixture, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
 import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
@@ -15,21 +15,12 @@ import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delive
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import { TaskState, TaskView, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { FORM_TYPE, githubHeaders, JSON_TYPE, jiraHeaders, post, sentryHeaders, slackHeaders, type Json, type Reply } from "./deliveries.js";
 
 /** Where the delivery log cuts the body of a refused request (delivery.proto: `raw_body`). */
 const REFUSED_BODY_BYTES = 64 * 1024;
-const JSON_TYPE = "application/json";
-const FORM_TYPE = "application/x-www-form-urlencoded";
 const CUSTOM_SECRET = "custom-acme-secret-0b7d41";
 const POLL = { timeout: 15_000, interval: 50 };
-
-type Json = Record<string, unknown>;
-
-interface Reply {
-  status: number;
-  headers: Headers;
-  json: Json;
-}
 
 /** A gRPC client over its own HTTP/2 session, closed with the test. */
 interface GrpcClient<T> {
@@ -109,54 +100,6 @@ class Mesh {
     await this.stopTasks();
     await this.db?.cleanup();
   }
-}
-
-async function post(base: string, route: string, body: Buffer | string, headers: Record<string, string>): Promise<Reply> {
-  const res = await fetch(`${base}/webhooks/${route}`, { method: "POST", headers, body: Buffer.from(body) });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text === "" ? {} : (JSON.parse(text) as Json) };
-}
-
-function githubHeaders(
-  body: Buffer | string,
-  { event = "issue_comment", delivery = randomUUID() as string, hookId = "109948940", secret = TEST_SECRETS.github } = {},
-): Record<string, string> {
-  return {
-    "content-type": JSON_TYPE,
-    "x-github-event": event,
-    "x-github-delivery": delivery,
-    "x-github-hook-id": hookId,
-    "x-hub-signature-256": signGitHub(body, secret),
-  };
-}
-
-function slackHeaders(body: Buffer | string, contentType = JSON_TYPE, extra: Record<string, string> = {}): Record<string, string> {
-  const timestamp = Math.floor(Date.now() / 1000);
-  return {
-    "content-type": contentType,
-    "x-slack-request-timestamp": String(timestamp),
-    "x-slack-signature": signSlack(body, TEST_SECRETS.slack, timestamp),
-    ...extra,
-  };
-}
-
-function jiraHeaders(body: Buffer | string, identifier: string = randomUUID()): Record<string, string> {
-  return {
-    "content-type": JSON_TYPE,
-    "x-hub-signature": signJira(body, TEST_SECRETS.jira),
-    "x-atlassian-webhook-identifier": identifier,
-    "x-atlassian-webhook-flow": "Primary",
-  };
-}
-
-function sentryHeaders(body: Buffer | string, resource: string, requestId: string = randomUUID()): Record<string, string> {
-  return {
-    "content-type": JSON_TYPE,
-    "request-id": requestId,
-    "sentry-hook-resource": resource,
-    "sentry-hook-timestamp": String(Math.floor(Date.now() / 1000)),
-    "sentry-hook-signature": signSentry(body, TEST_SECRETS.sentry),
-  };
 }
 
 /** An issue comment that mentions the handle, so the default rules queue it (not ignore it). */
