@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { signGitHubPayload, verifyGitHubSignature } from "../src/github/signature.js";
+import { signGitHub } from "@hookmesh/kit/testing";
+import { verifyGitHubSignature } from "../src/github/signature.js";
 
 const SECRET = "It's a Secret to Everybody";
 const body = Buffer.from('{"action":"created","comment":{"body":"hello"}}');
@@ -12,19 +13,19 @@ const GITHUB_VECTOR = {
   signature: "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
 };
 
-describe("signGitHubPayload", () => {
+describe("signGitHub, the tests' signer", () => {
   it("matches GitHub's documented test vector", () => {
-    expect(signGitHubPayload(GITHUB_VECTOR.payload, GITHUB_VECTOR.secret)).toBe(GITHUB_VECTOR.signature);
-    expect(signGitHubPayload(Buffer.from(GITHUB_VECTOR.payload), GITHUB_VECTOR.secret)).toBe(GITHUB_VECTOR.signature);
+    expect(signGitHub(GITHUB_VECTOR.payload, GITHUB_VECTOR.secret)).toBe(GITHUB_VECTOR.signature);
+    expect(signGitHub(Buffer.from(GITHUB_VECTOR.payload), GITHUB_VECTOR.secret)).toBe(GITHUB_VECTOR.signature);
   });
 
   it("is sha256= followed by 64 lowercase hex digits", () => {
-    expect(signGitHubPayload(body, SECRET)).toMatch(/^sha256=[0-9a-f]{64}$/);
+    expect(signGitHub(body, SECRET)).toMatch(/^sha256=[0-9a-f]{64}$/);
   });
 });
 
 describe("verifyGitHubSignature", () => {
-  const valid = signGitHubPayload(body, SECRET);
+  const valid = signGitHub(body, SECRET);
   const hex = valid.slice("sha256=".length);
 
   it("accepts the signature of the exact body", () => {
@@ -37,12 +38,12 @@ describe("verifyGitHubSignature", () => {
   it("accepts a signature made with any configured secret (rotation)", () => {
     expect(verifyGitHubSignature(body, valid, ["old-secret", SECRET])).toBe(true);
     expect(verifyGitHubSignature(body, valid, [SECRET, "new-secret"])).toBe(true);
-    expect(verifyGitHubSignature(body, signGitHubPayload(body, "new-secret"), [SECRET, "new-secret"])).toBe(true);
+    expect(verifyGitHubSignature(body, signGitHub(body, "new-secret"), [SECRET, "new-secret"])).toBe(true);
   });
 
   it("rejects a signature made with another secret", () => {
-    expect(verifyGitHubSignature(body, signGitHubPayload(body, "wrong"), [SECRET])).toBe(false);
-    expect(verifyGitHubSignature(body, signGitHubPayload(body, "wrong"), [SECRET, "also-not-it"])).toBe(false);
+    expect(verifyGitHubSignature(body, signGitHub(body, "wrong"), [SECRET])).toBe(false);
+    expect(verifyGitHubSignature(body, signGitHub(body, "wrong"), [SECRET, "also-not-it"])).toBe(false);
   });
 
   it("rejects everything when no secret is configured", () => {

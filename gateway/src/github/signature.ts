@@ -1,4 +1,3 @@
-import { createHmac } from "node:crypto";
 import { hmacMatches } from "../webhook-provider.js";
 
 const PREFIX = "sha256=";
@@ -10,9 +9,4 @@ const PREFIX = "sha256=";
 export function verifyGitHubSignature(body: Buffer, header: string | undefined, secrets: readonly string[]): boolean {
   if (!header?.startsWith(PREFIX)) return false;
   return hmacMatches("sha256", body, header.slice(PREFIX.length), secrets);
-}
-
-/** The header value GitHub would send for `body`; for tests and tools that sign deliveries. */
-export function signGitHubPayload(body: Buffer | string, secret: string): string {
-  return PREFIX + createHmac("sha256", secret).update(body).digest("hex");
 }
