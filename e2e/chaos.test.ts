@@ -25,6 +25,7 @@ import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delive
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { get } from "./deliveries.js";
 
 const logger = createLogger({ service: "chaos", level: "silent" });
 const SECRET = TEST_SECRETS.github;
@@ -95,17 +96,6 @@ async function deliverAll(base: string, ids: string[], concurrency = 20): Promis
     }),
   );
   return answers;
-}
-
-function get(base: string, path: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
-  });
 }
 
 /** Every task, through ListTasks' pages. */

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import * as http from "node:http";
 import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 import { TEST_SECRETS } from "@hookmesh/gateway/testing";
 
@@ -62,4 +63,16 @@ export function sentryHeaders(body: Buffer | string, resource: string, requestId
     "sentry-hook-timestamp": String(Math.floor(Date.now() / 1000)),
     "sentry-hook-signature": signSentry(body, TEST_SECRETS.sentry),
   };
+}
+
+/** The status of a GET on its own connection; 0 when there is no answer within 5 s. */
+export function get(base: string, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", () => resolve(0));
+  });
 }

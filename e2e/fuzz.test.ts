@@ -22,7 +22,6 @@
  *   FUZZ_SEED=123 FUZZ_COUNT=3000 npx vitest run gateway/test/fuzz.test.ts
  */
 import { createHash, createHmac } from "node:crypto";
-import * as http from "node:http";
 import * as net from "node:net";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -41,6 +40,7 @@ import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delive
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { get } from "./deliveries.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const COUNT = Number(process.env.FUZZ_COUNT ?? 3000);
@@ -1322,17 +1322,6 @@ function runSession(port: number, session: Session, rng: Rng): Promise<void> {
         }
       })();
     });
-  });
-}
-
-function get(base: string, path: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
   });
 }
 

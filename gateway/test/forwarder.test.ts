@@ -38,6 +38,22 @@ describe("outbox takeover and the forwarder, on their own", () => {
     await db.cleanup();
   });
 
+  /** The "live" forwarder, over the fake tasks service, which is always serving. */
+  function startForwarder(timing: { claimIdleMs?: number; pollMs: number }): void {
+    const forwarder = new Forwarder({
+      outbox,
+      tasks: tasks.client,
+      deliveries,
+      dedup,
+      tasksHealth: { isServing: true, untilServing: async () => {} },
+      consumer: "live",
+      logger,
+      ...timing,
+    });
+    forwarder.start();
+    closers.push(() => forwarder.stop());
+  }
+
   function event(i: number): Event {
     const body = Buffer.from(JSON.stringify({ i }));
     return create(EventSchema, {
@@ -94,19 +110,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
     const queued = await queue(4);
     await outbox.take("dead-consumer", 10, 60_000);
 
-    const forwarder = new Forwarder({
-      outbox,
-      tasks: tasks.client,
-      deliveries,
-      dedup,
-      tasksHealth: { isServing: true, untilServing: async () => {} },
-      consumer: "live",
-      logger,
-      claimIdleMs: 20,
-      pollMs: 20,
-    });
-    forwarder.start();
-    closers.push(() => forwarder.stop());
+    startForwarder({ claimIdleMs: 20, pollMs: 20 });
 
     await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
     const created = tasks.tasks;
@@ -128,19 +132,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
     const [entry] = await outbox.take("dead-consumer", 10, 60_000);
     const { task } = await tasks.client.submitEvent({ event: entry!.event });
 
-    const forwarder = new Forwarder({
-      outbox,
-      tasks: tasks.client,
-      deliveries,
-      dedup,
-      tasksHealth: { isServing: true, untilServing: async () => {} },
-      consumer: "live",
-      logger,
-      claimIdleMs: 20,
-      pollMs: 20,
-    });
-    forwarder.start();
-    closers.push(() => forwarder.stop());
+    startForwarder({ claimIdleMs: 20, pollMs: 20 });
     await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
     const logged = await deliveries.get(q!.logId);
     expect(logged).toMatchObject({ status: DeliveryStatus.DUPLICATE, taskId: task!.id });
@@ -154,18 +146,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
     await outbox.add(invalid, bad.id, "");
     const [good] = await queue(1);
 
-    const forwarder = new Forwarder({
-      outbox,
-      tasks: tasks.client,
-      deliveries,
-      dedup,
-      tasksHealth: { isServing: true, untilServing: async () => {} },
-      consumer: "live",
-      logger,
-      pollMs: 20,
-    });
-    forwarder.start();
-    closers.push(() => forwarder.stop());
+    startForwarder({ pollMs: 20 });
     await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
     const refused = await deliveries.get(bad.id);
     expect(refused.status).toBe(DeliveryStatus.REJECTED);
