@@ -6,7 +6,7 @@ import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
-import { RouteStore } from "./routing/route-store.js";
+import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { Router } from "./routing/router.js";
 import { build } from "./server.js";
 import { SubjectLocks } from "./subject-locks.js";
@@ -24,7 +24,7 @@ export interface ComposedTasks {
   server: MeshServer;
   engine: TaskEngine;
   store: TaskStore;
-  routingRules: RouteStore;
+  routingRules: RoutingRuleStore;
   /** The store's connection; serving follows it. */
   redis: Redis;
   /** Stops serving (in-flight calls get the configured grace), then the queue and the store. */
@@ -56,7 +56,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
   const store = new TaskStore(redis, { keyPrefix });
-  const routingRules = new RouteStore(redis, { keyPrefix });
+  const routingRules = new RoutingRuleStore(redis, { keyPrefix });
   const engine = new TaskEngine(
     store,
     new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
@@ -102,7 +102,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
 }
 
 /** Stores the file's routing rules over those of the same ids; a bad file names TASKS_ROUTES_FILE. */
-async function seedRoutingRulesFile(routingRules: RouteStore, file: string, logger: Logger): Promise<void> {
+async function seedRoutingRulesFile(routingRules: RoutingRuleStore, file: string, logger: Logger): Promise<void> {
   const seeded = await readFile(file, "utf8")
     .then((text) => routingRules.seedFromYaml(text))
     .catch((err: Error) => {

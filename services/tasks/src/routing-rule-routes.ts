@@ -1,11 +1,11 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { ErrorMapper } from "@hookmesh/kit";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { RouteNotFoundError, type RouteStore } from "./routing/route-store.js";
+import { RouteNotFoundError, type RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { InvalidRouteError } from "./routing/validate.js";
 
 /** RouteService: the routing rules, as operators (and `hookmesh routes`) edit them. */
-export function routeServiceRoutes(routingRules: RouteStore) {
+export function routeServiceRoutes(routingRules: RoutingRuleStore) {
   return (router: ConnectRouter) =>
     router.service(RouteService, {
       async listRoutes() {

@@ -2,7 +2,7 @@ import { createMeshServer, mapStoreError, type ErrorMapper, type HealthState, ty
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { TaskEngine } from "./engine.js";
 import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
-import type { RouteStore } from "./routing/route-store.js";
+import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { mapTaskError, taskServiceRoutes } from "./routes.js";
 import type { TaskStore } from "./task-store.js";
 import { workerServiceRoutes } from "./worker-routes.js";
@@ -10,7 +10,7 @@ import { workerServiceRoutes } from "./worker-routes.js";
 export interface ServerDeps {
   engine: TaskEngine;
   store: TaskStore;
-  routingRules: RouteStore;
+  routingRules: RoutingRuleStore;
   leaseMs: number;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;

@@ -9,7 +9,7 @@ import { RouteSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { routeServiceRoutes } from "../src/routing-rule-routes.js";
 import { mapTasksError } from "../src/server.js";
-import { RouteStore } from "../src/routing/route-store.js";
+import { RoutingRuleStore } from "../src/routing/routing-rule-store.js";
 import { Router } from "../src/routing/router.js";
 
 /** The plain-object form of a Route, which spreads field by field. */
@@ -34,12 +34,12 @@ function route(init: RouteInit = {}): Route {
 
 describe("RouteService", () => {
   let db: TestRedis;
-  let store: RouteStore;
+  let store: RoutingRuleStore;
   let client: Client<typeof RouteService>;
 
   beforeEach(async () => {
     db = await testRedis("tasks-route-service");
-    store = new RouteStore(db.redis, { keyPrefix: db.prefix, now: () => NOW });
+    store = new RoutingRuleStore(db.redis, { keyPrefix: db.prefix, now: () => NOW });
     const { logger } = memoryLogger("route-service-test");
     const transport = createRouterTransport(routeServiceRoutes(store), {
       router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
