@@ -41,7 +41,7 @@ export interface WebhookProvider {
   readonly submitTimeoutMs: number;
   /**
    * Headers carrying a signature whose names the delivery log would not recognize as such
-   * (a custom route's own header), so that it redacts them too.
+   * (a custom webhook's own header), so that it redacts them too.
    */
   readonly signatureHeaders?: readonly string[];
   /** Throws a 401 WebhookRejection unless one of `secrets` signed the request. */
