@@ -23,18 +23,11 @@ import { cpus } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
-import { connectRedis, createClientFactory, createLogger, HealthState, ServingStatus } from "@hookmesh/kit";
-import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { WorkerService } from "../gen/hookmesh/tasks/v1/worker_service_pb.js";
-import { composeGateway } from "../gateway/src/compose.js";
-import { signGitHubPayload } from "../gateway/src/github/signature.js";
-import { outboxReadiness } from "../gateway/src/readiness.js";
-import { build as buildGateway } from "../gateway/src/server.js";
-import { composeTasks } from "../services/tasks/src/compose.js";
-import { build as buildTasks } from "../services/tasks/src/server.js";
-import { BENCH_TASKS_SETTINGS } from "./settings.js";
+import { connectRedis, createLogger } from "@hookmesh/kit";
+import { signGitHub } from "@hookmesh/kit/testing";
+import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gateway";
+import { composeTasks, loadConfig as loadTasksConfig } from "@hookmesh/tasks";
+import { BENCH_TASKS_ENV } from "./settings.js";
 
 const RATES = [100, 300];
 const PHASE_SECONDS = 5;
@@ -70,48 +63,31 @@ const [bodyHead, bodyTail] = template.split("987654321") as [string, string];
 const bodyFor = (n: number) => Buffer.from(`${bodyHead}${n}${bodyTail}`);
 
 // ---------------------------------------------------------------------------------------------
-// The system under test: tasks and the gateway, each on its own Redis connection, as they run.
+// The system under test: tasks and the gateway, composed and connected as their mains do it.
 
-const tasksRedis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
-const gatewayRedis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
 const baselineRedis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
 
-const tasksCore = composeTasks(
-  tasksRedis,
-  { ...BENCH_TASKS_SETTINGS, redisKeyPrefix: prefix },
-  logger,
-);
-await tasksCore.start();
-const tasksServer = buildTasks({
-  core: tasksCore,
-  leaseMs: 30_000,
-  health: new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName], ServingStatus.SERVING),
-  logger,
-});
-const { port: tasksPort } = await tasksServer.listen(0, "127.0.0.1");
+const tasks = await composeTasks(loadTasksConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }), { logger, env: {} });
+const { port: tasksPort } = await tasks.server.listen(0, "127.0.0.1");
 
-const clients = createClientFactory({ logger });
-const gatewayCore = composeGateway(
-  gatewayRedis,
-  clients,
-  {
-    tasksUrl: `http://127.0.0.1:${tasksPort}`,
-    redisKeyPrefix: `${prefix}gateway:`,
-    secrets: { github: [SECRET], slack: [], jira: [], sentry: [] },
-    allowUnsigned: [],
-    githubMaxBodyBytes: 25 * 1024 * 1024,
-    deliveryRetentionMs: 60 * 60_000,
-    dedupWindowMs: 60 * 60_000,
+const gateway = await composeGateway(
+  loadGatewayConfig({
+    REDIS_URL: redisUrl,
+    GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
+    TASKS_URL: `http://127.0.0.1:${tasksPort}`,
+    GITHUB_WEBHOOK_SECRET: SECRET,
+    DELIVERY_RETENTION: "1h",
+    GATEWAY_DEDUP_WINDOW: "1h",
     // Every request comes from 127.0.0.1: the limiter must not be what is measured.
-    rateLimitPerSecond: 1_000_000,
-    rateLimitBurst: 1_000_000,
-    retryAfterSeconds: 5,
-  },
-  logger,
+    GATEWAY_RATE_LIMIT: "1000000",
+    GATEWAY_RATE_BURST: "1000000",
+    GATEWAY_RETRY_AFTER_SECONDS: "5",
+    SHUTDOWN_GRACE_MS: "0",
+  }),
+  { logger, env: {} },
 );
-await gatewayCore.start();
-const gateway = buildGateway({ core: gatewayCore, ready: outboxReadiness(gatewayRedis), logger });
-const { http: gatewayAddress } = await gateway.listen(0, 0, "127.0.0.1");
+const { http: gatewayAddress } = await gateway.server.listen(0, 0, "127.0.0.1");
+gateway.start();
 
 // ---------------------------------------------------------------------------------------------
 // The baseline: one HMAC check and one Redis write per request.
@@ -168,7 +144,7 @@ function send(target: Target, agent: http.Agent): Promise<number> {
           "x-github-event": "issue_comment",
           "x-github-delivery": `bench-${n}-${randomUUID()}`,
           "x-github-hook-id": "4242",
-          "x-hub-signature-256": signGitHubPayload(body, SECRET),
+          "x-hub-signature-256": signGitHub(body, SECRET),
         },
       },
       (res) => {
@@ -289,10 +265,10 @@ async function maxThroughput(target: Target, senders: number, seconds = PHASE_SE
 
 async function clean(): Promise<number> {
   let deleted = 0;
-  const stream = tasksRedis.scanStream({ match: `${prefix}*`, count: 1_000 });
+  const stream = baselineRedis.scanStream({ match: `${prefix}*`, count: 1_000 });
   for await (const keys of stream as AsyncIterable<string[]>) {
     if (keys.length === 0) continue;
-    deleted += await tasksRedis.unlink(...keys);
+    deleted += await baselineRedis.unlink(...keys);
   }
   return deleted;
 }
@@ -355,13 +331,10 @@ try {
       RATES.map((rate) => `at ${rate}/s p50 ${g[`rate${rate}`]!.latencyMs.p50} ms vs ${b[`rate${rate}`]!.latencyMs.p50} ms, p99 ${g[`rate${rate}`]!.latencyMs.p99} ms vs ${b[`rate${rate}`]!.latencyMs.p99} ms`).join("; "),
   );
 } finally {
-  await gateway.close(0);
-  await gatewayCore.close();
-  clients.close();
+  await gateway.close();
   await new Promise<void>((resolve) => baseline.close(() => resolve()));
-  await tasksServer.close(0);
-  await tasksCore.close();
+  await tasks.close();
   const deleted = await clean();
   console.error(`cleaned up ${deleted} keys under ${prefix}`);
-  for (const redis of [tasksRedis, gatewayRedis, baselineRedis] as Redis[]) redis.disconnect();
+  baselineRedis.disconnect();
 }

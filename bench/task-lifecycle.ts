@@ -20,14 +20,13 @@ import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
-import { createLogger, HealthState, ServingStatus } from "@hookmesh/kit";
+import { createLogger } from "@hookmesh/kit";
+import { composeTasks, loadConfig } from "@hookmesh/tasks";
 import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { composeTasks } from "../services/tasks/src/compose.js";
-import { build } from "../services/tasks/src/server.js";
-import { BENCH_TASKS_SETTINGS } from "./settings.js";
+import { BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
 const SLOTS_PER_WORKER = 8;
@@ -45,13 +44,8 @@ const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `hookmesh-bench:${randomUUID()}:`;
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
 const logger = createLogger({ service: "bench", level: "warn" });
-const core = composeTasks(
-  redis,
-  { ...BENCH_TASKS_SETTINGS, redisKeyPrefix: prefix },
-  logger,
-);
-await core.start();
-await core.routes.upsert(
+const core = await composeTasks(loadConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }), { logger, env: {} });
+await core.routingRules.upsert(
   create(RouteSchema, {
     id: "bench",
     provider: Provider.GITHUB,
@@ -60,8 +54,7 @@ await core.routes.upsert(
     profile: { runner: "command", allowedEnv: ["HOOKMESH_BENCH_LOG"] },
   }),
 );
-const server = build({ core, leaseMs: 30_000, health: new HealthState([], ServingStatus.SERVING), logger });
-const { port } = await server.listen(0, "127.0.0.1");
+const { port } = await core.server.listen(0, "127.0.0.1");
 const tasksUrl = `http://127.0.0.1:${port}`;
 const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: tasksUrl }));
 
@@ -226,7 +219,6 @@ try {
 } finally {
   for (const worker of workers) worker.kill("SIGTERM");
   await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, "exit") : undefined)));
-  await server.close(0);
   await core.close();
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);

@@ -9,7 +9,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { signGitHubPayload } from "../../gateway/src/github/signature.js";
+import { signGitHub } from "@hookmesh/kit/testing";
 import { formatStatus } from "../src/status.js";
 
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
@@ -94,7 +94,7 @@ describe("hookmesh start", () => {
         "content-type": "application/json",
         "x-github-event": "issue_comment",
         "x-github-delivery": deliveryId,
-        "x-hub-signature-256": signGitHubPayload(body, secret),
+        "x-hub-signature-256": signGitHub(body, secret),
       },
       body,
     });

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { Redis } from "ioredis";
-import type { ClientFactory, Logger } from "@hookmesh/kit";
+import { connectRedis, createClientFactory, type ClientFactory, type Env, type Logger } from "@hookmesh/kit";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { BuiltInProvider, GatewayConfig } from "./config.js";
@@ -14,76 +14,79 @@ import { Forwarder } from "./forwarder.js";
 import { GitHubProvider } from "./github/provider.js";
 import { JiraProvider } from "./jira/provider.js";
 import { Outbox } from "./outbox.js";
-import { WebhookPipeline, type ResolvedRoute, type RouteResolver } from "./pipeline.js";
+import { WebhookPipeline, type EndpointResolver, type ResolvedEndpoint } from "./pipeline.js";
 import { RateLimiter } from "./rate-limit.js";
+import { outboxReadiness } from "./readiness.js";
+import { build, type Gateway } from "./server.js";
 import { SentryProvider } from "./sentry/provider.js";
 import { SlackProvider } from "./slack/provider.js";
 import { TasksHealth } from "./tasks-health.js";
 import type { WebhookProvider } from "./webhook-provider.js";
 
-export type GatewaySettings = Pick<
-  GatewayConfig,
-  | "tasksUrl"
-  | "redisKeyPrefix"
-  | "secrets"
-  | "allowUnsigned"
-  | "githubMaxBodyBytes"
-  | "deliveryRetentionMs"
-  | "dedupWindowMs"
-  | "rateLimitPerSecond"
-  | "rateLimitBurst"
-  | "retryAfterSeconds"
->;
+export interface GatewayDeps {
+  logger: Logger;
+  env: Env;
+  /** The clients of the tasks service; tests pass one with a shorter circuit-breaker reset. */
+  clients?: ClientFactory;
+}
 
-/** The gateway's domain objects over one Redis connection, as main, the tests and the bench use them. */
-export interface GatewayCore {
+/** The gateway, built and connected, not yet listening. */
+export interface ComposedGateway {
+  server: Gateway;
   pipeline: WebhookPipeline;
   deliveries: DeliveryLog;
-  customRoutes: CustomRouteStore;
+  customWebhooks: CustomRouteStore;
   outbox: Outbox;
   tasksHealth: TasksHealth;
-  /** Creates the outbox's consumer group, starts watching tasks and forwarding the outbox. */
-  start(): Promise<void>;
+  /** The store's connection; `/readyz` answers whether it does. */
+  redis: Redis;
+  /** Starts watching the tasks service's health and forwarding the outbox to it. */
+  start(): void;
+  /** Stops serving (in-flight requests get the configured grace), then the forwarder and the store. */
   close(): Promise<void>;
 }
 
+/** Custom webhooks live under `/webhooks/custom/{name}`. */
 const CUSTOM_PREFIX = "custom/";
 
-export function composeGateway(redis: Redis, clients: ClientFactory, settings: GatewaySettings, logger: Logger): GatewayCore {
-  const keyPrefix = settings.redisKeyPrefix;
+export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): Promise<ComposedGateway> {
+  const { logger } = deps;
+  const redis = await connectRedis({ url: config.redisUrl, variable: "REDIS_URL", logger });
+  const clients = deps.clients ?? createClientFactory({ logger });
+  const keyPrefix = config.redisKeyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {
-    github: new GitHubProvider(settings.githubMaxBodyBytes),
+    github: new GitHubProvider(config.githubMaxBodyBytes),
     slack: new SlackProvider(),
     jira: new JiraProvider(),
     sentry: new SentryProvider(),
   };
-  const customRoutes = new CustomRouteStore(redis, { keyPrefix });
-  const resolve: RouteResolver = async (route) => {
-    if (route.startsWith(CUSTOM_PREFIX)) {
-      const stored = await customRoutes.get(route.slice(CUSTOM_PREFIX.length)).catch((err: unknown) => {
+  const customWebhooks = new CustomRouteStore(redis, { keyPrefix });
+  const resolve: EndpointResolver = async (endpoint) => {
+    if (endpoint.startsWith(CUSTOM_PREFIX)) {
+      const stored = await customWebhooks.get(endpoint.slice(CUSTOM_PREFIX.length)).catch((err: unknown) => {
         if (err instanceof CustomRouteNotFoundError) return undefined;
         throw err;
       });
       return stored && { provider: new CustomProvider(stored), secrets: splitSecrets(stored.secret), unsigned: false };
     }
-    if (!Object.hasOwn(builtIn, route)) return undefined;
-    const name = route as BuiltInProvider;
-    const secrets = settings.secrets[name];
-    return { provider: builtIn[name], secrets, unsigned: secrets.length === 0 && settings.allowUnsigned.includes(name) } satisfies ResolvedRoute;
+    if (!Object.hasOwn(builtIn, endpoint)) return undefined;
+    const name = endpoint as BuiltInProvider;
+    const secrets = config.secrets[name];
+    return { provider: builtIn[name], secrets, unsigned: secrets.length === 0 && config.allowUnsigned.includes(name) } satisfies ResolvedEndpoint;
   };
-  const tasks = clients.client(TaskService, settings.tasksUrl);
-  const tasksHealth = new TasksHealth(clients.client(Health, settings.tasksUrl), logger);
+  const tasks = clients.client(TaskService, config.tasksUrl);
+  const tasksHealth = new TasksHealth(clients.client(Health, config.tasksUrl), logger);
   const outbox = new Outbox(redis, { keyPrefix });
-  const deliveries = new DeliveryLog(redis, { keyPrefix, retentionMs: settings.deliveryRetentionMs });
-  const dedup = new DeliveryDedup(redis, { keyPrefix, windowMs: settings.dedupWindowMs });
+  const deliveries = new DeliveryLog(redis, { keyPrefix, retentionMs: config.deliveryRetentionMs });
+  const dedup = new DeliveryDedup(redis, { keyPrefix, windowMs: config.dedupWindowMs });
   const pipeline = new WebhookPipeline({
     resolve,
     tasks,
     dedup,
     outbox,
     deliveries,
-    rateLimiter: new RateLimiter({ perSecond: settings.rateLimitPerSecond, burst: settings.rateLimitBurst }),
-    retryAfterSeconds: settings.retryAfterSeconds,
+    rateLimiter: new RateLimiter({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
+    retryAfterSeconds: config.retryAfterSeconds,
     logger,
   });
   const forwarder = new Forwarder({
@@ -95,20 +98,31 @@ export function composeGateway(redis: Redis, clients: ClientFactory, settings: G
     consumer: `${hostname()}-${process.pid}`,
     logger,
   });
+  // The consumer group exists before the first delivery can be queued, so none is missed.
+  await outbox.init().catch((err: unknown) => {
+    redis.disconnect();
+    clients.close();
+    throw err;
+  });
+  const server = build({ pipeline, deliveries, customWebhooks, ready: outboxReadiness(redis), logger, tls: config.tls });
   return {
+    server,
     pipeline,
     deliveries,
-    customRoutes,
+    customWebhooks,
     outbox,
     tasksHealth,
-    async start() {
-      await outbox.init();
+    redis,
+    start() {
       tasksHealth.start();
       forwarder.start();
     },
     async close() {
+      await server.close(config.shutdownGraceMs);
       await forwarder.stop();
       tasksHealth.stop();
+      clients.close();
+      redis.disconnect();
     },
   };
 }

@@ -11,7 +11,7 @@ export interface GatewayConfig {
   tasksUrl: string;
   redisUrl: string;
   redisKeyPrefix: string;
-  /** Accepted signing secrets per provider; an empty list closes the route (404). */
+  /** Accepted signing secrets per provider; an empty list closes its HTTP endpoint (404). */
   secrets: Record<BuiltInProvider, string[]>;
   /** Providers explicitly allowed to send unsigned requests when they have no secret. */
   allowUnsigned: BuiltInProvider[];

@@ -26,7 +26,7 @@ export type NewDelivery = Omit<MessageInitShape<typeof DeliverySchema>, "$typeNa
   receivedAt: Date;
   headers: IncomingHttpHeaders;
   rawBody?: Buffer;
-  /** Header names to redact beyond those the log always redacts (a custom route's signature header). */
+  /** Header names to redact beyond those the log always redacts (a custom webhook's signature header). */
   redact?: readonly string[];
 };
 

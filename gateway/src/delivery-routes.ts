@@ -3,7 +3,6 @@ import type { ErrorMapper } from "@hookmesh/kit";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import { DeliveryNotFoundError, InvalidDeliveryPageTokenError, type DeliveryLog } from "./delivery-log.js";
 import { RedeliveryRefusedError, type WebhookPipeline } from "./pipeline.js";
-import { GatewayStoreUnavailableError } from "./store-call.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 500;
@@ -29,6 +28,5 @@ export const mapDeliveryError: ErrorMapper = (err) => {
   if (err instanceof DeliveryNotFoundError) return new ConnectError(err.message, Code.NotFound);
   if (err instanceof InvalidDeliveryPageTokenError) return new ConnectError(err.message, Code.InvalidArgument);
   if (err instanceof RedeliveryRefusedError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof GatewayStoreUnavailableError) return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
   return undefined;
 };

@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import type { Logger } from "@hookmesh/kit";
+import { StoreUnavailableError, type Logger } from "@hookmesh/kit";
 import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -13,20 +13,19 @@ import { DeliveryNotFoundError, type DeliveryLog, type NewDelivery } from "./del
 import { WebhookRejection } from "./http-errors.js";
 import type { Outbox } from "./outbox.js";
 import type { RateLimiter } from "./rate-limit.js";
-import { GatewayStoreUnavailableError } from "./store-call.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
 
-/** A provider route as configured: its rules and the secrets its senders sign with. */
-export interface ResolvedRoute {
+/** A webhook endpoint as configured: its provider's rules and the secrets its senders sign with. */
+export interface ResolvedEndpoint {
   provider: WebhookProvider;
   secrets: readonly string[];
   /** Accept requests without verifying them; only when explicitly configured. */
   unsigned: boolean;
 }
 
-/** The route for `/webhooks/{route}`, or undefined when there is none. */
-export type RouteResolver = (route: string) => Promise<ResolvedRoute | undefined>;
+/** The endpoint `/webhooks/{name}`, or undefined when there is none. */
+export type EndpointResolver = (name: string) => Promise<ResolvedEndpoint | undefined>;
 
 export interface WebhookReply {
   status: number;
@@ -37,7 +36,7 @@ export interface WebhookReply {
 }
 
 export interface PipelineDeps {
-  resolve: RouteResolver;
+  resolve: EndpointResolver;
   tasks: Client<typeof TaskService>;
   dedup: DeliveryDedup;
   outbox: Outbox;
@@ -52,13 +51,13 @@ export interface PipelineDeps {
 /** A request the pipeline has read and verified, on its way to becoming a task. */
 interface Verified {
   route: string;
-  resolved: ResolvedRoute;
+  resolved: ResolvedEndpoint;
   webhook: IncomingWebhook;
   event: Event;
 }
 
 /**
- * What happens to every webhook: resolve the route, rate-limit the sender, check type and
+ * What happens to every webhook: resolve the endpoint, rate-limit the sender, check type and
  * size, read the raw body, verify the signature on those bytes, parse, drop duplicates, then
  * make the delivery durable: as a task when the tasks service answers in time, otherwise in
  * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
@@ -75,21 +74,21 @@ export class WebhookPipeline {
   async handle(route: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
     const receivedAt = this.now();
     let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
-    let resolved: ResolvedRoute | undefined;
+    let resolved: ResolvedEndpoint | undefined;
     try {
       // Before the lookup, so that a sender probing routes spends its own budget first.
       const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
       if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       resolved = await this.deps.resolve(route).catch((err: unknown) => {
-        if (!(err instanceof GatewayStoreUnavailableError)) throw err;
-        throw new WebhookRejection(503, "route lookup unavailable, retry later", "custom routes store unavailable", {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        throw new WebhookRejection(503, "endpoint lookup unavailable, retry later", "custom webhooks store unavailable", {
           "retry-after": String(this.deps.retryAfterSeconds),
         });
       });
       if (!resolved) throw new WebhookRejection(404, "not found");
       const { provider } = resolved;
       if (!resolved.unsigned && resolved.secrets.length === 0) {
-        throw new WebhookRejection(404, `${provider.name} webhooks are not configured`, "no secret is configured for this route");
+        throw new WebhookRejection(404, `${provider.name} webhooks are not configured`, "no secret is configured for this endpoint");
       }
       const contentType = mediaType(req.headers["content-type"]);
       if (!provider.contentTypes.includes(contentType)) {
@@ -113,7 +112,7 @@ export class WebhookPipeline {
       return await this.accept({ route, resolved, webhook, event }, signal, false);
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
-      // A request for a route that does not exist is no delivery of anyone's: it is logged as
+      // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
       await this.record({
@@ -204,7 +203,7 @@ export class WebhookPipeline {
       await this.deps.outbox.add(event, entry.id, dedupKey);
       return { status: 202, body: { queued: true, delivery: entry.id }, log: { ...facts, queued: true, reason: why, logId: entry.id } };
     } catch (err) {
-      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "delivery could not be made durable");
       if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
       throw new WebhookRejection(503, "delivery could not be made durable, retry later", `tasks: ${why}; outbox: unavailable`, {
@@ -221,7 +220,7 @@ export class WebhookPipeline {
     try {
       return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId);
     } catch (err) {
-      if (!(err instanceof GatewayStoreUnavailableError)) throw err;
+      if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "duplicate check unavailable, relying on the tasks service's");
       return undefined;
     }
@@ -261,7 +260,7 @@ export class WebhookPipeline {
 
 interface RecordFields {
   route: string;
-  resolved: ResolvedRoute | undefined;
+  resolved: ResolvedEndpoint | undefined;
   webhook: IncomingWebhook;
   status: DeliveryStatus;
   httpStatus: number;

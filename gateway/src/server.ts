@@ -1,16 +1,20 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { createMeshServer, HealthState, ServingStatus, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, HealthState, mapStoreError, ServingStatus, type ErrorMapper, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import type { GatewayCore } from "./compose.js";
+import type { CustomRouteStore } from "./custom/route-store.js";
 import { customRouteServiceRoutes, mapCustomRouteError } from "./custom/routes.js";
+import type { DeliveryLog } from "./delivery-log.js";
 import { deliveryServiceRoutes, mapDeliveryError } from "./delivery-routes.js";
-import { httpRoutes } from "./http-routes.js";
+import { httpEndpoints } from "./http-endpoints.js";
+import type { WebhookPipeline } from "./pipeline.js";
 
-export interface GatewayDeps {
-  core: Pick<GatewayCore, "pipeline" | "deliveries" | "customRoutes">;
+export interface ServerDeps {
+  pipeline: WebhookPipeline;
+  deliveries: DeliveryLog;
+  customWebhooks: CustomRouteStore;
   /** True when the gateway can make deliveries durable right now. */
   ready: (signal: AbortSignal) => Promise<boolean>;
   logger: Logger;
@@ -20,24 +24,27 @@ export interface GatewayDeps {
 export interface Gateway {
   /** The webhook edge (HTTP/1.1). */
   http: http.Server;
-  /** The gRPC port: delivery log, custom routes, health and reflection. */
+  /** The gRPC port: delivery log, custom webhooks, health and reflection. */
   grpc: MeshServer;
   listen(httpPort: number, grpcPort: number, host?: string): Promise<{ http: AddressInfo; grpc: AddressInfo }>;
   close(graceMs?: number): Promise<void>;
 }
 
-export function build(deps: GatewayDeps): Gateway {
-  const { pipeline, deliveries, customRoutes } = deps.core;
-  const handler = httpRoutes({ pipeline, ready: deps.ready, logger: deps.logger });
+/** Every domain error the gateway's RPCs can end in, as the wire error callers see. */
+export const mapGatewayError: ErrorMapper = (err) => mapDeliveryError(err) ?? mapCustomRouteError(err) ?? mapStoreError(err);
+
+export function build(deps: ServerDeps): Gateway {
+  const { pipeline, deliveries, customWebhooks } = deps;
+  const handler = httpEndpoints({ pipeline, ready: deps.ready, logger: deps.logger });
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => void handler(req, res));
   const grpc = createMeshServer({
     routes: (router: ConnectRouter) => {
       deliveryServiceRoutes(deliveries, pipeline)(router);
-      customRouteServiceRoutes(customRoutes)(router);
+      customRouteServiceRoutes(customWebhooks)(router);
     },
     health: new HealthState([DeliveryService.typeName, CustomRouteService.typeName]),
     logger: deps.logger,
-    mapError: (err) => mapDeliveryError(err) ?? mapCustomRouteError(err),
+    mapError: mapGatewayError,
     tls: deps.tls,
   });
   return {

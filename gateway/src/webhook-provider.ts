@@ -41,13 +41,54 @@ export interface WebhookProvider {
   readonly submitTimeoutMs: number;
   /**
    * Headers carrying a signature whose names the delivery log would not recognize as such
-   * (a custom route's own header), so that it redacts them too.
+   * (a custom webhook's own header), so that it redacts them too.
    */
   readonly signatureHeaders?: readonly string[];
   /** Throws a 401 WebhookRejection unless one of `secrets` signed the request. */
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
   /** Throws a 400 WebhookRejection for content it cannot read. */
   parse(webhook: IncomingWebhook): ProviderVerdict;
+}
+
+export const JSON_TYPE = "application/json";
+export const FORM_TYPE = "application/x-www-form-urlencoded";
+
+/**
+ * What every built-in provider states the same way: its endpoint name, enum value, content
+ * types, answer deadline and body cap (the last configurable). Each subclass says why its
+ * numbers are what they are, and adds its signing and parsing rules.
+ */
+export abstract class BuiltInWebhookProvider implements WebhookProvider {
+  constructor(
+    readonly name: string,
+    readonly provider: Provider,
+    readonly contentTypes: readonly string[],
+    readonly submitTimeoutMs: number,
+    readonly maxBodyBytes: number,
+  ) {}
+
+  abstract verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
+  abstract parse(webhook: IncomingWebhook): ProviderVerdict;
+}
+
+/** How a provider signs: the header (as its docs spell it), and what the configured secrets are called there. */
+export interface SignatureHeader {
+  header: string;
+  secrets: string;
+}
+
+/** The signature header's value; a 401 naming the header when it is missing. */
+export function signatureOf(webhook: IncomingWebhook, signature: SignatureHeader): string {
+  const value = header(webhook.headers, signature.header.toLowerCase());
+  if (!value) throw new WebhookRejection(401, "signature required", `missing ${signature.header}`);
+  return value;
+}
+
+/** A 401 naming the header, unless one of the configured secrets made `givenHex` over `content`. */
+export function requireHmac(content: Buffer, givenHex: string, secrets: readonly string[], signature: SignatureHeader): void {
+  if (!hmacMatches("sha256", content, givenHex, secrets)) {
+    throw new WebhookRejection(401, "signature mismatch", `${signature.header} does not match any configured ${signature.secrets}`);
+  }
 }
 
 /** A header's single value, or undefined when absent, empty or repeated. */

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
-import { serverCallInterceptor } from "@hookmesh/kit";
+import { serverCallInterceptor, StoreUnavailableError } from "@hookmesh/kit";
 import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import {
@@ -13,9 +13,9 @@ import {
 } from "../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "../src/custom/errors.js";
-import { GatewayStoreUnavailableError } from "../src/store-call.js";
 import { CustomRouteStore } from "../src/custom/route-store.js";
-import { customRouteServiceRoutes, mapCustomRouteError } from "../src/custom/routes.js";
+import { customRouteServiceRoutes } from "../src/custom/routes.js";
+import { mapGatewayError } from "../src/server.js";
 import { InvalidCustomRouteError } from "../src/custom/validate.js";
 
 /** The plain-object form of a CustomRoute, which spreads field by field. */
@@ -155,7 +155,7 @@ describe("CustomRouteStore", () => {
   it("turns a lost Redis connection into an unavailable error", async () => {
     const closed = new CustomRouteStore(await closedRedis(), { keyPrefix: db.prefix });
     for (const call of [() => closed.list(), () => closed.get("acme"), () => closed.upsert(route()), () => closed.delete("acme")]) {
-      await expect(call()).rejects.toBeInstanceOf(GatewayStoreUnavailableError);
+      await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
     }
   });
 
@@ -245,7 +245,7 @@ describe("CustomRouteService", () => {
   function clientOver(redis: Redis): Client<typeof CustomRouteService> {
     const store = new CustomRouteStore(redis, { keyPrefix: db.prefix, now: () => NOW });
     const transport = createRouterTransport(customRouteServiceRoutes(store), {
-      router: { interceptors: [serverCallInterceptor(log.logger, mapCustomRouteError)] },
+      router: { interceptors: [serverCallInterceptor(log.logger, mapGatewayError)] },
     });
     return createClient(CustomRouteService, transport);
   }
@@ -329,7 +329,7 @@ describe("CustomRouteService", () => {
   });
 
   it("maps an upsert that kept losing a race to ABORTED", () => {
-    const err = mapCustomRouteError(new CustomRouteConflictError("acme"));
+    const err = mapGatewayError(new CustomRouteConflictError("acme"));
     expect(err?.code).toBe(Code.Aborted);
     expect(err?.rawMessage).toBe("custom route acme was changed concurrently; retry");
   });

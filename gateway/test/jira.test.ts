@@ -1,14 +1,12 @@
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
-import { defaultRoutes } from "../../services/tasks/src/routing/defaults.js";
-import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { JIRA_MAX_BODY_BYTES, JiraProvider } from "../src/jira/provider.js";
 import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { eventOf, fixture, incoming, rejectionOf, signJira } from "./signing.js";
+import { signJira } from "@hookmesh/kit/testing";
+import { fixture } from "../src/testing.js";
+import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "jira-webhook-secret-5d0c1e";
 const OLD_SECRET = "jira-old-secret-77a1";
@@ -240,26 +238,6 @@ describe("JiraProvider.parse", () => {
   ])("refuses a body with %s with 400", (_name, body, message) => {
     const rejection = rejectionOf(() => jira.parse(signed(body)));
     expect([rejection.status, rejection.message]).toEqual([400, message]);
-  });
-});
-
-describe("JiraProvider with the tasks service's routing", () => {
-  const options = { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] };
-
-  it("matches a mentioning comment to the default Jira rule", () => {
-    const event = eventOf(jira.parse(signed(fixture("jira-comment-created.json"))), jira);
-    expect(matchRoute(defaultRoutes(), event, options)).toMatchObject({ matched: true, route: { id: "jira-mention" } });
-  });
-
-  it("matches the label added to a label rule scoped to the issue's project", () => {
-    const route = create(RouteSchema, {
-      id: "jira-label",
-      provider: Provider.JIRA,
-      subjectGlob: "PROJ",
-      trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
-    });
-    const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))), jira);
-    expect(matchRoute([route], event, options)).toMatchObject({ matched: true, route: { id: "jira-label" } });
   });
 });
 

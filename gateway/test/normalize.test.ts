@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Provider, type Event, type GitHubSubject } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { normalizeGitHub } from "../src/github/normalize.js";
-import { EXAMPLE_RECEIVED, EXAMPLE_TRACEPARENT, exampleOf, examplesOf, githubDelivery, type Payload } from "./examples.js";
+import { exampleOf, examplesOf, type Payload } from "../src/testing.js";
+import { EXAMPLE_RECEIVED, EXAMPLE_TRACEPARENT, githubDelivery } from "./examples.js";
 
 
 

@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
-import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SENTRY_MAX_BODY_BYTES, SentryProvider } from "../src/sentry/provider.js";
 import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { eventOf, fixture, incoming, rejectionOf, signSentry } from "./signing.js";
+import { signSentry } from "@hookmesh/kit/testing";
+import { fixture } from "../src/testing.js";
+import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "b7f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1";
 const OLD_SECRET = "0ld0c1e5ec7e7";
@@ -204,22 +203,6 @@ describe("SentryProvider.parse", () => {
   ])("refuses a body with %s with 400", (_name, body, message) => {
     const rejection = rejectionOf(() => sentry.parse(signed(body, "issue")));
     expect([rejection.status, rejection.message]).toEqual([400, message]);
-  });
-});
-
-describe("SentryProvider with the tasks service's routing", () => {
-  it("matches an issue created to an issue-created rule for its organization and project", () => {
-    const route = create(RouteSchema, {
-      id: "sentry-new-issue",
-      provider: Provider.SENTRY,
-      subjectGlob: "acme/front-*",
-      trigger: { kind: { case: "issueCreated", value: {} } },
-    });
-    const event = eventOf(sentry.parse(signed(fixture("sentry-issue-created.json"), "issue")), sentry);
-    expect(matchRoute([route], event, { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] })).toMatchObject({
-      matched: true,
-      route: { id: "sentry-new-issue" },
-    });
   });
 });
 

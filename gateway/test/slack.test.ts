@@ -1,14 +1,12 @@
 import { createHash } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
-import { defaultRoutes } from "../../services/tasks/src/routing/defaults.js";
-import { matchRoute } from "../../services/tasks/src/routing/match.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SLACK_MAX_BODY_BYTES, SlackProvider } from "../src/slack/provider.js";
 import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { eventOf, fixture, incoming, rejectionOf, signSlack } from "./signing.js";
+import { signSlack } from "@hookmesh/kit/testing";
+import { fixture } from "../src/testing.js";
+import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
 const OLD_SECRET = "0ld-slack-signing-secret-1f2e3d";
@@ -396,28 +394,6 @@ describe("SlackProvider.parse: interactivity", () => {
   ])("refuses a payload with %s with 400", (_name, formBody, message) => {
     const rejection = rejectionOf(() => slack.parse(signed(formBody, FORM_TYPE)));
     expect([rejection.status, rejection.message]).toEqual([400, message]);
-  });
-});
-
-describe("SlackProvider with the tasks service's routing", () => {
-  const options = { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] };
-
-  it("matches an app_mention and a mentioning thread reply to the default Slack rule", () => {
-    for (const name of ["slack-app-mention.json", "slack-message-thread.json"]) {
-      const result = matchRoute(defaultRoutes(), eventOf(slack.parse(signed(fixture(name))), slack), options);
-      expect(result).toMatchObject({ matched: true, route: { id: "slack-mention" } });
-    }
-  });
-
-  it("matches a slash command to a slash-command rule for its command, in its channel", () => {
-    const route = create(RouteSchema, {
-      id: "slack-command",
-      provider: Provider.SLACK,
-      subjectGlob: "C2147483705",
-      trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } },
-    });
-    const event = eventOf(slack.parse(signed(form(slashCommandFields()), FORM_TYPE)), slack);
-    expect(matchRoute([route], event, options)).toMatchObject({ matched: true, route: { id: "slack-command" } });
   });
 });
 

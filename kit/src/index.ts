@@ -8,5 +8,6 @@ export * from "./logger.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./serve.js";
+export * from "./store.js";
 export * from "./upstream/index.js";
 export * from "./redis-acl.js";

@@ -1,4 +1,4 @@
-/** A custom route that does not exist. */
+/** A custom webhook that does not exist. */
 export class CustomRouteNotFoundError extends Error {
   override name = "CustomRouteNotFoundError";
   constructor(readonly routeName: string) {

@@ -27,7 +27,7 @@ return 1
 const MAX_UPSERT_ATTEMPTS = 10;
 
 /**
- * Custom webhook routes in Redis: one hash, `custom-routes`, from route name to the route as
+ * Custom webhooks in Redis (proto: CustomRoute): one hash, `custom-routes`, from route name to the route as
  * protobuf binary, secret included. Only `get` returns the secret (for verifying requests);
  * everything the API returns has it stripped (`secret` empty, `has_secret` true).
  */

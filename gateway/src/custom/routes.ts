@@ -1,7 +1,6 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { ErrorMapper } from "@hookmesh/kit";
 import { CustomRouteService } from "../../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
-import { GatewayStoreUnavailableError } from "../store-call.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "./errors.js";
 import type { CustomRouteStore } from "./route-store.js";
 import { InvalidCustomRouteError } from "./validate.js";
@@ -29,8 +28,5 @@ export const mapCustomRouteError: ErrorMapper = (err) => {
   if (err instanceof InvalidCustomRouteError) return new ConnectError(err.message, Code.InvalidArgument);
   if (err instanceof CustomRouteNotFoundError) return new ConnectError(err.message, Code.NotFound);
   if (err instanceof CustomRouteConflictError) return new ConnectError(err.message, Code.Aborted);
-  if (err instanceof GatewayStoreUnavailableError) {
-    return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
-  }
   return undefined;
 };

@@ -8,7 +8,7 @@ import {
 } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 
 /**
- * A custom route that cannot be stored; `field` names the offending field in proto terms,
+ * A custom webhook that cannot be stored; `field` names the offending field in proto terms,
  * e.g. `route.signature_header`. The message never contains the secret.
  */
 export class InvalidCustomRouteError extends Error {

@@ -1,9 +1,20 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
-import { bodyDigestId, header, hmacMatches, parseJsonObject, str, type IncomingWebhook, type ProviderVerdict, type WebhookProvider } from "../webhook-provider.js";
+import {
+  bodyDigestId,
+  BuiltInWebhookProvider,
+  header,
+  JSON_TYPE,
+  parseJsonObject,
+  requireHmac,
+  signatureOf,
+  str,
+  type IncomingWebhook,
+  type ProviderVerdict,
+} from "../webhook-provider.js";
 import { normalizeJira } from "./normalize.js";
 
-const JSON_TYPE = "application/json";
+const SIGNATURE = { header: "X-Hub-Signature", secrets: "secret" };
 
 /**
  * A Jira body carries the whole issue: every field, custom fields included, and on updates
@@ -18,18 +29,14 @@ export const JIRA_MAX_BODY_BYTES = 10 * 1024 * 1024;
  * across Jira's retries (for up to ~30 minutes, after 408/409/425/429/5xx or a timeout), which
  * makes it the identity; no timestamp is signed, so the duplicate check is the replay guard.
  */
-export class JiraProvider implements WebhookProvider {
-  readonly name = "jira";
-  readonly provider = Provider.JIRA;
-  readonly contentTypes = [JSON_TYPE];
-  /** Jira retries a slow answer as a failure; well before that, the outbox takes over. */
-  readonly submitTimeoutMs = 5_000;
-
-  constructor(readonly maxBodyBytes = JIRA_MAX_BODY_BYTES) {}
+export class JiraProvider extends BuiltInWebhookProvider {
+  constructor(maxBodyBytes = JIRA_MAX_BODY_BYTES) {
+    // Jira retries a slow answer as a failure: after 5 s the outbox takes over, well before that.
+    super("jira", Provider.JIRA, [JSON_TYPE], 5_000, maxBodyBytes);
+  }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = header(webhook.headers, "x-hub-signature");
-    if (!signature) throw new WebhookRejection(401, "signature required", "missing X-Hub-Signature");
+    const signature = signatureOf(webhook, SIGNATURE);
     const separator = signature.indexOf("=");
     if (separator <= 0) throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature is not method=signature");
     const method = signature.slice(0, separator);
@@ -40,9 +47,7 @@ export class JiraProvider implements WebhookProvider {
         `X-Hub-Signature method ${JSON.stringify(method.slice(0, 32))} is not supported (only sha256)`,
       );
     }
-    if (!hmacMatches("sha256", webhook.rawBody, signature.slice(separator + 1), secrets)) {
-      throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature does not match any configured secret");
-    }
+    requireHmac(webhook.rawBody, signature.slice(separator + 1), secrets, SIGNATURE);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {

@@ -1,9 +1,19 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
-import { bodyDigestId, header, hmacMatches, parseJsonObject, type IncomingWebhook, type ProviderVerdict, type WebhookProvider } from "../webhook-provider.js";
+import {
+  bodyDigestId,
+  BuiltInWebhookProvider,
+  header,
+  JSON_TYPE,
+  parseJsonObject,
+  requireHmac,
+  signatureOf,
+  type IncomingWebhook,
+  type ProviderVerdict,
+} from "../webhook-provider.js";
 import { normalizeSentry } from "./normalize.js";
 
-const JSON_TYPE = "application/json";
+const SIGNATURE = { header: "Sentry-Hook-Signature", secrets: "client secret" };
 
 /**
  * `event_alert` and `error` webhooks carry a whole serialized event. Sentry accepts events of
@@ -18,21 +28,14 @@ export const SENTRY_MAX_BODY_BYTES = 4 * 1024 * 1024;
  * of what is signed, so it proves nothing about freshness; the duplicate check on `Request-ID`
  * is the replay guard.
  */
-export class SentryProvider implements WebhookProvider {
-  readonly name = "sentry";
-  readonly provider = Provider.SENTRY;
-  readonly contentTypes = [JSON_TYPE];
-  /** Sentry waits 1 s for an answer; half of it is the most the tasks service gets. */
-  readonly submitTimeoutMs = 500;
-
-  constructor(readonly maxBodyBytes = SENTRY_MAX_BODY_BYTES) {}
+export class SentryProvider extends BuiltInWebhookProvider {
+  constructor(maxBodyBytes = SENTRY_MAX_BODY_BYTES) {
+    // Sentry waits 1 s for an answer; half of it is the most the tasks service gets.
+    super("sentry", Provider.SENTRY, [JSON_TYPE], 500, maxBodyBytes);
+  }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = header(webhook.headers, "sentry-hook-signature");
-    if (!signature) throw new WebhookRejection(401, "signature required", "missing Sentry-Hook-Signature");
-    if (!hmacMatches("sha256", webhook.rawBody, signature, secrets)) {
-      throw new WebhookRejection(401, "signature mismatch", "Sentry-Hook-Signature does not match any configured client secret");
-    }
+    requireHmac(webhook.rawBody, signatureOf(webhook, SIGNATURE), secrets, SIGNATURE);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {

@@ -1,10 +1,24 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
-import { bodyDigestId, header, hmacMatches, int, obj, parseJsonObject, str, type IncomingWebhook, type JsonObject, type ProviderVerdict, type WebhookProvider } from "../webhook-provider.js";
+import {
+  bodyDigestId,
+  BuiltInWebhookProvider,
+  FORM_TYPE,
+  header,
+  int,
+  JSON_TYPE,
+  obj,
+  parseJsonObject,
+  requireHmac,
+  signatureOf,
+  str,
+  type IncomingWebhook,
+  type JsonObject,
+  type ProviderVerdict,
+} from "../webhook-provider.js";
 import { normalizeSlackEvent, normalizeSlackInteraction, normalizeSlashCommand } from "./normalize.js";
 
-const JSON_TYPE = "application/json";
-const FORM_TYPE = "application/x-www-form-urlencoded";
+const SIGNATURE = { header: "X-Slack-Signature", secrets: "signing secret" };
 const VERSION_PREFIX = "v0=";
 
 /**
@@ -24,19 +38,15 @@ export const SLACK_MAX_CLOCK_SKEW_SECONDS = 5 * 60;
  * Retries (`X-Slack-Retry-Num`) need nothing here: a retried event carries the same `event_id`,
  * so the pipeline's duplicate check answers it without running it again.
  */
-export class SlackProvider implements WebhookProvider {
-  readonly name = "slack";
-  readonly provider = Provider.SLACK;
-  readonly contentTypes = [JSON_TYPE, FORM_TYPE];
-  /** Slack gives up after 3 s; what is not submitted by then goes to the outbox. */
-  readonly submitTimeoutMs = 2_000;
-
-  constructor(readonly maxBodyBytes = SLACK_MAX_BODY_BYTES) {}
+export class SlackProvider extends BuiltInWebhookProvider {
+  constructor(maxBodyBytes = SLACK_MAX_BODY_BYTES) {
+    // Slack gives up after 3 s; what is not submitted after 2 goes to the outbox.
+    super("slack", Provider.SLACK, [JSON_TYPE, FORM_TYPE], 2_000, maxBodyBytes);
+  }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = header(webhook.headers, "x-slack-signature");
+    const signature = signatureOf(webhook, SIGNATURE);
     const timestamp = header(webhook.headers, "x-slack-request-timestamp");
-    if (!signature) throw new WebhookRejection(401, "signature required", "missing X-Slack-Signature");
     if (!timestamp) throw new WebhookRejection(401, "signature required", "missing X-Slack-Request-Timestamp");
     if (!/^\d{1,12}$/.test(timestamp)) {
       throw new WebhookRejection(401, "invalid timestamp", "X-Slack-Request-Timestamp is not a number of seconds");
@@ -53,9 +63,7 @@ export class SlackProvider implements WebhookProvider {
       throw new WebhookRejection(401, "signature mismatch", "X-Slack-Signature is not a v0= signature");
     }
     const signed = Buffer.concat([Buffer.from(`v0:${timestamp}:`), webhook.rawBody]);
-    if (!hmacMatches("sha256", signed, signature.slice(VERSION_PREFIX.length), secrets)) {
-      throw new WebhookRejection(401, "signature mismatch", "X-Slack-Signature does not match any configured signing secret");
-    }
+    requireHmac(signed, signature.slice(VERSION_PREFIX.length), secrets, SIGNATURE);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {

@@ -2,7 +2,7 @@ import { createMeshServer, type HealthState, type Logger, type MeshServer, type 
 import type { WorkerPool } from "./pool.js";
 import { routes } from "./routes.js";
 
-export interface AgentDeps {
+export interface ServerDeps {
   pool: WorkerPool;
   /** SERVING while the pool leases work, NOT_SERVING once it drains. */
   health: HealthState;
@@ -12,7 +12,7 @@ export interface AgentDeps {
   tls?: TlsOptions;
 }
 
-export function build(deps: AgentDeps): MeshServer {
+export function build(deps: ServerDeps): MeshServer {
   return createMeshServer({
     routes: routes(deps.pool, deps.drainGraceMs),
     health: deps.health,

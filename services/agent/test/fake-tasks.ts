@@ -56,7 +56,7 @@ export class FakeTasks {
     return this.reports.filter((r) => r.taskId === taskId).flatMap((r) => r.events);
   }
 
-  private routes(router: ConnectRouter): void {
+  routes(router: ConnectRouter): void {
     router.service(WorkerService, {
       leaseTasks: async (req, ctx) => {
         this.leaseRequests.push({ maxTasks: req.maxTasks, held: this.held.size, time: Date.now() });

@@ -1,3 +1,4 @@
+import { expect, vi } from "vitest";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -62,10 +63,7 @@ export function groupMembers(pgid: number): number[] {
   return members;
 }
 
+/** Resolves once `check` holds; fails after `timeoutMs`. */
 export async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await vi.waitFor(() => expect(check()).toBe(true), { timeout: timeoutMs, interval: 20 });
 }

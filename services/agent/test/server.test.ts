@@ -3,54 +3,56 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { HealthState, ServingStatus, type MeshServer } from "@hookmesh/kit";
-import { memoryLogger } from "@hookmesh/kit/testing";
+import { ServingStatus } from "@hookmesh/kit";
+import { memoryLogger, routerClientFactory } from "@hookmesh/kit/testing";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { RunOutcome } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { WorkerPool } from "../src/pool.js";
-import { createRunners } from "../src/runners/index.js";
-import { build } from "../src/server.js";
+import { composeAgent, type ComposedAgent } from "../src/compose.js";
+import { loadConfig } from "../src/config.js";
 import { FakeTasks } from "./fake-tasks.js";
-import { scratchDir, settings, waitFor } from "./helpers.js";
+import { scratchDir, waitFor } from "./helpers.js";
 
 describe("agent server", () => {
   let tasks: FakeTasks;
   let workdirRoot: string;
-  let pool: WorkerPool;
-  let server: MeshServer;
+  let agent: ComposedAgent;
   let baseUrl: string;
 
   beforeEach(async () => {
     tasks = new FakeTasks();
     workdirRoot = await scratchDir("server");
-    const { logger } = memoryLogger("agent-server-test");
-    const health = new HealthState([AgentService.typeName]);
-    pool = new WorkerPool({
-      worker: tasks.client,
-      runners: createRunners(settings({ agentCommand: 'eval "$HOOKMESH_PROMPT"', killGraceMs: 300 })),
-      config: { workerId: "worker-7", concurrency: 3, defaultRunner: "command", maxRunTimeMs: 60_000, workdirRoot, workerEnv: { PATH: process.env.PATH }, leaseWaitMs: 200 },
-      logger,
-      onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
+    const config = loadConfig({
+      AGENT_ID: "worker-7",
+      AGENT_CONCURRENCY: "3",
+      AGENT_RUNNER: "command",
+      AGENT_COMMAND: 'eval "$HOOKMESH_PROMPT"',
+      AGENT_KILL_GRACE_MS: "300",
+      AGENT_MAX_RUN_TIME_MS: "60000",
+      AGENT_WORKDIR: workdirRoot,
+      SHUTDOWN_GRACE_MS: "300",
     });
-    server = build({ pool, health, drainGraceMs: 300, logger });
-    const { port } = await server.listen(0, "127.0.0.1");
+    // The one injected difference: the tasks service is a WorkerService fake, in memory.
+    agent = composeAgent(config, {
+      logger: memoryLogger("agent-server-test").logger,
+      env: { PATH: process.env.PATH },
+      clients: routerClientFactory((router) => tasks.routes(router)),
+    });
+    const { port } = await agent.server.listen(0, "127.0.0.1");
     baseUrl = `http://127.0.0.1:${port}`;
-    pool.start();
-    health.setAll(ServingStatus.SERVING);
+    agent.start();
   });
 
   afterEach(async () => {
-    await pool.drain(0);
-    await server.close(0);
+    await agent.close();
     await rm(workdirRoot, { recursive: true, force: true });
   });
 
   it("lists the runs in progress over gRPC", async () => {
     tasks.add("t1", `echo '{"hookmesh": 1, "cost_usd": 0.5}'; sleep 30`);
-    const agent = createClient(AgentService, createGrpcTransport({ baseUrl }));
-    await waitFor(() => pool.status().runs[0]?.costUsd === 0.5);
-    const res = await agent.listRuns({});
+    const client = createClient(AgentService, createGrpcTransport({ baseUrl }));
+    await waitFor(() => agent.pool.status().runs[0]?.costUsd === 0.5);
+    const res = await client.listRuns({});
     expect(res).toMatchObject({ workerId: "worker-7", concurrency: 3, draining: false });
     expect(res.runs).toHaveLength(1);
     expect(res.runs[0]).toMatchObject({ taskId: "t1", attempt: 1, runner: "command", costUsd: 0.5 });
@@ -61,18 +63,18 @@ describe("agent server", () => {
   it("drains on Drain: health goes NOT_SERVING at once, the run is failed as retryable after the grace", async () => {
     tasks.add("t1", "sleep 30");
     const transport = createGrpcTransport({ baseUrl });
-    const agent = createClient(AgentService, transport);
+    const client = createClient(AgentService, transport);
     const health = createClient(Health, transport);
     expect((await health.check({ service: "" })).status).toBe(ServingStatus.SERVING);
-    await waitFor(() => pool.status().runs.length === 1);
+    await waitFor(() => agent.pool.status().runs.length === 1);
 
-    expect(await agent.drain({})).toMatchObject({ runsInProgress: 1 });
+    expect(await client.drain({})).toMatchObject({ runsInProgress: 1 });
     expect((await health.check({ service: AgentService.typeName })).status).toBe(ServingStatus.NOT_SERVING);
-    expect((await agent.listRuns({})).draining).toBe(true);
-    expect(await agent.drain({})).toMatchObject({ runsInProgress: 1 });
+    expect((await client.listRuns({})).draining).toBe(true);
+    expect(await client.drain({})).toMatchObject({ runsInProgress: 1 });
 
     await waitFor(() => tasks.ended() === 1);
     expect(tasks.failed[0]).toMatchObject({ result: { outcome: RunOutcome.WORKER_SHUTDOWN }, retryable: true });
-    expect((await agent.listRuns({})).runs).toEqual([]);
+    expect((await client.listRuns({})).runs).toEqual([]);
   });
 });

@@ -1,34 +1,33 @@
-import { Redis } from "ioredis";
-import type { Logger } from "@hookmesh/kit";
+import { readFile } from "node:fs/promises";
+import type { Redis } from "ioredis";
+import { ConfigError, connectRedis, HealthState, ServingStatus, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
+import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
-import { RouteStore } from "./routing/route-store.js";
+import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { Router } from "./routing/router.js";
+import { build } from "./server.js";
 import { SubjectLocks } from "./subject-locks.js";
 import { TaskStore } from "./task-store.js";
 import { Timeline } from "./timeline.js";
 import { WorkQueue } from "./work-queue.js";
-import type { TasksConfig } from "./config.js";
 
-export type TasksSettings = Pick<
-  TasksConfig,
-  | "redisKeyPrefix"
-  | "maxAttempts"
-  | "leaseMs"
-  | "retryBaseMs"
-  | "retryMaxMs"
-  | "mention"
-  | "botLogins"
-  | "timelineMaxEvents"
-  | "eventTextBytes"
->;
+export interface TasksDeps {
+  logger: Logger;
+  env: Env;
+}
 
-/** The tasks service's domain objects over one Redis connection, as main and the tests use them. */
-export interface TasksCore {
+/** The tasks service, built and connected, not yet listening. */
+export interface ComposedTasks {
+  server: MeshServer;
   engine: TaskEngine;
   store: TaskStore;
-  routes: RouteStore;
-  /** Starts the lease-expiry checks and re-queues tasks a crash left without a queue entry. */
-  start(): Promise<void>;
+  routingRules: RoutingRuleStore;
+  /** The store's connection; serving follows it. */
+  redis: Redis;
+  /** Stops serving (in-flight calls get the configured grace), then the queue and the store. */
   close(): Promise<void>;
 }
 
@@ -37,41 +36,77 @@ const LEASE_POLL_MS = 250;
 /** How long a task waits before another look when its subject is busy. */
 const SUBJECT_BUSY_DELAY_MS = 1_000;
 
-export function composeTasks(redis: Redis, settings: TasksSettings, logger: Logger): TasksCore {
-  const keyPrefix = settings.redisKeyPrefix;
+/**
+ * Connects the store (serving follows the connection: without it no task can be made
+ * durable), seeds the routing rules (the defaults once, then TASKS_ROUTES_FILE), starts the
+ * queue's lease-expiry checks, re-queues what a crash left without a queue entry, and builds
+ * the server.
+ */
+export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
+  const { logger } = deps;
+  const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
+  const redis = await connectRedis({
+    url: config.redisUrl,
+    variable: "REDIS_URL",
+    logger,
+    onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  });
+  const keyPrefix = config.redisKeyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
-  const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: settings.leaseMs }, logger);
+  const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
   const store = new TaskStore(redis, { keyPrefix });
-  const routes = new RouteStore(redis, { keyPrefix });
+  const routingRules = new RoutingRuleStore(redis, { keyPrefix });
   const engine = new TaskEngine(
     store,
-    new Timeline(redis, { keyPrefix, maxTextBytes: settings.eventTextBytes, maxEvents: settings.timelineMaxEvents }),
+    new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
     queue,
-    new SubjectLocks(redis, { keyPrefix, leaseMs: settings.leaseMs }),
-    new Router(routes, { mention: settings.mention, botLogins: settings.botLogins }),
+    new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
+    new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }),
     {
-      leaseMs: settings.leaseMs,
-      defaultMaxAttempts: settings.maxAttempts,
-      retryBaseMs: settings.retryBaseMs,
-      retryMaxMs: settings.retryMaxMs,
+      leaseMs: config.leaseMs,
+      defaultMaxAttempts: config.maxAttempts,
+      retryBaseMs: config.retryBaseMs,
+      retryMaxMs: config.retryMaxMs,
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
       pollMs: LEASE_POLL_MS,
     },
     logger,
   );
+  const closeStore = async () => {
+    await queue.close();
+    queueConnection.disconnect();
+    redis.disconnect();
+  };
+  try {
+    await routingRules.seedDefaults();
+    if (config.routesFile) await seedRoutingRulesFile(routingRules, config.routesFile, logger);
+    await queue.start();
+    await engine.reconcile();
+  } catch (err) {
+    await closeStore();
+    throw err;
+  }
+  const server = build({ engine, store, routingRules, leaseMs: config.leaseMs, health, logger, tls: config.tls });
   return {
+    server,
     engine,
     store,
-    routes,
-    async start() {
-      await routes.seedDefaults();
-      await queue.start();
-      await engine.reconcile();
-    },
+    routingRules,
+    redis,
     async close() {
-      await queue.close();
-      queueConnection.disconnect();
+      await server.close(config.shutdownGraceMs);
+      await closeStore();
     },
   };
+}
+
+/** Stores the file's routing rules over those of the same ids; a bad file names TASKS_ROUTES_FILE. */
+async function seedRoutingRulesFile(routingRules: RoutingRuleStore, file: string, logger: Logger): Promise<void> {
+  const seeded = await readFile(file, "utf8")
+    .then((text) => routingRules.seedFromYaml(text))
+    .catch((err: Error) => {
+      throw new ConfigError("TASKS_ROUTES_FILE", `${file}: ${err.message}`);
+    });
+  logger.info({ routingRules: seeded.map((rule) => rule.id) }, "routing rules seeded from file");
 }

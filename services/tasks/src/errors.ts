@@ -1,4 +1,4 @@
-import { ReplyError } from "ioredis";
+import { storeCaller } from "@hookmesh/kit";
 
 /** The submitted event lacks something the task needs; `field` names it. */
 export class InvalidEventError extends Error {
@@ -26,14 +26,6 @@ export class InvalidPageTokenError extends Error {
   }
 }
 
-/** The store could not be reached; the operation may be retried. */
-export class StoreUnavailableError extends Error {
-  override name = "StoreUnavailableError";
-  constructor(cause: unknown) {
-    super("task store unavailable", { cause });
-  }
-}
-
 /** The caller's lease on a task is gone: it expired and the task went elsewhere, or the task ended. */
 export class LeaseLostError extends Error {
   override name = "LeaseLostError";
@@ -47,15 +39,8 @@ export class TaskStateError extends Error {
   override name = "TaskStateError";
 }
 
-/**
- * Runs a Redis call, turning connection failures into StoreUnavailableError. A reply error
- * is Redis refusing a command, a bug rather than an outage, so it stays as it is.
- */
-export async function storeCall<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation();
-  } catch (err) {
-    if (err instanceof ReplyError) throw err;
-    throw new StoreUnavailableError(err);
-  }
-}
+/** The name the task store's outages carry (kit's StoreUnavailableError). */
+export const TASK_STORE = "task store";
+
+/** Runs the task store's Redis calls: outages become StoreUnavailableError, reply errors are scrubbed. */
+export const storeCall = storeCaller(TASK_STORE);

@@ -7,7 +7,6 @@ import {
   InvalidEventError,
   InvalidPageTokenError,
   LeaseLostError,
-  StoreUnavailableError,
   TaskNotFoundError,
   TaskStateError,
 } from "./errors.js";
@@ -53,8 +52,5 @@ export const mapTaskError: ErrorMapper = (err) => {
   }
   if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
   if (err instanceof LeaseLostError || err instanceof TaskStateError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof StoreUnavailableError) {
-    return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
-  }
   return undefined;
 };

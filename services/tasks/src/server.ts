@@ -1,12 +1,16 @@
-import { createMeshServer, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, mapStoreError, type ErrorMapper, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { mapRouteError, routeServiceRoutes } from "./route-routes.js";
+import type { TaskEngine } from "./engine.js";
+import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
+import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { mapTaskError, taskServiceRoutes } from "./routes.js";
-import type { TasksCore } from "./compose.js";
+import type { TaskStore } from "./task-store.js";
 import { workerServiceRoutes } from "./worker-routes.js";
 
-export interface TasksDeps {
-  core: Pick<TasksCore, "engine" | "store" | "routes">;
+export interface ServerDeps {
+  engine: TaskEngine;
+  store: TaskStore;
+  routingRules: RoutingRuleStore;
   leaseMs: number;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
@@ -17,17 +21,20 @@ export interface TasksDeps {
 /** Events carry raw webhook bodies, which GitHub allows up to 25 MB. */
 const READ_MAX_BYTES = 32 * 1024 * 1024;
 
-export function build(deps: TasksDeps): MeshServer {
-  const { engine, store, routes } = deps.core;
+/** Every domain error the tasks service's RPCs can end in, as the wire error callers see. */
+export const mapTasksError: ErrorMapper = (err) => mapTaskError(err) ?? mapRoutingRuleError(err) ?? mapStoreError(err);
+
+export function build(deps: ServerDeps): MeshServer {
+  const { engine, store, routingRules } = deps;
   return createMeshServer({
     routes: (router: ConnectRouter) => {
       taskServiceRoutes(engine, store)(router);
       workerServiceRoutes(engine, deps.leaseMs)(router);
-      routeServiceRoutes(routes)(router);
+      routeServiceRoutes(routingRules)(router);
     },
     health: deps.health,
     logger: deps.logger,
-    mapError: (err) => mapTaskError(err) ?? mapRouteError(err),
+    mapError: mapTasksError,
     readMaxBytes: READ_MAX_BYTES,
     tls: deps.tls,
   });

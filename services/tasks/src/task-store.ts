@@ -2,7 +2,8 @@ import type { Redis } from "ioredis";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { InvalidPageTokenError, StoreUnavailableError, TaskNotFoundError, storeCall } from "./errors.js";
+import { StoreUnavailableError } from "@hookmesh/kit";
+import { InvalidPageTokenError, TaskNotFoundError, storeCall, TASK_STORE } from "./errors.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
@@ -135,7 +136,7 @@ export class TaskStore {
       );
       if (swapped === 1) return task;
     }
-    throw new StoreUnavailableError(new Error(`task ${id} changed ${MAX_UPDATE_TRIES} times while being updated`));
+    throw new StoreUnavailableError(TASK_STORE, new Error(`task ${id} changed ${MAX_UPDATE_TRIES} times while being updated`));
   }
 
   /** A page of tasks, newest first. */

@@ -2,7 +2,8 @@ import type { Redis } from "ioredis";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TaskEventSchema, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { StoreUnavailableError, storeCall } from "./errors.js";
+import { StoreUnavailableError } from "@hookmesh/kit";
+import { storeCall, TASK_STORE } from "./errors.js";
 
 export interface TimelineOptions {
   keyPrefix: string;
@@ -43,10 +44,10 @@ export class Timeline {
       pipeline.xadd(this.key(taskId), "MAXLEN", "~", String(this.options.maxEvents), "*", "e", Buffer.from(toBinary(TaskEventSchema, event)));
     }
     const results = await pipeline.exec().catch((err: unknown) => {
-      throw new StoreUnavailableError(err);
+      throw new StoreUnavailableError(TASK_STORE, err);
     });
     const failed = results?.find(([err]) => err !== null);
-    if (failed) throw new StoreUnavailableError(failed[0]);
+    if (failed) throw new StoreUnavailableError(TASK_STORE, failed[0]);
   }
 
   /** Events after `afterId` (from the start when empty), oldest first. */
@@ -82,7 +83,7 @@ export class Timeline {
           return;
         }
         await blocking.xread("BLOCK", BLOCK_MS, "STREAMS", this.key(taskId), last || "0-0").catch((err: unknown) => {
-          if (!signal.aborted) throw new StoreUnavailableError(err);
+          if (!signal.aborted) throw new StoreUnavailableError(TASK_STORE, err);
         });
         if (signal.aborted) return;
       }

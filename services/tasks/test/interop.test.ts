@@ -1,26 +1,22 @@
 import { execFile } from "node:child_process";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { Redis } from "ioredis";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { connectRedis, HealthState, ServingStatus, type MeshServer } from "@hookmesh/kit";
+import { ServingStatus } from "@hookmesh/kit";
 import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
-import { composeTasks, type TasksCore } from "../src/compose.js";
-import { build } from "../src/server.js";
-import { startTasks, TEST_SETTINGS, type RunningTasks } from "./harness.js";
+import { startTasks, type RunningTasks } from "../src/testing.js";
 
 const protoDir = fileURLToPath(new URL("../../../proto", import.meta.url));
 const buf = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
@@ -117,7 +113,7 @@ describe("tasks server interop", () => {
 
   afterAll(async () => {
     tasks?.close();
-    await running?.close(100);
+    await running?.close();
     await db?.cleanup();
   });
 
@@ -270,9 +266,7 @@ class RedisProxy {
 describe("tasks health follows its Redis connection", () => {
   let db: TestRedis;
   let proxy: RedisProxy;
-  let redis: Redis;
-  let core: TasksCore;
-  let server: MeshServer;
+  let running: RunningTasks;
   let url: string;
 
   beforeEach(async () => {
@@ -280,41 +274,16 @@ describe("tasks health follows its Redis connection", () => {
     const target = new URL(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
     proxy = new RedisProxy({ host: target.hostname, port: Number(target.port || 6379) });
     await proxy.open();
-    const { logger } = memoryLogger("tasks");
-    // Wired like main.ts: serving follows the Redis connection.
-    const health = new HealthState([TASKS, WORKERS, ROUTES]);
-    redis = await connectRedis({
-      url: `redis://127.0.0.1:${proxy.port}`,
-      variable: "REDIS_URL",
-      logger,
-      onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
-    });
-    const settings = { ...TEST_SETTINGS, redisKeyPrefix: db.prefix };
-    core = composeTasks(redis, settings, logger);
-    await core.start();
-    server = build({ core, leaseMs: settings.leaseMs, health, logger });
-    const { port } = await server.listen(0, "127.0.0.1");
-    url = `http://127.0.0.1:${port}`;
+    // Through a proxy that the test can cut, as if Redis went away.
+    running = await startTasks(db, memoryLogger("tasks").logger, { env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` } });
+    url = running.url;
   });
 
   afterEach(async () => {
-    await server?.close(100);
-    await core?.close();
-    redis?.disconnect();
+    await running?.close();
     await proxy?.cut();
     await db?.cleanup();
   });
-
-  async function waitForStatus(check: () => Promise<ServingStatus>, want: ServingStatus, ms = 10_000) {
-    const until = Date.now() + ms;
-    let last: ServingStatus | undefined;
-    while (Date.now() < until) {
-      last = await check();
-      if (last === want) return;
-      await sleep(50);
-    }
-    throw new Error(`still ${ServingStatus[last ?? 0]} after ${ms}ms, wanted ${ServingStatus[want]}`);
-  }
 
   it("goes NOT_SERVING and answers Unavailable when Redis is lost, and SERVING again when it is back", async () => {
     const transport = createGrpcTransport({ baseUrl: url });
@@ -327,7 +296,7 @@ describe("tasks health follows its Redis connection", () => {
     expect((await client.submitEvent({ event })).duplicate).toBe(false);
 
     await proxy.cut();
-    await waitForStatus(check, ServingStatus.NOT_SERVING);
+    await expect.poll(check, { timeout: 10_000, interval: 50 }).toBe(ServingStatus.NOT_SERVING);
     expect((await health.check({})).status).toBe(ServingStatus.NOT_SERVING);
     const err = await client.submitEvent({ event: { ...event, deliveryId: "while-down" } }).then(
       () => undefined,
@@ -337,7 +306,7 @@ describe("tasks health follows its Redis connection", () => {
     expect(err?.rawMessage).toBe("task store unavailable");
 
     await proxy.open();
-    await waitForStatus(check, ServingStatus.SERVING);
+    await expect.poll(check, { timeout: 10_000, interval: 50 }).toBe(ServingStatus.SERVING);
     expect((await health.check({})).status).toBe(ServingStatus.SERVING);
     const after = await client.submitEvent({ event: { ...event, deliveryId: "after" } });
     expect(after.duplicate).toBe(false);

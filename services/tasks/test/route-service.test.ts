@@ -7,8 +7,9 @@ import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/ki
 import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { mapRouteError, routeServiceRoutes } from "../src/route-routes.js";
-import { RouteStore } from "../src/routing/route-store.js";
+import { routeServiceRoutes } from "../src/routing-rule-routes.js";
+import { mapTasksError } from "../src/server.js";
+import { RoutingRuleStore } from "../src/routing/routing-rule-store.js";
 import { Router } from "../src/routing/router.js";
 
 /** The plain-object form of a Route, which spreads field by field. */
@@ -33,15 +34,15 @@ function route(init: RouteInit = {}): Route {
 
 describe("RouteService", () => {
   let db: TestRedis;
-  let store: RouteStore;
+  let store: RoutingRuleStore;
   let client: Client<typeof RouteService>;
 
   beforeEach(async () => {
     db = await testRedis("tasks-route-service");
-    store = new RouteStore(db.redis, { keyPrefix: db.prefix, now: () => NOW });
+    store = new RoutingRuleStore(db.redis, { keyPrefix: db.prefix, now: () => NOW });
     const { logger } = memoryLogger("route-service-test");
     const transport = createRouterTransport(routeServiceRoutes(store), {
-      router: { interceptors: [serverCallInterceptor(logger, mapRouteError)] },
+      router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
     });
     client = createClient(RouteService, transport);
   });

@@ -1,16 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
-import { callError, memoryLogger, testRedis, TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
+import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { EventSchema, Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskStage, TaskState, TaskView, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { composeTasks, type TasksCore } from "../src/compose.js";
-import { mapRouteError } from "../src/route-routes.js";
-import { mapTaskError, taskServiceRoutes } from "../src/routes.js";
-import { TEST_SETTINGS } from "./harness.js";
+import { composeTasks, type ComposedTasks } from "../src/compose.js";
+import { taskServiceRoutes } from "../src/routes.js";
+import { mapTasksError } from "../src/server.js";
+import { tasksTestConfig } from "../src/testing.js";
 
 const TEXT = "@hookmesh fix it";
 const RAW = JSON.stringify({ action: "created", comment: { body: TEXT, author_association: "OWNER" } });
@@ -33,10 +32,10 @@ function event(provider: Provider, deliveryId: string, text = TEXT): Event {
   });
 }
 
-function clientFor(core: TasksCore) {
+function clientFor(core: ComposedTasks) {
   const { logger, lines } = memoryLogger("tasks-routes-test");
   const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store), {
-    router: { interceptors: [serverCallInterceptor(logger, (e) => mapTaskError(e) ?? mapRouteError(e))] },
+    router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
   });
   return { client: createClient(TaskService, transport), lines, logger };
 }
@@ -45,15 +44,14 @@ const stageOf = (event: TaskEvent | undefined) => (event?.kind.case === "stage" 
 
 describe("TaskService routes", () => {
   let db: TestRedis;
-  let core: TasksCore;
+  let core: ComposedTasks;
   let client: Client<typeof TaskService>;
   let lines: () => string[];
 
   beforeEach(async () => {
     db = await testRedis("tasks-routes");
     const { logger, lines: logged } = memoryLogger("tasks-routes-core");
-    core = composeTasks(db.redis, { ...TEST_SETTINGS, redisKeyPrefix: db.prefix }, logger);
-    await core.start();
+    core = await composeTasks(tasksTestConfig(db), { logger, env: {} });
     ({ client, lines } = clientFor(core));
     expect(logged()).toEqual([]);
   });
@@ -322,11 +320,9 @@ describe("TaskService routes", () => {
   });
 
   it("answers Unavailable when Redis cannot be reached, and logs the cause", async () => {
-    const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-    await redis.connect();
-    redis.disconnect();
     const { logger } = memoryLogger("tasks-routes-down");
-    const down = composeTasks(redis, { ...TEST_SETTINGS, redisKeyPrefix: db.prefix }, logger);
+    const down = await composeTasks(tasksTestConfig(db), { logger, env: {} });
+    down.redis.disconnect();
     try {
       const { client: downClient, lines: logged } = clientFor(down);
       const err = await callError(downClient.submitEvent({ event: event(Provider.GITHUB, "while-down") }));

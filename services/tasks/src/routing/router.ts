@@ -3,7 +3,7 @@ import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import { AgentProfileSchema, type AgentProfile, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { matchRoute, type MatchOptions } from "./match.js";
 import { renderPrompt } from "./prompt.js";
-import type { RouteStore } from "./route-store.js";
+import type { RoutingRuleStore } from "./routing-rule-store.js";
 
 export type RouteDecision =
   | {
@@ -22,7 +22,7 @@ export type RouterOptions = MatchOptions;
 /** Decides what an event becomes: which rule, which prompt, or why nothing. */
 export class Router {
   constructor(
-    private readonly store: RouteStore,
+    private readonly store: RoutingRuleStore,
     private readonly options: RouterOptions,
   ) {}
 

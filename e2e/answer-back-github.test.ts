@@ -1,31 +1,31 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { TaskState, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { signGitHubPayload } from "../../../gateway/src/github/signature.js";
-import { startGateway, TEST_SECRETS, type RunningGateway } from "../../../gateway/test/harness.js";
-import { FakeGitHub } from "../../github/test/fake-github.js";
-import { startTasks, type RunningTasks } from "../../tasks/test/harness.js";
+import { freePort, signGitHub, startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
+import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { TaskState, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { FakeGitHub } from "../services/github/test/fake-github.js";
+
+/** How long, and how often, to look for what the mesh does in the background. */
+const POLL = { timeout: 20_000, interval: 50 };
 
 const GITHUB_TOKEN = "ghp_endToEndTestToken0123456789abcdef";
-const tsx = import.meta.resolve("tsx");
-const entry = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
 
 /**
  * Answering back, end to end: a signed GitHub comment mentioning @hookmesh enters the real
  * gateway, becomes a task, is run by real worker processes, and the answer reaches a GitHub-like
- * server through the real github integration service, as one comment created once and edited.
+ * server through the real github integration service (a process, started as its package
+ * starts), as one comment created once and edited.
  */
 describe("answering back on GitHub, end to end", () => {
   let db: TestRedis;
@@ -40,23 +40,19 @@ describe("answering back on GitHub, end to end", () => {
 
   beforeAll(async () => {
     db = await testRedis("answer-back");
-    tasks = await startTasks(db, logger, { settings: { leaseMs: 2_000, retryBaseMs: 100, retryMaxMs: 200 } });
+    tasks = await startTasks(db, logger, { env: { TASKS_LEASE_MS: "2000", TASKS_RETRY_BASE_MS: "100", TASKS_RETRY_MAX_MS: "200" } });
     gateway = await startGateway(db, tasks.url, logger);
     github = await FakeGitHub.start({ tokens: [GITHUB_TOKEN] });
     github.addIssue("octo", "repo", 7);
     const port = await freePort();
     githubUrl = `http://127.0.0.1:${port}`;
-    githubService = spawn(process.execPath, ["--import", tsx, entry("../../github/src/main.ts")], {
-      env: {
-        ...process.env,
-        GITHUB_PORT: String(port),
-        GITHUB_HOST: "127.0.0.1",
-        GITHUB_API_URL: github.url,
-        GITHUB_TOKEN,
-        GITHUB_REDIS_PREFIX: `${db.prefix}github:`,
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "inherit", "inherit"],
+    githubService = startService("@hookmesh/github", {
+      GITHUB_PORT: String(port),
+      GITHUB_HOST: "127.0.0.1",
+      GITHUB_API_URL: github.url,
+      GITHUB_TOKEN,
+      GITHUB_REDIS_PREFIX: `${db.prefix}github:`,
+      LOG_LEVEL: "warn",
     });
     dir = mkdtempSync(join(tmpdir(), "hookmesh-answer-back-"));
   });
@@ -81,23 +77,19 @@ describe("answering back on GitHub, end to end", () => {
   });
 
   function startWorker(command: string): ChildProcess {
-    const worker = spawn(process.execPath, ["--import", tsx, entry("../src/main.ts")], {
-      env: {
-        ...process.env,
-        TASKS_URL: tasks.url,
-        GITHUB_URL: githubUrl,
-        AGENT_ID: `worker-${randomUUID().slice(0, 8)}`,
-        AGENT_PORT: "0",
-        AGENT_HOST: "127.0.0.1",
-        AGENT_RUNNER: "command",
-        AGENT_COMMAND: command,
-        AGENT_CONCURRENCY: "1",
-        AGENT_WORKDIR: join(dir, "runs"),
-        AGENT_PROGRESS_INTERVAL_MS: "0",
-        HOOKMESH_DASHBOARD_URL: "https://hookmesh.example",
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "inherit", "inherit"],
+    const worker = startService("@hookmesh/agent", {
+      TASKS_URL: tasks.url,
+      GITHUB_URL: githubUrl,
+      AGENT_ID: `worker-${randomUUID().slice(0, 8)}`,
+      AGENT_PORT: "0",
+      AGENT_HOST: "127.0.0.1",
+      AGENT_RUNNER: "command",
+      AGENT_COMMAND: command,
+      AGENT_CONCURRENCY: "1",
+      AGENT_WORKDIR: join(dir, "runs"),
+      AGENT_PROGRESS_INTERVAL_MS: "0",
+      HOOKMESH_DASHBOARD_URL: "https://hookmesh.example",
+      LOG_LEVEL: "warn",
     });
     workers.push(worker);
     return worker;
@@ -117,20 +109,12 @@ describe("answering back on GitHub, end to end", () => {
         "content-type": "application/json",
         "x-github-event": "issue_comment",
         "x-github-delivery": randomUUID(),
-        "x-hub-signature-256": signGitHubPayload(body, TEST_SECRETS.github[0]!),
+        "x-hub-signature-256": signGitHub(body, TEST_SECRETS.github),
       },
       body,
     });
     expect(res.status).toBe(202);
     return ((await res.json()) as { task_id: string }).task_id;
-  }
-
-  async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error("timed out");
-      await new Promise((r) => setTimeout(r, 50));
-    }
   }
 
   async function task(id: string): Promise<Task> {
@@ -144,8 +128,8 @@ describe("answering back on GitHub, end to end", () => {
     startWorker("echo 'the test is flaky because of a race'");
     const before = creates().length;
     const id = await mention("why is this test flaky?");
-    await until(async () => (await task(id)).state === TaskState.SUCCEEDED);
-    await until(() => comments(id).some((c) => String(c.body).includes("race")));
+    await expect.poll(async () => (await task(id)).state, POLL).toBe(TaskState.SUCCEEDED);
+    await expect.poll(() => comments(id).some((c) => String(c.body).includes("race")), POLL).toBe(true);
     expect(creates().length - before).toBe(1);
     const [comment] = comments(id);
     expect(String(comment!.body)).toContain("the test is flaky because of a race");
@@ -165,11 +149,11 @@ describe("answering back on GitHub, end to end", () => {
     const first = startWorker("sleep 2; echo 'answer after a crash'");
     const before = creates().length;
     const id = await mention("take your time");
-    await until(() => comments(id).length === 1);
+    await expect.poll(() => comments(id).length, POLL).toBe(1);
     first.kill("SIGKILL");
     startWorker("sleep 2; echo 'answer after a crash'");
-    await until(async () => (await task(id)).state === TaskState.SUCCEEDED, 30_000);
-    await until(() => comments(id).some((c) => String(c.body).includes("answer after a crash")));
+    await expect.poll(async () => (await task(id)).state, { ...POLL, timeout: 30_000 }).toBe(TaskState.SUCCEEDED);
+    await expect.poll(() => comments(id).some((c) => String(c.body).includes("answer after a crash")), POLL).toBe(true);
     expect((await task(id)).attempt).toBe(2);
     expect(comments(id)).toHaveLength(1);
     expect(creates().length - before).toBe(1);

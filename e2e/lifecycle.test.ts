@@ -1,24 +1,23 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { ActorSchema, EventSchema, GitHubSubjectSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { RunOutcome, TaskStage, TaskState, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { startTasks, type RunningTasks } from "../../tasks/test/harness.js";
+import { startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { ActorSchema, EventSchema, GitHubSubjectSchema, Provider, SubjectSchema } from "../gen/hookmesh/events/v1/event_pb.js";
+import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
+import { RunOutcome, TaskStage, TaskState, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 
-const agentMain = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixtures/lifecycle-agent.sh", import.meta.url));
 const FINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED, TaskState.DEAD]);
 const LEASE_MS = 2_000;
@@ -26,7 +25,7 @@ const MAX_RUN_MS = 3_000;
 
 /**
  * The task engine and real worker processes together: the tasks service in-process on real
- * Redis, workers started from the agent's own entry point, and a shell agent that logs when
+ * Redis, workers started as the agent package starts, and a shell agent that logs when
  * each run starts and ends.
  */
 describe("task lifecycle with real workers and agents", () => {
@@ -40,10 +39,10 @@ describe("task lifecycle with real workers and agents", () => {
   beforeAll(async () => {
     db = await testRedis("lifecycle");
     tasks = await startTasks(db, createLogger({ service: "tasks", level: "silent" }), {
-      settings: { leaseMs: LEASE_MS, maxAttempts: 2, retryBaseMs: 100, retryMaxMs: 200 },
+      env: { TASKS_LEASE_MS: String(LEASE_MS), TASKS_MAX_ATTEMPTS: "2", TASKS_RETRY_BASE_MS: "100", TASKS_RETRY_MAX_MS: "200" },
     });
     // Outranks the default mention rule: lets the agent see the log path and bounds its run time.
-    await tasks.core.routes.upsert(
+    await tasks.routingRules.upsert(
       create(RouteSchema, {
         id: "lifecycle",
         provider: Provider.GITHUB,
@@ -77,23 +76,19 @@ describe("task lifecycle with real workers and agents", () => {
 
   function startWorker(concurrency = 1): string {
     const id = `worker-${randomUUID().slice(0, 8)}`;
-    const worker = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), agentMain], {
-      env: {
-        ...process.env,
-        TASKS_URL: tasks.url,
-        AGENT_ID: id,
-        AGENT_PORT: "0",
-        AGENT_HOST: "127.0.0.1",
-        AGENT_RUNNER: "command",
-        AGENT_COMMAND: fixture,
-        AGENT_CONCURRENCY: String(concurrency),
-        AGENT_KILL_GRACE_MS: "300",
-        AGENT_WORKDIR: join(dir, "runs"),
-        SHUTDOWN_GRACE_MS: "1000",
-        HOOKMESH_TEST_LOG: log,
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "inherit", "inherit"],
+    const worker = startService("@hookmesh/agent", {
+      TASKS_URL: tasks.url,
+      AGENT_ID: id,
+      AGENT_PORT: "0",
+      AGENT_HOST: "127.0.0.1",
+      AGENT_RUNNER: "command",
+      AGENT_COMMAND: fixture,
+      AGENT_CONCURRENCY: String(concurrency),
+      AGENT_KILL_GRACE_MS: "300",
+      AGENT_WORKDIR: join(dir, "runs"),
+      SHUTDOWN_GRACE_MS: "1000",
+      HOOKMESH_TEST_LOG: log,
+      LOG_LEVEL: "warn",
     });
     workers.set(id, worker);
     return id;
@@ -137,14 +132,16 @@ describe("task lifecycle with real workers and agents", () => {
     return task!;
   }
 
-  async function until(id: string, done: (task: Task) => boolean, timeoutMs = 20_000): Promise<Task> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { task } = await client.getTask({ id });
-      if (done(task!)) return task!;
-      if (Date.now() > deadline) throw new Error(`task ${id} is still ${TaskState[task!.state]}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  /** The task once `done` holds for it; fails after `timeoutMs` naming the state it is still in. */
+  function until(id: string, done: (task: Task) => boolean, timeoutMs = 20_000): Promise<Task> {
+    return vi.waitFor(
+      async () => {
+        const { task } = await client.getTask({ id });
+        if (!done(task!)) throw new Error(`task ${id} is still ${TaskState[task!.state]}`);
+        return task!;
+      },
+      { timeout: timeoutMs, interval: 50 },
+    );
   }
 
   const final = (id: string, timeoutMs?: number) => until(id, (t) => FINAL.has(t.state), timeoutMs);

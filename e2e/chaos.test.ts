@@ -13,24 +13,22 @@ import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import * as http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { Redis } from "ioredis";
 import { createLogger } from "@hookmesh/kit";
-import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
-import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import type { Task } from "../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { startTasks } from "../../services/tasks/test/harness.js";
-import { signGitHubPayload } from "../src/github/signature.js";
-import { examplesOf } from "./examples.js";
-import { startGateway, TEST_SECRETS, type RunningGateway } from "./harness.js";
+import { freePort, signGitHub, testRedis } from "@hookmesh/kit/testing";
+import { examplesOf, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
+import { startTasks } from "@hookmesh/tasks/testing";
+import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
+import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
+import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { get } from "./deliveries.js";
 
 const logger = createLogger({ service: "chaos", level: "silent" });
-const SECRET = TEST_SECRETS.github[0]!;
+const SECRET = TEST_SECRETS.github;
 const HOOK_ID = "31337";
 
 /** Real GitHub payloads, one event type per delivery in turn. */
@@ -62,7 +60,7 @@ function deliver(base: string, deliveryId: string, i: number): Promise<Answer> {
           "x-github-event": event,
           "x-github-delivery": deliveryId,
           "x-github-hook-id": HOOK_ID,
-          "x-hub-signature-256": signGitHubPayload(body, SECRET),
+          "x-hub-signature-256": signGitHub(body, SECRET),
         },
       },
       (res) => {
@@ -100,17 +98,6 @@ async function deliverAll(base: string, ids: string[], concurrency = 20): Promis
   return answers;
 }
 
-function get(base: string, path: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
-  });
-}
-
 /** Every task, through ListTasks' pages. */
 async function listAllTasks(tasks: Client<typeof TaskService>, pageSize = 100): Promise<Task[]> {
   const all: Task[] = [];
@@ -142,14 +129,16 @@ function tasksPerDelivery(tasks: Task[]): Map<string, number> {
   return counts;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
+/** What `probe` gives once it gives something; fails after `timeoutMs` saying what it waited for. */
+function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const value = await probe();
+      if (value === undefined) throw new Error(`still waiting for ${what}`);
+      return value;
+    },
+    { timeout: timeoutMs, interval: 100 },
+  );
 }
 
 /** Things to stop after each test, last started first. */
@@ -183,12 +172,12 @@ describe("chaos: the tasks service stopped", () => {
     const refused = answers.map((a, i) => ({ ...a, id: ids[i] })).filter((a) => a.status !== 202);
     expect(refused.slice(0, 5), `${refused.length} of 500 deliveries were not acknowledged`).toEqual([]);
     for (const answer of answers) expect(answer.body).toMatchObject({ queued: true });
-    expect(await gateway.core.outbox.length()).toBe(500);
+    expect(await gateway.outbox.length()).toBe(500);
 
     // GitHub redelivering some of them (the same GUID) while tasks is still down: duplicates.
     const retried = await deliverAll(gateway.base, ids.slice(0, 50));
     for (const answer of retried) expect(answer).toMatchObject({ status: 202, body: { duplicate: true } });
-    expect(await gateway.core.outbox.length()).toBe(500);
+    expect(await gateway.outbox.length()).toBe(500);
 
     // Tasks comes back on the same port: the outbox drains into it.
     const restartedAt = performance.now();
@@ -197,7 +186,7 @@ describe("chaos: the tasks service stopped", () => {
     const tasks = grpcClient(TaskService, tasksAgain.url);
     const wanted = new Set(ids);
     const all = await until("every queued delivery to become a task", 30_000, async () => {
-      if ((await gateway.core.outbox.length()) > 0) return undefined;
+      if ((await gateway.outbox.length()) > 0) return undefined;
       const listed = await listAllTasks(tasks);
       return listed.filter((t) => wanted.has(t.event!.deliveryId)).length >= 500 ? listed : undefined;
     });
@@ -214,7 +203,7 @@ describe("chaos: the tasks service stopped", () => {
     expect(missing, "deliveries acknowledged but never a task").toEqual([]);
     expect(doubled, "deliveries that became more than one task").toEqual([]);
     expect(all.filter((t) => wanted.has(t.event!.deliveryId))).toHaveLength(500);
-    expect(await gateway.core.outbox.length()).toBe(0);
+    expect(await gateway.outbox.length()).toBe(0);
 
     // The delivery log says where each one went: one verified entry per delivery, with its task.
     const taskOf = new Map(all.map((t) => [t.event!.deliveryId, t.id]));
@@ -254,46 +243,22 @@ async function kill(child: ChildProcess): Promise<void> {
   await once(child, "exit");
 }
 
-/**
- * A TestRedis over the dedicated server, connected like kit's connectRedis: no offline queue
- * and one retry, so that calls fail at once while the server is down.
- */
-async function dedicatedRedis(port: number): Promise<TestRedis> {
-  const redis = new Redis({
-    host: "127.0.0.1",
-    port,
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2_000,
-    retryStrategy: (times) => Math.min(50 * times, 500),
-  });
-  redis.on("error", () => {});
-  await redis.connect();
-  const prefix = `hookmesh-test:gateway-chaos-redis:${randomUUID()}:`;
-  return {
-    redis,
-    prefix,
-    async cleanup() {
-      redis.disconnect();
-    },
-  };
-}
-
 /** The tasks service and the gateway, both on a dedicated redis-server that the test can kill. */
 async function meshOnDedicatedRedis() {
   const port = await freePort();
   const redisServer = { child: await startRedisServer(port) };
   cleanups.push(() => kill(redisServer.child));
-  const db = await dedicatedRedis(port);
-  cleanups.push(() => db.cleanup());
-  const tasks = { current: await startTasks(db, logger) };
+  // Both services connect to it as configured, as they would in production.
+  const env = { REDIS_URL: `redis://127.0.0.1:${port}` };
+  const db = { prefix: `hookmesh-test:gateway-chaos-redis:${randomUUID()}:` };
+  const tasks = { current: await startTasks(db, logger, { env }) };
   cleanups.push(() => tasks.current.close());
-  const gateway: RunningGateway = await startGateway(db, tasks.current.url, logger);
+  const gateway: RunningGateway = await startGateway(db, tasks.current.url, logger, env);
   cleanups.push(() => gateway.close());
   const reader = grpcClient(TaskService, tasks.current.url);
   return {
     db,
+    env,
     tasks,
     gateway,
     reader,
@@ -357,14 +322,14 @@ describe("chaos: Redis stopped", () => {
   it("forwards what the outbox takes after Redis came back empty, once tasks is back", { timeout: 60_000 }, async () => {
     // Redis restarting without its data takes the outbox's consumer group with it; the gateway
     // must still forward what it acknowledges afterwards.
-    const { db, tasks, gateway, reader, stopRedis, startRedis } = await meshOnDedicatedRedis();
+    const { db, env, tasks, gateway, reader, stopRedis, startRedis } = await meshOnDedicatedRedis();
     await stopRedis();
     await startRedis();
     const port = tasks.current.port;
     await tasks.current.close();
     const queued = Array.from({ length: 20 }, (_, i) => `queued-${i}-${randomUUID()}`);
     for (const answer of await deliverAll(gateway.base, queued, 10)) expect(answer).toMatchObject({ status: 202, body: { queued: true } });
-    tasks.current = await startTasks(db, logger, { port });
+    tasks.current = await startTasks(db, logger, { port, env });
     const wanted = new Set(queued);
     const listed = await until("the deliveries queued after the Redis restart to become tasks", 20_000, async () => {
       const all = await listAllTasks(reader).catch(() => []);
@@ -372,6 +337,6 @@ describe("chaos: Redis stopped", () => {
     });
     const counts = tasksPerDelivery(listed);
     expect(queued.filter((id) => counts.get(id) !== 1)).toEqual([]);
-    expect(await gateway.core.outbox.length()).toBe(0);
+    expect(await gateway.outbox.length()).toBe(0);
   });
 });

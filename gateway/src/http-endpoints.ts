@@ -3,22 +3,22 @@ import type { Logger } from "@hookmesh/kit";
 import { WebhookRejection } from "./http-errors.js";
 import type { WebhookPipeline, WebhookReply } from "./pipeline.js";
 
-export interface HttpRoutesDeps {
+export interface HttpEndpointsDeps {
   pipeline: Pick<WebhookPipeline, "handle">;
   /** True when the gateway can make deliveries durable right now. */
   ready: (signal: AbortSignal) => Promise<boolean>;
   logger: Logger;
 }
 
-/** `/webhooks/github`, `/webhooks/custom/my-tool`, ...: everything after the prefix names the route. */
+/** `/webhooks/github`, `/webhooks/custom/my-tool`, ...: everything after the prefix names the endpoint. */
 const WEBHOOKS = "/webhooks/";
 
 /**
- * The gateway's HTTP surface. Every answer is JSON; a refusal says what is wrong in the body
+ * The gateway's HTTP endpoints: `POST /webhooks/...`, `GET /healthz`, `GET /readyz`. Every answer is JSON; a refusal says what is wrong in the body
  * and which check failed in the log, and anything unexpected is a 500 with no detail, logged
  * with its cause.
  */
-export function httpRoutes(deps: HttpRoutesDeps) {
+export function httpEndpoints(deps: HttpEndpointsDeps) {
   const { logger } = deps;
   return async (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
@@ -27,7 +27,7 @@ export function httpRoutes(deps: HttpRoutesDeps) {
     res.once("close", () => abort.abort());
     let reply: WebhookReply;
     try {
-      reply = await route(path, req, abort.signal);
+      reply = await dispatch(path, req, abort.signal);
     } catch (err) {
       if (err instanceof WebhookRejection) {
         reply = { status: err.status, body: { error: err.message }, headers: err.headers, log: { ...err.context, reason: err.detail ?? err.message } };
@@ -49,7 +49,7 @@ export function httpRoutes(deps: HttpRoutesDeps) {
     }
   };
 
-  async function route(path: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
+  async function dispatch(path: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
     if (path === "/healthz") return only(req, "GET", async () => ({ status: 200, body: { status: "ok" }, log: {} }));
     if (path === "/readyz") {
       return only(req, "GET", async () =>
@@ -57,14 +57,14 @@ export function httpRoutes(deps: HttpRoutesDeps) {
       );
     }
     if (path.startsWith(WEBHOOKS) && path.length > WEBHOOKS.length) {
-      return only(req, "POST", () => deps.pipeline.handle(routeName(path), req, signal));
+      return only(req, "POST", () => deps.pipeline.handle(endpointName(path), req, signal));
     }
     throw new WebhookRejection(404, "not found");
   }
 }
 
 /**
- * The request target's path; "" (which no route matches) for a target that is not a URL.
+ * The request target's path; "" (which no endpoint matches) for a target that is not a URL.
  * Node's parser lets some through (absolute forms such as `http://[::1/`), and this runs
  * before the handler's error handling, where a throw would be an unhandled rejection.
  */
@@ -76,8 +76,8 @@ function pathOf(url: string | undefined): string {
   }
 }
 
-/** The route named by a `/webhooks/...` path; a malformed percent-escape names none. */
-function routeName(path: string): string {
+/** The endpoint named by a `/webhooks/...` path; a malformed percent-escape names none. */
+function endpointName(path: string): string {
   try {
     return decodeURIComponent(path.slice(WEBHOOKS.length));
   } catch {

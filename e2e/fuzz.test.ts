@@ -22,26 +22,25 @@
  *   FUZZ_SEED=123 FUZZ_COUNT=3000 npx vitest run gateway/test/fuzz.test.ts
  */
 import { createHash, createHmac } from "node:crypto";
-import * as http from "node:http";
 import * as net from "node:net";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { deflateSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
 import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { CustomRouteSchema, HmacAlgorithm, SignedContent } from "../../gen/hookmesh/gateway/v1/custom_route_pb.js";
-import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
-import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import type { Task } from "../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { examplesOf, type Payload } from "./examples.js";
-import { startMesh, TEST_SECRETS } from "./harness.js";
-import { fixture } from "./signing.js";
+import { examplesOf, fixture, startGateway, TEST_SECRETS, type Payload, type RunningGateway } from "@hookmesh/gateway/testing";
+import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
+import { CustomRouteSchema, HmacAlgorithm, SignedContent } from "../gen/hookmesh/gateway/v1/custom_route_pb.js";
+import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
+import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { get } from "./deliveries.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const COUNT = Number(process.env.FUZZ_COUNT ?? 3000);
@@ -69,10 +68,10 @@ const PROVIDERS: Record<Route, Provider> = {
 };
 /** Rotation is configured for GitHub, Slack and the custom route: either secret signs. */
 const SECRETS: Record<Route, readonly string[]> = {
-  github: [...TEST_SECRETS.github, "github-old-secret"],
-  slack: [...TEST_SECRETS.slack, "slack-old-secret"],
-  jira: TEST_SECRETS.jira,
-  sentry: TEST_SECRETS.sentry,
+  github: [TEST_SECRETS.github, "github-old-secret"],
+  slack: [TEST_SECRETS.slack, "slack-old-secret"],
+  jira: [TEST_SECRETS.jira],
+  sentry: [TEST_SECRETS.sentry],
   custom: ["custom-fuzz-secret", "custom-fuzz-old-secret"],
 };
 const ALL_SECRETS = ROUTES.flatMap((r) => SECRETS[r]);
@@ -1326,17 +1325,6 @@ function runSession(port: number, session: Session, rng: Rng): Promise<void> {
   });
 }
 
-function get(base: string, path: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve(0));
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 
 const SIGNATURE_HEADERS = ["x-hub-signature-256", "x-hub-signature", "x-slack-signature", "sentry-hook-signature", "x-fuzz-signature"];
@@ -1344,7 +1332,7 @@ const VERIFIED_STATUSES = new Set([DeliveryStatus.ACCEPTED, DeliveryStatus.DUPLI
 
 describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
   let db: TestRedis;
-  let mesh: Awaited<ReturnType<typeof startMesh>>;
+  let mesh: { tasks: RunningTasks; gateway: RunningGateway };
   const lines: string[] = [];
   const sessions: Http2SessionManager[] = [];
 
@@ -1357,11 +1345,17 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
         callback();
       },
     });
-    mesh = await startMesh(db, createLogger({ service: "fuzz", level: "warn", destination }), {
-      secrets: { github: [...SECRETS.github], slack: [...SECRETS.slack], jira: [...SECRETS.jira], sentry: [...SECRETS.sentry] },
-      githubMaxBodyBytes: GITHUB_LIMIT,
+    const logger = createLogger({ service: "fuzz", level: "warn", destination });
+    const tasks = await startTasks(db, logger);
+    const gateway = await startGateway(db, tasks.url, logger, {
+      GITHUB_WEBHOOK_SECRET: SECRETS.github.join(","),
+      SLACK_SIGNING_SECRET: SECRETS.slack.join(","),
+      JIRA_WEBHOOK_SECRET: SECRETS.jira.join(","),
+      SENTRY_CLIENT_SECRET: SECRETS.sentry.join(","),
+      GITHUB_MAX_BODY_BYTES: String(GITHUB_LIMIT),
     });
-    await mesh.gateway.core.customRoutes.upsert(
+    mesh = { tasks, gateway };
+    await mesh.gateway.customWebhooks.upsert(
       create(CustomRouteSchema, {
         name: "fuzz",
         signatureHeader: "X-Fuzz-Signature",
@@ -1379,7 +1373,8 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
 
   afterAll(async () => {
     for (const s of sessions) s.abort();
-    await mesh?.close();
+    await mesh?.gateway.close();
+    await mesh?.tasks.close();
     await db?.cleanup();
   });
 
@@ -1471,8 +1466,7 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     if (badProbes > 0) violations.push(`${badProbes} of ${probes.length} health/readiness probes during the fuzz did not answer 200`);
 
     // Whatever went to the outbox (a slow submit) is forwarded before the tasks are counted.
-    const deadline = Date.now() + 20_000;
-    while ((await mesh.gateway.core.outbox.length()) > 0 && Date.now() < deadline) await sleep(100);
+    await vi.waitFor(async () => expect(await mesh.gateway.outbox.length()).toBe(0), { timeout: 20_000, interval: 100 });
 
     const tasksSession = new Http2SessionManager(mesh.tasks.url);
     const gatewaySession = new Http2SessionManager(mesh.gateway.grpcUrl);

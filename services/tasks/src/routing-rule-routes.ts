@@ -1,23 +1,24 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { ErrorMapper } from "@hookmesh/kit";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { RouteNotFoundError, type RouteStore } from "./routing/route-store.js";
+import { RouteNotFoundError, type RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { InvalidRouteError } from "./routing/validate.js";
 
-export function routeServiceRoutes(store: RouteStore) {
+/** RouteService: the routing rules, as operators (and `hookmesh routes`) edit them. */
+export function routeServiceRoutes(routingRules: RoutingRuleStore) {
   return (router: ConnectRouter) =>
     router.service(RouteService, {
       async listRoutes() {
-        return { routes: await store.list() };
+        return { routes: await routingRules.list() };
       },
       async getRoute(req) {
-        return { route: await store.get(requireId(req.id)) };
+        return { route: await routingRules.get(requireId(req.id)) };
       },
       async upsertRoute(req) {
-        return { route: await store.upsert(req.route) };
+        return { route: await routingRules.upsert(req.route) };
       },
       async deleteRoute(req) {
-        await store.delete(requireId(req.id));
+        await routingRules.delete(requireId(req.id));
         return {};
       },
     });
@@ -28,7 +29,7 @@ function requireId(id: string): string {
   return id;
 }
 
-export const mapRouteError: ErrorMapper = (err) => {
+export const mapRoutingRuleError: ErrorMapper = (err) => {
   if (err instanceof InvalidRouteError) return new ConnectError(err.message, Code.InvalidArgument);
   if (err instanceof RouteNotFoundError) return new ConnectError(err.message, Code.NotFound);
   return undefined;

@@ -1,27 +1,30 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { startGateway, TEST_SECRETS, type RunningGateway } from "../../../gateway/test/harness.js";
-import { signJira, signSlack } from "../../../gateway/test/signing.js";
-import { BASIC_AUTH, EMAIL, API_TOKEN } from "../../jira/test/helpers.js";
-import { FakeJira } from "../../jira/test/fake-jira.js";
-import { CHANNEL, FakeSlack, TEST_TOKEN } from "../../slack/test/fake-slack.js";
-import { startTasks, type RunningTasks } from "../../tasks/test/harness.js";
+import { freePort, signJira, signSlack, startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { fixture as fixtureBytes, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
+import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { FakeJira } from "../services/jira/test/fake-jira.js";
+import { CHANNEL, FakeSlack, TEST_TOKEN } from "../services/slack/test/fake-slack.js";
 
-const tsx = import.meta.resolve("tsx");
-const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-const fixture = (name: string) => JSON.parse(readFileSync(here(`../../../gateway/test/fixtures/${name}`), "utf8")) as Record<string, unknown>;
+/** How long, and how often, to look for what the mesh does in the background. */
+const POLL = { timeout: 20_000, interval: 50 };
+
+/** The Jira account the jira service signs in as, and the Authorization the Jira-like server expects of it. */
+const EMAIL = "dev@example.com";
+const API_TOKEN = "atl-api-token-5eCr3t";
+const BASIC_AUTH = `Basic ${Buffer.from(`${EMAIL}:${API_TOKEN}`).toString("base64")}`;
+
+const fixture = (name: string) => JSON.parse(fixtureBytes(name).toString("utf8")) as Record<string, unknown>;
 
 
 /**
@@ -39,10 +42,8 @@ describe("answering back on Slack and Jira, end to end", () => {
   const processes: ChildProcess[] = [];
   const logger = createLogger({ service: "test", level: "silent" });
 
-  function startProcess(main: string, env: Record<string, string>): void {
-    processes.push(
-      spawn(process.execPath, ["--import", tsx, here(main)], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "inherit", "inherit"] }),
-    );
+  function startProcess(packageName: string, env: Record<string, string>): void {
+    processes.push(startService(packageName, { LOG_LEVEL: "warn", ...env }));
   }
 
   beforeAll(async () => {
@@ -53,14 +54,14 @@ describe("answering back on Slack and Jira, end to end", () => {
     jira = await new FakeJira().start();
     jira.expectedAuth = BASIC_AUTH;
     const [slackPort, jiraPort] = [await freePort(), await freePort()];
-    startProcess("../../slack/src/main.ts", {
+    startProcess("@hookmesh/slack", {
       SLACK_PORT: String(slackPort),
       SLACK_HOST: "127.0.0.1",
       SLACK_API_URL: slack.url,
       SLACK_BOT_TOKEN: TEST_TOKEN,
       SLACK_REDIS_PREFIX: `${db.prefix}slack:`,
     });
-    startProcess("../../jira/src/main.ts", {
+    startProcess("@hookmesh/jira", {
       JIRA_PORT: String(jiraPort),
       JIRA_HOST: "127.0.0.1",
       JIRA_BASE_URL: jira.baseUrl,
@@ -69,7 +70,7 @@ describe("answering back on Slack and Jira, end to end", () => {
       JIRA_REDIS_PREFIX: `${db.prefix}jira:`,
     });
     dir = mkdtempSync(join(tmpdir(), "hookmesh-answer-back-"));
-    startProcess("../src/main.ts", {
+    startProcess("@hookmesh/agent", {
       TASKS_URL: tasks.url,
       SLACK_URL: `http://127.0.0.1:${slackPort}`,
       JIRA_URL: `http://127.0.0.1:${jiraPort}`,
@@ -101,14 +102,6 @@ describe("answering back on Slack and Jira, end to end", () => {
     return ((await res.json()) as { task_id: string }).task_id;
   }
 
-  async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error("timed out");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   async function succeeded(id: string): Promise<boolean> {
     const { task } = await createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).getTask({ id });
     return task!.state === TaskState.SUCCEEDED;
@@ -124,10 +117,10 @@ describe("answering back on Slack and Jira, end to end", () => {
     const timestamp = String(Math.floor(Date.now() / 1000));
     const id = await post("slack", body, {
       "x-slack-request-timestamp": timestamp,
-      "x-slack-signature": signSlack(body, TEST_SECRETS.slack[0]!, timestamp),
+      "x-slack-signature": signSlack(body, TEST_SECRETS.slack, timestamp),
     });
-    await until(() => succeeded(id));
-    await until(() => slack.calls("chat.update").some((c) => String((c.body as { text?: string }).text).includes("deployed at noon")));
+    await expect.poll(() => succeeded(id), POLL).toBe(true);
+    await expect.poll(() => slack.calls("chat.update").some((c) => String((c.body as { text?: string }).text).includes("deployed at noon")), POLL).toBe(true);
     const posts = slack.calls("chat.postMessage").filter((c) => String((c.body as { text?: string }).text).includes(id));
     expect(posts).toHaveLength(1);
     expect(posts[0]!.body).toMatchObject({ channel: CHANNEL, thread_ts: ts });
@@ -138,10 +131,10 @@ describe("answering back on Slack and Jira, end to end", () => {
     const body = JSON.stringify(fixture("jira-comment-created.json"));
     const id = await post("jira", body, {
       "x-atlassian-webhook-identifier": randomUUID(),
-      "x-hub-signature": signJira(body, TEST_SECRETS.jira[0]!),
+      "x-hub-signature": signJira(body, TEST_SECRETS.jira),
     });
-    await until(() => succeeded(id));
-    await until(() => [...jira.comments.values()].some((c) => JSON.stringify(c.body).includes("deployed at noon")));
+    await expect.poll(() => succeeded(id), POLL).toBe(true);
+    await expect.poll(() => [...jira.comments.values()].some((c) => JSON.stringify(c.body).includes("deployed at noon")), POLL).toBe(true);
     const adds = jira.received.filter((r) => r.method === "POST" && r.path.endsWith("/issue/PROJ-7/comment"));
     expect(adds).toHaveLength(1);
     const ours = [...jira.comments.values()].filter((c) => JSON.stringify(c.body).includes(id));

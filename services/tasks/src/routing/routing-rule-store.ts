@@ -15,7 +15,7 @@ export class RouteNotFoundError extends Error {
   }
 }
 
-export interface RouteStoreOptions {
+export interface RoutingRuleStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
   keyPrefix: string;
   /** The clock, injectable for tests. */
@@ -35,14 +35,14 @@ return 1
 type JsonObject = { [key: string]: JsonValue };
 
 /** Routing rules in Redis: one hash, `routes`, from rule id to the rule as protobuf binary. */
-export class RouteStore {
+export class RoutingRuleStore {
   private readonly routesKey: string;
   private readonly seededKey: string;
   private readonly now: () => Date;
 
   constructor(
     private readonly redis: Redis,
-    options: RouteStoreOptions,
+    options: RoutingRuleStoreOptions,
   ) {
     this.routesKey = `${options.keyPrefix}routes`;
     this.seededKey = `${options.keyPrefix}routes:defaults-seeded`;

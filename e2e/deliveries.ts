@@ -1,0 +1,78 @@
+import { randomUUID } from "node:crypto";
+import * as http from "node:http";
+import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
+import { TEST_SECRETS } from "@hookmesh/gateway/testing";
+
+/** Deliveries as each provider sends them, signed with the gateway's test secrets. */
+
+export const JSON_TYPE = "application/json";
+export const FORM_TYPE = "application/x-www-form-urlencoded";
+
+export type Json = Record<string, unknown>;
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  json: Json;
+}
+
+/** POSTs `body` to the gateway's `/webhooks/{endpoint}`. */
+export async function post(base: string, endpoint: string, body: Buffer | string, headers: Record<string, string>): Promise<Reply> {
+  const res = await fetch(`${base}/webhooks/${endpoint}`, { method: "POST", headers, body: Buffer.from(body) });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text === "" ? {} : (JSON.parse(text) as Json) };
+}
+
+export function githubHeaders(
+  body: Buffer | string,
+  { event = "issue_comment", delivery = randomUUID() as string, hookId = "109948940", secret = TEST_SECRETS.github } = {},
+): Record<string, string> {
+  return {
+    "content-type": JSON_TYPE,
+    "x-github-event": event,
+    "x-github-delivery": delivery,
+    "x-github-hook-id": hookId,
+    "x-hub-signature-256": signGitHub(body, secret),
+  };
+}
+
+export function slackHeaders(body: Buffer | string, contentType = JSON_TYPE, extra: Record<string, string> = {}): Record<string, string> {
+  const timestamp = Math.floor(Date.now() / 1000);
+  return {
+    "content-type": contentType,
+    "x-slack-request-timestamp": String(timestamp),
+    "x-slack-signature": signSlack(body, TEST_SECRETS.slack, timestamp),
+    ...extra,
+  };
+}
+
+export function jiraHeaders(body: Buffer | string, identifier: string = randomUUID()): Record<string, string> {
+  return {
+    "content-type": JSON_TYPE,
+    "x-hub-signature": signJira(body, TEST_SECRETS.jira),
+    "x-atlassian-webhook-identifier": identifier,
+    "x-atlassian-webhook-flow": "Primary",
+  };
+}
+
+export function sentryHeaders(body: Buffer | string, resource: string, requestId: string = randomUUID()): Record<string, string> {
+  return {
+    "content-type": JSON_TYPE,
+    "request-id": requestId,
+    "sentry-hook-resource": resource,
+    "sentry-hook-timestamp": String(Math.floor(Date.now() / 1000)),
+    "sentry-hook-signature": signSentry(body, TEST_SECRETS.sentry),
+  };
+}
+
+/** The status of a GET on its own connection; 0 when there is no answer within 5 s. */
+export function get(base: string, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(`${base}${path}`, { agent: false, timeout: 5_000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", () => resolve(0));
+  });
+}

@@ -1,0 +1,156 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createLogger, type Logger } from "@hookmesh/kit";
+import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { EventSchema, Provider, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { DeliveryDedup } from "../src/dedup.js";
+import { DeliveryLog } from "../src/delivery-log.js";
+import { Forwarder } from "../src/forwarder.js";
+import { Outbox } from "../src/outbox.js";
+import { FakeTasks } from "./fake-tasks.js";
+
+const JSON_TYPE = "application/json";
+const POLL = { timeout: 15_000, interval: 50 };
+
+describe("outbox takeover and the forwarder, on their own", () => {
+  let db: TestRedis;
+  let outbox: Outbox;
+  let deliveries: DeliveryLog;
+  let dedup: DeliveryDedup;
+  let tasks: FakeTasks;
+  const closers: Array<() => void | Promise<void>> = [];
+  const logger: Logger = createLogger({ service: "test", level: "silent" });
+
+  beforeEach(async () => {
+    db = await testRedis("gateway-forwarder");
+    const keyPrefix = `${db.prefix}gateway:`;
+    outbox = new Outbox(db.redis, { keyPrefix });
+    deliveries = new DeliveryLog(db.redis, { keyPrefix, retentionMs: 60_000 });
+    dedup = new DeliveryDedup(db.redis, { keyPrefix, windowMs: 60_000 });
+    await outbox.init();
+    tasks = new FakeTasks();
+  });
+
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+    await db.cleanup();
+  });
+
+  /** The "live" forwarder, over the fake tasks service, which is always serving. */
+  function startForwarder(timing: { claimIdleMs?: number; pollMs: number }): void {
+    const forwarder = new Forwarder({
+      outbox,
+      tasks: tasks.client,
+      deliveries,
+      dedup,
+      tasksHealth: { isServing: true, untilServing: async () => {} },
+      consumer: "live",
+      logger,
+      ...timing,
+    });
+    forwarder.start();
+    closers.push(() => forwarder.stop());
+  }
+
+  function event(i: number): Event {
+    const body = Buffer.from(JSON.stringify({ i }));
+    return create(EventSchema, {
+      provider: Provider.CUSTOM,
+      deliveryId: `delivery-${i}`,
+      sourceId: "crash-test",
+      eventType: "thing.happened",
+      rawBody: body,
+      contentType: JSON_TYPE,
+      receiveTime: timestampFromDate(new Date()),
+    });
+  }
+
+  /** Queues `n` events the way the pipeline does: a QUEUED log entry, a claim, an outbox entry. */
+  async function queue(n: number): Promise<Array<{ logId: string; key: string; deliveryId: string }>> {
+    const queued = [];
+    for (let i = 0; i < n; i++) {
+      const e = event(i);
+      const claim = await dedup.claim("custom/crash-test", e.sourceId, e.deliveryId);
+      if (!claim.fresh) throw new Error("expected a fresh claim");
+      const entry = await deliveries.record(
+        { route: "custom/crash-test", provider: Provider.CUSTOM, status: DeliveryStatus.QUEUED, httpStatus: 202, deliveryId: e.deliveryId, receivedAt: new Date(), headers: {}, rawBody: Buffer.from(e.rawBody) },
+        true,
+      );
+      await outbox.add(e, entry.id, claim.key);
+      queued.push({ logId: entry.id, key: claim.key, deliveryId: e.deliveryId });
+    }
+    return queued;
+  }
+
+  it("hands a consumer its own unacknowledged entries first, then takes over another's once idle", async () => {
+    await queue(3);
+    const dead = await outbox.take("dead-consumer", 10, 60_000);
+    expect(dead.map((e) => e.event.deliveryId)).toEqual(["delivery-0", "delivery-1", "delivery-2"]);
+    // The dead consumer would get them again (its pending list) after a restart.
+    expect((await outbox.take("dead-consumer", 10, 60_000)).map((e) => e.id)).toEqual(dead.map((e) => e.id));
+
+    // Not idle long enough: another consumer gets nothing yet.
+    expect(await outbox.take("live", 10, 60_000)).toEqual([]);
+    await vi.waitFor(async () => {
+      const claimed = await outbox.take("live", 10, 20);
+      expect(claimed.map((e) => e.id)).toEqual(dead.map((e) => e.id));
+    }, POLL);
+    const taken = await outbox.take("live", 10, 60_000);
+    expect(taken.map((e) => e.deliveryLogId)).toEqual(dead.map((e) => e.deliveryLogId));
+    expect(taken[0]!.event.rawBody).toEqual(event(0).rawBody);
+
+    await outbox.ack(taken[0]!.id);
+    expect(await outbox.length()).toBe(2);
+    expect((await outbox.take("live", 10, 60_000)).map((e) => e.event.deliveryId)).toEqual(["delivery-1", "delivery-2"]);
+  });
+
+  it("forwards entries a crashed forwarder left pending, settling the log and the duplicate check", async () => {
+    const queued = await queue(4);
+    await outbox.take("dead-consumer", 10, 60_000);
+
+    startForwarder({ claimIdleMs: 20, pollMs: 20 });
+
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    const created = tasks.tasks;
+    expect(created.map((t) => t.event!.deliveryId).sort()).toEqual(queued.map((q) => q.deliveryId));
+    const taskOf = new Map(created.map((t) => [t.event!.deliveryId, t]));
+    for (const q of queued) {
+      const task = taskOf.get(q.deliveryId)!;
+      const logged = await deliveries.get(q.logId);
+      expect(logged.taskId).toBe(task.id);
+      expect(logged.status).toBe(DeliveryStatus.ACCEPTED);
+      const claim = await dedup.claim("custom/crash-test", "crash-test", q.deliveryId);
+      expect(claim).toEqual({ fresh: false, taskId: task.id });
+    }
+  });
+
+  it("sends an entry submitted before a crash but not acknowledged once more, and it stays one task", async () => {
+    const [q] = await queue(1);
+    // The crashed forwarder got as far as submitting it.
+    const [entry] = await outbox.take("dead-consumer", 10, 60_000);
+    const { task } = await tasks.client.submitEvent({ event: entry!.event });
+
+    startForwarder({ claimIdleMs: 20, pollMs: 20 });
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    const logged = await deliveries.get(q!.logId);
+    expect(logged).toMatchObject({ status: DeliveryStatus.DUPLICATE, taskId: task!.id });
+    expect(tasks.tasks).toHaveLength(1);
+  });
+
+  it("drops an entry the tasks service refuses as invalid, recording why, and goes on to the next", async () => {
+    tasks.refuse = (e) => (e.deliveryId === "invalid" ? "delivery_id: is not a valid delivery id" : undefined);
+    const invalid = create(EventSchema, { ...event(0), deliveryId: "invalid" });
+    const bad = await deliveries.record({ route: "custom/crash-test", status: DeliveryStatus.QUEUED, httpStatus: 202, receivedAt: new Date(), headers: {} }, true);
+    await outbox.add(invalid, bad.id, "");
+    const [good] = await queue(1);
+
+    startForwarder({ pollMs: 20 });
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    const refused = await deliveries.get(bad.id);
+    expect(refused.status).toBe(DeliveryStatus.REJECTED);
+    expect(refused.reason).toMatch(/^tasks refused it: /);
+    expect((await deliveries.get(good!.logId)).taskId).not.toBe("");
+  });
+});

@@ -1,0 +1,26 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+
+const require = createRequire(import.meta.url);
+const tsx = import.meta.resolve("tsx");
+
+/**
+ * Starts a workspace package's service as a process, the way its package says it starts
+ * (`"start": "tsx <entry>"`), in its own folder, with `env` over this process's environment.
+ * For end-to-end tests that need a real process (one they can SIGKILL), without reaching into
+ * the package's files.
+ */
+export function startService(packageName: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const manifestPath = require.resolve(`${packageName}/package.json`);
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { scripts?: { start?: string } };
+  const entry = /^tsx (\S+)$/.exec(manifest.scripts?.start ?? "")?.[1];
+  if (!entry) throw new Error(`${packageName}: its start script is not "tsx <entry>"`);
+  const cwd = dirname(manifestPath);
+  return spawn(process.execPath, ["--import", tsx, join(cwd, entry)], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+}

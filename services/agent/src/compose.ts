@@ -1,0 +1,70 @@
+import { createClientFactory, HealthState, ServingStatus, type ClientFactory, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
+import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
+import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
+import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
+import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
+import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
+import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import type { AgentConfig } from "./config.js";
+import { WorkerPool } from "./pool.js";
+import { createReplierFactory } from "./replies/replier.js";
+import { createRunners } from "./runners/index.js";
+import { build } from "./server.js";
+
+export interface AgentDeps {
+  logger: Logger;
+  /** The environment agents inherit (filtered by each profile's allowed_env). */
+  env: Env;
+  /** The clients of the tasks and integration services; tests pass contract-level fakes. */
+  clients?: ClientFactory;
+}
+
+/** The agent worker, built, not yet listening nor leasing. */
+export interface ComposedAgent {
+  server: MeshServer;
+  pool: WorkerPool;
+  /** Starts leasing tasks, and says SERVING: called once the server listens. */
+  start(): void;
+  /** Drains the pool (runs get the configured grace), then stops serving. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the worker: its clients, runners and pool, and the server. Nothing to connect, so it
+ * returns at once; leasing waits for `start`, so no task is taken before the worker can be seen.
+ */
+export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgent {
+  const { logger } = deps;
+  const clients = deps.clients ?? createClientFactory({ logger });
+  const health = new HealthState([AgentService.typeName]);
+  const pool = new WorkerPool({
+    worker: clients.client(WorkerService, config.tasksUrl),
+    runners: createRunners(config),
+    config: { ...config, workerEnv: deps.env },
+    logger,
+    replies: createReplierFactory({
+      clients: {
+        github: clients.client(GitHubService, config.githubUrl),
+        slack: clients.client(SlackService, config.slackUrl),
+        jira: clients.client(JiraService, config.jiraUrl),
+        sentry: clients.client(SentryService, config.sentryUrl),
+      },
+      logger,
+    }),
+    onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
+  });
+  const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, tls: config.tls });
+  return {
+    server,
+    pool,
+    start() {
+      pool.start();
+      health.setAll(ServingStatus.SERVING);
+    },
+    async close() {
+      await pool.drain(config.shutdownGraceMs);
+      await server.close(config.shutdownGraceMs);
+      clients.close();
+    },
+  };
+}

@@ -1,0 +1,33 @@
+import type { AddressInfo } from "node:net";
+import type { Env, Logger } from "@hookmesh/kit";
+import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
+import { composeTasks, loadConfig, type ComposedTasks, type TasksConfig } from "./index.js";
+
+/**
+ * What tests change from the production defaults, and why: leases and retries short enough
+ * for a test to see them expire, a smaller timeline, and no drain wait at close.
+ */
+export const TASKS_TEST_ENV: Env = {
+  TASKS_LEASE_MS: "5000",
+  TASKS_RETRY_BASE_MS: "100",
+  TASKS_RETRY_MAX_MS: "1000",
+  TASKS_TIMELINE_MAX_EVENTS: "1000",
+  SHUTDOWN_GRACE_MS: "0",
+};
+
+/** The configuration `loadConfig` makes of the test defaults and `env`, over the test's Redis prefix. */
+export function tasksTestConfig(db: Pick<TestRedis, "prefix">, env: Env = {}): TasksConfig {
+  return loadConfig({ REDIS_URL: TEST_REDIS_URL, TASKS_REDIS_PREFIX: db.prefix, ...TASKS_TEST_ENV, ...env });
+}
+
+export interface RunningTasks extends ComposedTasks {
+  url: string;
+  port: number;
+}
+
+/** The tasks service as production composes it, listening on 127.0.0.1 (port 0 unless given). */
+export async function startTasks(db: Pick<TestRedis, "prefix">, logger: Logger, options: { port?: number; env?: Env } = {}): Promise<RunningTasks> {
+  const service = await composeTasks(tasksTestConfig(db, options.env), { logger, env: {} });
+  const { port } = (await service.server.listen(options.port ?? 0, "127.0.0.1")) as AddressInfo;
+  return Object.assign(service, { url: `http://127.0.0.1:${port}`, port });
+}
