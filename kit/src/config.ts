@@ -4,7 +4,6 @@ import { resolve } from "node:path";
 import { devIdentityFiles } from "./identity/dev.js";
 import type { IdentityFiles } from "./identity/material.js";
 import { isIdentityName, isTrustDomain, spiffeId } from "./identity/spiffe.js";
-import type { TlsOptions } from "./serve.js";
 
 /** A configuration value is missing or malformed; the message names the variable to fix. */
 export class ConfigError extends Error {
@@ -142,28 +141,6 @@ export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): Re
   const keyPrefix = envString(env, `${prefix}_REDIS_PREFIX`, defaultKeyPrefix);
   if (/[*?[\]\\\s]/.test(keyPrefix)) throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
   return { url, variable, keyPrefix, ...(passwords.length === 1 && { password: passwords[0] }) };
-}
-
-/**
- * TLS for a service port from `{PREFIX}_TLS_CERT_FILE` and `{PREFIX}_TLS_KEY_FILE`, plus
- * `{PREFIX}_TLS_CA_FILE` to require client certificates (mTLS). Unset means cleartext.
- */
-export function envTls(env: Env, prefix: string): TlsOptions | undefined {
-  const [certVar, keyVar, caVar] = ["CERT", "KEY", "CA"].map((part) => `${prefix}_TLS_${part}_FILE`) as [string, string, string];
-  const certFile = present(env, certVar);
-  const keyFile = present(env, keyVar);
-  if (certFile === undefined && keyFile === undefined) {
-    if (present(env, caVar) !== undefined) throw new ConfigError(caVar, `needs ${certVar} and ${keyVar}`);
-    return undefined;
-  }
-  if (certFile === undefined) throw new ConfigError(certVar, `is required with ${keyVar}`);
-  if (keyFile === undefined) throw new ConfigError(keyVar, `is required with ${certVar}`);
-  const caFile = present(env, caVar);
-  return {
-    cert: readConfigFile(certVar, certFile),
-    key: readConfigFile(keyVar, keyFile),
-    ...(caFile === undefined ? {} : { ca: readConfigFile(caVar, caFile) }),
-  };
 }
 
 /** How a service proves who it is and checks who it talks to: mTLS with these files, or cleartext on loopback. */

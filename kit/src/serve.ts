@@ -6,20 +6,15 @@ import type { TLSSocket } from "node:tls";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescFile } from "@bufbuild/protobuf";
+import { authorizationInterceptor } from "./auth/authorize.js";
 import { peerKey, type Peer } from "./auth/peer.js";
+import type { OperatorTokens } from "./auth/tokens.js";
 import { HealthState, healthRoutes } from "./health.js";
 import type { Identity } from "./identity/identity.js";
 import { peerFromCertificate } from "./identity/spiffe.js";
 import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
-
-export interface TlsOptions {
-  cert: string | Buffer;
-  key: string | Buffer;
-  /** CA bundle to verify client certificates against; setting it turns on mTLS. */
-  ca?: string | Buffer;
-}
 
 export interface ServerOptions {
   /** Registers the service's own RPCs. Health and reflection are added beside them. */
@@ -33,13 +28,15 @@ export interface ServerOptions {
   readMaxBytes?: number;
   /**
    * The service's identity: the port speaks mTLS only, presents the identity's certificate
-   * (the current one, as files rotate), requires a client certificate from its CA bundle, and
-   * gives every call the caller's identity under `peerKey`. Without one (and without `tls`)
-   * the port is cleartext, which `listen` warns about.
+   * (the current one, as files rotate), requires a client certificate from its CA bundle, gives
+   * every call the caller's identity under `peerKey`, and lets a call through only to a
+   * method whose `hookmesh.auth.v1.access` option names that identity (default deny).
+   * Without one the port is cleartext with no identities and so no authorization
+   * (`HOOKMESH_INSECURE=1`, loopback only), which `listen` warns about.
    */
   identity?: Identity;
-  /** Fixed certificates, read once; `identity` supersedes it. */
-  tls?: TlsOptions;
+  /** Bearer tokens that identify callers without a client certificate (operators' scripts, browsers). */
+  tokens?: OperatorTokens;
 }
 
 export interface MeshServer {
@@ -62,7 +59,6 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  */
 export function createMeshServer(options: ServerOptions): MeshServer {
   const { logger, health, identity } = options;
-  if (identity && options.tls) throw new Error("createMeshServer: give an identity or fixed tls options, not both");
   const routes = (router: ConnectRouter) => {
     options.routes(router);
     healthRoutes(health)(router);
@@ -70,7 +66,12 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   };
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [serverCallInterceptor(logger, options.mapError), ...(options.interceptors ?? [])],
+    // The call log comes first, so that refused calls are logged like any other.
+    interceptors: [
+      serverCallInterceptor(logger, options.mapError),
+      ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
+      ...(options.interceptors ?? []),
+    ],
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
     ...(identity && { contextValues: peerContext(identity.trustDomain) }),
   });
@@ -90,13 +91,15 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   let listener: net.Server;
   /** Stops following the identity's rotations. */
   let unfollow = () => {};
-  const mtls = identity !== undefined || options.tls?.ca !== undefined;
-  const credentials = identity ? serverCredentials(identity) : options.tls;
-  const tls = credentials && { ...credentials, requestCert: mtls, rejectUnauthorized: mtls };
-  if (tls) {
+  if (identity) {
+    // A client certificate is asked for but not required at the handshake: health probes and
+    // bearer-token callers come without one. A call's identity is only ever a certificate the CA
+    // bundle verified (peerContext) or a valid token, and the authorization interceptor refuses
+    // everything but health to a caller with neither.
+    const tls = { ...serverCredentials(identity), requestCert: true, rejectUnauthorized: false };
     const secure = http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
     // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.
-    if (identity) unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
+    unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
     h2 = secure;
     listener = h2;
     // With allowHTTP1 the TLS server tracks its HTTP/1.1 connections (missing from @types/node).
@@ -133,11 +136,11 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       // headersTimeout rely on, on "listening"; this one is handed connections and never listens.
       h1?.emit("listening");
       const address = listener.address() as AddressInfo;
-      logger.info({ port: address.port, host: address.address, tls: !!tls, identity: identity?.id }, "listening");
-      if (!tls) {
+      logger.info({ port: address.port, host: address.address, identity: identity?.id }, "listening");
+      if (!identity) {
         logger.warn(
           { port: address.port, host: address.address },
-          "INSECURE: cleartext, no TLS and no client identities (HOOKMESH_INSECURE=1); anyone who reaches this port is an anonymous caller",
+          "INSECURE: cleartext, no client identities and no authorization (HOOKMESH_INSECURE=1); anyone who reaches this port may call every method",
         );
       }
       return address;
