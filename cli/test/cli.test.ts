@@ -78,6 +78,7 @@ describe("hookmesh start", () => {
     expect(stdout).toMatch(/^gateway\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
   });
 
+  // Eight CLI processes, each starting Node and tsx: more than the default 20 s on a busy machine.
   it("turns a signed GitHub mention into a task that an agent runs, visible through the CLI", async () => {
     const { stdout: sent } = await run(process.execPath, [bin, "send", "github", "--mention", "please say hi"], { env });
     const [, deliveryId] = /^delivery (\S+) {2}github issue_comment {2}POST \S+\/webhooks\/github {2}202$/m.exec(sent)!;
@@ -111,7 +112,7 @@ describe("hookmesh start", () => {
     expect(logged).toMatch(new RegExp(`github\\s+ACCEPTED\\s+202\\s+issue_comment\\s+task ${task_id}$`));
     const { stdout: redelivered } = await run(process.execPath, [bin, "deliveries", "redeliver", logged!.split(" ")[0]!], { env });
     expect(redelivered.trimEnd()).toMatch(new RegExp(`DUPLICATE\\s+202\\s+issue_comment\\s+task ${task_id}$`));
-  });
+  }, 60_000);
 
   it("sends a mention and follows its task to the agent's answer", async () => {
     const { stdout } = await run(process.execPath, [bin, "send", "github", "--follow"], { env });
