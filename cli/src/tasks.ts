@@ -11,7 +11,7 @@ import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { enumValue, required, type Print } from "./args.js";
 import { serviceUrl, SERVICES } from "./services.js";
 
-function tasksUrl(env: NodeJS.ProcessEnv): string {
+export function tasksUrl(env: NodeJS.ProcessEnv): string {
   return serviceUrl(SERVICES.find((s) => s.name === "tasks")!, env);
 }
 

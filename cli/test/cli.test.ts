@@ -1,5 +1,4 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -9,7 +8,6 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { signGitHub } from "@hookmesh/kit/testing";
 import { formatStatus } from "../src/status.js";
 
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
@@ -53,6 +51,7 @@ describe("hookmesh start", () => {
       GATEWAY_PORT: String(gatewayPort),
       GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
       GATEWAY_HTTP_PORT: String(httpPort),
+      GATEWAY_HTTP_URL: `http://127.0.0.1:${httpPort}`,
       GITHUB_WEBHOOK_SECRET: secret,
       AGENT_COMMAND: "echo answer from the agent",
     };
@@ -79,27 +78,11 @@ describe("hookmesh start", () => {
     expect(stdout).toMatch(/^gateway\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
   });
 
+  // Eight CLI processes, each starting Node and tsx: more than the default 20 s on a busy machine.
   it("turns a signed GitHub mention into a task that an agent runs, visible through the CLI", async () => {
-    const body = JSON.stringify({
-      action: "created",
-      issue: { number: 1, title: "hi" },
-      comment: { id: 7, body: "@hookmesh please say hi", author_association: "OWNER" },
-      repository: { name: "r", owner: { login: "o" } },
-      sender: { id: 1, login: "octocat", type: "User" },
-    });
-    const deliveryId = randomUUID();
-    const res = await fetch(`http://127.0.0.1:${env.GATEWAY_HTTP_PORT}/webhooks/github`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-github-event": "issue_comment",
-        "x-github-delivery": deliveryId,
-        "x-hub-signature-256": signGitHub(body, secret),
-      },
-      body,
-    });
-    expect(res.status).toBe(202);
-    const { task_id } = (await res.json()) as { task_id: string };
+    const { stdout: sent } = await run(process.execPath, [bin, "send", "github", "--mention", "please say hi"], { env });
+    const [, deliveryId] = /^delivery (\S+) {2}github issue_comment {2}POST \S+\/webhooks\/github {2}202$/m.exec(sent)!;
+    const [, task_id] = /^task (\S+) {2}[A-Z]+: /m.exec(sent)!;
     const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: env.TASKS_URL! }));
     expect((await tasks.getTask({ id: task_id })).task?.event?.deliveryId).toBe(deliveryId);
 
@@ -114,7 +97,7 @@ describe("hookmesh start", () => {
 
     const { stdout: list } = await run(process.execPath, [bin, "tasks", "list", "--state", "succeeded"], { env });
     expect(list).toContain(`${task_id}  `);
-    expect(list).toContain("SUCCEEDED  github:o/r#1");
+    expect(list).toContain("SUCCEEDED  github:octocat/hello-world#1");
     const { stdout: show } = await run(process.execPath, [bin, "tasks", "show", task_id], { env });
     expect(JSON.parse(show)).toMatchObject({ id: task_id, state: "TASK_STATE_SUCCEEDED" });
     await expect(run(process.execPath, [bin, "tasks", "cancel", task_id], { env })).rejects.toMatchObject({
@@ -129,6 +112,14 @@ describe("hookmesh start", () => {
     expect(logged).toMatch(new RegExp(`github\\s+ACCEPTED\\s+202\\s+issue_comment\\s+task ${task_id}$`));
     const { stdout: redelivered } = await run(process.execPath, [bin, "deliveries", "redeliver", logged!.split(" ")[0]!], { env });
     expect(redelivered.trimEnd()).toMatch(new RegExp(`DUPLICATE\\s+202\\s+issue_comment\\s+task ${task_id}$`));
+  }, 60_000);
+
+  it("sends a mention and follows its task to the agent's answer", async () => {
+    const { stdout } = await run(process.execPath, [bin, "send", "github", "--follow"], { env });
+    expect(stdout).toMatch(/ RECEIVED github issue_comment delivery /);
+    expect(stdout).toMatch(/#1 > answer from the agent/);
+    expect(stdout).toMatch(/^task \S+ {2}SUCCEEDED: agent succeeded$/m);
+    expect(stdout).toMatch(/^answer: answer from the agent$/m);
   });
 
   it("stops every service on SIGTERM and exits 0", async () => {
