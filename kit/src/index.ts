@@ -11,3 +11,4 @@ export * from "./serve.js";
 export * from "./store.js";
 export * from "./upstream/index.js";
 export * from "./redis-acl.js";
+export * from "./listen.js";

@@ -16,7 +16,22 @@ import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
 
-export interface ServerOptions {
+/** How a server proves who it is and learns who calls it; the same for every service. */
+export interface SecurityOptions {
+  /**
+   * The service's identity: the port speaks mTLS only, presents the identity's certificate
+   * (the current one, as files rotate), asks for a client certificate verified against its CA
+   * bundle, gives every call the caller's identity under `peerKey`, and lets a call through
+   * only to a method whose `hookmesh.auth.v1.access` option names that identity (default deny).
+   * Without one the port is cleartext with no identities and so no authorization
+   * (`HOOKMESH_INSECURE=1`, loopback only), which `listen` warns about.
+   */
+  identity?: Identity;
+  /** Bearer tokens that identify callers without a client certificate (operators' scripts, browsers). */
+  tokens?: OperatorTokens;
+}
+
+export interface ServerOptions extends SecurityOptions {
   /** Registers the service's own RPCs. Health and reflection are added beside them. */
   routes: (router: ConnectRouter) => void;
   health: HealthState;
@@ -26,17 +41,6 @@ export interface ServerOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
-  /**
-   * The service's identity: the port speaks mTLS only, presents the identity's certificate
-   * (the current one, as files rotate), requires a client certificate from its CA bundle, gives
-   * every call the caller's identity under `peerKey`, and lets a call through only to a
-   * method whose `hookmesh.auth.v1.access` option names that identity (default deny).
-   * Without one the port is cleartext with no identities and so no authorization
-   * (`HOOKMESH_INSECURE=1`, loopback only), which `listen` warns about.
-   */
-  identity?: Identity;
-  /** Bearer tokens that identify callers without a client certificate (operators' scripts, browsers). */
-  tokens?: OperatorTokens;
 }
 
 export interface MeshServer {

@@ -5,3 +5,4 @@ export * from "./net.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./webhook-signing.js";
+export * from "./identities.js";
