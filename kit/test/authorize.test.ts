@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, createFileRegistry, fromBinary, getOption, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
@@ -24,7 +27,10 @@ import { TaskService, file_hookmesh_tasks_v1_task_service } from "../../gen/hook
 import { authorizationInterceptor } from "../src/auth/authorize.js";
 import { peerKey, type Peer } from "../src/auth/peer.js";
 import { createOperatorToken, OperatorTokens } from "../src/auth/tokens.js";
+import { envIdentity } from "../src/config.js";
 import { HealthState, ServingStatus } from "../src/health.js";
+import { ensureDevIdentities } from "../src/identity/dev.js";
+import { openIdentity, type Identity } from "../src/identity/identity.js";
 import { serverCallInterceptor } from "../src/interceptors.js";
 import { reflectionRoutes } from "../src/reflection.js";
 import { createMeshServer, type MeshServer } from "../src/serve.js";
@@ -52,8 +58,11 @@ const unguardedPing = createFileRegistry(
   (name) => (name === file_google_protobuf_empty.proto.name ? file_google_protobuf_empty : undefined),
 ).getService("test.v1.Unguarded")!.methods[0] as DescMethodUnary;
 
-/** GetTask answers with the caller the handler sees, as `name/via`; CancelTask is for operators only. */
-function routes(router: ConnectRouter) {
+/**
+ * GetTask answers with the caller the handler sees, as `name/via`; CancelTask is for operators
+ * only; Unguarded.Ping declares no policy.
+ */
+function serviceRoutes(router: ConnectRouter) {
   router.service(TaskService, {
     getTask(_, context) {
       const peer = context.values.get(peerKey);
@@ -61,8 +70,13 @@ function routes(router: ConnectRouter) {
     },
     cancelTask: () => ({}),
   });
-  router.service(Health, { check: () => ({ status: ServingStatus.SERVING }) });
   router.rpc(unguardedPing, () => ({}));
+}
+
+/** The services with health and reflection beside them, as createMeshServer registers them. */
+function routes(router: ConnectRouter) {
+  serviceRoutes(router);
+  router.service(Health, { check: () => ({ status: ServingStatus.SERVING }) });
   reflectionRoutes([file_hookmesh_tasks_v1_task_service])(router);
 }
 
@@ -190,12 +204,20 @@ describe("authorizationInterceptor", () => {
   });
 });
 
-describe("authorizationInterceptor on a real server, with bearer tokens", () => {
+describe("createMeshServer with an identity and bearer tokens", () => {
   const { logger, lines } = memoryLogger("authorize-server-test");
+  let home: string;
+  let identity: Identity;
   let server: MeshServer;
   let url: string;
+  /** The server's CA: these clients check the server, and present no certificate of their own. */
+  let nodeOptions: { ca: string };
 
   beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), "hookmesh-authorize-"));
+    await ensureDevIdentities({ home, trustDomain: "hookmesh.local", names: ["tasks"] });
+    identity = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "tasks"), logger)!;
+    nodeOptions = { ca: identity.current().ca };
     server = createMeshServer({
       routes: (router) =>
         router.service(TaskService, {
@@ -204,15 +226,20 @@ describe("authorizationInterceptor on a real server, with bearer tokens", () => 
         }),
       health: new HealthState([TaskService.typeName], ServingStatus.SERVING),
       logger,
-      interceptors: [authorizationInterceptor({ logger, tokens })],
+      identity,
+      tokens,
     });
     const { port } = await server.listen(0, "127.0.0.1");
-    url = `http://127.0.0.1:${port}`;
+    url = `https://127.0.0.1:${port}`;
   });
 
-  afterAll(() => server.close(0));
+  afterAll(async () => {
+    await server.close(0);
+    identity.close();
+    rmSync(home, { recursive: true, force: true });
+  });
 
-  const overHttp1 = () => createClient(TaskService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  const overHttp1 = () => createClient(TaskService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions }));
 
   it("lets a token's identity call what its option allows, over Connect on HTTP/1.1", async () => {
     expect((await overHttp1().getTask({ id: "t1" }, bearer(dashboard.token))).task?.id).toBe("dashboard");
@@ -222,12 +249,12 @@ describe("authorizationInterceptor on a real server, with bearer tokens", () => 
   });
 
   it("answers health probes without credentials, over gRPC", async () => {
-    const health = createClient(Health, createGrpcTransport({ baseUrl: url }));
+    const health = createClient(Health, createGrpcTransport({ baseUrl: url, nodeOptions }));
     expect(await health.check({ service: TaskService.typeName })).toMatchObject({ status: ServingStatus.SERVING });
   });
 
   it("serves the policy through reflection, to an authenticated client in any language", async () => {
-    const transport = createGrpcTransport({ baseUrl: url });
+    const transport = createGrpcTransport({ baseUrl: url, nodeOptions });
     const taskServiceFile = { case: "fileContainingSymbol", value: TaskService.typeName } as const;
     expect((await callError(reflect(transport, taskServiceFile))).code).toBe(Code.Unauthenticated);
     const answer = await reflect(transport, taskServiceFile, bearer(operator.token));
@@ -249,5 +276,30 @@ describe("authorizationInterceptor on a real server, with bearer tokens", () => 
     expect(lines().map((line) => JSON.parse(line) as Record<string, unknown>)).toContainEqual(
       expect.objectContaining({ msg: "permission denied", identity: "dashboard", procedure: CANCEL_TASK, via: "token" }),
     );
+  });
+});
+
+describe("createMeshServer without an identity (HOOKMESH_INSECURE=1)", () => {
+  it("authorizes nothing: every method is reachable without credentials, and listen says so", async () => {
+    const { logger, lines } = memoryLogger("insecure-test");
+    const server = createMeshServer({ routes: serviceRoutes, health: new HealthState([], ServingStatus.SERVING), logger, tokens });
+    const { port } = await server.listen(0, "127.0.0.1");
+    try {
+      const warning = lines().map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.level === 40);
+      expect(warning).toMatchObject({ port, msg: expect.stringMatching(/^INSECURE: .*no authorization/) });
+
+      const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" });
+      const tasks = createClient(TaskService, transport);
+      // No certificates, so no peer; and a bearer token is not looked at, since nothing authorizes.
+      expect((await tasks.getTask({ id: "t1" })).task?.id).toBe("undefined/undefined");
+      expect((await tasks.getTask({ id: "t1" }, bearer(operator.token))).task?.id).toBe("undefined/undefined");
+      await expect(tasks.cancelTask({ id: "t1" })).resolves.toBeDefined();
+      // Even a method without an access option, which default deny refuses to everyone under mTLS.
+      expect(await transport.unary(unguardedPing, undefined, undefined, undefined, {})).toMatchObject({ message: {} });
+      const listServices = { case: "listServices", value: "" } as const;
+      expect((await reflect(createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }), listServices)).case).toBe("listServicesResponse");
+    } finally {
+      await server.close(0);
+    }
   });
 });

@@ -11,7 +11,6 @@ import {
   envPort,
   envSecrets,
   envString,
-  envTls,
   envUrl,
   type Env,
 } from "../src/config.js";
@@ -214,42 +213,5 @@ describe("envSecrets", () => {
     const err = configError(() => envSecrets({ HOOK_SECRET_FILE: missing }, "HOOK_SECRET"));
     expect(err.variable).toBe("HOOK_SECRET_FILE");
     expect(err.message).toContain("ENOENT");
-  });
-});
-
-describe("envTls", () => {
-  const cert = file("cert.pem", "-----BEGIN CERTIFICATE-----\ncert\n-----END CERTIFICATE-----\n");
-  const key = file("key.pem", "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END PRIVATE KEY-----\n");
-  const ca = file("ca.pem", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n");
-
-  it("is cleartext when nothing is set", () => {
-    expect(envTls({}, "TASKS")).toBeUndefined();
-  });
-
-  it("reads cert and key", () => {
-    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key }, "TASKS");
-    expect(tls).toEqual({ cert: expect.stringContaining("cert"), key: expect.stringContaining("secret-key-material") });
-    expect(tls).not.toHaveProperty("ca");
-  });
-
-  it("adds the CA for mTLS", () => {
-    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key, TASKS_TLS_CA_FILE: ca }, "TASKS");
-    expect(tls?.ca).toContain("ca");
-  });
-
-  it.each<[string, Env, string]>([
-    ["cert without key", { TASKS_TLS_CERT_FILE: cert }, "TASKS_TLS_KEY_FILE"],
-    ["key without cert", { TASKS_TLS_KEY_FILE: key }, "TASKS_TLS_CERT_FILE"],
-    ["CA alone", { TASKS_TLS_CA_FILE: ca }, "TASKS_TLS_CA_FILE"],
-  ])("rejects %s, naming the variable", (_, env, variable) => {
-    expect(configError(() => envTls(env, "TASKS")).variable).toBe(variable);
-  });
-
-  it("names the variable whose file cannot be read, without reading anything else into the message", () => {
-    const err = configError(() =>
-      envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: join(dir, "missing-key") }, "TASKS"),
-    );
-    expect(err.variable).toBe("TASKS_TLS_KEY_FILE");
-    expect(err.message).not.toContain("secret-key-material");
   });
 });

@@ -5,11 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type ConnectRouter } from "@connectrpc/connect";
+import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { peerKey, type Peer } from "../src/auth/peer.js";
+import { createOperatorToken, OperatorTokens } from "../src/auth/tokens.js";
 import { createClientFactory } from "../src/client/index.js";
 import { envIdentity } from "../src/config.js";
 import { HealthState, healthRoutes } from "../src/health.js";
@@ -21,11 +22,12 @@ import { memoryLogger } from "../src/testing/logger.js";
 
 const TRUST_DOMAIN = "hookmesh.local";
 const tasksId = `spiffe://${TRUST_DOMAIN}/tasks`;
-const gatewayId = `spiffe://${TRUST_DOMAIN}/gateway`;
+const operatorId = `spiffe://${TRUST_DOMAIN}/operator`;
+const operatorToken = createOperatorToken("operator");
 const homes: string[] = [];
 const cleanups: (() => unknown)[] = [];
 let home: string;
-/** Another CA's home, whose identities no server of `home` trusts. */
+/** Another CA's home, whose identities no server of `home` trusts, though their names are the same. */
 let rogueHome: string;
 
 function tempHome(): string {
@@ -41,7 +43,7 @@ async function devHome(names: readonly string[]): Promise<string> {
 }
 
 beforeAll(async () => {
-  [home, rogueHome] = await Promise.all([devHome(["tasks", "gateway", "agent"]), devHome(["gateway"])]);
+  [home, rogueHome] = await Promise.all([devHome(["tasks", "gateway", "agent", "operator"]), devHome(["operator"])]);
 });
 
 afterEach(async () => {
@@ -58,7 +60,19 @@ function identity(name: string, from = home, logger = memoryLogger().logger): Id
   return opened;
 }
 
-/** A kit server under `as` whose GetTask answers with the caller's identity; `peers` has every one it saw. */
+const pem = (path: string) => readFileSync(path, "utf8");
+
+/** `name`'s certificate and key under `from`, for clients that are not kit's. */
+function certificate(name: string, from = home): { cert: string; key: string } {
+  const files = devIdentityFiles(from, name);
+  return { cert: pem(files.certFile), key: pem(files.keyFile) };
+}
+
+/**
+ * A kit server under `as`, which enforces the contracts' access policy (GetTask: operator and
+ * dashboard) and takes the operator's bearer token. GetTask answers with the caller's SPIFFE
+ * id; `peers` has every caller its handler saw.
+ */
 async function startServer(as: Identity) {
   const peers: (Peer | undefined)[] = [];
   const routes = (router: ConnectRouter) =>
@@ -71,7 +85,8 @@ async function startServer(as: Identity) {
     });
   const { logger } = memoryLogger("server");
   const health = new HealthState([TaskService.typeName], ServingStatus.SERVING);
-  const server = createMeshServer({ routes, health, logger, identity: as });
+  const tokens = OperatorTokens.parse(operatorToken.line);
+  const server = createMeshServer({ routes, health, logger, identity: as, tokens });
   const { port } = await server.listen(0, "127.0.0.1");
   cleanups.push(() => server.close(100));
   return { url: `https://127.0.0.1:${port}`, port, peers };
@@ -83,7 +98,26 @@ function clients(as: Identity) {
   return factory;
 }
 
-const pem = (path: string) => readFileSync(path, "utf8");
+/**
+ * Transports over TLS, HTTP/2 and HTTP/1.1, that trust the mesh's CA and present `presented`
+ * or, without it, no certificate at all: a health probe, a browser, a script.
+ */
+function tlsTransports(url: string, presented?: { cert: string; key: string }) {
+  const nodeOptions = { ca: pem(join(home, "tls", "ca.crt")), ...presented };
+  return [createGrpcTransport({ baseUrl: url, nodeOptions }), createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions })];
+}
+
+/** Expects `call` to fail as the authorization interceptor refuses a caller with neither a verified certificate nor a token. */
+async function expectAnonymousRefusal(call: Promise<unknown>): Promise<void> {
+  const err = await callError(call);
+  expect([err.code, err.rawMessage]).toEqual([
+    Code.Unauthenticated,
+    "no credentials: present a client certificate or an Authorization: Bearer token",
+  ]);
+}
+
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+const tokenPeer: Peer = { id: "token:operator", name: "operator", via: "token" };
 
 /** Resolves once `identity` has taken a rotated certificate into use. */
 function rotated(identity: Identity): Promise<void> {
@@ -116,46 +150,62 @@ function serverSerial(port: number, client: Identity): Promise<string> {
 
 describe("mTLS between kit servers and kit clients", () => {
   it("gives the handler the caller's SPIFFE id, over HTTP/2 and HTTP/1.1", async () => {
-    const gateway = identity("gateway");
+    const operator = identity("operator");
     const server = await startServer(identity("tasks"));
 
-    const res = await clients(gateway).client(TaskService, server.url, "tasks").getTask({ id: "x" });
-    expect(res.task?.id).toBe(gatewayId);
-    const overHttp1 = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: clientTlsOptions(gateway, tasksId) });
-    expect((await createClient(TaskService, overHttp1).getTask({ id: "y" })).task?.id).toBe(gatewayId);
+    const res = await clients(operator).client(TaskService, server.url, "tasks").getTask({ id: "x" });
+    expect(res.task?.id).toBe(operatorId);
+    const overHttp1 = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: clientTlsOptions(operator, tasksId) });
+    expect((await createClient(TaskService, overHttp1).getTask({ id: "y" })).task?.id).toBe(operatorId);
     expect(server.peers).toEqual([
-      { id: gatewayId, name: "gateway", via: "mtls" },
-      { id: gatewayId, name: "gateway", via: "mtls" },
+      { id: operatorId, name: "operator", via: "mtls" },
+      { id: operatorId, name: "operator", via: "mtls" },
     ]);
   });
 
-  it("refuses a client without a certificate at the TLS layer", async () => {
+  it("refuses a verified identity that the method's access option does not name", async () => {
     const server = await startServer(identity("tasks"));
-    const transport = createGrpcTransport({ baseUrl: server.url, nodeOptions: { ca: pem(join(home, "tls", "ca.crt")) } });
-    await expect(createClient(TaskService, transport).getTask({ id: "x" })).rejects.toThrow(/certificate required/);
+    const err = await callError(clients(identity("gateway")).client(TaskService, server.url, "tasks").getTask({ id: "x" }));
+    expect([err.code, err.rawMessage]).toEqual([
+      Code.PermissionDenied,
+      'identity "gateway" may not call /hookmesh.tasks.v1.TaskService/GetTask',
+    ]);
     expect(server.peers).toEqual([]);
   });
 
-  it("refuses a client certificate from another CA", async () => {
+  it("completes the handshake without a client certificate: health answers, anything else is Unauthenticated", async () => {
     const server = await startServer(identity("tasks"));
-    const rogue = devIdentityFiles(rogueHome, "gateway");
-    const nodeOptions = { ca: pem(join(home, "tls", "ca.crt")), cert: pem(rogue.certFile), key: pem(rogue.keyFile) };
-    const transport = createGrpcTransport({ baseUrl: server.url, nodeOptions });
-    await expect(createClient(TaskService, transport).getTask({ id: "x" })).rejects.toBeInstanceOf(ConnectError);
-    // Under TLS 1.3 the client finishes its side of the handshake before the server has
-    // checked the client's certificate; the server then drops the connection unheard.
-    const received: Buffer[] = [];
-    await new Promise<void>((resolve) => {
-      const socket = tls.connect({ host: "127.0.0.1", port: server.port, servername: "localhost", ...nodeOptions });
-      socket.on("data", (chunk: Buffer) => received.push(chunk)).on("error", () => {}).on("close", () => resolve());
-    });
-    expect(received).toEqual([]);
+    for (const transport of tlsTransports(server.url)) {
+      expect((await createClient(Health, transport).check({ service: TaskService.typeName })).status).toBe(ServingStatus.SERVING);
+      await expectAnonymousRefusal(createClient(TaskService, transport).getTask({ id: "x" }));
+    }
     expect(server.peers).toEqual([]);
+  });
+
+  it("takes a certificate from another CA for no certificate, whatever identity it names", async () => {
+    const server = await startServer(identity("tasks"));
+    // The handshake completes (a TLS refusal would be Unavailable), but an unverified
+    // certificate proves nothing, so the caller is anonymous.
+    for (const transport of tlsTransports(server.url, certificate("operator", rogueHome))) {
+      await expectAnonymousRefusal(createClient(TaskService, transport).getTask({ id: "x" }));
+    }
+    expect(server.peers).toEqual([]);
+  });
+
+  it("takes an operator's bearer token over TLS without a client certificate, and refuses an invalid one", async () => {
+    const server = await startServer(identity("tasks"));
+    for (const transport of tlsTransports(server.url)) {
+      const tasks = createClient(TaskService, transport);
+      expect((await tasks.getTask({ id: "x" }, bearer(operatorToken.token))).task?.id).toBe(tokenPeer.id);
+      const err = await callError(tasks.getTask({ id: "x" }, bearer(createOperatorToken("operator").token)));
+      expect([err.code, err.rawMessage]).toEqual([Code.Unauthenticated, "invalid bearer token"]);
+    }
+    expect(server.peers).toEqual([tokenPeer, tokenPeer]);
   });
 
   it("refuses, in the kit client, a server that presents another identity", async () => {
     const server = await startServer(identity("agent"));
-    const err = await callError(clients(identity("gateway")).client(TaskService, server.url, "tasks").getTask({ id: "x" }));
+    const err = await callError(clients(identity("operator")).client(TaskService, server.url, "tasks").getTask({ id: "x" }));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe(
       `https://127.0.0.1:${server.port}: server identity mismatch: expected ${tasksId}, got spiffe://${TRUST_DOMAIN}/agent`,
@@ -174,20 +224,21 @@ describe("mTLS between kit servers and kit clients", () => {
 
 describe("rotation without restarts", () => {
   it("serves new connections with the rotated server certificate", async () => {
-    const dir = await devHome(["tasks", "gateway"]);
+    const dir = await devHome(["tasks", "operator"]);
     const tasks = identity("tasks", dir);
-    const gateway = identity("gateway", dir);
+    const operator = identity("operator", dir);
     const server = await startServer(tasks);
-    const before = await serverSerial(server.port, gateway);
+    const before = await serverSerial(server.port, operator);
 
-    const changes = Promise.all([rotated(tasks), rotated(gateway)]);
-    await ensureDevIdentities({ home: dir, trustDomain: TRUST_DOMAIN, names: ["tasks", "gateway"], reissue: true });
+    const changes = Promise.all([rotated(tasks), rotated(operator)]);
+    await ensureDevIdentities({ home: dir, trustDomain: TRUST_DOMAIN, names: ["tasks", "operator"], reissue: true });
     await changes;
 
-    const after = await serverSerial(server.port, gateway);
+    const after = await serverSerial(server.port, operator);
     expect(after).not.toBe(before);
     expect(after).toBe(tasks.current().serialNumber);
-    expect(await clients(gateway).client(TaskService, server.url, "tasks").getTask({ id: "x" })).toMatchObject({ task: { id: gatewayId } });
+    const res = await clients(operator).client(TaskService, server.url, "tasks").getTask({ id: "x" });
+    expect(res.task?.id).toBe(operatorId);
   });
 
   it("presents the rotated client certificate on the kit client's next connection", async () => {
@@ -223,10 +274,10 @@ describe("rotation without restarts", () => {
   });
 
   it("keeps the identity in use when a rotated pair does not match, and logs it", async () => {
-    const dir = await devHome(["tasks", "gateway", "agent"]);
+    const dir = await devHome(["tasks", "operator", "agent"]);
     const { logger, lines } = memoryLogger("tasks");
     const tasks = identity("tasks", dir, logger);
-    const gateway = identity("gateway", dir);
+    const operator = identity("operator", dir);
     const server = await startServer(tasks);
     const serial = tasks.current().serialNumber;
 
@@ -237,7 +288,8 @@ describe("rotation without restarts", () => {
     expect(rejected).toMatchObject({ level: 50, identity: tasksId, serialNumber: serial });
     expect(rejected.reason).toMatch(/tasks\.key: does not match the certificate/);
     expect(tasks.current().serialNumber).toBe(serial);
-    expect(await serverSerial(server.port, gateway)).toBe(serial);
-    expect(await clients(gateway).client(TaskService, server.url, "tasks").getTask({ id: "x" })).toMatchObject({ task: { id: gatewayId } });
+    expect(await serverSerial(server.port, operator)).toBe(serial);
+    const res = await clients(operator).client(TaskService, server.url, "tasks").getTask({ id: "x" });
+    expect(res.task?.id).toBe(operatorId);
   });
 });
