@@ -1,4 +1,5 @@
 import { fileURLToPath } from "node:url";
+import { envPeerUrl, type Env } from "@hookmesh/kit";
 
 /** A service of the mesh as the CLI knows it: where its entry point is and where it listens. */
 export interface ServiceEntry {
@@ -26,8 +27,16 @@ export const SERVICES: readonly ServiceEntry[] = [
   { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL", redisKeyPrefix: "hookmesh:gateway:" },
 ];
 
-export function serviceUrl(service: ServiceEntry, env: NodeJS.ProcessEnv): string {
-  return env[service.urlVariable] ?? `http://127.0.0.1:${service.grpcPort}`;
+/** Where a service is: its `<NAME>_URL`, or its default port on loopback (https unless HOOKMESH_INSECURE=1). */
+export function serviceUrl(service: ServiceEntry, env: Env): string {
+  return envPeerUrl(env, service.urlVariable, service.grpcPort);
+}
+
+/** The service named `name`, which must exist. */
+export function service(name: string): ServiceEntry {
+  const found = SERVICES.find((s) => s.name === name);
+  if (found === undefined) throw new Error(`no service named ${name}`);
+  return found;
 }
 
 /** The named services, or all of them; unknown names are an error that lists the known ones. */

@@ -118,9 +118,17 @@ export function clientTlsOptions(identity: Identity, expected: string): ClientTl
     cert,
     key,
     ca,
-    checkServerIdentity(_host, certificate) {
-      const ids = spiffeIdsOf(certificate.subjectaltname);
-      return ids.length === 1 && ids[0] === expected ? undefined : new ServerIdentityError(expected, ids);
-    },
+    checkServerIdentity: serverIdentityCheck(expected),
+  };
+}
+
+/**
+ * A TLS `checkServerIdentity` that accepts the server whose certificate carries exactly the
+ * SPIFFE id `expected`: for clients that present no certificate of their own (bearer tokens).
+ */
+export function serverIdentityCheck(expected: string): (host: string, certificate: PeerCertificate) => Error | undefined {
+  return (_host, certificate) => {
+    const ids = spiffeIdsOf(certificate.subjectaltname);
+    return ids.length === 1 && ids[0] === expected ? undefined : new ServerIdentityError(expected, ids);
   };
 }

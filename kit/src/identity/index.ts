@@ -10,6 +10,7 @@ export {
   clientTlsOptions,
   openIdentity,
   ServerIdentityError,
+  serverIdentityCheck,
   type ClientTlsOptions,
   type Identity,
   type OpenIdentityOptions,
