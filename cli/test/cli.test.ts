@@ -151,7 +151,7 @@ describe("hookmesh start", () => {
     const gateway = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "gateway"), memoryLogger("gateway").logger)!;
     const asGateway = createClientFactory({ logger: memoryLogger("gateway").logger, identity: gateway, retry: { maxAttempts: 1 } });
     try {
-      expect((await callError(asGateway.client(TaskService, env.TASKS_URL!, "tasks").listTasks({})).code).toBe(Code.PermissionDenied);
+      expect((await callError(asGateway.client(TaskService, env.TASKS_URL!, "tasks").listTasks({}))).code).toBe(Code.PermissionDenied);
     } finally {
       asGateway.close();
       gateway.close();
