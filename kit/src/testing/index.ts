@@ -1,4 +1,5 @@
 export * from "./errors.js";
+export * from "./fake-provider.js";
 export * from "./logger.js";
 export * from "./net.js";
 export * from "./redis.js";

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import CircuitBreaker from "opossum";
-import { Code } from "@connectrpc/connect";
+import { Code, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
@@ -16,7 +16,20 @@ export class UpstreamError extends Error {
   }
 }
 
-export interface UpstreamRequest {
+/** Who a call to the provider is made for: their cancellation and deadline, for every request made on their behalf. */
+export interface Caller {
+  signal?: AbortSignal;
+  /** When the caller stops waiting (ms since the epoch); attempts and waits never run past it. */
+  deadline?: number;
+}
+
+/** The caller of an RPC handler, for the requests the handler makes to the provider. */
+export function callerOf(ctx: HandlerContext): Caller {
+  const timeoutMs = ctx.timeoutMs();
+  return { signal: ctx.signal, ...(timeoutMs !== undefined && { deadline: Date.now() + timeoutMs }) };
+}
+
+export interface UpstreamRequest extends Caller {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   /** Path and query, appended to the base URL. */
   path: string;
@@ -32,10 +45,6 @@ export interface UpstreamRequest {
    * after 429 or a rate-limit answer, which the provider sends without acting on it.
    */
   idempotent: boolean;
-  /** The caller's cancellation. */
-  signal?: AbortSignal;
-  /** The caller's remaining time; attempts and waits never run past it. */
-  timeoutMs?: number;
 }
 
 export interface UpstreamResponse {
@@ -48,29 +57,39 @@ export interface UpstreamResponse {
 /** How a provider says "slow down": the wait it asks for, if this answer is one. */
 export type RateLimitPolicy = (status: number, headers: Headers, body: unknown) => number | undefined;
 
-export interface UpstreamClientOptions {
-  /** For logs and the breaker, e.g. `github`. */
+/** How one provider speaks: its name and how it says "slow down" and "no". */
+export interface ProviderPolicy {
+  /** For logs, error messages and the breaker, e.g. `github`. */
   name: string;
-  baseUrl: string;
-  logger: Logger;
-  /** Per attempt. Default 10s. */
-  attemptTimeoutMs?: number;
-  /** Attempts per call, the first included. Default 4. */
-  maxAttempts?: number;
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  /** Longest wait a provider may ask for before the call fails with ResourceExhausted instead. Default 30s. */
-  maxRateLimitWaitMs?: number;
   /** The provider's own rate-limit signals beyond 429 + Retry-After. */
   rateLimit?: RateLimitPolicy;
   /** Maps a provider error answer to a code; defaults follow HTTP semantics. */
   errorCode?: (status: number, body: unknown) => Code | undefined;
   /** What a provider error body says, as `: …` for the error message; "" for nothing. */
   errorText?: (body: unknown) => string;
+}
+
+/** How long calls may take and how they are retried: set by configuration, or by tests to take milliseconds. */
+export interface UpstreamTimings {
+  /** Per attempt. Default 10s. */
+  attemptTimeoutMs?: number;
+  /** Attempts per call, the first included. Default 4. */
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Longest wait between attempts (the provider asking to slow down, or backoff); beyond it the call fails instead. Default 30s. */
+  maxRateLimitWaitMs?: number;
   breaker?: { volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number };
 }
 
-const DEFAULT_TIMEOUT_MS = 10_000;
+export interface UpstreamClientOptions extends ProviderPolicy, UpstreamTimings {
+  baseUrl: string;
+  logger: Logger;
+}
+
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_ATTEMPTS = 4;
+const DEFAULT_MAX_WAIT_MS = 30_000;
 
 /**
  * The one way integration services call a provider's REST API: a timeout on every attempt,
@@ -102,6 +121,21 @@ export class UpstreamClient {
     this.breaker.on("close", () => options.logger.info(fields, "upstream circuit closed"));
   }
 
+  /** The provider's name, as in error messages: `github`. */
+  get name(): string {
+    return this.options.name;
+  }
+
+  /**
+   * The longest one call can take: every attempt running out its timeout, with the longest
+   * wait allowed between attempts. A call holding an idempotency key is bounded by it.
+   */
+  get longestCallMs(): number {
+    const attempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const attemptMs = this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
+    return attempts * attemptMs + (attempts - 1) * (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS);
+  }
+
   /** The URL a request goes to. */
   url(path: string): string {
     return this.baseUrl + path;
@@ -114,14 +148,14 @@ export class UpstreamClient {
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const { logger } = this.options;
-    const maxAttempts = this.options.maxAttempts ?? 4;
-    const deadline = req.timeoutMs === undefined ? Infinity : Date.now() + req.timeoutMs;
+    const maxAttempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const deadline = req.deadline ?? Infinity;
     for (let attempt = 1; ; attempt++) {
       const left = deadline - Date.now();
       if (left <= 0) throw new UpstreamError(Code.DeadlineExceeded, `${this.options.name}: deadline exceeded`);
       const attemptSignal = AbortSignal.any([
         ...(req.signal ? [req.signal] : []),
-        AbortSignal.timeout(Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_TIMEOUT_MS)),
+        AbortSignal.timeout(Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS)),
       ]);
       let wait: number | undefined;
       try {
@@ -134,7 +168,7 @@ export class UpstreamClient {
         if (req.signal?.aborted) throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
         if (!(req.idempotent || err.notActedOn) || attempt >= maxAttempts) throw err.final;
         wait = err.waitMs ?? this.backoff(attempt);
-        if (wait > (this.options.maxRateLimitWaitMs ?? 30_000) || Date.now() + wait >= deadline) throw err.final;
+        if (wait > (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS) || Date.now() + wait >= deadline) throw err.final;
         logger.debug({ upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status }, "retrying upstream call");
       }
       await sleep(wait, undefined, req.signal ? { signal: req.signal } : undefined).catch(() => {
