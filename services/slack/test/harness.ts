@@ -1,86 +1,70 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Credential, HealthState, IdempotencyStore, ServingStatus, type Env, type UpstreamClient, type UpstreamClientOptions } from "@hookmesh/kit";
-import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import type { Redis } from "ioredis";
+import type { Env, Logger, UpstreamTimings } from "@hookmesh/kit";
+import { memoryLogger, TEST_REDIS_URL, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
-import { TOKEN_VARIABLE } from "../src/config.js";
-import { SlackMessages } from "../src/messages.js";
-import { build } from "../src/server.js";
-import { slackUpstream } from "../src/upstream.js";
+import { composeSlack, type SlackIntegration } from "../src/compose.js";
+import { loadConfig, TOKEN_VARIABLE } from "../src/config.js";
 import { FakeSlack, TEST_TOKEN } from "./fake-slack.js";
 
-/** Small timeouts and waits, so that retries and hangs take milliseconds. */
-export const TEST_UPSTREAM = { attemptTimeoutMs: 300, maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } satisfies Partial<UpstreamClientOptions>;
+/** Backoff of milliseconds, so retries take no time; the attempts' timeout and count are configured (SLACK_TIMEOUT_MS, SLACK_MAX_ATTEMPTS). */
+const TEST_TIMINGS = { baseDelayMs: 1, maxDelayMs: 5 } satisfies UpstreamTimings;
 
 export interface Setup {
-  /** The environment the token comes from; default `SLACK_BOT_TOKEN` set to the fake's token. */
+  /** Variables set over the test's: attempts, dry run, or the token's source (`SLACK_BOT_TOKEN` is the fake's token unless `token: false`). */
   env?: Env;
-  dryRun?: boolean;
-  upstream?: Partial<UpstreamClientOptions>;
-  /** The Redis the idempotency store uses, given the test's (say, one that is down). */
-  redis?: (redis: Redis) => Redis;
+  /** False: no SLACK_BOT_TOKEN. */
+  token?: boolean;
+  /** Timings beyond TEST_TIMINGS (a breaker that opens sooner, say). */
+  upstream?: UpstreamTimings;
 }
 
-export interface SlackUnderTest {
+export interface SlackUnderTest extends SlackIntegration {
   fake: FakeSlack;
-  slack: SlackMessages;
-  token: Credential;
-  upstream: UpstreamClient;
   db: TestRedis;
-  /** Every line logged by the service's pieces. */
+  logger: Logger;
+  /** Every line logged by the service. */
   lines(): string[];
-  logger: ReturnType<typeof memoryLogger>["logger"];
-  close(): Promise<void>;
 }
 
-/** The Slack domain over a fresh fake Slack and a fresh Redis prefix. */
+/**
+ * The Slack service as `main` builds it (loadConfig, composeSlack), not listening, against a
+ * fresh fake Slack and a real Redis under the test's own prefix. It differs from production only
+ * by configuration (the fake's URL, 300 ms attempts, 3 of them, no shutdown grace) and by
+ * TEST_TIMINGS.
+ */
 export async function slackUnderTest(label: string, setup: Setup = {}): Promise<SlackUnderTest> {
   const fake = await FakeSlack.start();
   const db = await testRedis(`slack-${label}`);
   const { logger, lines } = memoryLogger("slack-test");
-  const token = new Credential(TOKEN_VARIABLE, setup.env ?? { [TOKEN_VARIABLE]: TEST_TOKEN }, logger);
-  const upstream = slackUpstream(fake.url, logger, { ...TEST_UPSTREAM, ...setup.upstream });
-  const slack = new SlackMessages({
-    upstream,
-    token,
-    idempotency: new IdempotencyStore(setup.redis?.(db.redis) ?? db.redis, { keyPrefix: db.prefix, ttlMs: 60_000, lockMs: 5_000 }),
-    dryRun: setup.dryRun ?? false,
-    logger,
-  });
+  const env: Env = {
+    REDIS_URL: TEST_REDIS_URL,
+    SLACK_REDIS_PREFIX: db.prefix,
+    SLACK_API_URL: fake.url,
+    SLACK_TIMEOUT_MS: "300",
+    SLACK_MAX_ATTEMPTS: "3",
+    SHUTDOWN_GRACE_MS: "0",
+    ...(setup.token !== false && { [TOKEN_VARIABLE]: TEST_TOKEN }),
+    ...setup.env,
+  };
+  const service = await composeSlack(loadConfig(env), { logger, env, upstream: { ...TEST_TIMINGS, ...setup.upstream } });
   return {
+    ...service,
     fake,
-    slack,
-    token,
-    upstream,
     db,
-    lines,
     logger,
+    lines,
     async close() {
-      upstream.shutdown();
+      await service.close();
       await fake.close();
       await db.cleanup();
     },
   };
 }
 
-export interface Served {
-  client: Client<typeof SlackService>;
-  baseUrl: string;
-  health: HealthState;
-  close(): Promise<void>;
-}
-
-/** The real server over `under`, on 127.0.0.1 port 0, and a gRPC client for it. */
-export async function serve(under: SlackUnderTest): Promise<Served> {
-  const health = new HealthState([SlackService.typeName], ServingStatus.SERVING);
-  const server = build({ slack: under.slack, health, logger: under.logger });
-  const { port } = await server.listen(0, "127.0.0.1");
+/** The service's server, listening on 127.0.0.1 port 0, and a gRPC client for it. */
+export async function serve(under: SlackUnderTest): Promise<{ client: Client<typeof SlackService>; baseUrl: string }> {
+  const { port } = await under.server.listen(0, "127.0.0.1");
   const baseUrl = `http://127.0.0.1:${port}`;
-  return {
-    client: createClient(SlackService, createGrpcTransport({ baseUrl })),
-    baseUrl,
-    health,
-    close: () => server.close(0),
-  };
+  return { client: createClient(SlackService, createGrpcTransport({ baseUrl })), baseUrl };
 }
