@@ -1,77 +1,79 @@
 import type { Redis } from "ioredis";
-import { Credential, IdempotencyStore, type Env, type Logger, type UpstreamClient } from "@hookmesh/kit";
-import type { JiraConfig } from "./config.js";
-import { DRY_RUN_BASE_URL, JiraApi, type JiraAuth } from "./jira-api.js";
-import { createJiraUpstream, type JiraUpstreamOptions } from "./jira-upstream.js";
+import {
+  connectRedis,
+  Credential,
+  HealthState,
+  ProviderCalls,
+  ServingStatus,
+  UpstreamClient,
+  type Env,
+  type Logger,
+  type MeshServer,
+  type UpstreamTimings,
+} from "@hookmesh/kit";
+import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
+import { JiraAuth } from "./auth.js";
+import { TOKEN_VARIABLES, type JiraConfig } from "./config.js";
+import { DRY_RUN_BASE_URL, JiraApi } from "./jira-api.js";
+import { build } from "./server.js";
+import { jiraPolicy } from "./upstream.js";
 
-export type JiraSettings = Pick<
-  JiraConfig,
-  "redisKeyPrefix" | "baseUrl" | "apiVersion" | "auth" | "email" | "dryRun" | "timeoutMs" | "maxAttempts" | "idempotencyTtlMs"
->;
-
-/** The Jira service's domain objects, as main and the tests use them. */
-export interface JiraCore {
-  api: JiraApi;
-  upstream: UpstreamClient;
-  /** The credential in use, if any is configured. */
-  credential: Credential | undefined;
-  /** Starts reloading the credential file on change and on SIGHUP; returns the function that stops it. */
-  watch(): () => void;
-  close(): void;
+export interface JiraDeps {
+  logger: Logger;
+  /** Where the token is read (and re-read on rotation): the environment the config came from. */
+  env: Env;
+  /** Timings of the calls to Jira beyond the configured ones (backoff, waits, breaker): tests make them milliseconds. */
+  upstream?: UpstreamTimings;
 }
 
-/** The longest a rate-limited call waits between attempts before it gives up. */
-const MAX_RATE_LIMIT_WAIT_MS = 30_000;
+/** The Jira service, built and not listening, and the parts tests look at. */
+export interface JiraIntegration {
+  server: MeshServer;
+  api: JiraApi;
+  calls: ProviderCalls;
+  /** The credential in use; undefined when none is configured. */
+  token: Credential | undefined;
+  redis: Redis;
+  /** Stops serving (within the shutdown grace), watching the token, the breaker and Redis. */
+  close(): Promise<void>;
+}
 
-export function composeJira(
-  redis: Redis,
-  settings: JiraSettings,
-  env: Env,
-  logger: Logger,
-  /** Overrides for the client to Jira (backoff, breaker), for tests. */
-  upstreamOptions: Partial<JiraUpstreamOptions> = {},
-): JiraCore {
-  const credential =
-    settings.auth === "bearer"
-      ? new Credential("JIRA_BEARER_TOKEN", env, logger)
-      : settings.auth === "basic"
-        ? new Credential("JIRA_API_TOKEN", env, logger)
-        : undefined;
-  const auth: JiraAuth | undefined =
-    credential === undefined
-      ? undefined
-      : settings.auth === "bearer"
-        ? { scheme: "bearer", token: credential }
-        : { scheme: "basic", email: settings.email ?? "", token: credential };
-  const upstream = createJiraUpstream({
-    baseUrl: settings.baseUrl ?? DRY_RUN_BASE_URL,
+export async function composeJira(config: JiraConfig, deps: JiraDeps): Promise<JiraIntegration> {
+  const { logger, env } = deps;
+  // Serving follows the Redis connection: without the idempotency store, a retried call could comment twice.
+  const health = new HealthState([JiraService.typeName]);
+  const redis = await connectRedis({
+    url: config.redisUrl,
+    variable: "REDIS_URL",
     logger,
-    attemptTimeoutMs: settings.timeoutMs,
-    maxAttempts: settings.maxAttempts,
-    maxRateLimitWaitMs: MAX_RATE_LIMIT_WAIT_MS,
-    ...upstreamOptions,
+    onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
   });
-  const idempotency = new IdempotencyStore(redis, {
-    keyPrefix: settings.redisKeyPrefix,
-    ttlMs: settings.idempotencyTtlMs,
-    // A call holds its key for at most every attempt plus one rate-limit wait; past that its
-    // caller crashed and another may post.
-    lockMs: settings.maxAttempts * settings.timeoutMs + MAX_RATE_LIMIT_WAIT_MS,
-  });
-  const api = new JiraApi({
+  const token = config.auth === "none" ? undefined : new Credential(TOKEN_VARIABLES[config.auth], env, logger);
+  const stopWatching = token?.watch();
+  const auth = new JiraAuth(config, token);
+  const upstream = new UpstreamClient({ ...jiraPolicy, baseUrl: config.baseUrl ?? DRY_RUN_BASE_URL, logger, ...config.upstream, ...deps.upstream });
+  const calls = new ProviderCalls({
+    provider: "Jira",
     upstream,
-    hasBaseUrl: settings.baseUrl !== undefined,
-    apiVersion: settings.apiVersion,
-    auth,
-    dryRun: settings.dryRun,
-    idempotency,
+    redis,
+    keyPrefix: config.redisKeyPrefix,
     logger,
+    dryRun: config.dryRun,
+    missing: () => auth.missing(),
   });
+  const api = new JiraApi({ upstream, auth, calls, apiVersion: config.apiVersion });
+  const server = build({ api, health, logger, tls: config.tls });
   return {
+    server,
     api,
-    upstream,
-    credential,
-    watch: () => credential?.watch() ?? (() => {}),
-    close: () => upstream.shutdown(),
+    calls,
+    token,
+    redis,
+    async close() {
+      await server.close(config.shutdownGraceMs);
+      stopWatching?.();
+      upstream.shutdown();
+      redis.disconnect();
+    },
   };
 }

@@ -1,8 +1,7 @@
-import type { Logger } from "@hookmesh/kit";
-import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { composeJira, type JiraCore } from "../src/compose.js";
-import { loadConfig, type JiraConfig } from "../src/config.js";
-import type { JiraUpstreamOptions } from "../src/jira-upstream.js";
+import type { Env, Logger, UpstreamTimings } from "@hookmesh/kit";
+import { memoryLogger, TEST_REDIS_URL, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { composeJira, type JiraIntegration } from "../src/compose.js";
+import { loadConfig } from "../src/config.js";
 import { FakeJira } from "./fake-jira.js";
 
 export const EMAIL = "dev@example.com";
@@ -12,56 +11,62 @@ export const BASIC_AUTH = `Basic ${Buffer.from(`${EMAIL}:${API_TOKEN}`).toString
 /** Everything a log line or an error message must never contain. */
 export const SECRETS = [API_TOKEN, BEARER_TOKEN, Buffer.from(`${EMAIL}:${API_TOKEN}`).toString("base64")];
 
-export interface Harness {
+/** Backoff of milliseconds, so retries take no time; the attempts' timeout and count are configured (JIRA_TIMEOUT_MS, JIRA_MAX_ATTEMPTS). */
+const TEST_TIMINGS = { baseDelayMs: 5, maxDelayMs: 20 } satisfies UpstreamTimings;
+
+export interface Harness extends JiraIntegration {
   jira: FakeJira;
   db: TestRedis;
-  config: JiraConfig;
-  core: JiraCore;
   logger: Logger;
   lines: () => string[];
-  close(): Promise<void>;
 }
 
 export interface HarnessOptions {
-  /** Set over the defaults (the fake's base URL, email + API token); undefined removes a variable. */
+  /** Set over the test's (the fake's base URL, email + API token); undefined removes a variable. */
   env?: Record<string, string | undefined>;
   contextPath?: string;
-  upstream?: Partial<JiraUpstreamOptions>;
+  /** Timings beyond TEST_TIMINGS (a breaker that opens sooner, say). */
+  upstream?: UpstreamTimings;
 }
 
-/** The Jira service's domain over a fake Jira and a real Redis (own prefix), configured from an env. */
+/**
+ * The Jira service as `main` builds it (loadConfig, composeJira), not listening, against a fresh
+ * fake Jira and a real Redis under the test's own prefix. It differs from production only by
+ * configuration (the fake's URL, 300 ms attempts, 3 of them, no shutdown grace) and by
+ * TEST_TIMINGS.
+ */
 export async function harness(options: HarnessOptions = {}): Promise<Harness> {
   const jira = await new FakeJira(options.contextPath).start();
   jira.expectedAuth = BASIC_AUTH;
   const db = await testRedis("jira");
   const { logger, lines } = memoryLogger("jira-test");
   const env = withoutUnset({
+    REDIS_URL: TEST_REDIS_URL,
+    JIRA_REDIS_PREFIX: db.prefix,
     JIRA_BASE_URL: jira.baseUrl,
     JIRA_EMAIL: EMAIL,
     JIRA_API_TOKEN: API_TOKEN,
     JIRA_TIMEOUT_MS: "300",
     JIRA_MAX_ATTEMPTS: "3",
-    JIRA_REDIS_PREFIX: db.prefix,
+    SHUTDOWN_GRACE_MS: "0",
     ...options.env,
   });
-  const config = loadConfig(env);
-  const core = composeJira(db.redis, config, env, logger, { baseDelayMs: 5, maxDelayMs: 20, ...options.upstream });
+  const service = await composeJira(loadConfig(env), { logger, env, upstream: { ...TEST_TIMINGS, ...options.upstream } });
   return {
+    ...service,
     jira,
     db,
-    config,
-    core,
     logger,
     lines,
     async close() {
-      core.close();
+      await service.close();
       await jira.close();
       await db.cleanup();
     },
   };
 }
 
-function withoutUnset(env: Record<string, string | undefined>): Record<string, string> {
+function withoutUnset(env: Record<string, string | undefined>): Env {
   return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
 
