@@ -4,3 +4,4 @@ export * from "./credential.js";
 export * from "./idempotency.js";
 export * from "./errors.js";
 export * from "./provider-calls.js";
+export * from "./integration.js";
