@@ -153,13 +153,10 @@ export class UpstreamClient {
     for (let attempt = 1; ; attempt++) {
       const left = deadline - Date.now();
       if (left <= 0) throw new UpstreamError(Code.DeadlineExceeded, `${this.options.name}: deadline exceeded`);
-      const attemptSignal = AbortSignal.any([
-        ...(req.signal ? [req.signal] : []),
-        AbortSignal.timeout(Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS)),
-      ]);
+      const attemptSignal = abortAfter(req.signal, Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS));
       let wait: number | undefined;
       try {
-        return await this.breaker.fire(req, attemptSignal);
+        return await this.breaker.fire(req, attemptSignal.signal);
       } catch (err) {
         if (err instanceof Error && CircuitBreaker.isOurError(err)) {
           throw new UpstreamError(Code.Unavailable, `${this.options.name} is failing; circuit open`);
@@ -170,6 +167,8 @@ export class UpstreamClient {
         wait = err.waitMs ?? this.backoff(attempt);
         if (wait > (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS) || Date.now() + wait >= deadline) throw err.final;
         logger.debug({ upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status }, "retrying upstream call");
+      } finally {
+        attemptSignal.clear();
       }
       await sleep(wait, undefined, req.signal ? { signal: req.signal } : undefined).catch(() => {
         throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
@@ -235,6 +234,31 @@ class RetryableUpstreamError extends Error {
   ) {
     super(final.message);
   }
+}
+
+/** setTimeout's limit; a longer wait is cut to it, which no call outlasts. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A signal that aborts when `signal` does, or after `ms` with a TimeoutError; `clear` releases
+ * its timer. Not AbortSignal.any over AbortSignal.timeout: the composite holds its sources
+ * weakly, and Node drops a timeout signal's timer once the signal is collected, so the
+ * composite could never abort.
+ */
+export function abortAfter(signal: AbortSignal | undefined, ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException("The operation timed out.", "TimeoutError")), Math.min(Math.max(0, ms), MAX_TIMER_MS));
+  timer.unref();
+  const onAbort = () => controller.abort(signal?.reason);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
 }
 
 /** `Retry-After` in seconds or as an HTTP date, in milliseconds from now. */

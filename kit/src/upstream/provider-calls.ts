@@ -6,7 +6,7 @@ import { Code } from "@connectrpc/connect";
 import { CallInfoSchema, type CallInfo } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { UpstreamError, type Caller, type UpstreamClient, type UpstreamRequest } from "./client.js";
+import { abortAfter, UpstreamError, type Caller, type UpstreamClient, type UpstreamRequest } from "./client.js";
 import type { MissingCredentialError } from "./credential.js";
 import { IdempotencyStore, type Claim } from "./idempotency.js";
 
@@ -22,9 +22,6 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 512;
 /** Attempts at recording a result once the provider answered, and the first wait between them (doubling). */
 const RECORD_ATTEMPTS = 3;
 const RECORD_RETRY_MS = 100;
-
-/** setTimeout's limit; a longer caller deadline waits as long as this, which no call outlasts. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A request to the provider as the answer's CallInfo describes it (credentials are never part of it). */
 export type DescribedRequest = Pick<UpstreamRequest, "method" | "path" | "body">;
@@ -165,15 +162,18 @@ export class ProviderCalls {
     caller: Caller,
     run: (caller: Caller) => Promise<MessageShape<Desc>>,
   ): Promise<MessageShape<Desc>> {
-    const wait = waitSignal(caller);
+    // A wait for another call's result ends when the caller cancels or its deadline passes.
+    const wait = abortAfter(caller.signal, (caller.deadline ?? Infinity) - Date.now());
     let claim: Claim<Desc>;
     try {
-      claim = await this.store.claim(key, schema, wait);
+      claim = await this.store.claim(key, schema, wait.signal);
     } catch (err) {
       const name = this.options.upstream.name;
       if (caller.signal?.aborted) throw new UpstreamError(Code.Canceled, `${name}: canceled`);
-      if (wait?.aborted) throw new UpstreamError(Code.DeadlineExceeded, `${name}: deadline exceeded`);
+      if (wait.signal.aborted) throw new UpstreamError(Code.DeadlineExceeded, `${name}: deadline exceeded`);
       throw new IdempotencyUnavailableError(err);
+    } finally {
+      wait.clear();
     }
     if ("stored" in claim) {
       const stored = claim.stored as MessageShape<Desc> & { call?: CallInfo };
@@ -220,15 +220,6 @@ export class ProviderCalls {
 export function dryRunId(seed: string): bigint {
   const id = createHash("sha256").update(seed).digest().readBigUInt64BE(0) >> 11n;
   return id === 0n ? 1n : id;
-}
-
-/** Aborts when the caller cancels or its deadline passes: the end of a wait for another call's result. */
-function waitSignal(caller: Caller): AbortSignal | undefined {
-  const signals = [
-    ...(caller.signal ? [caller.signal] : []),
-    ...(caller.deadline === undefined ? [] : [AbortSignal.timeout(Math.min(MAX_TIMER_MS, Math.max(0, caller.deadline - Date.now())))]),
-  ];
-  return signals.length === 0 ? undefined : AbortSignal.any(signals);
 }
 
 function message(err: unknown): string {
