@@ -57,10 +57,12 @@ export interface UpstreamResponse {
 /** How a provider says "slow down": the wait it asks for, if this answer is one. */
 export type RateLimitPolicy = (status: number, headers: Headers, body: unknown) => number | undefined;
 
-/** How one provider speaks: its name and how it says "slow down" and "no". */
+/** How one provider speaks: its names and how it says "slow down" and "no". */
 export interface ProviderPolicy {
-  /** For logs, error messages and the breaker, e.g. `github`. */
+  /** For error messages, logs' `upstream` field and the breaker, e.g. `github`. */
   name: string;
+  /** As operators know it, for log lines: `GitHub`. */
+  title: string;
   /** The provider's own rate-limit signals beyond 429 + Retry-After. */
   rateLimit?: RateLimitPolicy;
   /** Maps a provider error answer to a code; defaults follow HTTP semantics. */
@@ -124,6 +126,11 @@ export class UpstreamClient {
   /** The provider's name, as in error messages: `github`. */
   get name(): string {
     return this.options.name;
+  }
+
+  /** The provider as operators know it: `GitHub`. */
+  get title(): string {
+    return this.options.title;
   }
 
   /**

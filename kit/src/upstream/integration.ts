@@ -30,15 +30,13 @@ export interface Integration {
 export interface IntegrationBaseOptions {
   /** The service's full name, for health: `SlackService.typeName`. */
   service: string;
-  /** The provider as operators know it: `Slack`. */
-  provider: string;
   policy: ProviderPolicy;
   /** The provider's API root. */
   baseUrl: string;
   /** The service's credentials, watched for rotation until close. */
   credentials: Credential[];
-  /** What keeps calls from reaching the provider (see ProviderCallsOptions.missing). */
-  missing(): MissingCredentialError | undefined;
+  /** What keeps calls from reaching the provider (see ProviderCallsOptions.missing); by default, the first credential not set. */
+  missing?(): MissingCredentialError | undefined;
 }
 
 /** The parts every integration service is built on. */
@@ -70,13 +68,12 @@ export async function connectIntegration(config: IntegrationConfig, deps: Integr
   const stopWatching = options.credentials.map((credential) => credential.watch());
   const upstream = new UpstreamClient({ ...options.policy, baseUrl: options.baseUrl, logger, ...config.upstream, ...deps.upstream });
   const calls = new ProviderCalls({
-    provider: options.provider,
     upstream,
     redis,
     keyPrefix: config.redisKeyPrefix,
     logger,
     dryRun: config.dryRun,
-    missing: options.missing,
+    missing: options.missing ?? (() => options.credentials.map((credential) => credential.missing()).find((missing) => missing !== undefined)),
   });
   return {
     health,

@@ -38,8 +38,6 @@ export type Sent<T> = { dryRun: false; answer: T; call: CallInfo } | { dryRun: t
 export type Created<T> = { dryRun: false; answer: T; call: CallInfo } | { dryRun: true; call: CallInfo; id: bigint };
 
 export interface ProviderCallsOptions {
-  /** The provider as operators know it, for log lines: `GitHub`. */
-  provider: string;
   upstream: UpstreamClient;
   /** The service's Redis, for idempotency keys. */
   redis: Redis;
@@ -56,18 +54,14 @@ export interface ProviderCallsOptions {
   missing(): MissingCredentialError | undefined;
 }
 
-/** The parts of a creating call. */
-export interface CreateCall<Desc extends DescMessage, T> {
+/** What makes a call a creating one: its key, and the response stored under it. */
+export interface Creation<Desc extends DescMessage, T> {
   /** The RPC, which scopes the key: `createComment`. */
   rpc: string;
   /** Empty for none. */
   idempotencyKey: string;
   /** The response's schema; the response is what is stored under the key, and must have a `call` field. */
   schema: Desc;
-  request: DescribedRequest;
-  caller: Caller;
-  /** Sends the request; called only when the call is live. */
-  send(caller: Caller): Promise<T>;
   /** The RPC's response, from what the call gave. */
   respond(created: Created<T>): MessageShape<Desc>;
 }
@@ -108,7 +102,7 @@ export class ProviderCalls {
 
   /** What a dry run answers where the provider would have answered with text (a title, a summary). */
   get dryRunText(): string {
-    return `dry run: nothing was sent to ${this.options.provider}`;
+    return `dry run: nothing was sent to ${this.options.upstream.title}`;
   }
 
   /** One call that creates nothing (a read, an edit, a delete): sent, or described in a dry run. */
@@ -118,25 +112,31 @@ export class ProviderCalls {
     return { dryRun: false, answer: await send(caller), call };
   }
 
-  /** A call that creates something, once per idempotency key (see the class). */
-  async create<Desc extends DescMessage, T>(params: CreateCall<Desc, T>): Promise<MessageShape<Desc>> {
-    const key = params.idempotencyKey.trim();
+  /** A call that creates something: as `send`, and once per idempotency key (see the class). */
+  async create<Desc extends DescMessage, T>(
+    request: DescribedRequest,
+    caller: Caller,
+    send: (caller: Caller) => Promise<T>,
+    creation: Creation<Desc, T>,
+  ): Promise<MessageShape<Desc>> {
+    const key = creation.idempotencyKey.trim();
     if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
       throw new InvalidRequestError(`idempotency_key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, "idempotency_key");
     }
-    const call = this.callInfo(params.request);
+    const call = this.callInfo(request);
     if (call.dryRun) {
       const { method, url, body } = call.request!;
-      return params.respond({ dryRun: true, call, id: dryRunId(key === "" ? `${method} ${url} ${body}` : `${params.rpc}:${key}`) });
+      return creation.respond({ dryRun: true, call, id: dryRunId(key === "" ? `${method} ${url} ${body}` : `${creation.rpc}:${key}`) });
     }
-    const run = async (caller: Caller) => params.respond({ dryRun: false, answer: await params.send(caller), call });
-    if (key === "") return run(params.caller);
-    return this.once(`${params.rpc}:${key}`, params.schema, params.caller, run);
+    const run = async (caller: Caller) => creation.respond({ dryRun: false, answer: await send(caller), call });
+    if (key === "") return run(caller);
+    return this.once(`${creation.rpc}:${key}`, creation.schema, caller, run);
   }
 
   /** One line at start-up on where calls go: to the provider, nowhere (dry run), or nowhere until a variable is set. */
   logStartup(fields: Record<string, unknown> = {}): void {
-    const { logger, provider, dryRun } = this.options;
+    const { logger, dryRun } = this.options;
+    const provider = this.options.upstream.title;
     const missing = this.options.missing();
     if (missing === undefined) logger.info(fields, `calling ${provider}`);
     else if (dryRun) logger.warn({ ...fields, missing: missing.variable }, `${missing.variable} is not set: dry run, calls are described and nothing is sent to ${provider}`);
@@ -145,13 +145,13 @@ export class ProviderCalls {
 
   /** How this call goes: live, or a dry run (logged); MissingCredentialError when it can be neither. */
   private callInfo(request: DescribedRequest): CallInfo {
-    const { upstream, logger, provider } = this.options;
+    const { upstream, logger } = this.options;
     const missing = this.options.missing();
     if (missing !== undefined && !this.options.dryRun) throw missing;
     const call = create(CallInfoSchema, { dryRun: missing !== undefined, request: upstream.describe(request) });
     if (missing !== undefined) {
       const { method, url } = call.request!;
-      logger.info({ upstream: upstream.name, method, url, missing: missing.variable }, `dry run: request not sent to ${provider}`);
+      logger.info({ upstream: upstream.name, method, url, missing: missing.variable }, `dry run: request not sent to ${upstream.title}`);
     }
     return call;
   }
@@ -203,7 +203,7 @@ export class ProviderCalls {
         if (attempt >= RECORD_ATTEMPTS) {
           this.options.logger.error(
             { upstream: this.options.upstream.name, key, err: message(err) },
-            `${this.options.provider} answered, but the idempotency key could not be recorded: a call with this key may act again once its lock expires`,
+            `${this.options.upstream.title} answered, but the idempotency key could not be recorded: a call with this key may act again once its lock expires`,
           );
           return;
         }

@@ -20,7 +20,6 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
   const privateKey = new Credential(APP_KEY_VARIABLE, env, logger);
   const base = await connectIntegration(config, deps, {
     service: GitHubService.typeName,
-    provider: "GitHub",
     policy: githubPolicy,
     baseUrl: config.apiUrl,
     credentials: [token, privateKey],

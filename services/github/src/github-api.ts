@@ -70,13 +70,10 @@ export class GitHubApi {
     const number = positive(input.number, "number");
     requireBody(input.body);
     const request: GitHubRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
-    return this.deps.calls.create({
+    return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "createComment",
       idempotencyKey: input.idempotencyKey ?? "",
       schema: CreateCommentResponseSchema,
-      request,
-      caller,
-      send: (caller) => this.send(repository, request, caller),
       respond: (created) =>
         create(CreateCommentResponseSchema, {
           comment: created.dryRun ? create(CommentSchema, { id: created.id, body: input.body }) : toComment(created.answer.body),
@@ -132,13 +129,10 @@ export class GitHubApi {
     else throw new InvalidRequestError("target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)", "target");
     const request: GitHubRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
     // GitHub keeps one reaction per identity and content, so there is no key to remember it by.
-    return this.deps.calls.create({
+    return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "addReaction",
       idempotencyKey: "",
       schema: AddReactionResponseSchema,
-      request,
-      caller,
-      send: (caller) => this.send(repository, request, caller),
       respond: (created) => create(AddReactionResponseSchema, { reactionId: created.dryRun ? created.id : reactionId(created.answer.body), call: created.call }),
     });
   }

@@ -40,7 +40,7 @@ export function githubErrorCode(status: number, body: unknown): Code | undefined
 }
 
 /** How GitHub's REST API speaks, for the UpstreamClient: its rate-limit answers and error codes. */
-export const githubPolicy: ProviderPolicy = { name: "github", rateLimit: githubRateLimit, errorCode: githubErrorCode };
+export const githubPolicy: ProviderPolicy = { name: "github", title: "GitHub", rateLimit: githubRateLimit, errorCode: githubErrorCode };
 
 /**
  * The web origin that serves git for an API URL: github.com for api.github.com,

@@ -18,7 +18,6 @@ export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Pr
   const auth = new JiraAuth(config, token);
   const base = await connectIntegration(config, deps, {
     service: JiraService.typeName,
-    provider: "Jira",
     policy: jiraPolicy,
     // Without JIRA_BASE_URL only dry runs are possible; their URLs say so.
     baseUrl: config.baseUrl ?? DRY_RUN_BASE_URL,

@@ -54,13 +54,10 @@ export class JiraApi {
     const text = commentText(input.body);
     // Not idempotent: retried only when Jira refused it for the rate limit, never after a 5xx.
     const request: JiraRequest = { method: "POST", path: `${this.issuePath(key)}/comment`, body: { body: this.richText(text) }, idempotent: false };
-    return this.deps.calls.create({
+    return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey,
       schema: AddCommentResponseSchema,
-      request,
-      caller,
-      send: (caller) => this.send(request, caller),
       respond: (created) =>
         create(AddCommentResponseSchema, {
           comment: created.dryRun ? this.described(key, String(created.id), text) : this.comment(key, created.answer.body),

@@ -7,6 +7,7 @@ import { retryAfterMs, type ProviderPolicy } from "@hookmesh/kit";
  */
 export const jiraPolicy: ProviderPolicy = {
   name: "jira",
+  title: "Jira",
   rateLimit: jiraRateLimit,
   // Jira says what is wrong with each field in `errors`, beside `errorMessages`.
   errorText: jiraErrorText,

@@ -13,14 +13,7 @@ export interface SentryIntegration extends Integration {
 
 export async function composeSentry(config: SentryConfig, deps: IntegrationDeps): Promise<SentryIntegration> {
   const token = new Credential(TOKEN_VARIABLE, deps.env, deps.logger);
-  const base = await connectIntegration(config, deps, {
-    service: SentryService.typeName,
-    provider: "Sentry",
-    policy: sentryPolicy,
-    baseUrl: config.apiUrl,
-    credentials: [token],
-    missing: () => token.missing(),
-  });
+  const base = await connectIntegration(config, deps, { service: SentryService.typeName, policy: sentryPolicy, baseUrl: config.apiUrl, credentials: [token] });
   const api = new SentryApi({ upstream: base.upstream, token, calls: base.calls });
   const server = build({ api, health: base.health, logger: deps.logger, tls: config.tls });
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };

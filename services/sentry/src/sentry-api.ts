@@ -57,13 +57,10 @@ export class SentryApi {
     const id = issuePath(input.issueId);
     requireText(input.text);
     const request: SentryRequest = { method: "POST", path: `/issues/${id}/comments/`, body: { text: input.text }, idempotent: false };
-    return this.deps.calls.create({
+    return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey ?? "",
       schema: AddCommentResponseSchema,
-      request,
-      caller,
-      send: (caller) => this.send(request, caller),
       respond: (created) =>
         create(AddCommentResponseSchema, {
           comment: created.dryRun ? create(CommentSchema, { id: String(created.id), text: input.text }) : toComment(created.answer),

@@ -32,4 +32,4 @@ export function sentryErrorCode(status: number, body: unknown): Code | undefined
 }
 
 /** How Sentry's API speaks, for the UpstreamClient: its rate-limit headers and error codes. */
-export const sentryPolicy: ProviderPolicy = { name: "sentry", rateLimit: sentryRateLimit, errorCode: sentryErrorCode };
+export const sentryPolicy: ProviderPolicy = { name: "sentry", title: "Sentry", rateLimit: sentryRateLimit, errorCode: sentryErrorCode };

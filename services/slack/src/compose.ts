@@ -13,14 +13,7 @@ export interface SlackIntegration extends Integration {
 
 export async function composeSlack(config: SlackConfig, deps: IntegrationDeps): Promise<SlackIntegration> {
   const token = new Credential(TOKEN_VARIABLE, deps.env, deps.logger);
-  const base = await connectIntegration(config, deps, {
-    service: SlackService.typeName,
-    provider: "Slack",
-    policy: slackPolicy,
-    baseUrl: config.apiUrl,
-    credentials: [token],
-    missing: () => token.missing(),
-  });
+  const base = await connectIntegration(config, deps, { service: SlackService.typeName, policy: slackPolicy, baseUrl: config.apiUrl, credentials: [token] });
   const slack = new SlackMessages({ upstream: base.upstream, token, calls: base.calls });
   const server = build({ slack, health: base.health, logger: deps.logger, tls: config.tls });
   return { server, slack, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };

@@ -43,13 +43,10 @@ export class SlackMessages {
     required(req.channel, "channel");
     required(req.text, "text");
     const body = { channel: req.channel, text: req.text, ...(req.threadTs !== "" && { thread_ts: req.threadTs }) };
-    return this.deps.calls.create({
+    return this.deps.calls.create(webApi("chat.postMessage", body), caller, (caller) => this.send("chat.postMessage", body, { idempotent: false }, caller), {
       rpc: "postMessage",
       idempotencyKey: req.idempotencyKey,
       schema: PostMessageResponseSchema,
-      request: webApi("chat.postMessage", body),
-      caller,
-      send: (caller) => this.send("chat.postMessage", body, { idempotent: false }, caller),
       respond: (created) =>
         create(PostMessageResponseSchema, {
           ...(created.dryRun ? { channel: req.channel, ts: dryRunTs(created.id) } : messageId(created.answer, "chat.postMessage", req.channel)),

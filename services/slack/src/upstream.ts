@@ -112,4 +112,4 @@ function errorCodeOf(_status: number, body: unknown): Code | undefined {
 }
 
 /** How Slack's Web API speaks, for the UpstreamClient: its rate-limit answers and error names. */
-export const slackPolicy: ProviderPolicy = { name: "slack", rateLimit: slackRateLimit, errorCode: errorCodeOf };
+export const slackPolicy: ProviderPolicy = { name: "slack", title: "Slack", rateLimit: slackRateLimit, errorCode: errorCodeOf };
