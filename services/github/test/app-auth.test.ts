@@ -6,20 +6,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { AuthPreconditionError, InvalidCredentialError } from "../src/errors.js";
 import { error } from "./fake-github.js";
 import { APP_ID, appKeys, OTHER_INSTALLATION, REPO, setup, TOKEN, type Harness } from "./helpers.js";
-
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a failure");
-}
 
 /** A JWT's parts, decoded. */
 function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {

@@ -4,19 +4,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { IdempotencyUnavailableError, InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { error } from "./fake-github.js";
 import { REPO, setup, TOKEN, type Harness } from "./helpers.js";
-
-/** The error a promise fails with. */
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a failure");
-}
 
 describe("GitHubApi with a personal token", () => {
   let h: Harness;

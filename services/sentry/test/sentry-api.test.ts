@@ -4,18 +4,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { IssueStatus } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { setup, TOKEN, type Harness } from "./helpers.js";
-
-/** The error a call fails with. */
-async function failure(call: Promise<unknown>): Promise<Error> {
-  try {
-    await call;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("SentryApi", () => {
   let h: Harness;

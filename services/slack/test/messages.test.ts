@@ -4,19 +4,14 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { IdempotencyUnavailableError, InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { CHANNEL, TEST_TOKEN } from "./fake-slack.js";
-import { slackUnderTest, type Setup, type SlackUnderTest } from "./harness.js";
+import { setup, type HarnessOptions, type Harness } from "./helpers.js";
 
 const POST = { channel: CHANNEL, threadTs: "", text: "on it", idempotencyKey: "" };
 
-async function failure(call: Promise<unknown>): Promise<UpstreamError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof UpstreamError)) throw new Error(`expected an UpstreamError, got ${String(err)}`, { cause: err });
-  return err;
-}
+/** The UpstreamError a call to Slack fails with. */
+const rejected = (call: Promise<unknown>) => failure(call, UpstreamError);
 
 /** Slack's `ok: false` answers and the codes callers get for them. */
 const OK_FALSE: [method: string, error: string, code: Code][] = [
@@ -45,8 +40,8 @@ const OK_FALSE: [method: string, error: string, code: Code][] = [
 const JSON_HEADERS = { authorization: `Bearer ${TEST_TOKEN}`, "content-type": "application/json; charset=utf-8", accept: "application/json" };
 
 describe("SlackMessages", () => {
-  let t: SlackUnderTest;
-  const setUp = async (setup: Setup = {}) => (t = await slackUnderTest("messages", setup));
+  let t: Harness;
+  const setUp = async (options: HarnessOptions = {}) => (t = await setup(options));
 
   afterEach(async () => {
     await t?.close();
@@ -128,7 +123,7 @@ describe("SlackMessages", () => {
             : method === "chat.update"
               ? t.slack.updateMessage({ channel: CHANNEL, ts: "1.000100", text: "x" })
               : t.slack.addReaction({ channel: CHANNEL, timestamp: "1.000100", name: "eyes" });
-        const err = await failure(call);
+        const err = await rejected(call);
         expect({ code: err.code, message: err.message, status: err.status }).toEqual({ code, message: `slack ${method}: ${error}`, status: 200 });
         expect(t.fake.calls(method)).toHaveLength(1);
       },
@@ -136,9 +131,9 @@ describe("SlackMessages", () => {
 
     it("maps the answers of the fake workspace itself (unknown channel, wrong token)", async () => {
       await setUp();
-      expect((await failure(t.slack.postMessage({ ...POST, channel: "C0NOPE" }))).code).toBe(Code.NotFound);
+      expect((await rejected(t.slack.postMessage({ ...POST, channel: "C0NOPE" }))).code).toBe(Code.NotFound);
       t.fake.token = "xoxb-rotated";
-      const err = await failure(t.slack.postMessage(POST));
+      const err = await rejected(t.slack.postMessage(POST));
       expect([err.code, err.message]).toEqual([Code.Unauthenticated, "slack chat.postMessage: invalid_auth"]);
     });
 
@@ -148,9 +143,9 @@ describe("SlackMessages", () => {
       t.fake.script("chat.update", {
         body: { ok: false, error: "invalid_arguments", response_metadata: { messages: ["[ERROR] missing required field: ts"] } },
       });
-      const scope = await failure(t.slack.postMessage(POST));
+      const scope = await rejected(t.slack.postMessage(POST));
       expect([scope.code, scope.message]).toEqual([Code.PermissionDenied, "slack chat.postMessage: missing_scope (needed: chat:write)"]);
-      const args = await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
+      const args = await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
       expect([args.code, args.message]).toEqual([Code.InvalidArgument, "slack chat.update: invalid_arguments ([ERROR] missing required field: ts)"]);
     });
 
@@ -165,7 +160,7 @@ describe("SlackMessages", () => {
         { status: 403, body: "<html>Forbidden</html>" },
       );
       const codes = [];
-      for (let i = 0; i < 5; i++) codes.push((await failure(t.slack.postMessage(POST))).code);
+      for (let i = 0; i < 5; i++) codes.push((await rejected(t.slack.postMessage(POST))).code);
       expect(codes).toEqual([Code.Unauthenticated, Code.PermissionDenied, Code.NotFound, Code.InvalidArgument, Code.PermissionDenied]);
       expect(t.fake.calls("chat.postMessage")).toHaveLength(5);
     });
@@ -174,7 +169,7 @@ describe("SlackMessages", () => {
       await setUp();
       t.fake.script("chat.postMessage", { body: "<html>Slack</html>" }, { body: { ok: true } });
       for (let i = 0; i < 2; i++) {
-        const err = await failure(t.slack.postMessage(POST));
+        const err = await rejected(t.slack.postMessage(POST));
         expect(err.code).toBe(Code.Unknown);
         expect(err.message).toContain("SLACK_API_URL must be the Web API root");
       }
@@ -194,7 +189,7 @@ describe("SlackMessages", () => {
     it("gives up on an update after its attempts with Unavailable", async () => {
       await setUp();
       t.fake.script("chat.update", ...Array(3).fill({ status: 502 }));
-      const err = await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "done" }));
+      const err = await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "done" }));
       expect([err.code, err.status]).toEqual([Code.Unavailable, 502]);
       expect(t.fake.calls("chat.update")).toHaveLength(3);
     });
@@ -202,7 +197,7 @@ describe("SlackMessages", () => {
     it("never retries a post after a 5xx: Slack may have posted it", async () => {
       await setUp();
       t.fake.script("chat.postMessage", { status: 500 });
-      const err = await failure(t.slack.postMessage(POST));
+      const err = await rejected(t.slack.postMessage(POST));
       expect([err.code, err.status]).toEqual([Code.Unavailable, 500]);
       expect(t.fake.calls("chat.postMessage")).toHaveLength(1);
       expect(t.fake.messages).toEqual([]);
@@ -230,7 +225,7 @@ describe("SlackMessages", () => {
       await setUp();
       t.fake.script("reactions.add", { status: 429, headers: { "retry-after": "120" }, body: { ok: false, error: "ratelimited" } });
       const started = Date.now();
-      const err = await failure(t.slack.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" }));
+      const err = await rejected(t.slack.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" }));
       expect([err.code, err.status]).toEqual([Code.ResourceExhausted, 429]);
       expect(Date.now() - started).toBeLessThan(500);
       expect(t.fake.calls("reactions.add")).toHaveLength(1);
@@ -239,7 +234,7 @@ describe("SlackMessages", () => {
     it("fails a post that gets no answer with DeadlineExceeded, after one attempt", async () => {
       await setUp();
       t.fake.script("chat.postMessage", "hang");
-      const err = await failure(t.slack.postMessage(POST));
+      const err = await rejected(t.slack.postMessage(POST));
       expect(err.code).toBe(Code.DeadlineExceeded);
       expect(t.fake.calls("chat.postMessage")).toHaveLength(1);
     });
@@ -256,7 +251,7 @@ describe("SlackMessages", () => {
       await setUp({ env: { SLACK_TIMEOUT_MS: "5000" } });
       t.fake.script("chat.update", "hang");
       const started = Date.now();
-      const err = await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }, { deadline: Date.now() + 200 }));
+      const err = await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }, { deadline: Date.now() + 200 }));
       expect(err.code).toBe(Code.DeadlineExceeded);
       expect(Date.now() - started).toBeLessThan(1_000);
     });
@@ -264,10 +259,10 @@ describe("SlackMessages", () => {
     it("opens the breaker after repeated 5xx: the next call fails fast without reaching Slack", async () => {
       await setUp({ upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
       t.fake.script("chat.update", ...Array(10).fill({ status: 500 }));
-      await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
-      await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
+      await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
+      await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
       t.fake.reset();
-      const err = await failure(t.slack.postMessage(POST));
+      const err = await rejected(t.slack.postMessage(POST));
       expect([err.code, err.message]).toEqual([Code.Unavailable, "slack is failing; circuit open"]);
       expect(t.fake.received).toEqual([]);
       expect(t.lines().some((l) => l.includes("upstream circuit opened"))).toBe(true);
@@ -278,8 +273,8 @@ describe("SlackMessages", () => {
       t.fake.script("chat.postMessage", ...Array(4).fill({ status: 403, body: { ok: false, error: "missing_scope" } }));
       t.fake.script("chat.update", ...Array(4).fill({ body: { ok: false, error: "message_not_found" } }));
       for (let i = 0; i < 4; i++) {
-        expect((await failure(t.slack.postMessage(POST))).code).toBe(Code.PermissionDenied);
-        expect((await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(Code.NotFound);
+        expect((await rejected(t.slack.postMessage(POST))).code).toBe(Code.PermissionDenied);
+        expect((await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(Code.NotFound);
       }
       await expect(t.slack.postMessage(POST)).resolves.toMatchObject({ channel: CHANNEL });
     });
@@ -307,7 +302,7 @@ describe("SlackMessages", () => {
     it("posts again after a failed first call, and for other keys or no key", async () => {
       await setUp();
       t.fake.script("chat.postMessage", { status: 500 });
-      await failure(t.slack.postMessage({ ...POST, idempotencyKey: "task-3:ack" }));
+      await rejected(t.slack.postMessage({ ...POST, idempotencyKey: "task-3:ack" }));
       const retried = await t.slack.postMessage({ ...POST, idempotencyKey: "task-3:ack" });
       expect(retried.call?.replayed).toBe(false);
       await t.slack.postMessage({ ...POST, idempotencyKey: "task-3:final" });
@@ -426,10 +421,10 @@ describe("SlackMessages", () => {
       t.fake.script("chat.postMessage", { status: 401, body: { ok: false, error: "invalid_auth" } }, { status: 500 }, "hang");
       t.fake.script("chat.update", { body: { ok: false, error: "token_revoked" } });
       const errors = [
-        await failure(t.slack.postMessage(POST)),
-        await failure(t.slack.postMessage(POST)),
-        await failure(t.slack.postMessage(POST)),
-        await failure(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" })),
+        await rejected(t.slack.postMessage(POST)),
+        await rejected(t.slack.postMessage(POST)),
+        await rejected(t.slack.postMessage(POST)),
+        await rejected(t.slack.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" })),
       ];
       for (const err of errors) expect(`${err.message} ${err.stack}`).not.toContain(TEST_TOKEN);
     });

@@ -7,15 +7,15 @@ import { Health } from "../../../gen/health/v1/health_pb.js";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { routes } from "../src/routes.js";
 import { CHANNEL, TEST_TOKEN } from "./fake-slack.js";
-import { serve, slackUnderTest, type Setup, type SlackUnderTest } from "./harness.js";
+import { serve, setup, type HarnessOptions, type Harness } from "./helpers.js";
 
 const POST = { channel: CHANNEL, text: "on it" };
 
 describe("SlackService over gRPC", () => {
-  let t: SlackUnderTest;
+  let t: Harness;
   let served: Awaited<ReturnType<typeof serve>>;
-  const start = async (setup: Setup = {}) => {
-    t = await slackUnderTest("server", setup);
+  const start = async (options: HarnessOptions = {}) => {
+    t = await setup(options);
     served = await serve(t);
     return served.client;
   };
@@ -132,11 +132,11 @@ describe("SlackService over gRPC", () => {
 });
 
 describe("SlackService routes (in-memory transport)", () => {
-  let t: SlackUnderTest;
+  let t: Harness;
   afterEach(async () => t?.close());
 
   it("translates requests and maps errors the way the server does", async () => {
-    t = await slackUnderTest("routes");
+    t = await setup();
     const transport = createRouterTransport(routes(t.slack), {
       router: { interceptors: [serverCallInterceptor(t.logger, mapUpstreamError)] },
     });
