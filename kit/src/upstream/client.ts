@@ -47,6 +47,9 @@ export interface UpstreamRequest extends Caller {
   idempotent: boolean;
 }
 
+/** A request as a service composes it, before the call adds its Authorization and its caller. */
+export type UnsignedRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
+
 export interface UpstreamResponse {
   status: number;
   headers: Headers;

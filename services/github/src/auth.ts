@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { UpstreamError, type Caller, type Credential, type Logger, type UpstreamClient, type UpstreamRequest } from "@hookmesh/kit";
+import { UpstreamError, type Caller, type Credential, type Logger, type UnsignedRequest, type UpstreamClient } from "@hookmesh/kit";
 import { parseAppPrivateKey, signAppJwt } from "./app-jwt.js";
 import { APP_ID_VARIABLE, APP_KEY_VARIABLE, TOKEN_VARIABLE } from "./config.js";
 import { AuthPreconditionError, InvalidCredentialError, NoCredentialsError } from "./errors.js";
@@ -112,7 +112,7 @@ export class GitHubAuth {
   }
 
   /** The request that creates an installation token (body: the repositories and permissions it is limited to). */
-  accessTokensRequest(installationId: bigint, body?: unknown): Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent"> {
+  accessTokensRequest(installationId: bigint, body?: unknown): UnsignedRequest {
     // Creating a token twice is harmless (it only mints another), so it is retried like a read.
     return { method: "POST", path: `/app/installations/${installationId.toString()}/access_tokens`, body, idempotent: true };
   }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { InvalidRequestError, UpstreamError, type Caller, type Logger, type ProviderCalls, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from "@hookmesh/kit";
+import { InvalidRequestError, UpstreamError, type Caller, type Logger, type ProviderCalls, type UnsignedRequest, type UpstreamClient, type UpstreamResponse } from "@hookmesh/kit";
 import {
   AddReactionResponseSchema,
   CommentSchema,
@@ -46,8 +46,6 @@ export interface GitHubApiDeps {
   logger: Logger;
 }
 
-type GitHubRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
-
 /**
  * GitHub's REST API as hookmesh uses it: comment on an issue or pull request (create, edit in
  * place, delete), react, read an issue or pull request, and mint a read-only token to clone a
@@ -69,7 +67,7 @@ export class GitHubApi {
     const { repository, path } = this.repository(input.repository);
     const number = positive(input.number, "number");
     requireBody(input.body);
-    const request: GitHubRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
+    const request: UnsignedRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
     return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "createComment",
       idempotencyKey: input.idempotencyKey ?? "",
@@ -87,7 +85,7 @@ export class GitHubApi {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
     requireBody(input.body);
-    const request: GitHubRequest = { method: "PATCH", path: `${path}/issues/comments/${commentId}`, body: { body: input.body }, idempotent: true };
+    const request: UnsignedRequest = { method: "PATCH", path: `${path}/issues/comments/${commentId}`, body: { body: input.body }, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(UpdateCommentResponseSchema, {
       comment: sent.dryRun ? create(CommentSchema, { id: input.commentId, body: input.body }) : toComment(sent.answer.body),
@@ -99,7 +97,7 @@ export class GitHubApi {
   async deleteComment(input: { repository?: RepositoryInput; commentId: bigint }, caller: Caller = {}): Promise<DeleteCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
-    const request: GitHubRequest = { method: "DELETE", path: `${path}/issues/comments/${commentId}`, idempotent: true };
+    const request: UnsignedRequest = { method: "DELETE", path: `${path}/issues/comments/${commentId}`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, async (caller) => {
       try {
         await this.send(repository, request, caller);
@@ -127,7 +125,7 @@ export class GitHubApi {
     if (input.target === ReactionTarget.ISSUE) on = `issues/${positive(input.number, "number")}`;
     else if (input.target === ReactionTarget.ISSUE_COMMENT) on = `issues/comments/${positive(input.commentId, "comment_id")}`;
     else throw new InvalidRequestError("target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)", "target");
-    const request: GitHubRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
+    const request: UnsignedRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
     // GitHub keeps one reaction per identity and content, so there is no key to remember it by.
     return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "addReaction",
@@ -140,7 +138,7 @@ export class GitHubApi {
   /** An issue; a pull request is also an issue (then `pull_request` is true). */
   async getIssue(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetIssueResponse> {
     const { repository, path } = this.repository(input.repository);
-    const request: GitHubRequest = { method: "GET", path: `${path}/issues/${positive(input.number, "number")}`, idempotent: true };
+    const request: UnsignedRequest = { method: "GET", path: `${path}/issues/${positive(input.number, "number")}`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetIssueResponseSchema, {
       issue: sent.dryRun ? create(IssueSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toIssue(sent.answer.body),
@@ -150,7 +148,7 @@ export class GitHubApi {
 
   async getPullRequest(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetPullRequestResponse> {
     const { repository, path } = this.repository(input.repository);
-    const request: GitHubRequest = { method: "GET", path: `${path}/pulls/${positive(input.number, "number")}`, idempotent: true };
+    const request: UnsignedRequest = { method: "GET", path: `${path}/pulls/${positive(input.number, "number")}`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetPullRequestResponseSchema, {
       pullRequest: sent.dryRun ? create(PullRequestSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toPullRequest(sent.answer.body),
@@ -189,7 +187,7 @@ export class GitHubApi {
    * on nothing it answers 401 to, so even a create is sent once more, with a new token. The
    * caller's deadline covers the token requests too.
    */
-  private async send(repository: RepositoryInput, req: GitHubRequest, caller: Caller): Promise<UpstreamResponse> {
+  private async send(repository: RepositoryInput, req: UnsignedRequest, caller: Caller): Promise<UpstreamResponse> {
     const { auth, upstream } = this.deps;
     const authorization = await auth.authorization(repository.installationId, caller);
     try {

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { InvalidRequestError, UpstreamError, type Caller, type ProviderCalls, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from "@hookmesh/kit";
+import { InvalidRequestError, UpstreamError, type Caller, type ProviderCalls, type UnsignedRequest, type UpstreamClient, type UpstreamResponse } from "@hookmesh/kit";
 import {
   AddCommentResponseSchema,
   CommentSchema,
@@ -37,8 +37,6 @@ const ISSUE_FIELDS = "summary,description,status,issuetype,assignee";
 const ISSUE_KEY = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const COMMENT_ID = /^[A-Za-z0-9_-]+$/;
 
-type JiraRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
-
 /**
  * Jira's REST API as hookmesh uses it: comments, issues and transitions, on Cloud (REST v3,
  * Atlassian Document Format) or Data Center / Server (REST v2, wiki markup). Every answer
@@ -53,7 +51,7 @@ export class JiraApi {
     const key = issueKey(input.issueKey);
     const text = commentText(input.body);
     // Not idempotent: retried only when Jira refused it for the rate limit, never after a 5xx.
-    const request: JiraRequest = { method: "POST", path: `${this.issuePath(key)}/comment`, body: { body: this.richText(text) }, idempotent: false };
+    const request: UnsignedRequest = { method: "POST", path: `${this.issuePath(key)}/comment`, body: { body: this.richText(text) }, idempotent: false };
     return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey,
@@ -71,7 +69,7 @@ export class JiraApi {
     const key = issueKey(input.issueKey);
     if (!COMMENT_ID.test(input.commentId)) throw new InvalidRequestError("comment_id must be a comment id such as 10042", "comment_id");
     const text = commentText(input.body);
-    const request: JiraRequest = { method: "PUT", path: `${this.issuePath(key)}/comment/${input.commentId}`, body: { body: this.richText(text) }, idempotent: true };
+    const request: UnsignedRequest = { method: "PUT", path: `${this.issuePath(key)}/comment/${input.commentId}`, body: { body: this.richText(text) }, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateCommentResponseSchema, {
       comment: sent.dryRun ? this.described(key, input.commentId, text) : this.comment(key, sent.answer.body),
@@ -82,7 +80,7 @@ export class JiraApi {
   /** Returns an issue's summary, description (as plain text), status, type and assignee. */
   async getIssue(input: { issueKey: string }, caller: Caller = {}): Promise<GetIssueResponse> {
     const key = issueKey(input.issueKey);
-    const request: JiraRequest = { method: "GET", path: `${this.issuePath(key)}?fields=${ISSUE_FIELDS}`, idempotent: true };
+    const request: UnsignedRequest = { method: "GET", path: `${this.issuePath(key)}?fields=${ISSUE_FIELDS}`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     if (sent.dryRun) {
       return create(GetIssueResponseSchema, { issue: create(IssueSchema, { key, summary: this.deps.calls.dryRunText, url: this.browseUrl(key) }), call: sent.call });
@@ -117,7 +115,7 @@ export class JiraApi {
     const wantedName = input.transitionName.trim();
     if (wantedId === "" && wantedName === "") throw new InvalidRequestError("transition_id or transition_name is required", "transition_id");
     const path = `${this.issuePath(key)}/transitions`;
-    const listing: JiraRequest = { method: "GET", path, idempotent: true };
+    const listing: UnsignedRequest = { method: "GET", path, idempotent: true };
     const listed = await this.deps.calls.send(listing, caller, (caller) => this.send(listing, caller));
     let id = wantedId || DRY_RUN_TRANSITION_ID;
     if (!listed.dryRun) {
@@ -126,13 +124,13 @@ export class JiraApi {
       if (chosen === undefined) throw new TransitionUnavailableError(key, wantedId !== "" ? `id ${wantedId}` : `"${wantedName}"`, available);
       id = chosen.id;
     }
-    const request: JiraRequest = { method: "POST", path, body: { transition: { id } }, idempotent: false };
+    const request: UnsignedRequest = { method: "POST", path, body: { transition: { id } }, idempotent: false };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(TransitionIssueResponseSchema, { transitionId: id, call: sent.call });
   }
 
   /** One request to Jira, signed; Jira's messages are passed on to callers, a credential echoed in one never is. */
-  private async send(req: JiraRequest, caller: Caller): Promise<UpstreamResponse> {
+  private async send(req: UnsignedRequest, caller: Caller): Promise<UpstreamResponse> {
     const auth = this.deps.auth.header();
     try {
       return await this.deps.upstream.request({ ...req, auth, ...caller });

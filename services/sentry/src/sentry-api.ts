@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { InvalidRequestError, type Caller, type Credential, type ProviderCalls, type UpstreamClient, type UpstreamRequest } from "@hookmesh/kit";
+import { InvalidRequestError, type Caller, type Credential, type ProviderCalls, type UnsignedRequest, type UpstreamClient } from "@hookmesh/kit";
 import {
   AddCommentResponseSchema,
   CommentSchema,
@@ -28,8 +28,6 @@ export interface SentryApiDeps {
   calls: ProviderCalls;
 }
 
-type SentryRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
-
 /**
  * Sentry's issue API as hookmesh uses it: read an issue, comment on it (Sentry's notes), edit a
  * comment, change the status and assignee.
@@ -43,7 +41,7 @@ export class SentryApi {
   constructor(private readonly deps: SentryApiDeps) {}
 
   async getIssue(input: { issueId: string }, caller: Caller = {}): Promise<GetIssueResponse> {
-    const request: SentryRequest = { method: "GET", path: `/issues/${issuePath(input.issueId)}/`, idempotent: true };
+    const request: UnsignedRequest = { method: "GET", path: `/issues/${issuePath(input.issueId)}/`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(GetIssueResponseSchema, { issue: sent.dryRun ? this.dryRunIssue(input.issueId) : toIssue(sent.answer), call: sent.call });
   }
@@ -56,7 +54,7 @@ export class SentryApi {
   async addComment(input: { issueId: string; text: string; idempotencyKey?: string }, caller: Caller = {}): Promise<AddCommentResponse> {
     const id = issuePath(input.issueId);
     requireText(input.text);
-    const request: SentryRequest = { method: "POST", path: `/issues/${id}/comments/`, body: { text: input.text }, idempotent: false };
+    const request: UnsignedRequest = { method: "POST", path: `/issues/${id}/comments/`, body: { text: input.text }, idempotent: false };
     return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey ?? "",
@@ -74,7 +72,7 @@ export class SentryApi {
     const commentId = input.commentId.trim();
     if (commentId === "") throw new InvalidRequestError("comment_id is required", "comment_id");
     requireText(input.text);
-    const request: SentryRequest = { method: "PUT", path: `/issues/${id}/comments/${encodeURIComponent(commentId)}/`, body: { text: input.text }, idempotent: true };
+    const request: UnsignedRequest = { method: "PUT", path: `/issues/${id}/comments/${encodeURIComponent(commentId)}/`, body: { text: input.text }, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateCommentResponseSchema, {
       comment: sent.dryRun ? create(CommentSchema, { id: commentId, text: input.text }) : toComment(sent.answer),
@@ -99,7 +97,7 @@ export class SentryApi {
     if (body.status === undefined && body.assignedTo === undefined) {
       throw new InvalidRequestError("nothing to update: set status and/or assignee", "status");
     }
-    const request: SentryRequest = { method: "PUT", path: `/issues/${id}/`, body, idempotent: true };
+    const request: UnsignedRequest = { method: "PUT", path: `/issues/${id}/`, body, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateIssueResponseSchema, {
       issue: sent.dryRun ? this.dryRunIssue(input.issueId, { status: input.status, assignee: body.assignedTo ?? "" }) : toIssue(sent.answer),
@@ -108,7 +106,7 @@ export class SentryApi {
   }
 
   /** One request to Sentry with the bearer token; its JSON answer. */
-  private async send(req: SentryRequest, caller: Caller): Promise<unknown> {
+  private async send(req: UnsignedRequest, caller: Caller): Promise<unknown> {
     const res = await this.deps.upstream.request({ ...req, auth: `Bearer ${this.deps.token.require()}`, ...caller });
     return res.body;
   }
