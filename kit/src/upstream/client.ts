@@ -50,6 +50,9 @@ export interface UpstreamRequest extends Caller {
 /** A request as a service composes it, before the call adds its Authorization and its caller. */
 export type UnsignedRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
 
+/** A request as the answer's CallInfo describes it, for the task timeline and dry runs (credentials are never part of it). */
+export type DescribedRequest = Pick<UpstreamRequest, "method" | "path" | "body">;
+
 export interface UpstreamResponse {
   status: number;
   headers: Headers;
@@ -152,7 +155,7 @@ export class UpstreamClient {
   }
 
   /** The request as it goes out, without credentials: for dry runs and the task timeline. */
-  describe(req: Pick<UpstreamRequest, "method" | "path" | "body">): { method: string; url: string; body: string } {
+  describe(req: DescribedRequest): { method: string; url: string; body: string } {
     return { method: req.method, url: this.url(req.path), body: req.body === undefined ? "" : JSON.stringify(req.body) };
   }
 

@@ -6,7 +6,7 @@ import { Code } from "@connectrpc/connect";
 import { CallInfoSchema, type CallInfo } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { abortAfter, UpstreamError, type Caller, type UpstreamClient, type UpstreamRequest } from "./client.js";
+import { abortAfter, UpstreamError, type Caller, type DescribedRequest, type UpstreamClient } from "./client.js";
 import type { MissingCredentialError } from "./credential.js";
 import { IdempotencyStore, type Claim } from "./idempotency.js";
 
@@ -22,9 +22,6 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 512;
 /** Attempts at recording a result once the provider answered, and the first wait between them (doubling). */
 const RECORD_ATTEMPTS = 3;
 const RECORD_RETRY_MS = 100;
-
-/** A request to the provider as the answer's CallInfo describes it (credentials are never part of it). */
-export type DescribedRequest = Pick<UpstreamRequest, "method" | "path" | "body">;
 
 /** What a call gave: the provider's answer, or nothing in a dry run; and how it went. */
 export type Sent<T> = { dryRun: false; answer: T; call: CallInfo } | { dryRun: true; call: CallInfo };
@@ -217,7 +214,7 @@ export class ProviderCalls {
  * A stable, positive number (below 2^53, so JSON readers keep it exact) standing for what a
  * dry run would have created, from `seed`.
  */
-export function dryRunId(seed: string): bigint {
+function dryRunId(seed: string): bigint {
   const id = createHash("sha256").update(seed).digest().readBigUInt64BE(0) >> 11n;
   return id === 0n ? 1n : id;
 }

@@ -30,7 +30,7 @@ export interface JiraApiDeps {
 /** Where dry-run URLs point when JIRA_BASE_URL is unset; `.invalid` never resolves. */
 export const DRY_RUN_BASE_URL = "https://jira.invalid";
 /** The transition a dry run names when asked for one by name: which id a name stands for is only known by asking Jira. */
-export const DRY_RUN_TRANSITION_ID = "dry-run";
+const DRY_RUN_TRANSITION_ID = "dry-run";
 const ISSUE_FIELDS = "summary,description,status,issuetype,assignee";
 
 /** Issue keys (`PROJ-7`) and ids (`10042`); nothing that could change the path. */

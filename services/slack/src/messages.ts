@@ -116,7 +116,7 @@ function messageId(answer: Json, method: string, channel: string, ts?: string): 
 }
 
 /** A dry run's synthetic id as a message `ts`: seconds since the epoch (ten digits), a dot, six digits. */
-export function dryRunTs(id: bigint): string {
+function dryRunTs(id: bigint): string {
   const seconds = 1_000_000_000n + (id % 9_000_000_000n);
   const sequence = (id / 9_000_000_000n) % 1_000_000n;
   return `${seconds}.${sequence.toString().padStart(6, "0")}`;
