@@ -14,7 +14,7 @@ import {
   type UpdateCommentResponse,
   type UpdateIssueResponse,
 } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
-import { sentryStatus, toComment, toIssue } from "./issue.js";
+import { sentryStatus, toComment, toIssue } from "./resources.js";
 
 /** The assignee that clears an issue's assignee. */
 export const UNASSIGN = "unassign";

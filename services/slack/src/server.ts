@@ -1,9 +1,9 @@
 import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
-import type { SlackMessages } from "./messages.js";
 import { routes } from "./routes.js";
+import type { SlackApi } from "./slack-api.js";
 
 export interface SlackServerDeps {
-  slack: SlackMessages;
+  api: SlackApi;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
@@ -12,5 +12,5 @@ export interface SlackServerDeps {
 
 /** Slack has no errors of its own beyond those every integration service maps. */
 export function build(deps: SlackServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.slack), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, tls: deps.tls });
+  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, tls: deps.tls });
 }

@@ -137,7 +137,7 @@ describe("SlackService routes (in-memory transport)", () => {
 
   it("translates requests and maps errors the way the server does", async () => {
     t = await setup();
-    const transport = createRouterTransport(routes(t.slack), {
+    const transport = createRouterTransport(routes(t.api), {
       router: { interceptors: [serverCallInterceptor(t.logger, mapUpstreamError)] },
     });
     const client = createClient(SlackService, transport);

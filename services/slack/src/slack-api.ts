@@ -14,7 +14,7 @@ import {
 } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { slackError, slackErrorName } from "./upstream.js";
 
-export interface SlackMessagesDeps {
+export interface SlackApiDeps {
   /** The client for SLACK_API_URL, with `slackPolicy`. */
   upstream: UpstreamClient;
   /** The bot token (`SLACK_BOT_TOKEN`), read at each call so that a rotated one applies at once. */
@@ -31,8 +31,8 @@ type Json = Record<string, unknown>;
  * errors with HTTP 200 and `ok: false`; those become UpstreamErrors with precise codes here,
  * while the UpstreamClient deals with what HTTP says (timeouts, 5xx, 429 and Retry-After).
  */
-export class SlackMessages {
-  constructor(private readonly deps: SlackMessagesDeps) {}
+export class SlackApi {
+  constructor(private readonly deps: SlackApiDeps) {}
 
   /**
    * Posts a message, in a thread when `threadTs` is set. Posting is not idempotent for Slack, so
