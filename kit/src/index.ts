@@ -1,5 +1,6 @@
 export * from "./client/index.js";
 export * from "./config.js";
+export * from "./errors.js";
 export * from "./health.js";
 export * from "./interceptors.js";
 export * from "./logger.js";

@@ -1,8 +1,9 @@
 import { createMeshServer, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { mapGitHubError } from "./errors.js";
 import type { GitHubApi } from "./github-api.js";
-import { mapGitHubError, routes } from "./routes.js";
+import { routes } from "./routes.js";
 
-export interface GitHubDeps {
+export interface GitHubServerDeps {
   api: GitHubApi;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
@@ -10,12 +11,6 @@ export interface GitHubDeps {
   tls?: TlsOptions;
 }
 
-export function build(deps: GitHubDeps): MeshServer {
-  return createMeshServer({
-    routes: routes(deps.api),
-    health: deps.health,
-    logger: deps.logger,
-    mapError: mapGitHubError,
-    tls: deps.tls,
-  });
+export function build(deps: GitHubServerDeps): MeshServer {
+  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapGitHubError, tls: deps.tls });
 }

@@ -34,15 +34,14 @@ describe("github loadConfig", () => {
       redisKeyPrefix: "hookmesh:github:",
       apiUrl: "https://api.github.com",
       dryRun: false,
-      idempotencyTtlMs: 24 * 60 * 60_000,
-      idempotencyLockMs: 90_000,
+      upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
       tls: undefined,
     });
   });
 
-  it("takes a GitHub Enterprise Server API URL (trailing slash dropped), dry run and the service's own names", () => {
+  it("takes a GitHub Enterprise Server API URL (trailing slash dropped), dry run, the service's own names and its call timings", () => {
     const config = loadConfig({
       GITHUB_API_URL: "https://ghe.example.com/api/v3/",
       HOOKMESH_DRY_RUN: "1",
@@ -50,8 +49,18 @@ describe("github loadConfig", () => {
       GITHUB_HOST: "127.0.0.1",
       GITHUB_REDIS_PREFIX: "x:",
       REDIS_URL: "rediss://redis.internal:6380",
+      GITHUB_TIMEOUT_MS: "30000",
+      GITHUB_MAX_ATTEMPTS: "2",
     });
-    expect(config).toMatchObject({ apiUrl: "https://ghe.example.com/api/v3", dryRun: true, port: 0, host: "127.0.0.1", redisKeyPrefix: "x:", redisUrl: "rediss://redis.internal:6380" });
+    expect(config).toMatchObject({
+      apiUrl: "https://ghe.example.com/api/v3",
+      dryRun: true,
+      port: 0,
+      host: "127.0.0.1",
+      redisKeyPrefix: "x:",
+      redisUrl: "rediss://redis.internal:6380",
+      upstream: { attemptTimeoutMs: 30_000, maxAttempts: 2 },
+    });
   });
 
   it("turns on App auth with GITHUB_APP_ID and a private key, from the variable or a file", async () => {
@@ -71,6 +80,8 @@ describe("github loadConfig", () => {
     expect(configError({ HOOKMESH_DRY_RUN: "maybe" })).toMatch(/^HOOKMESH_DRY_RUN: /);
     expect(configError({ GITHUB_TLS_CERT_FILE: "/nonexistent.pem" })).toMatch(/^GITHUB_TLS_KEY_FILE: /);
     expect(configError({ SHUTDOWN_GRACE_MS: "-1" })).toMatch(/^SHUTDOWN_GRACE_MS: /);
+    expect(configError({ GITHUB_TIMEOUT_MS: "0" })).toMatch(/^GITHUB_TIMEOUT_MS: /);
+    expect(configError({ GITHUB_MAX_ATTEMPTS: "11" })).toMatch(/^GITHUB_MAX_ATTEMPTS: /);
   });
 
   it("refuses half an App, a bad App id, a key that is not one, and a secret set twice, without echoing secrets", async () => {

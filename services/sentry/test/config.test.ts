@@ -14,15 +14,29 @@ describe("sentry loadConfig", () => {
       redisKeyPrefix: "hookmesh:sentry:",
       apiUrl: "https://sentry.io/api/0",
       dryRun: false,
+      upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
       tls: undefined,
     });
   });
 
-  it("takes a self-hosted API URL (trailing slash dropped) and dry run", () => {
-    const config = loadConfig({ SENTRY_API_URL: "https://sentry.example.com/api/0/", HOOKMESH_DRY_RUN: "1", SENTRY_PORT: "0", SENTRY_REDIS_PREFIX: "x:" });
-    expect(config).toMatchObject({ apiUrl: "https://sentry.example.com/api/0", dryRun: true, port: 0, redisKeyPrefix: "x:" });
+  it("takes a self-hosted API URL (trailing slash dropped), dry run and the call timings", () => {
+    const config = loadConfig({
+      SENTRY_API_URL: "https://sentry.example.com/api/0/",
+      HOOKMESH_DRY_RUN: "1",
+      SENTRY_PORT: "0",
+      SENTRY_REDIS_PREFIX: "x:",
+      SENTRY_TIMEOUT_MS: "20000",
+      SENTRY_MAX_ATTEMPTS: "2",
+    });
+    expect(config).toMatchObject({
+      apiUrl: "https://sentry.example.com/api/0",
+      dryRun: true,
+      port: 0,
+      redisKeyPrefix: "x:",
+      upstream: { attemptTimeoutMs: 20_000, maxAttempts: 2 },
+    });
   });
 
   it("fails fast naming the variable to fix", () => {
@@ -33,6 +47,8 @@ describe("sentry loadConfig", () => {
     expect(() => loadConfig({ HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
     expect(() => loadConfig({ SENTRY_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^SENTRY_TLS_KEY_FILE: /);
     expect(() => loadConfig({ SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
+    expect(() => loadConfig({ SENTRY_TIMEOUT_MS: "-5" })).toThrow(/^SENTRY_TIMEOUT_MS: /);
+    expect(() => loadConfig({ SENTRY_MAX_ATTEMPTS: "x" })).toThrow(/^SENTRY_MAX_ATTEMPTS: /);
   });
 
   it("refuses an unreadable token file, and a token set twice, without echoing the token", async () => {

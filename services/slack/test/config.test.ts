@@ -14,9 +14,7 @@ describe("slack loadConfig", () => {
       redisKeyPrefix: "hookmesh:slack:",
       apiUrl: "https://slack.com/api",
       dryRun: false,
-      idempotencyTtlMs: 86_400_000,
-      idempotencyLockMs: 60_000,
-      callTimeoutMs: 50_000,
+      upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
       tls: undefined,
@@ -34,6 +32,8 @@ describe("slack loadConfig", () => {
         HOOKMESH_DRY_RUN: "1",
         SHUTDOWN_GRACE_MS: "500",
         LOG_LEVEL: "debug",
+        SLACK_TIMEOUT_MS: "20000",
+        SLACK_MAX_ATTEMPTS: "5",
       }),
     ).toMatchObject({
       host: "127.0.0.1",
@@ -44,12 +44,8 @@ describe("slack loadConfig", () => {
       dryRun: true,
       shutdownGraceMs: 500,
       logLevel: "debug",
+      upstream: { attemptTimeoutMs: 20_000, maxAttempts: 5 },
     });
-  });
-
-  it("keeps the idempotency lock longer than any call", () => {
-    const config = loadConfig({});
-    expect(config.callTimeoutMs).toBeLessThan(config.idempotencyLockMs);
   });
 
   it("fails fast naming the variable to fix", () => {
@@ -59,6 +55,8 @@ describe("slack loadConfig", () => {
     expect(() => loadConfig({ HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
     expect(() => loadConfig({ SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
     expect(() => loadConfig({ SLACK_TLS_KEY_FILE: "/nonexistent.pem" })).toThrow(/^SLACK_TLS_CERT_FILE: /);
+    expect(() => loadConfig({ SLACK_TIMEOUT_MS: "soon" })).toThrow(/^SLACK_TIMEOUT_MS: /);
+    expect(() => loadConfig({ SLACK_MAX_ATTEMPTS: "0" })).toThrow(/^SLACK_MAX_ATTEMPTS: /);
   });
 
   it("checks the token's source without reading the token into the config", async () => {
