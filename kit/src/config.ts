@@ -269,19 +269,24 @@ export function envList(env: Env, name: string, fallback: readonly string[] = []
     .filter((item) => item !== "");
 }
 
+/** Where a secret came from (`NAME` or `NAME_FILE`) and its value now ("" for an empty file). */
+export interface SecretSource {
+  variable: string;
+  value: string;
+}
+
 /**
  * Checks that a secret read later (and re-read on rotation) by a Credential has a sensible
  * source: not both `NAME` and `NAME_FILE`, and a `NAME_FILE` that can be read. A mistyped path
- * then fails the start instead of quietly leaving the service without its credential.
+ * then fails the start instead of quietly leaving the service without its credential. Returns
+ * where it came from and its value now, for a service that must check the value itself (say,
+ * that a key parses); undefined when neither is set. Never put the value in the configuration.
  */
-export function checkSecretSource(env: Env, variable: string): void {
+export function checkSecretSource(env: Env, variable: string): SecretSource | undefined {
   const fileVariable = `${variable}_FILE`;
   const file = present(env, fileVariable);
-  if (file === undefined) return;
-  if (present(env, variable) !== undefined) throw new ConfigError(variable, `set either ${variable} or ${fileVariable}, not both`);
-  try {
-    accessSync(file, constants.R_OK);
-  } catch (err) {
-    throw new ConfigError(fileVariable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
-  }
+  const direct = present(env, variable);
+  if (file === undefined) return direct === undefined ? undefined : { variable, value: direct };
+  if (direct !== undefined) throw new ConfigError(variable, `set either ${variable} or ${fileVariable}, not both`);
+  return { variable: fileVariable, value: readConfigFile(fileVariable, file).trim() };
 }

@@ -1,6 +1,7 @@
 export * from "./auth/index.js";
 export * from "./client/index.js";
 export * from "./config.js";
+export * from "./errors.js";
 export * from "./health.js";
 export * from "./identity/index.js";
 export * from "./interceptors.js";

@@ -1,5 +1,7 @@
 export * from "./clients.js";
 export * from "./errors.js";
+export * from "./fake-provider.js";
+export * from "./integration.js";
 export * from "./logger.js";
 export * from "./net.js";
 export * from "./process.js";

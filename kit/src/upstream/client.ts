@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import CircuitBreaker from "opossum";
-import { Code } from "@connectrpc/connect";
+import { Code, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
@@ -16,7 +16,20 @@ export class UpstreamError extends Error {
   }
 }
 
-export interface UpstreamRequest {
+/** Who a call to the provider is made for: their cancellation and deadline, for every request made on their behalf. */
+export interface Caller {
+  signal?: AbortSignal;
+  /** When the caller stops waiting (ms since the epoch); attempts and waits never run past it. */
+  deadline?: number;
+}
+
+/** The caller of an RPC handler, for the requests the handler makes to the provider. */
+export function callerOf(ctx: HandlerContext): Caller {
+  const timeoutMs = ctx.timeoutMs();
+  return { signal: ctx.signal, ...(timeoutMs !== undefined && { deadline: Date.now() + timeoutMs }) };
+}
+
+export interface UpstreamRequest extends Caller {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   /** Path and query, appended to the base URL. */
   path: string;
@@ -32,11 +45,13 @@ export interface UpstreamRequest {
    * after 429 or a rate-limit answer, which the provider sends without acting on it.
    */
   idempotent: boolean;
-  /** The caller's cancellation. */
-  signal?: AbortSignal;
-  /** The caller's remaining time; attempts and waits never run past it. */
-  timeoutMs?: number;
 }
+
+/** A request as a service composes it, before the call adds its Authorization and its caller. */
+export type UnsignedRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
+
+/** A request as the answer's CallInfo describes it, for the task timeline and dry runs (credentials are never part of it). */
+export type DescribedRequest = Pick<UpstreamRequest, "method" | "path" | "body">;
 
 export interface UpstreamResponse {
   status: number;
@@ -48,29 +63,41 @@ export interface UpstreamResponse {
 /** How a provider says "slow down": the wait it asks for, if this answer is one. */
 export type RateLimitPolicy = (status: number, headers: Headers, body: unknown) => number | undefined;
 
-export interface UpstreamClientOptions {
-  /** For logs and the breaker, e.g. `github`. */
+/** How one provider speaks: its names and how it says "slow down" and "no". */
+export interface ProviderPolicy {
+  /** For error messages, logs' `upstream` field and the breaker, e.g. `github`. */
   name: string;
-  baseUrl: string;
-  logger: Logger;
-  /** Per attempt. Default 10s. */
-  attemptTimeoutMs?: number;
-  /** Attempts per call, the first included. Default 4. */
-  maxAttempts?: number;
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  /** Longest wait a provider may ask for before the call fails with ResourceExhausted instead. Default 30s. */
-  maxRateLimitWaitMs?: number;
+  /** As operators know it, for log lines: `GitHub`. */
+  title: string;
   /** The provider's own rate-limit signals beyond 429 + Retry-After. */
   rateLimit?: RateLimitPolicy;
   /** Maps a provider error answer to a code; defaults follow HTTP semantics. */
   errorCode?: (status: number, body: unknown) => Code | undefined;
   /** What a provider error body says, as `: …` for the error message; "" for nothing. */
   errorText?: (body: unknown) => string;
+}
+
+/** How long calls may take and how they are retried: set by configuration, or by tests to take milliseconds. */
+export interface UpstreamTimings {
+  /** Per attempt. Default 10s. */
+  attemptTimeoutMs?: number;
+  /** Attempts per call, the first included. Default 4. */
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Longest wait between attempts (the provider asking to slow down, or backoff); beyond it the call fails instead. Default 30s. */
+  maxRateLimitWaitMs?: number;
   breaker?: { volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number };
 }
 
-const DEFAULT_TIMEOUT_MS = 10_000;
+export interface UpstreamClientOptions extends ProviderPolicy, UpstreamTimings {
+  baseUrl: string;
+  logger: Logger;
+}
+
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_ATTEMPTS = 4;
+const DEFAULT_MAX_WAIT_MS = 30_000;
 
 /**
  * The one way integration services call a provider's REST API: a timeout on every attempt,
@@ -102,30 +129,47 @@ export class UpstreamClient {
     this.breaker.on("close", () => options.logger.info(fields, "upstream circuit closed"));
   }
 
+  /** The provider's name, as in error messages: `github`. */
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** The provider as operators know it: `GitHub`. */
+  get title(): string {
+    return this.options.title;
+  }
+
+  /**
+   * The longest one call can take: every attempt running out its timeout, with the longest
+   * wait allowed between attempts. A call holding an idempotency key is bounded by it.
+   */
+  get longestCallMs(): number {
+    const attempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const attemptMs = this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
+    return attempts * attemptMs + (attempts - 1) * (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS);
+  }
+
   /** The URL a request goes to. */
   url(path: string): string {
     return this.baseUrl + path;
   }
 
   /** The request as it goes out, without credentials: for dry runs and the task timeline. */
-  describe(req: Pick<UpstreamRequest, "method" | "path" | "body">): { method: string; url: string; body: string } {
+  describe(req: DescribedRequest): { method: string; url: string; body: string } {
     return { method: req.method, url: this.url(req.path), body: req.body === undefined ? "" : JSON.stringify(req.body) };
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const { logger } = this.options;
-    const maxAttempts = this.options.maxAttempts ?? 4;
-    const deadline = req.timeoutMs === undefined ? Infinity : Date.now() + req.timeoutMs;
+    const maxAttempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const deadline = req.deadline ?? Infinity;
     for (let attempt = 1; ; attempt++) {
       const left = deadline - Date.now();
       if (left <= 0) throw new UpstreamError(Code.DeadlineExceeded, `${this.options.name}: deadline exceeded`);
-      const attemptSignal = AbortSignal.any([
-        ...(req.signal ? [req.signal] : []),
-        AbortSignal.timeout(Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_TIMEOUT_MS)),
-      ]);
+      const attemptSignal = abortAfter(req.signal, Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS));
       let wait: number | undefined;
       try {
-        return await this.breaker.fire(req, attemptSignal);
+        return await this.breaker.fire(req, attemptSignal.signal);
       } catch (err) {
         if (err instanceof Error && CircuitBreaker.isOurError(err)) {
           throw new UpstreamError(Code.Unavailable, `${this.options.name} is failing; circuit open`);
@@ -134,8 +178,10 @@ export class UpstreamClient {
         if (req.signal?.aborted) throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
         if (!(req.idempotent || err.notActedOn) || attempt >= maxAttempts) throw err.final;
         wait = err.waitMs ?? this.backoff(attempt);
-        if (wait > (this.options.maxRateLimitWaitMs ?? 30_000) || Date.now() + wait >= deadline) throw err.final;
+        if (wait > (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS) || Date.now() + wait >= deadline) throw err.final;
         logger.debug({ upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status }, "retrying upstream call");
+      } finally {
+        attemptSignal.clear();
       }
       await sleep(wait, undefined, req.signal ? { signal: req.signal } : undefined).catch(() => {
         throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
@@ -201,6 +247,31 @@ class RetryableUpstreamError extends Error {
   ) {
     super(final.message);
   }
+}
+
+/** setTimeout's limit; a longer wait is cut to it, which no call outlasts. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A signal that aborts when `signal` does, or after `ms` with a TimeoutError; `clear` releases
+ * its timer. Not AbortSignal.any over AbortSignal.timeout: the composite holds its sources
+ * weakly, and Node drops a timeout signal's timer once the signal is collected, so the
+ * composite could never abort.
+ */
+export function abortAfter(signal: AbortSignal | undefined, ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException("The operation timed out.", "TimeoutError")), Math.min(Math.max(0, ms), MAX_TIMER_MS));
+  timer.unref();
+  const onAbort = () => controller.abort(signal?.reason);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    },
+  };
 }
 
 /** `Retry-After` in seconds or as an HTTP date, in milliseconds from now. */

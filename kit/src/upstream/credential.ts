@@ -43,6 +43,11 @@ export class Credential {
     return this.value !== undefined;
   }
 
+  /** The error that names the variable to set while there is no value; undefined once there is one. */
+  missing(): MissingCredentialError | undefined {
+    return this.value === undefined ? new MissingCredentialError(this.variable) : undefined;
+  }
+
   /** Starts re-reading the file on change and on SIGHUP; returns the function that stops it. */
   watch(): () => void {
     if (this.file === undefined) return () => {};

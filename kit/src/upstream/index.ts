@@ -1,4 +1,7 @@
 export * from "./client.js";
+export * from "./config.js";
 export * from "./credential.js";
 export * from "./idempotency.js";
 export * from "./errors.js";
+export * from "./provider-calls.js";
+export * from "./integration.js";

@@ -34,7 +34,7 @@ class FakeIntegrations {
   readonly bodies = new Map<string, string>();
   /** When set, every call fails with it. */
   error: ConnectError | undefined;
-  /** When set, answers are marked dry run with this URL. */
+  /** When set, answers are dry runs, each describing its request in full under this API root, as the services do. */
   dryRunUrl: string | undefined;
   private readonly byKey = new Map<string, string>();
   private nextId = 100;
@@ -53,8 +53,9 @@ class FakeIntegrations {
     return { id, replayed: false };
   }
 
-  private call(replayed = false) {
-    return this.dryRunUrl ? { dryRun: true, replayed, request: { method: "POST", url: this.dryRunUrl, body: '{"channel":"C1"}' } } : { replayed };
+  private call(name: string, payload: object, replayed = false) {
+    if (this.dryRunUrl === undefined) return { replayed };
+    return { dryRun: true, request: { method: "POST", url: `${this.dryRunUrl}/${name}`, body: JSON.stringify(payload) } };
   }
 
   readonly transport = createRouterTransport((router) => {
@@ -62,56 +63,58 @@ class FakeIntegrations {
       createComment: (req) => {
         this.record("github.CreateComment", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.body);
-        return { comment: { id: BigInt(id), body: this.bodies.get(id) ?? "" }, call: this.call(replayed) };
+        return { comment: { id: BigInt(id), body: this.bodies.get(id) ?? "" }, call: this.call("issues/42/comments", { body: req.body }, replayed) };
       },
       updateComment: (req) => {
         this.record("github.UpdateComment", req);
+        // As the GitHub service refuses it: a comment id it did not give is no comment.
+        if (req.commentId <= 0n) throw new ConnectError("comment_id is required (a positive number)", Code.InvalidArgument);
         this.bodies.set(String(req.commentId), req.body);
-        return { comment: { id: req.commentId, body: req.body }, call: this.call() };
+        return { comment: { id: req.commentId, body: req.body }, call: this.call(`issues/comments/${req.commentId}`, { body: req.body }) };
       },
       addReaction: (req) => {
         this.record("github.AddReaction", req);
-        return { reactionId: 7n, call: this.call() };
+        return { reactionId: 7n, call: this.call("issues/42/reactions", { content: req.content }) };
       },
     });
     router.service(SlackService, {
       postMessage: (req) => {
         this.record("slack.PostMessage", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.text);
-        return { channel: req.channel, ts: id, call: this.call(replayed) };
+        return { channel: req.channel, ts: id, call: this.call("chat.postMessage", { channel: req.channel, text: req.text }, replayed) };
       },
       updateMessage: (req) => {
         this.record("slack.UpdateMessage", req);
         this.bodies.set(req.ts, req.text);
-        return { channel: req.channel, ts: req.ts, call: this.call() };
+        return { channel: req.channel, ts: req.ts, call: this.call("chat.update", { channel: req.channel, ts: req.ts, text: req.text }) };
       },
       addReaction: (req) => {
         this.record("slack.AddReaction", req);
-        return { call: this.call() };
+        return { call: this.call("reactions.add", { channel: req.channel, name: req.name }) };
       },
     });
     router.service(JiraService, {
       addComment: (req) => {
         this.record("jira.AddComment", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.body);
-        return { comment: { id, body: req.body }, call: this.call(replayed) };
+        return { comment: { id, body: req.body }, call: this.call("comment", { body: req.body }, replayed) };
       },
       updateComment: (req) => {
         this.record("jira.UpdateComment", req);
         this.bodies.set(req.commentId, req.body);
-        return { comment: { id: req.commentId, body: req.body }, call: this.call() };
+        return { comment: { id: req.commentId, body: req.body }, call: this.call(`comment/${req.commentId}`, { body: req.body }) };
       },
     });
     router.service(SentryService, {
       addComment: (req) => {
         this.record("sentry.AddComment", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.text);
-        return { comment: { id, text: req.text }, call: this.call(replayed) };
+        return { comment: { id, text: req.text }, call: this.call("comments", { text: req.text }, replayed) };
       },
       updateComment: (req) => {
         this.record("sentry.UpdateComment", req);
         this.bodies.set(req.commentId, req.text);
-        return { comment: { id: req.commentId, text: req.text }, call: this.call() };
+        return { comment: { id: req.commentId, text: req.text }, call: this.call(`comments/${req.commentId}`, { text: req.text }) };
       },
     });
   });
@@ -298,7 +301,7 @@ describe("answering back where the event came from", () => {
   });
 
   it("answers in the Slack thread and records dry runs in the timeline", async () => {
-    integrations.dryRunUrl = "https://slack.com/api/chat.postMessage";
+    integrations.dryRunUrl = "https://slack.com/api";
     const task = githubTask("t9", "echo from slack");
     task.event = create(EventSchema, {
       provider: Provider.SLACK,
@@ -309,7 +312,23 @@ describe("answering back where the event came from", () => {
     expect(integrations.methods()).toEqual(["slack.PostMessage", "slack.UpdateMessage"]);
     expect(integrations.calls[0]!.req).toMatchObject({ channel: "C1", threadTs: "111.1", idempotencyKey: "t9:ack" });
     expect(integrations.calls[1]!.req).toMatchObject({ channel: "C1", ts: "100" });
-    expect(worker.toolCalls()).toContainEqual({ name: "slack.PostMessage", detail: 'dry run: POST https://slack.com/api/chat.postMessage {"channel":"C1"}' });
+    const [ack] = worker.toolCalls();
+    expect(ack).toEqual({ name: "slack.PostMessage", detail: expect.stringMatching(/^dry run: POST https:\/\/slack\.com\/api\/chat\.postMessage \{"channel":"C1","text":"⏳ Working on it/) });
+  });
+
+  it("in a dry run, edits the acknowledgment it was given into the answer: two dry-run calls in the timeline", async () => {
+    integrations.dryRunUrl = "https://api.github.com/repos/octo/repo";
+    await run(githubTask("t13", "echo the answer"));
+
+    expect(integrations.methods()).toEqual(["github.CreateComment", "github.UpdateComment"]);
+    expect(logLines().filter((l) => l.includes("could not reply"))).toEqual([]);
+    const id = String(integrations.calls[1]!.req.commentId);
+    const calls = worker.toolCalls().filter((c) => c.name.startsWith("github."));
+    expect(calls).toEqual([
+      { name: "github.CreateComment", detail: expect.stringMatching(/^dry run: POST https:\/\/api\.github\.com\/repos\/octo\/repo\/issues\/42\/comments \{"body":"⏳ Working on it/) },
+      { name: "github.UpdateComment", detail: expect.stringContaining(`dry run: POST https://api.github.com/repos/octo/repo/issues/comments/${id} {"body":"the answer`) },
+    ]);
+    expect(worker.completed).toEqual(["t13"]);
   });
 
   it("comments on Jira and Sentry issues", async () => {

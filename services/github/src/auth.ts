@@ -1,15 +1,10 @@
 import type { KeyObject } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { UpstreamError, type Credential, type Logger, type UpstreamClient, type UpstreamRequest } from "@hookmesh/kit";
+import { UpstreamError, type Caller, type Credential, type Logger, type UnsignedRequest, type UpstreamClient } from "@hookmesh/kit";
 import { parseAppPrivateKey, signAppJwt } from "./app-jwt.js";
-import { AuthPreconditionError, InvalidCredentialError } from "./errors.js";
+import { APP_ID_VARIABLE, APP_KEY_VARIABLE, TOKEN_VARIABLE } from "./config.js";
+import { AuthPreconditionError, InvalidCredentialError, NoCredentialsError } from "./errors.js";
 import { GITHUB_HEADERS } from "./upstream.js";
-
-/** The caller's cancellation and remaining time, passed on to every request to GitHub. */
-export interface CallOptions {
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
 
 /** A GitHub App: its id (GITHUB_APP_ID, or its client id) and its private key. */
 export interface GitHubApp {
@@ -26,8 +21,6 @@ export interface GitHubAuthDeps {
   /** When set, the App is used and the personal token ignored. */
   app?: GitHubApp;
   logger: Logger;
-  /** How long before its `expires_at` a cached installation token is replaced. Default 5 min. */
-  refreshMarginMs?: number;
 }
 
 /** Which credentials calls use: a GitHub App's installation tokens, a personal token, or none. */
@@ -46,7 +39,8 @@ export interface InstallationToken {
   expiresAtMs: number;
 }
 
-const DEFAULT_REFRESH_MARGIN_MS = 5 * 60_000;
+/** How long before its `expires_at` a cached installation token is replaced: a call started with it has time to finish. */
+const REFRESH_MARGIN_MS = 5 * 60_000;
 
 /**
  * Where GitHub calls get their Authorization header. With a GitHub App: a JWT signed with the
@@ -67,6 +61,11 @@ export class GitHubAuth {
     return this.deps.token.configured ? "token" : "none";
   }
 
+  /** What keeps calls from reaching GitHub: neither a personal token nor an App configured. */
+  missing(): NoCredentialsError | undefined {
+    return this.mode() === "none" ? new NoCredentialsError(TOKEN_VARIABLE, `${APP_ID_VARIABLE} + ${APP_KEY_VARIABLE}`) : undefined;
+  }
+
   /** The installation a call acts as (App auth), as a path segment; 0 is refused. */
   requireInstallation(installationId: bigint): string {
     if (installationId <= 0n) {
@@ -76,18 +75,18 @@ export class GitHubAuth {
   }
 
   /** The Authorization header for a call on a repository of `installationId` (ignored with a personal token). */
-  async authorization(installationId: bigint, options: CallOptions = {}): Promise<Authorization> {
+  async authorization(installationId: bigint, caller: Caller = {}): Promise<Authorization> {
     if (this.mode() !== "app") return { header: `Bearer ${this.deps.token.require()}` };
     const id = this.requireInstallation(installationId);
     const cached = this.cache.get(id);
-    if (cached && cached.expiresAtMs - (this.deps.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS) > Date.now()) {
+    if (cached && cached.expiresAtMs - REFRESH_MARGIN_MS > Date.now()) {
       return { header: `Bearer ${cached.token}`, installationId: id, token: cached.token };
     }
     let pending = this.pending.get(id);
     if (!pending) {
       // Shared by every call that needs this installation's token meanwhile, so it is not tied
       // to the first caller's cancellation; the upstream client's attempt timeouts bound it.
-      pending = this.request(id, undefined, { timeoutMs: options.timeoutMs })
+      pending = this.request(id, undefined, { deadline: caller.deadline })
         .then((token) => {
           this.cache.set(id, token);
           return token;
@@ -96,7 +95,7 @@ export class GitHubAuth {
       pending.catch(() => {});
       this.pending.set(id, pending);
     }
-    const { token } = await abortable(pending, options.signal);
+    const { token } = await abortable(pending, caller.signal);
     return { header: `Bearer ${token}`, installationId: id, token };
   }
 
@@ -113,17 +112,17 @@ export class GitHubAuth {
   }
 
   /** The request that creates an installation token (body: the repositories and permissions it is limited to). */
-  accessTokensRequest(installationId: bigint, body?: unknown): Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent"> {
+  accessTokensRequest(installationId: bigint, body?: unknown): UnsignedRequest {
     // Creating a token twice is harmless (it only mints another), so it is retried like a read.
     return { method: "POST", path: `/app/installations/${installationId.toString()}/access_tokens`, body, idempotent: true };
   }
 
   /** A new installation token limited by `body`, never cached: for CreateCloneToken. */
-  createInstallationToken(installationId: bigint, body: unknown, options: CallOptions = {}): Promise<InstallationToken> {
-    return this.request(this.requireInstallation(installationId), body, options);
+  createInstallationToken(installationId: bigint, body: unknown, caller: Caller = {}): Promise<InstallationToken> {
+    return this.request(this.requireInstallation(installationId), body, caller);
   }
 
-  private async request(id: string, body: unknown, options: CallOptions): Promise<InstallationToken> {
+  private async request(id: string, body: unknown, caller: Caller): Promise<InstallationToken> {
     const app = this.deps.app!;
     const jwt = signAppJwt(app.id, this.key(app));
     let res;
@@ -132,8 +131,7 @@ export class GitHubAuth {
         ...this.accessTokensRequest(BigInt(id), body),
         headers: GITHUB_HEADERS,
         auth: `Bearer ${jwt}`,
-        signal: options.signal,
-        timeoutMs: options.timeoutMs,
+        ...caller,
       });
     } catch (err) {
       throw explain(err, id);

@@ -1,17 +1,5 @@
-import { MissingCredentialError } from "@hookmesh/kit";
-
-/** A request the service refuses before calling GitHub (a missing or malformed field). */
-export class InvalidRequestError extends Error {
-  override name = "InvalidRequestError";
-}
-
-/** The idempotency store (Redis) cannot be reached, so a keyed call cannot be made safely. */
-export class IdempotencyUnavailableError extends Error {
-  override name = "IdempotencyUnavailableError";
-  constructor(cause: unknown) {
-    super("idempotency store unavailable; retry later", { cause });
-  }
-}
+import { Code, ConnectError } from "@connectrpc/connect";
+import { mapUpstreamError, MissingCredentialError, type ErrorMapper } from "@hookmesh/kit";
 
 /**
  * The call cannot be made with the credentials the service has: a GitHub App call without
@@ -35,7 +23,16 @@ export class NoCredentialsError extends MissingCredentialError {
 /** A configured credential cannot be used (say, a private key that is not a PEM RSA key). */
 export class InvalidCredentialError extends Error {
   override name = "InvalidCredentialError";
-  constructor(readonly variable: string, problem: string) {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
     super(`${variable}: ${problem}`);
   }
 }
+
+/** GitHub's own preconditions on credentials, then what every integration service maps (kit's mapUpstreamError). */
+export const mapGitHubError: ErrorMapper = (err) => {
+  if (err instanceof AuthPreconditionError || err instanceof InvalidCredentialError) return new ConnectError(err.message, Code.FailedPrecondition);
+  return mapUpstreamError(err);
+};

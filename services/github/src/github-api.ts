@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
-import { UpstreamError, type IdempotencyStore, type Logger, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from "@hookmesh/kit";
+import { InvalidRequestError, UpstreamError, type Caller, type Logger, type ProviderCalls, type UnsignedRequest, type UpstreamClient, type UpstreamResponse } from "@hookmesh/kit";
 import {
   AddReactionResponseSchema,
   CommentSchema,
@@ -22,17 +21,10 @@ import {
   type GetPullRequestResponse,
   type UpdateCommentResponse,
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
-import { CallInfoSchema, type CallInfo } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
-import type { CallOptions, GitHubAuth } from "./auth.js";
-import { AuthPreconditionError, IdempotencyUnavailableError, InvalidRequestError, NoCredentialsError } from "./errors.js";
+import type { GitHubAuth } from "./auth.js";
+import { AuthPreconditionError } from "./errors.js";
 import { reactionId, toComment, toIssue, toPullRequest } from "./resources.js";
 import { GITHUB_HEADERS, webOrigin } from "./upstream.js";
-
-/** The placeholder id of what a dry run would have created. */
-export const DRY_RUN_ID = 0n;
-
-/** What a dry run answers where GitHub would have answered with text (a title, a token). */
-export const DRY_RUN_TEXT = "dry run: nothing was sent to GitHub";
 
 /** The reactions GitHub accepts. */
 export const REACTIONS: readonly string[] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
@@ -46,20 +38,13 @@ export interface RepositoryInput {
 }
 
 export interface GitHubApiDeps {
-  /** The client for GITHUB_API_URL (see `githubUpstream`). */
+  /** The client for GITHUB_API_URL, with `githubPolicy`. */
   upstream: UpstreamClient;
   auth: GitHubAuth;
-  /** Remembers CreateComment results by idempotency key. */
-  idempotency: IdempotencyStore;
-  /** Without credentials: answer with what would have been sent (true) or fail naming the variable. */
-  dryRun: boolean;
+  /** Live or dry run, and CreateComment once per idempotency key. */
+  calls: ProviderCalls;
   logger: Logger;
 }
-
-type GitHubRequest = Pick<UpstreamRequest, "method" | "path" | "body" | "idempotent">;
-
-/** What one request to GitHub gave: its answer, or nothing in a dry run. */
-type Sent = { dryRun: false; res: UpstreamResponse; call: CallInfo } | { dryRun: true; call: CallInfo };
 
 /**
  * GitHub's REST API as hookmesh uses it: comment on an issue or pull request (create, edit in
@@ -77,59 +62,51 @@ export class GitHubApi {
    */
   async createComment(
     input: { repository?: RepositoryInput; number: bigint; body: string; idempotencyKey?: string },
-    options: CallOptions = {},
+    caller: Caller = {},
   ): Promise<CreateCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const number = positive(input.number, "number");
     requireBody(input.body);
-    const live = this.live(repository);
-    const request: GitHubRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
-    const post = async () => {
-      const sent = await this.send(repository, request, live, options);
-      return create(CreateCommentResponseSchema, {
-        comment: sent.dryRun ? create(CommentSchema, { id: DRY_RUN_ID, body: input.body }) : toComment(sent.res.body),
-        call: sent.call,
-      });
-    };
-    const key = input.idempotencyKey?.trim() ?? "";
-    // A dry run posts nothing, so there is nothing to remember: the first real call must post.
-    if (key === "" || !live) return post();
-    const { response, replayed } = await this.once(`createComment:${key}`, post, options.signal);
-    // Only real calls are stored, so a replay is never a dry run.
-    if (replayed) response.call = create(CallInfoSchema, { request: response.call?.request, replayed: true });
-    return response;
+    const request: UnsignedRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
+    return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
+      rpc: "createComment",
+      idempotencyKey: input.idempotencyKey ?? "",
+      schema: CreateCommentResponseSchema,
+      respond: (created) =>
+        create(CreateCommentResponseSchema, {
+          comment: created.dryRun ? create(CommentSchema, { id: created.id, body: input.body }) : toComment(created.answer.body),
+          call: created.call,
+        }),
+    });
   }
 
   /** Replaces a comment's body (issue and pull request conversation comments alike). */
-  async updateComment(
-    input: { repository?: RepositoryInput; commentId: bigint; body: string },
-    options: CallOptions = {},
-  ): Promise<UpdateCommentResponse> {
+  async updateComment(input: { repository?: RepositoryInput; commentId: bigint; body: string }, caller: Caller = {}): Promise<UpdateCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
     requireBody(input.body);
-    const request: GitHubRequest = { method: "PATCH", path: `${path}/issues/comments/${commentId}`, body: { body: input.body }, idempotent: true };
-    const sent = await this.send(repository, request, this.live(repository), options);
+    const request: UnsignedRequest = { method: "PATCH", path: `${path}/issues/comments/${commentId}`, body: { body: input.body }, idempotent: true };
+    const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(UpdateCommentResponseSchema, {
-      comment: sent.dryRun ? create(CommentSchema, { id: input.commentId, body: input.body }) : toComment(sent.res.body),
+      comment: sent.dryRun ? create(CommentSchema, { id: input.commentId, body: input.body }) : toComment(sent.answer.body),
       call: sent.call,
     });
   }
 
   /** Deletes a comment; one already gone (404) counts as deleted. */
-  async deleteComment(input: { repository?: RepositoryInput; commentId: bigint }, options: CallOptions = {}): Promise<DeleteCommentResponse> {
+  async deleteComment(input: { repository?: RepositoryInput; commentId: bigint }, caller: Caller = {}): Promise<DeleteCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
-    const request: GitHubRequest = { method: "DELETE", path: `${path}/issues/comments/${commentId}`, idempotent: true };
-    const live = this.live(repository);
-    try {
-      const sent = await this.send(repository, request, live, options);
-      return create(DeleteCommentResponseSchema, { call: sent.call });
-    } catch (err) {
-      if (!(err instanceof UpstreamError && err.status === 404)) throw err;
-      this.deps.logger.debug({ commentId }, "comment already gone");
-      return create(DeleteCommentResponseSchema, { call: { request: this.deps.upstream.describe(request) } });
-    }
+    const request: UnsignedRequest = { method: "DELETE", path: `${path}/issues/comments/${commentId}`, idempotent: true };
+    const sent = await this.deps.calls.send(request, caller, async (caller) => {
+      try {
+        await this.send(repository, request, caller);
+      } catch (err) {
+        if (!(err instanceof UpstreamError && err.status === 404)) throw err;
+        this.deps.logger.debug({ commentId }, "comment already gone");
+      }
+    });
+    return create(DeleteCommentResponseSchema, { call: sent.call });
   }
 
   /**
@@ -139,37 +116,42 @@ export class GitHubApi {
    */
   async addReaction(
     input: { repository?: RepositoryInput; target: ReactionTarget; number: bigint; commentId: bigint; content: string },
-    options: CallOptions = {},
+    caller: Caller = {},
   ): Promise<AddReactionResponse> {
     const { repository, path } = this.repository(input.repository);
     const content = input.content.trim();
-    if (!REACTIONS.includes(content)) throw new InvalidRequestError(`content must be one of ${REACTIONS.join(", ")}; got "${content.slice(0, 32)}"`);
+    if (!REACTIONS.includes(content)) throw new InvalidRequestError(`content must be one of ${REACTIONS.join(", ")}; got "${content.slice(0, 32)}"`, "content");
     let on: string;
     if (input.target === ReactionTarget.ISSUE) on = `issues/${positive(input.number, "number")}`;
     else if (input.target === ReactionTarget.ISSUE_COMMENT) on = `issues/comments/${positive(input.commentId, "comment_id")}`;
-    else throw new InvalidRequestError("target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)");
-    const request: GitHubRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
-    const sent = await this.send(repository, request, this.live(repository), options);
-    return create(AddReactionResponseSchema, { reactionId: sent.dryRun ? DRY_RUN_ID : reactionId(sent.res.body), call: sent.call });
+    else throw new InvalidRequestError("target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)", "target");
+    const request: UnsignedRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
+    // GitHub keeps one reaction per identity and content, so there is no key to remember it by.
+    return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
+      rpc: "addReaction",
+      idempotencyKey: "",
+      schema: AddReactionResponseSchema,
+      respond: (created) => create(AddReactionResponseSchema, { reactionId: created.dryRun ? created.id : reactionId(created.answer.body), call: created.call }),
+    });
   }
 
   /** An issue; a pull request is also an issue (then `pull_request` is true). */
-  async getIssue(input: { repository?: RepositoryInput; number: bigint }, options: CallOptions = {}): Promise<GetIssueResponse> {
+  async getIssue(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetIssueResponse> {
     const { repository, path } = this.repository(input.repository);
-    const number = positive(input.number, "number");
-    const sent = await this.send(repository, { method: "GET", path: `${path}/issues/${number}`, idempotent: true }, this.live(repository), options);
+    const request: UnsignedRequest = { method: "GET", path: `${path}/issues/${positive(input.number, "number")}`, idempotent: true };
+    const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetIssueResponseSchema, {
-      issue: sent.dryRun ? create(IssueSchema, { number: input.number, title: DRY_RUN_TEXT }) : toIssue(sent.res.body),
+      issue: sent.dryRun ? create(IssueSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toIssue(sent.answer.body),
       call: sent.call,
     });
   }
 
-  async getPullRequest(input: { repository?: RepositoryInput; number: bigint }, options: CallOptions = {}): Promise<GetPullRequestResponse> {
+  async getPullRequest(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetPullRequestResponse> {
     const { repository, path } = this.repository(input.repository);
-    const number = positive(input.number, "number");
-    const sent = await this.send(repository, { method: "GET", path: `${path}/pulls/${number}`, idempotent: true }, this.live(repository), options);
+    const request: UnsignedRequest = { method: "GET", path: `${path}/pulls/${positive(input.number, "number")}`, idempotent: true };
+    const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetPullRequestResponseSchema, {
-      pullRequest: sent.dryRun ? create(PullRequestSchema, { number: input.number, title: DRY_RUN_TEXT }) : toPullRequest(sent.res.body),
+      pullRequest: sent.dryRun ? create(PullRequestSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toPullRequest(sent.answer.body),
       call: sent.call,
     });
   }
@@ -179,79 +161,53 @@ export class GitHubApi {
    * that clones with it. GitHub App auth only: a personal token cannot be narrowed. A dry run
    * answers no token and the anonymous clone URL, which still clones a public repository.
    */
-  async createCloneToken(input: { repository?: RepositoryInput }, options: CallOptions = {}): Promise<CreateCloneTokenResponse> {
+  async createCloneToken(input: { repository?: RepositoryInput }, caller: Caller = {}): Promise<CreateCloneTokenResponse> {
     const { repository } = this.repository(input.repository);
-    const { auth, upstream } = this.deps;
+    const { auth, calls } = this.deps;
     if (auth.mode() === "token") {
       throw new AuthPreconditionError(
         "CreateCloneToken needs GitHub App auth (GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY): a personal token (GITHUB_TOKEN) cannot be limited to one repository",
       );
     }
-    const live = this.live(repository);
     const body = { repositories: [repository.repo], permissions: { contents: "read" } };
-    const call = create(CallInfoSchema, { dryRun: !live, request: upstream.describe(auth.accessTokensRequest(repository.installationId, body)) });
-    if (!live) {
-      this.logDryRun(call);
-      return create(CreateCloneTokenResponseSchema, { token: "", cloneUrl: this.cloneUrl(repository), call });
-    }
-    const token = await auth.createInstallationToken(repository.installationId, body, options);
+    const request = auth.accessTokensRequest(repository.installationId, body);
+    const sent = await calls.send(request, caller, (caller) => auth.createInstallationToken(repository.installationId, body, caller));
+    if (sent.dryRun) return create(CreateCloneTokenResponseSchema, { token: "", cloneUrl: this.cloneUrl(repository), call: sent.call });
     return create(CreateCloneTokenResponseSchema, {
-      token: token.token,
-      expireTime: timestampFromMs(token.expiresAtMs),
-      cloneUrl: this.cloneUrl(repository, token.token),
-      call,
+      token: sent.answer.token,
+      expireTime: timestampFromMs(sent.answer.expiresAtMs),
+      cloneUrl: this.cloneUrl(repository, sent.answer.token),
+      call: sent.call,
     });
   }
 
   /**
-   * Whether calls on `repository` reach GitHub (true) or are a dry run (false). Without
-   * credentials and without dry run, fails naming the variable to set; with App auth, a call
-   * without an installation fails naming the field.
+   * One request to GitHub, with the installation's token (App auth) or the personal token. A
+   * 401 on an installation token means it was revoked or the App's access changed; GitHub acts
+   * on nothing it answers 401 to, so even a create is sent once more, with a new token. The
+   * caller's deadline covers the token requests too.
    */
-  private live(repository: RepositoryInput): boolean {
-    const mode = this.deps.auth.mode();
-    if (mode === "none") {
-      if (this.deps.dryRun) return false;
-      throw new NoCredentialsError("GITHUB_TOKEN", "GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY");
-    }
-    if (mode === "app") this.deps.auth.requireInstallation(repository.installationId);
-    return true;
-  }
-
-  private async send(repository: RepositoryInput, req: GitHubRequest, live: boolean, options: CallOptions): Promise<Sent> {
+  private async send(repository: RepositoryInput, req: UnsignedRequest, caller: Caller): Promise<UpstreamResponse> {
     const { auth, upstream } = this.deps;
-    const call = create(CallInfoSchema, { dryRun: !live, request: upstream.describe(req) });
-    if (!live) {
-      this.logDryRun(call);
-      return { dryRun: true, call };
-    }
-    // One deadline for the whole call: a token request, the request, and a retry after a 401.
-    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
-    const within = () => ({ signal: options.signal, timeoutMs: deadline === undefined ? undefined : Math.max(0, deadline - Date.now()) });
-    let authorization = await auth.authorization(repository.installationId, within());
-    let res: UpstreamResponse;
+    const authorization = await auth.authorization(repository.installationId, caller);
     try {
-      res = await upstream.request({ ...req, headers: GITHUB_HEADERS, auth: authorization.header, ...within() });
+      return await upstream.request({ ...req, headers: GITHUB_HEADERS, auth: authorization.header, ...caller });
     } catch (err) {
-      // A 401 on an installation token: it was revoked or the App's access changed. GitHub acts
-      // on nothing it answers 401 to, so even a create is sent once more, with a new token.
       if (!(err instanceof UpstreamError && err.status === 401 && auth.invalidate(authorization))) throw err;
-      authorization = await auth.authorization(repository.installationId, within());
-      res = await upstream.request({ ...req, headers: GITHUB_HEADERS, auth: authorization.header, ...within() });
+      const renewed = await auth.authorization(repository.installationId, caller);
+      return await upstream.request({ ...req, headers: GITHUB_HEADERS, auth: renewed.header, ...caller });
     }
-    return { dryRun: false, res, call };
   }
 
-  private logDryRun(call: CallInfo): void {
-    const { method, url } = call.request!;
-    this.deps.logger.info({ upstream: "github", method, url }, "dry run: request not sent to GitHub");
-  }
-
-  /** The repository's `/repos/{owner}/{repo}` path, after checking both names. */
+  /**
+   * The repository's `/repos/{owner}/{repo}` path, after checking both names, and, with App
+   * auth, that the call names the installation it acts as.
+   */
   private repository(repository: RepositoryInput | undefined): { repository: RepositoryInput; path: string } {
-    if (repository === undefined) throw new InvalidRequestError("repository is required");
+    if (repository === undefined) throw new InvalidRequestError("repository is required", "repository");
     const owner = pathSegment(repository.owner, "repository.owner");
     const repo = pathSegment(repository.repo.replace(/\.git$/, ""), "repository.repo");
+    if (this.deps.auth.mode() === "app") this.deps.auth.requireInstallation(repository.installationId);
     return { repository: { ...repository, owner, repo }, path: `/repos/${owner}/${repo}` };
   }
 
@@ -261,44 +217,23 @@ export class GitHubApi {
     const credentials = token === undefined ? "" : `x-access-token:${encodeURIComponent(token)}@`;
     return `${protocol}//${credentials}${host}/${repository.owner}/${repository.repo}.git`;
   }
-
-  /** `run` under an idempotency key; a store failure (not run's own) becomes Unavailable. */
-  private async once(key: string, run: () => Promise<CreateCommentResponse>, signal?: AbortSignal) {
-    let runError: unknown;
-    try {
-      return await this.deps.idempotency.once(
-        key,
-        CreateCommentResponseSchema,
-        () =>
-          run().catch((err: unknown) => {
-            runError = err;
-            throw err;
-          }),
-        signal,
-      );
-    } catch (err) {
-      if (err === runError) throw err;
-      if (signal?.aborted) throw new UpstreamError(Code.Canceled, "github: canceled");
-      throw new IdempotencyUnavailableError(err);
-    }
-  }
 }
 
 /** An owner or repository name as a path segment: GitHub's names, nothing that could change the path. */
 function pathSegment(value: string, field: string): string {
   const name = value.trim();
-  if (name === "") throw new InvalidRequestError(`${field} is required`);
+  if (name === "") throw new InvalidRequestError(`${field} is required`, field);
   if (!/^[A-Za-z0-9_.-]+$/.test(name) || name === "." || name === "..") {
-    throw new InvalidRequestError(`${field} is not a GitHub name: "${name.slice(0, 100)}"`);
+    throw new InvalidRequestError(`${field} is not a GitHub name: "${name.slice(0, 100)}"`, field);
   }
   return name;
 }
 
 function positive(value: bigint, field: string): string {
-  if (value <= 0n) throw new InvalidRequestError(`${field} is required (a positive number)`);
+  if (value <= 0n) throw new InvalidRequestError(`${field} is required (a positive number)`, field);
   return value.toString();
 }
 
 function requireBody(body: string): void {
-  if (body.trim() === "") throw new InvalidRequestError("body is required");
+  if (body.trim() === "") throw new InvalidRequestError("body is required", "body");
 }

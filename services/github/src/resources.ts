@@ -18,12 +18,7 @@ export function toComment(body: unknown): Comment {
 export function toIssue(body: unknown): Issue {
   const json = object(body);
   return create(IssueSchema, {
-    number: int(json.number),
-    title: string(json.title),
-    body: string(json.body),
-    state: string(json.state),
-    htmlUrl: string(json.html_url),
-    author: string(object(json.user).login),
+    ...discussion(json),
     // GitHub answers label objects; it takes plain names too, so both are read.
     labels: array(json.labels)
       .map((label) => (typeof label === "string" ? label : string(object(label).name)))
@@ -36,18 +31,25 @@ export function toPullRequest(body: unknown): PullRequest {
   const json = object(body);
   const head = object(json.head);
   return create(PullRequestSchema, {
-    number: int(json.number),
-    title: string(json.title),
-    body: string(json.body),
-    state: string(json.state),
-    htmlUrl: string(json.html_url),
-    author: string(object(json.user).login),
+    ...discussion(json),
     headRef: string(head.ref),
     headSha: string(head.sha),
     baseRef: string(object(json.base).ref),
     draft: json.draft === true,
     merged: json.merged === true,
   });
+}
+
+/** What issues and pull requests have alike. */
+function discussion(json: Json): Pick<Issue, "number" | "title" | "body" | "state" | "htmlUrl" | "author"> {
+  return {
+    number: int(json.number),
+    title: string(json.title),
+    body: string(json.body),
+    state: string(json.state),
+    htmlUrl: string(json.html_url),
+    author: string(object(json.user).login),
+  };
 }
 
 /** The id in GitHub's answer to a reaction (`{ id, content, user, … }`). */

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamClient, type Logger, type RateLimitPolicy, type UpstreamClientOptions } from "@hookmesh/kit";
+import { retryAfterMs, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
 
 /** Sent with every request: GitHub's media type and the REST API version this service speaks. */
 export const GITHUB_HEADERS: Readonly<Record<string, string>> = {
@@ -39,14 +39,8 @@ export function githubErrorCode(status: number, body: unknown): Code | undefined
   return undefined;
 }
 
-/** The client for GitHub's REST API at `baseUrl`, with GitHub's rate-limit and error policies. */
-export function githubUpstream(
-  baseUrl: string,
-  logger: Logger,
-  options: Omit<UpstreamClientOptions, "name" | "baseUrl" | "logger" | "rateLimit" | "errorCode"> = {},
-): UpstreamClient {
-  return new UpstreamClient({ ...options, name: "github", baseUrl, logger, rateLimit: githubRateLimit, errorCode: githubErrorCode });
-}
+/** How GitHub's REST API speaks, for the UpstreamClient: its rate-limit answers and error codes. */
+export const githubPolicy: ProviderPolicy = { name: "github", title: "GitHub", rateLimit: githubRateLimit, errorCode: githubErrorCode };
 
 /**
  * The web origin that serves git for an API URL: github.com for api.github.com,

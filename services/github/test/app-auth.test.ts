@@ -1,22 +1,17 @@
 import { generateKeyPairSync } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { AuthPreconditionError, InvalidCredentialError } from "../src/errors.js";
 import { error } from "./fake-github.js";
 import { APP_ID, appKeys, OTHER_INSTALLATION, REPO, setup, TOKEN, type Harness } from "./helpers.js";
-
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a failure");
-}
 
 /** A JWT's parts, decoded. */
 function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
@@ -26,9 +21,21 @@ function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Reco
 
 describe("GitHub App auth", () => {
   let h: Harness;
+  let dir: string | undefined;
+  let keyFile: string;
   afterEach(async () => {
     await h?.close();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
   });
+
+  /** The service with App auth whose key comes from a file, which the test then rewrites. */
+  async function withKeyFile(pem: string): Promise<void> {
+    dir = await mkdtemp(join(tmpdir(), "hookmesh-github-app-"));
+    keyFile = join(dir, "app.pem");
+    await writeFile(keyFile, pem);
+    h = await setup({ auth: "none", env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY_FILE: keyFile } });
+  }
 
   it("signs a JWT (RS256, iss, iat − 60 s, exp ≤ 10 min) that GitHub verifies, and calls with the installation token", async () => {
     h = await setup({ auth: "app" });
@@ -37,8 +44,8 @@ describe("GitHub App auth", () => {
     const res = await h.api.createComment({ repository: REPO, number: 7n, body: "On it" });
     const after = Math.floor(Date.now() / 1000);
 
-    const [mint, post] = h.fake.requests;
-    expect(mint).toMatchObject({ method: "POST", path: "/app/installations/777/access_tokens", body: "" });
+    const [mint, post] = h.fake.received;
+    expect(mint).toMatchObject({ method: "POST", path: "/app/installations/777/access_tokens", text: "" });
     expect(mint!.headers).toMatchObject({ accept: "application/vnd.github+json", "x-github-api-version": "2022-11-28" });
     const jwt = /^Bearer (.+)$/.exec(mint!.headers.authorization!)![1]!;
     const { header, claims } = decodeJwt(jwt);
@@ -52,7 +59,7 @@ describe("GitHub App auth", () => {
     expect(h.fake.jwts).toHaveLength(1);
 
     const [installationToken] = h.fake.installationTokens.keys();
-    expect(post).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", json: { body: "On it" } });
+    expect(post).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", body: { body: "On it" } });
     expect(post!.headers.authorization).toBe(`Bearer ${installationToken}`);
     // The call's own request, not the token request, is what CallInfo describes.
     expect(res.call?.request).toMatchObject({ method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments` });
@@ -130,10 +137,10 @@ describe("GitHub App auth", () => {
 
   it("retries a refused token only once: a second 401 is Unauthenticated", async () => {
     h = await setup({ auth: "app" });
-    h.fake.answer({ match: /^GET \/repos\//, ...error(401, "Bad credentials") }, { match: /^GET \/repos\//, ...error(401, "Bad credentials") });
+    h.fake.answerTo(/^GET \/repos\//, error(401, "Bad credentials"), error(401, "Bad credentials"));
     const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
     expect((err as UpstreamError).code).toBe(Code.Unauthenticated);
-    expect(h.fake.requests).toHaveLength(4);
+    expect(h.fake.received).toHaveLength(4);
   });
 
   it("requires repository.installation_id with App auth, sending nothing", async () => {
@@ -141,7 +148,7 @@ describe("GitHub App auth", () => {
     const err = await failure(h.api.createComment({ repository: { ...REPO, installationId: 0n }, number: 7n, body: "x" }));
     expect(err).toBeInstanceOf(AuthPreconditionError);
     expect(err.message).toContain("repository.installation_id is required");
-    expect(h.fake.requests).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
   it("ignores installation_id with a personal token", async () => {
@@ -149,7 +156,7 @@ describe("GitHub App auth", () => {
     h.fake.addIssue("acme", "widgets", 7);
     await h.api.getIssue({ repository: { ...REPO, installationId: 0n }, number: 7n });
     await h.api.getIssue({ repository: REPO, number: 7n });
-    expect(h.fake.requests.map((r) => r.headers.authorization)).toEqual([`Bearer ${TOKEN}`, `Bearer ${TOKEN}`]);
+    expect(h.fake.received.map((r) => r.headers.authorization)).toEqual([`Bearer ${TOKEN}`, `Bearer ${TOKEN}`]);
   });
 
   it("uses the App when both an App and a personal token are configured", async () => {
@@ -163,11 +170,11 @@ describe("GitHub App auth", () => {
 
   it("says what to check when GitHub refuses the JWT, and when the installation is unknown", async () => {
     const other = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    h = await setup({ env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: other } });
+    h = await setup({ auth: "none", env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: other } });
     const refused = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
     expect((refused as UpstreamError).code).toBe(Code.Unauthenticated);
     expect(refused.message).toContain("github refused the GitHub App's JWT (check GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY");
-    expect(h.fake.requests).toHaveLength(1);
+    expect(h.fake.received).toHaveLength(1);
     await h.close();
 
     h = await setup({ auth: "app" });
@@ -177,21 +184,26 @@ describe("GitHub App auth", () => {
   });
 
   it("takes a key whose newlines are written as \\n, and refuses one that is not a key without echoing it", async () => {
-    h = await setup({ env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: appKeys().pem.replace(/\n/g, "\\n") } });
+    h = await setup({ auth: "none", env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: appKeys().pem.replace(/\n/g, "\\n") } });
     h.fake.addIssue("acme", "widgets", 7);
     await h.api.getIssue({ repository: REPO, number: 7n });
     expect(h.fake.jwts).toHaveLength(1);
     await h.close();
 
-    h = await setup({ env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----" } });
+    await withKeyFile(appKeys().pem);
+    // A key file rotated to something that is not a key: the next call says so, without the file's text.
+    await writeFile(keyFile, "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----");
+    process.emit("SIGHUP", "SIGHUP");
     const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
     expect(err).toBeInstanceOf(InvalidCredentialError);
     expect(err.message).toBe("GITHUB_APP_PRIVATE_KEY: is not a PEM-encoded private key");
-    expect(h.fake.requests).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
   it("fails naming GITHUB_APP_PRIVATE_KEY when the App's key is gone", async () => {
-    h = await setup({ env: { GITHUB_APP_ID: APP_ID } });
+    await withKeyFile(appKeys().pem);
+    await writeFile(keyFile, "");
+    process.emit("SIGHUP", "SIGHUP");
     const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
     expect(err).toBeInstanceOf(MissingCredentialError);
     expect((err as MissingCredentialError).variable).toBe("GITHUB_APP_PRIVATE_KEY");
@@ -223,7 +235,7 @@ describe("GitHub App auth", () => {
       h.fake.addIssue("acme", "widgets", 7);
       await h.api.getIssue({ repository: REPO, number: 7n });
       expect(h.fake.tokenRequests()).toHaveLength(3);
-      expect(h.fake.tokenRequests()[2]!.body).toBe("");
+      expect(h.fake.tokenRequests()[2]!.text).toBe("");
     });
 
     it("is FailedPrecondition with a personal token", async () => {
@@ -231,7 +243,7 @@ describe("GitHub App auth", () => {
       const err = await failure(h.api.createCloneToken({ repository: REPO }));
       expect(err).toBeInstanceOf(AuthPreconditionError);
       expect(err.message).toContain("GitHub App auth (GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY)");
-      expect(h.fake.requests).toHaveLength(0);
+      expect(h.fake.received).toHaveLength(0);
     });
   });
 
@@ -248,7 +260,7 @@ describe("GitHub App auth", () => {
       await h.api.deleteComment({ repository: REPO, commentId: comment.comment!.id });
       const clone = await h.api.createCloneToken({ repository: REPO });
 
-      expect(h.fake.requests.map((r) => `${r.method} ${r.rawPath}`)).toEqual([
+      expect(h.fake.received.map((r) => `${r.method} ${r.rawPath}`)).toEqual([
         "POST /api/v3/app/installations/777/access_tokens",
         "POST /api/v3/repos/acme/widgets/issues/7/comments",
         `PATCH /api/v3/repos/acme/widgets/issues/comments/${comment.comment!.id}`,

@@ -1,6 +1,5 @@
 import { randomBytes, verify, type KeyObject } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
 
 /**
  * A local stand-in for GitHub's REST API (or GitHub Enterprise Server's, under `/api/v3`), at
@@ -11,26 +10,6 @@ import type { AddressInfo } from "node:net";
  */
 
 type Json = Record<string, unknown>;
-
-export interface RecordedRequest {
-  method: string;
-  /** The path without the API's prefix nor the query, e.g. `/repos/acme/widgets/issues/7`. */
-  path: string;
-  /** The path as received, with the prefix (`/api/v3/…` on GHES). */
-  rawPath: string;
-  /** The query string, without `?`. */
-  query: string;
-  headers: IncomingHttpHeaders;
-  /** The raw body. */
-  body: string;
-  /** The body parsed as JSON, when it is. */
-  json?: unknown;
-  /** When it arrived (ms since epoch). */
-  at: number;
-}
-
-/** A scripted answer (for the next request, or the next one whose `METHOD path` matches), or "hang". */
-export type Answer = { match?: RegExp; status: number; headers?: Record<string, string>; body?: unknown } | { match?: RegExp; hang: true };
 
 /** The claims of a JWT GitHub accepted, for tests to check. */
 export interface JwtSeen {
@@ -61,8 +40,7 @@ interface InstallationTokenRecord {
   permissions: Json;
 }
 
-export class FakeGitHub {
-  readonly requests: RecordedRequest[] = [];
+export class FakeGitHub extends FakeProvider {
   /** Issues and pull requests by `owner/repo#number`. */
   readonly issues = new Map<string, Json>();
   readonly pulls = new Map<string, Json>();
@@ -72,83 +50,40 @@ export class FakeGitHub {
   readonly reactions = new Map<string, Json>();
   readonly installationTokens = new Map<string, InstallationTokenRecord>();
   readonly jwts: JwtSeen[] = [];
-  /** The API root, e.g. http://127.0.0.1:1234 or http://127.0.0.1:1234/api/v3. */
-  url = "";
-  /** host:port. */
-  host = "";
   tokenLifetimeMs: number;
 
-  private readonly scripted: Answer[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private readonly tokens: Set<string>;
-  private readonly basePath: string;
   private nextId = 1_000_000_001;
 
-  private constructor(
-    private readonly server: Server,
-    private readonly options: FakeGitHubOptions,
-  ) {
+  constructor(private readonly options: FakeGitHubOptions = {}) {
+    super(options.basePath);
     this.tokens = new Set(options.tokens ?? []);
-    this.basePath = options.basePath ?? "";
     this.tokenLifetimeMs = options.tokenLifetimeMs ?? 60 * 60_000;
   }
 
-  static async start(options: FakeGitHubOptions = {}): Promise<FakeGitHub> {
-    const server = createServer();
-    const fake = new FakeGitHub(server, options);
-    server.on("request", (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
-        const url = new URL(req.url ?? "/", "http://localhost");
-        const body = Buffer.concat(chunks).toString("utf8");
-        let json: unknown;
-        try {
-          json = body === "" ? undefined : JSON.parse(body);
-        } catch {
-          json = undefined;
-        }
-        const path = url.pathname.startsWith(fake.basePath) ? url.pathname.slice(fake.basePath.length) : url.pathname;
-        const recorded: RecordedRequest = { method: req.method ?? "", path, rawPath: url.pathname, query: url.search.slice(1), headers: req.headers, body, json, at: Date.now() };
-        fake.requests.push(recorded);
-        fake.respond(recorded, res);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    fake.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-    fake.url = `http://${fake.host}${fake.basePath}`;
-    return fake;
-  }
-
-  /** The next answers, in order, ahead of GitHub's own behaviour. */
-  answer(...answers: Answer[]): this {
-    this.scripted.push(...answers);
-    return this;
-  }
-
-  /** The requests, as `METHOD path body`. */
+  /** The requests, as `METHOD path?query body`. */
   lines(): string[] {
-    return this.requests.map((r) => `${r.method} ${r.path}${r.query ? `?${r.query}` : ""}${r.body ? ` ${r.body}` : ""}`);
+    return this.received.map((r) => `${r.method} ${r.path}${r.query}${r.text ? ` ${r.text}` : ""}`);
   }
 
   /** Requests other than installation token requests. */
-  apiRequests(): RecordedRequest[] {
-    return this.requests.filter((r) => !r.path.startsWith("/app/"));
+  apiRequests(): ReceivedRequest[] {
+    return this.received.filter((r) => !r.path.startsWith("/app/"));
   }
 
-  tokenRequests(): RecordedRequest[] {
-    return this.requests.filter((r) => r.path.startsWith("/app/"));
+  tokenRequests(): ReceivedRequest[] {
+    return this.received.filter((r) => r.path.startsWith("/app/"));
   }
 
   addIssue(owner: string, repo: string, number: number, overrides: Json = {}): Json {
-    const issue = githubIssue(this.web(), owner, repo, number, overrides);
+    const issue = githubIssue(this.origin, owner, repo, number, overrides);
     this.issues.set(`${owner}/${repo}#${number}`, issue);
     return issue;
   }
 
   /** A pull request, which is also an issue. */
   addPull(owner: string, repo: string, number: number, overrides: Json = {}): Json {
-    const pull = githubPull(this.web(), owner, repo, number, overrides);
+    const pull = githubPull(this.origin, owner, repo, number, overrides);
     this.addIssue(owner, repo, number, { title: pull.title, body: pull.body, pull_request: { url: pull.url, html_url: pull.html_url, merged_at: null } });
     this.pulls.set(`${owner}/${repo}#${number}`, pull);
     return pull;
@@ -163,40 +98,20 @@ export class FakeGitHub {
     this.installationTokens.clear();
   }
 
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private web(): string {
-    return `http://${this.host}`;
-  }
-
-  private respond(req: RecordedRequest, res: ServerResponse): void {
-    const index = this.scripted.findIndex((a) => a.match === undefined || a.match.test(`${req.method} ${req.path}`));
-    const scripted = index === -1 ? undefined : this.scripted.splice(index, 1)[0];
-    if (scripted !== undefined && "hang" in scripted) {
-      this.hanging.add(res);
-      return;
-    }
-    const answer = scripted ?? this.route(req);
-    res.writeHead(answer.status, {
-      ...(answer.body === undefined ? {} : { "content-type": "application/json; charset=utf-8" }),
+  protected override headers(): Record<string, string> {
+    return {
       "x-github-api-version-selected": "2022-11-28",
       "x-ratelimit-limit": "5000",
       "x-ratelimit-remaining": "4999",
       "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600),
       "x-ratelimit-used": "1",
       "x-ratelimit-resource": "core",
-      ...answer.headers,
-    });
-    res.end(answer.body === undefined ? undefined : JSON.stringify(answer.body));
+    };
   }
 
   /** GitHub's own behaviour. */
-  private route(req: RecordedRequest): { status: number; headers?: Record<string, string>; body?: unknown } {
-    if (req.body !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
+  protected respond(req: ReceivedRequest): Reply {
+    if (req.text !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
       return error(400, "Problems parsing JSON");
     }
     const mint = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(req.path);
@@ -210,11 +125,11 @@ export class FakeGitHub {
     if (denied) return denied;
 
     let m: RegExpExecArray | null;
-    if ((m = /^\/issues\/(\d+)\/comments$/.exec(rest)) && req.method === "POST") return this.createComment(full, Number(m[1]), req.json as Json);
+    if ((m = /^\/issues\/(\d+)\/comments$/.exec(rest)) && req.method === "POST") return this.createComment(full, Number(m[1]), req.body as Json);
     if ((m = /^\/issues\/comments\/(\d+)$/.exec(rest))) {
       const comment = this.comments.get(Number(m[1]));
       if (!comment || comment.repo !== full) return error(404, "Not Found");
-      if (req.method === "PATCH") return this.updateComment(comment, req.json as Json);
+      if (req.method === "PATCH") return this.updateComment(comment, req.body as Json);
       if (req.method === "DELETE") {
         this.comments.delete(Number(m[1]));
         return { status: 204 };
@@ -223,12 +138,12 @@ export class FakeGitHub {
     }
     if ((m = /^\/issues\/(\d+)\/reactions$/.exec(rest)) && req.method === "POST") {
       if (!this.issues.has(`${full}#${m[1]}`)) return error(404, "Not Found");
-      return this.react(`issue:${full}#${m[1]}`, req.json as Json);
+      return this.react(`issue:${full}#${m[1]}`, req.body as Json);
     }
     if ((m = /^\/issues\/comments\/(\d+)\/reactions$/.exec(rest)) && req.method === "POST") {
       const comment = this.comments.get(Number(m[1]));
       if (!comment || comment.repo !== full) return error(404, "Not Found");
-      return this.react(`comment:${m[1]}`, req.json as Json);
+      return this.react(`comment:${m[1]}`, req.body as Json);
     }
     if ((m = /^\/issues\/(\d+)$/.exec(rest)) && req.method === "GET") {
       const issue = this.issues.get(`${full}#${m[1]}`);
@@ -242,7 +157,7 @@ export class FakeGitHub {
   }
 
   /** Bearer: a personal token, or an unexpired installation token with access to the repository. */
-  private authorize(req: RecordedRequest, repo: string): { status: number; body: unknown } | undefined {
+  private authorize(req: ReceivedRequest, repo: string): Reply | undefined {
     const auth = req.headers.authorization ?? "";
     const token = /^(?:Bearer|token) (.+)$/.exec(auth)?.[1];
     if (token === undefined) return error(401, "Requires authentication");
@@ -253,14 +168,14 @@ export class FakeGitHub {
     return undefined;
   }
 
-  private createInstallationToken(req: RecordedRequest, installationId: string): { status: number; body: unknown } {
+  private createInstallationToken(req: ReceivedRequest, installationId: string): Reply {
     const app = this.options.app;
     const jwt = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     if (!app || jwt === undefined) return error(401, "A JSON web token could not be decoded");
     const problem = this.verifyJwt(jwt, app);
     if (problem !== undefined) return error(401, problem);
     if (!app.installations.some((id) => id.toString() === installationId)) return error(404, "Not Found");
-    const body = (req.json ?? {}) as { repositories?: unknown; permissions?: Json };
+    const body = (req.body ?? {}) as { repositories?: unknown; permissions?: Json };
     if (body.repositories !== undefined && !Array.isArray(body.repositories)) return error(422, "Invalid request.");
     const token = `ghs_${randomBytes(18).toString("base64url")}`;
     const expiresAt = Date.now() + this.tokenLifetimeMs;
@@ -307,7 +222,7 @@ export class FakeGitHub {
     return undefined;
   }
 
-  private createComment(repo: string, number: number, body: Json | undefined): { status: number; body: unknown } {
+  private createComment(repo: string, number: number, body: Json | undefined): Reply {
     const issue = this.issues.get(`${repo}#${number}`);
     if (!issue) return error(404, "Not Found");
     if (issue.locked === true) return error(403, "Unable to create comment because issue is locked.");
@@ -321,7 +236,7 @@ export class FakeGitHub {
       id,
       node_id: `IC_kwDO${id}`,
       url: `${this.url}/repos/${repo}/issues/comments/${id}`,
-      html_url: `${this.web()}/${repo}/issues/${number}#issuecomment-${id}`,
+      html_url: `${this.origin}/${repo}/issues/${number}#issuecomment-${id}`,
       issue_url: `${this.url}/repos/${repo}/issues/${number}`,
       body: body.body,
       user: { login: "hookmesh[bot]", id: 41898282, type: "Bot" },
@@ -333,7 +248,7 @@ export class FakeGitHub {
     return { status: 201, body: publicComment(comment) };
   }
 
-  private updateComment(comment: Json & { repo: string }, body: Json | undefined): { status: number; body: unknown } {
+  private updateComment(comment: Json & { repo: string }, body: Json | undefined): Reply {
     if (typeof body?.body !== "string" || body.body === "") {
       return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }], documentation_url: DOCS } };
     }
@@ -342,7 +257,7 @@ export class FakeGitHub {
     return { status: 200, body: publicComment(comment) };
   }
 
-  private react(on: string, body: Json | undefined): { status: number; body: unknown } {
+  private react(on: string, body: Json | undefined): Reply {
     const content = String(body?.content ?? "");
     if (!["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"].includes(content)) {
       return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "Reaction", code: "custom", field: "content", message: "content is not included in the list" }], documentation_url: DOCS } };
@@ -356,7 +271,7 @@ export class FakeGitHub {
 }
 
 /** GitHub's error body. */
-export function error(status: number, message: string): { status: number; body: unknown } {
+export function error(status: number, message: string): Reply {
   return { status, body: { message, documentation_url: DOCS, status: String(status) } };
 }
 

@@ -2,23 +2,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Redis } from "ioredis";
 import { Code } from "@connectrpc/connect";
-import { IdempotencyStore, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { IdempotencyUnavailableError, InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
-import { IdempotencyUnavailableError, InvalidRequestError } from "../src/errors.js";
 import { error } from "./fake-github.js";
 import { REPO, setup, TOKEN, type Harness } from "./helpers.js";
-
-/** The error a promise fails with. */
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a failure");
-}
 
 describe("GitHubApi with a personal token", () => {
   let h: Harness;
@@ -32,9 +21,9 @@ describe("GitHubApi with a personal token", () => {
     h.fake.addIssue("acme", "widgets", 7);
     const res = await h.api.createComment({ repository: REPO, number: 7n, body: "On it: task t-1" });
 
-    expect(h.fake.requests).toHaveLength(1);
-    const [req] = h.fake.requests;
-    expect(req).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", query: "", json: { body: "On it: task t-1" } });
+    expect(h.fake.received).toHaveLength(1);
+    const [req] = h.fake.received;
+    expect(req).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", query: "", body: { body: "On it: task t-1" } });
     expect(req!.headers).toMatchObject({
       authorization: `Bearer ${TOKEN}`,
       accept: "application/vnd.github+json",
@@ -71,7 +60,7 @@ describe("GitHubApi with a personal token", () => {
       `DELETE /repos/acme/widgets/issues/comments/${id}`,
       `DELETE /repos/acme/widgets/issues/comments/${id}`,
     ]);
-    expect(h.fake.requests[2]!.headers["content-type"]).toBeUndefined();
+    expect(h.fake.received[2]!.headers["content-type"]).toBeUndefined();
   });
 
   it("updating a comment that is gone is NotFound", async () => {
@@ -114,7 +103,7 @@ describe("GitHubApi with a personal token", () => {
       h.api.getIssue({ repository: REPO, number: 0n }),
     ];
     for (const call of cases) expect(await failure(call)).toBeInstanceOf(InvalidRequestError);
-    expect(h.fake.requests).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
   it("reads an issue, a pull request seen as an issue, and a pull request", async () => {
@@ -150,7 +139,7 @@ describe("GitHubApi with a personal token", () => {
       merged: false,
     });
     expect(h.fake.lines()).toEqual(["GET /repos/acme/widgets/issues/7", "GET /repos/acme/widgets/issues/8", "GET /repos/acme/widgets/pulls/8"]);
-    expect(h.fake.requests[0]!.headers["content-type"]).toBeUndefined();
+    expect(h.fake.received[0]!.headers["content-type"]).toBeUndefined();
     expect(pr.call?.request).toEqual(expect.objectContaining({ method: "GET", url: `${h.fake.url}/repos/acme/widgets/pulls/8`, body: "" }));
   });
 
@@ -161,7 +150,7 @@ describe("GitHubApi with a personal token", () => {
       h.fake.answer({ status: 502, body: { message: "Server Error" } }, { status: 503 });
       const res = await h.api.getIssue({ repository: REPO, number: 7n });
       expect(res.issue?.number).toBe(7n);
-      expect(h.fake.requests).toHaveLength(3);
+      expect(h.fake.received).toHaveLength(3);
     });
 
     it("does not retry a create after 5xx (it may have been acted on)", async () => {
@@ -170,7 +159,7 @@ describe("GitHubApi with a personal token", () => {
       h.fake.answer({ status: 500, body: { message: "Server Error" } });
       const err = await failure(h.api.createComment({ repository: REPO, number: 7n, body: "x" }));
       expect((err as UpstreamError).code).toBe(Code.Unavailable);
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("retries a create after 429, waiting what Retry-After says", async () => {
@@ -179,9 +168,9 @@ describe("GitHubApi with a personal token", () => {
       h.fake.answer({ status: 429, headers: { "retry-after": "1" }, body: { message: "Too many requests" } });
       const res = await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
       expect(res.comment?.id).toBeGreaterThan(0n);
-      expect(h.fake.requests).toHaveLength(2);
-      expect(h.fake.requests[1]!.at - h.fake.requests[0]!.at).toBeGreaterThanOrEqual(990);
-      expect(h.fake.requests[1]!.json).toEqual({ body: "x" });
+      expect(h.fake.received).toHaveLength(2);
+      expect(h.fake.received[1]!.at - h.fake.received[0]!.at).toBeGreaterThanOrEqual(990);
+      expect(h.fake.received[1]!.body).toEqual({ body: "x" });
     });
 
     it("waits for X-RateLimit-Reset when the primary limit is used up (403, remaining 0)", async () => {
@@ -194,8 +183,8 @@ describe("GitHubApi with a personal token", () => {
         body: { message: "API rate limit exceeded for user ID 1.", documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api" },
       });
       await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
-      expect(h.fake.requests).toHaveLength(2);
-      expect(h.fake.requests[1]!.at).toBeGreaterThanOrEqual(reset * 1000 - 10);
+      expect(h.fake.received).toHaveLength(2);
+      expect(h.fake.received[1]!.at).toBeGreaterThanOrEqual(reset * 1000 - 10);
     });
 
     it("waits Retry-After on a secondary rate limit, and gives up with ResourceExhausted when it names no wait", async () => {
@@ -204,8 +193,8 @@ describe("GitHubApi with a personal token", () => {
       const secondary = { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again." };
       h.fake.answer({ status: 403, headers: { "retry-after": "1" }, body: secondary });
       await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
-      expect(h.fake.requests).toHaveLength(2);
-      expect(h.fake.requests[1]!.at - h.fake.requests[0]!.at).toBeGreaterThanOrEqual(990);
+      expect(h.fake.received).toHaveLength(2);
+      expect(h.fake.received[1]!.at - h.fake.received[0]!.at).toBeGreaterThanOrEqual(990);
 
       // Without Retry-After GitHub asks for at least a minute, beyond what a call may wait.
       h.fake.answer({ status: 403, body: secondary });
@@ -213,7 +202,7 @@ describe("GitHubApi with a personal token", () => {
       const err = await failure(h.api.createComment({ repository: REPO, number: 7n, body: "y" }));
       expect((err as UpstreamError).code).toBe(Code.ResourceExhausted);
       expect(Date.now() - started).toBeLessThan(500);
-      expect(h.fake.requests).toHaveLength(3);
+      expect(h.fake.received).toHaveLength(3);
     });
 
     it("does not retry a 403 that is a refusal, and maps a locked issue to FailedPrecondition", async () => {
@@ -225,30 +214,30 @@ describe("GitHubApi with a personal token", () => {
       expect(denied.message).toBe("github answered 403: Resource not accessible by personal access token");
       const locked = await failure(h.api.createComment({ repository: REPO, number: 7n, body: "x" }));
       expect((locked as UpstreamError).code).toBe(Code.FailedPrecondition);
-      expect(h.fake.requests).toHaveLength(2);
+      expect(h.fake.received).toHaveLength(2);
     });
 
     it("gives up with DeadlineExceeded when GitHub does not answer", async () => {
-      h = await setup({ upstream: { maxAttempts: 2 } });
-      h.fake.answer({ hang: true }, { hang: true });
+      h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "2" } });
+      h.fake.answer("hang", "hang");
       const started = Date.now();
       const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
       expect((err as UpstreamError).code).toBe(Code.DeadlineExceeded);
-      expect(h.fake.requests).toHaveLength(2);
+      expect(h.fake.received).toHaveLength(2);
       expect(Date.now() - started).toBeLessThan(2_000);
     });
 
     it("never runs past the caller's deadline", async () => {
-      h = await setup({ upstream: { attemptTimeoutMs: 5_000 } });
-      h.fake.answer({ hang: true });
+      h = await setup({ env: { GITHUB_TIMEOUT_MS: "5000" } });
+      h.fake.answer("hang");
       const started = Date.now();
-      const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }, { timeoutMs: 200 }));
+      const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }, { deadline: Date.now() + 200 }));
       expect((err as UpstreamError).code).toBe(Code.DeadlineExceeded);
       expect(Date.now() - started).toBeLessThan(1_000);
     });
 
     it("opens the breaker after repeated 5xx: the next call fails fast without reaching GitHub", async () => {
-      h = await setup({ upstream: { maxAttempts: 1, breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+      h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
       for (let i = 0; i < 3; i++) {
         h.fake.answer({ status: 502 });
         expect(((await failure(h.api.getIssue({ repository: REPO, number: 7n }))) as UpstreamError).code).toBe(Code.Unavailable);
@@ -258,14 +247,14 @@ describe("GitHubApi with a personal token", () => {
       expect((err as UpstreamError).code).toBe(Code.Unavailable);
       expect(err.message).toBe("github is failing; circuit open");
       expect(Date.now() - started).toBeLessThan(50);
-      expect(h.fake.requests).toHaveLength(3);
+      expect(h.fake.received).toHaveLength(3);
       expect(h.lines().some((l) => l.includes("upstream circuit opened"))).toBe(true);
     });
 
     it("does not open the breaker on refusals (404)", async () => {
-      h = await setup({ upstream: { maxAttempts: 1, breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+      h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
       for (let i = 0; i < 5; i++) await failure(h.api.getIssue({ repository: REPO, number: 404n }));
-      expect(h.fake.requests).toHaveLength(5);
+      expect(h.fake.received).toHaveLength(5);
     });
   });
 
@@ -277,7 +266,7 @@ describe("GitHubApi with a personal token", () => {
       const again = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
       const other = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-2:ack" });
 
-      expect(h.fake.requests.filter((r) => r.method === "POST")).toHaveLength(2);
+      expect(h.fake.received.filter((r) => r.method === "POST")).toHaveLength(2);
       expect(again.comment).toEqual(first.comment);
       expect(again.call).toMatchObject({ replayed: true, dryRun: false, request: first.call?.request });
       expect(first.call?.replayed).toBe(false);
@@ -289,7 +278,7 @@ describe("GitHubApi with a personal token", () => {
       h = await setup();
       h.fake.addIssue("acme", "widgets", 7);
       const results = await Promise.all([1, 2, 3].map(() => h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" })));
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
       expect(new Set(results.map((r) => r.comment?.id)).size).toBe(1);
       expect(results.filter((r) => r.call?.replayed)).toHaveLength(2);
     });
@@ -301,17 +290,30 @@ describe("GitHubApi with a personal token", () => {
       await failure(h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }));
       const retried = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
       expect(retried.call?.replayed).toBe(false);
-      expect(h.fake.requests).toHaveLength(2);
+      expect(h.fake.received).toHaveLength(2);
     });
 
     it("a keyed call fails Unavailable, without posting, when the store is down", async () => {
-      const down = new Redis("redis://127.0.0.1:1", { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-      h = await setup({ idempotency: new IdempotencyStore(down, { keyPrefix: "x:", ttlMs: 1_000, lockMs: 1_000 }) });
+      h = await setup();
       h.fake.addIssue("acme", "widgets", 7);
+      h.redis.disconnect();
       const err = await failure(h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }));
       expect(err).toBeInstanceOf(IdempotencyUnavailableError);
-      expect(h.fake.requests).toHaveLength(0);
-      down.disconnect();
+      expect(h.fake.received).toHaveLength(0);
+    });
+
+    it("answers the posted comment when the store fails once GitHub answered, so that the caller does not post again", async () => {
+      h = await setup();
+      h.fake.addIssue("acme", "widgets", 7);
+      // The key is claimed; the store goes away while GitHub posts.
+      h.fake.answerTo("POST /repos/acme/widgets/issues/7/comments", () => {
+        h.redis.disconnect();
+        return undefined;
+      });
+      const res = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
+      expect(res).toMatchObject({ comment: { body: "ack" }, call: { dryRun: false, replayed: false } });
+      expect(h.fake.comments.size).toBe(1);
+      expect(h.lines().some((l) => l.includes("GitHub answered, but the idempotency key could not be recorded"))).toBe(true);
     });
   });
 
@@ -323,7 +325,7 @@ describe("GitHubApi with a personal token", () => {
       expect((err as MissingCredentialError).variable).toBe("GITHUB_TOKEN");
       expect(err.message).toContain("GITHUB_TOKEN is not set");
       expect(err.message).toContain("GITHUB_APP_ID");
-      expect(h.fake.requests).toHaveLength(0);
+      expect(h.fake.received).toHaveLength(0);
     });
 
     it("a 401 with a personal token is Unauthenticated, not retried", async () => {
@@ -332,7 +334,7 @@ describe("GitHubApi with a personal token", () => {
       expect((err as UpstreamError).code).toBe(Code.Unauthenticated);
       expect(err.message).toBe("github answered 401: Bad credentials");
       expect(err.message).not.toContain("ghp_revoked");
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("reads GITHUB_TOKEN_FILE again when the file changes: the next call uses the new token", async () => {
@@ -340,20 +342,15 @@ describe("GitHubApi with a personal token", () => {
       try {
         const file = join(dir, "token");
         await writeFile(file, "ghp_first\n");
-        h = await setup({ env: { GITHUB_TOKEN_FILE: file } });
+        h = await setup({ auth: "none", env: { GITHUB_TOKEN_FILE: file } });
         h.fake.addToken("ghp_first");
         h.fake.addToken("ghp_second");
         h.fake.addIssue("acme", "widgets", 7);
-        const stop = h.token.watch();
-        try {
-          await h.api.getIssue({ repository: REPO, number: 7n });
-          await writeFile(file, "ghp_second\n");
-          await vi.waitFor(() => expect(h.token.get()).toBe("ghp_second"), { timeout: 5_000, interval: 50 });
-          await h.api.getIssue({ repository: REPO, number: 7n });
-        } finally {
-          stop();
-        }
-        expect(h.fake.requests.map((r) => r.headers.authorization)).toEqual(["Bearer ghp_first", "Bearer ghp_second"]);
+        await h.api.getIssue({ repository: REPO, number: 7n });
+        await writeFile(file, "ghp_second\n");
+        await vi.waitFor(() => expect(h.token.get()).toBe("ghp_second"), { timeout: 5_000, interval: 50 });
+        await h.api.getIssue({ repository: REPO, number: 7n });
+        expect(h.fake.received.map((r) => r.headers.authorization)).toEqual(["Bearer ghp_first", "Bearer ghp_second"]);
         expect(h.lines().join("\n")).not.toMatch(/ghp_first|ghp_second/);
       } finally {
         await rm(dir, { recursive: true, force: true });
@@ -365,18 +362,13 @@ describe("GitHubApi with a personal token", () => {
       try {
         const file = join(dir, "token");
         await writeFile(file, "ghp_first");
-        h = await setup({ env: { GITHUB_TOKEN_FILE: file } });
+        h = await setup({ auth: "none", env: { GITHUB_TOKEN_FILE: file } });
         h.fake.addToken("ghp_second");
         h.fake.addIssue("acme", "widgets", 7);
-        const stop = h.token.watch();
-        try {
-          await writeFile(file, "ghp_second");
-          process.emit("SIGHUP", "SIGHUP");
-          await h.api.getIssue({ repository: REPO, number: 7n });
-        } finally {
-          stop();
-        }
-        expect(h.fake.requests[0]!.headers.authorization).toBe("Bearer ghp_second");
+        await writeFile(file, "ghp_second");
+        process.emit("SIGHUP", "SIGHUP");
+        await h.api.getIssue({ repository: REPO, number: 7n });
+        expect(h.fake.received[0]!.headers.authorization).toBe("Bearer ghp_second");
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -384,30 +376,41 @@ describe("GitHubApi with a personal token", () => {
   });
 
   describe("dry run", () => {
-    it("sends nothing, answers the exact request with placeholder ids, and logs it", async () => {
-      h = await setup({ auth: "none", dryRun: true });
+    it("sends nothing, answers the exact request with stable synthetic ids, and logs it", async () => {
+      h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
       const created = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
       const again = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
-      const edited = await h.api.updateComment({ repository: REPO, commentId: 5n, body: "Done" });
-      const deleted = await h.api.deleteComment({ repository: REPO, commentId: 5n });
+      const other = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-2:ack" });
+      const id = created.comment!.id;
+      const edited = await h.api.updateComment({ repository: REPO, commentId: id, body: "Done" });
+      const deleted = await h.api.deleteComment({ repository: REPO, commentId: id });
       const reacted = await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "eyes" });
       const issue = await h.api.getIssue({ repository: REPO, number: 7n });
       const pr = await h.api.getPullRequest({ repository: REPO, number: 8n });
       const clone = await h.api.createCloneToken({ repository: REPO });
 
-      expect(h.fake.requests).toHaveLength(0);
-      expect(created.comment).toMatchObject({ id: 0n, body: "On it" });
+      expect(h.fake.received).toHaveLength(0);
+      expect(id).toBeGreaterThan(0n);
+      expect(id).toBeLessThan(2n ** 53n);
+      expect(created.comment).toMatchObject({ body: "On it" });
       expect(created.call).toMatchObject({
         dryRun: true,
         replayed: false,
         request: { method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`, body: '{"body":"On it"}' },
       });
-      // Dry runs are not remembered: a later real call with the key must post.
+      // The same key describes the same comment; dry runs are not remembered, so none is a replay.
+      expect(again.comment?.id).toBe(id);
       expect(again.call?.replayed).toBe(false);
-      expect(edited.comment).toMatchObject({ id: 5n, body: "Done" });
-      expect(edited.call?.request).toMatchObject({ method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/5`, body: '{"body":"Done"}' });
-      expect(deleted.call).toMatchObject({ dryRun: true, request: { method: "DELETE", url: `${h.fake.url}/repos/acme/widgets/issues/comments/5`, body: "" } });
-      expect(reacted).toMatchObject({ reactionId: 0n, call: { dryRun: true, request: { body: '{"content":"eyes"}' } } });
+      expect(other.comment?.id).not.toBe(id);
+      // The acknowledgment's id is one the edit takes: an ordinary dry-run call, its request in full.
+      expect(edited.comment).toMatchObject({ id, body: "Done" });
+      expect(edited.call).toMatchObject({
+        dryRun: true,
+        request: { method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: '{"body":"Done"}' },
+      });
+      expect(deleted.call).toMatchObject({ dryRun: true, request: { method: "DELETE", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: "" } });
+      expect(reacted.reactionId).toBeGreaterThan(0n);
+      expect(reacted.call).toMatchObject({ dryRun: true, request: { body: '{"content":"eyes"}' } });
       expect(issue.issue).toMatchObject({ number: 7n, title: "dry run: nothing was sent to GitHub" });
       expect(pr.pullRequest).toMatchObject({ number: 8n, title: "dry run: nothing was sent to GitHub" });
       expect(clone).toMatchObject({
@@ -419,8 +422,15 @@ describe("GitHubApi with a personal token", () => {
         },
       });
       const dryRunLines = h.lines().filter((l) => l.includes("dry run"));
-      expect(dryRunLines).toHaveLength(8);
-      expect(JSON.parse(dryRunLines[0]!)).toMatchObject({ level: 30, upstream: "github", method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments` });
+      expect(dryRunLines).toHaveLength(9);
+      expect(JSON.parse(dryRunLines[0]!)).toMatchObject({
+        level: 30,
+        msg: "dry run: request not sent to GitHub",
+        upstream: "github",
+        method: "POST",
+        url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`,
+        missing: "GITHUB_TOKEN",
+      });
     });
   });
 

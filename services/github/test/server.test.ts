@@ -5,7 +5,8 @@ import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { GitHubService, ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
-import { mapGitHubError, routes } from "../src/routes.js";
+import { mapGitHubError } from "../src/errors.js";
+import { routes } from "../src/routes.js";
 import { error } from "./fake-github.js";
 import { REPO, serve, setup, TOKEN, type Harness } from "./helpers.js";
 
@@ -13,8 +14,6 @@ describe("github service over gRPC", () => {
   let h: Harness;
   let server: Awaited<ReturnType<typeof serve>> | undefined;
   afterEach(async () => {
-    await server?.close();
-    server = undefined;
     await h?.close();
   });
 
@@ -61,7 +60,7 @@ describe("github service over gRPC", () => {
     h.fake.addIssue("acme", "widgets", 7);
     const first = await server.client.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
     const again = await server.client.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
-    expect(h.fake.requests).toHaveLength(1);
+    expect(h.fake.received).toHaveLength(1);
     expect(again.comment).toEqual(first.comment);
     expect(again.call).toMatchObject({ replayed: true, request: first.call?.request });
   });
@@ -76,26 +75,25 @@ describe("github service over gRPC", () => {
     [{ status: 403, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600) }, body: { message: "API rate limit exceeded" } }, "ResourceExhausted"],
     [{ status: 500, body: { message: "Server Error" } }, "Unavailable"],
   ])("answers GitHub's %j with %s", async (answer, code) => {
-    h = await setup({ upstream: { maxAttempts: 1 } });
+    h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" } });
     server = await serve(h);
     h.fake.answer(answer);
     const err = await callError(server.client.createComment({ repository: REPO, number: 7n, body: "x" }));
     expect(Code[err.code]).toBe(code);
     expect(err.message).not.toContain(TOKEN);
-    expect(h.fake.requests).toHaveLength(1);
+    expect(h.fake.received).toHaveLength(1);
   });
 
   it("answers DeadlineExceeded when GitHub hangs, and honours the caller's deadline", async () => {
-    h = await setup({ upstream: { maxAttempts: 1 } });
+    h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" } });
     server = await serve(h);
-    h.fake.answer({ hang: true });
+    h.fake.answer("hang");
     expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(Code.DeadlineExceeded);
 
-    await server.close();
     await h.close();
-    h = await setup({ upstream: { attemptTimeoutMs: 10_000 } });
+    h = await setup({ env: { GITHUB_TIMEOUT_MS: "10000" } });
     server = await serve(h);
-    h.fake.answer({ hang: true });
+    h.fake.answer("hang");
     const started = Date.now();
     const err = await callError(server.client.getIssue({ repository: REPO, number: 7n }, { timeoutMs: 300 }));
     expect(err.code).toBe(Code.DeadlineExceeded);
@@ -103,14 +101,14 @@ describe("github service over gRPC", () => {
   });
 
   it("fails fast with Unavailable once GitHub's outage opens the breaker", async () => {
-    h = await setup({ upstream: { maxAttempts: 1, breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+    h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
     server = await serve(h);
     h.fake.answer({ status: 503 }, { status: 503 }, { status: 503 });
     for (let i = 0; i < 3; i++) expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(Code.Unavailable);
     const err = await callError(server.client.getIssue({ repository: REPO, number: 7n }));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("github is failing; circuit open");
-    expect(h.fake.requests).toHaveLength(3);
+    expect(h.fake.received).toHaveLength(3);
   });
 
   it("answers FailedPrecondition naming what to set: no credentials, no installation, a clone token with a personal token", async () => {
@@ -119,7 +117,6 @@ describe("github service over gRPC", () => {
     const none = await callError(server.client.createComment({ repository: REPO, number: 7n, body: "x" }));
     expect(none.code).toBe(Code.FailedPrecondition);
     expect(none.rawMessage).toMatch(/^GITHUB_TOKEN is not set \(nor GITHUB_APP_ID \+ GITHUB_APP_PRIVATE_KEY\)/);
-    await server.close();
     await h.close();
 
     h = await setup({ auth: "app" });
@@ -127,7 +124,6 @@ describe("github service over gRPC", () => {
     const noInstallation = await callError(server.client.getIssue({ repository: { owner: "acme", repo: "widgets" }, number: 7n }));
     expect(noInstallation.code).toBe(Code.FailedPrecondition);
     expect(noInstallation.rawMessage).toContain("repository.installation_id is required with GitHub App auth");
-    await server.close();
     await h.close();
 
     h = await setup({ auth: "token" });
@@ -135,7 +131,7 @@ describe("github service over gRPC", () => {
     const clone = await callError(server.client.createCloneToken({ repository: REPO }));
     expect(clone.code).toBe(Code.FailedPrecondition);
     expect(clone.rawMessage).toContain("CreateCloneToken needs GitHub App auth");
-    expect(h.fake.requests).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
   it("answers InvalidArgument for a malformed request", async () => {
@@ -144,21 +140,25 @@ describe("github service over gRPC", () => {
     const err = await callError(server.client.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, content: ":eyes:" }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain("content must be one of +1, -1, laugh, confused, heart, hooray, rocket, eyes");
-    expect(h.fake.requests).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
-  it("in a dry run, answers the request it would have sent and sends nothing", async () => {
-    h = await setup({ auth: "none", dryRun: true });
+  it("in a dry run, acknowledges and edits the acknowledgment into the answer, sending nothing", async () => {
+    h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
     server = await serve(h);
-    const res = await server.client.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
-    expect(res.comment?.id).toBe(0n);
-    expect(res.call).toMatchObject({
+    const ack = await server.client.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
+    expect(ack.call).toMatchObject({
       dryRun: true,
       replayed: false,
       request: { method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`, body: '{"body":"On it"}' },
     });
-    expect(h.fake.requests).toHaveLength(0);
-    expect(h.lines().filter((l) => l.includes("dry run: request not sent to GitHub"))).toHaveLength(1);
+    const final = await server.client.updateComment({ repository: REPO, commentId: ack.comment!.id, body: "The answer" });
+    expect(final.call).toMatchObject({
+      dryRun: true,
+      request: { method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${ack.comment!.id}`, body: '{"body":"The answer"}' },
+    });
+    expect(h.fake.received).toHaveLength(0);
+    expect(h.lines().filter((l) => l.includes("dry run: request not sent to GitHub"))).toHaveLength(2);
   });
 
   it("serves health and never logs credentials", async () => {
@@ -176,7 +176,7 @@ describe("github service over gRPC", () => {
   });
 
   it("routes translate and delegate (in-memory transport)", async () => {
-    h = await setup({ auth: "none", dryRun: true });
+    h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
     const transport = createRouterTransport(routes(h.api), { router: { interceptors: [serverCallInterceptor(h.logger, mapGitHubError)] } });
     const client = createClient(GitHubService, transport);
     const res = await client.getPullRequest({ repository: REPO, number: 8n });

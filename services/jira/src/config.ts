@@ -1,4 +1,4 @@
-import { ConfigError, envBool, envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
+import { checkSecretSource, ConfigError, envIntegration, envInt, envString, envUrl, type Env, type IntegrationConfig } from "@hookmesh/kit";
 
 /** How the service signs its requests; the secret itself is read by a Credential, not here. */
 export type JiraAuthMode =
@@ -9,36 +9,35 @@ export type JiraAuthMode =
   /** No credentials configured: calls are dry runs or fail with FailedPrecondition. */
   | "none";
 
-export interface JiraConfig {
-  host: string;
-  port: number;
-  redisUrl: string;
-  redisKeyPrefix: string;
-  /** e.g. https://example.atlassian.net or https://jira.example.com/jira; undefined when unset. */
+/** The variable that holds the secret of each way of signing in (or, with `_FILE`, the file that does). */
+export const TOKEN_VARIABLES = { basic: "JIRA_API_TOKEN", bearer: "JIRA_BEARER_TOKEN" } as const;
+
+/**
+ * The Jira service's settings: those of every integration service (`JIRA_HOST`, `JIRA_PORT`
+ * 50063, `JIRA_REDIS_PREFIX`, `JIRA_TIMEOUT_MS`, `JIRA_MAX_ATTEMPTS`, `JIRA_TLS_*`, `REDIS_URL`,
+ * `HOOKMESH_DRY_RUN`, `SHUTDOWN_GRACE_MS`, `LOG_LEVEL`; see IntegrationConfig), where Jira is and
+ * how to sign in. The secrets, `JIRA_API_TOKEN` or `JIRA_BEARER_TOKEN` (each also as `_FILE`), are
+ * checked here and read by the service's Credential.
+ */
+export interface JiraConfig extends IntegrationConfig {
+  /**
+   * `JIRA_BASE_URL`, e.g. https://example.atlassian.net or https://jira.example.com/jira;
+   * undefined when unset: every site has its own, so there is no default, and calls are dry runs
+   * or fail naming it.
+   */
   baseUrl: string | undefined;
-  /** 3: Cloud REST v3 with Atlassian Document Format bodies; 2: Data Center / Server, wiki-markup strings. */
+  /** `JIRA_API_VERSION`: 3, Cloud REST v3 with Atlassian Document Format bodies; 2, Data Center / Server, wiki-markup strings. */
   apiVersion: 2 | 3;
   auth: JiraAuthMode;
-  /** The account of the API token (basic auth). */
+  /** `JIRA_EMAIL`: the account of the API token (basic auth). */
   email: string | undefined;
-  /** Without credentials, answer with the request that would have been sent instead of failing. */
-  dryRun: boolean;
-  /** Per attempt of a call to Jira. */
-  timeoutMs: number;
-  /** Attempts per call to Jira, the first included. */
-  maxAttempts: number;
-  /** How long a created comment is remembered under its idempotency key. */
-  idempotencyTtlMs: number;
-  shutdownGraceMs: number;
-  logLevel: LogLevel;
-  tls?: TlsOptions;
 }
 
 export function loadConfig(env: Env = process.env): JiraConfig {
   const baseUrl = envString(env, "JIRA_BASE_URL", "");
   const email = envString(env, "JIRA_EMAIL", "");
-  const apiToken = isSet(env, "JIRA_API_TOKEN");
-  const bearerToken = isSet(env, "JIRA_BEARER_TOKEN");
+  const apiToken = checkSecretSource(env, TOKEN_VARIABLES.basic) !== undefined;
+  const bearerToken = checkSecretSource(env, TOKEN_VARIABLES.bearer) !== undefined;
   if (apiToken && bearerToken) {
     throw new ConfigError("JIRA_BEARER_TOKEN", "set either JIRA_BEARER_TOKEN or JIRA_EMAIL + JIRA_API_TOKEN, not both");
   }
@@ -46,28 +45,11 @@ export function loadConfig(env: Env = process.env): JiraConfig {
   if (baseUrl !== "" && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(baseUrl)) {
     throw new ConfigError("JIRA_BASE_URL", "must not contain credentials; set JIRA_EMAIL + JIRA_API_TOKEN or JIRA_BEARER_TOKEN");
   }
-  const apiVersion = envInt(env, "JIRA_API_VERSION", 3, { min: 2, max: 3 }) as 2 | 3;
-  const timeoutMs = envInt(env, "JIRA_TIMEOUT_MS", 10_000, { min: 1 });
   return {
-    host: envString(env, "JIRA_HOST", "0.0.0.0"),
-    port: envPort(env, "JIRA_PORT", 50063),
-    redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
-    redisKeyPrefix: envString(env, "JIRA_REDIS_PREFIX", "hookmesh:jira:"),
+    ...envIntegration(env, "JIRA", 50063),
     baseUrl: baseUrl === "" ? undefined : envUrl(env, "JIRA_BASE_URL", baseUrl),
-    apiVersion,
+    apiVersion: envInt(env, "JIRA_API_VERSION", 3, { min: 2, max: 3 }) as 2 | 3,
     auth: bearerToken ? "bearer" : apiToken || email !== "" ? "basic" : "none",
     email: email === "" ? undefined : email,
-    dryRun: envBool(env, "HOOKMESH_DRY_RUN", false),
-    timeoutMs,
-    maxAttempts: envInt(env, "JIRA_MAX_ATTEMPTS", 4, { min: 1, max: 10 }),
-    idempotencyTtlMs: envInt(env, "JIRA_IDEMPOTENCY_TTL_MS", 7 * 24 * 3_600_000, { min: 60_000 }),
-    shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
-    logLevel: envLogLevel(env),
-    tls: envTls(env, "JIRA"),
   };
-}
-
-/** Whether a secret is configured, directly or as a `_FILE`, without reading it. */
-function isSet(env: Env, variable: string): boolean {
-  return [variable, `${variable}_FILE`].some((name) => (env[name]?.trim() ?? "") !== "");
 }

@@ -1,13 +1,5 @@
-/** A request field is missing or malformed; `field` names it. Nothing was sent to Jira. */
-export class InvalidRequestError extends Error {
-  override name = "InvalidRequestError";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
-}
+import { Code, ConnectError } from "@connectrpc/connect";
+import { mapUpstreamError, type ErrorMapper } from "@hookmesh/kit";
 
 /** The issue's workflow offers no such transition from its current status. */
 export class TransitionUnavailableError extends Error {
@@ -21,3 +13,9 @@ export class TransitionUnavailableError extends Error {
     super(`transition ${wanted} is not available for ${issueKey}; available: ${names || "none"}`);
   }
 }
+
+/** Jira's unavailable transitions, then what every integration service maps (kit's mapUpstreamError). */
+export const mapJiraError: ErrorMapper = (err) => {
+  if (err instanceof TransitionUnavailableError) return new ConnectError(err.message, Code.FailedPrecondition);
+  return mapUpstreamError(err);
+};

@@ -1,20 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-
-/** One request as the fake received it. */
-export interface Received {
-  method: string;
-  /** Without the query. */
-  path: string;
-  /** `?…`, or "". */
-  query: string;
-  headers: IncomingMessage["headers"];
-  /** Parsed JSON, the raw text if it is not JSON, or undefined for no body. */
-  body: unknown;
-}
-
-/** A scripted answer, used before the fake's own behaviour; "hang" never answers. */
-export type Reply = { status: number; headers?: Record<string, string>; body?: unknown } | "hang";
+import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
 
 export interface FakeIssue {
   key: string;
@@ -54,41 +38,22 @@ const WORKFLOW: FakeIssue["workflow"] = {
  * (list, do). It checks the Authorization header against `expectedAuth`, answers with Jira's
  * error bodies, records every request, and can be scripted to answer anything or nothing.
  */
-export class FakeJira {
-  readonly received: Received[] = [];
+export class FakeJira extends FakeProvider {
   readonly issues = new Map<string, FakeIssue>();
   readonly comments = new Map<string, StoredComment>();
   /** The Authorization header Jira accepts. */
   expectedAuth = "";
-  private readonly scripted: Reply[] = [];
   private nextCommentId = 10000;
-  private readonly server: Server;
-  private origin = "";
 
-  constructor(private readonly contextPath = "") {
-    this.server = createServer((req, res) => void this.handle(req, res));
+  /** `contextPath`: where a Data Center / Server instance lives on its host, e.g. `/jira`. */
+  constructor(contextPath = "") {
+    super(contextPath);
     this.addIssue({ key: "PROJ-7" });
-  }
-
-  async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this;
   }
 
   /** The base URL to configure, context path included. */
   get baseUrl(): string {
-    return this.origin + this.contextPath;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** Answers the next requests with these, in order, before behaving like Jira again. */
-  reply(...replies: Reply[]): void {
-    this.scripted.push(...replies);
+    return this.url;
   }
 
   addIssue(fields: Partial<FakeIssue> & { key: string }): FakeIssue {
@@ -106,37 +71,14 @@ export class FakeJira {
     return issue;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString("utf8");
-    const url = new URL(req.url ?? "/", "http://fake");
-    let body: unknown;
-    if (text !== "") {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = text;
-      }
-    }
-    const received: Received = { method: req.method ?? "", path: url.pathname, query: url.search, headers: req.headers, body };
-    this.received.push(received);
-    const scripted = this.scripted.shift();
-    if (scripted === "hang") return;
-    if (scripted) return send(res, scripted.status, scripted.body, scripted.headers);
-    if (req.headers.authorization !== this.expectedAuth) {
-      return send(res, 401, "Client must be authenticated to access this resource.", { "content-type": "text/plain" });
-    }
-    this.route(received, url, res);
-  }
-
-  private route(req: Received, url: URL, res: ServerResponse): void {
-    const prefix = this.contextPath.replace(/\//g, "\\/");
-    const match = new RegExp(`^${prefix}/rest/api/(2|3)/issue/([^/]+)(/comment(?:/([^/]+))?|/transitions)?$`).exec(req.path);
-    if (!match) return send(res, 404, { errorMessages: ["null for uri: " + req.path] });
+  /** Jira's own behaviour, for a request signed as `expectedAuth`. */
+  protected respond(req: ReceivedRequest): Reply {
+    if (req.headers.authorization !== this.expectedAuth) return { status: 401, body: "Client must be authenticated to access this resource." };
+    const match = /^\/rest\/api\/(2|3)\/issue\/([^/]+)(\/comment(?:\/([^/]+))?|\/transitions)?$/.exec(req.path);
+    if (!match) return { status: 404, body: { errorMessages: ["null for uri: " + req.rawPath] } };
     const [, version, key, sub, commentId] = match as unknown as [string, "2" | "3", string, string | undefined, string | undefined];
     const issue = this.issues.get(decodeURIComponent(key));
-    if (!issue) return send(res, 404, { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} });
+    if (!issue) return { status: 404, body: { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} } };
     const self = (path: string) => `${this.baseUrl}/rest/api/${version}/issue/${issue.id}${path}`;
     const jsonBody = req.headers["content-type"]?.startsWith("application/json") === true;
     const validBody = (value: unknown) =>
@@ -145,7 +87,7 @@ export class FakeJira {
         : typeof value === "string" && value !== "";
 
     if (sub === undefined && req.method === "GET") {
-      const wanted = (url.searchParams.get("fields") ?? "summary,description,status,issuetype,assignee").split(",");
+      const wanted = (new URLSearchParams(req.query).get("fields") ?? "summary,description,status,issuetype,assignee").split(",");
       const all: Record<string, unknown> = {
         summary: issue.summary,
         description: issue.description,
@@ -154,25 +96,25 @@ export class FakeJira {
         assignee: issue.assignee && { self: self("/user"), active: true, timeZone: "Europe/Oslo", ...issue.assignee },
       };
       const fields = Object.fromEntries(wanted.filter((f) => f in all).map((f) => [f, all[f]]));
-      return send(res, 200, { expand: "renderedFields,names,schema", id: issue.id, self: self(""), key: issue.key, fields });
+      return { status: 200, body: { expand: "renderedFields,names,schema", id: issue.id, self: self(""), key: issue.key, fields } };
     }
     if (sub === "/comment" && req.method === "POST") {
       const commentBody = (req.body as { body?: unknown } | undefined)?.body;
-      if (!jsonBody) return send(res, 415, undefined);
-      if (!validBody(commentBody)) return send(res, 400, { errorMessages: [], errors: { comment: "Comment body is not valid!" } });
+      if (!jsonBody) return { status: 415 };
+      if (!validBody(commentBody)) return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
       const id = String(this.nextCommentId++);
       this.comments.set(id, { id, issueKey: issue.key, body: commentBody });
-      return send(res, 201, this.commentJson(id, self));
+      return { status: 201, body: this.commentJson(id, self) };
     }
     if (sub?.startsWith("/comment/") && req.method === "PUT") {
       const comment = this.comments.get(commentId ?? "");
       if (!comment || comment.issueKey !== issue.key) {
-        return send(res, 404, { errorMessages: [`Can not find a comment for the id: ${commentId}.`], errors: {} });
+        return { status: 404, body: { errorMessages: [`Can not find a comment for the id: ${commentId}.`], errors: {} } };
       }
       const commentBody = (req.body as { body?: unknown } | undefined)?.body;
-      if (!validBody(commentBody)) return send(res, 400, { errorMessages: [], errors: { comment: "Comment body is not valid!" } });
+      if (!validBody(commentBody)) return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
       comment.body = commentBody;
-      return send(res, 200, this.commentJson(comment.id, self));
+      return { status: 200, body: this.commentJson(comment.id, self) };
     }
     if (sub === "/transitions" && req.method === "GET") {
       const transitions = (issue.workflow[issue.status] ?? []).map((t) => ({
@@ -186,16 +128,16 @@ export class FakeJira {
         isConditional: false,
         isLooped: false,
       }));
-      return send(res, 200, { expand: "transitions", transitions });
+      return { status: 200, body: { expand: "transitions", transitions } };
     }
     if (sub === "/transitions" && req.method === "POST") {
       const id = (req.body as { transition?: { id?: unknown } } | undefined)?.transition?.id;
       const transition = (issue.workflow[issue.status] ?? []).find((t) => t.id === id);
-      if (!transition) return send(res, 400, { errorMessages: [`Transition id '${String(id)}' is not valid for this issue.`], errors: {} });
+      if (!transition) return { status: 400, body: { errorMessages: [`Transition id '${String(id)}' is not valid for this issue.`], errors: {} } };
       issue.status = transition.to;
-      return send(res, 204, undefined);
+      return { status: 204 };
     }
-    return send(res, 405, undefined);
+    return { status: 405 };
   }
 
   private commentJson(id: string, self: (path: string) => string) {
@@ -220,10 +162,4 @@ export function adf(...paragraphs: string[]) {
     version: 1,
     content: paragraphs.map((text) => ({ type: "paragraph", content: [{ type: "text", text }] })),
   };
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = body === undefined ? "" : typeof body === "string" ? body : JSON.stringify(body);
-  res.writeHead(status, { ...(text !== "" && { "content-type": "application/json;charset=UTF-8" }), ...headers });
-  res.end(text);
 }

@@ -1,39 +1,36 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { HealthState, serverCallInterceptor, ServingStatus, type MeshServer } from "@hookmesh/kit";
+import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
-import { mapJiraError, routes } from "../src/routes.js";
-import { build } from "../src/server.js";
+import { mapJiraError } from "../src/errors.js";
+import { routes } from "../src/routes.js";
 import { adf } from "./fake-jira.js";
-import { BASIC_AUTH, expectNoSecrets, harness, type Harness, type HarnessOptions } from "./helpers.js";
+import { BASIC_AUTH, expectNoSecrets, setup, type Harness, type HarnessOptions } from "./helpers.js";
 
 describe("JiraService over gRPC (real server)", () => {
   let h: Harness;
-  let server: MeshServer;
   let client: Client<typeof JiraService>;
   let baseUrl: string;
 
   async function start(options?: HarnessOptions) {
-    h = await harness(options);
-    server = build({ api: h.core.api, health: new HealthState([JiraService.typeName], ServingStatus.SERVING), logger: h.logger });
-    const { port } = await server.listen(0, "127.0.0.1");
+    h = await setup(options);
+    const { port } = await h.server.listen(0, "127.0.0.1");
     baseUrl = `http://127.0.0.1:${port}`;
     client = createClient(JiraService, createGrpcTransport({ baseUrl }));
   }
 
   afterEach(async () => {
-    await server?.close(0);
     await h?.close();
   });
 
   it("adds, updates, reads and transitions over RPC, with the request in every CallInfo", async () => {
     await start();
     const added = await client.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "t-1:ack" });
-    expect(added.comment).toMatchObject({ id: "10000", body: "Working on it", url: `${h.jira.baseUrl}/browse/PROJ-7?focusedCommentId=10000` });
-    expect(added.call).toMatchObject({ dryRun: false, replayed: false, request: { method: "POST", url: `${h.jira.baseUrl}/rest/api/3/issue/PROJ-7/comment` } });
+    expect(added.comment).toMatchObject({ id: "10000", body: "Working on it", url: `${h.fake.baseUrl}/browse/PROJ-7?focusedCommentId=10000` });
+    expect(added.call).toMatchObject({ dryRun: false, replayed: false, request: { method: "POST", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment` } });
     const updated = await client.updateComment({ issueKey: "PROJ-7", commentId: "10000", body: "Done.\n\nIt took 3s." });
     expect(updated.comment?.body).toBe("Done.\n\nIt took 3s.");
     expect(JSON.parse(updated.call!.request!.body)).toEqual({ body: adf("Done.", "It took 3s.") });
@@ -41,14 +38,14 @@ describe("JiraService over gRPC (real server)", () => {
     expect(issue.issue).toMatchObject({ key: "PROJ-7", status: "To Do", issueType: "Bug" });
     const moved = await client.transitionIssue({ issueKey: "PROJ-7", transitionName: "done" });
     expect(moved.transitionId).toBe("31");
-    expect(h.jira.received.map((r) => `${r.method} ${r.path}`)).toEqual([
+    expect(h.fake.received.map((r) => `${r.method} ${r.path}`)).toEqual([
       "POST /rest/api/3/issue/PROJ-7/comment",
       "PUT /rest/api/3/issue/PROJ-7/comment/10000",
       "GET /rest/api/3/issue/PROJ-7",
       "GET /rest/api/3/issue/PROJ-7/transitions",
       "POST /rest/api/3/issue/PROJ-7/transitions",
     ]);
-    expect(h.jira.received.every((r) => r.headers.authorization === BASIC_AUTH)).toBe(true);
+    expect(h.fake.received.every((r) => r.headers.authorization === BASIC_AUTH)).toBe(true);
   });
 
   it("replays a repeated AddComment with the same idempotency key instead of posting twice", async () => {
@@ -57,7 +54,7 @@ describe("JiraService over gRPC (real server)", () => {
     const again = await client.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "t-2:ack" });
     expect(again.call?.replayed).toBe(true);
     expect(again.comment).toEqual(first.comment);
-    expect(h.jira.received).toHaveLength(1);
+    expect(h.fake.received).toHaveLength(1);
   });
 
   it.each([
@@ -70,7 +67,7 @@ describe("JiraService over gRPC (real server)", () => {
     [503, { errorMessages: ["Service Unavailable"] }, Code.Unavailable],
   ])("maps a Jira %i to its code over the wire", async (status, body, code) => {
     await start({ env: { JIRA_MAX_ATTEMPTS: "1" } });
-    h.jira.reply({ status, body, headers: status === 429 ? { "retry-after": "0" } : {} });
+    h.fake.answer({ status, body, headers: status === 429 ? { "retry-after": "0" } : {} });
     const err = await callError(client.getIssue({ issueKey: "PROJ-7" }));
     expect(err.code).toBe(code);
     expect(err.rawMessage).toMatch(new RegExp(`^jira (answered ${status}|rate limit)`));
@@ -78,7 +75,7 @@ describe("JiraService over gRPC (real server)", () => {
 
   it("carries Jira's error messages to the caller", async () => {
     await start();
-    h.jira.reply({ status: 400, body: { errorMessages: ["Bad"], errors: { comment: "Comment body can not be empty!" } } });
+    h.fake.answer({ status: 400, body: { errorMessages: ["Bad"], errors: { comment: "Comment body can not be empty!" } } });
     const err = await callError(client.addComment({ issueKey: "PROJ-7", body: "x" }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toBe("jira answered 400: Bad; comment: Comment body can not be empty!");
@@ -95,12 +92,12 @@ describe("JiraService over gRPC (real server)", () => {
     await start();
     const err = await callError(client.updateComment({ issueKey: "PROJ-7", commentId: "", body: "x" }));
     expect(err.code).toBe(Code.InvalidArgument);
-    expect(err.rawMessage).toMatch(/^comment_id: /);
+    expect(err.rawMessage).toMatch(/^comment_id must be /);
   });
 
   it("answers DeadlineExceeded when Jira does not answer within the caller's deadline", async () => {
     await start({ env: { JIRA_TIMEOUT_MS: "5000" } });
-    h.jira.reply("hang");
+    h.fake.answer("hang");
     const started = Date.now();
     const err = await callError(client.getIssue({ issueKey: "PROJ-7" }, { timeoutMs: 300 }));
     expect(err.code).toBe(Code.DeadlineExceeded);
@@ -109,14 +106,14 @@ describe("JiraService over gRPC (real server)", () => {
 
   it("fails fast with Unavailable once repeated 5xx opened the breaker", async () => {
     await start({ env: { JIRA_MAX_ATTEMPTS: "2" }, upstream: { breaker: { volumeThreshold: 4, resetTimeoutMs: 60_000 } } });
-    h.jira.reply(...Array.from({ length: 4 }, () => ({ status: 502 })));
+    h.fake.answer(...Array.from({ length: 4 }, () => ({ status: 502 })));
     expect((await callError(client.getIssue({ issueKey: "PROJ-7" }))).code).toBe(Code.Unavailable);
     expect((await callError(client.getIssue({ issueKey: "PROJ-7" }))).code).toBe(Code.Unavailable);
-    expect(h.jira.received).toHaveLength(4);
+    expect(h.fake.received).toHaveLength(4);
     const err = await callError(client.addComment({ issueKey: "PROJ-7", body: "x" }));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("jira is failing; circuit open");
-    expect(h.jira.received).toHaveLength(4);
+    expect(h.fake.received).toHaveLength(4);
   });
 
   it.each([
@@ -127,20 +124,23 @@ describe("JiraService over gRPC (real server)", () => {
     const err = await callError(client.addComment({ issueKey: "PROJ-7", body: "x" }));
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(err.rawMessage).toBe(message);
-    expect(h.jira.received).toHaveLength(0);
+    expect(h.fake.received).toHaveLength(0);
   });
 
   it("answers a clearly marked dry run, sending nothing, when dry run is on and nothing is configured", async () => {
     await start({ env: { JIRA_BASE_URL: undefined, JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, HOOKMESH_DRY_RUN: "1" } });
     const res = await client.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "t-3:ack" });
-    expect(res.comment?.id).toBe("dry-run");
+    expect(res.comment?.id).toMatch(/^\d+$/);
     expect(res.call).toMatchObject({
       dryRun: true,
       request: { method: "POST", url: "https://jira.invalid/rest/api/3/issue/PROJ-7/comment", body: JSON.stringify({ body: adf("Working on it") }) },
     });
     const update = await client.updateComment({ issueKey: "PROJ-7", commentId: res.comment!.id, body: "Done" });
-    expect(update.call?.dryRun).toBe(true);
-    expect(h.jira.received).toHaveLength(0);
+    expect(update.call).toMatchObject({
+      dryRun: true,
+      request: { method: "PUT", url: `https://jira.invalid/rest/api/3/issue/PROJ-7/comment/${res.comment!.id}`, body: JSON.stringify({ body: adf("Done") }) },
+    });
+    expect(h.fake.received).toHaveLength(0);
     expect(h.lines().filter((l) => l.includes("dry run"))).toHaveLength(2);
   });
 
@@ -149,7 +149,7 @@ describe("JiraService over gRPC (real server)", () => {
     const health = createClient(Health, createGrpcTransport({ baseUrl }));
     expect((await health.check({ service: JiraService.typeName })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     await client.addComment({ issueKey: "PROJ-7", body: "x" });
-    h.jira.reply({ status: 401, body: "Client must be authenticated to access this resource." });
+    h.fake.answer({ status: 401, body: "Client must be authenticated to access this resource." });
     await callError(client.getIssue({ issueKey: "PROJ-7" }));
     expect(h.lines().some((l) => l.includes('"procedure":"/hookmesh.jira.v1.JiraService/AddComment"'))).toBe(true);
     for (const line of h.lines()) expectNoSecrets(line);
@@ -161,8 +161,8 @@ describe("JiraService handlers (in-memory transport)", () => {
   afterEach(async () => h?.close());
 
   it("translates requests and maps domain errors like the server does", async () => {
-    h = await harness();
-    const transport = createRouterTransport(routes(h.core.api), {
+    h = await setup();
+    const transport = createRouterTransport(routes(h.api), {
       router: { interceptors: [serverCallInterceptor(h.logger, mapJiraError)] },
     });
     const client = createClient(JiraService, transport);

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamClient, type Logger, type RateLimitPolicy, type UpstreamClientOptions } from "@hookmesh/kit";
+import { retryAfterMs, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
 
 /** The wait when Sentry answers 429 without saying how long (its concurrent-request limit). */
 const DEFAULT_RATE_LIMIT_WAIT_MS = 1_000;
@@ -31,11 +31,5 @@ export function sentryErrorCode(status: number, body: unknown): Code | undefined
   return undefined;
 }
 
-/** The client for Sentry's API at `baseUrl`, with Sentry's rate-limit and error policies. */
-export function sentryUpstream(
-  baseUrl: string,
-  logger: Logger,
-  options: Omit<UpstreamClientOptions, "name" | "baseUrl" | "logger" | "rateLimit" | "errorCode"> = {},
-): UpstreamClient {
-  return new UpstreamClient({ ...options, name: "sentry", baseUrl, logger, rateLimit: sentryRateLimit, errorCode: sentryErrorCode });
-}
+/** How Sentry's API speaks, for the UpstreamClient: its rate-limit headers and error codes. */
+export const sentryPolicy: ProviderPolicy = { name: "sentry", title: "Sentry", rateLimit: sentryRateLimit, errorCode: sentryErrorCode };

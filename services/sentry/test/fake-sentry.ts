@@ -1,32 +1,6 @@
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-
-/**
- * A local stand-in for Sentry's web API (`/api/0`), at the paths, methods, headers and JSON
- * shapes Sentry documents: issues (groups) at `/issues/{id}/`, their notes at
- * `/issues/{id}/comments/` (also `notes/`), bearer tokens, `{"detail": …}` errors, and the
- * catch-all 404 for a path without its trailing slash. Tests script answers ahead of it.
- */
+import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
 
 type Json = Record<string, unknown>;
-
-export interface RecordedRequest {
-  method: string;
-  /** The path without the query. */
-  path: string;
-  /** The query string, without `?`. */
-  query: string;
-  headers: IncomingHttpHeaders;
-  /** The raw body. */
-  body: string;
-  /** The body parsed as JSON, when it is. */
-  json?: unknown;
-  /** When it arrived (ms since epoch). */
-  at: number;
-}
-
-/** A scripted answer, or "hang": accept the request and never answer. */
-export type Answer = { status: number; headers?: Record<string, string>; body?: unknown } | "hang";
 
 const USERS: Readonly<Record<string, Json>> = {
   "88": { type: "user", id: "88", name: "Jane Developer", email: "jane@example.com" },
@@ -60,52 +34,23 @@ export function sentryIssue(id: string, overrides: Json = {}): Json {
   };
 }
 
-export class FakeSentry {
-  readonly requests: RecordedRequest[] = [];
+/**
+ * A local stand-in for Sentry's web API (`/api/0`), at the paths, methods, headers and JSON
+ * shapes Sentry documents: issues (groups) at `/issues/{id}/`, their notes at
+ * `/issues/{id}/comments/` (also `notes/`), bearer tokens, `{"detail": …}` errors, and the
+ * catch-all 404 for a path without its trailing slash. Tests script answers ahead of it.
+ */
+export class FakeSentry extends FakeProvider {
   readonly issues = new Map<string, Json>();
   /** Notes by id. */
   readonly notes = new Map<string, { issueId: string; text: string; dateCreated: string }>();
   /** The bearer tokens Sentry accepts. */
   readonly tokens = new Set<string>();
-  /** The API root, e.g. http://127.0.0.1:1234/api/0. */
-  url = "";
-
-  private readonly scripted: Answer[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private nextNoteId = 1000;
 
-  private constructor(private readonly server: Server) {}
-
-  static async start(token = "sntryu_test_token"): Promise<FakeSentry> {
-    const server = createServer();
-    const fake = new FakeSentry(server);
-    fake.tokens.add(token);
-    server.on("request", (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
-        const url = new URL(req.url ?? "/", "http://localhost");
-        const body = Buffer.concat(chunks).toString("utf8");
-        let json: unknown;
-        try {
-          json = body === "" ? undefined : JSON.parse(body);
-        } catch {
-          json = undefined;
-        }
-        const recorded: RecordedRequest = { method: req.method ?? "", path: url.pathname, query: url.search.slice(1), headers: req.headers, body, json, at: Date.now() };
-        fake.requests.push(recorded);
-        fake.respond(recorded, res);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/0`;
-    return fake;
-  }
-
-  /** The next answers, in order, ahead of the default behaviour. */
-  answer(...answers: Answer[]): this {
-    this.scripted.push(...answers);
-    return this;
+  constructor(token = "sntryu_test_token") {
+    super("/api/0");
+    this.tokens.add(token);
   }
 
   addIssue(id: string, overrides: Json = {}): Json {
@@ -114,51 +59,36 @@ export class FakeSentry {
     return issue;
   }
 
-  async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private respond(req: RecordedRequest, res: ServerResponse): void {
-    const scripted = this.scripted.shift();
-    if (scripted === "hang") {
-      this.hanging.add(res);
-      return;
-    }
-    const answer = scripted ?? this.route(req);
-    res.writeHead(answer.status, {
-      ...(answer.body === undefined ? {} : { "content-type": "application/json" }),
+  protected override headers(): Record<string, string> {
+    return {
       "x-sentry-rate-limit-limit": "40",
       "x-sentry-rate-limit-remaining": "39",
       "x-sentry-rate-limit-reset": String(Math.ceil(Date.now() / 1000) + 1),
-      ...answer.headers,
-    });
-    res.end(answer.body === undefined ? undefined : JSON.stringify(answer.body));
+    };
   }
 
   /** Sentry's own behaviour. */
-  private route(req: RecordedRequest): Exclude<Answer, "hang"> {
+  protected respond(req: ReceivedRequest): Reply {
     const auth = req.headers.authorization;
     if (auth === undefined) return { status: 401, body: { detail: "Authentication credentials were not provided." } };
     if (!auth.startsWith("Bearer ") || !this.tokens.has(auth.slice("Bearer ".length))) return { status: 401, body: { detail: "Invalid token" } };
-    if (req.body !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
+    if (req.text !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
       return { status: 415, body: { detail: `Unsupported media type "${req.headers["content-type"]}" in request.` } };
     }
-    const issue = /^\/api\/0\/issues\/(\d+)\/$/.exec(req.path);
-    const notes = /^\/api\/0\/issues\/(\d+)\/(?:comments|notes)\/$/.exec(req.path);
-    const note = /^\/api\/0\/issues\/(\d+)\/(?:comments|notes)\/([^/]+)\/$/.exec(req.path);
+    const issue = /^\/issues\/(\d+)\/$/.exec(req.path);
+    const notes = /^\/issues\/(\d+)\/(?:comments|notes)\/$/.exec(req.path);
+    const note = /^\/issues\/(\d+)\/(?:comments|notes)\/([^/]+)\/$/.exec(req.path);
     const group = this.issues.get((issue ?? notes ?? note)?.[1] ?? "");
     if (!issue && !notes && !note) return { status: 404, body: { info: "Route not found, did you forget a trailing slash?" } };
     if (!group) return { status: 404, body: { detail: "The requested resource does not exist" } };
     if (issue && req.method === "GET") return { status: 200, body: group };
-    if (issue && req.method === "PUT") return this.updateIssue(group, req.json as Json);
-    if (notes && req.method === "POST") return this.addNote(notes[1]!, req.json as Json);
-    if (note && req.method === "PUT") return this.updateNote(note[1]!, note[2]!, req.json as Json);
+    if (issue && req.method === "PUT") return this.updateIssue(group, req.body as Json);
+    if (notes && req.method === "POST") return this.addNote(notes[1]!, req.body as Json);
+    if (note && req.method === "PUT") return this.updateNote(note[1]!, note[2]!, req.body as Json);
     return { status: 405, body: { detail: `Method "${req.method}" not allowed.` } };
   }
 
-  private updateIssue(group: Json, body: Json | undefined): Exclude<Answer, "hang"> {
+  private updateIssue(group: Json, body: Json | undefined): Reply {
     const changes = body ?? {};
     if ("status" in changes && !STATUSES.includes(String(changes.status))) {
       return { status: 400, body: { status: [`"${String(changes.status)}" is not a valid choice.`] } };
@@ -174,7 +104,7 @@ export class FakeSentry {
     return { status: 200, body: group };
   }
 
-  private addNote(issueId: string, body: Json | undefined): Exclude<Answer, "hang"> {
+  private addNote(issueId: string, body: Json | undefined): Reply {
     const text = typeof body?.text === "string" ? body.text : "";
     if (text === "") return { status: 400, body: { text: ["This field is required."] } };
     if ([...this.notes.values()].some((n) => n.issueId === issueId && n.text === text)) {
@@ -185,7 +115,7 @@ export class FakeSentry {
     return { status: 201, body: this.activity(id) };
   }
 
-  private updateNote(issueId: string, noteId: string, body: Json | undefined): Exclude<Answer, "hang"> {
+  private updateNote(issueId: string, noteId: string, body: Json | undefined): Reply {
     const note = this.notes.get(noteId);
     if (!note || note.issueId !== issueId) return { status: 404, body: { detail: "The requested resource does not exist" } };
     const text = typeof body?.text === "string" ? body.text : "";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { IssueStatus } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
-import { sentryStatus, toComment, toIssue } from "../src/issue.js";
+import { sentryStatus, toComment, toIssue } from "../src/resources.js";
 import { sentryErrorCode, sentryRateLimit } from "../src/upstream.js";
 import { sentryIssue } from "./fake-sentry.js";
 

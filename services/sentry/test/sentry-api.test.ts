@@ -3,21 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
 import { IssueStatus } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
-import { InvalidRequestError } from "../src/errors.js";
-import { DRY_RUN_ID } from "../src/sentry-api.js";
 import { setup, TOKEN, type Harness } from "./helpers.js";
-
-/** The error a call fails with. */
-async function failure(call: Promise<unknown>): Promise<Error> {
-  try {
-    await call;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("SentryApi", () => {
   let h: Harness;
@@ -34,11 +23,11 @@ describe("SentryApi", () => {
         count: "9007199254740993",
       });
 
-      const res = await h.api.getIssue("9876543");
+      const res = await h.api.getIssue({ issueId: "9876543" });
 
-      expect(h.fake.requests).toHaveLength(1);
-      const [req] = h.fake.requests;
-      expect(req).toMatchObject({ method: "GET", path: "/api/0/issues/9876543/", query: "", body: "" });
+      expect(h.fake.received).toHaveLength(1);
+      const [req] = h.fake.received;
+      expect(req).toMatchObject({ method: "GET", path: "/issues/9876543/", query: "", text: "" });
       expect(req!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, accept: "application/json" });
       expect(req!.headers["content-type"]).toBeUndefined();
       expect(res.issue).toMatchObject({
@@ -61,9 +50,9 @@ describe("SentryApi", () => {
 
       const res = await h.api.addComment({ issueId: "42", text: "Working on it: task t-1" });
 
-      const [req] = h.fake.requests;
-      expect(req).toMatchObject({ method: "POST", path: "/api/0/issues/42/comments/", query: "", json: { text: "Working on it: task t-1" } });
-      expect(req!.body).toBe('{"text":"Working on it: task t-1"}');
+      const [req] = h.fake.received;
+      expect(req).toMatchObject({ method: "POST", path: "/issues/42/comments/", query: "", body: { text: "Working on it: task t-1" } });
+      expect(req!.text).toBe('{"text":"Working on it: task t-1"}');
       expect(req!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, "content-type": "application/json; charset=utf-8" });
       expect(res.comment).toMatchObject({ id: "1000", text: "Working on it: task t-1" });
       expect(res.call).toMatchObject({
@@ -80,8 +69,8 @@ describe("SentryApi", () => {
 
       const res = await h.api.updateComment({ issueId: "42", commentId: comment!.id, text: "Done in 2m 3s" });
 
-      expect(h.fake.requests[1]).toMatchObject({ method: "PUT", path: "/api/0/issues/42/comments/1000/", json: { text: "Done in 2m 3s" } });
-      expect(h.fake.requests[1]!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, "content-type": "application/json; charset=utf-8" });
+      expect(h.fake.received[1]).toMatchObject({ method: "PUT", path: "/issues/42/comments/1000/", body: { text: "Done in 2m 3s" } });
+      expect(h.fake.received[1]!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, "content-type": "application/json; charset=utf-8" });
       expect(res.comment).toMatchObject({ id: "1000", text: "Done in 2m 3s" });
       expect(res.call?.request).toMatchObject({ method: "PUT", url: `${h.fake.url}/issues/42/comments/1000/`, body: '{"text":"Done in 2m 3s"}' });
       expect(h.fake.notes.get("1000")?.text).toBe("Done in 2m 3s");
@@ -93,7 +82,7 @@ describe("SentryApi", () => {
 
       const res = await h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "team:5" });
 
-      expect(h.fake.requests[0]).toMatchObject({ method: "PUT", path: "/api/0/issues/42/", body: '{"status":"resolved","assignedTo":"team:5"}' });
+      expect(h.fake.received[0]).toMatchObject({ method: "PUT", path: "/issues/42/", text: '{"status":"resolved","assignedTo":"team:5"}' });
       expect(res.issue).toMatchObject({ id: "42", status: IssueStatus.RESOLVED, assignee: "team:5" });
       expect(res.call?.request).toEqual(expect.objectContaining({ method: "PUT", url: `${h.fake.url}/issues/42/`, body: '{"status":"resolved","assignedTo":"team:5"}' }));
     });
@@ -106,7 +95,7 @@ describe("SentryApi", () => {
       const assigned = await h.api.updateIssue({ issueId: "42", status: IssueStatus.UNSPECIFIED, assignee: "ola@example.com" });
       const cleared = await h.api.updateIssue({ issueId: "42", status: IssueStatus.UNSPECIFIED, assignee: "unassign" });
 
-      expect(h.fake.requests.map((r) => r.body)).toEqual(['{"status":"ignored"}', '{"assignedTo":"ola@example.com"}', '{"assignedTo":""}']);
+      expect(h.fake.received.map((r) => r.text)).toEqual(['{"status":"ignored"}', '{"assignedTo":"ola@example.com"}', '{"assignedTo":""}']);
       expect(ignored.issue).toMatchObject({ status: IssueStatus.IGNORED, assignee: "jane@example.com" });
       expect(assigned.issue).toMatchObject({ status: IssueStatus.IGNORED, assignee: "ola@example.com" });
       expect(cleared.issue).toMatchObject({ assignee: "" });
@@ -115,9 +104,9 @@ describe("SentryApi", () => {
     it("refuses malformed requests without calling Sentry", async () => {
       h = await setup();
       const refusals = await Promise.all([
-        failure(h.api.getIssue("")),
-        failure(h.api.getIssue("PUMP-STATION-1A")),
-        failure(h.api.getIssue("../../organizations")),
+        failure(h.api.getIssue({ issueId: "" })),
+        failure(h.api.getIssue({ issueId: "PUMP-STATION-1A" })),
+        failure(h.api.getIssue({ issueId: "../../organizations" })),
         failure(h.api.addComment({ issueId: "42", text: "  " })),
         failure(h.api.updateComment({ issueId: "42", commentId: "", text: "x" })),
         failure(h.api.updateIssue({ issueId: "42", status: IssueStatus.UNSPECIFIED, assignee: "" })),
@@ -133,14 +122,14 @@ describe("SentryApi", () => {
         "nothing to update: set status and/or assignee",
         "status 9 is not a known IssueStatus",
       ]);
-      expect(h.fake.requests).toEqual([]);
+      expect(h.fake.received).toEqual([]);
     });
 
     it("escapes the comment id in the path", async () => {
       h = await setup();
       h.fake.addIssue("42");
       const err = await failure(h.api.updateComment({ issueId: "42", commentId: "1/../..", text: "x" }));
-      expect(h.fake.requests[0]!.path).toBe("/api/0/issues/42/comments/1%2F..%2F../");
+      expect(h.fake.received[0]!.path).toBe("/issues/42/comments/1%2F..%2F../");
       expect(err).toMatchObject({ code: Code.NotFound });
     });
   });
@@ -156,16 +145,16 @@ describe("SentryApi", () => {
     ])("maps %i to a code and does not retry it", async (status, body, code) => {
       h = await setup();
       h.fake.answer({ status, body });
-      const err = await failure(h.api.getIssue("42"));
+      const err = await failure(h.api.getIssue({ issueId: "42" }));
       expect(err).toBeInstanceOf(UpstreamError);
       expect(err).toMatchObject({ code, status });
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("says what Sentry said", async () => {
       h = await setup();
       h.fake.answer({ status: 403, body: { detail: "You do not have permission to perform this action." } });
-      expect((await failure(h.api.getIssue("42"))).message).toBe("sentry answered 403: You do not have permission to perform this action.");
+      expect((await failure(h.api.getIssue({ issueId: "42" }))).message).toBe("sentry answered 403: You do not have permission to perform this action.");
     });
 
     it("maps Sentry's duplicate-note refusal to AlreadyExists", async () => {
@@ -179,7 +168,7 @@ describe("SentryApi", () => {
     it("fails clearly when a 2xx is not Sentry's JSON (SENTRY_API_URL pointing at the web UI)", async () => {
       h = await setup();
       h.fake.answer({ status: 200, body: "<html>" });
-      const err = await failure(h.api.getIssue("42"));
+      const err = await failure(h.api.getIssue({ issueId: "42" }));
       expect(err).toMatchObject({ code: Code.Unknown });
       expect(err.message).toContain("SENTRY_API_URL must be the API root");
     });
@@ -197,9 +186,9 @@ describe("SentryApi", () => {
       h = await setup();
       h.fake.addIssue("42");
       h.fake.answer({ status: 502, body: { detail: "Bad Gateway" } }, { status: 503 });
-      const res = await h.api.getIssue("42");
+      const res = await h.api.getIssue({ issueId: "42" });
       expect(res.issue?.id).toBe("42");
-      expect(h.fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(Array(3).fill("GET /api/0/issues/42/"));
+      expect(h.fake.received.map((r) => `${r.method} ${r.path}`)).toEqual(Array(3).fill("GET /issues/42/"));
     });
 
     it("retries an edit (PUT) after 5xx", async () => {
@@ -207,15 +196,15 @@ describe("SentryApi", () => {
       h.fake.addIssue("42");
       h.fake.answer({ status: 500 });
       await h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "" });
-      expect(h.fake.requests.map((r) => r.method)).toEqual(["PUT", "PUT"]);
+      expect(h.fake.received.map((r) => r.method)).toEqual(["PUT", "PUT"]);
     });
 
     it("gives up after the attempts with Unavailable", async () => {
       h = await setup();
       h.fake.answer({ status: 500 }, { status: 500 }, { status: 500 }, { status: 500 });
-      const err = await failure(h.api.getIssue("42"));
+      const err = await failure(h.api.getIssue({ issueId: "42" }));
       expect(err).toMatchObject({ code: Code.Unavailable, message: "sentry answered 500", status: 500 });
-      expect(h.fake.requests).toHaveLength(3);
+      expect(h.fake.received).toHaveLength(3);
     });
 
     it("does not repeat a comment after 5xx: Sentry may have posted it", async () => {
@@ -224,7 +213,7 @@ describe("SentryApi", () => {
       h.fake.answer({ status: 500 });
       const err = await failure(h.api.addComment({ issueId: "42", text: "hello" }));
       expect(err).toMatchObject({ code: Code.Unavailable });
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("repeats a comment after 429, once Retry-After has passed", async () => {
@@ -233,7 +222,7 @@ describe("SentryApi", () => {
       h.fake.answer({ status: 429, headers: { "retry-after": "1" }, body: { detail: "You are attempting to use this endpoint too frequently." } });
       const res = await h.api.addComment({ issueId: "42", text: "hello" });
       expect(res.comment?.text).toBe("hello");
-      const [first, second] = h.fake.requests;
+      const [first, second] = h.fake.received;
       expect([first!.method, second!.method]).toEqual(["POST", "POST"]);
       expect(second!.at - first!.at).toBeGreaterThanOrEqual(950);
       expect(h.fake.notes.size).toBe(1);
@@ -244,9 +233,9 @@ describe("SentryApi", () => {
       h.fake.addIssue("42");
       const reset = Math.ceil(Date.now() / 1000) + 1;
       h.fake.answer({ status: 429, headers: { "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": String(reset) } });
-      await h.api.getIssue("42");
-      expect(h.fake.requests).toHaveLength(2);
-      expect(h.fake.requests[1]!.at).toBeGreaterThanOrEqual(reset * 1000 - 50);
+      await h.api.getIssue({ issueId: "42" });
+      expect(h.fake.received).toHaveLength(2);
+      expect(h.fake.received[1]!.at).toBeGreaterThanOrEqual(reset * 1000 - 50);
     });
 
     it("fails at once with ResourceExhausted when Sentry asks for a longer wait than allowed", async () => {
@@ -256,15 +245,15 @@ describe("SentryApi", () => {
       const err = await failure(h.api.addComment({ issueId: "42", text: "hello" }));
       expect(err).toMatchObject({ code: Code.ResourceExhausted, status: 429 });
       expect(Date.now() - started).toBeLessThan(1_000);
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("times out a hanging read on every attempt, then fails with DeadlineExceeded", async () => {
       h = await setup();
       h.fake.answer("hang", "hang", "hang");
-      const err = await failure(h.api.getIssue("42"));
+      const err = await failure(h.api.getIssue({ issueId: "42" }));
       expect(err).toMatchObject({ code: Code.DeadlineExceeded, message: "sentry did not answer in time" });
-      expect(h.fake.requests).toHaveLength(3);
+      expect(h.fake.received).toHaveLength(3);
     });
 
     it("does not repeat a comment whose request hung", async () => {
@@ -272,37 +261,37 @@ describe("SentryApi", () => {
       h.fake.answer("hang");
       const err = await failure(h.api.addComment({ issueId: "42", text: "hello" }));
       expect(err).toMatchObject({ code: Code.DeadlineExceeded });
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
 
     it("stops at the caller's deadline", async () => {
-      h = await setup({ upstream: { attemptTimeoutMs: 10_000 } });
+      h = await setup({ env: { SENTRY_TIMEOUT_MS: "10000" } });
       h.fake.answer("hang");
       const started = Date.now();
-      const err = await failure(h.api.getIssue("42", { timeoutMs: 200 }));
+      const err = await failure(h.api.getIssue({ issueId: "42" }, { deadline: Date.now() + 200 }));
       expect(err).toMatchObject({ code: Code.DeadlineExceeded });
       expect(Date.now() - started).toBeLessThan(2_000);
     });
 
     it("opens the breaker after repeated 5xx: the next call fails fast without reaching Sentry", async () => {
-      h = await setup({ upstream: { maxAttempts: 1, breaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
+      h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
       h.fake.addIssue("42");
       h.fake.answer({ status: 500 }, { status: 502 }, { status: 503 });
-      for (let i = 0; i < 3; i++) expect(await failure(h.api.getIssue("42"))).toMatchObject({ code: Code.Unavailable });
-      const before = h.fake.requests.length;
+      for (let i = 0; i < 3; i++) expect(await failure(h.api.getIssue({ issueId: "42" }))).toMatchObject({ code: Code.Unavailable });
+      h.fake.reset();
 
-      const err = await failure(h.api.getIssue("42"));
+      const err = await failure(h.api.getIssue({ issueId: "42" }));
 
       expect(err).toMatchObject({ code: Code.Unavailable, message: "sentry is failing; circuit open" });
-      expect(h.fake.requests).toHaveLength(before);
+      expect(h.fake.received).toEqual([]);
       expect(h.lines().some((l) => l.includes("upstream circuit opened"))).toBe(true);
     });
 
     it("does not open the breaker on refusals (4xx)", async () => {
-      h = await setup({ upstream: { maxAttempts: 1, breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
+      h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
       h.fake.addIssue("42");
-      for (let i = 0; i < 4; i++) expect(await failure(h.api.getIssue("404"))).toMatchObject({ code: Code.NotFound });
-      expect((await h.api.getIssue("42")).issue?.id).toBe("42");
+      for (let i = 0; i < 4; i++) expect(await failure(h.api.getIssue({ issueId: "404" }))).toMatchObject({ code: Code.NotFound });
+      expect((await h.api.getIssue({ issueId: "42" })).issue?.id).toBe("42");
     });
   });
 
@@ -314,7 +303,7 @@ describe("SentryApi", () => {
       const first = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-1:ack" });
       const second = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-1:ack" });
 
-      expect(h.fake.requests.filter((r) => r.method === "POST")).toHaveLength(1);
+      expect(h.fake.received.filter((r) => r.method === "POST")).toHaveLength(1);
       expect(second.comment).toEqual(first.comment);
       expect(first.call).toMatchObject({ replayed: false, dryRun: false });
       expect(second.call).toMatchObject({ replayed: true, dryRun: false, request: first.call!.request });
@@ -349,7 +338,7 @@ describe("SentryApi", () => {
       await failure(h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-3:ack" }));
       const res = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-3:ack" });
       expect(res.call?.replayed).toBe(false);
-      expect(h.fake.requests).toHaveLength(2);
+      expect(h.fake.received).toHaveLength(2);
       expect(h.fake.notes.size).toBe(1);
     });
 
@@ -363,9 +352,9 @@ describe("SentryApi", () => {
 
   describe("credentials", () => {
     it("fails naming the variable when there is no token and dry run is off, without calling Sentry", async () => {
-      h = await setup({ env: {} });
+      h = await setup({ token: false });
       for (const call of [
-        h.api.getIssue("42"),
+        h.api.getIssue({ issueId: "42" }),
         h.api.addComment({ issueId: "42", text: "x", idempotencyKey: "k" }),
         h.api.updateComment({ issueId: "42", commentId: "1", text: "x" }),
         h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "" }),
@@ -374,7 +363,7 @@ describe("SentryApi", () => {
         expect(err).toBeInstanceOf(MissingCredentialError);
         expect(err.message).toBe("SENTRY_AUTH_TOKEN is not set");
       }
-      expect(h.fake.requests).toEqual([]);
+      expect(h.fake.received).toEqual([]);
     });
 
     it("reads the token from SENTRY_AUTH_TOKEN_FILE and uses a changed file without a restart", async () => {
@@ -382,22 +371,17 @@ describe("SentryApi", () => {
       try {
         const file = join(dir, "token");
         await writeFile(file, "sntryu_first\n");
-        h = await setup({ env: { SENTRY_AUTH_TOKEN_FILE: file } });
+        h = await setup({ token: false, env: { SENTRY_AUTH_TOKEN_FILE: file } });
         h.fake.tokens.add("sntryu_first").add("sntryu_second");
         h.fake.addIssue("42");
-        const stop = h.token.watch();
-        try {
-          await h.api.getIssue("42");
-          expect(h.fake.requests.at(-1)!.headers.authorization).toBe("Bearer sntryu_first");
+        await h.api.getIssue({ issueId: "42" });
+        expect(h.fake.received.at(-1)!.headers.authorization).toBe("Bearer sntryu_first");
 
-          await writeFile(file, "sntryu_second\n");
-          await vi.waitFor(() => expect(h.token.get()).toBe("sntryu_second"), { timeout: 5_000, interval: 50 });
-          await h.api.getIssue("42");
-          expect(h.fake.requests.at(-1)!.headers.authorization).toBe("Bearer sntryu_second");
-          expect(h.lines().some((l) => l.includes('"variable":"SENTRY_AUTH_TOKEN_FILE"') && l.includes("credential reloaded"))).toBe(true);
-        } finally {
-          stop();
-        }
+        await writeFile(file, "sntryu_second\n");
+        await vi.waitFor(() => expect(h.token.get()).toBe("sntryu_second"), { timeout: 5_000, interval: 50 });
+        await h.api.getIssue({ issueId: "42" });
+        expect(h.fake.received.at(-1)!.headers.authorization).toBe("Bearer sntryu_second");
+        expect(h.lines().some((l) => l.includes('"variable":"SENTRY_AUTH_TOKEN_FILE"') && l.includes("credential reloaded"))).toBe(true);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -408,32 +392,27 @@ describe("SentryApi", () => {
       try {
         const file = join(dir, "token");
         await writeFile(file, "sntryu_first");
-        h = await setup({ env: { SENTRY_AUTH_TOKEN_FILE: file } });
+        h = await setup({ token: false, env: { SENTRY_AUTH_TOKEN_FILE: file } });
         h.fake.tokens.add("sntryu_rotated");
         h.fake.addIssue("42");
-        const stop = h.token.watch();
-        try {
-          await writeFile(file, "sntryu_rotated");
-          process.emit("SIGHUP", "SIGHUP");
-          await h.api.getIssue("42");
-          expect(h.fake.requests.at(-1)!.headers.authorization).toBe("Bearer sntryu_rotated");
-        } finally {
-          stop();
-        }
+        await writeFile(file, "sntryu_rotated");
+        process.emit("SIGHUP", "SIGHUP");
+        await h.api.getIssue({ issueId: "42" });
+        expect(h.fake.received.at(-1)!.headers.authorization).toBe("Bearer sntryu_rotated");
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
     });
 
     it("never logs the token nor puts it in an error", async () => {
-      h = await setup({ upstream: { maxAttempts: 2 } });
+      h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "2" } });
       h.fake.addIssue("42");
       h.fake.answer({ status: 401, body: { detail: "Invalid token" } });
-      const unauthenticated = await failure(h.api.getIssue("42"));
+      const unauthenticated = await failure(h.api.getIssue({ issueId: "42" }));
       h.fake.answer({ status: 429, headers: { "retry-after": "0" } });
       await h.api.addComment({ issueId: "42", text: "x", idempotencyKey: "k" });
       h.fake.answer({ status: 500 }, { status: 500 });
-      const unavailable = await failure(h.api.getIssue("42"));
+      const unavailable = await failure(h.api.getIssue({ issueId: "42" }));
       h.fake.answer("hang", "hang");
       const timedOut = await failure(h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "" }));
 
@@ -442,7 +421,7 @@ describe("SentryApi", () => {
         Code.Unavailable,
         Code.DeadlineExceeded,
       ]);
-      expect(h.fake.requests.every((r) => r.headers.authorization === `Bearer ${TOKEN}`)).toBe(true);
+      expect(h.fake.received.every((r) => r.headers.authorization === `Bearer ${TOKEN}`)).toBe(true);
       for (const err of [unauthenticated, unavailable, timedOut]) {
         expect(`${err.message} ${err.stack} ${JSON.stringify(err)}`).not.toContain(TOKEN);
       }
@@ -453,30 +432,33 @@ describe("SentryApi", () => {
 
   describe("dry run", () => {
     it("sends nothing and answers with the exact request it would have sent", async () => {
-      h = await setup({ env: {}, dryRun: true });
+      h = await setup({ token: false, env: { HOOKMESH_DRY_RUN: "1" } });
 
-      const issue = await h.api.getIssue("42");
+      const issue = await h.api.getIssue({ issueId: "42" });
       const added = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-9:ack" });
-      const edited = await h.api.updateComment({ issueId: "42", commentId: added.comment!.id, text: "Done" });
+      const id = added.comment!.id;
+      const edited = await h.api.updateComment({ issueId: "42", commentId: id, text: "Done" });
       const updated = await h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "unassign" });
 
-      expect(h.fake.requests).toEqual([]);
+      expect(h.fake.received).toEqual([]);
       const url = h.fake.url;
       expect(issue.call).toMatchObject({ dryRun: true, replayed: false, request: { method: "GET", url: `${url}/issues/42/`, body: "" } });
-      expect(issue.issue).toMatchObject({ id: "42", shortId: DRY_RUN_ID, title: "dry run: nothing was sent to Sentry" });
+      expect(issue.issue).toMatchObject({ id: "42", title: "dry run: nothing was sent to Sentry" });
       expect(added.call).toMatchObject({ dryRun: true, request: { method: "POST", url: `${url}/issues/42/comments/`, body: '{"text":"Working on it"}' } });
-      expect(added.comment).toMatchObject({ id: "dry-run", text: "Working on it" });
-      expect(edited.call).toMatchObject({ dryRun: true, request: { method: "PUT", url: `${url}/issues/42/comments/dry-run/`, body: '{"text":"Done"}' } });
-      expect(edited.comment).toMatchObject({ id: "dry-run", text: "Done" });
+      // A note id as Sentry writes them, the same for the same key; the edit takes it as any other.
+      expect(id).toMatch(/^\d+$/);
+      expect(added.comment?.text).toBe("Working on it");
+      expect(edited.call).toMatchObject({ dryRun: true, request: { method: "PUT", url: `${url}/issues/42/comments/${id}/`, body: '{"text":"Done"}' } });
+      expect(edited.comment).toMatchObject({ id, text: "Done" });
       expect(updated.call).toMatchObject({ dryRun: true, request: { method: "PUT", url: `${url}/issues/42/`, body: '{"status":"resolved","assignedTo":""}' } });
-      expect(updated.issue).toMatchObject({ id: "42", shortId: DRY_RUN_ID, status: IssueStatus.RESOLVED, assignee: "" });
+      expect(updated.issue).toMatchObject({ id: "42", status: IssueStatus.RESOLVED, assignee: "" });
 
       const dryRunLines = h.lines().filter((l) => l.includes("dry run")).map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(dryRunLines.map((l) => [l.level, l.method, l.url, l.msg])).toEqual([
-        [30, "GET", `${url}/issues/42/`, "dry run: request not sent to Sentry"],
-        [30, "POST", `${url}/issues/42/comments/`, "dry run: request not sent to Sentry"],
-        [30, "PUT", `${url}/issues/42/comments/dry-run/`, "dry run: request not sent to Sentry"],
-        [30, "PUT", `${url}/issues/42/`, "dry run: request not sent to Sentry"],
+      expect(dryRunLines.map((l) => [l.level, l.method, l.url, l.msg, l.missing])).toEqual([
+        [30, "GET", `${url}/issues/42/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],
+        [30, "POST", `${url}/issues/42/comments/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],
+        [30, "PUT", `${url}/issues/42/comments/${id}/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],
+        [30, "PUT", `${url}/issues/42/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],
       ]);
     });
 
@@ -485,30 +467,28 @@ describe("SentryApi", () => {
       try {
         const file = join(dir, "token");
         await writeFile(file, "");
-        h = await setup({ env: { SENTRY_AUTH_TOKEN_FILE: file }, dryRun: true });
+        h = await setup({ token: false, env: { SENTRY_AUTH_TOKEN_FILE: file, HOOKMESH_DRY_RUN: "1" } });
         h.fake.addIssue("42");
         const dry = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-10:ack" });
         expect(dry.call?.dryRun).toBe(true);
 
-        const stop = h.token.watch();
         await writeFile(file, TOKEN);
         process.emit("SIGHUP", "SIGHUP");
-        stop();
         const real = await h.api.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-10:ack" });
         expect(real.call).toMatchObject({ dryRun: false, replayed: false });
         expect(real.comment?.id).toBe("1000");
-        expect(h.fake.requests).toHaveLength(1);
+        expect(h.fake.received).toHaveLength(1);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
     });
 
     it("is off when a token is set, even with dry run on", async () => {
-      h = await setup({ dryRun: true });
+      h = await setup({ env: { HOOKMESH_DRY_RUN: "1" } });
       h.fake.addIssue("42");
-      const res = await h.api.getIssue("42");
+      const res = await h.api.getIssue({ issueId: "42" });
       expect(res.call?.dryRun).toBe(false);
-      expect(h.fake.requests).toHaveLength(1);
+      expect(h.fake.received).toHaveLength(1);
     });
   });
 });

@@ -1,18 +1,13 @@
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { callerOf } from "@hookmesh/kit";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
-import type { CallOptions, SlackMessages } from "./messages.js";
+import type { SlackApi } from "./slack-api.js";
 
-/** The caller's cancellation and deadline, for the calls to Slack. */
-function callOptions(ctx: HandlerContext): CallOptions {
-  const timeoutMs = ctx.timeoutMs();
-  return { signal: ctx.signal, ...(timeoutMs !== undefined && { timeoutMs }) };
-}
-
-export function routes(slack: SlackMessages) {
+export function routes(api: SlackApi) {
   return (router: ConnectRouter) =>
     router.service(SlackService, {
-      postMessage: (req, ctx) => slack.postMessage(req, callOptions(ctx)),
-      updateMessage: (req, ctx) => slack.updateMessage(req, callOptions(ctx)),
-      addReaction: (req, ctx) => slack.addReaction(req, callOptions(ctx)),
+      postMessage: (req, ctx) => api.postMessage(req, callerOf(ctx)),
+      updateMessage: (req, ctx) => api.updateMessage(req, callerOf(ctx)),
+      addReaction: (req, ctx) => api.addReaction(req, callerOf(ctx)),
     });
 }

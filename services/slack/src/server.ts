@@ -1,22 +1,15 @@
-import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
-import { mapSlackError } from "./errors.js";
-import type { SlackMessages } from "./messages.js";
+import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import { routes } from "./routes.js";
+import type { SlackApi } from "./slack-api.js";
 
-export interface SlackDeps {
-  slack: SlackMessages;
+export interface SlackServerDeps extends SecurityOptions {
+  api: SlackApi;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
-export function build(deps: SlackDeps): MeshServer {
-  return createMeshServer({
-    routes: routes(deps.slack),
-    health: deps.health,
-    logger: deps.logger,
-    mapError: (err) => mapUpstreamError(err) ?? mapSlackError(err),
-    tls: deps.tls,
-  });
+/** Slack has no errors of its own beyond those every integration service maps. */
+export function build(deps: SlackServerDeps): MeshServer {
+  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, identity: deps.identity, tokens: deps.tokens });
 }

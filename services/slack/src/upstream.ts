@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamClient, UpstreamError, type Logger, type RateLimitPolicy, type UpstreamClientOptions } from "@hookmesh/kit";
+import { retryAfterMs, UpstreamError, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
 
 /**
  * Slack's Web API answers most errors with HTTP 200 and `{"ok": false, "error": "<name>"}`; the
@@ -111,11 +111,5 @@ function errorCodeOf(_status: number, body: unknown): Code | undefined {
   return error === undefined ? undefined : knownCode(error);
 }
 
-/** The client for Slack's Web API at `baseUrl`, with Slack's rate-limit and error policies. */
-export function slackUpstream(
-  baseUrl: string,
-  logger: Logger,
-  options: Omit<UpstreamClientOptions, "name" | "baseUrl" | "logger" | "rateLimit" | "errorCode"> = {},
-): UpstreamClient {
-  return new UpstreamClient({ ...options, name: "slack", baseUrl, logger, rateLimit: slackRateLimit, errorCode: errorCodeOf });
-}
+/** How Slack's Web API speaks, for the UpstreamClient: its rate-limit answers and error names. */
+export const slackPolicy: ProviderPolicy = { name: "slack", title: "Slack", rateLimit: slackRateLimit, errorCode: errorCodeOf };

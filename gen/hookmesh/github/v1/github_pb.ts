@@ -55,6 +55,9 @@ export const RepositoryRefSchema: GenMessage<RepositoryRef> = /*@__PURE__*/
  */
 export type Comment = Message<"hookmesh.github.v1.Comment"> & {
   /**
+   * GitHub's comment id; in a dry run of CreateComment, a synthetic positive id (below 2^53)
+   * that UpdateComment and DeleteComment take.
+   *
    * @generated from field: int64 id = 1;
    */
   id: bigint;
@@ -267,6 +270,8 @@ export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PUR
  */
 export type AddReactionResponse = Message<"hookmesh.github.v1.AddReactionResponse"> & {
   /**
+   * GitHub's reaction id; in a dry run, a synthetic positive id.
+   *
    * @generated from field: int64 reaction_id = 1;
    */
   reactionId: bigint;

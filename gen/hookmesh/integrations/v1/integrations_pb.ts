@@ -17,12 +17,22 @@ export const file_hookmesh_integrations_v1_integrations: GenFile = /*@__PURE__*/
 /**
  * How a call reached the provider.
  *
+ * A creating call with an idempotency key (`{task id}:ack`, say) creates at most once per key
+ * for 7 days, which a task's retries and a manual `hookmesh tasks retry` fall within: a repeated
+ * call gets the first call's response back (`replayed`), and a call made while the first is in
+ * flight waits for it. When the idempotency store fails before the provider is called, the call
+ * fails with UNAVAILABLE and nothing was sent, so retrying is safe; when it fails after the
+ * provider answered, the answer is returned all the same.
+ *
  * @generated from message hookmesh.integrations.v1.CallInfo
  */
 export type CallInfo = Message<"hookmesh.integrations.v1.CallInfo"> & {
   /**
    * True when the service has no credentials and dry run is on: nothing was sent, and
-   * `request` is what would have been.
+   * `request` is what would have been. What a dry run would have created gets a synthetic id
+   * in the provider's format, the same for the same idempotency key (or, without one, the same
+   * request), so that a later edit or delete of it is an ordinary dry-run call with its request
+   * in full. Dry runs are not remembered under their key: the first live call creates.
    *
    * @generated from field: bool dry_run = 1;
    */

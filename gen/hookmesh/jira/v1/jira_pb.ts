@@ -23,6 +23,9 @@ export const file_hookmesh_jira_v1_jira: GenFile = /*@__PURE__*/
  */
 export type Comment = Message<"hookmesh.jira.v1.Comment"> & {
   /**
+   * Jira's comment id (digits); in a dry run of AddComment, a synthetic one that UpdateComment
+   * takes.
+   *
    * @generated from field: string id = 1;
    */
   id: string;
@@ -273,7 +276,8 @@ export const TransitionIssueRequestSchema: GenMessage<TransitionIssueRequest> = 
  */
 export type TransitionIssueResponse = Message<"hookmesh.jira.v1.TransitionIssueResponse"> & {
   /**
-   * The transition taken.
+   * The transition taken; in a dry run asked by name, `dry-run`: which id a name stands for is
+   * only known by asking Jira.
    *
    * @generated from field: string transition_id = 1;
    */

@@ -82,6 +82,9 @@ export const IssueSchema: GenMessage<Issue> = /*@__PURE__*/
  */
 export type Comment = Message<"hookmesh.sentry.v1.Comment"> & {
   /**
+   * Sentry's note id (digits); in a dry run of AddComment, a synthetic one that UpdateComment
+   * takes.
+   *
    * @generated from field: string id = 1;
    */
   id: string;

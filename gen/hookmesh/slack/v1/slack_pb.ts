@@ -66,7 +66,8 @@ export type PostMessageResponse = Message<"hookmesh.slack.v1.PostMessageResponse
   channel: string;
 
   /**
-   * The new message's `ts`, its id.
+   * The new message's `ts`, its id; in a dry run, a synthetic `ts` of the same shape
+   * (`1700000000.000000`) that UpdateMessage takes.
    *
    * @generated from field: string ts = 2;
    */

@@ -1,27 +1,19 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamClient, type Logger, type UpstreamClientOptions } from "@hookmesh/kit";
-
-export type JiraUpstreamOptions = Pick<
-  UpstreamClientOptions,
-  "baseUrl" | "logger" | "attemptTimeoutMs" | "maxAttempts" | "baseDelayMs" | "maxDelayMs" | "maxRateLimitWaitMs" | "breaker"
-> & { logger: Logger };
+import { retryAfterMs, type ProviderPolicy } from "@hookmesh/kit";
 
 /**
- * The client for Jira's REST API: the kit's timeouts, retries and breaker, with Jira's
- * rate-limit headers and its error bodies (`{errorMessages: [...], errors: {field: message}}`)
- * in the messages callers see.
+ * How Jira's REST API speaks, for the UpstreamClient: its rate-limit headers, and its error
+ * bodies (`{errorMessages: [...], errors: {field: message}}`) in the messages callers see.
  */
-export function createJiraUpstream(options: JiraUpstreamOptions): UpstreamClient {
-  return new UpstreamClient({
-    name: "jira",
-    ...options,
-    rateLimit: jiraRateLimit,
-    // Jira says what is wrong with each field in `errors`, beside `errorMessages`.
-    errorText: jiraErrorText,
-    // Jira refuses oversized comments with 413; everything else follows HTTP semantics.
-    errorCode: (status) => (status === 413 ? Code.InvalidArgument : undefined),
-  });
-}
+export const jiraPolicy: ProviderPolicy = {
+  name: "jira",
+  title: "Jira",
+  rateLimit: jiraRateLimit,
+  // Jira says what is wrong with each field in `errors`, beside `errorMessages`.
+  errorText: jiraErrorText,
+  // Jira refuses oversized comments with 413; everything else follows HTTP semantics.
+  errorCode: (status) => (status === 413 ? Code.InvalidArgument : undefined),
+};
 
 /**
  * Jira Cloud answers 429 with `Retry-After` (seconds) and `X-RateLimit-Reset` (an ISO 8601

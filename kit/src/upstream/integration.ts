@@ -1,0 +1,95 @@
+import type { Redis } from "ioredis";
+import type { Env } from "../config.js";
+import { HealthState, ServingStatus } from "../health.js";
+import type { Logger } from "../logger.js";
+import { connectRedis } from "../redis.js";
+import { openIdentity } from "../identity/identity.js";
+import type { MeshServer, SecurityOptions } from "../serve.js";
+import { UpstreamClient, type ProviderPolicy, type UpstreamTimings } from "./client.js";
+import type { IntegrationConfig } from "./config.js";
+import type { Credential, MissingCredentialError } from "./credential.js";
+import { ProviderCalls } from "./provider-calls.js";
+
+/** What every integration service's compose function takes. */
+export interface IntegrationDeps {
+  logger: Logger;
+  /** Where credentials are read (and re-read on rotation): the environment the config came from. */
+  env: Env;
+  /** Timings of the calls to the provider beyond the configured ones (backoff, waits, breaker): tests make them milliseconds. */
+  upstream?: UpstreamTimings;
+}
+
+/** What every integration service's compose function returns, beside its own domain objects: built, not listening. */
+export interface Integration {
+  server: MeshServer;
+  calls: ProviderCalls;
+  redis: Redis;
+  /** Stops serving (within the shutdown grace), watching credentials, the breaker, and Redis. */
+  close(): Promise<void>;
+}
+
+export interface IntegrationBaseOptions {
+  /** The service's full name, for health: `SlackService.typeName`. */
+  service: string;
+  policy: ProviderPolicy;
+  /** The provider's API root. */
+  baseUrl: string;
+  /** The service's credentials, watched for rotation until close. */
+  credentials: Credential[];
+  /** What keeps calls from reaching the provider (see ProviderCallsOptions.missing); by default, the first credential not set. */
+  missing?(): MissingCredentialError | undefined;
+}
+
+/** The parts every integration service is built on. */
+export interface IntegrationBase {
+  /** Follows the Redis connection: without the idempotency store, a keyed call cannot be made safely. */
+  health: HealthState;
+  redis: Redis;
+  /** The client to the provider, with the configured timings. */
+  upstream: UpstreamClient;
+  calls: ProviderCalls;
+  /** The service's identity and accepted tokens, for its server. */
+  security: SecurityOptions;
+  /** Closes `server` within the shutdown grace, then stops watching the credentials and the identity, the breaker and Redis. */
+  close(server: MeshServer): Promise<void>;
+}
+
+/**
+ * Connects an integration service's Redis and builds what every such service has the same way:
+ * its health, the client to its provider and ProviderCalls. The service adds its domain objects
+ * and its server.
+ */
+export async function connectIntegration(config: IntegrationConfig, deps: IntegrationDeps, options: IntegrationBaseOptions): Promise<IntegrationBase> {
+  const { logger } = deps;
+  const health = new HealthState([options.service]);
+  const redis = await connectRedis({
+    ...config.redis,
+    logger,
+    onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  });
+  const identity = openIdentity(config.identity, logger);
+  const stopWatching = options.credentials.map((credential) => credential.watch());
+  const upstream = new UpstreamClient({ ...options.policy, baseUrl: options.baseUrl, logger, ...config.upstream, ...deps.upstream });
+  const calls = new ProviderCalls({
+    upstream,
+    redis,
+    keyPrefix: config.redis.keyPrefix,
+    logger,
+    dryRun: config.dryRun,
+    missing: options.missing ?? (() => options.credentials.map((credential) => credential.missing()).find((missing) => missing !== undefined)),
+  });
+  return {
+    health,
+    redis,
+    upstream,
+    calls,
+    security: { ...(identity && { identity }), tokens: config.operatorTokens },
+    async close(server) {
+      await server.close(config.shutdownGraceMs);
+      for (const stop of stopWatching) stop();
+      identity?.close();
+      upstream.shutdown();
+      redis.disconnect();
+    },
+  };
+}
