@@ -55,6 +55,11 @@ function untilInterrupted(): AbortSignal {
 const { args: [command, ...args], env } = identityFlags(process.argv.slice(2), process.env);
 const logger = createLogger({ service: "hookmesh", level: process.env.LOG_LEVEL });
 const print = (line: string) => console.log(line);
+// `hookmesh tasks list | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? 0);
+});
 const note = (line: string) => console.error(line);
 
 /** The operator's connection, opened by the first command that calls the mesh. */

@@ -193,6 +193,12 @@ describe("hookmesh CLI", () => {
     expect((failed as { stderr: string }).stderr).toContain("REDIS_URL");
   });
 
+  it("ends quietly when its reader closes the pipe early", async () => {
+    // `| true` exits without reading, long before Node has started: the usage meets a closed pipe.
+    const { stderr } = await run("sh", ["-c", `"${process.execPath}" "${bin}" help | true`]);
+    expect(stderr).toBe("");
+  });
+
   it("rejects unknown services and commands", async () => {
     await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, github, slack, jira, sentry, agent, gateway") });
     await expect(run(process.execPath, [bin, "frobnicate"])).rejects.toMatchObject({ code: 2 });
