@@ -27,7 +27,7 @@ import { connectRedis, createLogger } from "@hookmesh/kit";
 import { signGitHub } from "@hookmesh/kit/testing";
 import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gateway";
 import { composeTasks, loadConfig as loadTasksConfig } from "@hookmesh/tasks";
-import { BENCH_TASKS_ENV } from "./settings.js";
+import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const RATES = [100, 300];
 const PHASE_SECONDS = 5;
@@ -72,6 +72,7 @@ const { port: tasksPort } = await tasks.server.listen(0, "127.0.0.1");
 
 const gateway = await composeGateway(
   loadGatewayConfig({
+    ...BENCH_INSECURE,
     REDIS_URL: redisUrl,
     GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
     TASKS_URL: `http://127.0.0.1:${tasksPort}`,

@@ -26,7 +26,7 @@ import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../gen/hookme
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { BENCH_TASKS_ENV } from "./settings.js";
+import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
 const SLOTS_PER_WORKER = 8;
@@ -62,6 +62,7 @@ const workers: ChildProcess[] = Array.from({ length: WORKERS }, (_, i) =>
   spawn(process.execPath, ["--import", import.meta.resolve("tsx"), here("../services/agent/src/main.ts")], {
     env: {
       ...process.env,
+      ...BENCH_INSECURE,
       TASKS_URL: tasksUrl,
       AGENT_ID: `bench-${i}`,
       AGENT_PORT: "0",

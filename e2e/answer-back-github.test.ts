@@ -5,10 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createLogger } from "@hookmesh/kit";
-import { freePort, signGitHub, startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { createLogger, type ClientFactory } from "@hookmesh/kit";
+import { freePort, signGitHub, startService, testIdentities, testRedis, type TestIdentities, type TestRedis } from "@hookmesh/kit/testing";
 import { startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
 import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
 import { TaskState, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
@@ -25,7 +23,8 @@ const GITHUB_TOKEN = "ghp_endToEndTestToken0123456789abcdef";
  * Answering back, end to end: a signed GitHub comment mentioning @hookmesh enters the real
  * gateway, becomes a task, is run by real worker processes, and the answer reaches a GitHub-like
  * server through the real github integration service (a process, started as its package
- * starts), as one comment created once and edited.
+ * starts), as one comment created once and edited. Every hop runs under the defaults: mTLS
+ * between identities, and each call allowed by its method's access option.
  */
 describe("answering back on GitHub, end to end", () => {
   let db: TestRedis;
@@ -37,16 +36,23 @@ describe("answering back on GitHub, end to end", () => {
   let dir: string;
   const workers: ChildProcess[] = [];
   const logger = createLogger({ service: "test", level: "silent" });
+  let identities: TestIdentities;
+  let operator: ClientFactory;
 
   beforeAll(async () => {
+    identities = await testIdentities();
+    operator = identities.clients("operator");
     db = await testRedis("answer-back");
-    tasks = await startTasks(db, logger, { env: { TASKS_LEASE_MS: "2000", TASKS_RETRY_BASE_MS: "100", TASKS_RETRY_MAX_MS: "200" } });
-    gateway = await startGateway(db, tasks.url, logger);
+    tasks = await startTasks(db, logger, {
+      env: { ...identities.env, TASKS_LEASE_MS: "2000", TASKS_RETRY_BASE_MS: "100", TASKS_RETRY_MAX_MS: "200" },
+    });
+    gateway = await startGateway(db, tasks.url, logger, identities.env);
     github = await FakeGitHub.start({ tokens: [GITHUB_TOKEN] });
     github.addIssue("octo", "repo", 7);
     const port = await freePort();
-    githubUrl = `http://127.0.0.1:${port}`;
+    githubUrl = `https://127.0.0.1:${port}`;
     githubService = startService("@hookmesh/github", {
+      ...identities.env,
       GITHUB_PORT: String(port),
       GITHUB_HOST: "127.0.0.1",
       GITHUB_API_URL: github.url,
@@ -67,6 +73,7 @@ describe("answering back on GitHub, end to end", () => {
   });
 
   afterAll(async () => {
+    operator?.close();
     githubService?.kill("SIGTERM");
     if (githubService && githubService.exitCode === null) await once(githubService, "exit");
     await gateway?.close();
@@ -78,6 +85,7 @@ describe("answering back on GitHub, end to end", () => {
 
   function startWorker(command: string): ChildProcess {
     const worker = startService("@hookmesh/agent", {
+      ...identities.env,
       TASKS_URL: tasks.url,
       GITHUB_URL: githubUrl,
       AGENT_ID: `worker-${randomUUID().slice(0, 8)}`,
@@ -118,7 +126,7 @@ describe("answering back on GitHub, end to end", () => {
   }
 
   async function task(id: string): Promise<Task> {
-    return (await createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).getTask({ id })).task!;
+    return (await operator.client(TaskService, tasks.url, "tasks").getTask({ id })).task!;
   }
 
   const comments = (taskId: string) => [...github.comments.values()].filter((c) => String(c.body).includes(taskId));
@@ -139,7 +147,7 @@ describe("answering back on GitHub, end to end", () => {
     expect(edits.every((r) => r.headers.authorization === `Bearer ${GITHUB_TOKEN}`)).toBe(true);
     // Every integration call, the final edit included, is in the task's timeline.
     const calls: string[] = [];
-    for await (const { event } of createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).watchTask({ id })) {
+    for await (const { event } of operator.client(TaskService, tasks.url, "tasks").watchTask({ id })) {
       if (event?.kind.case === "toolCall") calls.push(`${event.kind.value.name} ${event.kind.value.detail}`);
     }
     expect(calls).toEqual([`github.CreateComment ${String(comment!.id)}`, `github.UpdateComment ${String(comment!.id)}`]);

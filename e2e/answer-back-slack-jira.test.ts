@@ -5,10 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createLogger } from "@hookmesh/kit";
-import { freePort, signJira, signSlack, startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { createLogger, type ClientFactory } from "@hookmesh/kit";
+import { freePort, signJira, signSlack, startService, testIdentities, testRedis, type TestIdentities, type TestRedis } from "@hookmesh/kit/testing";
 import { fixture as fixtureBytes, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
 import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
@@ -30,7 +28,7 @@ const fixture = (name: string) => JSON.parse(fixtureBytes(name).toString("utf8")
 /**
  * Answering back on Slack and Jira, end to end: signed deliveries through the real gateway,
  * tasks, a real worker process and the real integration services, against Slack-like and
- * Jira-like servers.
+ * Jira-like servers; every hop under the defaults (mTLS, the contracts' access policy).
  */
 describe("answering back on Slack and Jira, end to end", () => {
   let db: TestRedis;
@@ -42,14 +40,19 @@ describe("answering back on Slack and Jira, end to end", () => {
   const processes: ChildProcess[] = [];
   const logger = createLogger({ service: "test", level: "silent" });
 
+  let identities: TestIdentities;
+  let operator: ClientFactory;
+
   function startProcess(packageName: string, env: Record<string, string>): void {
-    processes.push(startService(packageName, { LOG_LEVEL: "warn", ...env }));
+    processes.push(startService(packageName, { LOG_LEVEL: "warn", ...identities.env, ...env }));
   }
 
   beforeAll(async () => {
+    identities = await testIdentities();
+    operator = identities.clients("operator");
     db = await testRedis("answer-back-slack-jira");
-    tasks = await startTasks(db, logger);
-    gateway = await startGateway(db, tasks.url, logger);
+    tasks = await startTasks(db, logger, { env: identities.env });
+    gateway = await startGateway(db, tasks.url, logger, identities.env);
     slack = await FakeSlack.start();
     jira = await new FakeJira().start();
     jira.expectedAuth = BASIC_AUTH;
@@ -72,8 +75,8 @@ describe("answering back on Slack and Jira, end to end", () => {
     dir = mkdtempSync(join(tmpdir(), "hookmesh-answer-back-"));
     startProcess("@hookmesh/agent", {
       TASKS_URL: tasks.url,
-      SLACK_URL: `http://127.0.0.1:${slackPort}`,
-      JIRA_URL: `http://127.0.0.1:${jiraPort}`,
+      SLACK_URL: `https://127.0.0.1:${slackPort}`,
+      JIRA_URL: `https://127.0.0.1:${jiraPort}`,
       AGENT_PORT: "0",
       AGENT_HOST: "127.0.0.1",
       AGENT_RUNNER: "command",
@@ -84,6 +87,7 @@ describe("answering back on Slack and Jira, end to end", () => {
   });
 
   afterAll(async () => {
+    operator?.close();
     for (const child of processes) {
       child.kill("SIGTERM");
       if (child.exitCode === null) await once(child, "exit");
@@ -103,7 +107,7 @@ describe("answering back on Slack and Jira, end to end", () => {
   }
 
   async function succeeded(id: string): Promise<boolean> {
-    const { task } = await createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url })).getTask({ id });
+    const { task } = await operator.client(TaskService, tasks.url, "tasks").getTask({ id });
     return task!.state === TaskState.SUCCEEDED;
   }
 

@@ -77,6 +77,9 @@ describe("task lifecycle with real workers and agents", () => {
   function startWorker(concurrency = 1): string {
     const id = `worker-${randomUUID().slice(0, 8)}`;
     const worker = startService("@hookmesh/agent", {
+      // Cleartext on loopback, as the tasks service here: this test is about leases and runs;
+      // the answer-back tests run workers under the defaults.
+      HOOKMESH_INSECURE: "1",
       TASKS_URL: tasks.url,
       AGENT_ID: id,
       AGENT_PORT: "0",

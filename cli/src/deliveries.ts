@@ -1,18 +1,15 @@
 import { parseArgs } from "node:util";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createClient, type Transport } from "@connectrpc/connect";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliverySchema, DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import { enumValue, required, type Print } from "./args.js";
-import { serviceUrl, SERVICES } from "./services.js";
 
 /** `hookmesh deliveries list|show|redeliver`, against the gateway's delivery log. */
-export async function deliveriesCommand(args: string[], env: NodeJS.ProcessEnv, print: Print): Promise<void> {
-  const gateway = serviceUrl(SERVICES.find((s) => s.name === "gateway")!, env);
-  const client = createClient(DeliveryService, createGrpcTransport({ baseUrl: gateway }));
+export async function deliveriesCommand(args: string[], gateway: Transport, print: Print): Promise<void> {
+  const client = createClient(DeliveryService, gateway);
   const [sub, ...rest] = args;
   switch (sub) {
     case "list": {

@@ -1,13 +1,15 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { selectServices, SERVICES } from "./services.js";
+import { certsCommand, tokenCommand } from "./identity-commands.js";
+import { identityFlags, operatorConnection, type OperatorConnection } from "./operator.js";
+import { selectServices, service, SERVICES } from "./services.js";
 import { startServices } from "./start.js";
 import { checkStatus, formatStatus } from "./status.js";
 import { deliveriesCommand } from "./deliveries.js";
+import { redisAclCommand } from "./redis-acl.js";
 import { sendCommand } from "./send.js";
-import { routesCommand, tasksCommand, tasksUrl } from "./tasks.js";
+import { routesCommand, tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
 
@@ -28,6 +30,16 @@ commands:
   deliveries list [--status S] [--provider P] [--limit N]
   deliveries show ID    print a delivery (headers redacted, body base64) as JSON
   deliveries redeliver ID
+  certs [--renew]       make (or renew) the development CA and identities under HOOKMESH_HOME
+  token create NAME [--file FILE]
+                        a bearer token for NAME (e.g. operator), its hash stored in FILE
+                        (default HOOKMESH_OPERATOR_TOKENS_FILE)
+  redis-acl [--format commands|aclfile]
+                        print Redis ACL users confining each service to its keys
+
+Commands that call the mesh do so as the operator: HOOKMESH_TOKEN if set, else the
+certificate in --cert/--key/--ca (OPERATOR_TLS_CERT_FILE/_KEY_FILE/_CA_FILE), else the
+development one under HOOKMESH_HOME (.hookmesh); cleartext only with HOOKMESH_INSECURE=1.
 
 services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL);
@@ -40,8 +52,19 @@ function untilInterrupted(): AbortSignal {
   return interrupted.signal;
 }
 
-const [command, ...args] = process.argv.slice(2);
+const { args: [command, ...args], env } = identityFlags(process.argv.slice(2), process.env);
 const logger = createLogger({ service: "hookmesh", level: process.env.LOG_LEVEL });
+const print = (line: string) => console.log(line);
+// `hookmesh tasks list | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? 0);
+});
+const note = (line: string) => console.error(line);
+
+/** The operator's connection, opened by the first command that calls the mesh. */
+let operator: OperatorConnection | undefined;
+const connect = () => (operator ??= operatorConnection(env));
 
 try {
   switch (command) {
@@ -49,25 +72,33 @@ try {
       process.exitCode = await startServices(selectServices(args), logger);
       break;
     case "status": {
-      const rows = await checkStatus(SERVICES, process.env);
-      console.log(formatStatus(rows));
+      const rows = await checkStatus(SERVICES, env, (s) => connect().transport(s));
+      print(formatStatus(rows));
       process.exitCode = rows.every((r) => r.healthy) ? 0 : 1;
       break;
     }
     case "send": {
-      const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: tasksUrl(process.env) }));
-      const print = (line: string) => console.log(line);
-      process.exitCode = await sendCommand(args, { env: process.env, print, tasks, signal: untilInterrupted() });
+      const tasks = createClient(TaskService, connect().transport(service("tasks")));
+      process.exitCode = await sendCommand(args, { env, print, tasks, signal: untilInterrupted() });
       break;
     }
     case "tasks":
-      await tasksCommand(args, process.env, (line) => console.log(line), untilInterrupted());
+      await tasksCommand(args, connect().transport(service("tasks")), print, untilInterrupted());
       break;
     case "deliveries":
-      await deliveriesCommand(args, process.env, (line) => console.log(line));
+      await deliveriesCommand(args, connect().transport(service("gateway")), print);
       break;
     case "routes":
-      await routesCommand(args, process.env, (line) => console.log(line));
+      await routesCommand(args, connect().transport(service("tasks")), print);
+      break;
+    case "certs":
+      await certsCommand(args, env, print);
+      break;
+    case "token":
+      tokenCommand(args, env, print, note);
+      break;
+    case "redis-acl":
+      redisAclCommand(args, SERVICES, env, print, note);
       break;
     case undefined:
     case "help":
@@ -83,4 +114,6 @@ try {
   const message = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : err instanceof Error ? err.message : String(err);
   console.error(`hookmesh ${command}: ${message}`);
   process.exitCode = 1;
+} finally {
+  operator?.close();
 }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { connectRedis, envUrl, type Logger } from "@hookmesh/kit";
+import { connectRedis, envBool, envUrl, type Logger } from "@hookmesh/kit";
+import { devIdentities } from "./identity-commands.js";
 import type { ServiceEntry } from "./services.js";
 
 /**
@@ -13,6 +14,15 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
   const redisUrl = envUrl(process.env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
   const redis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
   redis.disconnect();
+  // mTLS by default: the first start makes a development CA and every identity, later starts
+  // renew what is close to expiry. A service given its own files (cert-manager's) ignores these.
+  if (!envBool(process.env, "HOOKMESH_INSECURE", false)) {
+    const made = await devIdentities(process.env);
+    const changed = made.identities.filter((identity) => identity.status !== "current");
+    if (made.caStatus !== "current" || changed.length > 0) {
+      logger.info({ ca: made.caFile, created: changed.map((identity) => `${identity.name} (${identity.status})`) }, "development identities ready");
+    }
+  }
 
   const width = Math.max(...services.map((s) => s.name.length));
   const children = services.map((service) => {

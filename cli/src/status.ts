@@ -1,5 +1,5 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import type { Env } from "@hookmesh/kit";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { serviceUrl, type ServiceEntry } from "./services.js";
 
@@ -12,11 +12,16 @@ export interface ServiceStatus {
 }
 
 /** Asks each service's grpc.health.v1.Health for the whole server's status. */
-export async function checkStatus(services: readonly ServiceEntry[], env: NodeJS.ProcessEnv, timeoutMs = 2_000): Promise<ServiceStatus[]> {
+export async function checkStatus(
+  services: readonly ServiceEntry[],
+  env: Env,
+  transport: (service: ServiceEntry) => Transport,
+  timeoutMs = 2_000,
+): Promise<ServiceStatus[]> {
   return Promise.all(
     services.map(async (service) => {
       const url = serviceUrl(service, env);
-      const client = createClient(Health, createGrpcTransport({ baseUrl: url }));
+      const client = createClient(Health, transport(service));
       try {
         const res = await client.check({ service: "" }, { timeoutMs });
         return { name: service.name, url, status: ServingStatus[res.status], healthy: res.status === ServingStatus.SERVING };

@@ -1,6 +1,5 @@
 import { parseArgs } from "node:util";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -9,15 +8,10 @@ import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskSchema, TaskStage, TaskState, TaskView, type Task, type TaskEvent } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { enumValue, required, type Print } from "./args.js";
-import { serviceUrl, SERVICES } from "./services.js";
-
-export function tasksUrl(env: NodeJS.ProcessEnv): string {
-  return serviceUrl(SERVICES.find((s) => s.name === "tasks")!, env);
-}
 
 /** `hookmesh tasks list|show|tail|cancel|retry`. */
-export async function tasksCommand(args: string[], env: NodeJS.ProcessEnv, print: Print, signal: AbortSignal): Promise<void> {
-  const client = createClient(TaskService, createGrpcTransport({ baseUrl: tasksUrl(env) }));
+export async function tasksCommand(args: string[], tasks: Transport, print: Print, signal: AbortSignal): Promise<void> {
+  const client = createClient(TaskService, tasks);
   const [sub, ...rest] = args;
   switch (sub) {
     case "list":
@@ -43,8 +37,8 @@ export async function tasksCommand(args: string[], env: NodeJS.ProcessEnv, print
 }
 
 /** `hookmesh routes list|get|delete`. */
-export async function routesCommand(args: string[], env: NodeJS.ProcessEnv, print: Print): Promise<void> {
-  const client = createClient(RouteService, createGrpcTransport({ baseUrl: tasksUrl(env) }));
+export async function routesCommand(args: string[], tasks: Transport, print: Print): Promise<void> {
+  const client = createClient(RouteService, tasks);
   const [sub, id] = args;
   switch (sub) {
     case "list":

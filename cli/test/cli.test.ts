@@ -1,11 +1,17 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { freePort, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { createClientFactory, envIdentity, openIdentity, ServingStatus, type ClientFactory, type Identity } from "@hookmesh/kit";
+import { callError, freePort, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { Health } from "../../gen/health/v1/health_pb.js";
+import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { formatStatus } from "../src/status.js";
@@ -28,6 +34,10 @@ describe("hookmesh start", () => {
   let mesh: ChildProcess;
   let output = "";
   let env: NodeJS.ProcessEnv;
+  let home: string;
+  let token: string;
+  let operator: Identity;
+  let clients: ClientFactory;
   const secret = "cli-test-secret";
 
   beforeAll(async () => {
@@ -36,46 +46,60 @@ describe("hookmesh start", () => {
     const integrationPorts = Object.fromEntries(
       await Promise.all(["GITHUB", "SLACK", "JIRA", "SENTRY"].map(async (name) => [name, String(await freePort())] as const)),
     );
+    // Under the defaults: `hookmesh start` makes the identities in a home of the test's own,
+    // every service speaks mTLS, and the CLI's commands call as the operator with no flags.
+    home = mkdtempSync(join(tmpdir(), "hookmesh-cli-"));
     env = {
       ...process.env,
+      HOOKMESH_HOME: home,
+      HOOKMESH_INSECURE: "",
       TASKS_PORT: String(tasksPort),
-      TASKS_URL: `http://127.0.0.1:${tasksPort}`,
+      TASKS_URL: `https://127.0.0.1:${tasksPort}`,
       TASKS_REDIS_PREFIX: db.prefix,
       AGENT_PORT: String(agentPort),
       ...Object.fromEntries(Object.entries(integrationPorts).flatMap(([name, port]) => [
         [`${name}_PORT`, port],
-        [`${name}_URL`, `http://127.0.0.1:${port}`],
+        [`${name}_URL`, `https://127.0.0.1:${port}`],
         [`${name}_REDIS_PREFIX`, `${db.prefix}${name.toLowerCase()}:`],
       ])),
-      AGENT_URL: `http://127.0.0.1:${agentPort}`,
+      AGENT_URL: `https://127.0.0.1:${agentPort}`,
       GATEWAY_PORT: String(gatewayPort),
-      GATEWAY_URL: `http://127.0.0.1:${gatewayPort}`,
+      GATEWAY_URL: `https://127.0.0.1:${gatewayPort}`,
+      GATEWAY_REDIS_PREFIX: `${db.prefix}gateway:`,
       GATEWAY_HTTP_PORT: String(httpPort),
       GATEWAY_HTTP_URL: `http://127.0.0.1:${httpPort}`,
       GITHUB_WEBHOOK_SECRET: secret,
       AGENT_COMMAND: "echo answer from the agent",
     };
+    // A bearer token for scripts, made before the start so that the services read its hash.
+    env.HOOKMESH_OPERATOR_TOKENS_FILE = join(home, "operator-tokens");
+    token = (await run(process.execPath, [bin, "token", "create", "operator"], { env })).stdout.trim();
     mesh = spawn(process.execPath, [bin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
     mesh.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     mesh.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     await waitFor(async () => (await run(process.execPath, [bin, "status"], { env }).then(() => true)));
+    operator = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "operator"), memoryLogger("operator").logger)!;
+    clients = createClientFactory({ logger: memoryLogger("operator").logger, identity: operator });
   });
 
   afterAll(async () => {
+    clients?.close();
+    operator?.close();
     if (mesh.exitCode === null) {
       mesh.kill("SIGTERM");
       await once(mesh, "exit");
     }
     await db.cleanup();
+    rmSync(home, { recursive: true, force: true });
   });
 
   it("reports every service SERVING", async () => {
     const { stdout } = await run(process.execPath, [bin, "status"], { env });
-    expect(stdout).toMatch(/^tasks\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
+    expect(stdout).toMatch(/^tasks\s+https:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
     for (const name of ["agent", "github", "slack", "jira", "sentry"]) {
-      expect(stdout).toMatch(new RegExp(`^${name}\\s+http://127\\.0\\.0\\.1:\\d+\\s+SERVING$`, "m"));
+      expect(stdout).toMatch(new RegExp(`^${name}\\s+https://127\\.0\\.0\\.1:\\d+\\s+SERVING$`, "m"));
     }
-    expect(stdout).toMatch(/^gateway\s+http:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
+    expect(stdout).toMatch(/^gateway\s+https:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
   });
 
   // Eight CLI processes, each starting Node and tsx: more than the default 20 s on a busy machine.
@@ -83,7 +107,7 @@ describe("hookmesh start", () => {
     const { stdout: sent } = await run(process.execPath, [bin, "send", "github", "--mention", "please say hi"], { env });
     const [, deliveryId] = /^delivery (\S+) {2}github issue_comment {2}POST \S+\/webhooks\/github {2}202$/m.exec(sent)!;
     const [, task_id] = /^task (\S+) {2}[A-Z]+: /m.exec(sent)!;
-    const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: env.TASKS_URL! }));
+    const tasks = clients.client(TaskService, env.TASKS_URL!, "tasks");
     expect((await tasks.getTask({ id: task_id })).task?.event?.deliveryId).toBe(deliveryId);
 
     // `tasks tail` streams the timeline until the task ends.
@@ -114,6 +138,35 @@ describe("hookmesh start", () => {
     expect(redelivered.trimEnd()).toMatch(new RegExp(`DUPLICATE\\s+202\\s+issue_comment\\s+task ${task_id}$`));
   }, 60_000);
 
+  it("made the development identities on first start, and lets a caller without one do nothing but health checks", async () => {
+    const { stdout } = await run(process.execPath, [bin, "certs"], { env });
+    expect(stdout).toMatch(new RegExp(`^ca\\s+${home}/tls/ca.crt  current$`, "m"));
+    expect(stdout).toMatch(/^operator\s+\S+operator.crt {2}current, spiffe:\/\/hookmesh.local\/operator, until \d{4}-/m);
+    const anonymous = createGrpcTransport({ baseUrl: env.TASKS_URL!, nodeOptions: { ca: readFileSync(join(home, "tls", "ca.crt")) } });
+    expect((await createClient(Health, anonymous).check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    for (const call of [createClient(TaskService, anonymous).listTasks({}), createClient(RouteService, anonymous).listRoutes({})]) {
+      expect((await callError(call)).code).toBe(Code.Unauthenticated);
+    }
+    // An identity the contract does not name for a method is refused too: the gateway may submit events, not list tasks.
+    const gateway = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "gateway"), memoryLogger("gateway").logger)!;
+    const asGateway = createClientFactory({ logger: memoryLogger("gateway").logger, identity: gateway, retry: { maxAttempts: 1 } });
+    try {
+      expect((await callError(asGateway.client(TaskService, env.TASKS_URL!, "tasks").listTasks({}))).code).toBe(Code.PermissionDenied);
+    } finally {
+      asGateway.close();
+      gateway.close();
+    }
+  });
+
+  it("takes a bearer token made by `hookmesh token create` instead of a certificate", async () => {
+    const { stdout } = await run(process.execPath, [bin, "routes", "list"], { env: { ...env, HOOKMESH_TOKEN: token } });
+    expect(stdout).toMatch(/^github-mention\s+100\s+github\s+mention$/m);
+    await expect(run(process.execPath, [bin, "routes", "list"], { env: { ...env, HOOKMESH_TOKEN: "not-a-token" } })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("Unauthenticated"),
+    });
+  });
+
   it("sends a mention and follows its task to the agent's answer", async () => {
     const { stdout } = await run(process.execPath, [bin, "send", "github", "--follow"], { env });
     expect(stdout).toMatch(/ RECEIVED github issue_comment delivery /);
@@ -138,6 +191,12 @@ describe("hookmesh CLI", () => {
     const failed = await run(process.execPath, [bin, "start"], { env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` } }).catch((err: { code: number; stderr: string }) => err);
     expect(failed).toMatchObject({ code: 1 });
     expect((failed as { stderr: string }).stderr).toContain("REDIS_URL");
+  });
+
+  it("ends quietly when its reader closes the pipe early", async () => {
+    // `| true` exits without reading, long before Node has started: the usage meets a closed pipe.
+    const { stderr } = await run("sh", ["-c", `"${process.execPath}" "${bin}" help | true`]);
+    expect(stderr).toBe("");
   });
 
   it("rejects unknown services and commands", async () => {

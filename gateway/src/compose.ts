@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { Redis } from "ioredis";
-import { connectRedis, createClientFactory, type ClientFactory, type Env, type Logger } from "@hookmesh/kit";
+import { connectRedis, createClientFactory, openIdentity, type ClientFactoryOptions, type Env, type Logger } from "@hookmesh/kit";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { BuiltInProvider, GatewayConfig } from "./config.js";
@@ -26,8 +26,8 @@ import type { WebhookProvider } from "./webhook-provider.js";
 export interface GatewayDeps {
   logger: Logger;
   env: Env;
-  /** The clients of the tasks service; tests pass one with a shorter circuit-breaker reset. */
-  clients?: ClientFactory;
+  /** Settings of the client of the tasks service; tests give its breaker a shorter reset. */
+  clientOptions?: Omit<ClientFactoryOptions, "logger" | "identity">;
 }
 
 /** The gateway, built and connected, not yet listening. */
@@ -51,9 +51,10 @@ const CUSTOM_PREFIX = "custom/";
 
 export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): Promise<ComposedGateway> {
   const { logger } = deps;
-  const redis = await connectRedis({ url: config.redisUrl, variable: "REDIS_URL", logger });
-  const clients = deps.clients ?? createClientFactory({ logger });
-  const keyPrefix = config.redisKeyPrefix;
+  const redis = await connectRedis({ ...config.redis, logger });
+  const identity = openIdentity(config.identity, logger);
+  const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
+  const keyPrefix = config.redis.keyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {
     github: new GitHubProvider(config.githubMaxBodyBytes),
     slack: new SlackProvider(),
@@ -74,8 +75,8 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     const secrets = config.secrets[name];
     return { provider: builtIn[name], secrets, unsigned: secrets.length === 0 && config.allowUnsigned.includes(name) } satisfies ResolvedEndpoint;
   };
-  const tasks = clients.client(TaskService, config.tasksUrl);
-  const tasksHealth = new TasksHealth(clients.client(Health, config.tasksUrl), logger);
+  const tasks = clients.client(TaskService, config.tasksUrl, "tasks");
+  const tasksHealth = new TasksHealth(clients.client(Health, config.tasksUrl, "tasks"), logger);
   const outbox = new Outbox(redis, { keyPrefix });
   const deliveries = new DeliveryLog(redis, { keyPrefix, retentionMs: config.deliveryRetentionMs });
   const dedup = new DeliveryDedup(redis, { keyPrefix, windowMs: config.dedupWindowMs });
@@ -102,9 +103,10 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   await outbox.init().catch((err: unknown) => {
     redis.disconnect();
     clients.close();
+    identity?.close();
     throw err;
   });
-  const server = build({ pipeline, deliveries, customWebhooks, ready: outboxReadiness(redis), logger, tls: config.tls });
+  const server = build({ pipeline, deliveries, customWebhooks, ready: outboxReadiness(redis), logger, identity, tokens: config.operatorTokens });
   return {
     server,
     pipeline,
@@ -123,6 +125,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
       tasksHealth.stop();
       clients.close();
       redis.disconnect();
+      identity?.close();
     },
   };
 }

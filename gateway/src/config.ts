@@ -1,16 +1,33 @@
-import { ConfigError, envDuration, envInt, envList, envPort, envSecrets, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
+import {
+  ConfigError,
+  envDuration,
+  envInt,
+  envList,
+  envListen,
+  envLogLevel,
+  envPeerUrl,
+  envPort,
+  envRedis,
+  envSecrets,
+  type Env,
+  type ListenConfig,
+  type LogLevel,
+  type RedisConfig,
+} from "@hookmesh/kit";
 import { GITHUB_MAX_BODY_BYTES } from "./github/provider.js";
 
 export const BUILT_IN_PROVIDERS = ["github", "slack", "jira", "sentry"] as const;
 export type BuiltInProvider = (typeof BUILT_IN_PROVIDERS)[number];
 
-export interface GatewayConfig {
-  host: string;
+/**
+ * `host` (GATEWAY_HOST) is where both ports listen; `port` (GATEWAY_PORT) is the gRPC port with
+ * the delivery log and custom webhooks, under the gateway's identity.
+ */
+export interface GatewayConfig extends ListenConfig {
+  /** The webhook edge: plain HTTP, because providers authenticate by signing each body. */
   httpPort: number;
-  grpcPort: number;
   tasksUrl: string;
-  redisUrl: string;
-  redisKeyPrefix: string;
+  redis: RedisConfig;
   /** Accepted signing secrets per provider; an empty list closes its HTTP endpoint (404). */
   secrets: Record<BuiltInProvider, string[]>;
   /** Providers explicitly allowed to send unsigned requests when they have no secret. */
@@ -23,7 +40,6 @@ export interface GatewayConfig {
   retryAfterSeconds: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
-  tls?: TlsOptions;
 }
 
 export function loadConfig(env: Env = process.env): GatewayConfig {
@@ -33,13 +49,12 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     throw new ConfigError("GATEWAY_ALLOW_UNSIGNED", `unknown provider ${unknown.join(", ")}; known: ${BUILT_IN_PROVIDERS.join(", ")}`);
   }
   const rateLimitPerSecond = envInt(env, "GATEWAY_RATE_LIMIT", 50, { min: 1 });
+  const tasksUrl = envPeerUrl(env, "TASKS_URL", 50051);
   return {
-    host: envString(env, "GATEWAY_HOST", "0.0.0.0"),
+    ...envListen(env, "gateway", 50050, { TASKS_URL: tasksUrl }),
     httpPort: envPort(env, "GATEWAY_HTTP_PORT", 8080),
-    grpcPort: envPort(env, "GATEWAY_PORT", 50050),
-    tasksUrl: envUrl(env, "TASKS_URL", "http://127.0.0.1:50051"),
-    redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
-    redisKeyPrefix: envString(env, "GATEWAY_REDIS_PREFIX", "hookmesh:gateway:"),
+    tasksUrl,
+    redis: envRedis(env, "GATEWAY", "hookmesh:gateway:"),
     secrets: {
       github: envSecrets(env, "GITHUB_WEBHOOK_SECRET"),
       slack: envSecrets(env, "SLACK_SIGNING_SECRET"),
@@ -56,6 +71,5 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     retryAfterSeconds: envInt(env, "GATEWAY_RETRY_AFTER_SECONDS", 30, { min: 1 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envLogLevel(env),
-    tls: envTls(env, "GATEWAY"),
   };
 }

@@ -4,7 +4,7 @@ import { BUILT_IN_PROVIDERS, loadConfig } from "./config.js";
 
 await runMain("gateway", loadConfig, async (config, logger) => {
   const service = await composeGateway(config, { logger, env: process.env });
-  await service.server.listen(config.httpPort, config.grpcPort, config.host);
+  await service.server.listen(config.httpPort, config.port, config.host);
   service.start();
   for (const provider of BUILT_IN_PROVIDERS) {
     if (config.secrets[provider].length === 0 && !config.allowUnsigned.includes(provider)) {

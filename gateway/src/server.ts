@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { createMeshServer, HealthState, mapStoreError, ServingStatus, type ErrorMapper, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, HealthState, mapStoreError, ServingStatus, type ErrorMapper, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { CustomRouteStore } from "./custom/route-store.js";
@@ -11,14 +11,13 @@ import { deliveryServiceRoutes, mapDeliveryError } from "./delivery-routes.js";
 import { httpEndpoints } from "./http-endpoints.js";
 import type { WebhookPipeline } from "./pipeline.js";
 
-export interface ServerDeps {
+export interface ServerDeps extends SecurityOptions {
   pipeline: WebhookPipeline;
   deliveries: DeliveryLog;
   customWebhooks: CustomRouteStore;
   /** True when the gateway can make deliveries durable right now. */
   ready: (signal: AbortSignal) => Promise<boolean>;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
 export interface Gateway {
@@ -45,12 +44,13 @@ export function build(deps: ServerDeps): Gateway {
     health: new HealthState([DeliveryService.typeName, CustomRouteService.typeName]),
     logger: deps.logger,
     mapError: mapGatewayError,
-    tls: deps.tls,
+    identity: deps.identity,
+    tokens: deps.tokens,
   });
   return {
     http: server,
     grpc,
-    async listen(httpPort, grpcPort, host = "0.0.0.0") {
+    async listen(httpPort, grpcPort, host = "127.0.0.1") {
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         server.listen(httpPort, host, () => resolve());

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { WebhookDefinition } from "@octokit/webhooks-examples";
-import { createClientFactory, type Env, type Logger } from "@hookmesh/kit";
+import type { Env, Logger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
 import { composeGateway, loadConfig, type ComposedGateway, type GatewayConfig } from "./index.js";
 
@@ -16,9 +16,12 @@ export const TEST_SECRETS = {
 /**
  * What tests change from the production defaults, and why: every provider signed with a known
  * secret, a rate limit no test reaches unless it sets its own, an hour of retention (nothing
- * outlives a test), a recognizable Retry-After, and no drain wait at close.
+ * outlives a test), a recognizable Retry-After, and no drain wait at close; and cleartext on
+ * loopback, because the gateway's own tests are about the gateway: mTLS and the access policy
+ * are kit's, and the end-to-end tests run the mesh under the defaults (`testIdentities().env`).
  */
 export const GATEWAY_TEST_ENV: Env = {
+  HOOKMESH_INSECURE: "1",
   GITHUB_WEBHOOK_SECRET: TEST_SECRETS.github,
   SLACK_SIGNING_SECRET: TEST_SECRETS.slack,
   JIRA_WEBHOOK_SECRET: TEST_SECRETS.jira,
@@ -49,11 +52,12 @@ export interface RunningGateway extends ComposedGateway {
  * resets sooner, so that a test sees a restarted tasks service within its time.
  */
 export async function startGateway(db: Pick<TestRedis, "prefix">, tasksUrl: string, logger: Logger, env: Env = {}): Promise<RunningGateway> {
-  const clients = createClientFactory({ logger, breaker: { resetTimeoutMs: 500 } });
-  const service = await composeGateway(gatewayTestConfig(db, tasksUrl, env), { logger, env: {}, clients });
+  const config = gatewayTestConfig(db, tasksUrl, env);
+  const service = await composeGateway(config, { logger, env: {}, clientOptions: { breaker: { resetTimeoutMs: 500 } } });
   const { http, grpc } = await service.server.listen(0, 0, "127.0.0.1");
   service.start();
-  return Object.assign(service, { base: `http://127.0.0.1:${http.port}`, grpcUrl: `http://127.0.0.1:${grpc.port}` });
+  const scheme = config.identity.insecure ? "http" : "https";
+  return Object.assign(service, { base: `http://127.0.0.1:${http.port}`, grpcUrl: `${scheme}://127.0.0.1:${grpc.port}` });
 }
 
 /**

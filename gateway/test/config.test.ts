@@ -2,27 +2,31 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
 
+/** The defaults need the development identities that `npm start` makes; tests have their own. */
+const { env } = await testIdentities();
+
 /** The message loadConfig throws for `env`; fails the test if it does not throw. */
-function configError(env: Record<string, string>): string {
+function configError(overrides: Record<string, string>): string {
   try {
-    loadConfig(env);
+    loadConfig({ ...env, ...overrides });
   } catch (err) {
     return (err as Error).message;
   }
-  throw new Error(`expected loadConfig to refuse ${JSON.stringify(Object.keys(env))}`);
+  throw new Error(`expected loadConfig to refuse ${JSON.stringify(Object.keys(overrides))}`);
 }
 
 describe("gateway loadConfig", () => {
   it("defaults to the ports and addresses of ARCHITECTURE.md, no secrets, and nothing unsigned", () => {
-    expect(loadConfig({})).toMatchObject({
-      host: "0.0.0.0",
+    expect(loadConfig(env)).toMatchObject({
+      host: "127.0.0.1",
       httpPort: 8080,
-      grpcPort: 50050,
-      tasksUrl: "http://127.0.0.1:50051",
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:gateway:",
+      port: 50050,
+      tasksUrl: "https://127.0.0.1:50051",
+      redis: { url: "redis://127.0.0.1:6379", keyPrefix: "hookmesh:gateway:" },
+      identity: { insecure: false, id: "spiffe://hookmesh.local/gateway" },
       secrets: { github: [], slack: [], jira: [], sentry: [] },
       allowUnsigned: [],
       githubMaxBodyBytes: 25 * 1024 * 1024,
@@ -32,12 +36,12 @@ describe("gateway loadConfig", () => {
       rateLimitPerSecond: 50,
       rateLimitBurst: 100,
     });
-    expect(loadConfig({}).dedupWindowMs).toBeGreaterThan(30 * 60_000);
-    expect(loadConfig({}).tls).toBeUndefined();
+    expect(loadConfig(env).dedupWindowMs).toBeGreaterThan(30 * 60_000);
   });
 
   it("reads each provider's secret from its variable", () => {
     const config = loadConfig({
+      ...env,
       GITHUB_WEBHOOK_SECRET: "gh",
       SLACK_SIGNING_SECRET: "sl",
       JIRA_WEBHOOK_SECRET: "ji",
@@ -47,20 +51,20 @@ describe("gateway loadConfig", () => {
   });
 
   it("reads rotated secrets as a comma-separated list, from the variable or its _FILE", () => {
-    expect(loadConfig({ GITHUB_WEBHOOK_SECRET: "new, old" }).secrets.github).toEqual(["new", "old"]);
-    expect(loadConfig({ SLACK_SIGNING_SECRET: "a,,b ," }).secrets.slack).toEqual(["a", "b"]);
+    expect(loadConfig({ ...env, GITHUB_WEBHOOK_SECRET: "new, old" }).secrets.github).toEqual(["new", "old"]);
+    expect(loadConfig({ ...env, SLACK_SIGNING_SECRET: "a,,b ," }).secrets.slack).toEqual(["a", "b"]);
     const dir = mkdtempSync(join(tmpdir(), "gateway-config-"));
     writeFileSync(join(dir, "github"), "from-file\n");
     writeFileSync(join(dir, "sentry"), "one,two\n");
-    expect(loadConfig({ GITHUB_WEBHOOK_SECRET_FILE: join(dir, "github") }).secrets.github).toEqual(["from-file"]);
-    expect(loadConfig({ SENTRY_CLIENT_SECRET_FILE: join(dir, "sentry") }).secrets.sentry).toEqual(["one", "two"]);
+    expect(loadConfig({ ...env, GITHUB_WEBHOOK_SECRET_FILE: join(dir, "github") }).secrets.github).toEqual(["from-file"]);
+    expect(loadConfig({ ...env, SENTRY_CLIENT_SECRET_FILE: join(dir, "sentry") }).secrets.sentry).toEqual(["one", "two"]);
     expect(configError({ JIRA_WEBHOOK_SECRET_FILE: join(dir, "missing") })).toMatch(/^JIRA_WEBHOOK_SECRET_FILE: /);
   });
 
   it("takes GATEWAY_ALLOW_UNSIGNED as a list of built-in providers", () => {
-    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: "sentry" }).allowUnsigned).toEqual(["sentry"]);
-    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: " sentry , jira " }).allowUnsigned).toEqual(["sentry", "jira"]);
-    expect(loadConfig({ GATEWAY_ALLOW_UNSIGNED: "" }).allowUnsigned).toEqual([]);
+    expect(loadConfig({ ...env, GATEWAY_ALLOW_UNSIGNED: "sentry" }).allowUnsigned).toEqual(["sentry"]);
+    expect(loadConfig({ ...env, GATEWAY_ALLOW_UNSIGNED: " sentry , jira " }).allowUnsigned).toEqual(["sentry", "jira"]);
+    expect(loadConfig({ ...env, GATEWAY_ALLOW_UNSIGNED: "" }).allowUnsigned).toEqual([]);
   });
 
   it("refuses an unknown provider in GATEWAY_ALLOW_UNSIGNED, naming the variable and the known ones", () => {
@@ -74,13 +78,13 @@ describe("gateway loadConfig", () => {
   });
 
   it("reads DELIVERY_RETENTION and GATEWAY_DEDUP_WINDOW as durations", () => {
-    expect(loadConfig({ DELIVERY_RETENTION: "30d" }).deliveryRetentionMs).toBe(30 * 24 * 3_600_000);
-    expect(loadConfig({ DELIVERY_RETENTION: "12h" }).deliveryRetentionMs).toBe(12 * 3_600_000);
-    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "30m" }).dedupWindowMs).toBe(30 * 60_000);
-    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "90s" }).dedupWindowMs).toBe(90_000);
-    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "1500ms" }).dedupWindowMs).toBe(1_500);
+    expect(loadConfig({ ...env, DELIVERY_RETENTION: "30d" }).deliveryRetentionMs).toBe(30 * 24 * 3_600_000);
+    expect(loadConfig({ ...env, DELIVERY_RETENTION: "12h" }).deliveryRetentionMs).toBe(12 * 3_600_000);
+    expect(loadConfig({ ...env, GATEWAY_DEDUP_WINDOW: "30m" }).dedupWindowMs).toBe(30 * 60_000);
+    expect(loadConfig({ ...env, GATEWAY_DEDUP_WINDOW: "90s" }).dedupWindowMs).toBe(90_000);
+    expect(loadConfig({ ...env, GATEWAY_DEDUP_WINDOW: "1500ms" }).dedupWindowMs).toBe(1_500);
     // A bare number is milliseconds.
-    expect(loadConfig({ GATEWAY_DEDUP_WINDOW: "2500" }).dedupWindowMs).toBe(2_500);
+    expect(loadConfig({ ...env, GATEWAY_DEDUP_WINDOW: "2500" }).dedupWindowMs).toBe(2_500);
   });
 
   it("refuses malformed or non-positive durations, naming the variable", () => {
@@ -93,18 +97,17 @@ describe("gateway loadConfig", () => {
   });
 
   it("reads the rate limit, with a burst of twice the rate unless set", () => {
-    expect(loadConfig({ GATEWAY_RATE_LIMIT: "5" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 10 });
-    expect(loadConfig({ GATEWAY_RATE_LIMIT: "5", GATEWAY_RATE_BURST: "3" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 3 });
-    expect(loadConfig({ GATEWAY_RATE_BURST: "7" })).toMatchObject({ rateLimitPerSecond: 50, rateLimitBurst: 7 });
+    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 10 });
+    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5", GATEWAY_RATE_BURST: "3" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 3 });
+    expect(loadConfig({ ...env, GATEWAY_RATE_BURST: "7" })).toMatchObject({ rateLimitPerSecond: 50, rateLimitBurst: 7 });
     expect(configError({ GATEWAY_RATE_LIMIT: "0" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
     expect(configError({ GATEWAY_RATE_LIMIT: "1.5" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
     expect(configError({ GATEWAY_RATE_BURST: "0" })).toMatch(/^GATEWAY_RATE_BURST: /);
   });
 
   it("reads REDIS_URL and GATEWAY_REDIS_PREFIX", () => {
-    expect(loadConfig({ REDIS_URL: "rediss://cache.internal:6380/2", GATEWAY_REDIS_PREFIX: "edge:" })).toMatchObject({
-      redisUrl: "rediss://cache.internal:6380/2",
-      redisKeyPrefix: "edge:",
+    expect(loadConfig({ ...env, REDIS_URL: "rediss://cache.internal:6380/2", GATEWAY_REDIS_PREFIX: "edge:" })).toMatchObject({
+      redis: { url: "rediss://cache.internal:6380/2", keyPrefix: "edge:" },
     });
     expect(configError({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
     expect(configError({ REDIS_URL: "127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
@@ -112,8 +115,15 @@ describe("gateway loadConfig", () => {
 
   it("reads ports, the tasks address and the GitHub body limit", () => {
     expect(
-      loadConfig({ GATEWAY_HTTP_PORT: "9090", GATEWAY_PORT: "0", TASKS_URL: "http://tasks:50051", GITHUB_MAX_BODY_BYTES: "65536" }),
-    ).toMatchObject({ httpPort: 9090, grpcPort: 0, tasksUrl: "http://tasks:50051", githubMaxBodyBytes: 65_536 });
+      loadConfig({ ...env, GATEWAY_HTTP_PORT: "9090", GATEWAY_PORT: "0", TASKS_URL: "https://tasks:50051", GITHUB_MAX_BODY_BYTES: "65536" }),
+    ).toMatchObject({ httpPort: 9090, port: 0, tasksUrl: "https://tasks:50051", githubMaxBodyBytes: 65_536 });
+  });
+
+  it("calls tasks over mTLS, and in cleartext only on loopback when HOOKMESH_INSECURE=1 says so", () => {
+    expect(configError({ TASKS_URL: "http://tasks:50051" })).toMatch(/^TASKS_URL: calls go over mTLS: expected an https:\/\/ URL/);
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({ tasksUrl: "http://127.0.0.1:50051", identity: { insecure: true } });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_URL: "http://tasks:50051" })).toThrow(/^TASKS_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", GATEWAY_HOST: "0.0.0.0" })).toThrow(/^GATEWAY_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
   });
 
   it("fails fast naming the variable to fix, never echoing a secret", () => {

@@ -1,5 +1,9 @@
-import { readFileSync } from "node:fs";
-import type { TlsOptions } from "./serve.js";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { BlockList, isIP } from "node:net";
+import { resolve } from "node:path";
+import { devIdentityFiles } from "./identity/dev.js";
+import type { IdentityFiles } from "./identity/material.js";
+import { isIdentityName, isTrustDomain, spiffeId } from "./identity/spiffe.js";
 
 /** A configuration value is missing or malformed; the message names the variable to fix. */
 export class ConfigError extends Error {
@@ -106,29 +110,136 @@ export function envSecrets(env: Env, name: string): string[] {
     .filter((s) => s !== "");
 }
 
-/**
- * TLS for a service port from `{PREFIX}_TLS_CERT_FILE` and `{PREFIX}_TLS_KEY_FILE`, plus
- * `{PREFIX}_TLS_CA_FILE` to require client certificates (mTLS). Unset means cleartext.
- */
-export function envTls(env: Env, prefix: string): TlsOptions | undefined {
-  const [certVar, keyVar, caVar] = ["CERT", "KEY", "CA"].map((part) => `${prefix}_TLS_${part}_FILE`) as [string, string, string];
-  const certFile = present(env, certVar);
-  const keyFile = present(env, keyVar);
-  if (certFile === undefined && keyFile === undefined) {
-    if (present(env, caVar) !== undefined) throw new ConfigError(caVar, `needs ${certVar} and ${keyVar}`);
-    return undefined;
-  }
-  if (certFile === undefined) throw new ConfigError(certVar, `is required with ${keyVar}`);
-  if (keyFile === undefined) throw new ConfigError(keyVar, `is required with ${certVar}`);
-  const caFile = present(env, caVar);
-  return {
-    cert: readConfigFile(certVar, certFile),
-    key: readConfigFile(keyVar, keyFile),
-    ...(caFile === undefined ? {} : { ca: readConfigFile(caVar, caFile) }),
-  };
+/** Where a service keeps its state in Redis, and as whom it connects. */
+export interface RedisConfig {
+  url: string;
+  /** The variable the URL came from, named when Redis cannot be reached. */
+  variable: string;
+  /** Every key the service writes starts with it; a Redis ACL user can be limited to it. */
+  keyPrefix: string;
+  /** The ACL user's password, when it is not in the URL. */
+  password?: string;
 }
 
-function readConfigFile(variable: string, path: string): string {
+/**
+ * A service's Redis: `{PREFIX}_REDIS_URL` (falling back to the shared `REDIS_URL`), the
+ * password of its ACL user from `{PREFIX}_REDIS_PASSWORD` or `_FILE` (kept out of the URL, so
+ * a URL can be logged and a mounted secret rotated), and its key prefix from
+ * `{PREFIX}_REDIS_PREFIX`. `hookmesh redis-acl` prints the ACL rules that confine each user
+ * to its prefix.
+ */
+export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): RedisConfig {
+  const ownVariable = `${prefix}_REDIS_URL`;
+  const variable = present(env, ownVariable) === undefined ? "REDIS_URL" : ownVariable;
+  const url = envUrl(env, variable, "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
+  const passwordVariable = `${prefix}_REDIS_PASSWORD`;
+  const passwords = envSecrets(env, passwordVariable);
+  if (passwords.length > 1) throw new ConfigError(passwordVariable, "expected one password, got a list");
+  if (passwords.length === 1 && new URL(url).password !== "") {
+    throw new ConfigError(passwordVariable, `${variable} has a password already; set it in one place`);
+  }
+  const keyPrefix = envString(env, `${prefix}_REDIS_PREFIX`, defaultKeyPrefix);
+  if (/[*?[\]\\\s]/.test(keyPrefix)) throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
+  return { url, variable, keyPrefix, ...(passwords.length === 1 && { password: passwords[0] }) };
+}
+
+/** How a service proves who it is and checks who it talks to: mTLS with these files, or cleartext on loopback. */
+export type IdentityConfig =
+  | { insecure: true }
+  | ({
+      insecure: false;
+      /** `spiffe://<trust domain>/<name>`. */
+      id: string;
+      name: string;
+      trustDomain: string;
+    } & IdentityFiles);
+
+/** The addresses a service listens on and calls, by the variable that set each, for `envIdentity` to check. */
+export interface IdentityEndpoints {
+  /** Hosts the service binds, e.g. `{ TASKS_HOST: "0.0.0.0" }`. */
+  listen?: Readonly<Record<string, string>>;
+  /** Base URLs of the services it calls, e.g. `{ TASKS_URL: "https://tasks:50051" }`. */
+  peers?: Readonly<Record<string, string>>;
+}
+
+const INSECURE = "HOOKMESH_INSECURE";
+
+/**
+ * The identity of `name` (e.g. `tasks`, `operator`) within `HOOKMESH_TRUST_DOMAIN` (default
+ * `hookmesh.local`): the certificate, key and CA bundle from `<NAME>_TLS_CERT_FILE`,
+ * `<NAME>_TLS_KEY_FILE` and `<NAME>_TLS_CA_FILE` (all three or none), by default the
+ * development files under `HOOKMESH_HOME` (`.hookmesh` in the working directory). The files
+ * must be readable now; `openIdentity` reads and validates them. Peer URLs must be https.
+ *
+ * `HOOKMESH_INSECURE=1` turns mTLS off, and is refused unless every listening host and every
+ * peer URL is on loopback: cleartext never leaves the machine.
+ */
+export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints = {}): IdentityConfig {
+  if (!isIdentityName(name)) throw new Error(`"${name}" is not an identity name`);
+  const prefix = name.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+  const variables: Record<keyof IdentityFiles, string> = {
+    certFile: `${prefix}_TLS_CERT_FILE`,
+    keyFile: `${prefix}_TLS_KEY_FILE`,
+    caFile: `${prefix}_TLS_CA_FILE`,
+  };
+  const set = Object.values(variables).filter((variable) => present(env, variable) !== undefined);
+  const peers = Object.entries(endpoints.peers ?? {}).map(([variable, url]) => ({ variable, url: new URL(url) }));
+
+  if (envBool(env, INSECURE, false)) {
+    if (set.length > 0) throw new ConfigError(INSECURE, `turns TLS off, but ${set.join(", ")} asks for it; unset one or the other`);
+    const cleartextOnly = `${INSECURE}=1 allows cleartext on loopback only`;
+    for (const [variable, host] of Object.entries(endpoints.listen ?? {})) {
+      if (!isLoopback(host)) throw new ConfigError(variable, `${cleartextOnly}: bind 127.0.0.1 or ::1, not "${host}"`);
+    }
+    for (const { variable, url } of peers) {
+      if (url.protocol !== "http:") throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${url.protocol}//"`);
+      if (!isLoopback(url.hostname)) throw new ConfigError(variable, `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${url.hostname}"`);
+    }
+    return { insecure: true };
+  }
+
+  for (const { variable, url } of peers) {
+    if (url.protocol !== "https:") {
+      throw new ConfigError(variable, `calls go over mTLS: expected an https:// URL, got "${url.protocol}//" (cleartext needs ${INSECURE}=1, on loopback)`);
+    }
+  }
+  const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
+  if (!isTrustDomain(trustDomain)) {
+    throw new ConfigError("HOOKMESH_TRUST_DOMAIN", `expected lowercase letters, digits, ".", "-" and "_", got "${trustDomain}"`);
+  }
+  if (set.length > 0 && set.length < 3) {
+    const missing = Object.values(variables).filter((variable) => !set.includes(variable));
+    throw new ConfigError(missing[0]!, `is required with ${set.join(" and ")}`);
+  }
+  const development = set.length === 0;
+  const files = development
+    ? devIdentityFiles(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), name)
+    : { certFile: present(env, variables.certFile)!, keyFile: present(env, variables.keyFile)!, caFile: present(env, variables.caFile)! };
+  for (const part of ["certFile", "keyFile", "caFile"] as const) {
+    try {
+      accessSync(files[part], constants.R_OK);
+    } catch (err) {
+      const hint = development ? "; create development identities with `npx hookmesh certs`, or set it" : "";
+      throw new ConfigError(variables[part], `cannot read ${files[part]}: ${(err as NodeJS.ErrnoException).code ?? "error"}${hint}`);
+    }
+  }
+  return { insecure: false, id: spiffeId(trustDomain, name), name, trustDomain, ...files };
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/** Whether a host name or address (IPv6 possibly in brackets, as in URLs) stays on this machine. */
+function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "localhost") return true;
+  const family = isIP(bare);
+  return family !== 0 && LOOPBACK.check(bare, family === 4 ? "ipv4" : "ipv6");
+}
+
+/** A file a configuration variable names, read whole; a failure names the variable. */
+export function readConfigFile(variable: string, path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

@@ -1,7 +1,9 @@
+export * from "./auth/index.js";
 export * from "./client/index.js";
 export * from "./config.js";
 export * from "./errors.js";
 export * from "./health.js";
+export * from "./identity/index.js";
 export * from "./interceptors.js";
 export * from "./logger.js";
 export * from "./process.js";
@@ -9,3 +11,5 @@ export * from "./redis.js";
 export * from "./serve.js";
 export * from "./store.js";
 export * from "./upstream/index.js";
+export * from "./redis-acl.js";
+export * from "./listen.js";

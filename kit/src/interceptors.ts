@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { peerKey } from "./auth/peer.js";
 import type { Logger } from "./logger.js";
 
 /** Turns a domain error into the ConnectError callers see, or returns undefined if it is not one. */
@@ -33,7 +34,8 @@ async function* mapStreamErrors<T>(
 }
 
 /**
- * Logs one line per call (method, code, duration, request id) and maps errors to the wire.
+ * Logs one line per call (method, code, duration, request id, and the caller's identity once
+ * the server or the authorization interceptor knows it) and maps errors to the wire.
  * The request id is the caller's `x-request-id` or a new one, and is echoed back.
  */
 export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): Interceptor {
@@ -45,11 +47,13 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
     const finish = (err?: ConnectError) => {
       if (finished) return;
       finished = true;
+      const peer = req.contextValues.get(peerKey);
       const line = {
         procedure,
         code: err ? Code[err.code] : "OK",
         durationMs: Math.round((performance.now() - started) * 10) / 10,
         requestId,
+        ...(peer && { identity: peer.name }),
       };
       if (!err) logger.info(line, "rpc");
       else if (err.cause !== undefined && err.code === Code.Internal) logger.error({ ...line, err: err.cause }, "rpc failed");

@@ -5,6 +5,8 @@ export interface RedisConnectOptions {
   url: string;
   /** The variable the URL came from, named in the error when Redis cannot be reached. */
   variable: string;
+  /** The ACL user's password, when it is not in the URL. */
+  password?: string;
   logger: Logger;
   /** Called with true when the connection is ready and false when it is lost. */
   onReadyChange?: (ready: boolean) => void;
@@ -24,7 +26,7 @@ export class RedisUnreachableError extends Error {
  */
 export async function connectRedis(options: RedisConnectOptions): Promise<Redis> {
   const { logger, onReadyChange } = options;
-  const redis = new Redis(options.url, {
+  const redis = new Redis(withPassword(options.url, options.password), {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -64,6 +66,14 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
     );
   }
   return redis;
+}
+
+/** The URL as ioredis takes a user's password: in the URL, where a username there cannot shadow it. */
+function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const parsed = new URL(url);
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
 }
 
 /** The URL without its password, for messages. */

@@ -2,22 +2,36 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { TLSSocket } from "node:tls";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescFile } from "@bufbuild/protobuf";
+import { authorizationInterceptor } from "./auth/authorize.js";
+import { peerKey, type Peer } from "./auth/peer.js";
+import type { OperatorTokens } from "./auth/tokens.js";
 import { HealthState, healthRoutes } from "./health.js";
+import type { Identity } from "./identity/identity.js";
+import { peerFromCertificate } from "./identity/spiffe.js";
 import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
 
-export interface TlsOptions {
-  cert: string | Buffer;
-  key: string | Buffer;
-  /** CA bundle to verify client certificates against; setting it turns on mTLS. */
-  ca?: string | Buffer;
+/** How a server proves who it is and learns who calls it; the same for every service. */
+export interface SecurityOptions {
+  /**
+   * The service's identity: the port speaks mTLS only, presents the identity's certificate
+   * (the current one, as files rotate), asks for a client certificate verified against its CA
+   * bundle, gives every call the caller's identity under `peerKey`, and lets a call through
+   * only to a method whose `hookmesh.auth.v1.access` option names that identity (default deny).
+   * Without one the port is cleartext with no identities and so no authorization
+   * (`HOOKMESH_INSECURE=1`, loopback only), which `listen` warns about.
+   */
+  identity?: Identity;
+  /** Bearer tokens that identify callers without a client certificate (operators' scripts, browsers). */
+  tokens?: OperatorTokens;
 }
 
-export interface ServerOptions {
+export interface ServerOptions extends SecurityOptions {
   /** Registers the service's own RPCs. Health and reflection are added beside them. */
   routes: (router: ConnectRouter) => void;
   health: HealthState;
@@ -27,7 +41,6 @@ export interface ServerOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
-  tls?: TlsOptions;
 }
 
 export interface MeshServer {
@@ -49,7 +62,7 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  * with ALPN.
  */
 export function createMeshServer(options: ServerOptions): MeshServer {
-  const { logger, health } = options;
+  const { logger, health, identity } = options;
   const routes = (router: ConnectRouter) => {
     options.routes(router);
     healthRoutes(health)(router);
@@ -57,8 +70,14 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   };
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [serverCallInterceptor(logger, options.mapError), ...(options.interceptors ?? [])],
+    // The call log comes first, so that refused calls are logged like any other.
+    interceptors: [
+      serverCallInterceptor(logger, options.mapError),
+      ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
+      ...(options.interceptors ?? []),
+    ],
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
+    ...(identity && { contextValues: peerContext(identity.trustDomain) }),
   });
 
   const sessions = new Set<http2.Http2Session>();
@@ -74,16 +93,18 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   /** Whatever serves HTTP/1.1 on the port, so that close can end its idle keep-alive connections. */
   let http1: { closeIdleConnections(): void };
   let listener: net.Server;
-  if (options.tls) {
-    h2 = http2.createSecureServer(
-      {
-        ...options.tls,
-        allowHTTP1: true,
-        requestCert: options.tls.ca !== undefined,
-        rejectUnauthorized: options.tls.ca !== undefined,
-      },
-      handler,
-    );
+  /** Stops following the identity's rotations. */
+  let unfollow = () => {};
+  if (identity) {
+    // A client certificate is asked for but not required at the handshake: health probes and
+    // bearer-token callers come without one. A call's identity is only ever a certificate the CA
+    // bundle verified (peerContext) or a valid token, and the authorization interceptor refuses
+    // everything but health to a caller with neither.
+    const tls = { ...serverCredentials(identity), requestCert: true, rejectUnauthorized: false };
+    const secure = http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
+    // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.
+    unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
+    h2 = secure;
     listener = h2;
     // With allowHTTP1 the TLS server tracks its HTTP/1.1 connections (missing from @types/node).
     http1 = h2 as unknown as typeof http1;
@@ -119,11 +140,18 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       // headersTimeout rely on, on "listening"; this one is handed connections and never listens.
       h1?.emit("listening");
       const address = listener.address() as AddressInfo;
-      logger.info({ port: address.port, host: address.address, tls: !!options.tls }, "listening");
+      logger.info({ port: address.port, host: address.address, identity: identity?.id }, "listening");
+      if (!identity) {
+        logger.warn(
+          { port: address.port, host: address.address },
+          "INSECURE: cleartext, no client identities and no authorization (HOOKMESH_INSECURE=1); anyone who reaches this port may call every method",
+        );
+      }
       return address;
     },
     async close(graceMs = 10_000) {
       health.shutdown();
+      unfollow();
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       for (const session of sessions) session.close();
       http1.closeIdleConnections();
@@ -161,6 +189,31 @@ function sniffProtocol(socket: net.Socket, route: (isHttp2: boolean) => void) {
   };
   socket.on("readable", onReadable);
   socket.on("error", () => socket.destroy());
+}
+
+function serverCredentials(identity: Identity): { cert: string; key: string; ca: string } {
+  const { cert, key, ca } = identity.current();
+  return { cert, key, ca };
+}
+
+/**
+ * Context values carrying the caller's identity from its verified client certificate. A
+ * connection's certificate never changes, so it is read once per connection: per HTTP/2
+ * session, or per socket for HTTP/1.1.
+ */
+function peerContext(trustDomain: string) {
+  const peers = new WeakMap<object, Peer | undefined>();
+  return (req: http.IncomingMessage | http2.Http2ServerRequest) => {
+    const connection = "stream" in req ? req.stream.session : req.socket;
+    const values = createContextValues();
+    if (connection === undefined) return values;
+    if (!peers.has(connection)) {
+      const socket = req.socket as TLSSocket;
+      const certificate = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+      peers.set(connection, certificate && peerFromCertificate(certificate.subjectAltName, trustDomain));
+    }
+    return values.set(peerKey, peers.get(connection));
+  };
 }
 
 /** The .proto files of every service registered on the router, for reflection. */

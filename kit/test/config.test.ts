@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   envLogLevel,
+  envRedis,
   ConfigError,
   envBool,
   envInt,
   envPort,
   envSecrets,
   envString,
-  envTls,
   envUrl,
   type Env,
 } from "../src/config.js";
@@ -112,6 +112,35 @@ describe("envUrl", () => {
   });
 });
 
+describe("envRedis", () => {
+  it("falls back to REDIS_URL and the default prefix", () => {
+    expect(envRedis({}, "TASKS", "hookmesh:tasks:")).toEqual({ url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" });
+    expect(envRedis({ REDIS_URL: "redis://r:6379/2" }, "TASKS", "hookmesh:tasks:").url).toBe("redis://r:6379/2");
+  });
+
+  it("prefers the service's own URL, password (or its file) and prefix", () => {
+    const env = {
+      REDIS_URL: "redis://shared:6379",
+      TASKS_REDIS_URL: "redis://hookmesh-tasks@own:6379",
+      TASKS_REDIS_PASSWORD_FILE: file("redis-password", "s3cret\n"),
+      TASKS_REDIS_PREFIX: "t:",
+    };
+    expect(envRedis(env, "TASKS", "hookmesh:tasks:")).toEqual({
+      url: "redis://hookmesh-tasks@own:6379",
+      variable: "TASKS_REDIS_URL",
+      keyPrefix: "t:",
+      password: "s3cret",
+    });
+  });
+
+  it("refuses a password in two places and a prefix that would widen an ACL pattern", () => {
+    expect(() => envRedis({ TASKS_REDIS_URL: "redis://u:p@h:6379", TASKS_REDIS_PASSWORD: "q" }, "TASKS", "x:")).toThrow(
+      /TASKS_REDIS_PASSWORD: TASKS_REDIS_URL has a password already/,
+    );
+    expect(() => envRedis({ TASKS_REDIS_PREFIX: "hookmesh:*" }, "TASKS", "x:")).toThrow(/TASKS_REDIS_PREFIX: must not contain glob/);
+  });
+});
+
 describe("envLogLevel", () => {
   it("defaults to info and accepts pino's levels in any case", () => {
     expect(envLogLevel({})).toBe("info");
@@ -184,42 +213,5 @@ describe("envSecrets", () => {
     const err = configError(() => envSecrets({ HOOK_SECRET_FILE: missing }, "HOOK_SECRET"));
     expect(err.variable).toBe("HOOK_SECRET_FILE");
     expect(err.message).toContain("ENOENT");
-  });
-});
-
-describe("envTls", () => {
-  const cert = file("cert.pem", "-----BEGIN CERTIFICATE-----\ncert\n-----END CERTIFICATE-----\n");
-  const key = file("key.pem", "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END PRIVATE KEY-----\n");
-  const ca = file("ca.pem", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n");
-
-  it("is cleartext when nothing is set", () => {
-    expect(envTls({}, "TASKS")).toBeUndefined();
-  });
-
-  it("reads cert and key", () => {
-    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key }, "TASKS");
-    expect(tls).toEqual({ cert: expect.stringContaining("cert"), key: expect.stringContaining("secret-key-material") });
-    expect(tls).not.toHaveProperty("ca");
-  });
-
-  it("adds the CA for mTLS", () => {
-    const tls = envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: key, TASKS_TLS_CA_FILE: ca }, "TASKS");
-    expect(tls?.ca).toContain("ca");
-  });
-
-  it.each<[string, Env, string]>([
-    ["cert without key", { TASKS_TLS_CERT_FILE: cert }, "TASKS_TLS_KEY_FILE"],
-    ["key without cert", { TASKS_TLS_KEY_FILE: key }, "TASKS_TLS_CERT_FILE"],
-    ["CA alone", { TASKS_TLS_CA_FILE: ca }, "TASKS_TLS_CA_FILE"],
-  ])("rejects %s, naming the variable", (_, env, variable) => {
-    expect(configError(() => envTls(env, "TASKS")).variable).toBe(variable);
-  });
-
-  it("names the variable whose file cannot be read, without reading anything else into the message", () => {
-    const err = configError(() =>
-      envTls({ TASKS_TLS_CERT_FILE: cert, TASKS_TLS_KEY_FILE: join(dir, "missing-key") }, "TASKS"),
-    );
-    expect(err.variable).toBe("TASKS_TLS_KEY_FILE");
-    expect(err.message).not.toContain("secret-key-material");
   });
 });

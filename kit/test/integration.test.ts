@@ -9,21 +9,25 @@ import { abortAfter, envIntegration, mapUpstreamError, MissingCredentialError, U
 import { memoryLogger } from "../src/testing/index.js";
 
 describe("envIntegration", () => {
+  // Cleartext, because no identity named `acme` exists; the identity settings have tests of their own.
+  const insecure = { HOOKMESH_INSECURE: "1" };
+
   it("reads what every integration service configures the same way, under its prefix", () => {
-    expect(envIntegration({}, "ACME", 50070)).toEqual({
-      host: "0.0.0.0",
+    expect(envIntegration(insecure, "ACME", 50070)).toEqual({
+      host: "127.0.0.1",
       port: 50070,
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:acme:",
+      identity: { insecure: true },
+      operatorTokens: expect.anything(),
+      redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:acme:" },
       dryRun: false,
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
-      tls: undefined,
     });
-    expect(envIntegration({ ACME_PORT: "0", ACME_REDIS_PREFIX: "x:", ACME_TIMEOUT_MS: "500", ACME_MAX_ATTEMPTS: "1", HOOKMESH_DRY_RUN: "yes" }, "ACME", 1)).toMatchObject({
+    const env = { ...insecure, ACME_PORT: "0", ACME_REDIS_PREFIX: "x:", ACME_TIMEOUT_MS: "500", ACME_MAX_ATTEMPTS: "1", HOOKMESH_DRY_RUN: "yes" };
+    expect(envIntegration(env, "ACME", 1)).toMatchObject({
       port: 0,
-      redisKeyPrefix: "x:",
+      redis: { keyPrefix: "x:" },
       upstream: { attemptTimeoutMs: 500, maxAttempts: 1 },
       dryRun: true,
     });
@@ -35,7 +39,7 @@ describe("envIntegration", () => {
     [{ ACME_PORT: "x" }, "ACME_PORT"],
     [{ REDIS_URL: "http://redis" }, "REDIS_URL"],
   ])("names the variable to fix: %j", (env, variable) => {
-    expect(() => envIntegration(env, "ACME", 1)).toThrow(expect.objectContaining({ variable }));
+    expect(() => envIntegration({ ...insecure, ...env }, "ACME", 1)).toThrow(expect.objectContaining({ variable }));
   });
 });
 

@@ -25,7 +25,8 @@ import { TaskService, file_hookmesh_tasks_v1_task_service } from "../../gen/hook
 type Request = MessageInitShape<typeof ServerReflectionRequestSchema>;
 type Query = Request["messageRequest"];
 
-// Our protos declare no extensions; the features files extend google.protobuf.FeatureSet.
+// The features files extend google.protobuf.FeatureSet (task_service.proto also brings
+// hookmesh.auth.v1.access, an extension of google.protobuf.MethodOptions).
 const served = [file_hookmesh_tasks_v1_task_service, file_google_protobuf_cpp_features, file_google_protobuf_java_features];
 
 /** Sends all requests on one stream, as reflection clients do. */

@@ -1,60 +1,64 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
+import type { TLSSocket } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
-import { ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { envIdentity } from "../src/config.js";
 import { HealthState } from "../src/health.js";
-import { createMeshServer, type MeshServer, type ServerOptions, type TlsOptions } from "../src/serve.js";
-import { memoryLogger } from "../src/testing/logger.js";
+import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
+import { openIdentity, type Identity } from "../src/identity/identity.js";
+import { createMeshServer, type MeshServer, type ServerOptions } from "../src/serve.js";
 import { callError } from "../src/testing/errors.js";
+import { memoryLogger } from "../src/testing/logger.js";
 
-const run = promisify(execFile);
-const dir = mkdtempSync(join(tmpdir(), "hookmesh-tls-"));
+// gRPC clients in other languages (grpc-js, Python's grpcio, buf curl) against this server's
+// mTLS are in mtls-interop.test.ts; who may call what over it is in mtls.test.ts.
+
+const TRUST_DOMAIN = "hookmesh.local";
+/** The server's identity and the operator's, under one development CA. */
+let home: string;
+/** Another development CA, which the server's certificate does not chain to. */
+let otherHome: string;
+let tasks: Identity;
 
 interface Pem {
   cert: string;
   key: string;
+  ca: string;
 }
 
-let server: Pem; // self-signed, for 127.0.0.1 and localhost
-let ca: Pem; // signs client certificates
-let client: Pem; // signed by `ca`
-let rogue: Pem; // self-signed client certificate no server trusts
+/** The operator's certificate and key, and the CA bundle it trusts: what a client under that identity presents and checks. */
+let operator: Pem;
+/** An operator under the other CA, which does not trust the server's certificate. */
+let stranger: Pem;
 
-async function openssl(...args: string[]): Promise<void> {
-  await run("openssl", args, { cwd: dir });
-}
-
-function pem(name: string): Pem {
-  return { cert: readFileSync(join(dir, `${name}.pem`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
+function pem(dir: string, name: string): Pem {
+  const files = devIdentityFiles(dir, name);
+  const read = (path: string) => readFileSync(path, "utf8");
+  return { cert: read(files.certFile), key: read(files.keyFile), ca: read(files.caFile) };
 }
 
 beforeAll(async () => {
-  const req = (name: string, subject: string, ...extra: string[]) =>
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.pem`,
-      "-subj", subject, "-days", "1", ...extra);
+  [home, otherHome] = [mkdtempSync(join(tmpdir(), "hookmesh-tls-")), mkdtempSync(join(tmpdir(), "hookmesh-tls-other-"))];
   await Promise.all([
-    req("server", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-    req("ca", "/CN=hookmesh test CA"),
-    req("rogue", "/CN=rogue client"),
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=agent"),
+    ensureDevIdentities({ home, trustDomain: TRUST_DOMAIN, names: ["tasks", "operator"] }),
+    ensureDevIdentities({ home: otherHome, trustDomain: TRUST_DOMAIN, names: ["operator"] }),
   ]);
-  await openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-    "-out", "client.pem", "-days", "1");
-  [server, ca, client, rogue] = [pem("server"), pem("ca"), pem("client"), pem("rogue")];
-}, 60_000);
+  tasks = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "tasks"), memoryLogger().logger)!;
+  operator = pem(home, "operator");
+  stranger = pem(otherHome, "operator");
+});
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  tasks.close();
+  for (const dir of [home, otherHome]) rmSync(dir, { recursive: true, force: true });
+});
 
 const servers: MeshServer[] = [];
 const cleanups: (() => void)[] = [];
@@ -64,6 +68,7 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close(100)));
 });
 
+/** GetTask, which the contracts open to the operator, echoes the id; `slow:<ms>` takes that long. */
 function routes(started: () => void = () => {}): ServerOptions["routes"] {
   return (router) =>
     router.service(TaskService, {
@@ -76,10 +81,10 @@ function routes(started: () => void = () => {}): ServerOptions["routes"] {
     });
 }
 
-async function start(tls: TlsOptions, options: Partial<ServerOptions> = {}) {
+async function start(options: Partial<ServerOptions> = {}) {
   const { logger } = memoryLogger("tls-test");
   const health = new HealthState([TaskService.typeName], ServingStatus.SERVING);
-  const mesh = createMeshServer({ routes: routes(), health, logger, tls, ...options });
+  const mesh = createMeshServer({ routes: routes(), health, logger, identity: tasks, ...options });
   servers.push(mesh);
   const { port } = await mesh.listen(0, "127.0.0.1");
   return { server: mesh, port, url: `https://127.0.0.1:${port}` };
@@ -104,9 +109,7 @@ function httpsCheck(
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (body += chunk));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, alpn: (res.socket as import("node:tls").TLSSocket).alpnProtocol, body }),
-        );
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, alpn: (res.socket as TLSSocket).alpnProtocol, body }));
       },
     );
     req.on("error", reject);
@@ -114,53 +117,46 @@ function httpsCheck(
   });
 }
 
-describe("createMeshServer with TLS", () => {
+describe("createMeshServer with an identity", () => {
   it("speaks gRPC over HTTP/2 with TLS", async () => {
-    const { url } = await start(server);
-    const transport = createGrpcTransport({ baseUrl: url, nodeOptions: { ca: server.cert } });
+    const { url } = await start();
+    const transport = createGrpcTransport({ baseUrl: url, nodeOptions: operator });
     expect((await createClient(Health, transport).check({})).status).toBe(ServingStatus.SERVING);
     expect((await createClient(TaskService, transport).getTask({ id: "tls" })).task?.id).toBe("tls");
   });
 
-  it("speaks Connect over HTTPS/1.1", async () => {
-    const { port, url } = await start(server);
-    const agent = new https.Agent({ ca: server.cert, keepAlive: false });
-    const res = await httpsCheck(port, { agent });
-    expect(res).toEqual({ status: 200, alpn: false, body: '{"status":"SERVING"}' });
-    const transport = createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: { ca: server.cert } });
+  it("speaks Connect over HTTPS/1.1, whether the client offers ALPN http/1.1 or no ALPN at all", async () => {
+    const { port, url } = await start();
+    for (const [ALPNProtocols, alpn] of [[["http/1.1"], "http/1.1"], [undefined, false]] as const) {
+      const agent = new https.Agent({ ...operator, keepAlive: false, ...(ALPNProtocols && { ALPNProtocols: [...ALPNProtocols] }) });
+      expect(await httpsCheck(port, { agent })).toEqual({ status: 200, alpn, body: '{"status":"SERVING"}' });
+    }
+    const transport = createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: operator });
     expect((await createClient(TaskService, transport).getTask({ id: "h1" })).task?.id).toBe("h1");
   });
 
-  it("serves grpc-js over TLS", async () => {
-    const { port } = await start(server);
-    const definition = protoLoader.loadSync(healthProtoPath, { enums: String, defaults: true });
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
-    };
-    const stub = new loaded.grpc.health.v1.Health(
-      `127.0.0.1:${port}`,
-      grpc.credentials.createSsl(Buffer.from(server.cert)),
-      // SNI with an IP address is deprecated; the certificate names localhost too.
-      { "grpc.ssl_target_name_override": "localhost" },
-    ) as grpc.Client & Record<string, Function>;
-    cleanups.push(() => stub.close());
-    const res = await new Promise((resolve, reject) =>
-      stub.Check!({ service: "" }, (err: grpc.ServiceError | null, out: unknown) => (err ? reject(err) : resolve(out))),
-    );
-    expect(res).toEqual({ status: "SERVING" });
-  });
-
-  it("fails a client that does not trust the certificate", async () => {
-    const { url } = await start(server);
-    const err = await callError(createClient(Health, createGrpcTransport({ baseUrl: url })).check({}));
-    expect(err.message).toMatch(/self[- ]signed/i);
+  it("fails a client that does not trust the server's CA, before any call reaches a handler", async () => {
+    let handled = 0;
+    const { url } = await start({ routes: routes(() => handled++) });
+    const untrusting = [
+      // The system's roots, which know nothing of a development CA.
+      createGrpcTransport({ baseUrl: url }),
+      // Another mesh's CA, with a certificate of its own that names an identity the server knows.
+      createGrpcTransport({ baseUrl: url, nodeOptions: stranger }),
+    ];
+    for (const transport of untrusting) {
+      const err = await callError(createClient(TaskService, transport).getTask({ id: "x" }));
+      // The server sends its chain up to the development CA, a root this client does not trust.
+      expect(err.message).toMatch(/self-signed certificate in certificate chain/);
+    }
+    expect(handled).toBe(0);
   });
 
   it("lets an in-flight HTTPS/1.1 call finish and closes its connection promptly", async () => {
     let onStarted!: () => void;
     const started = new Promise<void>((resolve) => (onStarted = resolve));
-    const { server: mesh, port } = await start(server, { routes: routes(() => onStarted()) });
-    const agent = new https.Agent({ ca: server.cert, keepAlive: true });
+    const { server: mesh, port } = await start({ routes: routes(() => onStarted()) });
+    const agent = new https.Agent({ ...operator, keepAlive: true });
     cleanups.push(() => agent.destroy());
     const call = new Promise<number>((resolve, reject) => {
       const req = https.request(
@@ -186,39 +182,5 @@ describe("createMeshServer with TLS", () => {
     expect(await call).toBe(200);
     await closing;
     expect(performance.now() - began).toBeLessThan(2_000);
-  });
-});
-
-describe("createMeshServer with mTLS", () => {
-  const mtls = () => ({ ...server, ca: ca.cert });
-
-  it("accepts a client certificate signed by the CA, over HTTP/2 and HTTP/1.1", async () => {
-    const { url, port } = await start(mtls());
-    const transport = createGrpcTransport({
-      baseUrl: url,
-      nodeOptions: { ca: server.cert, cert: client.cert, key: client.key },
-    });
-    expect((await createClient(Health, transport).check({})).status).toBe(ServingStatus.SERVING);
-    const agent = new https.Agent({ ca: server.cert, cert: client.cert, key: client.key, keepAlive: false });
-    expect((await httpsCheck(port, { agent })).status).toBe(200);
-  });
-
-  it("rejects a client without a certificate", async () => {
-    const { url, port } = await start(mtls());
-    const transport = createGrpcTransport({ baseUrl: url, nodeOptions: { ca: server.cert } });
-    await expect(createClient(Health, transport).check({})).rejects.toThrow(/certificate required/);
-    const agent = new https.Agent({ ca: server.cert, keepAlive: false });
-    await expect(httpsCheck(port, { agent })).rejects.toThrow(/certificate required/);
-  });
-
-  it("rejects a client certificate the CA did not sign", async () => {
-    const { url, port } = await start(mtls());
-    const transport = createGrpcTransport({
-      baseUrl: url,
-      nodeOptions: { ca: server.cert, cert: rogue.cert, key: rogue.key },
-    });
-    await expect(createClient(Health, transport).check({})).rejects.toBeInstanceOf(ConnectError);
-    const agent = new https.Agent({ ca: server.cert, cert: rogue.cert, key: rogue.key, keepAlive: false });
-    await expect(httpsCheck(port, { agent })).rejects.toThrow(/unknown ca|socket hang up|ECONNRESET/);
   });
 });

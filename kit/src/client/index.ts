@@ -1,6 +1,8 @@
 import type { DescService, DescMethod } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { clientTlsOptions, type Identity } from "../identity/identity.js";
+import { spiffeId } from "../identity/spiffe.js";
 import type { Logger } from "../logger.js";
 import { createBreakers, type BreakerOptions, type BreakerState, type BreakerStatus } from "./breaker.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
@@ -18,6 +20,11 @@ export interface ClientFactoryOptions {
   retryBudget?: RetryBudgetOptions;
   /** Deadline of calls whose caller gives none. Default 10s. */
   defaultTimeoutMs?: number;
+  /**
+   * The calling service's identity: every call goes over mTLS, presenting its (current)
+   * certificate and accepting only the server identity named for the downstream.
+   */
+  identity?: Identity;
 }
 
 /**
@@ -26,32 +33,53 @@ export interface ClientFactoryOptions {
  * HTTP/2 connection) per downstream.
  */
 export interface ClientFactory {
-  /** A client for `service` at `baseUrl`. Clients for the same downstream share its transport. */
-  client<T extends DescService>(service: T, baseUrl: string): Client<T>;
+  /**
+   * A client for `service` at `baseUrl`. Clients for the same downstream share its transport.
+   * With an identity, `server` names the identity the downstream must present, e.g. `tasks`
+   * for `spiffe://<trust domain>/tasks`; a server presenting another is refused (Unavailable).
+   */
+  client<T extends DescService>(service: T, baseUrl: string, server?: string): Client<T>;
   /** The state of the breaker for `method` at `baseUrl`; "closed" before its first call. */
   breakerState(baseUrl: string, method: DescMethod): BreakerState;
   /** Every breaker created so far, for health reports. */
   breakers(): BreakerStatus[];
   /**
-   * Stops the breakers' timers; calls made afterwards fail fast with Unavailable. Idle
-   * HTTP/2 connections do not keep the process alive, so they are left to the transport:
-   * aborting them can raise an uncaught exception when the peer sends GOAWAY at the same
-   * time (connectrpc/connect-es#1768).
+   * Stops the breakers' timers and stops following the identity's rotations; calls made
+   * afterwards fail fast with Unavailable. Idle HTTP/2 connections do not keep the process
+   * alive, so they are left to the transport: aborting them can raise an uncaught exception
+   * when the peer sends GOAWAY at the same time (connectrpc/connect-es#1768).
    */
   close(): void;
 }
 
 export function createClientFactory(options: ClientFactoryOptions): ClientFactory {
-  const { logger, defaultTimeoutMs = 10_000 } = options;
+  const { logger, identity, defaultTimeoutMs = 10_000 } = options;
   const breakers = createBreakers(options.breaker ?? {}, logger);
-  const transports = new Map<string, Transport>();
+  /** Each downstream's transport, and the server identity it accepts under mTLS. */
+  const transports = new Map<string, { transport: Transport; server: string | undefined }>();
+  const unfollows: (() => void)[] = [];
 
-  function transportFor(downstream: string): Transport {
+  function sessionManagerFor(downstream: string, server: string | undefined): GuardedSessionManager {
+    if (!identity) return new GuardedSessionManager(downstream);
+    if (server === undefined) throw new Error(`${downstream}: a client over mTLS needs the identity name its server must present`);
+    if (!downstream.startsWith("https:")) throw new Error(`${downstream}: a client over mTLS needs an https:// URL`);
+    const expected = spiffeId(identity.trustDomain, server);
+    const manager = new GuardedSessionManager(downstream, clientTlsOptions(identity, expected));
+    unfollows.push(identity.onChange(() => manager.renew(clientTlsOptions(identity, expected))));
+    return manager;
+  }
+
+  function transportFor(downstream: string, server: string | undefined): Transport {
     const existing = transports.get(downstream);
-    if (existing) return existing;
+    if (existing) {
+      if (identity && existing.server !== server) {
+        throw new Error(`${downstream}: its server is expected to be ${existing.server}, not also ${server}`);
+      }
+      return existing.transport;
+    }
     const transport = createGrpcTransport({
       baseUrl: downstream,
-      sessionManager: new GuardedSessionManager(downstream),
+      sessionManager: sessionManagerFor(downstream, server),
       defaultTimeoutMs,
       // The first interceptor is the outermost: every retry attempt passes through the
       // breaker, so each counts in its statistics, and an open circuit ends the retries.
@@ -60,13 +88,13 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
         breakers.interceptor(downstream),
       ],
     });
-    transports.set(downstream, transport);
+    transports.set(downstream, { transport, server });
     return transport;
   }
 
   return {
-    client(service, baseUrl) {
-      return createClient(service, transportFor(downstreamOf(baseUrl)));
+    client(service, baseUrl, server) {
+      return createClient(service, transportFor(downstreamOf(baseUrl), server));
     },
     breakerState(baseUrl, method) {
       return breakers.state(downstreamOf(baseUrl), method);
@@ -76,6 +104,7 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
     },
     close() {
       breakers.shutdown();
+      for (const unfollow of unfollows.splice(0)) unfollow();
     },
   };
 }

@@ -7,3 +7,4 @@ export * from "./net.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./webhook-signing.js";
+export * from "./identities.js";

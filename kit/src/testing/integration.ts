@@ -47,7 +47,9 @@ export interface IntegrationHarness<Config, Service extends Integration, Fake ex
  * An integration service as its `main` builds it (loadConfig, then its compose function), not
  * listening, against a fake provider and a real Redis under a key prefix of its own. It differs
  * from production only by configuration (the fake's URL, attempts of 300 ms, three of them, no
- * shutdown grace, the harness's credentials, and the test's `env`) and by timings.
+ * shutdown grace, the harness's credentials, and the test's `env`) and by timings; and it
+ * serves cleartext on loopback, because these tests are about the provider: mTLS and the access
+ * policy are kit's, and the end-to-end tests run every service under the defaults.
  */
 export async function integrationUnderTest<Config, Service extends Integration, Fake extends FakeProvider>(
   harness: IntegrationHarness<Config, Service, Fake>,
@@ -57,6 +59,7 @@ export async function integrationUnderTest<Config, Service extends Integration, 
   const db = await testRedis(prefix.toLowerCase());
   const { logger, lines } = memoryLogger(`${prefix.toLowerCase()}-test`);
   const env: Env = {
+    HOOKMESH_INSECURE: "1",
     REDIS_URL: TEST_REDIS_URL,
     [`${prefix}_REDIS_PREFIX`]: db.prefix,
     [harness.urlVariable]: fake.url,

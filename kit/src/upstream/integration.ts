@@ -3,7 +3,8 @@ import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
 import type { Logger } from "../logger.js";
 import { connectRedis } from "../redis.js";
-import type { MeshServer } from "../serve.js";
+import { openIdentity } from "../identity/identity.js";
+import type { MeshServer, SecurityOptions } from "../serve.js";
 import { UpstreamClient, type ProviderPolicy, type UpstreamTimings } from "./client.js";
 import type { IntegrationConfig } from "./config.js";
 import type { Credential, MissingCredentialError } from "./credential.js";
@@ -47,7 +48,9 @@ export interface IntegrationBase {
   /** The client to the provider, with the configured timings. */
   upstream: UpstreamClient;
   calls: ProviderCalls;
-  /** Closes `server` within the shutdown grace, then stops watching the credentials, the breaker and Redis. */
+  /** The service's identity and accepted tokens, for its server. */
+  security: SecurityOptions;
+  /** Closes `server` within the shutdown grace, then stops watching the credentials and the identity, the breaker and Redis. */
   close(server: MeshServer): Promise<void>;
 }
 
@@ -60,17 +63,17 @@ export async function connectIntegration(config: IntegrationConfig, deps: Integr
   const { logger } = deps;
   const health = new HealthState([options.service]);
   const redis = await connectRedis({
-    url: config.redisUrl,
-    variable: "REDIS_URL",
+    ...config.redis,
     logger,
     onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
   });
+  const identity = openIdentity(config.identity, logger);
   const stopWatching = options.credentials.map((credential) => credential.watch());
   const upstream = new UpstreamClient({ ...options.policy, baseUrl: options.baseUrl, logger, ...config.upstream, ...deps.upstream });
   const calls = new ProviderCalls({
     upstream,
     redis,
-    keyPrefix: config.redisKeyPrefix,
+    keyPrefix: config.redis.keyPrefix,
     logger,
     dryRun: config.dryRun,
     missing: options.missing ?? (() => options.credentials.map((credential) => credential.missing()).find((missing) => missing !== undefined)),
@@ -80,9 +83,11 @@ export async function connectIntegration(config: IntegrationConfig, deps: Integr
     redis,
     upstream,
     calls,
+    security: { ...(identity && { identity }), tokens: config.operatorTokens },
     async close(server) {
       await server.close(config.shutdownGraceMs);
       for (const stop of stopWatching) stop();
+      identity?.close();
       upstream.shutdown();
       redis.disconnect();
     },

@@ -1,4 +1,4 @@
-import { createClientFactory, HealthState, ServingStatus, type ClientFactory, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
+import { createClientFactory, HealthState, openIdentity, ServingStatus, type ClientFactory, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
@@ -15,7 +15,10 @@ export interface AgentDeps {
   logger: Logger;
   /** The environment agents inherit (filtered by each profile's allowed_env). */
   env: Env;
-  /** The clients of the tasks and integration services; tests pass contract-level fakes. */
+  /**
+   * The clients of the tasks and integration services, calling as this worker's identity;
+   * tests pass contract-level fakes.
+   */
   clients?: ClientFactory;
 }
 
@@ -35,25 +38,26 @@ export interface ComposedAgent {
  */
 export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgent {
   const { logger } = deps;
-  const clients = deps.clients ?? createClientFactory({ logger });
+  const identity = openIdentity(config.identity, logger);
+  const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
   const health = new HealthState([AgentService.typeName]);
   const pool = new WorkerPool({
-    worker: clients.client(WorkerService, config.tasksUrl),
+    worker: clients.client(WorkerService, config.tasksUrl, "tasks"),
     runners: createRunners(config),
     config: { ...config, workerEnv: deps.env },
     logger,
     replies: createReplierFactory({
       clients: {
-        github: clients.client(GitHubService, config.githubUrl),
-        slack: clients.client(SlackService, config.slackUrl),
-        jira: clients.client(JiraService, config.jiraUrl),
-        sentry: clients.client(SentryService, config.sentryUrl),
+        github: clients.client(GitHubService, config.githubUrl, "github"),
+        slack: clients.client(SlackService, config.slackUrl, "slack"),
+        jira: clients.client(JiraService, config.jiraUrl, "jira"),
+        sentry: clients.client(SentryService, config.sentryUrl, "sentry"),
       },
       logger,
     }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
   });
-  const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, tls: config.tls });
+  const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, identity, tokens: config.operatorTokens });
   return {
     server,
     pool,
@@ -65,6 +69,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
       await pool.drain(config.shutdownGraceMs);
       await server.close(config.shutdownGraceMs);
       clients.close();
+      identity?.close();
     },
   };
 }

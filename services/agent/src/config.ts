@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
+import { ConfigError, envInt, envListen, envLogLevel, envPeerUrl, envString, envUrl, type Env, type ListenConfig, type LogLevel } from "@hookmesh/kit";
 import { runnerNames } from "./runners/index.js";
 
-export interface AgentConfig {
-  host: string;
-  port: number;
+export interface AgentConfig extends ListenConfig {
   tasksUrl: string;
   /** The runner for tasks whose profile names none. */
   defaultRunner: string;
@@ -30,7 +28,6 @@ export interface AgentConfig {
   /** How long a drain lets runs finish before they are stopped. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
-  tls?: TlsOptions;
   /** The integration services that answers are posted through. */
   githubUrl: string;
   slackUrl: string;
@@ -48,10 +45,16 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     throw new ConfigError("AGENT_RUNNER", `expected one of ${runnerNames.join(", ")}, got "${defaultRunner}"`);
   }
   const agentCommand = envString(env, "AGENT_COMMAND", "");
+  const peers = {
+    TASKS_URL: envPeerUrl(env, "TASKS_URL", 50051),
+    GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061),
+    SLACK_URL: envPeerUrl(env, "SLACK_URL", 50062),
+    JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063),
+    SENTRY_URL: envPeerUrl(env, "SENTRY_URL", 50064),
+  };
   return {
-    host: envString(env, "AGENT_HOST", "0.0.0.0"),
-    port: envPort(env, "AGENT_PORT", 50052),
-    tasksUrl: envUrl(env, "TASKS_URL", "http://127.0.0.1:50051"),
+    ...envListen(env, "agent", 50052, peers),
+    tasksUrl: peers.TASKS_URL,
     defaultRunner,
     agentCommand: agentCommand === "" ? undefined : agentCommand,
     claudeBin: envString(env, "CLAUDE_BIN", "claude"),
@@ -64,11 +67,10 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     outputChunkBytes: envInt(env, "AGENT_OUTPUT_CHUNK_BYTES", 4096, { min: 64, max: 1024 * 1024 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envLogLevel(env),
-    tls: envTls(env, "AGENT"),
-    githubUrl: envUrl(env, "GITHUB_URL", "http://127.0.0.1:50061"),
-    slackUrl: envUrl(env, "SLACK_URL", "http://127.0.0.1:50062"),
-    jiraUrl: envUrl(env, "JIRA_URL", "http://127.0.0.1:50063"),
-    sentryUrl: envUrl(env, "SENTRY_URL", "http://127.0.0.1:50064"),
+    githubUrl: peers.GITHUB_URL,
+    slackUrl: peers.SLACK_URL,
+    jiraUrl: peers.JIRA_URL,
+    sentryUrl: peers.SENTRY_URL,
     dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
   };

@@ -1,15 +1,14 @@
-import { createMeshServer, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import type { WorkerPool } from "./pool.js";
 import { routes } from "./routes.js";
 
-export interface ServerDeps {
+export interface ServerDeps extends SecurityOptions {
   pool: WorkerPool;
   /** SERVING while the pool leases work, NOT_SERVING once it drains. */
   health: HealthState;
   /** How long a Drain call lets runs finish. */
   drainGraceMs: number;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
 export function build(deps: ServerDeps): MeshServer {
@@ -17,6 +16,7 @@ export function build(deps: ServerDeps): MeshServer {
     routes: routes(deps.pool, deps.drainGraceMs),
     health: deps.health,
     logger: deps.logger,
-    tls: deps.tls,
+    identity: deps.identity,
+    tokens: deps.tokens,
   });
 }

@@ -2,14 +2,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
+
+/** The defaults need the development identities that `npm start` makes; tests have their own. */
+const { env } = await testIdentities();
 
 describe("agent loadConfig", () => {
   it("defaults to the port, tasks address and runner of ARCHITECTURE.md", () => {
-    const config = loadConfig({});
+    const config = loadConfig(env);
     expect(config).toMatchObject({
       port: 50052,
-      tasksUrl: "http://127.0.0.1:50051",
+      host: "127.0.0.1",
+      tasksUrl: "https://127.0.0.1:50051",
+      identity: { insecure: false, id: "spiffe://hookmesh.local/agent" },
       defaultRunner: "command",
       agentCommand: undefined,
       claudeBin: "claude",
@@ -18,20 +24,19 @@ describe("agent loadConfig", () => {
       workdirRoot: join(tmpdir(), "hookmesh-runs"),
       killGraceMs: 5_000,
       outputChunkBytes: 4096,
-      tls: undefined,
-      githubUrl: "http://127.0.0.1:50061",
-      slackUrl: "http://127.0.0.1:50062",
-      jiraUrl: "http://127.0.0.1:50063",
-      sentryUrl: "http://127.0.0.1:50064",
+      githubUrl: "https://127.0.0.1:50061",
+      slackUrl: "https://127.0.0.1:50062",
+      jiraUrl: "https://127.0.0.1:50063",
+      sentryUrl: "https://127.0.0.1:50064",
       dashboardUrl: "http://127.0.0.1:8080",
       progressIntervalMs: 15_000,
     });
     expect(config.workerId).toMatch(new RegExp(`-${process.pid}-[0-9a-f]{6}$`));
-    expect(loadConfig({}).workerId).not.toBe(config.workerId);
+    expect(loadConfig(env).workerId).not.toBe(config.workerId);
   });
 
   it("reads the runner settings", () => {
-    expect(loadConfig({ AGENT_RUNNER: "claude", AGENT_COMMAND: "my-agent --fast", CLAUDE_BIN: "/opt/claude", AGENT_ID: "w1" })).toMatchObject({
+    expect(loadConfig({ ...env, AGENT_RUNNER: "claude", AGENT_COMMAND: "my-agent --fast", CLAUDE_BIN: "/opt/claude", AGENT_ID: "w1" })).toMatchObject({
       defaultRunner: "claude",
       agentCommand: "my-agent --fast",
       claudeBin: "/opt/claude",
@@ -40,13 +45,15 @@ describe("agent loadConfig", () => {
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ AGENT_RUNNER: "codex" })).toThrow(new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'));
-    expect(() => loadConfig({ AGENT_CONCURRENCY: "0" })).toThrow(/^AGENT_CONCURRENCY: /);
-    expect(() => loadConfig({ AGENT_PORT: "x" })).toThrow(/^AGENT_PORT: /);
-    expect(() => loadConfig({ TASKS_URL: "redis://x" })).toThrow(/^TASKS_URL: /);
-    expect(() => loadConfig({ HOOKMESH_DASHBOARD_URL: "dash" })).toThrow(/^HOOKMESH_DASHBOARD_URL: /);
-    expect(() => loadConfig({ AGENT_PROGRESS_INTERVAL_MS: "-1" })).toThrow(/^AGENT_PROGRESS_INTERVAL_MS: /);
-    expect(() => loadConfig({ AGENT_MAX_RUN_TIME_MS: "0" })).toThrow(/^AGENT_MAX_RUN_TIME_MS: /);
-    expect(() => loadConfig({ AGENT_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^AGENT_TLS_KEY_FILE: /);
+    expect(() => loadConfig({ ...env, AGENT_RUNNER: "codex" })).toThrow(new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'));
+    expect(() => loadConfig({ ...env, AGENT_CONCURRENCY: "0" })).toThrow(/^AGENT_CONCURRENCY: /);
+    expect(() => loadConfig({ ...env, AGENT_PORT: "x" })).toThrow(/^AGENT_PORT: /);
+    expect(() => loadConfig({ ...env, TASKS_URL: "redis://x" })).toThrow(/^TASKS_URL: /);
+    expect(() => loadConfig({ ...env, GITHUB_URL: "http://github:50061" })).toThrow(/^GITHUB_URL: calls go over mTLS/);
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", SLACK_URL: "http://slack:50062" })).toThrow(/^SLACK_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+    expect(() => loadConfig({ ...env, HOOKMESH_DASHBOARD_URL: "dash" })).toThrow(/^HOOKMESH_DASHBOARD_URL: /);
+    expect(() => loadConfig({ ...env, AGENT_PROGRESS_INTERVAL_MS: "-1" })).toThrow(/^AGENT_PROGRESS_INTERVAL_MS: /);
+    expect(() => loadConfig({ ...env, AGENT_MAX_RUN_TIME_MS: "0" })).toThrow(/^AGENT_MAX_RUN_TIME_MS: /);
+    expect(() => loadConfig({ ...env, AGENT_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^AGENT_TLS_KEY_FILE: /);
   });
 });

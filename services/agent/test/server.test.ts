@@ -1,10 +1,12 @@
+import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ServingStatus } from "@hookmesh/kit";
-import { memoryLogger, routerClientFactory } from "@hookmesh/kit/testing";
+import { ServingStatus, type ClientFactory } from "@hookmesh/kit";
+import { callError, memoryLogger, routerClientFactory, testIdentities, type TestIdentities } from "@hookmesh/kit/testing";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { RunOutcome } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -18,11 +20,16 @@ describe("agent server", () => {
   let workdirRoot: string;
   let agent: ComposedAgent;
   let baseUrl: string;
+  let identities: TestIdentities;
+  const opened: ClientFactory[] = [];
 
   beforeEach(async () => {
+    identities = await testIdentities();
     tasks = new FakeTasks();
     workdirRoot = await scratchDir("server");
+    // Under the defaults: mTLS and the contracts' access policy, with the test's identities.
     const config = loadConfig({
+      ...identities.env,
       AGENT_ID: "worker-7",
       AGENT_CONCURRENCY: "3",
       AGENT_RUNNER: "command",
@@ -39,18 +46,26 @@ describe("agent server", () => {
       clients: routerClientFactory((router) => tasks.routes(router)),
     });
     const { port } = await agent.server.listen(0, "127.0.0.1");
-    baseUrl = `http://127.0.0.1:${port}`;
+    baseUrl = `https://127.0.0.1:${port}`;
     agent.start();
   });
 
   afterEach(async () => {
+    for (const clients of opened.splice(0)) clients.close();
     await agent.close();
     await rm(workdirRoot, { recursive: true, force: true });
   });
 
+  /** Clients of the agent's port calling as `identity`. */
+  function as(identity: string) {
+    const clients = identities.clients(identity, { retry: { maxAttempts: 1 } });
+    opened.push(clients);
+    return { agent: clients.client(AgentService, baseUrl, "agent"), health: clients.client(Health, baseUrl, "agent") };
+  }
+
   it("lists the runs in progress over gRPC", async () => {
     tasks.add("t1", `echo '{"hookmesh": 1, "cost_usd": 0.5}'; sleep 30`);
-    const client = createClient(AgentService, createGrpcTransport({ baseUrl }));
+    const client = as("operator").agent;
     await waitFor(() => agent.pool.status().runs[0]?.costUsd === 0.5);
     const res = await client.listRuns({});
     expect(res).toMatchObject({ workerId: "worker-7", concurrency: 3, draining: false });
@@ -62,9 +77,7 @@ describe("agent server", () => {
 
   it("drains on Drain: health goes NOT_SERVING at once, the run is failed as retryable after the grace", async () => {
     tasks.add("t1", "sleep 30");
-    const transport = createGrpcTransport({ baseUrl });
-    const client = createClient(AgentService, transport);
-    const health = createClient(Health, transport);
+    const { agent: client, health } = as("operator");
     expect((await health.check({ service: "" })).status).toBe(ServingStatus.SERVING);
     await waitFor(() => agent.pool.status().runs.length === 1);
 
@@ -76,5 +89,19 @@ describe("agent server", () => {
     await waitFor(() => tasks.ended() === 1);
     expect(tasks.failed[0]).toMatchObject({ result: { outcome: RunOutcome.WORKER_SHUTDOWN }, retryable: true });
     expect((await client.listRuns({})).runs).toEqual([]);
+  });
+
+  it("lets only the identities the contract names call it: Drain is the operator's, ListRuns also the dashboard's", async () => {
+    expect(await as("dashboard").agent.listRuns({})).toMatchObject({ workerId: "worker-7" });
+    expect((await callError(as("dashboard").agent.drain({}))).code).toBe(Code.PermissionDenied);
+    expect((await callError(as("gateway").agent.listRuns({}))).code).toBe(Code.PermissionDenied);
+    expect(agent.pool.status().draining).toBe(false);
+  });
+
+  it("answers health to a caller without a certificate, and nothing else", async () => {
+    const anonymous = createGrpcTransport({ baseUrl, nodeOptions: { ca: readFileSync(join(identities.home, "tls", "ca.crt")) } });
+    expect((await createClient(Health, anonymous).check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    expect((await callError(createClient(AgentService, anonymous).drain({}))).code).toBe(Code.Unauthenticated);
+    expect(agent.pool.status().draining).toBe(false);
   });
 });

@@ -29,6 +29,6 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
   // Installation tokens are asked of the same API, through the same client.
   const auth = new GitHubAuth({ upstream: base.upstream, token, ...(config.appId !== undefined && { app: { id: config.appId, privateKey } }), logger });
   const api = new GitHubApi({ upstream: base.upstream, auth, calls: base.calls, logger });
-  const server = build({ api, health: base.health, logger, tls: config.tls });
+  const server = build({ api, health: base.health, logger, ...base.security });
   return { server, api, auth, token, privateKey, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }

@@ -3,13 +3,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
 import { appKeys } from "./helpers.js";
+
+/** The defaults need the development identities that `npm start` makes; tests have their own. */
+const { env: identities } = await testIdentities();
 
 /** The message a config error carries, or "" when there is none. */
 function configError(env: Record<string, string>): string {
   try {
-    loadConfig(env);
+    loadConfig({ ...identities, ...env });
   } catch (err) {
     expect(err).toBeInstanceOf(ConfigError);
     return (err as Error).message;
@@ -27,22 +31,23 @@ describe("github loadConfig", () => {
   });
 
   it("defaults to the port of ARCHITECTURE.md, api.github.com and no dry run", () => {
-    expect(loadConfig({})).toEqual({
-      host: "0.0.0.0",
+    expect(loadConfig(identities)).toEqual({
+      host: "127.0.0.1",
       port: 50061,
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:github:",
+      redis: expect.objectContaining({ url: "redis://127.0.0.1:6379", keyPrefix: "hookmesh:github:" }),
       apiUrl: "https://api.github.com",
       dryRun: false,
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
-      tls: undefined,
+      identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/github" }),
+      operatorTokens: expect.anything(),
     });
   });
 
   it("takes a GitHub Enterprise Server API URL (trailing slash dropped), dry run, the service's own names and its call timings", () => {
     const config = loadConfig({
+      ...identities,
       GITHUB_API_URL: "https://ghe.example.com/api/v3/",
       HOOKMESH_DRY_RUN: "1",
       GITHUB_PORT: "0",
@@ -57,23 +62,22 @@ describe("github loadConfig", () => {
       dryRun: true,
       port: 0,
       host: "127.0.0.1",
-      redisKeyPrefix: "x:",
-      redisUrl: "rediss://redis.internal:6380",
+      redis: expect.objectContaining({ url: "rediss://redis.internal:6380", keyPrefix: "x:" }),
       upstream: { attemptTimeoutMs: 30_000, maxAttempts: 2 },
     });
   });
 
   it("turns on App auth with GITHUB_APP_ID and a private key, from the variable or a file", async () => {
     const { pem } = appKeys();
-    expect(loadConfig({ GITHUB_APP_ID: "12345", GITHUB_APP_PRIVATE_KEY: pem }).appId).toBe("12345");
+    expect(loadConfig({ ...identities, GITHUB_APP_ID: "12345", GITHUB_APP_PRIVATE_KEY: pem }).appId).toBe("12345");
     const file = join(dir, "app.pem");
     await writeFile(file, pem);
-    expect(loadConfig({ GITHUB_APP_ID: "Iv23liAbCdEf", GITHUB_APP_PRIVATE_KEY_FILE: file, GITHUB_TOKEN: "ghp_x" }).appId).toBe("Iv23liAbCdEf");
-    expect(loadConfig({ GITHUB_TOKEN: "ghp_x" }).appId).toBeUndefined();
+    expect(loadConfig({ ...identities, GITHUB_APP_ID: "Iv23liAbCdEf", GITHUB_APP_PRIVATE_KEY_FILE: file, GITHUB_TOKEN: "ghp_x" }).appId).toBe("Iv23liAbCdEf");
+    expect(loadConfig({ ...identities, GITHUB_TOKEN: "ghp_x" }).appId).toBeUndefined();
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ GITHUB_PORT: "http" })).toThrow(new ConfigError("GITHUB_PORT", 'expected an integer from 0 to 65535, got "http"'));
+    expect(() => loadConfig({ ...identities, GITHUB_PORT: "http" })).toThrow(new ConfigError("GITHUB_PORT", 'expected an integer from 0 to 65535, got "http"'));
     expect(configError({ GITHUB_API_URL: "api.github.com" })).toMatch(/^GITHUB_API_URL: /);
     expect(configError({ GITHUB_API_URL: "ftp://ghe.example.com" })).toMatch(/^GITHUB_API_URL: /);
     expect(configError({ REDIS_URL: "http://localhost" })).toMatch(/^REDIS_URL: /);

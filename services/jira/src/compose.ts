@@ -25,6 +25,6 @@ export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Pr
     missing: () => auth.missing(),
   });
   const api = new JiraApi({ upstream: base.upstream, auth, calls: base.calls, apiVersion: config.apiVersion });
-  const server = build({ api, health: base.health, logger: deps.logger, tls: config.tls });
+  const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }

@@ -1,16 +1,15 @@
-import { createMeshServer, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import { mapJiraError } from "./errors.js";
 import type { JiraApi } from "./jira-api.js";
 import { routes } from "./routes.js";
 
-export interface JiraServerDeps {
+export interface JiraServerDeps extends SecurityOptions {
   api: JiraApi;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
 export function build(deps: JiraServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapJiraError, tls: deps.tls });
+  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapJiraError, identity: deps.identity, tokens: deps.tokens });
 }

@@ -3,15 +3,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
+
+/** The defaults need the development identities that `npm start` makes; tests have their own. */
+const { env: identities } = await testIdentities();
 
 describe("loadConfig", () => {
   it("has defaults that run without any Jira configured", () => {
-    expect(loadConfig({})).toEqual({
-      host: "0.0.0.0",
+    expect(loadConfig(identities)).toEqual({
+      host: "127.0.0.1",
       port: 50063,
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:jira:",
+      redis: expect.objectContaining({ url: "redis://127.0.0.1:6379", keyPrefix: "hookmesh:jira:" }),
       baseUrl: undefined,
       apiVersion: 3,
       auth: "none",
@@ -20,12 +23,14 @@ describe("loadConfig", () => {
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
-      tls: undefined,
+      identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/jira" }),
+      operatorTokens: expect.anything(),
     });
   });
 
   it("reads Jira Cloud basic auth, Data Center bearer auth, the API version and the call timings", async () => {
     const cloud = loadConfig({
+      ...identities,
       JIRA_BASE_URL: "https://example.atlassian.net/",
       JIRA_EMAIL: "dev@example.com",
       JIRA_API_TOKEN: "t",
@@ -46,7 +51,7 @@ describe("loadConfig", () => {
     try {
       const file = join(dir, "token");
       await writeFile(file, "dc-pat");
-      const dc = loadConfig({ JIRA_BASE_URL: "https://jira.example.com/jira", JIRA_BEARER_TOKEN_FILE: file, JIRA_API_VERSION: "2" });
+      const dc = loadConfig({ ...identities, JIRA_BASE_URL: "https://jira.example.com/jira", JIRA_BEARER_TOKEN_FILE: file, JIRA_API_VERSION: "2" });
       expect(dc).toMatchObject({ baseUrl: "https://jira.example.com/jira", auth: "bearer", apiVersion: 2 });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -54,10 +59,10 @@ describe("loadConfig", () => {
   });
 
   it("never keeps a secret's value, nor puts one in an error", () => {
-    expect(JSON.stringify(loadConfig({ JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "s3cr3t-value" }))).not.toContain("s3cr3t-value");
-    expect(() => loadConfig({ JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" })).toThrow(/^JIRA_BASE_URL: must not contain credentials/);
+    expect(JSON.stringify(loadConfig({ ...identities, JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "s3cr3t-value" }))).not.toContain("s3cr3t-value");
+    expect(() => loadConfig({ ...identities, JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" })).toThrow(/^JIRA_BASE_URL: must not contain credentials/);
     try {
-      loadConfig({ JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" });
+      loadConfig({ ...identities, JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" });
     } catch (err) {
       expect((err as Error).message).not.toContain("s3cr3t-value");
     }
@@ -80,7 +85,7 @@ describe("loadConfig", () => {
   ])("fails fast naming the variable: %j", (env, variable) => {
     let error: unknown;
     try {
-      loadConfig(env);
+      loadConfig({ ...identities, ...env });
     } catch (err) {
       error = err;
     }

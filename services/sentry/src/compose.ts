@@ -15,6 +15,6 @@ export async function composeSentry(config: SentryConfig, deps: IntegrationDeps)
   const token = new Credential(TOKEN_VARIABLE, deps.env, deps.logger);
   const base = await connectIntegration(config, deps, { service: SentryService.typeName, policy: sentryPolicy, baseUrl: config.apiUrl, credentials: [token] });
   const api = new SentryApi({ upstream: base.upstream, token, calls: base.calls });
-  const server = build({ api, health: base.health, logger: deps.logger, tls: config.tls });
+  const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }

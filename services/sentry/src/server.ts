@@ -1,16 +1,15 @@
-import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import { routes } from "./routes.js";
 import type { SentryApi } from "./sentry-api.js";
 
-export interface SentryServerDeps {
+export interface SentryServerDeps extends SecurityOptions {
   api: SentryApi;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
 /** Sentry has no errors of its own beyond those every integration service maps. */
 export function build(deps: SentryServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, tls: deps.tls });
+  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, identity: deps.identity, tokens: deps.tokens });
 }

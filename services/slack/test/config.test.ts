@@ -3,27 +3,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
+
+/** The defaults need the development identities that `npm start` makes; tests have their own. */
+const { env: identities } = await testIdentities();
 
 describe("slack loadConfig", () => {
   it("defaults to the port of ARCHITECTURE.md, Slack's API and no dry run", () => {
-    expect(loadConfig({})).toEqual({
-      host: "0.0.0.0",
+    expect(loadConfig(identities)).toEqual({
+      host: "127.0.0.1",
       port: 50062,
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:slack:",
+      redis: expect.objectContaining({ url: "redis://127.0.0.1:6379", keyPrefix: "hookmesh:slack:" }),
       apiUrl: "https://slack.com/api",
       dryRun: false,
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },
       shutdownGraceMs: 10_000,
       logLevel: "info",
-      tls: undefined,
+      identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/slack" }),
+      operatorTokens: expect.anything(),
     });
   });
 
   it("reads its variables", () => {
     expect(
       loadConfig({
+        ...identities,
         SLACK_HOST: "127.0.0.1",
         SLACK_PORT: "6000",
         REDIS_URL: "redis://redis:6379/2",
@@ -38,8 +43,7 @@ describe("slack loadConfig", () => {
     ).toMatchObject({
       host: "127.0.0.1",
       port: 6000,
-      redisUrl: "redis://redis:6379/2",
-      redisKeyPrefix: "mesh:slack:",
+      redis: expect.objectContaining({ url: "redis://redis:6379/2", keyPrefix: "mesh:slack:" }),
       apiUrl: "http://127.0.0.1:9000/api",
       dryRun: true,
       shutdownGraceMs: 500,
@@ -49,14 +53,14 @@ describe("slack loadConfig", () => {
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ SLACK_PORT: "70000" })).toThrow(/^SLACK_PORT: /);
-    expect(() => loadConfig({ SLACK_API_URL: "slack.com/api" })).toThrow(/^SLACK_API_URL: /);
-    expect(() => loadConfig({ REDIS_URL: "http://redis" })).toThrow(/^REDIS_URL: /);
-    expect(() => loadConfig({ HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
-    expect(() => loadConfig({ SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
-    expect(() => loadConfig({ SLACK_TLS_KEY_FILE: "/nonexistent.pem" })).toThrow(/^SLACK_TLS_CERT_FILE: /);
-    expect(() => loadConfig({ SLACK_TIMEOUT_MS: "soon" })).toThrow(/^SLACK_TIMEOUT_MS: /);
-    expect(() => loadConfig({ SLACK_MAX_ATTEMPTS: "0" })).toThrow(/^SLACK_MAX_ATTEMPTS: /);
+    expect(() => loadConfig({ ...identities, SLACK_PORT: "70000" })).toThrow(/^SLACK_PORT: /);
+    expect(() => loadConfig({ ...identities, SLACK_API_URL: "slack.com/api" })).toThrow(/^SLACK_API_URL: /);
+    expect(() => loadConfig({ ...identities, REDIS_URL: "http://redis" })).toThrow(/^REDIS_URL: /);
+    expect(() => loadConfig({ ...identities, HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
+    expect(() => loadConfig({ ...identities, SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
+    expect(() => loadConfig({ ...identities, SLACK_TLS_KEY_FILE: "/nonexistent.pem" })).toThrow(/^SLACK_TLS_CERT_FILE: /);
+    expect(() => loadConfig({ ...identities, SLACK_TIMEOUT_MS: "soon" })).toThrow(/^SLACK_TIMEOUT_MS: /);
+    expect(() => loadConfig({ ...identities, SLACK_MAX_ATTEMPTS: "0" })).toThrow(/^SLACK_MAX_ATTEMPTS: /);
   });
 
   it("checks the token's source without reading the token into the config", async () => {
@@ -64,11 +68,11 @@ describe("slack loadConfig", () => {
     try {
       const file = join(dir, "token");
       await writeFile(file, "xoxb-secret");
-      expect(JSON.stringify(loadConfig({ SLACK_BOT_TOKEN_FILE: file }))).not.toContain("xoxb-secret");
-      expect(() => loadConfig({ SLACK_BOT_TOKEN_FILE: join(dir, "missing") })).toThrow(
+      expect(JSON.stringify(loadConfig({ ...identities, SLACK_BOT_TOKEN_FILE: file }))).not.toContain("xoxb-secret");
+      expect(() => loadConfig({ ...identities, SLACK_BOT_TOKEN_FILE: join(dir, "missing") })).toThrow(
         new ConfigError("SLACK_BOT_TOKEN_FILE", `cannot read ${join(dir, "missing")}: ENOENT`),
       );
-      expect(() => loadConfig({ SLACK_BOT_TOKEN: "xoxb-a", SLACK_BOT_TOKEN_FILE: file })).toThrow(
+      expect(() => loadConfig({ ...identities, SLACK_BOT_TOKEN: "xoxb-a", SLACK_BOT_TOKEN_FILE: file })).toThrow(
         new ConfigError("SLACK_BOT_TOKEN", "set either SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_FILE, not both"),
       );
     } finally {

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { Redis } from "ioredis";
-import { ConfigError, connectRedis, HealthState, ServingStatus, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
+import { ConfigError, connectRedis, HealthState, openIdentity, ServingStatus, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
@@ -46,12 +46,11 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   const { logger } = deps;
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
   const redis = await connectRedis({
-    url: config.redisUrl,
-    variable: "REDIS_URL",
+    ...config.redis,
     logger,
     onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
   });
-  const keyPrefix = config.redisKeyPrefix;
+  const keyPrefix = config.redis.keyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
@@ -73,10 +72,12 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     },
     logger,
   );
+  const identity = openIdentity(config.identity, logger);
   const closeStore = async () => {
     await queue.close();
     queueConnection.disconnect();
     redis.disconnect();
+    identity?.close();
   };
   try {
     await routingRules.seedDefaults();
@@ -87,7 +88,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     await closeStore();
     throw err;
   }
-  const server = build({ engine, store, routingRules, leaseMs: config.leaseMs, health, logger, tls: config.tls });
+  const server = build({ engine, store, routingRules, leaseMs: config.leaseMs, health, logger, identity, tokens: config.operatorTokens });
   return {
     server,
     engine,

@@ -1,10 +1,7 @@
-import { envInt, envPort, envString, envTls, envUrl, envLogLevel, type Env, type LogLevel, type TlsOptions } from "@hookmesh/kit";
+import { envInt, envListen, envLogLevel, envRedis, envString, type Env, type ListenConfig, type LogLevel, type RedisConfig } from "@hookmesh/kit";
 
-export interface TasksConfig {
-  host: string;
-  port: number;
-  redisUrl: string;
-  redisKeyPrefix: string;
+export interface TasksConfig extends ListenConfig {
+  redis: RedisConfig;
   maxAttempts: number;
   leaseMs: number;
   retryBaseMs: number;
@@ -16,17 +13,14 @@ export interface TasksConfig {
   eventTextBytes: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
-  tls?: TlsOptions;
 }
 
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
   return {
-    host: envString(env, "TASKS_HOST", "0.0.0.0"),
-    port: envPort(env, "TASKS_PORT", 50051),
-    redisUrl: envUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
-    redisKeyPrefix: envString(env, "TASKS_REDIS_PREFIX", "hookmesh:tasks:"),
+    ...envListen(env, "tasks", 50051),
+    redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
     maxAttempts: envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 }),
     leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
     retryBaseMs,
@@ -41,6 +35,5 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envLogLevel(env),
-    tls: envTls(env, "TASKS"),
   };
 }

@@ -1,4 +1,4 @@
-import { createMeshServer, mapStoreError, type ErrorMapper, type HealthState, type Logger, type MeshServer, type TlsOptions } from "@hookmesh/kit";
+import { createMeshServer, mapStoreError, type ErrorMapper, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { TaskEngine } from "./engine.js";
 import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
@@ -7,7 +7,7 @@ import { mapTaskError, taskServiceRoutes } from "./routes.js";
 import type { TaskStore } from "./task-store.js";
 import { workerServiceRoutes } from "./worker-routes.js";
 
-export interface ServerDeps {
+export interface ServerDeps extends SecurityOptions {
   engine: TaskEngine;
   store: TaskStore;
   routingRules: RoutingRuleStore;
@@ -15,7 +15,6 @@ export interface ServerDeps {
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
-  tls?: TlsOptions;
 }
 
 /** Events carry raw webhook bodies, which GitHub allows up to 25 MB. */
@@ -36,6 +35,7 @@ export function build(deps: ServerDeps): MeshServer {
     logger: deps.logger,
     mapError: mapTasksError,
     readMaxBytes: READ_MAX_BYTES,
-    tls: deps.tls,
+    identity: deps.identity,
+    tokens: deps.tokens,
   });
 }

@@ -5,9 +5,13 @@ import { composeTasks, loadConfig, type ComposedTasks, type TasksConfig } from "
 
 /**
  * What tests change from the production defaults, and why: leases and retries short enough
- * for a test to see them expire, a smaller timeline, and no drain wait at close.
+ * for a test to see them expire, a smaller timeline, and no drain wait at close; and cleartext
+ * on loopback, because the service's own tests are about tasks: mTLS and the access policy
+ * are kit's, tested there, and the end-to-end tests run the mesh under the defaults
+ * (`testIdentities().env` turns them back on).
  */
 export const TASKS_TEST_ENV: Env = {
+  HOOKMESH_INSECURE: "1",
   TASKS_LEASE_MS: "5000",
   TASKS_RETRY_BASE_MS: "100",
   TASKS_RETRY_MAX_MS: "1000",
@@ -27,7 +31,8 @@ export interface RunningTasks extends ComposedTasks {
 
 /** The tasks service as production composes it, listening on 127.0.0.1 (port 0 unless given). */
 export async function startTasks(db: Pick<TestRedis, "prefix">, logger: Logger, options: { port?: number; env?: Env } = {}): Promise<RunningTasks> {
-  const service = await composeTasks(tasksTestConfig(db, options.env), { logger, env: {} });
+  const config = tasksTestConfig(db, options.env);
+  const service = await composeTasks(config, { logger, env: {} });
   const { port } = (await service.server.listen(options.port ?? 0, "127.0.0.1")) as AddressInfo;
-  return Object.assign(service, { url: `http://127.0.0.1:${port}`, port });
+  return Object.assign(service, { url: `${config.identity.insecure ? "http" : "https"}://127.0.0.1:${port}`, port });
 }

@@ -1,22 +1,31 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
+import { testIdentities } from "@hookmesh/kit/testing";
 import { loadConfig } from "../src/config.js";
 
 describe("tasks loadConfig", () => {
-  it("defaults to the ports and Redis of ARCHITECTURE.md", () => {
-    expect(loadConfig({})).toMatchObject({
+  it("defaults to ARCHITECTURE.md's port on loopback, mTLS as spiffe://hookmesh.local/tasks, and its own Redis prefix", async () => {
+    const { env, home } = await testIdentities();
+    expect(loadConfig(env)).toMatchObject({
+      host: "127.0.0.1",
       port: 50051,
-      redisUrl: "redis://127.0.0.1:6379",
-      redisKeyPrefix: "hookmesh:tasks:",
+      redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" },
       maxAttempts: 3,
-      tls: undefined,
+      identity: { insecure: false, id: "spiffe://hookmesh.local/tasks", certFile: `${home}/tls/tasks.crt` },
     });
   });
 
-  it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ TASKS_PORT: "http" })).toThrow(new ConfigError("TASKS_PORT", 'expected an integer from 0 to 65535, got "http"'));
-    expect(() => loadConfig({ REDIS_URL: "http://localhost" })).toThrow(/^REDIS_URL: /);
-    expect(() => loadConfig({ TASKS_MAX_ATTEMPTS: "0" })).toThrow(/^TASKS_MAX_ATTEMPTS: /);
-    expect(() => loadConfig({ TASKS_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^TASKS_TLS_KEY_FILE: /);
+  it("runs cleartext only when told, and then only on loopback", () => {
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" }).identity).toEqual({ insecure: true });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_HOST: "0.0.0.0" })).toThrow(/^TASKS_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+  });
+
+  it("fails fast naming the variable to fix", async () => {
+    const { env } = await testIdentities();
+    expect(() => loadConfig({ ...env, TASKS_PORT: "http" })).toThrow(new ConfigError("TASKS_PORT", 'expected an integer from 0 to 65535, got "http"'));
+    expect(() => loadConfig({ ...env, REDIS_URL: "http://localhost" })).toThrow(/^REDIS_URL: /);
+    expect(() => loadConfig({ ...env, TASKS_MAX_ATTEMPTS: "0" })).toThrow(/^TASKS_MAX_ATTEMPTS: /);
+    expect(() => loadConfig({ ...env, TASKS_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^TASKS_TLS_KEY_FILE: /);
+    expect(() => loadConfig({ HOOKMESH_HOME: "/nonexistent" })).toThrow(/^TASKS_TLS_CERT_FILE: cannot read \/nonexistent\/tls\/tasks.crt: ENOENT; create development identities with `npx hookmesh certs`/);
   });
 });

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -9,8 +10,8 @@ import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ServingStatus } from "@hookmesh/kit";
-import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { devIdentityFiles, ServingStatus } from "@hookmesh/kit";
+import { memoryLogger, testIdentities, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
@@ -18,6 +19,7 @@ import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { startTasks, type RunningTasks } from "../src/testing.js";
 
+const run = promisify(execFile);
 const protoDir = fileURLToPath(new URL("../../../proto", import.meta.url));
 const buf = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
 const TASKS = TaskService.typeName;
@@ -26,7 +28,13 @@ const ROUTES = RouteService.typeName;
 
 type Stub = grpc.Client & Record<string, Function>;
 
-function loadStub<T>(file: string, includeDirs: string[], pick: (pkg: T) => grpc.ServiceClientConstructor, port: number): Stub {
+function loadStub<T>(
+  file: string,
+  includeDirs: string[],
+  pick: (pkg: T) => grpc.ServiceClientConstructor,
+  port: number,
+  credentials: grpc.ChannelCredentials,
+): Stub {
   const definition = protoLoader.loadSync(file, {
     includeDirs,
     keepCase: true,
@@ -36,22 +44,36 @@ function loadStub<T>(file: string, includeDirs: string[], pick: (pkg: T) => grpc
     oneofs: true,
   });
   const Ctor = pick(grpc.loadPackageDefinition(definition) as unknown as T);
-  return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as Stub;
+  // localhost, a DNS SAN of development certificates: grpc-js sends the target's host as the TLS
+  // server name, which Node deprecates for an IP address.
+  return new Ctor(`localhost:${port}`, credentials) as Stub;
 }
 
-function taskStub(port: number): Stub {
+function taskStub(port: number, credentials: grpc.ChannelCredentials): Stub {
   type Pkg = { hookmesh: { tasks: { v1: { TaskService: grpc.ServiceClientConstructor } } } };
-  return loadStub<Pkg>("hookmesh/tasks/v1/task_service.proto", [protoDir], (p) => p.hookmesh.tasks.v1.TaskService, port);
+  return loadStub<Pkg>(
+    "hookmesh/tasks/v1/task_service.proto",
+    [protoDir],
+    (p) => p.hookmesh.tasks.v1.TaskService,
+    port,
+    credentials,
+  );
 }
 
-function workerStub(port: number): Stub {
+function workerStub(port: number, credentials: grpc.ChannelCredentials): Stub {
   type Pkg = { hookmesh: { tasks: { v1: { WorkerService: grpc.ServiceClientConstructor } } } };
-  return loadStub<Pkg>("hookmesh/tasks/v1/worker_service.proto", [protoDir], (p) => p.hookmesh.tasks.v1.WorkerService, port);
+  return loadStub<Pkg>(
+    "hookmesh/tasks/v1/worker_service.proto",
+    [protoDir],
+    (p) => p.hookmesh.tasks.v1.WorkerService,
+    port,
+    credentials,
+  );
 }
 
-function healthStub(port: number): Stub {
+function healthStub(port: number, credentials = grpc.credentials.createInsecure()): Stub {
   type Pkg = { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
-  return loadStub<Pkg>(healthProtoPath, [], (p) => p.grpc.health.v1.Health, port);
+  return loadStub<Pkg>(healthProtoPath, [], (p) => p.grpc.health.v1.Health, port, credentials);
 }
 
 /** A grpc-js unary call, resolving with the response or the ServiceError. */
@@ -91,70 +113,148 @@ function githubEvent(deliveryId: string) {
   };
 }
 
-async function bufCurl(...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], {
-    timeout: 15_000,
-  });
-  return stdout;
+/** The first Python that has grpcio (Debian's python3-grpcio lives beside the system python3). */
+async function pythonWithGrpc(): Promise<string | undefined> {
+  for (const candidate of ["python3", "/usr/bin/python3"]) {
+    try {
+      await run(candidate, ["-c", "import grpc"]);
+      return candidate;
+    } catch {
+      // not installed, or without grpcio: try the next one
+    }
+  }
+  return undefined;
 }
+const python = await pythonWithGrpc();
 
-describe("tasks server interop", () => {
+/**
+ * ListTasks with Python's grpcio over TLS trusting `ca`, presenting `key` and `cert` when given,
+ * as a generic call with an empty request: the script needs no generated code. Prints the status
+ * and the response bytes in hex, or the status and its details.
+ */
+const PYTHON_LIST_TASKS = `
+import json, sys, grpc
+target, ca, *client = sys.argv[1:]
+key, cert = (open(path, "rb").read() for path in client) if client else (None, None)
+credentials = grpc.ssl_channel_credentials(root_certificates=open(ca, "rb").read(), private_key=key, certificate_chain=cert)
+with grpc.secure_channel(target, credentials) as channel:
+    list_tasks = channel.unary_unary(
+        "/${TaskService.typeName}/ListTasks", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    try:
+        print(json.dumps({"code": "OK", "response": list_tasks(b"", timeout=10).hex()}))
+    except grpc.RpcError as err:
+        print(json.dumps({"code": err.code().name, "details": err.details()}))
+`;
+
+describe("tasks server interop under mTLS", () => {
   let db: TestRedis;
   let running: RunningTasks;
   let port: number;
-  let tasks: Stub;
+  let home: string;
+  /** TaskService as the identities its contract names: SubmitEvent is the gateway's, reading is the operator's. */
+  let asGateway: Stub;
+  let asOperator: Stub;
+
+  /** The CA that issued the service's certificate, which every client here trusts. */
+  let ca: Buffer;
+
+  /** grpc-js TLS presenting `name`'s certificate, or none without a name. */
+  const tls = (name?: string) => {
+    if (name === undefined) return grpc.credentials.createSsl(ca);
+    const { keyFile, certFile } = devIdentityFiles(home, name);
+    return grpc.credentials.createSsl(ca, readFileSync(keyFile), readFileSync(certFile));
+  };
+
+  /** buf curl as the operator; `--cacert` because the test CA is in no system store. */
+  const bufCurl = async (...args: string[]) => {
+    const { caFile, certFile, keyFile } = devIdentityFiles(home, "operator");
+    const curl = ["curl", "--protocol", "grpc", "--cacert", caFile, "--cert", certFile, "--key", keyFile, ...args];
+    return (await run(buf, curl, { timeout: 15_000 })).stdout;
+  };
+
+  /** ListTasks from Python's grpcio, as the operator or with no client certificate. */
+  const pythonListTasks = async (as: "operator" | "no certificate") => {
+    const { caFile, keyFile, certFile } = devIdentityFiles(home, "operator");
+    const client = as === "operator" ? [keyFile, certFile] : [];
+    const { stdout } = await run(python!, ["-c", PYTHON_LIST_TASKS, `127.0.0.1:${port}`, caFile, ...client], {
+      timeout: 15_000,
+    });
+    return JSON.parse(stdout) as { code: string; response?: string; details?: string };
+  };
 
   beforeAll(async () => {
+    const identities = await testIdentities();
+    home = identities.home;
+    ca = readFileSync(devIdentityFiles(home, "tasks").caFile);
     db = await testRedis("tasks-interop");
-    running = await startTasks(db, memoryLogger("tasks").logger);
+    running = await startTasks(db, memoryLogger("tasks").logger, { env: identities.env });
     port = running.port;
-    tasks = taskStub(port);
+    asGateway = taskStub(port, tls("gateway"));
+    asOperator = taskStub(port, tls("operator"));
   });
 
   afterAll(async () => {
-    tasks?.close();
+    asGateway?.close();
+    asOperator?.close();
     await running?.close();
     await db?.cleanup();
   });
 
-  it("creates a task from grpc-js, and returns it as a duplicate the second time", async () => {
-    const first = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-1") }));
+  it("creates a task from grpc-js as the gateway, and returns it as a duplicate the second time", async () => {
+    const first = await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-1") }));
     expect(first.duplicate).toBe(false);
     expect(first.task).toMatchObject({
       state: "TASK_STATE_QUEUED",
       max_attempts: 3,
       event: { provider: "PROVIDER_GITHUB", delivery_id: "interop-1" },
     });
-    const again = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-1") }));
+    const again = await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-1") }));
     expect(again.duplicate).toBe(true);
     expect(again.task.id).toBe(first.task.id);
   });
 
-  it("gets and lists tasks from grpc-js", async () => {
-    const { task } = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-2") }));
-    const got = await ok(unary(tasks, "GetTask", { id: task.id }));
+  it("gets and lists tasks from grpc-js as the operator", async () => {
+    const { task } = await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-2") }));
+    const got = await ok(unary(asOperator, "GetTask", { id: task.id }));
     expect(got.task.id).toBe(task.id);
     expect(Buffer.from(got.task.event.raw_body).toString()).toBe('{"action":"created"}');
     expect(got.task.create_time.seconds).toMatch(/^\d+$/);
-    const listed = await ok(unary(tasks, "ListTasks", { page_size: 10 }));
+    const listed = await ok(unary(asOperator, "ListTasks", { page_size: 10 }));
     expect(listed.tasks.map((t: { id: string }) => t.id)).toContain(task.id);
     expect(listed.tasks[0].id).toBe(task.id); // newest first
     expect(listed.tasks[0].event.raw_body).toHaveLength(0); // BASIC by default
   });
 
   it("gives grpc-js NOT_FOUND for an unknown id and INVALID_ARGUMENT for a missing delivery id", async () => {
-    const missing = await failed(unary(tasks, "GetTask", { id: "no-such-task" }));
+    const missing = await failed(unary(asOperator, "GetTask", { id: "no-such-task" }));
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.details).toBe("task no-such-task not found");
-    const invalid = await failed(unary(tasks, "SubmitEvent", { event: { ...githubEvent(""), delivery_id: "" } }));
+    const invalid = await failed(unary(asGateway, "SubmitEvent", { event: { ...githubEvent(""), delivery_id: "" } }));
     expect(invalid.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(invalid.details).toContain("event.delivery_id");
   });
 
-  it("leases, completes and shows a task succeeded through grpc-js WorkerService", async () => {
-    const workers = workerStub(port);
+  it("refuses grpc-js without a client certificate, and identities the contract does not name", async () => {
+    const anonymous = taskStub(port, tls());
     try {
-      const { task } = await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-lease") }));
+      expect((await failed(unary(anonymous, "ListTasks", {}))).code).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      anonymous.close();
+    }
+    // The refusal names the caller: its certificate was verified, and its identity is not in the contract.
+    const gatewayLists = await failed(unary(asGateway, "ListTasks", {}));
+    expect(gatewayLists.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(gatewayLists.details).toContain('"gateway"');
+    const operatorSubmits = await failed(unary(asOperator, "SubmitEvent", { event: githubEvent("interop-refused") }));
+    expect(operatorSubmits.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(operatorSubmits.details).toContain('"operator"');
+  });
+
+  it("leases, completes and shows a task succeeded through grpc-js WorkerService as the agent", async () => {
+    const workers = workerStub(port, tls("agent"));
+    try {
+      const { task } = await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-lease") }));
       expect(task.state).toBe("TASK_STATE_QUEUED");
       // Other tests' tasks may be queued too: lease everything ready, then finish each lease.
       const leased = await ok(unary(workers, "LeaseTasks", { worker_id: "interop-worker", max_tasks: 100, wait: { seconds: 2 } }));
@@ -177,7 +277,7 @@ describe("tasks server interop", () => {
         expect(done.task).toMatchObject({ id: lease.task.id, state: "TASK_STATE_SUCCEEDED", result: { answer: "fixed" } });
       }
 
-      const got = await ok(unary(tasks, "GetTask", { id: task.id, view: "TASK_VIEW_BASIC" }));
+      const got = await ok(unary(asOperator, "GetTask", { id: task.id, view: "TASK_VIEW_BASIC" }));
       expect(got.task.state).toBe("TASK_STATE_SUCCEEDED");
       expect(got.task.transitions.map((t: { state: string }) => t.state)).toEqual([
         "TASK_STATE_QUEUED",
@@ -191,29 +291,33 @@ describe("tasks server interop", () => {
     }
   });
 
-  it("serves health to grpc-js", async () => {
-    const health = healthStub(port);
+  it("serves health to grpc-js, with any identity and with none", async () => {
+    const health = healthStub(port, tls("dashboard"));
+    const anonymous = healthStub(port, tls());
     try {
       expect(await ok(unary(health, "Check", { service: TASKS }))).toEqual({ status: "SERVING" });
       expect(await ok(unary(health, "Check", { service: WORKERS }))).toEqual({ status: "SERVING" });
       expect(await ok(unary(health, "Check", { service: ROUTES }))).toEqual({ status: "SERVING" });
       expect(await ok(unary(health, "Check", { service: "" }))).toEqual({ status: "SERVING" });
       expect((await failed(unary(health, "Check", { service: "nope.Nope" }))).code).toBe(grpc.status.NOT_FOUND);
+      // Health is open even to a client with no certificate, as probes and load balancers have none.
+      expect(await ok(unary(anonymous, "Check", { service: TASKS }))).toEqual({ status: "SERVING" });
     } finally {
       health.close();
+      anonymous.close();
     }
   });
 
-  it("lists its services to buf curl through reflection", async () => {
-    const services = (await bufCurl("--list-services", `http://127.0.0.1:${port}`)).trim().split("\n");
+  it("lists its services to buf curl as the operator through reflection", async () => {
+    const services = (await bufCurl("--list-services", `https://127.0.0.1:${port}`)).trim().split("\n");
     expect(services).toEqual(
       expect.arrayContaining([TASKS, WORKERS, ROUTES, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]),
     );
   });
 
-  it("answers buf curl with no schema but reflection", async () => {
-    await ok(unary(tasks, "SubmitEvent", { event: githubEvent("interop-curl") }));
-    const out = await bufCurl("-d", "{}", `http://127.0.0.1:${port}/hookmesh.tasks.v1.TaskService/ListTasks`);
+  it("answers buf curl as the operator with no schema but reflection", async () => {
+    await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-curl") }));
+    const out = await bufCurl("-d", "{}", `https://127.0.0.1:${port}/${TASKS}/ListTasks`);
     const body = JSON.parse(out) as { tasks: { event: { deliveryId: string; provider: string }; state: string }[] };
     expect(body.tasks.length).toBeGreaterThan(0);
     expect(body.tasks[0]).toMatchObject({
@@ -221,6 +325,18 @@ describe("tasks server interop", () => {
       event: { provider: "PROVIDER_GITHUB", deliveryId: "interop-curl" },
     });
   });
+
+  it.skipIf(python === undefined)(
+    "answers Python grpcio's ListTasks as the operator, and UNAUTHENTICATED without a client certificate (skipped without python3-grpcio: apt-get install python3-grpcio)",
+    async () => {
+      await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-python") }));
+      const listed = await pythonListTasks("operator");
+      expect(listed.code).toBe("OK");
+      // Newest first, so the task just submitted is in the (undecoded) response.
+      expect(Buffer.from(listed.response!, "hex").toString("latin1")).toContain("interop-python");
+      expect((await pythonListTasks("no certificate")).code).toBe("UNAUTHENTICATED");
+    },
+  );
 });
 
 /** A TCP proxy to Redis that can be cut and restored on the same port. */

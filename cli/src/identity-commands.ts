@@ -1,0 +1,55 @@
+import { appendFileSync, chmodSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { createOperatorToken, ensureDevIdentities, envString, type DevIdentities, type Env } from "@hookmesh/kit";
+import type { Print } from "./args.js";
+import { SERVICES } from "./services.js";
+
+/** One identity per service, the dashboard's (it is planned and already named in the contracts) and the operator's. */
+export const IDENTITY_NAMES: readonly string[] = [...SERVICES.map((s) => s.name), "dashboard", "operator"];
+
+/**
+ * The development CA and identities under `HOOKMESH_HOME` (default `.hookmesh`), in
+ * `HOOKMESH_TRUST_DOMAIN` (default `hookmesh.local`): made when missing, renewed when near
+ * expiry, otherwise left alone. `npm start` runs this before the services.
+ */
+export function devIdentities(env: Env, options: { renew?: boolean } = {}): Promise<DevIdentities> {
+  return ensureDevIdentities({
+    home: resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")),
+    trustDomain: envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local"),
+    names: IDENTITY_NAMES,
+    ...(options.renew && { reissue: true }),
+  });
+}
+
+/** `hookmesh certs [--renew]`: makes (or renews) the development identities and says where they are. */
+export async function certsCommand(args: string[], env: Env, print: Print): Promise<void> {
+  const { values } = parseArgs({ args, options: { renew: { type: "boolean", default: false } } });
+  const made = await devIdentities(env, { renew: values.renew });
+  print(`ca        ${made.caFile}  ${made.caStatus}`);
+  for (const identity of made.identities) {
+    print(`${identity.name.padEnd(9)} ${identity.certFile}  ${identity.status}, ${identity.id}, until ${identity.notAfter.toISOString().slice(0, 10)}`);
+  }
+}
+
+/**
+ * `hookmesh token create NAME [--file FILE]`: a new bearer token for NAME (e.g. `operator`),
+ * printed once; the line that stores its hash goes to FILE (default `HOOKMESH_OPERATOR_TOKENS_FILE`),
+ * or is printed when there is neither. Services read the file at start.
+ */
+export function tokenCommand(args: string[], env: Env, print: Print, note: Print): void {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { file: { type: "string" } } });
+  const [sub, name] = positionals;
+  if (sub !== "create" || !name || positionals.length > 2) throw new Error("usage: hookmesh token create NAME [--file FILE]");
+  const { token, line } = createOperatorToken(name);
+  const file = values.file ?? env.HOOKMESH_OPERATOR_TOKENS_FILE?.trim();
+  if (file) {
+    appendFileSync(file, `${line}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+    note(`# stored its hash in ${file}; restart the services to accept it`);
+  } else {
+    note(`# add this line to the file HOOKMESH_OPERATOR_TOKENS_FILE names:\n${line}`);
+  }
+  note("# the token (shown once; use it as HOOKMESH_TOKEN or an Authorization: Bearer header):");
+  print(token);
+}

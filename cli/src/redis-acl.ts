@@ -1,0 +1,64 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { envRedis, formatRedisAcl, type Env, type RedisAclUser } from "@hookmesh/kit";
+import type { Print } from "./args.js";
+import type { ServiceEntry } from "./services.js";
+
+const FORMATS = ["commands", "aclfile"] as const;
+type AclFormat = (typeof FORMATS)[number];
+
+/**
+ * `hookmesh redis-acl [--format commands|aclfile]`: one Redis ACL user per service that keeps
+ * state, confined to the service's key prefix. A service's password comes from its
+ * `<NAME>_REDIS_PASSWORD` (or `_FILE`); otherwise one is made once under
+ * `$HOOKMESH_HOME/redis/<name>.password` (mode 0600). The rules carry only SHA-256 hashes, so
+ * the output can be piped to `redis-cli` or saved as an ACL file without leaking a password.
+ */
+export function redisAclCommand(args: readonly string[], services: readonly ServiceEntry[], env: Env, print: Print, note: Print): void {
+  const format = parseFormat(args);
+  const home = resolve(env.HOOKMESH_HOME?.trim() || ".hookmesh");
+  const users: RedisAclUser[] = [];
+  for (const service of services) {
+    if (service.redisKeyPrefix === undefined) continue;
+    const prefix = service.name.toUpperCase();
+    const redis = envRedis(env, prefix, service.redisKeyPrefix);
+    const passwordFile = join(home, "redis", `${service.name}.password`);
+    const password = redis.password ?? ownPassword(passwordFile);
+    users.push({ user: `hookmesh-${service.name}`, keyPrefix: redis.keyPrefix, password });
+    if (redis.password === undefined) {
+      note(`# ${service.name}: ${prefix}_REDIS_URL=redis://hookmesh-${service.name}@<host>:6379 ${prefix}_REDIS_PASSWORD_FILE=${passwordFile}`);
+    }
+  }
+  print(formatRedisAcl(users, format).trimEnd());
+}
+
+function parseFormat(args: readonly string[]): AclFormat {
+  if (args.length === 0) return "commands";
+  const [flag, value, ...rest] = args;
+  if (flag !== "--format" || !FORMATS.includes(value as AclFormat) || rest.length > 0) {
+    throw new Error(`usage: hookmesh redis-acl [--format ${FORMATS.join("|")}]`);
+  }
+  return value as AclFormat;
+}
+
+/** The password kept in `file`, made (32 random bytes, base64url) when there is none yet. */
+function ownPassword(file: string): string {
+  try {
+    const existing = readFileSync(file, "utf8").trim();
+    if (existing !== "") return existing;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 });
+  const password = randomBytes(32).toString("base64url");
+  // "wx": a password another run wrote meanwhile is kept, never replaced under a running service.
+  try {
+    writeFileSync(file, `${password}\n`, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return readFileSync(file, "utf8").trim();
+    throw err;
+  }
+  chmodSync(file, 0o600);
+  return password;
+}

@@ -1,0 +1,3 @@
+export * from "./authorize.js";
+export * from "./peer.js";
+export * from "./tokens.js";
