@@ -15,17 +15,17 @@
  *   npx tsx bench/gateway.ts        (Redis from REDIS_URL; results in bench/results/gateway.json)
  */
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
 import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
 import { cpus } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gateway";
 import { connectRedis, createLogger } from "@hookmesh/kit";
 import { signGitHub } from "@hookmesh/kit/testing";
-import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gateway";
 import { composeTasks, loadConfig as loadTasksConfig } from "@hookmesh/tasks";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
@@ -52,7 +52,10 @@ const logger = createLogger({ service: "bench", level: "warn" });
 
 // A real issue_comment delivery mentioning the bot, one issue (subject) per request.
 type Payload = { issue: Record<string, unknown>; comment: Record<string, unknown> } & Record<string, unknown>;
-const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as { name: string; examples: Payload[] }[];
+const examples = createRequire(import.meta.url)("@octokit/webhooks-examples") as {
+  name: string;
+  examples: Payload[];
+}[];
 const example = examples.find((d) => d.name === "issue_comment")!.examples.find((p) => p.action === "created")!;
 const template = JSON.stringify({
   ...example,
@@ -67,7 +70,10 @@ const bodyFor = (n: number) => Buffer.from(`${bodyHead}${n}${bodyTail}`);
 
 const baselineRedis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
 
-const tasks = await composeTasks(loadTasksConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }), { logger, env: {} });
+const tasks = await composeTasks(
+  loadTasksConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }),
+  { logger, env: {} },
+);
 const { port: tasksPort } = await tasks.server.listen(0, "127.0.0.1");
 
 const gateway = await composeGateway(
@@ -106,7 +112,8 @@ const baseline = http.createServer((req, res) => {
     }
     baselineRedis.set(`${prefix}baseline:${String(req.headers["x-github-delivery"])}`, body).then(
       () => res.writeHead(202, { "content-type": "application/json" }).end('{"ok":true}'),
-      () => res.writeHead(503, { "content-type": "application/json", "retry-after": "5" }).end('{"error":"unavailable"}'),
+      () =>
+        res.writeHead(503, { "content-type": "application/json", "retry-after": "5" }).end('{"error":"unavailable"}'),
     );
   });
 });
@@ -154,7 +161,14 @@ function send(target: Target, agent: http.Agent): Promise<number> {
         res.on("end", () => {
           const status = res.statusCode ?? 0;
           const text = Buffer.concat(chunks).toString();
-          const kind = status !== 202 ? `http ${status}` : text.includes('"task_id"') ? "task" : text.includes('"queued"') ? "outbox" : "accepted";
+          const kind =
+            status !== 202
+              ? `http ${status}`
+              : text.includes('"task_id"')
+                ? "task"
+                : text.includes('"queued"')
+                  ? "outbox"
+                  : "accepted";
           replies[target.name][kind] = (replies[target.name][kind] ?? 0) + 1;
           resolve(status);
         });
@@ -234,7 +248,12 @@ async function fixedRate(target: Target, rate: number): Promise<PhaseResult> {
   agent.destroy();
   return {
     ...summarize(latencies, statuses, seconds),
-    sendLagMsP99: round(percentile(lags.sort((a, b) => a - b), 99)),
+    sendLagMsP99: round(
+      percentile(
+        lags.sort((a, b) => a - b),
+        99,
+      ),
+    ),
     eventLoopDelayMs: { p99: round(loop.percentile(99) / 1e6), max: round(loop.max / 1e6) },
   };
 }
@@ -280,7 +299,8 @@ const results: Record<Target["name"], TargetResults> = { gateway: {}, baseline: 
 try {
   for (const target of targets) {
     const warm = await maxThroughput(target, MAX_SENDERS, WARMUP_SECONDS);
-    if (warm.acknowledged === 0 || warm.failed > 0) throw new Error(`${target.name}: warm-up failed: ${JSON.stringify(replies[target.name])}`);
+    if (warm.acknowledged === 0 || warm.failed > 0)
+      throw new Error(`${target.name}: warm-up failed: ${JSON.stringify(replies[target.name])}`);
     replies[target.name] = {};
   }
   for (const rate of RATES) {
@@ -319,17 +339,23 @@ try {
         RATES.flatMap((rate) => [
           [`p50At${rate}PerSecondVsBaseline`, round(g[`rate${rate}`]!.latencyMs.p50 / b[`rate${rate}`]!.latencyMs.p50)],
           [`p99At${rate}PerSecondVsBaseline`, round(g[`rate${rate}`]!.latencyMs.p99 / b[`rate${rate}`]!.latencyMs.p99)],
-          [`p50At${rate}PerSecondOverBaselineMs`, round(g[`rate${rate}`]!.latencyMs.p50 - b[`rate${rate}`]!.latencyMs.p50)],
+          [
+            `p50At${rate}PerSecondOverBaselineMs`,
+            round(g[`rate${rate}`]!.latencyMs.p50 - b[`rate${rate}`]!.latencyMs.p50),
+          ],
         ]),
       ),
     },
   };
   mkdirSync(here("./results"), { recursive: true });
-  writeFileSync(here("./results/gateway.json"), JSON.stringify(output, null, 2) + "\n");
+  writeFileSync(here("./results/gateway.json"), `${JSON.stringify(output, null, 2)}\n`);
   console.log(JSON.stringify(output, null, 2));
   console.log(
     `gateway: ${g.max!.perSecond}/s max (${MAX_SENDERS} senders) = ${output.ratios.maxThroughputVsBaseline}x the baseline's ${b.max!.perSecond}/s; ` +
-      RATES.map((rate) => `at ${rate}/s p50 ${g[`rate${rate}`]!.latencyMs.p50} ms vs ${b[`rate${rate}`]!.latencyMs.p50} ms, p99 ${g[`rate${rate}`]!.latencyMs.p99} ms vs ${b[`rate${rate}`]!.latencyMs.p99} ms`).join("; "),
+      RATES.map(
+        (rate) =>
+          `at ${rate}/s p50 ${g[`rate${rate}`]!.latencyMs.p50} ms vs ${b[`rate${rate}`]!.latencyMs.p50} ms, p99 ${g[`rate${rate}`]!.latencyMs.p99} ms vs ${b[`rate${rate}`]!.latencyMs.p99} ms`,
+      ).join("; "),
   );
 } finally {
   await gateway.close();

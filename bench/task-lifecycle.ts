@@ -8,20 +8,20 @@
  *
  *   npx tsx bench/task-lifecycle.ts        (Redis from REDIS_URL; results in bench/results/)
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Redis } from "ioredis";
 import { createLogger } from "@hookmesh/kit";
 import { composeTasks, loadConfig } from "@hookmesh/tasks";
+import { Redis } from "ioredis";
 import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
@@ -44,7 +44,10 @@ const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `hookmesh-bench:${randomUUID()}:`;
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
 const logger = createLogger({ service: "bench", level: "warn" });
-const core = await composeTasks(loadConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }), { logger, env: {} });
+const core = await composeTasks(loadConfig({ ...BENCH_TASKS_ENV, REDIS_URL: redisUrl, TASKS_REDIS_PREFIX: prefix }), {
+  logger,
+  env: {},
+});
 await core.routingRules.upsert(
   create(RouteSchema, {
     id: "bench",
@@ -110,7 +113,8 @@ async function waitForStarts(ids: string[], timeoutMs: number): Promise<Map<stri
   for (;;) {
     const seen = starts();
     if (ids.every((id) => seen.has(id))) return seen;
-    if (Date.now() > deadline) throw new Error(`only ${ids.filter((id) => seen.has(id)).length} of ${ids.length} agents started`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${ids.filter((id) => seen.has(id)).length} of ${ids.length} agents started`);
     await sleep(20);
   }
 }
@@ -200,7 +204,13 @@ try {
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, node: process.version },
-    setup: { workers: WORKERS, slotsPerWorker: SLOTS_PER_WORKER, ratePerSecond: RATE_PER_SECOND, latencyTasks: LATENCY_TASKS, throughputTasks: THROUGHPUT_TASKS },
+    setup: {
+      workers: WORKERS,
+      slotsPerWorker: SLOTS_PER_WORKER,
+      ratePerSecond: RATE_PER_SECOND,
+      latencyTasks: LATENCY_TASKS,
+      throughputTasks: THROUGHPUT_TASKS,
+    },
     lifecycle: {
       submitToStartMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)) },
       tasksPerSecond: round(tasksPerSecond),
@@ -215,7 +225,7 @@ try {
     },
   };
   mkdirSync(here("./results"), { recursive: true });
-  writeFileSync(here("./results/task-lifecycle.json"), JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(here("./results/task-lifecycle.json"), `${JSON.stringify(results, null, 2)}\n`);
   console.log(JSON.stringify(results, null, 2));
 } finally {
   for (const worker of workers) worker.kill("SIGTERM");

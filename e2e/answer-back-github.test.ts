@@ -4,12 +4,20 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { type ClientFactory, createLogger } from "@hookmesh/kit";
+import {
+  freePort,
+  signGitHub,
+  startService,
+  type TestIdentities,
+  type TestRedis,
+  testIdentities,
+  testRedis,
+} from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createLogger, type ClientFactory } from "@hookmesh/kit";
-import { freePort, signGitHub, startService, testIdentities, testRedis, type TestIdentities, type TestRedis } from "@hookmesh/kit/testing";
-import { startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
-import { TaskState, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
 
@@ -17,7 +25,6 @@ import { FakeGitHub } from "../services/github/test/fake-github.js";
 const POLL = { timeout: 20_000, interval: 50 };
 
 const GITHUB_TOKEN = "ghp_endToEndTestToken0123456789abcdef";
-
 
 /**
  * Answering back, end to end: a signed GitHub comment mentioning @hookmesh enters the real
@@ -130,7 +137,8 @@ describe("answering back on GitHub, end to end", () => {
   }
 
   const comments = (taskId: string) => [...github.comments.values()].filter((c) => String(c.body).includes(taskId));
-  const creates = () => github.apiRequests().filter((r) => r.method === "POST" && r.path === "/repos/octo/repo/issues/7/comments");
+  const creates = () =>
+    github.apiRequests().filter((r) => r.method === "POST" && r.path === "/repos/octo/repo/issues/7/comments");
 
   it("acknowledges once, then edits the same comment into the answer", async () => {
     startWorker("echo 'the test is flaky because of a race'");
@@ -142,7 +150,9 @@ describe("answering back on GitHub, end to end", () => {
     const [comment] = comments(id);
     expect(String(comment!.body)).toContain("the test is flaky because of a race");
     expect(String(comment!.body)).toContain(`https://hookmesh.example/tasks/${id}`);
-    const edits = github.apiRequests().filter((r) => r.method === "PATCH" && r.path === `/repos/octo/repo/issues/comments/${String(comment!.id)}`);
+    const edits = github
+      .apiRequests()
+      .filter((r) => r.method === "PATCH" && r.path === `/repos/octo/repo/issues/comments/${String(comment!.id)}`);
     expect(edits.length).toBeGreaterThanOrEqual(1);
     expect(edits.every((r) => r.headers.authorization === `Bearer ${GITHUB_TOKEN}`)).toBe(true);
     // Every integration call, the final edit included, is in the task's timeline.
@@ -150,7 +160,10 @@ describe("answering back on GitHub, end to end", () => {
     for await (const { event } of operator.client(TaskService, tasks.url, "tasks").watchTask({ id })) {
       if (event?.kind.case === "toolCall") calls.push(`${event.kind.value.name} ${event.kind.value.detail}`);
     }
-    expect(calls).toEqual([`github.CreateComment ${String(comment!.id)}`, `github.UpdateComment ${String(comment!.id)}`]);
+    expect(calls).toEqual([
+      `github.CreateComment ${String(comment!.id)}`,
+      `github.UpdateComment ${String(comment!.id)}`,
+    ]);
   });
 
   it("still yields one acknowledgment and one answer when the worker is killed mid-run", async () => {

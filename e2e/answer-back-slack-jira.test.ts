@@ -4,11 +4,20 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fixture as fixtureBytes, type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { type ClientFactory, createLogger } from "@hookmesh/kit";
+import {
+  freePort,
+  signJira,
+  signSlack,
+  startService,
+  type TestIdentities,
+  type TestRedis,
+  testIdentities,
+  testRedis,
+} from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger, type ClientFactory } from "@hookmesh/kit";
-import { freePort, signJira, signSlack, startService, testIdentities, testRedis, type TestIdentities, type TestRedis } from "@hookmesh/kit/testing";
-import { fixture as fixtureBytes, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeJira } from "../services/jira/test/fake-jira.js";
@@ -23,7 +32,6 @@ const API_TOKEN = "atl-api-token-5eCr3t";
 const BASIC_AUTH = `Basic ${Buffer.from(`${EMAIL}:${API_TOKEN}`).toString("base64")}`;
 
 const fixture = (name: string) => JSON.parse(fixtureBytes(name).toString("utf8")) as Record<string, unknown>;
-
 
 /**
  * Answering back on Slack and Jira, end to end: signed deliveries through the real gateway,
@@ -101,7 +109,11 @@ describe("answering back on Slack and Jira, end to end", () => {
   });
 
   async function post(route: string, body: string, headers: Record<string, string>): Promise<string> {
-    const res = await fetch(`${gateway.base}/webhooks/${route}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+    const res = await fetch(`${gateway.base}/webhooks/${route}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body,
+    });
     expect(res.status).toBe(202);
     return ((await res.json()) as { task_id: string }).task_id;
   }
@@ -124,8 +136,18 @@ describe("answering back on Slack and Jira, end to end", () => {
       "x-slack-signature": signSlack(body, TEST_SECRETS.slack, timestamp),
     });
     await expect.poll(() => succeeded(id), POLL).toBe(true);
-    await expect.poll(() => slack.calls("chat.update").some((c) => String((c.body as { text?: string }).text).includes("deployed at noon")), POLL).toBe(true);
-    const posts = slack.calls("chat.postMessage").filter((c) => String((c.body as { text?: string }).text).includes(id));
+    await expect
+      .poll(
+        () =>
+          slack
+            .calls("chat.update")
+            .some((c) => String((c.body as { text?: string }).text).includes("deployed at noon")),
+        POLL,
+      )
+      .toBe(true);
+    const posts = slack
+      .calls("chat.postMessage")
+      .filter((c) => String((c.body as { text?: string }).text).includes(id));
     expect(posts).toHaveLength(1);
     expect(posts[0]!.body).toMatchObject({ channel: CHANNEL, thread_ts: ts });
     expect(posts[0]!.headers.authorization).toBe(`Bearer ${TEST_TOKEN}`);
@@ -138,11 +160,15 @@ describe("answering back on Slack and Jira, end to end", () => {
       "x-hub-signature": signJira(body, TEST_SECRETS.jira),
     });
     await expect.poll(() => succeeded(id), POLL).toBe(true);
-    await expect.poll(() => [...jira.comments.values()].some((c) => JSON.stringify(c.body).includes("deployed at noon")), POLL).toBe(true);
+    await expect
+      .poll(() => [...jira.comments.values()].some((c) => JSON.stringify(c.body).includes("deployed at noon")), POLL)
+      .toBe(true);
     const adds = jira.received.filter((r) => r.method === "POST" && r.path.endsWith("/issue/PROJ-7/comment"));
     expect(adds).toHaveLength(1);
     const ours = [...jira.comments.values()].filter((c) => JSON.stringify(c.body).includes(id));
     expect(ours).toHaveLength(1);
-    expect(jira.received.some((r) => r.method === "PUT" && r.path.endsWith(`/issue/PROJ-7/comment/${ours[0]!.id}`))).toBe(true);
+    expect(
+      jira.received.some((r) => r.method === "PUT" && r.path.endsWith(`/issue/PROJ-7/comment/${ours[0]!.id}`)),
+    ).toBe(true);
   });
 });

@@ -3,24 +3,24 @@ import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { getOption, type DescFile, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type CallOptions, type Client, type Transport } from "@connectrpc/connect";
+import { type DescFile, type DescMethod, type DescService, getOption } from "@bufbuild/protobuf";
+import { type CallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { createLogger, serverIdentityCheck, spiffeId, type ClientFactory } from "@hookmesh/kit";
+import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
+import { type ClientFactory, createLogger, serverIdentityCheck, spiffeId } from "@hookmesh/kit";
 import {
   freePort,
   MESH_IDENTITIES,
   startService,
   TEST_REDIS_URL,
-  testIdentities,
-  testRedis,
   type TestIdentities,
   type TestRedis,
+  testIdentities,
+  testRedis,
 } from "@hookmesh/kit/testing";
-import { startGateway, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
 import { access } from "../gen/hookmesh/auth/v1/auth_pb.js";

@@ -8,20 +8,20 @@
  *   durable, so every delivery gets 503 with Retry-After and none is acknowledged, and /readyz
  *   says 503; when Redis is back on the same port, deliveries are acknowledged again.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import * as http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { createClient, type Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { examplesOf, type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
 import { createLogger } from "@hookmesh/kit";
 import { freePort, signGitHub, testRedis } from "@hookmesh/kit/testing";
-import { examplesOf, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
 import { startTasks } from "@hookmesh/tasks/testing";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
-import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliveryStatus } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -154,7 +154,9 @@ function grpcClient<T extends typeof TaskService | typeof DeliveryService>(servi
 }
 
 describe("chaos: the tasks service stopped", () => {
-  it("acknowledges 500 signed deliveries from the outbox, and each becomes exactly one task when tasks is back", { timeout: 90_000 }, async () => {
+  it("acknowledges 500 signed deliveries from the outbox, and each becomes exactly one task when tasks is back", {
+    timeout: 90_000,
+  }, async () => {
     const db = await testRedis("gateway-chaos-tasks");
     cleanups.push(() => db.cleanup());
     const first = await startTasks(db, logger);
@@ -207,26 +209,36 @@ describe("chaos: the tasks service stopped", () => {
 
     // The delivery log says where each one went: one verified entry per delivery, with its task.
     const taskOf = new Map(all.map((t) => [t.event!.deliveryId, t.id]));
-    const logged = (await listAllDeliveries(grpcClient(DeliveryService, gateway.grpcUrl))).filter((d) => wanted.has(d.deliveryId));
+    const logged = (await listAllDeliveries(grpcClient(DeliveryService, gateway.grpcUrl))).filter((d) =>
+      wanted.has(d.deliveryId),
+    );
     const firsts = logged.filter((d) => d.status !== DeliveryStatus.DUPLICATE);
     expect(firsts).toHaveLength(500);
     for (const d of firsts) {
-      expect([DeliveryStatus.ACCEPTED, DeliveryStatus.IGNORED], `delivery ${d.deliveryId} is ${DeliveryStatus[d.status]}`).toContain(d.status);
+      expect(
+        [DeliveryStatus.ACCEPTED, DeliveryStatus.IGNORED],
+        `delivery ${d.deliveryId} is ${DeliveryStatus[d.status]}`,
+      ).toContain(d.status);
       expect(d.taskId).toBe(taskOf.get(d.deliveryId));
     }
     expect(logged.filter((d) => d.status === DeliveryStatus.DUPLICATE)).toHaveLength(100);
-    console.log(`chaos (tasks down): 500 deliveries acknowledged in ${sendSeconds.toFixed(1)} s; all tasks ${drainSeconds.toFixed(1)} s after tasks restarted`);
+    console.log(
+      `chaos (tasks down): 500 deliveries acknowledged in ${sendSeconds.toFixed(1)} s; all tasks ${drainSeconds.toFixed(1)} s after tasks restarted`,
+    );
   });
 });
 
 // -------------------------------------------------------------------------------------------------
 
-
 /** A redis-server of this test's own, without persistence: killing it loses everything in it. */
 async function startRedisServer(port: number): Promise<ChildProcess> {
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -264,18 +276,24 @@ async function meshOnDedicatedRedis() {
     reader,
     async stopRedis() {
       await kill(redisServer.child);
-      await until("/readyz to say 503", 10_000, async () => ((await get(gateway.base, "/readyz")) === 503 ? true : undefined));
+      await until("/readyz to say 503", 10_000, async () =>
+        (await get(gateway.base, "/readyz")) === 503 ? true : undefined,
+      );
     },
     /** Starts redis-server again on the same port, empty, and waits until the gateway is ready. */
     async startRedis() {
       redisServer.child = await startRedisServer(port);
-      await until("/readyz to say 200", 15_000, async () => ((await get(gateway.base, "/readyz")) === 200 ? true : undefined));
+      await until("/readyz to say 200", 15_000, async () =>
+        (await get(gateway.base, "/readyz")) === 200 ? true : undefined,
+      );
     },
   };
 }
 
 describe("chaos: Redis stopped", () => {
-  it("answers 503 with Retry-After and acknowledges nothing while Redis is down, and 202 again once it is back", { timeout: 60_000 }, async () => {
+  it("answers 503 with Retry-After and acknowledges nothing while Redis is down, and 202 again once it is back", {
+    timeout: 60_000,
+  }, async () => {
     const { gateway, reader, stopRedis, startRedis } = await meshOnDedicatedRedis();
     const before = await deliver(gateway.base, `before-${randomUUID()}`, 0);
     expect(before).toMatchObject({ status: 202, body: { task_id: expect.any(String) } });
@@ -319,7 +337,9 @@ describe("chaos: Redis stopped", () => {
     expect(outage.slice(20).filter((id) => counts.has(id))).toEqual([]);
   });
 
-  it("forwards what the outbox takes after Redis came back empty, once tasks is back", { timeout: 60_000 }, async () => {
+  it("forwards what the outbox takes after Redis came back empty, once tasks is back", {
+    timeout: 60_000,
+  }, async () => {
     // Redis restarting without its data takes the outbox's consumer group with it; the gateway
     // must still forward what it acknowledges afterwards.
     const { db, env, tasks, gateway, reader, stopRedis, startRedis } = await meshOnDedicatedRedis();
@@ -328,7 +348,8 @@ describe("chaos: Redis stopped", () => {
     const port = tasks.current.port;
     await tasks.current.close();
     const queued = Array.from({ length: 20 }, (_, i) => `queued-${i}-${randomUUID()}`);
-    for (const answer of await deliverAll(gateway.base, queued, 10)) expect(answer).toMatchObject({ status: 202, body: { queued: true } });
+    for (const answer of await deliverAll(gateway.base, queued, 10))
+      expect(answer).toMatchObject({ status: 202, body: { queued: true } });
     tasks.current = await startTasks(db, logger, { port, env });
     const wanted = new Set(queued);
     const listed = await until("the deliveries queued after the Redis restart to become tasks", 20_000, async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
-import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 import { TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 
 /** Deliveries as each provider sends them, signed with the gateway's test secrets. */
 
@@ -17,7 +17,12 @@ export interface Reply {
 }
 
 /** POSTs `body` to the gateway's `/webhooks/{endpoint}`. */
-export async function post(base: string, endpoint: string, body: Buffer | string, headers: Record<string, string>): Promise<Reply> {
+export async function post(
+  base: string,
+  endpoint: string,
+  body: Buffer | string,
+  headers: Record<string, string>,
+): Promise<Reply> {
   const res = await fetch(`${base}/webhooks/${endpoint}`, { method: "POST", headers, body: Buffer.from(body) });
   const text = await res.text();
   return { status: res.status, headers: res.headers, json: text === "" ? {} : (JSON.parse(text) as Json) };
@@ -25,7 +30,12 @@ export async function post(base: string, endpoint: string, body: Buffer | string
 
 export function githubHeaders(
   body: Buffer | string,
-  { event = "issue_comment", delivery = randomUUID() as string, hookId = "109948940", secret = TEST_SECRETS.github } = {},
+  {
+    event = "issue_comment",
+    delivery = randomUUID() as string,
+    hookId = "109948940",
+    secret = TEST_SECRETS.github,
+  } = {},
 ): Record<string, string> {
   return {
     "content-type": JSON_TYPE,
@@ -36,7 +46,11 @@ export function githubHeaders(
   };
 }
 
-export function slackHeaders(body: Buffer | string, contentType = JSON_TYPE, extra: Record<string, string> = {}): Record<string, string> {
+export function slackHeaders(
+  body: Buffer | string,
+  contentType = JSON_TYPE,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   const timestamp = Math.floor(Date.now() / 1000);
   return {
     "content-type": contentType,
@@ -55,7 +69,11 @@ export function jiraHeaders(body: Buffer | string, identifier: string = randomUU
   };
 }
 
-export function sentryHeaders(body: Buffer | string, resource: string, requestId: string = randomUUID()): Record<string, string> {
+export function sentryHeaders(
+  body: Buffer | string,
+  resource: string,
+  requestId: string = randomUUID(),
+): Record<string, string> {
   return {
     "content-type": JSON_TYPE,
     "request-id": requestId,

@@ -26,17 +26,24 @@ import * as net from "node:net";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { deflateSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  examplesOf,
+  fixture,
+  type Payload,
+  type RunningGateway,
+  startGateway,
+  TEST_SECRETS,
+} from "@hookmesh/gateway/testing";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { examplesOf, fixture, startGateway, TEST_SECRETS, type Payload, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { CustomRouteSchema, HmacAlgorithm, SignedContent } from "../gen/hookmesh/gateway/v1/custom_route_pb.js";
-import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliveryStatus } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -48,7 +55,13 @@ const CONCURRENCY = 24;
 /** Small limits, so that bodies over them are cheap to send. */
 const GITHUB_LIMIT = 64 * 1024;
 const CUSTOM_LIMIT = 8 * 1024;
-const LIMITS = { github: GITHUB_LIMIT, slack: 1024 * 1024, jira: 10 * 1024 * 1024, sentry: 4 * 1024 * 1024, custom: CUSTOM_LIMIT };
+const LIMITS = {
+  github: GITHUB_LIMIT,
+  slack: 1024 * 1024,
+  jira: 10 * 1024 * 1024,
+  sentry: 4 * 1024 * 1024,
+  custom: CUSTOM_LIMIT,
+};
 
 type Route = "github" | "slack" | "jira" | "sentry" | "custom";
 const ROUTES: readonly Route[] = ["github", "slack", "jira", "sentry", "custom"];
@@ -83,7 +96,14 @@ const SIG_HEADER: Record<Route, string> = {
   custom: "X-Fuzz-Signature",
 };
 const TS_HEADER: Partial<Record<Route, string>> = { slack: "X-Slack-Request-Timestamp", custom: "X-Fuzz-Timestamp" };
-const WRONG_SECRETS = ["wrong-secret", "", "github-test-secret ", "github-test-secre", "GITHUB-TEST-SECRET", ...ALL_SECRETS];
+const WRONG_SECRETS = [
+  "wrong-secret",
+  "",
+  "github-test-secret ",
+  "github-test-secre",
+  "GITHUB-TEST-SECRET",
+  ...ALL_SECRETS,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness
@@ -252,12 +272,19 @@ const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 // Valid drafts: real payloads, signed the providers' way
 
 const GITHUB_POOL: { event: string; body: Buffer }[] = [
-  ...["issues", "issue_comment", "pull_request", "pull_request_review_comment", "push", "discussion_comment", "check_run"].flatMap(
-    (event) =>
-      examplesOf(event)
-        .slice(0, 6)
-        .map((p: Payload) => ({ event, body: json(p) }))
-        .filter(({ body }) => body.length < GITHUB_LIMIT - 1024),
+  ...[
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review_comment",
+    "push",
+    "discussion_comment",
+    "check_run",
+  ].flatMap((event) =>
+    examplesOf(event)
+      .slice(0, 6)
+      .map((p: Payload) => ({ event, body: json(p) }))
+      .filter(({ body }) => body.length < GITHUB_LIMIT - 1024),
   ),
 ];
 const GITHUB_PINGS = examplesOf("ping").map((p) => json(p));
@@ -333,11 +360,15 @@ function validDraft(rng: Rng, route: Route, id: string): Draft {
         body = json({ token: "Jhj5dZrVaK7ZwHHjRyZWjbDl", challenge: `challenge-${id}`, type: "url_verification" });
         event = false;
       } else if (variant === "slash") {
-        body = Buffer.from(new URLSearchParams({ ...SLACK_SLASH, text: `fix it ${id} Grüße`, trigger_id: id }).toString());
+        body = Buffer.from(
+          new URLSearchParams({ ...SLACK_SLASH, text: `fix it ${id} Grüße`, trigger_id: id }).toString(),
+        );
         contentType = "application/x-www-form-urlencoded";
         primaryId = `sha256:${sha256(body)}`;
       } else if (variant === "interactivity") {
-        body = Buffer.from(new URLSearchParams({ payload: JSON.stringify({ ...SLACK_ACTIONS, trigger_id: id }) }).toString());
+        body = Buffer.from(
+          new URLSearchParams({ payload: JSON.stringify({ ...SLACK_ACTIONS, trigger_id: id }) }).toString(),
+        );
         contentType = "application/x-www-form-urlencoded";
         primaryId = `sha256:${sha256(body)}`;
       } else {
@@ -390,7 +421,9 @@ function validDraft(rng: Rng, route: Route, id: string): Draft {
     case "custom": {
       const ts = String(nowSeconds() + rng.int(-60, 60));
       const plain = rng.chance(0.2);
-      const body = plain ? Buffer.from(`plain text ${id} Grüße 日本語`) : json({ text: `@hookmesh fuzz ${id} 👋`, n: rng.int(0, 1e9) });
+      const body = plain
+        ? Buffer.from(`plain text ${id} Grüße 日本語`)
+        : json({ text: `@hookmesh fuzz ${id} 👋`, n: rng.int(0, 1e9) });
       const withId = rng.chance(0.8);
       return {
         ...base,
@@ -415,7 +448,11 @@ function validDraft(rng: Rng, route: Route, id: string): Draft {
 type Mutation = (rng: Rng, d: Draft) => Draft;
 
 function resign(d: Draft, body: Buffer, secret: string, timestamp?: string): Header[] {
-  return setHeader(d.headers, SIG_HEADER[d.route!], signatureFor(d.route!, body, secret, timestamp ?? getHeader(d.headers, TS_HEADER[d.route!] ?? "")));
+  return setHeader(
+    d.headers,
+    SIG_HEADER[d.route!],
+    signatureFor(d.route!, body, secret, timestamp ?? getHeader(d.headers, TS_HEADER[d.route!] ?? "")),
+  );
 }
 
 const forged = (d: Draft, kind: string, change: Partial<Draft>): Draft => ({
@@ -425,7 +462,11 @@ const forged = (d: Draft, kind: string, change: Partial<Draft>): Draft => ({
   intent: "forged",
   primaryId: undefined,
 });
-const stillSigned = (d: Draft, kind: string, change: Partial<Draft>): Draft => ({ ...d, ...change, kind: `${d.kind}>${kind}` });
+const stillSigned = (d: Draft, kind: string, change: Partial<Draft>): Draft => ({
+  ...d,
+  ...change,
+  kind: `${d.kind}>${kind}`,
+});
 
 const BODY_MUTATIONS: Record<string, Mutation> = {
   flipBit(rng, d) {
@@ -435,7 +476,9 @@ const BODY_MUTATIONS: Record<string, Mutation> = {
     return forged(d, "flipBit", { body });
   },
   appendByte(rng, d) {
-    return forged(d, "appendByte", { body: Buffer.concat([d.body, Buffer.from(rng.pick(["\n", " ", "\0", "}", "\r\n", "x"]))]) });
+    return forged(d, "appendByte", {
+      body: Buffer.concat([d.body, Buffer.from(rng.pick(["\n", " ", "\0", "}", "\r\n", "x"]))]),
+    });
   },
   prependSpace(_rng, d) {
     return forged(d, "prependSpace", { body: Buffer.concat([Buffer.from(" "), d.body]) });
@@ -453,14 +496,18 @@ const BODY_MUTATIONS: Record<string, Mutation> = {
   },
   escapeUnicode(_rng, d) {
     // Same JSON value, other bytes: a re-serializing verifier would wrongly accept it.
-    const escaped = d.body.toString("utf8").replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    const escaped = d.body
+      .toString("utf8")
+      .replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
     const body = Buffer.from(escaped === d.body.toString("utf8") ? `${escaped} ` : escaped);
     return forged(d, "escapeUnicode", { body });
   },
   changeAction(_rng, d) {
     const text = d.body.toString("utf8");
     const at = text.lastIndexOf("}");
-    return forged(d, "changeAction", { body: Buffer.from(at > 0 ? `${text.slice(0, at)},"action":"deleted"}` : `${text}&action=deleted`) });
+    return forged(d, "changeAction", {
+      body: Buffer.from(at > 0 ? `${text.slice(0, at)},"action":"deleted"}` : `${text}&action=deleted`),
+    });
   },
   otherBody(rng, d) {
     return forged(d, "otherBody", { body: json({ action: "created", text: `@hookmesh rm -rf ${rng.hex(8)}` }) });
@@ -482,15 +529,21 @@ const SIGNATURE_MUTATIONS: Record<string, Mutation> = {
     const at = hexStart + rng.int(0, 63);
     const old = value[at] ?? "0";
     const replacement = "0123456789abcdef".replace(old, "")[rng.int(0, 14)]!;
-    return forged(d, "hexFlip", { headers: setHeader(d.headers, SIG_HEADER[d.route!], value.slice(0, at) + replacement + value.slice(at + 1)) });
+    return forged(d, "hexFlip", {
+      headers: setHeader(d.headers, SIG_HEADER[d.route!], value.slice(0, at) + replacement + value.slice(at + 1)),
+    });
   },
   sigTruncate(rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!]) ?? "";
-    return forged(d, "sigTruncate", { headers: setHeader(d.headers, SIG_HEADER[d.route!], value.slice(0, value.length - rng.int(1, 40))) });
+    return forged(d, "sigTruncate", {
+      headers: setHeader(d.headers, SIG_HEADER[d.route!], value.slice(0, value.length - rng.int(1, 40))),
+    });
   },
   sigExtend(rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!]) ?? "";
-    return forged(d, "sigExtend", { headers: setHeader(d.headers, SIG_HEADER[d.route!], value + rng.pick(["0", "00", "ff", "g", "=", " x"])) });
+    return forged(d, "sigExtend", {
+      headers: setHeader(d.headers, SIG_HEADER[d.route!], value + rng.pick(["0", "00", "ff", "g", "=", " x"])),
+    });
   },
   wrongSecret(rng, d) {
     const secret = rng.pick(WRONG_SECRETS.filter((s) => !SECRETS[d.route!].includes(s)));
@@ -518,21 +571,34 @@ const SIGNATURE_MUTATIONS: Record<string, Mutation> = {
     return forged(d, "sigMissing", { headers: removeHeader(d.headers, SIG_HEADER[d.route!]) });
   },
   sigEmpty(rng, d) {
-    return forged(d, "sigEmpty", { headers: setHeader(d.headers, SIG_HEADER[d.route!], rng.pick(["", " ", "sha256=", "v0=", "\t"])) });
+    return forged(d, "sigEmpty", {
+      headers: setHeader(d.headers, SIG_HEADER[d.route!], rng.pick(["", " ", "sha256=", "v0=", "\t"])),
+    });
   },
   sigDuplicated(rng, d) {
     // Node joins repeated headers with ", ": neither copy may then count on its own.
     const name = SIG_HEADER[d.route!];
     const value = getHeader(d.headers, name)!;
     const other = rng.pick([value, `sha256=${rng.hex(64)}`, "", rng.hex(64)]);
-    const headers: Header[] = rng.chance(0.5) ? [...d.headers, [name.toLowerCase(), other]] : [[name, other], ...d.headers];
+    const headers: Header[] = rng.chance(0.5)
+      ? [...d.headers, [name.toLowerCase(), other]]
+      : [[name, other], ...d.headers];
     return forged(d, "sigDuplicated", { headers });
   },
   sigRenamed(rng, d) {
     const name = SIG_HEADER[d.route!];
     const value = getHeader(d.headers, name)!;
-    const other = rng.pick(["X-Hub-Signature", "X-Hub-Signature-256", "X-Slack-Signature", "Sentry-Hook-Signature", "X-Fuzz-Signature", "X-Signature", "Signature"]);
-    if (other.toLowerCase() === name.toLowerCase()) return forged(d, "sigRenamed", { headers: removeHeader(d.headers, name) });
+    const other = rng.pick([
+      "X-Hub-Signature",
+      "X-Hub-Signature-256",
+      "X-Slack-Signature",
+      "Sentry-Hook-Signature",
+      "X-Fuzz-Signature",
+      "X-Signature",
+      "Signature",
+    ]);
+    if (other.toLowerCase() === name.toLowerCase())
+      return forged(d, "sigRenamed", { headers: removeHeader(d.headers, name) });
     return forged(d, "sigRenamed", { headers: [...removeHeader(d.headers, name), [other, value]] });
   },
   sigGarbage(rng, d) {
@@ -553,7 +619,9 @@ const SIGNATURE_MUTATIONS: Record<string, Mutation> = {
   sigInnerSpace(_rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!])!;
     const at = value.indexOf("=") + 1;
-    return forged(d, "sigInnerSpace", { headers: setHeader(d.headers, SIG_HEADER[d.route!], `${value.slice(0, at)} ${value.slice(at)}`) });
+    return forged(d, "sigInnerSpace", {
+      headers: setHeader(d.headers, SIG_HEADER[d.route!], `${value.slice(0, at)} ${value.slice(at)}`),
+    });
   },
 };
 
@@ -561,15 +629,33 @@ const SIGNATURE_MUTATIONS: Record<string, Mutation> = {
 const HARMLESS_SIGNATURE_CHANGES: Record<string, Mutation> = {
   sigUpperHex(_rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!])!;
-    return stillSigned(d, "sigUpperHex", { headers: setHeader(d.headers, SIG_HEADER[d.route!], value.replace(/[0-9a-f]{64}$/, (h) => h.toUpperCase())) });
+    return stillSigned(d, "sigUpperHex", {
+      headers: setHeader(
+        d.headers,
+        SIG_HEADER[d.route!],
+        value.replace(/[0-9a-f]{64}$/, (h) => h.toUpperCase()),
+      ),
+    });
   },
   sigUpperPrefix(_rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!])!;
-    return stillSigned(d, "sigUpperPrefix", { headers: setHeader(d.headers, SIG_HEADER[d.route!], value.replace(/^[a-z0-9]+=/, (p) => p.toUpperCase())) });
+    return stillSigned(d, "sigUpperPrefix", {
+      headers: setHeader(
+        d.headers,
+        SIG_HEADER[d.route!],
+        value.replace(/^[a-z0-9]+=/, (p) => p.toUpperCase()),
+      ),
+    });
   },
   sigPadded(rng, d) {
     const value = getHeader(d.headers, SIG_HEADER[d.route!])!;
-    return stillSigned(d, "sigPadded", { headers: setHeader(d.headers, SIG_HEADER[d.route!], `${rng.pick([" ", "\t", "  "])}${value}${rng.pick([" ", "\t", ""])}`) });
+    return stillSigned(d, "sigPadded", {
+      headers: setHeader(
+        d.headers,
+        SIG_HEADER[d.route!],
+        `${rng.pick([" ", "\t", "  "])}${value}${rng.pick([" ", "\t", ""])}`,
+      ),
+    });
   },
   headerNameCase(rng, d) {
     const headers = d.headers.map(([n, v]): Header => [rng.pick([n.toLowerCase(), n.toUpperCase(), n]), v]);
@@ -589,15 +675,28 @@ const SIGNED_HEADER_MUTATIONS: Record<string, Mutation> = {
     const ts = String(nowSeconds() + rng.pick([-1, 1]) * rng.int(400, 10_000_000));
     const name = TS_HEADER[d.route!]!;
     const headers = setHeader(d.headers, name, ts);
-    return forged(d, "tsStale", { headers: setHeader(headers, SIG_HEADER[d.route!], signatureFor(d.route!, d.body, SECRETS[d.route!][0]!, ts)) });
+    return forged(d, "tsStale", {
+      headers: setHeader(headers, SIG_HEADER[d.route!], signatureFor(d.route!, d.body, SECRETS[d.route!][0]!, ts)),
+    });
   },
   tsOdd(rng, d) {
     // Signed over an odd spelling of the time: the check on the header must not be looser than the digits.
     const now = nowSeconds();
-    const ts = rng.pick([`${now}.0`, `+${now}`, `0x${now.toString(16)}`, `${now}e0`, ` ${now}`, `-${now}`, "", `${now}${" "}x`]);
+    const ts = rng.pick([
+      `${now}.0`,
+      `+${now}`,
+      `0x${now.toString(16)}`,
+      `${now}e0`,
+      ` ${now}`,
+      `-${now}`,
+      "",
+      `${now}${" "}x`,
+    ]);
     const name = TS_HEADER[d.route!]!;
     const headers = setHeader(d.headers, name, ts);
-    return forged(d, "tsOdd", { headers: setHeader(headers, SIG_HEADER[d.route!], signatureFor(d.route!, d.body, SECRETS[d.route!][0]!, ts)) });
+    return forged(d, "tsOdd", {
+      headers: setHeader(headers, SIG_HEADER[d.route!], signatureFor(d.route!, d.body, SECRETS[d.route!][0]!, ts)),
+    });
   },
   tsMissing(_rng, d) {
     return forged(d, "tsMissing", { headers: removeHeader(d.headers, TS_HEADER[d.route!]!) });
@@ -611,15 +710,44 @@ const SIGNED_HEADER_MUTATIONS: Record<string, Mutation> = {
 /** Changes to headers no scheme signs: still validly signed (GitHub signs only the body). */
 const UNSIGNED_HEADER_CHANGES: Record<string, Mutation> = {
   otherEvent(rng, d) {
-    const name = { github: "X-GitHub-Event", slack: "X-Slack-Retry-Num", jira: "X-Atlassian-Webhook-Flow", sentry: "Sentry-Hook-Resource", custom: "X-Fuzz-Event" }[d.route!];
-    return stillSigned(d, "otherEvent", { headers: setHeader(d.headers, name, rng.pick(["issues", "ping", "installation", "", "../../etc", "issue", "x".repeat(300)])), primaryId: undefined });
+    const name = {
+      github: "X-GitHub-Event",
+      slack: "X-Slack-Retry-Num",
+      jira: "X-Atlassian-Webhook-Flow",
+      sentry: "Sentry-Hook-Resource",
+      custom: "X-Fuzz-Event",
+    }[d.route!];
+    return stillSigned(d, "otherEvent", {
+      headers: setHeader(
+        d.headers,
+        name,
+        rng.pick(["issues", "ping", "installation", "", "../../etc", "issue", "x".repeat(300)]),
+      ),
+      primaryId: undefined,
+    });
   },
   dropEvent(_rng, d) {
-    return stillSigned(d, "dropEvent", { headers: removeHeader(removeHeader(d.headers, "X-GitHub-Event"), "Sentry-Hook-Resource"), primaryId: undefined });
+    return stillSigned(d, "dropEvent", {
+      headers: removeHeader(removeHeader(d.headers, "X-GitHub-Event"), "Sentry-Hook-Resource"),
+      primaryId: undefined,
+    });
   },
   otherContentType(rng, d) {
-    const ct = rng.pick(["text/plain", "application/xml", "multipart/form-data; boundary=x", "APPLICATION/JSON; charset=UTF-8", "application/json;;;", "application/x-www-form-urlencoded", "", "application/jsonx", "*/*"]);
-    return stillSigned(d, "otherContentType", { headers: setHeader(d.headers, "Content-Type", ct), primaryId: undefined });
+    const ct = rng.pick([
+      "text/plain",
+      "application/xml",
+      "multipart/form-data; boundary=x",
+      "APPLICATION/JSON; charset=UTF-8",
+      "application/json;;;",
+      "application/x-www-form-urlencoded",
+      "",
+      "application/jsonx",
+      "*/*",
+    ]);
+    return stillSigned(d, "otherContentType", {
+      headers: setHeader(d.headers, "Content-Type", ct),
+      primaryId: undefined,
+    });
   },
 };
 
@@ -627,11 +755,19 @@ const UNSIGNED_HEADER_CHANGES: Record<string, Mutation> = {
 const SIGNED_ENCODINGS: Record<string, Mutation> = {
   gzipSigned(_rng, d) {
     const body = gzipSync(d.body);
-    return stillSigned(d, "gzipSigned", { body, headers: [...resign(d, body, SECRETS[d.route!][0]!), ["Content-Encoding", "gzip"]], primaryId: undefined });
+    return stillSigned(d, "gzipSigned", {
+      body,
+      headers: [...resign(d, body, SECRETS[d.route!][0]!), ["Content-Encoding", "gzip"]],
+      primaryId: undefined,
+    });
   },
   utf16Signed(_rng, d) {
     const body = Buffer.from(`\ufeff${d.body.toString("utf8")}`, "utf16le");
-    return stillSigned(d, "utf16Signed", { body, headers: setHeader(resign(d, body, SECRETS[d.route!][0]!), "Content-Type", "application/json; charset=utf-16"), primaryId: undefined });
+    return stillSigned(d, "utf16Signed", {
+      body,
+      headers: setHeader(resign(d, body, SECRETS[d.route!][0]!), "Content-Type", "application/json; charset=utf-16"),
+      primaryId: undefined,
+    });
   },
   bomSigned(_rng, d) {
     const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), d.body]);
@@ -640,22 +776,53 @@ const SIGNED_ENCODINGS: Record<string, Mutation> = {
   latin1Signed(_rng, d) {
     // Non-ASCII text as single bytes: not UTF-8.
     const body = Buffer.from(d.body.toString("utf8"), "latin1");
-    return stillSigned(d, "latin1Signed", { body, headers: setHeader(resign(d, body, SECRETS[d.route!][0]!), "Content-Type", "application/json; charset=iso-8859-1"), primaryId: undefined });
+    return stillSigned(d, "latin1Signed", {
+      body,
+      headers: setHeader(
+        resign(d, body, SECRETS[d.route!][0]!),
+        "Content-Type",
+        "application/json; charset=iso-8859-1",
+      ),
+      primaryId: undefined,
+    });
   },
   emptySigned(_rng, d) {
     const body = Buffer.alloc(0);
-    return stillSigned(d, "emptySigned", { body, headers: resign(d, body, SECRETS[d.route!][0]!), primaryId: undefined });
+    return stillSigned(d, "emptySigned", {
+      body,
+      headers: resign(d, body, SECRETS[d.route!][0]!),
+      primaryId: undefined,
+    });
   },
   binarySigned(rng, d) {
     const body = rng.bytes(rng.int(1, 4096));
-    return stillSigned(d, "binarySigned", { body, headers: resign(d, body, SECRETS[d.route!][0]!), primaryId: undefined });
+    return stillSigned(d, "binarySigned", {
+      body,
+      headers: resign(d, body, SECRETS[d.route!][0]!),
+      primaryId: undefined,
+    });
   },
 };
 
 // ---------------------------------------------------------------------------------------------
 // Noise: random methods, paths, headers and bodies
 
-const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "post", "P0ST", "FOO", "PROPFIND", "M-SEARCH", "PURGE"];
+const METHODS = [
+  "GET",
+  "POST",
+  "PUT",
+  "DELETE",
+  "PATCH",
+  "OPTIONS",
+  "HEAD",
+  "TRACE",
+  "post",
+  "P0ST",
+  "FOO",
+  "PROPFIND",
+  "M-SEARCH",
+  "PURGE",
+];
 const NOISE_PATHS = [
   "/",
   "/healthz",
@@ -766,7 +933,18 @@ function noiseDraft(rng: Rng, id: string): Draft {
 // ---------------------------------------------------------------------------------------------
 // Framing: how the draft goes on the wire
 
-type Framing = "length" | "chunked" | "none" | "cl-short" | "cl-long" | "truncate" | "te-cl" | "bad-chunk" | "chunked-truncate" | "cl-bogus" | "cl-dup";
+type Framing =
+  | "length"
+  | "chunked"
+  | "none"
+  | "cl-short"
+  | "cl-long"
+  | "truncate"
+  | "te-cl"
+  | "bad-chunk"
+  | "chunked-truncate"
+  | "cl-bogus"
+  | "cl-dup";
 
 function chunked(rng: Rng, body: Buffer, extensions: boolean): Buffer {
   const parts: Buffer[] = [];
@@ -832,19 +1010,42 @@ function frame(rng: Rng, body: Buffer, framing: Framing): Framed {
     }
     case "chunked-truncate": {
       const payload = chunked(rng, body, false);
-      return { headers: [["Transfer-Encoding", "chunked"]], payload, closeAfterPayload: rng.int(0, payload.length - 6) };
+      return {
+        headers: [["Transfer-Encoding", "chunked"]],
+        payload,
+        closeAfterPayload: rng.int(0, payload.length - 6),
+      };
     }
     case "cl-bogus":
       return {
-        headers: [cl(rng.pick(["-1", "abc", "1e3", `${body.length}, ${body.length + 1}`, `+${body.length}`, "0x10", "99999999999999999999", `${body.length}\u00a0`]))],
+        headers: [
+          cl(
+            rng.pick([
+              "-1",
+              "abc",
+              "1e3",
+              `${body.length}, ${body.length + 1}`,
+              `+${body.length}`,
+              "0x10",
+              "99999999999999999999",
+              `${body.length}\u00a0`,
+            ]),
+          ),
+        ],
         payload: body,
         mustReject: "invalid Content-Length",
         halfClose: true,
       };
     case "cl-dup":
       // Repeated identical values may be taken as one (RFC 9110 8.6); differing ones never.
-      if (rng.chance(0.5)) return { headers: [cl(body.length), cl(body.length)], payload: body, effectiveBody: body, halfClose: true };
-      return { headers: [cl(body.length), cl(body.length + 1)], payload: body, mustReject: "differing Content-Length values", halfClose: true };
+      if (rng.chance(0.5))
+        return { headers: [cl(body.length), cl(body.length)], payload: body, effectiveBody: body, halfClose: true };
+      return {
+        headers: [cl(body.length), cl(body.length + 1)],
+        payload: body,
+        mustReject: "differing Content-Length values",
+        halfClose: true,
+      };
   }
 }
 
@@ -865,7 +1066,10 @@ function generate(seed: number, count: number): Generated {
   const id = () => `fz${seed}-${n}`;
 
   const spec = (draft: Draft, framed: Framed, control: boolean, extra: Header[] = []): Spec => {
-    const host: Header[] = headerIndex(draft.headers, "host") >= 0 || draft.intent === "noise" && rng.chance(0.1) ? [] : [["Host", "gateway.test"]];
+    const host: Header[] =
+      headerIndex(draft.headers, "host") >= 0 || (draft.intent === "noise" && rng.chance(0.1))
+        ? []
+        : [["Host", "gateway.test"]];
     const s: Spec = {
       ...draft,
       mustReject: draft.mustReject ?? framed.mustReject,
@@ -878,7 +1082,12 @@ function generate(seed: number, count: number): Generated {
     specs.push(s);
     return s;
   };
-  const single = (draft: Draft, framing: Framing, control: boolean, options: { slow?: boolean; extra?: Header[] } = {}) => {
+  const single = (
+    draft: Draft,
+    framing: Framing,
+    control: boolean,
+    options: { slow?: boolean; extra?: Header[] } = {},
+  ) => {
     const framed = frame(rng, draft.body, framing);
     const s = spec(draft, framed, control, [...(options.extra ?? []), ["Connection", "close"]]);
     const wellFormed = (framing === "length" || framing === "chunked") && framed.closeAfterPayload === undefined;
@@ -938,7 +1147,12 @@ function generate(seed: number, count: number): Generated {
           const valid = validDraft(rng, r, id());
           const draft = rng.chance(0.5) ? valid : mutate(rng, valid);
           const framed = frame(rng, draft.body, rng.pick(["length", "chunked"]));
-          const s = spec(draft, framed, draft.intent === "valid" && draft.kind === valid.kind, i === size - 1 ? [["Connection", "close"]] : []);
+          const s = spec(
+            draft,
+            framed,
+            draft.intent === "valid" && draft.kind === valid.kind,
+            i === size - 1 ? [["Connection", "close"]] : [],
+          );
           if (s.control) controls.push(s);
           batch.push(s);
         }
@@ -948,13 +1162,24 @@ function generate(seed: number, count: number): Generated {
       case "resend": {
         const original = controls.length > 0 ? rng.pick(controls) : undefined;
         if (!original) break;
-        const headers = original.route === "slack" ? setHeader(original.headers, "X-Slack-Retry-Num", String(rng.int(1, 3))) : original.headers;
-        const draft: Draft = { ...original, kind: `${original.kind}>resend`, headers: headers.filter(([name]) => !/^(host|content-length|transfer-encoding|connection)$/i.test(name)) };
+        const headers =
+          original.route === "slack"
+            ? setHeader(original.headers, "X-Slack-Retry-Num", String(rng.int(1, 3)))
+            : original.headers;
+        const draft: Draft = {
+          ...original,
+          kind: `${original.kind}>resend`,
+          headers: headers.filter(([name]) => !/^(host|content-length|transfer-encoding|connection)$/i.test(name)),
+        };
         single(draft, "length", true);
         break;
       }
       case "body-mutation":
-        single(rng.pick(Object.values(BODY_MUTATIONS))(rng, validDraft(rng, route, id())), rng.pick(["length", "length", "chunked"]), false);
+        single(
+          rng.pick(Object.values(BODY_MUTATIONS))(rng, validDraft(rng, route, id())),
+          rng.pick(["length", "length", "chunked"]),
+          false,
+        );
         break;
       case "signature-mutation": {
         const draft = validDraft(rng, route, id());
@@ -978,10 +1203,23 @@ function generate(seed: number, count: number): Generated {
         break;
       }
       case "signed-encoding":
-        single(rng.pick(Object.values(SIGNED_ENCODINGS))(rng, validDraft(rng, route, id())), rng.pick(["length", "chunked"]), false);
+        single(
+          rng.pick(Object.values(SIGNED_ENCODINGS))(rng, validDraft(rng, route, id())),
+          rng.pick(["length", "chunked"]),
+          false,
+        );
         break;
       case "noise":
-        single(noiseDraft(rng, id()), rng.weighted<Framing>([[6, "length"], [2, "chunked"], [1, "none"], [1, "cl-short"]]), false);
+        single(
+          noiseDraft(rng, id()),
+          rng.weighted<Framing>([
+            [6, "length"],
+            [2, "chunked"],
+            [1, "none"],
+            [1, "cl-short"],
+          ]),
+          false,
+        );
         break;
       case "hostile-headers": {
         const base = rng.chance(0.5) ? validDraft(rng, route, id()) : mutate(rng, validDraft(rng, route, id()));
@@ -990,17 +1228,37 @@ function generate(seed: number, count: number): Generated {
       }
       case "framing": {
         const base = rng.chance(0.6) ? validDraft(rng, route, id()) : mutate(rng, validDraft(rng, route, id()));
-        const framing = rng.pick<Framing>(["none", "cl-short", "cl-long", "truncate", "te-cl", "bad-chunk", "chunked-truncate", "cl-bogus", "cl-dup"]);
+        const framing = rng.pick<Framing>([
+          "none",
+          "cl-short",
+          "cl-long",
+          "truncate",
+          "te-cl",
+          "bad-chunk",
+          "chunked-truncate",
+          "cl-bogus",
+          "cl-dup",
+        ]);
         if (rng.chance(0.15)) {
           // A request that never finishes its head.
           const head = requestHead({ ...base, headers: [["Host", "gateway.test"], ...base.headers] });
-          const s = spec({ ...base, kind: `${base.kind}>partial-head`, intent: base.intent === "valid" ? "forged" : base.intent }, { headers: [], payload: Buffer.alloc(0) }, false);
-          sessions.push({ specs: [s], closeAfter: rng.int(0, head.length - 3), expectAnswers: false, timeoutMs: 2_000 });
+          const s = spec(
+            { ...base, kind: `${base.kind}>partial-head`, intent: base.intent === "valid" ? "forged" : base.intent },
+            { headers: [], payload: Buffer.alloc(0) },
+            false,
+          );
+          sessions.push({
+            specs: [s],
+            closeAfter: rng.int(0, head.length - 3),
+            expectAnswers: false,
+            timeoutMs: 2_000,
+          });
           break;
         }
         const draft = { ...base, kind: `${base.kind}>${framing}` };
         const s = single(draft, framing, false);
-        if (framing === "truncate" || framing === "chunked-truncate" || framing === "cl-long") s.intent = s.intent === "valid" ? "forged" : s.intent;
+        if (framing === "truncate" || framing === "chunked-truncate" || framing === "cl-long")
+          s.intent = s.intent === "valid" ? "forged" : s.intent;
         break;
       }
       case "size": {
@@ -1009,15 +1267,26 @@ function generate(seed: number, count: number): Generated {
         const declaredOnly = r === "jira" || r === "sentry" || (r === "slack" && rng.chance(0.7));
         if (declaredOnly) {
           // Declares more than the limit, sends little, and goes away.
-          const s = spec({ ...draft, kind: `${draft.kind}>declared-oversize`, mustReject: "declared body over the limit" }, { headers: [["Content-Length", String(LIMITS[r] + rng.int(1, 1e6))]], payload: draft.body }, false, [["Connection", "close"]]);
+          const s = spec(
+            { ...draft, kind: `${draft.kind}>declared-oversize`, mustReject: "declared body over the limit" },
+            { headers: [["Content-Length", String(LIMITS[r] + rng.int(1, 1e6))]], payload: draft.body },
+            false,
+            [["Connection", "close"]],
+          );
           sessions.push({ specs: [s], halfClose: true, expectAnswers: false, timeoutMs: 3_000 });
           break;
         }
         // A whole body over the limit, validly signed: 413, never 2xx.
-        const padding = filler(rng, LIMITS[r] + rng.int(1, LIMITS[r])).toString("base64").slice(0, LIMITS[r] + rng.int(1, 1000));
+        const padding = filler(rng, LIMITS[r] + rng.int(1, LIMITS[r]))
+          .toString("base64")
+          .slice(0, LIMITS[r] + rng.int(1, 1000));
         const body = json({ pad: padding, text: "@hookmesh" });
         const headers = resign(draft, body, SECRETS[r][0]!);
-        const s = single({ ...draft, kind: `${draft.kind}>oversize`, body, headers, mustReject: "body over the limit" }, rng.pick(["length", "chunked"]), false);
+        const s = single(
+          { ...draft, kind: `${draft.kind}>oversize`, body, headers, mustReject: "body over the limit" },
+          rng.pick(["length", "chunked"]),
+          false,
+        );
         s.primaryId = undefined;
         break;
       }
@@ -1053,10 +1322,16 @@ function hostile(rng: Rng, d: Draft): Draft {
       for (let i = rng.int(100, 2500); i > 0; i--) add([`X-Many-${i}`, String(i)]);
       break;
     case "non-ascii":
-      add([rng.pick(["X-Note", "User-Agent", "X-GitHub-Event", "Request-ID", "X-Fuzz-Event"]), rng.chance(0.5) ? Buffer.from(`Grüße 👋 日本語`) : rng.high(16)]);
+      add([
+        rng.pick(["X-Note", "User-Agent", "X-GitHub-Event", "Request-ID", "X-Fuzz-Event"]),
+        rng.chance(0.5) ? Buffer.from(`Grüße 👋 日本語`) : rng.high(16),
+      ]);
       break;
     case "control-char":
-      add(["X-Ctl", Buffer.concat([Buffer.from("a"), Buffer.from([rng.pick([0x00, 0x0d, 0x0a, 0x07, 0x7f])]), Buffer.from("b")])]);
+      add([
+        "X-Ctl",
+        Buffer.concat([Buffer.from("a"), Buffer.from([rng.pick([0x00, 0x0d, 0x0a, 0x07, 0x7f])]), Buffer.from("b")]),
+      ]);
       break;
     case "bad-name":
       add([rng.pick(["X Bad", "X\u00e9", "(x)", "X@Y", "", "X-Sig\t"]), "v"]);
@@ -1080,7 +1355,8 @@ function hostile(rng: Rng, d: Draft): Draft {
 
 function requestHead(s: Pick<Draft, "method" | "target" | "headers" | "version">): Buffer {
   const parts: Buffer[] = [Buffer.from(`${s.method} ${s.target} ${s.version ?? "HTTP/1.1"}\r\n`)];
-  for (const [name, value] of s.headers) parts.push(Buffer.from(`${name}: `), typeof value === "string" ? Buffer.from(value) : value, Buffer.from("\r\n"));
+  for (const [name, value] of s.headers)
+    parts.push(Buffer.from(`${name}: `), typeof value === "string" ? Buffer.from(value) : value, Buffer.from("\r\n"));
   parts.push(Buffer.from("\r\n"));
   return Buffer.concat(parts);
 }
@@ -1089,7 +1365,26 @@ function requestHead(s: Pick<Draft, "method" | "target" | "headers" | "version">
 // The oracle: is this request validly signed, as the server sees it?
 
 /** Headers Node keeps the first of; every other repeated header is joined with ", ". */
-const FIRST_WINS = new Set(["content-type", "content-length", "user-agent", "referer", "host", "authorization", "proxy-authorization", "if-modified-since", "if-unmodified-since", "from", "location", "max-forwards", "retry-after", "etag", "last-modified", "server", "age", "expires"]);
+const FIRST_WINS = new Set([
+  "content-type",
+  "content-length",
+  "user-agent",
+  "referer",
+  "host",
+  "authorization",
+  "proxy-authorization",
+  "if-modified-since",
+  "if-unmodified-since",
+  "from",
+  "location",
+  "max-forwards",
+  "retry-after",
+  "etag",
+  "last-modified",
+  "server",
+  "age",
+  "expires",
+]);
 
 function serverHeaders(headers: Header[]): Map<string, string> {
   const seen = new Map<string, string>();
@@ -1150,25 +1445,46 @@ function judge(s: Spec): Verdict {
   }
   const secrets = SECRETS[route];
   const prefixed = (value: string | undefined, prefix: string) =>
-    value !== undefined && value.slice(0, prefix.length).toLowerCase() === prefix ? value.slice(prefix.length) : undefined;
+    value !== undefined && value.slice(0, prefix.length).toLowerCase() === prefix
+      ? value.slice(prefix.length)
+      : undefined;
   switch (route) {
     case "github":
-      verdict.signed = digestMatches(prefixed(h.get("x-hub-signature-256"), "sha256="), secrets.map((k) => hmacHex(k, body)));
+      verdict.signed = digestMatches(
+        prefixed(h.get("x-hub-signature-256"), "sha256="),
+        secrets.map((k) => hmacHex(k, body)),
+      );
       break;
     case "jira":
-      verdict.signed = digestMatches(prefixed(h.get("x-hub-signature"), "sha256="), secrets.map((k) => hmacHex(k, body)));
+      verdict.signed = digestMatches(
+        prefixed(h.get("x-hub-signature"), "sha256="),
+        secrets.map((k) => hmacHex(k, body)),
+      );
       break;
     case "sentry":
-      verdict.signed = digestMatches(h.get("sentry-hook-signature"), secrets.map((k) => hmacHex(k, body)));
+      verdict.signed = digestMatches(
+        h.get("sentry-hook-signature"),
+        secrets.map((k) => hmacHex(k, body)),
+      );
       break;
     case "slack": {
       const ts = h.get("x-slack-request-timestamp");
-      verdict.signed = freshTimestamp(ts) && digestMatches(prefixed(h.get("x-slack-signature"), "v0="), secrets.map((k) => hmacHex(k, `v0:${ts}:`, body)));
+      verdict.signed =
+        freshTimestamp(ts) &&
+        digestMatches(
+          prefixed(h.get("x-slack-signature"), "v0="),
+          secrets.map((k) => hmacHex(k, `v0:${ts}:`, body)),
+        );
       break;
     }
     case "custom": {
       const ts = h.get("x-fuzz-timestamp");
-      verdict.signed = freshTimestamp(ts) && digestMatches(prefixed(h.get("x-fuzz-signature"), "sha256="), secrets.map((k) => hmacHex(k, `${ts}.`, body)));
+      verdict.signed =
+        freshTimestamp(ts) &&
+        digestMatches(
+          prefixed(h.get("x-fuzz-signature"), "sha256="),
+          secrets.map((k) => hmacHex(k, `${ts}.`, body)),
+        );
       break;
     }
   }
@@ -1327,8 +1643,20 @@ function runSession(port: number, session: Session, rng: Rng): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
-const SIGNATURE_HEADERS = ["x-hub-signature-256", "x-hub-signature", "x-slack-signature", "sentry-hook-signature", "x-fuzz-signature"];
-const VERIFIED_STATUSES = new Set([DeliveryStatus.ACCEPTED, DeliveryStatus.DUPLICATE, DeliveryStatus.IGNORED, DeliveryStatus.QUEUED, DeliveryStatus.FAILED]);
+const SIGNATURE_HEADERS = [
+  "x-hub-signature-256",
+  "x-hub-signature",
+  "x-slack-signature",
+  "sentry-hook-signature",
+  "x-fuzz-signature",
+];
+const VERIFIED_STATUSES = new Set([
+  DeliveryStatus.ACCEPTED,
+  DeliveryStatus.DUPLICATE,
+  DeliveryStatus.IGNORED,
+  DeliveryStatus.QUEUED,
+  DeliveryStatus.FAILED,
+]);
 
 describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
   let db: TestRedis;
@@ -1341,7 +1669,12 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     db = await testRedis("gateway-fuzz");
     const destination = new Writable({
       write(chunk: Buffer, _encoding, callback) {
-        lines.push(...chunk.toString().split("\n").filter((l) => l !== ""));
+        lines.push(
+          ...chunk
+            .toString()
+            .split("\n")
+            .filter((l) => l !== ""),
+        );
         callback();
       },
     });
@@ -1385,7 +1718,9 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     const port = Number(new URL(base).port);
     const violations: string[] = [];
     const violation = (s: Spec | undefined, what: string) =>
-      violations.push(`${what}${s ? ` [#${s.n} ${s.kind} ${s.method} ${s.target.slice(0, 80)} -> ${s.status ?? "no answer"} ${(s.responseBody ?? "").slice(0, 120)}]` : ""}`);
+      violations.push(
+        `${what}${s ? ` [#${s.n} ${s.kind} ${s.method} ${s.target.slice(0, 80)} -> ${s.status ?? "no answer"} ${(s.responseBody ?? "").slice(0, 120)}]` : ""}`,
+      );
 
     // The process stays up throughout: probe it while the fuzz runs.
     const probes: number[] = [];
@@ -1431,14 +1766,26 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
         forgedCount += s.intent !== "noise" ? 1 : 0;
         if (s.route) {
           // Its ids must not become tasks, even if a validly signed request somehow shared them.
-          const id = getHeader(s.headers, { github: "X-GitHub-Delivery", slack: "", jira: "X-Atlassian-Webhook-Identifier", sentry: "Request-ID", custom: "X-Fuzz-Delivery" }[s.route]);
+          const id = getHeader(
+            s.headers,
+            {
+              github: "X-GitHub-Delivery",
+              slack: "",
+              jira: "X-Atlassian-Webhook-Identifier",
+              sentry: "Request-ID",
+              custom: "X-Fuzz-Delivery",
+            }[s.route],
+          );
           if (id && s.kind !== "noise") forgedIds.add(`${PROVIDERS[s.route]}|${id}`);
           // The signature this request would have needed: it must never be logged.
-          if (s.effectiveBody) for (const secret of SECRETS[s.route]) forgedSignatures.add(expectedDigest(s.route, s.headers, s.effectiveBody, secret));
+          if (s.effectiveBody)
+            for (const secret of SECRETS[s.route])
+              forgedSignatures.add(expectedDigest(s.route, s.headers, s.effectiveBody, secret));
         }
       }
       if (v.signed && s.status === 401) signedButRefused.set(s.kind, (signedButRefused.get(s.kind) ?? 0) + 1);
-      if (!v.signed && s.intent === "valid" && s.status !== undefined) unsignedValid.set(s.kind, (unsignedValid.get(s.kind) ?? 0) + 1);
+      if (!v.signed && s.intent === "valid" && s.status !== undefined)
+        unsignedValid.set(s.kind, (unsignedValid.get(s.kind) ?? 0) + 1);
       if (s.status !== undefined && s.status >= 500) violation(s, "5xx answer");
       const ok = s.status !== undefined && s.status >= 200 && s.status < 300;
       if (ok && v.webhook && !v.signed) violation(s, "FORGED DELIVERY ACCEPTED");
@@ -1455,7 +1802,8 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
       }
     }
     for (const session of plan) {
-      if (session.timedOut && session.expectAnswers) violation(session.specs[0], `no answer within ${session.timeoutMs} ms to a well-formed request`);
+      if (session.timedOut && session.expectAnswers)
+        violation(session.specs[0], `no answer within ${session.timeoutMs} ms to a well-formed request`);
     }
     for (const id of forgedIds) allowed.delete(id);
 
@@ -1463,16 +1811,26 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     expect(await get(base, "/healthz")).toBe(200);
     expect(await get(base, "/readyz")).toBe(200);
     const badProbes = probes.filter((p) => p !== 200).length;
-    if (badProbes > 0) violations.push(`${badProbes} of ${probes.length} health/readiness probes during the fuzz did not answer 200`);
+    if (badProbes > 0)
+      violations.push(`${badProbes} of ${probes.length} health/readiness probes during the fuzz did not answer 200`);
 
     // Whatever went to the outbox (a slow submit) is forwarded before the tasks are counted.
-    await vi.waitFor(async () => expect(await mesh.gateway.outbox.length()).toBe(0), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(async () => expect(await mesh.gateway.outbox.length()).toBe(0), {
+      timeout: 20_000,
+      interval: 100,
+    });
 
     const tasksSession = new Http2SessionManager(mesh.tasks.url);
     const gatewaySession = new Http2SessionManager(mesh.gateway.grpcUrl);
     sessions.push(tasksSession, gatewaySession);
-    const tasks = createClient(TaskService, createGrpcTransport({ baseUrl: mesh.tasks.url, sessionManager: tasksSession }));
-    const deliveries = createClient(DeliveryService, createGrpcTransport({ baseUrl: mesh.gateway.grpcUrl, sessionManager: gatewaySession }));
+    const tasks = createClient(
+      TaskService,
+      createGrpcTransport({ baseUrl: mesh.tasks.url, sessionManager: tasksSession }),
+    );
+    const deliveries = createClient(
+      DeliveryService,
+      createGrpcTransport({ baseUrl: mesh.gateway.grpcUrl, sessionManager: gatewaySession }),
+    );
 
     const allTasks: Task[] = [];
     for (let pageToken = ""; ; ) {
@@ -1489,13 +1847,17 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
       taskKeys.add(key);
       const scoped = `${key}|${event.sourceId}`;
       perDelivery.set(scoped, (perDelivery.get(scoped) ?? 0) + 1);
-      if (!allowed.has(key)) violations.push(`FORGED DELIVERY BECAME A TASK: task ${task.id} for ${Provider[event.provider]} delivery ${event.deliveryId}`);
+      if (!allowed.has(key))
+        violations.push(
+          `FORGED DELIVERY BECAME A TASK: task ${task.id} for ${Provider[event.provider]} delivery ${event.deliveryId}`,
+        );
     }
     for (const [key, count] of perDelivery) if (count > 1) violations.push(`delivery ${key} became ${count} tasks`);
     const listedIds = new Set(allTasks.map((t) => t.id));
     for (const id of taskIds) if (!listedIds.has(id)) violations.push(`task ${id} acknowledged in a 202 is not listed`);
     for (const s of mustBeTasks) {
-      if (s.primaryId && !taskKeys.has(`${PROVIDERS[s.route!]}|${s.primaryId}`)) violation(s, `acknowledged delivery ${s.primaryId} did not become a task`);
+      if (s.primaryId && !taskKeys.has(`${PROVIDERS[s.route!]}|${s.primaryId}`))
+        violation(s, `acknowledged delivery ${s.primaryId} did not become a task`);
     }
 
     const logged: Delivery[] = [];
@@ -1507,10 +1869,13 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     }
     for (const d of logged) {
       if (VERIFIED_STATUSES.has(d.status) && !allowed.has(`${d.provider}|${d.deliveryId}`)) {
-        violations.push(`FORGED DELIVERY LOGGED AS ${DeliveryStatus[d.status]}: ${Provider[d.provider]} ${d.deliveryId} (${d.route})`);
+        violations.push(
+          `FORGED DELIVERY LOGGED AS ${DeliveryStatus[d.status]}: ${Provider[d.provider]} ${d.deliveryId} (${d.route})`,
+        );
       }
       for (const name of SIGNATURE_HEADERS) {
-        if (d.headers[name] !== undefined && d.headers[name] !== "[redacted]") violations.push(`delivery ${d.id} keeps ${name} unredacted`);
+        if (d.headers[name] !== undefined && d.headers[name] !== "[redacted]")
+          violations.push(`delivery ${d.id} keeps ${name} unredacted`);
       }
     }
 
@@ -1520,7 +1885,9 @@ describe(`webhook edge under fuzzing (FUZZ_SEED=${SEED})`, () => {
     for (const line of lines) {
       const secret = ALL_SECRETS.find((k) => line.includes(k));
       if (secret) violations.push(`a log line contains the secret ${secret}: ${line.slice(0, 200)}`);
-      for (const hex of line.match(/[0-9a-f]{64}/g) ?? []) if (forgedSignatures.has(hex)) violations.push(`a log line contains an expected signature: ${line.slice(0, 200)}`);
+      for (const hex of line.match(/[0-9a-f]{64}/g) ?? [])
+        if (forgedSignatures.has(hex))
+          violations.push(`a log line contains an expected signature: ${line.slice(0, 200)}`);
     }
 
     const kinds = new Map<string, number>();

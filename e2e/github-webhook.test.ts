@@ -1,15 +1,15 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
 import * as net from "node:net";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createClient, type Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { exampleOf, examplesOf, type Payload, type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { createLogger, type Env } from "@hookmesh/kit";
-import { memoryLogger, signGitHub, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { exampleOf, examplesOf, startGateway, type Payload, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { memoryLogger, signGitHub, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
-import { TaskState, TaskView, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Task, TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 
 const SECRET = "gw-test-secret-7c1e5b0a9d";
@@ -57,7 +57,10 @@ class Mesh {
     this.tasks = await startTasks(this.db, this.tasksLogger);
     this.tasksRunning = true;
     this.readerSessions = new Http2SessionManager(this.tasks.url);
-    this.reader = createClient(TaskService, createGrpcTransport({ baseUrl: this.tasks.url, sessionManager: this.readerSessions }));
+    this.reader = createClient(
+      TaskService,
+      createGrpcTransport({ baseUrl: this.tasks.url, sessionManager: this.readerSessions }),
+    );
     this.gateway = await startGateway(this.db, this.tasks.url, this.log.logger, settings([SECRET]));
     this.base = this.gateway.base;
     return this;
@@ -181,7 +184,11 @@ function jsonBody(payload: Payload): Buffer {
 }
 
 /** POST with chunked transfer encoding (no Content-Length), through node:http. */
-function postChunked(url: string, headers: Record<string, string>, chunks: Buffer[]): Promise<{ status: number; body: string }> {
+function postChunked(
+  url: string,
+  headers: Record<string, string>,
+  chunks: Buffer[],
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = http.request(url, { method: "POST", headers, agent: false }, (res) => {
@@ -225,7 +232,9 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     it("every example payload becomes one task carrying the delivery byte for byte", async () => {
       const payloads = examplesOf(eventType);
       const sent = payloads.map((payload) => ({ payload, body: jsonBody(payload), delivery: randomUUID() }));
-      const replies = await Promise.all(sent.map((s) => post(mesh.base, s.body, { event: eventType, delivery: s.delivery })));
+      const replies = await Promise.all(
+        sent.map((s) => post(mesh.base, s.body, { event: eventType, delivery: s.delivery })),
+      );
 
       for (const res of replies) {
         expect({ status: res.status, body: res.json }).toMatchObject({ status: 202, body: { duplicate: false } });
@@ -298,7 +307,10 @@ describe("POST /webhooks/github, through the real tasks service", () => {
   });
 
   it("accepts a JSON content type with parameters", async () => {
-    const res = await post(mesh.base, jsonBody(exampleOf("push")), { event: "push", contentType: "Application/JSON; charset=utf-8" });
+    const res = await post(mesh.base, jsonBody(exampleOf("push")), {
+      event: "push",
+      contentType: "Application/JSON; charset=utf-8",
+    });
     expect(res.status).toBe(202);
   });
 
@@ -318,7 +330,9 @@ describe("POST /webhooks/github, through the real tasks service", () => {
   it("makes one task of concurrent copies of a delivery", async () => {
     const body = jsonBody(exampleOf("issues", "opened"));
     const delivery = randomUUID();
-    const replies = await Promise.all(Array.from({ length: 8 }, () => post(mesh.base, body, { event: "issues", delivery })));
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, () => post(mesh.base, body, { event: "issues", delivery })),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(8).fill(202));
     const fresh = replies.filter((r) => r.json.duplicate === false);
     expect(fresh).toHaveLength(1);
@@ -346,7 +360,10 @@ describe("POST /webhooks/github, through the real tasks service", () => {
 
   it("keeps the caller's valid W3C traceparent", async () => {
     const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    const res = await post(mesh.base, jsonBody(exampleOf("push")), { event: "push", headers: { traceparent, tracestate: "vendor=1" } });
+    const res = await post(mesh.base, jsonBody(exampleOf("push")), {
+      event: "push",
+      headers: { traceparent, tracestate: "vendor=1" },
+    });
     const event = (await mesh.getTask(res.json.task_id as string)).event!;
     expect(event.traceContext).toMatchObject({ traceparent, tracestate: "vendor=1" });
   });
@@ -390,7 +407,10 @@ describe("POST /webhooks/github, through the real tasks service", () => {
 
     it("logs which check failed, without the secret or the signature", async () => {
       await post(mesh.base, body(), { signature: sign(body(), "not-the-secret") });
-      const refused = mesh.log.lines().map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "webhook refused");
+      const refused = mesh.log
+        .lines()
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.msg === "webhook refused");
       expect(refused).toHaveLength(1);
       expect(refused[0]).toMatchObject({ status: 401, path: "/webhooks/github", method: "POST" });
       expect(String(refused[0]!.reason)).toContain("X-Hub-Signature-256");
@@ -446,7 +466,9 @@ describe("POST /webhooks/github, through the real tasks service", () => {
   it("accepts a body of exactly the limit", async () => {
     const payload = exampleOf("issue_comment", "created");
     const bare = JSON.stringify({ ...payload, padding: "" });
-    const exact = Buffer.from(JSON.stringify({ ...payload, padding: "x".repeat(MAX_BODY_BYTES - Buffer.byteLength(bare)) }));
+    const exact = Buffer.from(
+      JSON.stringify({ ...payload, padding: "x".repeat(MAX_BODY_BYTES - Buffer.byteLength(bare)) }),
+    );
     expect(exact.length).toBe(MAX_BODY_BYTES);
     expect((await post(mesh.base, exact)).status).toBe(202);
   });
@@ -476,7 +498,12 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     const chunks = [body.subarray(0, 100), body.subarray(100, 5000), body.subarray(5000)];
     const res = await postChunked(
       `${mesh.base}/webhooks/github`,
-      { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": sign(body) },
+      {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": randomUUID(),
+        "x-hub-signature-256": sign(body),
+      },
       chunks,
     );
     expect(res.status).toBe(202);
@@ -521,7 +548,10 @@ describe("POST /webhooks/github, through the real tasks service", () => {
   it("answers a request target that is not a URL with 4xx, and keeps serving", async () => {
     const { port } = new URL(mesh.base);
     for (const target of ["http://[::1/webhooks/github", "http://%zz/webhooks/github", "http://a:99999/healthz"]) {
-      const status = await rawStatus(Number(port), `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      const status = await rawStatus(
+        Number(port),
+        `POST ${target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
       expect(status).toMatch(/^HTTP\/1\.1 4\d\d /);
     }
     expect((await fetch(`${mesh.base}/healthz`)).status).toBe(200);
@@ -531,7 +561,12 @@ describe("POST /webhooks/github, through the real tasks service", () => {
     const body = jsonBody(exampleOf("push"));
     const res = await fetch(`${mesh.base}/webhooks/github?source=test`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": sign(body) },
+      headers: {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": randomUUID(),
+        "x-hub-signature-256": sign(body),
+      },
       body,
     });
     expect(res.status).toBe(202);

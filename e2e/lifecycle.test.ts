@@ -1,21 +1,27 @@
-import { execFileSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@hookmesh/kit";
-import { startService, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
-import { ActorSchema, EventSchema, GitHubSubjectSchema, Provider, SubjectSchema } from "../gen/hookmesh/events/v1/event_pb.js";
+import { startService, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  ActorSchema,
+  EventSchema,
+  GitHubSubjectSchema,
+  Provider,
+  SubjectSchema,
+} from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
-import { RunOutcome, TaskStage, TaskState, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { RunOutcome, type Task, TaskStage, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 
 const fixture = fileURLToPath(new URL("./fixtures/lifecycle-agent.sh", import.meta.url));
@@ -39,7 +45,12 @@ describe("task lifecycle with real workers and agents", () => {
   beforeAll(async () => {
     db = await testRedis("lifecycle");
     tasks = await startTasks(db, createLogger({ service: "tasks", level: "silent" }), {
-      env: { TASKS_LEASE_MS: String(LEASE_MS), TASKS_MAX_ATTEMPTS: "2", TASKS_RETRY_BASE_MS: "100", TASKS_RETRY_MAX_MS: "200" },
+      env: {
+        TASKS_LEASE_MS: String(LEASE_MS),
+        TASKS_MAX_ATTEMPTS: "2",
+        TASKS_RETRY_BASE_MS: "100",
+        TASKS_RETRY_MAX_MS: "200",
+      },
     });
     // Outranks the default mention rule: lets the agent see the log path and bounds its run time.
     await tasks.routingRules.upsert(
@@ -127,7 +138,10 @@ describe("task lifecycle with real workers and agents", () => {
       eventType: "issue_comment",
       action: "created",
       actor: create(ActorSchema, { id: "1", login: "octocat", association: "OWNER" }),
-      subject: create(SubjectSchema, { key: subject, ref: { case: "github", value: create(GitHubSubjectSchema, { owner: "octo", repo: "repo" }) } }),
+      subject: create(SubjectSchema, {
+        key: subject,
+        ref: { case: "github", value: create(GitHubSubjectSchema, { owner: "octo", repo: "repo" }) },
+      }),
       text: `@hookmesh ${text}`,
     });
     const { task } = await client.submitEvent({ event });
@@ -161,12 +175,19 @@ describe("task lifecycle with real workers and agents", () => {
     const task = await submit("say hello");
     const done = await final(task.id);
     expect(done.state).toBe(TaskState.SUCCEEDED);
-    expect(done.result).toMatchObject({ answer: `done ${task.id}`, exitCode: 0, costUsd: 0.01, outcome: RunOutcome.SUCCEEDED });
+    expect(done.result).toMatchObject({
+      answer: `done ${task.id}`,
+      exitCode: 0,
+      costUsd: 0.01,
+      outcome: RunOutcome.SUCCEEDED,
+    });
     expect(done.result?.duration).toBeDefined();
     const events = await timeline(task.id);
     const stages = events.flatMap((e) => (e.kind.case === "stage" ? [e.kind.value.stage] : []));
     expect(stages).toEqual(expect.arrayContaining([TaskStage.QUEUED, TaskStage.LEASED, TaskStage.COMPLETED]));
-    expect(events.some((e) => e.kind.case === "output" && e.kind.value.text === `working on ${task.id}` && e.attempt === 1)).toBe(true);
+    expect(
+      events.some((e) => e.kind.case === "output" && e.kind.value.text === `working on ${task.id}` && e.attempt === 1),
+    ).toBe(true);
     expect(events.some((e) => e.kind.case === "usage" && e.kind.value.costUsd === 0.01)).toBe(true);
   });
 
@@ -223,7 +244,9 @@ describe("task lifecycle with real workers and agents", () => {
     expect(stages.filter((s) => s === TaskStage.COMPLETED)).toHaveLength(1);
   });
 
-  it("runs 500 tasks over 3 workers: each once, never twice at a time, one at a time per subject", { timeout: 120_000 }, async () => {
+  it("runs 500 tasks over 3 workers: each once, never twice at a time, one at a time per subject", {
+    timeout: 120_000,
+  }, async () => {
     newLog();
     for (let i = 0; i < 3; i++) startWorker(4);
     const subjects = Array.from({ length: 50 }, (_, i) => `github:octo/repo#${i + 1}`);

@@ -1,21 +1,31 @@
 import { createHmac, randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, type Client } from "@connectrpc/connect";
+import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { exampleOf, fixture, type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
 import { createLogger, type Env } from "@hookmesh/kit";
-import { callError, memoryLogger, signSlack, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { exampleOf, fixture, startGateway, TEST_SECRETS, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { callError, memoryLogger, signSlack, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { CustomRouteSchema, HmacAlgorithm, SignedContent } from "../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { CustomRouteService } from "../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
-import { DeliveryStatus, type Delivery } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliveryStatus } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import { TaskState, TaskView, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Task, TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { FORM_TYPE, githubHeaders, JSON_TYPE, jiraHeaders, post, sentryHeaders, slackHeaders, type Json, type Reply } from "./deliveries.js";
+import {
+  FORM_TYPE,
+  githubHeaders,
+  JSON_TYPE,
+  type Json,
+  jiraHeaders,
+  post,
+  type Reply,
+  sentryHeaders,
+  slackHeaders,
+} from "./deliveries.js";
 
 /** Where the delivery log cuts the body of a refused request (delivery.proto: `raw_body`). */
 const REFUSED_BODY_BYTES = 64 * 1024;
@@ -30,7 +40,10 @@ interface GrpcClient<T> {
 
 function grpcClient<S extends Parameters<typeof createClient>[0]>(service: S, baseUrl: string): GrpcClient<Client<S>> {
   const sessions = new Http2SessionManager(baseUrl);
-  return { client: createClient(service, createGrpcTransport({ baseUrl, sessionManager: sessions })), close: () => sessions.abort() };
+  return {
+    client: createClient(service, createGrpcTransport({ baseUrl, sessionManager: sessions })),
+    close: () => sessions.abort(),
+  };
 }
 
 /**
@@ -130,7 +143,9 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
     it("makes tasks of Slack events, slash commands and interactivity, with their delivery ids", async () => {
       const mention = fixture("slack-app-mention.json");
       const thread = fixture("slack-message-thread.json");
-      const command = new URLSearchParams(JSON.parse(fixture("slack-slash-command.json").toString("utf8")) as Record<string, string>).toString();
+      const command = new URLSearchParams(
+        JSON.parse(fixture("slack-slash-command.json").toString("utf8")) as Record<string, string>,
+      ).toString();
       const actions = new URLSearchParams({ payload: fixture("slack-block-actions.json").toString("utf8") }).toString();
 
       const replies = [
@@ -139,11 +154,17 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         await post(mesh.base, "slack", command, slackHeaders(command, FORM_TYPE)),
         await post(mesh.base, "slack", actions, slackHeaders(actions, FORM_TYPE)),
       ];
-      for (const r of replies) expect({ status: r.status, json: r.json }).toMatchObject({ status: 202, json: { duplicate: false } });
+      for (const r of replies)
+        expect({ status: r.status, json: r.json }).toMatchObject({ status: 202, json: { duplicate: false } });
 
       const byId = new Map((await mesh.listTasks(Provider.SLACK)).map((t) => [t.id, t]));
       const tasks = replies.map((r) => byId.get(r.json.task_id as string)!);
-      expect(tasks.map((t) => t.event!.eventType)).toEqual(["app_mention", "message", "slash_command", "block_actions"]);
+      expect(tasks.map((t) => t.event!.eventType)).toEqual([
+        "app_mention",
+        "message",
+        "slash_command",
+        "block_actions",
+      ]);
       expect(tasks[0]!.event!.deliveryId).toBe("Ev0LAN670R");
       expect(tasks[0]!.event!.sourceId).toBe("A0MDYCDME");
       expect(tasks[2]!.event!.action).toBe("/hookmesh");
@@ -158,19 +179,30 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
     });
 
     it("answers Slack's url_verification with the challenge and makes no task", async () => {
-      const body = JSON.stringify({ token: "Jhj5dZrVaK7ZwHHjRyZWjbDl", challenge: "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", type: "url_verification" });
+      const body = JSON.stringify({
+        token: "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        challenge: "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        type: "url_verification",
+      });
       const res = await post(mesh.base, "slack", body, slackHeaders(body));
       expect(res.status).toBe(200);
       expect(res.json).toEqual({ challenge: "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" });
       expect(await mesh.listTasks()).toHaveLength(0);
       const { deliveries } = await mesh.deliveries.listDeliveries({});
-      expect(deliveries).toMatchObject([{ status: DeliveryStatus.ANSWERED, httpStatus: 200, reason: "url_verification", provider: Provider.SLACK }]);
+      expect(deliveries).toMatchObject([
+        { status: DeliveryStatus.ANSWERED, httpStatus: 200, reason: "url_verification", provider: Provider.SLACK },
+      ]);
     });
 
     it("answers Slack's retry of an event (X-Slack-Retry-Num) as a duplicate of the first task", async () => {
       const body = fixture("slack-app-mention.json");
       const first = await post(mesh.base, "slack", body, slackHeaders(body));
-      const retry = await post(mesh.base, "slack", body, slackHeaders(body, JSON_TYPE, { "x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout" }));
+      const retry = await post(
+        mesh.base,
+        "slack",
+        body,
+        slackHeaders(body, JSON_TYPE, { "x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout" }),
+      );
       expect(first.json).toMatchObject({ duplicate: false });
       expect(retry.status).toBe(202);
       expect(retry.json).toEqual({ task_id: first.json.task_id, duplicate: true });
@@ -203,8 +235,15 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       const tasks = await mesh.listTasks(Provider.JIRA);
       expect(tasks).toHaveLength(2);
       const byId = new Map(tasks.map((t) => [t.id, t.event!]));
-      expect(byId.get(first.json.task_id as string)).toMatchObject({ provider: Provider.JIRA, eventType: "comment_created", deliveryId: identifier });
-      expect(byId.get(other.json.task_id as string)).toMatchObject({ provider: Provider.JIRA, eventType: "jira:issue_updated" });
+      expect(byId.get(first.json.task_id as string)).toMatchObject({
+        provider: Provider.JIRA,
+        eventType: "comment_created",
+        deliveryId: identifier,
+      });
+      expect(byId.get(other.json.task_id as string)).toMatchObject({
+        provider: Provider.JIRA,
+        eventType: "jira:issue_updated",
+      });
       expect(Buffer.from(byId.get(first.json.task_id as string)!.rawBody).equals(comment)).toBe(true);
     });
 
@@ -254,7 +293,10 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       expect(task!.event).toMatchObject({ provider: Provider.SENTRY, deliveryId: "unsigned-1" });
       // The other providers are still signed.
       const github = exampleOf("push");
-      expect((await post(mesh.base, "github", JSON.stringify(github), { ...githubHeaders("x"), "x-github-event": "push" })).status).toBe(401);
+      expect(
+        (await post(mesh.base, "github", JSON.stringify(github), { ...githubHeaders("x"), "x-github-event": "push" }))
+          .status,
+      ).toBe(401);
     });
 
     it("answers 404 for a provider without a secret that is not allowed unsigned", async () => {
@@ -315,14 +357,26 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       const again = await post(mesh.base, "custom/acme", body, acmeHeaders(body, "acme-1"));
       expect(again.json).toEqual({ task_id: task!.id, duplicate: true });
       const [duplicate, logged] = (await mesh.deliveries.listDeliveries({ provider: Provider.CUSTOM })).deliveries;
-      expect(duplicate).toMatchObject({ route: "custom/acme", deliveryId: "acme-1", status: DeliveryStatus.DUPLICATE, taskId: task!.id });
-      expect(logged).toMatchObject({ route: "custom/acme", deliveryId: "acme-1", status: statusOf(task!), taskId: task!.id });
+      expect(duplicate).toMatchObject({
+        route: "custom/acme",
+        deliveryId: "acme-1",
+        status: DeliveryStatus.DUPLICATE,
+        taskId: task!.id,
+      });
+      expect(logged).toMatchObject({
+        route: "custom/acme",
+        deliveryId: "acme-1",
+        status: statusOf(task!),
+        taskId: task!.id,
+      });
       expect(logged!.headers["x-acme-signature"]).toBe("[redacted]");
     });
 
     it("refuses a wrong signature with 401 and an unknown route with 404", async () => {
       const body = JSON.stringify({ text: "hi" });
-      expect((await post(mesh.base, "custom/acme", body, acmeHeaders(body, "acme-2", "not-the-secret"))).status).toBe(401);
+      expect((await post(mesh.base, "custom/acme", body, acmeHeaders(body, "acme-2", "not-the-secret"))).status).toBe(
+        401,
+      );
       expect((await post(mesh.base, "custom/other", body, acmeHeaders(body, "acme-3"))).status).toBe(404);
       expect(await mesh.listTasks()).toHaveLength(0);
       // A route that does not exist has no deliveries: probing for routes cannot fill the log.
@@ -345,7 +399,9 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       const signature = createHmac("sha256", CUSTOM_SECRET).update(body).digest("hex");
       const headers = { "content-type": JSON_TYPE, "x-tool-delivery": "tool-1", "x-tool-hmac": signature };
       expect((await post(mesh.base, "custom/hmac-tool", body, headers)).status).toBe(202);
-      expect((await post(mesh.base, "custom/hmac-tool", body, { ...headers, "x-tool-hmac": "ab".repeat(32) })).status).toBe(401);
+      expect(
+        (await post(mesh.base, "custom/hmac-tool", body, { ...headers, "x-tool-hmac": "ab".repeat(32) })).status,
+      ).toBe(401);
       const { deliveries } = await mesh.deliveries.listDeliveries({ provider: Provider.CUSTOM });
       expect(deliveries).toHaveLength(2);
       for (const d of deliveries) {
@@ -380,14 +436,24 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         sent.push({ delivery, body, logId: res.json.delivery as string });
       }
       // A provider's retry of a queued delivery is a duplicate, not a second outbox entry.
-      const retry = await post(mesh.base, "github", sent[3]!.body, githubHeaders(sent[3]!.body, { event: "issues", delivery: sent[3]!.delivery }));
+      const retry = await post(
+        mesh.base,
+        "github",
+        sent[3]!.body,
+        githubHeaders(sent[3]!.body, { event: "issues", delivery: sent[3]!.delivery }),
+      );
       expect(retry.status).toBe(202);
       expect(retry.json).toMatchObject({ duplicate: true });
       expect(await mesh.gateway.outbox.length()).toBe(sent.length);
 
       for (const s of sent) {
         const logged = await mesh.getDelivery(s.logId);
-        expect(logged).toMatchObject({ status: DeliveryStatus.QUEUED, httpStatus: 202, deliveryId: s.delivery, taskId: "" });
+        expect(logged).toMatchObject({
+          status: DeliveryStatus.QUEUED,
+          httpStatus: 202,
+          deliveryId: s.delivery,
+          taskId: "",
+        });
         expect(logged.reason).toMatch(/^Unavailable: /);
         expect(Buffer.from(logged.rawBody).equals(s.body)).toBe(true);
       }
@@ -411,7 +477,12 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         expect(logged.taskId).toBe(tasks[i]!.id);
       }
       // Once forwarded, the duplicate check knows the task: a late retry gets its id.
-      const late = await post(mesh.base, "github", sent[0]!.body, githubHeaders(sent[0]!.body, { event: "issues", delivery: sent[0]!.delivery }));
+      const late = await post(
+        mesh.base,
+        "github",
+        sent[0]!.body,
+        githubHeaders(sent[0]!.body, { event: "issues", delivery: sent[0]!.delivery }),
+      );
       expect(late.json).toEqual({ task_id: tasks[0]!.id, duplicate: true });
       expect(await mesh.listTasks()).toHaveLength(sent.length);
     });
@@ -428,14 +499,20 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         await post(mesh.base, "jira", jira, jiraHeaders(jira)),
         await post(mesh.base, "sentry", sentry, sentryHeaders(sentry, "issue")),
       ];
-      for (const r of replies) expect({ status: r.status, json: r.json }).toMatchObject({ status: 202, json: { queued: true } });
+      for (const r of replies)
+        expect({ status: r.status, json: r.json }).toMatchObject({ status: 202, json: { queued: true } });
       await mesh.restartTasks();
       const tasks = await vi.waitFor(async () => {
         const listed = await mesh.listTasks();
         expect(listed).toHaveLength(4);
         return listed;
       }, POLL);
-      expect(tasks.map((t) => t.event!.provider)).toEqual([Provider.GITHUB, Provider.SLACK, Provider.JIRA, Provider.SENTRY]);
+      expect(tasks.map((t) => t.event!.provider)).toEqual([
+        Provider.GITHUB,
+        Provider.SLACK,
+        Provider.JIRA,
+        Provider.SENTRY,
+      ]);
     });
   });
 
@@ -446,11 +523,25 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
 
     it("records every outcome with its HTTP status, reason and task", async () => {
       const comment = mentioningComment();
-      const accepted = await post(mesh.base, "github", comment, { ...githubHeaders(comment, { delivery: "d-accepted" }), authorization: "Bearer abc", cookie: "session=1" });
+      const accepted = await post(mesh.base, "github", comment, {
+        ...githubHeaders(comment, { delivery: "d-accepted" }),
+        authorization: "Bearer abc",
+        cookie: "session=1",
+      });
       const duplicate = await post(mesh.base, "github", comment, githubHeaders(comment, { delivery: "d-accepted" }));
       const push = Buffer.from(JSON.stringify(exampleOf("push")));
-      const ignored = await post(mesh.base, "github", push, githubHeaders(push, { event: "push", delivery: "d-ignored" }));
-      const forged = await post(mesh.base, "github", comment, githubHeaders(comment, { delivery: "d-forged", secret: "not-the-secret" }));
+      const ignored = await post(
+        mesh.base,
+        "github",
+        push,
+        githubHeaders(push, { event: "push", delivery: "d-ignored" }),
+      );
+      const forged = await post(
+        mesh.base,
+        "github",
+        comment,
+        githubHeaders(comment, { delivery: "d-forged", secret: "not-the-secret" }),
+      );
       const ping = Buffer.from(JSON.stringify(exampleOf("ping")));
       const answered = await post(mesh.base, "github", ping, githubHeaders(ping, { event: "ping" }));
       expect([accepted, duplicate, ignored, forged, answered].map((r) => r.status)).toEqual([202, 202, 202, 401, 200]);
@@ -464,10 +555,26 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         DeliveryStatus.ACCEPTED,
       ]);
       const [ans, rej, ign, dup, acc] = deliveries;
-      expect(acc).toMatchObject({ route: "github", provider: Provider.GITHUB, httpStatus: 202, taskId: accepted.json.task_id, deliveryId: "d-accepted", eventType: "issue_comment" });
+      expect(acc).toMatchObject({
+        route: "github",
+        provider: Provider.GITHUB,
+        httpStatus: 202,
+        taskId: accepted.json.task_id,
+        deliveryId: "d-accepted",
+        eventType: "issue_comment",
+      });
       expect(dup).toMatchObject({ httpStatus: 202, taskId: accepted.json.task_id, deliveryId: "d-accepted" });
-      expect(ign).toMatchObject({ httpStatus: 202, taskId: ignored.json.task_id, deliveryId: "d-ignored", eventType: "push" });
-      expect(rej).toMatchObject({ httpStatus: 401, reason: "X-Hub-Signature-256 does not match any configured secret", taskId: "" });
+      expect(ign).toMatchObject({
+        httpStatus: 202,
+        taskId: ignored.json.task_id,
+        deliveryId: "d-ignored",
+        eventType: "push",
+      });
+      expect(rej).toMatchObject({
+        httpStatus: 401,
+        reason: "X-Hub-Signature-256 does not match any configured secret",
+        taskId: "",
+      });
       expect(ans).toMatchObject({ httpStatus: 200, reason: "ping", taskId: "" });
       // Listing leaves bodies out; getting one has it, byte for byte.
       expect(deliveries.every((d) => d.rawBody.length === 0)).toBe(true);
@@ -495,7 +602,7 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       await post(mesh.base, "jira", jira, headers[2]!);
       await post(mesh.base, "github", github, headers[3]!);
       // A refused request's signature is not kept either.
-      await post(mesh.base, "slack", slack, { ...slackHeaders(slack), "x-slack-signature": "v0=" + "ab".repeat(32) });
+      await post(mesh.base, "slack", slack, { ...slackHeaders(slack), "x-slack-signature": `v0=${"ab".repeat(32)}` });
 
       const { deliveries } = await mesh.deliveries.listDeliveries({});
       expect(deliveries).toHaveLength(5);
@@ -507,7 +614,12 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       expect(recorded[4]!["x-slack-signature"]).toBe("[redacted]");
       expect(recorded[3]!["request-id"]).toBe(headers[1]!["request-id"]);
 
-      const signatures = headers.map((h) => (h["x-slack-signature"] ?? h["x-hub-signature-256"] ?? h["x-hub-signature"] ?? h["sentry-hook-signature"])!.replace(/^\w+=/, ""));
+      const signatures = headers.map((h) =>
+        (h["x-slack-signature"] ??
+          h["x-hub-signature-256"] ??
+          h["x-hub-signature"] ??
+          h["sentry-hook-signature"])!.replace(/^\w+=/, ""),
+      );
       signatures.push("ab".repeat(32));
       const keys = await mesh.db.redis.keys(`${mesh.db.prefix}gateway:*`);
       expect(keys.length).toBeGreaterThan(0);
@@ -558,7 +670,16 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
         const body = mentioningComment();
         sent.push((await post(mesh.base, "github", body, githubHeaders(body))).status === 202 ? "github" : "?");
         sent.push((await post(mesh.base, "slack", slack, slackHeaders(slack))).status === 202 ? "slack" : "?");
-        sent.push((await post(mesh.base, "sentry", sentry, { ...sentryHeaders(sentry, "issue"), "sentry-hook-signature": "00" })).status === 401 ? "sentry-rejected" : "?");
+        sent.push(
+          (
+            await post(mesh.base, "sentry", sentry, {
+              ...sentryHeaders(sentry, "issue"),
+              "sentry-hook-signature": "00",
+            })
+          ).status === 401
+            ? "sentry-rejected"
+            : "?",
+        );
       }
       const all = (await mesh.deliveries.listDeliveries({})).deliveries;
       expect(all).toHaveLength(9);
@@ -570,12 +691,18 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       expect([...times].sort((a, b) => b - a)).toEqual(times);
 
       const slackOnly = (await mesh.deliveries.listDeliveries({ provider: Provider.SLACK })).deliveries;
-      expect(slackOnly.map((d) => d.status)).toEqual([DeliveryStatus.DUPLICATE, DeliveryStatus.DUPLICATE, expect.any(Number)]);
+      expect(slackOnly.map((d) => d.status)).toEqual([
+        DeliveryStatus.DUPLICATE,
+        DeliveryStatus.DUPLICATE,
+        expect.any(Number),
+      ]);
       expect(slackOnly.every((d) => d.provider === Provider.SLACK)).toBe(true);
       const rejected = (await mesh.deliveries.listDeliveries({ status: DeliveryStatus.REJECTED })).deliveries;
       expect(rejected.map((d) => d.provider)).toEqual([Provider.SENTRY, Provider.SENTRY, Provider.SENTRY]);
       expect((await mesh.deliveries.listDeliveries({ provider: Provider.JIRA })).deliveries).toEqual([]);
-      const both = (await mesh.deliveries.listDeliveries({ provider: Provider.GITHUB, status: DeliveryStatus.ACCEPTED })).deliveries;
+      const both = (
+        await mesh.deliveries.listDeliveries({ provider: Provider.GITHUB, status: DeliveryStatus.ACCEPTED })
+      ).deliveries;
       expect(both).toHaveLength(3);
 
       // Pages of 2 walk the whole list once, in order.
@@ -593,13 +720,21 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       // Paging with a filter.
       const first = await mesh.deliveries.listDeliveries({ pageSize: 2, status: DeliveryStatus.REJECTED });
       expect(first.deliveries).toHaveLength(2);
-      const second = await mesh.deliveries.listDeliveries({ pageSize: 2, status: DeliveryStatus.REJECTED, pageToken: first.nextPageToken });
+      const second = await mesh.deliveries.listDeliveries({
+        pageSize: 2,
+        status: DeliveryStatus.REJECTED,
+        pageToken: first.nextPageToken,
+      });
       expect([...first.deliveries, ...second.deliveries].map((d) => d.id)).toEqual(rejected.map((d) => d.id));
       expect(second.nextPageToken).toBe("");
 
       // A token is only good for the filters it was issued for.
-      expect((await callError(mesh.deliveries.listDeliveries({ pageToken: "not-a-token" }))).code).toBe(Code.InvalidArgument);
-      expect((await callError(mesh.deliveries.listDeliveries({ pageToken: first.nextPageToken }))).code).toBe(Code.InvalidArgument);
+      expect((await callError(mesh.deliveries.listDeliveries({ pageToken: "not-a-token" }))).code).toBe(
+        Code.InvalidArgument,
+      );
+      expect((await callError(mesh.deliveries.listDeliveries({ pageToken: first.nextPageToken }))).code).toBe(
+        Code.InvalidArgument,
+      );
       expect((await callError(mesh.deliveries.listDeliveries({ pageSize: -1 }))).code).toBe(Code.InvalidArgument);
     });
 
@@ -618,7 +753,12 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
       expect(again!.id).not.toBe(original!.id);
       // The gateway's duplicate check is bypassed; the tasks service still knows the delivery.
       expect([DeliveryStatus.ACCEPTED, DeliveryStatus.DUPLICATE]).toContain(again!.status);
-      expect(again).toMatchObject({ status: DeliveryStatus.DUPLICATE, taskId: res.json.task_id, deliveryId: "d-redeliver", route: "github" });
+      expect(again).toMatchObject({
+        status: DeliveryStatus.DUPLICATE,
+        taskId: res.json.task_id,
+        deliveryId: "d-redeliver",
+        route: "github",
+      });
       expect(Buffer.from(again!.rawBody).equals(body)).toBe(true);
       expect((await mesh.getDelivery(original!.id)).redeliveries).toBe(1);
       await mesh.deliveries.redeliver({ id: original!.id });

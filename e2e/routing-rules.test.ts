@@ -1,15 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { exampleOf, fixture, type Payload, type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { createLogger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { exampleOf, fixture, startGateway, type Payload, type RunningGateway } from "@hookmesh/gateway/testing";
-import { startTasks, type RunningTasks } from "@hookmesh/tasks/testing";
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { TaskState, TaskView, type Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Task, TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FORM_TYPE, githubHeaders, jiraHeaders, post, sentryHeaders, slackHeaders } from "./deliveries.js";
 
@@ -33,9 +33,27 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
     taskService = createClient(TaskService, transport);
     const routingRules = createClient(RouteService, transport);
     for (const rule of [
-      create(RouteSchema, { id: "slack-command", provider: Provider.SLACK, subjectGlob: "C2147483705", trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } }, profile: {} }),
-      create(RouteSchema, { id: "jira-label", provider: Provider.JIRA, subjectGlob: "PROJ", trigger: { kind: { case: "label", value: { label: "hookmesh" } } }, profile: {} }),
-      create(RouteSchema, { id: "sentry-new-issue", provider: Provider.SENTRY, subjectGlob: "acme/front-*", trigger: { kind: { case: "issueCreated", value: {} } }, profile: {} }),
+      create(RouteSchema, {
+        id: "slack-command",
+        provider: Provider.SLACK,
+        subjectGlob: "C2147483705",
+        trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } },
+        profile: {},
+      }),
+      create(RouteSchema, {
+        id: "jira-label",
+        provider: Provider.JIRA,
+        subjectGlob: "PROJ",
+        trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
+        profile: {},
+      }),
+      create(RouteSchema, {
+        id: "sentry-new-issue",
+        provider: Provider.SENTRY,
+        subjectGlob: "acme/front-*",
+        trigger: { kind: { case: "issueCreated", value: {} } },
+        profile: {},
+      }),
     ]) {
       await routingRules.upsertRoute({ route: rule });
     }
@@ -58,7 +76,11 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
   const decision = (task: Task) => task.transitions[0]!.reason;
 
   /** A real GitHub example payload as GitHub would deliver it, after `edit` changed it. */
-  function github(eventType: string, action: string | undefined, edit: (payload: Payload) => void = () => {}): Promise<Task> {
+  function github(
+    eventType: string,
+    action: string | undefined,
+    edit: (payload: Payload) => void = () => {},
+  ): Promise<Task> {
     const payload = exampleOf(eventType, action);
     edit(payload);
     const body = JSON.stringify(payload);
@@ -74,8 +96,16 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
 
   describe("the default rules on real GitHub payloads", () => {
     it("a comment by the repository owner that mentions hookmesh queues a task of github-mention, with its prompt", async () => {
-      const task = await github("issue_comment", "created", commentBy("OWNER", "Looks wrong.\n\n@hookmesh: fix the spelling\nin the README "));
-      expect([task.state, task.routeId, decision(task)]).toEqual([TaskState.QUEUED, "github-mention", "matched route github-mention"]);
+      const task = await github(
+        "issue_comment",
+        "created",
+        commentBy("OWNER", "Looks wrong.\n\n@hookmesh: fix the spelling\nin the README "),
+      );
+      expect([task.state, task.routeId, decision(task)]).toEqual([
+        TaskState.QUEUED,
+        "github-mention",
+        "matched route github-mention",
+      ]);
       expect(task.prompt).toBe(
         [
           "fix the spelling\nin the README",
@@ -92,13 +122,21 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
     });
 
     it.each(["MEMBER", "COLLABORATOR"])("so does one by a %s", async (association) => {
-      expect((await github("issue_comment", "created", commentBy(association, "@hookmesh fix it"))).routeId).toBe("github-mention");
+      expect((await github("issue_comment", "created", commentBy(association, "@hookmesh fix it"))).routeId).toBe(
+        "github-mention",
+      );
     });
 
-    it.each(["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR"])("one by a %s author is ignored, saying why", async (association) => {
-      const task = await github("issue_comment", "created", commentBy(association, "@hookmesh fix it"));
-      expect([task.state, decision(task)]).toEqual([TaskState.IGNORED, `author association ${association} may not trigger github-mention`]);
-    });
+    it.each(["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR"])(
+      "one by a %s author is ignored, saying why",
+      async (association) => {
+        const task = await github("issue_comment", "created", commentBy(association, "@hookmesh fix it"));
+        expect([task.state, decision(task)]).toEqual([
+          TaskState.IGNORED,
+          `author association ${association} may not trigger github-mention`,
+        ]);
+      },
+    );
 
     it("one by hookmesh's own bot account is ignored by the loop guard", async () => {
       const task = await github("issue_comment", "created", (payload) => {
@@ -114,12 +152,18 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
       ["pull_request_review_comment", "created"],
       ["pull_request_review", "submitted"],
     ])("%s %s with a mention in its text triggers github-mention", async (eventType, action) => {
-      expect((await github(eventType, action, commentBy("OWNER", "@hookmesh have a look"))).routeId).toBe("github-mention");
+      expect((await github(eventType, action, commentBy("OWNER", "@hookmesh have a look"))).routeId).toBe(
+        "github-mention",
+      );
     });
 
     it("a comment without a mention, an edited one and a push match no rule", async () => {
       for (const task of [
-        await github("issue_comment", "created", commentBy("OWNER", "You are totally right! I'll get this fixed right away.")),
+        await github(
+          "issue_comment",
+          "created",
+          commentBy("OWNER", "You are totally right! I'll get this fixed right away."),
+        ),
         await github("issue_comment", "edited", commentBy("OWNER", "@hookmesh fix it")),
         await github("push", undefined),
       ]) {
@@ -137,8 +181,12 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
     });
 
     it("a slash command matches a slash-command rule for its command, in its channel", async () => {
-      const body = new URLSearchParams(JSON.parse(fixture("slack-slash-command.json").toString("utf8")) as Record<string, string>).toString();
-      expect((await taskOf(post(gateway.base, "slack", body, slackHeaders(body, FORM_TYPE)))).routeId).toBe("slack-command");
+      const body = new URLSearchParams(
+        JSON.parse(fixture("slack-slash-command.json").toString("utf8")) as Record<string, string>,
+      ).toString();
+      expect((await taskOf(post(gateway.base, "slack", body, slackHeaders(body, FORM_TYPE)))).routeId).toBe(
+        "slack-command",
+      );
     });
 
     it("a mentioning Jira comment matches the default Jira rule", async () => {
@@ -153,7 +201,9 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
 
     it("a new Sentry issue matches an issue-created rule for its organization and project", async () => {
       const body = fixture("sentry-issue-created.json");
-      expect((await taskOf(post(gateway.base, "sentry", body, sentryHeaders(body, "issue")))).routeId).toBe("sentry-new-issue");
+      expect((await taskOf(post(gateway.base, "sentry", body, sentryHeaders(body, "issue")))).routeId).toBe(
+        "sentry-new-issue",
+      );
     });
   });
 });

@@ -17,7 +17,8 @@ const e2e = join(root, "e2e");
 
 /** The workspace packages, by folder, from the root package.json. */
 function workspaces(): Map<string, string> {
-  const patterns = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] }).workspaces;
+  const patterns = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] })
+    .workspaces;
   const folders = patterns.flatMap((pattern) =>
     pattern.endsWith("/*")
       ? readdirSync(join(root, pattern.slice(0, -2)), { withFileTypes: true })
@@ -28,7 +29,10 @@ function workspaces(): Map<string, string> {
   return new Map(
     folders
       .filter((folder) => existsSync(join(folder, "package.json")))
-      .map((folder) => [folder, (JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string }).name]),
+      .map((folder) => [
+        folder,
+        (JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string }).name,
+      ]),
   );
 }
 
@@ -43,7 +47,9 @@ function packageOf(file: string): string | undefined {
 /** Every module specifier a source imports or re-exports, static or dynamic. */
 function specifiers(source: string): string[] {
   const found: string[] = [];
-  for (const match of source.matchAll(/(?:^|[\s;])(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm)) {
+  for (const match of source.matchAll(
+    /(?:^|[\s;])(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm,
+  )) {
     found.push((match[1] ?? match[2] ?? match[3])!);
   }
   return found;
@@ -85,10 +91,14 @@ function violations(file: string, source: string): string[] {
       const target = resolveRelative(file, specifier);
       const owner = packageOf(target);
       if (own !== undefined) {
-        if (owner !== undefined && owner !== own) found.push(`imports ${specifier}, inside ${name(owner)}: a service's tests use kit, the contracts and fakes`);
+        if (owner !== undefined && owner !== own)
+          found.push(`imports ${specifier}, inside ${name(owner)}: a service's tests use kit, the contracts and fakes`);
       } else if (owner !== undefined) {
         const chain = inSrc(target) ? [target] : reachedSrc(target);
-        if (chain) found.push(`imports ${specifier}, which reaches ${relative(root, chain.at(-1)!)}: reach a service through its package's entry`);
+        if (chain)
+          found.push(
+            `imports ${specifier}, which reaches ${relative(root, chain.at(-1)!)}: reach a service through its package's entry`,
+          );
       }
     } else if (own !== undefined && specifier.startsWith("@hookmesh/")) {
       const packageName = specifier.split("/").slice(0, 2).join("/");
@@ -113,16 +123,27 @@ describe("test boundaries", () => {
   it("no test reaches another service's code", () => {
     const files = [...[...packages.keys()].flatMap((folder) => sources(join(folder, "test"))), ...sources(e2e)];
     expect(files.length).toBeGreaterThan(50);
-    const found = files.flatMap((file) => violations(file, readFileSync(file, "utf8")).map((v) => `${relative(root, file)}: ${v}`));
+    const found = files.flatMap((file) =>
+      violations(file, readFileSync(file, "utf8")).map((v) => `${relative(root, file)}: ${v}`),
+    );
     expect(found).toEqual([]);
   });
 
   it("catches a service test importing another service's src, its test helpers or its package", () => {
     const gatewayTest = join(root, "gateway", "test", "example.test.ts");
-    expect(violations(gatewayTest, `import { matchRoute } from "../../services/tasks/src/routing/match.js";`)).toHaveLength(1);
-    expect(violations(gatewayTest, `import { FakeGitHub } from "../../services/github/test/fake-github.js";`)).toHaveLength(1);
+    expect(
+      violations(gatewayTest, `import { matchRoute } from "../../services/tasks/src/routing/match.js";`),
+    ).toHaveLength(1);
+    expect(
+      violations(gatewayTest, `import { FakeGitHub } from "../../services/github/test/fake-github.js";`),
+    ).toHaveLength(1);
     expect(violations(gatewayTest, `import { startTasks } from "@hookmesh/tasks/testing";`)).toHaveLength(1);
-    expect(violations(gatewayTest, `import { memoryLogger } from "@hookmesh/kit/testing";\nimport { build } from "../src/server.js";`)).toEqual([]);
+    expect(
+      violations(
+        gatewayTest,
+        `import { memoryLogger } from "@hookmesh/kit/testing";\nimport { build } from "../src/server.js";`,
+      ),
+    ).toEqual([]);
   });
 
   it("catches an e2e test reaching a package's src, directly or through a helper that does", () => {

@@ -69,7 +69,12 @@ export function packageOf(specifier: string): string | undefined {
  */
 export function isProductionFile(workspaceDir: string, file: string): boolean {
   const parts = file.split("/");
-  if (parts.includes("test") || parts.includes("testing") || /(^|\/)testing\.[cm]?[jt]s$|\.test\.[cm]?[jt]s$/.test(file)) return false;
+  if (
+    parts.includes("test") ||
+    parts.includes("testing") ||
+    /(^|\/)testing\.[cm]?[jt]s$|\.test\.[cm]?[jt]s$/.test(file)
+  )
+    return false;
   return workspaceDir === "" ? parts[0] === "gen" : parts[0] === "src" || parts[0] === "bin";
 }
 

@@ -1,7 +1,12 @@
 export type Print = (line: string) => void;
 
 /** The value of a generated enum named on the command line, e.g. `dead` for TASK_STATE_DEAD. */
-export function enumValue<E extends Record<string, string | number>>(values: E, prefix: string, name: string, flag: string): number {
+export function enumValue<E extends Record<string, string | number>>(
+  values: E,
+  prefix: string,
+  name: string,
+  flag: string,
+): number {
   const key = name.toUpperCase().replace(new RegExp(`^${prefix}`), "");
   const value = values[key];
   if (typeof value !== "number") {

@@ -1,11 +1,11 @@
 import { parseArgs } from "node:util";
-import { createClient, type Transport } from "@connectrpc/connect";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { createClient, type Transport } from "@connectrpc/connect";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { DeliverySchema, DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import { enumValue, required, type Print } from "./args.js";
+import { enumValue, type Print, required } from "./args.js";
 
 /** `hookmesh deliveries list|show|redeliver`, against the gateway's delivery log. */
 export async function deliveriesCommand(args: string[], gateway: Transport, print: Print): Promise<void> {
@@ -19,14 +19,22 @@ export async function deliveriesCommand(args: string[], gateway: Transport, prin
       });
       const { deliveries } = await client.listDeliveries({
         pageSize: Number(values.limit),
-        status: values.status ? enumValue(DeliveryStatus, "DELIVERY_STATUS_", values.status, "--status") : DeliveryStatus.UNSPECIFIED,
-        provider: values.provider ? enumValue(Provider, "PROVIDER_", values.provider, "--provider") : Provider.UNSPECIFIED,
+        status: values.status
+          ? enumValue(DeliveryStatus, "DELIVERY_STATUS_", values.status, "--status")
+          : DeliveryStatus.UNSPECIFIED,
+        provider: values.provider
+          ? enumValue(Provider, "PROVIDER_", values.provider, "--provider")
+          : Provider.UNSPECIFIED,
       });
       for (const delivery of deliveries) print(formatDelivery(delivery));
       return;
     }
     case "show":
-      return print(toJsonString(DeliverySchema, (await client.getDelivery({ id: required(rest[0], "delivery id") })).delivery!, { prettySpaces: 2 }));
+      return print(
+        toJsonString(DeliverySchema, (await client.getDelivery({ id: required(rest[0], "delivery id") })).delivery!, {
+          prettySpaces: 2,
+        }),
+      );
     case "redeliver":
       return print(formatDelivery((await client.redeliver({ id: required(rest[0], "delivery id") })).delivery!));
     default:

@@ -1,7 +1,7 @@
 import { appendFileSync, chmodSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createOperatorToken, ensureDevIdentities, envString, type DevIdentities, type Env } from "@hookmesh/kit";
+import { createOperatorToken, type DevIdentities, type Env, ensureDevIdentities, envString } from "@hookmesh/kit";
 import type { Print } from "./args.js";
 import { SERVICES } from "./services.js";
 
@@ -28,7 +28,9 @@ export async function certsCommand(args: string[], env: Env, print: Print): Prom
   const made = await devIdentities(env, { renew: values.renew });
   print(`ca        ${made.caFile}  ${made.caStatus}`);
   for (const identity of made.identities) {
-    print(`${identity.name.padEnd(9)} ${identity.certFile}  ${identity.status}, ${identity.id}, until ${identity.notAfter.toISOString().slice(0, 10)}`);
+    print(
+      `${identity.name.padEnd(9)} ${identity.certFile}  ${identity.status}, ${identity.id}, until ${identity.notAfter.toISOString().slice(0, 10)}`,
+    );
   }
 }
 
@@ -40,7 +42,8 @@ export async function certsCommand(args: string[], env: Env, print: Print): Prom
 export function tokenCommand(args: string[], env: Env, print: Print, note: Print): void {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { file: { type: "string" } } });
   const [sub, name] = positionals;
-  if (sub !== "create" || !name || positionals.length > 2) throw new Error("usage: hookmesh token create NAME [--file FILE]");
+  if (sub !== "create" || !name || positionals.length > 2)
+    throw new Error("usage: hookmesh token create NAME [--file FILE]");
   const { token, line } = createOperatorToken(name);
   const file = values.file ?? env.HOOKMESH_OPERATOR_TOKENS_FILE?.trim();
   if (file) {

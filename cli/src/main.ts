@@ -1,14 +1,14 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createLogger } from "@hookmesh/kit";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { certsCommand, tokenCommand } from "./identity-commands.js";
-import { identityFlags, operatorConnection, type OperatorConnection } from "./operator.js";
-import { selectServices, service, SERVICES } from "./services.js";
-import { startServices } from "./start.js";
-import { checkStatus, formatStatus } from "./status.js";
 import { deliveriesCommand } from "./deliveries.js";
+import { certsCommand, tokenCommand } from "./identity-commands.js";
+import { identityFlags, type OperatorConnection, operatorConnection } from "./operator.js";
 import { redisAclCommand } from "./redis-acl.js";
 import { sendCommand } from "./send.js";
+import { SERVICES, selectServices, service } from "./services.js";
+import { startServices } from "./start.js";
+import { checkStatus, formatStatus } from "./status.js";
 import { routesCommand, tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
@@ -52,7 +52,10 @@ function untilInterrupted(): AbortSignal {
   return interrupted.signal;
 }
 
-const { args: [command, ...args], env } = identityFlags(process.argv.slice(2), process.env);
+const {
+  args: [command, ...args],
+  env,
+} = identityFlags(process.argv.slice(2), process.env);
 const logger = createLogger({ service: "hookmesh", level: process.env.LOG_LEVEL });
 const print = (line: string) => console.log(line);
 // `hookmesh tasks list | head` closes the pipe early: that is the reader's choice, not an error.
@@ -111,7 +114,12 @@ try {
       process.exitCode = 2;
   }
 } catch (err) {
-  const message = err instanceof ConnectError ? `${Code[err.code]}: ${err.rawMessage}` : err instanceof Error ? err.message : String(err);
+  const message =
+    err instanceof ConnectError
+      ? `${Code[err.code]}: ${err.rawMessage}`
+      : err instanceof Error
+        ? err.message
+        : String(err);
   console.error(`hookmesh ${command}: ${message}`);
   process.exitCode = 1;
 } finally {

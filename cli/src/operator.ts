@@ -6,15 +6,15 @@ import {
   ConfigError,
   clientTlsOptions,
   createLogger,
+  type Env,
   envBool,
   envIdentity,
   envString,
   openIdentity,
   serverIdentityCheck,
   spiffeId,
-  type Env,
 } from "@hookmesh/kit";
-import { serviceUrl, type ServiceEntry } from "./services.js";
+import { type ServiceEntry, serviceUrl } from "./services.js";
 
 /** How the CLI reaches the mesh's gRPC ports as an operator. */
 export interface OperatorConnection {
@@ -34,17 +34,28 @@ export interface OperatorConnection {
  */
 export function operatorConnection(env: Env): OperatorConnection {
   if (envBool(env, "HOOKMESH_INSECURE", false)) {
-    return { as: "nobody (HOOKMESH_INSECURE=1: cleartext)", transport: (service) => createGrpcTransport({ baseUrl: serviceUrl(service, env) }), close() {} };
+    return {
+      as: "nobody (HOOKMESH_INSECURE=1: cleartext)",
+      transport: (service) => createGrpcTransport({ baseUrl: serviceUrl(service, env) }),
+      close() {},
+    };
   }
   const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
   const token = env.HOOKMESH_TOKEN?.trim();
   if (token) {
-    const caFile = envString(env, "OPERATOR_TLS_CA_FILE", join(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), "tls", "ca.crt"));
+    const caFile = envString(
+      env,
+      "OPERATOR_TLS_CA_FILE",
+      join(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), "tls", "ca.crt"),
+    );
     let ca: string;
     try {
       ca = readFileSync(caFile, "utf8");
     } catch (err) {
-      throw new ConfigError("OPERATOR_TLS_CA_FILE", `cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+      throw new ConfigError(
+        "OPERATOR_TLS_CA_FILE",
+        `cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+      );
     }
     const bearer: Interceptor = (next) => (req) => {
       req.header.set("authorization", `Bearer ${token}`);
@@ -66,7 +77,10 @@ export function operatorConnection(env: Env): OperatorConnection {
   return {
     as: identity.id,
     transport: (service) =>
-      createGrpcTransport({ baseUrl: serviceUrl(service, env), nodeOptions: clientTlsOptions(identity, spiffeId(identity.trustDomain, service.name)) }),
+      createGrpcTransport({
+        baseUrl: serviceUrl(service, env),
+        nodeOptions: clientTlsOptions(identity, spiffeId(identity.trustDomain, service.name)),
+      }),
     close: () => identity.close(),
   };
 }
@@ -76,7 +90,11 @@ export function operatorConnection(env: Env): OperatorConnection {
  * the operator's variables, so that flags and environment mean the same.
  */
 export function identityFlags(args: readonly string[], env: Env): { args: string[]; env: Env } {
-  const variables: Record<string, string> = { "--cert": "OPERATOR_TLS_CERT_FILE", "--key": "OPERATOR_TLS_KEY_FILE", "--ca": "OPERATOR_TLS_CA_FILE" };
+  const variables: Record<string, string> = {
+    "--cert": "OPERATOR_TLS_CERT_FILE",
+    "--key": "OPERATOR_TLS_KEY_FILE",
+    "--ca": "OPERATOR_TLS_CA_FILE",
+  };
   const rest: string[] = [];
   const set: Record<string, string> = {};
   for (let i = 0; i < args.length; i++) {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { envRedis, formatRedisAcl, type Env, type RedisAclUser } from "@hookmesh/kit";
+import { type Env, envRedis, formatRedisAcl, type RedisAclUser } from "@hookmesh/kit";
 import type { Print } from "./args.js";
 import type { ServiceEntry } from "./services.js";
 
@@ -15,7 +15,13 @@ type AclFormat = (typeof FORMATS)[number];
  * `$HOOKMESH_HOME/redis/<name>.password` (mode 0600). The rules carry only SHA-256 hashes, so
  * the output can be piped to `redis-cli` or saved as an ACL file without leaking a password.
  */
-export function redisAclCommand(args: readonly string[], services: readonly ServiceEntry[], env: Env, print: Print, note: Print): void {
+export function redisAclCommand(
+  args: readonly string[],
+  services: readonly ServiceEntry[],
+  env: Env,
+  print: Print,
+  note: Print,
+): void {
   const format = parseFormat(args);
   const home = resolve(env.HOOKMESH_HOME?.trim() || ".hookmesh");
   const users: RedisAclUser[] = [];
@@ -27,7 +33,9 @@ export function redisAclCommand(args: readonly string[], services: readonly Serv
     const password = redis.password ?? ownPassword(passwordFile);
     users.push({ user: `hookmesh-${service.name}`, keyPrefix: redis.keyPrefix, password });
     if (redis.password === undefined) {
-      note(`# ${service.name}: ${prefix}_REDIS_URL=redis://hookmesh-${service.name}@<host>:6379 ${prefix}_REDIS_PASSWORD_FILE=${passwordFile}`);
+      note(
+        `# ${service.name}: ${prefix}_REDIS_URL=redis://hookmesh-${service.name}@<host>:6379 ${prefix}_REDIS_PASSWORD_FILE=${passwordFile}`,
+      );
     }
   }
   print(formatRedisAcl(users, format).trimEnd());

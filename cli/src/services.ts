@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { envPeerUrl, type Env } from "@hookmesh/kit";
+import { type Env, envPeerUrl } from "@hookmesh/kit";
 
 /** A service of the mesh as the CLI knows it: where its entry point is and where it listens. */
 export interface ServiceEntry {
@@ -18,13 +18,49 @@ const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.met
 
 /** Every service that exists, in start order. */
 export const SERVICES: readonly ServiceEntry[] = [
-  { name: "tasks", entry: root("services/tasks/src/main.ts"), grpcPort: 50051, urlVariable: "TASKS_URL", redisKeyPrefix: "hookmesh:tasks:" },
-  { name: "github", entry: root("services/github/src/main.ts"), grpcPort: 50061, urlVariable: "GITHUB_URL", redisKeyPrefix: "hookmesh:github:" },
-  { name: "slack", entry: root("services/slack/src/main.ts"), grpcPort: 50062, urlVariable: "SLACK_URL", redisKeyPrefix: "hookmesh:slack:" },
-  { name: "jira", entry: root("services/jira/src/main.ts"), grpcPort: 50063, urlVariable: "JIRA_URL", redisKeyPrefix: "hookmesh:jira:" },
-  { name: "sentry", entry: root("services/sentry/src/main.ts"), grpcPort: 50064, urlVariable: "SENTRY_URL", redisKeyPrefix: "hookmesh:sentry:" },
+  {
+    name: "tasks",
+    entry: root("services/tasks/src/main.ts"),
+    grpcPort: 50051,
+    urlVariable: "TASKS_URL",
+    redisKeyPrefix: "hookmesh:tasks:",
+  },
+  {
+    name: "github",
+    entry: root("services/github/src/main.ts"),
+    grpcPort: 50061,
+    urlVariable: "GITHUB_URL",
+    redisKeyPrefix: "hookmesh:github:",
+  },
+  {
+    name: "slack",
+    entry: root("services/slack/src/main.ts"),
+    grpcPort: 50062,
+    urlVariable: "SLACK_URL",
+    redisKeyPrefix: "hookmesh:slack:",
+  },
+  {
+    name: "jira",
+    entry: root("services/jira/src/main.ts"),
+    grpcPort: 50063,
+    urlVariable: "JIRA_URL",
+    redisKeyPrefix: "hookmesh:jira:",
+  },
+  {
+    name: "sentry",
+    entry: root("services/sentry/src/main.ts"),
+    grpcPort: 50064,
+    urlVariable: "SENTRY_URL",
+    redisKeyPrefix: "hookmesh:sentry:",
+  },
   { name: "agent", entry: root("services/agent/src/main.ts"), grpcPort: 50052, urlVariable: "AGENT_URL" },
-  { name: "gateway", entry: root("gateway/src/main.ts"), grpcPort: 50050, urlVariable: "GATEWAY_URL", redisKeyPrefix: "hookmesh:gateway:" },
+  {
+    name: "gateway",
+    entry: root("gateway/src/main.ts"),
+    grpcPort: 50050,
+    urlVariable: "GATEWAY_URL",
+    redisKeyPrefix: "hookmesh:gateway:",
+  },
 ];
 
 /** Where a service is: its `<NAME>_URL`, or its default port on loopback (https unless HOOKMESH_INSECURE=1). */

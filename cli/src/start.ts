@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { connectRedis, envBool, envUrl, type Logger } from "@hookmesh/kit";
 import { devIdentities } from "./identity-commands.js";
@@ -20,7 +20,10 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
     const made = await devIdentities(process.env);
     const changed = made.identities.filter((identity) => identity.status !== "current");
     if (made.caStatus !== "current" || changed.length > 0) {
-      logger.info({ ca: made.caFile, created: changed.map((identity) => `${identity.name} (${identity.status})`) }, "development identities ready");
+      logger.info(
+        { ca: made.caFile, created: changed.map((identity) => `${identity.name} (${identity.status})`) },
+        "development identities ready",
+      );
     }
   }
 
@@ -37,7 +40,7 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
     });
     const prefix = `${service.name.padEnd(width)} | `;
     for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => process.stdout.write(prefix + line + "\n"));
+      createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix + line}\n`));
     }
     return { service, child };
   });

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import type { Env } from "@hookmesh/kit";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
-import { serviceUrl, type ServiceEntry } from "./services.js";
+import { type ServiceEntry, serviceUrl } from "./services.js";
 
 export interface ServiceStatus {
   name: string;
@@ -24,7 +24,12 @@ export async function checkStatus(
       const client = createClient(Health, transport(service));
       try {
         const res = await client.check({ service: "" }, { timeoutMs });
-        return { name: service.name, url, status: ServingStatus[res.status], healthy: res.status === ServingStatus.SERVING };
+        return {
+          name: service.name,
+          url,
+          status: ServingStatus[res.status],
+          healthy: res.status === ServingStatus.SERVING,
+        };
       } catch (err) {
         const error = ConnectError.from(err);
         const reason = error.code === Code.Unavailable ? "unreachable" : `${Code[error.code]}: ${error.rawMessage}`;
@@ -35,7 +40,8 @@ export async function checkStatus(
 }
 
 export function formatStatus(rows: readonly ServiceStatus[]): string {
-  const width = (pick: (r: ServiceStatus) => string, title: string) => Math.max(title.length, ...rows.map((r) => pick(r).length));
+  const width = (pick: (r: ServiceStatus) => string, title: string) =>
+    Math.max(title.length, ...rows.map((r) => pick(r).length));
   const nameWidth = width((r) => r.name, "SERVICE");
   const urlWidth = width((r) => r.url, "ADDRESS");
   const line = (a: string, b: string, c: string) => `${a.padEnd(nameWidth)}  ${b.padEnd(urlWidth)}  ${c}`.trimEnd();

@@ -1,13 +1,20 @@
 import { parseArgs } from "node:util";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { TaskSchema, TaskStage, TaskState, TaskView, type Task, type TaskEvent } from "../../gen/hookmesh/tasks/v1/task_pb.js";
+import {
+  type Task,
+  type TaskEvent,
+  TaskSchema,
+  TaskStage,
+  TaskState,
+  TaskView,
+} from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { enumValue, required, type Print } from "./args.js";
+import { enumValue, type Print, required } from "./args.js";
 
 /** `hookmesh tasks list|show|tail|cancel|retry`. */
 export async function tasksCommand(args: string[], tasks: Transport, print: Print, signal: AbortSignal): Promise<void> {
@@ -17,9 +24,16 @@ export async function tasksCommand(args: string[], tasks: Transport, print: Prin
     case "list":
       return listTasks(client, rest, print);
     case "show":
-      return print(toJsonString(TaskSchema, (await client.getTask({ id: required(rest[0], "task id") })).task!, { prettySpaces: 2 }));
+      return print(
+        toJsonString(TaskSchema, (await client.getTask({ id: required(rest[0], "task id") })).task!, {
+          prettySpaces: 2,
+        }),
+      );
     case "tail":
-      for await (const { event } of client.watchTask({ id: required(rest[0], "task id"), afterEventId: rest[1] ?? "" }, { signal })) {
+      for await (const { event } of client.watchTask(
+        { id: required(rest[0], "task id"), afterEventId: rest[1] ?? "" },
+        { signal },
+      )) {
         if (event) print(formatEvent(event));
       }
       return;
@@ -44,11 +58,17 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
     case "list":
       for (const route of (await client.listRoutes({})).routes) {
         const trigger = route.trigger?.kind.case ?? "none";
-        print(`${route.id.padEnd(24)} ${String(route.priority).padStart(4)}  ${Provider[route.provider].toLowerCase().padEnd(7)} ${trigger}${route.disabled ? "  (disabled)" : ""}`);
+        print(
+          `${route.id.padEnd(24)} ${String(route.priority).padStart(4)}  ${Provider[route.provider].toLowerCase().padEnd(7)} ${trigger}${route.disabled ? "  (disabled)" : ""}`,
+        );
       }
       return;
     case "get":
-      return print(toJsonString(RouteSchema, (await client.getRoute({ id: required(id, "route id") })).route!, { prettySpaces: 2 }));
+      return print(
+        toJsonString(RouteSchema, (await client.getRoute({ id: required(id, "route id") })).route!, {
+          prettySpaces: 2,
+        }),
+      );
     case "delete":
       await client.deleteRoute({ id: required(id, "route id") });
       return print(`deleted ${id}`);

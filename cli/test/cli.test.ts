@@ -1,15 +1,22 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createClientFactory, envIdentity, openIdentity, ServingStatus, type ClientFactory, type Identity } from "@hookmesh/kit";
-import { callError, freePort, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import {
+  type ClientFactory,
+  createClientFactory,
+  envIdentity,
+  type Identity,
+  openIdentity,
+  ServingStatus,
+} from "@hookmesh/kit";
+import { callError, freePort, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -18,7 +25,6 @@ import { formatStatus } from "../src/status.js";
 
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
 const run = promisify(execFile);
-
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -42,9 +48,16 @@ describe("hookmesh start", () => {
 
   beforeAll(async () => {
     db = await testRedis("cli");
-    const [tasksPort, agentPort, gatewayPort, httpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [tasksPort, agentPort, gatewayPort, httpPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const integrationPorts = Object.fromEntries(
-      await Promise.all(["GITHUB", "SLACK", "JIRA", "SENTRY"].map(async (name) => [name, String(await freePort())] as const)),
+      await Promise.all(
+        ["GITHUB", "SLACK", "JIRA", "SENTRY"].map(async (name) => [name, String(await freePort())] as const),
+      ),
     );
     // Under the defaults: `hookmesh start` makes the identities in a home of the test's own,
     // every service speaks mTLS, and the CLI's commands call as the operator with no flags.
@@ -57,11 +70,13 @@ describe("hookmesh start", () => {
       TASKS_URL: `https://127.0.0.1:${tasksPort}`,
       TASKS_REDIS_PREFIX: db.prefix,
       AGENT_PORT: String(agentPort),
-      ...Object.fromEntries(Object.entries(integrationPorts).flatMap(([name, port]) => [
-        [`${name}_PORT`, port],
-        [`${name}_URL`, `https://127.0.0.1:${port}`],
-        [`${name}_REDIS_PREFIX`, `${db.prefix}${name.toLowerCase()}:`],
-      ])),
+      ...Object.fromEntries(
+        Object.entries(integrationPorts).flatMap(([name, port]) => [
+          [`${name}_PORT`, port],
+          [`${name}_URL`, `https://127.0.0.1:${port}`],
+          [`${name}_REDIS_PREFIX`, `${db.prefix}${name.toLowerCase()}:`],
+        ]),
+      ),
       AGENT_URL: `https://127.0.0.1:${agentPort}`,
       GATEWAY_PORT: String(gatewayPort),
       GATEWAY_URL: `https://127.0.0.1:${gatewayPort}`,
@@ -77,7 +92,7 @@ describe("hookmesh start", () => {
     mesh = spawn(process.execPath, [bin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
     mesh.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     mesh.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(async () => (await run(process.execPath, [bin, "status"], { env }).then(() => true)));
+    await waitFor(async () => await run(process.execPath, [bin, "status"], { env }).then(() => true));
     operator = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "operator"), memoryLogger("operator").logger)!;
     clients = createClientFactory({ logger: memoryLogger("operator").logger, identity: operator });
   });
@@ -104,7 +119,9 @@ describe("hookmesh start", () => {
 
   // Eight CLI processes, each starting Node and tsx: more than the default 20 s on a busy machine.
   it("turns a signed GitHub mention into a task that an agent runs, visible through the CLI", async () => {
-    const { stdout: sent } = await run(process.execPath, [bin, "send", "github", "--mention", "please say hi"], { env });
+    const { stdout: sent } = await run(process.execPath, [bin, "send", "github", "--mention", "please say hi"], {
+      env,
+    });
     const [, deliveryId] = /^delivery (\S+) {2}github issue_comment {2}POST \S+\/webhooks\/github {2}202$/m.exec(sent)!;
     const [, task_id] = /^task (\S+) {2}[A-Z]+: /m.exec(sent)!;
     const tasks = clients.client(TaskService, env.TASKS_URL!, "tasks");
@@ -131,27 +148,47 @@ describe("hookmesh start", () => {
     const { stdout: routes } = await run(process.execPath, [bin, "routes", "list"], { env });
     expect(routes).toMatch(/^github-mention\s+100\s+github\s+mention$/m);
 
-    const { stdout: deliveries } = await run(process.execPath, [bin, "deliveries", "list", "--status", "accepted"], { env });
+    const { stdout: deliveries } = await run(process.execPath, [bin, "deliveries", "list", "--status", "accepted"], {
+      env,
+    });
     const [logged] = deliveries.split("\n");
     expect(logged).toMatch(new RegExp(`github\\s+ACCEPTED\\s+202\\s+issue_comment\\s+task ${task_id}$`));
-    const { stdout: redelivered } = await run(process.execPath, [bin, "deliveries", "redeliver", logged!.split(" ")[0]!], { env });
+    const { stdout: redelivered } = await run(
+      process.execPath,
+      [bin, "deliveries", "redeliver", logged!.split(" ")[0]!],
+      { env },
+    );
     expect(redelivered.trimEnd()).toMatch(new RegExp(`DUPLICATE\\s+202\\s+issue_comment\\s+task ${task_id}$`));
   }, 60_000);
 
   it("made the development identities on first start, and lets a caller without one do nothing but health checks", async () => {
     const { stdout } = await run(process.execPath, [bin, "certs"], { env });
     expect(stdout).toMatch(new RegExp(`^ca\\s+${home}/tls/ca.crt  current$`, "m"));
-    expect(stdout).toMatch(/^operator\s+\S+operator.crt {2}current, spiffe:\/\/hookmesh.local\/operator, until \d{4}-/m);
-    const anonymous = createGrpcTransport({ baseUrl: env.TASKS_URL!, nodeOptions: { ca: readFileSync(join(home, "tls", "ca.crt")) } });
+    expect(stdout).toMatch(
+      /^operator\s+\S+operator.crt {2}current, spiffe:\/\/hookmesh.local\/operator, until \d{4}-/m,
+    );
+    const anonymous = createGrpcTransport({
+      baseUrl: env.TASKS_URL!,
+      nodeOptions: { ca: readFileSync(join(home, "tls", "ca.crt")) },
+    });
     expect((await createClient(Health, anonymous).check({ service: "" })).status).toBe(ServingStatus.SERVING);
-    for (const call of [createClient(TaskService, anonymous).listTasks({}), createClient(RouteService, anonymous).listRoutes({})]) {
+    for (const call of [
+      createClient(TaskService, anonymous).listTasks({}),
+      createClient(RouteService, anonymous).listRoutes({}),
+    ]) {
       expect((await callError(call)).code).toBe(Code.Unauthenticated);
     }
     // An identity the contract does not name for a method is refused too: the gateway may submit events, not list tasks.
     const gateway = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "gateway"), memoryLogger("gateway").logger)!;
-    const asGateway = createClientFactory({ logger: memoryLogger("gateway").logger, identity: gateway, retry: { maxAttempts: 1 } });
+    const asGateway = createClientFactory({
+      logger: memoryLogger("gateway").logger,
+      identity: gateway,
+      retry: { maxAttempts: 1 },
+    });
     try {
-      expect((await callError(asGateway.client(TaskService, env.TASKS_URL!, "tasks").listTasks({}))).code).toBe(Code.PermissionDenied);
+      expect((await callError(asGateway.client(TaskService, env.TASKS_URL!, "tasks").listTasks({}))).code).toBe(
+        Code.PermissionDenied,
+      );
     } finally {
       asGateway.close();
       gateway.close();
@@ -161,7 +198,9 @@ describe("hookmesh start", () => {
   it("takes a bearer token made by `hookmesh token create` instead of a certificate", async () => {
     const { stdout } = await run(process.execPath, [bin, "routes", "list"], { env: { ...env, HOOKMESH_TOKEN: token } });
     expect(stdout).toMatch(/^github-mention\s+100\s+github\s+mention$/m);
-    await expect(run(process.execPath, [bin, "routes", "list"], { env: { ...env, HOOKMESH_TOKEN: "not-a-token" } })).rejects.toMatchObject({
+    await expect(
+      run(process.execPath, [bin, "routes", "list"], { env: { ...env, HOOKMESH_TOKEN: "not-a-token" } }),
+    ).rejects.toMatchObject({
       code: 1,
       stderr: expect.stringContaining("Unauthenticated"),
     });
@@ -188,7 +227,9 @@ describe("hookmesh start", () => {
 describe("hookmesh CLI", () => {
   it("refuses to start without Redis and names REDIS_URL", async () => {
     const port = await freePort();
-    const failed = await run(process.execPath, [bin, "start"], { env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` } }).catch((err: { code: number; stderr: string }) => err);
+    const failed = await run(process.execPath, [bin, "start"], {
+      env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` },
+    }).catch((err: { code: number; stderr: string }) => err);
     expect(failed).toMatchObject({ code: 1 });
     expect((failed as { stderr: string }).stderr).toContain("REDIS_URL");
   });
@@ -200,7 +241,10 @@ describe("hookmesh CLI", () => {
   });
 
   it("rejects unknown services and commands", async () => {
-    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("known: tasks, github, slack, jira, sentry, agent, gateway") });
+    await expect(run(process.execPath, [bin, "start", "nope"])).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("known: tasks, github, slack, jira, sentry, agent, gateway"),
+    });
     await expect(run(process.execPath, [bin, "frobnicate"])).rejects.toMatchObject({ code: 2 });
   });
 
@@ -211,7 +255,11 @@ describe("hookmesh CLI", () => {
         { name: "gateway", url: "http://10.0.0.1:50050", status: "unreachable", healthy: false },
       ]),
     ).toBe(
-      ["SERVICE  ADDRESS                 STATUS", "tasks    http://127.0.0.1:50051  SERVING", "gateway  http://10.0.0.1:50050   unreachable"].join("\n"),
+      [
+        "SERVICE  ADDRESS                 STATUS",
+        "tasks    http://127.0.0.1:50051  SERVING",
+        "gateway  http://10.0.0.1:50050   unreachable",
+      ].join("\n"),
     );
   });
 });

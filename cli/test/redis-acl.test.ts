@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TEST_REDIS_URL } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { TEST_REDIS_URL } from "@hookmesh/kit/testing";
 import { redisAclCommand } from "../src/redis-acl.js";
 import { SERVICES } from "../src/services.js";
 
@@ -13,14 +13,27 @@ afterAll(() => rmSync(home, { recursive: true, force: true }));
 function acl(args: string[], env: Record<string, string> = {}): { out: string[]; notes: string[] } {
   const out: string[] = [];
   const notes: string[] = [];
-  redisAclCommand(args, SERVICES, { HOOKMESH_HOME: home, ...env }, (l) => out.push(l), (l) => notes.push(l));
+  redisAclCommand(
+    args,
+    SERVICES,
+    { HOOKMESH_HOME: home, ...env },
+    (l) => out.push(l),
+    (l) => notes.push(l),
+  );
   return { out: out.join("\n").split("\n"), notes };
 }
 
 describe("hookmesh redis-acl", () => {
   it("makes one user per service that keeps state, with a password file each, and prints only hashes", () => {
     const { out, notes } = acl([]);
-    expect(out.map((l) => l.split(" ")[2])).toEqual(["hookmesh-tasks", "hookmesh-github", "hookmesh-slack", "hookmesh-jira", "hookmesh-sentry", "hookmesh-gateway"]);
+    expect(out.map((l) => l.split(" ")[2])).toEqual([
+      "hookmesh-tasks",
+      "hookmesh-github",
+      "hookmesh-slack",
+      "hookmesh-jira",
+      "hookmesh-sentry",
+      "hookmesh-gateway",
+    ]);
     for (const line of out) expect(line).toMatch(/^ACL SETUSER hookmesh-\w+ reset on #[0-9a-f]{64} ~hookmesh:\w+:\* /);
     expect(statSync(join(home, "redis", "tasks.password")).mode & 0o777).toBe(0o600);
     expect(statSync(join(home, "redis")).mode & 0o777).toBe(0o700);

@@ -1,6 +1,13 @@
 import { hostname } from "node:os";
+import {
+  type ClientFactoryOptions,
+  connectRedis,
+  createClientFactory,
+  type Env,
+  type Logger,
+  openIdentity,
+} from "@hookmesh/kit";
 import type { Redis } from "ioredis";
-import { connectRedis, createClientFactory, openIdentity, type ClientFactoryOptions, type Env, type Logger } from "@hookmesh/kit";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { BuiltInProvider, GatewayConfig } from "./config.js";
@@ -14,11 +21,11 @@ import { Forwarder } from "./forwarder.js";
 import { GitHubProvider } from "./github/provider.js";
 import { JiraProvider } from "./jira/provider.js";
 import { Outbox } from "./outbox.js";
-import { WebhookPipeline, type EndpointResolver, type ResolvedEndpoint } from "./pipeline.js";
+import { type EndpointResolver, type ResolvedEndpoint, WebhookPipeline } from "./pipeline.js";
 import { RateLimiter } from "./rate-limit.js";
 import { outboxReadiness } from "./readiness.js";
-import { build, type Gateway } from "./server.js";
 import { SentryProvider } from "./sentry/provider.js";
+import { build, type Gateway } from "./server.js";
 import { SlackProvider } from "./slack/provider.js";
 import { TasksHealth } from "./tasks-health.js";
 import type { WebhookProvider } from "./webhook-provider.js";
@@ -73,7 +80,11 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     if (!Object.hasOwn(builtIn, endpoint)) return undefined;
     const name = endpoint as BuiltInProvider;
     const secrets = config.secrets[name];
-    return { provider: builtIn[name], secrets, unsigned: secrets.length === 0 && config.allowUnsigned.includes(name) } satisfies ResolvedEndpoint;
+    return {
+      provider: builtIn[name],
+      secrets,
+      unsigned: secrets.length === 0 && config.allowUnsigned.includes(name),
+    } satisfies ResolvedEndpoint;
   };
   const tasks = clients.client(TaskService, config.tasksUrl, "tasks");
   const tasksHealth = new TasksHealth(clients.client(Health, config.tasksUrl, "tasks"), logger);
@@ -106,7 +117,15 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     identity?.close();
     throw err;
   });
-  const server = build({ pipeline, deliveries, customWebhooks, ready: outboxReadiness(redis), logger, identity, tokens: config.operatorTokens });
+  const server = build({
+    pipeline,
+    deliveries,
+    customWebhooks,
+    ready: outboxReadiness(redis),
+    logger,
+    identity,
+    tokens: config.operatorTokens,
+  });
   return {
     server,
     pipeline,

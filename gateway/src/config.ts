@@ -1,5 +1,6 @@
 import {
   ConfigError,
+  type Env,
   envDuration,
   envInt,
   envList,
@@ -9,7 +10,6 @@ import {
   envPort,
   envRedis,
   envSecrets,
-  type Env,
   type ListenConfig,
   type LogLevel,
   type RedisConfig,
@@ -46,7 +46,10 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   const allowUnsigned = envList(env, "GATEWAY_ALLOW_UNSIGNED");
   const unknown = allowUnsigned.filter((name) => !(BUILT_IN_PROVIDERS as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    throw new ConfigError("GATEWAY_ALLOW_UNSIGNED", `unknown provider ${unknown.join(", ")}; known: ${BUILT_IN_PROVIDERS.join(", ")}`);
+    throw new ConfigError(
+      "GATEWAY_ALLOW_UNSIGNED",
+      `unknown provider ${unknown.join(", ")}; known: ${BUILT_IN_PROVIDERS.join(", ")}`,
+    );
   }
   const rateLimitPerSecond = envInt(env, "GATEWAY_RATE_LIMIT", 50, { min: 1 });
   const tasksUrl = envPeerUrl(env, "TASKS_URL", 50051);
@@ -62,7 +65,10 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
       sentry: envSecrets(env, "SENTRY_CLIENT_SECRET"),
     },
     allowUnsigned: allowUnsigned as BuiltInProvider[],
-    githubMaxBodyBytes: envInt(env, "GITHUB_MAX_BODY_BYTES", GITHUB_MAX_BODY_BYTES, { min: 1024, max: GITHUB_MAX_BODY_BYTES }),
+    githubMaxBodyBytes: envInt(env, "GITHUB_MAX_BODY_BYTES", GITHUB_MAX_BODY_BYTES, {
+      min: 1024,
+      max: GITHUB_MAX_BODY_BYTES,
+    }),
     deliveryRetentionMs: envDuration(env, "DELIVERY_RETENTION", "7d"),
     // Jira retries for about 30 minutes and GitHub redelivers by hand days later: a day covers both.
     dedupWindowMs: envDuration(env, "GATEWAY_DEDUP_WINDOW", "24h"),

@@ -1,11 +1,11 @@
 import { randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import type { Redis } from "ioredis";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
 import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { DeliverySchema, type Delivery, type DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliverySchema, type DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { storeCall } from "./store-call.js";
 
 export class DeliveryNotFoundError extends Error {
@@ -22,7 +22,10 @@ export class InvalidDeliveryPageTokenError extends Error {
   }
 }
 
-export type NewDelivery = Omit<MessageInitShape<typeof DeliverySchema>, "$typeName" | "id" | "receiveTime" | "headers" | "rawBody" | "rawBodyTruncated"> & {
+export type NewDelivery = Omit<
+  MessageInitShape<typeof DeliverySchema>,
+  "$typeName" | "id" | "receiveTime" | "headers" | "rawBody" | "rawBodyTruncated"
+> & {
   receivedAt: Date;
   headers: IncomingHttpHeaders;
   rawBody?: Buffer;
@@ -94,7 +97,11 @@ export class DeliveryLog {
   }
 
   /** A page of deliveries, newest first, without bodies. */
-  async list(pageSize: number, filter: DeliveryFilter, pageToken?: string): Promise<{ deliveries: Delivery[]; nextPageToken: string }> {
+  async list(
+    pageSize: number,
+    filter: DeliveryFilter,
+    pageToken?: string,
+  ): Promise<{ deliveries: Delivery[]; nextPageToken: string }> {
     const filterKey = `${filter.provider ?? 0}/${filter.status ?? 0}`;
     let after = pageToken ? decodePageToken(pageToken, filterKey) : undefined;
     const deliveries: Delivery[] = [];
@@ -108,7 +115,11 @@ export class DeliveryLog {
         after = ids[i];
         if (bytes === null) continue;
         const delivery = fromBinary(DeliverySchema, bytes);
-        if ((filter.provider && delivery.provider !== filter.provider) || (filter.status && delivery.status !== filter.status)) continue;
+        if (
+          (filter.provider && delivery.provider !== filter.provider) ||
+          (filter.status && delivery.status !== filter.status)
+        )
+          continue;
         delivery.rawBody = new Uint8Array(0);
         deliveries.push(delivery);
         if (deliveries.length === pageSize) {

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { ErrorMapper } from "@hookmesh/kit";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import { DeliveryNotFoundError, InvalidDeliveryPageTokenError, type DeliveryLog } from "./delivery-log.js";
+import { type DeliveryLog, DeliveryNotFoundError, InvalidDeliveryPageTokenError } from "./delivery-log.js";
 import { RedeliveryRefusedError, type WebhookPipeline } from "./pipeline.js";
 
 const DEFAULT_PAGE_SIZE = 50;
@@ -13,7 +13,11 @@ export function deliveryServiceRoutes(deliveries: DeliveryLog, pipeline: Pick<We
       async listDeliveries(req) {
         if (req.pageSize < 0) throw new ConnectError("page_size must not be negative", Code.InvalidArgument);
         const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        return deliveries.list(pageSize, { provider: req.provider || undefined, status: req.status || undefined }, req.pageToken || undefined);
+        return deliveries.list(
+          pageSize,
+          { provider: req.provider || undefined, status: req.status || undefined },
+          req.pageToken || undefined,
+        );
       },
       async getDelivery(req) {
         return { delivery: await deliveries.get(req.id) };

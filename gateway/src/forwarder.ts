@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "@hookmesh/kit";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -79,15 +79,25 @@ export class Forwarder {
     const { tasks, deliveries, dedup, outbox, logger } = this.deps;
     for (let attempt = 1; !signal.aborted; attempt++) {
       try {
-        const { task, duplicate } = await tasks.submitEvent({ event: entry.event }, { signal, timeoutMs: this.deps.submitTimeoutMs ?? 5_000 });
-        const status = duplicate ? DeliveryStatus.DUPLICATE : task!.state === TaskState.IGNORED ? DeliveryStatus.IGNORED : DeliveryStatus.ACCEPTED;
+        const { task, duplicate } = await tasks.submitEvent(
+          { event: entry.event },
+          { signal, timeoutMs: this.deps.submitTimeoutMs ?? 5_000 },
+        );
+        const status = duplicate
+          ? DeliveryStatus.DUPLICATE
+          : task!.state === TaskState.IGNORED
+            ? DeliveryStatus.IGNORED
+            : DeliveryStatus.ACCEPTED;
         await deliveries.update(entry.deliveryLogId, (d) => {
           d.status = status;
           d.taskId = task!.id;
         });
         if (entry.dedupKey) await dedup.settle(entry.dedupKey, task!.id);
         await outbox.ack(entry.id);
-        logger.info({ deliveryId: entry.event.deliveryId, taskId: task!.id, attempts: attempt }, "forwarded queued delivery");
+        logger.info(
+          { deliveryId: entry.event.deliveryId, taskId: task!.id, attempts: attempt },
+          "forwarded queued delivery",
+        );
         return;
       } catch (err) {
         if (signal.aborted) return;
@@ -99,7 +109,10 @@ export class Forwarder {
             d.reason = `tasks refused it: ${failure.rawMessage}`;
           });
           await outbox.ack(entry.id);
-          logger.error({ deliveryId: entry.event.deliveryId, reason: failure.rawMessage }, "tasks refused a queued delivery");
+          logger.error(
+            { deliveryId: entry.event.deliveryId, reason: failure.rawMessage },
+            "tasks refused a queued delivery",
+          );
           return;
         }
         logger.debug({ attempt, code: Code[failure.code] }, "tasks not taking queued deliveries yet");

@@ -30,7 +30,12 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
       reply = await dispatch(path, req, abort.signal);
     } catch (err) {
       if (err instanceof WebhookRejection) {
-        reply = { status: err.status, body: { error: err.message }, headers: err.headers, log: { ...err.context, reason: err.detail ?? err.message } };
+        reply = {
+          status: err.status,
+          body: { error: err.message },
+          headers: err.headers,
+          log: { ...err.context, reason: err.detail ?? err.message },
+        };
       } else {
         logger.error({ err, path }, "unexpected error handling request");
         reply = { status: 500, body: { error: "internal error" }, log: {} };
@@ -43,7 +48,13 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
     // A refused body may still be arriving; drain it so the connection can be reused.
     req.resume();
     if (path.startsWith(WEBHOOKS)) {
-      const line = { method: req.method, path, status: reply.status, durationMs: Math.round(performance.now() - started), ...reply.log };
+      const line = {
+        method: req.method,
+        path,
+        status: reply.status,
+        durationMs: Math.round(performance.now() - started),
+        ...reply.log,
+      };
       if (reply.status < 400) logger.info(line, "webhook");
       else logger.warn(line, "webhook refused");
     }
@@ -53,7 +64,9 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
     if (path === "/healthz") return only(req, "GET", async () => ({ status: 200, body: { status: "ok" }, log: {} }));
     if (path === "/readyz") {
       return only(req, "GET", async () =>
-        (await deps.ready(signal)) ? { status: 200, body: { status: "ready" }, log: {} } : { status: 503, body: { status: "not ready" }, log: {} },
+        (await deps.ready(signal))
+          ? { status: 200, body: { status: "ready" }, log: {} }
+          : { status: 503, body: { status: "not ready" }, log: {} },
       );
     }
     if (path.startsWith(WEBHOOKS) && path.length > WEBHOOKS.length) {

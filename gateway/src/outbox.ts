@@ -1,7 +1,7 @@
 import { EventEmitter, once } from "node:events";
-import type { Redis } from "ioredis";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import type { Redis } from "ioredis";
+import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { storeCall } from "./store-call.js";
 
 export interface OutboxEntry {
@@ -41,7 +41,16 @@ export class Outbox {
   /** Makes `event` durable here; resolves only once Redis has it. */
   async add(event: Event, deliveryLogId: string, dedupKey: string): Promise<string> {
     const id = await storeCall(() =>
-      this.redis.xadd(this.stream, "*", "event", Buffer.from(toBinary(EventSchema, event)), "log", deliveryLogId, "dedup", dedupKey),
+      this.redis.xadd(
+        this.stream,
+        "*",
+        "event",
+        Buffer.from(toBinary(EventSchema, event)),
+        "log",
+        deliveryLogId,
+        "dedup",
+        dedupKey,
+      ),
     );
     this.added.emit("added");
     return id!;

@@ -1,15 +1,15 @@
 import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { StoreUnavailableError, type Logger } from "@hookmesh/kit";
-import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { DeliveryStatus, type Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
+import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { mediaType, readBody } from "./body.js";
 import type { DeliveryDedup } from "./dedup.js";
-import { DeliveryNotFoundError, type DeliveryLog, type NewDelivery } from "./delivery-log.js";
+import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
 import type { Outbox } from "./outbox.js";
 import type { RateLimiter } from "./rate-limit.js";
@@ -81,14 +81,23 @@ export class WebhookPipeline {
       if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       resolved = await this.deps.resolve(route).catch((err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) throw err;
-        throw new WebhookRejection(503, "endpoint lookup unavailable, retry later", "custom webhooks store unavailable", {
-          "retry-after": String(this.deps.retryAfterSeconds),
-        });
+        throw new WebhookRejection(
+          503,
+          "endpoint lookup unavailable, retry later",
+          "custom webhooks store unavailable",
+          {
+            "retry-after": String(this.deps.retryAfterSeconds),
+          },
+        );
       });
       if (!resolved) throw new WebhookRejection(404, "not found");
       const { provider } = resolved;
       if (!resolved.unsigned && resolved.secrets.length === 0) {
-        throw new WebhookRejection(404, `${provider.name} webhooks are not configured`, "no secret is configured for this endpoint");
+        throw new WebhookRejection(
+          404,
+          `${provider.name} webhooks are not configured`,
+          "no secret is configured for this endpoint",
+        );
       }
       const contentType = mediaType(req.headers["content-type"]);
       if (!provider.contentTypes.includes(contentType)) {
@@ -98,8 +107,19 @@ export class WebhookPipeline {
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
-        await this.record({ route, resolved, webhook, status: DeliveryStatus.ANSWERED, httpStatus: verdict.status, reason: verdict.log });
-        return { status: verdict.status, body: verdict.body as Record<string, unknown>, log: { answered: verdict.log } };
+        await this.record({
+          route,
+          resolved,
+          webhook,
+          status: DeliveryStatus.ANSWERED,
+          httpStatus: verdict.status,
+          reason: verdict.log,
+        });
+        return {
+          status: verdict.status,
+          body: verdict.body as Record<string, unknown>,
+          log: { answered: verdict.log },
+        };
       }
       const event = create(EventSchema, {
         ...verdict.event,
@@ -135,7 +155,9 @@ export class WebhookPipeline {
   async redeliver(id: string, signal: AbortSignal): Promise<Delivery> {
     const original = await this.deps.deliveries.get(id);
     if (original.status === DeliveryStatus.REJECTED || original.status === DeliveryStatus.ANSWERED) {
-      throw new RedeliveryRefusedError(`delivery ${id} was ${DeliveryStatus[original.status].toLowerCase()}, not a verified event`);
+      throw new RedeliveryRefusedError(
+        `delivery ${id} was ${DeliveryStatus[original.status].toLowerCase()}, not a verified event`,
+      );
     }
     if (original.rawBodyTruncated) throw new RedeliveryRefusedError(`delivery ${id} has no complete body to resend`);
     const resolved = await this.deps.resolve(original.route);
@@ -170,8 +192,18 @@ export class WebhookPipeline {
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     const claim = redelivery ? undefined : await this.claim(verified);
     if (claim && !claim.fresh) {
-      const entry = await this.record({ ...verified, status: DeliveryStatus.DUPLICATE, httpStatus: 202, taskId: claim.taskId, ...facts });
-      return { status: 202, body: { task_id: claim.taskId, duplicate: true }, log: { ...facts, duplicate: true, logId: entry?.id } };
+      const entry = await this.record({
+        ...verified,
+        status: DeliveryStatus.DUPLICATE,
+        httpStatus: 202,
+        taskId: claim.taskId,
+        ...facts,
+      });
+      return {
+        status: 202,
+        body: { task_id: claim.taskId, duplicate: true },
+        log: { ...facts, duplicate: true, logId: entry?.id },
+      };
     }
     const dedupKey = claim?.key ?? "";
     try {
@@ -180,10 +212,21 @@ export class WebhookPipeline {
         { signal, timeoutMs: resolved.provider.submitTimeoutMs },
       );
       const taskId = task!.id;
-      if (dedupKey) await this.deps.dedup.settle(dedupKey, taskId).catch((err: unknown) => this.warn(err, "could not record the task of a delivery"));
-      const status = duplicate ? DeliveryStatus.DUPLICATE : task!.state === TaskState.IGNORED ? DeliveryStatus.IGNORED : DeliveryStatus.ACCEPTED;
+      if (dedupKey)
+        await this.deps.dedup
+          .settle(dedupKey, taskId)
+          .catch((err: unknown) => this.warn(err, "could not record the task of a delivery"));
+      const status = duplicate
+        ? DeliveryStatus.DUPLICATE
+        : task!.state === TaskState.IGNORED
+          ? DeliveryStatus.IGNORED
+          : DeliveryStatus.ACCEPTED;
       const entry = await this.record({ ...verified, status, httpStatus: 202, taskId, ...facts });
-      return { status: 202, body: { task_id: taskId, duplicate }, log: { ...facts, taskId, duplicate, logId: entry?.id } };
+      return {
+        status: 202,
+        body: { task_id: taskId, duplicate },
+        log: { ...facts, taskId, duplicate, logId: entry?.id },
+      };
     } catch (err) {
       const failure = ConnectError.from(err);
       if (failure.code === Code.InvalidArgument) {
@@ -199,16 +242,28 @@ export class WebhookPipeline {
     const { event } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     try {
-      const entry = await this.deps.deliveries.record(this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }), true);
+      const entry = await this.deps.deliveries.record(
+        this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }),
+        true,
+      );
       await this.deps.outbox.add(event, entry.id, dedupKey);
-      return { status: 202, body: { queued: true, delivery: entry.id }, log: { ...facts, queued: true, reason: why, logId: entry.id } };
+      return {
+        status: 202,
+        body: { queued: true, delivery: entry.id },
+        log: { ...facts, queued: true, reason: why, logId: entry.id },
+      };
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "delivery could not be made durable");
       if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
-      throw new WebhookRejection(503, "delivery could not be made durable, retry later", `tasks: ${why}; outbox: unavailable`, {
-        "retry-after": String(this.deps.retryAfterSeconds),
-      }).withContext(facts);
+      throw new WebhookRejection(
+        503,
+        "delivery could not be made durable, retry later",
+        `tasks: ${why}; outbox: unavailable`,
+        {
+          "retry-after": String(this.deps.retryAfterSeconds),
+        },
+      ).withContext(facts);
     }
   }
 
@@ -236,7 +291,17 @@ export class WebhookPipeline {
   }
 
   private entry(fields: RecordFields): NewDelivery {
-    const { route, resolved, webhook, status, httpStatus, reason = "", taskId = "", deliveryId = "", eventType = "" } = fields;
+    const {
+      route,
+      resolved,
+      webhook,
+      status,
+      httpStatus,
+      reason = "",
+      taskId = "",
+      deliveryId = "",
+      eventType = "",
+    } = fields;
     return {
       route,
       provider: resolved?.provider.provider,

@@ -14,7 +14,9 @@ export function outboxReadiness(redis: Redis) {
       (reply) => reply === "PONG",
       () => false,
     );
-    const gaveUp = new Promise<boolean>((resolve) => timeout.addEventListener("abort", () => resolve(false), { once: true }));
+    const gaveUp = new Promise<boolean>((resolve) =>
+      timeout.addEventListener("abort", () => resolve(false), { once: true }),
+    );
     return Promise.race([ping, gaveUp]);
   };
 }

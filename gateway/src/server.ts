@@ -1,7 +1,16 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { createMeshServer, HealthState, mapStoreError, ServingStatus, type ErrorMapper, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
+import {
+  createMeshServer,
+  type ErrorMapper,
+  HealthState,
+  type Logger,
+  type MeshServer,
+  mapStoreError,
+  type SecurityOptions,
+  ServingStatus,
+} from "@hookmesh/kit";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import type { CustomRouteStore } from "./custom/route-store.js";
@@ -30,12 +39,16 @@ export interface Gateway {
 }
 
 /** Every domain error the gateway's RPCs can end in, as the wire error callers see. */
-export const mapGatewayError: ErrorMapper = (err) => mapDeliveryError(err) ?? mapCustomRouteError(err) ?? mapStoreError(err);
+export const mapGatewayError: ErrorMapper = (err) =>
+  mapDeliveryError(err) ?? mapCustomRouteError(err) ?? mapStoreError(err);
 
 export function build(deps: ServerDeps): Gateway {
   const { pipeline, deliveries, customWebhooks } = deps;
   const handler = httpEndpoints({ pipeline, ready: deps.ready, logger: deps.logger });
-  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => void handler(req, res));
+  const server = http.createServer(
+    { headersTimeout: 10_000, requestTimeout: 60_000 },
+    (req, res) => void handler(req, res),
+  );
   const grpc = createMeshServer({
     routes: (router: ConnectRouter) => {
       deliveryServiceRoutes(deliveries, pipeline)(router);

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import type { WebhookDefinition } from "@octokit/webhooks-examples";
 import type { Env, Logger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
-import { composeGateway, loadConfig, type ComposedGateway, type GatewayConfig } from "./index.js";
+import type { WebhookDefinition } from "@octokit/webhooks-examples";
+import { type ComposedGateway, composeGateway, type GatewayConfig, loadConfig } from "./index.js";
 
 /** The signing secrets of the test configuration, one per built-in provider. */
 export const TEST_SECRETS = {
@@ -36,7 +36,13 @@ export const GATEWAY_TEST_ENV: Env = {
 
 /** The configuration `loadConfig` makes of the test defaults and `env`, over the test's Redis prefix. */
 export function gatewayTestConfig(db: Pick<TestRedis, "prefix">, tasksUrl: string, env: Env = {}): GatewayConfig {
-  return loadConfig({ REDIS_URL: TEST_REDIS_URL, GATEWAY_REDIS_PREFIX: `${db.prefix}gateway:`, TASKS_URL: tasksUrl, ...GATEWAY_TEST_ENV, ...env });
+  return loadConfig({
+    REDIS_URL: TEST_REDIS_URL,
+    GATEWAY_REDIS_PREFIX: `${db.prefix}gateway:`,
+    TASKS_URL: tasksUrl,
+    ...GATEWAY_TEST_ENV,
+    ...env,
+  });
 }
 
 export interface RunningGateway extends ComposedGateway {
@@ -51,13 +57,25 @@ export interface RunningGateway extends ComposedGateway {
  * feeding `tasksUrl`. The one injected difference: a client factory whose circuit breaker
  * resets sooner, so that a test sees a restarted tasks service within its time.
  */
-export async function startGateway(db: Pick<TestRedis, "prefix">, tasksUrl: string, logger: Logger, env: Env = {}): Promise<RunningGateway> {
+export async function startGateway(
+  db: Pick<TestRedis, "prefix">,
+  tasksUrl: string,
+  logger: Logger,
+  env: Env = {},
+): Promise<RunningGateway> {
   const config = gatewayTestConfig(db, tasksUrl, env);
-  const service = await composeGateway(config, { logger, env: {}, clientOptions: { breaker: { resetTimeoutMs: 500 } } });
+  const service = await composeGateway(config, {
+    logger,
+    env: {},
+    clientOptions: { breaker: { resetTimeoutMs: 500 } },
+  });
   const { http, grpc } = await service.server.listen(0, 0, "127.0.0.1");
   service.start();
   const scheme = config.identity.insecure ? "http" : "https";
-  return Object.assign(service, { base: `http://127.0.0.1:${http.port}`, grpcUrl: `${scheme}://127.0.0.1:${grpc.port}` });
+  return Object.assign(service, {
+    base: `http://127.0.0.1:${http.port}`,
+    grpcUrl: `${scheme}://127.0.0.1:${grpc.port}`,
+  });
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import type { IncomingHttpHeaders } from "node:http";
-import { TraceContextSchema, type TraceContext } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { type TraceContext, TraceContextSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 
 const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -12,7 +12,10 @@ const TRACEPARENT = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0
 export function traceContextOf(headers: IncomingHttpHeaders): TraceContext {
   const traceparent = headers.traceparent;
   if (typeof traceparent === "string" && TRACEPARENT.test(traceparent)) {
-    return create(TraceContextSchema, { traceparent, tracestate: typeof headers.tracestate === "string" ? headers.tracestate : "" });
+    return create(TraceContextSchema, {
+      traceparent,
+      tracestate: typeof headers.tracestate === "string" ? headers.tracestate : "",
+    });
   }
   return create(TraceContextSchema, {
     traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`,

@@ -85,9 +85,18 @@ export function signatureOf(webhook: IncomingWebhook, signature: SignatureHeader
 }
 
 /** A 401 naming the header, unless one of the configured secrets made `givenHex` over `content`. */
-export function requireHmac(content: Buffer, givenHex: string, secrets: readonly string[], signature: SignatureHeader): void {
+export function requireHmac(
+  content: Buffer,
+  givenHex: string,
+  secrets: readonly string[],
+  signature: SignatureHeader,
+): void {
   if (!hmacMatches("sha256", content, givenHex, secrets)) {
-    throw new WebhookRejection(401, "signature mismatch", `${signature.header} does not match any configured ${signature.secrets}`);
+    throw new WebhookRejection(
+      401,
+      "signature mismatch",
+      `${signature.header} does not match any configured ${signature.secrets}`,
+    );
   }
 }
 

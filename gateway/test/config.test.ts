@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 /** The defaults need the development identities that `npm start` makes; tests have their own. */
@@ -56,8 +56,13 @@ describe("gateway loadConfig", () => {
     const dir = mkdtempSync(join(tmpdir(), "gateway-config-"));
     writeFileSync(join(dir, "github"), "from-file\n");
     writeFileSync(join(dir, "sentry"), "one,two\n");
-    expect(loadConfig({ ...env, GITHUB_WEBHOOK_SECRET_FILE: join(dir, "github") }).secrets.github).toEqual(["from-file"]);
-    expect(loadConfig({ ...env, SENTRY_CLIENT_SECRET_FILE: join(dir, "sentry") }).secrets.sentry).toEqual(["one", "two"]);
+    expect(loadConfig({ ...env, GITHUB_WEBHOOK_SECRET_FILE: join(dir, "github") }).secrets.github).toEqual([
+      "from-file",
+    ]);
+    expect(loadConfig({ ...env, SENTRY_CLIENT_SECRET_FILE: join(dir, "sentry") }).secrets.sentry).toEqual([
+      "one",
+      "two",
+    ]);
     expect(configError({ JIRA_WEBHOOK_SECRET_FILE: join(dir, "missing") })).toMatch(/^JIRA_WEBHOOK_SECRET_FILE: /);
   });
 
@@ -97,16 +102,27 @@ describe("gateway loadConfig", () => {
   });
 
   it("reads the rate limit, with a burst of twice the rate unless set", () => {
-    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 10 });
-    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5", GATEWAY_RATE_BURST: "3" })).toMatchObject({ rateLimitPerSecond: 5, rateLimitBurst: 3 });
-    expect(loadConfig({ ...env, GATEWAY_RATE_BURST: "7" })).toMatchObject({ rateLimitPerSecond: 50, rateLimitBurst: 7 });
+    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5" })).toMatchObject({
+      rateLimitPerSecond: 5,
+      rateLimitBurst: 10,
+    });
+    expect(loadConfig({ ...env, GATEWAY_RATE_LIMIT: "5", GATEWAY_RATE_BURST: "3" })).toMatchObject({
+      rateLimitPerSecond: 5,
+      rateLimitBurst: 3,
+    });
+    expect(loadConfig({ ...env, GATEWAY_RATE_BURST: "7" })).toMatchObject({
+      rateLimitPerSecond: 50,
+      rateLimitBurst: 7,
+    });
     expect(configError({ GATEWAY_RATE_LIMIT: "0" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
     expect(configError({ GATEWAY_RATE_LIMIT: "1.5" })).toMatch(/^GATEWAY_RATE_LIMIT: /);
     expect(configError({ GATEWAY_RATE_BURST: "0" })).toMatch(/^GATEWAY_RATE_BURST: /);
   });
 
   it("reads REDIS_URL and GATEWAY_REDIS_PREFIX", () => {
-    expect(loadConfig({ ...env, REDIS_URL: "rediss://cache.internal:6380/2", GATEWAY_REDIS_PREFIX: "edge:" })).toMatchObject({
+    expect(
+      loadConfig({ ...env, REDIS_URL: "rediss://cache.internal:6380/2", GATEWAY_REDIS_PREFIX: "edge:" }),
+    ).toMatchObject({
       redis: { url: "rediss://cache.internal:6380/2", keyPrefix: "edge:" },
     });
     expect(configError({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
@@ -115,22 +131,42 @@ describe("gateway loadConfig", () => {
 
   it("reads ports, the tasks address and the GitHub body limit", () => {
     expect(
-      loadConfig({ ...env, GATEWAY_HTTP_PORT: "9090", GATEWAY_PORT: "0", TASKS_URL: "https://tasks:50051", GITHUB_MAX_BODY_BYTES: "65536" }),
+      loadConfig({
+        ...env,
+        GATEWAY_HTTP_PORT: "9090",
+        GATEWAY_PORT: "0",
+        TASKS_URL: "https://tasks:50051",
+        GITHUB_MAX_BODY_BYTES: "65536",
+      }),
     ).toMatchObject({ httpPort: 9090, port: 0, tasksUrl: "https://tasks:50051", githubMaxBodyBytes: 65_536 });
   });
 
   it("calls tasks over mTLS, and in cleartext only on loopback when HOOKMESH_INSECURE=1 says so", () => {
-    expect(configError({ TASKS_URL: "http://tasks:50051" })).toMatch(/^TASKS_URL: calls go over mTLS: expected an https:\/\/ URL/);
-    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({ tasksUrl: "http://127.0.0.1:50051", identity: { insecure: true } });
-    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_URL: "http://tasks:50051" })).toThrow(/^TASKS_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
-    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", GATEWAY_HOST: "0.0.0.0" })).toThrow(/^GATEWAY_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+    expect(configError({ TASKS_URL: "http://tasks:50051" })).toMatch(
+      /^TASKS_URL: calls go over mTLS: expected an https:\/\/ URL/,
+    );
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
+      tasksUrl: "http://127.0.0.1:50051",
+      identity: { insecure: true },
+    });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_URL: "http://tasks:50051" })).toThrow(
+      /^TASKS_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/,
+    );
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", GATEWAY_HOST: "0.0.0.0" })).toThrow(
+      /^GATEWAY_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/,
+    );
   });
 
   it("fails fast naming the variable to fix, never echoing a secret", () => {
     expect(configError({ TASKS_URL: "tasks:50051" })).toMatch(/^TASKS_URL: /);
     expect(configError({ GATEWAY_HTTP_PORT: "99999" })).toMatch(/^GATEWAY_HTTP_PORT: /);
     expect(configError({ GITHUB_MAX_BODY_BYTES: String(100 * 1024 * 1024) })).toMatch(/^GITHUB_MAX_BODY_BYTES: /);
-    for (const variable of ["GITHUB_WEBHOOK_SECRET", "SLACK_SIGNING_SECRET", "JIRA_WEBHOOK_SECRET", "SENTRY_CLIENT_SECRET"]) {
+    for (const variable of [
+      "GITHUB_WEBHOOK_SECRET",
+      "SLACK_SIGNING_SECRET",
+      "JIRA_WEBHOOK_SECRET",
+      "SENTRY_CLIENT_SECRET",
+    ]) {
       const message = configError({ [variable]: "s3cr3t-value", [`${variable}_FILE`]: "/x" });
       expect(message).toMatch(new RegExp(`^${variable}: `));
       expect(message).not.toContain("s3cr3t-value");

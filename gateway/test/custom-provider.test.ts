@@ -1,16 +1,16 @@
 import { createHash, createHmac } from "node:crypto";
 import { inspect } from "node:util";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import {
+  type CustomRoute,
   CustomRouteSchema,
   HmacAlgorithm,
   SignedContent,
-  type CustomRoute,
 } from "../../gen/hookmesh/gateway/v1/custom_route_pb.js";
-import { CustomProvider, CUSTOM_DEFAULT_MAX_BODY_BYTES } from "../src/custom/provider.js";
+import { CUSTOM_DEFAULT_MAX_BODY_BYTES, CustomProvider } from "../src/custom/provider.js";
 import { CustomRouteStore } from "../src/custom/route-store.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import type { IncomingWebhook } from "../src/webhook-provider.js";
@@ -49,7 +49,12 @@ function route(init: RouteInit = {}): CustomRoute {
 }
 
 /** A request as the pipeline hands it over: Node's lower-cased headers, the raw body. */
-function webhook(headers: Record<string, string>, body: string | Buffer = BODY, contentType = "application/json", receivedAt = NOW): IncomingWebhook {
+function webhook(
+  headers: Record<string, string>,
+  body: string | Buffer = BODY,
+  contentType = "application/json",
+  receivedAt = NOW,
+): IncomingWebhook {
   return {
     headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])),
     rawBody: Buffer.from(body),
@@ -125,7 +130,12 @@ describe("CustomProvider", () => {
 
       it("accepts an HMAC of `{timestamp}.{body}`", () => {
         const provider = new CustomProvider(
-          route({ algorithm, signaturePrefix: "v1=", signedContent: SignedContent.TIMESTAMP_DOT_BODY, timestampHeader: "X-Acme-Timestamp" }),
+          route({
+            algorithm,
+            signaturePrefix: "v1=",
+            signedContent: SignedContent.TIMESTAMP_DOT_BODY,
+            timestampHeader: "X-Acme-Timestamp",
+          }),
         );
         const signature = hmac(name, SECRET, `${NOW_SECONDS}.${BODY}`);
         verify(provider, webhook({ "X-Acme-Signature": `v1=${signature}`, "X-Acme-Timestamp": NOW_SECONDS }));
@@ -142,7 +152,10 @@ describe("CustomProvider", () => {
     it("verifies the raw bytes, not a re-encoding of them", () => {
       const raw = Buffer.concat([Buffer.from('{"text":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
       const provider = new CustomProvider(route());
-      verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", SECRET, raw)}` }, raw, "application/octet-stream"));
+      verify(
+        provider,
+        webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", SECRET, raw)}` }, raw, "application/octet-stream"),
+      );
     });
 
     it("accepts upper-case hex and a prefix in another case", () => {
@@ -158,7 +171,11 @@ describe("CustomProvider", () => {
     it("refuses a digest without the route's prefix", () => {
       const provider = new CustomProvider(route());
       const err = rejection(() => verify(provider, webhook({ "X-Acme-Signature": hmac("sha256", SECRET, BODY) })));
-      expect(err).toMatchObject({ status: 401, message: "signature mismatch", detail: 'X-Acme-Signature does not start with "sha256="' });
+      expect(err).toMatchObject({
+        status: 401,
+        message: "signature mismatch",
+        detail: 'X-Acme-Signature does not start with "sha256="',
+      });
     });
 
     it("refuses a digest with the prefix twice or another prefix", () => {
@@ -177,13 +194,19 @@ describe("CustomProvider", () => {
 
     it("refuses a secret rotated out", () => {
       const provider = new CustomProvider(route({ secret: SECRET }));
-      const err = rejection(() => verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", OLD_SECRET, BODY)}` })));
+      const err = rejection(() =>
+        verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", OLD_SECRET, BODY)}` })),
+      );
       expect(err).toMatchObject({ status: 401, message: "signature mismatch" });
     });
 
     it("refuses a missing signature", () => {
       const provider = new CustomProvider(route());
-      const requests: Record<string, string>[] = [{}, { "X-Acme-Signature": "" }, { "X-Other-Signature": `sha256=${hmac("sha256", SECRET, BODY)}` }];
+      const requests: Record<string, string>[] = [
+        {},
+        { "X-Acme-Signature": "" },
+        { "X-Other-Signature": `sha256=${hmac("sha256", SECRET, BODY)}` },
+      ];
       for (const headers of requests) {
         const err = rejection(() => verify(provider, webhook(headers)));
         expect(err).toMatchObject({ status: 401, message: "signature required", detail: "missing X-Acme-Signature" });
@@ -226,7 +249,11 @@ describe("CustomProvider", () => {
     describe("timestamped signatures", () => {
       const stripeLike = () =>
         new CustomProvider(
-          route({ signaturePrefix: "v1=", signedContent: SignedContent.TIMESTAMP_DOT_BODY, timestampHeader: "X-Acme-Timestamp" }),
+          route({
+            signaturePrefix: "v1=",
+            signedContent: SignedContent.TIMESTAMP_DOT_BODY,
+            timestampHeader: "X-Acme-Timestamp",
+          }),
         );
       const signedAt = (seconds: number, body = BODY) => ({
         "X-Acme-Signature": `v1=${hmac("sha256", SECRET, `${seconds}.${body}`)}`,
@@ -235,7 +262,8 @@ describe("CustomProvider", () => {
       const now = NOW.getTime() / 1000;
 
       it("accepts timestamps up to 5 minutes either way", () => {
-        for (const seconds of [now - 300, now - 299, now + 299, now + 300]) verify(stripeLike(), webhook(signedAt(seconds)));
+        for (const seconds of [now - 300, now - 299, now + 299, now + 300])
+          verify(stripeLike(), webhook(signedAt(seconds)));
       });
 
       it("refuses stale and future timestamps, even correctly signed", () => {
@@ -256,9 +284,15 @@ describe("CustomProvider", () => {
       it("refuses a missing or malformed timestamp", () => {
         const { "X-Acme-Signature": signature } = signedAt(now);
         const missing = rejection(() => verify(stripeLike(), webhook({ "X-Acme-Signature": signature })));
-        expect(missing).toMatchObject({ status: 401, message: "timestamp required", detail: "missing X-Acme-Timestamp" });
+        expect(missing).toMatchObject({
+          status: 401,
+          message: "timestamp required",
+          detail: "missing X-Acme-Timestamp",
+        });
         for (const timestamp of [`${now}.5`, `${now * 1000}000`, "-1", "soon", `${now} `]) {
-          const err = rejection(() => verify(stripeLike(), webhook({ "X-Acme-Signature": signature, "X-Acme-Timestamp": timestamp })));
+          const err = rejection(() =>
+            verify(stripeLike(), webhook({ "X-Acme-Signature": signature, "X-Acme-Timestamp": timestamp })),
+          );
           expect(err.status).toBe(401);
         }
       });
@@ -301,7 +335,10 @@ describe("CustomProvider", () => {
     it("falls back to the body's SHA-256 and the route's name when the headers are absent", () => {
       const provider = new CustomProvider(route());
       const verdict = provider.parse(webhook({}));
-      expect(verdict).toMatchObject({ kind: "event", event: { deliveryId: bodyHash, eventType: "acme", sourceId: "acme" } });
+      expect(verdict).toMatchObject({
+        kind: "event",
+        event: { deliveryId: bodyHash, eventType: "acme", sourceId: "acme" },
+      });
     });
 
     it("uses the body's SHA-256 and the route's name when the route names no headers", () => {
@@ -312,7 +349,8 @@ describe("CustomProvider", () => {
 
     it("gives the same body the same delivery id, and another body another", () => {
       const provider = new CustomProvider(route({ deliveryIdHeader: "" }));
-      const id = (body: string) => (provider.parse(webhook({}, body)) as { event: { deliveryId: string } }).event.deliveryId;
+      const id = (body: string) =>
+        (provider.parse(webhook({}, body)) as { event: { deliveryId: string } }).event.deliveryId;
       expect(id(BODY)).toBe(id(BODY));
       expect(id(BODY)).not.toBe(id(`${BODY}\n`));
     });
@@ -362,7 +400,9 @@ describe("CustomProvider", () => {
       for (const secret of [SECRET, OLD_SECRET]) {
         verify(provider, webhook({ "X-Acme-Signature": hmac("sha512", secret, BODY) }));
       }
-      expect(rejection(() => verify(provider, webhook({ "X-Acme-Signature": hmac("sha256", SECRET, BODY) }))).status).toBe(401);
+      expect(
+        rejection(() => verify(provider, webhook({ "X-Acme-Signature": hmac("sha256", SECRET, BODY) }))).status,
+      ).toBe(401);
     });
 
     it("refuses the old secret once it is rotated out", async () => {
@@ -370,7 +410,10 @@ describe("CustomProvider", () => {
       await store.upsert(route({ secret: SECRET }));
       const provider = new CustomProvider(await store.get("acme"));
       verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", SECRET, BODY)}` }));
-      expect(rejection(() => verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", OLD_SECRET, BODY)}` }))).status).toBe(401);
+      expect(
+        rejection(() => verify(provider, webhook({ "X-Acme-Signature": `sha256=${hmac("sha256", OLD_SECRET, BODY)}` })))
+          .status,
+      ).toBe(401);
     });
   });
 });

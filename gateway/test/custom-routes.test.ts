@@ -1,22 +1,22 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
-import { serverCallInterceptor, StoreUnavailableError } from "@hookmesh/kit";
-import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
+import { StoreUnavailableError, serverCallInterceptor } from "@hookmesh/kit";
+import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  type CustomRoute,
   CustomRouteSchema,
   HmacAlgorithm,
   SignedContent,
-  type CustomRoute,
 } from "../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "../src/custom/errors.js";
 import { CustomRouteStore } from "../src/custom/route-store.js";
 import { customRouteServiceRoutes } from "../src/custom/routes.js";
-import { mapGatewayError } from "../src/server.js";
 import { InvalidCustomRouteError } from "../src/custom/validate.js";
+import { mapGatewayError } from "../src/server.js";
 
 /** The plain-object form of a CustomRoute, which spreads field by field. */
 type RouteInit = Exclude<MessageInitShape<typeof CustomRouteSchema>, CustomRoute>;
@@ -69,7 +69,9 @@ describe("CustomRouteStore", () => {
   it("stores a route as protobuf binary in the custom-routes hash, secret included", async () => {
     await store.upsert(route());
     const bytes = await db.redis.hgetBuffer(`${db.prefix}custom-routes`, "acme");
-    expect(fromBinary(CustomRouteSchema, bytes!)).toEqual(route({ hasSecret: true, updateTime: timestampFromDate(NOW) }));
+    expect(fromBinary(CustomRouteSchema, bytes!)).toEqual(
+      route({ hasSecret: true, updateTime: timestampFromDate(NOW) }),
+    );
   });
 
   it("returns the upserted route stripped of its secret, and get returns it with the secret", async () => {
@@ -96,8 +98,15 @@ describe("CustomRouteStore", () => {
     await store.upsert(route());
     const later = new Date(NOW.getTime() + 60_000);
     const laterStore = new CustomRouteStore(db.redis, { keyPrefix: db.prefix, now: () => later });
-    const updated = await laterStore.upsert(route({ secret: "", signaturePrefix: "", algorithm: HmacAlgorithm.SHA512 }));
-    expect(updated).toMatchObject({ secret: "", hasSecret: true, signaturePrefix: "", algorithm: HmacAlgorithm.SHA512 });
+    const updated = await laterStore.upsert(
+      route({ secret: "", signaturePrefix: "", algorithm: HmacAlgorithm.SHA512 }),
+    );
+    expect(updated).toMatchObject({
+      secret: "",
+      hasSecret: true,
+      signaturePrefix: "",
+      algorithm: HmacAlgorithm.SHA512,
+    });
     expect(updated.updateTime).toEqual(timestampFromDate(later));
     const stored = await store.get("acme");
     expect(stored).toMatchObject({ secret: SECRET, signaturePrefix: "", algorithm: HmacAlgorithm.SHA512 });
@@ -154,7 +163,12 @@ describe("CustomRouteStore", () => {
 
   it("turns a lost Redis connection into an unavailable error", async () => {
     const closed = new CustomRouteStore(await closedRedis(), { keyPrefix: db.prefix });
-    for (const call of [() => closed.list(), () => closed.get("acme"), () => closed.upsert(route()), () => closed.delete("acme")]) {
+    for (const call of [
+      () => closed.list(),
+      () => closed.get("acme"),
+      () => closed.upsert(route()),
+      () => closed.delete("acme"),
+    ]) {
       await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
     }
   });
@@ -175,8 +189,16 @@ describe("CustomRouteStore", () => {
       ["a name with a slash", { name: "acme/hooks" }, "route.name: must match [A-Za-z0-9_-]{1,64}"],
       ["a name of 65 characters", { name: "a".repeat(65) }, "route.name: must match [A-Za-z0-9_-]{1,64}"],
       ["no signature header", { signatureHeader: "" }, "route.signature_header: is required"],
-      ["a signature header with a space", { signatureHeader: "X Sig" }, "route.signature_header: must be an HTTP header name"],
-      ["a signature header with a colon", { signatureHeader: "X-Sig:" }, "route.signature_header: must be an HTTP header name"],
+      [
+        "a signature header with a space",
+        { signatureHeader: "X Sig" },
+        "route.signature_header: must be an HTTP header name",
+      ],
+      [
+        "a signature header with a colon",
+        { signatureHeader: "X-Sig:" },
+        "route.signature_header: must be an HTTP header name",
+      ],
       [
         "a prefix with a newline",
         { signaturePrefix: "sha256=\r\n" },
@@ -204,8 +226,16 @@ describe("CustomRouteStore", () => {
         { signedContent: SignedContent.TIMESTAMP_DOT_BODY, timestampHeader: "X Timestamp" },
         "route.timestamp_header: must be an HTTP header name",
       ],
-      ["a bad delivery id header", { deliveryIdHeader: "X-Id:" }, "route.delivery_id_header: must be an HTTP header name"],
-      ["a bad event type header", { eventTypeHeader: "X-Événement" }, "route.event_type_header: must be an HTTP header name"],
+      [
+        "a bad delivery id header",
+        { deliveryIdHeader: "X-Id:" },
+        "route.delivery_id_header: must be an HTTP header name",
+      ],
+      [
+        "a bad event type header",
+        { eventTypeHeader: "X-Événement" },
+        "route.event_type_header: must be an HTTP header name",
+      ],
       ["a negative body limit", { maxBodyBytes: -1 }, "route.max_body_bytes: must be from 0 to 26214400"],
       ["a body limit over 25 MiB", { maxBodyBytes: 26214401 }, "route.max_body_bytes: must be from 0 to 26214400"],
       [
@@ -213,7 +243,11 @@ describe("CustomRouteStore", () => {
         { secret: `${SECRET},,${NEW_SECRET}` },
         "route.secret: must be one or more comma-separated secrets, none of them empty",
       ],
-      ["a blank secret", { secret: "  " }, "route.secret: must be one or more comma-separated secrets, none of them empty"],
+      [
+        "a blank secret",
+        { secret: "  " },
+        "route.secret: must be one or more comma-separated secrets, none of them empty",
+      ],
     ];
 
     it.each(invalid)("refuses %s", async (_, init, message) => {
@@ -283,8 +317,14 @@ describe("CustomRouteService", () => {
   it("answers INVALID_ARGUMENT naming the field", async () => {
     const cases: [() => Promise<unknown>, string][] = [
       [() => client.upsertCustomRoute({}), "route: is required"],
-      [() => client.upsertCustomRoute({ route: route({ name: "no spaces" }) }), "route.name: must match [A-Za-z0-9_-]{1,64}"],
-      [() => client.upsertCustomRoute({ route: route({ signatureHeader: "" }) }), "route.signature_header: is required"],
+      [
+        () => client.upsertCustomRoute({ route: route({ name: "no spaces" }) }),
+        "route.name: must match [A-Za-z0-9_-]{1,64}",
+      ],
+      [
+        () => client.upsertCustomRoute({ route: route({ signatureHeader: "" }) }),
+        "route.signature_header: is required",
+      ],
       [() => client.upsertCustomRoute({ route: route({ secret: "" }) }), "route.secret: is required for a new route"],
       [() => client.deleteCustomRoute({ name: "" }), "name: is required"],
     ];

@@ -8,7 +8,11 @@ export const EXAMPLE_RECEIVED = new Date("2024-05-01T12:00:00Z");
 export const EXAMPLE_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /** A verified delivery of `payload`, as the webhook handler hands it to normalizeGitHub. */
-export function githubDelivery(eventType: string, payload: Payload, overrides: Partial<GitHubDelivery> = {}): GitHubDelivery {
+export function githubDelivery(
+  eventType: string,
+  payload: Payload,
+  overrides: Partial<GitHubDelivery> = {},
+): GitHubDelivery {
   return {
     eventType,
     deliveryId: "72d3162e-cc78-11e3-81ab-4c9367dc0958",

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { Event } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskSchema, TaskState, type Task } from "../../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Task, TaskSchema, TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 
 /**
@@ -31,7 +31,9 @@ export class FakeTasks {
     const refusal = this.refuse(event);
     if (refusal) throw new ConnectError(refusal, Code.InvalidArgument);
     const same = (t: Task) =>
-      t.event!.provider === event.provider && t.event!.sourceId === event.sourceId && t.event!.deliveryId === event.deliveryId;
+      t.event!.provider === event.provider &&
+      t.event!.sourceId === event.sourceId &&
+      t.event!.deliveryId === event.deliveryId;
     const existing = this.tasks.find(same);
     if (existing) return { task: existing, duplicate: true };
     const task = create(TaskSchema, { id: randomUUID(), state: TaskState.QUEUED, event });

@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createLogger, type Logger } from "@hookmesh/kit";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { EventSchema, Provider, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Event, EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryDedup } from "../src/dedup.js";
 import { DeliveryLog } from "../src/delivery-log.js";
@@ -75,7 +75,16 @@ describe("outbox takeover and the forwarder, on their own", () => {
       const claim = await dedup.claim("custom/crash-test", e.sourceId, e.deliveryId);
       if (!claim.fresh) throw new Error("expected a fresh claim");
       const entry = await deliveries.record(
-        { route: "custom/crash-test", provider: Provider.CUSTOM, status: DeliveryStatus.QUEUED, httpStatus: 202, deliveryId: e.deliveryId, receivedAt: new Date(), headers: {}, rawBody: Buffer.from(e.rawBody) },
+        {
+          route: "custom/crash-test",
+          provider: Provider.CUSTOM,
+          status: DeliveryStatus.QUEUED,
+          httpStatus: 202,
+          deliveryId: e.deliveryId,
+          receivedAt: new Date(),
+          headers: {},
+          rawBody: Buffer.from(e.rawBody),
+        },
         true,
       );
       await outbox.add(e, entry.id, claim.key);
@@ -103,7 +112,10 @@ describe("outbox takeover and the forwarder, on their own", () => {
 
     await outbox.ack(taken[0]!.id);
     expect(await outbox.length()).toBe(2);
-    expect((await outbox.take("live", 10, 60_000)).map((e) => e.event.deliveryId)).toEqual(["delivery-1", "delivery-2"]);
+    expect((await outbox.take("live", 10, 60_000)).map((e) => e.event.deliveryId)).toEqual([
+      "delivery-1",
+      "delivery-2",
+    ]);
   });
 
   it("forwards entries a crashed forwarder left pending, settling the log and the duplicate check", async () => {
@@ -142,7 +154,16 @@ describe("outbox takeover and the forwarder, on their own", () => {
   it("drops an entry the tasks service refuses as invalid, recording why, and goes on to the next", async () => {
     tasks.refuse = (e) => (e.deliveryId === "invalid" ? "delivery_id: is not a valid delivery id" : undefined);
     const invalid = create(EventSchema, { ...event(0), deliveryId: "invalid" });
-    const bad = await deliveries.record({ route: "custom/crash-test", status: DeliveryStatus.QUEUED, httpStatus: 202, receivedAt: new Date(), headers: {} }, true);
+    const bad = await deliveries.record(
+      {
+        route: "custom/crash-test",
+        status: DeliveryStatus.QUEUED,
+        httpStatus: 202,
+        receivedAt: new Date(),
+        headers: {},
+      },
+      true,
+    );
     await outbox.add(invalid, bad.id, "");
     const [good] = await queue(1);
 

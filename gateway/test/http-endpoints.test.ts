@@ -1,6 +1,6 @@
+import { memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { startGateway, type RunningGateway } from "../src/testing.js";
+import { type RunningGateway, startGateway } from "../src/testing.js";
 
 /** A tasks URL nothing listens on: readiness is the gateway's own store, whatever tasks does. */
 const NO_TASKS = "http://127.0.0.1:9";

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
+import { signJira } from "@hookmesh/kit/testing";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { JIRA_MAX_BODY_BYTES, JiraProvider } from "../src/jira/provider.js";
-import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { signJira } from "@hookmesh/kit/testing";
 import { fixture } from "../src/testing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
 import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "jira-webhook-secret-5d0c1e";
@@ -32,8 +32,6 @@ function signed(
   for (const name of Object.keys(all)) if (all[name] === undefined) delete all[name];
   return incoming(body, all, JSON_TYPE, RECEIVED);
 }
-
-
 
 type Json = Record<string, unknown>;
 
@@ -67,9 +65,24 @@ describe("JiraProvider.verify", () => {
   const mismatch = "X-Hub-Signature does not match any configured secret";
   const refusals: Array<[string, () => IncomingWebhook, string, string]> = [
     ["forged with another secret", () => signed(body, { secret: "guessed" }), "signature mismatch", mismatch],
-    ["signed by a secret no longer configured", () => signed(body, { secret: OLD_SECRET }), "signature mismatch", mismatch],
-    ["tampered (one byte changed)", () => ({ ...signed(body), rawBody: flipByte(body, 120) }), "signature mismatch", mismatch],
-    ["missing X-Hub-Signature", () => signed(body, { headers: { "x-hub-signature": undefined } }), "signature required", "missing X-Hub-Signature"],
+    [
+      "signed by a secret no longer configured",
+      () => signed(body, { secret: OLD_SECRET }),
+      "signature mismatch",
+      mismatch,
+    ],
+    [
+      "tampered (one byte changed)",
+      () => ({ ...signed(body), rawBody: flipByte(body, 120) }),
+      "signature mismatch",
+      mismatch,
+    ],
+    [
+      "missing X-Hub-Signature",
+      () => signed(body, { headers: { "x-hub-signature": undefined } }),
+      "signature required",
+      "missing X-Hub-Signature",
+    ],
     [
       "signed with sha1",
       () => signed(body, { headers: { "x-hub-signature": `sha1=${createHash("sha1").update(body).digest("hex")}` } }),
@@ -123,7 +136,11 @@ describe("JiraProvider.parse", () => {
     expect(event.actor).toMatchObject({ id: "5b10ac8d82e05b22cc7d4ef5", login: "Jürgen Müller", bot: false });
     expect(event.subject?.ref).toEqual({
       case: "jira",
-      value: expect.objectContaining({ siteUrl: "https://example.atlassian.net", issueKey: "PROJ-7", commentId: "10077" }),
+      value: expect.objectContaining({
+        siteUrl: "https://example.atlassian.net",
+        issueKey: "PROJ-7",
+        commentId: "10077",
+      }),
     });
     expect(event.subject?.key).toBe("jira:PROJ-7");
     expect(event.subject?.url).toBe("https://example.atlassian.net/browse/PROJ-7?focusedCommentId=10077");
@@ -134,10 +151,18 @@ describe("JiraProvider.parse", () => {
     const event = eventOf(jira.parse(signed(fixture("jira-issue-updated.json"))), jira);
     expect(event.eventType).toBe("jira:issue_updated");
     expect(event.action).toBe("issue_generic");
-    expect(event.actor).toMatchObject({ id: "557058:c9ebf848-dfac-4c49-9408-dc34bd0e2d85", login: "Aiko Tanaka", bot: false });
+    expect(event.actor).toMatchObject({
+      id: "557058:c9ebf848-dfac-4c49-9408-dc34bd0e2d85",
+      login: "Aiko Tanaka",
+      bot: false,
+    });
     expect(event.label).toBe("hookmesh");
     expect(event.text).toBe("Users named Jürgen cannot log in.\nSteps: sign up as 日本語 user 👋");
-    expect(event.subject?.ref.value).toMatchObject({ siteUrl: "https://example.atlassian.net", issueKey: "PROJ-7", commentId: "" });
+    expect(event.subject?.ref.value).toMatchObject({
+      siteUrl: "https://example.atlassian.net",
+      issueKey: "PROJ-7",
+      commentId: "",
+    });
     expect(event.subject?.key).toBe("jira:PROJ-7");
     expect(event.subject?.url).toBe("https://example.atlassian.net/browse/PROJ-7");
     expect(event.subject?.title).toBe(`Login fails for names with umlauts (${NON_ASCII})`);
@@ -176,7 +201,12 @@ describe("JiraProvider.parse", () => {
           type: "bulletList",
           content: [
             { type: "listItem", content: [{ type: "paragraph", content: [{ type: "text", text: "one" }] }] },
-            { type: "listItem", content: [{ type: "paragraph", content: [{ type: "inlineCard", attrs: { url: "https://example.com/a" } }] }] },
+            {
+              type: "listItem",
+              content: [
+                { type: "paragraph", content: [{ type: "inlineCard", attrs: { url: "https://example.com/a" } }] },
+              ],
+            },
           ],
         },
         { type: "rule" },
@@ -199,7 +229,12 @@ describe("JiraProvider.parse", () => {
       timestamp: 1436393406946,
       webhookEvent: "jira:issue_created",
       issue_event_type_name: "issue_created",
-      user: { self: "https://jira.example.com/jira/rest/api/2/user?username=ssyfiasty", name: "ssyfiasty", key: "ssyfiasty", displayName: "Pan S" },
+      user: {
+        self: "https://jira.example.com/jira/rest/api/2/user?username=ssyfiasty",
+        name: "ssyfiasty",
+        key: "ssyfiasty",
+        displayName: "Pan S",
+      },
       issue: {
         id: "10005",
         self: "https://jira.example.com/jira/rest/api/2/issue/10005",
@@ -207,7 +242,10 @@ describe("JiraProvider.parse", () => {
         fields: { summary: "Zażółć gęślą jaźń", description: null },
       },
     };
-    const event = eventOf(jira.parse(signed(JSON.stringify(payload), { headers: { "x-atlassian-webhook-identifier": undefined } })), jira);
+    const event = eventOf(
+      jira.parse(signed(JSON.stringify(payload), { headers: { "x-atlassian-webhook-identifier": undefined } })),
+      jira,
+    );
     expect(event.subject?.ref.value).toMatchObject({ siteUrl: "https://jira.example.com/jira", issueKey: "EM-5" });
     expect(event.subject?.url).toBe("https://jira.example.com/jira/browse/EM-5");
     expect(event.actor).toMatchObject({ id: "ssyfiasty", login: "Pan S" });
@@ -226,13 +264,19 @@ describe("JiraProvider.parse", () => {
     const event = eventOf(jira.parse(signed(body, { headers: { "x-atlassian-webhook-identifier": undefined } })), jira);
     expect(event.deliveryId).toBe(`sha256:${createHash("sha256").update(body).digest("hex")}`);
     const other = fixture("jira-issue-updated.json");
-    expect(eventOf(jira.parse(signed(other, { headers: { "x-atlassian-webhook-identifier": undefined } })), jira).deliveryId).not.toBe(event.deliveryId);
+    expect(
+      eventOf(jira.parse(signed(other, { headers: { "x-atlassian-webhook-identifier": undefined } })), jira).deliveryId,
+    ).not.toBe(event.deliveryId);
   });
 
   it.each([
     ["no webhookEvent", JSON.stringify({ timestamp: 1, issue: { key: "PROJ-7" } }), "body has no webhookEvent"],
-    ["a webhookEvent that is not a string", JSON.stringify({ webhookEvent: ["comment_created"] }), "body has no webhookEvent"],
-    ["invalid JSON", "{\"webhookEvent\": \"comment_created\"", "body is not valid JSON"],
+    [
+      "a webhookEvent that is not a string",
+      JSON.stringify({ webhookEvent: ["comment_created"] }),
+      "body has no webhookEvent",
+    ],
+    ["invalid JSON", '{"webhookEvent": "comment_created"', "body is not valid JSON"],
     ["an array", "[]", "body must be a JSON object"],
     ["an empty body", "", "body is not valid JSON"],
   ])("refuses a body with %s with 400", (_name, body, message) => {
@@ -252,8 +296,18 @@ describe("JiraProvider on malformed input", () => {
     for (let end = 0; end < sample.length; end += 11) bodies.push(sample.subarray(0, end));
     bodies.push(
       Buffer.from(deepComment(2_000)),
-      Buffer.from(JSON.stringify({ webhookEvent: "comment_created", comment: { body: { type: "doc", content: [null, 5, "x", [], { content: {} }] } } })),
-      Buffer.from(JSON.stringify({ webhookEvent: "jira:issue_updated", changelog: { items: [null, { field: "labels", toString: 5, fromString: {} }] } })),
+      Buffer.from(
+        JSON.stringify({
+          webhookEvent: "comment_created",
+          comment: { body: { type: "doc", content: [null, 5, "x", [], { content: {} }] } },
+        }),
+      ),
+      Buffer.from(
+        JSON.stringify({
+          webhookEvent: "jira:issue_updated",
+          changelog: { items: [null, { field: "labels", toString: 5, fromString: {} }] },
+        }),
+      ),
       Buffer.from(
         JSON.stringify({
           webhookEvent: "jira:issue_updated",
@@ -262,8 +316,20 @@ describe("JiraProvider on malformed input", () => {
           issue: { self: "javascript:alert(1)", key: 7 },
         }),
       ),
-      Buffer.from(JSON.stringify({ webhookEvent: "comment_created", comment: { self: "http://[::1", id: 10077, author: null, updateAuthor: null } })),
-      Buffer.from(JSON.stringify({ webhookEvent: "x", toString: 1, valueOf: 1, issue: { toString: 1, fields: { summary: { toString: 1 } } } })),
+      Buffer.from(
+        JSON.stringify({
+          webhookEvent: "comment_created",
+          comment: { self: "http://[::1", id: 10077, author: null, updateAuthor: null },
+        }),
+      ),
+      Buffer.from(
+        JSON.stringify({
+          webhookEvent: "x",
+          toString: 1,
+          valueOf: 1,
+          issue: { toString: 1, fields: { summary: { toString: 1 } } },
+        }),
+      ),
       Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0x7d]),
     );
     for (const rawBody of bodies) {

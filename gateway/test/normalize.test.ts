@@ -1,11 +1,9 @@
-import { describe, expect, it } from "vitest";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Provider, type Event, type GitHubSubject } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { describe, expect, it } from "vitest";
+import { type Event, type GitHubSubject, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { normalizeGitHub } from "../src/github/normalize.js";
 import { exampleOf, examplesOf, type Payload } from "../src/testing.js";
 import { EXAMPLE_RECEIVED, EXAMPLE_TRACEPARENT, githubDelivery } from "./examples.js";
-
-
 
 function github(event: Event): GitHubSubject {
   const ref = event.subject?.ref;
@@ -33,7 +31,12 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     expect(event.sourceId).toBe("109948940");
     expect(event.eventType).toBe("issue_comment");
     expect(event.action).toBe("created");
-    expect(event.actor).toMatchObject({ id: String(sender.id), login: sender.login, bot: false, association: comment.author_association });
+    expect(event.actor).toMatchObject({
+      id: String(sender.id),
+      login: sender.login,
+      bot: false,
+      association: comment.author_association,
+    });
     expect(event.actor?.login).toBe("Codertocat");
     expect(event.actor?.association).toBe("OWNER");
 
@@ -57,7 +60,9 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   });
 
   it("issues opened: the issue body is the text, the issue is the subject", () => {
-    const payload = examplesOf("issues").find((p) => p.action === "opened" && typeof (p.issue as Item).body === "string")!;
+    const payload = examplesOf("issues").find(
+      (p) => p.action === "opened" && typeof (p.issue as Item).body === "string",
+    )!;
     const issue = payload.issue as Item;
     const event = normalizeGitHub(githubDelivery("issues", payload));
     expect(event.action).toBe("opened");
@@ -123,7 +128,9 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     const event = normalizeGitHub(githubDelivery("issues", payload));
     expect(event.label).toBe((payload.label as { name: string }).name);
     expect(event.label).not.toBe("");
-    expect(normalizeGitHub(githubDelivery("issues", examplesOf("issues").find((p) => p.action === "opened")!)).label).toBe("");
+    expect(
+      normalizeGitHub(githubDelivery("issues", examplesOf("issues").find((p) => p.action === "opened")!)).label,
+    ).toBe("");
   });
 
   it("push: a repository-level subject with number 0 and no text", () => {
@@ -148,7 +155,9 @@ describe("normalizeGitHub on real GitHub payloads", () => {
     const payload = exampleOf("issue_comment", "created");
     // Deliberately not JSON.stringify(payload): the raw bytes must never be re-serialized.
     const rawBody = Buffer.from(`  ${JSON.stringify(payload, null, 2)}\n`);
-    const event = normalizeGitHub(githubDelivery("issue_comment", payload, { rawBody, contentType: "application/x-www-form-urlencoded" }));
+    const event = normalizeGitHub(
+      githubDelivery("issue_comment", payload, { rawBody, contentType: "application/x-www-form-urlencoded" }),
+    );
     expect(Buffer.from(event.rawBody).equals(rawBody)).toBe(true);
     expect(event.contentType).toBe("application/x-www-form-urlencoded");
     expect(event.receiveTime).toEqual(timestampFromDate(EXAMPLE_RECEIVED));
@@ -165,7 +174,17 @@ describe("normalizeGitHub on real GitHub payloads", () => {
   });
 
   it("normalizes every example of every event type without throwing", () => {
-    for (const name of ["issue_comment", "issues", "pull_request", "pull_request_review", "pull_request_review_comment", "push", "ping", "release", "workflow_run"]) {
+    for (const name of [
+      "issue_comment",
+      "issues",
+      "pull_request",
+      "pull_request_review",
+      "pull_request_review_comment",
+      "push",
+      "ping",
+      "release",
+      "workflow_run",
+    ]) {
       for (const payload of examplesOf(name)) {
         const event = normalizeGitHub(githubDelivery(name, payload));
         expect(event.eventType).toBe(name);
@@ -193,10 +212,26 @@ describe("normalizeGitHub on hostile payloads", () => {
       "arrays where objects are expected",
       { issue: [1, 2], comment: [], pull_request: ["x"], repository: [{ name: "r" }], sender: [], installation: [] },
     ],
-    ["nulls everywhere", { action: null, issue: null, comment: null, review: null, pull_request: null, repository: null, sender: null, installation: null }],
+    [
+      "nulls everywhere",
+      {
+        action: null,
+        issue: null,
+        comment: null,
+        review: null,
+        pull_request: null,
+        repository: null,
+        sender: null,
+        installation: null,
+      },
+    ],
     [
       "null nested values",
-      { issue: { number: null, pull_request: null }, repository: { name: null, owner: null }, sender: { id: null, login: null } },
+      {
+        issue: { number: null, pull_request: null },
+        repository: { name: null, owner: null },
+        sender: { id: null, login: null },
+      },
     ],
     [
       "numbers out of range",
@@ -208,7 +243,10 @@ describe("normalizeGitHub on hostile payloads", () => {
         installation: { id: 1e300 },
       },
     ],
-    ["scalars where objects are expected", { issue: "1", comment: 3, review: true, repository: "o/r", sender: "me", installation: 0 }],
+    [
+      "scalars where objects are expected",
+      { issue: "1", comment: 3, review: true, repository: "o/r", sender: "me", installation: 0 },
+    ],
   ];
 
   it.each(hostile)("%s: does not throw and yields well-typed, empty-ish fields", (_name, payload) => {

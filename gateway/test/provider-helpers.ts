@@ -1,11 +1,16 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { create } from "@bufbuild/protobuf";
-import { EventSchema, type Event } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import type { IncomingWebhook, ProviderVerdict, WebhookProvider } from "../src/webhook-provider.js";
 
 /** A request as the pipeline hands it to a provider, with lower-cased header names as Node has them. */
-export function incoming(rawBody: Buffer | string, headers: IncomingHttpHeaders, contentType: string, receivedAt: Date): IncomingWebhook {
+export function incoming(
+  rawBody: Buffer | string,
+  headers: IncomingHttpHeaders,
+  contentType: string,
+  receivedAt: Date,
+): IncomingWebhook {
   return { headers, rawBody: Buffer.from(rawBody), contentType, receivedAt };
 }
 

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
+import { signSentry } from "@hookmesh/kit/testing";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SENTRY_MAX_BODY_BYTES, SentryProvider } from "../src/sentry/provider.js";
-import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { signSentry } from "@hookmesh/kit/testing";
 import { fixture } from "../src/testing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
 import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "b7f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1";
@@ -34,8 +34,6 @@ function signed(
   for (const name of Object.keys(all)) if (all[name] === undefined) delete all[name];
   return incoming(body, all, JSON_TYPE, RECEIVED);
 }
-
-
 
 function sha256Id(body: Buffer | string): string {
   return `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -67,8 +65,18 @@ describe("SentryProvider.verify", () => {
   const mismatch = "Sentry-Hook-Signature does not match any configured client secret";
   const refusals: Array<[string, () => IncomingWebhook, string, string]> = [
     ["forged with another secret", () => signed(body, "issue", { secret: "guessed" }), "signature mismatch", mismatch],
-    ["signed by a secret no longer configured", () => signed(body, "issue", { secret: OLD_SECRET }), "signature mismatch", mismatch],
-    ["tampered (one byte changed)", () => ({ ...signed(body, "issue"), rawBody: flipByte(body, 300) }), "signature mismatch", mismatch],
+    [
+      "signed by a secret no longer configured",
+      () => signed(body, "issue", { secret: OLD_SECRET }),
+      "signature mismatch",
+      mismatch,
+    ],
+    [
+      "tampered (one byte changed)",
+      () => ({ ...signed(body, "issue"), rawBody: flipByte(body, 300) }),
+      "signature mismatch",
+      mismatch,
+    ],
     [
       "signed over re-serialized JSON instead of the bytes sent",
       () => ({ ...signed(JSON.stringify(JSON.parse(body.toString("utf8"))), "issue"), rawBody: body }),
@@ -122,12 +130,16 @@ describe("SentryProvider.parse", () => {
   });
 
   it("reads the organization from an organization domain", () => {
-    const payload = JSON.parse(fixture("sentry-issue-created.json").toString("utf8")) as { data: { issue: Record<string, unknown> } };
+    const payload = JSON.parse(fixture("sentry-issue-created.json").toString("utf8")) as {
+      data: { issue: Record<string, unknown> };
+    };
     payload.data.issue.web_url = "https://acme-corp.sentry.io/issues/1170820242/";
     const event = eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")), sentry);
     expect(event.subject?.ref.value).toMatchObject({ organizationSlug: "acme-corp" });
     payload.data.issue.web_url = "https://us.sentry.io/issues/1170820242/";
-    expect(eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")), sentry).subject?.ref.value).toMatchObject({ organizationSlug: "" });
+    expect(eventOf(sentry.parse(signed(JSON.stringify(payload), "issue")), sentry).subject?.ref.value).toMatchObject({
+      organizationSlug: "",
+    });
   });
 
   it("normalizes a comment created, its text verbatim", () => {
@@ -136,7 +148,11 @@ describe("SentryProvider.parse", () => {
     expect(event.action).toBe("created");
     expect(event.text).toBe(`@hookmesh can you find the commit? ${NON_ASCII}`);
     expect(event.actor).toMatchObject({ id: "1", login: "colleen", bot: false });
-    expect(event.subject?.ref.value).toMatchObject({ organizationSlug: "", projectSlug: "front-end", issueId: "1170820242" });
+    expect(event.subject?.ref.value).toMatchObject({
+      organizationSlug: "",
+      projectSlug: "front-end",
+      issueId: "1170820242",
+    });
     // The same issue as the issue webhook's: one key for both.
     expect(event.subject?.key).toBe("sentry:1170820242");
   });
@@ -162,7 +178,11 @@ describe("SentryProvider.parse", () => {
     const event = eventOf(sentry.parse(signed(JSON.stringify(alert), "event_alert")), sentry);
     expect(event.eventType).toBe("event_alert");
     expect(event.action).toBe("triggered");
-    expect(event.subject?.ref.value).toMatchObject({ organizationSlug: "acme", projectSlug: "", issueId: "1170820242" });
+    expect(event.subject?.ref.value).toMatchObject({
+      organizationSlug: "acme",
+      projectSlug: "",
+      issueId: "1170820242",
+    });
     expect(event.subject?.key).toBe("sentry:1170820242");
     expect(event.subject?.title).toBe(`ReferenceError: ${NON_ASCII}`);
   });
@@ -171,7 +191,13 @@ describe("SentryProvider.parse", () => {
     const installation = {
       action: "created",
       actor: { id: 1, name: "Meredith Heller", type: "user" },
-      data: { installation: { status: "pending", organization: { slug: "test-org" }, uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de" } },
+      data: {
+        installation: {
+          status: "pending",
+          organization: { slug: "test-org" },
+          uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de",
+        },
+      },
       installation: { uuid: "a8e5d37a-696c-4c54-adb5-b3f28d64c7de" },
     };
     const event = eventOf(sentry.parse(signed(JSON.stringify(installation), "installation")), sentry);
@@ -186,19 +212,23 @@ describe("SentryProvider.parse", () => {
     const withoutId = eventOf(sentry.parse(signed(body, "issue", { headers: { "request-id": undefined } })), sentry);
     expect(withoutId.deliveryId).toBe(sha256Id(body));
     const other = fixture("sentry-comment-created.json");
-    expect(eventOf(sentry.parse(signed(other, "comment", { headers: { "request-id": undefined } })), sentry).deliveryId).toBe(sha256Id(other));
+    expect(
+      eventOf(sentry.parse(signed(other, "comment", { headers: { "request-id": undefined } })), sentry).deliveryId,
+    ).toBe(sha256Id(other));
   });
 
   it("refuses a request without Sentry-Hook-Resource with 400", () => {
-    const request = signed(fixture("sentry-issue-created.json"), "issue", { headers: { "sentry-hook-resource": undefined } });
+    const request = signed(fixture("sentry-issue-created.json"), "issue", {
+      headers: { "sentry-hook-resource": undefined },
+    });
     const rejection = rejectionOf(() => sentry.parse(request));
     expect([rejection.status, rejection.message]).toEqual([400, "missing Sentry-Hook-Resource header"]);
   });
 
   it.each([
-    ["invalid JSON", "{\"action\": \"created\"", "body is not valid JSON"],
+    ["invalid JSON", '{"action": "created"', "body is not valid JSON"],
     ["an array", "[1]", "body must be a JSON object"],
-    ["a string", "\"created\"", "body must be a JSON object"],
+    ["a string", '"created"', "body must be a JSON object"],
     ["an empty body", "", "body is not valid JSON"],
   ])("refuses a body with %s with 400", (_name, body, message) => {
     const rejection = rejectionOf(() => sentry.parse(signed(body, "issue")));
@@ -212,9 +242,23 @@ describe("SentryProvider on malformed input", () => {
     const bodies: Buffer[] = [];
     for (let end = 0; end < sample.length; end += 9) bodies.push(sample.subarray(0, end));
     bodies.push(
-      Buffer.from(JSON.stringify({ action: 5, actor: "sentry", data: { issue: { id: -1, project: [], web_url: "http://[::1" } } })),
-      Buffer.from(JSON.stringify({ data: { issue: { web_url: "https://sentry.io/organizations/%E0%A4%A/issues/1/" } } })),
-      Buffer.from(JSON.stringify({ data: { comment: { toString: 1 }, issue_id: 1e300, project_slug: null }, toString: 1, valueOf: 1 })),
+      Buffer.from(
+        JSON.stringify({
+          action: 5,
+          actor: "sentry",
+          data: { issue: { id: -1, project: [], web_url: "http://[::1" } },
+        }),
+      ),
+      Buffer.from(
+        JSON.stringify({ data: { issue: { web_url: "https://sentry.io/organizations/%E0%A4%A/issues/1/" } } }),
+      ),
+      Buffer.from(
+        JSON.stringify({
+          data: { comment: { toString: 1 }, issue_id: 1e300, project_slug: null },
+          toString: 1,
+          valueOf: 1,
+        }),
+      ),
       Buffer.from(JSON.stringify({ data: null, installation: [], actor: { id: { toString: 1 }, type: null } })),
     );
     for (const rawBody of bodies) {

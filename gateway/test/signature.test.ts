@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
-import { describe, expect, it } from "vitest";
 import { signGitHub } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { GitHubProvider } from "../src/github/provider.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { incoming } from "./provider-helpers.js";
@@ -10,7 +10,10 @@ const github = new GitHubProvider();
 /** Whether the GitHub provider takes `header` as the signature of `rawBody` with `secrets` configured. */
 function verifyGitHubSignature(rawBody: Buffer, header: string | undefined, secrets: readonly string[]): boolean {
   try {
-    github.verify(incoming(rawBody, header === undefined ? {} : { "x-hub-signature-256": header }, "application/json", new Date()), secrets);
+    github.verify(
+      incoming(rawBody, header === undefined ? {} : { "x-hub-signature-256": header }, "application/json", new Date()),
+      secrets,
+    );
     return true;
   } catch (err) {
     if (err instanceof WebhookRejection && err.status === 401) return false;

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
+import { signSlack } from "@hookmesh/kit/testing";
 import { describe, expect, it } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../src/http-errors.js";
 import { SLACK_MAX_BODY_BYTES, SlackProvider } from "../src/slack/provider.js";
-import type { IncomingWebhook } from "../src/webhook-provider.js";
-import { signSlack } from "@hookmesh/kit/testing";
 import { fixture } from "../src/testing.js";
+import type { IncomingWebhook } from "../src/webhook-provider.js";
 import { eventOf, incoming, rejectionOf } from "./provider-helpers.js";
 
 const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -23,7 +23,11 @@ const slack = new SlackProvider();
 function signed(
   body: Buffer | string,
   contentType = JSON_TYPE,
-  { secret = SECRET, skewSeconds = 0, headers = {} }: { secret?: string; skewSeconds?: number; headers?: Record<string, string> } = {},
+  {
+    secret = SECRET,
+    skewSeconds = 0,
+    headers = {},
+  }: { secret?: string; skewSeconds?: number; headers?: Record<string, string> } = {},
 ): IncomingWebhook {
   const timestamp = NOW_SECONDS + skewSeconds;
   return incoming(
@@ -38,7 +42,6 @@ function signed(
     RECEIVED,
   );
 }
-
 
 /** The Event the pipeline would build from a verdict: the verdict must be an event. */
 
@@ -84,16 +87,36 @@ describe("SlackProvider.verify", () => {
 
   const mismatch = "X-Slack-Signature does not match any configured signing secret";
   const refusals: Array<[string, () => IncomingWebhook, string, string]> = [
-    ["forged with another secret", () => signed(body, JSON_TYPE, { secret: "not-the-secret" }), "signature mismatch", mismatch],
-    ["signed by a secret no longer configured", () => signed(body, JSON_TYPE, { secret: OLD_SECRET }), "signature mismatch", mismatch],
-    ["tampered (one byte changed)", () => ({ ...signed(body), rawBody: flipByte(body, 200) }), "signature mismatch", mismatch],
+    [
+      "forged with another secret",
+      () => signed(body, JSON_TYPE, { secret: "not-the-secret" }),
+      "signature mismatch",
+      mismatch,
+    ],
+    [
+      "signed by a secret no longer configured",
+      () => signed(body, JSON_TYPE, { secret: OLD_SECRET }),
+      "signature mismatch",
+      mismatch,
+    ],
+    [
+      "tampered (one byte changed)",
+      () => ({ ...signed(body), rawBody: flipByte(body, 200) }),
+      "signature mismatch",
+      mismatch,
+    ],
     [
       "re-dated: a fresh timestamp on an old signature",
       () => signed(body, JSON_TYPE, { headers: { "x-slack-request-timestamp": String(NOW_SECONDS + 1) } }),
       "signature mismatch",
       mismatch,
     ],
-    ["missing X-Slack-Signature", () => withoutHeader(signed(body), "x-slack-signature"), "signature required", "missing X-Slack-Signature"],
+    [
+      "missing X-Slack-Signature",
+      () => withoutHeader(signed(body), "x-slack-signature"),
+      "signature required",
+      "missing X-Slack-Signature",
+    ],
     [
       "missing X-Slack-Request-Timestamp",
       () => withoutHeader(signed(body), "x-slack-request-timestamp"),
@@ -120,7 +143,10 @@ describe("SlackProvider.verify", () => {
     ],
     [
       "another signature version",
-      () => signed(body, JSON_TYPE, { headers: { "x-slack-signature": signSlack(body, SECRET, NOW_SECONDS).replace("v0=", "v1=") } }),
+      () =>
+        signed(body, JSON_TYPE, {
+          headers: { "x-slack-signature": signSlack(body, SECRET, NOW_SECONDS).replace("v0=", "v1=") },
+        }),
       "signature mismatch",
       "X-Slack-Signature is not a v0= signature",
     ],
@@ -181,7 +207,13 @@ describe("SlackProvider.parse: Events API", () => {
   });
 
   it("answers Slack's app_rate_limited notice without creating work", () => {
-    const body = JSON.stringify({ token: "x", type: "app_rate_limited", team_id: "T123456", minute_rate_limited: 1518467820, api_app_id: "A123456" });
+    const body = JSON.stringify({
+      token: "x",
+      type: "app_rate_limited",
+      team_id: "T123456",
+      minute_rate_limited: 1518467820,
+      api_app_id: "A123456",
+    });
     expect(slack.parse(signed(body))).toEqual({
       kind: "reply",
       status: 200,
@@ -200,7 +232,12 @@ describe("SlackProvider.parse: Events API", () => {
     expect(event.actor).toMatchObject({ id: "U061F7AUR", login: "", bot: false });
     expect(event.subject?.ref).toEqual({
       case: "slack",
-      value: expect.objectContaining({ teamId: "T061EG9R6", channelId: "C0LAN2Q65", threadTs: "1515449522.000016", messageTs: "1515449522.000016" }),
+      value: expect.objectContaining({
+        teamId: "T061EG9R6",
+        channelId: "C0LAN2Q65",
+        threadTs: "1515449522.000016",
+        messageTs: "1515449522.000016",
+      }),
     });
     // A top-level message roots its own thread, which is where the answer goes.
     expect(event.subject?.key).toBe("slack:T061EG9R6/C0LAN2Q65/1515449522.000016");
@@ -225,16 +262,25 @@ describe("SlackProvider.parse: Events API", () => {
   });
 
   it("marks a bot's message as a bot's, with the bot's name, and its subtype as the action", () => {
-    const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as { event: Record<string, unknown> };
+    const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as {
+      event: Record<string, unknown>;
+    };
     delete envelope.event.user;
-    Object.assign(envelope.event, { subtype: "bot_message", bot_id: "B0LAN0Z89", username: "hookmesh", text: "Working on it" });
+    Object.assign(envelope.event, {
+      subtype: "bot_message",
+      bot_id: "B0LAN0Z89",
+      username: "hookmesh",
+      text: "Working on it",
+    });
     const event = eventOf(slack.parse(signed(JSON.stringify(envelope))), slack);
     expect(event.action).toBe("bot_message");
     expect(event.actor).toMatchObject({ id: "", login: "hookmesh", bot: true });
   });
 
   it("carries no text for an edit, so that editing a message does not trigger again", () => {
-    const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as { event: Record<string, unknown> };
+    const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as {
+      event: Record<string, unknown>;
+    };
     const original = envelope.event;
     envelope.event = {
       type: "message",
@@ -251,7 +297,10 @@ describe("SlackProvider.parse: Events API", () => {
   it("identifies a retried event by its event_id, whatever the retry's timestamp and signature", () => {
     const body = fixture("slack-app-mention.json");
     const first = signed(body);
-    const retry = signed(body, JSON_TYPE, { skewSeconds: 60, headers: { "x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout" } });
+    const retry = signed(body, JSON_TYPE, {
+      skewSeconds: 60,
+      headers: { "x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout" },
+    });
     slack.verify(retry, [SECRET]);
     expect(eventOf(slack.parse(retry), slack).deliveryId).toBe(eventOf(slack.parse(first), slack).deliveryId);
     expect(eventOf(slack.parse(retry), slack).sourceId).toBe(eventOf(slack.parse(first), slack).sourceId);
@@ -268,8 +317,8 @@ describe("SlackProvider.parse: Events API", () => {
   it.each([
     ["an unknown type", JSON.stringify({ type: "block_suggestion_v9" }), "unsupported Slack payload type"],
     ["no type", JSON.stringify({ event: { type: "app_mention" } }), "unsupported Slack payload type"],
-    ["invalid JSON", "{\"type\": \"event_callback\",", "body is not valid JSON"],
-    ["an array", "[{\"type\": \"event_callback\"}]", "body must be a JSON object"],
+    ["invalid JSON", '{"type": "event_callback",', "body is not valid JSON"],
+    ["an array", '[{"type": "event_callback"}]', "body must be a JSON object"],
     ["null", "null", "body must be a JSON object"],
     ["an empty body", "", "body is not valid JSON"],
   ])("refuses a JSON body with %s with 400", (_name, body, message) => {
@@ -284,7 +333,11 @@ describe("SlackProvider.parse: slash commands", () => {
 
   it("verifies the signature over the form bytes as sent", () => {
     expect(() => slack.verify(signed(body, FORM_TYPE), [SECRET])).not.toThrow();
-    expect(rejectionOf(() => slack.verify({ ...signed(body, FORM_TYPE), rawBody: Buffer.from(body.replace("Steve", "Steff")) }, [SECRET])).status).toBe(401);
+    expect(
+      rejectionOf(() =>
+        slack.verify({ ...signed(body, FORM_TYPE), rawBody: Buffer.from(body.replace("Steve", "Steff")) }, [SECRET]),
+      ).status,
+    ).toBe(401);
   });
 
   it("normalizes a slash command, its non-ASCII text decoded", () => {
@@ -388,8 +441,8 @@ describe("SlackProvider.parse: interactivity", () => {
   });
 
   it.each([
-    ["invalid JSON", form({ payload: "{\"type\":" }), "body is not valid JSON"],
-    ["a JSON string", form({ payload: "\"block_actions\"" }), "body must be a JSON object"],
+    ["invalid JSON", form({ payload: '{"type":' }), "body is not valid JSON"],
+    ["a JSON string", form({ payload: '"block_actions"' }), "body must be a JSON object"],
     ["no type", form({ payload: JSON.stringify({ user: { id: "U1" } }) }), "interactivity payload has no type"],
   ])("refuses a payload with %s with 400", (_name, formBody, message) => {
     const rejection = rejectionOf(() => slack.parse(signed(formBody, FORM_TYPE)));
@@ -410,11 +463,22 @@ describe("SlackProvider on malformed input", () => {
     }
     bodies.push(
       Buffer.from("[".repeat(100_000)),
-      Buffer.from(`${"{\"a\":".repeat(5_000)}1${"}".repeat(5_000)}`),
-      Buffer.from(JSON.stringify({ type: "event_callback", event_id: "Ev1", event: { type: "message", toString: 1, valueOf: 1 }, toString: 1 })),
+      Buffer.from(`${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}`),
+      Buffer.from(
+        JSON.stringify({
+          type: "event_callback",
+          event_id: "Ev1",
+          event: { type: "message", toString: 1, valueOf: 1 },
+          toString: 1,
+        }),
+      ),
       Buffer.from(JSON.stringify({ type: "app_rate_limited", minute_rate_limited: { toString: 1 } })),
-      Buffer.from("{\"__proto__\": {\"type\": \"event_callback\"}, \"type\": \"url_verification\", \"challenge\": {}}"),
-      Buffer.from(form({ payload: JSON.stringify({ type: "block_actions", actions: "none", user: [], channel: 5, message: null }) })),
+      Buffer.from('{"__proto__": {"type": "event_callback"}, "type": "url_verification", "challenge": {}}'),
+      Buffer.from(
+        form({
+          payload: JSON.stringify({ type: "block_actions", actions: "none", user: [], channel: 5, message: null }),
+        }),
+      ),
       Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x22]),
       Buffer.from("payload=%E0%A4%A&command=%ZZ"),
     );

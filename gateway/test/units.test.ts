@@ -1,5 +1,5 @@
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryDedup } from "../src/dedup.js";
@@ -203,7 +203,15 @@ describe("DeliveryLog ids", () => {
     for (let i = 0; i < 20; i++) {
       recorded.push(
         await log.record(
-          { route: "github", provider: Provider.GITHUB, status: DeliveryStatus.REJECTED, httpStatus: 401, deliveryId: `d-${i}`, receivedAt: at, headers: {} },
+          {
+            route: "github",
+            provider: Provider.GITHUB,
+            status: DeliveryStatus.REJECTED,
+            httpStatus: 401,
+            deliveryId: `d-${i}`,
+            receivedAt: at,
+            headers: {},
+          },
           false,
         ),
       );

@@ -29,12 +29,7 @@ export function envString(env: Env, name: string, fallback: string): string {
 }
 
 /** An integer variable within [min, max], or `fallback` when unset. */
-export function envInt(
-  env: Env,
-  name: string,
-  fallback: number,
-  range: { min?: number; max?: number } = {},
-): number {
+export function envInt(env: Env, name: string, fallback: number, range: { min?: number; max?: number } = {}): number {
   const raw = present(env, name);
   if (raw === undefined) return fallback;
   const value = Number(raw);
@@ -139,7 +134,8 @@ export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): Re
     throw new ConfigError(passwordVariable, `${variable} has a password already; set it in one place`);
   }
   const keyPrefix = envString(env, `${prefix}_REDIS_PREFIX`, defaultKeyPrefix);
-  if (/[*?[\]\\\s]/.test(keyPrefix)) throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
+  if (/[*?[\]\\\s]/.test(keyPrefix))
+    throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
   return { url, variable, keyPrefix, ...(passwords.length === 1 && { password: passwords[0] }) };
 }
 
@@ -186,26 +182,38 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
   const peers = Object.entries(endpoints.peers ?? {}).map(([variable, url]) => ({ variable, url: new URL(url) }));
 
   if (envBool(env, INSECURE, false)) {
-    if (set.length > 0) throw new ConfigError(INSECURE, `turns TLS off, but ${set.join(", ")} asks for it; unset one or the other`);
+    if (set.length > 0)
+      throw new ConfigError(INSECURE, `turns TLS off, but ${set.join(", ")} asks for it; unset one or the other`);
     const cleartextOnly = `${INSECURE}=1 allows cleartext on loopback only`;
     for (const [variable, host] of Object.entries(endpoints.listen ?? {})) {
       if (!isLoopback(host)) throw new ConfigError(variable, `${cleartextOnly}: bind 127.0.0.1 or ::1, not "${host}"`);
     }
     for (const { variable, url } of peers) {
-      if (url.protocol !== "http:") throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${url.protocol}//"`);
-      if (!isLoopback(url.hostname)) throw new ConfigError(variable, `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${url.hostname}"`);
+      if (url.protocol !== "http:")
+        throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${url.protocol}//"`);
+      if (!isLoopback(url.hostname))
+        throw new ConfigError(
+          variable,
+          `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${url.hostname}"`,
+        );
     }
     return { insecure: true };
   }
 
   for (const { variable, url } of peers) {
     if (url.protocol !== "https:") {
-      throw new ConfigError(variable, `calls go over mTLS: expected an https:// URL, got "${url.protocol}//" (cleartext needs ${INSECURE}=1, on loopback)`);
+      throw new ConfigError(
+        variable,
+        `calls go over mTLS: expected an https:// URL, got "${url.protocol}//" (cleartext needs ${INSECURE}=1, on loopback)`,
+      );
     }
   }
   const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
   if (!isTrustDomain(trustDomain)) {
-    throw new ConfigError("HOOKMESH_TRUST_DOMAIN", `expected lowercase letters, digits, ".", "-" and "_", got "${trustDomain}"`);
+    throw new ConfigError(
+      "HOOKMESH_TRUST_DOMAIN",
+      `expected lowercase letters, digits, ".", "-" and "_", got "${trustDomain}"`,
+    );
   }
   if (set.length > 0 && set.length < 3) {
     const missing = Object.values(variables).filter((variable) => !set.includes(variable));
@@ -214,13 +222,20 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
   const development = set.length === 0;
   const files = development
     ? devIdentityFiles(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), name)
-    : { certFile: present(env, variables.certFile)!, keyFile: present(env, variables.keyFile)!, caFile: present(env, variables.caFile)! };
+    : {
+        certFile: present(env, variables.certFile)!,
+        keyFile: present(env, variables.keyFile)!,
+        caFile: present(env, variables.caFile)!,
+      };
   for (const part of ["certFile", "keyFile", "caFile"] as const) {
     try {
       accessSync(files[part], constants.R_OK);
     } catch (err) {
       const hint = development ? "; create development identities with `npx hookmesh certs`, or set it" : "";
-      throw new ConfigError(variables[part], `cannot read ${files[part]}: ${(err as NodeJS.ErrnoException).code ?? "error"}${hint}`);
+      throw new ConfigError(
+        variables[part],
+        `cannot read ${files[part]}: ${(err as NodeJS.ErrnoException).code ?? "error"}${hint}`,
+      );
     }
   }
   return { insecure: false, id: spiffeId(trustDomain, name), name, trustDomain, ...files };
@@ -255,7 +270,8 @@ export function envDuration(env: Env, name: string, fallback: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(raw);
   if (!match) throw new ConfigError(name, `expected a duration such as 30s, 5m, 24h or 7d, got "${raw}"`);
   const ms = Number(match[1]) * DURATION_UNITS_MS[match[2] ?? "ms"]!;
-  if (ms <= 0 || !Number.isSafeInteger(Math.round(ms))) throw new ConfigError(name, `expected a positive duration, got "${raw}"`);
+  if (ms <= 0 || !Number.isSafeInteger(Math.round(ms)))
+    throw new ConfigError(name, `expected a positive duration, got "${raw}"`);
   return Math.round(ms);
 }
 

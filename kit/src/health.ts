@@ -1,11 +1,11 @@
 import { EventEmitter, on } from "node:events";
-import { ConnectError, Code, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import {
   Health,
   HealthCheckResponseSchema,
-  HealthCheckResponse_ServingStatus as ServingStatus,
   HealthListResponseSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../gen/health/v1/health_pb.js";
 
 export { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";

@@ -56,9 +56,14 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
         ...(peer && { identity: peer.name }),
       };
       if (!err) logger.info(line, "rpc");
-      else if (err.cause !== undefined && err.code === Code.Internal) logger.error({ ...line, err: err.cause }, "rpc failed");
+      else if (err.cause !== undefined && err.code === Code.Internal)
+        logger.error({ ...line, err: err.cause }, "rpc failed");
       // A mapped outage (say, the store's connection failing) keeps its cause for operators.
-      else logger.warn({ ...line, error: err.rawMessage, ...(err.cause !== undefined && { err: err.cause }) }, "rpc error");
+      else
+        logger.warn(
+          { ...line, error: err.rawMessage, ...(err.cause !== undefined && { err: err.cause }) },
+          "rpc error",
+        );
     };
     try {
       const res = await next(req);
@@ -68,7 +73,9 @@ export function serverCallInterceptor(logger: Logger, mapError?: ErrorMapper): I
         return res;
       }
       // A client that goes away mid-stream ends it with neither a last message nor an error.
-      req.signal.addEventListener("abort", () => finish(new ConnectError("canceled by the client", Code.Canceled)), { once: true });
+      req.signal.addEventListener("abort", () => finish(new ConnectError("canceled by the client", Code.Canceled)), {
+        once: true,
+      });
       return { ...res, message: mapStreamErrors(res.message, finish, mapError) } satisfies StreamResponse;
     } catch (err) {
       const wire = toWireError(err, mapError);

@@ -1,5 +1,5 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
-import { envBool, envIdentity, envPort, envString, envUrl, type Env, type IdentityConfig } from "./config.js";
+import { type Env, envBool, envIdentity, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
 export interface ListenConfig {
@@ -19,7 +19,12 @@ export interface ListenConfig {
  * cleartext anywhere but on loopback and needs `https://` for every peer in `peers` (the URLs
  * the service calls, by the variable that set each).
  */
-export function envListen(env: Env, name: string, defaultPort: number, peers: Readonly<Record<string, string>> = {}): ListenConfig {
+export function envListen(
+  env: Env,
+  name: string,
+  defaultPort: number,
+  peers: Readonly<Record<string, string>> = {},
+): ListenConfig {
   const prefix = name.toUpperCase();
   const host = envString(env, `${prefix}_HOST`, "127.0.0.1");
   return {

@@ -41,7 +41,9 @@ const COMMAND_RULES = [
 export function redisAclRule(user: RedisAclUser): string[] {
   if (!/^[A-Za-z0-9_.:-]+$/.test(user.user)) throw new Error(`not a Redis user name: "${user.user.slice(0, 64)}"`);
   if (user.keyPrefix === "" || /[*?[\]\\\s]/.test(user.keyPrefix)) {
-    throw new Error(`a Redis key prefix must be non-empty and free of glob characters and spaces: "${user.keyPrefix.slice(0, 64)}"`);
+    throw new Error(
+      `a Redis key prefix must be non-empty and free of glob characters and spaces: "${user.keyPrefix.slice(0, 64)}"`,
+    );
   }
   if (user.password === "") throw new Error(`the password for ${user.user} is empty`);
   const hash = createHash("sha256").update(user.password).digest("hex");
@@ -56,7 +58,9 @@ export function formatRedisAcl(users: readonly RedisAclUser[], format: "aclfile"
   return users
     .map((user) => {
       const [name, ...rules] = redisAclRule(user);
-      return format === "aclfile" ? `user ${name} ${rules.filter((r) => r !== "reset").join(" ")}` : `ACL SETUSER ${name} ${rules.join(" ")}`;
+      return format === "aclfile"
+        ? `user ${name} ${rules.filter((r) => r !== "reset").join(" ")}`
+        : `ACL SETUSER ${name} ${rules.join(" ")}`;
     })
     .join("\n")
     .concat("\n");

@@ -46,7 +46,8 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
   // "reconnecting" follows only an unintended close, so it is what marks an outage; before the
   // first connection, the failed start-up says it instead.
   redis.on("reconnecting", () => {
-    if (!outage && connected) logger.warn({ err: lastError?.code ?? lastError?.message }, "redis connection lost, reconnecting");
+    if (!outage && connected)
+      logger.warn({ err: lastError?.code ?? lastError?.message }, "redis connection lost, reconnecting");
     outage = true;
   });
   // ioredis reports every failed reconnect as an error event; the lines above say what an

@@ -1,32 +1,32 @@
 import {
   create,
   createRegistry,
-  fromBinary,
-  toBinary,
   type DescEnum,
   type DescExtension,
   type DescFile,
   type DescMessage,
   type DescService,
+  fromBinary,
   type MessageShape,
   type Registry,
+  toBinary,
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
-import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 import {
   ErrorResponseSchema,
   ExtensionNumberResponseSchema,
   FileDescriptorResponseSchema,
+  file_grpc_reflection_v1_reflection,
   ListServiceResponseSchema,
   ServerReflection,
-  ServerReflectionRequestSchema,
-  ServerReflectionResponseSchema,
-  file_grpc_reflection_v1_reflection,
   type ServerReflectionRequest,
+  ServerReflectionRequestSchema,
   type ServerReflectionResponse,
+  ServerReflectionResponseSchema,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 
 /**
  * Routes for gRPC server reflection, both grpc.reflection.v1 and the older v1alpha that

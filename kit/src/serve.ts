@@ -1,18 +1,18 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import * as net from "node:net";
 import type { AddressInfo } from "node:net";
+import * as net from "node:net";
 import type { TLSSocket } from "node:tls";
-import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescFile } from "@bufbuild/protobuf";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { authorizationInterceptor } from "./auth/authorize.js";
-import { peerKey, type Peer } from "./auth/peer.js";
+import { type Peer, peerKey } from "./auth/peer.js";
 import type { OperatorTokens } from "./auth/tokens.js";
-import { HealthState, healthRoutes } from "./health.js";
+import { type HealthState, healthRoutes } from "./health.js";
 import type { Identity } from "./identity/identity.js";
 import { peerFromCertificate } from "./identity/spiffe.js";
-import { serverCallInterceptor, type ErrorMapper } from "./interceptors.js";
+import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
 

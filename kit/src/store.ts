@@ -36,7 +36,9 @@ export function storeCaller(store: string): <T>(operation: () => Promise<T>) => 
 
 /** UNAVAILABLE for a store outage, keeping the cause for the log line only. */
 export const mapStoreError: ErrorMapper = (err) =>
-  err instanceof StoreUnavailableError ? new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause) : undefined;
+  err instanceof StoreUnavailableError
+    ? new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause)
+    : undefined;
 
 /** The error's name, message and code only: never a property that could carry a payload. */
 function scrubbed(err: unknown): Error {

@@ -1,10 +1,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { describe, expect, it } from "vitest";
 import {
-  getOption,
-  hasOption,
   type DescFile,
   type DescMethod,
   type DescMethodBiDiStreaming,
@@ -13,9 +10,19 @@ import {
   type DescMethodStreaming,
   type DescMethodUnary,
   type DescService,
+  getOption,
+  hasOption,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, createRouterTransport, type ConnectRouter, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createRouterTransport,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
+import { describe, expect, it } from "vitest";
 import { access } from "../../gen/hookmesh/auth/v1/auth_pb.js";
 import { authorizationInterceptor } from "../src/auth/authorize.js";
 import { peerKey } from "../src/auth/peer.js";
@@ -48,7 +55,11 @@ const identities = [...new Set(methods.flatMap(identitiesOf)), "intruder"].toSor
 describe("the access policy in the contracts", () => {
   it("is read from every hookmesh service", () => {
     expect(services.map((service) => service.typeName)).toEqual(
-      expect.arrayContaining(["hookmesh.tasks.v1.TaskService", "hookmesh.tasks.v1.WorkerService", "hookmesh.github.v1.GitHubService"]),
+      expect.arrayContaining([
+        "hookmesh.tasks.v1.TaskService",
+        "hookmesh.tasks.v1.WorkerService",
+        "hookmesh.github.v1.GitHubService",
+      ]),
     );
   });
 
@@ -62,7 +73,9 @@ describe("the access policy in the contracts", () => {
   );
 
   it("gives each identity what the issue asks for", () => {
-    const policy = Object.fromEntries(methods.map((m) => [`${m.parent.name}.${m.name}`, identitiesOf(m).toSorted().join(",")]));
+    const policy = Object.fromEntries(
+      methods.map((m) => [`${m.parent.name}.${m.name}`, identitiesOf(m).toSorted().join(",")]),
+    );
     expect(policy).toMatchObject({
       "TaskService.SubmitEvent": "gateway",
       "TaskService.GetTask": "dashboard,operator",
@@ -119,7 +132,8 @@ function registerMarker(router: ConnectRouter, method: DescMethod): void {
  */
 function transportAs(identity: string | undefined): Transport {
   const asPeer: Interceptor = (next) => (req) => {
-    if (identity !== undefined) req.contextValues.set(peerKey, { id: `spiffe://hookmesh.test/${identity}`, name: identity, via: "mtls" });
+    if (identity !== undefined)
+      req.contextValues.set(peerKey, { id: `spiffe://hookmesh.test/${identity}`, name: identity, via: "mtls" });
     return next(req);
   };
   return createRouterTransport(
@@ -136,7 +150,13 @@ async function invoke(transport: Transport, method: DescMethod): Promise<void> {
     await transport.unary(method as DescMethodUnary, undefined, undefined, undefined, {});
     return;
   }
-  const response = await transport.stream(method as DescMethodStreaming, undefined, undefined, undefined, createAsyncIterable([{}]));
+  const response = await transport.stream(
+    method as DescMethodStreaming,
+    undefined,
+    undefined,
+    undefined,
+    createAsyncIterable([{}]),
+  );
   for await (const _ of response.message);
 }
 
@@ -144,13 +164,16 @@ const anonymous = transportAs(undefined);
 const asIdentity = new Map(identities.map((identity) => [identity, transportAs(identity)]));
 
 describe("the authorization matrix, from the descriptors", () => {
-  it.each(methods.map((method) => [`${method.parent.typeName}.${method.name}`, method] as const))("%s", async (_, method) => {
-    expect((await callError(invoke(anonymous, method))).code).toBe(Code.Unauthenticated);
-    const allowed = identitiesOf(method);
-    for (const [identity, transport] of asIdentity) {
-      const err = await callError(invoke(transport, method));
-      if (allowed.includes(identity)) expect([identity, err.rawMessage]).toEqual([identity, REACHED]);
-      else expect([identity, Code[err.code]]).toEqual([identity, Code[Code.PermissionDenied]]);
-    }
-  });
+  it.each(methods.map((method) => [`${method.parent.typeName}.${method.name}`, method] as const))(
+    "%s",
+    async (_, method) => {
+      expect((await callError(invoke(anonymous, method))).code).toBe(Code.Unauthenticated);
+      const allowed = identitiesOf(method);
+      for (const [identity, transport] of asIdentity) {
+        const err = await callError(invoke(transport, method));
+        if (allowed.includes(identity)) expect([identity, err.rawMessage]).toEqual([identity, REACHED]);
+        else expect([identity, Code[err.code]]).toEqual([identity, Code[Code.PermissionDenied]]);
+      }
+    },
+  );
 });

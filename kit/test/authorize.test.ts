@@ -1,36 +1,43 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create, createFileRegistry, fromBinary, getOption, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
+  create,
+  createFileRegistry,
+  type DescMethodUnary,
+  fromBinary,
+  getOption,
+  type MessageInitShape,
+} from "@bufbuild/protobuf";
+import {
+  type FileDescriptorProto,
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
   file_google_protobuf_empty,
-  type FileDescriptorProto,
 } from "@bufbuild/protobuf/wkt";
 import {
+  type CallOptions,
   Code,
+  type ConnectRouter,
   createClient,
   createRouterTransport,
-  type CallOptions,
-  type ConnectRouter,
   type Interceptor,
   type Transport,
 } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { Health } from "../../gen/health/v1/health_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerReflection, type ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { access } from "../../gen/hookmesh/auth/v1/auth_pb.js";
-import { TaskService, file_hookmesh_tasks_v1_task_service } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { file_hookmesh_tasks_v1_task_service, TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { authorizationInterceptor } from "../src/auth/authorize.js";
-import { peerKey, type Peer } from "../src/auth/peer.js";
+import { type Peer, peerKey } from "../src/auth/peer.js";
 import { createOperatorToken, OperatorTokens } from "../src/auth/tokens.js";
 import { envIdentity } from "../src/config.js";
 import { HealthState, ServingStatus } from "../src/health.js";
 import { ensureDevIdentities } from "../src/identity/dev.js";
-import { openIdentity, type Identity } from "../src/identity/identity.js";
+import { type Identity, openIdentity } from "../src/identity/identity.js";
 import { serverCallInterceptor } from "../src/interceptors.js";
 import { reflectionRoutes } from "../src/reflection.js";
 import { createMeshServer, type MeshServer } from "../src/serve.js";
@@ -53,7 +60,12 @@ const unguardedPing = createFileRegistry(
     package: "test.v1",
     syntax: "proto3",
     dependency: ["google/protobuf/empty.proto"],
-    service: [{ name: "Unguarded", method: [{ name: "Ping", inputType: ".google.protobuf.Empty", outputType: ".google.protobuf.Empty" }] }],
+    service: [
+      {
+        name: "Unguarded",
+        method: [{ name: "Ping", inputType: ".google.protobuf.Empty", outputType: ".google.protobuf.Empty" }],
+      },
+    ],
   }),
   (name) => (name === file_google_protobuf_empty.proto.name ? file_google_protobuf_empty : undefined),
 ).getService("test.v1.Unguarded")!.methods[0] as DescMethodUnary;
@@ -89,7 +101,11 @@ function inMemory(certificate?: string) {
   const { logger, lines } = memoryLogger("authorize-test");
   const asPeer: Interceptor = (next) => (req) => {
     if (certificate) {
-      req.contextValues.set(peerKey, { id: `spiffe://hookmesh.test/${certificate}`, name: certificate, via: "mtls" } satisfies Peer);
+      req.contextValues.set(peerKey, {
+        id: `spiffe://hookmesh.test/${certificate}`,
+        name: certificate,
+        via: "mtls",
+      } satisfies Peer);
     }
     return next(req);
   };
@@ -118,7 +134,10 @@ function inImportOrder(files: readonly FileDescriptorProto[]): FileDescriptorPro
 
 /** Sends one reflection request and returns the first answer. */
 async function reflect(transport: Transport, messageRequest: ReflectionQuery, options?: CallOptions) {
-  const answers = createClient(ServerReflection, transport).serverReflectionInfo(createAsyncIterable([{ messageRequest }]), options);
+  const answers = createClient(ServerReflection, transport).serverReflectionInfo(
+    createAsyncIterable([{ messageRequest }]),
+    options,
+  );
   for await (const answer of answers) return answer.messageResponse;
   throw new Error("reflection sent no answer");
 }
@@ -150,7 +169,10 @@ describe("authorizationInterceptor", () => {
   it("refuses an identity the option does not name as PermissionDenied, logged with identity and method", async () => {
     const { tasks, logged } = inMemory("dashboard");
     const err = await callError(tasks.cancelTask({ id: "t1" }));
-    expect([err.code, err.rawMessage]).toEqual([Code.PermissionDenied, `identity "dashboard" may not call ${CANCEL_TASK}`]);
+    expect([err.code, err.rawMessage]).toEqual([
+      Code.PermissionDenied,
+      `identity "dashboard" may not call ${CANCEL_TASK}`,
+    ]);
     expect(logged()).toEqual([
       expect.objectContaining({
         level: 40,
@@ -167,7 +189,10 @@ describe("authorizationInterceptor", () => {
   it("denies every identity a method declared without the option, and logs it as an error", async () => {
     const { transport, logged } = inMemory("operator");
     const err = await callError(transport.unary(unguardedPing, undefined, undefined, undefined, {}));
-    expect([err.code, err.rawMessage]).toEqual([Code.PermissionDenied, "/test.v1.Unguarded/Ping declares no access policy"]);
+    expect([err.code, err.rawMessage]).toEqual([
+      Code.PermissionDenied,
+      "/test.v1.Unguarded/Ping declares no access policy",
+    ]);
     expect(logged()[0]).toMatchObject({ level: 50, procedure: "/test.v1.Unguarded/Ping", identity: "operator" });
   });
 
@@ -185,16 +210,29 @@ describe("authorizationInterceptor", () => {
 
   it("refuses a wrong, malformed or unconfigured bearer token as Unauthenticated", async () => {
     const { tasks } = inMemory();
-    const refused = [`Bearer ${createOperatorToken("operator").token}`, `Basic ${operator.token}`, "Bearer", `Bearer ${operator.line}`];
+    const refused = [
+      `Bearer ${createOperatorToken("operator").token}`,
+      `Basic ${operator.token}`,
+      "Bearer",
+      `Bearer ${operator.line}`,
+    ];
     for (const authorization of refused) {
       const err = await callError(tasks.getTask({ id: "t1" }, { headers: { authorization } }));
-      expect([authorization, err.code, err.rawMessage]).toEqual([authorization, Code.Unauthenticated, "invalid bearer token"]);
+      expect([authorization, err.code, err.rawMessage]).toEqual([
+        authorization,
+        Code.Unauthenticated,
+        "invalid bearer token",
+      ]);
     }
     const withoutTokens = createClient(
       TaskService,
-      createRouterTransport(routes, { router: { interceptors: [authorizationInterceptor({ logger: memoryLogger().logger })] } }),
+      createRouterTransport(routes, {
+        router: { interceptors: [authorizationInterceptor({ logger: memoryLogger().logger })] },
+      }),
     );
-    expect((await callError(withoutTokens.getTask({ id: "t1" }, bearer(operator.token)))).code).toBe(Code.Unauthenticated);
+    expect((await callError(withoutTokens.getTask({ id: "t1" }, bearer(operator.token)))).code).toBe(
+      Code.Unauthenticated,
+    );
   });
 
   it("prefers the certificate's identity to a bearer token", async () => {
@@ -239,11 +277,14 @@ describe("createMeshServer with an identity and bearer tokens", () => {
     rmSync(home, { recursive: true, force: true });
   });
 
-  const overHttp1 = () => createClient(TaskService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions }));
+  const overHttp1 = () =>
+    createClient(TaskService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions }));
 
   it("lets a token's identity call what its option allows, over Connect on HTTP/1.1", async () => {
     expect((await overHttp1().getTask({ id: "t1" }, bearer(dashboard.token))).task?.id).toBe("dashboard");
-    expect((await callError(overHttp1().cancelTask({ id: "t1" }, bearer(dashboard.token)))).code).toBe(Code.PermissionDenied);
+    expect((await callError(overHttp1().cancelTask({ id: "t1" }, bearer(dashboard.token)))).code).toBe(
+      Code.PermissionDenied,
+    );
     expect((await callError(overHttp1().getTask({ id: "t1" }, bearer("not-a-token")))).code).toBe(Code.Unauthenticated);
     expect((await callError(overHttp1().getTask({ id: "t1" }))).code).toBe(Code.Unauthenticated);
   });
@@ -263,9 +304,15 @@ describe("createMeshServer with an identity and bearer tokens", () => {
     const files = answer.value.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
     const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: inImportOrder(files) }));
     const policy = Object.fromEntries(
-      registry.getService(TaskService.typeName)!.methods.map((method) => [method.name, getOption(method, access).identities]),
+      registry
+        .getService(TaskService.typeName)!
+        .methods.map((method) => [method.name, getOption(method, access).identities]),
     );
-    expect(policy).toMatchObject({ SubmitEvent: ["gateway"], GetTask: ["operator", "dashboard"], CancelTask: ["operator"] });
+    expect(policy).toMatchObject({
+      SubmitEvent: ["gateway"],
+      GetTask: ["operator", "dashboard"],
+      CancelTask: ["operator"],
+    });
   });
 
   it("never logs a token, and logs who was refused", () => {
@@ -274,7 +321,12 @@ describe("createMeshServer with an identity and bearer tokens", () => {
     expect(log).not.toContain(operator.token);
     expect(log).not.toContain("not-a-token");
     expect(lines().map((line) => JSON.parse(line) as Record<string, unknown>)).toContainEqual(
-      expect.objectContaining({ msg: "permission denied", identity: "dashboard", procedure: CANCEL_TASK, via: "token" }),
+      expect.objectContaining({
+        msg: "permission denied",
+        identity: "dashboard",
+        procedure: CANCEL_TASK,
+        via: "token",
+      }),
     );
   });
 });
@@ -282,10 +334,17 @@ describe("createMeshServer with an identity and bearer tokens", () => {
 describe("createMeshServer without an identity (HOOKMESH_INSECURE=1)", () => {
   it("authorizes nothing: every method is reachable without credentials, and listen says so", async () => {
     const { logger, lines } = memoryLogger("insecure-test");
-    const server = createMeshServer({ routes: serviceRoutes, health: new HealthState([], ServingStatus.SERVING), logger, tokens });
+    const server = createMeshServer({
+      routes: serviceRoutes,
+      health: new HealthState([], ServingStatus.SERVING),
+      logger,
+      tokens,
+    });
     const { port } = await server.listen(0, "127.0.0.1");
     try {
-      const warning = lines().map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.level === 40);
+      const warning = lines()
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => line.level === 40);
       expect(warning).toMatchObject({ port, msg: expect.stringMatching(/^INSECURE: .*no authorization/) });
 
       const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" });
@@ -297,7 +356,9 @@ describe("createMeshServer without an identity (HOOKMESH_INSECURE=1)", () => {
       // Even a method without an access option, which default deny refuses to everyone under mTLS.
       expect(await transport.unary(unguardedPing, undefined, undefined, undefined, {})).toMatchObject({ message: {} });
       const listServices = { case: "listServices", value: "" } as const;
-      expect((await reflect(createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }), listServices)).case).toBe("listServicesResponse");
+      expect((await reflect(createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }), listServices)).case).toBe(
+        "listServicesResponse",
+      );
     } finally {
       await server.close(0);
     }

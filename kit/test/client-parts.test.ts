@@ -1,9 +1,9 @@
-import { describe, expect, it } from "vitest";
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { failedBeforeSending, isOutage, isRetryableCode } from "../src/client/codes.js";
 import { callOptionsFrom, deadlineFromHeader, headerWithTimeout } from "../src/client/deadline.js";
 import { createRetryBudget } from "../src/client/retry-budget.js";
-import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 
 function nodeError(message: string, props: { code: string; syscall: string }): Error {
   return Object.assign(new Error(message), props);

@@ -1,12 +1,17 @@
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino } from "pino";
-import { callOptionsFrom, createClientFactory, type ClientFactory, type ClientFactoryOptions } from "../src/client/index.js";
-import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Health } from "../../gen/health/v1/health_pb.js";
+import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import {
+  type ClientFactory,
+  type ClientFactoryOptions,
+  callOptionsFrom,
+  createClientFactory,
+} from "../src/client/index.js";
 
 interface TestServer {
   readonly url: string;
@@ -174,19 +179,25 @@ describe("circuit breaker", () => {
     expect(lines).toContainEqual(expect.objectContaining({ level: 30, msg: "circuit closed", downstream: server.url }));
   });
 
-  it.each(named([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Internal, Code.Unknown, Code.DataLoss]))(
-    "counts %s as an outage",
-    async (_, code) => {
-      const impl = failFirst(Infinity, code);
-      const server = await serve((r) => r.service(TaskService, { getTask: impl.fn }));
-      const f = factory({ breaker: { volumeThreshold: 2 }, retry: { maxAttempts: 1 } });
-      const client = f.client(TaskService, server.url);
+  it.each(
+    named([
+      Code.Unavailable,
+      Code.DeadlineExceeded,
+      Code.ResourceExhausted,
+      Code.Internal,
+      Code.Unknown,
+      Code.DataLoss,
+    ]),
+  )("counts %s as an outage", async (_, code) => {
+    const impl = failFirst(Infinity, code);
+    const server = await serve((r) => r.service(TaskService, { getTask: impl.fn }));
+    const f = factory({ breaker: { volumeThreshold: 2 }, retry: { maxAttempts: 1 } });
+    const client = f.client(TaskService, server.url);
 
-      await expect(client.getTask({})).rejects.toMatchObject({ code });
-      await expect(client.getTask({})).rejects.toMatchObject({ code });
-      expect(f.breakerState(server.url, getTask)).toBe("open");
-    },
-  );
+    await expect(client.getTask({})).rejects.toMatchObject({ code });
+    await expect(client.getTask({})).rejects.toMatchObject({ code });
+    expect(f.breakerState(server.url, getTask)).toBe("open");
+  });
 
   it("never opens on caller errors, however many", async () => {
     const callerCodes = [
@@ -290,14 +301,17 @@ describe("retries", () => {
     expect(impl.calls).toBe(4);
   });
 
-  it.each(named([Code.NotFound, Code.Internal, Code.DeadlineExceeded, Code.Aborted]))("do not retry %s", async (_, code) => {
-    const impl = failFirst(1, code);
-    const server = await serve((r) => r.service(TaskService, { getTask: impl.fn }));
-    const client = factory({ retry: { baseDelayMs: 1 } }).client(TaskService, server.url);
+  it.each(named([Code.NotFound, Code.Internal, Code.DeadlineExceeded, Code.Aborted]))(
+    "do not retry %s",
+    async (_, code) => {
+      const impl = failFirst(1, code);
+      const server = await serve((r) => r.service(TaskService, { getTask: impl.fn }));
+      const client = factory({ retry: { baseDelayMs: 1 } }).client(TaskService, server.url);
 
-    await expect(client.getTask({})).rejects.toMatchObject({ code });
-    expect(impl.calls).toBe(1);
-  });
+      await expect(client.getTask({})).rejects.toMatchObject({ code });
+      expect(impl.calls).toBe(1);
+    },
+  );
 
   it("do not retry a method without idempotency once the request was sent", async () => {
     const check = failFirst(1, Code.Unavailable);
@@ -420,7 +434,10 @@ describe("deadlines", () => {
       throw new ConnectError("down", Code.Unavailable);
     });
     const server = await serve((r) => r.service(TaskService, { getTask: impl.fn }));
-    const client = factory({ retry: { maxAttempts: 100, baseDelayMs: 1, maxDelayMs: 1 } }).client(TaskService, server.url);
+    const client = factory({ retry: { maxAttempts: 100, baseDelayMs: 1, maxDelayMs: 1 } }).client(
+      TaskService,
+      server.url,
+    );
 
     const started = performance.now();
     const err = await failureOf(client.getTask({}, { timeoutMs: 450 }));

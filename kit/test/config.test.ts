@@ -3,16 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  envLogLevel,
-  envRedis,
   ConfigError,
+  type Env,
   envBool,
   envInt,
+  envLogLevel,
   envPort,
+  envRedis,
   envSecrets,
   envString,
   envUrl,
-  type Env,
 } from "../src/config.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hookmesh-config-"));
@@ -114,7 +114,11 @@ describe("envUrl", () => {
 
 describe("envRedis", () => {
   it("falls back to REDIS_URL and the default prefix", () => {
-    expect(envRedis({}, "TASKS", "hookmesh:tasks:")).toEqual({ url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" });
+    expect(envRedis({}, "TASKS", "hookmesh:tasks:")).toEqual({
+      url: "redis://127.0.0.1:6379",
+      variable: "REDIS_URL",
+      keyPrefix: "hookmesh:tasks:",
+    });
     expect(envRedis({ REDIS_URL: "redis://r:6379/2" }, "TASKS", "hookmesh:tasks:").url).toBe("redis://r:6379/2");
   });
 
@@ -137,7 +141,9 @@ describe("envRedis", () => {
     expect(() => envRedis({ TASKS_REDIS_URL: "redis://u:p@h:6379", TASKS_REDIS_PASSWORD: "q" }, "TASKS", "x:")).toThrow(
       /TASKS_REDIS_PASSWORD: TASKS_REDIS_URL has a password already/,
     );
-    expect(() => envRedis({ TASKS_REDIS_PREFIX: "hookmesh:*" }, "TASKS", "x:")).toThrow(/TASKS_REDIS_PREFIX: must not contain glob/);
+    expect(() => envRedis({ TASKS_REDIS_PREFIX: "hookmesh:*" }, "TASKS", "x:")).toThrow(
+      /TASKS_REDIS_PREFIX: must not contain glob/,
+    );
   });
 });
 
@@ -149,7 +155,9 @@ describe("envLogLevel", () => {
   });
 
   it("names the variable for a level pino does not know", () => {
-    expect(() => envLogLevel({ LOG_LEVEL: "verbose" })).toThrow(/LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"/);
+    expect(() => envLogLevel({ LOG_LEVEL: "verbose" })).toThrow(
+      /LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"/,
+    );
   });
 });
 

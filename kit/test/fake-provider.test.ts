@@ -23,11 +23,24 @@ describe("FakeProvider", () => {
   it("listens on port 0 under its base path and records requests, parsed and as sent", async () => {
     fake = await EchoProvider.start();
     expect(fake.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/api$/);
-    const res = await fetch(`${fake.url}/things?x=1`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":1}' });
+    const res = await fetch(`${fake.url}/things?x=1`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"a":1}',
+    });
     expect(await res.json()).toEqual({ path: "/things" });
     expect(res.headers.get("x-rate-limit-remaining")).toBe("9");
     expect(fake.received).toEqual([
-      { method: "POST", path: "/things", rawPath: "/api/things", query: "?x=1", headers: expect.objectContaining({ "content-type": "application/json" }), text: '{"a":1}', body: { a: 1 }, at: expect.any(Number) },
+      {
+        method: "POST",
+        path: "/things",
+        rawPath: "/api/things",
+        query: "?x=1",
+        headers: expect.objectContaining({ "content-type": "application/json" }),
+        text: '{"a":1}',
+        body: { a: 1 },
+        at: expect.any(Number),
+      },
     ]);
   });
 
@@ -39,7 +52,11 @@ describe("FakeProvider", () => {
     const a = await fetch(`${fake.url}/a`);
     const b = await fetch(`${fake.url}/b`);
     const c = await fetch(`${fake.url}/c`);
-    expect([a.status, a.headers.get("content-type"), await a.text()]).toEqual([201, "text/plain; charset=utf-8", "created"]);
+    expect([a.status, a.headers.get("content-type"), await a.text()]).toEqual([
+      201,
+      "text/plain; charset=utf-8",
+      "created",
+    ]);
     expect([b.status, b.headers.get("retry-after"), b.headers.get("x-rate-limit-remaining")]).toEqual([503, "1", "9"]);
     // A function that answers undefined leaves the request to the provider.
     expect(await c.json()).toEqual({ path: "/c" });

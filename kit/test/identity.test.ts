@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigError, envIdentity, type Env } from "../src/config.js";
+import { ConfigError, type Env, envIdentity } from "../src/config.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
 import { openIdentity } from "../src/identity/identity.js";
 import { peerFromCertificate, spiffeIdsOf } from "../src/identity/spiffe.js";
@@ -137,8 +137,12 @@ describe("ensureDevIdentities", () => {
 
   it("refuses names that are no file name and trust domains SPIFFE does not allow", async () => {
     const home = tempHome();
-    await expect(ensureDevIdentities({ home, trustDomain: "hookmesh.local", names: ["../x"] })).rejects.toThrow(/\.\.\/x/);
-    await expect(ensureDevIdentities({ home, trustDomain: "Hookmesh.Local", names: ["tasks"] })).rejects.toThrow(/trust domain/);
+    await expect(ensureDevIdentities({ home, trustDomain: "hookmesh.local", names: ["../x"] })).rejects.toThrow(
+      /\.\.\/x/,
+    );
+    await expect(ensureDevIdentities({ home, trustDomain: "Hookmesh.Local", names: ["tasks"] })).rejects.toThrow(
+      /trust domain/,
+    );
   });
 });
 
@@ -194,19 +198,27 @@ describe("envIdentity", () => {
     expect(missing.variable).toBe("TASKS_TLS_CERT_FILE");
     expect(missing.message).toMatch(/ENOENT.*npx hookmesh certs/);
 
-    const partial = configError(() => envIdentity({ TASKS_TLS_CERT_FILE: "/x.crt", TASKS_TLS_KEY_FILE: "/x.key" }, "tasks"));
+    const partial = configError(() =>
+      envIdentity({ TASKS_TLS_CERT_FILE: "/x.crt", TASKS_TLS_KEY_FILE: "/x.key" }, "tasks"),
+    );
     expect(partial.variable).toBe("TASKS_TLS_CA_FILE");
 
-    const domain = configError(() => envIdentity({ HOOKMESH_HOME: home, HOOKMESH_TRUST_DOMAIN: "Not A Domain" }, "tasks"));
+    const domain = configError(() =>
+      envIdentity({ HOOKMESH_HOME: home, HOOKMESH_TRUST_DOMAIN: "Not A Domain" }, "tasks"),
+    );
     expect(domain.variable).toBe("HOOKMESH_TRUST_DOMAIN");
   });
 
   it("requires https peers under mTLS", async () => {
     const home = await devHome();
-    const err = configError(() => envIdentity({ HOOKMESH_HOME: home }, "gateway", { peers: { TASKS_URL: "http://tasks:50051" } }));
+    const err = configError(() =>
+      envIdentity({ HOOKMESH_HOME: home }, "gateway", { peers: { TASKS_URL: "http://tasks:50051" } }),
+    );
     expect(err.variable).toBe("TASKS_URL");
     expect(err.message).toMatch(/https/);
-    expect(envIdentity({ HOOKMESH_HOME: home }, "gateway", { peers: { TASKS_URL: "https://tasks:50051" } }).insecure).toBe(false);
+    expect(
+      envIdentity({ HOOKMESH_HOME: home }, "gateway", { peers: { TASKS_URL: "https://tasks:50051" } }).insecure,
+    ).toBe(false);
   });
 
   describe("with HOOKMESH_INSECURE=1", () => {
@@ -227,9 +239,16 @@ describe("envIdentity", () => {
     });
 
     it("refuses a non-loopback or https peer", () => {
-      const remote = configError(() => envIdentity(insecure, "gateway", { peers: { TASKS_URL: "http://tasks:50051" } }));
-      expect([remote.variable, remote.message]).toEqual(["TASKS_URL", expect.stringMatching(/HOOKMESH_INSECURE.*"tasks"/)]);
-      const tls = configError(() => envIdentity(insecure, "gateway", { peers: { TASKS_URL: "https://127.0.0.1:50051" } }));
+      const remote = configError(() =>
+        envIdentity(insecure, "gateway", { peers: { TASKS_URL: "http://tasks:50051" } }),
+      );
+      expect([remote.variable, remote.message]).toEqual([
+        "TASKS_URL",
+        expect.stringMatching(/HOOKMESH_INSECURE.*"tasks"/),
+      ]);
+      const tls = configError(() =>
+        envIdentity(insecure, "gateway", { peers: { TASKS_URL: "https://127.0.0.1:50051" } }),
+      );
       expect([tls.variable, tls.message]).toEqual(["TASKS_URL", expect.stringMatching(/http:\/\//)]);
     });
 
@@ -248,14 +267,23 @@ describe("peerFromCertificate", () => {
       name: "CN=test",
       keys,
       signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-      extensions: [new SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, ...uris.map((value) => ({ type: "url" as const, value }))])],
+      extensions: [
+        new SubjectAlternativeNameExtension([
+          { type: "dns", value: "localhost" },
+          ...uris.map((value) => ({ type: "url" as const, value })),
+        ]),
+      ],
     });
     return new X509Certificate(cert.toString("pem")).subjectAltName;
   }
 
   it("proves the one SPIFFE id of the trust domain", async () => {
     const names = await certificateNaming("https://example.com/", "spiffe://hookmesh.local/operator/alice");
-    expect(peerFromCertificate(names, "hookmesh.local")).toEqual({ id: "spiffe://hookmesh.local/operator/alice", name: "operator/alice", via: "mtls" });
+    expect(peerFromCertificate(names, "hookmesh.local")).toEqual({
+      id: "spiffe://hookmesh.local/operator/alice",
+      name: "operator/alice",
+      via: "mtls",
+    });
   });
 
   it("proves nothing with no SPIFFE id, several, one of another trust domain, or an invalid path", async () => {
@@ -272,7 +300,10 @@ describe("peerFromCertificate", () => {
 
   it("reads a name holding a delimiter as the one name it is", async () => {
     const tricky = "spiffe://evil.test/x, URI:spiffe://hookmesh.local/gateway";
-    expect(spiffeIdsOf(await certificateNaming(tricky, 'spiffe://hookmesh.local/"quoted"'))).toEqual([tricky, 'spiffe://hookmesh.local/"quoted"']);
+    expect(spiffeIdsOf(await certificateNaming(tricky, 'spiffe://hookmesh.local/"quoted"'))).toEqual([
+      tricky,
+      'spiffe://hookmesh.local/"quoted"',
+    ]);
   });
 });
 

@@ -1,12 +1,19 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { checkSecretSource, ConfigError } from "../src/config.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, checkSecretSource } from "../src/config.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../src/errors.js";
-import { abortAfter, envIntegration, mapUpstreamError, MissingCredentialError, UpstreamClient, UpstreamError } from "../src/upstream/index.js";
 import { memoryLogger } from "../src/testing/index.js";
+import {
+  abortAfter,
+  envIntegration,
+  MissingCredentialError,
+  mapUpstreamError,
+  UpstreamClient,
+  UpstreamError,
+} from "../src/upstream/index.js";
 
 describe("envIntegration", () => {
   // Cleartext, because no identity named `acme` exists; the identity settings have tests of their own.
@@ -24,7 +31,14 @@ describe("envIntegration", () => {
       shutdownGraceMs: 10_000,
       logLevel: "info",
     });
-    const env = { ...insecure, ACME_PORT: "0", ACME_REDIS_PREFIX: "x:", ACME_TIMEOUT_MS: "500", ACME_MAX_ATTEMPTS: "1", HOOKMESH_DRY_RUN: "yes" };
+    const env = {
+      ...insecure,
+      ACME_PORT: "0",
+      ACME_REDIS_PREFIX: "x:",
+      ACME_TIMEOUT_MS: "500",
+      ACME_MAX_ATTEMPTS: "1",
+      HOOKMESH_DRY_RUN: "yes",
+    };
     expect(envIntegration(env, "ACME", 1)).toMatchObject({
       port: 0,
       redis: { keyPrefix: "x:" },
@@ -56,28 +70,52 @@ describe("checkSecretSource", () => {
     const file = join(dir, "token");
     await writeFile(file, "s3cret\n");
     expect(checkSecretSource({}, "ACME_TOKEN")).toBeUndefined();
-    expect(checkSecretSource({ ACME_TOKEN: " direct " }, "ACME_TOKEN")).toEqual({ variable: "ACME_TOKEN", value: "direct" });
-    expect(checkSecretSource({ ACME_TOKEN_FILE: file }, "ACME_TOKEN")).toEqual({ variable: "ACME_TOKEN_FILE", value: "s3cret" });
+    expect(checkSecretSource({ ACME_TOKEN: " direct " }, "ACME_TOKEN")).toEqual({
+      variable: "ACME_TOKEN",
+      value: "direct",
+    });
+    expect(checkSecretSource({ ACME_TOKEN_FILE: file }, "ACME_TOKEN")).toEqual({
+      variable: "ACME_TOKEN_FILE",
+      value: "s3cret",
+    });
     // An empty file is a credential still to come (a rotation fills it), not an error.
     await writeFile(file, "");
-    expect(checkSecretSource({ ACME_TOKEN_FILE: file }, "ACME_TOKEN")).toEqual({ variable: "ACME_TOKEN_FILE", value: "" });
+    expect(checkSecretSource({ ACME_TOKEN_FILE: file }, "ACME_TOKEN")).toEqual({
+      variable: "ACME_TOKEN_FILE",
+      value: "",
+    });
   });
 
   it("refuses a secret set twice and a file it cannot read, without the secret in the message", () => {
     expect(() => checkSecretSource({ ACME_TOKEN: "s3cret", ACME_TOKEN_FILE: "/x" }, "ACME_TOKEN")).toThrow(
       new ConfigError("ACME_TOKEN", "set either ACME_TOKEN or ACME_TOKEN_FILE, not both"),
     );
-    expect(() => checkSecretSource({ ACME_TOKEN_FILE: join(dir, "missing") }, "ACME_TOKEN")).toThrow(/^ACME_TOKEN_FILE: cannot read .*: ENOENT$/);
+    expect(() => checkSecretSource({ ACME_TOKEN_FILE: join(dir, "missing") }, "ACME_TOKEN")).toThrow(
+      /^ACME_TOKEN_FILE: cannot read .*: ENOENT$/,
+    );
   });
 });
 
 describe("mapUpstreamError", () => {
   it("gives every integration service's errors their codes, and leaves the rest", () => {
     const store = new IdempotencyUnavailableError(new Error("connection lost"));
-    expect(mapUpstreamError(new UpstreamError(Code.NotFound, "acme answered 404", 404))).toMatchObject({ code: Code.NotFound, rawMessage: "acme answered 404" });
-    expect(mapUpstreamError(new MissingCredentialError("ACME_TOKEN"))).toMatchObject({ code: Code.FailedPrecondition, rawMessage: "ACME_TOKEN is not set" });
-    expect(mapUpstreamError(new InvalidRequestError("channel is required", "channel"))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "channel is required" });
-    expect(mapUpstreamError(store)).toMatchObject({ code: Code.Unavailable, rawMessage: "idempotency store unavailable; retry later", cause: store.cause });
+    expect(mapUpstreamError(new UpstreamError(Code.NotFound, "acme answered 404", 404))).toMatchObject({
+      code: Code.NotFound,
+      rawMessage: "acme answered 404",
+    });
+    expect(mapUpstreamError(new MissingCredentialError("ACME_TOKEN"))).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: "ACME_TOKEN is not set",
+    });
+    expect(mapUpstreamError(new InvalidRequestError("channel is required", "channel"))).toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: "channel is required",
+    });
+    expect(mapUpstreamError(store)).toMatchObject({
+      code: Code.Unavailable,
+      rawMessage: "idempotency store unavailable; retry later",
+      cause: store.cause,
+    });
     expect(mapUpstreamError(new Error("boom"))).toBeUndefined();
   });
 });
@@ -85,7 +123,8 @@ describe("mapUpstreamError", () => {
 describe("the upstream client's bounds", () => {
   it("knows the longest a call can take: every attempt timing out, with the longest wait between them", () => {
     const { logger } = memoryLogger();
-    const client = (timings: object) => new UpstreamClient({ name: "acme", title: "Acme", baseUrl: "https://acme.test", logger, ...timings });
+    const client = (timings: object) =>
+      new UpstreamClient({ name: "acme", title: "Acme", baseUrl: "https://acme.test", logger, ...timings });
     const defaults = client({});
     const tuned = client({ attemptTimeoutMs: 2_000, maxAttempts: 3, maxRateLimitWaitMs: 1_000 });
     expect([defaults.longestCallMs, tuned.longestCallMs]).toEqual([4 * 10_000 + 3 * 30_000, 3 * 2_000 + 2 * 1_000]);

@@ -1,9 +1,9 @@
+import { Code, ConnectError, type ConnectRouter, createClient, createRouterTransport } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
-import { serverCallInterceptor, toWireError, type ErrorMapper } from "../src/interceptors.js";
-import { memoryLogger } from "../src/testing/logger.js";
+import { type ErrorMapper, serverCallInterceptor, toWireError } from "../src/interceptors.js";
 import { callError } from "../src/testing/errors.js";
+import { memoryLogger } from "../src/testing/logger.js";
 
 class QuotaError extends Error {
   override name = "QuotaError";
@@ -15,7 +15,8 @@ class StoreDown extends Error {
 
 const mapError: ErrorMapper = (err) => {
   if (err instanceof QuotaError) return new ConnectError(err.message, Code.ResourceExhausted);
-  if (err instanceof StoreDown) return new ConnectError("store unavailable", Code.Unavailable, undefined, undefined, err);
+  if (err instanceof StoreDown)
+    return new ConnectError("store unavailable", Code.Unavailable, undefined, undefined, err);
   return undefined;
 };
 
@@ -178,7 +179,10 @@ describe("serverCallInterceptor", () => {
     const { client, logged } = setup();
     let echoed: string | null = null;
     const statuses = await drain(
-      client.watch({ service: "ok" }, { headers: { "x-request-id": "s-1" }, onHeader: (h) => (echoed = h.get("x-request-id")) }),
+      client.watch(
+        { service: "ok" },
+        { headers: { "x-request-id": "s-1" }, onHeader: (h) => (echoed = h.get("x-request-id")) },
+      ),
     );
     expect(statuses.map((s) => s.status)).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
     expect(echoed).toBe("s-1");

@@ -4,16 +4,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { envIdentity } from "../src/config.js";
 import { HealthState } from "../src/health.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
-import { openIdentity, type Identity } from "../src/identity/identity.js";
+import { type Identity, openIdentity } from "../src/identity/identity.js";
 import { createMeshServer, type MeshServer } from "../src/serve.js";
 import { memoryLogger } from "../src/testing/logger.js";
 
@@ -85,7 +85,9 @@ describe("standard gRPC clients under mTLS with development identities", () => {
     ) as grpc.Client & Record<string, Function>;
     try {
       const res = await new Promise((resolve, reject) =>
-        stub.Check!({ service: "" }, (err: grpc.ServiceError | null, out: unknown) => (err ? reject(err) : resolve(out))),
+        stub.Check!({ service: "" }, (err: grpc.ServiceError | null, out: unknown) =>
+          err ? reject(err) : resolve(out),
+        ),
       );
       expect(res).toEqual({ status: "SERVING" });
     } finally {
@@ -104,8 +106,20 @@ describe("standard gRPC clients under mTLS with development identities", () => {
 
   it("buf curl lists services through reflection and calls Health.Check", async () => {
     const curl = async (...args: string[]) =>
-      (await run(buf, ["curl", "--protocol", "grpc", "--cacert", operator.ca, "--cert", operator.cert, "--key", operator.key, ...args]))
-        .stdout;
+      (
+        await run(buf, [
+          "curl",
+          "--protocol",
+          "grpc",
+          "--cacert",
+          operator.ca,
+          "--cert",
+          operator.cert,
+          "--key",
+          operator.key,
+          ...args,
+        ])
+      ).stdout;
     const services = (await curl("--list-services", `https://${target}`)).trim().split("\n");
     expect(services).toEqual(expect.arrayContaining(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
     expect(JSON.parse(await curl(`https://${target}/grpc.health.v1.Health/Check`))).toEqual({ status: "SERVING" });

@@ -4,18 +4,18 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
+import { Code, type ConnectRouter, createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { peerKey, type Peer } from "../src/auth/peer.js";
+import { type Peer, peerKey } from "../src/auth/peer.js";
 import { createOperatorToken, OperatorTokens } from "../src/auth/tokens.js";
 import { createClientFactory } from "../src/client/index.js";
 import { envIdentity } from "../src/config.js";
 import { HealthState, healthRoutes } from "../src/health.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
-import { clientTlsOptions, openIdentity, type Identity } from "../src/identity/identity.js";
+import { clientTlsOptions, type Identity, openIdentity } from "../src/identity/identity.js";
 import { createMeshServer } from "../src/serve.js";
 import { callError } from "../src/testing/errors.js";
 import { memoryLogger } from "../src/testing/logger.js";
@@ -104,7 +104,10 @@ function clients(as: Identity) {
  */
 function tlsTransports(url: string, presented?: { cert: string; key: string }) {
   const nodeOptions = { ca: pem(join(home, "tls", "ca.crt")), ...presented };
-  return [createGrpcTransport({ baseUrl: url, nodeOptions }), createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions })];
+  return [
+    createGrpcTransport({ baseUrl: url, nodeOptions }),
+    createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions }),
+  ];
 }
 
 /** Expects `call` to fail as the authorization interceptor refuses a caller with neither a verified certificate nor a token. */
@@ -140,10 +143,13 @@ async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void>
 /** The serial number of the certificate a server presents to a new connection. */
 function serverSerial(port: number, client: Identity): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: "127.0.0.1", port, ALPNProtocols: ["h2"], ...clientTlsOptions(client, tasksId) }, () => {
-      resolve(socket.getPeerX509Certificate()!.serialNumber);
-      socket.destroy();
-    });
+    const socket = tls.connect(
+      { host: "127.0.0.1", port, ALPNProtocols: ["h2"], ...clientTlsOptions(client, tasksId) },
+      () => {
+        resolve(socket.getPeerX509Certificate()!.serialNumber);
+        socket.destroy();
+      },
+    );
     socket.on("error", reject);
   });
 }
@@ -155,7 +161,11 @@ describe("mTLS between kit servers and kit clients", () => {
 
     const res = await clients(operator).client(TaskService, server.url, "tasks").getTask({ id: "x" });
     expect(res.task?.id).toBe(operatorId);
-    const overHttp1 = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: clientTlsOptions(operator, tasksId) });
+    const overHttp1 = createConnectTransport({
+      baseUrl: server.url,
+      httpVersion: "1.1",
+      nodeOptions: clientTlsOptions(operator, tasksId),
+    });
     expect((await createClient(TaskService, overHttp1).getTask({ id: "y" })).task?.id).toBe(operatorId);
     expect(server.peers).toEqual([
       { id: operatorId, name: "operator", via: "mtls" },
@@ -165,7 +175,9 @@ describe("mTLS between kit servers and kit clients", () => {
 
   it("refuses a verified identity that the method's access option does not name", async () => {
     const server = await startServer(identity("tasks"));
-    const err = await callError(clients(identity("gateway")).client(TaskService, server.url, "tasks").getTask({ id: "x" }));
+    const err = await callError(
+      clients(identity("gateway")).client(TaskService, server.url, "tasks").getTask({ id: "x" }),
+    );
     expect([err.code, err.rawMessage]).toEqual([
       Code.PermissionDenied,
       'identity "gateway" may not call /hookmesh.tasks.v1.TaskService/GetTask',
@@ -176,7 +188,9 @@ describe("mTLS between kit servers and kit clients", () => {
   it("completes the handshake without a client certificate: health answers, anything else is Unauthenticated", async () => {
     const server = await startServer(identity("tasks"));
     for (const transport of tlsTransports(server.url)) {
-      expect((await createClient(Health, transport).check({ service: TaskService.typeName })).status).toBe(ServingStatus.SERVING);
+      expect((await createClient(Health, transport).check({ service: TaskService.typeName })).status).toBe(
+        ServingStatus.SERVING,
+      );
       await expectAnonymousRefusal(createClient(TaskService, transport).getTask({ id: "x" }));
     }
     expect(server.peers).toEqual([]);
@@ -205,7 +219,9 @@ describe("mTLS between kit servers and kit clients", () => {
 
   it("refuses, in the kit client, a server that presents another identity", async () => {
     const server = await startServer(identity("agent"));
-    const err = await callError(clients(identity("operator")).client(TaskService, server.url, "tasks").getTask({ id: "x" }));
+    const err = await callError(
+      clients(identity("operator")).client(TaskService, server.url, "tasks").getTask({ id: "x" }),
+    );
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe(
       `https://127.0.0.1:${server.port}: server identity mismatch: expected ${tasksId}, got spiffe://${TRUST_DOMAIN}/agent`,
@@ -248,10 +264,18 @@ describe("rotation without restarts", () => {
     const files = devIdentityFiles(dir, "tasks");
     const presented: string[] = [];
     const observer = http2.createSecureServer(
-      { cert: pem(files.certFile), key: pem(files.keyFile), ca: pem(files.caFile), requestCert: true, rejectUnauthorized: true },
+      {
+        cert: pem(files.certFile),
+        key: pem(files.keyFile),
+        ca: pem(files.caFile),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
       connectNodeAdapter({ routes: healthRoutes(new HealthState([], ServingStatus.SERVING)) }),
     );
-    observer.on("secureConnection", (socket: tls.TLSSocket) => presented.push(socket.getPeerX509Certificate()!.serialNumber));
+    observer.on("secureConnection", (socket: tls.TLSSocket) =>
+      presented.push(socket.getPeerX509Certificate()!.serialNumber),
+    );
     const sessions = new Set<http2.Http2Session>();
     observer.on("session", (session) => sessions.add(session));
     await new Promise<void>((resolve) => observer.listen(0, "127.0.0.1", resolve));

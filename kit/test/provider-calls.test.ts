@@ -1,20 +1,20 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Redis } from "ioredis";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { PostMessageResponseSchema, type PostMessageResponse } from "../../gen/hookmesh/slack/v1/slack_pb.js";
+import type { Redis } from "ioredis";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type PostMessageResponse, PostMessageResponseSchema } from "../../gen/hookmesh/slack/v1/slack_pb.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../src/errors.js";
+import { failure, memoryLogger, type TestRedis, testRedis } from "../src/testing/index.js";
 import {
+  type Caller,
+  type Created,
+  type DescribedRequest,
   IDEMPOTENCY_TTL_MS,
   MissingCredentialError,
   ProviderCalls,
   UpstreamClient,
   UpstreamError,
-  type Caller,
-  type Created,
-  type DescribedRequest,
 } from "../src/upstream/index.js";
-import { failure, memoryLogger, testRedis, type TestRedis } from "../src/testing/index.js";
 
 const REQUEST: DescribedRequest = { method: "POST", path: "/messages", body: { text: "on it" } };
 
@@ -27,7 +27,10 @@ function flaky(redis: Redis, failing: Failing): Redis {
       const value: unknown = Reflect.get(target, prop);
       if (typeof value !== "function") return value;
       const fails = failing[prop as keyof Failing];
-      return (...args: unknown[]) => (fails?.(args) ? Promise.reject(new Error(`${String(prop)}: connection lost`)) : (value as (...a: unknown[]) => unknown).apply(target, args));
+      return (...args: unknown[]) =>
+        fails?.(args)
+          ? Promise.reject(new Error(`${String(prop)}: connection lost`))
+          : (value as (...a: unknown[]) => unknown).apply(target, args);
     },
   });
 }
@@ -44,7 +47,15 @@ describe("ProviderCalls", () => {
     db = await testRedis("provider-calls");
     log = memoryLogger("provider-calls-test");
     // The longest call: 2 attempts of 100 ms and one wait of at most 50 ms.
-    upstream = new UpstreamClient({ name: "acme", title: "Acme", baseUrl: "https://api.acme.test", logger: log.logger, attemptTimeoutMs: 100, maxAttempts: 2, maxRateLimitWaitMs: 50 });
+    upstream = new UpstreamClient({
+      name: "acme",
+      title: "Acme",
+      baseUrl: "https://api.acme.test",
+      logger: log.logger,
+      attemptTimeoutMs: 100,
+      maxAttempts: 2,
+      maxRateLimitWaitMs: 50,
+    });
     return new ProviderCalls({
       upstream,
       redis: flaky(db.redis, options.failing ?? {}),
@@ -56,7 +67,12 @@ describe("ProviderCalls", () => {
   }
 
   /** A message post under `key`; `answer` is what the provider gives. */
-  function post(p: ProviderCalls, key: string, caller: Caller = {}, answer: () => Promise<string> = async () => `ts-${sent.length}`) {
+  function post(
+    p: ProviderCalls,
+    key: string,
+    caller: Caller = {},
+    answer: () => Promise<string> = async () => `ts-${sent.length}`,
+  ) {
     return p.create(
       REQUEST,
       caller,
@@ -69,7 +85,10 @@ describe("ProviderCalls", () => {
         idempotencyKey: key,
         schema: PostMessageResponseSchema,
         respond: (created: Created<string>): PostMessageResponse =>
-          create(PostMessageResponseSchema, { ts: created.dryRun ? String(created.id) : created.answer, call: created.call }),
+          create(PostMessageResponseSchema, {
+            ts: created.dryRun ? String(created.id) : created.answer,
+            call: created.call,
+          }),
       },
     );
   }
@@ -87,23 +106,46 @@ describe("ProviderCalls", () => {
   it("sends a live call and describes it, credentials left out", async () => {
     const p = await calls();
     const res = await p.send(REQUEST, {}, async () => "answer");
-    expect(res).toEqual({ dryRun: false, answer: "answer", call: expect.objectContaining({ dryRun: false, replayed: false }) });
-    expect(res.call.request).toMatchObject({ method: "POST", url: "https://api.acme.test/messages", body: '{"text":"on it"}' });
+    expect(res).toEqual({
+      dryRun: false,
+      answer: "answer",
+      call: expect.objectContaining({ dryRun: false, replayed: false }),
+    });
+    expect(res.call.request).toMatchObject({
+      method: "POST",
+      url: "https://api.acme.test/messages",
+      body: '{"text":"on it"}',
+    });
   });
 
   it("without credentials fails naming the variable, sending nothing; with dry run, describes the call and logs it once", async () => {
     token = undefined;
     const live = await calls();
-    expect(await failure(live.send(REQUEST, {}, async () => "x"), MissingCredentialError)).toMatchObject({ variable: "ACME_TOKEN" });
+    expect(
+      await failure(
+        live.send(REQUEST, {}, async () => "x"),
+        MissingCredentialError,
+      ),
+    ).toMatchObject({ variable: "ACME_TOKEN" });
     upstream.shutdown();
     await db.cleanup();
 
     const dry = await calls({ dryRun: true });
     const res = await dry.send(REQUEST, {}, async () => "x");
-    expect(res).toMatchObject({ dryRun: true, call: { dryRun: true, request: { method: "POST", url: "https://api.acme.test/messages" } } });
+    expect(res).toMatchObject({
+      dryRun: true,
+      call: { dryRun: true, request: { method: "POST", url: "https://api.acme.test/messages" } },
+    });
     expect(sent).toEqual([]);
     expect(log.lines().map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
-      expect.objectContaining({ level: 30, msg: "dry run: request not sent to Acme", upstream: "acme", method: "POST", url: "https://api.acme.test/messages", missing: "ACME_TOKEN" }),
+      expect.objectContaining({
+        level: 30,
+        msg: "dry run: request not sent to Acme",
+        upstream: "acme",
+        method: "POST",
+        url: "https://api.acme.test/messages",
+        missing: "ACME_TOKEN",
+      }),
     ]);
     expect(dry.dryRunText).toBe("dry run: nothing was sent to Acme");
   });
@@ -111,7 +153,13 @@ describe("ProviderCalls", () => {
   it("gives a dry-run create a synthetic id, stable per key (or request), and remembers nothing", async () => {
     token = undefined;
     const p = await calls({ dryRun: true });
-    const [a, again, b, unkeyed, unkeyedAgain] = await Promise.all([post(p, "k1"), post(p, "k1"), post(p, "k2"), post(p, ""), post(p, "")]);
+    const [a, again, b, unkeyed, unkeyedAgain] = await Promise.all([
+      post(p, "k1"),
+      post(p, "k1"),
+      post(p, "k2"),
+      post(p, ""),
+      post(p, ""),
+    ]);
     expect(a!.ts).toMatch(/^[1-9]\d*$/);
     expect(BigInt(a!.ts)).toBeLessThan(2n ** 53n);
     expect(again!.ts).toBe(a!.ts);
@@ -129,8 +177,13 @@ describe("ProviderCalls", () => {
     await post(p, "t-2:ack");
     await post(p, "");
     expect(sent).toHaveLength(3);
-    expect(again).toMatchObject({ ts: first.ts, call: { replayed: true, dryRun: false, request: first.call!.request } });
-    expect(await db.redis.pttl(`${db.prefix}idempotency:postMessage:t-1:ack`)).toBeGreaterThan(IDEMPOTENCY_TTL_MS - 60_000);
+    expect(again).toMatchObject({
+      ts: first.ts,
+      call: { replayed: true, dryRun: false, request: first.call!.request },
+    });
+    expect(await db.redis.pttl(`${db.prefix}idempotency:postMessage:t-1:ack`)).toBeGreaterThan(
+      IDEMPOTENCY_TTL_MS - 60_000,
+    );
   });
 
   it("makes a call that comes while the first is in flight wait for its result", async () => {
@@ -176,7 +229,11 @@ describe("ProviderCalls", () => {
     expect(res).toMatchObject({ ts: "ts-2", call: { replayed: false } });
     const logged = log.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logged).toContainEqual(
-      expect.objectContaining({ level: 50, key: "postMessage:k2", msg: "Acme answered, but the idempotency key could not be recorded: a call with this key may act again once its lock expires" }),
+      expect.objectContaining({
+        level: 50,
+        key: "postMessage:k2",
+        msg: "Acme answered, but the idempotency key could not be recorded: a call with this key may act again once its lock expires",
+      }),
     );
   });
 
@@ -201,7 +258,9 @@ describe("ProviderCalls", () => {
     const canceled = failure(post(p, "k", { signal: controller.signal }), UpstreamError);
     controller.abort();
     expect(await canceled).toMatchObject({ code: Code.Canceled, message: "acme: canceled" });
-    expect(await failure(post(p, "k", { deadline: Date.now() + 100 }), UpstreamError)).toMatchObject({ code: Code.DeadlineExceeded });
+    expect(await failure(post(p, "k", { deadline: Date.now() + 100 }), UpstreamError)).toMatchObject({
+      code: Code.DeadlineExceeded,
+    });
     expect(sent).toHaveLength(1);
     // The first call still holds the key; it never answers.
     expect(await Promise.race([first.then(() => "answered"), Promise.resolve("pending")])).toBe("pending");
@@ -221,13 +280,19 @@ describe("ProviderCalls", () => {
     const said = log.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(said).toEqual([
       expect.objectContaining({ level: 30, msg: "calling Acme", apiUrl: "https://api.acme.test" }),
-      expect.objectContaining({ level: 40, msg: "ACME_TOKEN is not set: calls fail with FailedPrecondition until it is (or HOOKMESH_DRY_RUN=1)", missing: "ACME_TOKEN" }),
+      expect.objectContaining({
+        level: 40,
+        msg: "ACME_TOKEN is not set: calls fail with FailedPrecondition until it is (or HOOKMESH_DRY_RUN=1)",
+        missing: "ACME_TOKEN",
+      }),
     ]);
     upstream.shutdown();
     await db.cleanup();
 
     const dry = await calls({ dryRun: true });
     dry.logStartup();
-    expect(log.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(["ACME_TOKEN is not set: dry run, calls are described and nothing is sent to Acme"]);
+    expect(log.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
+      "ACME_TOKEN is not set: dry run, calls are described and nothing is sent to Acme",
+    ]);
   });
 });

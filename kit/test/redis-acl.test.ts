@@ -1,22 +1,35 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatRedisAcl, redisAclRule, type RedisAclUser } from "../src/redis-acl.js";
 import { envRedis } from "../src/config.js";
 import { connectRedis } from "../src/redis.js";
+import { formatRedisAcl, type RedisAclUser, redisAclRule } from "../src/redis-acl.js";
 import { memoryLogger, TEST_REDIS_URL } from "../src/testing/index.js";
 
 // Two services' users as `hookmesh redis-acl` would make them, with names and prefixes no
 // other test uses; the default user (the test's own) creates and removes them.
 const run = randomUUID();
-const tasks: RedisAclUser = { user: `hookmesh-test-tasks-${run}`, keyPrefix: `hookmesh-test:${run}:tasks:`, password: randomBytes(24).toString("base64url") };
-const gateway: RedisAclUser = { user: `hookmesh-test-gateway-${run}`, keyPrefix: `hookmesh-test:${run}:gateway:`, password: randomBytes(24).toString("base64url") };
+const tasks: RedisAclUser = {
+  user: `hookmesh-test-tasks-${run}`,
+  keyPrefix: `hookmesh-test:${run}:tasks:`,
+  password: randomBytes(24).toString("base64url"),
+};
+const gateway: RedisAclUser = {
+  user: `hookmesh-test-gateway-${run}`,
+  keyPrefix: `hookmesh-test:${run}:gateway:`,
+  password: randomBytes(24).toString("base64url"),
+};
 
 const admin = new Redis(TEST_REDIS_URL, { lazyConnect: true });
 let asTasks: Redis;
 
 function connectAs(user: RedisAclUser): Promise<Redis> {
-  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, username: user.user, password: user.password, maxRetriesPerRequest: 0 });
+  const redis = new Redis(TEST_REDIS_URL, {
+    lazyConnect: true,
+    username: user.user,
+    password: user.password,
+    maxRetriesPerRequest: 0,
+  });
   return redis.connect().then(() => redis);
 }
 
@@ -47,18 +60,30 @@ describe("Redis ACL rules", () => {
   it("refuse another service's keys, also from inside a script (NOPERM)", async () => {
     await expect(asTasks.get(`${gateway.keyPrefix}delivery:1`)).rejects.toThrow(/NOPERM/);
     await expect(asTasks.set(`${gateway.keyPrefix}delivery:1`, "forged")).rejects.toThrow(/NOPERM/);
-    await expect(asTasks.eval("return redis.call('GET', KEYS[1])", 1, `${gateway.keyPrefix}delivery:1`)).rejects.toThrow(/NOPERM/);
+    await expect(
+      asTasks.eval("return redis.call('GET', KEYS[1])", 1, `${gateway.keyPrefix}delivery:1`),
+    ).rejects.toThrow(/NOPERM/);
     expect(await admin.get(`${gateway.keyPrefix}delivery:1`)).toBe("raw body");
   });
 
   it("refuse administrative and dangerous commands", async () => {
-    for (const command of [["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "GET", "*"], ["ACL", "LIST"], ["CLIENT", "LIST"], ["SAVE"]]) {
+    for (const command of [
+      ["FLUSHALL"],
+      ["KEYS", "*"],
+      ["CONFIG", "GET", "*"],
+      ["ACL", "LIST"],
+      ["CLIENT", "LIST"],
+      ["SAVE"],
+    ]) {
       await expect(asTasks.call(command[0]!, ...command.slice(1)), command.join(" ")).rejects.toThrow(/NOPERM/);
     }
   });
 
   it("are what a service connects with, through envRedis and connectRedis", async () => {
-    const env = { TASKS_REDIS_URL: `${TEST_REDIS_URL.replace("://", `://${tasks.user}@`)}`, TASKS_REDIS_PASSWORD: tasks.password };
+    const env = {
+      TASKS_REDIS_URL: `${TEST_REDIS_URL.replace("://", `://${tasks.user}@`)}`,
+      TASKS_REDIS_PASSWORD: tasks.password,
+    };
     const config = envRedis(env, "TASKS", tasks.keyPrefix);
     const redis = await connectRedis({ ...config, logger: memoryLogger().logger });
     try {

@@ -3,16 +3,15 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createFileRegistry, fromBinary, type DescFile, type MessageInitShape } from "@bufbuild/protobuf";
+import { createFileRegistry, type DescFile, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   FileDescriptorProtoSchema,
   file_google_protobuf_cpp_features,
   file_google_protobuf_java_features,
 } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, createClient, createRouterTransport } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { reflectionRoutes } from "../src/reflection.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ServerReflection,
   type ServerReflectionRequestSchema,
@@ -20,14 +19,19 @@ import {
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskService, file_hookmesh_tasks_v1_task_service } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { file_hookmesh_tasks_v1_task_service, TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { reflectionRoutes } from "../src/reflection.js";
 
 type Request = MessageInitShape<typeof ServerReflectionRequestSchema>;
 type Query = Request["messageRequest"];
 
 // The features files extend google.protobuf.FeatureSet (task_service.proto also brings
 // hookmesh.auth.v1.access, an extension of google.protobuf.MethodOptions).
-const served = [file_hookmesh_tasks_v1_task_service, file_google_protobuf_cpp_features, file_google_protobuf_java_features];
+const served = [
+  file_hookmesh_tasks_v1_task_service,
+  file_google_protobuf_cpp_features,
+  file_google_protobuf_java_features,
+];
 
 /** Sends all requests on one stream, as reflection clients do. */
 function reflect(...requests: Request[]): Promise<ServerReflectionResponse[]> {
@@ -160,7 +164,10 @@ describe("reflectionRoutes", () => {
     expect(error).toMatchObject({
       validHost: "tasks.internal",
       originalRequest: unknown,
-      messageResponse: { case: "errorResponse", value: { errorCode: Code.NotFound, errorMessage: "symbol a.B not found" } },
+      messageResponse: {
+        case: "errorResponse",
+        value: { errorCode: Code.NotFound, errorMessage: "symbol a.B not found" },
+      },
     });
     expect(found).toMatchObject({ originalRequest: known, messageResponse: { case: "fileDescriptorResponse" } });
   });
@@ -208,7 +215,13 @@ describe("reflection over the network with buf curl", () => {
   afterAll(() => new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve()))));
 
   const curl = async (...args: string[]): Promise<string> => {
-    const { stdout } = await promisify(execFile)(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args]);
+    const { stdout } = await promisify(execFile)(buf, [
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      ...args,
+    ]);
     return stdout;
   };
 

@@ -4,15 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TLSSocket } from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { envIdentity } from "../src/config.js";
 import { HealthState } from "../src/health.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
-import { openIdentity, type Identity } from "../src/identity/identity.js";
+import { type Identity, openIdentity } from "../src/identity/identity.js";
 import { createMeshServer, type MeshServer, type ServerOptions } from "../src/serve.js";
 import { callError } from "../src/testing/errors.js";
 import { memoryLogger } from "../src/testing/logger.js";
@@ -45,7 +45,10 @@ function pem(dir: string, name: string): Pem {
 }
 
 beforeAll(async () => {
-  [home, otherHome] = [mkdtempSync(join(tmpdir(), "hookmesh-tls-")), mkdtempSync(join(tmpdir(), "hookmesh-tls-other-"))];
+  [home, otherHome] = [
+    mkdtempSync(join(tmpdir(), "hookmesh-tls-")),
+    mkdtempSync(join(tmpdir(), "hookmesh-tls-other-")),
+  ];
   await Promise.all([
     ensureDevIdentities({ home, trustDomain: TRUST_DOMAIN, names: ["tasks", "operator"] }),
     ensureDevIdentities({ home: otherHome, trustDomain: TRUST_DOMAIN, names: ["operator"] }),
@@ -109,7 +112,9 @@ function httpsCheck(
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (body += chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, alpn: (res.socket as TLSSocket).alpnProtocol, body }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, alpn: (res.socket as TLSSocket).alpnProtocol, body }),
+        );
       },
     );
     req.on("error", reject);
@@ -127,8 +132,15 @@ describe("createMeshServer with an identity", () => {
 
   it("speaks Connect over HTTPS/1.1, whether the client offers ALPN http/1.1 or no ALPN at all", async () => {
     const { port, url } = await start();
-    for (const [ALPNProtocols, alpn] of [[["http/1.1"], "http/1.1"], [undefined, false]] as const) {
-      const agent = new https.Agent({ ...operator, keepAlive: false, ...(ALPNProtocols && { ALPNProtocols: [...ALPNProtocols] }) });
+    for (const [ALPNProtocols, alpn] of [
+      [["http/1.1"], "http/1.1"],
+      [undefined, false],
+    ] as const) {
+      const agent = new https.Agent({
+        ...operator,
+        keepAlive: false,
+        ...(ALPNProtocols && { ALPNProtocols: [...ALPNProtocols] }),
+      });
       expect(await httpsCheck(port, { agent })).toEqual({ status: 200, alpn, body: '{"status":"SERVING"}' });
     }
     const transport = createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: operator });

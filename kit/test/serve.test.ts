@@ -1,19 +1,19 @@
 import * as http from "node:http";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { HealthState } from "../src/health.js";
 import { createMeshServer, type MeshServer, type ServerOptions } from "../src/serve.js";
-import { memoryLogger } from "../src/testing/logger.js";
 import { callError } from "../src/testing/errors.js";
+import { memoryLogger } from "../src/testing/logger.js";
 
 const SECRET_DETAIL = "redis://:hunter2@db refused";
 const TASKS = TaskService.typeName;
@@ -231,7 +231,9 @@ describe("createMeshServer protocols on one cleartext port", () => {
       break;
     }
     await vi.waitFor(() =>
-      expect(lines().filter((l) => l.includes("/grpc.health.v1.Health/Watch"))).toEqual([expect.stringContaining('"code":"Canceled"')]),
+      expect(lines().filter((l) => l.includes("/grpc.health.v1.Health/Watch"))).toEqual([
+        expect.stringContaining('"code":"Canceled"'),
+      ]),
     );
   });
 

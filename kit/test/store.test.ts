@@ -1,10 +1,10 @@
 import { inspect } from "node:util";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { Redis } from "ioredis";
-import { mapStoreError, storeCaller, StoreUnavailableError } from "../src/store.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { mapStoreError, StoreUnavailableError, storeCaller } from "../src/store.js";
 import { memoryLogger } from "../src/testing/logger.js";
-import { testRedis, TEST_REDIS_URL, type TestRedis } from "../src/testing/redis.js";
+import { TEST_REDIS_URL, type TestRedis, testRedis } from "../src/testing/redis.js";
 
 /** What a webhook body may hold: it must never reach an error, a property of one, or a log line. */
 const RAW_BODY = JSON.stringify({ comment: { body: "@hookmesh deploy" }, token: "ghp_rawBodySecret0123456789" });
@@ -25,7 +25,12 @@ async function thrown(call: Promise<unknown>): Promise<Error> {
 function everyRendering(err: Error): string {
   const { logger, lines } = memoryLogger();
   logger.error({ err }, "failed");
-  return [inspect(err, { depth: 10, showHidden: true }), JSON.stringify(err), JSON.stringify({ ...err }), ...lines()].join("\n");
+  return [
+    inspect(err, { depth: 10, showHidden: true }),
+    JSON.stringify(err),
+    JSON.stringify({ ...err }),
+    ...lines(),
+  ].join("\n");
 }
 
 describe("storeCaller", () => {
@@ -54,7 +59,12 @@ describe("storeCaller", () => {
   });
 
   it("turns a lost connection into StoreUnavailableError naming the store, its cause scrubbed too", async () => {
-    const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const redis = new Redis(TEST_REDIS_URL, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     await redis.connect();
     redis.disconnect();
     const err = await thrown(storeCall(() => redis.set(`${db.prefix}k`, RAW_BODY)));
@@ -70,7 +80,10 @@ describe("storeCaller", () => {
   });
 
   it("scrubs a cause given directly, as a failed pipeline's reply error is", () => {
-    const cause = Object.assign(new Error("ERR something"), { code: "ERR", command: { name: "xadd", args: [RAW_BODY] } });
+    const cause = Object.assign(new Error("ERR something"), {
+      code: "ERR",
+      command: { name: "xadd", args: [RAW_BODY] },
+    });
     const err = new StoreUnavailableError("test store", cause);
     expect((err.cause as { code?: string }).code).toBe("ERR");
     expect(everyRendering(err)).not.toContain("rawBodySecret");

@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { ConfigError } from "../src/config.js";
 import { createOperatorToken, envOperatorTokens, OperatorTokens } from "../src/auth/tokens.js";
+import { ConfigError } from "../src/config.js";
 
 // Spied on, so a test can see that token hashes are compared in constant time.
 vi.mock("node:crypto", async (original) => {
@@ -79,7 +79,11 @@ describe("OperatorTokens", () => {
     ["a short hash", `operator:sha256:${"a".repeat(63)}`, /line 2: expected name:sha256/],
     ["a raw token", createOperatorToken("operator").token, /line 2: expected name:sha256/],
     ["an uppercase name", `Operator:sha256:${"a".repeat(64)}`, /line 2: the identity name must be lowercase/],
-    ["the same hash twice", `dashboard:sha256:${"a".repeat(64)}`, /line 2: the same token is already stored for "operator"/],
+    [
+      "the same hash twice",
+      `dashboard:sha256:${"a".repeat(64)}`,
+      /line 2: the same token is already stored for "operator"/,
+    ],
   ])("refuses %s, naming the line but not its text", (_, line, problem) => {
     const text = `operator:sha256:${"a".repeat(64)}\n${line}\n`;
     const err = (() => {

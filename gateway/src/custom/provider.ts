@@ -1,7 +1,16 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { HmacAlgorithm, SignedContent, type CustomRoute } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
+import { type CustomRoute, HmacAlgorithm, SignedContent } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { WebhookRejection } from "../http-errors.js";
-import { bodyDigestId, header, hmacMatches, obj, str, type IncomingWebhook, type ProviderVerdict, type WebhookProvider } from "../webhook-provider.js";
+import {
+  bodyDigestId,
+  header,
+  hmacMatches,
+  type IncomingWebhook,
+  obj,
+  type ProviderVerdict,
+  str,
+  type WebhookProvider,
+} from "../webhook-provider.js";
 import { stripSecret } from "./route-store.js";
 import { splitSecrets } from "./validate.js";
 
@@ -75,7 +84,11 @@ export class CustomProvider implements WebhookProvider {
     if (!signature) throw new WebhookRejection(401, "signature required", `missing ${signatureHeader}`);
     // The prefix is compared without regard to case: `SHA256=` and `sha256=` mean the same.
     if (signature.slice(0, signaturePrefix.length).toLowerCase() !== signaturePrefix.toLowerCase()) {
-      throw new WebhookRejection(401, "signature mismatch", `${signatureHeader} does not start with "${signaturePrefix}"`);
+      throw new WebhookRejection(
+        401,
+        "signature mismatch",
+        `${signatureHeader} does not start with "${signaturePrefix}"`,
+      );
     }
     let content = webhook.rawBody;
     if (this.route.signedContent === SignedContent.TIMESTAMP_DOT_BODY) {
@@ -103,8 +116,7 @@ export class CustomProvider implements WebhookProvider {
     const { name, eventTypeHeader, deliveryIdHeader } = this.route;
     const eventType = (eventTypeHeader && header(webhook.headers, eventTypeHeader.toLowerCase())) || name;
     const deliveryId =
-      (deliveryIdHeader && header(webhook.headers, deliveryIdHeader.toLowerCase())) ||
-      bodyDigestId(webhook.rawBody);
+      (deliveryIdHeader && header(webhook.headers, deliveryIdHeader.toLowerCase())) || bodyDigestId(webhook.rawBody);
     return {
       kind: "event",
       event: {

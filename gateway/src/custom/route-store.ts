@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { CustomRouteSchema, type CustomRoute } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
+import type { Redis } from "ioredis";
+import { type CustomRoute, CustomRouteSchema } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { storeCall } from "../store-call.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "./errors.js";
 import { CUSTOM_ROUTE_NAME, InvalidCustomRouteError, validateCustomRoute } from "./validate.js";

@@ -1,10 +1,10 @@
 import type { DescEnum } from "@bufbuild/protobuf";
 import {
+  type CustomRoute,
   HmacAlgorithm,
   HmacAlgorithmSchema,
   SignedContent,
   SignedContentSchema,
-  type CustomRoute,
 } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 
 /**
@@ -47,7 +47,8 @@ export function validateCustomRoute(route: CustomRoute | undefined, path = "rout
   requireEnum(route.algorithm, HmacAlgorithm.UNSPECIFIED, HmacAlgorithmSchema, "algorithm", invalid);
   requireEnum(route.signedContent, SignedContent.UNSPECIFIED, SignedContentSchema, "signed_content", invalid);
   if (route.signedContent === SignedContent.TIMESTAMP_DOT_BODY) {
-    if (route.timestampHeader === "") throw invalid("timestamp_header", "is required with SIGNED_CONTENT_TIMESTAMP_DOT_BODY");
+    if (route.timestampHeader === "")
+      throw invalid("timestamp_header", "is required with SIGNED_CONTENT_TIMESTAMP_DOT_BODY");
   } else if (route.timestampHeader !== "") {
     throw invalid("timestamp_header", "applies only to SIGNED_CONTENT_TIMESTAMP_DOT_BODY");
   }

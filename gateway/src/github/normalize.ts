@@ -2,11 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   ActorSchema,
+  type Event,
   EventSchema,
   GitHubSubjectSchema,
   Provider,
   SubjectSchema,
-  type Event,
   type TraceContext,
 } from "../../../gen/hookmesh/events/v1/event_pb.js";
 

@@ -5,15 +5,15 @@ import {
   BuiltInWebhookProvider,
   FORM_TYPE,
   header,
+  type IncomingWebhook,
   JSON_TYPE,
+  type ProviderVerdict,
   parseJsonObject,
   requireHmac,
   signatureOf,
   str,
-  type IncomingWebhook,
-  type ProviderVerdict,
 } from "../webhook-provider.js";
-import { normalizeGitHub, type JsonObject } from "./normalize.js";
+import { type JsonObject, normalizeGitHub } from "./normalize.js";
 
 const SIGNATURE = { header: "X-Hub-Signature-256", secrets: "secret" };
 const SIGNATURE_PREFIX = "sha256=";
@@ -46,7 +46,8 @@ export class GitHubProvider extends BuiltInWebhookProvider {
     if (!deliveryGuid) throw new WebhookRejection(400, "missing X-GitHub-Delivery header");
     const hookId = header(webhook.headers, "x-github-hook-id") ?? "";
     const payload = parsePayload(webhook.rawBody, webhook.contentType);
-    if (eventType === "ping") return { kind: "reply", status: 200, body: { ok: true, zen: str(payload.zen) }, log: "ping" };
+    if (eventType === "ping")
+      return { kind: "reply", status: 200, body: { ok: true, zen: str(payload.zen) }, log: "ping" };
     // The hook id becomes the event's source id, which scopes the GUID: the same GUID from two
     // hooks (a repository's and an organization's) is two deliveries.
     const event = normalizeGitHub({
@@ -64,7 +65,8 @@ export class GitHubProvider extends BuiltInWebhookProvider {
 
 /** GitHub sends JSON as the body, or form-encoded with the JSON in the `payload` field. */
 function parsePayload(rawBody: Buffer, contentType: string): JsonObject {
-  const json = contentType === FORM_TYPE ? new URLSearchParams(rawBody.toString("utf8")).get("payload") : rawBody.toString("utf8");
+  const json =
+    contentType === FORM_TYPE ? new URLSearchParams(rawBody.toString("utf8")).get("payload") : rawBody.toString("utf8");
   if (json === null) throw new WebhookRejection(400, "form body has no payload field");
   return parseJsonObject(json);
 }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { ActorSchema, JiraSubjectSchema, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { obj, str, type JsonObject, type ProviderVerdict } from "../webhook-provider.js";
+import { type JsonObject, obj, type ProviderVerdict, str } from "../webhook-provider.js";
 
 export type JiraEventFields = Extract<ProviderVerdict, { kind: "event" }>["event"];
 
@@ -109,5 +109,9 @@ function addedLabel(changelog: JsonObject): string {
   const change = items.find((item) => item.field === "labels");
   if (!change) return "";
   const before = new Set(str(change.fromString).split(" "));
-  return str(change.toString).split(" ").find((label) => label !== "" && !before.has(label)) ?? "";
+  return (
+    str(change.toString)
+      .split(" ")
+      .find((label) => label !== "" && !before.has(label)) ?? ""
+  );
 }

@@ -1,16 +1,16 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
 import {
-  bodyDigestId,
   BuiltInWebhookProvider,
+  bodyDigestId,
   header,
+  type IncomingWebhook,
   JSON_TYPE,
+  type ProviderVerdict,
   parseJsonObject,
   requireHmac,
   signatureOf,
   str,
-  type IncomingWebhook,
-  type ProviderVerdict,
 } from "../webhook-provider.js";
 import { normalizeJira } from "./normalize.js";
 
@@ -38,7 +38,8 @@ export class JiraProvider extends BuiltInWebhookProvider {
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
     const signature = signatureOf(webhook, SIGNATURE);
     const separator = signature.indexOf("=");
-    if (separator <= 0) throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature is not method=signature");
+    if (separator <= 0)
+      throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature is not method=signature");
     const method = signature.slice(0, separator);
     if (method !== "sha256") {
       throw new WebhookRejection(
@@ -56,10 +57,7 @@ export class JiraProvider extends BuiltInWebhookProvider {
     if (!eventType) throw new WebhookRejection(400, "body has no webhookEvent");
     // Jira Server and Data Center send no identifier; the digest of the body, which includes
     // Jira's millisecond `timestamp`, tells their events apart.
-    const deliveryId =
-      header(webhook.headers, "x-atlassian-webhook-identifier") ??
-      bodyDigestId(webhook.rawBody);
+    const deliveryId = header(webhook.headers, "x-atlassian-webhook-identifier") ?? bodyDigestId(webhook.rawBody);
     return { kind: "event", event: normalizeJira(payload, deliveryId, eventType) };
   }
 }
-

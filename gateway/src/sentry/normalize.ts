@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { ActorSchema, SentrySubjectSchema, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { int, obj, str, type JsonObject, type ProviderVerdict } from "../webhook-provider.js";
+import { int, type JsonObject, obj, type ProviderVerdict, str } from "../webhook-provider.js";
 
 export type SentryEventFields = Extract<ProviderVerdict, { kind: "event" }>["event"];
 
@@ -30,7 +30,11 @@ export function normalizeSentry(payload: JsonObject, deliveryId: string, resourc
     subject: create(SubjectSchema, {
       ref: {
         case: "sentry",
-        value: create(SentrySubjectSchema, { organizationSlug, projectSlug: about.projectSlug, issueId: about.issueId }),
+        value: create(SentrySubjectSchema, {
+          organizationSlug,
+          projectSlug: about.projectSlug,
+          issueId: about.issueId,
+        }),
       },
       key: about.issueId && `sentry:${about.issueId}`,
       url: about.url,
@@ -64,7 +68,13 @@ function aboutOf(resource: string, data: JsonObject): About {
     }
     case "comment":
       // A comment names its issue and project only; the organization is not in the body.
-      return { issueId: idOf(data.issue_id), projectSlug: str(data.project_slug), organizationSlug: "", url: "", title: "" };
+      return {
+        issueId: idOf(data.issue_id),
+        projectSlug: str(data.project_slug),
+        organizationSlug: "",
+        url: "",
+        title: "",
+      };
     case "event_alert":
     case "error": {
       // A serialized event names its project by numeric id only, so there is no slug to give.
@@ -104,7 +114,8 @@ function organizationFromUrl(link: string): string {
   const inPath = /\/organizations\/([^/]+)\//.exec(url.pathname);
   if (inPath) return decodeSegment(inPath[1]!);
   const labels = url.hostname.split(".");
-  if (labels.length === 3 && url.hostname.endsWith(".sentry.io") && !NON_ORGANIZATION_HOSTS.has(labels[0]!)) return labels[0]!;
+  if (labels.length === 3 && url.hostname.endsWith(".sentry.io") && !NON_ORGANIZATION_HOSTS.has(labels[0]!))
+    return labels[0]!;
   return "";
 }
 

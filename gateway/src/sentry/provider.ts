@@ -1,15 +1,15 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
 import {
-  bodyDigestId,
   BuiltInWebhookProvider,
+  bodyDigestId,
   header,
+  type IncomingWebhook,
   JSON_TYPE,
+  type ProviderVerdict,
   parseJsonObject,
   requireHmac,
   signatureOf,
-  type IncomingWebhook,
-  type ProviderVerdict,
 } from "../webhook-provider.js";
 import { normalizeSentry } from "./normalize.js";
 
@@ -43,9 +43,7 @@ export class SentryProvider extends BuiltInWebhookProvider {
     if (!resource) throw new WebhookRejection(400, "missing Sentry-Hook-Resource header");
     const payload = parseJsonObject(webhook.rawBody.toString("utf8"));
     // Request-ID is Sentry's id for the request; a sender without it is told apart by its bytes.
-    const deliveryId =
-      header(webhook.headers, "request-id") ?? bodyDigestId(webhook.rawBody);
+    const deliveryId = header(webhook.headers, "request-id") ?? bodyDigestId(webhook.rawBody);
     return { kind: "event", event: normalizeSentry(payload, deliveryId, resource) };
   }
 }
-

@@ -1,6 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { ActorSchema, SlackSubjectSchema, SubjectSchema, type Subject } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { obj, str, type JsonObject, type ProviderVerdict } from "../webhook-provider.js";
+import {
+  ActorSchema,
+  SlackSubjectSchema,
+  type Subject,
+  SubjectSchema,
+} from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { type JsonObject, obj, type ProviderVerdict, str } from "../webhook-provider.js";
 
 export type SlackEventFields = Extract<ProviderVerdict, { kind: "event" }>["event"];
 
@@ -24,7 +29,12 @@ export function normalizeSlackEvent(envelope: JsonObject, eventId: string, event
       bot: str(event.bot_id) !== "" || event.subtype === "bot_message",
     }),
     // A reply belongs to its thread; a top-level message starts one rooted at itself.
-    subject: slackSubject(str(envelope.team_id) || str(event.team), str(event.channel), str(event.thread_ts) || messageTs, messageTs),
+    subject: slackSubject(
+      str(envelope.team_id) || str(event.team),
+      str(event.channel),
+      str(event.thread_ts) || messageTs,
+      messageTs,
+    ),
     // An edit (`message_changed`) carries its text in `event.message`, not here: edits are not
     // new requests, so they carry no text that could trigger a second run.
     text: str(event.text),
@@ -54,7 +64,11 @@ export function normalizeSlashCommand(form: URLSearchParams, deliveryId: string)
  * identified by the hash of the signed body like a slash command. The action is what the app
  * named the control: the clicked element's `action_id`, or the shortcut's or view's `callback_id`.
  */
-export function normalizeSlackInteraction(payload: JsonObject, eventType: string, deliveryId: string): SlackEventFields {
+export function normalizeSlackInteraction(
+  payload: JsonObject,
+  eventType: string,
+  deliveryId: string,
+): SlackEventFields {
   const user = obj(payload.user);
   const container = obj(payload.container);
   const message = obj(payload.message);

@@ -1,20 +1,20 @@
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
 import {
-  bodyDigestId,
   BuiltInWebhookProvider,
+  bodyDigestId,
   FORM_TYPE,
   header,
+  type IncomingWebhook,
   int,
   JSON_TYPE,
+  type JsonObject,
   obj,
+  type ProviderVerdict,
   parseJsonObject,
   requireHmac,
   signatureOf,
   str,
-  type IncomingWebhook,
-  type JsonObject,
-  type ProviderVerdict,
 } from "../webhook-provider.js";
 import { normalizeSlackEvent, normalizeSlackInteraction, normalizeSlashCommand } from "./normalize.js";
 
@@ -67,7 +67,9 @@ export class SlackProvider extends BuiltInWebhookProvider {
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {
-    return webhook.contentType === FORM_TYPE ? parseForm(webhook.rawBody) : parseEventsApi(parseJsonObject(webhook.rawBody.toString("utf8")));
+    return webhook.contentType === FORM_TYPE
+      ? parseForm(webhook.rawBody)
+      : parseEventsApi(parseJsonObject(webhook.rawBody.toString("utf8")));
   }
 }
 
@@ -115,6 +117,3 @@ function parseForm(rawBody: Buffer): ProviderVerdict {
   if (form.get("command")) return { kind: "event", event: normalizeSlashCommand(form, bodyDigestId(rawBody)) };
   throw new WebhookRejection(400, "unsupported Slack payload type", "form body has neither payload nor command");
 }
-
-
-

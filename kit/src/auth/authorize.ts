@@ -1,11 +1,11 @@
-import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
+import { type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { access } from "../../../gen/hookmesh/auth/v1/auth_pb.js";
-import { Health } from "../../../gen/health/v1/health_pb.js";
 import { ServerReflection } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { Health } from "../../../gen/health/v1/health_pb.js";
+import { access } from "../../../gen/hookmesh/auth/v1/auth_pb.js";
 import type { Logger } from "../logger.js";
-import { peerKey, type Peer } from "./peer.js";
+import { type Peer, peerKey } from "./peer.js";
 import { OperatorTokens } from "./tokens.js";
 
 export interface AuthorizationOptions {
@@ -17,7 +17,10 @@ export interface AuthorizationOptions {
 
 /** Services outside hookmesh's contracts, whose policy cannot be an option in their files. */
 const OPEN_SERVICES: ReadonlySet<string> = new Set([Health.typeName]);
-const ANY_IDENTITY_SERVICES: ReadonlySet<string> = new Set([ServerReflection.typeName, ServerReflectionV1alpha.typeName]);
+const ANY_IDENTITY_SERVICES: ReadonlySet<string> = new Set([
+  ServerReflection.typeName,
+  ServerReflectionV1alpha.typeName,
+]);
 
 /**
  * Enforces the `hookmesh.auth.v1.access` option of the called method. The caller is the peer
@@ -41,7 +44,10 @@ export function authorizationInterceptor(options: AuthorizationOptions): Interce
     const procedure = `/${service}/${req.method.name}`;
     const allowed = allowedIdentities(req.method);
     if (allowed === undefined) {
-      logger.error({ procedure, identity: peer.name }, "method declares no hookmesh.auth.v1.access option, call denied");
+      logger.error(
+        { procedure, identity: peer.name },
+        "method declares no hookmesh.auth.v1.access option, call denied",
+      );
       throw new ConnectError(`${procedure} declares no access policy`, Code.PermissionDenied);
     }
     if (!allowed.has(peer.name)) {
@@ -59,7 +65,10 @@ export function authorizationInterceptor(options: AuthorizationOptions): Interce
 function bearerPeer(header: Headers, tokens: OperatorTokens): Peer {
   const authorization = header.get("authorization");
   if (authorization === null) {
-    throw new ConnectError("no credentials: present a client certificate or an Authorization: Bearer token", Code.Unauthenticated);
+    throw new ConnectError(
+      "no credentials: present a client certificate or an Authorization: Bearer token",
+      Code.Unauthenticated,
+    );
   }
   const token = /^Bearer +(\S+)$/i.exec(authorization.trim())?.[1];
   const name = token === undefined ? undefined : tokens.identify(token);

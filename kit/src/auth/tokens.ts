@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { ConfigError, envString, readConfigFile, type Env } from "../config.js";
+import { ConfigError, type Env, envString, readConfigFile } from "../config.js";
 
 /**
  * Identity names, as the contracts' `hookmesh.auth.v1.access` option and SPIFFE id paths
@@ -50,7 +50,8 @@ export class OperatorTokens {
       if (!match) throw new Error(`${where}: expected name:sha256:<64 hex digits>`);
       const name = match[1]!;
       const hash = match[2]!.toLowerCase();
-      if (!IDENTITY_NAME.test(name)) throw new Error(`${where}: the identity name must be lowercase letters, digits and dashes`);
+      if (!IDENTITY_NAME.test(name))
+        throw new Error(`${where}: the identity name must be lowercase letters, digits and dashes`);
       const owner = owners.get(hash);
       if (owner !== undefined) throw new Error(`${where}: the same token is already stored for "${owner}"`);
       owners.set(hash, name);
@@ -83,7 +84,8 @@ export class OperatorTokens {
  * kept nowhere; `line` is what to append to the token file.
  */
 export function createOperatorToken(name: string): { token: string; line: string } {
-  if (!IDENTITY_NAME.test(name)) throw new Error(`identity name "${name}" must be lowercase letters, digits and dashes`);
+  if (!IDENTITY_NAME.test(name))
+    throw new Error(`identity name "${name}" must be lowercase letters, digits and dashes`);
   const token = randomBytes(32).toString("base64url");
   return { token, line: `${name}:sha256:${sha256(token).toString("hex")}` };
 }

@@ -1,12 +1,12 @@
-import type { DescService, DescMethod } from "@bufbuild/protobuf";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { clientTlsOptions, type Identity } from "../identity/identity.js";
 import { spiffeId } from "../identity/spiffe.js";
 import type { Logger } from "../logger.js";
-import { createBreakers, type BreakerOptions, type BreakerState, type BreakerStatus } from "./breaker.js";
+import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
+import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
-import { retryInterceptor, type RetryOptions } from "./retry.js";
 import { GuardedSessionManager } from "./session-manager.js";
 
 export { callOptionsFrom } from "./deadline.js";
@@ -61,7 +61,8 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
 
   function sessionManagerFor(downstream: string, server: string | undefined): GuardedSessionManager {
     if (!identity) return new GuardedSessionManager(downstream);
-    if (server === undefined) throw new Error(`${downstream}: a client over mTLS needs the identity name its server must present`);
+    if (server === undefined)
+      throw new Error(`${downstream}: a client over mTLS needs the identity name its server must present`);
     if (!downstream.startsWith("https:")) throw new Error(`${downstream}: a client over mTLS needs an https:// URL`);
     const expected = spiffeId(identity.trustDomain, server);
     const manager = new GuardedSessionManager(downstream, clientTlsOptions(identity, expected));

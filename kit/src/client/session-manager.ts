@@ -1,6 +1,6 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Http2SessionManager, type createGrpcTransport } from "@connectrpc/connect-node";
+import { type createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ServerIdentityError } from "../identity/identity.js";
 
 type SessionManager = NonNullable<Parameters<typeof createGrpcTransport>[0]["sessionManager"]>;

@@ -1,8 +1,8 @@
-import { createPrivateKey, randomBytes, X509Certificate, type KeyObject, type webcrypto } from "node:crypto";
+import { createPrivateKey, type KeyObject, randomBytes, type webcrypto, X509Certificate } from "node:crypto";
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { issued, type IdentityFiles } from "./material.js";
+import { type IdentityFiles, issued } from "./material.js";
 import { isTrustDomain, spiffeId, spiffeIdsOf } from "./spiffe.js";
 import type * as X509 from "./x509.js";
 
@@ -94,15 +94,25 @@ export async function ensureDevIdentities(options: DevIdentityOptions): Promise<
     for (const name of names) {
       const files = devIdentityFiles(home, name);
       const id = spiffeId(trustDomain, name);
-      identities.push({ name, id, ...files, ...(await ensureIdentity(x509, files, id, ca, now, options.reissue ?? false)) });
+      identities.push({
+        name,
+        id,
+        ...files,
+        ...(await ensureIdentity(x509, files, id, ca, now, options.reissue ?? false)),
+      });
     }
     return { caFile, caStatus, identities };
   });
 }
 
-async function ensureCa(x509: typeof X509, certFile: string, keyFile: string, now: Date): Promise<{ ca: DevCa; status: DevFileStatus }> {
+async function ensureCa(
+  x509: typeof X509,
+  certFile: string,
+  keyFile: string,
+  now: Date,
+): Promise<{ ca: DevCa; status: DevFileStatus }> {
   const existing = await readPair(certFile, keyFile);
-  if (existing && existing.cert.ca && existing.cert.checkPrivateKey(existing.key) && !expiring(existing.cert, now)) {
+  if (existing?.cert.ca && existing.cert.checkPrivateKey(existing.key) && !expiring(existing.cert, now)) {
     return { ca: { cert: existing.cert, signingKey: await signingKey(existing.key) }, status: "current" };
   }
   const keys = await generateKeys();
@@ -120,7 +130,10 @@ async function ensureCa(x509: typeof X509, certFile: string, keyFile: string, no
   });
   const pem = cert.toString("pem");
   await writePair(certFile, pem, keyFile, await pemPrivateKey(keys.privateKey));
-  return { ca: { cert: new X509Certificate(pem), signingKey: keys.privateKey }, status: existing ? "renewed" : "created" };
+  return {
+    ca: { cert: new X509Certificate(pem), signingKey: keys.privateKey },
+    status: existing ? "renewed" : "created",
+  };
 }
 
 async function ensureIdentity(
@@ -157,7 +170,9 @@ async function ensureIdentity(
         { type: "ip", value: "::1" },
       ]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(new Uint8Array(ca.cert.publicKey.export({ type: "spki", format: "der" }))),
+      await x509.AuthorityKeyIdentifierExtension.create(
+        new Uint8Array(ca.cert.publicKey.export({ type: "spki", format: "der" })),
+      ),
     ],
   });
   await writePair(files.certFile, cert.toString("pem"), files.keyFile, await pemPrivateKey(keys.privateKey));
@@ -166,7 +181,9 @@ async function ensureIdentity(
 
 function isCurrent(cert: X509Certificate, key: KeyObject, id: string, ca: DevCa, now: Date): boolean {
   const ids = spiffeIdsOf(cert.subjectAltName);
-  return ids.length === 1 && ids[0] === id && cert.checkPrivateKey(key) && issued(ca.cert, cert) && !expiring(cert, now);
+  return (
+    ids.length === 1 && ids[0] === id && cert.checkPrivateKey(key) && issued(ca.cert, cert) && !expiring(cert, now)
+  );
 }
 
 function expiring(cert: X509Certificate, now: Date): boolean {
@@ -174,7 +191,10 @@ function expiring(cert: X509Certificate, now: Date): boolean {
 }
 
 /** A certificate and its key as found, or undefined when either is missing or unreadable; modes are set right on the way. */
-async function readPair(certFile: string, keyFile: string): Promise<{ cert: X509Certificate; key: KeyObject } | undefined> {
+async function readPair(
+  certFile: string,
+  keyFile: string,
+): Promise<{ cert: X509Certificate; key: KeyObject } | undefined> {
   try {
     const [cert, key] = await Promise.all([readFile(certFile, "utf8"), readFile(keyFile, "utf8")]);
     await Promise.all([chmod(certFile, 0o600), chmod(keyFile, 0o600)]);
@@ -202,7 +222,9 @@ function generateKeys(): Promise<webcrypto.CryptoKeyPair> {
 
 async function pemPrivateKey(key: CryptoKey): Promise<string> {
   const der = Buffer.from(await crypto.subtle.exportKey("pkcs8", key));
-  return createPrivateKey({ key: der, format: "der", type: "pkcs8" }).export({ format: "pem", type: "pkcs8" }).toString();
+  return createPrivateKey({ key: der, format: "der", type: "pkcs8" })
+    .export({ format: "pem", type: "pkcs8" })
+    .toString();
 }
 
 function signingKey(key: KeyObject): Promise<CryptoKey> {
@@ -227,7 +249,8 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
       await rm(path, { force: true });
       continue;
     }
-    if (Date.now() - started > LOCK_WAIT_MS) throw new Error(`${path} is held by another process; remove it if none is running`);
+    if (Date.now() - started > LOCK_WAIT_MS)
+      throw new Error(`${path} is held by another process; remove it if none is running`);
     await sleep(50);
   }
   try {

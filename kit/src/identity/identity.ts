@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import type { PeerCertificate } from "node:tls";
 import type { IdentityConfig } from "../config.js";
 import type { Logger } from "../logger.js";
-import { readIdentityMaterial, type IdentityMaterial } from "./material.js";
+import { type IdentityMaterial, readIdentityMaterial } from "./material.js";
 import { describeIds, spiffeIdsOf } from "./spiffe.js";
 
 /** A service's or operator's X.509 identity, kept current as its files are rotated. */
@@ -33,7 +33,11 @@ export interface OpenIdentityOptions {
  * one for new connections. A bad one (a half-written pair, a certificate from another CA)
  * is logged and the old one kept. Throws when the files do not hold a valid identity at start.
  */
-export function openIdentity(config: IdentityConfig, logger: Logger, options: OpenIdentityOptions = {}): Identity | undefined {
+export function openIdentity(
+  config: IdentityConfig,
+  logger: Logger,
+  options: OpenIdentityOptions = {},
+): Identity | undefined {
   if (config.insecure) return undefined;
   const { id, name, trustDomain } = config;
   const log = logger.child({ identity: id });
@@ -46,7 +50,10 @@ export function openIdentity(config: IdentityConfig, logger: Logger, options: Op
     try {
       next = readIdentityMaterial(config, id);
     } catch (err) {
-      log.error({ reason: (err as Error).message, serialNumber: material.serialNumber }, "rotated identity rejected; keeping the one in use");
+      log.error(
+        { reason: (err as Error).message, serialNumber: material.serialNumber },
+        "rotated identity rejected; keeping the one in use",
+      );
       return;
     }
     if (next.cert === material.cert && next.key === material.key && next.ca === material.ca) return;
@@ -67,7 +74,9 @@ export function openIdentity(config: IdentityConfig, logger: Logger, options: Op
       clearTimeout(timer);
       timer = setTimeout(reload, options.debounceMs ?? 250);
       timer.unref();
-    }).on("error", (err) => log.warn({ err, directory }, "stopped watching identity files; a rotation now needs a restart")),
+    }).on("error", (err) =>
+      log.warn({ err, directory }, "stopped watching identity files; a rotation now needs a restart"),
+    ),
   );
   log.info({ serialNumber: material.serialNumber, notAfter: material.notAfter.toISOString() }, "identity loaded");
 
@@ -126,7 +135,9 @@ export function clientTlsOptions(identity: Identity, expected: string): ClientTl
  * A TLS `checkServerIdentity` that accepts the server whose certificate carries exactly the
  * SPIFFE id `expected`: for clients that present no certificate of their own (bearer tokens).
  */
-export function serverIdentityCheck(expected: string): (host: string, certificate: PeerCertificate) => Error | undefined {
+export function serverIdentityCheck(
+  expected: string,
+): (host: string, certificate: PeerCertificate) => Error | undefined {
   return (_host, certificate) => {
     const ids = spiffeIdsOf(certificate.subjectaltname);
     return ids.length === 1 && ids[0] === expected ? undefined : new ServerIdentityError(expected, ids);

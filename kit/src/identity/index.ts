@@ -1,19 +1,19 @@
 export {
-  devIdentityFiles,
-  ensureDevIdentities,
   type DevFileStatus,
   type DevIdentities,
   type DevIdentity,
   type DevIdentityOptions,
+  devIdentityFiles,
+  ensureDevIdentities,
 } from "./dev.js";
 export {
+  type ClientTlsOptions,
   clientTlsOptions,
+  type Identity,
+  type OpenIdentityOptions,
   openIdentity,
   ServerIdentityError,
   serverIdentityCheck,
-  type ClientTlsOptions,
-  type Identity,
-  type OpenIdentityOptions,
 } from "./identity.js";
 export { IdentityError, type IdentityFiles, type IdentityMaterial } from "./material.js";
 export { spiffeId } from "./spiffe.js";

@@ -1,4 +1,4 @@
-import { createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { type ConnectRouter, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { ClientFactory } from "../client/index.js";
 
 /**

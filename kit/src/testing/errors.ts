@@ -12,7 +12,10 @@ export async function callError(call: Promise<unknown>): Promise<ConnectError> {
 }
 
 /** The error a call fails with, of `type` when given; throws if it succeeds or fails otherwise. */
-export async function failure<E extends Error = Error>(call: Promise<unknown>, type?: abstract new (...args: never[]) => E): Promise<E> {
+export async function failure<E extends Error = Error>(
+  call: Promise<unknown>,
+  type?: abstract new (...args: never[]) => E,
+): Promise<E> {
   try {
     await call;
   } catch (err) {

@@ -59,7 +59,12 @@ export abstract class FakeProvider {
   constructor(private readonly basePath = "") {}
 
   /** A fake of this provider, started: `await FakeSlack.start()`. */
-  static start<Fake extends FakeProvider, Args extends unknown[]>(this: new (...args: Args) => Fake, ...args: Args): Promise<Fake> {
+  static start<Fake extends FakeProvider, Args extends unknown[]>(
+    this: new (
+      ...args: Args
+    ) => Fake,
+    ...args: Args
+  ): Promise<Fake> {
     return new this(...args).start();
   }
 
@@ -131,16 +136,24 @@ export abstract class FakeProvider {
       res.on("close", () => this.hanging.delete(res));
       return;
     }
-    const body = reply.body === undefined ? "" : typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
-    const contentType = typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json; charset=utf-8";
-    res.writeHead(reply.status ?? 200, { ...(body !== "" && { "content-type": contentType }), ...this.headers(), ...reply.headers });
+    const body =
+      reply.body === undefined ? "" : typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body);
+    const contentType =
+      typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json; charset=utf-8";
+    res.writeHead(reply.status ?? 200, {
+      ...(body !== "" && { "content-type": contentType }),
+      ...this.headers(),
+      ...reply.headers,
+    });
     res.end(body);
   }
 
   /** The first script for this request, taken off the list. */
   private scripted(req: ReceivedRequest): Answer | undefined {
     const line = `${req.method} ${req.path}`;
-    const index = this.scripts.findIndex(({ route }) => route === undefined || (typeof route === "string" ? route === line : route.test(line)));
+    const index = this.scripts.findIndex(
+      ({ route }) => route === undefined || (typeof route === "string" ? route === line : route.test(line)),
+    );
     return index === -1 ? undefined : this.scripts.splice(index, 1)[0]!.answer;
   }
 }

@@ -1,15 +1,25 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClientFactory, type ClientFactory, type ClientFactoryOptions } from "../client/index.js";
-import { envIdentity, type Env } from "../config.js";
+import { type ClientFactory, type ClientFactoryOptions, createClientFactory } from "../client/index.js";
+import { type Env, envIdentity } from "../config.js";
 import { ensureDevIdentities } from "../identity/dev.js";
-import { openIdentity, type Identity } from "../identity/identity.js";
+import { type Identity, openIdentity } from "../identity/identity.js";
 import type { Logger } from "../logger.js";
 import { memoryLogger } from "./logger.js";
 
 /** Every identity the mesh's contracts name, and the operator. */
-export const MESH_IDENTITIES = ["gateway", "tasks", "agent", "github", "slack", "jira", "sentry", "dashboard", "operator"] as const;
+export const MESH_IDENTITIES = [
+  "gateway",
+  "tasks",
+  "agent",
+  "github",
+  "slack",
+  "jira",
+  "sentry",
+  "dashboard",
+  "operator",
+] as const;
 
 /** A development CA and one certificate per mesh identity in a temporary HOOKMESH_HOME. */
 export interface TestIdentities {
@@ -19,7 +29,10 @@ export interface TestIdentities {
   /** An opened identity, e.g. to give a test's client factory. */
   identity(name: string): Identity;
   /** A client factory that calls as `name`, closed with the process. */
-  clients(name: string, options?: Omit<ClientFactoryOptions, "identity" | "logger"> & { logger?: Logger }): ClientFactory;
+  clients(
+    name: string,
+    options?: Omit<ClientFactoryOptions, "identity" | "logger"> & { logger?: Logger },
+  ): ClientFactory;
 }
 
 let made: Promise<TestIdentities> | undefined;
@@ -51,6 +64,7 @@ async function make(): Promise<TestIdentities> {
     home,
     env,
     identity,
-    clients: (name, options = {}) => createClientFactory({ logger: memoryLogger(name).logger, ...options, identity: identity(name) }),
+    clients: (name, options = {}) =>
+      createClientFactory({ logger: memoryLogger(name).logger, ...options, identity: identity(name) }),
   };
 }

@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Env } from "../config.js";
 import type { Logger } from "../logger.js";
@@ -8,7 +8,7 @@ import type { UpstreamTimings } from "../upstream/client.js";
 import type { Integration, IntegrationDeps } from "../upstream/integration.js";
 import type { FakeProvider } from "./fake-provider.js";
 import { memoryLogger } from "./logger.js";
-import { TEST_REDIS_URL, testRedis, type TestRedis } from "./redis.js";
+import { TEST_REDIS_URL, type TestRedis, testRedis } from "./redis.js";
 
 /** An integration service under test, its fake provider, its Redis prefix and what it logged. */
 export type IntegrationUnderTest<Service extends Integration, Fake extends FakeProvider> = Service & {
@@ -69,7 +69,11 @@ export async function integrationUnderTest<Config, Service extends Integration, 
     ...harness.credentials,
     ...test.env,
   };
-  const service = await harness.compose(harness.loadConfig(env), { logger, env, upstream: { ...harness.timings, ...test.upstream } });
+  const service = await harness.compose(harness.loadConfig(env), {
+    logger,
+    env,
+    upstream: { ...harness.timings, ...test.upstream },
+  });
   return {
     ...service,
     fake,
@@ -85,7 +89,10 @@ export async function integrationUnderTest<Config, Service extends Integration, 
 }
 
 /** `server` listening on 127.0.0.1, port 0, and a gRPC client of `service` for it. */
-export async function serveForTest<S extends DescService>(server: MeshServer, service: S): Promise<{ client: Client<S>; baseUrl: string }> {
+export async function serveForTest<S extends DescService>(
+  server: MeshServer,
+  service: S,
+): Promise<{ client: Client<S>; baseUrl: string }> {
   const { port } = await server.listen(0, "127.0.0.1");
   const baseUrl = `http://127.0.0.1:${port}`;
   return { client: createClient(service, createGrpcTransport({ baseUrl })), baseUrl };

@@ -11,5 +11,12 @@ export function memoryLogger(service = "test"): { logger: Logger; lines: () => s
     },
   });
   const logger = createLogger({ service, level: "debug", destination });
-  return { logger, lines: () => chunks.join("").split("\n").filter((l) => l !== "") };
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join("")
+        .split("\n")
+        .filter((l) => l !== ""),
+  };
 }

@@ -19,7 +19,8 @@ export async function testRedis(label: string): Promise<TestRedis> {
     prefix,
     async cleanup() {
       const keys: string[] = [];
-      for await (const batch of redis.scanStream({ match: `${prefix}*`, count: 500 })) keys.push(...(batch as string[]));
+      for await (const batch of redis.scanStream({ match: `${prefix}*`, count: 500 }))
+        keys.push(...(batch as string[]));
       if (keys.length > 0) await redis.del(...keys);
       redis.disconnect();
     },

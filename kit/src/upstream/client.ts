@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import CircuitBreaker from "opossum";
 import { Code, type HandlerContext } from "@connectrpc/connect";
+import CircuitBreaker from "opossum";
 import type { Logger } from "../logger.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
@@ -156,7 +156,11 @@ export class UpstreamClient {
 
   /** The request as it goes out, without credentials: for dry runs and the task timeline. */
   describe(req: DescribedRequest): { method: string; url: string; body: string } {
-    return { method: req.method, url: this.url(req.path), body: req.body === undefined ? "" : JSON.stringify(req.body) };
+    return {
+      method: req.method,
+      url: this.url(req.path),
+      body: req.body === undefined ? "" : JSON.stringify(req.body),
+    };
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
@@ -166,7 +170,10 @@ export class UpstreamClient {
     for (let attempt = 1; ; attempt++) {
       const left = deadline - Date.now();
       if (left <= 0) throw new UpstreamError(Code.DeadlineExceeded, `${this.options.name}: deadline exceeded`);
-      const attemptSignal = abortAfter(req.signal, Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS));
+      const attemptSignal = abortAfter(
+        req.signal,
+        Math.min(left, this.options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS),
+      );
       let wait: number | undefined;
       try {
         return await this.breaker.fire(req, attemptSignal.signal);
@@ -178,8 +185,12 @@ export class UpstreamClient {
         if (req.signal?.aborted) throw new UpstreamError(Code.Canceled, `${this.options.name}: canceled`);
         if (!(req.idempotent || err.notActedOn) || attempt >= maxAttempts) throw err.final;
         wait = err.waitMs ?? this.backoff(attempt);
-        if (wait > (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS) || Date.now() + wait >= deadline) throw err.final;
-        logger.debug({ upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status }, "retrying upstream call");
+        if (wait > (this.options.maxRateLimitWaitMs ?? DEFAULT_MAX_WAIT_MS) || Date.now() + wait >= deadline)
+          throw err.final;
+        logger.debug(
+          { upstream: this.options.name, attempt, waitMs: Math.round(wait), status: err.final.status },
+          "retrying upstream call",
+        );
       } finally {
         attemptSignal.clear();
       }
@@ -217,12 +228,22 @@ export class UpstreamClient {
       throw new RetryableUpstreamError(final, false);
     }
     const body = await readJson(res);
-    const rateLimitWait = this.options.rateLimit?.(res.status, res.headers, body) ?? (res.status === 429 ? retryAfterMs(res.headers) ?? 1_000 : undefined);
+    const rateLimitWait =
+      this.options.rateLimit?.(res.status, res.headers, body) ??
+      (res.status === 429 ? (retryAfterMs(res.headers) ?? 1_000) : undefined);
     if (rateLimitWait !== undefined) {
-      throw new RetryableUpstreamError(new UpstreamError(Code.ResourceExhausted, `${name} rate limit`, res.status), true, rateLimitWait);
+      throw new RetryableUpstreamError(
+        new UpstreamError(Code.ResourceExhausted, `${name} rate limit`, res.status),
+        true,
+        rateLimitWait,
+      );
     }
     if (res.status >= 500) {
-      throw new RetryableUpstreamError(new UpstreamError(Code.Unavailable, `${name} answered ${res.status}`, res.status), false, retryAfterMs(res.headers));
+      throw new RetryableUpstreamError(
+        new UpstreamError(Code.Unavailable, `${name} answered ${res.status}`, res.status),
+        false,
+        retryAfterMs(res.headers),
+      );
     }
     if (res.status >= 400) {
       const code = this.options.errorCode?.(res.status, body) ?? httpCode(res.status);
@@ -260,7 +281,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export function abortAfter(signal: AbortSignal | undefined, ms: number): { signal: AbortSignal; clear(): void } {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException("The operation timed out.", "TimeoutError")), Math.min(Math.max(0, ms), MAX_TIMER_MS));
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("The operation timed out.", "TimeoutError")),
+    Math.min(Math.max(0, ms), MAX_TIMER_MS),
+  );
   timer.unref();
   const onAbort = () => controller.abort(signal?.reason);
   if (signal?.aborted) onAbort();

@@ -1,4 +1,4 @@
-import { envBool, envInt, envLogLevel, envRedis, type Env, type LogLevel, type RedisConfig } from "../config.js";
+import { type Env, envBool, envInt, envLogLevel, envRedis, type LogLevel, type RedisConfig } from "../config.js";
 import { envListen, type ListenConfig } from "../listen.js";
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS } from "./client.js";
 

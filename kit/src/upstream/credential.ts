@@ -70,7 +70,10 @@ export class Credential {
     try {
       return readFileSync(this.file!, "utf8").trim() || undefined;
     } catch (err) {
-      this.logger?.warn({ variable: `${this.variable}_FILE`, code: (err as NodeJS.ErrnoException).code }, "cannot read credential file");
+      this.logger?.warn(
+        { variable: `${this.variable}_FILE`, code: (err as NodeJS.ErrnoException).code },
+        "cannot read credential file",
+      );
       return undefined;
     }
   }

@@ -15,6 +15,7 @@ export const mapUpstreamError: ErrorMapper = (err) => {
   if (err instanceof UpstreamError) return new ConnectError(err.message, err.code);
   if (err instanceof MissingCredentialError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof InvalidRequestError) return new ConnectError(err.message, Code.InvalidArgument);
-  if (err instanceof IdempotencyUnavailableError) return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
+  if (err instanceof IdempotencyUnavailableError)
+    return new ConnectError(err.message, Code.Unavailable, undefined, undefined, err.cause);
   return undefined;
 };

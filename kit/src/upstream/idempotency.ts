@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
-import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
 export interface IdempotencyOptions {
   /** The service's own key prefix. */

@@ -1,11 +1,11 @@
 import type { Redis } from "ioredis";
 import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
+import { openIdentity } from "../identity/identity.js";
 import type { Logger } from "../logger.js";
 import { connectRedis } from "../redis.js";
-import { openIdentity } from "../identity/identity.js";
 import type { MeshServer, SecurityOptions } from "../serve.js";
-import { UpstreamClient, type ProviderPolicy, type UpstreamTimings } from "./client.js";
+import { type ProviderPolicy, UpstreamClient, type UpstreamTimings } from "./client.js";
 import type { IntegrationConfig } from "./config.js";
 import type { Credential, MissingCredentialError } from "./credential.js";
 import { ProviderCalls } from "./provider-calls.js";
@@ -59,7 +59,11 @@ export interface IntegrationBase {
  * its health, the client to its provider and ProviderCalls. The service adds its domain objects
  * and its server.
  */
-export async function connectIntegration(config: IntegrationConfig, deps: IntegrationDeps, options: IntegrationBaseOptions): Promise<IntegrationBase> {
+export async function connectIntegration(
+  config: IntegrationConfig,
+  deps: IntegrationDeps,
+  options: IntegrationBaseOptions,
+): Promise<IntegrationBase> {
   const { logger } = deps;
   const health = new HealthState([options.service]);
   const redis = await connectRedis({
@@ -69,14 +73,22 @@ export async function connectIntegration(config: IntegrationConfig, deps: Integr
   });
   const identity = openIdentity(config.identity, logger);
   const stopWatching = options.credentials.map((credential) => credential.watch());
-  const upstream = new UpstreamClient({ ...options.policy, baseUrl: options.baseUrl, logger, ...config.upstream, ...deps.upstream });
+  const upstream = new UpstreamClient({
+    ...options.policy,
+    baseUrl: options.baseUrl,
+    logger,
+    ...config.upstream,
+    ...deps.upstream,
+  });
   const calls = new ProviderCalls({
     upstream,
     redis,
     keyPrefix: config.redis.keyPrefix,
     logger,
     dryRun: config.dryRun,
-    missing: options.missing ?? (() => options.credentials.map((credential) => credential.missing()).find((missing) => missing !== undefined)),
+    missing:
+      options.missing ??
+      (() => options.credentials.map((credential) => credential.missing()).find((missing) => missing !== undefined)),
   });
   return {
     health,

@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { CallInfoSchema, type CallInfo } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
+import type { Redis } from "ioredis";
+import { type CallInfo, CallInfoSchema } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { abortAfter, UpstreamError, type Caller, type DescribedRequest, type UpstreamClient } from "./client.js";
+import { abortAfter, type Caller, type DescribedRequest, type UpstreamClient, UpstreamError } from "./client.js";
 import type { MissingCredentialError } from "./credential.js";
-import { IdempotencyStore, type Claim } from "./idempotency.js";
+import { type Claim, IdempotencyStore } from "./idempotency.js";
 
 /**
  * How long a created thing is remembered under its idempotency key: a task's automatic retries
@@ -118,12 +118,19 @@ export class ProviderCalls {
   ): Promise<MessageShape<Desc>> {
     const key = creation.idempotencyKey.trim();
     if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
-      throw new InvalidRequestError(`idempotency_key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, "idempotency_key");
+      throw new InvalidRequestError(
+        `idempotency_key is longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`,
+        "idempotency_key",
+      );
     }
     const call = this.callInfo(request);
     if (call.dryRun) {
       const { method, url, body } = call.request!;
-      return creation.respond({ dryRun: true, call, id: dryRunId(key === "" ? `${method} ${url} ${body}` : `${creation.rpc}:${key}`) });
+      return creation.respond({
+        dryRun: true,
+        call,
+        id: dryRunId(key === "" ? `${method} ${url} ${body}` : `${creation.rpc}:${key}`),
+      });
     }
     const run = async (caller: Caller) => creation.respond({ dryRun: false, answer: await send(caller), call });
     if (key === "") return run(caller);
@@ -136,8 +143,16 @@ export class ProviderCalls {
     const provider = this.options.upstream.title;
     const missing = this.options.missing();
     if (missing === undefined) logger.info(fields, `calling ${provider}`);
-    else if (dryRun) logger.warn({ ...fields, missing: missing.variable }, `${missing.variable} is not set: dry run, calls are described and nothing is sent to ${provider}`);
-    else logger.warn({ ...fields, missing: missing.variable }, `${missing.variable} is not set: calls fail with FailedPrecondition until it is (or HOOKMESH_DRY_RUN=1)`);
+    else if (dryRun)
+      logger.warn(
+        { ...fields, missing: missing.variable },
+        `${missing.variable} is not set: dry run, calls are described and nothing is sent to ${provider}`,
+      );
+    else
+      logger.warn(
+        { ...fields, missing: missing.variable },
+        `${missing.variable} is not set: calls fail with FailedPrecondition until it is (or HOOKMESH_DRY_RUN=1)`,
+      );
   }
 
   /** How this call goes: live, or a dry run (logged); MissingCredentialError when it can be neither. */
@@ -148,7 +163,10 @@ export class ProviderCalls {
     const call = create(CallInfoSchema, { dryRun: missing !== undefined, request: upstream.describe(request) });
     if (missing !== undefined) {
       const { method, url } = call.request!;
-      logger.info({ upstream: upstream.name, method, url, missing: missing.variable }, `dry run: request not sent to ${upstream.title}`);
+      logger.info(
+        { upstream: upstream.name, method, url, missing: missing.variable },
+        `dry run: request not sent to ${upstream.title}`,
+      );
     }
     return call;
   }
@@ -179,10 +197,16 @@ export class ProviderCalls {
     }
     let response: MessageShape<Desc>;
     try {
-      response = await run({ signal: caller.signal, deadline: Math.min(caller.deadline ?? Infinity, claim.lockedUntil) });
+      response = await run({
+        signal: caller.signal,
+        deadline: Math.min(caller.deadline ?? Infinity, claim.lockedUntil),
+      });
     } catch (err) {
       await this.store.release(key).catch((releaseErr: unknown) => {
-        this.options.logger.warn({ upstream: this.options.upstream.name, key, err: message(releaseErr) }, "could not free the idempotency key of a failed call; a retry waits for its lock to expire");
+        this.options.logger.warn(
+          { upstream: this.options.upstream.name, key, err: message(releaseErr) },
+          "could not free the idempotency key of a failed call; a retry waits for its lock to expire",
+        );
       });
       throw err;
     }
@@ -191,7 +215,11 @@ export class ProviderCalls {
   }
 
   /** Records the provider's answer under its key, a few times over a store hiccup; never fails. */
-  private async record<Desc extends DescMessage>(key: string, schema: Desc, response: MessageShape<Desc>): Promise<void> {
+  private async record<Desc extends DescMessage>(
+    key: string,
+    schema: Desc,
+    response: MessageShape<Desc>,
+  ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.store.record(key, schema, response);

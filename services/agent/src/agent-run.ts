@@ -8,12 +8,18 @@ import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
   StageEventSchema,
+  type TaskResult,
   TaskResultSchema,
   TaskStage,
-  type TaskResult,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { Usage } from "./runners/events.js";
-import { RunnerUnavailableError, type AgentEvent, type RunExit, type RunHandle, type Runner } from "./runners/runner.js";
+import {
+  type AgentEvent,
+  type RunExit,
+  type RunHandle,
+  type Runner,
+  RunnerUnavailableError,
+} from "./runners/runner.js";
 
 /** Why a run was stopped before the agent ended it. */
 export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
@@ -127,7 +133,11 @@ export class AgentRun {
   private onEvent(event: AgentEvent): void {
     this.options.onEvent(event);
     if (event.case !== "usage") return;
-    this.usage = { costUsd: event.value.costUsd, inputTokens: event.value.inputTokens, outputTokens: event.value.outputTokens };
+    this.usage = {
+      costUsd: event.value.costUsd,
+      inputTokens: event.value.inputTokens,
+      outputTokens: event.value.outputTokens,
+    };
     const cap = this.options.profile.maxCostUsd;
     if (cap > 0 && this.usage.costUsd > cap) this.stop("cost_cap");
   }
@@ -140,7 +150,9 @@ export class AgentRun {
     if (exit.exitCode === 0 && exit.error === undefined) {
       return { result: this.result(exit, started, { outcome: RunOutcome.SUCCEEDED, error: "" }), retryable: false };
     }
-    const error = exit.error ?? (exit.exitCode !== null ? `agent exited with code ${exit.exitCode}` : `agent was killed by ${exit.signal}`);
+    const error =
+      exit.error ??
+      (exit.exitCode !== null ? `agent exited with code ${exit.exitCode}` : `agent was killed by ${exit.signal}`);
     return { result: this.result(exit, started, { outcome: RunOutcome.AGENT_ERROR, error }), retryable: true };
   }
 
@@ -187,7 +199,10 @@ function exitCodeOf(exit: RunExit): number {
  * The agent's whole environment: a minimal base (PATH, HOME, LANG), the variables the profile
  * allows, and the task's own. The worker's other variables (its secrets among them) stay out.
  */
-function agentEnv(options: Pick<AgentRunOptions, "workerEnv" | "profile" | "taskId" | "prompt">, workdir: string): Record<string, string> {
+function agentEnv(
+  options: Pick<AgentRunOptions, "workerEnv" | "profile" | "taskId" | "prompt">,
+  workdir: string,
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of ["PATH", "HOME", "LANG", ...options.profile.allowedEnv]) {
     const value = options.workerEnv[name];

@@ -1,4 +1,13 @@
-import { createClientFactory, HealthState, openIdentity, ServingStatus, type ClientFactory, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
+import {
+  type ClientFactory,
+  createClientFactory,
+  type Env,
+  HealthState,
+  type Logger,
+  type MeshServer,
+  openIdentity,
+  ServingStatus,
+} from "@hookmesh/kit";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
@@ -57,7 +66,14 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
     }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
   });
-  const server = build({ pool, health, drainGraceMs: config.shutdownGraceMs, logger, identity, tokens: config.operatorTokens });
+  const server = build({
+    pool,
+    health,
+    drainGraceMs: config.shutdownGraceMs,
+    logger,
+    identity,
+    tokens: config.operatorTokens,
+  });
   return {
     server,
     pool,

@@ -1,7 +1,18 @@
 import { randomBytes } from "node:crypto";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, envInt, envListen, envLogLevel, envPeerUrl, envString, envUrl, type Env, type ListenConfig, type LogLevel } from "@hookmesh/kit";
+import {
+  ConfigError,
+  type Env,
+  envInt,
+  envListen,
+  envLogLevel,
+  envPeerUrl,
+  envString,
+  envUrl,
+  type ListenConfig,
+  type LogLevel,
+} from "@hookmesh/kit";
 import { runnerNames } from "./runners/index.js";
 
 export interface AgentConfig extends ListenConfig {

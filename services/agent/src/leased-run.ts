@@ -1,14 +1,28 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Env, Logger } from "@hookmesh/kit";
-import { RunOutcome, TaskEventSchema, TaskResultSchema, ToolCallEventSchema, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import {
+  RunOutcome,
+  type Task,
+  type TaskEvent,
+  TaskEventSchema,
+  TaskResultSchema,
+  ToolCallEventSchema,
+} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
 import { EventReporter } from "./event-reporter.js";
-import { acknowledgmentText, answerText, failureText, progressText, retryingText, taskLink } from "./replies/messages.js";
+import {
+  acknowledgmentText,
+  answerText,
+  failureText,
+  progressText,
+  retryingText,
+  taskLink,
+} from "./replies/messages.js";
 import { noopReplier, type Replier, type ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { AgentEvent } from "./runners/runner.js";
@@ -81,8 +95,9 @@ export class LeasedRun {
     });
     this.link = taskLink(settings.dashboardUrl ?? DEFAULT_DASHBOARD_URL, this.task.id);
     this.replier =
-      deps.replies?.(this.task, (name, detail) => this.events.add(this.taskEvent({ case: "toolCall", value: create(ToolCallEventSchema, { name, detail }) }))) ??
-      noopReplier;
+      deps.replies?.(this.task, (name, detail) =>
+        this.events.add(this.taskEvent({ case: "toolCall", value: create(ToolCallEventSchema, { name, detail }) })),
+      ) ?? noopReplier;
     const runner = deps.runners.get(this.runnerName);
     this.agent =
       runner &&
@@ -131,7 +146,10 @@ export class LeasedRun {
     heartbeating.abort();
     await heartbeats;
     if (this.leaseLost) {
-      this.logger.warn({ outcome: RunOutcome[report.result.outcome] }, "lease lost: run abandoned, the task is another worker's now");
+      this.logger.warn(
+        { outcome: RunOutcome[report.result.outcome] },
+        "lease lost: run abandoned, the task is another worker's now",
+      );
       return;
     }
     await this.reportResult(report);
@@ -162,7 +180,8 @@ export class LeasedRun {
     const elapsedMs = result.duration ? durationMs(result.duration) : this.deps.clock.now() - this.startTime;
     if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs), true];
     const canceled = this.cancelRequested || result.outcome === RunOutcome.CANCELED;
-    if (!canceled && retryable && this.task.attempt < this.task.maxAttempts) return [retryingText(this.task, result, this.link), false];
+    if (!canceled && retryable && this.task.attempt < this.task.maxAttempts)
+      return [retryingText(this.task, result, this.link), false];
     return [failureText(this.task, result, this.link, elapsedMs, canceled), true];
   }
 
@@ -172,7 +191,10 @@ export class LeasedRun {
       try {
         await sleep(intervalMs, undefined, { signal });
         // A heartbeat slower than the interval is not waited for: the next one is due.
-        const res = await this.deps.worker.heartbeat({ taskId: this.task.id, leaseId: this.leaseId }, { signal, timeoutMs: intervalMs });
+        const res = await this.deps.worker.heartbeat(
+          { taskId: this.task.id, leaseId: this.leaseId },
+          { signal, timeoutMs: intervalMs },
+        );
         if (res.cancelRequested) this.cancel("heartbeat");
       } catch (err) {
         if (signal.aborted) return;
@@ -198,7 +220,12 @@ export class LeasedRun {
 
   private async reportResult({ result, retryable }: RunReport): Promise<void> {
     const ids = { taskId: this.task.id, leaseId: this.leaseId };
-    const fields = { outcome: RunOutcome[result.outcome], exitCode: result.exitCode, costUsd: result.costUsd, error: result.error || undefined };
+    const fields = {
+      outcome: RunOutcome[result.outcome],
+      exitCode: result.exitCode,
+      costUsd: result.costUsd,
+      error: result.error || undefined,
+    };
     try {
       if (result.outcome === RunOutcome.SUCCEEDED) await this.deps.worker.completeTask({ ...ids, result });
       else await this.deps.worker.failTask({ ...ids, result, retryable });
@@ -225,7 +252,10 @@ export class LeasedRun {
   private unknownRunner(): RunReport {
     const known = [...this.deps.runners.keys()].join(", ");
     const error = `unknown runner "${this.runnerName}"; this worker runs ${known}`;
-    return { result: create(TaskResultSchema, { outcome: RunOutcome.AGENT_ERROR, exitCode: -1, error }), retryable: false };
+    return {
+      result: create(TaskResultSchema, { outcome: RunOutcome.AGENT_ERROR, exitCode: -1, error }),
+      retryable: false,
+    };
   }
 
   private taskEvent(kind: AgentEvent): TaskEvent {

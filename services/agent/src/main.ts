@@ -9,6 +9,9 @@ await runMain("agent", loadConfig, async (config, logger) => {
   if (config.defaultRunner === "command" && config.agentCommand === undefined) {
     logger.warn("AGENT_COMMAND is not set: tasks for the command runner fail until it is");
   }
-  logger.info({ workerId: config.workerId, concurrency: config.concurrency, runner: config.defaultRunner }, "leasing tasks");
+  logger.info(
+    { workerId: config.workerId, concurrency: config.concurrency, runner: config.defaultRunner },
+    "leasing tasks",
+  );
   return { stop: () => service.close() };
 });

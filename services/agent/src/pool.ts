@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "@hookmesh/kit";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
-import { systemClock, type Clock } from "./agent-run.js";
+import { type Clock, systemClock } from "./agent-run.js";
 import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
 import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";

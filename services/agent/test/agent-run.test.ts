@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { memoryLogger } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { OutputStream, RunOutcome, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { AgentRun, systemClock, type AgentRunOptions } from "../src/agent-run.js";
+import { AgentRun, type AgentRunOptions, systemClock } from "../src/agent-run.js";
 import { createRunners } from "../src/runners/index.js";
 import { eventLog, fixture, groupMembers, profile, scratchDir, settings, waitFor } from "./helpers.js";
 
@@ -16,7 +16,11 @@ describe("AgentRun", () => {
   });
   afterEach(() => rm(root, { recursive: true, force: true }));
 
-  function agentRun(command: string | undefined, runProfile: AgentProfile = profile(), overrides: Partial<AgentRunOptions> = {}) {
+  function agentRun(
+    command: string | undefined,
+    runProfile: AgentProfile = profile(),
+    overrides: Partial<AgentRunOptions> = {},
+  ) {
     const log = eventLog();
     const runnerName = runProfile.runner || "command";
     const run = new AgentRun({
@@ -45,10 +49,21 @@ describe("AgentRun", () => {
   it("succeeds with the answer, exit code, usage and duration, after a STARTED stage", async () => {
     const { run, log } = agentRun(`${fixture("protocol-agent.sh")}`);
     const { result, retryable } = await run.run();
-    expect(result).toMatchObject({ outcome: RunOutcome.SUCCEEDED, exitCode: 0, answer: "the answer", error: "", costUsd: 0.5, inputTokens: 1000n, outputTokens: 200n });
+    expect(result).toMatchObject({
+      outcome: RunOutcome.SUCCEEDED,
+      exitCode: 0,
+      answer: "the answer",
+      error: "",
+      costUsd: 0.5,
+      inputTokens: 1000n,
+      outputTokens: 200n,
+    });
     expect(durationMs(result.duration!)).toBeGreaterThan(0);
     expect(retryable).toBe(false);
-    expect(log.events[0]).toMatchObject({ case: "stage", value: { stage: TaskStage.STARTED, detail: expect.stringMatching(/^runner command, pid \d+$/) } });
+    expect(log.events[0]).toMatchObject({
+      case: "stage",
+      value: { stage: TaskStage.STARTED, detail: expect.stringMatching(/^runner command, pid \d+$/) },
+    });
   });
 
   it("fails an agent that exits non-zero as a retryable AGENT_ERROR", async () => {
@@ -106,14 +121,27 @@ describe("AgentRun", () => {
   it("stops an agent whose reported cost goes over the profile's cap", async () => {
     const { run } = agentRun(fixture("cost-agent.sh"), profile({ maxCostUsd: 1 }));
     const { result, retryable } = await run.run();
-    expect(result).toMatchObject({ outcome: RunOutcome.COST_CAP, costUsd: 2.5, inputTokens: 5000n, outputTokens: 800n, error: "cost $2.5 is over the cap of $1" });
+    expect(result).toMatchObject({
+      outcome: RunOutcome.COST_CAP,
+      costUsd: 2.5,
+      inputTokens: 5000n,
+      outputTokens: 800n,
+      error: "cost $2.5 is over the cap of $1",
+    });
     expect(retryable).toBe(false);
   });
 
   it("marks a claude run whose final cost is over the cap", async () => {
-    const { run } = agentRun(undefined, profile({ runner: "claude", maxCostUsd: 0.05, allowedEnv: ["FAKE_CLAUDE_SCENARIO"] }));
+    const { run } = agentRun(
+      undefined,
+      profile({ runner: "claude", maxCostUsd: 0.05, allowedEnv: ["FAKE_CLAUDE_SCENARIO"] }),
+    );
     const { result } = await run.run();
-    expect(result).toMatchObject({ outcome: RunOutcome.COST_CAP, costUsd: 0.0734, answer: "Fixed the off-by-one in add(); the test passes now." });
+    expect(result).toMatchObject({
+      outcome: RunOutcome.COST_CAP,
+      costUsd: 0.0734,
+      answer: "Fixed the off-by-one in add(); the test passes now.",
+    });
   });
 
   it("runs in a fresh directory under the root and removes it afterwards", async () => {
@@ -129,10 +157,20 @@ describe("AgentRun", () => {
     const env = async (runProfile: AgentProfile) => {
       const { run, log } = agentRun(fixture("env-agent.sh"), runProfile);
       await run.run();
-      return Object.fromEntries(log.text(OutputStream.STDOUT).slice(1).map((line) => line.split(/=(.*)/s).slice(0, 2)));
+      return Object.fromEntries(
+        log
+          .text(OutputStream.STDOUT)
+          .slice(1)
+          .map((line) => line.split(/=(.*)/s).slice(0, 2)),
+      );
     };
     const isolated = await env(profile());
-    expect(isolated).toMatchObject({ PATH: process.env.PATH, HOME: "/home/worker", HOOKMESH_TASK_ID: "task-1", HOOKMESH_PROMPT: "fix the bug" });
+    expect(isolated).toMatchObject({
+      PATH: process.env.PATH,
+      HOME: "/home/worker",
+      HOOKMESH_TASK_ID: "task-1",
+      HOOKMESH_PROMPT: "fix the bug",
+    });
     expect(isolated.TMPDIR).toMatch(/\/runs\/run-/);
     expect(isolated.SECRET_X).toBeUndefined();
     const allowed = await env(profile({ allowedEnv: ["SECRET_X", "NOT_SET_ON_THE_WORKER"] }));

@@ -54,15 +54,27 @@ describe("command runner", () => {
     expect(log.text(OutputStream.AGENT)).toEqual(["reading the code"]);
     expect(log.toolCalls()).toEqual([{ name: "git", detail: "git diff --stat" }]);
     // Running totals: a field left out keeps its last value.
-    expect(log.usage().map(({ costUsd, inputTokens, outputTokens }) => ({ costUsd, inputTokens, outputTokens }))).toEqual([
+    expect(
+      log.usage().map(({ costUsd, inputTokens, outputTokens }) => ({ costUsd, inputTokens, outputTokens })),
+    ).toEqual([
       { costUsd: 0.25, inputTokens: 1000n, outputTokens: 200n },
       { costUsd: 0.5, inputTokens: 1000n, outputTokens: 200n },
     ]);
-    expect(log.events.map((e) => e.case)).toEqual(["output", "output", "toolCall", "usage", "usage", "output", "output"]);
+    expect(log.events.map((e) => e.case)).toEqual([
+      "output",
+      "output",
+      "toolCall",
+      "usage",
+      "usage",
+      "output",
+      "output",
+    ]);
   });
 
   it("ignores protocol fields of the wrong type", async () => {
-    const { handle, log } = start(`echo '{"hookmesh": 1, "cost_usd": "lots", "input_tokens": -5, "tool": "x", "answer": 42}'; echo fallback`);
+    const { handle, log } = start(
+      `echo '{"hookmesh": 1, "cost_usd": "lots", "input_tokens": -5, "tool": "x", "answer": 42}'; echo fallback`,
+    );
     const exit = await handle.done;
     expect(log.usage()).toEqual([]);
     expect(log.toolCalls()).toEqual([]);

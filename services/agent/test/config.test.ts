@@ -1,8 +1,8 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 /** The defaults need the development identities that `npm start` makes; tests have their own. */
@@ -36,7 +36,15 @@ describe("agent loadConfig", () => {
   });
 
   it("reads the runner settings", () => {
-    expect(loadConfig({ ...env, AGENT_RUNNER: "claude", AGENT_COMMAND: "my-agent --fast", CLAUDE_BIN: "/opt/claude", AGENT_ID: "w1" })).toMatchObject({
+    expect(
+      loadConfig({
+        ...env,
+        AGENT_RUNNER: "claude",
+        AGENT_COMMAND: "my-agent --fast",
+        CLAUDE_BIN: "/opt/claude",
+        AGENT_ID: "w1",
+      }),
+    ).toMatchObject({
       defaultRunner: "claude",
       agentCommand: "my-agent --fast",
       claudeBin: "/opt/claude",
@@ -45,12 +53,16 @@ describe("agent loadConfig", () => {
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ ...env, AGENT_RUNNER: "codex" })).toThrow(new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'));
+    expect(() => loadConfig({ ...env, AGENT_RUNNER: "codex" })).toThrow(
+      new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'),
+    );
     expect(() => loadConfig({ ...env, AGENT_CONCURRENCY: "0" })).toThrow(/^AGENT_CONCURRENCY: /);
     expect(() => loadConfig({ ...env, AGENT_PORT: "x" })).toThrow(/^AGENT_PORT: /);
     expect(() => loadConfig({ ...env, TASKS_URL: "redis://x" })).toThrow(/^TASKS_URL: /);
     expect(() => loadConfig({ ...env, GITHUB_URL: "http://github:50061" })).toThrow(/^GITHUB_URL: calls go over mTLS/);
-    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", SLACK_URL: "http://slack:50062" })).toThrow(/^SLACK_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", SLACK_URL: "http://slack:50062" })).toThrow(
+      /^SLACK_URL: HOOKMESH_INSECURE=1 allows cleartext on loopback only/,
+    );
     expect(() => loadConfig({ ...env, HOOKMESH_DASHBOARD_URL: "dash" })).toThrow(/^HOOKMESH_DASHBOARD_URL: /);
     expect(() => loadConfig({ ...env, AGENT_PROGRESS_INTERVAL_MS: "-1" })).toThrow(/^AGENT_PROGRESS_INTERVAL_MS: /);
     expect(() => loadConfig({ ...env, AGENT_MAX_RUN_TIME_MS: "0" })).toThrow(/^AGENT_MAX_RUN_TIME_MS: /);

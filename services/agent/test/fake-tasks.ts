@@ -1,16 +1,16 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, createClient, createRouterTransport } from "@connectrpc/connect";
 import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { TaskSchema, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { type TaskEvent, TaskSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import {
-  LeaseSchema,
-  WorkerService,
   type CompleteTaskRequest,
   type FailTaskRequest,
   type Lease,
+  LeaseSchema,
   type ReportEventsRequest,
+  WorkerService,
 } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 
 /**
@@ -34,7 +34,10 @@ export class FakeTasks {
   maxHeld = 0;
   private readonly queue: Lease[] = [];
 
-  readonly client = createClient(WorkerService, createRouterTransport((router) => this.routes(router)));
+  readonly client = createClient(
+    WorkerService,
+    createRouterTransport((router) => this.routes(router)),
+  );
 
   add(id: string, prompt: string, options: { profile?: AgentProfile; heartbeatMs?: number } = {}): void {
     this.queue.push(

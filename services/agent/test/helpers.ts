@@ -1,4 +1,3 @@
-import { expect, vi } from "vitest";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,8 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { AgentProfileSchema, type AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { expect, vi } from "vitest";
+import { type AgentProfile, AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { AgentEvent, RunnerSettings } from "../src/runners/runner.js";
 
 export function fixture(name: string): string {
@@ -15,12 +15,23 @@ export function fixture(name: string): string {
 }
 
 export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSettings {
-  return { agentCommand: undefined, claudeBin: fixture("fake-claude.mjs"), killGraceMs: 500, outputChunkBytes: 4096, ...overrides };
+  return {
+    agentCommand: undefined,
+    claudeBin: fixture("fake-claude.mjs"),
+    killGraceMs: 500,
+    outputChunkBytes: 4096,
+    ...overrides,
+  };
 }
 
-export function profile(init: MessageInitShape<typeof AgentProfileSchema> & { maxRunTimeMs?: number } = {}): AgentProfile {
+export function profile(
+  init: MessageInitShape<typeof AgentProfileSchema> & { maxRunTimeMs?: number } = {},
+): AgentProfile {
   const { maxRunTimeMs, ...rest } = init;
-  return create(AgentProfileSchema, { ...rest, ...(maxRunTimeMs !== undefined && { maxRunTime: durationFromMs(maxRunTimeMs) }) });
+  return create(AgentProfileSchema, {
+    ...rest,
+    ...(maxRunTimeMs !== undefined && { maxRunTime: durationFromMs(maxRunTimeMs) }),
+  });
 }
 
 export async function scratchDir(label: string): Promise<string> {
@@ -31,13 +42,16 @@ export async function scratchDir(label: string): Promise<string> {
 export function eventLog() {
   const events: AgentEvent[] = [];
   const output = (stream?: OutputStream) =>
-    events.flatMap((e) => (e.case === "output" && (stream === undefined || e.value.stream === stream) ? [e.value] : []));
+    events.flatMap((e) =>
+      e.case === "output" && (stream === undefined || e.value.stream === stream) ? [e.value] : [],
+    );
   return {
     events,
     onEvent: (event: AgentEvent) => void events.push(event),
     output,
     text: (stream: OutputStream) => output(stream).map((o) => o.text),
-    toolCalls: () => events.flatMap((e) => (e.case === "toolCall" ? [{ name: e.value.name, detail: e.value.detail }] : [])),
+    toolCalls: () =>
+      events.flatMap((e) => (e.case === "toolCall" ? [{ name: e.value.name, detail: e.value.detail }] : [])),
     usage: () => events.flatMap((e) => (e.case === "usage" ? [e.value] : [])),
   };
 }

@@ -1,9 +1,9 @@
 import { rm } from "node:fs/promises";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { memoryLogger } from "@hookmesh/kit/testing";
-import { OutputStream, RunOutcome, TaskStage, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { OutputStream, RunOutcome, type TaskEvent, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { WorkerPool, type WorkerPoolConfig } from "../src/pool.js";
 import { createRunners } from "../src/runners/index.js";
 import { FakeTasks } from "./fake-tasks.js";
@@ -13,7 +13,9 @@ import { groupMembers, profile, scratchDir, settings, waitFor } from "./helpers.
 const AGENT_COMMAND = 'eval "$HOOKMESH_PROMPT"';
 
 function outputs(events: TaskEvent[]): string[] {
-  return events.flatMap((e) => (e.kind.case === "output" && e.kind.value.stream === OutputStream.STDOUT ? [e.kind.value.text] : []));
+  return events.flatMap((e) =>
+    e.kind.case === "output" && e.kind.value.stream === OutputStream.STDOUT ? [e.kind.value.text] : [],
+  );
 }
 
 describe("WorkerPool", () => {
@@ -63,7 +65,11 @@ describe("WorkerPool", () => {
     startPool();
     await waitFor(() => tasks.ended() === 1);
     const [done] = tasks.completed;
-    expect(done).toMatchObject({ taskId: "t1", leaseId: "lease-t1", result: { outcome: RunOutcome.SUCCEEDED, exitCode: 0, answer: "hi", costUsd: 0.1 } });
+    expect(done).toMatchObject({
+      taskId: "t1",
+      leaseId: "lease-t1",
+      result: { outcome: RunOutcome.SUCCEEDED, exitCode: 0, answer: "hi", costUsd: 0.1 },
+    });
     expect(durationMs(done!.result!.duration!)).toBeGreaterThan(0);
     const events = tasks.events("t1");
     expect(events.map((e) => e.kind.case)).toEqual(["stage", "output", "usage"]);
@@ -120,8 +126,20 @@ describe("WorkerPool", () => {
   it.each([
     ["an agent that exits non-zero", "exit 3", {}, { outcome: RunOutcome.AGENT_ERROR, exitCode: 3 }, true],
     ["an agent that runs too long", "sleep 30", { maxRunTimeMs: 200 }, { outcome: RunOutcome.TIMED_OUT }, true],
-    ["an agent over its cost cap", `echo '{"hookmesh": 1, "cost_usd": 3}'; sleep 30`, { maxCostUsd: 2 }, { outcome: RunOutcome.COST_CAP, costUsd: 3 }, false],
-    ["an unknown runner", "true", { runner: "nope" }, { outcome: RunOutcome.AGENT_ERROR, error: 'unknown runner "nope"; this worker runs command, claude' }, false],
+    [
+      "an agent over its cost cap",
+      `echo '{"hookmesh": 1, "cost_usd": 3}'; sleep 30`,
+      { maxCostUsd: 2 },
+      { outcome: RunOutcome.COST_CAP, costUsd: 3 },
+      false,
+    ],
+    [
+      "an unknown runner",
+      "true",
+      { runner: "nope" },
+      { outcome: RunOutcome.AGENT_ERROR, error: 'unknown runner "nope"; this worker runs command, claude' },
+      false,
+    ],
   ])("fails %s with the outcome and whether to retry", async (_, prompt, profileInit, result, retryable) => {
     tasks.add("t1", prompt, { profile: profile(profileInit) });
     startPool();
@@ -171,7 +189,14 @@ describe("WorkerPool", () => {
     const status = pool.status();
     expect(status).toMatchObject({ workerId: "worker-1", concurrency: 2, draining: false });
     expect(status.runs).toEqual([
-      { taskId: "t1", attempt: 1, runner: "command", startTime: expect.any(Number), pid: expect.any(Number), costUsd: 0.25 },
+      {
+        taskId: "t1",
+        attempt: 1,
+        runner: "command",
+        startTime: expect.any(Number),
+        pid: expect.any(Number),
+        costUsd: 0.25,
+      },
     ]);
   });
 
@@ -189,7 +214,9 @@ describe("WorkerPool", () => {
     await drained;
     expect(Date.now() - drainedAt).toBeGreaterThanOrEqual(600);
     expect(tasks.completed.map((c) => c.taskId)).toEqual(["quick"]);
-    expect(tasks.failed).toMatchObject([{ taskId: "slow", result: { outcome: RunOutcome.WORKER_SHUTDOWN }, retryable: true }]);
+    expect(tasks.failed).toMatchObject([
+      { taskId: "slow", result: { outcome: RunOutcome.WORKER_SHUTDOWN }, retryable: true },
+    ]);
     expect(tasks.leaseRequests.every((r) => r.time <= drainedAt)).toBe(true);
     expect(pool.status().runs).toEqual([]);
   });

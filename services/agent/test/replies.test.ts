@@ -1,17 +1,17 @@
 import { rm } from "node:fs/promises";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { memoryLogger } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { GitHubService, ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
-import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
+import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { Acknowledgment } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { TaskSchema, TaskState, type Task, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { LeaseSchema, WorkerService, type FailTaskRequest } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { type Task, type TaskEvent, TaskSchema, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { type FailTaskRequest, LeaseSchema, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { systemClock } from "../src/agent-run.js";
 import { LeasedRun } from "../src/leased-run.js";
 import { createReplierFactory, type ReplyClients } from "../src/replies/replier.js";
@@ -55,7 +55,10 @@ class FakeIntegrations {
 
   private call(name: string, payload: object, replayed = false) {
     if (this.dryRunUrl === undefined) return { replayed };
-    return { dryRun: true, request: { method: "POST", url: `${this.dryRunUrl}/${name}`, body: JSON.stringify(payload) } };
+    return {
+      dryRun: true,
+      request: { method: "POST", url: `${this.dryRunUrl}/${name}`, body: JSON.stringify(payload) },
+    };
   }
 
   readonly transport = createRouterTransport((router) => {
@@ -63,14 +66,21 @@ class FakeIntegrations {
       createComment: (req) => {
         this.record("github.CreateComment", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.body);
-        return { comment: { id: BigInt(id), body: this.bodies.get(id) ?? "" }, call: this.call("issues/42/comments", { body: req.body }, replayed) };
+        return {
+          comment: { id: BigInt(id), body: this.bodies.get(id) ?? "" },
+          call: this.call("issues/42/comments", { body: req.body }, replayed),
+        };
       },
       updateComment: (req) => {
         this.record("github.UpdateComment", req);
         // As the GitHub service refuses it: a comment id it did not give is no comment.
-        if (req.commentId <= 0n) throw new ConnectError("comment_id is required (a positive number)", Code.InvalidArgument);
+        if (req.commentId <= 0n)
+          throw new ConnectError("comment_id is required (a positive number)", Code.InvalidArgument);
         this.bodies.set(String(req.commentId), req.body);
-        return { comment: { id: req.commentId, body: req.body }, call: this.call(`issues/comments/${req.commentId}`, { body: req.body }) };
+        return {
+          comment: { id: req.commentId, body: req.body },
+          call: this.call(`issues/comments/${req.commentId}`, { body: req.body }),
+        };
       },
       addReaction: (req) => {
         this.record("github.AddReaction", req);
@@ -81,12 +91,20 @@ class FakeIntegrations {
       postMessage: (req) => {
         this.record("slack.PostMessage", req);
         const { id, replayed } = this.created(req.idempotencyKey, req.text);
-        return { channel: req.channel, ts: id, call: this.call("chat.postMessage", { channel: req.channel, text: req.text }, replayed) };
+        return {
+          channel: req.channel,
+          ts: id,
+          call: this.call("chat.postMessage", { channel: req.channel, text: req.text }, replayed),
+        };
       },
       updateMessage: (req) => {
         this.record("slack.UpdateMessage", req);
         this.bodies.set(req.ts, req.text);
-        return { channel: req.channel, ts: req.ts, call: this.call("chat.update", { channel: req.channel, ts: req.ts, text: req.text }) };
+        return {
+          channel: req.channel,
+          ts: req.ts,
+          call: this.call("chat.update", { channel: req.channel, ts: req.ts, text: req.text }),
+        };
       },
       addReaction: (req) => {
         this.record("slack.AddReaction", req);
@@ -102,7 +120,10 @@ class FakeIntegrations {
       updateComment: (req) => {
         this.record("jira.UpdateComment", req);
         this.bodies.set(req.commentId, req.body);
-        return { comment: { id: req.commentId, body: req.body }, call: this.call(`comment/${req.commentId}`, { body: req.body }) };
+        return {
+          comment: { id: req.commentId, body: req.body },
+          call: this.call(`comment/${req.commentId}`, { body: req.body }),
+        };
       },
     });
     router.service(SentryService, {
@@ -114,7 +135,10 @@ class FakeIntegrations {
       updateComment: (req) => {
         this.record("sentry.UpdateComment", req);
         this.bodies.set(req.commentId, req.text);
-        return { comment: { id: req.commentId, text: req.text }, call: this.call(`comments/${req.commentId}`, { text: req.text }) };
+        return {
+          comment: { id: req.commentId, text: req.text },
+          call: this.call(`comments/${req.commentId}`, { text: req.text }),
+        };
       },
     });
   });
@@ -162,11 +186,17 @@ class FakeWorker {
   );
 
   toolCalls(): { name: string; detail: string }[] {
-    return this.events.flatMap((e) => (e.kind.case === "toolCall" ? [{ name: e.kind.value.name, detail: e.kind.value.detail }] : []));
+    return this.events.flatMap((e) =>
+      e.kind.case === "toolCall" ? [{ name: e.kind.value.name, detail: e.kind.value.detail }] : [],
+    );
   }
 }
 
-function githubTask(id: string, script: string, init: { attempt?: number; acknowledgment?: Acknowledgment; commentId?: bigint } = {}): Task {
+function githubTask(
+  id: string,
+  script: string,
+  init: { attempt?: number; acknowledgment?: Acknowledgment; commentId?: bigint } = {},
+): Task {
   return create(TaskSchema, {
     id,
     prompt: script,
@@ -176,7 +206,10 @@ function githubTask(id: string, script: string, init: { attempt?: number; acknow
     event: create(EventSchema, {
       provider: Provider.GITHUB,
       subject: create(SubjectSchema, {
-        ref: { case: "github", value: { owner: "octo", repo: "repo", number: 42n, installationId: 9n, commentId: init.commentId ?? 0n } },
+        ref: {
+          case: "github",
+          value: { owner: "octo", repo: "repo", number: 42n, installationId: 9n, commentId: init.commentId ?? 0n },
+        },
       }),
     }),
   });
@@ -229,7 +262,11 @@ describe("answering back where the event came from", () => {
 
     expect(integrations.methods()).toEqual(["github.CreateComment", "github.UpdateComment"]);
     const [createCall, updateCall] = integrations.calls;
-    expect(createCall!.req).toMatchObject({ repository: { owner: "octo", repo: "repo", installationId: 9n }, number: 42n, idempotencyKey: "t1:ack" });
+    expect(createCall!.req).toMatchObject({
+      repository: { owner: "octo", repo: "repo", installationId: 9n },
+      number: 42n,
+      idempotencyKey: "t1:ack",
+    });
     expect(createCall!.req.body).toContain("Working on it");
     expect(createCall!.req.body).toContain(`${DASHBOARD}/tasks/t1`);
     expect(updateCall!.req).toMatchObject({ commentId: 100n });
@@ -273,7 +310,11 @@ describe("answering back where the event came from", () => {
     await run(githubTask("t4", "echo all good", { acknowledgment: Acknowledgment.REACTION, commentId: 555n }));
 
     expect(integrations.methods()).toEqual(["github.AddReaction", "github.CreateComment"]);
-    expect(integrations.calls[0]!.req).toMatchObject({ target: ReactionTarget.ISSUE_COMMENT, commentId: 555n, content: "eyes" });
+    expect(integrations.calls[0]!.req).toMatchObject({
+      target: ReactionTarget.ISSUE_COMMENT,
+      commentId: 555n,
+      content: "eyes",
+    });
     expect(integrations.calls[1]!.req).toMatchObject({ idempotencyKey: "t4:answer" });
     expect(integrations.calls[1]!.req.body).toContain("all good");
   });
@@ -305,7 +346,9 @@ describe("answering back where the event came from", () => {
     const task = githubTask("t9", "echo from slack");
     task.event = create(EventSchema, {
       provider: Provider.SLACK,
-      subject: create(SubjectSchema, { ref: { case: "slack", value: { channelId: "C1", threadTs: "111.1", messageTs: "111.2" } } }),
+      subject: create(SubjectSchema, {
+        ref: { case: "slack", value: { channelId: "C1", threadTs: "111.1", messageTs: "111.2" } },
+      }),
     });
     await run(task);
 
@@ -313,7 +356,12 @@ describe("answering back where the event came from", () => {
     expect(integrations.calls[0]!.req).toMatchObject({ channel: "C1", threadTs: "111.1", idempotencyKey: "t9:ack" });
     expect(integrations.calls[1]!.req).toMatchObject({ channel: "C1", ts: "100" });
     const [ack] = worker.toolCalls();
-    expect(ack).toEqual({ name: "slack.PostMessage", detail: expect.stringMatching(/^dry run: POST https:\/\/slack\.com\/api\/chat\.postMessage \{"channel":"C1","text":"⏳ Working on it/) });
+    expect(ack).toEqual({
+      name: "slack.PostMessage",
+      detail: expect.stringMatching(
+        /^dry run: POST https:\/\/slack\.com\/api\/chat\.postMessage \{"channel":"C1","text":"⏳ Working on it/,
+      ),
+    });
   });
 
   it("in a dry run, edits the acknowledgment it was given into the answer: two dry-run calls in the timeline", async () => {
@@ -325,21 +373,42 @@ describe("answering back where the event came from", () => {
     const id = String(integrations.calls[1]!.req.commentId);
     const calls = worker.toolCalls().filter((c) => c.name.startsWith("github."));
     expect(calls).toEqual([
-      { name: "github.CreateComment", detail: expect.stringMatching(/^dry run: POST https:\/\/api\.github\.com\/repos\/octo\/repo\/issues\/42\/comments \{"body":"⏳ Working on it/) },
-      { name: "github.UpdateComment", detail: expect.stringContaining(`dry run: POST https://api.github.com/repos/octo/repo/issues/comments/${id} {"body":"the answer`) },
+      {
+        name: "github.CreateComment",
+        detail: expect.stringMatching(
+          /^dry run: POST https:\/\/api\.github\.com\/repos\/octo\/repo\/issues\/42\/comments \{"body":"⏳ Working on it/,
+        ),
+      },
+      {
+        name: "github.UpdateComment",
+        detail: expect.stringContaining(
+          `dry run: POST https://api.github.com/repos/octo/repo/issues/comments/${id} {"body":"the answer`,
+        ),
+      },
     ]);
     expect(worker.completed).toEqual(["t13"]);
   });
 
   it("comments on Jira and Sentry issues", async () => {
     const jira = githubTask("t10", "echo jira done");
-    jira.event = create(EventSchema, { provider: Provider.JIRA, subject: create(SubjectSchema, { ref: { case: "jira", value: { issueKey: "OPS-1" } } }) });
+    jira.event = create(EventSchema, {
+      provider: Provider.JIRA,
+      subject: create(SubjectSchema, { ref: { case: "jira", value: { issueKey: "OPS-1" } } }),
+    });
     await run(jira);
     const sentry = githubTask("t11", "echo sentry done");
-    sentry.event = create(EventSchema, { provider: Provider.SENTRY, subject: create(SubjectSchema, { ref: { case: "sentry", value: { issueId: "777" } } }) });
+    sentry.event = create(EventSchema, {
+      provider: Provider.SENTRY,
+      subject: create(SubjectSchema, { ref: { case: "sentry", value: { issueId: "777" } } }),
+    });
     await run(sentry);
 
-    expect(integrations.methods()).toEqual(["jira.AddComment", "jira.UpdateComment", "sentry.AddComment", "sentry.UpdateComment"]);
+    expect(integrations.methods()).toEqual([
+      "jira.AddComment",
+      "jira.UpdateComment",
+      "sentry.AddComment",
+      "sentry.UpdateComment",
+    ]);
     expect(integrations.calls[0]!.req).toMatchObject({ issueKey: "OPS-1", idempotencyKey: "t10:ack" });
     expect(integrations.calls[2]!.req).toMatchObject({ issueId: "777", idempotencyKey: "t11:ack" });
     expect(integrations.bodies.get("100")).toContain("jira done");

@@ -1,16 +1,22 @@
 import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ServingStatus, type ClientFactory } from "@hookmesh/kit";
-import { callError, memoryLogger, routerClientFactory, testIdentities, type TestIdentities } from "@hookmesh/kit/testing";
+import { type ClientFactory, ServingStatus } from "@hookmesh/kit";
+import {
+  callError,
+  memoryLogger,
+  routerClientFactory,
+  type TestIdentities,
+  testIdentities,
+} from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import { RunOutcome } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { composeAgent, type ComposedAgent } from "../src/compose.js";
+import { type ComposedAgent, composeAgent } from "../src/compose.js";
 import { loadConfig } from "../src/config.js";
 import { FakeTasks } from "./fake-tasks.js";
 import { scratchDir, waitFor } from "./helpers.js";
@@ -99,7 +105,10 @@ describe("agent server", () => {
   });
 
   it("answers health to a caller without a certificate, and nothing else", async () => {
-    const anonymous = createGrpcTransport({ baseUrl, nodeOptions: { ca: readFileSync(join(identities.home, "tls", "ca.crt")) } });
+    const anonymous = createGrpcTransport({
+      baseUrl,
+      nodeOptions: { ca: readFileSync(join(identities.home, "tls", "ca.crt")) },
+    });
     expect((await createClient(Health, anonymous).check({ service: "" })).status).toBe(ServingStatus.SERVING);
     expect((await callError(createClient(AgentService, anonymous).drain({}))).code).toBe(Code.Unauthenticated);
     expect(agent.pool.status().draining).toBe(false);

@@ -1,4 +1,4 @@
-import { createPrivateKey, sign, type KeyObject } from "node:crypto";
+import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 
 /** GitHub refuses a JWT that lives longer than 10 minutes; 9 leaves room for clock drift. */
 const JWT_LIFETIME_S = 9 * 60;
@@ -19,7 +19,8 @@ export function parseAppPrivateKey(pem: string): KeyObject {
   } catch {
     throw new Error("is not a PEM-encoded private key");
   }
-  if (key.asymmetricKeyType !== "rsa") throw new Error(`is a ${key.asymmetricKeyType ?? "non-RSA"} key; GitHub Apps sign with RSA`);
+  if (key.asymmetricKeyType !== "rsa")
+    throw new Error(`is a ${key.asymmetricKeyType ?? "non-RSA"} key; GitHub Apps sign with RSA`);
   return key;
 }
 

@@ -1,6 +1,13 @@
 import type { KeyObject } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { UpstreamError, type Caller, type Credential, type Logger, type UnsignedRequest, type UpstreamClient } from "@hookmesh/kit";
+import {
+  type Caller,
+  type Credential,
+  type Logger,
+  type UnsignedRequest,
+  type UpstreamClient,
+  UpstreamError,
+} from "@hookmesh/kit";
 import { parseAppPrivateKey, signAppJwt } from "./app-jwt.js";
 import { APP_ID_VARIABLE, APP_KEY_VARIABLE, TOKEN_VARIABLE } from "./config.js";
 import { AuthPreconditionError, InvalidCredentialError, NoCredentialsError } from "./errors.js";
@@ -63,13 +70,17 @@ export class GitHubAuth {
 
   /** What keeps calls from reaching GitHub: neither a personal token nor an App configured. */
   missing(): NoCredentialsError | undefined {
-    return this.mode() === "none" ? new NoCredentialsError(TOKEN_VARIABLE, `${APP_ID_VARIABLE} + ${APP_KEY_VARIABLE}`) : undefined;
+    return this.mode() === "none"
+      ? new NoCredentialsError(TOKEN_VARIABLE, `${APP_ID_VARIABLE} + ${APP_KEY_VARIABLE}`)
+      : undefined;
   }
 
   /** The installation a call acts as (App auth), as a path segment; 0 is refused. */
   requireInstallation(installationId: bigint): string {
     if (installationId <= 0n) {
-      throw new AuthPreconditionError("repository.installation_id is required with GitHub App auth (GITHUB_APP_ID): the installation that has access to the repository");
+      throw new AuthPreconditionError(
+        "repository.installation_id is required with GitHub App auth (GITHUB_APP_ID): the installation that has access to the repository",
+      );
     }
     return installationId.toString();
   }
@@ -114,7 +125,12 @@ export class GitHubAuth {
   /** The request that creates an installation token (body: the repositories and permissions it is limited to). */
   accessTokensRequest(installationId: bigint, body?: unknown): UnsignedRequest {
     // Creating a token twice is harmless (it only mints another), so it is retried like a read.
-    return { method: "POST", path: `/app/installations/${installationId.toString()}/access_tokens`, body, idempotent: true };
+    return {
+      method: "POST",
+      path: `/app/installations/${installationId.toString()}/access_tokens`,
+      body,
+      idempotent: true,
+    };
   }
 
   /** A new installation token limited by `body`, never cached: for CreateCloneToken. */
@@ -139,9 +155,16 @@ export class GitHubAuth {
     const answer = (res.body ?? {}) as { token?: unknown; expires_at?: unknown };
     const expiresAtMs = typeof answer.expires_at === "string" ? Date.parse(answer.expires_at) : NaN;
     if (typeof answer.token !== "string" || answer.token === "" || Number.isNaN(expiresAtMs)) {
-      throw new UpstreamError(Code.Unknown, `github: unexpected answer to the token request for installation ${id}`, res.status);
+      throw new UpstreamError(
+        Code.Unknown,
+        `github: unexpected answer to the token request for installation ${id}`,
+        res.status,
+      );
     }
-    this.deps.logger.debug({ installationId: id, expiresAt: answer.expires_at, scoped: body !== undefined }, "installation token created");
+    this.deps.logger.debug(
+      { installationId: id, expiresAt: answer.expires_at, scoped: body !== undefined },
+      "installation token created",
+    );
     return { token: answer.token, expiresAtMs };
   }
 
@@ -170,7 +193,11 @@ function explain(err: unknown, installationId: string): unknown {
     );
   }
   if (err.status === 404) {
-    return new UpstreamError(Code.NotFound, `github: GitHub App installation ${installationId} not found (is the App installed there?)`, err.status);
+    return new UpstreamError(
+      Code.NotFound,
+      `github: GitHub App installation ${installationId} not found (is the App installed there?)`,
+      err.status,
+    );
   }
   return err;
 }

@@ -1,7 +1,7 @@
-import { connectIntegration, Credential, type Integration, type IntegrationDeps } from "@hookmesh/kit";
+import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { GitHubAuth } from "./auth.js";
-import { APP_KEY_VARIABLE, TOKEN_VARIABLE, type GitHubConfig } from "./config.js";
+import { APP_KEY_VARIABLE, type GitHubConfig, TOKEN_VARIABLE } from "./config.js";
 import { GitHubApi } from "./github-api.js";
 import { build } from "./server.js";
 import { githubPolicy } from "./upstream.js";
@@ -27,8 +27,22 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
     missing: () => auth.missing(),
   });
   // Installation tokens are asked of the same API, through the same client.
-  const auth = new GitHubAuth({ upstream: base.upstream, token, ...(config.appId !== undefined && { app: { id: config.appId, privateKey } }), logger });
+  const auth = new GitHubAuth({
+    upstream: base.upstream,
+    token,
+    ...(config.appId !== undefined && { app: { id: config.appId, privateKey } }),
+    logger,
+  });
   const api = new GitHubApi({ upstream: base.upstream, auth, calls: base.calls, logger });
   const server = build({ api, health: base.health, logger, ...base.security });
-  return { server, api, auth, token, privateKey, calls: base.calls, redis: base.redis, close: () => base.close(server) };
+  return {
+    server,
+    api,
+    auth,
+    token,
+    privateKey,
+    calls: base.calls,
+    redis: base.redis,
+    close: () => base.close(server),
+  };
 }

@@ -1,4 +1,11 @@
-import { checkSecretSource, ConfigError, envIntegration, envUrl, type Env, type IntegrationConfig } from "@hookmesh/kit";
+import {
+  ConfigError,
+  checkSecretSource,
+  type Env,
+  envIntegration,
+  envUrl,
+  type IntegrationConfig,
+} from "@hookmesh/kit";
 import { parseAppPrivateKey } from "./app-jwt.js";
 
 /** A personal access token (or `_FILE`): calls send `Authorization: Bearer {token}`. */
@@ -28,12 +35,16 @@ export function loadConfig(env: Env = process.env): GitHubConfig {
   const appKey = checkSecretSource(env, APP_KEY_VARIABLE);
   const appId = env[APP_ID_VARIABLE]?.trim() ?? "";
   if (appId !== "" && !/^[A-Za-z0-9.]+$/.test(appId)) {
-    throw new ConfigError(APP_ID_VARIABLE, `expected the App's numeric id or its client id, got "${appId.slice(0, 64)}"`);
+    throw new ConfigError(
+      APP_ID_VARIABLE,
+      `expected the App's numeric id or its client id, got "${appId.slice(0, 64)}"`,
+    );
   }
   if (appId !== "" && appKey === undefined) {
     throw new ConfigError(APP_KEY_VARIABLE, `is required with ${APP_ID_VARIABLE} (or ${APP_KEY_VARIABLE}_FILE)`);
   }
-  if (appId === "" && appKey !== undefined) throw new ConfigError(APP_ID_VARIABLE, `is required with ${appKey.variable}`);
+  if (appId === "" && appKey !== undefined)
+    throw new ConfigError(APP_ID_VARIABLE, `is required with ${appKey.variable}`);
   if (appKey !== undefined) {
     if (appKey.value === "") throw new ConfigError(appKey.variable, `${env[appKey.variable] ?? ""} is empty`);
     try {

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { mapUpstreamError, MissingCredentialError, type ErrorMapper } from "@hookmesh/kit";
+import { type ErrorMapper, MissingCredentialError, mapUpstreamError } from "@hookmesh/kit";
 
 /**
  * The call cannot be made with the credentials the service has: a GitHub App call without
@@ -33,6 +33,7 @@ export class InvalidCredentialError extends Error {
 
 /** GitHub's own preconditions on credentials, then what every integration service maps (kit's mapUpstreamError). */
 export const mapGitHubError: ErrorMapper = (err) => {
-  if (err instanceof AuthPreconditionError || err instanceof InvalidCredentialError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof AuthPreconditionError || err instanceof InvalidCredentialError)
+    return new ConnectError(err.message, Code.FailedPrecondition);
   return mapUpstreamError(err);
 };

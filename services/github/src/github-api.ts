@@ -1,25 +1,34 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { InvalidRequestError, UpstreamError, type Caller, type Logger, type ProviderCalls, type UnsignedRequest, type UpstreamClient, type UpstreamResponse } from "@hookmesh/kit";
 import {
+  type Caller,
+  InvalidRequestError,
+  type Logger,
+  type ProviderCalls,
+  type UnsignedRequest,
+  type UpstreamClient,
+  UpstreamError,
+  type UpstreamResponse,
+} from "@hookmesh/kit";
+import {
+  type AddReactionResponse,
   AddReactionResponseSchema,
   CommentSchema,
+  type CreateCloneTokenResponse,
   CreateCloneTokenResponseSchema,
+  type CreateCommentResponse,
   CreateCommentResponseSchema,
+  type DeleteCommentResponse,
   DeleteCommentResponseSchema,
+  type GetIssueResponse,
   GetIssueResponseSchema,
+  type GetPullRequestResponse,
   GetPullRequestResponseSchema,
   IssueSchema,
   PullRequestSchema,
   ReactionTarget,
-  UpdateCommentResponseSchema,
-  type AddReactionResponse,
-  type CreateCloneTokenResponse,
-  type CreateCommentResponse,
-  type DeleteCommentResponse,
-  type GetIssueResponse,
-  type GetPullRequestResponse,
   type UpdateCommentResponse,
+  UpdateCommentResponseSchema,
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import type { GitHubAuth } from "./auth.js";
 import { AuthPreconditionError } from "./errors.js";
@@ -67,37 +76,61 @@ export class GitHubApi {
     const { repository, path } = this.repository(input.repository);
     const number = positive(input.number, "number");
     requireBody(input.body);
-    const request: UnsignedRequest = { method: "POST", path: `${path}/issues/${number}/comments`, body: { body: input.body }, idempotent: false };
+    const request: UnsignedRequest = {
+      method: "POST",
+      path: `${path}/issues/${number}/comments`,
+      body: { body: input.body },
+      idempotent: false,
+    };
     return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "createComment",
       idempotencyKey: input.idempotencyKey ?? "",
       schema: CreateCommentResponseSchema,
       respond: (created) =>
         create(CreateCommentResponseSchema, {
-          comment: created.dryRun ? create(CommentSchema, { id: created.id, body: input.body }) : toComment(created.answer.body),
+          comment: created.dryRun
+            ? create(CommentSchema, { id: created.id, body: input.body })
+            : toComment(created.answer.body),
           call: created.call,
         }),
     });
   }
 
   /** Replaces a comment's body (issue and pull request conversation comments alike). */
-  async updateComment(input: { repository?: RepositoryInput; commentId: bigint; body: string }, caller: Caller = {}): Promise<UpdateCommentResponse> {
+  async updateComment(
+    input: { repository?: RepositoryInput; commentId: bigint; body: string },
+    caller: Caller = {},
+  ): Promise<UpdateCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
     requireBody(input.body);
-    const request: UnsignedRequest = { method: "PATCH", path: `${path}/issues/comments/${commentId}`, body: { body: input.body }, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "PATCH",
+      path: `${path}/issues/comments/${commentId}`,
+      body: { body: input.body },
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(UpdateCommentResponseSchema, {
-      comment: sent.dryRun ? create(CommentSchema, { id: input.commentId, body: input.body }) : toComment(sent.answer.body),
+      comment: sent.dryRun
+        ? create(CommentSchema, { id: input.commentId, body: input.body })
+        : toComment(sent.answer.body),
       call: sent.call,
     });
   }
 
   /** Deletes a comment; one already gone (404) counts as deleted. */
-  async deleteComment(input: { repository?: RepositoryInput; commentId: bigint }, caller: Caller = {}): Promise<DeleteCommentResponse> {
+  async deleteComment(
+    input: { repository?: RepositoryInput; commentId: bigint },
+    caller: Caller = {},
+  ): Promise<DeleteCommentResponse> {
     const { repository, path } = this.repository(input.repository);
     const commentId = positive(input.commentId, "comment_id");
-    const request: UnsignedRequest = { method: "DELETE", path: `${path}/issues/comments/${commentId}`, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "DELETE",
+      path: `${path}/issues/comments/${commentId}`,
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, async (caller) => {
       try {
         await this.send(repository, request, caller);
@@ -120,38 +153,74 @@ export class GitHubApi {
   ): Promise<AddReactionResponse> {
     const { repository, path } = this.repository(input.repository);
     const content = input.content.trim();
-    if (!REACTIONS.includes(content)) throw new InvalidRequestError(`content must be one of ${REACTIONS.join(", ")}; got "${content.slice(0, 32)}"`, "content");
+    if (!REACTIONS.includes(content))
+      throw new InvalidRequestError(
+        `content must be one of ${REACTIONS.join(", ")}; got "${content.slice(0, 32)}"`,
+        "content",
+      );
     let on: string;
     if (input.target === ReactionTarget.ISSUE) on = `issues/${positive(input.number, "number")}`;
-    else if (input.target === ReactionTarget.ISSUE_COMMENT) on = `issues/comments/${positive(input.commentId, "comment_id")}`;
-    else throw new InvalidRequestError("target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)", "target");
-    const request: UnsignedRequest = { method: "POST", path: `${path}/${on}/reactions`, body: { content }, idempotent: true };
+    else if (input.target === ReactionTarget.ISSUE_COMMENT)
+      on = `issues/comments/${positive(input.commentId, "comment_id")}`;
+    else
+      throw new InvalidRequestError(
+        "target is required: REACTION_TARGET_ISSUE (with number) or REACTION_TARGET_ISSUE_COMMENT (with comment_id)",
+        "target",
+      );
+    const request: UnsignedRequest = {
+      method: "POST",
+      path: `${path}/${on}/reactions`,
+      body: { content },
+      idempotent: true,
+    };
     // GitHub keeps one reaction per identity and content, so there is no key to remember it by.
     return this.deps.calls.create(request, caller, (caller) => this.send(repository, request, caller), {
       rpc: "addReaction",
       idempotencyKey: "",
       schema: AddReactionResponseSchema,
-      respond: (created) => create(AddReactionResponseSchema, { reactionId: created.dryRun ? created.id : reactionId(created.answer.body), call: created.call }),
+      respond: (created) =>
+        create(AddReactionResponseSchema, {
+          reactionId: created.dryRun ? created.id : reactionId(created.answer.body),
+          call: created.call,
+        }),
     });
   }
 
   /** An issue; a pull request is also an issue (then `pull_request` is true). */
-  async getIssue(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetIssueResponse> {
+  async getIssue(
+    input: { repository?: RepositoryInput; number: bigint },
+    caller: Caller = {},
+  ): Promise<GetIssueResponse> {
     const { repository, path } = this.repository(input.repository);
-    const request: UnsignedRequest = { method: "GET", path: `${path}/issues/${positive(input.number, "number")}`, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "GET",
+      path: `${path}/issues/${positive(input.number, "number")}`,
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetIssueResponseSchema, {
-      issue: sent.dryRun ? create(IssueSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toIssue(sent.answer.body),
+      issue: sent.dryRun
+        ? create(IssueSchema, { number: input.number, title: this.deps.calls.dryRunText })
+        : toIssue(sent.answer.body),
       call: sent.call,
     });
   }
 
-  async getPullRequest(input: { repository?: RepositoryInput; number: bigint }, caller: Caller = {}): Promise<GetPullRequestResponse> {
+  async getPullRequest(
+    input: { repository?: RepositoryInput; number: bigint },
+    caller: Caller = {},
+  ): Promise<GetPullRequestResponse> {
     const { repository, path } = this.repository(input.repository);
-    const request: UnsignedRequest = { method: "GET", path: `${path}/pulls/${positive(input.number, "number")}`, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "GET",
+      path: `${path}/pulls/${positive(input.number, "number")}`,
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
     return create(GetPullRequestResponseSchema, {
-      pullRequest: sent.dryRun ? create(PullRequestSchema, { number: input.number, title: this.deps.calls.dryRunText }) : toPullRequest(sent.answer.body),
+      pullRequest: sent.dryRun
+        ? create(PullRequestSchema, { number: input.number, title: this.deps.calls.dryRunText })
+        : toPullRequest(sent.answer.body),
       call: sent.call,
     });
   }
@@ -161,7 +230,10 @@ export class GitHubApi {
    * that clones with it. GitHub App auth only: a personal token cannot be narrowed. A dry run
    * answers no token and the anonymous clone URL, which still clones a public repository.
    */
-  async createCloneToken(input: { repository?: RepositoryInput }, caller: Caller = {}): Promise<CreateCloneTokenResponse> {
+  async createCloneToken(
+    input: { repository?: RepositoryInput },
+    caller: Caller = {},
+  ): Promise<CreateCloneTokenResponse> {
     const { repository } = this.repository(input.repository);
     const { auth, calls } = this.deps;
     if (auth.mode() === "token") {
@@ -171,8 +243,15 @@ export class GitHubApi {
     }
     const body = { repositories: [repository.repo], permissions: { contents: "read" } };
     const request = auth.accessTokensRequest(repository.installationId, body);
-    const sent = await calls.send(request, caller, (caller) => auth.createInstallationToken(repository.installationId, body, caller));
-    if (sent.dryRun) return create(CreateCloneTokenResponseSchema, { token: "", cloneUrl: this.cloneUrl(repository), call: sent.call });
+    const sent = await calls.send(request, caller, (caller) =>
+      auth.createInstallationToken(repository.installationId, body, caller),
+    );
+    if (sent.dryRun)
+      return create(CreateCloneTokenResponseSchema, {
+        token: "",
+        cloneUrl: this.cloneUrl(repository),
+        call: sent.call,
+      });
     return create(CreateCloneTokenResponseSchema, {
       token: sent.answer.token,
       expireTime: timestampFromMs(sent.answer.expiresAtMs),

@@ -6,7 +6,8 @@ await runMain("github", loadConfig, async (config, logger) => {
   const service = await composeGitHub(config, { logger, env: process.env });
   await service.server.listen(config.port, config.host);
   const auth = service.auth.mode();
-  if (auth === "app" && service.token.configured) logger.info(`GitHub App auth (GITHUB_APP_ID ${config.appId}); ${TOKEN_VARIABLE} is ignored`);
+  if (auth === "app" && service.token.configured)
+    logger.info(`GitHub App auth (GITHUB_APP_ID ${config.appId}); ${TOKEN_VARIABLE} is ignored`);
   service.calls.logStartup({ apiUrl: config.apiUrl, auth });
   return { stop: () => service.close() };
 });

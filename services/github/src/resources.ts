@@ -1,5 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { CommentSchema, IssueSchema, PullRequestSchema, type Comment, type Issue, type PullRequest } from "../../../gen/hookmesh/github/v1/github_pb.js";
+import {
+  type Comment,
+  CommentSchema,
+  type Issue,
+  IssueSchema,
+  type PullRequest,
+  PullRequestSchema,
+} from "../../../gen/hookmesh/github/v1/github_pb.js";
 
 /**
  * GitHub's JSON resources as hookmesh's messages. GitHub's answers are read defensively: a

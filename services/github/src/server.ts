@@ -11,5 +11,12 @@ export interface GitHubServerDeps extends SecurityOptions {
 }
 
 export function build(deps: GitHubServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapGitHubError, identity: deps.identity, tokens: deps.tokens });
+  return createMeshServer({
+    routes: routes(deps.api),
+    health: deps.health,
+    logger: deps.logger,
+    mapError: mapGitHubError,
+    identity: deps.identity,
+    tokens: deps.tokens,
+  });
 }

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
+import { type ProviderPolicy, type RateLimitPolicy, retryAfterMs } from "@hookmesh/kit";
 
 /** Sent with every request: GitHub's media type and the REST API version this service speaks. */
 export const GITHUB_HEADERS: Readonly<Record<string, string>> = {
@@ -40,7 +40,12 @@ export function githubErrorCode(status: number, body: unknown): Code | undefined
 }
 
 /** How GitHub's REST API speaks, for the UpstreamClient: its rate-limit answers and error codes. */
-export const githubPolicy: ProviderPolicy = { name: "github", title: "GitHub", rateLimit: githubRateLimit, errorCode: githubErrorCode };
+export const githubPolicy: ProviderPolicy = {
+  name: "github",
+  title: "GitHub",
+  rateLimit: githubRateLimit,
+  errorCode: githubErrorCode,
+};
 
 /**
  * The web origin that serves git for an API URL: github.com for api.github.com,

@@ -3,19 +3,22 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
-import { Code } from "@connectrpc/connect";
-import { MissingCredentialError, UpstreamError } from "@hookmesh/kit";
-import { failure } from "@hookmesh/kit/testing";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { MissingCredentialError, type UpstreamError } from "@hookmesh/kit";
+import { failure } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { AuthPreconditionError, InvalidCredentialError } from "../src/errors.js";
 import { error } from "./fake-github.js";
-import { APP_ID, appKeys, OTHER_INSTALLATION, REPO, setup, TOKEN, type Harness } from "./helpers.js";
+import { APP_ID, appKeys, type Harness, OTHER_INSTALLATION, REPO, setup, TOKEN } from "./helpers.js";
 
 /** A JWT's parts, decoded. */
 function decodeJwt(jwt: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
-  const [header, claims] = jwt.split(".").slice(0, 2).map((part) => JSON.parse(Buffer.from(part, "base64url").toString()) as Record<string, unknown>);
+  const [header, claims] = jwt
+    .split(".")
+    .slice(0, 2)
+    .map((part) => JSON.parse(Buffer.from(part, "base64url").toString()) as Record<string, unknown>);
   return { header: header!, claims: claims! };
 }
 
@@ -46,7 +49,10 @@ describe("GitHub App auth", () => {
 
     const [mint, post] = h.fake.received;
     expect(mint).toMatchObject({ method: "POST", path: "/app/installations/777/access_tokens", text: "" });
-    expect(mint!.headers).toMatchObject({ accept: "application/vnd.github+json", "x-github-api-version": "2022-11-28" });
+    expect(mint!.headers).toMatchObject({
+      accept: "application/vnd.github+json",
+      "x-github-api-version": "2022-11-28",
+    });
     const jwt = /^Bearer (.+)$/.exec(mint!.headers.authorization!)![1]!;
     const { header, claims } = decodeJwt(jwt);
     expect(header).toEqual({ alg: "RS256", typ: "JWT" });
@@ -59,10 +65,17 @@ describe("GitHub App auth", () => {
     expect(h.fake.jwts).toHaveLength(1);
 
     const [installationToken] = h.fake.installationTokens.keys();
-    expect(post).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", body: { body: "On it" } });
+    expect(post).toMatchObject({
+      method: "POST",
+      path: "/repos/acme/widgets/issues/7/comments",
+      body: { body: "On it" },
+    });
     expect(post!.headers.authorization).toBe(`Bearer ${installationToken}`);
     // The call's own request, not the token request, is what CallInfo describes.
-    expect(res.call?.request).toMatchObject({ method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments` });
+    expect(res.call?.request).toMatchObject({
+      method: "POST",
+      url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`,
+    });
   });
 
   it("caches the installation token: several calls, one token request", async () => {
@@ -70,7 +83,13 @@ describe("GitHub App auth", () => {
     h.fake.addIssue("acme", "widgets", 7);
     await h.api.getIssue({ repository: REPO, number: 7n });
     await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
-    await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "eyes" });
+    await h.api.addReaction({
+      repository: REPO,
+      target: ReactionTarget.ISSUE,
+      number: 7n,
+      commentId: 0n,
+      content: "eyes",
+    });
     await Promise.all([1, 2, 3].map(() => h.api.getIssue({ repository: REPO, number: 7n })));
 
     expect(h.fake.tokenRequests()).toHaveLength(1);
@@ -91,9 +110,15 @@ describe("GitHub App auth", () => {
     h.fake.addIssue("acme", "widgets", 7);
     h.fake.addIssue("acme", "gadgets", 1);
     await h.api.getIssue({ repository: REPO, number: 7n });
-    await h.api.getIssue({ repository: { owner: "acme", repo: "gadgets", installationId: OTHER_INSTALLATION }, number: 1n });
+    await h.api.getIssue({
+      repository: { owner: "acme", repo: "gadgets", installationId: OTHER_INSTALLATION },
+      number: 1n,
+    });
     await h.api.getIssue({ repository: REPO, number: 7n });
-    expect(h.fake.tokenRequests().map((r) => r.path)).toEqual(["/app/installations/777/access_tokens", "/app/installations/778/access_tokens"]);
+    expect(h.fake.tokenRequests().map((r) => r.path)).toEqual([
+      "/app/installations/777/access_tokens",
+      "/app/installations/778/access_tokens",
+    ]);
   });
 
   it("refreshes the token once it is within 5 minutes of its expires_at", async () => {
@@ -145,7 +170,9 @@ describe("GitHub App auth", () => {
 
   it("requires repository.installation_id with App auth, sending nothing", async () => {
     h = await setup({ auth: "app" });
-    const err = await failure(h.api.createComment({ repository: { ...REPO, installationId: 0n }, number: 7n, body: "x" }));
+    const err = await failure(
+      h.api.createComment({ repository: { ...REPO, installationId: 0n }, number: 7n, body: "x" }),
+    );
     expect(err).toBeInstanceOf(AuthPreconditionError);
     expect(err.message).toContain("repository.installation_id is required");
     expect(h.fake.received).toHaveLength(0);
@@ -169,11 +196,15 @@ describe("GitHub App auth", () => {
   });
 
   it("says what to check when GitHub refuses the JWT, and when the installation is unknown", async () => {
-    const other = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const other = generateKeyPairSync("rsa", { modulusLength: 2048 })
+      .privateKey.export({ type: "pkcs8", format: "pem" })
+      .toString();
     h = await setup({ auth: "none", env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: other } });
     const refused = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
     expect((refused as UpstreamError).code).toBe(Code.Unauthenticated);
-    expect(refused.message).toContain("github refused the GitHub App's JWT (check GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY");
+    expect(refused.message).toContain(
+      "github refused the GitHub App's JWT (check GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY",
+    );
     expect(h.fake.received).toHaveLength(1);
     await h.close();
 
@@ -184,7 +215,10 @@ describe("GitHub App auth", () => {
   });
 
   it("takes a key whose newlines are written as \\n, and refuses one that is not a key without echoing it", async () => {
-    h = await setup({ auth: "none", env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: appKeys().pem.replace(/\n/g, "\\n") } });
+    h = await setup({
+      auth: "none",
+      env: { GITHUB_APP_ID: APP_ID, GITHUB_APP_PRIVATE_KEY: appKeys().pem.replace(/\n/g, "\\n") },
+    });
     h.fake.addIssue("acme", "widgets", 7);
     await h.api.getIssue({ repository: REPO, number: 7n });
     expect(h.fake.jwts).toHaveLength(1);
@@ -222,12 +256,20 @@ describe("GitHub App auth", () => {
       ]);
       expect(first.token).toMatch(/^ghs_/);
       expect(second.token).not.toBe(first.token);
-      expect(h.fake.installationTokens.get(first.token)).toMatchObject({ installationId: "777", repositories: ["widgets"], permissions: { contents: "read" } });
+      expect(h.fake.installationTokens.get(first.token)).toMatchObject({
+        installationId: "777",
+        repositories: ["widgets"],
+        permissions: { contents: "read" },
+      });
       expect(first.cloneUrl).toBe(`http://x-access-token:${first.token}@${h.fake.host}/acme/widgets.git`);
       expect(timestampMs(first.expireTime!)).toBeGreaterThanOrEqual(before + 60 * 60_000 - 1_000);
       expect(first.call).toMatchObject({
         dryRun: false,
-        request: { method: "POST", url: `${h.fake.url}/app/installations/777/access_tokens`, body: '{"repositories":["widgets"],"permissions":{"contents":"read"}}' },
+        request: {
+          method: "POST",
+          url: `${h.fake.url}/app/installations/777/access_tokens`,
+          body: '{"repositories":["widgets"],"permissions":{"contents":"read"}}',
+        },
       });
       expect(JSON.stringify(first.call)).not.toContain(first.token);
 
@@ -255,7 +297,13 @@ describe("GitHub App auth", () => {
       h.fake.addPull("acme", "widgets", 8);
       const comment = await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
       await h.api.updateComment({ repository: REPO, commentId: comment.comment!.id, body: "y" });
-      await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE_COMMENT, number: 0n, commentId: comment.comment!.id, content: "rocket" });
+      await h.api.addReaction({
+        repository: REPO,
+        target: ReactionTarget.ISSUE_COMMENT,
+        number: 0n,
+        commentId: comment.comment!.id,
+        content: "rocket",
+      });
       await h.api.getPullRequest({ repository: REPO, number: 8n });
       await h.api.deleteComment({ repository: REPO, commentId: comment.comment!.id });
       const clone = await h.api.createCloneToken({ repository: REPO });
@@ -297,4 +345,3 @@ describe("GitHub App auth", () => {
     for (const secret of secrets) expect(logged).not.toContain(secret);
   });
 });
-

@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { appKeys } from "./helpers.js";
 
@@ -72,12 +72,21 @@ describe("github loadConfig", () => {
     expect(loadConfig({ ...identities, GITHUB_APP_ID: "12345", GITHUB_APP_PRIVATE_KEY: pem }).appId).toBe("12345");
     const file = join(dir, "app.pem");
     await writeFile(file, pem);
-    expect(loadConfig({ ...identities, GITHUB_APP_ID: "Iv23liAbCdEf", GITHUB_APP_PRIVATE_KEY_FILE: file, GITHUB_TOKEN: "ghp_x" }).appId).toBe("Iv23liAbCdEf");
+    expect(
+      loadConfig({
+        ...identities,
+        GITHUB_APP_ID: "Iv23liAbCdEf",
+        GITHUB_APP_PRIVATE_KEY_FILE: file,
+        GITHUB_TOKEN: "ghp_x",
+      }).appId,
+    ).toBe("Iv23liAbCdEf");
     expect(loadConfig({ ...identities, GITHUB_TOKEN: "ghp_x" }).appId).toBeUndefined();
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ ...identities, GITHUB_PORT: "http" })).toThrow(new ConfigError("GITHUB_PORT", 'expected an integer from 0 to 65535, got "http"'));
+    expect(() => loadConfig({ ...identities, GITHUB_PORT: "http" })).toThrow(
+      new ConfigError("GITHUB_PORT", 'expected an integer from 0 to 65535, got "http"'),
+    );
     expect(configError({ GITHUB_API_URL: "api.github.com" })).toMatch(/^GITHUB_API_URL: /);
     expect(configError({ GITHUB_API_URL: "ftp://ghe.example.com" })).toMatch(/^GITHUB_API_URL: /);
     expect(configError({ REDIS_URL: "http://localhost" })).toMatch(/^REDIS_URL: /);
@@ -90,19 +99,31 @@ describe("github loadConfig", () => {
 
   it("refuses half an App, a bad App id, a key that is not one, and a secret set twice, without echoing secrets", async () => {
     const { pem } = appKeys();
-    expect(configError({ GITHUB_APP_ID: "12345" })).toBe("GITHUB_APP_PRIVATE_KEY: is required with GITHUB_APP_ID (or GITHUB_APP_PRIVATE_KEY_FILE)");
+    expect(configError({ GITHUB_APP_ID: "12345" })).toBe(
+      "GITHUB_APP_PRIVATE_KEY: is required with GITHUB_APP_ID (or GITHUB_APP_PRIVATE_KEY_FILE)",
+    );
     expect(configError({ GITHUB_APP_PRIVATE_KEY: pem })).toBe("GITHUB_APP_ID: is required with GITHUB_APP_PRIVATE_KEY");
-    expect(configError({ GITHUB_APP_ID: "12 345", GITHUB_APP_PRIVATE_KEY: pem })).toMatch(/^GITHUB_APP_ID: expected the App's numeric id or its client id/);
+    expect(configError({ GITHUB_APP_ID: "12 345", GITHUB_APP_PRIVATE_KEY: pem })).toMatch(
+      /^GITHUB_APP_ID: expected the App's numeric id or its client id/,
+    );
     const notAKey = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LXZhbHVl\n-----END RSA PRIVATE KEY-----";
     const message = configError({ GITHUB_APP_ID: "12345", GITHUB_APP_PRIVATE_KEY: notAKey });
     expect(message).toBe("GITHUB_APP_PRIVATE_KEY: is not a PEM-encoded private key");
-    expect(configError({ GITHUB_TOKEN: "ghp_env", GITHUB_TOKEN_FILE: "/x" })).toBe("GITHUB_TOKEN: set either GITHUB_TOKEN or GITHUB_TOKEN_FILE, not both");
-    expect(configError({ GITHUB_TOKEN_FILE: "/nonexistent/token" })).toBe("GITHUB_TOKEN_FILE: cannot read /nonexistent/token: ENOENT");
+    expect(configError({ GITHUB_TOKEN: "ghp_env", GITHUB_TOKEN_FILE: "/x" })).toBe(
+      "GITHUB_TOKEN: set either GITHUB_TOKEN or GITHUB_TOKEN_FILE, not both",
+    );
+    expect(configError({ GITHUB_TOKEN_FILE: "/nonexistent/token" })).toBe(
+      "GITHUB_TOKEN_FILE: cannot read /nonexistent/token: ENOENT",
+    );
     const empty = join(dir, "empty");
     await writeFile(empty, "\n");
-    expect(configError({ GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY_FILE: empty })).toBe(`GITHUB_APP_PRIVATE_KEY_FILE: ${empty} is empty`);
+    expect(configError({ GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY_FILE: empty })).toBe(
+      `GITHUB_APP_PRIVATE_KEY_FILE: ${empty} is empty`,
+    );
     const badFile = join(dir, "bad.pem");
     await writeFile(badFile, notAKey);
-    expect(configError({ GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY_FILE: badFile })).toBe("GITHUB_APP_PRIVATE_KEY_FILE: is not a PEM-encoded private key");
+    expect(configError({ GITHUB_APP_ID: "1", GITHUB_APP_PRIVATE_KEY_FILE: badFile })).toBe(
+      "GITHUB_APP_PRIVATE_KEY_FILE: is not a PEM-encoded private key",
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes, verify, type KeyObject } from "node:crypto";
+import { type KeyObject, randomBytes, verify } from "node:crypto";
 import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
 
 /**
@@ -84,7 +84,11 @@ export class FakeGitHub extends FakeProvider {
   /** A pull request, which is also an issue. */
   addPull(owner: string, repo: string, number: number, overrides: Json = {}): Json {
     const pull = githubPull(this.origin, owner, repo, number, overrides);
-    this.addIssue(owner, repo, number, { title: pull.title, body: pull.body, pull_request: { url: pull.url, html_url: pull.html_url, merged_at: null } });
+    this.addIssue(owner, repo, number, {
+      title: pull.title,
+      body: pull.body,
+      pull_request: { url: pull.url, html_url: pull.html_url, merged_at: null },
+    });
     this.pulls.set(`${owner}/${repo}#${number}`, pull);
     return pull;
   }
@@ -125,7 +129,8 @@ export class FakeGitHub extends FakeProvider {
     if (denied) return denied;
 
     let m: RegExpExecArray | null;
-    if ((m = /^\/issues\/(\d+)\/comments$/.exec(rest)) && req.method === "POST") return this.createComment(full, Number(m[1]), req.body as Json);
+    if ((m = /^\/issues\/(\d+)\/comments$/.exec(rest)) && req.method === "POST")
+      return this.createComment(full, Number(m[1]), req.body as Json);
     if ((m = /^\/issues\/comments\/(\d+)$/.exec(rest))) {
       const comment = this.comments.get(Number(m[1]));
       if (!comment || comment.repo !== full) return error(404, "Not Found");
@@ -164,7 +169,8 @@ export class FakeGitHub extends FakeProvider {
     if (this.tokens.has(token)) return undefined;
     const installation = this.installationTokens.get(token);
     if (!installation || installation.expiresAt <= Date.now()) return error(401, "Bad credentials");
-    if (installation.repositories && !installation.repositories.includes(repo.split("/")[1]!)) return error(404, "Not Found");
+    if (installation.repositories && !installation.repositories.includes(repo.split("/")[1]!))
+      return error(404, "Not Found");
     return undefined;
   }
 
@@ -179,9 +185,19 @@ export class FakeGitHub extends FakeProvider {
     if (body.repositories !== undefined && !Array.isArray(body.repositories)) return error(422, "Invalid request.");
     const token = `ghs_${randomBytes(18).toString("base64url")}`;
     const expiresAt = Date.now() + this.tokenLifetimeMs;
-    const permissions = body.permissions ?? { contents: "write", issues: "write", pull_requests: "write", metadata: "read" };
+    const permissions = body.permissions ?? {
+      contents: "write",
+      issues: "write",
+      pull_requests: "write",
+      metadata: "read",
+    };
     const repositories = body.repositories as string[] | undefined;
-    this.installationTokens.set(token, { installationId, expiresAt, permissions, ...(repositories && { repositories }) });
+    this.installationTokens.set(token, {
+      installationId,
+      expiresAt,
+      permissions,
+      ...(repositories && { repositories }),
+    });
     return {
       status: 201,
       body: {
@@ -189,7 +205,9 @@ export class FakeGitHub extends FakeProvider {
         expires_at: new Date(expiresAt).toISOString(),
         permissions,
         repository_selection: repositories ? "selected" : "all",
-        ...(repositories && { repositories: repositories.map((name, i) => ({ id: 1296269 + i, name, full_name: `acme/${name}` })) }),
+        ...(repositories && {
+          repositories: repositories.map((name, i) => ({ id: 1296269 + i, name, full_name: `acme/${name}` })),
+        }),
       },
     };
   }
@@ -208,15 +226,20 @@ export class FakeGitHub extends FakeProvider {
       return "A JSON web token could not be decoded";
     }
     if (decodedHeader.alg !== "RS256") return "'alg' must be RS256";
-    if (!verify("RSA-SHA256", Buffer.from(`${header}.${payload}`), app.publicKey, Buffer.from(signature, "base64url"))) {
+    if (
+      !verify("RSA-SHA256", Buffer.from(`${header}.${payload}`), app.publicKey, Buffer.from(signature, "base64url"))
+    ) {
       return "A JSON web token could not be decoded";
     }
     const now = Math.floor(Date.now() / 1000);
     const { iat, exp, iss } = claims as { iat: unknown; exp: unknown; iss: unknown };
-    if (typeof iat !== "number" || typeof exp !== "number") return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+    if (typeof iat !== "number" || typeof exp !== "number")
+      return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
     if (String(iss) !== app.id) return `'Issuer' claim ('iss') must be an Integer or a Client ID`;
-    if (iat > now + 60) return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
-    if (exp <= now) return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+    if (iat > now + 60)
+      return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+    if (exp <= now)
+      return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
     if (exp - iat > 600) return "'Expiration time' claim ('exp') is too far in the future";
     this.jwts.push({ header: decodedHeader, claims: { iat, exp, iss: String(iss) }, now });
     return undefined;
@@ -227,7 +250,14 @@ export class FakeGitHub extends FakeProvider {
     if (!issue) return error(404, "Not Found");
     if (issue.locked === true) return error(403, "Unable to create comment because issue is locked.");
     if (typeof body?.body !== "string" || body.body === "") {
-      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }], documentation_url: DOCS } };
+      return {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }],
+          documentation_url: DOCS,
+        },
+      };
     }
     const id = this.nextId++;
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -250,7 +280,14 @@ export class FakeGitHub extends FakeProvider {
 
   private updateComment(comment: Json & { repo: string }, body: Json | undefined): Reply {
     if (typeof body?.body !== "string" || body.body === "") {
-      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }], documentation_url: DOCS } };
+      return {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }],
+          documentation_url: DOCS,
+        },
+      };
     }
     comment.body = body.body;
     comment.updated_at = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -260,11 +297,26 @@ export class FakeGitHub extends FakeProvider {
   private react(on: string, body: Json | undefined): Reply {
     const content = String(body?.content ?? "");
     if (!["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"].includes(content)) {
-      return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "Reaction", code: "custom", field: "content", message: "content is not included in the list" }], documentation_url: DOCS } };
+      return {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [
+            { resource: "Reaction", code: "custom", field: "content", message: "content is not included in the list" },
+          ],
+          documentation_url: DOCS,
+        },
+      };
     }
     const existing = this.reactions.get(`${on}:${content}`);
     if (existing) return { status: 200, body: existing };
-    const reaction = { id: this.nextId++, node_id: "REA_lADO", user: { login: "hookmesh[bot]", id: 41898282 }, content, created_at: new Date().toISOString() };
+    const reaction = {
+      id: this.nextId++,
+      node_id: "REA_lADO",
+      user: { login: "hookmesh[bot]", id: 41898282 },
+      content,
+      created_at: new Date().toISOString(),
+    };
     this.reactions.set(`${on}:${content}`, reaction);
     return { status: 201, body: reaction };
   }
@@ -323,8 +375,18 @@ export function githubPull(web: string, owner: string, repo: string, number: num
     draft: true,
     merged: false,
     mergeable: true,
-    head: { label: "hubot:fix-empty-config", ref: "fix-empty-config", sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e", repo: { name: repo } },
-    base: { label: `${owner}:main`, ref: "main", sha: "e5bd3914e2e596debea16f433f57875b5b90bcd6", repo: { name: repo } },
+    head: {
+      label: "hubot:fix-empty-config",
+      ref: "fix-empty-config",
+      sha: "6dcb09b5b57875f334f61aebed695e2e4193db5e",
+      repo: { name: repo },
+    },
+    base: {
+      label: `${owner}:main`,
+      ref: "main",
+      sha: "e5bd3914e2e596debea16f433f57875b5b90bcd6",
+      repo: { name: repo },
+    },
     ...overrides,
   };
 }

@@ -1,13 +1,13 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { IdempotencyUnavailableError, InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
 import { failure } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { error } from "./fake-github.js";
-import { REPO, setup, TOKEN, type Harness } from "./helpers.js";
+import { type Harness, REPO, setup, TOKEN } from "./helpers.js";
 
 describe("GitHubApi with a personal token", () => {
   let h: Harness;
@@ -23,7 +23,12 @@ describe("GitHubApi with a personal token", () => {
 
     expect(h.fake.received).toHaveLength(1);
     const [req] = h.fake.received;
-    expect(req).toMatchObject({ method: "POST", path: "/repos/acme/widgets/issues/7/comments", query: "", body: { body: "On it: task t-1" } });
+    expect(req).toMatchObject({
+      method: "POST",
+      path: "/repos/acme/widgets/issues/7/comments",
+      query: "",
+      body: { body: "On it: task t-1" },
+    });
     expect(req!.headers).toMatchObject({
       authorization: `Bearer ${TOKEN}`,
       accept: "application/vnd.github+json",
@@ -31,11 +36,19 @@ describe("GitHubApi with a personal token", () => {
       "content-type": "application/json; charset=utf-8",
       "user-agent": "hookmesh",
     });
-    expect(res.comment).toMatchObject({ id: 1_000_000_001n, body: "On it: task t-1", htmlUrl: `http://${h.fake.host}/acme/widgets/issues/7#issuecomment-1000000001` });
+    expect(res.comment).toMatchObject({
+      id: 1_000_000_001n,
+      body: "On it: task t-1",
+      htmlUrl: `http://${h.fake.host}/acme/widgets/issues/7#issuecomment-1000000001`,
+    });
     expect(res.call).toMatchObject({
       dryRun: false,
       replayed: false,
-      request: { method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`, body: '{"body":"On it: task t-1"}' },
+      request: {
+        method: "POST",
+        url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`,
+        body: '{"body":"On it: task t-1"}',
+      },
     });
   });
 
@@ -50,9 +63,19 @@ describe("GitHubApi with a personal token", () => {
 
     expect(edited.comment).toMatchObject({ id, body: "Done in 42 s" });
     expect(edited.call?.request).toEqual(
-      expect.objectContaining({ method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: '{"body":"Done in 42 s"}' }),
+      expect.objectContaining({
+        method: "PATCH",
+        url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`,
+        body: '{"body":"Done in 42 s"}',
+      }),
     );
-    expect(deleted.call?.request).toEqual(expect.objectContaining({ method: "DELETE", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: "" }));
+    expect(deleted.call?.request).toEqual(
+      expect.objectContaining({
+        method: "DELETE",
+        url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`,
+        body: "",
+      }),
+    );
     expect(again.call?.request?.method).toBe("DELETE");
     expect(h.fake.lines()).toEqual([
       'POST /repos/acme/widgets/issues/7/comments {"body":"Working…"}',
@@ -75,9 +98,27 @@ describe("GitHubApi with a personal token", () => {
     h = await setup();
     h.fake.addIssue("acme", "widgets", 7);
     const comment = await h.api.createComment({ repository: REPO, number: 7n, body: "hi" });
-    const first = await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "eyes" });
-    const second = await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "eyes" });
-    const onComment = await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE_COMMENT, number: 0n, commentId: comment.comment!.id, content: "+1" });
+    const first = await h.api.addReaction({
+      repository: REPO,
+      target: ReactionTarget.ISSUE,
+      number: 7n,
+      commentId: 0n,
+      content: "eyes",
+    });
+    const second = await h.api.addReaction({
+      repository: REPO,
+      target: ReactionTarget.ISSUE,
+      number: 7n,
+      commentId: 0n,
+      content: "eyes",
+    });
+    const onComment = await h.api.addReaction({
+      repository: REPO,
+      target: ReactionTarget.ISSUE_COMMENT,
+      number: 0n,
+      commentId: comment.comment!.id,
+      content: "+1",
+    });
 
     expect(second.reactionId).toBe(first.reactionId);
     expect(onComment.reactionId).not.toBe(first.reactionId);
@@ -97,9 +138,27 @@ describe("GitHubApi with a personal token", () => {
       h.api.createComment({ repository: REPO, number: 0n, body: "x" }),
       h.api.createComment({ repository: REPO, number: 7n, body: "  " }),
       h.api.updateComment({ repository: REPO, commentId: -1n, body: "x" }),
-      h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "thumbsup" }),
-      h.api.addReaction({ repository: REPO, target: ReactionTarget.UNSPECIFIED, number: 7n, commentId: 0n, content: "eyes" }),
-      h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE_COMMENT, number: 7n, commentId: 0n, content: "eyes" }),
+      h.api.addReaction({
+        repository: REPO,
+        target: ReactionTarget.ISSUE,
+        number: 7n,
+        commentId: 0n,
+        content: "thumbsup",
+      }),
+      h.api.addReaction({
+        repository: REPO,
+        target: ReactionTarget.UNSPECIFIED,
+        number: 7n,
+        commentId: 0n,
+        content: "eyes",
+      }),
+      h.api.addReaction({
+        repository: REPO,
+        target: ReactionTarget.ISSUE_COMMENT,
+        number: 7n,
+        commentId: 0n,
+        content: "eyes",
+      }),
       h.api.getIssue({ repository: REPO, number: 0n }),
     ];
     for (const call of cases) expect(await failure(call)).toBeInstanceOf(InvalidRequestError);
@@ -138,9 +197,15 @@ describe("GitHubApi with a personal token", () => {
       draft: true,
       merged: false,
     });
-    expect(h.fake.lines()).toEqual(["GET /repos/acme/widgets/issues/7", "GET /repos/acme/widgets/issues/8", "GET /repos/acme/widgets/pulls/8"]);
+    expect(h.fake.lines()).toEqual([
+      "GET /repos/acme/widgets/issues/7",
+      "GET /repos/acme/widgets/issues/8",
+      "GET /repos/acme/widgets/pulls/8",
+    ]);
     expect(h.fake.received[0]!.headers["content-type"]).toBeUndefined();
-    expect(pr.call?.request).toEqual(expect.objectContaining({ method: "GET", url: `${h.fake.url}/repos/acme/widgets/pulls/8`, body: "" }));
+    expect(pr.call?.request).toEqual(
+      expect.objectContaining({ method: "GET", url: `${h.fake.url}/repos/acme/widgets/pulls/8`, body: "" }),
+    );
   });
 
   describe("retries", () => {
@@ -180,7 +245,10 @@ describe("GitHubApi with a personal token", () => {
       h.fake.answer({
         status: 403,
         headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset) },
-        body: { message: "API rate limit exceeded for user ID 1.", documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api" },
+        body: {
+          message: "API rate limit exceeded for user ID 1.",
+          documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        },
       });
       await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
       expect(h.fake.received).toHaveLength(2);
@@ -190,7 +258,9 @@ describe("GitHubApi with a personal token", () => {
     it("waits Retry-After on a secondary rate limit, and gives up with ResourceExhausted when it names no wait", async () => {
       h = await setup();
       h.fake.addIssue("acme", "widgets", 7);
-      const secondary = { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again." };
+      const secondary = {
+        message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+      };
       h.fake.answer({ status: 403, headers: { "retry-after": "1" }, body: secondary });
       await h.api.createComment({ repository: REPO, number: 7n, body: "x" });
       expect(h.fake.received).toHaveLength(2);
@@ -237,10 +307,15 @@ describe("GitHubApi with a personal token", () => {
     });
 
     it("opens the breaker after repeated 5xx: the next call fails fast without reaching GitHub", async () => {
-      h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+      h = await setup({
+        env: { GITHUB_MAX_ATTEMPTS: "1" },
+        upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } },
+      });
       for (let i = 0; i < 3; i++) {
         h.fake.answer({ status: 502 });
-        expect(((await failure(h.api.getIssue({ repository: REPO, number: 7n }))) as UpstreamError).code).toBe(Code.Unavailable);
+        expect(((await failure(h.api.getIssue({ repository: REPO, number: 7n }))) as UpstreamError).code).toBe(
+          Code.Unavailable,
+        );
       }
       const started = Date.now();
       const err = await failure(h.api.getIssue({ repository: REPO, number: 7n }));
@@ -252,7 +327,10 @@ describe("GitHubApi with a personal token", () => {
     });
 
     it("does not open the breaker on refusals (404)", async () => {
-      h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+      h = await setup({
+        env: { GITHUB_MAX_ATTEMPTS: "1" },
+        upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } },
+      });
       for (let i = 0; i < 5; i++) await failure(h.api.getIssue({ repository: REPO, number: 404n }));
       expect(h.fake.received).toHaveLength(5);
     });
@@ -277,7 +355,11 @@ describe("GitHubApi with a personal token", () => {
     it("concurrent calls with one key post once", async () => {
       h = await setup();
       h.fake.addIssue("acme", "widgets", 7);
-      const results = await Promise.all([1, 2, 3].map(() => h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" })));
+      const results = await Promise.all(
+        [1, 2, 3].map(() =>
+          h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }),
+        ),
+      );
       expect(h.fake.received).toHaveLength(1);
       expect(new Set(results.map((r) => r.comment?.id)).size).toBe(1);
       expect(results.filter((r) => r.call?.replayed)).toHaveLength(2);
@@ -288,7 +370,12 @@ describe("GitHubApi with a personal token", () => {
       h.fake.addIssue("acme", "widgets", 7);
       h.fake.answer({ status: 500 });
       await failure(h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }));
-      const retried = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
+      const retried = await h.api.createComment({
+        repository: REPO,
+        number: 7n,
+        body: "ack",
+        idempotencyKey: "t-1:ack",
+      });
       expect(retried.call?.replayed).toBe(false);
       expect(h.fake.received).toHaveLength(2);
     });
@@ -297,7 +384,9 @@ describe("GitHubApi with a personal token", () => {
       h = await setup();
       h.fake.addIssue("acme", "widgets", 7);
       h.redis.disconnect();
-      const err = await failure(h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }));
+      const err = await failure(
+        h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" }),
+      );
       expect(err).toBeInstanceOf(IdempotencyUnavailableError);
       expect(h.fake.received).toHaveLength(0);
     });
@@ -313,7 +402,9 @@ describe("GitHubApi with a personal token", () => {
       const res = await h.api.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
       expect(res).toMatchObject({ comment: { body: "ack" }, call: { dryRun: false, replayed: false } });
       expect(h.fake.comments.size).toBe(1);
-      expect(h.lines().some((l) => l.includes("GitHub answered, but the idempotency key could not be recorded"))).toBe(true);
+      expect(h.lines().some((l) => l.includes("GitHub answered, but the idempotency key could not be recorded"))).toBe(
+        true,
+      );
     });
   });
 
@@ -378,13 +469,34 @@ describe("GitHubApi with a personal token", () => {
   describe("dry run", () => {
     it("sends nothing, answers the exact request with stable synthetic ids, and logs it", async () => {
       h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
-      const created = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
-      const again = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
-      const other = await h.api.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-2:ack" });
+      const created = await h.api.createComment({
+        repository: REPO,
+        number: 7n,
+        body: "On it",
+        idempotencyKey: "t-1:ack",
+      });
+      const again = await h.api.createComment({
+        repository: REPO,
+        number: 7n,
+        body: "On it",
+        idempotencyKey: "t-1:ack",
+      });
+      const other = await h.api.createComment({
+        repository: REPO,
+        number: 7n,
+        body: "On it",
+        idempotencyKey: "t-2:ack",
+      });
       const id = created.comment!.id;
       const edited = await h.api.updateComment({ repository: REPO, commentId: id, body: "Done" });
       const deleted = await h.api.deleteComment({ repository: REPO, commentId: id });
-      const reacted = await h.api.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, commentId: 0n, content: "eyes" });
+      const reacted = await h.api.addReaction({
+        repository: REPO,
+        target: ReactionTarget.ISSUE,
+        number: 7n,
+        commentId: 0n,
+        content: "eyes",
+      });
       const issue = await h.api.getIssue({ repository: REPO, number: 7n });
       const pr = await h.api.getPullRequest({ repository: REPO, number: 8n });
       const clone = await h.api.createCloneToken({ repository: REPO });
@@ -396,7 +508,11 @@ describe("GitHubApi with a personal token", () => {
       expect(created.call).toMatchObject({
         dryRun: true,
         replayed: false,
-        request: { method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`, body: '{"body":"On it"}' },
+        request: {
+          method: "POST",
+          url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`,
+          body: '{"body":"On it"}',
+        },
       });
       // The same key describes the same comment; dry runs are not remembered, so none is a replay.
       expect(again.comment?.id).toBe(id);
@@ -406,9 +522,16 @@ describe("GitHubApi with a personal token", () => {
       expect(edited.comment).toMatchObject({ id, body: "Done" });
       expect(edited.call).toMatchObject({
         dryRun: true,
-        request: { method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: '{"body":"Done"}' },
+        request: {
+          method: "PATCH",
+          url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`,
+          body: '{"body":"Done"}',
+        },
       });
-      expect(deleted.call).toMatchObject({ dryRun: true, request: { method: "DELETE", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: "" } });
+      expect(deleted.call).toMatchObject({
+        dryRun: true,
+        request: { method: "DELETE", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${id}`, body: "" },
+      });
       expect(reacted.reactionId).toBeGreaterThan(0n);
       expect(reacted.call).toMatchObject({ dryRun: true, request: { body: '{"content":"eyes"}' } });
       expect(issue.issue).toMatchObject({ number: 7n, title: "dry run: nothing was sent to GitHub" });
@@ -418,7 +541,11 @@ describe("GitHubApi with a personal token", () => {
         cloneUrl: `http://${h.fake.host}/acme/widgets.git`,
         call: {
           dryRun: true,
-          request: { method: "POST", url: `${h.fake.url}/app/installations/777/access_tokens`, body: '{"repositories":["widgets"],"permissions":{"contents":"read"}}' },
+          request: {
+            method: "POST",
+            url: `${h.fake.url}/app/installations/777/access_tokens`,
+            body: '{"repositories":["widgets"],"permissions":{"contents":"read"}}',
+          },
         },
       });
       const dryRunLines = h.lines().filter((l) => l.includes("dry run"));
@@ -439,8 +566,14 @@ describe("GitHubApi with a personal token", () => {
     h.fake.addIssue("acme", "widgets", 7);
     await h.api.createComment({ repository: REPO, number: 7n, body: "x", idempotencyKey: "k" });
     await h.api.createComment({ repository: REPO, number: 7n, body: "x", idempotencyKey: "k" });
-    h.fake.answer({ status: 500 }, { status: 500 }, { status: 500 }, error(401, "Bad credentials"), { status: 429, headers: { "retry-after": "0" } });
-    const errors = [await failure(h.api.getIssue({ repository: REPO, number: 7n })), await failure(h.api.getIssue({ repository: REPO, number: 7n }))];
+    h.fake.answer({ status: 500 }, { status: 500 }, { status: 500 }, error(401, "Bad credentials"), {
+      status: 429,
+      headers: { "retry-after": "0" },
+    });
+    const errors = [
+      await failure(h.api.getIssue({ repository: REPO, number: 7n })),
+      await failure(h.api.getIssue({ repository: REPO, number: 7n })),
+    ];
     await h.api.getIssue({ repository: REPO, number: 7n });
     const logged = h.lines().join("\n");
     expect(logged).not.toContain(TOKEN);

@@ -1,5 +1,10 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { integrationUnderTest, serveForTest, type IntegrationTestOptions, type IntegrationUnderTest } from "@hookmesh/kit/testing";
+import {
+  type IntegrationTestOptions,
+  type IntegrationUnderTest,
+  integrationUnderTest,
+  serveForTest,
+} from "@hookmesh/kit/testing";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { composeGitHub, type GitHubIntegration } from "../src/compose.js";
 import { APP_ID_VARIABLE, APP_KEY_VARIABLE, loadConfig, TOKEN_VARIABLE } from "../src/config.js";
@@ -33,13 +38,20 @@ export interface HarnessOptions extends IntegrationTestOptions {
 export async function setup(options: HarnessOptions = {}): Promise<Harness> {
   const mode = options.auth ?? "token";
   const { publicKey, pem } = appKeys();
-  const fake = await FakeGitHub.start({ tokens: [TOKEN], app: { id: APP_ID, publicKey, installations: [INSTALLATION, OTHER_INSTALLATION] }, ...options.fake });
+  const fake = await FakeGitHub.start({
+    tokens: [TOKEN],
+    app: { id: APP_ID, publicKey, installations: [INSTALLATION, OTHER_INSTALLATION] },
+    ...options.fake,
+  });
   const credentials = {
     ...((mode === "token" || mode === "both") && { [TOKEN_VARIABLE]: TOKEN }),
     ...((mode === "app" || mode === "both") && { [APP_ID_VARIABLE]: APP_ID, [APP_KEY_VARIABLE]: pem }),
   };
   const timings = { baseDelayMs: 5, maxDelayMs: 20, maxRateLimitWaitMs: 3_000 };
-  return integrationUnderTest({ prefix: "GITHUB", urlVariable: "GITHUB_API_URL", fake, credentials, timings, loadConfig, compose: composeGitHub }, options);
+  return integrationUnderTest(
+    { prefix: "GITHUB", urlVariable: "GITHUB_API_URL", fake, credentials, timings, loadConfig, compose: composeGitHub },
+    options,
+  );
 }
 
 /** The repository of the tests, on the installation the fake App has. */

@@ -1,14 +1,14 @@
-import { afterEach, describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { GitHubService, ReactionTarget } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { mapGitHubError } from "../src/errors.js";
 import { routes } from "../src/routes.js";
 import { error } from "./fake-github.js";
-import { REPO, serve, setup, TOKEN, type Harness } from "./helpers.js";
+import { type Harness, REPO, serve, setup, TOKEN } from "./helpers.js";
 
 describe("github service over gRPC", () => {
   let h: Harness;
@@ -26,14 +26,29 @@ describe("github service over gRPC", () => {
 
     const issue = await client.getIssue({ repository: REPO, number: 7n });
     const pr = await client.getPullRequest({ repository: REPO, number: 8n });
-    const created = await client.createComment({ repository: REPO, number: 7n, body: "Working on it (task t-1)", idempotencyKey: "t-1:ack" });
+    const created = await client.createComment({
+      repository: REPO,
+      number: 7n,
+      body: "Working on it (task t-1)",
+      idempotencyKey: "t-1:ack",
+    });
     const id = created.comment!.id;
-    const reacted = await client.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, content: "eyes" });
+    const reacted = await client.addReaction({
+      repository: REPO,
+      target: ReactionTarget.ISSUE,
+      number: 7n,
+      content: "eyes",
+    });
     const updated = await client.updateComment({ repository: REPO, commentId: id, body: "Done" });
     const clone = await client.createCloneToken({ repository: REPO });
     const deleted = await client.deleteComment({ repository: REPO, commentId: id });
 
-    expect(issue.issue).toMatchObject({ number: 7n, author: "octocat", labels: ["bug", "good first issue"], pullRequest: false });
+    expect(issue.issue).toMatchObject({
+      number: 7n,
+      author: "octocat",
+      labels: ["bug", "good first issue"],
+      pullRequest: false,
+    });
     expect(pr.pullRequest).toMatchObject({ number: 8n, headRef: "fix-empty-config", baseRef: "main", draft: true });
     expect(created.comment).toMatchObject({ body: "Working on it (task t-1)" });
     expect(reacted.reactionId).toBeGreaterThan(0n);
@@ -51,15 +66,26 @@ describe("github service over gRPC", () => {
       'POST /app/installations/777/access_tokens {"repositories":["widgets"],"permissions":{"contents":"read"}}',
       `DELETE /repos/acme/widgets/issues/comments/${id}`,
     ]);
-    for (const res of [issue, pr, created, reacted, updated, clone, deleted]) expect(res.call).toMatchObject({ dryRun: false, replayed: false });
+    for (const res of [issue, pr, created, reacted, updated, clone, deleted])
+      expect(res.call).toMatchObject({ dryRun: false, replayed: false });
   });
 
   it("replays a keyed comment instead of posting it twice", async () => {
     h = await setup();
     server = await serve(h);
     h.fake.addIssue("acme", "widgets", 7);
-    const first = await server.client.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
-    const again = await server.client.createComment({ repository: REPO, number: 7n, body: "ack", idempotencyKey: "t-1:ack" });
+    const first = await server.client.createComment({
+      repository: REPO,
+      number: 7n,
+      body: "ack",
+      idempotencyKey: "t-1:ack",
+    });
+    const again = await server.client.createComment({
+      repository: REPO,
+      number: 7n,
+      body: "ack",
+      idempotencyKey: "t-1:ack",
+    });
     expect(h.fake.received).toHaveLength(1);
     expect(again.comment).toEqual(first.comment);
     expect(again.call).toMatchObject({ replayed: true, request: first.call?.request });
@@ -70,9 +96,25 @@ describe("github service over gRPC", () => {
     [error(403, "Resource not accessible by personal access token"), "PermissionDenied"],
     [error(403, "Unable to create comment because issue is locked."), "FailedPrecondition"],
     [error(404, "Not Found"), "NotFound"],
-    [{ status: 422, body: { message: "Validation Failed", errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }] } }, "InvalidArgument"],
+    [
+      {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [{ resource: "IssueComment", code: "missing_field", field: "body" }],
+        },
+      },
+      "InvalidArgument",
+    ],
     [{ status: 429, headers: { "retry-after": "3600" }, body: { message: "Too many requests" } }, "ResourceExhausted"],
-    [{ status: 403, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600) }, body: { message: "API rate limit exceeded" } }, "ResourceExhausted"],
+    [
+      {
+        status: 403,
+        headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600) },
+        body: { message: "API rate limit exceeded" },
+      },
+      "ResourceExhausted",
+    ],
     [{ status: 500, body: { message: "Server Error" } }, "Unavailable"],
   ])("answers GitHub's %j with %s", async (answer, code) => {
     h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" } });
@@ -88,7 +130,9 @@ describe("github service over gRPC", () => {
     h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" } });
     server = await serve(h);
     h.fake.answer("hang");
-    expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(Code.DeadlineExceeded);
+    expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(
+      Code.DeadlineExceeded,
+    );
 
     await h.close();
     h = await setup({ env: { GITHUB_TIMEOUT_MS: "10000" } });
@@ -101,10 +145,14 @@ describe("github service over gRPC", () => {
   });
 
   it("fails fast with Unavailable once GitHub's outage opens the breaker", async () => {
-    h = await setup({ env: { GITHUB_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+    h = await setup({
+      env: { GITHUB_MAX_ATTEMPTS: "1" },
+      upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } },
+    });
     server = await serve(h);
     h.fake.answer({ status: 503 }, { status: 503 }, { status: 503 });
-    for (let i = 0; i < 3; i++) expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(Code.Unavailable);
+    for (let i = 0; i < 3; i++)
+      expect((await callError(server.client.getIssue({ repository: REPO, number: 7n }))).code).toBe(Code.Unavailable);
     const err = await callError(server.client.getIssue({ repository: REPO, number: 7n }));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("github is failing; circuit open");
@@ -121,7 +169,9 @@ describe("github service over gRPC", () => {
 
     h = await setup({ auth: "app" });
     server = await serve(h);
-    const noInstallation = await callError(server.client.getIssue({ repository: { owner: "acme", repo: "widgets" }, number: 7n }));
+    const noInstallation = await callError(
+      server.client.getIssue({ repository: { owner: "acme", repo: "widgets" }, number: 7n }),
+    );
     expect(noInstallation.code).toBe(Code.FailedPrecondition);
     expect(noInstallation.rawMessage).toContain("repository.installation_id is required with GitHub App auth");
     await h.close();
@@ -137,7 +187,9 @@ describe("github service over gRPC", () => {
   it("answers InvalidArgument for a malformed request", async () => {
     h = await setup();
     server = await serve(h);
-    const err = await callError(server.client.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, content: ":eyes:" }));
+    const err = await callError(
+      server.client.addReaction({ repository: REPO, target: ReactionTarget.ISSUE, number: 7n, content: ":eyes:" }),
+    );
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toContain("content must be one of +1, -1, laugh, confused, heart, hooray, rocket, eyes");
     expect(h.fake.received).toHaveLength(0);
@@ -146,16 +198,29 @@ describe("github service over gRPC", () => {
   it("in a dry run, acknowledges and edits the acknowledgment into the answer, sending nothing", async () => {
     h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
     server = await serve(h);
-    const ack = await server.client.createComment({ repository: REPO, number: 7n, body: "On it", idempotencyKey: "t-1:ack" });
+    const ack = await server.client.createComment({
+      repository: REPO,
+      number: 7n,
+      body: "On it",
+      idempotencyKey: "t-1:ack",
+    });
     expect(ack.call).toMatchObject({
       dryRun: true,
       replayed: false,
       request: { method: "POST", url: `${h.fake.url}/repos/acme/widgets/issues/7/comments`, body: '{"body":"On it"}' },
     });
-    const final = await server.client.updateComment({ repository: REPO, commentId: ack.comment!.id, body: "The answer" });
+    const final = await server.client.updateComment({
+      repository: REPO,
+      commentId: ack.comment!.id,
+      body: "The answer",
+    });
     expect(final.call).toMatchObject({
       dryRun: true,
-      request: { method: "PATCH", url: `${h.fake.url}/repos/acme/widgets/issues/comments/${ack.comment!.id}`, body: '{"body":"The answer"}' },
+      request: {
+        method: "PATCH",
+        url: `${h.fake.url}/repos/acme/widgets/issues/comments/${ack.comment!.id}`,
+        body: '{"body":"The answer"}',
+      },
     });
     expect(h.fake.received).toHaveLength(0);
     expect(h.lines().filter((l) => l.includes("dry run: request not sent to GitHub"))).toHaveLength(2);
@@ -166,7 +231,9 @@ describe("github service over gRPC", () => {
     server = await serve(h);
     h.fake.addIssue("acme", "widgets", 7);
     const health = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
-    expect((await health.check({ service: GitHubService.typeName })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await health.check({ service: GitHubService.typeName })).status).toBe(
+      HealthCheckResponse_ServingStatus.SERVING,
+    );
     const clone = await server.client.createCloneToken({ repository: REPO });
     await server.client.getIssue({ repository: REPO, number: 7n });
     await callError(server.client.getIssue({ repository: REPO, number: 404n }));
@@ -177,7 +244,9 @@ describe("github service over gRPC", () => {
 
   it("routes translate and delegate (in-memory transport)", async () => {
     h = await setup({ auth: "none", env: { HOOKMESH_DRY_RUN: "1" } });
-    const transport = createRouterTransport(routes(h.api), { router: { interceptors: [serverCallInterceptor(h.logger, mapGitHubError)] } });
+    const transport = createRouterTransport(routes(h.api), {
+      router: { interceptors: [serverCallInterceptor(h.logger, mapGitHubError)] },
+    });
     const client = createClient(GitHubService, transport);
     const res = await client.getPullRequest({ repository: REPO, number: 8n });
     expect(res.call?.request).toMatchObject({ method: "GET", url: `${h.fake.url}/repos/acme/widgets/pulls/8` });

@@ -39,16 +39,28 @@ export function textToAdf(text: string): AdfDoc {
     version: 1,
     content: paragraphs.map((paragraph) => ({
       type: "paragraph",
-      content: paragraph.split("\n").flatMap((line, i) => [
-        ...(i > 0 ? [{ type: "hardBreak" }] : []),
-        ...(line === "" ? [] : [{ type: "text", text: line }]),
-      ]),
+      content: paragraph
+        .split("\n")
+        .flatMap((line, i) => [
+          ...(i > 0 ? [{ type: "hardBreak" }] : []),
+          ...(line === "" ? [] : [{ type: "text", text: line }]),
+        ]),
     })),
   };
 }
 
 /** Inline nodes: their text runs together; everything else is a block, set apart by blank lines. */
-const INLINE = new Set(["text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "mediaInline", "placeholder"]);
+const INLINE = new Set([
+  "text",
+  "hardBreak",
+  "mention",
+  "emoji",
+  "inlineCard",
+  "date",
+  "status",
+  "mediaInline",
+  "placeholder",
+]);
 /** Blocks whose children go on consecutive lines rather than in paragraphs. */
 const LINE_LISTS = new Set(["bulletList", "orderedList", "taskList", "decisionList", "tableRow"]);
 
@@ -60,7 +72,9 @@ const LINE_LISTS = new Set(["bulletList", "orderedList", "taskList", "decisionLi
 export function adfToText(value: unknown): string {
   if (typeof value === "string") return value;
   if (!isNode(value)) return "";
-  return nodeText(value).replace(/\n{3,}/g, "\n\n").trim();
+  return nodeText(value)
+    .replace(/\n{3,}/g, "\n\n")
+    .trim();
 }
 
 function nodeText(node: AdfNode): string {

@@ -1,4 +1,4 @@
-import { MissingCredentialError, type Credential } from "@hookmesh/kit";
+import { type Credential, MissingCredentialError } from "@hookmesh/kit";
 import type { JiraConfig } from "./config.js";
 
 /** The variables that configure credentials, named when there are none. */
@@ -26,6 +26,8 @@ export class JiraAuth {
   header(): string {
     if (this.token === undefined) throw new MissingCredentialError(CREDENTIAL_VARIABLES);
     const token = this.token.require();
-    return this.settings.auth === "basic" ? `Basic ${Buffer.from(`${this.settings.email ?? ""}:${token}`).toString("base64")}` : `Bearer ${token}`;
+    return this.settings.auth === "basic"
+      ? `Basic ${Buffer.from(`${this.settings.email ?? ""}:${token}`).toString("base64")}`
+      : `Bearer ${token}`;
   }
 }

@@ -1,7 +1,7 @@
-import { connectIntegration, Credential, type Integration, type IntegrationDeps } from "@hookmesh/kit";
+import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { JiraAuth } from "./auth.js";
-import { TOKEN_VARIABLES, type JiraConfig } from "./config.js";
+import { type JiraConfig, TOKEN_VARIABLES } from "./config.js";
 import { DRY_RUN_BASE_URL, JiraApi } from "./jira-api.js";
 import { build } from "./server.js";
 import { jiraPolicy } from "./upstream.js";
@@ -14,7 +14,8 @@ export interface JiraIntegration extends Integration {
 }
 
 export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Promise<JiraIntegration> {
-  const token = config.auth === "none" ? undefined : new Credential(TOKEN_VARIABLES[config.auth], deps.env, deps.logger);
+  const token =
+    config.auth === "none" ? undefined : new Credential(TOKEN_VARIABLES[config.auth], deps.env, deps.logger);
   const auth = new JiraAuth(config, token);
   const base = await connectIntegration(config, deps, {
     service: JiraService.typeName,

@@ -1,4 +1,13 @@
-import { checkSecretSource, ConfigError, envIntegration, envInt, envString, envUrl, type Env, type IntegrationConfig } from "@hookmesh/kit";
+import {
+  ConfigError,
+  checkSecretSource,
+  type Env,
+  envInt,
+  envIntegration,
+  envString,
+  envUrl,
+  type IntegrationConfig,
+} from "@hookmesh/kit";
 
 /** How the service signs its requests; the secret itself is read by a Credential, not here. */
 export type JiraAuthMode =
@@ -41,9 +50,13 @@ export function loadConfig(env: Env = process.env): JiraConfig {
   if (apiToken && bearerToken) {
     throw new ConfigError("JIRA_BEARER_TOKEN", "set either JIRA_BEARER_TOKEN or JIRA_EMAIL + JIRA_API_TOKEN, not both");
   }
-  if (apiToken && email === "") throw new ConfigError("JIRA_EMAIL", "is required with JIRA_API_TOKEN (the token's account)");
+  if (apiToken && email === "")
+    throw new ConfigError("JIRA_EMAIL", "is required with JIRA_API_TOKEN (the token's account)");
   if (baseUrl !== "" && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(baseUrl)) {
-    throw new ConfigError("JIRA_BASE_URL", "must not contain credentials; set JIRA_EMAIL + JIRA_API_TOKEN or JIRA_BEARER_TOKEN");
+    throw new ConfigError(
+      "JIRA_BASE_URL",
+      "must not contain credentials; set JIRA_EMAIL + JIRA_API_TOKEN or JIRA_BEARER_TOKEN",
+    );
   }
   return {
     ...envIntegration(env, "JIRA", 50063),

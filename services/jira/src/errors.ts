@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { mapUpstreamError, type ErrorMapper } from "@hookmesh/kit";
+import { type ErrorMapper, mapUpstreamError } from "@hookmesh/kit";
 
 /** The workflow offers no such transition from its current status. */
 export class TransitionUnavailableError extends Error {

@@ -1,17 +1,25 @@
 import { create } from "@bufbuild/protobuf";
-import { InvalidRequestError, UpstreamError, type Caller, type ProviderCalls, type UnsignedRequest, type UpstreamClient, type UpstreamResponse } from "@hookmesh/kit";
 import {
+  type Caller,
+  InvalidRequestError,
+  type ProviderCalls,
+  type UnsignedRequest,
+  type UpstreamClient,
+  UpstreamError,
+  type UpstreamResponse,
+} from "@hookmesh/kit";
+import {
+  type AddCommentResponse,
   AddCommentResponseSchema,
+  type Comment,
   CommentSchema,
+  type GetIssueResponse,
   GetIssueResponseSchema,
   IssueSchema,
-  TransitionIssueResponseSchema,
-  UpdateCommentResponseSchema,
-  type AddCommentResponse,
-  type Comment,
-  type GetIssueResponse,
   type TransitionIssueResponse,
+  TransitionIssueResponseSchema,
   type UpdateCommentResponse,
+  UpdateCommentResponseSchema,
 } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { adfToText, normalizeText, textToAdf } from "./adf.js";
 import type { JiraAuth } from "./auth.js";
@@ -47,29 +55,48 @@ export class JiraApi {
   constructor(private readonly deps: JiraApiDeps) {}
 
   /** Adds a comment; with an idempotency key, a repeated call returns the first call's comment. */
-  async addComment(input: { issueKey: string; body: string; idempotencyKey: string }, caller: Caller = {}): Promise<AddCommentResponse> {
+  async addComment(
+    input: { issueKey: string; body: string; idempotencyKey: string },
+    caller: Caller = {},
+  ): Promise<AddCommentResponse> {
     const key = issueKey(input.issueKey);
     const text = commentText(input.body);
     // Not idempotent: retried only when Jira refused it for the rate limit, never after a 5xx.
-    const request: UnsignedRequest = { method: "POST", path: `${this.issuePath(key)}/comment`, body: { body: this.richText(text) }, idempotent: false };
+    const request: UnsignedRequest = {
+      method: "POST",
+      path: `${this.issuePath(key)}/comment`,
+      body: { body: this.richText(text) },
+      idempotent: false,
+    };
     return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey,
       schema: AddCommentResponseSchema,
       respond: (created) =>
         create(AddCommentResponseSchema, {
-          comment: created.dryRun ? this.described(key, String(created.id), text) : this.comment(key, created.answer.body),
+          comment: created.dryRun
+            ? this.described(key, String(created.id), text)
+            : this.comment(key, created.answer.body),
           call: created.call,
         }),
     });
   }
 
   /** Replaces a comment's body. */
-  async updateComment(input: { issueKey: string; commentId: string; body: string }, caller: Caller = {}): Promise<UpdateCommentResponse> {
+  async updateComment(
+    input: { issueKey: string; commentId: string; body: string },
+    caller: Caller = {},
+  ): Promise<UpdateCommentResponse> {
     const key = issueKey(input.issueKey);
-    if (!COMMENT_ID.test(input.commentId)) throw new InvalidRequestError("comment_id must be a comment id such as 10042", "comment_id");
+    if (!COMMENT_ID.test(input.commentId))
+      throw new InvalidRequestError("comment_id must be a comment id such as 10042", "comment_id");
     const text = commentText(input.body);
-    const request: UnsignedRequest = { method: "PUT", path: `${this.issuePath(key)}/comment/${input.commentId}`, body: { body: this.richText(text) }, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "PUT",
+      path: `${this.issuePath(key)}/comment/${input.commentId}`,
+      body: { body: this.richText(text) },
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateCommentResponseSchema, {
       comment: sent.dryRun ? this.described(key, input.commentId, text) : this.comment(key, sent.answer.body),
@@ -80,10 +107,17 @@ export class JiraApi {
   /** Returns an issue's summary, description (as plain text), status, type and assignee. */
   async getIssue(input: { issueKey: string }, caller: Caller = {}): Promise<GetIssueResponse> {
     const key = issueKey(input.issueKey);
-    const request: UnsignedRequest = { method: "GET", path: `${this.issuePath(key)}?fields=${ISSUE_FIELDS}`, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "GET",
+      path: `${this.issuePath(key)}?fields=${ISSUE_FIELDS}`,
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     if (sent.dryRun) {
-      return create(GetIssueResponseSchema, { issue: create(IssueSchema, { key, summary: this.deps.calls.dryRunText, url: this.browseUrl(key) }), call: sent.call });
+      return create(GetIssueResponseSchema, {
+        issue: create(IssueSchema, { key, summary: this.deps.calls.dryRunText, url: this.browseUrl(key) }),
+        call: sent.call,
+      });
     }
     const issue = record(sent.answer.body);
     const fields = record(issue.fields);
@@ -109,11 +143,15 @@ export class JiraApi {
    * transitions available from the issue's status are listed first; the answer's request is
    * the transition itself. A dry run describes both; asked by name, it cannot know the id.
    */
-  async transitionIssue(input: { issueKey: string; transitionId: string; transitionName: string }, caller: Caller = {}): Promise<TransitionIssueResponse> {
+  async transitionIssue(
+    input: { issueKey: string; transitionId: string; transitionName: string },
+    caller: Caller = {},
+  ): Promise<TransitionIssueResponse> {
     const key = issueKey(input.issueKey);
     const wantedId = input.transitionId.trim();
     const wantedName = input.transitionName.trim();
-    if (wantedId === "" && wantedName === "") throw new InvalidRequestError("transition_id or transition_name is required", "transition_id");
+    if (wantedId === "" && wantedName === "")
+      throw new InvalidRequestError("transition_id or transition_name is required", "transition_id");
     const path = `${this.issuePath(key)}/transitions`;
     const listing: UnsignedRequest = { method: "GET", path, idempotent: true };
     const listed = await this.deps.calls.send(listing, caller, (caller) => this.send(listing, caller));
@@ -121,7 +159,8 @@ export class JiraApi {
     if (!listed.dryRun) {
       const available = transitions(listed.answer.body);
       const chosen = wantedId !== "" ? available.find((t) => t.id === wantedId) : byName(available, wantedName);
-      if (chosen === undefined) throw new TransitionUnavailableError(key, wantedId !== "" ? `id ${wantedId}` : `"${wantedName}"`, available);
+      if (chosen === undefined)
+        throw new TransitionUnavailableError(key, wantedId !== "" ? `id ${wantedId}` : `"${wantedName}"`, available);
       id = chosen.id;
     }
     const request: UnsignedRequest = { method: "POST", path, body: { transition: { id } }, idempotent: false };
@@ -136,7 +175,9 @@ export class JiraApi {
       return await this.deps.upstream.request({ ...req, auth, ...caller });
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
-      const secrets = [auth, auth.replace(/^\S+ /, ""), this.deps.auth.token?.get()].filter((s): s is string => !!s && s.length >= 4);
+      const secrets = [auth, auth.replace(/^\S+ /, ""), this.deps.auth.token?.get()].filter(
+        (s): s is string => !!s && s.length >= 4,
+      );
       const message = secrets.reduce((text, secret) => text.split(secret).join("[redacted]"), err.message);
       throw message === err.message ? err : new UpstreamError(err.code, message, err.status);
     }
@@ -173,7 +214,8 @@ export class JiraApi {
 
 function issueKey(value: string): string {
   const key = value.trim();
-  if (!ISSUE_KEY.test(key)) throw new InvalidRequestError("issue_key must be an issue key such as PROJ-7 or an issue id", "issue_key");
+  if (!ISSUE_KEY.test(key))
+    throw new InvalidRequestError("issue_key must be an issue key such as PROJ-7 or an issue id", "issue_key");
   return key;
 }
 

@@ -11,5 +11,12 @@ export interface JiraServerDeps extends SecurityOptions {
 }
 
 export function build(deps: JiraServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapJiraError, identity: deps.identity, tokens: deps.tokens });
+  return createMeshServer({
+    routes: routes(deps.api),
+    health: deps.health,
+    logger: deps.logger,
+    mapError: mapJiraError,
+    identity: deps.identity,
+    tokens: deps.tokens,
+  });
 }

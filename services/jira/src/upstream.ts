@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, type ProviderPolicy } from "@hookmesh/kit";
+import { type ProviderPolicy, retryAfterMs } from "@hookmesh/kit";
 
 /**
  * How Jira's REST API speaks, for the UpstreamClient: its rate-limit headers, and its error

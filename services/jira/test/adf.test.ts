@@ -7,7 +7,14 @@ describe("textToAdf", () => {
       type: "doc",
       version: 1,
       content: [
-        { type: "paragraph", content: [{ type: "text", text: "Working on it." }, { type: "hardBreak" }, { type: "text", text: "Task t-42" }] },
+        {
+          type: "paragraph",
+          content: [
+            { type: "text", text: "Working on it." },
+            { type: "hardBreak" },
+            { type: "text", text: "Task t-42" },
+          ],
+        },
         { type: "paragraph", content: [{ type: "text", text: "  indented line" }] },
         { type: "paragraph", content: [{ type: "text", text: "Done" }] },
       ],
@@ -59,7 +66,9 @@ describe("adfToText", () => {
         { type: "rule" },
       ],
     };
-    expect(adfToText(doc)).toBe("Hi @Mia, see https://example.com/x😄\n\nSteps\n\none\ntwo\n\nconst x = 1;\nx++;\n\n---");
+    expect(adfToText(doc)).toBe(
+      "Hi @Mia, see https://example.com/x😄\n\nSteps\n\none\ntwo\n\nconst x = 1;\nx++;\n\n---",
+    );
   });
 
   it("returns a v2 wiki-markup string as it is and reads nothing else as empty", () => {

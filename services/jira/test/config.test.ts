@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 /** The defaults need the development identities that `npm start` makes; tests have their own. */
@@ -51,7 +51,12 @@ describe("loadConfig", () => {
     try {
       const file = join(dir, "token");
       await writeFile(file, "dc-pat");
-      const dc = loadConfig({ ...identities, JIRA_BASE_URL: "https://jira.example.com/jira", JIRA_BEARER_TOKEN_FILE: file, JIRA_API_VERSION: "2" });
+      const dc = loadConfig({
+        ...identities,
+        JIRA_BASE_URL: "https://jira.example.com/jira",
+        JIRA_BEARER_TOKEN_FILE: file,
+        JIRA_API_VERSION: "2",
+      });
       expect(dc).toMatchObject({ baseUrl: "https://jira.example.com/jira", auth: "bearer", apiVersion: 2 });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -59,8 +64,12 @@ describe("loadConfig", () => {
   });
 
   it("never keeps a secret's value, nor puts one in an error", () => {
-    expect(JSON.stringify(loadConfig({ ...identities, JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "s3cr3t-value" }))).not.toContain("s3cr3t-value");
-    expect(() => loadConfig({ ...identities, JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" })).toThrow(/^JIRA_BASE_URL: must not contain credentials/);
+    expect(
+      JSON.stringify(loadConfig({ ...identities, JIRA_EMAIL: "a@b.c", JIRA_API_TOKEN: "s3cr3t-value" })),
+    ).not.toContain("s3cr3t-value");
+    expect(() => loadConfig({ ...identities, JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" })).toThrow(
+      /^JIRA_BASE_URL: must not contain credentials/,
+    );
     try {
       loadConfig({ ...identities, JIRA_BASE_URL: "https://me:s3cr3t-value@example.atlassian.net" });
     } catch (err) {

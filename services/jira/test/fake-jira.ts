@@ -73,21 +73,37 @@ export class FakeJira extends FakeProvider {
 
   /** Jira's own behaviour, for a request signed as `expectedAuth`. */
   protected respond(req: ReceivedRequest): Reply {
-    if (req.headers.authorization !== this.expectedAuth) return { status: 401, body: "Client must be authenticated to access this resource." };
+    if (req.headers.authorization !== this.expectedAuth)
+      return { status: 401, body: "Client must be authenticated to access this resource." };
     const match = /^\/rest\/api\/(2|3)\/issue\/([^/]+)(\/comment(?:\/([^/]+))?|\/transitions)?$/.exec(req.path);
-    if (!match) return { status: 404, body: { errorMessages: ["null for uri: " + req.rawPath] } };
-    const [, version, key, sub, commentId] = match as unknown as [string, "2" | "3", string, string | undefined, string | undefined];
+    if (!match) return { status: 404, body: { errorMessages: [`null for uri: ${req.rawPath}`] } };
+    const [, version, key, sub, commentId] = match as unknown as [
+      string,
+      "2" | "3",
+      string,
+      string | undefined,
+      string | undefined,
+    ];
     const issue = this.issues.get(decodeURIComponent(key));
-    if (!issue) return { status: 404, body: { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} } };
+    if (!issue)
+      return {
+        status: 404,
+        body: { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} },
+      };
     const self = (path: string) => `${this.baseUrl}/rest/api/${version}/issue/${issue.id}${path}`;
     const jsonBody = req.headers["content-type"]?.startsWith("application/json") === true;
     const validBody = (value: unknown) =>
       version === "3"
-        ? typeof value === "object" && value !== null && (value as { type?: unknown }).type === "doc" && (value as { version?: unknown }).version === 1
+        ? typeof value === "object" &&
+          value !== null &&
+          (value as { type?: unknown }).type === "doc" &&
+          (value as { version?: unknown }).version === 1
         : typeof value === "string" && value !== "";
 
     if (sub === undefined && req.method === "GET") {
-      const wanted = (new URLSearchParams(req.query).get("fields") ?? "summary,description,status,issuetype,assignee").split(",");
+      const wanted = (
+        new URLSearchParams(req.query).get("fields") ?? "summary,description,status,issuetype,assignee"
+      ).split(",");
       const all: Record<string, unknown> = {
         summary: issue.summary,
         description: issue.description,
@@ -96,12 +112,16 @@ export class FakeJira extends FakeProvider {
         assignee: issue.assignee && { self: self("/user"), active: true, timeZone: "Europe/Oslo", ...issue.assignee },
       };
       const fields = Object.fromEntries(wanted.filter((f) => f in all).map((f) => [f, all[f]]));
-      return { status: 200, body: { expand: "renderedFields,names,schema", id: issue.id, self: self(""), key: issue.key, fields } };
+      return {
+        status: 200,
+        body: { expand: "renderedFields,names,schema", id: issue.id, self: self(""), key: issue.key, fields },
+      };
     }
     if (sub === "/comment" && req.method === "POST") {
       const commentBody = (req.body as { body?: unknown } | undefined)?.body;
       if (!jsonBody) return { status: 415 };
-      if (!validBody(commentBody)) return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
+      if (!validBody(commentBody))
+        return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
       const id = String(this.nextCommentId++);
       this.comments.set(id, { id, issueKey: issue.key, body: commentBody });
       return { status: 201, body: this.commentJson(id, self) };
@@ -109,10 +129,14 @@ export class FakeJira extends FakeProvider {
     if (sub?.startsWith("/comment/") && req.method === "PUT") {
       const comment = this.comments.get(commentId ?? "");
       if (!comment || comment.issueKey !== issue.key) {
-        return { status: 404, body: { errorMessages: [`Can not find a comment for the id: ${commentId}.`], errors: {} } };
+        return {
+          status: 404,
+          body: { errorMessages: [`Can not find a comment for the id: ${commentId}.`], errors: {} },
+        };
       }
       const commentBody = (req.body as { body?: unknown } | undefined)?.body;
-      if (!validBody(commentBody)) return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
+      if (!validBody(commentBody))
+        return { status: 400, body: { errorMessages: [], errors: { comment: "Comment body is not valid!" } } };
       comment.body = commentBody;
       return { status: 200, body: this.commentJson(comment.id, self) };
     }
@@ -133,7 +157,11 @@ export class FakeJira extends FakeProvider {
     if (sub === "/transitions" && req.method === "POST") {
       const id = (req.body as { transition?: { id?: unknown } } | undefined)?.transition?.id;
       const transition = (issue.workflow[issue.status] ?? []).find((t) => t.id === id);
-      if (!transition) return { status: 400, body: { errorMessages: [`Transition id '${String(id)}' is not valid for this issue.`], errors: {} } };
+      if (!transition)
+        return {
+          status: 400,
+          body: { errorMessages: [`Transition id '${String(id)}' is not valid for this issue.`], errors: {} },
+        };
       issue.status = transition.to;
       return { status: 204 };
     }

@@ -1,4 +1,4 @@
-import { integrationUnderTest, type IntegrationTestOptions, type IntegrationUnderTest } from "@hookmesh/kit/testing";
+import { type IntegrationTestOptions, type IntegrationUnderTest, integrationUnderTest } from "@hookmesh/kit/testing";
 import { composeJira, type JiraIntegration } from "../src/compose.js";
 import { loadConfig } from "../src/config.js";
 import { FakeJira } from "./fake-jira.js";
@@ -26,7 +26,10 @@ export async function setup(options: HarnessOptions = {}): Promise<Harness> {
   fake.expectedAuth = BASIC_AUTH;
   const credentials = { JIRA_EMAIL: EMAIL, JIRA_API_TOKEN: API_TOKEN };
   const timings = { baseDelayMs: 5, maxDelayMs: 20 };
-  return integrationUnderTest({ prefix: "JIRA", urlVariable: "JIRA_BASE_URL", fake, credentials, timings, loadConfig, compose: composeJira }, options);
+  return integrationUnderTest(
+    { prefix: "JIRA", urlVariable: "JIRA_BASE_URL", fake, credentials, timings, loadConfig, compose: composeJira },
+    options,
+  );
 }
 
 /** Fails if a secret appears in the text. */

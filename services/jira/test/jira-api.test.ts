@@ -1,14 +1,22 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
 import { failure } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { TransitionUnavailableError } from "../src/errors.js";
 import { jiraRateLimit } from "../src/upstream.js";
 import { adf } from "./fake-jira.js";
-import { API_TOKEN, BASIC_AUTH, BEARER_TOKEN, expectNoSecrets, setup, type Harness, type HarnessOptions } from "./helpers.js";
+import {
+  API_TOKEN,
+  BASIC_AUTH,
+  BEARER_TOKEN,
+  expectNoSecrets,
+  type Harness,
+  type HarnessOptions,
+  setup,
+} from "./helpers.js";
 
 const JSON_CONTENT = "application/json; charset=utf-8";
 
@@ -19,11 +27,19 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
 
   it("adds a comment: POST /rest/api/3/issue/{key}/comment with an ADF body and Basic auth", async () => {
     await start();
-    const res = await h.api.addComment({ issueKey: "PROJ-7", body: "Working on it (task t-1).\nStarted 10:00\n\nI will edit this comment.", idempotencyKey: "" });
+    const res = await h.api.addComment({
+      issueKey: "PROJ-7",
+      body: "Working on it (task t-1).\nStarted 10:00\n\nI will edit this comment.",
+      idempotencyKey: "",
+    });
     expect(h.fake.received).toHaveLength(1);
     const [req] = h.fake.received;
     expect(req).toMatchObject({ method: "POST", path: "/rest/api/3/issue/PROJ-7/comment", query: "" });
-    expect(req!.headers).toMatchObject({ authorization: BASIC_AUTH, "content-type": JSON_CONTENT, accept: "application/json" });
+    expect(req!.headers).toMatchObject({
+      authorization: BASIC_AUTH,
+      "content-type": JSON_CONTENT,
+      accept: "application/json",
+    });
     const body = {
       body: {
         type: "doc",
@@ -31,7 +47,11 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
         content: [
           {
             type: "paragraph",
-            content: [{ type: "text", text: "Working on it (task t-1)." }, { type: "hardBreak" }, { type: "text", text: "Started 10:00" }],
+            content: [
+              { type: "text", text: "Working on it (task t-1)." },
+              { type: "hardBreak" },
+              { type: "text", text: "Started 10:00" },
+            ],
           },
           { type: "paragraph", content: [{ type: "text", text: "I will edit this comment." }] },
         ],
@@ -53,13 +73,24 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
   it("updates a comment in place: PUT /rest/api/3/issue/{key}/comment/{id}", async () => {
     await start();
     const added = await h.api.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "" });
-    const res = await h.api.updateComment({ issueKey: "PROJ-7", commentId: added.comment!.id, body: "Done in 42s.\n\nCost $0.12" });
+    const res = await h.api.updateComment({
+      issueKey: "PROJ-7",
+      commentId: added.comment!.id,
+      body: "Done in 42s.\n\nCost $0.12",
+    });
     const req = h.fake.received[1]!;
     expect(req).toMatchObject({ method: "PUT", path: "/rest/api/3/issue/PROJ-7/comment/10000", query: "" });
     expect(req.headers).toMatchObject({ authorization: BASIC_AUTH, "content-type": JSON_CONTENT });
     expect(req.body).toEqual({ body: adf("Done in 42s.", "Cost $0.12") });
-    expect(res.comment).toMatchObject({ id: "10000", body: "Done in 42s.\n\nCost $0.12", url: `${h.fake.baseUrl}/browse/PROJ-7?focusedCommentId=10000` });
-    expect(res.call?.request).toMatchObject({ method: "PUT", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment/10000` });
+    expect(res.comment).toMatchObject({
+      id: "10000",
+      body: "Done in 42s.\n\nCost $0.12",
+      url: `${h.fake.baseUrl}/browse/PROJ-7?focusedCommentId=10000`,
+    });
+    expect(res.call?.request).toMatchObject({
+      method: "PUT",
+      url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment/10000`,
+    });
     expect(h.fake.comments.get("10000")!.body).toEqual(adf("Done in 42s.", "Cost $0.12"));
   });
 
@@ -84,7 +115,11 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
       url: `${h.fake.baseUrl}/browse/PROJ-7`,
     });
     expect(res.call?.request).toEqual(
-      expect.objectContaining({ method: "GET", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7?fields=summary,description,status,issuetype,assignee`, body: "" }),
+      expect.objectContaining({
+        method: "GET",
+        url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7?fields=summary,description,status,issuetype,assignee`,
+        body: "",
+      }),
     );
   });
 
@@ -105,22 +140,34 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
     expect(h.fake.received[1]!.body).toEqual({ transition: { id: "11" } });
     expect(h.fake.received[1]!.headers).toMatchObject({ authorization: BASIC_AUTH, "content-type": JSON_CONTENT });
     expect(res.transitionId).toBe("11");
-    expect(res.call?.request).toMatchObject({ method: "POST", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/transitions`, body: '{"transition":{"id":"11"}}' });
+    expect(res.call?.request).toMatchObject({
+      method: "POST",
+      url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/transitions`,
+      body: '{"transition":{"id":"11"}}',
+    });
     expect(h.fake.issues.get("PROJ-7")!.status).toBe("In Progress");
   });
 
   it("transitions by id, and by the name of the status when no transition has that name", async () => {
     await start();
-    expect((await h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "11", transitionName: "" })).transitionId).toBe("11");
-    expect((await h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: "to do" })).transitionId).toBe("21");
+    expect(
+      (await h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "11", transitionName: "" })).transitionId,
+    ).toBe("11");
+    expect(
+      (await h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: "to do" })).transitionId,
+    ).toBe("21");
     expect(h.fake.issues.get("PROJ-7")!.status).toBe("To Do");
   });
 
   it("fails with the available transitions, and sends no transition, when the one asked for is not available", async () => {
     await start();
-    const err = await failure(h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: "Reopen" }));
+    const err = await failure(
+      h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: "Reopen" }),
+    );
     expect(err).toBeInstanceOf(TransitionUnavailableError);
-    expect(err.message).toBe('transition "Reopen" is not available for PROJ-7; available: "Start Progress" (11), "Done" (31)');
+    expect(err.message).toBe(
+      'transition "Reopen" is not available for PROJ-7; available: "Start Progress" (11), "Done" (31)',
+    );
     const byId = await failure(h.api.transitionIssue({ issueKey: "PROJ-7", transitionId: "41", transitionName: "" }));
     expect(byId.message).toContain("transition id 41 is not available for PROJ-7");
     expect(h.fake.received.every((r) => r.method === "GET")).toBe(true);
@@ -136,17 +183,48 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
       failure(api.updateComment({ issueKey: "PROJ-7", commentId: "10000/../x", body: "x" })),
       failure(api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: " " })),
     ]);
-    expect(errors.map((e) => (e as InvalidRequestError).field)).toEqual(["issue_key", "issue_key", "body", "comment_id", "transition_id"]);
+    expect(errors.map((e) => (e as InvalidRequestError).field)).toEqual([
+      "issue_key",
+      "issue_key",
+      "body",
+      "comment_id",
+      "transition_id",
+    ]);
     expect(errors.every((e) => e instanceof InvalidRequestError)).toBe(true);
     expect(h.fake.received).toHaveLength(0);
   });
 
   it.each([
-    [401, "Client must be authenticated to access this resource.", Code.Unauthenticated, "jira answered 401: Client must be authenticated to access this resource."],
-    [403, { errorMessages: ["You do not have the permission to comment on this issue."], errors: {} }, Code.PermissionDenied, "jira answered 403: You do not have the permission to comment on this issue."],
-    [404, { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} }, Code.NotFound, "jira answered 404: Issue does not exist or you do not have permission to see it."],
-    [400, { errorMessages: [], errors: { comment: "Comment body can not be empty!" } }, Code.InvalidArgument, "jira answered 400: comment: Comment body can not be empty!"],
-    [422, { errorMessages: ["Unprocessable"], errors: { body: "too long" } }, Code.InvalidArgument, "jira answered 422: Unprocessable; body: too long"],
+    [
+      401,
+      "Client must be authenticated to access this resource.",
+      Code.Unauthenticated,
+      "jira answered 401: Client must be authenticated to access this resource.",
+    ],
+    [
+      403,
+      { errorMessages: ["You do not have the permission to comment on this issue."], errors: {} },
+      Code.PermissionDenied,
+      "jira answered 403: You do not have the permission to comment on this issue.",
+    ],
+    [
+      404,
+      { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} },
+      Code.NotFound,
+      "jira answered 404: Issue does not exist or you do not have permission to see it.",
+    ],
+    [
+      400,
+      { errorMessages: [], errors: { comment: "Comment body can not be empty!" } },
+      Code.InvalidArgument,
+      "jira answered 400: comment: Comment body can not be empty!",
+    ],
+    [
+      422,
+      { errorMessages: ["Unprocessable"], errors: { body: "too long" } },
+      Code.InvalidArgument,
+      "jira answered 422: Unprocessable; body: too long",
+    ],
     [409, { errorMessages: ["Conflict"] }, Code.FailedPrecondition, "jira answered 409: Conflict"],
   ])("maps a %i answer to its code, with Jira's messages", async (status, body, code, message) => {
     await start();
@@ -238,10 +316,16 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
   });
 
   it("opens the breaker after repeated 5xx: the next call fails fast with Unavailable without reaching Jira", async () => {
-    await start({ env: { JIRA_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+    await start({
+      env: { JIRA_MAX_ATTEMPTS: "1" },
+      upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } },
+    });
     for (let i = 0; i < 3; i++) {
       h.fake.answer({ status: 503 });
-      expect(await failure(h.api.getIssue({ issueKey: "PROJ-7" }))).toMatchObject({ code: Code.Unavailable, status: 503 });
+      expect(await failure(h.api.getIssue({ issueKey: "PROJ-7" }))).toMatchObject({
+        code: Code.Unavailable,
+        status: 503,
+      });
     }
     expect(h.fake.received).toHaveLength(3);
     const started = Date.now();
@@ -252,7 +336,10 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
   });
 
   it("does not open the breaker on refused requests (4xx)", async () => {
-    await start({ env: { JIRA_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
+    await start({
+      env: { JIRA_MAX_ATTEMPTS: "1" },
+      upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } },
+    });
     for (let i = 0; i < 4; i++) {
       expect(await failure(h.api.getIssue({ issueKey: "NOPE-1" }))).toMatchObject({ code: Code.NotFound });
     }
@@ -263,7 +350,11 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
     it("posts once for two calls with the same key; the second is the stored answer, marked replayed", async () => {
       await start();
       const first = await h.api.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "task-1:ack" });
-      const second = await h.api.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "task-1:ack" });
+      const second = await h.api.addComment({
+        issueKey: "PROJ-7",
+        body: "Working on it",
+        idempotencyKey: "task-1:ack",
+      });
       expect(h.fake.received.filter((r) => r.method === "POST")).toHaveLength(1);
       expect(first.call?.replayed).toBe(false);
       expect(second.call?.replayed).toBe(true);
@@ -275,7 +366,9 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
     it("posts once for concurrent calls with the same key", async () => {
       await start();
       const calls = await Promise.all(
-        [1, 2, 3].map(() => h.api.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "task-2:ack" })),
+        [1, 2, 3].map(() =>
+          h.api.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "task-2:ack" }),
+        ),
       );
       expect(h.fake.comments.size).toBe(1);
       expect(new Set(calls.map((c) => c.comment?.id))).toEqual(new Set(["10000"]));
@@ -297,12 +390,21 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
 
   describe("dry run", () => {
     it("without a base URL sends nothing and answers with the request it would have sent, at a placeholder URL", async () => {
-      await start({ env: { JIRA_BASE_URL: undefined, JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, HOOKMESH_DRY_RUN: "1" } });
-      const res = await h.api.addComment({ issueKey: "PROJ-7", body: "Working on it\n\ntask t-9", idempotencyKey: "task-9:ack" });
+      await start({
+        env: { JIRA_BASE_URL: undefined, JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, HOOKMESH_DRY_RUN: "1" },
+      });
+      const res = await h.api.addComment({
+        issueKey: "PROJ-7",
+        body: "Working on it\n\ntask t-9",
+        idempotencyKey: "task-9:ack",
+      });
       expect(h.fake.received).toHaveLength(0);
       const id = res.comment!.id;
       expect(id).toMatch(/^\d+$/);
-      expect(res.comment).toMatchObject({ body: "Working on it\n\ntask t-9", url: `https://jira.invalid/browse/PROJ-7?focusedCommentId=${id}` });
+      expect(res.comment).toMatchObject({
+        body: "Working on it\n\ntask t-9",
+        url: `https://jira.invalid/browse/PROJ-7?focusedCommentId=${id}`,
+      });
       expect(res.call).toMatchObject({
         dryRun: true,
         replayed: false,
@@ -314,9 +416,18 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
       });
       // A dry run is not remembered: once configured, the same key posts for real.
       expect(await h.db.redis.exists(`${h.db.prefix}idempotency:addComment:task-9:ack`)).toBe(0);
-      const logged = h.lines().filter((l) => l.includes("dry run")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const logged = h
+        .lines()
+        .filter((l) => l.includes("dry run"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(logged).toEqual([
-        expect.objectContaining({ level: 30, upstream: "jira", method: "POST", url: "https://jira.invalid/rest/api/3/issue/PROJ-7/comment", missing: "JIRA_BASE_URL" }),
+        expect.objectContaining({
+          level: 30,
+          upstream: "jira",
+          method: "POST",
+          url: "https://jira.invalid/rest/api/3/issue/PROJ-7/comment",
+          missing: "JIRA_BASE_URL",
+        }),
       ]);
     });
 
@@ -327,15 +438,35 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
       expect(update.comment).toMatchObject({ id: "dry-run", body: "Done" });
       expect(update.call).toMatchObject({
         dryRun: true,
-        request: { method: "PUT", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment/dry-run`, body: JSON.stringify({ body: adf("Done") }) },
+        request: {
+          method: "PUT",
+          url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment/dry-run`,
+          body: JSON.stringify({ body: adf("Done") }),
+        },
       });
       const issue = await api.getIssue({ issueKey: "PROJ-7" });
       expect(issue.issue).toMatchObject({ key: "PROJ-7", summary: "dry run: nothing was sent to Jira" });
-      expect(issue.call).toMatchObject({ dryRun: true, request: { method: "GET", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7?fields=summary,description,status,issuetype,assignee`, body: "" } });
+      expect(issue.call).toMatchObject({
+        dryRun: true,
+        request: {
+          method: "GET",
+          url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7?fields=summary,description,status,issuetype,assignee`,
+          body: "",
+        },
+      });
       const byName = await api.transitionIssue({ issueKey: "PROJ-7", transitionId: "", transitionName: "Done" });
-      expect(byName).toMatchObject({ transitionId: "dry-run", call: { dryRun: true, request: { method: "POST", body: '{"transition":{"id":"dry-run"}}' } } });
+      expect(byName).toMatchObject({
+        transitionId: "dry-run",
+        call: { dryRun: true, request: { method: "POST", body: '{"transition":{"id":"dry-run"}}' } },
+      });
       const byId = await api.transitionIssue({ issueKey: "PROJ-7", transitionId: "31", transitionName: "" });
-      expect(byId).toMatchObject({ transitionId: "31", call: { dryRun: true, request: { url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/transitions`, body: '{"transition":{"id":"31"}}' } } });
+      expect(byId).toMatchObject({
+        transitionId: "31",
+        call: {
+          dryRun: true,
+          request: { url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/transitions`, body: '{"transition":{"id":"31"}}' },
+        },
+      });
       expect(h.fake.received).toHaveLength(0);
       // A transition lists the transitions, then takes one: two requests described each time.
       expect(h.lines().filter((l) => l.includes('"msg":"dry run: request not sent to Jira"'))).toHaveLength(6);
@@ -343,7 +474,9 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
 
     it("still validates the request", async () => {
       await start({ env: { JIRA_BASE_URL: undefined, HOOKMESH_DRY_RUN: "1" } });
-      expect(await failure(h.api.addComment({ issueKey: "PROJ 7", body: "x", idempotencyKey: "" }))).toBeInstanceOf(InvalidRequestError);
+      expect(await failure(h.api.addComment({ issueKey: "PROJ 7", body: "x", idempotencyKey: "" }))).toBeInstanceOf(
+        InvalidRequestError,
+      );
     });
   });
 
@@ -379,8 +512,13 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
       h.fake.expectedAuth = `Bearer ${BEARER_TOKEN}`;
       await expect.poll(() => h.token?.get(), { timeout: 5_000, interval: 50 }).toBe(BEARER_TOKEN);
       await h.api.getIssue({ issueKey: "PROJ-7" });
-      expect(h.fake.received.map((r) => r.headers.authorization)).toEqual(["Bearer old-token", `Bearer ${BEARER_TOKEN}`]);
-      expect(h.lines().some((l) => l.includes('"msg":"credential reloaded"') && l.includes("JIRA_BEARER_TOKEN_FILE"))).toBe(true);
+      expect(h.fake.received.map((r) => r.headers.authorization)).toEqual([
+        "Bearer old-token",
+        `Bearer ${BEARER_TOKEN}`,
+      ]);
+      expect(
+        h.lines().some((l) => l.includes('"msg":"credential reloaded"') && l.includes("JIRA_BEARER_TOKEN_FILE")),
+      ).toBe(true);
     });
 
     it("reloads a credential file on SIGHUP", async () => {
@@ -396,7 +534,10 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
 
     it("never puts a credential in logs or error messages, even when Jira echoes it", async () => {
       await start();
-      h.fake.answer({ status: 400, body: { errorMessages: [`bad header ${BASIC_AUTH}`], errors: { token: API_TOKEN } } });
+      h.fake.answer({
+        status: 400,
+        body: { errorMessages: [`bad header ${BASIC_AUTH}`], errors: { token: API_TOKEN } },
+      });
       const echoed = await failure(h.api.addComment({ issueKey: "PROJ-7", body: "x", idempotencyKey: "" }));
       expect(echoed.message).toBe("jira answered 400: bad header [redacted]; token: [redacted]");
       h.fake.answer({ status: 503 }, { status: 429, headers: { "retry-after": "0" } }, "hang");
@@ -421,8 +562,16 @@ describe("JiraApi against a Data Center-like server (REST v2, wiki markup, conte
       env: { JIRA_API_VERSION: "2", JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, JIRA_BEARER_TOKEN: BEARER_TOKEN },
     });
     h.fake.expectedAuth = `Bearer ${BEARER_TOKEN}`;
-    h.fake.addIssue({ key: "DC-3", description: "h2. Steps\n\n# open the page", assignee: { name: "mia", displayName: "Mia K" } });
-    const added = await h.api.addComment({ issueKey: "DC-3", body: "Working on it\r\n\r\nTask t-1", idempotencyKey: "" });
+    h.fake.addIssue({
+      key: "DC-3",
+      description: "h2. Steps\n\n# open the page",
+      assignee: { name: "mia", displayName: "Mia K" },
+    });
+    const added = await h.api.addComment({
+      issueKey: "DC-3",
+      body: "Working on it\r\n\r\nTask t-1",
+      idempotencyKey: "",
+    });
     const updated = await h.api.updateComment({ issueKey: "DC-3", commentId: added.comment!.id, body: "Done" });
     const issue = await h.api.getIssue({ issueKey: "DC-3" });
     const moved = await h.api.transitionIssue({ issueKey: "DC-3", transitionId: "", transitionName: "DONE" });
@@ -434,9 +583,16 @@ describe("JiraApi against a Data Center-like server (REST v2, wiki markup, conte
       ["POST", "/jira/rest/api/2/issue/DC-3/transitions", { transition: { id: "31" } }],
     ]);
     expect(h.fake.received.every((r) => r.headers.authorization === `Bearer ${BEARER_TOKEN}`)).toBe(true);
-    expect(added.comment).toMatchObject({ body: "Working on it\n\nTask t-1", url: `${h.fake.baseUrl}/browse/DC-3?focusedCommentId=10000` });
+    expect(added.comment).toMatchObject({
+      body: "Working on it\n\nTask t-1",
+      url: `${h.fake.baseUrl}/browse/DC-3?focusedCommentId=10000`,
+    });
     expect(updated.comment?.body).toBe("Done");
-    expect(issue.issue).toMatchObject({ description: "h2. Steps\n\n# open the page", assignee: "Mia K", url: `${h.fake.baseUrl}/browse/DC-3` });
+    expect(issue.issue).toMatchObject({
+      description: "h2. Steps\n\n# open the page",
+      assignee: "Mia K",
+      url: `${h.fake.baseUrl}/browse/DC-3`,
+    });
     expect(moved.transitionId).toBe("31");
     expect(h.fake.baseUrl).toMatch(/\/jira$/);
   });
@@ -445,7 +601,7 @@ describe("JiraApi against a Data Center-like server (REST v2, wiki markup, conte
 describe("jiraRateLimit", () => {
   it("waits for Retry-After, else until X-RateLimit-Reset, on 429 only", () => {
     expect(jiraRateLimit(429, new Headers({ "retry-after": "7" }))).toBe(7_000);
-    const reset = new Date(Date.now() + 120_000).toISOString().slice(0, 16) + "Z";
+    const reset = `${new Date(Date.now() + 120_000).toISOString().slice(0, 16)}Z`;
     const wait = jiraRateLimit(429, new Headers({ "x-ratelimit-reset": reset }))!;
     expect(wait).toBeGreaterThan(59_000);
     expect(wait).toBeLessThanOrEqual(120_000);

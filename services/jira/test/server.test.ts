@@ -1,14 +1,14 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { mapJiraError } from "../src/errors.js";
 import { routes } from "../src/routes.js";
 import { adf } from "./fake-jira.js";
-import { BASIC_AUTH, expectNoSecrets, setup, type Harness, type HarnessOptions } from "./helpers.js";
+import { BASIC_AUTH, expectNoSecrets, type Harness, type HarnessOptions, setup } from "./helpers.js";
 
 describe("JiraService over gRPC (real server)", () => {
   let h: Harness;
@@ -29,9 +29,21 @@ describe("JiraService over gRPC (real server)", () => {
   it("adds, updates, reads and transitions over RPC, with the request in every CallInfo", async () => {
     await start();
     const added = await client.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "t-1:ack" });
-    expect(added.comment).toMatchObject({ id: "10000", body: "Working on it", url: `${h.fake.baseUrl}/browse/PROJ-7?focusedCommentId=10000` });
-    expect(added.call).toMatchObject({ dryRun: false, replayed: false, request: { method: "POST", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment` } });
-    const updated = await client.updateComment({ issueKey: "PROJ-7", commentId: "10000", body: "Done.\n\nIt took 3s." });
+    expect(added.comment).toMatchObject({
+      id: "10000",
+      body: "Working on it",
+      url: `${h.fake.baseUrl}/browse/PROJ-7?focusedCommentId=10000`,
+    });
+    expect(added.call).toMatchObject({
+      dryRun: false,
+      replayed: false,
+      request: { method: "POST", url: `${h.fake.baseUrl}/rest/api/3/issue/PROJ-7/comment` },
+    });
+    const updated = await client.updateComment({
+      issueKey: "PROJ-7",
+      commentId: "10000",
+      body: "Done.\n\nIt took 3s.",
+    });
     expect(updated.comment?.body).toBe("Done.\n\nIt took 3s.");
     expect(JSON.parse(updated.call!.request!.body)).toEqual({ body: adf("Done.", "It took 3s.") });
     const issue = await client.getIssue({ issueKey: "PROJ-7" });
@@ -60,7 +72,11 @@ describe("JiraService over gRPC (real server)", () => {
   it.each([
     [401, "Client must be authenticated to access this resource.", Code.Unauthenticated],
     [403, { errorMessages: ["You do not have permission"], errors: {} }, Code.PermissionDenied],
-    [404, { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} }, Code.NotFound],
+    [
+      404,
+      { errorMessages: ["Issue does not exist or you do not have permission to see it."], errors: {} },
+      Code.NotFound,
+    ],
     [400, { errorMessages: [], errors: { comment: "Comment body can not be empty!" } }, Code.InvalidArgument],
     [422, { errorMessages: ["Unprocessable Entity"] }, Code.InvalidArgument],
     [429, { errorMessages: ["Rate limit exceeded."] }, Code.ResourceExhausted],
@@ -75,7 +91,10 @@ describe("JiraService over gRPC (real server)", () => {
 
   it("carries Jira's error messages to the caller", async () => {
     await start();
-    h.fake.answer({ status: 400, body: { errorMessages: ["Bad"], errors: { comment: "Comment body can not be empty!" } } });
+    h.fake.answer({
+      status: 400,
+      body: { errorMessages: ["Bad"], errors: { comment: "Comment body can not be empty!" } },
+    });
     const err = await callError(client.addComment({ issueKey: "PROJ-7", body: "x" }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toBe("jira answered 400: Bad; comment: Comment body can not be empty!");
@@ -105,7 +124,10 @@ describe("JiraService over gRPC (real server)", () => {
   });
 
   it("fails fast with Unavailable once repeated 5xx opened the breaker", async () => {
-    await start({ env: { JIRA_MAX_ATTEMPTS: "2" }, upstream: { breaker: { volumeThreshold: 4, resetTimeoutMs: 60_000 } } });
+    await start({
+      env: { JIRA_MAX_ATTEMPTS: "2" },
+      upstream: { breaker: { volumeThreshold: 4, resetTimeoutMs: 60_000 } },
+    });
     h.fake.answer(...Array.from({ length: 4 }, () => ({ status: 502 })));
     expect((await callError(client.getIssue({ issueKey: "PROJ-7" }))).code).toBe(Code.Unavailable);
     expect((await callError(client.getIssue({ issueKey: "PROJ-7" }))).code).toBe(Code.Unavailable);
@@ -117,7 +139,10 @@ describe("JiraService over gRPC (real server)", () => {
   });
 
   it.each([
-    [{ JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined }, "JIRA_EMAIL + JIRA_API_TOKEN or JIRA_BEARER_TOKEN is not set"],
+    [
+      { JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined },
+      "JIRA_EMAIL + JIRA_API_TOKEN or JIRA_BEARER_TOKEN is not set",
+    ],
     [{ JIRA_BASE_URL: undefined }, "JIRA_BASE_URL is not set"],
   ])("answers FailedPrecondition naming the variable when %j and dry run is off", async (env, message) => {
     await start({ env });
@@ -128,17 +153,27 @@ describe("JiraService over gRPC (real server)", () => {
   });
 
   it("answers a clearly marked dry run, sending nothing, when dry run is on and nothing is configured", async () => {
-    await start({ env: { JIRA_BASE_URL: undefined, JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, HOOKMESH_DRY_RUN: "1" } });
+    await start({
+      env: { JIRA_BASE_URL: undefined, JIRA_EMAIL: undefined, JIRA_API_TOKEN: undefined, HOOKMESH_DRY_RUN: "1" },
+    });
     const res = await client.addComment({ issueKey: "PROJ-7", body: "Working on it", idempotencyKey: "t-3:ack" });
     expect(res.comment?.id).toMatch(/^\d+$/);
     expect(res.call).toMatchObject({
       dryRun: true,
-      request: { method: "POST", url: "https://jira.invalid/rest/api/3/issue/PROJ-7/comment", body: JSON.stringify({ body: adf("Working on it") }) },
+      request: {
+        method: "POST",
+        url: "https://jira.invalid/rest/api/3/issue/PROJ-7/comment",
+        body: JSON.stringify({ body: adf("Working on it") }),
+      },
     });
     const update = await client.updateComment({ issueKey: "PROJ-7", commentId: res.comment!.id, body: "Done" });
     expect(update.call).toMatchObject({
       dryRun: true,
-      request: { method: "PUT", url: `https://jira.invalid/rest/api/3/issue/PROJ-7/comment/${res.comment!.id}`, body: JSON.stringify({ body: adf("Done") }) },
+      request: {
+        method: "PUT",
+        url: `https://jira.invalid/rest/api/3/issue/PROJ-7/comment/${res.comment!.id}`,
+        body: JSON.stringify({ body: adf("Done") }),
+      },
     });
     expect(h.fake.received).toHaveLength(0);
     expect(h.lines().filter((l) => l.includes("dry run"))).toHaveLength(2);
@@ -147,7 +182,9 @@ describe("JiraService over gRPC (real server)", () => {
   it("serves health and logs no secret", async () => {
     await start();
     const health = createClient(Health, createGrpcTransport({ baseUrl }));
-    expect((await health.check({ service: JiraService.typeName })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await health.check({ service: JiraService.typeName })).status).toBe(
+      HealthCheckResponse_ServingStatus.SERVING,
+    );
     await client.addComment({ issueKey: "PROJ-7", body: "x" });
     h.fake.answer({ status: 401, body: "Client must be authenticated to access this resource." });
     await callError(client.getIssue({ issueKey: "PROJ-7" }));
@@ -171,6 +208,8 @@ describe("JiraService handlers (in-memory transport)", () => {
     expect(res.call?.request?.body).toBe('{"transition":{"id":"11"}}');
     expect((await callError(client.getIssue({ issueKey: "NOPE-1" }))).code).toBe(Code.NotFound);
     expect((await callError(client.getIssue({ issueKey: "" }))).code).toBe(Code.InvalidArgument);
-    expect((await callError(client.transitionIssue({ issueKey: "PROJ-7", transitionName: "Start Progress" }))).code).toBe(Code.FailedPrecondition);
+    expect(
+      (await callError(client.transitionIssue({ issueKey: "PROJ-7", transitionName: "Start Progress" }))).code,
+    ).toBe(Code.FailedPrecondition);
   });
 });

@@ -1,6 +1,6 @@
-import { connectIntegration, Credential, type Integration, type IntegrationDeps } from "@hookmesh/kit";
+import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
-import { TOKEN_VARIABLE, type SentryConfig } from "./config.js";
+import { type SentryConfig, TOKEN_VARIABLE } from "./config.js";
 import { SentryApi } from "./sentry-api.js";
 import { build } from "./server.js";
 import { sentryPolicy } from "./upstream.js";
@@ -13,7 +13,12 @@ export interface SentryIntegration extends Integration {
 
 export async function composeSentry(config: SentryConfig, deps: IntegrationDeps): Promise<SentryIntegration> {
   const token = new Credential(TOKEN_VARIABLE, deps.env, deps.logger);
-  const base = await connectIntegration(config, deps, { service: SentryService.typeName, policy: sentryPolicy, baseUrl: config.apiUrl, credentials: [token] });
+  const base = await connectIntegration(config, deps, {
+    service: SentryService.typeName,
+    policy: sentryPolicy,
+    baseUrl: config.apiUrl,
+    credentials: [token],
+  });
   const api = new SentryApi({ upstream: base.upstream, token, calls: base.calls });
   const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };

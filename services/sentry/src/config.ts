@@ -1,4 +1,4 @@
-import { checkSecretSource, envIntegration, envUrl, type Env, type IntegrationConfig } from "@hookmesh/kit";
+import { checkSecretSource, type Env, envIntegration, envUrl, type IntegrationConfig } from "@hookmesh/kit";
 
 /** The variable that holds Sentry's auth token (or, with `_FILE`, the file that does). */
 export const TOKEN_VARIABLE = "SENTRY_AUTH_TOKEN";

@@ -1,7 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { UpstreamError } from "@hookmesh/kit";
-import { CommentSchema, IssueSchema, IssueStatus, type Comment, type Issue } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
+import {
+  type Comment,
+  CommentSchema,
+  type Issue,
+  IssueSchema,
+  IssueStatus,
+} from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 
 /**
  * Sentry's JSON as hookmesh's messages. Sentry calls an issue a group and a comment a note (an
@@ -10,8 +16,10 @@ import { CommentSchema, IssueSchema, IssueStatus, type Comment, type Issue } fro
 
 type Json = Record<string, unknown>;
 
-const record = (value: unknown): Json => (typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : {});
-const text = (value: unknown): string => (typeof value === "string" ? value : typeof value === "number" ? String(value) : "");
+const record = (value: unknown): Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : {};
+const text = (value: unknown): string =>
+  typeof value === "string" ? value : typeof value === "number" ? String(value) : "";
 
 /** Sentry's status names, both ways. `resolvedInNextRelease` is resolved as far as callers go. */
 const STATUS_FROM_SENTRY: Readonly<Record<string, IssueStatus>> = {
@@ -74,5 +82,8 @@ export function toComment(body: unknown): Comment {
 
 /** A 2xx that is not Sentry's JSON: most often an API URL that points at Sentry's web UI. */
 function unexpectedAnswer(what: string): UpstreamError {
-  return new UpstreamError(Code.Unknown, `sentry answered without ${what}; SENTRY_API_URL must be the API root, e.g. https://sentry.io/api/0`);
+  return new UpstreamError(
+    Code.Unknown,
+    `sentry answered without ${what}; SENTRY_API_URL must be the API root, e.g. https://sentry.io/api/0`,
+  );
 }

@@ -1,18 +1,25 @@
 import { create } from "@bufbuild/protobuf";
-import { InvalidRequestError, type Caller, type Credential, type ProviderCalls, type UnsignedRequest, type UpstreamClient } from "@hookmesh/kit";
 import {
+  type Caller,
+  type Credential,
+  InvalidRequestError,
+  type ProviderCalls,
+  type UnsignedRequest,
+  type UpstreamClient,
+} from "@hookmesh/kit";
+import {
+  type AddCommentResponse,
   AddCommentResponseSchema,
   CommentSchema,
+  type GetIssueResponse,
   GetIssueResponseSchema,
+  type Issue,
   IssueSchema,
   IssueStatus,
-  UpdateCommentResponseSchema,
-  UpdateIssueResponseSchema,
-  type AddCommentResponse,
-  type GetIssueResponse,
-  type Issue,
   type UpdateCommentResponse,
+  UpdateCommentResponseSchema,
   type UpdateIssueResponse,
+  UpdateIssueResponseSchema,
 } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { sentryStatus, toComment, toIssue } from "./resources.js";
 
@@ -43,7 +50,10 @@ export class SentryApi {
   async getIssue(input: { issueId: string }, caller: Caller = {}): Promise<GetIssueResponse> {
     const request: UnsignedRequest = { method: "GET", path: `/issues/${issuePath(input.issueId)}/`, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
-    return create(GetIssueResponseSchema, { issue: sent.dryRun ? this.dryRunIssue(input.issueId) : toIssue(sent.answer), call: sent.call });
+    return create(GetIssueResponseSchema, {
+      issue: sent.dryRun ? this.dryRunIssue(input.issueId) : toIssue(sent.answer),
+      call: sent.call,
+    });
   }
 
   /**
@@ -51,28 +61,46 @@ export class SentryApi {
    * key gets it back (`call.replayed`) instead of a second note; a call made while the first
    * is in flight waits for its result.
    */
-  async addComment(input: { issueId: string; text: string; idempotencyKey?: string }, caller: Caller = {}): Promise<AddCommentResponse> {
+  async addComment(
+    input: { issueId: string; text: string; idempotencyKey?: string },
+    caller: Caller = {},
+  ): Promise<AddCommentResponse> {
     const id = issuePath(input.issueId);
     requireText(input.text);
-    const request: UnsignedRequest = { method: "POST", path: `/issues/${id}/comments/`, body: { text: input.text }, idempotent: false };
+    const request: UnsignedRequest = {
+      method: "POST",
+      path: `/issues/${id}/comments/`,
+      body: { text: input.text },
+      idempotent: false,
+    };
     return this.deps.calls.create(request, caller, (caller) => this.send(request, caller), {
       rpc: "addComment",
       idempotencyKey: input.idempotencyKey ?? "",
       schema: AddCommentResponseSchema,
       respond: (created) =>
         create(AddCommentResponseSchema, {
-          comment: created.dryRun ? create(CommentSchema, { id: String(created.id), text: input.text }) : toComment(created.answer),
+          comment: created.dryRun
+            ? create(CommentSchema, { id: String(created.id), text: input.text })
+            : toComment(created.answer),
           call: created.call,
         }),
     });
   }
 
-  async updateComment(input: { issueId: string; commentId: string; text: string }, caller: Caller = {}): Promise<UpdateCommentResponse> {
+  async updateComment(
+    input: { issueId: string; commentId: string; text: string },
+    caller: Caller = {},
+  ): Promise<UpdateCommentResponse> {
     const id = issuePath(input.issueId);
     const commentId = input.commentId.trim();
     if (commentId === "") throw new InvalidRequestError("comment_id is required", "comment_id");
     requireText(input.text);
-    const request: UnsignedRequest = { method: "PUT", path: `/issues/${id}/comments/${encodeURIComponent(commentId)}/`, body: { text: input.text }, idempotent: true };
+    const request: UnsignedRequest = {
+      method: "PUT",
+      path: `/issues/${id}/comments/${encodeURIComponent(commentId)}/`,
+      body: { text: input.text },
+      idempotent: true,
+    };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateCommentResponseSchema, {
       comment: sent.dryRun ? create(CommentSchema, { id: commentId, text: input.text }) : toComment(sent.answer),
@@ -84,12 +112,16 @@ export class SentryApi {
    * Sets the status and/or the assignee (`user:{id}`, `team:{id}`, a username or an email;
    * `unassign` clears it). Sentry answers with the whole updated issue.
    */
-  async updateIssue(input: { issueId: string; status: IssueStatus; assignee: string }, caller: Caller = {}): Promise<UpdateIssueResponse> {
+  async updateIssue(
+    input: { issueId: string; status: IssueStatus; assignee: string },
+    caller: Caller = {},
+  ): Promise<UpdateIssueResponse> {
     const id = issuePath(input.issueId);
     const body: { status?: string; assignedTo?: string } = {};
     if (input.status !== IssueStatus.UNSPECIFIED) {
       body.status = sentryStatus(input.status);
-      if (body.status === undefined) throw new InvalidRequestError(`status ${input.status} is not a known IssueStatus`, "status");
+      if (body.status === undefined)
+        throw new InvalidRequestError(`status ${input.status} is not a known IssueStatus`, "status");
     }
     const assignee = input.assignee.trim();
     // Sentry unassigns on an empty assignedTo.
@@ -100,7 +132,9 @@ export class SentryApi {
     const request: UnsignedRequest = { method: "PUT", path: `/issues/${id}/`, body, idempotent: true };
     const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
     return create(UpdateIssueResponseSchema, {
-      issue: sent.dryRun ? this.dryRunIssue(input.issueId, { status: input.status, assignee: body.assignedTo ?? "" }) : toIssue(sent.answer),
+      issue: sent.dryRun
+        ? this.dryRunIssue(input.issueId, { status: input.status, assignee: body.assignedTo ?? "" })
+        : toIssue(sent.answer),
       call: sent.call,
     });
   }
@@ -122,7 +156,10 @@ function issuePath(issueId: string): string {
   const id = issueId.trim();
   if (id === "") throw new InvalidRequestError("issue_id is required", "issue_id");
   if (!/^\d+$/.test(id)) {
-    throw new InvalidRequestError(`issue_id must be Sentry's numeric issue id, not a short id or URL: "${id.slice(0, 64)}"`, "issue_id");
+    throw new InvalidRequestError(
+      `issue_id must be Sentry's numeric issue id, not a short id or URL: "${id.slice(0, 64)}"`,
+      "issue_id",
+    );
   }
   return id;
 }

@@ -1,4 +1,11 @@
-import { createMeshServer, mapUpstreamError, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
+import {
+  createMeshServer,
+  type HealthState,
+  type Logger,
+  type MeshServer,
+  mapUpstreamError,
+  type SecurityOptions,
+} from "@hookmesh/kit";
 import { routes } from "./routes.js";
 import type { SentryApi } from "./sentry-api.js";
 
@@ -11,5 +18,12 @@ export interface SentryServerDeps extends SecurityOptions {
 
 /** Sentry has no errors of its own beyond those every integration service maps. */
 export function build(deps: SentryServerDeps): MeshServer {
-  return createMeshServer({ routes: routes(deps.api), health: deps.health, logger: deps.logger, mapError: mapUpstreamError, identity: deps.identity, tokens: deps.tokens });
+  return createMeshServer({
+    routes: routes(deps.api),
+    health: deps.health,
+    logger: deps.logger,
+    mapError: mapUpstreamError,
+    identity: deps.identity,
+    tokens: deps.tokens,
+  });
 }

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
+import { type ProviderPolicy, type RateLimitPolicy, retryAfterMs } from "@hookmesh/kit";
 
 /** The wait when Sentry answers 429 without saying how long (its concurrent-request limit). */
 const DEFAULT_RATE_LIMIT_WAIT_MS = 1_000;
@@ -32,4 +32,9 @@ export function sentryErrorCode(status: number, body: unknown): Code | undefined
 }
 
 /** How Sentry's API speaks, for the UpstreamClient: its rate-limit headers and error codes. */
-export const sentryPolicy: ProviderPolicy = { name: "sentry", title: "Sentry", rateLimit: sentryRateLimit, errorCode: sentryErrorCode };
+export const sentryPolicy: ProviderPolicy = {
+  name: "sentry",
+  title: "Sentry",
+  rateLimit: sentryRateLimit,
+  errorCode: sentryErrorCode,
+};

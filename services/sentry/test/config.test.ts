@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 /** The defaults need the development identities that `npm start` makes; tests have their own. */
@@ -45,12 +45,16 @@ describe("sentry loadConfig", () => {
   });
 
   it("fails fast naming the variable to fix", () => {
-    expect(() => loadConfig({ ...identities, SENTRY_PORT: "http" })).toThrow(new ConfigError("SENTRY_PORT", 'expected an integer from 0 to 65535, got "http"'));
+    expect(() => loadConfig({ ...identities, SENTRY_PORT: "http" })).toThrow(
+      new ConfigError("SENTRY_PORT", 'expected an integer from 0 to 65535, got "http"'),
+    );
     expect(() => loadConfig({ ...identities, SENTRY_API_URL: "sentry.io/api/0" })).toThrow(/^SENTRY_API_URL: /);
     expect(() => loadConfig({ ...identities, SENTRY_API_URL: "ftp://sentry.io" })).toThrow(/^SENTRY_API_URL: /);
     expect(() => loadConfig({ ...identities, REDIS_URL: "http://localhost" })).toThrow(/^REDIS_URL: /);
     expect(() => loadConfig({ ...identities, HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
-    expect(() => loadConfig({ ...identities, SENTRY_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^SENTRY_TLS_KEY_FILE: /);
+    expect(() => loadConfig({ ...identities, SENTRY_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(
+      /^SENTRY_TLS_KEY_FILE: /,
+    );
     expect(() => loadConfig({ ...identities, SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
     expect(() => loadConfig({ ...identities, SENTRY_TIMEOUT_MS: "-5" })).toThrow(/^SENTRY_TIMEOUT_MS: /);
     expect(() => loadConfig({ ...identities, SENTRY_MAX_ATTEMPTS: "x" })).toThrow(/^SENTRY_MAX_ATTEMPTS: /);

@@ -71,7 +71,8 @@ export class FakeSentry extends FakeProvider {
   protected respond(req: ReceivedRequest): Reply {
     const auth = req.headers.authorization;
     if (auth === undefined) return { status: 401, body: { detail: "Authentication credentials were not provided." } };
-    if (!auth.startsWith("Bearer ") || !this.tokens.has(auth.slice("Bearer ".length))) return { status: 401, body: { detail: "Invalid token" } };
+    if (!auth.startsWith("Bearer ") || !this.tokens.has(auth.slice("Bearer ".length)))
+      return { status: 401, body: { detail: "Invalid token" } };
     if (req.text !== "" && !String(req.headers["content-type"]).startsWith("application/json")) {
       return { status: 415, body: { detail: `Unsupported media type "${req.headers["content-type"]}" in request.` } };
     }
@@ -79,7 +80,8 @@ export class FakeSentry extends FakeProvider {
     const notes = /^\/issues\/(\d+)\/(?:comments|notes)\/$/.exec(req.path);
     const note = /^\/issues\/(\d+)\/(?:comments|notes)\/([^/]+)\/$/.exec(req.path);
     const group = this.issues.get((issue ?? notes ?? note)?.[1] ?? "");
-    if (!issue && !notes && !note) return { status: 404, body: { info: "Route not found, did you forget a trailing slash?" } };
+    if (!issue && !notes && !note)
+      return { status: 404, body: { info: "Route not found, did you forget a trailing slash?" } };
     if (!group) return { status: 404, body: { detail: "The requested resource does not exist" } };
     if (issue && req.method === "GET") return { status: 200, body: group };
     if (issue && req.method === "PUT") return this.updateIssue(group, req.body as Json);
@@ -95,7 +97,9 @@ export class FakeSentry extends FakeProvider {
     }
     if ("assignedTo" in changes) {
       const input = String(changes.assignedTo ?? "");
-      const [kind, id] = input.includes(":") ? input.split(":", 2) : ["user", Object.values(USERS).find((u) => u.email === input || u.name === input)?.id];
+      const [kind, id] = input.includes(":")
+        ? input.split(":", 2)
+        : ["user", Object.values(USERS).find((u) => u.email === input || u.name === input)?.id];
       const actor = input === "" ? null : kind === "team" ? TEAMS[String(id)] : USERS[String(id)];
       if (actor === undefined) return { status: 400, body: { assignedTo: ["Unknown actor input"] } };
       group.assignedTo = actor;
@@ -117,7 +121,8 @@ export class FakeSentry extends FakeProvider {
 
   private updateNote(issueId: string, noteId: string, body: Json | undefined): Reply {
     const note = this.notes.get(noteId);
-    if (!note || note.issueId !== issueId) return { status: 404, body: { detail: "The requested resource does not exist" } };
+    if (!note || note.issueId !== issueId)
+      return { status: 404, body: { detail: "The requested resource does not exist" } };
     const text = typeof body?.text === "string" ? body.text : "";
     if (text === "") return { status: 400, body: { text: ["This field is required."] } };
     note.text = text;

@@ -1,4 +1,9 @@
-import { integrationUnderTest, serveForTest, type IntegrationTestOptions, type IntegrationUnderTest } from "@hookmesh/kit/testing";
+import {
+  type IntegrationTestOptions,
+  type IntegrationUnderTest,
+  integrationUnderTest,
+  serveForTest,
+} from "@hookmesh/kit/testing";
 import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { composeSentry, type SentryIntegration } from "../src/compose.js";
 import { loadConfig, TOKEN_VARIABLE } from "../src/config.js";
@@ -18,7 +23,10 @@ export async function setup(options: HarnessOptions = {}): Promise<Harness> {
   const fake = await FakeSentry.start(TOKEN);
   const credentials = options.token === false ? {} : { [TOKEN_VARIABLE]: TOKEN };
   const timings = { baseDelayMs: 5, maxDelayMs: 20, maxRateLimitWaitMs: 3_000 };
-  return integrationUnderTest({ prefix: "SENTRY", urlVariable: "SENTRY_API_URL", fake, credentials, timings, loadConfig, compose: composeSentry }, options);
+  return integrationUnderTest(
+    { prefix: "SENTRY", urlVariable: "SENTRY_API_URL", fake, credentials, timings, loadConfig, compose: composeSentry },
+    options,
+  );
 }
 
 /** The harness's server, listening on port 0, and a gRPC client for it. */

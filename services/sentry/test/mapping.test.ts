@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
 import { IssueStatus } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { sentryStatus, toComment, toIssue } from "../src/resources.js";
 import { sentryErrorCode, sentryRateLimit } from "../src/upstream.js";
@@ -33,7 +33,14 @@ describe("Sentry issue JSON", () => {
   });
 
   it("tolerates missing optional fields", () => {
-    expect(toIssue({ id: "1" })).toMatchObject({ id: "1", shortId: "", title: "", projectSlug: "", assignee: "", count: 0n });
+    expect(toIssue({ id: "1" })).toMatchObject({
+      id: "1",
+      shortId: "",
+      title: "",
+      projectSlug: "",
+      assignee: "",
+      count: 0n,
+    });
   });
 
   it("refuses an answer without an id", () => {
@@ -42,16 +49,16 @@ describe("Sentry issue JSON", () => {
   });
 
   it("reads a note's text from its activity data", () => {
-    expect(toComment({ id: "1000", type: "note", data: { text: "hi" }, user: null })).toMatchObject({ id: "1000", text: "hi" });
+    expect(toComment({ id: "1000", type: "note", data: { text: "hi" }, user: null })).toMatchObject({
+      id: "1000",
+      text: "hi",
+    });
   });
 
   it("names statuses as Sentry takes them", () => {
-    expect([IssueStatus.RESOLVED, IssueStatus.UNRESOLVED, IssueStatus.IGNORED, IssueStatus.UNSPECIFIED].map(sentryStatus)).toEqual([
-      "resolved",
-      "unresolved",
-      "ignored",
-      undefined,
-    ]);
+    expect(
+      [IssueStatus.RESOLVED, IssueStatus.UNRESOLVED, IssueStatus.IGNORED, IssueStatus.UNSPECIFIED].map(sentryStatus),
+    ).toEqual(["resolved", "unresolved", "ignored", undefined]);
   });
 });
 
@@ -59,24 +66,52 @@ describe("Sentry's rate limits", () => {
   const headers = (h: Record<string, string>) => new Headers(h);
 
   it("is only about 429 answers", () => {
-    expect(sentryRateLimit(200, headers({ "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": "9999999999" }), {})).toBeUndefined();
+    expect(
+      sentryRateLimit(
+        200,
+        headers({ "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": "9999999999" }),
+        {},
+      ),
+    ).toBeUndefined();
     expect(sentryRateLimit(503, headers({ "retry-after": "5" }), {})).toBeUndefined();
   });
 
   it("honours Retry-After first", () => {
-    expect(sentryRateLimit(429, headers({ "retry-after": "3", "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": "9999999999" }), {})).toBe(3_000);
+    expect(
+      sentryRateLimit(
+        429,
+        headers({
+          "retry-after": "3",
+          "x-sentry-rate-limit-remaining": "0",
+          "x-sentry-rate-limit-reset": "9999999999",
+        }),
+        {},
+      ),
+    ).toBe(3_000);
   });
 
   it("waits for the window's reset (epoch seconds) when it is used up", () => {
     const reset = Math.floor(Date.now() / 1000) + 20;
-    const wait = sentryRateLimit(429, headers({ "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": String(reset) }), {})!;
+    const wait = sentryRateLimit(
+      429,
+      headers({ "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": String(reset) }),
+      {},
+    )!;
     expect(wait).toBeGreaterThan(18_000);
     expect(wait).toBeLessThanOrEqual(20_000);
   });
 
   it("pauses briefly for the concurrent-request limit (requests left in the window)", () => {
     expect(
-      sentryRateLimit(429, headers({ "x-sentry-rate-limit-remaining": "12", "x-sentry-rate-limit-reset": "9999999999", "x-sentry-rate-limit-concurrentremaining": "0" }), {}),
+      sentryRateLimit(
+        429,
+        headers({
+          "x-sentry-rate-limit-remaining": "12",
+          "x-sentry-rate-limit-reset": "9999999999",
+          "x-sentry-rate-limit-concurrentremaining": "0",
+        }),
+        {},
+      ),
     ).toBe(1_000);
     expect(sentryRateLimit(429, headers({}), {})).toBe(1_000);
   });

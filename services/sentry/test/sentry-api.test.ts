@@ -1,12 +1,12 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
 import { failure } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { IssueStatus } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
-import { setup, TOKEN, type Harness } from "./helpers.js";
+import { type Harness, setup, TOKEN } from "./helpers.js";
 
 describe("SentryApi", () => {
   let h: Harness;
@@ -41,7 +41,11 @@ describe("SentryApi", () => {
         assignee: "jane@example.com",
         count: 9007199254740993n,
       });
-      expect(res.call).toMatchObject({ dryRun: false, replayed: false, request: { method: "GET", url: `${h.fake.url}/issues/9876543/`, body: "" } });
+      expect(res.call).toMatchObject({
+        dryRun: false,
+        replayed: false,
+        request: { method: "GET", url: `${h.fake.url}/issues/9876543/`, body: "" },
+      });
     });
 
     it("adds a comment with POST /issues/{id}/comments/ and a JSON body {text}", async () => {
@@ -51,14 +55,26 @@ describe("SentryApi", () => {
       const res = await h.api.addComment({ issueId: "42", text: "Working on it: task t-1" });
 
       const [req] = h.fake.received;
-      expect(req).toMatchObject({ method: "POST", path: "/issues/42/comments/", query: "", body: { text: "Working on it: task t-1" } });
+      expect(req).toMatchObject({
+        method: "POST",
+        path: "/issues/42/comments/",
+        query: "",
+        body: { text: "Working on it: task t-1" },
+      });
       expect(req!.text).toBe('{"text":"Working on it: task t-1"}');
-      expect(req!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, "content-type": "application/json; charset=utf-8" });
+      expect(req!.headers).toMatchObject({
+        authorization: `Bearer ${TOKEN}`,
+        "content-type": "application/json; charset=utf-8",
+      });
       expect(res.comment).toMatchObject({ id: "1000", text: "Working on it: task t-1" });
       expect(res.call).toMatchObject({
         dryRun: false,
         replayed: false,
-        request: { method: "POST", url: `${h.fake.url}/issues/42/comments/`, body: '{"text":"Working on it: task t-1"}' },
+        request: {
+          method: "POST",
+          url: `${h.fake.url}/issues/42/comments/`,
+          body: '{"text":"Working on it: task t-1"}',
+        },
       });
     });
 
@@ -69,10 +85,21 @@ describe("SentryApi", () => {
 
       const res = await h.api.updateComment({ issueId: "42", commentId: comment!.id, text: "Done in 2m 3s" });
 
-      expect(h.fake.received[1]).toMatchObject({ method: "PUT", path: "/issues/42/comments/1000/", body: { text: "Done in 2m 3s" } });
-      expect(h.fake.received[1]!.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, "content-type": "application/json; charset=utf-8" });
+      expect(h.fake.received[1]).toMatchObject({
+        method: "PUT",
+        path: "/issues/42/comments/1000/",
+        body: { text: "Done in 2m 3s" },
+      });
+      expect(h.fake.received[1]!.headers).toMatchObject({
+        authorization: `Bearer ${TOKEN}`,
+        "content-type": "application/json; charset=utf-8",
+      });
       expect(res.comment).toMatchObject({ id: "1000", text: "Done in 2m 3s" });
-      expect(res.call?.request).toMatchObject({ method: "PUT", url: `${h.fake.url}/issues/42/comments/1000/`, body: '{"text":"Done in 2m 3s"}' });
+      expect(res.call?.request).toMatchObject({
+        method: "PUT",
+        url: `${h.fake.url}/issues/42/comments/1000/`,
+        body: '{"text":"Done in 2m 3s"}',
+      });
       expect(h.fake.notes.get("1000")?.text).toBe("Done in 2m 3s");
     });
 
@@ -82,20 +109,40 @@ describe("SentryApi", () => {
 
       const res = await h.api.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "team:5" });
 
-      expect(h.fake.received[0]).toMatchObject({ method: "PUT", path: "/issues/42/", text: '{"status":"resolved","assignedTo":"team:5"}' });
+      expect(h.fake.received[0]).toMatchObject({
+        method: "PUT",
+        path: "/issues/42/",
+        text: '{"status":"resolved","assignedTo":"team:5"}',
+      });
       expect(res.issue).toMatchObject({ id: "42", status: IssueStatus.RESOLVED, assignee: "team:5" });
-      expect(res.call?.request).toEqual(expect.objectContaining({ method: "PUT", url: `${h.fake.url}/issues/42/`, body: '{"status":"resolved","assignedTo":"team:5"}' }));
+      expect(res.call?.request).toEqual(
+        expect.objectContaining({
+          method: "PUT",
+          url: `${h.fake.url}/issues/42/`,
+          body: '{"status":"resolved","assignedTo":"team:5"}',
+        }),
+      );
     });
 
     it("sends only what changes: status alone, an assignee alone, and `unassign` as an empty assignedTo", async () => {
       h = await setup();
-      h.fake.addIssue("42", { assignedTo: { type: "user", id: "88", name: "Jane Developer", email: "jane@example.com" } });
+      h.fake.addIssue("42", {
+        assignedTo: { type: "user", id: "88", name: "Jane Developer", email: "jane@example.com" },
+      });
 
       const ignored = await h.api.updateIssue({ issueId: "42", status: IssueStatus.IGNORED, assignee: "" });
-      const assigned = await h.api.updateIssue({ issueId: "42", status: IssueStatus.UNSPECIFIED, assignee: "ola@example.com" });
+      const assigned = await h.api.updateIssue({
+        issueId: "42",
+        status: IssueStatus.UNSPECIFIED,
+        assignee: "ola@example.com",
+      });
       const cleared = await h.api.updateIssue({ issueId: "42", status: IssueStatus.UNSPECIFIED, assignee: "unassign" });
 
-      expect(h.fake.received.map((r) => r.text)).toEqual(['{"status":"ignored"}', '{"assignedTo":"ola@example.com"}', '{"assignedTo":""}']);
+      expect(h.fake.received.map((r) => r.text)).toEqual([
+        '{"status":"ignored"}',
+        '{"assignedTo":"ola@example.com"}',
+        '{"assignedTo":""}',
+      ]);
       expect(ignored.issue).toMatchObject({ status: IssueStatus.IGNORED, assignee: "jane@example.com" });
       expect(assigned.issue).toMatchObject({ status: IssueStatus.IGNORED, assignee: "ola@example.com" });
       expect(cleared.issue).toMatchObject({ assignee: "" });
@@ -154,7 +201,9 @@ describe("SentryApi", () => {
     it("says what Sentry said", async () => {
       h = await setup();
       h.fake.answer({ status: 403, body: { detail: "You do not have permission to perform this action." } });
-      expect((await failure(h.api.getIssue({ issueId: "42" }))).message).toBe("sentry answered 403: You do not have permission to perform this action.");
+      expect((await failure(h.api.getIssue({ issueId: "42" }))).message).toBe(
+        "sentry answered 403: You do not have permission to perform this action.",
+      );
     });
 
     it("maps Sentry's duplicate-note refusal to AlreadyExists", async () => {
@@ -162,7 +211,10 @@ describe("SentryApi", () => {
       h.fake.addIssue("42");
       await h.api.addComment({ issueId: "42", text: "same" });
       const err = await failure(h.api.addComment({ issueId: "42", text: "same" }));
-      expect(err).toMatchObject({ code: Code.AlreadyExists, message: "sentry answered 400: You have already posted that comment." });
+      expect(err).toMatchObject({
+        code: Code.AlreadyExists,
+        message: "sentry answered 400: You have already posted that comment.",
+      });
     });
 
     it("fails clearly when a 2xx is not Sentry's JSON (SENTRY_API_URL pointing at the web UI)", async () => {
@@ -219,7 +271,11 @@ describe("SentryApi", () => {
     it("repeats a comment after 429, once Retry-After has passed", async () => {
       h = await setup();
       h.fake.addIssue("42");
-      h.fake.answer({ status: 429, headers: { "retry-after": "1" }, body: { detail: "You are attempting to use this endpoint too frequently." } });
+      h.fake.answer({
+        status: 429,
+        headers: { "retry-after": "1" },
+        body: { detail: "You are attempting to use this endpoint too frequently." },
+      });
       const res = await h.api.addComment({ issueId: "42", text: "hello" });
       expect(res.comment?.text).toBe("hello");
       const [first, second] = h.fake.received;
@@ -232,7 +288,10 @@ describe("SentryApi", () => {
       h = await setup();
       h.fake.addIssue("42");
       const reset = Math.ceil(Date.now() / 1000) + 1;
-      h.fake.answer({ status: 429, headers: { "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": String(reset) } });
+      h.fake.answer({
+        status: 429,
+        headers: { "x-sentry-rate-limit-remaining": "0", "x-sentry-rate-limit-reset": String(reset) },
+      });
       await h.api.getIssue({ issueId: "42" });
       expect(h.fake.received).toHaveLength(2);
       expect(h.fake.received[1]!.at).toBeGreaterThanOrEqual(reset * 1000 - 50);
@@ -274,10 +333,14 @@ describe("SentryApi", () => {
     });
 
     it("opens the breaker after repeated 5xx: the next call fails fast without reaching Sentry", async () => {
-      h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
+      h = await setup({
+        env: { SENTRY_MAX_ATTEMPTS: "1" },
+        upstream: { breaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } },
+      });
       h.fake.addIssue("42");
       h.fake.answer({ status: 500 }, { status: 502 }, { status: 503 });
-      for (let i = 0; i < 3; i++) expect(await failure(h.api.getIssue({ issueId: "42" }))).toMatchObject({ code: Code.Unavailable });
+      for (let i = 0; i < 3; i++)
+        expect(await failure(h.api.getIssue({ issueId: "42" }))).toMatchObject({ code: Code.Unavailable });
       h.fake.reset();
 
       const err = await failure(h.api.getIssue({ issueId: "42" }));
@@ -288,9 +351,13 @@ describe("SentryApi", () => {
     });
 
     it("does not open the breaker on refusals (4xx)", async () => {
-      h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
+      h = await setup({
+        env: { SENTRY_MAX_ATTEMPTS: "1" },
+        upstream: { breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } },
+      });
       h.fake.addIssue("42");
-      for (let i = 0; i < 4; i++) expect(await failure(h.api.getIssue({ issueId: "404" }))).toMatchObject({ code: Code.NotFound });
+      for (let i = 0; i < 4; i++)
+        expect(await failure(h.api.getIssue({ issueId: "404" }))).toMatchObject({ code: Code.NotFound });
       expect((await h.api.getIssue({ issueId: "42" })).issue?.id).toBe("42");
     });
   });
@@ -381,7 +448,9 @@ describe("SentryApi", () => {
         await vi.waitFor(() => expect(h.token.get()).toBe("sntryu_second"), { timeout: 5_000, interval: 50 });
         await h.api.getIssue({ issueId: "42" });
         expect(h.fake.received.at(-1)!.headers.authorization).toBe("Bearer sntryu_second");
-        expect(h.lines().some((l) => l.includes('"variable":"SENTRY_AUTH_TOKEN_FILE"') && l.includes("credential reloaded"))).toBe(true);
+        expect(
+          h.lines().some((l) => l.includes('"variable":"SENTRY_AUTH_TOKEN_FILE"') && l.includes("credential reloaded")),
+        ).toBe(true);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -442,18 +511,34 @@ describe("SentryApi", () => {
 
       expect(h.fake.received).toEqual([]);
       const url = h.fake.url;
-      expect(issue.call).toMatchObject({ dryRun: true, replayed: false, request: { method: "GET", url: `${url}/issues/42/`, body: "" } });
+      expect(issue.call).toMatchObject({
+        dryRun: true,
+        replayed: false,
+        request: { method: "GET", url: `${url}/issues/42/`, body: "" },
+      });
       expect(issue.issue).toMatchObject({ id: "42", title: "dry run: nothing was sent to Sentry" });
-      expect(added.call).toMatchObject({ dryRun: true, request: { method: "POST", url: `${url}/issues/42/comments/`, body: '{"text":"Working on it"}' } });
+      expect(added.call).toMatchObject({
+        dryRun: true,
+        request: { method: "POST", url: `${url}/issues/42/comments/`, body: '{"text":"Working on it"}' },
+      });
       // A note id as Sentry writes them, the same for the same key; the edit takes it as any other.
       expect(id).toMatch(/^\d+$/);
       expect(added.comment?.text).toBe("Working on it");
-      expect(edited.call).toMatchObject({ dryRun: true, request: { method: "PUT", url: `${url}/issues/42/comments/${id}/`, body: '{"text":"Done"}' } });
+      expect(edited.call).toMatchObject({
+        dryRun: true,
+        request: { method: "PUT", url: `${url}/issues/42/comments/${id}/`, body: '{"text":"Done"}' },
+      });
       expect(edited.comment).toMatchObject({ id, text: "Done" });
-      expect(updated.call).toMatchObject({ dryRun: true, request: { method: "PUT", url: `${url}/issues/42/`, body: '{"status":"resolved","assignedTo":""}' } });
+      expect(updated.call).toMatchObject({
+        dryRun: true,
+        request: { method: "PUT", url: `${url}/issues/42/`, body: '{"status":"resolved","assignedTo":""}' },
+      });
       expect(updated.issue).toMatchObject({ id: "42", status: IssueStatus.RESOLVED, assignee: "" });
 
-      const dryRunLines = h.lines().filter((l) => l.includes("dry run")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const dryRunLines = h
+        .lines()
+        .filter((l) => l.includes("dry run"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(dryRunLines.map((l) => [l.level, l.method, l.url, l.msg, l.missing])).toEqual([
         [30, "GET", `${url}/issues/42/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],
         [30, "POST", `${url}/issues/42/comments/`, "dry run: request not sent to Sentry", "SENTRY_AUTH_TOKEN"],

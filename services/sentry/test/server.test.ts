@@ -1,12 +1,12 @@
-import { afterEach, describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { mapUpstreamError, serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { IssueStatus, SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { routes } from "../src/routes.js";
-import { serve, setup, TOKEN, type Harness } from "./helpers.js";
+import { type Harness, serve, setup, TOKEN } from "./helpers.js";
 
 describe("sentry service over gRPC", () => {
   let h: Harness;
@@ -26,7 +26,12 @@ describe("sentry service over gRPC", () => {
     const edited = await client.updateComment({ issueId: "42", commentId: added.comment!.id, text: "Done" });
     const updated = await client.updateIssue({ issueId: "42", status: IssueStatus.RESOLVED, assignee: "user:88" });
 
-    expect(got.issue).toMatchObject({ id: "42", projectSlug: "pump-station", status: IssueStatus.UNRESOLVED, count: 1243n });
+    expect(got.issue).toMatchObject({
+      id: "42",
+      projectSlug: "pump-station",
+      status: IssueStatus.UNRESOLVED,
+      count: 1243n,
+    });
     expect(added.comment).toMatchObject({ id: "1000", text: "Working on it" });
     expect(edited.comment).toMatchObject({ id: "1000", text: "Done" });
     expect(updated.issue).toMatchObject({ status: IssueStatus.RESOLVED, assignee: "jane@example.com" });
@@ -43,8 +48,16 @@ describe("sentry service over gRPC", () => {
     h = await setup();
     server = await serve(h);
     h.fake.addIssue("42");
-    const first = await server.client.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-1:ack" });
-    const again = await server.client.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "task-1:ack" });
+    const first = await server.client.addComment({
+      issueId: "42",
+      text: "Working on it",
+      idempotencyKey: "task-1:ack",
+    });
+    const again = await server.client.addComment({
+      issueId: "42",
+      text: "Working on it",
+      idempotencyKey: "task-1:ack",
+    });
     expect(h.fake.received).toHaveLength(1);
     expect(again.comment).toEqual(first.comment);
     expect(again.call?.replayed).toBe(true);
@@ -87,10 +100,14 @@ describe("sentry service over gRPC", () => {
   });
 
   it("fails fast with Unavailable once Sentry's outage opens the breaker", async () => {
-    h = await setup({ env: { SENTRY_MAX_ATTEMPTS: "1" }, upstream: { breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } } });
+    h = await setup({
+      env: { SENTRY_MAX_ATTEMPTS: "1" },
+      upstream: { breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 } },
+    });
     server = await serve(h);
     h.fake.answer({ status: 502 }, { status: 502 });
-    for (let i = 0; i < 2; i++) expect((await callError(server.client.getIssue({ issueId: "42" }))).code).toBe(Code.Unavailable);
+    for (let i = 0; i < 2; i++)
+      expect((await callError(server.client.getIssue({ issueId: "42" }))).code).toBe(Code.Unavailable);
     const err = await callError(server.client.getIssue({ issueId: "42" }));
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe("sentry is failing; circuit open");
@@ -111,11 +128,19 @@ describe("sentry service over gRPC", () => {
     server = await serve(h);
     const res = await server.client.addComment({ issueId: "42", text: "Working on it", idempotencyKey: "k" });
     expect(res.comment).toMatchObject({ text: "Working on it" });
-    expect(res.call).toMatchObject({ dryRun: true, replayed: false, request: { method: "POST", url: `${h.fake.url}/issues/42/comments/`, body: '{"text":"Working on it"}' } });
+    expect(res.call).toMatchObject({
+      dryRun: true,
+      replayed: false,
+      request: { method: "POST", url: `${h.fake.url}/issues/42/comments/`, body: '{"text":"Working on it"}' },
+    });
     const final = await server.client.updateComment({ issueId: "42", commentId: res.comment!.id, text: "The answer" });
     expect(final.call).toMatchObject({
       dryRun: true,
-      request: { method: "PUT", url: `${h.fake.url}/issues/42/comments/${res.comment!.id}/`, body: '{"text":"The answer"}' },
+      request: {
+        method: "PUT",
+        url: `${h.fake.url}/issues/42/comments/${res.comment!.id}/`,
+        body: '{"text":"The answer"}',
+      },
     });
     expect(h.fake.received).toEqual([]);
   });
@@ -144,9 +169,16 @@ describe("sentry service over gRPC", () => {
     server = await serve(h);
     h.fake.addIssue("42");
     const health = createClient(Health, createGrpcTransport({ baseUrl: server.baseUrl }));
-    expect((await health.check({ service: SentryService.typeName })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await health.check({ service: SentryService.typeName })).status).toBe(
+      HealthCheckResponse_ServingStatus.SERVING,
+    );
 
-    h.fake.answer({ status: 401, body: { detail: "Invalid token" } }, { status: 500 }, { status: 500 }, { status: 429, headers: { "retry-after": "0" } });
+    h.fake.answer(
+      { status: 401, body: { detail: "Invalid token" } },
+      { status: 500 },
+      { status: 500 },
+      { status: 429, headers: { "retry-after": "0" } },
+    );
     await callError(server.client.getIssue({ issueId: "42" }));
     await callError(server.client.getIssue({ issueId: "42" }));
     await server.client.addComment({ issueId: "42", text: "x" });
@@ -165,7 +197,9 @@ describe("sentry routes (in-memory transport)", () => {
   });
 
   function client() {
-    const transport = createRouterTransport(routes(h.api), { router: { interceptors: [serverCallInterceptor(h.logger, mapUpstreamError)] } });
+    const transport = createRouterTransport(routes(h.api), {
+      router: { interceptors: [serverCallInterceptor(h.logger, mapUpstreamError)] },
+    });
     return createClient(SentryService, transport);
   }
 

@@ -1,6 +1,6 @@
-import { connectIntegration, Credential, type Integration, type IntegrationDeps } from "@hookmesh/kit";
+import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
-import { TOKEN_VARIABLE, type SlackConfig } from "./config.js";
+import { type SlackConfig, TOKEN_VARIABLE } from "./config.js";
 import { build } from "./server.js";
 import { SlackApi } from "./slack-api.js";
 import { slackPolicy } from "./upstream.js";
@@ -13,7 +13,12 @@ export interface SlackIntegration extends Integration {
 
 export async function composeSlack(config: SlackConfig, deps: IntegrationDeps): Promise<SlackIntegration> {
   const token = new Credential(TOKEN_VARIABLE, deps.env, deps.logger);
-  const base = await connectIntegration(config, deps, { service: SlackService.typeName, policy: slackPolicy, baseUrl: config.apiUrl, credentials: [token] });
+  const base = await connectIntegration(config, deps, {
+    service: SlackService.typeName,
+    policy: slackPolicy,
+    baseUrl: config.apiUrl,
+    credentials: [token],
+  });
   const api = new SlackApi({ upstream: base.upstream, token, calls: base.calls });
   const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };

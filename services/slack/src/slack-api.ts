@@ -1,16 +1,23 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { InvalidRequestError, UpstreamError, type Caller, type Credential, type ProviderCalls, type UpstreamClient } from "@hookmesh/kit";
 import {
-  AddReactionResponseSchema,
-  PostMessageResponseSchema,
-  UpdateMessageResponseSchema,
+  type Caller,
+  type Credential,
+  InvalidRequestError,
+  type ProviderCalls,
+  type UpstreamClient,
+  UpstreamError,
+} from "@hookmesh/kit";
+import {
   type AddReactionRequest,
   type AddReactionResponse,
+  AddReactionResponseSchema,
   type PostMessageRequest,
   type PostMessageResponse,
+  PostMessageResponseSchema,
   type UpdateMessageRequest,
   type UpdateMessageResponse,
+  UpdateMessageResponseSchema,
 } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { slackError, slackErrorName } from "./upstream.js";
 
@@ -39,37 +46,57 @@ export class SlackApi {
    * the call is retried only when Slack refused it unread (429); with an idempotency key, a
    * repeated call returns the first call's message instead of posting again.
    */
-  async postMessage(req: Pick<PostMessageRequest, "channel" | "threadTs" | "text" | "idempotencyKey">, caller: Caller = {}): Promise<PostMessageResponse> {
+  async postMessage(
+    req: Pick<PostMessageRequest, "channel" | "threadTs" | "text" | "idempotencyKey">,
+    caller: Caller = {},
+  ): Promise<PostMessageResponse> {
     required(req.channel, "channel");
     required(req.text, "text");
     const body = { channel: req.channel, text: req.text, ...(req.threadTs !== "" && { thread_ts: req.threadTs }) };
-    return this.deps.calls.create(webApi("chat.postMessage", body), caller, (caller) => this.send("chat.postMessage", body, { idempotent: false }, caller), {
-      rpc: "postMessage",
-      idempotencyKey: req.idempotencyKey,
-      schema: PostMessageResponseSchema,
-      respond: (created) =>
-        create(PostMessageResponseSchema, {
-          ...(created.dryRun ? { channel: req.channel, ts: dryRunTs(created.id) } : messageId(created.answer, "chat.postMessage", req.channel)),
-          call: created.call,
-        }),
-    });
+    return this.deps.calls.create(
+      webApi("chat.postMessage", body),
+      caller,
+      (caller) => this.send("chat.postMessage", body, { idempotent: false }, caller),
+      {
+        rpc: "postMessage",
+        idempotencyKey: req.idempotencyKey,
+        schema: PostMessageResponseSchema,
+        respond: (created) =>
+          create(PostMessageResponseSchema, {
+            ...(created.dryRun
+              ? { channel: req.channel, ts: dryRunTs(created.id) }
+              : messageId(created.answer, "chat.postMessage", req.channel)),
+            call: created.call,
+          }),
+      },
+    );
   }
 
   /** Replaces a message's text (`chat.update`); repeating it is harmless, so it is retried on outages. */
-  async updateMessage(req: Pick<UpdateMessageRequest, "channel" | "ts" | "text">, caller: Caller = {}): Promise<UpdateMessageResponse> {
+  async updateMessage(
+    req: Pick<UpdateMessageRequest, "channel" | "ts" | "text">,
+    caller: Caller = {},
+  ): Promise<UpdateMessageResponse> {
     required(req.channel, "channel");
     required(req.ts, "ts");
     required(req.text, "text");
     const body = { channel: req.channel, ts: req.ts, text: req.text };
-    const sent = await this.deps.calls.send(webApi("chat.update", body), caller, (caller) => this.send("chat.update", body, { idempotent: true }, caller));
+    const sent = await this.deps.calls.send(webApi("chat.update", body), caller, (caller) =>
+      this.send("chat.update", body, { idempotent: true }, caller),
+    );
     return create(UpdateMessageResponseSchema, {
-      ...(sent.dryRun ? { channel: req.channel, ts: req.ts } : messageId(sent.answer, "chat.update", req.channel, req.ts)),
+      ...(sent.dryRun
+        ? { channel: req.channel, ts: req.ts }
+        : messageId(sent.answer, "chat.update", req.channel, req.ts)),
       call: sent.call,
     });
   }
 
   /** Adds a reaction (`reactions.add`); one that is already there (`already_reacted`) is success. */
-  async addReaction(req: Pick<AddReactionRequest, "channel" | "timestamp" | "name">, caller: Caller = {}): Promise<AddReactionResponse> {
+  async addReaction(
+    req: Pick<AddReactionRequest, "channel" | "timestamp" | "name">,
+    caller: Caller = {},
+  ): Promise<AddReactionResponse> {
     required(req.channel, "channel");
     required(req.timestamp, "timestamp");
     // Slack's names have no colons (`eyes`); `:eyes:` as typed in Slack is taken too.
@@ -83,7 +110,12 @@ export class SlackApi {
   }
 
   /** One Web API call with the bot token; an `ok: false` answer (other than those accepted) fails. */
-  private async send(method: string, body: Json, options: { idempotent: boolean; accept?: readonly string[] }, caller: Caller): Promise<Json> {
+  private async send(
+    method: string,
+    body: Json,
+    options: { idempotent: boolean; accept?: readonly string[] },
+    caller: Caller,
+  ): Promise<Json> {
     const res = await this.deps.upstream.request({
       ...webApi(method, body),
       auth: `Bearer ${this.deps.token.require()}`,
@@ -124,5 +156,8 @@ function dryRunTs(id: bigint): string {
 
 /** A 2xx that is not the Web API's JSON: most often an API URL that points elsewhere. */
 function unexpectedAnswer(method: string): UpstreamError {
-  return new UpstreamError(Code.Unknown, `slack ${method} answered without "ok": true; SLACK_API_URL must be the Web API root, e.g. https://slack.com/api`);
+  return new UpstreamError(
+    Code.Unknown,
+    `slack ${method} answered without "ok": true; SLACK_API_URL must be the Web API root, e.g. https://slack.com/api`,
+  );
 }

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { retryAfterMs, UpstreamError, type ProviderPolicy, type RateLimitPolicy } from "@hookmesh/kit";
+import { type ProviderPolicy, type RateLimitPolicy, retryAfterMs, UpstreamError } from "@hookmesh/kit";
 
 /**
  * Slack's Web API answers most errors with HTTP 200 and `{"ok": false, "error": "<name>"}`; the
@@ -68,7 +68,8 @@ function knownCode(error: string): Code | undefined {
 
 type Json = Record<string, unknown>;
 
-const record = (value: unknown): Json => (typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : {});
+const record = (value: unknown): Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : {};
 
 /** Slack's error name in an answer's body, if it is an `ok: false` answer. */
 export function slackErrorName(body: unknown): string | undefined {
@@ -112,4 +113,9 @@ function errorCodeOf(_status: number, body: unknown): Code | undefined {
 }
 
 /** How Slack's Web API speaks, for the UpstreamClient: its rate-limit answers and error names. */
-export const slackPolicy: ProviderPolicy = { name: "slack", title: "Slack", rateLimit: slackRateLimit, errorCode: errorCodeOf };
+export const slackPolicy: ProviderPolicy = {
+  name: "slack",
+  title: "Slack",
+  rateLimit: slackRateLimit,
+  errorCode: errorCodeOf,
+};

@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 /** The defaults need the development identities that `npm start` makes; tests have their own. */
@@ -58,7 +58,9 @@ describe("slack loadConfig", () => {
     expect(() => loadConfig({ ...identities, REDIS_URL: "http://redis" })).toThrow(/^REDIS_URL: /);
     expect(() => loadConfig({ ...identities, HOOKMESH_DRY_RUN: "maybe" })).toThrow(/^HOOKMESH_DRY_RUN: /);
     expect(() => loadConfig({ ...identities, SHUTDOWN_GRACE_MS: "-1" })).toThrow(/^SHUTDOWN_GRACE_MS: /);
-    expect(() => loadConfig({ ...identities, SLACK_TLS_KEY_FILE: "/nonexistent.pem" })).toThrow(/^SLACK_TLS_CERT_FILE: /);
+    expect(() => loadConfig({ ...identities, SLACK_TLS_KEY_FILE: "/nonexistent.pem" })).toThrow(
+      /^SLACK_TLS_CERT_FILE: /,
+    );
     expect(() => loadConfig({ ...identities, SLACK_TIMEOUT_MS: "soon" })).toThrow(/^SLACK_TIMEOUT_MS: /);
     expect(() => loadConfig({ ...identities, SLACK_MAX_ATTEMPTS: "0" })).toThrow(/^SLACK_MAX_ATTEMPTS: /);
   });

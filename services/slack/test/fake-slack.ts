@@ -1,4 +1,4 @@
-import { FakeProvider, type Answer, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
+import { type Answer, FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
 
 interface Message {
   channel: string;
@@ -62,8 +62,20 @@ export class FakeSlack extends FakeProvider {
       case "/chat.postMessage": {
         if (!args.text) return fail("no_text");
         const ts = this.newTs();
-        this.messages.push({ channel, ts, text: args.text, ...(args.thread_ts && { threadTs: args.thread_ts }), reactions: new Set() });
-        const message = { type: "message", user: "U0HOOKMESH", text: args.text, ts, ...(args.thread_ts && { thread_ts: args.thread_ts }) };
+        this.messages.push({
+          channel,
+          ts,
+          text: args.text,
+          ...(args.thread_ts && { threadTs: args.thread_ts }),
+          reactions: new Set(),
+        });
+        const message = {
+          type: "message",
+          user: "U0HOOKMESH",
+          text: args.text,
+          ts,
+          ...(args.thread_ts && { thread_ts: args.thread_ts }),
+        };
         return { body: { ok: true, channel, ts, message } };
       }
       case "/chat.update": {

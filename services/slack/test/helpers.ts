@@ -1,4 +1,9 @@
-import { integrationUnderTest, serveForTest, type IntegrationTestOptions, type IntegrationUnderTest } from "@hookmesh/kit/testing";
+import {
+  type IntegrationTestOptions,
+  type IntegrationUnderTest,
+  integrationUnderTest,
+  serveForTest,
+} from "@hookmesh/kit/testing";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { composeSlack, type SlackIntegration } from "../src/compose.js";
 import { loadConfig, TOKEN_VARIABLE } from "../src/config.js";
@@ -16,7 +21,10 @@ export async function setup(options: HarnessOptions = {}): Promise<Harness> {
   const fake = await FakeSlack.start();
   const credentials = options.token === false ? {} : { [TOKEN_VARIABLE]: TEST_TOKEN };
   const timings = { baseDelayMs: 1, maxDelayMs: 5 };
-  return integrationUnderTest({ prefix: "SLACK", urlVariable: "SLACK_API_URL", fake, credentials, timings, loadConfig, compose: composeSlack }, options);
+  return integrationUnderTest(
+    { prefix: "SLACK", urlVariable: "SLACK_API_URL", fake, credentials, timings, loadConfig, compose: composeSlack },
+    options,
+  );
 }
 
 /** The harness's server, listening on port 0, and a gRPC client for it. */

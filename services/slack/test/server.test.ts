@@ -1,13 +1,13 @@
-import { afterEach, describe, expect, it } from "vitest";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { mapUpstreamError, serverCallInterceptor, ServingStatus } from "@hookmesh/kit";
+import { mapUpstreamError, ServingStatus, serverCallInterceptor } from "@hookmesh/kit";
 import { callError } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { routes } from "../src/routes.js";
 import { CHANNEL, TEST_TOKEN } from "./fake-slack.js";
-import { serve, setup, type HarnessOptions, type Harness } from "./helpers.js";
+import { type Harness, type HarnessOptions, serve, setup } from "./helpers.js";
 
 const POST = { channel: CHANNEL, text: "on it" };
 
@@ -28,8 +28,18 @@ describe("SlackService over gRPC", () => {
   it("posts in a thread, edits the message and reacts to the parent: the acknowledgment loop", async () => {
     const client = await start();
     const parent = t.fake.seed("@hookmesh why is CI red?");
-    const ack = await client.postMessage({ ...POST, threadTs: parent, text: "Working on it (task t-1)", idempotencyKey: "t-1:ack" });
-    const again = await client.postMessage({ ...POST, threadTs: parent, text: "Working on it (task t-1)", idempotencyKey: "t-1:ack" });
+    const ack = await client.postMessage({
+      ...POST,
+      threadTs: parent,
+      text: "Working on it (task t-1)",
+      idempotencyKey: "t-1:ack",
+    });
+    const again = await client.postMessage({
+      ...POST,
+      threadTs: parent,
+      text: "Working on it (task t-1)",
+      idempotencyKey: "t-1:ack",
+    });
     await client.addReaction({ channel: CHANNEL, timestamp: parent, name: "eyes" });
     await client.addReaction({ channel: CHANNEL, timestamp: parent, name: "eyes" });
     const final = await client.updateMessage({ channel: ack.channel, ts: ack.ts, text: "Done in 42s, $0.12" });
@@ -41,7 +51,11 @@ describe("SlackService over gRPC", () => {
       ["/chat.update", { channel: CHANNEL, ts: ack.ts, text: "Done in 42s, $0.12" }],
     ]);
     expect(again).toMatchObject({ ts: ack.ts, call: { replayed: true } });
-    expect(final).toMatchObject({ channel: CHANNEL, ts: ack.ts, call: { dryRun: false, request: { url: `${t.fake.url}/chat.update` } } });
+    expect(final).toMatchObject({
+      channel: CHANNEL,
+      ts: ack.ts,
+      call: { dryRun: false, request: { url: `${t.fake.url}/chat.update` } },
+    });
     expect(t.fake.messages.map((m) => [m.text, m.threadTs, [...m.reactions]])).toEqual([
       ["@hookmesh why is CI red?", undefined, ["eyes"]],
       ["Done in 42s, $0.12", parent, []],
@@ -91,12 +105,22 @@ describe("SlackService over gRPC", () => {
     const res = await client.postMessage({ ...POST, idempotencyKey: "t-2:ack" });
     expect(res).toMatchObject({
       channel: CHANNEL,
-      call: { dryRun: true, replayed: false, request: { method: "POST", url: `${t.fake.url}/chat.postMessage`, body: JSON.stringify(POST) } },
+      call: {
+        dryRun: true,
+        replayed: false,
+        request: { method: "POST", url: `${t.fake.url}/chat.postMessage`, body: JSON.stringify(POST) },
+      },
     });
     const final = await client.updateMessage({ channel: res.channel, ts: res.ts, text: "The answer" });
     expect(final).toMatchObject({
       ts: res.ts,
-      call: { dryRun: true, request: { url: `${t.fake.url}/chat.update`, body: JSON.stringify({ channel: CHANNEL, ts: res.ts, text: "The answer" }) } },
+      call: {
+        dryRun: true,
+        request: {
+          url: `${t.fake.url}/chat.update`,
+          body: JSON.stringify({ channel: CHANNEL, ts: res.ts, text: "The answer" }),
+        },
+      },
     });
     expect(t.fake.received).toEqual([]);
     expect(t.lines().filter((l) => l.includes('"msg":"dry run: request not sent to Slack"'))).toHaveLength(2);
@@ -105,8 +129,12 @@ describe("SlackService over gRPC", () => {
   it("fails fast with Unavailable once repeated 5xx opened the breaker", async () => {
     const client = await start({ upstream: { breaker: { volumeThreshold: 3, resetTimeoutMs: 60_000 } } });
     t.fake.script("chat.update", ...Array(6).fill({ status: 503 }));
-    expect((await callError(client.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(Code.Unavailable);
-    expect((await callError(client.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(Code.Unavailable);
+    expect((await callError(client.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(
+      Code.Unavailable,
+    );
+    expect((await callError(client.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(
+      Code.Unavailable,
+    );
     t.fake.reset();
     const started = Date.now();
     const err = await callError(client.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" }));
@@ -142,9 +170,13 @@ describe("SlackService routes (in-memory transport)", () => {
     });
     const client = createClient(SlackService, transport);
     const ts = t.fake.seed("hello");
-    await expect(client.addReaction({ channel: CHANNEL, timestamp: ts, name: "+1" })).resolves.toMatchObject({ call: { dryRun: false } });
+    await expect(client.addReaction({ channel: CHANNEL, timestamp: ts, name: "+1" })).resolves.toMatchObject({
+      call: { dryRun: false },
+    });
     expect(t.fake.calls("reactions.add")[0]!.body).toEqual({ channel: CHANNEL, timestamp: ts, name: "+1" });
-    expect((await callError(client.addReaction({ channel: CHANNEL, timestamp: "9.9", name: "+1" }))).code).toBe(Code.NotFound);
+    expect((await callError(client.addReaction({ channel: CHANNEL, timestamp: "9.9", name: "+1" }))).code).toBe(
+      Code.NotFound,
+    );
     expect((await callError(client.postMessage({ channel: CHANNEL }))).code).toBe(Code.InvalidArgument);
   });
 });

@@ -1,12 +1,12 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { IdempotencyUnavailableError, InvalidRequestError, MissingCredentialError, UpstreamError } from "@hookmesh/kit";
 import { failure } from "@hookmesh/kit/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { CHANNEL, TEST_TOKEN } from "./fake-slack.js";
-import { setup, type HarnessOptions, type Harness } from "./helpers.js";
+import { type Harness, type HarnessOptions, setup } from "./helpers.js";
 
 const POST = { channel: CHANNEL, threadTs: "", text: "on it", idempotencyKey: "" };
 
@@ -37,7 +37,11 @@ const OK_FALSE: [method: string, error: string, code: Code][] = [
 ];
 
 /** The JSON headers every Web API call carries, with the bot token. */
-const JSON_HEADERS = { authorization: `Bearer ${TEST_TOKEN}`, "content-type": "application/json; charset=utf-8", accept: "application/json" };
+const JSON_HEADERS = {
+  authorization: `Bearer ${TEST_TOKEN}`,
+  "content-type": "application/json; charset=utf-8",
+  accept: "application/json",
+};
 
 describe("SlackApi", () => {
   let t: Harness;
@@ -52,14 +56,26 @@ describe("SlackApi", () => {
     it("posts a message with chat.postMessage and returns its channel and ts", async () => {
       await setUp();
       const res = await t.api.postMessage({ ...POST, channel: "#general" });
-      expect(t.fake.received).toMatchObject([{ method: "POST", path: "/chat.postMessage", query: "", headers: JSON_HEADERS, body: { channel: "#general", text: "on it" } }]);
+      expect(t.fake.received).toMatchObject([
+        {
+          method: "POST",
+          path: "/chat.postMessage",
+          query: "",
+          headers: JSON_HEADERS,
+          body: { channel: "#general", text: "on it" },
+        },
+      ]);
       expect(res).toMatchObject({
         channel: CHANNEL,
         ts: t.fake.messages[0]!.ts,
         call: {
           dryRun: false,
           replayed: false,
-          request: { method: "POST", url: `${t.fake.url}/chat.postMessage`, body: '{"channel":"#general","text":"on it"}' },
+          request: {
+            method: "POST",
+            url: `${t.fake.url}/chat.postMessage`,
+            body: '{"channel":"#general","text":"on it"}',
+          },
         },
       });
     });
@@ -68,8 +84,14 @@ describe("SlackApi", () => {
       await setUp();
       const parent = t.fake.seed("@hookmesh fix the build");
       const res = await t.api.postMessage({ ...POST, threadTs: parent, text: "*Working* on it" });
-      expect(t.fake.calls("chat.postMessage")[0]!.body).toEqual({ channel: CHANNEL, text: "*Working* on it", thread_ts: parent });
-      expect(res.call?.request?.body).toBe(JSON.stringify({ channel: CHANNEL, text: "*Working* on it", thread_ts: parent }));
+      expect(t.fake.calls("chat.postMessage")[0]!.body).toEqual({
+        channel: CHANNEL,
+        text: "*Working* on it",
+        thread_ts: parent,
+      });
+      expect(res.call?.request?.body).toBe(
+        JSON.stringify({ channel: CHANNEL, text: "*Working* on it", thread_ts: parent }),
+      );
       expect(t.fake.messages[1]).toMatchObject({ threadTs: parent, ts: res.ts });
     });
 
@@ -77,8 +99,20 @@ describe("SlackApi", () => {
       await setUp();
       const ts = t.fake.seed("working");
       const res = await t.api.updateMessage({ channel: CHANNEL, ts, text: "done in 42s" });
-      expect(t.fake.received).toMatchObject([{ method: "POST", path: "/chat.update", query: "", headers: JSON_HEADERS, body: { channel: CHANNEL, ts, text: "done in 42s" } }]);
-      expect(res).toMatchObject({ channel: CHANNEL, ts, call: { dryRun: false, request: { method: "POST", url: `${t.fake.url}/chat.update` } } });
+      expect(t.fake.received).toMatchObject([
+        {
+          method: "POST",
+          path: "/chat.update",
+          query: "",
+          headers: JSON_HEADERS,
+          body: { channel: CHANNEL, ts, text: "done in 42s" },
+        },
+      ]);
+      expect(res).toMatchObject({
+        channel: CHANNEL,
+        ts,
+        call: { dryRun: false, request: { method: "POST", url: `${t.fake.url}/chat.update` } },
+      });
       expect(t.fake.messages[0]!.text).toBe("done in 42s");
     });
 
@@ -86,8 +120,23 @@ describe("SlackApi", () => {
       await setUp();
       const ts = t.fake.seed("@hookmesh look");
       const res = await t.api.addReaction({ channel: CHANNEL, timestamp: ts, name: ":eyes:" });
-      expect(t.fake.received).toMatchObject([{ method: "POST", path: "/reactions.add", query: "", headers: JSON_HEADERS, body: { channel: CHANNEL, timestamp: ts, name: "eyes" } }]);
-      expect(res.call).toMatchObject({ dryRun: false, request: { method: "POST", url: `${t.fake.url}/reactions.add`, body: JSON.stringify({ channel: CHANNEL, timestamp: ts, name: "eyes" }) } });
+      expect(t.fake.received).toMatchObject([
+        {
+          method: "POST",
+          path: "/reactions.add",
+          query: "",
+          headers: JSON_HEADERS,
+          body: { channel: CHANNEL, timestamp: ts, name: "eyes" },
+        },
+      ]);
+      expect(res.call).toMatchObject({
+        dryRun: false,
+        request: {
+          method: "POST",
+          url: `${t.fake.url}/reactions.add`,
+          body: JSON.stringify({ channel: CHANNEL, timestamp: ts, name: "eyes" }),
+        },
+      });
       expect([...t.fake.messages[0]!.reactions]).toEqual(["eyes"]);
     });
 
@@ -95,18 +144,30 @@ describe("SlackApi", () => {
       await setUp();
       const ts = t.fake.seed("@hookmesh look");
       await t.api.addReaction({ channel: CHANNEL, timestamp: ts, name: "eyes" });
-      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: ts, name: "eyes" })).resolves.toMatchObject({ call: { dryRun: false } });
+      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: ts, name: "eyes" })).resolves.toMatchObject({
+        call: { dryRun: false },
+      });
       expect(t.fake.calls("reactions.add")).toHaveLength(2);
       expect([...t.fake.messages[0]!.reactions]).toEqual(["eyes"]);
     });
 
     it("refuses requests with missing fields before calling Slack", async () => {
       await setUp();
-      await expect(t.api.postMessage({ ...POST, channel: "" })).rejects.toThrow(new InvalidRequestError("channel is required", "channel"));
-      await expect(t.api.postMessage({ ...POST, text: " " })).rejects.toThrow(new InvalidRequestError("text is required", "text"));
-      await expect(t.api.postMessage({ ...POST, idempotencyKey: "k".repeat(513) })).rejects.toThrow(InvalidRequestError);
-      await expect(t.api.updateMessage({ channel: CHANNEL, ts: "", text: "x" })).rejects.toThrow(new InvalidRequestError("ts is required", "ts"));
-      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "::" })).rejects.toThrow(new InvalidRequestError("name is required", "name"));
+      await expect(t.api.postMessage({ ...POST, channel: "" })).rejects.toThrow(
+        new InvalidRequestError("channel is required", "channel"),
+      );
+      await expect(t.api.postMessage({ ...POST, text: " " })).rejects.toThrow(
+        new InvalidRequestError("text is required", "text"),
+      );
+      await expect(t.api.postMessage({ ...POST, idempotencyKey: "k".repeat(513) })).rejects.toThrow(
+        InvalidRequestError,
+      );
+      await expect(t.api.updateMessage({ channel: CHANNEL, ts: "", text: "x" })).rejects.toThrow(
+        new InvalidRequestError("ts is required", "ts"),
+      );
+      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "::" })).rejects.toThrow(
+        new InvalidRequestError("name is required", "name"),
+      );
       expect(t.fake.received).toEqual([]);
     });
   });
@@ -124,7 +185,11 @@ describe("SlackApi", () => {
               ? t.api.updateMessage({ channel: CHANNEL, ts: "1.000100", text: "x" })
               : t.api.addReaction({ channel: CHANNEL, timestamp: "1.000100", name: "eyes" });
         const err = await rejected(call);
-        expect({ code: err.code, message: err.message, status: err.status }).toEqual({ code, message: `slack ${method}: ${error}`, status: 200 });
+        expect({ code: err.code, message: err.message, status: err.status }).toEqual({
+          code,
+          message: `slack ${method}: ${error}`,
+          status: 200,
+        });
         expect(t.fake.calls(method)).toHaveLength(1);
       },
     );
@@ -139,14 +204,26 @@ describe("SlackApi", () => {
 
     it("says which scope a missing_scope needs and what invalid_arguments was about", async () => {
       await setUp();
-      t.fake.script("chat.postMessage", { body: { ok: false, error: "missing_scope", needed: "chat:write", provided: "reactions:write" } });
+      t.fake.script("chat.postMessage", {
+        body: { ok: false, error: "missing_scope", needed: "chat:write", provided: "reactions:write" },
+      });
       t.fake.script("chat.update", {
-        body: { ok: false, error: "invalid_arguments", response_metadata: { messages: ["[ERROR] missing required field: ts"] } },
+        body: {
+          ok: false,
+          error: "invalid_arguments",
+          response_metadata: { messages: ["[ERROR] missing required field: ts"] },
+        },
       });
       const scope = await rejected(t.api.postMessage(POST));
-      expect([scope.code, scope.message]).toEqual([Code.PermissionDenied, "slack chat.postMessage: missing_scope (needed: chat:write)"]);
+      expect([scope.code, scope.message]).toEqual([
+        Code.PermissionDenied,
+        "slack chat.postMessage: missing_scope (needed: chat:write)",
+      ]);
       const args = await rejected(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }));
-      expect([args.code, args.message]).toEqual([Code.InvalidArgument, "slack chat.update: invalid_arguments ([ERROR] missing required field: ts)"]);
+      expect([args.code, args.message]).toEqual([
+        Code.InvalidArgument,
+        "slack chat.update: invalid_arguments ([ERROR] missing required field: ts)",
+      ]);
     });
 
     it("maps HTTP error answers: 401, 403 and 404 with Slack's error name, 422 by HTTP", async () => {
@@ -161,7 +238,13 @@ describe("SlackApi", () => {
       );
       const codes = [];
       for (let i = 0; i < 5; i++) codes.push((await rejected(t.api.postMessage(POST))).code);
-      expect(codes).toEqual([Code.Unauthenticated, Code.PermissionDenied, Code.NotFound, Code.InvalidArgument, Code.PermissionDenied]);
+      expect(codes).toEqual([
+        Code.Unauthenticated,
+        Code.PermissionDenied,
+        Code.NotFound,
+        Code.InvalidArgument,
+        Code.PermissionDenied,
+      ]);
       expect(t.fake.calls("chat.postMessage")).toHaveLength(5);
     });
 
@@ -180,10 +263,16 @@ describe("SlackApi", () => {
     it("retries an update after 5xx answers", async () => {
       await setUp();
       const ts = t.fake.seed("working");
-      t.fake.script("chat.update", { status: 500, body: "oops" }, { status: 503, body: { ok: false, error: "service_unavailable" } });
+      t.fake.script(
+        "chat.update",
+        { status: 500, body: "oops" },
+        { status: 503, body: { ok: false, error: "service_unavailable" } },
+      );
       await expect(t.api.updateMessage({ channel: CHANNEL, ts, text: "done" })).resolves.toMatchObject({ ts });
       expect(t.fake.calls("chat.update")).toHaveLength(3);
-      expect(t.fake.calls("chat.update").map((r) => r.body)).toEqual(Array(3).fill({ channel: CHANNEL, ts, text: "done" }));
+      expect(t.fake.calls("chat.update").map((r) => r.body)).toEqual(
+        Array(3).fill({ channel: CHANNEL, ts, text: "done" }),
+      );
     });
 
     it("gives up on an update after its attempts with Unavailable", async () => {
@@ -205,7 +294,11 @@ describe("SlackApi", () => {
 
     it("retries a post after 429, waiting the Retry-After seconds", async () => {
       await setUp();
-      t.fake.script("chat.postMessage", { status: 429, headers: { "retry-after": "1" }, body: { ok: false, error: "ratelimited" } });
+      t.fake.script("chat.postMessage", {
+        status: 429,
+        headers: { "retry-after": "1" },
+        body: { ok: false, error: "ratelimited" },
+      });
       const started = Date.now();
       const res = await t.api.postMessage(POST);
       expect(Date.now() - started).toBeGreaterThanOrEqual(950);
@@ -223,7 +316,11 @@ describe("SlackApi", () => {
 
     it("fails with ResourceExhausted at once when Slack asks for a longer wait than the call may take", async () => {
       await setUp();
-      t.fake.script("reactions.add", { status: 429, headers: { "retry-after": "120" }, body: { ok: false, error: "ratelimited" } });
+      t.fake.script("reactions.add", {
+        status: 429,
+        headers: { "retry-after": "120" },
+        body: { ok: false, error: "ratelimited" },
+      });
       const started = Date.now();
       const err = await rejected(t.api.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" }));
       expect([err.code, err.status]).toEqual([Code.ResourceExhausted, 429]);
@@ -251,7 +348,9 @@ describe("SlackApi", () => {
       await setUp({ env: { SLACK_TIMEOUT_MS: "5000" } });
       t.fake.script("chat.update", "hang");
       const started = Date.now();
-      const err = await rejected(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }, { deadline: Date.now() + 200 }));
+      const err = await rejected(
+        t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }, { deadline: Date.now() + 200 }),
+      );
       expect(err.code).toBe(Code.DeadlineExceeded);
       expect(Date.now() - started).toBeLessThan(1_000);
     });
@@ -274,7 +373,9 @@ describe("SlackApi", () => {
       t.fake.script("chat.update", ...Array(4).fill({ body: { ok: false, error: "message_not_found" } }));
       for (let i = 0; i < 4; i++) {
         expect((await rejected(t.api.postMessage(POST))).code).toBe(Code.PermissionDenied);
-        expect((await rejected(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(Code.NotFound);
+        expect((await rejected(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" }))).code).toBe(
+          Code.NotFound,
+        );
       }
       await expect(t.api.postMessage(POST)).resolves.toMatchObject({ channel: CHANNEL });
     });
@@ -287,13 +388,19 @@ describe("SlackApi", () => {
       const second = await t.api.postMessage({ ...POST, idempotencyKey: "task-1:ack" });
       expect(t.fake.calls("chat.postMessage")).toHaveLength(1);
       expect(first.call?.replayed).toBe(false);
-      expect(second).toMatchObject({ channel: first.channel, ts: first.ts, call: { replayed: true, dryRun: false, request: first.call!.request } });
+      expect(second).toMatchObject({
+        channel: first.channel,
+        ts: first.ts,
+        call: { replayed: true, dryRun: false, request: first.call!.request },
+      });
       expect(await t.db.redis.exists(`${t.db.prefix}idempotency:postMessage:task-1:ack`)).toBe(1);
     });
 
     it("posts once for concurrent calls with one key", async () => {
       await setUp();
-      const results = await Promise.all([1, 2, 3].map(() => t.api.postMessage({ ...POST, idempotencyKey: "task-2:ack" })));
+      const results = await Promise.all(
+        [1, 2, 3].map(() => t.api.postMessage({ ...POST, idempotencyKey: "task-2:ack" })),
+      );
       expect(t.fake.calls("chat.postMessage")).toHaveLength(1);
       expect(new Set(results.map((r) => r.ts)).size).toBe(1);
       expect(results.filter((r) => r.call?.replayed)).toHaveLength(2);
@@ -315,7 +422,9 @@ describe("SlackApi", () => {
     it("refuses a keyed post with Unavailable while the store is down, posting nothing", async () => {
       await setUp();
       t.redis.disconnect();
-      await expect(t.api.postMessage({ ...POST, idempotencyKey: "task-4:ack" })).rejects.toThrow(IdempotencyUnavailableError);
+      await expect(t.api.postMessage({ ...POST, idempotencyKey: "task-4:ack" })).rejects.toThrow(
+        IdempotencyUnavailableError,
+      );
       expect(t.fake.received).toEqual([]);
     });
 
@@ -329,7 +438,11 @@ describe("SlackApi", () => {
       const res = await t.api.postMessage({ ...POST, idempotencyKey: "task-4:final" });
       expect(res).toMatchObject({ channel: CHANNEL, ts: t.fake.messages[0]!.ts, call: { replayed: false } });
       expect(t.fake.calls("chat.postMessage")).toHaveLength(1);
-      expect(t.lines().some((l) => l.includes("idempotency key could not be recorded") && l.includes("Connection is closed"))).toBe(true);
+      expect(
+        t
+          .lines()
+          .some((l) => l.includes("idempotency key could not be recorded") && l.includes("Connection is closed")),
+      ).toBe(true);
     });
   });
 
@@ -359,13 +472,27 @@ describe("SlackApi", () => {
       expect(update).toMatchObject({
         channel: CHANNEL,
         ts: post.ts,
-        call: { dryRun: true, request: { method: "POST", url: `${t.fake.url}/chat.update`, body: JSON.stringify({ channel: CHANNEL, ts: post.ts, text: "done" }) } },
+        call: {
+          dryRun: true,
+          request: {
+            method: "POST",
+            url: `${t.fake.url}/chat.update`,
+            body: JSON.stringify({ channel: CHANNEL, ts: post.ts, text: "done" }),
+          },
+        },
       });
       expect(reaction.call).toMatchObject({
         dryRun: true,
-        request: { method: "POST", url: `${t.fake.url}/reactions.add`, body: JSON.stringify({ channel: CHANNEL, timestamp: "1700000000.000100", name: "eyes" }) },
+        request: {
+          method: "POST",
+          url: `${t.fake.url}/reactions.add`,
+          body: JSON.stringify({ channel: CHANNEL, timestamp: "1700000000.000100", name: "eyes" }),
+        },
       });
-      const dryRuns = t.lines().map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => String(l.msg).startsWith("dry run"));
+      const dryRuns = t
+        .lines()
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => String(l.msg).startsWith("dry run"));
       expect(dryRuns).toHaveLength(4);
       expect(dryRuns[0]).toMatchObject({
         level: 30,
@@ -381,9 +508,15 @@ describe("SlackApi", () => {
 
     it("fails with MissingCredentialError naming SLACK_BOT_TOKEN without a token and without dry run", async () => {
       await setUp({ token: false });
-      await expect(t.api.postMessage({ ...POST, idempotencyKey: "task-6:ack" })).rejects.toThrow(new MissingCredentialError("SLACK_BOT_TOKEN"));
-      await expect(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" })).rejects.toThrow(MissingCredentialError);
-      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" })).rejects.toThrow(MissingCredentialError);
+      await expect(t.api.postMessage({ ...POST, idempotencyKey: "task-6:ack" })).rejects.toThrow(
+        new MissingCredentialError("SLACK_BOT_TOKEN"),
+      );
+      await expect(t.api.updateMessage({ channel: CHANNEL, ts: "1.2", text: "x" })).rejects.toThrow(
+        MissingCredentialError,
+      );
+      await expect(t.api.addReaction({ channel: CHANNEL, timestamp: "1.2", name: "eyes" })).rejects.toThrow(
+        MissingCredentialError,
+      );
       expect(t.fake.received).toEqual([]);
     });
 
@@ -418,7 +551,12 @@ describe("SlackApi", () => {
 
     it("never puts the token in errors or logs", async () => {
       await setUp();
-      t.fake.script("chat.postMessage", { status: 401, body: { ok: false, error: "invalid_auth" } }, { status: 500 }, "hang");
+      t.fake.script(
+        "chat.postMessage",
+        { status: 401, body: { ok: false, error: "invalid_auth" } },
+        { status: 500 },
+        "hang",
+      );
       t.fake.script("chat.update", { body: { ok: false, error: "token_revoked" } });
       const errors = [
         await rejected(t.api.postMessage(POST)),

@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
 import { slackError, slackErrorCode, slackRateLimit } from "../src/upstream.js";
 
 describe("Slack's error names", () => {
@@ -56,8 +56,17 @@ describe("Slack's error names", () => {
   });
 
   it("make an error naming the method, the error and Slack's explanation", () => {
-    const err = slackError("chat.postMessage", 200, { ok: false, error: "missing_scope", needed: "chat:write:bot", provided: "x" });
-    expect([err.code, err.status, err.message]).toEqual([Code.PermissionDenied, 200, "slack chat.postMessage: missing_scope (needed: chat:write:bot)"]);
+    const err = slackError("chat.postMessage", 200, {
+      ok: false,
+      error: "missing_scope",
+      needed: "chat:write:bot",
+      provided: "x",
+    });
+    expect([err.code, err.status, err.message]).toEqual([
+      Code.PermissionDenied,
+      200,
+      "slack chat.postMessage: missing_scope (needed: chat:write:bot)",
+    ]);
   });
 });
 
@@ -75,6 +84,8 @@ describe("slackRateLimit", () => {
 
   it("leaves other answers alone", () => {
     expect(slackRateLimit(200, headers({ "retry-after": "2" }), { ok: true })).toBeUndefined();
-    expect(slackRateLimit(503, headers({ "retry-after": "2" }), { ok: false, error: "service_unavailable" })).toBeUndefined();
+    expect(
+      slackRateLimit(503, headers({ "retry-after": "2" }), { ok: false, error: "service_unavailable" }),
+    ).toBeUndefined();
   });
 });

@@ -1,13 +1,22 @@
 import { readFile } from "node:fs/promises";
+import {
+  ConfigError,
+  connectRedis,
+  type Env,
+  HealthState,
+  type Logger,
+  type MeshServer,
+  openIdentity,
+  ServingStatus,
+} from "@hookmesh/kit";
 import type { Redis } from "ioredis";
-import { ConfigError, connectRedis, HealthState, openIdentity, ServingStatus, type Env, type Logger, type MeshServer } from "@hookmesh/kit";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
-import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { Router } from "./routing/router.js";
+import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { build } from "./server.js";
 import { SubjectLocks } from "./subject-locks.js";
 import { TaskStore } from "./task-store.js";
@@ -88,7 +97,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     await closeStore();
     throw err;
   }
-  const server = build({ engine, store, routingRules, leaseMs: config.leaseMs, health, logger, identity, tokens: config.operatorTokens });
+  const server = build({
+    engine,
+    store,
+    routingRules,
+    leaseMs: config.leaseMs,
+    health,
+    logger,
+    identity,
+    tokens: config.operatorTokens,
+  });
   return {
     server,
     engine,

@@ -1,4 +1,14 @@
-import { envInt, envListen, envLogLevel, envRedis, envString, type Env, type ListenConfig, type LogLevel, type RedisConfig } from "@hookmesh/kit";
+import {
+  type Env,
+  envInt,
+  envListen,
+  envLogLevel,
+  envRedis,
+  envString,
+  type ListenConfig,
+  type LogLevel,
+  type RedisConfig,
+} from "@hookmesh/kit";
 
 export interface TasksConfig extends ListenConfig {
   redis: RedisConfig;

@@ -1,20 +1,20 @@
-import { EventEmitter, once } from "node:events";
 import { randomUUID } from "node:crypto";
+import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampNow, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { v7 as uuidv7 } from "uuid";
+import { type Timestamp, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
-import { Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { v7 as uuidv7 } from "uuid";
+import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
   RunOutcome,
   StateTransitionSchema,
+  type Task,
+  type TaskEvent,
+  type TaskResult,
   TaskSchema,
   TaskStage,
   TaskState,
   TaskView,
-  type Task,
-  type TaskEvent,
-  type TaskResult,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "./errors.js";
 import type { RouteDecision } from "./routing/router.js";
@@ -147,7 +147,9 @@ export class TaskEngine {
     const requested = await this.store.update(id, (t) => {
       if (!isFinal(t.state)) t.cancelRequested = true;
     });
-    await this.timeline.append(id, [stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt)]);
+    await this.timeline.append(id, [
+      stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt),
+    ]);
     return requested;
   }
 
@@ -155,7 +157,9 @@ export class TaskEngine {
   async retry(id: string): Promise<Task> {
     const task = await this.store.update(id, (t) => {
       if (!RETRYABLE_BY_OPERATOR.has(t.state)) {
-        throw new TaskStateError(`task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`);
+        throw new TaskStateError(
+          `task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`,
+        );
       }
       t.maxAttempts = t.attempt + this.options.defaultMaxAttempts;
       t.cancelRequested = false;
@@ -240,7 +244,11 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, "canceled while running");
       } else if (retryable && t.attempt < t.maxAttempts) {
         retryInMs = this.backoff(t.attempt);
-        transition(t, TaskState.QUEUED, `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`);
+        transition(
+          t,
+          TaskState.QUEUED,
+          `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`,
+        );
       } else if (retryable) {
         transition(t, TaskState.DEAD, `attempt ${t.attempt} of ${t.maxAttempts} failed: ${error}`);
       } else {
@@ -248,9 +256,12 @@ export class TaskEngine {
       }
     });
     const events: NewTaskEvent[] = [stage(TaskStage.FAILED, error, undefined, failed.attempt)];
-    if (failed.state === TaskState.QUEUED) events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
-    if (failed.state === TaskState.DEAD) events.push(stage(TaskStage.DEAD, "no attempts left", undefined, failed.attempt));
-    if (failed.state === TaskState.CANCELED) events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
+    if (failed.state === TaskState.QUEUED)
+      events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
+    if (failed.state === TaskState.DEAD)
+      events.push(stage(TaskStage.DEAD, "no attempts left", undefined, failed.attempt));
+    if (failed.state === TaskState.CANCELED)
+      events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
     await this.timeline.append(taskId, events);
     if (failed.state === TaskState.QUEUED) {
       await this.queue.retryLater(taskId, leaseId, retryInMs);
@@ -291,7 +302,9 @@ export class TaskEngine {
     }
     const events: NewTaskEvent[] = [];
     if (task.state === TaskState.RUNNING) {
-      events.push(stage(TaskStage.LEASE_EXPIRED, `worker ${task.workerId} stopped heartbeating`, undefined, task.attempt));
+      events.push(
+        stage(TaskStage.LEASE_EXPIRED, `worker ${task.workerId} stopped heartbeating`, undefined, task.attempt),
+      );
     }
     const outOfAttempts = task.attempt >= task.maxAttempts;
     if (task.cancelRequested || outOfAttempts) {

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { ErrorMapper } from "@hookmesh/kit";
-import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { TaskEngine } from "./engine.js";
 import {
   InvalidEventError,
@@ -51,6 +51,7 @@ export const mapTaskError: ErrorMapper = (err) => {
     return new ConnectError(err.message, Code.InvalidArgument);
   }
   if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
-  if (err instanceof LeaseLostError || err instanceof TaskStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof LeaseLostError || err instanceof TaskStateError)
+    return new ConnectError(err.message, Code.FailedPrecondition);
   return undefined;
 };

@@ -1,9 +1,17 @@
-import { createMeshServer, mapStoreError, type ErrorMapper, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
 import type { ConnectRouter } from "@connectrpc/connect";
+import {
+  createMeshServer,
+  type ErrorMapper,
+  type HealthState,
+  type Logger,
+  type MeshServer,
+  mapStoreError,
+  type SecurityOptions,
+} from "@hookmesh/kit";
 import type { TaskEngine } from "./engine.js";
-import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
-import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { mapTaskError, taskServiceRoutes } from "./routes.js";
+import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
+import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
 import type { TaskStore } from "./task-store.js";
 import { workerServiceRoutes } from "./worker-routes.js";
 

@@ -1,9 +1,9 @@
-import type { Redis } from "ioredis";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { StoreUnavailableError } from "@hookmesh/kit";
-import { InvalidPageTokenError, TaskNotFoundError, storeCall, TASK_STORE } from "./errors.js";
+import type { Redis } from "ioredis";
+import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { type Task, TaskSchema, type TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { InvalidPageTokenError, storeCall, TASK_STORE, TaskNotFoundError } from "./errors.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
@@ -85,7 +85,12 @@ export class TaskStore {
         CREATE_SCRIPT,
         6,
         // Encoded, so that no source id and delivery id pair can spell another's key.
-        this.key("delivery", String(event.provider), encodeURIComponent(event.sourceId), encodeURIComponent(event.deliveryId)),
+        this.key(
+          "delivery",
+          String(event.provider),
+          encodeURIComponent(event.sourceId),
+          encodeURIComponent(event.deliveryId),
+        ),
         this.taskKey(task.id),
         this.rawKey(task.id),
         this.key("index", "all"),
@@ -136,7 +141,10 @@ export class TaskStore {
       );
       if (swapped === 1) return task;
     }
-    throw new StoreUnavailableError(TASK_STORE, new Error(`task ${id} changed ${MAX_UPDATE_TRIES} times while being updated`));
+    throw new StoreUnavailableError(
+      TASK_STORE,
+      new Error(`task ${id} changed ${MAX_UPDATE_TRIES} times while being updated`),
+    );
   }
 
   /** A page of tasks, newest first. */
@@ -206,7 +214,9 @@ export class TaskStore {
         view === TaskView.FULL ? this.redis.mgetBuffer(...ids.map((id) => this.rawKey(id))) : [],
       ]),
     );
-    return tasks.flatMap((bytes, i) => (bytes === null ? [] : [withRawBody(fromBinary(TaskSchema, bytes), rawBodies[i] ?? null)]));
+    return tasks.flatMap((bytes, i) =>
+      bytes === null ? [] : [withRawBody(fromBinary(TaskSchema, bytes), rawBodies[i] ?? null)],
+    );
   }
 
   private taskKey(id: string): string {

@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { Env, Logger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
-import { composeTasks, loadConfig, type ComposedTasks, type TasksConfig } from "./index.js";
+import { type ComposedTasks, composeTasks, loadConfig, type TasksConfig } from "./index.js";
 
 /**
  * What tests change from the production defaults, and why: leases and retries short enough
@@ -30,7 +30,11 @@ export interface RunningTasks extends ComposedTasks {
 }
 
 /** The tasks service as production composes it, listening on 127.0.0.1 (port 0 unless given). */
-export async function startTasks(db: Pick<TestRedis, "prefix">, logger: Logger, options: { port?: number; env?: Env } = {}): Promise<RunningTasks> {
+export async function startTasks(
+  db: Pick<TestRedis, "prefix">,
+  logger: Logger,
+  options: { port?: number; env?: Env } = {},
+): Promise<RunningTasks> {
   const config = tasksTestConfig(db, options.env);
   const service = await composeTasks(config, { logger, env: {} });
   const { port } = (await service.server.listen(options.port ?? 0, "127.0.0.1")) as AddressInfo;

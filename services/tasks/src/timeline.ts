@@ -1,8 +1,8 @@
-import type { Redis } from "ioredis";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { TaskEventSchema, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { StoreUnavailableError } from "@hookmesh/kit";
+import type { Redis } from "ioredis";
+import { type TaskEvent, TaskEventSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { storeCall, TASK_STORE } from "./errors.js";
 
 export interface TimelineOptions {
@@ -41,7 +41,15 @@ export class Timeline {
     for (const init of events) {
       const event = create(TaskEventSchema, { ...init, time: init.time ?? timestampFromDate(this.now()) });
       this.truncate(event);
-      pipeline.xadd(this.key(taskId), "MAXLEN", "~", String(this.options.maxEvents), "*", "e", Buffer.from(toBinary(TaskEventSchema, event)));
+      pipeline.xadd(
+        this.key(taskId),
+        "MAXLEN",
+        "~",
+        String(this.options.maxEvents),
+        "*",
+        "e",
+        Buffer.from(toBinary(TaskEventSchema, event)),
+      );
     }
     const results = await pipeline.exec().catch((err: unknown) => {
       throw new StoreUnavailableError(TASK_STORE, err);
@@ -63,7 +71,12 @@ export class Timeline {
    * nothing is left to read, or `signal` aborts. Blocking reads use a connection of their own,
    * so a watcher never holds up the shared one.
    */
-  async *watch(taskId: string, afterId: string, ended: () => Promise<boolean>, signal: AbortSignal): AsyncGenerator<TaskEvent> {
+  async *watch(
+    taskId: string,
+    afterId: string,
+    ended: () => Promise<boolean>,
+    signal: AbortSignal,
+  ): AsyncGenerator<TaskEvent> {
     let last = afterId;
     const blocking = this.redis.duplicate({ lazyConnect: true });
     const stop = () => blocking.disconnect();
@@ -117,5 +130,8 @@ function decode(id: Buffer, fields: Buffer[]): TaskEvent {
 
 /** The longest prefix of `text` within `maxBytes` of UTF-8 that does not split a character. */
 function cut(text: string, maxBytes: number): string {
-  return Buffer.from(text).subarray(0, maxBytes).toString().replace(/\uFFFD$/, "");
+  return Buffer.from(text)
+    .subarray(0, maxBytes)
+    .toString()
+    .replace(/\uFFFD$/, "");
 }

@@ -1,6 +1,6 @@
+import type { Logger } from "@hookmesh/kit";
 import { Job, Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import type { Logger } from "@hookmesh/kit";
 
 export interface WorkQueueOptions {
   /** BullMQ's key prefix: under the tasks service's own prefix, so no other service reads it. */

@@ -1,6 +1,6 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { LeaseSchema, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { TaskEngine } from "./engine.js";
 

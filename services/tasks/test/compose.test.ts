@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, ServingStatus } from "@hookmesh/kit";
-import { memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { composeTasks } from "../src/compose.js";
 import { tasksTestConfig } from "../src/testing.js";
@@ -34,7 +34,9 @@ describe("composeTasks", () => {
     try {
       const ids = (await tasks.routingRules.list()).map((rule) => rule.id);
       expect(ids).toEqual(expect.arrayContaining(["github-mention", "slack-mention", "jira-mention", "ops"]));
-      expect(lines().some((line) => line.includes("routing rules seeded from file") && line.includes('"ops"'))).toBe(true);
+      expect(lines().some((line) => line.includes("routing rules seeded from file") && line.includes('"ops"'))).toBe(
+        true,
+      );
       expect(tasks.server.health.get(RouteService.typeName)).toBe(ServingStatus.SERVING);
     } finally {
       await tasks.close();
@@ -43,8 +45,14 @@ describe("composeTasks", () => {
 
   it("refuses to start on a bad TASKS_ROUTES_FILE, naming the variable and the entry", async () => {
     const file = routesFile("- id: x\n  provider: github\n");
-    const failure = composeTasks(tasksTestConfig(db, { TASKS_ROUTES_FILE: file }), { logger: memoryLogger("tasks").logger, env: {} });
+    const failure = composeTasks(tasksTestConfig(db, { TASKS_ROUTES_FILE: file }), {
+      logger: memoryLogger("tasks").logger,
+      env: {},
+    });
     await expect(failure).rejects.toBeInstanceOf(ConfigError);
-    await expect(failure).rejects.toMatchObject({ variable: "TASKS_ROUTES_FILE", message: expect.stringContaining(`${file}: routes[0].provider`) });
+    await expect(failure).rejects.toMatchObject({
+      variable: "TASKS_ROUTES_FILE",
+      message: expect.stringContaining(`${file}: routes[0].provider`),
+    });
   });
 });

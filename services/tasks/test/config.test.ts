@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
 import { ConfigError } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 
 describe("tasks loadConfig", () => {
@@ -17,15 +17,21 @@ describe("tasks loadConfig", () => {
 
   it("runs cleartext only when told, and then only on loopback", () => {
     expect(loadConfig({ HOOKMESH_INSECURE: "1" }).identity).toEqual({ insecure: true });
-    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_HOST: "0.0.0.0" })).toThrow(/^TASKS_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/);
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_HOST: "0.0.0.0" })).toThrow(
+      /^TASKS_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/,
+    );
   });
 
   it("fails fast naming the variable to fix", async () => {
     const { env } = await testIdentities();
-    expect(() => loadConfig({ ...env, TASKS_PORT: "http" })).toThrow(new ConfigError("TASKS_PORT", 'expected an integer from 0 to 65535, got "http"'));
+    expect(() => loadConfig({ ...env, TASKS_PORT: "http" })).toThrow(
+      new ConfigError("TASKS_PORT", 'expected an integer from 0 to 65535, got "http"'),
+    );
     expect(() => loadConfig({ ...env, REDIS_URL: "http://localhost" })).toThrow(/^REDIS_URL: /);
     expect(() => loadConfig({ ...env, TASKS_MAX_ATTEMPTS: "0" })).toThrow(/^TASKS_MAX_ATTEMPTS: /);
     expect(() => loadConfig({ ...env, TASKS_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^TASKS_TLS_KEY_FILE: /);
-    expect(() => loadConfig({ HOOKMESH_HOME: "/nonexistent" })).toThrow(/^TASKS_TLS_CERT_FILE: cannot read \/nonexistent\/tls\/tasks.crt: ENOENT; create development identities with `npx hookmesh certs`/);
+    expect(() => loadConfig({ HOOKMESH_HOME: "/nonexistent" })).toThrow(
+      /^TASKS_TLS_CERT_FILE: cannot read \/nonexistent\/tls\/tasks.crt: ENOENT; create development identities with `npx hookmesh certs`/,
+    );
   });
 });

@@ -1,19 +1,19 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
 import { create } from "@bufbuild/protobuf";
+import { TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { Redis } from "ioredis";
 import { pino } from "pino";
-import { TEST_REDIS_URL, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { EventSchema, Provider, SubjectSchema, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type Event, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { AgentProfileSchema, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
+  type TaskEvent,
   TaskResultSchema,
   TaskStage,
   TaskState,
   TaskView,
-  type TaskEvent,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { TaskEngine, type EngineOptions, type EventRouter } from "../src/engine.js";
+import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import { SubjectLocks } from "../src/subject-locks.js";
 import { TaskStore } from "../src/task-store.js";
@@ -57,7 +57,8 @@ function event(text = "hello", subjectKey = `github:o/r#${++deliveries}`): Event
   });
 }
 
-const result = (outcome: RunOutcome, error = "") => create(TaskResultSchema, { outcome, error, answer: "done", exitCode: error ? 1 : 0 });
+const result = (outcome: RunOutcome, error = "") =>
+  create(TaskResultSchema, { outcome, error, answer: "done", exitCode: error ? 1 : 0 });
 const stages = (events: TaskEvent[]) => events.flatMap((e) => (e.kind.case === "stage" ? [e.kind.value.stage] : []));
 
 describe("TaskEngine", () => {
@@ -69,7 +70,7 @@ describe("TaskEngine", () => {
 
   async function engine(options: Partial<EngineOptions> = {}) {
     const merged = { ...OPTIONS, ...options };
-    queue = new WorkQueue(bull, { keyPrefix: db.prefix + "bull", leaseMs: merged.leaseMs }, pino({ level: "silent" }));
+    queue = new WorkQueue(bull, { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs }, pino({ level: "silent" }));
     await queue.start();
     return new TaskEngine(
       store,
@@ -101,8 +102,19 @@ describe("TaskEngine", () => {
     const tasks = await engine();
     const { task, duplicate } = await tasks.submit(event("p=5 please"));
     expect(duplicate).toBe(false);
-    expect(task).toMatchObject({ state: TaskState.QUEUED, routeId: "test-route", prompt: "do: p=5 please", priority: 5, maxAttempts: 2 });
-    expect(stages(await timeline.read(task.id))).toEqual([TaskStage.RECEIVED, TaskStage.VERIFIED, TaskStage.ROUTED, TaskStage.QUEUED]);
+    expect(task).toMatchObject({
+      state: TaskState.QUEUED,
+      routeId: "test-route",
+      prompt: "do: p=5 please",
+      priority: 5,
+      maxAttempts: 2,
+    });
+    expect(stages(await timeline.read(task.id))).toEqual([
+      TaskStage.RECEIVED,
+      TaskStage.VERIFIED,
+      TaskStage.ROUTED,
+      TaskStage.QUEUED,
+    ]);
     expect(await queue.isQueued(task.id)).toBe(true);
   });
 
@@ -131,7 +143,9 @@ describe("TaskEngine", () => {
 
     const done = await tasks.complete(task.id, grant!.leaseId, result(RunOutcome.SUCCEEDED));
     expect(done).toMatchObject({ state: TaskState.SUCCEEDED, workerId: "", result: { answer: "done" } });
-    expect((await tasks.complete(task.id, grant!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(TaskState.SUCCEEDED);
+    expect((await tasks.complete(task.id, grant!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
+      TaskState.SUCCEEDED,
+    );
     await expect(tasks.heartbeat(task.id, grant!.leaseId)).rejects.toThrow(LeaseLostError);
     expect(await queue.isQueued(task.id)).toBe(false);
     expect(stages(await timeline.read(task.id)).slice(-2)).toEqual([TaskStage.LEASED, TaskStage.COMPLETED]);
@@ -154,7 +168,11 @@ describe("TaskEngine", () => {
     expect(second?.task.attempt).toBe(2);
     const dead = await tasks.fail(task.id, second!.leaseId, result(RunOutcome.TIMED_OUT, "timed out"), true);
     expect(dead.state).toBe(TaskState.DEAD);
-    expect(stages(await timeline.read(task.id)).slice(-3)).toEqual([TaskStage.LEASED, TaskStage.FAILED, TaskStage.DEAD]);
+    expect(stages(await timeline.read(task.id)).slice(-3)).toEqual([
+      TaskStage.LEASED,
+      TaskStage.FAILED,
+      TaskStage.DEAD,
+    ]);
     expect(await queue.isQueued(task.id)).toBe(false);
 
     const again = await tasks.retry(task.id);
@@ -181,7 +199,9 @@ describe("TaskEngine", () => {
     expect(taken?.task).toMatchObject({ id: task.id, attempt: 2, workerId: "w2" });
     await expect(tasks.complete(task.id, lost!.leaseId, result(RunOutcome.SUCCEEDED))).rejects.toThrow(LeaseLostError);
     expect(stages(await timeline.read(task.id))).toContain(TaskStage.LEASE_EXPIRED);
-    expect((await tasks.complete(task.id, taken!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(TaskState.SUCCEEDED);
+    expect((await tasks.complete(task.id, taken!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
+      TaskState.SUCCEEDED,
+    );
   });
 
   it("dead-letters a task whose leases keep expiring", async () => {
@@ -239,7 +259,9 @@ describe("TaskEngine", () => {
     expect((await tasks.heartbeat(task.id, grant!.leaseId)).cancelRequested).toBe(true);
     const canceled = await tasks.fail(task.id, grant!.leaseId, result(RunOutcome.CANCELED, "canceled"), false);
     expect(canceled.state).toBe(TaskState.CANCELED);
-    await expect(tasks.cancel((await tasks.complete(task.id, grant!.leaseId, undefined)).id, "late")).resolves.toMatchObject({
+    await expect(
+      tasks.cancel((await tasks.complete(task.id, grant!.leaseId, undefined)).id, "late"),
+    ).resolves.toMatchObject({
       state: TaskState.CANCELED,
     });
   });
@@ -262,7 +284,15 @@ describe("TaskEngine", () => {
     })();
     const [grant] = await tasks.lease("w1", 1, 0, never);
     await tasks.report(task.id, grant!.leaseId, [
-      { $typeName: "hookmesh.tasks.v1.TaskEvent", id: "", attempt: 0, kind: { case: "output", value: { $typeName: "hookmesh.tasks.v1.OutputEvent", stream: 1, text: "x".repeat(100), truncated: false } } },
+      {
+        $typeName: "hookmesh.tasks.v1.TaskEvent",
+        id: "",
+        attempt: 0,
+        kind: {
+          case: "output",
+          value: { $typeName: "hookmesh.tasks.v1.OutputEvent", stream: 1, text: "x".repeat(100), truncated: false },
+        },
+      },
     ]);
     await tasks.complete(task.id, grant!.leaseId, result(RunOutcome.SUCCEEDED));
     await watching;

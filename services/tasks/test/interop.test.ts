@@ -1,23 +1,23 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import * as net from "node:net";
 import type { AddressInfo } from "node:net";
+import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { devIdentityFiles, ServingStatus } from "@hookmesh/kit";
-import { memoryLogger, testIdentities, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { memoryLogger, type TestRedis, testIdentities, testRedis } from "@hookmesh/kit/testing";
+import { protoPath as healthProtoPath } from "grpc-health-check";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
-import { startTasks, type RunningTasks } from "../src/testing.js";
+import { type RunningTasks, startTasks } from "../src/testing.js";
 
 const run = promisify(execFile);
 const protoDir = fileURLToPath(new URL("../../../proto", import.meta.url));
@@ -257,8 +257,15 @@ describe("tasks server interop under mTLS", () => {
       const { task } = await ok(unary(asGateway, "SubmitEvent", { event: githubEvent("interop-lease") }));
       expect(task.state).toBe("TASK_STATE_QUEUED");
       // Other tests' tasks may be queued too: lease everything ready, then finish each lease.
-      const leased = await ok(unary(workers, "LeaseTasks", { worker_id: "interop-worker", max_tasks: 100, wait: { seconds: 2 } }));
-      const leases = leased.leases as { task: Record<string, any>; lease_id: string; expire_time: { seconds: string }; heartbeat_interval: { seconds: string } }[];
+      const leased = await ok(
+        unary(workers, "LeaseTasks", { worker_id: "interop-worker", max_tasks: 100, wait: { seconds: 2 } }),
+      );
+      const leases = leased.leases as {
+        task: Record<string, any>;
+        lease_id: string;
+        expire_time: { seconds: string };
+        heartbeat_interval: { seconds: string };
+      }[];
       const mine = leases.find((l) => l.task.id === task.id);
       expect(mine).toBeDefined();
       expect(mine!.task).toMatchObject({ state: "TASK_STATE_RUNNING", attempt: 1, worker_id: "interop-worker" });
@@ -274,7 +281,11 @@ describe("tasks server interop under mTLS", () => {
             result: { outcome: "RUN_OUTCOME_SUCCEEDED", answer: "fixed", exit_code: 0 },
           }),
         );
-        expect(done.task).toMatchObject({ id: lease.task.id, state: "TASK_STATE_SUCCEEDED", result: { answer: "fixed" } });
+        expect(done.task).toMatchObject({
+          id: lease.task.id,
+          state: "TASK_STATE_SUCCEEDED",
+          result: { answer: "fixed" },
+        });
       }
 
       const got = await ok(unary(asOperator, "GetTask", { id: task.id, view: "TASK_VIEW_BASIC" }));
@@ -391,7 +402,9 @@ describe("tasks health follows its Redis connection", () => {
     proxy = new RedisProxy({ host: target.hostname, port: Number(target.port || 6379) });
     await proxy.open();
     // Through a proxy that the test can cut, as if Redis went away.
-    running = await startTasks(db, memoryLogger("tasks").logger, { env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` } });
+    running = await startTasks(db, memoryLogger("tasks").logger, {
+      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
+    });
     url = running.url;
   });
 

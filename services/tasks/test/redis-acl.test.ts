@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { type RedisAclUser, redisAclRule } from "@hookmesh/kit";
+import { memoryLogger, TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { redisAclRule, type RedisAclUser } from "@hookmesh/kit";
-import { memoryLogger, TEST_REDIS_URL, testRedis, type TestRedis } from "@hookmesh/kit/testing";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskResultSchema, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { composeTasks } from "../src/compose.js";
@@ -20,7 +20,11 @@ describe("tasks under its Redis ACL user", () => {
 
   beforeAll(async () => {
     db = await testRedis("tasks-acl");
-    user = { user: `hookmesh-test-tasks-${randomUUID()}`, keyPrefix: db.prefix, password: randomBytes(24).toString("base64url") };
+    user = {
+      user: `hookmesh-test-tasks-${randomUUID()}`,
+      keyPrefix: db.prefix,
+      password: randomBytes(24).toString("base64url"),
+    };
     await admin.connect();
     await admin.call("ACL", "SETUSER", ...redisAclRule(user));
   });

@@ -1,16 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
-import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
+import { Router } from "../src/routing/router.js";
+import { RoutingRuleStore } from "../src/routing/routing-rule-store.js";
 import { routeServiceRoutes } from "../src/routing-rule-routes.js";
 import { mapTasksError } from "../src/server.js";
-import { RoutingRuleStore } from "../src/routing/routing-rule-store.js";
-import { Router } from "../src/routing/router.js";
 
 /** The plain-object form of a Route, which spreads field by field. */
 type RouteInit = Exclude<MessageInitShape<typeof RouteSchema>, Route>;
@@ -56,7 +56,11 @@ describe("RouteService", () => {
     });
 
     it("lists highest priority first, then by id", async () => {
-      for (const [id, priority] of [["b", 100], ["c", 500], ["a", 100]] as const) {
+      for (const [id, priority] of [
+        ["b", 100],
+        ["c", 500],
+        ["a", 100],
+      ] as const) {
         await client.upsertRoute({ route: route({ id, priority }) });
       }
       expect((await client.listRoutes({})).routes.map((r) => r.id)).toEqual(["c", "a", "b"]);
@@ -112,7 +116,10 @@ describe("RouteService", () => {
       ],
       [
         "a slash command without its slash",
-        route({ provider: Provider.SLACK, trigger: { kind: { case: "slashCommand", value: { command: "hookmesh" } } } }),
+        route({
+          provider: Provider.SLACK,
+          trigger: { kind: { case: "slashCommand", value: { command: "hookmesh" } } },
+        }),
         'route.trigger.slash_command.command: must be "/" followed by a name, e.g. "/hookmesh"',
       ],
       [
@@ -263,7 +270,11 @@ describe("RouteService", () => {
   describe("default rules", () => {
     it("are seeded once, so that an operator's deletion or edit survives restarts", async () => {
       expect(await store.seedDefaults()).toBe(true);
-      expect((await client.listRoutes({})).routes.map((r) => r.id)).toEqual(["github-mention", "jira-mention", "slack-mention"]);
+      expect((await client.listRoutes({})).routes.map((r) => r.id)).toEqual([
+        "github-mention",
+        "jira-mention",
+        "slack-mention",
+      ]);
 
       await client.deleteRoute({ id: "github-mention" });
       const slack = (await client.getRoute({ id: "slack-mention" })).route!;

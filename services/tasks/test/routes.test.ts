@@ -1,12 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { Code, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
-import { callError, memoryLogger, testRedis, type TestRedis } from "@hookmesh/kit/testing";
-import { EventSchema, Provider, type Event } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskStage, TaskState, TaskView, type TaskEvent } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { type TaskEvent, TaskStage, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { composeTasks, type ComposedTasks } from "../src/compose.js";
+import { type ComposedTasks, composeTasks } from "../src/compose.js";
 import { taskServiceRoutes } from "../src/routes.js";
 import { mapTasksError } from "../src/server.js";
 import { tasksTestConfig } from "../src/testing.js";
@@ -63,7 +63,8 @@ describe("TaskService routes", () => {
   async function submitMany(count: number, provider = Provider.GITHUB): Promise<string[]> {
     const ids: string[] = [];
     // One at a time: ids are UUIDv7, so creation order is id order.
-    for (let i = 0; i < count; i++) ids.push((await client.submitEvent({ event: event(provider, `bulk-${provider}-${i}`) })).task!.id);
+    for (let i = 0; i < count; i++)
+      ids.push((await client.submitEvent({ event: event(provider, `bulk-${provider}-${i}`) })).task!.id);
     return ids;
   }
 
@@ -246,7 +247,11 @@ describe("TaskService routes", () => {
 
       const retried = await client.retryTask({ id: task!.id });
       expect(retried.task?.state).toBe(TaskState.QUEUED);
-      expect(retried.task?.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED, TaskState.CANCELED, TaskState.QUEUED]);
+      expect(retried.task?.transitions.map((t) => t.state)).toEqual([
+        TaskState.QUEUED,
+        TaskState.CANCELED,
+        TaskState.QUEUED,
+      ]);
     });
 
     it("answers a cancel of an unknown id with NotFound", async () => {
@@ -261,7 +266,9 @@ describe("TaskService routes", () => {
       expect(retry.rawMessage).toContain("QUEUED");
       expect((await client.getTask({ id: queued!.id })).task?.transitions).toHaveLength(1);
 
-      const { task: ignored } = await client.submitEvent({ event: event(Provider.GITHUB, "cancel-ignored", "no mention") });
+      const { task: ignored } = await client.submitEvent({
+        event: event(Provider.GITHUB, "cancel-ignored", "no mention"),
+      });
       expect(ignored?.state).toBe(TaskState.IGNORED);
       expect((await callError(client.cancelTask({ id: ignored!.id }))).code).toBe(Code.FailedPrecondition);
     });
@@ -291,7 +298,10 @@ describe("TaskService routes", () => {
       const resumed = new AbortController();
       const rest: TaskEvent[] = [];
       try {
-        for await (const res of client.watchTask({ id: task!.id, afterEventId: seen[1]!.id }, { signal: resumed.signal })) {
+        for await (const res of client.watchTask(
+          { id: task!.id, afterEventId: seen[1]!.id },
+          { signal: resumed.signal },
+        )) {
           rest.push(res.event!);
           if (rest.length === 2) resumed.abort();
         }

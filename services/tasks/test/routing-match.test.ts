@@ -1,15 +1,15 @@
-import { describe, expect, it } from "vitest";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
 import {
   ActorSchema,
+  type Event,
   EventSchema,
   Provider,
   SubjectSchema,
-  type Event,
 } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { RouteSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { defaultRoutes } from "../src/routing/defaults.js";
-import { findMention, globMatches, matchRoute, type MatchOptions } from "../src/routing/match.js";
+import { findMention, globMatches, type MatchOptions, matchRoute } from "../src/routing/match.js";
 import { renderPrompt } from "../src/routing/prompt.js";
 import { validateRoute } from "../src/routing/validate.js";
 
@@ -42,7 +42,12 @@ function github(eventType: string, action: string, init: GitHubInit = {}): Event
     action,
     text: init.text ?? "",
     label: init.label ?? "",
-    actor: create(ActorSchema, { id: "21031067", login: init.login ?? "Codertocat", bot: init.bot ?? false, association: init.association ?? "" }),
+    actor: create(ActorSchema, {
+      id: "21031067",
+      login: init.login ?? "Codertocat",
+      bot: init.bot ?? false,
+      association: init.association ?? "",
+    }),
     subject: create(SubjectSchema, {
       ref: { case: "github", value: { owner: "Codertocat", repo: "Hello-World", number: 1n, commentId: 492700400n } },
       key: "github:Codertocat/Hello-World#1",
@@ -124,9 +129,9 @@ describe("default rules on GitHub events", () => {
   const defaults = defaultRoutes();
 
   it("a comment by the repository owner that mentions hookmesh triggers github-mention", () => {
-    expect(matchedId(defaults, github("issue_comment", "created", commentBy("OWNER", "hey @hookmesh fix the typo")))).toBe(
-      "github-mention",
-    );
+    expect(
+      matchedId(defaults, github("issue_comment", "created", commentBy("OWNER", "hey @hookmesh fix the typo"))),
+    ).toBe("github-mention");
   });
 
   it.each(["MEMBER", "COLLABORATOR"])("so does one by a %s", (association) => {
@@ -135,24 +140,36 @@ describe("default rules on GitHub events", () => {
     );
   });
 
-  it.each(["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR"])("one by a %s author is ignored, saying why", (association) => {
-    const e = github("issue_comment", "created", commentBy(association, "@hookmesh fix it"));
-    expect(refusal(defaults, e)).toBe(`author association ${association} may not trigger github-mention`);
-  });
+  it.each(["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR"])(
+    "one by a %s author is ignored, saying why",
+    (association) => {
+      const e = github("issue_comment", "created", commentBy(association, "@hookmesh fix it"));
+      expect(refusal(defaults, e)).toBe(`author association ${association} may not trigger github-mention`);
+    },
+  );
 
   it("one by hookmesh's own bot account is ignored by the loop guard, whatever its association", () => {
-    const e = github("issue_comment", "created", { ...commentBy("OWNER", "@hookmesh is working on it"), login: "hookmesh[bot]", bot: true });
+    const e = github("issue_comment", "created", {
+      ...commentBy("OWNER", "@hookmesh is working on it"),
+      login: "hookmesh[bot]",
+      bot: true,
+    });
     expect(refusal(defaults, e)).toBe("event from hookmesh's own bot account hookmesh[bot] (loop guard)");
   });
 
   it("the loop guard knows a bot account by its bare name, but not a person of that name", () => {
-    const bare = (bot: boolean) => github("issue_comment", "created", { ...commentBy("OWNER", "@hookmesh done"), login: "HookMesh", bot });
+    const bare = (bot: boolean) =>
+      github("issue_comment", "created", { ...commentBy("OWNER", "@hookmesh done"), login: "HookMesh", bot });
     expect(refusal(defaults, bare(true))).toBe("event from hookmesh's own bot account HookMesh (loop guard)");
     expect(matchedId(defaults, bare(false))).toBe("github-mention");
   });
 
   it("a comment without a mention matches no rule", () => {
-    const e = github("issue_comment", "created", commentBy("OWNER", "You are totally right! I'll get this fixed right away."));
+    const e = github(
+      "issue_comment",
+      "created",
+      commentBy("OWNER", "You are totally right! I'll get this fixed right away."),
+    );
     expect(refusal(defaults, e)).toBe("no rule matched");
   });
 
@@ -195,7 +212,9 @@ describe("other triggers and providers", () => {
   });
 
   it("a Slack app_mention is a mention even though Slack writes it as <@U…>", () => {
-    expect(matchedId(defaultRoutes(), slack("app_mention", "", "<@U0LAN0Z89> summarize this thread"))).toBe("slack-mention");
+    expect(matchedId(defaultRoutes(), slack("app_mention", "", "<@U0LAN0Z89> summarize this thread"))).toBe(
+      "slack-mention",
+    );
   });
 
   it("a Slack message triggers only when its text mentions the handle", () => {
@@ -215,7 +234,9 @@ describe("other triggers and providers", () => {
 
   it("a Jira comment that mentions hookmesh triggers jira-mention; association rules are GitHub's only", () => {
     expect(matchedId(defaultRoutes(), jira("comment_created", "@hookmesh please triage"))).toBe("jira-mention");
-    expect(matchedId(defaultRoutes(), jira("jira:issue_created", "New bug. @hookmesh reproduce it"))).toBe("jira-mention");
+    expect(matchedId(defaultRoutes(), jira("jira:issue_created", "New bug. @hookmesh reproduce it"))).toBe(
+      "jira-mention",
+    );
     expect(refusal(defaultRoutes(), jira("comment_updated", "@hookmesh please triage"))).toBe("no rule matched");
   });
 
@@ -232,8 +253,14 @@ describe("other triggers and providers", () => {
   });
 
   it("an issue_created trigger on GitHub fires on issues opened, with no mention needed", () => {
-    const newIssue = rule({ id: "new-issue", provider: Provider.GITHUB, trigger: { kind: { case: "issueCreated", value: {} } } });
-    expect(matchedId([newIssue], github("issues", "opened", commentBy("MEMBER", "The build is red")))).toBe("new-issue");
+    const newIssue = rule({
+      id: "new-issue",
+      provider: Provider.GITHUB,
+      trigger: { kind: { case: "issueCreated", value: {} } },
+    });
+    expect(matchedId([newIssue], github("issues", "opened", commentBy("MEMBER", "The build is red")))).toBe(
+      "new-issue",
+    );
     expect(refusal([newIssue], github("issues", "labeled"))).toBe("no rule matched");
   });
 
@@ -247,13 +274,22 @@ describe("other triggers and providers", () => {
   });
 
   it("a rule that allows more associations lets those authors trigger, and a refused rule does not stop a lower one", () => {
-    const open = rule({ id: "anyone", provider: Provider.GITHUB, allowedAssociations: ["NONE", "CONTRIBUTOR"], priority: 50 });
+    const open = rule({
+      id: "anyone",
+      provider: Provider.GITHUB,
+      allowedAssociations: ["NONE", "CONTRIBUTOR"],
+      priority: 50,
+    });
     const e = github("issue_comment", "created", commentBy("NONE", "@hookmesh please look"));
     expect(matchedId([...defaultRoutes(), open], e)).toBe("anyone");
   });
 
   it("a rule's own mention handle replaces the configured one", () => {
-    const own = rule({ id: "ai", provider: Provider.SLACK, trigger: { kind: { case: "mention", value: { mention: "@ai" } } } });
+    const own = rule({
+      id: "ai",
+      provider: Provider.SLACK,
+      trigger: { kind: { case: "mention", value: { mention: "@ai" } } },
+    });
     expect(matchedId([own], slack("message", "", "@AI summarize"))).toBe("ai");
     expect(refusal([own], slack("message", "", "@hookmesh summarize"))).toBe("no rule matched");
     expect(refusal([own], slack("app_mention", "", "<@U0LAN0Z89> summarize"))).toBe("no rule matched");
@@ -261,12 +297,15 @@ describe("other triggers and providers", () => {
 });
 
 describe("mention matching", () => {
-  it.each(["hey @hookmesh fix", "@HookMesh: do it", "(@hookmesh)", "thanks @hookmesh.", "first line\n@hookmesh second"])(
-    "finds @hookmesh in %j",
-    (text) => {
-      expect(findMention(text, "@hookmesh")).toBeDefined();
-    },
-  );
+  it.each([
+    "hey @hookmesh fix",
+    "@HookMesh: do it",
+    "(@hookmesh)",
+    "thanks @hookmesh.",
+    "first line\n@hookmesh second",
+  ])("finds @hookmesh in %j", (text) => {
+    expect(findMention(text, "@hookmesh")).toBeDefined();
+  });
 
   it.each([
     "@hookmesh-bot fix",
@@ -275,12 +314,9 @@ describe("mention matching", () => {
     "@hookmeshx",
     "see @hookmesh.io",
     "@hookmesh_ci",
-  ])(
-    "does not find @hookmesh in %j",
-    (text) => {
-      expect(findMention(text, "@hookmesh")).toBeUndefined();
-    },
-  );
+  ])("does not find @hookmesh in %j", (text) => {
+    expect(findMention(text, "@hookmesh")).toBeUndefined();
+  });
 
   it("reports where the mention is", () => {
     expect(findMention("hey @HookMesh fix", "@hookmesh")).toEqual({ index: 4, length: 9 });
@@ -330,7 +366,9 @@ describe("rule order", () => {
   it("a disabled rule is skipped; with every rule disabled nothing matches", () => {
     const disabledHigh = rule({ id: "high", provider: Provider.SLACK, priority: 200, disabled: true });
     expect(matchedId([low, disabledHigh], e)).toBe("low");
-    expect(refusal([rule({ id: "low", provider: Provider.SLACK, disabled: true }), disabledHigh], e)).toBe("no rule matched");
+    expect(refusal([rule({ id: "low", provider: Provider.SLACK, disabled: true }), disabledHigh], e)).toBe(
+      "no rule matched",
+    );
   });
 });
 
@@ -389,7 +427,9 @@ describe("prompts", () => {
       trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } },
       profile: { promptTemplate: "{{text}}" },
     });
-    expect(renderPrompt(command, slack("slash_command", "/hookmesh", "  fix the build "), "@hookmesh")).toBe("fix the build");
+    expect(renderPrompt(command, slack("slash_command", "/hookmesh", "  fix the build "), "@hookmesh")).toBe(
+      "fix the build",
+    );
   });
 
   it("unknown placeholders are refused when the rule is written, naming them", () => {

@@ -1,10 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { v7 as uuidv7 } from "uuid";
-import { testRedis, type TestRedis } from "@hookmesh/kit/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { StateTransitionSchema, TaskSchema, TaskState, TaskView, type Task } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import {
+  StateTransitionSchema,
+  type Task,
+  TaskSchema,
+  TaskState,
+  TaskView,
+} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, TaskNotFoundError } from "../src/errors.js";
 import { TaskStore } from "../src/task-store.js";
 
@@ -74,7 +80,9 @@ describe("TaskStore", () => {
     });
 
     it("keeps one task per delivery under concurrent creates", async () => {
-      const results = await Promise.all(Array.from({ length: 20 }, () => store.create(newTask(Provider.SLACK, "same"))));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => store.create(newTask(Provider.SLACK, "same"))),
+      );
       expect(new Set(results.map((r) => r.task.id)).size).toBe(1);
       expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
       expect((await store.list({ pageSize: 50, view: TaskView.BASIC })).tasks).toHaveLength(1);
@@ -114,7 +122,12 @@ describe("TaskStore", () => {
       } while (pageToken);
       expect(seen).toEqual(newestFirst);
 
-      const github = await store.list({ pageSize: 2, provider: Provider.GITHUB, state: TaskState.QUEUED, view: TaskView.FULL });
+      const github = await store.list({
+        pageSize: 2,
+        provider: Provider.GITHUB,
+        state: TaskState.QUEUED,
+        view: TaskView.FULL,
+      });
       expect(github.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(0, 2));
       for (const task of github.tasks) expect(raw(task)).toBe(RAW);
       const rest = await store.list({
@@ -162,7 +175,9 @@ describe("TaskStore", () => {
       await expect(
         store.list({ pageSize: 1, pageToken: page.nextPageToken, provider: Provider.GITHUB, view: TaskView.BASIC }),
       ).rejects.toThrow(InvalidPageTokenError);
-      await expect(store.list({ pageSize: 1, pageToken: "garbage", view: TaskView.BASIC })).rejects.toThrow(InvalidPageTokenError);
+      await expect(store.list({ pageSize: 1, pageToken: "garbage", view: TaskView.BASIC })).rejects.toThrow(
+        InvalidPageTokenError,
+      );
     });
   });
 
@@ -189,7 +204,9 @@ describe("TaskStore", () => {
       expect(await store.idsInState(TaskState.QUEUED)).toEqual([]);
       expect(await store.idsInState(TaskState.RUNNING)).toEqual([task.id]);
       // Provider and all indexes are untouched.
-      expect((await store.list({ pageSize: 10, provider: Provider.GITHUB, view: TaskView.BASIC })).tasks.map((t) => t.id)).toEqual([task.id]);
+      expect(
+        (await store.list({ pageSize: 10, provider: Provider.GITHUB, view: TaskView.BASIC })).tasks.map((t) => t.id),
+      ).toEqual([task.id]);
 
       // A change that keeps the state leaves the indexes as they are.
       await store.update(task.id, (t) => {

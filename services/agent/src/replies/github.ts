@@ -1,6 +1,6 @@
 import type { Client } from "@connectrpc/connect";
-import { ReactionTarget, type GitHubService } from "../../../../gen/hookmesh/github/v1/github_pb.js";
 import type { GitHubSubject } from "../../../../gen/hookmesh/events/v1/event_pb.js";
+import { type GitHubService, ReactionTarget } from "../../../../gen/hookmesh/github/v1/github_pb.js";
 import type { ReplyTarget } from "./replier.js";
 
 /** Comments on the issue or pull request; reacts on the triggering comment, or on the issue. */
@@ -19,16 +19,19 @@ export function githubTarget(client: Client<typeof GitHubService>, subject: GitH
       const res = await client.updateComment({ repository, commentId: BigInt(id), body });
       return { id, call: res.call };
     },
-    react: { name: "github.AddReaction", call: async () => {
-      const onComment = subject.commentId > 0n;
-      const res = await client.addReaction({
-        repository,
-        target: onComment ? ReactionTarget.ISSUE_COMMENT : ReactionTarget.ISSUE,
-        number: subject.number,
-        commentId: subject.commentId,
-        content: "eyes",
-      });
-      return { id: String(res.reactionId), call: res.call };
-    } },
+    react: {
+      name: "github.AddReaction",
+      call: async () => {
+        const onComment = subject.commentId > 0n;
+        const res = await client.addReaction({
+          repository,
+          target: onComment ? ReactionTarget.ISSUE_COMMENT : ReactionTarget.ISSUE,
+          number: subject.number,
+          commentId: subject.commentId,
+          content: "eyes",
+        });
+        return { id: String(res.reactionId), call: res.call };
+      },
+    },
   };
 }

@@ -41,7 +41,13 @@ export function retryingText(task: Task, result: TaskResult, link: string): stri
   return `⚠️ Attempt ${task.attempt} failed: ${shortError(result.error)}\nRetrying automatically (task \`${task.id}\`). ${link}`;
 }
 
-export function failureText(task: Task, result: TaskResult, link: string, durationMs: number, canceled = false): string {
+export function failureText(
+  task: Task,
+  result: TaskResult,
+  link: string,
+  durationMs: number,
+  canceled = false,
+): string {
   const head = canceled ? "🚫 Canceled" : `❌ Failed: ${shortError(result.error)}`;
   return `${head}\n\nAfter ${formatDuration(durationMs)} · ${formatCost(result.costUsd)} · ${link}\nTo try again: \`hookmesh tasks retry ${task.id}\``;
 }

@@ -1,11 +1,11 @@
 import type { Client } from "@connectrpc/connect";
 import type { Logger } from "@hookmesh/kit";
+import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { GitHubService } from "../../../../gen/hookmesh/github/v1/github_pb.js";
 import type { CallInfo } from "../../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import type { JiraService } from "../../../../gen/hookmesh/jira/v1/jira_pb.js";
 import type { SentryService } from "../../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import type { SlackService } from "../../../../gen/hookmesh/slack/v1/slack_pb.js";
-import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import { Acknowledgment } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { Task } from "../../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { githubTarget } from "./github.js";
@@ -93,7 +93,8 @@ function targetFor(task: Task, clients: ReplyClients): ReplyTarget | undefined {
 export function callDetail(posted: Posted): string {
   const request = posted.call?.request;
   // The exact request that was not sent, so the timeline shows what would have happened.
-  if (posted.call?.dryRun) return `dry run: ${request?.method || "POST"} ${request?.url ?? ""} ${request?.body ?? ""}`.trim();
+  if (posted.call?.dryRun)
+    return `dry run: ${request?.method || "POST"} ${request?.url ?? ""} ${request?.body ?? ""}`.trim();
   return posted.call?.replayed ? `${posted.id} (replayed)` : posted.id;
 }
 

@@ -20,9 +20,12 @@ export function slackTarget(client: Client<typeof SlackService>, subject: SlackS
       const res = await client.updateMessage({ channel, ts, text });
       return { id: ts, call: res.call };
     },
-    react: { name: "slack.AddReaction", call: async () => {
-      const res = await client.addReaction({ channel, timestamp: subject.messageTs || threadTs, name: "eyes" });
-      return { id: subject.messageTs || threadTs, call: res.call };
-    } },
+    react: {
+      name: "slack.AddReaction",
+      call: async () => {
+        const res = await client.addReaction({ channel, timestamp: subject.messageTs || threadTs, name: "eyes" });
+        return { id: subject.messageTs || threadTs, call: res.call };
+      },
+    },
   };
 }

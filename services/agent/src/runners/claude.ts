@@ -77,7 +77,8 @@ class ClaudeStream {
     }
     switch (event.type) {
       case "system":
-        if (event.subtype === "init") this.agentText(`claude session ${String(event.session_id)}, model ${String(event.model)}`);
+        if (event.subtype === "init")
+          this.agentText(`claude session ${String(event.session_id)}, model ${String(event.model)}`);
         break;
       case "assistant":
         for (const block of contentBlocks(event)) this.assistantBlock(block);
@@ -120,7 +121,10 @@ class ClaudeStream {
     if (event.is_error === true || event.subtype !== "success") {
       const errors = Array.isArray(event.errors) ? event.errors.filter((e) => typeof e === "string").join("; ") : "";
       const detail = errors || (event.is_error === true ? this.answer : "");
-      this.error = truncateUtf8(`claude ended with ${String(event.subtype)}${detail ? `: ${detail}` : ""}`, this.chunkBytes).text;
+      this.error = truncateUtf8(
+        `claude ended with ${String(event.subtype)}${detail ? `: ${detail}` : ""}`,
+        this.chunkBytes,
+      ).text;
     }
   }
 

@@ -1,8 +1,8 @@
 import { OutputStream } from "../../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { spawnAgentProcess } from "./agent-process.js";
-import { outputEvent, toolCallEvent, usageEvent, type Usage } from "./events.js";
+import { outputEvent, toolCallEvent, type Usage, usageEvent } from "./events.js";
 import { isObject, parseJsonObject, tokenCount } from "./json.js";
-import { RunnerUnavailableError, type RunHandle, type Runner, type RunnerSettings, type RunSpec } from "./runner.js";
+import { type RunHandle, type Runner, type RunnerSettings, RunnerUnavailableError, type RunSpec } from "./runner.js";
 
 /** Without an `answer` report, the answer is the end of stdout, up to this many characters. */
 const ANSWER_TAIL_CHARS = 64 * 1024;
@@ -42,7 +42,11 @@ export class CommandRunner implements Runner {
       killGraceMs: this.settings.killGraceMs,
       onLine: (stream, line, cut) => (stream === "stdout" ? output.stdout(line, cut) : output.stderr(line, cut)),
     });
-    return { pid: agent.pid, stop: agent.stop, done: agent.done.then((exit) => ({ ...exit, answer: output.answer() })) };
+    return {
+      pid: agent.pid,
+      stop: agent.stop,
+      done: agent.done.then((exit) => ({ ...exit, answer: output.answer() })),
+    };
   }
 }
 

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import { AgentProfileSchema, RouteSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { AgentProfileSchema, type Route, RouteSchema } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 
 /** Leaves room above for an operator's rules, which then win, and below for catch-alls. */
 export const DEFAULT_PRIORITY = 100;

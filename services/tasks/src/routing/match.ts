@@ -1,4 +1,4 @@
-import { Provider, type Actor, type Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
+import { type Actor, type Event, Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { Route, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 
 export interface MatchOptions {
@@ -92,7 +92,10 @@ export function isSlackAppMention(event: Event): boolean {
  */
 export function findMention(text: string, handle: string): { index: number; length: number } | undefined {
   if (handle === "") return undefined;
-  const pattern = new RegExp(`(?<![\\p{L}\\p{N}_.@-])${escapeRegExp(handle)}(?![\\p{L}\\p{N}_-]|\\.[\\p{L}\\p{N}])`, "iu");
+  const pattern = new RegExp(
+    `(?<![\\p{L}\\p{N}_.@-])${escapeRegExp(handle)}(?![\\p{L}\\p{N}_-]|\\.[\\p{L}\\p{N}])`,
+    "iu",
+  );
   const found = pattern.exec(text);
   return found ? { index: found.index, length: found[0].length } : undefined;
 }

@@ -1,4 +1,4 @@
-import { Provider, type Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
+import { type Event, Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { findMention, isSlackAppMention } from "./match.js";
 
@@ -51,7 +51,8 @@ export function renderPrompt(route: Route, event: Event, mention: string): strin
 function placeholderValues(route: Route, event: Event, mention: string): Record<Placeholder, string> {
   const trigger = route.trigger?.kind;
   return {
-    text: trigger?.case === "mention" ? requestAfterMention(event, trigger.value.mention || mention) : event.text.trim(),
+    text:
+      trigger?.case === "mention" ? requestAfterMention(event, trigger.value.mention || mention) : event.text.trim(),
     event_type: event.eventType,
     action: event.action,
     actor: event.actor?.login || event.actor?.id || "",
@@ -78,6 +79,15 @@ function requestAfterMention(event: Event, handle: string): string {
     found = slack ? { index: slack.index, length: slack[0].length } : undefined;
   }
   if (!found) return text.trim();
-  const after = text.slice(found.index + found.length).replace(/^[\s:,]+/, "").trim();
-  return after || text.slice(0, found.index).replace(/[\s:,]+$/, "").trim();
+  const after = text
+    .slice(found.index + found.length)
+    .replace(/^[\s:,]+/, "")
+    .trim();
+  return (
+    after ||
+    text
+      .slice(0, found.index)
+      .replace(/[\s:,]+$/, "")
+      .trim()
+  );
 }

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import { AgentProfileSchema, type AgentProfile, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { matchRoute, type MatchOptions } from "./match.js";
+import { type AgentProfile, AgentProfileSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { type MatchOptions, matchRoute } from "./match.js";
 import { renderPrompt } from "./prompt.js";
 import type { RoutingRuleStore } from "./routing-rule-store.js";
 

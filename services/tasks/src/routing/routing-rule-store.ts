@@ -1,8 +1,8 @@
-import type { Redis } from "ioredis";
-import { clone, fromBinary, fromJson, toBinary, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { clone, type DescMessage, fromBinary, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Redis } from "ioredis";
 import { parse as parseYaml } from "yaml";
-import { RouteSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { type Route, RouteSchema } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { storeCall } from "../errors.js";
 import { defaultRoutes } from "./defaults.js";
 import { compareRoutes } from "./match.js";
@@ -80,7 +80,9 @@ export class RoutingRuleStore {
    */
   async seedDefaults(): Promise<boolean> {
     const args = defaultRoutes().flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, this.stamp(route)))]);
-    const written = await storeCall(() => this.redis.eval(SEED_DEFAULTS_SCRIPT, 2, this.routesKey, this.seededKey, ...args));
+    const written = await storeCall(() =>
+      this.redis.eval(SEED_DEFAULTS_SCRIPT, 2, this.routesKey, this.seededKey, ...args),
+    );
     return written === 1;
   }
 
@@ -143,7 +145,8 @@ function undecodableField(schema: DescMessage, json: JsonObject): [field: string
     try {
       fromJson(schema, { [key]: value });
     } catch (err) {
-      const inner = field.fieldKind === "message" && isJsonObject(value) ? undecodableField(field.message, value) : undefined;
+      const inner =
+        field.fieldKind === "message" && isJsonObject(value) ? undecodableField(field.message, value) : undefined;
       if (inner) return [`${field.name}.${inner[0]}`, inner[1]];
       if (field.fieldKind === "enum") {
         const names = field.enum.values.filter((v) => v.number !== 0).map((v) => v.name);

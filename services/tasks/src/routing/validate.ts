@@ -96,7 +96,8 @@ function validateGlob(glob: string, invalid: Invalid): void {
   if (!GLOB.test(glob)) {
     throw invalid("subject_glob", "may contain only letters, digits, '.', '_', '-', '/' and the wildcards * and **");
   }
-  if (glob.includes("***")) throw invalid("subject_glob", "has *** where * (within a segment) or ** (across) was meant");
+  if (glob.includes("***"))
+    throw invalid("subject_glob", "has *** where * (within a segment) or ** (across) was meant");
   if (glob.split("/").includes("")) throw invalid("subject_glob", "must not have empty segments");
 }
 
