@@ -53,10 +53,17 @@ export interface WebhookProvider {
 export const JSON_TYPE = "application/json";
 export const FORM_TYPE = "application/x-www-form-urlencoded";
 
+/** How a provider signs: the header (as its docs spell it), and what the configured secrets are called there. */
+export interface SignatureHeader {
+  header: string;
+  secrets: string;
+}
+
 /**
- * What every built-in provider states the same way: its endpoint name, enum value, content
- * types, answer deadline and body cap (the last configurable). Each subclass says why its
- * numbers are what they are, and adds its signing and parsing rules.
+ * What every built-in provider does the same way: what it states (its endpoint name, enum
+ * value, content types, answer deadline, signature header, and a configurable body cap) and
+ * the checks its signing and parsing rules are made of. Each subclass says why its numbers are
+ * what they are, and adds only its rules.
  */
 export abstract class BuiltInWebhookProvider implements WebhookProvider {
   constructor(
@@ -64,39 +71,36 @@ export abstract class BuiltInWebhookProvider implements WebhookProvider {
     readonly provider: Provider,
     readonly contentTypes: readonly string[],
     readonly submitTimeoutMs: number,
+    private readonly signature: SignatureHeader,
     readonly maxBodyBytes: number,
   ) {}
 
   abstract verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
   abstract parse(webhook: IncomingWebhook): ProviderVerdict;
-}
 
-/** How a provider signs: the header (as its docs spell it), and what the configured secrets are called there. */
-export interface SignatureHeader {
-  header: string;
-  secrets: string;
-}
+  /** The signature header's value; a 401 naming the header when it is missing. */
+  protected signatureOf(webhook: IncomingWebhook): string {
+    const value = header(webhook.headers, this.signature.header.toLowerCase());
+    if (!value) throw new WebhookRejection(401, "signature required", `missing ${this.signature.header}`);
+    return value;
+  }
 
-/** The signature header's value; a 401 naming the header when it is missing. */
-export function signatureOf(webhook: IncomingWebhook, signature: SignatureHeader): string {
-  const value = header(webhook.headers, signature.header.toLowerCase());
-  if (!value) throw new WebhookRejection(401, "signature required", `missing ${signature.header}`);
-  return value;
-}
+  /** A 401 naming the header, unless one of the configured secrets made `givenHex` over `content`. */
+  protected requireHmac(content: Buffer, givenHex: string, secrets: readonly string[]): void {
+    if (!hmacMatches("sha256", content, givenHex, secrets)) {
+      const { header: name, secrets: what } = this.signature;
+      throw new WebhookRejection(401, "signature mismatch", `${name} does not match any configured ${what}`);
+    }
+  }
 
-/** A 401 naming the header, unless one of the configured secrets made `givenHex` over `content`. */
-export function requireHmac(
-  content: Buffer,
-  givenHex: string,
-  secrets: readonly string[],
-  signature: SignatureHeader,
-): void {
-  if (!hmacMatches("sha256", content, givenHex, secrets)) {
-    throw new WebhookRejection(
-      401,
-      "signature mismatch",
-      `${signature.header} does not match any configured ${signature.secrets}`,
-    );
+  /** The body, which must be a JSON object (a 400 otherwise). */
+  protected jsonBody(webhook: IncomingWebhook): JsonObject {
+    return parseJsonObject(webhook.rawBody.toString("utf8"));
+  }
+
+  /** The provider's id of the delivery from `idHeader`; from a sender that gives none, the digest of its bytes. */
+  protected deliveryIdOf(webhook: IncomingWebhook, idHeader: string): string {
+    return header(webhook.headers, idHeader) ?? bodyDigestId(webhook.rawBody);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { DescEnum } from "@bufbuild/protobuf";
+import { FieldError } from "@hookmesh/kit";
 import {
   type CustomRoute,
   HmacAlgorithm,
@@ -11,14 +12,8 @@ import {
  * A custom webhook that cannot be stored; `field` names the offending field in proto terms,
  * e.g. `route.signature_header`. The message never contains the secret.
  */
-export class InvalidCustomRouteError extends Error {
+export class InvalidCustomRouteError extends FieldError {
   override name = "InvalidCustomRouteError";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
 }
 
 export const CUSTOM_ROUTE_NAME = /^[A-Za-z0-9_-]{1,64}$/;

@@ -9,15 +9,13 @@ import {
   JSON_TYPE,
   type ProviderVerdict,
   parseJsonObject,
-  requireHmac,
-  signatureOf,
   str,
 } from "../webhook-provider.js";
 import { type JsonObject, normalizeGitHub } from "./normalize.js";
 
-const SIGNATURE = { header: "X-Hub-Signature-256", secrets: "secret" };
 const SIGNATURE_PREFIX = "sha256=";
 
+const SIGNATURE = { header: "X-Hub-Signature-256", secrets: "secret" };
 /** GitHub caps webhook payloads at 25 MB. */
 export const GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024;
 
@@ -29,14 +27,14 @@ export const GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024;
 export class GitHubProvider extends BuiltInWebhookProvider {
   constructor(maxBodyBytes = GITHUB_MAX_BODY_BYTES) {
     // Half of GitHub's 10 s: the rest is the outbox's, and the answer's way back.
-    super("github", Provider.GITHUB, [JSON_TYPE, FORM_TYPE], 5_000, maxBodyBytes);
+    super("github", Provider.GITHUB, [JSON_TYPE, FORM_TYPE], 5_000, SIGNATURE, maxBodyBytes);
   }
 
   /** `X-Hub-Signature-256` is `sha256=` + the hex HMAC-SHA256 of the raw body; any configured secret may have made it (rotation). */
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = signatureOf(webhook, SIGNATURE);
+    const signature = this.signatureOf(webhook);
     const hex = signature.startsWith(SIGNATURE_PREFIX) ? signature.slice(SIGNATURE_PREFIX.length) : "";
-    requireHmac(webhook.rawBody, hex, secrets, SIGNATURE);
+    this.requireHmac(webhook.rawBody, hex, secrets);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {

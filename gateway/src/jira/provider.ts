@@ -2,20 +2,14 @@ import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
 import {
   BuiltInWebhookProvider,
-  bodyDigestId,
-  header,
   type IncomingWebhook,
   JSON_TYPE,
   type ProviderVerdict,
-  parseJsonObject,
-  requireHmac,
-  signatureOf,
   str,
 } from "../webhook-provider.js";
 import { normalizeJira } from "./normalize.js";
 
 const SIGNATURE = { header: "X-Hub-Signature", secrets: "secret" };
-
 /**
  * A Jira body carries the whole issue: every field, custom fields included, and on updates
  * the changelog. Its comment and description are capped at 32,767 characters each, so real
@@ -32,11 +26,11 @@ export const JIRA_MAX_BODY_BYTES = 10 * 1024 * 1024;
 export class JiraProvider extends BuiltInWebhookProvider {
   constructor(maxBodyBytes = JIRA_MAX_BODY_BYTES) {
     // Jira retries a slow answer as a failure: after 5 s the outbox takes over, well before that.
-    super("jira", Provider.JIRA, [JSON_TYPE], 5_000, maxBodyBytes);
+    super("jira", Provider.JIRA, [JSON_TYPE], 5_000, SIGNATURE, maxBodyBytes);
   }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = signatureOf(webhook, SIGNATURE);
+    const signature = this.signatureOf(webhook);
     const separator = signature.indexOf("=");
     if (separator <= 0)
       throw new WebhookRejection(401, "signature mismatch", "X-Hub-Signature is not method=signature");
@@ -48,16 +42,16 @@ export class JiraProvider extends BuiltInWebhookProvider {
         `X-Hub-Signature method ${JSON.stringify(method.slice(0, 32))} is not supported (only sha256)`,
       );
     }
-    requireHmac(webhook.rawBody, signature.slice(separator + 1), secrets, SIGNATURE);
+    this.requireHmac(webhook.rawBody, signature.slice(separator + 1), secrets);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {
-    const payload = parseJsonObject(webhook.rawBody.toString("utf8"));
+    const payload = this.jsonBody(webhook);
     const eventType = str(payload.webhookEvent);
     if (!eventType) throw new WebhookRejection(400, "body has no webhookEvent");
     // Jira Server and Data Center send no identifier; the digest of the body, which includes
     // Jira's millisecond `timestamp`, tells their events apart.
-    const deliveryId = header(webhook.headers, "x-atlassian-webhook-identifier") ?? bodyDigestId(webhook.rawBody);
+    const deliveryId = this.deliveryIdOf(webhook, "x-atlassian-webhook-identifier");
     return { kind: "event", event: normalizeJira(payload, deliveryId, eventType) };
   }
 }

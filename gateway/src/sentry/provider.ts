@@ -2,19 +2,14 @@ import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { WebhookRejection } from "../http-errors.js";
 import {
   BuiltInWebhookProvider,
-  bodyDigestId,
   header,
   type IncomingWebhook,
   JSON_TYPE,
   type ProviderVerdict,
-  parseJsonObject,
-  requireHmac,
-  signatureOf,
 } from "../webhook-provider.js";
 import { normalizeSentry } from "./normalize.js";
 
 const SIGNATURE = { header: "Sentry-Hook-Signature", secrets: "client secret" };
-
 /**
  * `event_alert` and `error` webhooks carry a whole serialized event. Sentry accepts events of
  * up to 1 MiB, and once serialized again (non-ASCII text escaped as `\uXXXX`, 6 bytes for a
@@ -31,19 +26,19 @@ export const SENTRY_MAX_BODY_BYTES = 4 * 1024 * 1024;
 export class SentryProvider extends BuiltInWebhookProvider {
   constructor(maxBodyBytes = SENTRY_MAX_BODY_BYTES) {
     // Sentry waits 1 s for an answer; half of it is the most the tasks service gets.
-    super("sentry", Provider.SENTRY, [JSON_TYPE], 500, maxBodyBytes);
+    super("sentry", Provider.SENTRY, [JSON_TYPE], 500, SIGNATURE, maxBodyBytes);
   }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    requireHmac(webhook.rawBody, signatureOf(webhook, SIGNATURE), secrets, SIGNATURE);
+    this.requireHmac(webhook.rawBody, this.signatureOf(webhook), secrets);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {
     const resource = header(webhook.headers, "sentry-hook-resource");
     if (!resource) throw new WebhookRejection(400, "missing Sentry-Hook-Resource header");
-    const payload = parseJsonObject(webhook.rawBody.toString("utf8"));
+    const payload = this.jsonBody(webhook);
     // Request-ID is Sentry's id for the request; a sender without it is told apart by its bytes.
-    const deliveryId = header(webhook.headers, "request-id") ?? bodyDigestId(webhook.rawBody);
+    const deliveryId = this.deliveryIdOf(webhook, "request-id");
     return { kind: "event", event: normalizeSentry(payload, deliveryId, resource) };
   }
 }

@@ -12,15 +12,13 @@ import {
   obj,
   type ProviderVerdict,
   parseJsonObject,
-  requireHmac,
-  signatureOf,
   str,
 } from "../webhook-provider.js";
 import { normalizeSlackEvent, normalizeSlackInteraction, normalizeSlashCommand } from "./normalize.js";
 
-const SIGNATURE = { header: "X-Slack-Signature", secrets: "signing secret" };
 const VERSION_PREFIX = "v0=";
 
+const SIGNATURE = { header: "X-Slack-Signature", secrets: "signing secret" };
 /**
  * Slack's payloads are small (a message's text is capped at 40,000 characters; a modal's state
  * at its 100 blocks), so 1 MiB holds any of them with room to spare and refuses anything else
@@ -41,11 +39,11 @@ export const SLACK_MAX_CLOCK_SKEW_SECONDS = 5 * 60;
 export class SlackProvider extends BuiltInWebhookProvider {
   constructor(maxBodyBytes = SLACK_MAX_BODY_BYTES) {
     // Slack gives up after 3 s; what is not submitted after 2 goes to the outbox.
-    super("slack", Provider.SLACK, [JSON_TYPE, FORM_TYPE], 2_000, maxBodyBytes);
+    super("slack", Provider.SLACK, [JSON_TYPE, FORM_TYPE], 2_000, SIGNATURE, maxBodyBytes);
   }
 
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
-    const signature = signatureOf(webhook, SIGNATURE);
+    const signature = this.signatureOf(webhook);
     const timestamp = header(webhook.headers, "x-slack-request-timestamp");
     if (!timestamp) throw new WebhookRejection(401, "signature required", "missing X-Slack-Request-Timestamp");
     if (!/^\d{1,12}$/.test(timestamp)) {
@@ -63,13 +61,11 @@ export class SlackProvider extends BuiltInWebhookProvider {
       throw new WebhookRejection(401, "signature mismatch", "X-Slack-Signature is not a v0= signature");
     }
     const signed = Buffer.concat([Buffer.from(`v0:${timestamp}:`), webhook.rawBody]);
-    requireHmac(signed, signature.slice(VERSION_PREFIX.length), secrets, SIGNATURE);
+    this.requireHmac(signed, signature.slice(VERSION_PREFIX.length), secrets);
   }
 
   parse(webhook: IncomingWebhook): ProviderVerdict {
-    return webhook.contentType === FORM_TYPE
-      ? parseForm(webhook.rawBody)
-      : parseEventsApi(parseJsonObject(webhook.rawBody.toString("utf8")));
+    return webhook.contentType === FORM_TYPE ? parseForm(webhook.rawBody) : parseEventsApi(this.jsonBody(webhook));
   }
 }
 
