@@ -1,18 +1,17 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
+import { FieldError } from "./errors.js";
 import { devIdentityFiles } from "./identity/dev.js";
 import type { IdentityFiles } from "./identity/material.js";
 import { isIdentityName, isTrustDomain, spiffeId } from "./identity/spiffe.js";
 
 /** A configuration value is missing or malformed; the message names the variable to fix. */
-export class ConfigError extends Error {
+export class ConfigError extends FieldError {
   override name = "ConfigError";
-  constructor(
-    readonly variable: string,
-    problem: string,
-  ) {
-    super(`${variable}: ${problem}`);
+  /** The variable to fix. */
+  get variable(): string {
+    return this.field;
   }
 }
 

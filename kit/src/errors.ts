@@ -4,6 +4,20 @@
  */
 
 /**
+ * Something wrong with one named thing (a request field, a configuration variable, a stored
+ * record's field): `field` names it, and the message starts with it, so that whoever reads the
+ * message knows what to fix. Domain errors of that kind extend it and add only their name.
+ */
+export class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+/**
  * A request the service refuses before acting on it: a field is missing or malformed. The
  * message says what is wrong; `field`, when there is one, names the request field at fault.
  */

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type ErrorMapper, MissingCredentialError, mapUpstreamError } from "@hookmesh/kit";
+import { type ErrorMapper, FieldError, MissingCredentialError, mapUpstreamError } from "@hookmesh/kit";
 
 /**
  * The call cannot be made with the credentials the service has: a GitHub App call without
@@ -21,14 +21,8 @@ export class NoCredentialsError extends MissingCredentialError {
 }
 
 /** A configured credential cannot be used (say, a private key that is not a PEM RSA key). */
-export class InvalidCredentialError extends Error {
+export class InvalidCredentialError extends FieldError {
   override name = "InvalidCredentialError";
-  constructor(
-    readonly variable: string,
-    problem: string,
-  ) {
-    super(`${variable}: ${problem}`);
-  }
 }
 
 /** GitHub's own preconditions on credentials, then what every integration service maps (kit's mapUpstreamError). */

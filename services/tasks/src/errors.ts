@@ -1,14 +1,8 @@
-import { storeCaller } from "@hookmesh/kit";
+import { FieldError, storeCaller } from "@hookmesh/kit";
 
 /** The submitted event lacks something the task needs; `field` names it. */
-export class InvalidEventError extends Error {
+export class InvalidEventError extends FieldError {
   override name = "InvalidEventError";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
 }
 
 export class TaskNotFoundError extends Error {

@@ -1,16 +1,11 @@
+import { FieldError } from "@hookmesh/kit";
 import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { AgentProfile, Route, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
 
 /** A rule that cannot be stored; `field` names the offending field in proto terms. */
-export class InvalidRouteError extends Error {
+export class InvalidRouteError extends FieldError {
   override name = "InvalidRouteError";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
 }
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
