@@ -31,9 +31,12 @@ export interface SecurityOptions {
   tokens?: OperatorTokens;
 }
 
+/** Registers a service's own RPCs on the router. */
+export type RoutesFn = (router: ConnectRouter) => void;
+
 export interface ServerOptions extends SecurityOptions {
   /** Registers the service's own RPCs. Health and reflection are added beside them. */
-  routes: (router: ConnectRouter) => void;
+  routes: RoutesFn;
   health: HealthState;
   logger: Logger;
   /** Maps the service's domain errors to ConnectErrors. */

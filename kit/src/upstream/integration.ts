@@ -2,12 +2,14 @@ import type { Redis } from "ioredis";
 import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
 import { openIdentity } from "../identity/identity.js";
+import type { ErrorMapper } from "../interceptors.js";
 import type { Logger } from "../logger.js";
 import { connectRedis } from "../redis.js";
-import type { MeshServer, SecurityOptions } from "../serve.js";
+import { createMeshServer, type MeshServer, type RoutesFn } from "../serve.js";
 import { type ProviderPolicy, UpstreamClient, type UpstreamTimings } from "./client.js";
 import type { IntegrationConfig } from "./config.js";
 import type { Credential, MissingCredentialError } from "./credential.js";
+import { mapUpstreamError } from "./errors.js";
 import { ProviderCalls } from "./provider-calls.js";
 
 /** What every integration service's compose function takes. */
@@ -48,16 +50,20 @@ export interface IntegrationBase {
   /** The client to the provider, with the configured timings. */
   upstream: UpstreamClient;
   calls: ProviderCalls;
-  /** The service's identity and accepted tokens, for its server. */
-  security: SecurityOptions;
+  /**
+   * The service's server: its RPC routes beside health and reflection, under its identity and
+   * the contracts' access policy, with its errors mapped by `mapError` (by default only the
+   * errors every integration service shares).
+   */
+  serve(routes: RoutesFn, mapError?: ErrorMapper): MeshServer;
   /** Closes `server` within the shutdown grace, then stops watching the credentials and the identity, the breaker and Redis. */
   close(server: MeshServer): Promise<void>;
 }
 
 /**
  * Connects an integration service's Redis and builds what every such service has the same way:
- * its health, the client to its provider and ProviderCalls. The service adds its domain objects
- * and its server.
+ * its health, the client to its provider and ProviderCalls, and the server around its routes.
+ * The service adds its domain objects.
  */
 export async function connectIntegration(
   config: IntegrationConfig,
@@ -95,7 +101,15 @@ export async function connectIntegration(
     redis,
     upstream,
     calls,
-    security: { ...(identity && { identity }), tokens: config.operatorTokens },
+    serve: (routes, mapError = mapUpstreamError) =>
+      createMeshServer({
+        routes,
+        health,
+        logger,
+        mapError,
+        ...(identity && { identity }),
+        tokens: config.operatorTokens,
+      }),
     async close(server) {
       await server.close(config.shutdownGraceMs);
       for (const stop of stopWatching) stop();

@@ -2,8 +2,9 @@ import { Credential, connectIntegration, type Integration, type IntegrationDeps 
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { GitHubAuth } from "./auth.js";
 import { APP_KEY_VARIABLE, type GitHubConfig, TOKEN_VARIABLE } from "./config.js";
+import { mapGitHubError } from "./errors.js";
 import { GitHubApi } from "./github-api.js";
-import { build } from "./server.js";
+import { routes } from "./routes.js";
 import { githubPolicy } from "./upstream.js";
 
 /** The GitHub service, built and not listening, and the parts tests look at. */
@@ -34,7 +35,7 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
     logger,
   });
   const api = new GitHubApi({ upstream: base.upstream, auth, calls: base.calls, logger });
-  const server = build({ api, health: base.health, logger, ...base.security });
+  const server = base.serve(routes(api), mapGitHubError);
   return {
     server,
     api,

@@ -2,8 +2,9 @@ import { Credential, connectIntegration, type Integration, type IntegrationDeps 
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { JiraAuth } from "./auth.js";
 import { type JiraConfig, TOKEN_VARIABLES } from "./config.js";
+import { mapJiraError } from "./errors.js";
 import { DRY_RUN_BASE_URL, JiraApi } from "./jira-api.js";
-import { build } from "./server.js";
+import { routes } from "./routes.js";
 import { jiraPolicy } from "./upstream.js";
 
 /** The Jira service, built and not listening, and the parts tests look at. */
@@ -26,6 +27,6 @@ export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Pr
     missing: () => auth.missing(),
   });
   const api = new JiraApi({ upstream: base.upstream, auth, calls: base.calls, apiVersion: config.apiVersion });
-  const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
+  const server = base.serve(routes(api), mapJiraError);
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }

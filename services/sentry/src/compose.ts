@@ -1,8 +1,8 @@
 import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { type SentryConfig, TOKEN_VARIABLE } from "./config.js";
+import { routes } from "./routes.js";
 import { SentryApi } from "./sentry-api.js";
-import { build } from "./server.js";
 import { sentryPolicy } from "./upstream.js";
 
 /** The Sentry service, built and not listening, and the parts tests look at. */
@@ -20,6 +20,6 @@ export async function composeSentry(config: SentryConfig, deps: IntegrationDeps)
     credentials: [token],
   });
   const api = new SentryApi({ upstream: base.upstream, token, calls: base.calls });
-  const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
+  const server = base.serve(routes(api));
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }

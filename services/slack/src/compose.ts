@@ -1,7 +1,7 @@
 import { Credential, connectIntegration, type Integration, type IntegrationDeps } from "@hookmesh/kit";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { type SlackConfig, TOKEN_VARIABLE } from "./config.js";
-import { build } from "./server.js";
+import { routes } from "./routes.js";
 import { SlackApi } from "./slack-api.js";
 import { slackPolicy } from "./upstream.js";
 
@@ -20,6 +20,6 @@ export async function composeSlack(config: SlackConfig, deps: IntegrationDeps): 
     credentials: [token],
   });
   const api = new SlackApi({ upstream: base.upstream, token, calls: base.calls });
-  const server = build({ api, health: base.health, logger: deps.logger, ...base.security });
+  const server = base.serve(routes(api));
   return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
 }
