@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import type { Client } from "@connectrpc/connect";
-import { envSecrets, envString, envUrl } from "@hookmesh/kit";
+import { abortAfter, envSecrets, envString, envUrl } from "@hookmesh/kit";
 import { type Task, TaskState, TaskView } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { Print } from "./args.js";
@@ -100,16 +100,14 @@ async function follow(taskId: string, { tasks, print, signal }: SendDeps): Promi
 }
 
 async function post(url: string, delivery: SampleDelivery, signal: AbortSignal): Promise<Response> {
+  const timeout = abortAfter(signal, POST_TIMEOUT_MS);
   try {
-    return await fetch(url, {
-      method: "POST",
-      headers: delivery.headers,
-      body: delivery.body,
-      signal: AbortSignal.any([signal, AbortSignal.timeout(POST_TIMEOUT_MS)]),
-    });
+    return await fetch(url, { method: "POST", headers: delivery.headers, body: delivery.body, signal: timeout.signal });
   } catch (err) {
     const reason = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
     throw new Error(`cannot reach the gateway at ${url} (${reason}); is it running? (${GATEWAY_HTTP_URL_VARIABLE})`);
+  } finally {
+    timeout.clear();
   }
 }
 

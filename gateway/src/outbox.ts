@@ -1,5 +1,6 @@
 import { EventEmitter, once } from "node:events";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { abortAfter } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { storeCall } from "./store-call.js";
@@ -93,7 +94,12 @@ export class Outbox {
 
   /** Resolves when this process adds an entry, after `ms`, or when `signal` aborts. */
   async nextAdd(ms: number, signal: AbortSignal): Promise<void> {
-    await once(this.added, "added", { signal: AbortSignal.any([signal, AbortSignal.timeout(ms)]) }).catch(() => {});
+    const wake = abortAfter(signal, ms);
+    try {
+      await once(this.added, "added", { signal: wake.signal }).catch(() => {});
+    } finally {
+      wake.clear();
+    }
   }
 
   private async read(consumer: string, count: number, from: "0" | ">"): Promise<OutboxEntry[]> {

@@ -1,3 +1,4 @@
+import { abortAfter } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
 
 /** How long `/readyz` waits for Redis to answer. */
@@ -9,14 +10,14 @@ const CHECK_TIMEOUT_MS = 1_000;
  */
 export function outboxReadiness(redis: Redis) {
   return async (signal: AbortSignal): Promise<boolean> => {
-    const timeout = AbortSignal.any([signal, AbortSignal.timeout(CHECK_TIMEOUT_MS)]);
+    const timeout = abortAfter(signal, CHECK_TIMEOUT_MS);
     const ping = redis.ping().then(
       (reply) => reply === "PONG",
       () => false,
     );
     const gaveUp = new Promise<boolean>((resolve) =>
-      timeout.addEventListener("abort", () => resolve(false), { once: true }),
+      timeout.signal.addEventListener("abort", () => resolve(false), { once: true }),
     );
-    return Promise.race([ping, gaveUp]);
+    return Promise.race([ping, gaveUp]).finally(() => timeout.clear());
   };
 }

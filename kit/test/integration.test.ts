@@ -3,11 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { abortAfter } from "../src/abort.js";
 import { ConfigError, checkSecretSource } from "../src/config.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../src/errors.js";
 import { memoryLogger } from "../src/testing/index.js";
 import {
-  abortAfter,
   envIntegration,
   MissingCredentialError,
   mapUpstreamError,

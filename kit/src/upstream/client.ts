@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
+import { abortAfter } from "../abort.js";
 import type { Logger } from "../logger.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
@@ -268,34 +269,6 @@ class RetryableUpstreamError extends Error {
   ) {
     super(final.message);
   }
-}
-
-/** setTimeout's limit; a longer wait is cut to it, which no call outlasts. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * A signal that aborts when `signal` does, or after `ms` with a TimeoutError; `clear` releases
- * its timer. Not AbortSignal.any over AbortSignal.timeout: the composite holds its sources
- * weakly, and Node drops a timeout signal's timer once the signal is collected, so the
- * composite could never abort.
- */
-export function abortAfter(signal: AbortSignal | undefined, ms: number): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DOMException("The operation timed out.", "TimeoutError")),
-    Math.min(Math.max(0, ms), MAX_TIMER_MS),
-  );
-  timer.unref();
-  const onAbort = () => controller.abort(signal?.reason);
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener("abort", onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    clear() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    },
-  };
 }
 
 /** `Retry-After` in seconds or as an HTTP date, in milliseconds from now. */

@@ -4,9 +4,10 @@ import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf"
 import { Code } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import { type CallInfo, CallInfoSchema } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
+import { abortAfter } from "../abort.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { abortAfter, type Caller, type DescribedRequest, type UpstreamClient, UpstreamError } from "./client.js";
+import { type Caller, type DescribedRequest, type UpstreamClient, UpstreamError } from "./client.js";
 import type { MissingCredentialError } from "./credential.js";
 import { type Claim, IdempotencyStore } from "./idempotency.js";
 

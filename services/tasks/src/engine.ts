@@ -3,6 +3,7 @@ import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
+import { abortAfter } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
@@ -356,8 +357,14 @@ export class TaskEngine {
 
   /** Resolves after `ms`, or sooner when this process queues a task or the caller gives up. */
   private async nextChance(ms: number, signal: AbortSignal): Promise<void> {
-    const wake = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, ms))]);
-    await once(this.enqueued, "task", { signal: wake }).catch(() => {});
+    // Not AbortSignal.any over AbortSignal.timeout, whose timer can be collected (see abortAfter):
+    // a lease call would then wait for work forever, past its deadline.
+    const wake = abortAfter(signal, Math.max(1, ms));
+    try {
+      await once(this.enqueued, "task", { signal: wake.signal }).catch(() => {});
+    } finally {
+      wake.clear();
+    }
   }
 
   /** Exponential backoff with jitter: half fixed, half random, so retries spread out. */
