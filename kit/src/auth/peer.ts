@@ -2,7 +2,7 @@ import { createContextKey } from "@connectrpc/connect";
 
 /** Who is calling, as the transport proved it. */
 export interface Peer {
-  /** The SPIFFE id, e.g. `spiffe://hookmesh.local/gateway`. */
+  /** The SPIFFE id, e.g. `spiffe://hookmesh.local/gateway`; for a bearer token, `token:<name>`. */
   id: string;
   /** The identity's name within its trust domain: the path after the domain, e.g. `gateway` or `operator`. */
   name: string;
@@ -11,7 +11,7 @@ export interface Peer {
 }
 
 /**
- * The caller's identity, set by the server for every call before any interceptor runs:
- * undefined when the connection presented no verified client certificate.
+ * The caller's identity, set by the server for every call from a verified client certificate
+ * (undefined without one); the authorization interceptor sets it from a bearer token instead.
  */
 export const peerKey = createContextKey<Peer | undefined>(undefined, { description: "the caller's verified identity" });
