@@ -1,9 +1,8 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { type DescFile, type DescMethod, type DescService, getOption } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, getOption } from "@bufbuild/protobuf";
 import { type CallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -11,6 +10,7 @@ import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { type ClientFactory, createLogger, serverIdentityCheck, spiffeId } from "@hookmesh/kit";
 import {
   freePort,
+  hookmeshServices,
   MESH_IDENTITIES,
   startService,
   TEST_REDIS_URL,
@@ -36,20 +36,6 @@ import { access } from "../gen/hookmesh/auth/v1/auth_pb.js";
  */
 
 const TRUST_DOMAIN = "hookmesh.local";
-
-/** Every service generated from proto/hookmesh, found by walking gen/hookmesh. */
-async function hookmeshServices(): Promise<DescService[]> {
-  const root = fileURLToPath(new URL("../gen/hookmesh/", import.meta.url));
-  const modules = readdirSync(root, { recursive: true, encoding: "utf8" })
-    .filter((path) => path.endsWith("_pb.ts"))
-    .toSorted();
-  const files: DescFile[] = [];
-  for (const path of modules) {
-    const generated = (await import(pathToFileURL(join(root, path)).href)) as Record<string, unknown>;
-    for (const [name, value] of Object.entries(generated)) if (name.startsWith("file_")) files.push(value as DescFile);
-  }
-  return files.flatMap((file) => file.services);
-}
 
 /**
  * The running service that serves `service`: `hookmesh.<name>.v1.*` is served by the process

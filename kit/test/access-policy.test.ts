@@ -1,15 +1,10 @@
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import {
-  type DescFile,
   type DescMethod,
   type DescMethodBiDiStreaming,
   type DescMethodClientStreaming,
   type DescMethodServerStreaming,
   type DescMethodStreaming,
   type DescMethodUnary,
-  type DescService,
   getOption,
   hasOption,
 } from "@bufbuild/protobuf";
@@ -26,25 +21,9 @@ import { describe, expect, it } from "vitest";
 import { access } from "../../gen/hookmesh/auth/v1/auth_pb.js";
 import { authorizationInterceptor } from "../src/auth/authorize.js";
 import { peerKey } from "../src/auth/peer.js";
+import { hookmeshServices } from "../src/testing/contracts.js";
 import { callError } from "../src/testing/errors.js";
 import { memoryLogger } from "../src/testing/logger.js";
-
-/**
- * Every service generated from proto/hookmesh, found by walking gen/hookmesh: a new file or
- * method is covered here without editing this test.
- */
-async function hookmeshServices(): Promise<DescService[]> {
-  const root = fileURLToPath(new URL("../../gen/hookmesh/", import.meta.url));
-  const modules = readdirSync(root, { recursive: true, encoding: "utf8" })
-    .filter((path) => path.endsWith("_pb.ts"))
-    .toSorted();
-  const files: DescFile[] = [];
-  for (const path of modules) {
-    const generated = (await import(pathToFileURL(join(root, path)).href)) as Record<string, unknown>;
-    for (const [name, value] of Object.entries(generated)) if (name.startsWith("file_")) files.push(value as DescFile);
-  }
-  return files.flatMap((file) => file.services);
-}
 
 const services = await hookmeshServices();
 const methods = services.flatMap((service) => service.methods);

@@ -15,23 +15,12 @@ import { HealthState } from "../src/health.js";
 import { devIdentityFiles, ensureDevIdentities } from "../src/identity/dev.js";
 import { type Identity, openIdentity } from "../src/identity/identity.js";
 import { createMeshServer, type MeshServer } from "../src/serve.js";
+import { pythonWithGrpc } from "../src/testing/contracts.js";
 import { memoryLogger } from "../src/testing/logger.js";
 
 const run = promisify(execFile);
 const buf = fileURLToPath(new URL("../../node_modules/.bin/buf", import.meta.url));
 
-/** The first Python that has grpcio (Debian's python3-grpcio lives beside the system python3). */
-async function pythonWithGrpc(): Promise<string | undefined> {
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    try {
-      await run(candidate, ["-c", "import grpc"]);
-      return candidate;
-    } catch {
-      // not installed, or without grpcio: try the next one
-    }
-  }
-  return undefined;
-}
 const python = await pythonWithGrpc();
 
 /** A unary Health.Check with Python's grpcio under mTLS; prints the response bytes in hex. */

@@ -1,4 +1,5 @@
 export * from "./clients.js";
+export * from "./contracts.js";
 export * from "./errors.js";
 export * from "./fake-provider.js";
 export * from "./identities.js";

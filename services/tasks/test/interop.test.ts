@@ -9,7 +9,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { devIdentityFiles, ServingStatus } from "@hookmesh/kit";
-import { memoryLogger, type TestRedis, testIdentities, testRedis } from "@hookmesh/kit/testing";
+import { memoryLogger, pythonWithGrpc, type TestRedis, testIdentities, testRedis } from "@hookmesh/kit/testing";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Health } from "../../../gen/health/v1/health_pb.js";
@@ -113,18 +113,6 @@ function githubEvent(deliveryId: string) {
   };
 }
 
-/** The first Python that has grpcio (Debian's python3-grpcio lives beside the system python3). */
-async function pythonWithGrpc(): Promise<string | undefined> {
-  for (const candidate of ["python3", "/usr/bin/python3"]) {
-    try {
-      await run(candidate, ["-c", "import grpc"]);
-      return candidate;
-    } catch {
-      // not installed, or without grpcio: try the next one
-    }
-  }
-  return undefined;
-}
 const python = await pythonWithGrpc();
 
 /**
