@@ -1,7 +1,13 @@
 import { appendFileSync, chmodSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createOperatorToken, type DevIdentities, type Env, ensureDevIdentities, envString } from "@hookmesh/kit";
+import {
+  createOperatorToken,
+  type DevIdentities,
+  type Env,
+  ensureDevIdentities,
+  envHome,
+  envTrustDomain,
+} from "@hookmesh/kit";
 import type { Print } from "./args.js";
 import { SERVICES } from "./services.js";
 
@@ -15,8 +21,8 @@ export const IDENTITY_NAMES: readonly string[] = [...SERVICES.map((s) => s.name)
  */
 export function devIdentities(env: Env, options: { renew?: boolean } = {}): Promise<DevIdentities> {
   return ensureDevIdentities({
-    home: resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")),
-    trustDomain: envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local"),
+    home: envHome(env),
+    trustDomain: envTrustDomain(env),
     names: IDENTITY_NAMES,
     ...(options.renew && { reissue: true }),
   });

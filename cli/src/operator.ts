@@ -1,16 +1,17 @@
-import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
-  ConfigError,
   clientTlsOptions,
   createLogger,
+  devIdentityFiles,
   type Env,
-  envBool,
+  envHome,
   envIdentity,
+  envInsecure,
   envString,
+  envTrustDomain,
   openIdentity,
+  readConfigFile,
   serverIdentityCheck,
   spiffeId,
 } from "@hookmesh/kit";
@@ -33,30 +34,18 @@ export interface OperatorConnection {
  * Either way every service must present its own SPIFFE id.
  */
 export function operatorConnection(env: Env): OperatorConnection {
-  if (envBool(env, "HOOKMESH_INSECURE", false)) {
+  if (envInsecure(env)) {
     return {
       as: "nobody (HOOKMESH_INSECURE=1: cleartext)",
       transport: (service) => createGrpcTransport({ baseUrl: serviceUrl(service, env) }),
       close() {},
     };
   }
-  const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
+  const trustDomain = envTrustDomain(env);
   const token = env.HOOKMESH_TOKEN?.trim();
   if (token) {
-    const caFile = envString(
-      env,
-      "OPERATOR_TLS_CA_FILE",
-      join(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), "tls", "ca.crt"),
-    );
-    let ca: string;
-    try {
-      ca = readFileSync(caFile, "utf8");
-    } catch (err) {
-      throw new ConfigError(
-        "OPERATOR_TLS_CA_FILE",
-        `cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
-      );
-    }
+    const caFile = envString(env, "OPERATOR_TLS_CA_FILE", devIdentityFiles(envHome(env), "operator").caFile);
+    const ca = readConfigFile("OPERATOR_TLS_CA_FILE", caFile);
     const bearer: Interceptor = (next) => (req) => {
       req.header.set("authorization", `Bearer ${token}`);
       return next(req);

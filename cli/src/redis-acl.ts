@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { type Env, envRedis, formatRedisAcl, type RedisAclUser } from "@hookmesh/kit";
+import { join } from "node:path";
+import { type Env, envHome, envRedis, formatRedisAcl, type RedisAclUser } from "@hookmesh/kit";
 import type { Print } from "./args.js";
 import type { ServiceEntry } from "./services.js";
 
@@ -23,7 +23,7 @@ export function redisAclCommand(
   note: Print,
 ): void {
   const format = parseFormat(args);
-  const home = resolve(env.HOOKMESH_HOME?.trim() || ".hookmesh");
+  const home = envHome(env);
   const users: RedisAclUser[] = [];
   for (const service of services) {
     if (service.redisKeyPrefix === undefined) continue;

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { connectRedis, envBool, envUrl, type Logger } from "@hookmesh/kit";
+import { connectRedis, envInsecure, envUrl, type Logger } from "@hookmesh/kit";
 import { devIdentities } from "./identity-commands.js";
 import type { ServiceEntry } from "./services.js";
 
@@ -16,7 +16,7 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
   redis.disconnect();
   // mTLS by default: the first start makes a development CA and every identity, later starts
   // renew what is close to expiry. A service given its own files (cert-manager's) ignores these.
-  if (!envBool(process.env, "HOOKMESH_INSECURE", false)) {
+  if (!envInsecure(process.env)) {
     const made = await devIdentities(process.env);
     const changed = made.identities.filter((identity) => identity.status !== "current");
     if (made.caStatus !== "current" || changed.length > 0) {

@@ -159,6 +159,28 @@ export interface IdentityEndpoints {
 
 const INSECURE = "HOOKMESH_INSECURE";
 
+/** `HOOKMESH_INSECURE=1`: cleartext on loopback, no identities and so no authorization. */
+export function envInsecure(env: Env): boolean {
+  return envBool(env, INSECURE, false);
+}
+
+/** `HOOKMESH_HOME`, absolute: development identities (`tls/`) and Redis passwords (`redis/`); `.hookmesh` by default. */
+export function envHome(env: Env): string {
+  return resolve(envString(env, "HOOKMESH_HOME", ".hookmesh"));
+}
+
+/** `HOOKMESH_TRUST_DOMAIN`, the trust domain of every SPIFFE id; `hookmesh.local` by default. */
+export function envTrustDomain(env: Env): string {
+  const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
+  if (!isTrustDomain(trustDomain)) {
+    throw new ConfigError(
+      "HOOKMESH_TRUST_DOMAIN",
+      `expected lowercase letters, digits, ".", "-" and "_", got "${trustDomain}"`,
+    );
+  }
+  return trustDomain;
+}
+
 /**
  * The identity of `name` (e.g. `tasks`, `operator`) within `HOOKMESH_TRUST_DOMAIN` (default
  * `hookmesh.local`): the certificate, key and CA bundle from `<NAME>_TLS_CERT_FILE`,
@@ -180,7 +202,7 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
   const set = Object.values(variables).filter((variable) => present(env, variable) !== undefined);
   const peers = Object.entries(endpoints.peers ?? {}).map(([variable, url]) => ({ variable, url: new URL(url) }));
 
-  if (envBool(env, INSECURE, false)) {
+  if (envInsecure(env)) {
     if (set.length > 0)
       throw new ConfigError(INSECURE, `turns TLS off, but ${set.join(", ")} asks for it; unset one or the other`);
     const cleartextOnly = `${INSECURE}=1 allows cleartext on loopback only`;
@@ -207,20 +229,14 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
       );
     }
   }
-  const trustDomain = envString(env, "HOOKMESH_TRUST_DOMAIN", "hookmesh.local");
-  if (!isTrustDomain(trustDomain)) {
-    throw new ConfigError(
-      "HOOKMESH_TRUST_DOMAIN",
-      `expected lowercase letters, digits, ".", "-" and "_", got "${trustDomain}"`,
-    );
-  }
+  const trustDomain = envTrustDomain(env);
   if (set.length > 0 && set.length < 3) {
     const missing = Object.values(variables).filter((variable) => !set.includes(variable));
     throw new ConfigError(missing[0]!, `is required with ${set.join(" and ")}`);
   }
   const development = set.length === 0;
   const files = development
-    ? devIdentityFiles(resolve(envString(env, "HOOKMESH_HOME", ".hookmesh")), name)
+    ? devIdentityFiles(envHome(env), name)
     : {
         certFile: present(env, variables.certFile)!,
         keyFile: present(env, variables.keyFile)!,

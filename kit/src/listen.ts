@@ -1,5 +1,5 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
-import { type Env, envBool, envIdentity, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
+import { type Env, envIdentity, envInsecure, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
 export interface ListenConfig {
@@ -40,6 +40,6 @@ export function envListen(
  * https (mTLS) unless `HOOKMESH_INSECURE=1` says cleartext.
  */
 export function envPeerUrl(env: Env, variable: string, defaultPort: number): string {
-  const scheme = envBool(env, "HOOKMESH_INSECURE", false) ? "http" : "https";
+  const scheme = envInsecure(env) ? "http" : "https";
   return envUrl(env, variable, `${scheme}://127.0.0.1:${defaultPort}`);
 }
