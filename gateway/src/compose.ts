@@ -58,8 +58,12 @@ const CUSTOM_PREFIX = "custom/";
 
 export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): Promise<ComposedGateway> {
   const { logger } = deps;
-  const redis = await connectRedis({ ...config.redis, logger });
+  // First, so that a certificate and key that do not belong together fail the start before any connection.
   const identity = openIdentity(config.identity, logger);
+  const redis = await connectRedis({ ...config.redis, logger }).catch((err: unknown) => {
+    identity?.close();
+    throw err;
+  });
   const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
   const keyPrefix = config.redis.keyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {

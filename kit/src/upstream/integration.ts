@@ -72,12 +72,16 @@ export async function connectIntegration(
 ): Promise<IntegrationBase> {
   const { logger } = deps;
   const health = new HealthState([options.service]);
+  // First, so that a certificate and key that do not belong together fail the start before any connection.
+  const identity = openIdentity(config.identity, logger);
   const redis = await connectRedis({
     ...config.redis,
     logger,
     onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  }).catch((err: unknown) => {
+    identity?.close();
+    throw err;
   });
-  const identity = openIdentity(config.identity, logger);
   const stopWatching = options.credentials.map((credential) => credential.watch());
   const upstream = new UpstreamClient({
     ...options.policy,

@@ -54,10 +54,15 @@ const SUBJECT_BUSY_DELAY_MS = 1_000;
 export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
   const { logger } = deps;
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
+  // First, so that a certificate and key that do not belong together fail the start before any connection.
+  const identity = openIdentity(config.identity, logger);
   const redis = await connectRedis({
     ...config.redis,
     logger,
     onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  }).catch((err: unknown) => {
+    identity?.close();
+    throw err;
   });
   const keyPrefix = config.redis.keyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
@@ -81,7 +86,6 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     },
     logger,
   );
-  const identity = openIdentity(config.identity, logger);
   const closeStore = async () => {
     await queue.close();
     queueConnection.disconnect();
