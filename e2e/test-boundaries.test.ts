@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { importsOf, workspacesOf } from "../scripts/check-dependencies.js";
 
 /**
  * Keeps the rule that no test reaches another service's code. A service's own tests use kit,
@@ -15,44 +16,17 @@ import { describe, expect, it } from "vitest";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const e2e = join(root, "e2e");
 
-/** The workspace packages, by folder, from the root package.json. */
-function workspaces(): Map<string, string> {
-  const patterns = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { workspaces: string[] })
-    .workspaces;
-  const folders = patterns.flatMap((pattern) =>
-    pattern.endsWith("/*")
-      ? readdirSync(join(root, pattern.slice(0, -2)), { withFileTypes: true })
-          .filter((entry) => entry.isDirectory())
-          .map((entry) => join(root, pattern.slice(0, -2), entry.name))
-      : [join(root, pattern)],
-  );
-  return new Map(
-    folders
-      .filter((folder) => existsSync(join(folder, "package.json")))
-      .map((folder) => [
-        folder,
-        (JSON.parse(readFileSync(join(folder, "package.json"), "utf8")) as { name: string }).name,
-      ]),
-  );
-}
-
-const packages = workspaces();
+/** The workspace packages' names, by folder. */
+const packages = new Map(
+  workspacesOf(root)
+    .filter((workspace) => workspace.dir !== "")
+    .map((workspace) => [join(root, workspace.dir), workspace.manifest.name]),
+);
 const KIT = "@hookmesh/kit";
 
 /** The package folder a file is in, if any. */
 function packageOf(file: string): string | undefined {
   return [...packages.keys()].find((folder) => file.startsWith(folder + sep));
-}
-
-/** Every module specifier a source imports or re-exports, static or dynamic. */
-function specifiers(source: string): string[] {
-  const found: string[] = [];
-  for (const match of source.matchAll(
-    /(?:^|[\s;])(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^import\s+["']([^"']+)["']/gm,
-  )) {
-    found.push((match[1] ?? match[2] ?? match[3])!);
-  }
-  return found;
 }
 
 /** The file a relative specifier names: TypeScript sources are imported with `.js`. */
@@ -71,7 +45,7 @@ const inSrc = (file: string) => {
 function reachedSrc(file: string, seen = new Set<string>()): string[] | undefined {
   if (seen.has(file) || !existsSync(file)) return undefined;
   seen.add(file);
-  for (const specifier of specifiers(readFileSync(file, "utf8"))) {
+  for (const specifier of importsOf(readFileSync(file, "utf8"))) {
     if (!specifier.startsWith(".")) continue;
     const target = resolveRelative(file, specifier);
     if (inSrc(target)) return [target];
@@ -86,7 +60,7 @@ function violations(file: string, source: string): string[] {
   const found: string[] = [];
   const own = packageOf(file);
   const name = (folder: string) => packages.get(folder) ?? folder;
-  for (const specifier of specifiers(source)) {
+  for (const specifier of importsOf(source)) {
     if (specifier.startsWith(".")) {
       const target = resolveRelative(file, specifier);
       const owner = packageOf(target);

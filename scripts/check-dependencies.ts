@@ -17,14 +17,14 @@ import { isBuiltin } from "node:module";
 import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
-interface PackageJson {
+export interface PackageJson {
   name: string;
   workspaces?: string[];
   dependencies?: Record<string, string>;
   devDependencies?: Record<string, string>;
 }
 
-interface Workspace {
+export interface Workspace {
   /** Relative to the repository root; "" for the root package. */
   dir: string;
   manifest: PackageJson;
@@ -96,7 +96,7 @@ function readManifest(dir: string): PackageJson {
 }
 
 /** The root package and each workspace (`dir` or `dir/*` patterns, as this repository uses). */
-function workspacesOf(root: string): Workspace[] {
+export function workspacesOf(root: string): Workspace[] {
   const manifest = readManifest(root);
   const dirs = (manifest.workspaces ?? []).flatMap((pattern) => {
     if (!pattern.endsWith("/*")) return [pattern];
