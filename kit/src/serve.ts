@@ -47,6 +47,7 @@ export interface ServerOptions extends SecurityOptions {
 }
 
 export interface MeshServer {
+  /** Listens on `host`, loopback unless given (a service passes its `<NAME>_HOST`). */
   listen(port: number, host?: string): Promise<AddressInfo>;
   /**
    * Graceful stop: health goes NOT_SERVING, no new connections, GOAWAY to HTTP/2 sessions,
@@ -131,7 +132,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
 
   return {
     health,
-    async listen(port, host = "0.0.0.0") {
+    async listen(port, host = "127.0.0.1") {
       await new Promise<void>((resolve, reject) => {
         listener.once("error", reject);
         listener.listen(port, host, () => {
