@@ -1,4 +1,6 @@
-import { createHmac, randomInt, randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
+// The signing schemes as the providers document them, shared with the tests: `send` signs a test delivery.
+import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 
 /** The providers `hookmesh send` can imitate: the gateway's built-in webhook endpoints. */
 export const SAMPLE_PROVIDERS = ["github", "slack", "jira", "sentry"] as const;
@@ -54,10 +56,6 @@ export function sampleDelivery(provider: SampleProvider, options: SampleOptions)
   }
 }
 
-function hmacHex(secret: string, data: string): string {
-  return createHmac("sha256", secret).update(data).digest("hex");
-}
-
 const JSON_TYPE = "application/json";
 
 /** An `issue_comment` created by the repository's owner; on GitHub only write access triggers. */
@@ -107,7 +105,7 @@ function githubIssueComment({ text, mention, secret, now }: SampleOptions): Samp
       "x-github-hook-id": "1",
       "x-github-hook-installation-target-type": "repository",
       "x-github-hook-installation-target-id": "1296269",
-      "x-hub-signature-256": `sha256=${hmacHex(secret, body)}`,
+      "x-hub-signature-256": signGitHub(body, secret),
     },
     body,
   };
@@ -141,7 +139,7 @@ function slackAppMention({ text, secret, now }: SampleOptions): SampleDelivery {
     headers: {
       "content-type": JSON_TYPE,
       "x-slack-request-timestamp": String(seconds),
-      "x-slack-signature": `v0=${hmacHex(secret, `v0:${seconds}:${body}`)}`,
+      "x-slack-signature": signSlack(body, secret, seconds),
     },
     body,
   };
@@ -173,7 +171,7 @@ function jiraCommentCreated({ text, mention, secret, now }: SampleOptions): Samp
     headers: {
       "content-type": JSON_TYPE,
       "x-atlassian-webhook-identifier": deliveryId,
-      "x-hub-signature": `sha256=${hmacHex(secret, body)}`,
+      "x-hub-signature": signJira(body, secret),
     },
     body,
   };
@@ -202,7 +200,7 @@ function sentryCommentCreated({ text, mention, secret, now }: SampleOptions): Sa
       "request-id": deliveryId,
       "sentry-hook-resource": "comment",
       "sentry-hook-timestamp": String(Math.floor(now.getTime() / 1000)),
-      "sentry-hook-signature": hmacHex(secret, body),
+      "sentry-hook-signature": signSentry(body, secret),
     },
     body,
   };
