@@ -1,7 +1,9 @@
 import { readFile } from "node:fs/promises";
 import {
+  type ClientFactoryOptions,
   ConfigError,
   connectRedis,
+  createClientFactory,
   type Env,
   HealthState,
   type Logger,
@@ -10,11 +12,13 @@ import {
   ServingStatus,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
+import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
+import { LabelerPermissions } from "./routing/labeler-permission.js";
 import { Router } from "./routing/router.js";
 import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { build } from "./server.js";
@@ -26,6 +30,8 @@ import { WorkQueue } from "./work-queue.js";
 export interface TasksDeps {
   logger: Logger;
   env: Env;
+  /** Breaker and retry settings of the client to the github service, for tests. */
+  clientOptions?: Omit<ClientFactoryOptions, "logger" | "identity">;
 }
 
 /** The tasks service, built and connected, not yet listening. */
@@ -44,6 +50,8 @@ export interface ComposedTasks {
 const LEASE_POLL_MS = 250;
 /** How long a task waits before another look when its subject is busy. */
 const SUBJECT_BUSY_DELAY_MS = 1_000;
+/** How long a labeler's permission is reused; GitHub's own caches take about as long to follow a change. */
+const LABELER_PERMISSION_CACHE_MS = 60_000;
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -70,12 +78,18 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
   const store = new TaskStore(redis, { keyPrefix });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
+  const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
+  const labelers = new LabelerPermissions(
+    clients.client(GitHubService, config.githubUrl, "github"),
+    { cacheMs: LABELER_PERMISSION_CACHE_MS, maxEntries: 10_000, timeoutMs: 3_000 },
+    logger,
+  );
   const engine = new TaskEngine(
     store,
     new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
-    new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }),
+    new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }, labelers),
     {
       leaseMs: config.leaseMs,
       defaultMaxAttempts: config.maxAttempts,
@@ -90,6 +104,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     await queue.close();
     queueConnection.disconnect();
     redis.disconnect();
+    clients.close();
     identity?.close();
   };
   try {

@@ -3,6 +3,7 @@ import {
   envInt,
   envListen,
   envLogLevel,
+  envPeerUrl,
   envRedis,
   envString,
   type ListenConfig,
@@ -19,6 +20,8 @@ export interface TasksConfig extends ListenConfig {
   mention: string;
   botLogins: string[];
   routesFile?: string;
+  /** The github service, asked who may add a label that triggers a rule. */
+  githubUrl: string;
   timelineMaxEvents: number;
   eventTextBytes: number;
   shutdownGraceMs: number;
@@ -28,8 +31,9 @@ export interface TasksConfig extends ListenConfig {
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
+  const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061) };
   return {
-    ...envListen(env, "tasks", 50051),
+    ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
     maxAttempts: envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 }),
     leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
@@ -41,6 +45,7 @@ export function loadConfig(env: Env = process.env): TasksConfig {
       .map((login) => login.trim())
       .filter((login) => login !== ""),
     ...(routesFile && { routesFile }),
+    githubUrl: peers.GITHUB_URL,
     timelineMaxEvents: envInt(env, "TASKS_TIMELINE_MAX_EVENTS", 10_000, { min: 100 }),
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),

@@ -309,6 +309,9 @@ describe("RouteService", () => {
         }),
       });
 
+    /** No label rule fires in these tests, so the labeler's permission is never asked. */
+    const noLabelers = { standingOf: () => Promise.reject(new Error("no label rule should ask")) };
+
     it("turns a matching event into the rule's prompt, priority, profile and attempts", async () => {
       await store.seedDefaults();
       await client.upsertRoute({
@@ -321,7 +324,7 @@ describe("RouteService", () => {
           maxAttempts: 5,
         }),
       });
-      const router = new Router(store, { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] });
+      const router = new Router(store, { mention: "@hookmesh", botLogins: ["hookmesh[bot]"] }, noLabelers);
       const decision = await router.route(comment("OWNER"));
       expect(decision).toMatchObject({
         matched: true,
@@ -334,7 +337,7 @@ describe("RouteService", () => {
     });
 
     it("follows changes to the rules at the next event, and says why nothing matched", async () => {
-      const router = new Router(store, { mention: "@hookmesh", botLogins: [] });
+      const router = new Router(store, { mention: "@hookmesh", botLogins: [] }, noLabelers);
       expect(await router.route(comment("OWNER"))).toEqual({ matched: false, reason: "no rule matched" });
       await store.seedDefaults();
       expect(await router.route(comment("OWNER"))).toMatchObject({ matched: true, route: { id: "github-mention" } });

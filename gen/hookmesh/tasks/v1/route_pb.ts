@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi/AIKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIt0BCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJEjkKDmFja25vd2xlZGdtZW50GAcgASgOMiEuaG9va21lc2gudGFza3MudjEuQWNrbm93bGVkZ21lbnQqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEiqgMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgRnYXRlGBQgASgLMh4uaG9va21lc2gudGFza3MudjEuVHJpZ2dlckdhdGUi1wEKC1RyaWdnZXJHYXRlEi8KBmdpdGh1YhgBIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLkdpdEh1YkdhdGVIABItCgVzbGFjaxgCIAEoCzIcLmhvb2ttZXNoLnRhc2tzLnYxLlNsYWNrR2F0ZUgAEisKBGppcmEYAyABKAsyGy5ob29rbWVzaC50YXNrcy52MS5KaXJhR2F0ZUgAEi8KBnNlbnRyeRgEIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlNlbnRyeUdhdGVIAEIKCghwcm92aWRlciIgCgpHaXRIdWJHYXRlEhIKCmFsbG93X2JvdHMYASABKAgiRAoJU2xhY2tHYXRlEhAKCHRlYW1faWRzGAEgAygJEhMKC2NoYW5uZWxfaWRzGAIgAygJEhAKCHVzZXJfaWRzGAMgAygJIkkKCEppcmFHYXRlEhQKDHByb2plY3Rfa2V5cxgBIAMoCRITCgthY2NvdW50X2lkcxgCIAMoCRISCgphbGxvd19hcHBzGAMgASgIIkkKClNlbnRyeUdhdGUSFQoNb3JnYW5pemF0aW9ucxgBIAMoCRIQCghwcm9qZWN0cxgCIAMoCRISCgphbGxvd19hcHBzGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIi3QEKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudCpmCg5BY2tub3dsZWRnbWVudBIeChpBQ0tOT1dMRURHTUVOVF9VTlNQRUNJRklFRBAAEhsKF0FDS05PV0xFREdNRU5UX1JFQUNUSU9OEAESFwoTQUNLTk9XTEVER01FTlRfTk9ORRACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -115,6 +115,15 @@ export type Route = Message<"hookmesh.tasks.v1.Route"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 13;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Who may trigger the rule and where, per provider. Slack, Jira and Sentry rules fire for
+   * nobody until their gate names at least one allowlist (see TriggerGate). Field 20 leaves
+   * room for other fields of Route.
+   *
+   * @generated from field: hookmesh.tasks.v1.TriggerGate gate = 20;
+   */
+  gate?: TriggerGate | undefined;
 };
 
 /**
@@ -123,6 +132,191 @@ export type Route = Message<"hookmesh.tasks.v1.Route"> & {
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 0);
+
+/**
+ * Who may trigger a routing rule and where, beyond what its trigger looks for. The gate must be
+ * of the rule's provider. Bot accounts never trigger, except where a gate's field says so.
+ *
+ * Safe defaults: a GitHub rule needs no gate (`allowed_associations` is its gate, for label
+ * triggers too); a Slack, Jira or Sentry rule whose gate is unset or sets no allowlist refuses
+ * every event, so that a new rule (and the default `slack-mention` and `jira-mention`) starts
+ * closed and is opened by naming a workspace, channel, project, person or organization. When a
+ * gate sets several allowlists, an event must pass every one it sets.
+ *
+ * @generated from message hookmesh.tasks.v1.TriggerGate
+ */
+export type TriggerGate = Message<"hookmesh.tasks.v1.TriggerGate"> & {
+  /**
+   * @generated from oneof hookmesh.tasks.v1.TriggerGate.provider
+   */
+  provider: {
+    /**
+     * @generated from field: hookmesh.tasks.v1.GitHubGate github = 1;
+     */
+    value: GitHubGate;
+    case: "github";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.SlackGate slack = 2;
+     */
+    value: SlackGate;
+    case: "slack";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.JiraGate jira = 3;
+     */
+    value: JiraGate;
+    case: "jira";
+  } | {
+    /**
+     * @generated from field: hookmesh.tasks.v1.SentryGate sentry = 4;
+     */
+    value: SentryGate;
+    case: "sentry";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.TriggerGate.
+ * Use `create(TriggerGateSchema)` to create a new message.
+ */
+export const TriggerGateSchema: GenMessage<TriggerGate> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 1);
+
+/**
+ * GitHub rules are gated by `Route.allowed_associations`: a mention by the comment's or
+ * item's author association, a label by the permission of whoever added it, which the tasks
+ * service asks the github service for (admin, maintain and write count as COLLABORATOR,
+ * the rest as NONE; the repository's owner is OWNER).
+ *
+ * @generated from message hookmesh.tasks.v1.GitHubGate
+ */
+export type GitHubGate = Message<"hookmesh.tasks.v1.GitHubGate"> & {
+  /**
+   * Let bot accounts (`sender.type` Bot, e.g. dependabot or another App) trigger the rule; they
+   * must still pass `allowed_associations`. hookmesh's own accounts (`HOOKMESH_BOT_LOGINS`)
+   * never trigger.
+   *
+   * @generated from field: bool allow_bots = 1;
+   */
+  allowBots: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.GitHubGate.
+ * Use `create(GitHubGateSchema)` to create a new message.
+ */
+export const GitHubGateSchema: GenMessage<GitHubGate> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 2);
+
+/**
+ * Slack messages from bots (`bot_id`, `bot_profile` or subtype `bot_message`) never trigger.
+ *
+ * @generated from message hookmesh.tasks.v1.SlackGate
+ */
+export type SlackGate = Message<"hookmesh.tasks.v1.SlackGate"> & {
+  /**
+   * Workspace ids (`T…`) the event must come from.
+   *
+   * @generated from field: repeated string team_ids = 1;
+   */
+  teamIds: string[];
+
+  /**
+   * Channel ids (`C…`, `G…`, `D…`) the event must be in.
+   *
+   * @generated from field: repeated string channel_ids = 2;
+   */
+  channelIds: string[];
+
+  /**
+   * User ids (`U…`, `W…`) of the people who may trigger.
+   *
+   * @generated from field: repeated string user_ids = 3;
+   */
+  userIds: string[];
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SlackGate.
+ * Use `create(SlackGateSchema)` to create a new message.
+ */
+export const SlackGateSchema: GenMessage<SlackGate> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 3);
+
+/**
+ * @generated from message hookmesh.tasks.v1.JiraGate
+ */
+export type JiraGate = Message<"hookmesh.tasks.v1.JiraGate"> & {
+  /**
+   * Project keys (`PROJ`) of the issues that may trigger.
+   *
+   * @generated from field: repeated string project_keys = 1;
+   */
+  projectKeys: string[];
+
+  /**
+   * Account ids (Jira Cloud `accountId`; key or name on Server and Data Center) of the people
+   * who may trigger.
+   *
+   * @generated from field: repeated string account_ids = 2;
+   */
+  accountIds: string[];
+
+  /**
+   * Let app accounts (`accountType` app, e.g. Automation for Jira) trigger the rule; they must
+   * still pass the other allowlists.
+   *
+   * @generated from field: bool allow_apps = 3;
+   */
+  allowApps: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.JiraGate.
+ * Use `create(JiraGateSchema)` to create a new message.
+ */
+export const JiraGateSchema: GenMessage<JiraGate> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 4);
+
+/**
+ * Sentry `comment` deliveries name the project but not the organization: a comment passes an
+ * organization allowlist never, and a project allowlist by the project's slug alone (slugs are
+ * unique only within an organization). Gate comment rules by `projects`, with an internal
+ * integration, which only its own organization can install.
+ *
+ * @generated from message hookmesh.tasks.v1.SentryGate
+ */
+export type SentryGate = Message<"hookmesh.tasks.v1.SentryGate"> & {
+  /**
+   * Organization slugs the issue must belong to.
+   *
+   * @generated from field: repeated string organizations = 1;
+   */
+  organizations: string[];
+
+  /**
+   * Project slugs the issue must belong to.
+   *
+   * @generated from field: repeated string projects = 2;
+   */
+  projects: string[];
+
+  /**
+   * Let integrations other than Sentry itself (actor type `application`) trigger the rule.
+   * Sentry's own actor, which creates issues from events, always passes.
+   *
+   * @generated from field: bool allow_apps = 3;
+   */
+  allowApps: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SentryGate.
+ * Use `create(SentryGateSchema)` to create a new message.
+ */
+export const SentryGateSchema: GenMessage<SentryGate> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 5);
 
 /**
  * What must be in an event for a rule to fire.
@@ -173,7 +367,7 @@ export type Trigger = Message<"hookmesh.tasks.v1.Trigger"> & {
  * Use `create(TriggerSchema)` to create a new message.
  */
 export const TriggerSchema: GenMessage<Trigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 1);
+  messageDesc(file_hookmesh_tasks_v1_route, 6);
 
 /**
  * @generated from message hookmesh.tasks.v1.MentionTrigger
@@ -192,7 +386,7 @@ export type MentionTrigger = Message<"hookmesh.tasks.v1.MentionTrigger"> & {
  * Use `create(MentionTriggerSchema)` to create a new message.
  */
 export const MentionTriggerSchema: GenMessage<MentionTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 2);
+  messageDesc(file_hookmesh_tasks_v1_route, 7);
 
 /**
  * @generated from message hookmesh.tasks.v1.LabelTrigger
@@ -211,7 +405,7 @@ export type LabelTrigger = Message<"hookmesh.tasks.v1.LabelTrigger"> & {
  * Use `create(LabelTriggerSchema)` to create a new message.
  */
 export const LabelTriggerSchema: GenMessage<LabelTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 3);
+  messageDesc(file_hookmesh_tasks_v1_route, 8);
 
 /**
  * @generated from message hookmesh.tasks.v1.SlashCommandTrigger
@@ -230,7 +424,7 @@ export type SlashCommandTrigger = Message<"hookmesh.tasks.v1.SlashCommandTrigger
  * Use `create(SlashCommandTriggerSchema)` to create a new message.
  */
 export const SlashCommandTriggerSchema: GenMessage<SlashCommandTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 4);
+  messageDesc(file_hookmesh_tasks_v1_route, 9);
 
 /**
  * @generated from message hookmesh.tasks.v1.IssueCreatedTrigger
@@ -243,7 +437,7 @@ export type IssueCreatedTrigger = Message<"hookmesh.tasks.v1.IssueCreatedTrigger
  * Use `create(IssueCreatedTriggerSchema)` to create a new message.
  */
 export const IssueCreatedTriggerSchema: GenMessage<IssueCreatedTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 5);
+  messageDesc(file_hookmesh_tasks_v1_route, 10);
 
 /**
  * How an agent runs for a task.
@@ -310,7 +504,7 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  * Use `create(AgentProfileSchema)` to create a new message.
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 6);
+  messageDesc(file_hookmesh_tasks_v1_route, 11);
 
 /**
  * How a task tells the place its event came from that it started.

@@ -1,5 +1,5 @@
 import { type Actor, type Event, Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import type { Route, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { JiraGate, Route, SentryGate, SlackGate, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 
 export interface MatchOptions {
   /** The configured mention handle, used by mention triggers that name none. */
@@ -7,6 +7,13 @@ export interface MatchOptions {
   /** hookmesh's own accounts, whose events never trigger (loop guard). */
   botLogins: readonly string[];
 }
+
+/**
+ * Who added the label of a GitHub label event, as an `author_association` derived from their
+ * permission on the repository (the payload's association is the issue author's), or why that
+ * is not known.
+ */
+export type LabelerStanding = { association: string } | { unknown: string };
 
 export type MatchResult = { matched: true; route: Route } | { matched: false; reason: string };
 
@@ -18,28 +25,162 @@ export function compareRoutes(a: Route, b: Route): number {
   return b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
-/** The rule that `event` triggers, or why none does. */
-export function matchRoute(routes: readonly Route[], event: Event, options: MatchOptions): MatchResult {
+/**
+ * The rule that `event` triggers, or why none does. `labeler` stands for who added the label of
+ * a GitHub label event (see `needsLabeler`); without it a GitHub label rule refuses.
+ */
+export function matchRoute(
+  routes: readonly Route[],
+  event: Event,
+  options: MatchOptions,
+  labeler?: LabelerStanding,
+): MatchResult {
   const actor = event.actor;
   if (actor && isOwnBot(actor, options.botLogins)) {
     return { matched: false, reason: `event from hookmesh's own bot account ${actor.login} (loop guard)` };
   }
-  const association = actor?.association.toUpperCase() ?? "";
-  // A rule refused for the author's association does not end the search: a lower rule may
-  // allow more people. If none matches, that refusal is the more useful reason to show.
+  // Whatever a rule says: another bot's message mentioning the handle is not a person's request,
+  // and two bots answering each other would loop.
+  if (event.provider === Provider.SLACK && actor?.bot) {
+    return { matched: false, reason: `Slack bot ${actor.login || actor.id || "(unnamed)"} never triggers` };
+  }
+  // A rule refused by its gate does not end the search: a lower rule may allow more people.
+  // If none matches, that refusal is the more useful reason to show.
   let refusal: string | undefined;
   for (const route of [...routes].sort(compareRoutes)) {
     if (route.disabled || !matchesEvent(route, event, options.mention)) continue;
-    // Only people with triage access or more can add a label on GitHub, so a label is its own
-    // permission check (and the payload's association would be the issue author's, not theirs).
-    const labelTrigger = route.trigger?.kind.case === "label";
-    if (event.provider === Provider.GITHUB && !labelTrigger && !allowedAssociations(route).includes(association)) {
-      refusal ??= `author association ${association || "(none)"} may not trigger ${route.id}`;
+    const refused = gateRefusal(route, event, labeler);
+    if (refused !== undefined) {
+      refusal ??= refused;
       continue;
     }
     return { matched: true, route };
   }
   return { matched: false, reason: refusal ?? "no rule matched" };
+}
+
+/**
+ * True when a GitHub label rule fires for `event`, so that matching needs to know who added the
+ * label: the only case worth a call to the github service.
+ */
+export function needsLabeler(routes: readonly Route[], event: Event, mention: string): boolean {
+  return (
+    event.provider === Provider.GITHUB &&
+    routes.some(
+      (route) => !route.disabled && route.trigger?.kind.case === "label" && matchesEvent(route, event, mention),
+    )
+  );
+}
+
+/** Why `route`'s gate refuses `event`, or undefined when it lets it through. */
+function gateRefusal(route: Route, event: Event, labeler: LabelerStanding | undefined): string | undefined {
+  const gate = route.gate?.provider;
+  switch (event.provider) {
+    case Provider.GITHUB:
+      return gitHubRefusal(route, event, gate?.case === "github" && gate.value.allowBots, labeler);
+    case Provider.SLACK:
+      return slackRefusal(route.id, event, gate?.case === "slack" ? gate.value : undefined);
+    case Provider.JIRA:
+      return jiraRefusal(route.id, event, gate?.case === "jira" ? gate.value : undefined);
+    case Provider.SENTRY:
+      return sentryRefusal(route.id, event, gate?.case === "sentry" ? gate.value : undefined);
+    default:
+      // A custom webhook's sender is whoever holds its secret, which the operator chose.
+      return undefined;
+  }
+}
+
+function gitHubRefusal(
+  route: Route,
+  event: Event,
+  allowBots: boolean,
+  labeler: LabelerStanding | undefined,
+): string | undefined {
+  const actor = event.actor;
+  if (actor?.bot && !allowBots) {
+    return `bot ${actor.login} may not trigger ${route.id} (gate.github.allow_bots is off)`;
+  }
+  if (route.trigger?.kind.case === "label") {
+    if (labeler === undefined || "unknown" in labeler) {
+      return `labeler ${actor?.login || "(unknown)"} may not trigger ${route.id}: ${labeler?.unknown ?? "their permission was not checked"}`;
+    }
+    return allowedAssociations(route).includes(labeler.association)
+      ? undefined
+      : `labeler ${actor?.login || "(unknown)"} (permission as ${labeler.association}) may not trigger ${route.id}`;
+  }
+  const association = actor?.association.toUpperCase() ?? "";
+  return allowedAssociations(route).includes(association)
+    ? undefined
+    : `author association ${association || "(none)"} may not trigger ${route.id}`;
+}
+
+function slackRefusal(routeId: string, event: Event, gate: SlackGate | undefined): string | undefined {
+  if (!gate || (gate.teamIds.length === 0 && gate.channelIds.length === 0 && gate.userIds.length === 0)) {
+    return `${routeId} is closed: its gate.slack names no team_ids, channel_ids or user_ids`;
+  }
+  const slack = event.subject?.ref.case === "slack" ? event.subject.ref.value : undefined;
+  return (
+    unlisted(routeId, "gate.slack.team_ids", gate.teamIds, slack?.teamId ?? "", "workspace") ??
+    unlisted(routeId, "gate.slack.channel_ids", gate.channelIds, slack?.channelId ?? "", "channel") ??
+    unlisted(routeId, "gate.slack.user_ids", gate.userIds, event.actor?.id ?? "", "user")
+  );
+}
+
+function jiraRefusal(routeId: string, event: Event, gate: JiraGate | undefined): string | undefined {
+  if (!gate || (gate.projectKeys.length === 0 && gate.accountIds.length === 0)) {
+    return `${routeId} is closed: its gate.jira names no project_keys or account_ids`;
+  }
+  const actor = event.actor;
+  if (actor?.bot && !gate.allowApps) {
+    return `app account ${actor.login || actor.id} may not trigger ${routeId} (gate.jira.allow_apps is off)`;
+  }
+  return (
+    unlisted(routeId, "gate.jira.project_keys", gate.projectKeys, placeOf(event), "project", true) ??
+    unlisted(routeId, "gate.jira.account_ids", gate.accountIds, actor?.id ?? "", "account")
+  );
+}
+
+/** Sentry's own actor, in whose name issues are created from events. */
+const SENTRY_ITSELF = "sentry";
+
+function sentryRefusal(routeId: string, event: Event, gate: SentryGate | undefined): string | undefined {
+  if (!gate || (gate.organizations.length === 0 && gate.projects.length === 0)) {
+    return `${routeId} is closed: its gate.sentry names no organizations or projects`;
+  }
+  const actor = event.actor;
+  if (actor?.bot && actor.id !== SENTRY_ITSELF && !gate.allowApps) {
+    return `integration ${actor.login || actor.id} may not trigger ${routeId} (gate.sentry.allow_apps is off)`;
+  }
+  const sentry = event.subject?.ref.case === "sentry" ? event.subject.ref.value : undefined;
+  if (gate.organizations.length > 0 && !sentry?.organizationSlug) {
+    // A comment delivery does not say which organization it is from (see SentryGate).
+    return `${routeId} allows only listed organizations (gate.sentry.organizations), and this ${event.eventType || "event"} names none`;
+  }
+  return (
+    unlisted(
+      routeId,
+      "gate.sentry.organizations",
+      gate.organizations,
+      sentry?.organizationSlug ?? "",
+      "organization",
+      true,
+    ) ?? unlisted(routeId, "gate.sentry.projects", gate.projects, sentry?.projectSlug ?? "", "project", true)
+  );
+}
+
+/** The refusal when `allowed` is set and does not list `value`; an empty list allows anything. */
+function unlisted(
+  routeId: string,
+  field: string,
+  allowed: readonly string[],
+  value: string,
+  what: string,
+  ignoreCase = false,
+): string | undefined {
+  if (allowed.length === 0) return undefined;
+  const same = ignoreCase ? (a: string) => a.toLowerCase() === value.toLowerCase() : (a: string) => a === value;
+  if (value !== "" && allowed.some(same)) return undefined;
+  return `${what} ${value || "(none)"} is not in ${field} of ${routeId}`;
 }
 
 function matchesEvent(route: Route, event: Event, mention: string): boolean {

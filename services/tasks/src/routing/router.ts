@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import { type AgentProfile, AgentProfileSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { type MatchOptions, matchRoute } from "./match.js";
+import type { LabelerPermissions } from "./labeler-permission.js";
+import { type MatchOptions, matchRoute, needsLabeler } from "./match.js";
 import { renderPrompt } from "./prompt.js";
 import type { RoutingRuleStore } from "./routing-rule-store.js";
 
@@ -24,12 +25,17 @@ export class Router {
   constructor(
     private readonly store: RoutingRuleStore,
     private readonly options: RouterOptions,
+    private readonly labelers: Pick<LabelerPermissions, "standingOf">,
   ) {}
 
   async route(event: Event): Promise<RouteDecision> {
     // Read at every event rather than cached: a rule changed over RouteService on any replica
     // applies to the next event, as RouteService promises.
-    const match = matchRoute(await this.store.list(), event, this.options);
+    const routes = await this.store.list();
+    const labeler = needsLabeler(routes, event, this.options.mention)
+      ? await this.labelers.standingOf(event)
+      : undefined;
+    const match = matchRoute(routes, event, this.options, labeler);
     if (!match.matched) return match;
     const { route } = match;
     return {
