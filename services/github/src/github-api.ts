@@ -24,6 +24,8 @@ import {
   GetIssueResponseSchema,
   type GetPullRequestResponse,
   GetPullRequestResponseSchema,
+  type GetRepositoryPermissionResponse,
+  GetRepositoryPermissionResponseSchema,
   IssueSchema,
   PullRequestSchema,
   ReactionTarget,
@@ -221,6 +223,27 @@ export class GitHubApi {
       pullRequest: sent.dryRun
         ? create(PullRequestSchema, { number: input.number, title: this.deps.calls.dryRunText })
         : toPullRequest(sent.answer.body),
+      call: sent.call,
+    });
+  }
+
+  /** A person's permission on the repository: GitHub's base permission and their role. */
+  async getRepositoryPermission(
+    input: { repository?: RepositoryInput; login: string },
+    caller: Caller = {},
+  ): Promise<GetRepositoryPermissionResponse> {
+    const { repository, path } = this.repository(input.repository);
+    const request: UnsignedRequest = {
+      method: "GET",
+      path: `${path}/collaborators/${pathSegment(input.login, "login")}/permission`,
+      idempotent: true,
+    };
+    const sent = await this.deps.calls.send(request, caller, (caller) => this.send(repository, request, caller));
+    if (sent.dryRun) return create(GetRepositoryPermissionResponseSchema, { call: sent.call });
+    const answer = sent.answer.body as { permission?: unknown; role_name?: unknown } | null;
+    return create(GetRepositoryPermissionResponseSchema, {
+      permission: typeof answer?.permission === "string" ? answer.permission : "",
+      roleName: typeof answer?.role_name === "string" ? answer.role_name : "",
       call: sent.call,
     });
   }

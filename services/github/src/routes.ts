@@ -12,6 +12,7 @@ export function routes(api: GitHubApi) {
       addReaction: (req, ctx) => api.addReaction(req, callerOf(ctx)),
       getIssue: (req, ctx) => api.getIssue(req, callerOf(ctx)),
       getPullRequest: (req, ctx) => api.getPullRequest(req, callerOf(ctx)),
+      getRepositoryPermission: (req, ctx) => api.getRepositoryPermission(req, callerOf(ctx)),
       createCloneToken: (req, ctx) => api.createCloneToken(req, callerOf(ctx)),
     });
 }

@@ -4,7 +4,8 @@ import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/te
 /**
  * A local stand-in for GitHub's REST API (or GitHub Enterprise Server's, under `/api/v3`), at
  * the paths, methods, headers and JSON shapes GitHub documents: issue comments, reactions
- * (201 new, 200 existing), issues, pull requests, `{"message", "documentation_url"}` errors,
+ * (201 new, 200 existing), issues, pull requests, collaborators' permissions,
+ * `{"message", "documentation_url"}` errors,
  * rate-limit headers, and GitHub App installation tokens bought with an RS256 JWT, which it
  * verifies with the App's public key. Tests script answers ahead of it.
  */
@@ -32,6 +33,16 @@ export interface FakeGitHubOptions {
 
 const DOCS = "https://docs.github.com/rest";
 
+/** The legacy `permission` GitHub answers beside each role's `role_name`. */
+const BASE_PERMISSIONS: Record<string, string> = {
+  admin: "admin",
+  maintain: "write",
+  write: "write",
+  triage: "read",
+  read: "read",
+  none: "none",
+};
+
 interface InstallationTokenRecord {
   installationId: string;
   expiresAt: number;
@@ -49,6 +60,8 @@ export class FakeGitHub extends FakeProvider {
   /** Reactions by `{on}:{content}` (this fake has one user). */
   readonly reactions = new Map<string, Json>();
   readonly installationTokens = new Map<string, InstallationTokenRecord>();
+  /** Repository roles (`admin`, `maintain`, `write`, `triage`, `read`) by `owner/repo:login`; anyone else reads. */
+  readonly roles = new Map<string, string>();
   readonly jwts: JwtSeen[] = [];
   tokenLifetimeMs: number;
 
@@ -153,6 +166,13 @@ export class FakeGitHub extends FakeProvider {
     if ((m = /^\/issues\/(\d+)$/.exec(rest)) && req.method === "GET") {
       const issue = this.issues.get(`${full}#${m[1]}`);
       return issue ? { status: 200, body: issue } : error(404, "Not Found");
+    }
+    if ((m = /^\/collaborators\/([^/]+)\/permission$/.exec(rest)) && req.method === "GET") {
+      const role = this.roles.get(`${full}:${decodeURIComponent(m[1]!)}`) ?? "read";
+      return {
+        status: 200,
+        body: { permission: BASE_PERMISSIONS[role] ?? "read", role_name: role, user: { login: m[1] } },
+      };
     }
     if ((m = /^\/pulls\/(\d+)$/.exec(rest)) && req.method === "GET") {
       const pull = this.pulls.get(`${full}#${m[1]}`);

@@ -208,6 +208,21 @@ describe("GitHubApi with a personal token", () => {
     );
   });
 
+  it("reads a person's permission on a repository: GitHub's base permission and their role", async () => {
+    h = await setup();
+    h.fake.roles.set("acme/widgets:maintainer", "maintain");
+    const maintainer = await h.api.getRepositoryPermission({ repository: REPO, login: "maintainer" });
+    const stranger = await h.api.getRepositoryPermission({ repository: REPO, login: "stranger" });
+    expect(h.fake.lines()).toEqual([
+      "GET /repos/acme/widgets/collaborators/maintainer/permission",
+      "GET /repos/acme/widgets/collaborators/stranger/permission",
+    ]);
+    expect([maintainer.permission, maintainer.roleName]).toEqual(["write", "maintain"]);
+    expect([stranger.permission, stranger.roleName]).toEqual(["read", "read"]);
+    const err = await failure(h.api.getRepositoryPermission({ repository: REPO, login: "../admin" }));
+    expect(err).toBeInstanceOf(InvalidRequestError);
+  });
+
   describe("retries", () => {
     it("retries an idempotent call after 5xx", async () => {
       h = await setup();

@@ -709,8 +709,8 @@ export const GitHubService: GenService<{
   /**
    * A person's permission on a repository (`GET /repos/{owner}/{repo}/collaborators/{login}/permission`),
    * for the tasks service's trigger gate: the payload of a label event says who the issue's
-   * author is to the repository, not who added the label. Someone with no access answers
-   * `none`, not NOT_FOUND. A dry run answers an empty permission.
+   * author is to the repository, not who added the label. A dry run answers an empty
+   * permission. Errors: NOT_FOUND (no such repository or account, or none the credentials see).
    *
    * @generated from rpc hookmesh.github.v1.GitHubService.GetRepositoryPermission
    */
