@@ -277,6 +277,18 @@ describe("SlackProvider.parse: Events API", () => {
     expect(event.actor).toMatchObject({ id: "", login: "hookmesh", bot: true });
   });
 
+  it.each([
+    ["an app's bot user, by its bot_id", { bot_id: "B0APPBOT1", user: "U0APPBOT1" }],
+    ["a message with only a bot_profile", { bot_profile: { id: "B0APPBOT1", name: "deploy-bot" } }],
+    ["an app_mention by a bot", { bot_id: "B0APPBOT1", bot_profile: { name: "deploy-bot" } }],
+  ])("marks %s as a bot's", (_, fields) => {
+    const envelope = JSON.parse(fixture("slack-app-mention.json").toString("utf8")) as {
+      event: Record<string, unknown>;
+    };
+    Object.assign(envelope.event, fields);
+    expect(eventOf(slack.parse(signed(JSON.stringify(envelope))), slack).actor?.bot).toBe(true);
+  });
+
   it("carries no text for an edit, so that editing a message does not trigger again", () => {
     const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as {
       event: Record<string, unknown>;

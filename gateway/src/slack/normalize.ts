@@ -26,7 +26,11 @@ export function normalizeSlackEvent(envelope: JsonObject, eventId: string, event
       id: str(event.user),
       // Events name people by id only; a bot's message also carries the bot's name.
       login: str(event.username) || str(obj(event.bot_profile).name),
-      bot: str(event.bot_id) !== "" || event.subtype === "bot_message",
+      // Every shape Slack gives a bot's message: a classic `bot_message`, an app's bot user (its
+      // `bot_id`), and a bot's `bot_profile` where an integration left the id out. A person's
+      // message has none of them; a bot that posts with a person's token cannot be told apart.
+      bot:
+        str(event.bot_id) !== "" || event.subtype === "bot_message" || Object.keys(obj(event.bot_profile)).length > 0,
     }),
     // A reply belongs to its thread; a top-level message starts one rooted at itself.
     subject: slackSubject(

@@ -7,9 +7,21 @@ import {
   Provider,
   SubjectSchema,
 } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import {
+  type Route,
+  RouteSchema,
+  type TriggerGate,
+  TriggerGateSchema,
+} from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { defaultRoutes } from "../src/routing/defaults.js";
-import { findMention, globMatches, type MatchOptions, matchRoute } from "../src/routing/match.js";
+import {
+  findMention,
+  globMatches,
+  type LabelerStanding,
+  type MatchOptions,
+  matchRoute,
+  needsLabeler,
+} from "../src/routing/match.js";
 import { renderPrompt } from "../src/routing/prompt.js";
 import { validateRoute } from "../src/routing/validate.js";
 
@@ -103,24 +115,45 @@ function sentry(organizationSlug: string, projectSlug: string): Event {
   });
 }
 
-/** A valid rule: the fields a test names over a minimal one. */
+/**
+ * Gates that let the fixtures' workspace, projects and organizations through, for the tests of
+ * triggers; the gates themselves have their own tests below.
+ */
+const OPEN_GATES: Partial<Record<Provider, TriggerGate>> = {
+  [Provider.SLACK]: create(TriggerGateSchema, { provider: { case: "slack", value: { teamIds: ["T061EG9R6"] } } }),
+  [Provider.JIRA]: create(TriggerGateSchema, { provider: { case: "jira", value: { projectKeys: ["PROJ", "OPS"] } } }),
+  [Provider.SENTRY]: create(TriggerGateSchema, {
+    provider: { case: "sentry", value: { organizations: ["acme", "other"] } },
+  }),
+};
+
+/** The rules with the open gates where they have none. */
+function opened(routes: Route[]): Route[] {
+  return routes.map((route) => {
+    const gate = route.gate ?? OPEN_GATES[route.provider];
+    return gate ? { ...route, gate } : route;
+  });
+}
+
+/** A valid rule: the fields a test names over a minimal one (with an open gate unless it names one). */
 function rule(init: RouteInit): Route {
   const minimal: RouteInit = {
     trigger: { kind: { case: "mention", value: {} } },
     profile: {},
     priority: 100,
   };
-  return validateRoute(create(RouteSchema, { ...minimal, ...init }));
+  const route = validateRoute(create(RouteSchema, { ...minimal, ...init }));
+  return "gate" in init ? route : opened([route])[0]!;
 }
 
-function matchedId(routes: Route[], e: Event): string {
-  const result = matchRoute(routes, e, OPTIONS);
+function matchedId(routes: Route[], e: Event, labeler?: LabelerStanding): string {
+  const result = matchRoute(routes, e, OPTIONS, labeler);
   if (!result.matched) throw new Error(`expected a match, got: ${result.reason}`);
   return result.route.id;
 }
 
-function refusal(routes: Route[], e: Event): string {
-  const result = matchRoute(routes, e, OPTIONS);
+function refusal(routes: Route[], e: Event, labeler?: LabelerStanding): string {
+  const result = matchRoute(routes, e, OPTIONS, labeler);
   if (result.matched) throw new Error(`expected no match, got ${result.route.id}`);
   return result.reason;
 }
@@ -207,19 +240,21 @@ describe("other triggers and providers", () => {
   const labeled = (name: string) => github("issues", "labeled", { label: name });
 
   it("a label trigger fires on its label, compared case-insensitively, and on no other", () => {
-    expect(matchedId([labelRule], labeled("bug"))).toBe("triage-label");
-    expect(refusal([labelRule], labeled("wontfix"))).toBe("no rule matched");
+    expect(matchedId([labelRule], labeled("bug"), { association: "COLLABORATOR" })).toBe("triage-label");
+    expect(refusal([labelRule], labeled("wontfix"), { association: "COLLABORATOR" })).toBe("no rule matched");
   });
 
   it("a Slack app_mention is a mention even though Slack writes it as <@U…>", () => {
-    expect(matchedId(defaultRoutes(), slack("app_mention", "", "<@U0LAN0Z89> summarize this thread"))).toBe(
+    expect(matchedId(opened(defaultRoutes()), slack("app_mention", "", "<@U0LAN0Z89> summarize this thread"))).toBe(
       "slack-mention",
     );
   });
 
   it("a Slack message triggers only when its text mentions the handle", () => {
-    expect(matchedId(defaultRoutes(), slack("message", "", "@hookmesh is the deploy green?"))).toBe("slack-mention");
-    expect(refusal(defaultRoutes(), slack("message", "", "is the deploy green?"))).toBe("no rule matched");
+    expect(matchedId(opened(defaultRoutes()), slack("message", "", "@hookmesh is the deploy green?"))).toBe(
+      "slack-mention",
+    );
+    expect(refusal(opened(defaultRoutes()), slack("message", "", "is the deploy green?"))).toBe("no rule matched");
   });
 
   it("a slash command trigger fires on its command only", () => {
@@ -233,11 +268,13 @@ describe("other triggers and providers", () => {
   });
 
   it("a Jira comment that mentions hookmesh triggers jira-mention; association rules are GitHub's only", () => {
-    expect(matchedId(defaultRoutes(), jira("comment_created", "@hookmesh please triage"))).toBe("jira-mention");
-    expect(matchedId(defaultRoutes(), jira("jira:issue_created", "New bug. @hookmesh reproduce it"))).toBe(
+    expect(matchedId(opened(defaultRoutes()), jira("comment_created", "@hookmesh please triage"))).toBe("jira-mention");
+    expect(matchedId(opened(defaultRoutes()), jira("jira:issue_created", "New bug. @hookmesh reproduce it"))).toBe(
       "jira-mention",
     );
-    expect(refusal(defaultRoutes(), jira("comment_updated", "@hookmesh please triage"))).toBe("no rule matched");
+    expect(refusal(opened(defaultRoutes()), jira("comment_updated", "@hookmesh please triage"))).toBe(
+      "no rule matched",
+    );
   });
 
   it("an issue_created trigger fires on a new Sentry issue of the projects its glob names", () => {
@@ -293,6 +330,185 @@ describe("other triggers and providers", () => {
     expect(matchedId([own], slack("message", "", "@AI summarize"))).toBe("ai");
     expect(refusal([own], slack("message", "", "@hookmesh summarize"))).toBe("no rule matched");
     expect(refusal([own], slack("app_mention", "", "<@U0LAN0Z89> summarize"))).toBe("no rule matched");
+  });
+});
+
+describe("trigger gates", () => {
+  const slackRule = (gate: { teamIds?: string[]; channelIds?: string[]; userIds?: string[] }) =>
+    rule({ id: "slack-gated", provider: Provider.SLACK, gate: { provider: { case: "slack", value: gate } } });
+  const jiraRule = (gate: { projectKeys?: string[]; accountIds?: string[]; allowApps?: boolean }) =>
+    rule({ id: "jira-gated", provider: Provider.JIRA, gate: { provider: { case: "jira", value: gate } } });
+  const mention = slack("app_mention", "", "<@U0LAN0Z89> summarize this thread");
+  /** `e` (a copy), as if a bot had sent it. */
+  const byBot = (e: Event, login = "deploy-bot") =>
+    create(EventSchema, { ...e, actor: create(ActorSchema, { id: "B0123", login, bot: true }) });
+
+  it("a Slack bot's message never triggers, even on a rule open to its workspace", () => {
+    expect(refusal([slackRule({ teamIds: ["T061EG9R6"] })], byBot(mention))).toBe(
+      "Slack bot deploy-bot never triggers",
+    );
+  });
+
+  it("the default Slack and Jira rules are closed until their gate names someone, and say how to open them", () => {
+    expect(refusal(defaultRoutes(), mention)).toBe(
+      "slack-mention is closed: its gate.slack names no team_ids, channel_ids or user_ids",
+    );
+    expect(refusal(defaultRoutes(), jira("comment_created", "@hookmesh please triage"))).toBe(
+      "jira-mention is closed: its gate.jira names no project_keys or account_ids",
+    );
+  });
+
+  it("a Slack gate lets through only its workspaces, channels and users, each list it sets", () => {
+    expect(matchedId([slackRule({ teamIds: ["T061EG9R6"] })], mention)).toBe("slack-gated");
+    expect(refusal([slackRule({ teamIds: ["T999"] })], mention)).toBe(
+      "workspace T061EG9R6 is not in gate.slack.team_ids of slack-gated",
+    );
+    expect(matchedId([slackRule({ channelIds: ["C024BE91L"], userIds: ["U2147483697"] })], mention)).toBe(
+      "slack-gated",
+    );
+    expect(refusal([slackRule({ channelIds: ["C024BE91L"], userIds: ["U0OTHER"] })], mention)).toBe(
+      "user U2147483697 is not in gate.slack.user_ids of slack-gated",
+    );
+    expect(refusal([slackRule({ channelIds: ["C0OTHER"] })], mention)).toBe(
+      "channel C024BE91L is not in gate.slack.channel_ids of slack-gated",
+    );
+  });
+
+  it("a Jira gate lets through its accounts and projects; app accounts only when it allows apps", () => {
+    const comment = jira("comment_created", "@hookmesh please triage");
+    expect(matchedId([jiraRule({ accountIds: ["5b10ac8d82e05b22cc7d4ef5"] })], comment)).toBe("jira-gated");
+    expect(refusal([jiraRule({ accountIds: ["557058:someone-else"] })], comment)).toBe(
+      "account 5b10ac8d82e05b22cc7d4ef5 is not in gate.jira.account_ids of jira-gated",
+    );
+    expect(matchedId([jiraRule({ projectKeys: ["proj"] })], comment)).toBe("jira-gated");
+    expect(refusal([jiraRule({ projectKeys: ["OPS"] })], comment)).toBe(
+      "project PROJ is not in gate.jira.project_keys of jira-gated",
+    );
+    const automation = byBot(jira("comment_created", "@hookmesh please triage"), "Automation for Jira");
+    expect(refusal([jiraRule({ projectKeys: ["PROJ"] })], automation)).toBe(
+      "app account Automation for Jira may not trigger jira-gated (gate.jira.allow_apps is off)",
+    );
+    expect(matchedId([jiraRule({ projectKeys: ["PROJ"], allowApps: true })], automation)).toBe("jira-gated");
+  });
+
+  it("a Sentry gate matches organizations and projects; a comment, which names no organization, passes only a project list", () => {
+    const sentryRule = (gate: { organizations?: string[]; projects?: string[] }) =>
+      rule({
+        id: "sentry-gated",
+        provider: Provider.SENTRY,
+        trigger: { kind: { case: "issueCreated", value: {} } },
+        gate: { provider: { case: "sentry", value: gate } },
+      });
+    expect(matchedId([sentryRule({ organizations: ["acme"] })], sentry("acme", "web"))).toBe("sentry-gated");
+    expect(refusal([sentryRule({ organizations: ["acme"] })], sentry("evil", "web"))).toBe(
+      "organization evil is not in gate.sentry.organizations of sentry-gated",
+    );
+    expect(refusal([sentryRule({})], sentry("acme", "web"))).toBe(
+      "sentry-gated is closed: its gate.sentry names no organizations or projects",
+    );
+    const commentRule = (gate: { organizations?: string[]; projects?: string[] }) =>
+      rule({ id: "sentry-comment", provider: Provider.SENTRY, gate: { provider: { case: "sentry", value: gate } } });
+    const comment = sentry("", "web");
+    comment.eventType = "comment";
+    comment.text = "@hookmesh why?";
+    comment.actor = create(ActorSchema, { id: "1", login: "Ada", bot: false });
+    expect(refusal([commentRule({ organizations: ["acme"], projects: ["web"] })], comment)).toBe(
+      "sentry-comment allows only listed organizations (gate.sentry.organizations), and this comment names none",
+    );
+    expect(matchedId([commentRule({ projects: ["web"] })], comment)).toBe("sentry-comment");
+  });
+
+  it("Sentry's own actor creates issues; another integration triggers only where the gate allows apps", () => {
+    const newIssue = (allowApps: boolean) =>
+      rule({
+        id: "sentry-new",
+        provider: Provider.SENTRY,
+        trigger: { kind: { case: "issueCreated", value: {} } },
+        gate: { provider: { case: "sentry", value: { projects: ["web"], allowApps } } },
+      });
+    const bySentry = sentry("acme", "web");
+    bySentry.actor = create(ActorSchema, { id: "sentry", login: "Sentry", bot: true });
+    expect(matchedId([newIssue(false)], bySentry)).toBe("sentry-new");
+    const byIntegration = byBot(sentry("acme", "web"), "some-integration");
+    expect(refusal([newIssue(false)], byIntegration)).toBe(
+      "integration some-integration may not trigger sentry-new (gate.sentry.allow_apps is off)",
+    );
+    expect(matchedId([newIssue(true)], byIntegration)).toBe("sentry-new");
+  });
+
+  it("a GitHub bot triggers only a rule whose gate allows bots, and still needs an allowed association", () => {
+    const dependabot = github("issue_comment", "created", {
+      text: "@hookmesh rebase",
+      association: "MEMBER",
+      login: "dependabot[bot]",
+      bot: true,
+    });
+    expect(refusal(defaultRoutes(), dependabot)).toBe(
+      "bot dependabot[bot] may not trigger github-mention (gate.github.allow_bots is off)",
+    );
+    const bots = rule({
+      id: "bots",
+      provider: Provider.GITHUB,
+      gate: { provider: { case: "github", value: { allowBots: true } } },
+    });
+    expect(matchedId([bots], dependabot)).toBe("bots");
+    dependabot.actor!.association = "NONE";
+    expect(refusal([bots], dependabot)).toBe("author association NONE may not trigger bots");
+  });
+
+  it("a GitHub label rule goes by the labeler's permission, not by the payload's (the issue author's) association", () => {
+    const labelRule = rule({
+      id: "fix-label",
+      provider: Provider.GITHUB,
+      trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
+    });
+    const labeled = github("issues", "labeled", { label: "hookmesh", association: "OWNER", login: "drive-by" });
+    expect(needsLabeler([labelRule], labeled, "@hookmesh")).toBe(true);
+    expect(needsLabeler(defaultRoutes(), labeled, "@hookmesh")).toBe(false);
+    expect(matchedId([labelRule], labeled, { association: "COLLABORATOR" })).toBe("fix-label");
+    expect(refusal([labelRule], labeled, { association: "NONE" })).toBe(
+      "labeler drive-by (permission as NONE) may not trigger fix-label",
+    );
+    expect(
+      refusal([labelRule], labeled, { unknown: "the github service could not check their permission (Unavailable)" }),
+    ).toBe(
+      "labeler drive-by may not trigger fix-label: the github service could not check their permission (Unavailable)",
+    );
+    expect(refusal([labelRule], labeled)).toBe(
+      "labeler drive-by may not trigger fix-label: their permission was not checked",
+    );
+  });
+
+  it("a gate must be of its rule's provider, and its ids must look like the provider's", () => {
+    const invalid = (init: RouteInit) => {
+      try {
+        validateRoute(create(RouteSchema, { trigger: { kind: { case: "mention", value: {} } }, profile: {}, ...init }));
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "valid";
+    };
+    expect(
+      invalid({
+        id: "x",
+        provider: Provider.SLACK,
+        gate: { provider: { case: "jira", value: { projectKeys: ["P"] } } },
+      }),
+    ).toMatch(/route\.gate\.jira.*use gate\.slack/);
+    expect(
+      invalid({
+        id: "x",
+        provider: Provider.SLACK,
+        gate: { provider: { case: "slack", value: { userIds: ["u 1"] } } },
+      }),
+    ).toMatch(/route\.gate\.slack\.user_ids\[0\]/);
+    expect(
+      invalid({
+        id: "x",
+        provider: Provider.JIRA,
+        gate: { provider: { case: "jira", value: { projectKeys: ["PROJ"] } } },
+      }),
+    ).toBe("valid");
   });
 });
 

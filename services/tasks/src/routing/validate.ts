@@ -1,6 +1,6 @@
 import { FieldError } from "@hookmesh/kit";
 import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import type { AgentProfile, Route, Trigger } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { AgentProfile, Route, Trigger, TriggerGate } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
 
 /** A rule that cannot be stored; `field` names the offending field in proto terms. */
@@ -15,6 +15,21 @@ const MAX_ATTEMPTS = 100;
 const GLOB = /^[A-Za-z0-9._\-/*]+$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RUNNERS = ["", "claude", "command"];
+/** Slack's ids: workspaces `T…`, enterprises `E…`, channels `C…`/`G…`/`D…`, users `U…`/`W…`. */
+const SLACK_ID = /^[A-Z0-9]{2,32}$/;
+const JIRA_PROJECT_KEY = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+/** Cloud accountIds (`5b10…`, `557058:f581…`) and Server/Data Center keys and user names. */
+const JIRA_ACCOUNT = /^[A-Za-z0-9:._@+-]{1,128}$/;
+const SENTRY_SLUG = /^[A-Za-z0-9_-]{1,64}$/;
+/** Longer lists belong in a group or a workspace-wide gate, not in every event's matching. */
+const MAX_ALLOWLIST = 1000;
+/** The gate case each provider's rules take. */
+const GATE_OF: Partial<Record<Provider, NonNullable<TriggerGate["provider"]["case"]>>> = {
+  [Provider.GITHUB]: "github",
+  [Provider.SLACK]: "slack",
+  [Provider.JIRA]: "jira",
+  [Provider.SENTRY]: "sentry",
+};
 /** Every `author_association` GitHub sends. */
 const ASSOCIATIONS = [
   "OWNER",
@@ -53,6 +68,7 @@ export function validateRoute(route: Route | undefined, path = "route"): Route {
       throw invalid(`allowed_associations[${i}]`, `must be one of ${ASSOCIATIONS.join(", ")}`);
     }
   });
+  validateGate(route.gate, route.provider, invalid);
   if (!inRange(route.maxAttempts, 0, MAX_ATTEMPTS)) {
     throw invalid("max_attempts", `must be from 0 to ${MAX_ATTEMPTS} (0 means the service default)`);
   }
@@ -83,6 +99,43 @@ function validateTrigger(trigger: Trigger | undefined, provider: Provider, inval
       return;
     default:
       throw invalid("trigger", "is required");
+  }
+}
+
+function validateGate(gate: TriggerGate | undefined, provider: Provider, invalid: Invalid): void {
+  const kind = gate?.provider;
+  if (kind?.case === undefined) return;
+  const expected = GATE_OF[provider];
+  if (kind.case !== expected) {
+    throw invalid(
+      `gate.${kind.case}`,
+      expected
+        ? `does not apply to ${Provider[provider]}: use gate.${expected}`
+        : `rules of ${Provider[provider]} take no gate`,
+    );
+  }
+  const list = (field: string, values: readonly string[], pattern: RegExp, what: string) => {
+    if (values.length > MAX_ALLOWLIST) throw invalid(`gate.${kind.case}.${field}`, `may list at most ${MAX_ALLOWLIST}`);
+    values.forEach((value, i) => {
+      if (!pattern.test(value)) throw invalid(`gate.${kind.case}.${field}[${i}]`, `must be ${what}`);
+    });
+  };
+  switch (kind.case) {
+    case "slack":
+      list("team_ids", kind.value.teamIds, SLACK_ID, 'a Slack workspace id such as "T0123ABCD"');
+      list("channel_ids", kind.value.channelIds, SLACK_ID, 'a Slack channel id such as "C0123ABCD"');
+      list("user_ids", kind.value.userIds, SLACK_ID, 'a Slack user id such as "U0123ABCD"');
+      return;
+    case "jira":
+      list("project_keys", kind.value.projectKeys, JIRA_PROJECT_KEY, 'a Jira project key such as "PROJ"');
+      list("account_ids", kind.value.accountIds, JIRA_ACCOUNT, "a Jira accountId (or a Server user key or name)");
+      return;
+    case "sentry":
+      list("organizations", kind.value.organizations, SENTRY_SLUG, "a Sentry organization slug");
+      list("projects", kind.value.projects, SENTRY_SLUG, "a Sentry project slug");
+      return;
+    case "github":
+      return;
   }
 }
 
