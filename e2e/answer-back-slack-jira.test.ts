@@ -18,10 +18,12 @@ import {
 } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeJira } from "../services/jira/test/fake-jira.js";
 import { CHANNEL, FakeSlack, TEST_TOKEN } from "../services/slack/test/fake-slack.js";
+import { openDefaultRules } from "./gates.js";
 
 /** How long, and how often, to look for what the mesh does in the background. */
 const POLL = { timeout: 20_000, interval: 50 };
@@ -60,6 +62,7 @@ describe("answering back on Slack and Jira, end to end", () => {
     operator = identities.clients("operator");
     db = await testRedis("answer-back-slack-jira");
     tasks = await startTasks(db, logger, { env: identities.env });
+    await openDefaultRules(operator.client(RouteService, tasks.url, "tasks"));
     gateway = await startGateway(db, tasks.url, logger, identities.env);
     slack = await FakeSlack.start();
     jira = await new FakeJira().start();

@@ -12,6 +12,7 @@ import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { type Task, TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FORM_TYPE, githubHeaders, jiraHeaders, post, sentryHeaders, slackHeaders } from "./deliveries.js";
+import { openDefaultRules } from "./gates.js";
 
 /**
  * Routing rules on real deliveries: what the gateway makes of a provider's webhook is what the
@@ -32,12 +33,14 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
     const transport = createGrpcTransport({ baseUrl: tasks.url });
     taskService = createClient(TaskService, transport);
     const routingRules = createClient(RouteService, transport);
+    await openDefaultRules(routingRules);
     for (const rule of [
       create(RouteSchema, {
         id: "slack-command",
         provider: Provider.SLACK,
         subjectGlob: "C2147483705",
         trigger: { kind: { case: "slashCommand", value: { command: "/hookmesh" } } },
+        gate: { provider: { case: "slack", value: { userIds: ["U2147483697"] } } },
         profile: {},
       }),
       create(RouteSchema, {
@@ -45,6 +48,7 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
         provider: Provider.JIRA,
         subjectGlob: "PROJ",
         trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
+        gate: { provider: { case: "jira", value: { projectKeys: ["PROJ"] } } },
         profile: {},
       }),
       create(RouteSchema, {
@@ -52,6 +56,7 @@ describe("routing rules on real deliveries, through the gateway and the tasks se
         provider: Provider.SENTRY,
         subjectGlob: "acme/front-*",
         trigger: { kind: { case: "issueCreated", value: {} } },
+        gate: { provider: { case: "sentry", value: { organizations: ["acme"] } } },
         profile: {},
       }),
     ]) {
