@@ -1,0 +1,196 @@
+import type { ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { fixture as fixtureBytes, type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
+import { type ClientFactory, createLogger } from "@hookmesh/kit";
+import {
+  freePort,
+  startService,
+  type TestIdentities,
+  type TestRedis,
+  testIdentities,
+  testRedis,
+} from "@hookmesh/kit/testing";
+import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
+import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
+import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
+import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { FakeGitHub } from "../services/github/test/fake-github.js";
+import { githubHeaders, jiraHeaders, post, slackHeaders } from "./deliveries.js";
+import { openDefaultRules } from "./gates.js";
+
+const GITHUB_TOKEN = "ghp_triggerGatesTestToken0123456789abcd";
+/** The author of the Jira fixture's comment, the one account the Jira rule lets through. */
+const JIRA_ACCOUNT = "5b10ac8d82e05b22cc7d4ef5";
+
+const fixture = (name: string) => JSON.parse(fixtureBytes(name).toString("utf8")) as Record<string, never>;
+
+/**
+ * Who may start a run, on real signed deliveries through the real gateway and tasks service
+ * and, for GitHub labels, the real github service (a process) asking a GitHub-like server for
+ * the labeler's permission; every hop under the defaults (mTLS and the access policy). A
+ * refused event becomes an IGNORED task with the gate's reason, which is never queued, so
+ * nothing runs.
+ */
+describe("trigger gates on real deliveries", () => {
+  let db: TestRedis;
+  let tasks: RunningTasks;
+  let gateway: RunningGateway;
+  let github: FakeGitHub;
+  let githubService: ChildProcess;
+  let identities: TestIdentities;
+  let operator: ClientFactory;
+  const logger = createLogger({ service: "test", level: "silent" });
+
+  beforeAll(async () => {
+    identities = await testIdentities();
+    operator = identities.clients("operator");
+    db = await testRedis("e2e-trigger-gates");
+    github = await FakeGitHub.start({ tokens: [GITHUB_TOKEN] });
+    github.roles.set("octo/repo:writer", "write");
+    github.roles.set("octo/repo:late-writer", "maintain");
+    github.roles.set("octo/repo:triager", "triage");
+    const githubPort = await freePort();
+    const githubUrl = `https://127.0.0.1:${githubPort}`;
+    githubService = startService("@hookmesh/github", {
+      ...identities.env,
+      GITHUB_PORT: String(githubPort),
+      GITHUB_HOST: "127.0.0.1",
+      GITHUB_API_URL: github.url,
+      GITHUB_TOKEN,
+      GITHUB_REDIS_PREFIX: `${db.prefix}github:`,
+      LOG_LEVEL: "warn",
+    });
+    tasks = await startTasks(db, logger, { env: { ...identities.env, GITHUB_URL: githubUrl } });
+    gateway = await startGateway(db, tasks.url, logger, identities.env);
+    const routingRules = operator.client(RouteService, tasks.url, "tasks");
+    await openDefaultRules(routingRules, { slack: { teamIds: ["T061EG9R6"] }, jira: { accountIds: [JIRA_ACCOUNT] } });
+    await routingRules.upsertRoute({
+      route: {
+        id: "github-label",
+        provider: Provider.GITHUB,
+        eventTypes: ["issues"],
+        actions: ["labeled"],
+        trigger: { kind: { case: "label", value: { label: "hookmesh" } } },
+        profile: {},
+        priority: 100,
+      },
+    });
+    const health = operator.client(Health, githubUrl, "github");
+    await vi.waitFor(
+      async () => {
+        const { status } = await health.check({}, { timeoutMs: 1_000 });
+        if (status !== ServingStatus.SERVING) throw new Error("the github service is not serving yet");
+      },
+      { timeout: 25_000, interval: 100 },
+    );
+  }, 30_000);
+
+  afterAll(async () => {
+    operator?.close();
+    if (githubService && githubService.exitCode === null) {
+      githubService.kill("SIGTERM");
+      await once(githubService, "exit");
+    }
+    await gateway?.close();
+    await tasks?.close();
+    await github?.close();
+    await db?.cleanup();
+  });
+
+  /** The state of the task a delivery became, and the reason it was routed or ignored. */
+  async function outcome(reply: ReturnType<typeof post>): Promise<[string, string]> {
+    const { status, json } = await reply;
+    expect(status).toBe(202);
+    const { task } = await operator.client(TaskService, tasks.url, "tasks").getTask({ id: String(json.task_id) });
+    return [TaskState[task!.state], task!.transitions[0]!.reason];
+  }
+
+  function slackMention(event: Record<string, unknown> = {}) {
+    const payload = fixture("slack-app-mention.json");
+    Object.assign(payload, { event_id: `Ev${randomUUID().slice(0, 8)}` });
+    Object.assign(payload.event, event);
+    const body = JSON.stringify(payload);
+    return post(gateway.base, "slack", body, slackHeaders(body));
+  }
+
+  function jiraComment(accountId: string) {
+    const payload = fixture("jira-comment-created.json");
+    for (const who of ["author", "updateAuthor"] as const) Object.assign(payload.comment[who], { accountId });
+    const body = JSON.stringify(payload);
+    return post(gateway.base, "jira", body, jiraHeaders(body));
+  }
+
+  function githubLabel(sender: string) {
+    const body = JSON.stringify({
+      action: "labeled",
+      // The issue's author owns the repository: a gate reading the payload's association would let anyone through.
+      issue: { number: 7, title: "Flaky test", body: "It fails on Tuesdays", author_association: "OWNER" },
+      label: { name: "hookmesh" },
+      repository: { name: "repo", owner: { login: "octo" } },
+      sender: { id: 2, login: sender, type: "User" },
+    });
+    return post(gateway.base, "github", body, githubHeaders(body, { event: "issues" }));
+  }
+
+  it("a Slack bot's message that mentions hookmesh runs nothing; a person's in the allowed workspace is queued", async () => {
+    expect(await outcome(slackMention({ bot_id: "B0DEPLOYBOT", bot_profile: { name: "deploy-bot" } }))).toEqual([
+      "IGNORED",
+      "Slack bot deploy-bot never triggers",
+    ]);
+    expect(await outcome(slackMention({ subtype: "bot_message", bot_id: "B0DEPLOYBOT", user: undefined }))).toEqual([
+      "IGNORED",
+      expect.stringMatching(/^Slack bot .* never triggers$/),
+    ]);
+    expect(await outcome(slackMention())).toEqual(["QUEUED", "matched route slack-mention"]);
+  });
+
+  it("a Slack mention from another workspace runs nothing", async () => {
+    const payload = fixture("slack-app-mention.json");
+    Object.assign(payload, { event_id: `Ev${randomUUID().slice(0, 8)}`, team_id: "T0STRANGER" });
+    const body = JSON.stringify(payload);
+    expect(await outcome(post(gateway.base, "slack", body, slackHeaders(body)))).toEqual([
+      "IGNORED",
+      "workspace T0STRANGER is not in gate.slack.team_ids of slack-mention",
+    ]);
+  });
+
+  it("a Jira comment from an account outside the allowlist runs nothing; the allowed account's is queued", async () => {
+    expect(await outcome(jiraComment("557058:f58131cb-b67d-43c7-b30d-6b58d40bd077"))).toEqual([
+      "IGNORED",
+      "account 557058:f58131cb-b67d-43c7-b30d-6b58d40bd077 is not in gate.jira.account_ids of jira-mention",
+    ]);
+    expect(await outcome(jiraComment(JIRA_ACCOUNT))).toEqual(["QUEUED", "matched route jira-mention"]);
+  });
+
+  it("a GitHub label added by someone without write permission runs nothing; a writer's is queued", async () => {
+    expect(await outcome(githubLabel("triager"))).toEqual([
+      "IGNORED",
+      "labeler triager (permission as NONE) may not trigger github-label",
+    ]);
+    expect(await outcome(githubLabel("drive-by"))).toEqual([
+      "IGNORED",
+      "labeler drive-by (permission as NONE) may not trigger github-label",
+    ]);
+    expect(await outcome(githubLabel("writer"))).toEqual(["QUEUED", "matched route github-label"]);
+    expect(github.lines()).toEqual(
+      expect.arrayContaining([
+        "GET /repos/octo/repo/collaborators/triager/permission",
+        "GET /repos/octo/repo/collaborators/writer/permission",
+      ]),
+    );
+  });
+
+  it("with the github service down, a label runs nothing (fail closed) and says why", async () => {
+    githubService.kill("SIGTERM");
+    await once(githubService, "exit");
+    const [state, reason] = await outcome(githubLabel("late-writer"));
+    expect(state).toBe("IGNORED");
+    expect(reason).toMatch(
+      /^labeler late-writer may not trigger github-label: the github service could not check their permission \(Unavailable\)$/,
+    );
+  });
+});
