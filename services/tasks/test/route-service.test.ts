@@ -215,6 +215,34 @@ describe("RouteService", () => {
       });
     });
 
+    it("opens the default Slack and Jira rules with the README's file", async () => {
+      await store.seedDefaults();
+      await store.seedFromYaml(`
+- id: slack-mention
+  provider: PROVIDER_SLACK
+  eventTypes: [app_mention, message]
+  trigger: { mention: {} }
+  gate: { slack: { teamIds: [T061EG9R6] } }
+  profile: {}
+  priority: 100
+- id: jira-mention
+  provider: PROVIDER_JIRA
+  eventTypes: [comment_created, "jira:issue_created"]
+  trigger: { mention: {} }
+  gate: { jira: { projectKeys: [PROJ], accountIds: ["5b10ac8d82e05b22cc7d4ef5"] } }
+  profile: {}
+  priority: 100
+`);
+      expect((await client.getRoute({ id: "slack-mention" })).route?.gate?.provider).toEqual({
+        case: "slack",
+        value: expect.objectContaining({ teamIds: ["T061EG9R6"], channelIds: [], userIds: [] }),
+      });
+      expect((await client.getRoute({ id: "jira-mention" })).route?.gate?.provider).toEqual({
+        case: "jira",
+        value: expect.objectContaining({ projectKeys: ["PROJ"], accountIds: ["5b10ac8d82e05b22cc7d4ef5"] }),
+      });
+    });
+
     it("replaces stored rules of the same id, and an empty file changes nothing", async () => {
       await client.upsertRoute({ route: route({ id: "ops-mention", priority: 1 }) });
       await store.seedFromYaml(FILE);

@@ -6,9 +6,12 @@ import { AgentProfileSchema, type Route, RouteSchema } from "../../../../gen/hoo
 export const DEFAULT_PRIORITY = 100;
 
 /**
- * The rules that make hookmesh useful with no configuration: text that mentions the
- * configured handle becomes a task. The mention is left empty so that it follows
- * `HOOKMESH_MENTION`, and the profile is empty so that it follows the worker's defaults.
+ * The rules hookmesh starts with: text that mentions the configured handle becomes a task. The
+ * mention is left empty so that it follows `HOOKMESH_MENTION`, and the profile is empty so that
+ * it follows the worker's defaults. GitHub's rule works at once, for people with write access
+ * (its association gate); Slack's and Jira's have no gate, so they stay closed until an
+ * operator names the workspace, channels, people or projects that may use them: anyone who can
+ * post in a Slack workspace or comment on a Jira issue is not someone who may run an agent.
  */
 export function defaultRoutes(): Route[] {
   const mentionRoute = (id: string, provider: Provider, description: string, eventTypes: string[], actions: string[]) =>
@@ -35,14 +38,14 @@ export function defaultRoutes(): Route[] {
     mentionRoute(
       "jira-mention",
       Provider.JIRA,
-      "A new Jira issue or comment that mentions hookmesh",
+      "A new Jira issue or comment that mentions hookmesh; closed until gate.jira names projects or accounts",
       ["comment_created", "jira:issue_created"],
       [],
     ),
     mentionRoute(
       "slack-mention",
       Provider.SLACK,
-      "A Slack message that mentions hookmesh",
+      "A Slack message that mentions hookmesh; closed until gate.slack names workspaces, channels or users",
       ["app_mention", "message"],
       [],
     ),
