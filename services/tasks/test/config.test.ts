@@ -11,12 +11,17 @@ describe("tasks loadConfig", () => {
       port: 50051,
       redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" },
       maxAttempts: 3,
+      githubUrl: "https://127.0.0.1:50061",
       identity: { insecure: false, id: "spiffe://hookmesh.local/tasks", certFile: `${home}/tls/tasks.crt` },
     });
   });
 
   it("runs cleartext only when told, and then only on loopback", () => {
-    expect(loadConfig({ HOOKMESH_INSECURE: "1" }).identity).toEqual({ insecure: true });
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
+      identity: { insecure: true },
+      githubUrl: "http://127.0.0.1:50061",
+    });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", GITHUB_URL: "http://10.0.0.7:50061" })).toThrow(/^GITHUB_URL: /);
     expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_HOST: "0.0.0.0" })).toThrow(
       /^TASKS_HOST: HOOKMESH_INSECURE=1 allows cleartext on loopback only/,
     );
