@@ -15,6 +15,8 @@ import {
   CommentSchema,
   type GetIssueResponse,
   GetIssueResponseSchema,
+  type GetUserGroupsResponse,
+  GetUserGroupsResponseSchema,
   IssueSchema,
   type TransitionIssueResponse,
   TransitionIssueResponseSchema,
@@ -44,6 +46,8 @@ const ISSUE_FIELDS = "summary,description,status,issuetype,assignee";
 /** Issue keys (`PROJ-7`) and ids (`10042`); nothing that could change the path. */
 const ISSUE_KEY = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const COMMENT_ID = /^[A-Za-z0-9_-]+$/;
+/** Cloud accountIds (`5b10…`, `557058:f581…`) and Data Center / Server user keys. */
+const ACCOUNT_ID = /^[A-Za-z0-9:._@+-]{1,128}$/;
 
 /**
  * Jira's REST API as hookmesh uses it: comments, issues and transitions, on Cloud (REST v3,
@@ -135,6 +139,29 @@ export class JiraApi {
       }),
       call: sent.call,
     });
+  }
+
+  /** The names of the groups an account belongs to. */
+  async getUserGroups(input: { accountId: string }, caller: Caller = {}): Promise<GetUserGroupsResponse> {
+    const account = input.accountId.trim();
+    if (!ACCOUNT_ID.test(account))
+      throw new InvalidRequestError("account_id must be a Jira accountId or user key", "account_id");
+    const query = encodeURIComponent(account);
+    const request: UnsignedRequest = {
+      method: "GET",
+      path:
+        this.deps.apiVersion === 3
+          ? `/rest/api/3/user/groups?accountId=${query}`
+          : `/rest/api/2/user?key=${query}&expand=groups`,
+      idempotent: true,
+    };
+    const sent = await this.deps.calls.send(request, caller, (caller) => this.send(request, caller));
+    if (sent.dryRun) return create(GetUserGroupsResponseSchema, { call: sent.call });
+    // Cloud answers the list itself; Data Center / Server the user, with `groups.items`.
+    const body = sent.answer.body;
+    const items = Array.isArray(body) ? body : record(record(body).groups).items;
+    const groups = (Array.isArray(items) ? items : []).map((group) => string(record(group).name)).filter(Boolean);
+    return create(GetUserGroupsResponseSchema, { groups, call: sent.call });
   }
 
   /**

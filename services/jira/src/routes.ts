@@ -9,6 +9,7 @@ export function routes(api: JiraApi) {
       addComment: (req, ctx) => api.addComment(req, callerOf(ctx)),
       updateComment: (req, ctx) => api.updateComment(req, callerOf(ctx)),
       getIssue: (req, ctx) => api.getIssue(req, callerOf(ctx)),
+      getUserGroups: (req, ctx) => api.getUserGroups(req, callerOf(ctx)),
       transitionIssue: (req, ctx) => api.transitionIssue(req, callerOf(ctx)),
     });
 }

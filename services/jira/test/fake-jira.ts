@@ -34,13 +34,16 @@ const WORKFLOW: FakeIssue["workflow"] = {
 /**
  * A local HTTP server that behaves like Jira's REST API (Cloud v3 with Atlassian Document
  * Format, or Data Center / Server v2 with wiki-markup strings, under an optional context path)
- * for the resources hookmesh uses: issue comments (add, update), issues (get) and transitions
- * (list, do). It checks the Authorization header against `expectedAuth`, answers with Jira's
- * error bodies, records every request, and can be scripted to answer anything or nothing.
+ * for the resources hookmesh uses: issue comments (add, update), issues (get), transitions
+ * (list, do) and a user's groups. It checks the Authorization header against `expectedAuth`,
+ * answers with Jira's error bodies, records every request, and can be scripted to answer
+ * anything or nothing.
  */
 export class FakeJira extends FakeProvider {
   readonly issues = new Map<string, FakeIssue>();
   readonly comments = new Map<string, StoredComment>();
+  /** The groups of each account (Cloud accountId, or Data Center / Server user key). */
+  readonly groups = new Map<string, string[]>();
   /** The Authorization header Jira accepts. */
   expectedAuth = "";
   private nextCommentId = 10000;
@@ -71,10 +74,25 @@ export class FakeJira extends FakeProvider {
     return issue;
   }
 
+  /** Cloud's `/user/groups?accountId=` (a list), or Server's `/user?key=&expand=groups` (the user). */
+  private userGroups(req: ReceivedRequest): Reply {
+    const params = new URLSearchParams(req.query);
+    const cloud = req.path.endsWith("/groups");
+    const account = (cloud ? params.get("accountId") : params.get("key")) ?? "";
+    const names = this.groups.get(account);
+    if (!names)
+      return { status: 404, body: { errorMessages: [`The user with account ID '${account}' does not exist`] } };
+    const items = names.map((name) => ({ name, groupId: `group-${name}` }));
+    if (cloud) return { status: 200, body: items };
+    return { status: 200, body: { key: account, name: account, groups: { size: items.length, items } } };
+  }
+
   /** Jira's own behaviour, for a request signed as `expectedAuth`. */
   protected respond(req: ReceivedRequest): Reply {
     if (req.headers.authorization !== this.expectedAuth)
       return { status: 401, body: "Client must be authenticated to access this resource." };
+    if (req.method === "GET" && (req.path === "/rest/api/3/user/groups" || req.path === "/rest/api/2/user"))
+      return this.userGroups(req);
     const match = /^\/rest\/api\/(2|3)\/issue\/([^/]+)(\/comment(?:\/([^/]+))?|\/transitions)?$/.exec(req.path);
     if (!match) return { status: 404, body: { errorMessages: [`null for uri: ${req.rawPath}`] } };
     const [, version, key, sub, commentId] = match as unknown as [

@@ -123,6 +123,18 @@ describe("JiraApi against a Jira Cloud-like server (REST v3, ADF)", () => {
     );
   });
 
+  it("reads an account's groups: GET /rest/api/3/user/groups?accountId=…; an unknown account is NotFound", async () => {
+    await start();
+    h.fake.groups.set("557058:f58131cb", ["jira-developers", "hookmesh-users"]);
+    const res = await h.api.getUserGroups({ accountId: "557058:f58131cb" });
+    expect(h.fake.received.map((r) => r.path + r.query)).toEqual([
+      "/rest/api/3/user/groups?accountId=557058%3Af58131cb",
+    ]);
+    expect(res.groups).toEqual(["jira-developers", "hookmesh-users"]);
+    expect(((await failure(h.api.getUserGroups({ accountId: "nobody" }))) as UpstreamError).code).toBe(Code.NotFound);
+    await expect(h.api.getUserGroups({ accountId: "a b" })).rejects.toThrow(/account_id must be/);
+  });
+
   it("reads an unassigned issue without a description", async () => {
     await start();
     h.fake.addIssue({ key: "OPS-1", assignee: null, description: null });
@@ -595,6 +607,12 @@ describe("JiraApi against a Data Center-like server (REST v2, wiki markup, conte
     });
     expect(moved.transitionId).toBe("31");
     expect(h.fake.baseUrl).toMatch(/\/jira$/);
+    h.fake.groups.set("JIRAUSER10100", ["jira-developers"]);
+    const groups = await h.api.getUserGroups({ accountId: "JIRAUSER10100" });
+    expect(h.fake.received.at(-1)!.rawPath + h.fake.received.at(-1)!.query).toBe(
+      "/jira/rest/api/2/user?key=JIRAUSER10100&expand=groups",
+    );
+    expect(groups.groups).toEqual(["jira-developers"]);
   });
 });
 

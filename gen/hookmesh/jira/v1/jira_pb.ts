@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/jira/v1/jira.proto.
  */
 export const file_hookmesh_jira_v1_jira: GenFile = /*@__PURE__*/
-  fileDesc("Chtob29rbWVzaC9qaXJhL3YxL2ppcmEucHJvdG8SEGhvb2ttZXNoLmppcmEudjEiMAoHQ29tbWVudBIKCgJpZBgBIAEoCRIMCgRib2R5GAIgASgJEgsKA3VybBgDIAEoCSJNChFBZGRDb21tZW50UmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkicgoSQWRkQ29tbWVudFJlc3BvbnNlEioKB2NvbW1lbnQYASABKAsyGS5ob29rbWVzaC5qaXJhLnYxLkNvbW1lbnQSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJLChRVcGRhdGVDb21tZW50UmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkSEgoKY29tbWVudF9pZBgCIAEoCRIMCgRib2R5GAMgASgJInUKFVVwZGF0ZUNvbW1lbnRSZXNwb25zZRIqCgdjb21tZW50GAEgASgLMhkuaG9va21lc2guamlyYS52MS5Db21tZW50EjAKBGNhbGwYAiABKAsyIi5ob29rbWVzaC5pbnRlZ3JhdGlvbnMudjEuQ2FsbEluZm8ifQoFSXNzdWUSCwoDa2V5GAEgASgJEg8KB3N1bW1hcnkYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSDgoGc3RhdHVzGAQgASgJEhIKCmlzc3VlX3R5cGUYBSABKAkSEAoIYXNzaWduZWUYBiABKAkSCwoDdXJsGAcgASgJIiQKD0dldElzc3VlUmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkibAoQR2V0SXNzdWVSZXNwb25zZRImCgVpc3N1ZRgBIAEoCzIXLmhvb2ttZXNoLmppcmEudjEuSXNzdWUSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJbChZUcmFuc2l0aW9uSXNzdWVSZXF1ZXN0EhEKCWlzc3VlX2tleRgBIAEoCRIVCg10cmFuc2l0aW9uX2lkGAIgASgJEhcKD3RyYW5zaXRpb25fbmFtZRgDIAEoCSJiChdUcmFuc2l0aW9uSXNzdWVSZXNwb25zZRIVCg10cmFuc2l0aW9uX2lkGAEgASgJEjAKBGNhbGwYAiABKAsyIi5ob29rbWVzaC5pbnRlZ3JhdGlvbnMudjEuQ2FsbEluZm8yxwMKC0ppcmFTZXJ2aWNlEmQKCkFkZENvbW1lbnQSIy5ob29rbWVzaC5qaXJhLnYxLkFkZENvbW1lbnRSZXF1ZXN0GiQuaG9va21lc2guamlyYS52MS5BZGRDb21tZW50UmVzcG9uc2UiC6K7GAcKBWFnZW50EnAKDVVwZGF0ZUNvbW1lbnQSJi5ob29rbWVzaC5qaXJhLnYxLlVwZGF0ZUNvbW1lbnRSZXF1ZXN0GicuaG9va21lc2guamlyYS52MS5VcGRhdGVDb21tZW50UmVzcG9uc2UiDpACAqK7GAcKBWFnZW50EmsKCEdldElzc3VlEiEuaG9va21lc2guamlyYS52MS5HZXRJc3N1ZVJlcXVlc3QaIi5ob29rbWVzaC5qaXJhLnYxLkdldElzc3VlUmVzcG9uc2UiGJACAaK7GBEKBWFnZW50CghvcGVyYXRvchJzCg9UcmFuc2l0aW9uSXNzdWUSKC5ob29rbWVzaC5qaXJhLnYxLlRyYW5zaXRpb25Jc3N1ZVJlcXVlc3QaKS5ob29rbWVzaC5qaXJhLnYxLlRyYW5zaXRpb25Jc3N1ZVJlc3BvbnNlIguiuxgHCgVhZ2VudGIGcHJvdG8z", [file_hookmesh_auth_v1_auth, file_hookmesh_integrations_v1_integrations]);
+  fileDesc("Chtob29rbWVzaC9qaXJhL3YxL2ppcmEucHJvdG8SEGhvb2ttZXNoLmppcmEudjEiMAoHQ29tbWVudBIKCgJpZBgBIAEoCRIMCgRib2R5GAIgASgJEgsKA3VybBgDIAEoCSJNChFBZGRDb21tZW50UmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkSDAoEYm9keRgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkicgoSQWRkQ29tbWVudFJlc3BvbnNlEioKB2NvbW1lbnQYASABKAsyGS5ob29rbWVzaC5qaXJhLnYxLkNvbW1lbnQSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJLChRVcGRhdGVDb21tZW50UmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkSEgoKY29tbWVudF9pZBgCIAEoCRIMCgRib2R5GAMgASgJInUKFVVwZGF0ZUNvbW1lbnRSZXNwb25zZRIqCgdjb21tZW50GAEgASgLMhkuaG9va21lc2guamlyYS52MS5Db21tZW50EjAKBGNhbGwYAiABKAsyIi5ob29rbWVzaC5pbnRlZ3JhdGlvbnMudjEuQ2FsbEluZm8ifQoFSXNzdWUSCwoDa2V5GAEgASgJEg8KB3N1bW1hcnkYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSDgoGc3RhdHVzGAQgASgJEhIKCmlzc3VlX3R5cGUYBSABKAkSEAoIYXNzaWduZWUYBiABKAkSCwoDdXJsGAcgASgJIiQKD0dldElzc3VlUmVxdWVzdBIRCglpc3N1ZV9rZXkYASABKAkibAoQR2V0SXNzdWVSZXNwb25zZRImCgVpc3N1ZRgBIAEoCzIXLmhvb2ttZXNoLmppcmEudjEuSXNzdWUSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJbChZUcmFuc2l0aW9uSXNzdWVSZXF1ZXN0EhEKCWlzc3VlX2tleRgBIAEoCRIVCg10cmFuc2l0aW9uX2lkGAIgASgJEhcKD3RyYW5zaXRpb25fbmFtZRgDIAEoCSJiChdUcmFuc2l0aW9uSXNzdWVSZXNwb25zZRIVCg10cmFuc2l0aW9uX2lkGAEgASgJEjAKBGNhbGwYAiABKAsyIi5ob29rbWVzaC5pbnRlZ3JhdGlvbnMudjEuQ2FsbEluZm8iKgoUR2V0VXNlckdyb3Vwc1JlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJZChVHZXRVc2VyR3JvdXBzUmVzcG9uc2USDgoGZ3JvdXBzGAEgAygJEjAKBGNhbGwYAiABKAsyIi5ob29rbWVzaC5pbnRlZ3JhdGlvbnMudjEuQ2FsbEluZm8ywwQKC0ppcmFTZXJ2aWNlEmQKCkFkZENvbW1lbnQSIy5ob29rbWVzaC5qaXJhLnYxLkFkZENvbW1lbnRSZXF1ZXN0GiQuaG9va21lc2guamlyYS52MS5BZGRDb21tZW50UmVzcG9uc2UiC6K7GAcKBWFnZW50EnAKDVVwZGF0ZUNvbW1lbnQSJi5ob29rbWVzaC5qaXJhLnYxLlVwZGF0ZUNvbW1lbnRSZXF1ZXN0GicuaG9va21lc2guamlyYS52MS5VcGRhdGVDb21tZW50UmVzcG9uc2UiDpACAqK7GAcKBWFnZW50EmsKCEdldElzc3VlEiEuaG9va21lc2guamlyYS52MS5HZXRJc3N1ZVJlcXVlc3QaIi5ob29rbWVzaC5qaXJhLnYxLkdldElzc3VlUmVzcG9uc2UiGJACAaK7GBEKBWFnZW50CghvcGVyYXRvchJ6Cg1HZXRVc2VyR3JvdXBzEiYuaG9va21lc2guamlyYS52MS5HZXRVc2VyR3JvdXBzUmVxdWVzdBonLmhvb2ttZXNoLmppcmEudjEuR2V0VXNlckdyb3Vwc1Jlc3BvbnNlIhiQAgGiuxgRCgV0YXNrcwoIb3BlcmF0b3IScwoPVHJhbnNpdGlvbklzc3VlEiguaG9va21lc2guamlyYS52MS5UcmFuc2l0aW9uSXNzdWVSZXF1ZXN0GikuaG9va21lc2guamlyYS52MS5UcmFuc2l0aW9uSXNzdWVSZXNwb25zZSILorsYBwoFYWdlbnRiBnByb3RvMw", [file_hookmesh_auth_v1_auth, file_hookmesh_integrations_v1_integrations]);
 
 /**
  * @generated from message hookmesh.jira.v1.Comment
@@ -297,6 +297,49 @@ export const TransitionIssueResponseSchema: GenMessage<TransitionIssueResponse> 
   messageDesc(file_hookmesh_jira_v1_jira, 9);
 
 /**
+ * @generated from message hookmesh.jira.v1.GetUserGroupsRequest
+ */
+export type GetUserGroupsRequest = Message<"hookmesh.jira.v1.GetUserGroupsRequest"> & {
+  /**
+   * Cloud `accountId`; on Data Center / Server the user's key.
+   *
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message hookmesh.jira.v1.GetUserGroupsRequest.
+ * Use `create(GetUserGroupsRequestSchema)` to create a new message.
+ */
+export const GetUserGroupsRequestSchema: GenMessage<GetUserGroupsRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_jira_v1_jira, 10);
+
+/**
+ * @generated from message hookmesh.jira.v1.GetUserGroupsResponse
+ */
+export type GetUserGroupsResponse = Message<"hookmesh.jira.v1.GetUserGroupsResponse"> & {
+  /**
+   * Group names, e.g. `jira-developers`.
+   *
+   * @generated from field: repeated string groups = 1;
+   */
+  groups: string[];
+
+  /**
+   * @generated from field: hookmesh.integrations.v1.CallInfo call = 2;
+   */
+  call?: CallInfo | undefined;
+};
+
+/**
+ * Describes the message hookmesh.jira.v1.GetUserGroupsResponse.
+ * Use `create(GetUserGroupsResponseSchema)` to create a new message.
+ */
+export const GetUserGroupsResponseSchema: GenMessage<GetUserGroupsResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_jira_v1_jira, 11);
+
+/**
  * JiraService comments on, reads and transitions issues, with email + API token (basic) or a
  * bearer token.
  *
@@ -333,6 +376,19 @@ export const JiraService: GenService<{
     methodKind: "unary";
     input: typeof GetIssueRequestSchema;
     output: typeof GetIssueResponseSchema;
+  },
+  /**
+   * The names of the groups a Jira account belongs to, for the tasks service's trigger gate
+   * (`JiraGate.groups`): Cloud `GET /rest/api/3/user/groups?accountId=…`, Data Center / Server
+   * `GET /rest/api/2/user?key=…&expand=groups`. A dry run answers no groups.
+   * Errors: NOT_FOUND (no such account, or none the credentials may see).
+   *
+   * @generated from rpc hookmesh.jira.v1.JiraService.GetUserGroups
+   */
+  getUserGroups: {
+    methodKind: "unary";
+    input: typeof GetUserGroupsRequestSchema;
+    output: typeof GetUserGroupsResponseSchema;
   },
   /**
    * Moves an issue through a workflow transition, by id or by name (e.g. `Done`).
