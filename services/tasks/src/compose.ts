@@ -13,11 +13,13 @@ import {
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
+import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
+import { JiraGroups } from "./routing/jira-groups.js";
 import { LabelerPermissions } from "./routing/labeler-permission.js";
 import { Router } from "./routing/router.js";
 import { RoutingRuleStore } from "./routing/routing-rule-store.js";
@@ -50,8 +52,13 @@ export interface ComposedTasks {
 const LEASE_POLL_MS = 250;
 /** How long a task waits before another look when its subject is busy. */
 const SUBJECT_BUSY_DELAY_MS = 1_000;
-/** How long a labeler's permission is reused; GitHub's own caches take about as long to follow a change. */
-const LABELER_PERMISSION_CACHE_MS = 60_000;
+/**
+ * How long a labeler's permission or a Jira account's groups are reused: a revoked right counts
+ * for at most this long, and a burst of events by one person costs one question.
+ */
+const GATE_ANSWER_TTL_MS = 60_000;
+/** What a gate's question to the github or jira service may take, within the gateway's submit deadline. */
+const GATE_LOOKUP = { ttlMs: GATE_ANSWER_TTL_MS, maxEntries: 10_000, timeoutMs: 3_000 };
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -79,17 +86,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   const store = new TaskStore(redis, { keyPrefix });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
   const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
-  const labelers = new LabelerPermissions(
-    clients.client(GitHubService, config.githubUrl, "github"),
-    { cacheMs: LABELER_PERMISSION_CACHE_MS, maxEntries: 10_000, timeoutMs: 3_000 },
-    logger,
-  );
+  const gateLookups = {
+    labelers: new LabelerPermissions(clients.client(GitHubService, config.githubUrl, "github"), GATE_LOOKUP, logger),
+    jiraGroups: new JiraGroups(clients.client(JiraService, config.jiraUrl, "jira"), GATE_LOOKUP, logger),
+  };
   const engine = new TaskEngine(
     store,
     new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
-    new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }, labelers),
+    new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }, gateLookups),
     {
       leaseMs: config.leaseMs,
       defaultMaxAttempts: config.maxAttempts,

@@ -22,6 +22,8 @@ export interface TasksConfig extends ListenConfig {
   routesFile?: string;
   /** The github service, asked who may add a label that triggers a rule. */
   githubUrl: string;
+  /** The jira service, asked the groups of the author of an event a group-gated rule takes. */
+  jiraUrl: string;
   timelineMaxEvents: number;
   eventTextBytes: number;
   shutdownGraceMs: number;
@@ -31,7 +33,7 @@ export interface TasksConfig extends ListenConfig {
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
-  const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061) };
+  const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061), JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063) };
   return {
     ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
@@ -46,6 +48,7 @@ export function loadConfig(env: Env = process.env): TasksConfig {
       .filter((login) => login !== ""),
     ...(routesFile && { routesFile }),
     githubUrl: peers.GITHUB_URL,
+    jiraUrl: peers.JIRA_URL,
     timelineMaxEvents: envInt(env, "TASKS_TIMELINE_MAX_EVENTS", 10_000, { min: 100 }),
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),

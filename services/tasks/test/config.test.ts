@@ -12,6 +12,7 @@ describe("tasks loadConfig", () => {
       redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:tasks:" },
       maxAttempts: 3,
       githubUrl: "https://127.0.0.1:50061",
+      jiraUrl: "https://127.0.0.1:50063",
       identity: { insecure: false, id: "spiffe://hookmesh.local/tasks", certFile: `${home}/tls/tasks.crt` },
     });
   });

@@ -43,7 +43,7 @@ function github(permissions: Record<string, string>) {
 function permissions(client: PermissionClient, clock = { now: 0 }, maxEntries = 100) {
   return new LabelerPermissions(
     client,
-    { cacheMs: 60_000, maxEntries, timeoutMs: 1_000, now: () => clock.now },
+    { ttlMs: 60_000, maxEntries, timeoutMs: 1_000, now: () => clock.now },
     memoryLogger().logger,
   );
 }

@@ -337,8 +337,9 @@ describe("RouteService", () => {
         }),
       });
 
-    /** No label rule fires in these tests, so the labeler's permission is never asked. */
-    const noLabelers = { standingOf: () => Promise.reject(new Error("no label rule should ask")) };
+    /** No label rule nor group gate fires in these tests, so nothing is ever asked. */
+    const unasked = { standingOf: () => Promise.reject(new Error("no gate should ask")) };
+    const noLabelers = { labelers: unasked, jiraGroups: unasked };
 
     it("turns a matching event into the rule's prompt, priority, profile and attempts", async () => {
       await store.seedDefaults();

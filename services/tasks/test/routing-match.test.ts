@@ -17,9 +17,10 @@ import { defaultRoutes } from "../src/routing/defaults.js";
 import {
   findMention,
   globMatches,
-  type LabelerStanding,
+  type MatchFacts,
   type MatchOptions,
   matchRoute,
+  needsJiraGroups,
   needsLabeler,
 } from "../src/routing/match.js";
 import { renderPrompt } from "../src/routing/prompt.js";
@@ -146,14 +147,14 @@ function rule(init: RouteInit): Route {
   return "gate" in init ? route : opened([route])[0]!;
 }
 
-function matchedId(routes: Route[], e: Event, labeler?: LabelerStanding): string {
-  const result = matchRoute(routes, e, OPTIONS, labeler);
+function matchedId(routes: Route[], e: Event, facts?: MatchFacts): string {
+  const result = matchRoute(routes, e, OPTIONS, facts);
   if (!result.matched) throw new Error(`expected a match, got: ${result.reason}`);
   return result.route.id;
 }
 
-function refusal(routes: Route[], e: Event, labeler?: LabelerStanding): string {
-  const result = matchRoute(routes, e, OPTIONS, labeler);
+function refusal(routes: Route[], e: Event, facts?: MatchFacts): string {
+  const result = matchRoute(routes, e, OPTIONS, facts);
   if (result.matched) throw new Error(`expected no match, got ${result.route.id}`);
   return result.reason;
 }
@@ -240,8 +241,10 @@ describe("other triggers and providers", () => {
   const labeled = (name: string) => github("issues", "labeled", { label: name });
 
   it("a label trigger fires on its label, compared case-insensitively, and on no other", () => {
-    expect(matchedId([labelRule], labeled("bug"), { association: "COLLABORATOR" })).toBe("triage-label");
-    expect(refusal([labelRule], labeled("wontfix"), { association: "COLLABORATOR" })).toBe("no rule matched");
+    expect(matchedId([labelRule], labeled("bug"), { labeler: { association: "COLLABORATOR" } })).toBe("triage-label");
+    expect(refusal([labelRule], labeled("wontfix"), { labeler: { association: "COLLABORATOR" } })).toBe(
+      "no rule matched",
+    );
   });
 
   it("a Slack app_mention is a mention even though Slack writes it as <@U…>", () => {
@@ -336,7 +339,7 @@ describe("other triggers and providers", () => {
 describe("trigger gates", () => {
   const slackRule = (gate: { teamIds?: string[]; channelIds?: string[]; userIds?: string[] }) =>
     rule({ id: "slack-gated", provider: Provider.SLACK, gate: { provider: { case: "slack", value: gate } } });
-  const jiraRule = (gate: { projectKeys?: string[]; accountIds?: string[]; allowApps?: boolean }) =>
+  const jiraRule = (gate: { projectKeys?: string[]; accountIds?: string[]; groups?: string[]; allowApps?: boolean }) =>
     rule({ id: "jira-gated", provider: Provider.JIRA, gate: { provider: { case: "jira", value: gate } } });
   const mention = slack("app_mention", "", "<@U0LAN0Z89> summarize this thread");
   /** `e` (a copy), as if a bot had sent it. */
@@ -354,7 +357,7 @@ describe("trigger gates", () => {
       "slack-mention is closed: its gate.slack names no team_ids, channel_ids or user_ids",
     );
     expect(refusal(defaultRoutes(), jira("comment_created", "@hookmesh please triage"))).toBe(
-      "jira-mention is closed: its gate.jira names no project_keys or account_ids",
+      "jira-mention is closed: its gate.jira names no project_keys, account_ids or groups",
     );
   });
 
@@ -389,6 +392,25 @@ describe("trigger gates", () => {
       "app account Automation for Jira may not trigger jira-gated (gate.jira.allow_apps is off)",
     );
     expect(matchedId([jiraRule({ projectKeys: ["PROJ"], allowApps: true })], automation)).toBe("jira-gated");
+  });
+
+  it("a Jira gate by group lets through members of its groups or its listed accounts, and refuses when the groups are unknown", () => {
+    const comment = jira("comment_created", "@hookmesh please triage");
+    const byGroup = jiraRule({ groups: ["Developers"], accountIds: ["557058:lead"] });
+    expect(needsJiraGroups([byGroup], comment, "@hookmesh")).toBe(true);
+    expect(needsJiraGroups([jiraRule({ accountIds: ["557058:lead"] })], comment, "@hookmesh")).toBe(false);
+    expect(matchedId([byGroup], comment, { jiraGroups: { groups: ["jira-users", "developers"] } })).toBe("jira-gated");
+    expect(refusal([byGroup], comment, { jiraGroups: { groups: ["jira-users"] } })).toBe(
+      "account 5b10ac8d82e05b22cc7d4ef5 is in none of gate.jira.groups of jira-gated nor in its account_ids",
+    );
+    expect(
+      refusal([byGroup], comment, { jiraGroups: { unknown: "the jira service could not read them (Unavailable)" } }),
+    ).toBe(
+      "account 5b10ac8d82e05b22cc7d4ef5 is not in gate.jira.account_ids of jira-gated, and its groups are unknown: the jira service could not read them (Unavailable)",
+    );
+    const lead = jira("comment_created", "@hookmesh please triage");
+    lead.actor!.id = "557058:lead";
+    expect(matchedId([byGroup], lead)).toBe("jira-gated");
   });
 
   it("a Sentry gate matches organizations and projects; a comment, which names no organization, passes only a project list", () => {
@@ -465,12 +487,14 @@ describe("trigger gates", () => {
     const labeled = github("issues", "labeled", { label: "hookmesh", association: "OWNER", login: "drive-by" });
     expect(needsLabeler([labelRule], labeled, "@hookmesh")).toBe(true);
     expect(needsLabeler(defaultRoutes(), labeled, "@hookmesh")).toBe(false);
-    expect(matchedId([labelRule], labeled, { association: "COLLABORATOR" })).toBe("fix-label");
-    expect(refusal([labelRule], labeled, { association: "NONE" })).toBe(
+    expect(matchedId([labelRule], labeled, { labeler: { association: "COLLABORATOR" } })).toBe("fix-label");
+    expect(refusal([labelRule], labeled, { labeler: { association: "NONE" } })).toBe(
       "labeler drive-by (permission as NONE) may not trigger fix-label",
     );
     expect(
-      refusal([labelRule], labeled, { unknown: "the github service could not check their permission (Unavailable)" }),
+      refusal([labelRule], labeled, {
+        labeler: { unknown: "the github service could not check their permission (Unavailable)" },
+      }),
     ).toBe(
       "labeler drive-by may not trigger fix-label: the github service could not check their permission (Unavailable)",
     );
@@ -509,6 +533,10 @@ describe("trigger gates", () => {
         gate: { provider: { case: "jira", value: { projectKeys: ["PROJ"] } } },
       }),
     ).toBe("valid");
+    const groups = (names: string[]) =>
+      invalid({ id: "x", provider: Provider.JIRA, gate: { provider: { case: "jira", value: { groups: names } } } });
+    expect(groups(["  "])).toMatch(/route\.gate\.jira\.groups\[0\]: must be a Jira group name/);
+    expect(groups(["Jira Developers (EU)"])).toBe("valid");
   });
 });
 

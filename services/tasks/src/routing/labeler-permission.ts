@@ -2,18 +2,14 @@ import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "@hookmesh/kit";
 import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { GitHubService } from "../../../../gen/hookmesh/github/v1/github_pb.js";
+import { AnswerCache, type AnswerCacheOptions } from "./answer-cache.js";
 import type { LabelerStanding } from "./match.js";
 
 export type PermissionClient = Pick<Client<typeof GitHubService>, "getRepositoryPermission">;
 
-export interface LabelerPermissionsOptions {
-  /** How long an answer is reused: a revoked permission counts for at most this long. */
-  cacheMs: number;
-  /** Bound on the cache, so that labels on many repositories cannot grow it without limit. */
-  maxEntries: number;
+export interface LabelerPermissionsOptions extends AnswerCacheOptions {
   /** Deadline of one check, within the gateway's submit deadline (GitHub's is 5 s). */
   timeoutMs: number;
-  now?: () => number;
 }
 
 /** GitHub's base permissions that can push: what OWNER, MEMBER and COLLABORATOR stand for. */
@@ -34,15 +30,14 @@ const WRITE_PERMISSIONS = new Set(["admin", "write"]);
  * once the github service is back starts the task.
  */
 export class LabelerPermissions {
-  private readonly cache = new Map<string, { standing: LabelerStanding; expires: number }>();
-  private readonly now: () => number;
+  private readonly cache: AnswerCache<LabelerStanding>;
 
   constructor(
     private readonly github: PermissionClient,
     private readonly options: LabelerPermissionsOptions,
     private readonly logger: Logger,
   ) {
-    this.now = options.now ?? Date.now;
+    this.cache = new AnswerCache(options);
   }
 
   async standingOf(event: Event): Promise<LabelerStanding> {
@@ -55,10 +50,10 @@ export class LabelerPermissions {
     if (login.toLowerCase() === owner.toLowerCase()) return { association: "OWNER" };
     const key = `${installationId}/${owner}/${repo}/${login}`.toLowerCase();
     const cached = this.cache.get(key);
-    if (cached && cached.expires > this.now()) return cached.standing;
+    if (cached) return cached;
     const standing = await this.ask(owner, repo, installationId, login);
     // Only answers are kept: an outage must not outlive itself in the cache.
-    if ("association" in standing) this.remember(key, standing);
+    if ("association" in standing) this.cache.set(key, standing);
     return standing;
   }
 
@@ -78,14 +73,5 @@ export class LabelerPermissions {
       );
       return { unknown: `the github service could not check their permission (${Code[failure.code]})` };
     }
-  }
-
-  private remember(key: string, standing: LabelerStanding): void {
-    this.cache.delete(key);
-    if (this.cache.size >= this.options.maxEntries) {
-      // Maps iterate in insertion order: the first key is the oldest answer.
-      this.cache.delete(this.cache.keys().next().value!);
-    }
-    this.cache.set(key, { standing, expires: this.now() + this.options.cacheMs });
   }
 }

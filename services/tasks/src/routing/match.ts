@@ -15,6 +15,17 @@ export interface MatchOptions {
  */
 export type LabelerStanding = { association: string } | { unknown: string };
 
+/** The Jira groups of the account that caused a Jira event, or why they are not known. */
+export type GroupsStanding = { groups: readonly string[] } | { unknown: string };
+
+/** What matching needs from other services, asked only when a rule needs it (see `needsLabeler`, `needsJiraGroups`). */
+export interface MatchFacts {
+  /** Who added the label of a GitHub label event; without it a GitHub label rule refuses. */
+  labeler?: LabelerStanding;
+  /** The groups of a Jira event's account; without them a Jira group allowlist refuses. */
+  jiraGroups?: GroupsStanding;
+}
+
 export type MatchResult = { matched: true; route: Route } | { matched: false; reason: string };
 
 /** GitHub `author_association` values of people with write access. */
@@ -25,15 +36,12 @@ export function compareRoutes(a: Route, b: Route): number {
   return b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
-/**
- * The rule that `event` triggers, or why none does. `labeler` stands for who added the label of
- * a GitHub label event (see `needsLabeler`); without it a GitHub label rule refuses.
- */
+/** The rule that `event` triggers, or why none does. */
 export function matchRoute(
   routes: readonly Route[],
   event: Event,
   options: MatchOptions,
-  labeler?: LabelerStanding,
+  facts: MatchFacts = {},
 ): MatchResult {
   const actor = event.actor;
   if (actor && isOwnBot(actor, options.botLogins)) {
@@ -49,7 +57,7 @@ export function matchRoute(
   let refusal: string | undefined;
   for (const route of [...routes].sort(compareRoutes)) {
     if (route.disabled || !matchesEvent(route, event, options.mention)) continue;
-    const refused = gateRefusal(route, event, labeler);
+    const refused = gateRefusal(route, event, facts);
     if (refused !== undefined) {
       refusal ??= refused;
       continue;
@@ -72,16 +80,30 @@ export function needsLabeler(routes: readonly Route[], event: Event, mention: st
   );
 }
 
+/** True when a Jira rule gated by group fires for `event`: the only case worth a call to the jira service. */
+export function needsJiraGroups(routes: readonly Route[], event: Event, mention: string): boolean {
+  return (
+    event.provider === Provider.JIRA &&
+    routes.some(
+      (route) =>
+        !route.disabled &&
+        route.gate?.provider.case === "jira" &&
+        route.gate.provider.value.groups.length > 0 &&
+        matchesEvent(route, event, mention),
+    )
+  );
+}
+
 /** Why `route`'s gate refuses `event`, or undefined when it lets it through. */
-function gateRefusal(route: Route, event: Event, labeler: LabelerStanding | undefined): string | undefined {
+function gateRefusal(route: Route, event: Event, facts: MatchFacts): string | undefined {
   const gate = route.gate?.provider;
   switch (event.provider) {
     case Provider.GITHUB:
-      return gitHubRefusal(route, event, gate?.case === "github" && gate.value.allowBots, labeler);
+      return gitHubRefusal(route, event, gate?.case === "github" && gate.value.allowBots, facts.labeler);
     case Provider.SLACK:
       return slackRefusal(route.id, event, gate?.case === "slack" ? gate.value : undefined);
     case Provider.JIRA:
-      return jiraRefusal(route.id, event, gate?.case === "jira" ? gate.value : undefined);
+      return jiraRefusal(route.id, event, gate?.case === "jira" ? gate.value : undefined, facts.jiraGroups);
     case Provider.SENTRY:
       return sentryRefusal(route.id, event, gate?.case === "sentry" ? gate.value : undefined);
     default:
@@ -126,9 +148,14 @@ function slackRefusal(routeId: string, event: Event, gate: SlackGate | undefined
   );
 }
 
-function jiraRefusal(routeId: string, event: Event, gate: JiraGate | undefined): string | undefined {
-  if (!gate || (gate.projectKeys.length === 0 && gate.accountIds.length === 0)) {
-    return `${routeId} is closed: its gate.jira names no project_keys or account_ids`;
+function jiraRefusal(
+  routeId: string,
+  event: Event,
+  gate: JiraGate | undefined,
+  groups: GroupsStanding | undefined,
+): string | undefined {
+  if (!gate || (gate.projectKeys.length === 0 && gate.accountIds.length === 0 && gate.groups.length === 0)) {
+    return `${routeId} is closed: its gate.jira names no project_keys, account_ids or groups`;
   }
   const actor = event.actor;
   if (actor?.bot && !gate.allowApps) {
@@ -136,8 +163,27 @@ function jiraRefusal(routeId: string, event: Event, gate: JiraGate | undefined):
   }
   return (
     unlisted(routeId, "gate.jira.project_keys", gate.projectKeys, placeOf(event), "project", true) ??
-    unlisted(routeId, "gate.jira.account_ids", gate.accountIds, actor?.id ?? "", "account")
+    jiraPersonRefusal(routeId, actor?.id ?? "", gate, groups)
   );
+}
+
+/** `account_ids` and `groups` together name the people: an account passes when either lists it. */
+function jiraPersonRefusal(
+  routeId: string,
+  accountId: string,
+  gate: JiraGate,
+  groups: GroupsStanding | undefined,
+): string | undefined {
+  if (gate.groups.length === 0)
+    return unlisted(routeId, "gate.jira.account_ids", gate.accountIds, accountId, "account");
+  if (accountId !== "" && gate.accountIds.includes(accountId)) return undefined;
+  const account = `account ${accountId || "(none)"}`;
+  if (groups === undefined || "unknown" in groups) {
+    return `${account} is not in gate.jira.account_ids of ${routeId}, and its groups are unknown: ${groups?.unknown ?? "they were not checked"}`;
+  }
+  const wanted = new Set(gate.groups.map((group) => group.toLowerCase()));
+  if (groups.groups.some((group) => wanted.has(group.toLowerCase()))) return undefined;
+  return `${account} is in none of gate.jira.groups of ${routeId}${gate.accountIds.length > 0 ? " nor in its account_ids" : ""}`;
 }
 
 /** Sentry's own actor, in whose name issues are created from events. */

@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import { type AgentProfile, AgentProfileSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { JiraGroups } from "./jira-groups.js";
 import type { LabelerPermissions } from "./labeler-permission.js";
-import { type MatchOptions, matchRoute, needsLabeler } from "./match.js";
+import { type MatchOptions, matchRoute, needsJiraGroups, needsLabeler } from "./match.js";
 import { renderPrompt } from "./prompt.js";
 import type { RoutingRuleStore } from "./routing-rule-store.js";
 
@@ -25,17 +26,25 @@ export class Router {
   constructor(
     private readonly store: RoutingRuleStore,
     private readonly options: RouterOptions,
-    private readonly labelers: Pick<LabelerPermissions, "standingOf">,
+    private readonly lookups: {
+      labelers: Pick<LabelerPermissions, "standingOf">;
+      jiraGroups: Pick<JiraGroups, "standingOf">;
+    },
   ) {}
 
   async route(event: Event): Promise<RouteDecision> {
     // Read at every event rather than cached: a rule changed over RouteService on any replica
     // applies to the next event, as RouteService promises.
     const routes = await this.store.list();
-    const labeler = needsLabeler(routes, event, this.options.mention)
-      ? await this.labelers.standingOf(event)
-      : undefined;
-    const match = matchRoute(routes, event, this.options, labeler);
+    const { mention } = this.options;
+    const [labeler, jiraGroups] = await Promise.all([
+      needsLabeler(routes, event, mention) ? this.lookups.labelers.standingOf(event) : undefined,
+      needsJiraGroups(routes, event, mention) ? this.lookups.jiraGroups.standingOf(event) : undefined,
+    ]);
+    const match = matchRoute(routes, event, this.options, {
+      ...(labeler && { labeler }),
+      ...(jiraGroups && { jiraGroups }),
+    });
     if (!match.matched) return match;
     const { route } = match;
     return {

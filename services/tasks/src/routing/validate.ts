@@ -21,6 +21,8 @@ const JIRA_PROJECT_KEY = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 /** Cloud accountIds (`5b10…`, `557058:f581…`) and Server/Data Center keys and user names. */
 const JIRA_ACCOUNT = /^[A-Za-z0-9:._@+-]{1,128}$/;
 const SENTRY_SLUG = /^[A-Za-z0-9_-]{1,64}$/;
+/** Jira group names may hold spaces and most punctuation; not control characters, nor only blanks. */
+const JIRA_GROUP = /^(?=.*\S)[^\p{Cc}]{1,255}$/u;
 /** Longer lists belong in a group or a workspace-wide gate, not in every event's matching. */
 const MAX_ALLOWLIST = 1000;
 /** The gate case each provider's rules take. */
@@ -129,6 +131,7 @@ function validateGate(gate: TriggerGate | undefined, provider: Provider, invalid
     case "jira":
       list("project_keys", kind.value.projectKeys, JIRA_PROJECT_KEY, 'a Jira project key such as "PROJ"');
       list("account_ids", kind.value.accountIds, JIRA_ACCOUNT, "a Jira accountId (or a Server user key or name)");
+      list("groups", kind.value.groups, JIRA_GROUP, "a Jira group name");
       return;
     case "sentry":
       list("organizations", kind.value.organizations, SENTRY_SLUG, "a Sentry organization slug");
