@@ -19,12 +19,17 @@ import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
+import { FakeJira } from "../services/jira/test/fake-jira.js";
 import { githubHeaders, jiraHeaders, post, slackHeaders } from "./deliveries.js";
 import { openDefaultRules } from "./gates.js";
 
 const GITHUB_TOKEN = "ghp_triggerGatesTestToken0123456789abcd";
 /** The author of the Jira fixture's comment, the one account the Jira rule lets through. */
 const JIRA_ACCOUNT = "5b10ac8d82e05b22cc7d4ef5";
+/** A member of the Jira group that the group-gated rule lets through. */
+const JIRA_TRIAGER = "557058:0c9a1f3e-triager";
+const JIRA_EMAIL = "dev@example.com";
+const JIRA_API_TOKEN = "atl-api-token-gates";
 
 const fixture = (name: string) => JSON.parse(fixtureBytes(name).toString("utf8")) as Record<string, never>;
 
@@ -41,6 +46,8 @@ describe("trigger gates on real deliveries", () => {
   let gateway: RunningGateway;
   let github: FakeGitHub;
   let githubService: ChildProcess;
+  let jira: FakeJira;
+  let jiraService: ChildProcess;
   let identities: TestIdentities;
   let operator: ClientFactory;
   const logger = createLogger({ service: "test", level: "silent" });
@@ -64,7 +71,23 @@ describe("trigger gates on real deliveries", () => {
       GITHUB_REDIS_PREFIX: `${db.prefix}github:`,
       LOG_LEVEL: "warn",
     });
-    tasks = await startTasks(db, logger, { env: { ...identities.env, GITHUB_URL: githubUrl } });
+    jira = await new FakeJira().start();
+    jira.expectedAuth = `Basic ${Buffer.from(`${JIRA_EMAIL}:${JIRA_API_TOKEN}`).toString("base64")}`;
+    jira.groups.set(JIRA_TRIAGER, ["jira-software-users", "Triage"]);
+    jira.groups.set(JIRA_ACCOUNT, ["jira-software-users"]);
+    const jiraPort = await freePort();
+    const jiraUrl = `https://127.0.0.1:${jiraPort}`;
+    jiraService = startService("@hookmesh/jira", {
+      ...identities.env,
+      JIRA_PORT: String(jiraPort),
+      JIRA_HOST: "127.0.0.1",
+      JIRA_BASE_URL: jira.baseUrl,
+      JIRA_EMAIL,
+      JIRA_API_TOKEN,
+      JIRA_REDIS_PREFIX: `${db.prefix}jira:`,
+      LOG_LEVEL: "warn",
+    });
+    tasks = await startTasks(db, logger, { env: { ...identities.env, GITHUB_URL: githubUrl, JIRA_URL: jiraUrl } });
     gateway = await startGateway(db, tasks.url, logger, identities.env);
     const routingRules = operator.client(RouteService, tasks.url, "tasks");
     await openDefaultRules(routingRules, { slack: { teamIds: ["T061EG9R6"] }, jira: { accountIds: [JIRA_ACCOUNT] } });
@@ -79,25 +102,45 @@ describe("trigger gates on real deliveries", () => {
         priority: 100,
       },
     });
-    const health = operator.client(Health, githubUrl, "github");
-    await vi.waitFor(
-      async () => {
-        const { status } = await health.check({}, { timeoutMs: 1_000 });
-        if (status !== ServingStatus.SERVING) throw new Error("the github service is not serving yet");
+    await routingRules.upsertRoute({
+      route: {
+        id: "jira-triage",
+        description: "Members of the Triage group asking @triage",
+        provider: Provider.JIRA,
+        eventTypes: ["comment_created"],
+        trigger: { kind: { case: "mention", value: { mention: "@triage" } } },
+        gate: { provider: { case: "jira", value: { groups: ["triage"] } } },
+        profile: {},
+        priority: 200,
       },
-      { timeout: 25_000, interval: 100 },
-    );
+    });
+    for (const [url, name] of [
+      [githubUrl, "github"],
+      [jiraUrl, "jira"],
+    ] as const) {
+      const health = operator.client(Health, url, name);
+      await vi.waitFor(
+        async () => {
+          const { status } = await health.check({}, { timeoutMs: 1_000 });
+          if (status !== ServingStatus.SERVING) throw new Error(`the ${name} service is not serving yet`);
+        },
+        { timeout: 25_000, interval: 100 },
+      );
+    }
   }, 30_000);
 
   afterAll(async () => {
     operator?.close();
-    if (githubService && githubService.exitCode === null) {
-      githubService.kill("SIGTERM");
-      await once(githubService, "exit");
+    for (const child of [githubService, jiraService]) {
+      if (child && child.exitCode === null) {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
     }
     await gateway?.close();
     await tasks?.close();
     await github?.close();
+    await jira?.close();
     await db?.cleanup();
   });
 
@@ -117,9 +160,10 @@ describe("trigger gates on real deliveries", () => {
     return post(gateway.base, "slack", body, slackHeaders(body));
   }
 
-  function jiraComment(accountId: string) {
+  function jiraComment(accountId: string, text?: string) {
     const payload = fixture("jira-comment-created.json");
     for (const who of ["author", "updateAuthor"] as const) Object.assign(payload.comment[who], { accountId });
+    if (text !== undefined) Object.assign(payload.comment, { body: text });
     const body = JSON.stringify(payload);
     return post(gateway.base, "jira", body, jiraHeaders(body));
   }
@@ -164,6 +208,21 @@ describe("trigger gates on real deliveries", () => {
       "account 557058:f58131cb-b67d-43c7-b30d-6b58d40bd077 is not in gate.jira.account_ids of jira-mention",
     ]);
     expect(await outcome(jiraComment(JIRA_ACCOUNT))).toEqual(["QUEUED", "matched route jira-mention"]);
+  });
+
+  it("a Jira rule gated by group asks the jira service: a member's comment is queued, a non-member's runs nothing", async () => {
+    expect(await outcome(jiraComment(JIRA_TRIAGER, "@triage is this a duplicate?"))).toEqual([
+      "QUEUED",
+      "matched route jira-triage",
+    ]);
+    expect(await outcome(jiraComment(JIRA_ACCOUNT, "@triage is this a duplicate?"))).toEqual([
+      "IGNORED",
+      `account ${JIRA_ACCOUNT} is in none of gate.jira.groups of jira-triage`,
+    ]);
+    expect(jira.received.map((r) => r.path + r.query)).toEqual([
+      `/rest/api/3/user/groups?accountId=${encodeURIComponent(JIRA_TRIAGER)}`,
+      `/rest/api/3/user/groups?accountId=${JIRA_ACCOUNT}`,
+    ]);
   });
 
   it("a GitHub label added by someone without write permission runs nothing; a writer's is queued", async () => {
