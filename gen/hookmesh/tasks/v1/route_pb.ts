@@ -140,8 +140,9 @@ export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
  * Safe defaults: a GitHub rule needs no gate (`allowed_associations` is its gate, for label
  * triggers too); a Slack, Jira or Sentry rule whose gate is unset or sets no allowlist refuses
  * every event, so that a new rule (and the default `slack-mention` and `jira-mention`) starts
- * closed and is opened by naming a workspace, channel, project, person, group or organization. When a
- * gate sets several allowlists, an event must pass every one it sets.
+ * closed and is opened by naming a workspace, channel, project, person, group or organization.
+ * When a gate sets several allowlists, an event must pass every one it sets (Jira's
+ * `account_ids` and `groups` count as one: see JiraGate).
  *
  * @generated from message hookmesh.tasks.v1.TriggerGate
  */
