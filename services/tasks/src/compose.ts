@@ -13,6 +13,7 @@ import type { Redis } from "ioredis";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { RouteBudgets } from "./budgets.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
 import { Router } from "./routing/router.js";
@@ -44,6 +45,8 @@ export interface ComposedTasks {
 const LEASE_POLL_MS = 250;
 /** How long a task waits before another look when its subject is busy. */
 const SUBJECT_BUSY_DELAY_MS = 1_000;
+/** How long a task of a routing rule over its daily budget waits before another look. */
+const BUDGET_RECHECK_MS = 60_000;
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -76,13 +79,20 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
     new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }),
+    new RouteBudgets(redis, routingRules, {
+      keyPrefix,
+      defaultMaxCostUsd: config.budgets.defaultMaxCostUsd,
+      defaultDailyBudgetUsd: config.budgets.defaultDailyBudgetUsd,
+    }),
     {
       leaseMs: config.leaseMs,
       defaultMaxAttempts: config.maxAttempts,
+      maxAttemptsCeiling: config.budgets.maxAttemptsCeiling,
       retryBaseMs: config.retryBaseMs,
       retryMaxMs: config.retryMaxMs,
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
       pollMs: LEASE_POLL_MS,
+      budgetRecheckMs: BUDGET_RECHECK_MS,
     },
     logger,
   );
