@@ -431,6 +431,19 @@ describe("TaskEngine", () => {
       expect(next?.task).toMatchObject({ id: waiting.id, state: TaskState.RUNNING, attempt: 1 });
     });
 
+    it("queues again, without running it, the task of a dead worker whose rule spent its budget meanwhile", async () => {
+      rule("small", { budget: { maxCostUsdPerDay: 1 } });
+      const tasks = await engine({ now, leaseMs: 400 });
+      const { task } = await tasks.submit(event("route=small"));
+      const [lost] = await tasks.lease("w1", 1, 0, never);
+      await tasks.report(task.id, lost!.leaseId, [usage(1.5)]);
+      expect(await tasks.lease("w2", 1, 3_000, never)).toEqual([]);
+      const waiting = await store.get(task.id, TaskView.BASIC);
+      expect(waiting).toMatchObject({ state: TaskState.QUEUED, attempt: 1, workerId: "" });
+      expect(waiting.transitions.at(-1)?.reason).toMatch(/^route small spent \$1\.50 of its \$1\.00 daily budget/);
+      expect(stages(await timeline.read(task.id)).slice(-2)).toEqual([TaskStage.LEASE_EXPIRED, TaskStage.QUEUED]);
+    });
+
     it("leases a waiting task once its rule's budget is raised", async () => {
       rule("small", { budget: { maxCostUsdPerDay: 1 } });
       const tasks = await engine({ now });
