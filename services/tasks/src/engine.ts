@@ -201,7 +201,8 @@ export class TaskEngine {
   /**
    * Leases up to `max` ready tasks to `workerId`, waiting up to `waitMs` for the first one.
    * Jobs that must not run (their task ended or was canceled meanwhile, or ran out of
-   * attempts after lost leases) are settled on the way; a task whose subject is busy waits.
+   * attempts after lost leases) are settled on the way; a task whose subject is busy, or whose
+   * routing rule has spent its daily budget, waits.
    */
   async lease(workerId: string, max: number, waitMs: number, signal: AbortSignal): Promise<LeaseGrant[]> {
     const deadline = Date.now() + waitMs;
@@ -380,7 +381,7 @@ export class TaskEngine {
    * later (`budgetRecheckMs`, or the next UTC day if sooner), and says why in its timeline
    * once a day rather than at every look. One whose worker died goes back to QUEUED.
    */
-  private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]) {
+  private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]): Promise<void> {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
