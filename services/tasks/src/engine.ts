@@ -232,7 +232,9 @@ export class TaskEngine {
   /** Appends what the agent did to the timeline; says whether the task was canceled meanwhile. */
   async report(taskId: string, leaseId: string, events: readonly TaskEvent[]): Promise<{ cancelRequested: boolean }> {
     const task = await this.leasedTask(taskId, leaseId);
-    const costs = events.flatMap(({ kind }) => (kind.case === "usage" ? [kind.value.costUsd] : []));
+    const costs = events.flatMap(({ kind }) =>
+      kind.case === "usage" && Number.isFinite(kind.value.costUsd) ? [kind.value.costUsd] : [],
+    );
     if (costs.length > 0) await this.budgets.record(runOf(task), Math.max(...costs), this.now());
     await this.timeline.append(
       taskId,
