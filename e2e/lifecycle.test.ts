@@ -202,13 +202,13 @@ describe("task lifecycle with real workers and agents", () => {
     expect(listed.map((t) => t.id)).toContain(task.id);
   });
 
-  it("times out a hanging agent and leaves none of its processes behind", async () => {
+  it("times out a hanging agent once, without a retry, and leaves none of its processes behind", async () => {
     newLog();
     startWorker();
     const task = await submit("hang");
-    const dead = await final(task.id, 15_000);
-    expect(dead).toMatchObject({ state: TaskState.DEAD, attempt: 2, result: { outcome: RunOutcome.TIMED_OUT } });
-    expect(runs().filter((r) => r.kind === "start" && r.taskId === task.id)).toHaveLength(2);
+    const failed = await final(task.id, 15_000);
+    expect(failed).toMatchObject({ state: TaskState.FAILED, attempt: 1, result: { outcome: RunOutcome.TIMED_OUT } });
+    expect(runs().filter((r) => r.kind === "start" && r.taskId === task.id)).toHaveLength(1);
     for (const run of runs().filter((r) => r.kind === "start")) expect(groupAlive(run.pgid)).toBe(false);
   });
 

@@ -39,6 +39,23 @@ export function envInt(env: Env, name: string, fallback: number, range: { min?: 
   return value;
 }
 
+/** A finite number (decimals allowed, e.g. dollars) within [min, max], or `fallback` when unset. */
+export function envNumber(
+  env: Env,
+  name: string,
+  fallback: number,
+  range: { min?: number; max?: number } = {},
+): number {
+  const raw = present(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  const { min = -Number.MAX_VALUE, max = Number.MAX_VALUE } = range;
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(name, `expected a number from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
 /** A TCP port (0 picks a free one). */
 export function envPort(env: Env, name: string, fallback: number): number {
   return envInt(env, name, fallback, { min: 0, max: 65535 });

@@ -8,6 +8,7 @@ import {
   envBool,
   envInt,
   envLogLevel,
+  envNumber,
   envPort,
   envRedis,
   envSecrets,
@@ -71,6 +72,19 @@ describe("envInt", () => {
       'N: expected an integer from 1 to 10, got "0"',
     );
     expect(() => envInt({ N: "11" }, "N", 5, { min: 1, max: 10 })).toThrow(ConfigError);
+  });
+});
+
+describe("envNumber", () => {
+  it("parses decimals within the range and falls back when unset", () => {
+    expect(envNumber({ USD: "2.5" }, "USD", 5, { min: 0, max: 10 })).toBe(2.5);
+    expect(envNumber({}, "USD", 5, { min: 0, max: 10 })).toBe(5);
+  });
+
+  it.each(["abc", "-1", "11", "NaN", "Infinity"])("rejects %j, naming the variable", (raw) => {
+    expect(configError(() => envNumber({ USD: raw }, "USD", 5, { min: 0, max: 10 })).message).toBe(
+      `USD: expected a number from 0 to 10, got "${raw}"`,
+    );
   });
 });
 

@@ -54,7 +54,8 @@ export interface RunReport {
 }
 
 const stopOutcomes: Readonly<Record<StopReason, { outcome: RunOutcome; retryable: boolean }>> = {
-  timeout: { outcome: RunOutcome.TIMED_OUT, retryable: true },
+  // Another attempt would likely run as long and spend as much again.
+  timeout: { outcome: RunOutcome.TIMED_OUT, retryable: false },
   cancel: { outcome: RunOutcome.CANCELED, retryable: false },
   cost_cap: { outcome: RunOutcome.COST_CAP, retryable: false },
   shutdown: { outcome: RunOutcome.WORKER_SHUTDOWN, retryable: true },
@@ -173,7 +174,7 @@ export class AgentRun {
       case "cancel":
         return "canceled";
       case "cost_cap":
-        return `cost $${this.usage.costUsd} is over the cap of $${this.options.profile.maxCostUsd}`;
+        return `cost cap $${this.options.profile.maxCostUsd.toFixed(2)} reached at $${this.usage.costUsd.toFixed(2)}`;
       case "shutdown":
         return "the worker shut down before the run ended";
       case "lease_lost":

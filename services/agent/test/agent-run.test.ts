@@ -73,14 +73,14 @@ describe("AgentRun", () => {
     expect(retryable).toBe(true);
   });
 
-  it("times out a hanging agent and leaves nothing of its process group", async () => {
+  it("times out a hanging agent, not retryable, and leaves nothing of its process group", async () => {
     const { run, log } = agentRun(fixture("hanging-agent.sh"), profile({ maxRunTimeMs: 500 }));
     const done = run.run();
     const { group, child } = await hangingAgent(run, log);
     expect(groupMembers(group)).toContain(child);
     const { result, retryable } = await done;
     expect(result).toMatchObject({ outcome: RunOutcome.TIMED_OUT, exitCode: 143, error: "timed out after 500 ms" });
-    expect(retryable).toBe(true);
+    expect(retryable).toBe(false);
     await waitFor(() => groupMembers(group).length === 0, 2_000);
   });
 
@@ -118,7 +118,7 @@ describe("AgentRun", () => {
     expect(await done).toMatchObject({ result: { outcome: RunOutcome.WORKER_SHUTDOWN }, retryable: true });
   });
 
-  it("stops an agent whose reported cost goes over the profile's cap", async () => {
+  it("stops an agent whose reported cost goes over the profile's cap, not retryable", async () => {
     const { run } = agentRun(fixture("cost-agent.sh"), profile({ maxCostUsd: 1 }));
     const { result, retryable } = await run.run();
     expect(result).toMatchObject({
@@ -126,7 +126,7 @@ describe("AgentRun", () => {
       costUsd: 2.5,
       inputTokens: 5000n,
       outputTokens: 800n,
-      error: "cost $2.5 is over the cap of $1",
+      error: "cost cap $1.00 reached at $2.50",
     });
     expect(retryable).toBe(false);
   });

@@ -125,12 +125,12 @@ describe("WorkerPool", () => {
 
   it.each([
     ["an agent that exits non-zero", "exit 3", {}, { outcome: RunOutcome.AGENT_ERROR, exitCode: 3 }, true],
-    ["an agent that runs too long", "sleep 30", { maxRunTimeMs: 200 }, { outcome: RunOutcome.TIMED_OUT }, true],
+    ["an agent that runs too long", "sleep 30", { maxRunTimeMs: 200 }, { outcome: RunOutcome.TIMED_OUT }, false],
     [
       "an agent over its cost cap",
       `echo '{"hookmesh": 1, "cost_usd": 3}'; sleep 30`,
       { maxCostUsd: 2 },
-      { outcome: RunOutcome.COST_CAP, costUsd: 3 },
+      { outcome: RunOutcome.COST_CAP, costUsd: 3, error: "cost cap $2.00 reached at $3.00" },
       false,
     ],
     [

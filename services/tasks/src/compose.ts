@@ -17,6 +17,7 @@ import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
+import { RouteBudgets } from "./budgets.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
 import { JiraGroups } from "./routing/jira-groups.js";
@@ -59,6 +60,8 @@ const SUBJECT_BUSY_DELAY_MS = 1_000;
 const GATE_ANSWER_TTL_MS = 60_000;
 /** What a gate's question to the github or jira service may take, within the gateway's submit deadline. */
 const GATE_LOOKUP = { ttlMs: GATE_ANSWER_TTL_MS, maxEntries: 10_000, timeoutMs: 3_000 };
+/** How long a task of a routing rule over its daily budget waits before another look. */
+const BUDGET_RECHECK_MS = 60_000;
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -96,13 +99,20 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
     new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }, gateLookups),
+    new RouteBudgets(redis, routingRules, {
+      keyPrefix,
+      defaultMaxCostUsd: config.budgets.defaultMaxCostUsd,
+      defaultDailyBudgetUsd: config.budgets.defaultDailyBudgetUsd,
+    }),
     {
       leaseMs: config.leaseMs,
       defaultMaxAttempts: config.maxAttempts,
+      maxAttemptsCeiling: config.budgets.maxAttemptsCeiling,
       retryBaseMs: config.retryBaseMs,
       retryMaxMs: config.retryMaxMs,
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
       pollMs: LEASE_POLL_MS,
+      budgetRecheckMs: BUDGET_RECHECK_MS,
     },
     logger,
   );

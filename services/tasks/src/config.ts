@@ -3,6 +3,7 @@ import {
   envInt,
   envListen,
   envLogLevel,
+  envNumber,
   envPeerUrl,
   envRedis,
   envString,
@@ -28,16 +29,31 @@ export interface TasksConfig extends ListenConfig {
   eventTextBytes: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  budgets: BudgetConfig;
 }
+
+/** What runs may cost where a routing rule says nothing, and how far operators may retry. */
+export interface BudgetConfig {
+  /** Per-run cap for profiles whose `max_cost_usd` is 0. */
+  defaultMaxCostUsd: number;
+  /** Per routing rule and UTC day, for rules whose budget names none. */
+  defaultDailyBudgetUsd: number;
+  /** Total attempts a task may reach through operator retries. */
+  maxAttemptsCeiling: number;
+}
+
+/** Far above any real agent's spend; a typo like "5e9" is refused rather than trusted. */
+const MAX_USD = 1_000_000;
 
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
   const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061), JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063) };
+  const maxAttempts = envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 });
   return {
     ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
-    maxAttempts: envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 }),
+    maxAttempts,
     leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
     retryBaseMs,
     retryMaxMs: envInt(env, "TASKS_RETRY_MAX_MS", 300_000, { min: retryBaseMs }),
@@ -53,5 +69,10 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envLogLevel(env),
+    budgets: {
+      defaultMaxCostUsd: envNumber(env, "TASKS_DEFAULT_MAX_COST_USD", 5, { min: 0.01, max: MAX_USD }),
+      defaultDailyBudgetUsd: envNumber(env, "TASKS_DEFAULT_DAILY_BUDGET_USD", 50, { min: 0.01, max: MAX_USD }),
+      maxAttemptsCeiling: envInt(env, "TASKS_MAX_ATTEMPTS_CEILING", 10, { min: maxAttempts, max: 100 }),
+    },
   };
 }

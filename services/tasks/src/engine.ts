@@ -17,6 +17,7 @@ import {
   TaskState,
   TaskView,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { BudgetSpent, RouteBudgets, RunOfTask } from "./budgets.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "./errors.js";
 import type { RouteDecision } from "./routing/router.js";
 import type { SubjectLocks } from "./subject-locks.js";
@@ -33,6 +34,8 @@ export interface EngineOptions {
   leaseMs: number;
   /** Attempts a task gets when its route names none, and what an operator retry grants. */
   defaultMaxAttempts: number;
+  /** Total attempts past which an operator retry is refused. */
+  maxAttemptsCeiling: number;
   /** First retry's backoff; it doubles with each further attempt, up to `retryMaxMs`. */
   retryBaseMs: number;
   retryMaxMs: number;
@@ -40,6 +43,13 @@ export interface EngineOptions {
   subjectBusyDelayMs: number;
   /** How often a waiting LeaseTasks call looks for work queued by another tasks replica. */
   pollMs: number;
+  /**
+   * How long a task whose routing rule has spent its daily budget waits before it is looked
+   * at again (at most until the next UTC day), so that a raised budget applies within it.
+   */
+  budgetRecheckMs: number;
+  /** The clock that decides which UTC day spend counts against. Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface LeaseGrant {
@@ -56,6 +66,11 @@ const FINAL_STATES: ReadonlySet<TaskState> = new Set([
   TaskState.IGNORED,
 ]);
 const RETRYABLE_BY_OPERATOR: ReadonlySet<TaskState> = new Set([TaskState.FAILED, TaskState.DEAD, TaskState.CANCELED]);
+/** Another attempt would likely spend as much again, whatever the worker thinks. */
+const NEVER_RETRIED: ReadonlyMap<RunOutcome, string> = new Map([
+  [RunOutcome.TIMED_OUT, "runs that time out are not retried"],
+  [RunOutcome.COST_CAP, "runs that pass their cost cap are not retried"],
+]);
 const MAX_DELIVERY_ID_LENGTH = 256;
 
 export function isFinal(state: TaskState): boolean {
@@ -74,6 +89,7 @@ export function isFinal(state: TaskState): boolean {
  */
 export class TaskEngine {
   private readonly enqueued = new EventEmitter();
+  private readonly now: () => number;
 
   constructor(
     private readonly store: TaskStore,
@@ -81,10 +97,12 @@ export class TaskEngine {
     private readonly queue: WorkQueue,
     private readonly subjects: SubjectLocks,
     private readonly router: EventRouter,
+    private readonly budgets: RouteBudgets,
     private readonly options: EngineOptions,
     private readonly logger: Logger,
   ) {
     this.enqueued.setMaxListeners(0);
+    this.now = options.now ?? Date.now;
   }
 
   /** The task for `event`, created and queued (or recorded as ignored) if this delivery is new. */
@@ -103,7 +121,7 @@ export class TaskEngine {
       transitions: [create(StateTransitionSchema, { state, time: now, reason })],
       ...(decision.matched && {
         routeId: decision.route.id,
-        profile: decision.profile,
+        profile: this.budgets.profileWithRunCap(decision.route, decision.profile),
         prompt: decision.prompt,
         priority: decision.priority,
         maxAttempts: decision.maxAttempts || this.options.defaultMaxAttempts,
@@ -154,20 +172,26 @@ export class TaskEngine {
     return requested;
   }
 
-  /** Queues a failed, dead or canceled task again with a fresh budget of attempts. */
+  /** Queues a failed, dead or canceled task again with a fresh budget of attempts, up to the ceiling. */
   async retry(id: string): Promise<Task> {
+    const ceiling = this.options.maxAttemptsCeiling;
     const task = await this.store.update(id, (t) => {
       if (!RETRYABLE_BY_OPERATOR.has(t.state)) {
         throw new TaskStateError(
           `task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`,
         );
       }
-      t.maxAttempts = t.attempt + this.options.defaultMaxAttempts;
+      if (t.attempt >= ceiling) {
+        throw new TaskStateError(
+          `task ${id} has run ${t.attempt} attempts, the ceiling of ${ceiling} per task (TASKS_MAX_ATTEMPTS_CEILING)`,
+        );
+      }
+      t.maxAttempts = Math.min(t.attempt + this.options.defaultMaxAttempts, ceiling);
       t.cancelRequested = false;
       transition(t, TaskState.QUEUED, "retried by operator");
     });
     await this.timeline.append(id, [
-      stage(TaskStage.RETRIED, `${this.options.defaultMaxAttempts} more attempts`, undefined, task.attempt),
+      stage(TaskStage.RETRIED, `${task.maxAttempts - task.attempt} more attempts`, undefined, task.attempt),
       stage(TaskStage.QUEUED, `priority ${task.priority}`, undefined, task.attempt),
     ]);
     await this.enqueue(task);
@@ -177,7 +201,8 @@ export class TaskEngine {
   /**
    * Leases up to `max` ready tasks to `workerId`, waiting up to `waitMs` for the first one.
    * Jobs that must not run (their task ended or was canceled meanwhile, or ran out of
-   * attempts after lost leases) are settled on the way; a task whose subject is busy waits.
+   * attempts after lost leases) are settled on the way; a task whose subject is busy, or whose
+   * routing rule has spent its daily budget, waits.
    */
   async lease(workerId: string, max: number, waitMs: number, signal: AbortSignal): Promise<LeaseGrant[]> {
     const deadline = Date.now() + waitMs;
@@ -207,6 +232,10 @@ export class TaskEngine {
   /** Appends what the agent did to the timeline; says whether the task was canceled meanwhile. */
   async report(taskId: string, leaseId: string, events: readonly TaskEvent[]): Promise<{ cancelRequested: boolean }> {
     const task = await this.leasedTask(taskId, leaseId);
+    const costs = events.flatMap(({ kind }) =>
+      kind.case === "usage" && Number.isFinite(kind.value.costUsd) ? [kind.value.costUsd] : [],
+    );
+    if (costs.length > 0) await this.budgets.record(runOf(task), Math.max(...costs), this.now());
     await this.timeline.append(
       taskId,
       events.map(({ time, kind }) => ({ time, kind, attempt: task.attempt })),
@@ -218,6 +247,7 @@ export class TaskEngine {
     const task = await this.leasedTask(taskId, leaseId);
     if (task.state !== TaskState.RUNNING) return task;
     if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
+    await this.budgets.record(runOf(task), result?.costUsd ?? 0, this.now());
     const done = await this.store.update(taskId, (t) => {
       t.result = result;
       t.workerId = "";
@@ -236,13 +266,17 @@ export class TaskEngine {
     const task = await this.leasedTask(taskId, leaseId);
     if (task.state !== TaskState.RUNNING) return task;
     if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
+    await this.budgets.record(runOf(task), result?.costUsd ?? 0, this.now());
     const error = result?.error || "agent failed";
+    const neverRetried = NEVER_RETRIED.get(result?.outcome ?? RunOutcome.UNSPECIFIED);
     let retryInMs = 0;
     const failed = await this.store.update(taskId, (t) => {
       t.result = result;
       t.workerId = "";
       if (t.cancelRequested || result?.outcome === RunOutcome.CANCELED) {
         transition(t, TaskState.CANCELED, "canceled while running");
+      } else if (neverRetried) {
+        transition(t, TaskState.FAILED, `${error}; ${neverRetried}`);
       } else if (retryable && t.attempt < t.maxAttempts) {
         retryInMs = this.backoff(t.attempt);
         transition(
@@ -323,6 +357,11 @@ export class TaskEngine {
       await this.queue.finish(taskId, leaseId);
       return undefined;
     }
+    const spent = await this.budgets.spent(task.routeId, this.now());
+    if (spent) {
+      await this.waitForBudget(task, leaseId, spent, events);
+      return undefined;
+    }
     if (!(await this.subjects.acquire(subjectOf(task), leaseId))) {
       await this.timeline.append(taskId, events);
       await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
@@ -337,6 +376,33 @@ export class TaskEngine {
     events.push(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt));
     await this.timeline.append(taskId, events);
     return { task: running, leaseId, expireTime: this.expiry() };
+  }
+
+  /**
+   * Puts back a task whose routing rule has spent its daily budget, to be looked at again
+   * later (`budgetRecheckMs`, or the next UTC day if sooner), and says why in its timeline
+   * once a day rather than at every look. One whose worker died goes back to QUEUED.
+   */
+  private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]): Promise<void> {
+    const why =
+      `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
+      `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
+    if (task.state === TaskState.RUNNING) {
+      await this.store.update(task.id, (t) => {
+        if (t.state !== TaskState.RUNNING) return;
+        t.workerId = "";
+        transition(t, TaskState.QUEUED, why);
+      });
+    }
+    if (await this.budgets.firstWait(task.id, this.now())) {
+      events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
+    }
+    await this.timeline.append(task.id, events);
+    await this.queue.retryLater(
+      task.id,
+      leaseId,
+      Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)),
+    );
   }
 
   /** The task a lease is about, if `leaseId` is the one that leased it last. */
@@ -399,6 +465,10 @@ function transition(task: Task, state: TaskState, reason: string): void {
 
 function stage(kind: TaskStage, detail: string, time?: Timestamp, attempt = 0): NewTaskEvent {
   return { time, attempt, kind: { case: "stage", value: { stage: kind, detail } } };
+}
+
+function runOf(task: Task): RunOfTask {
+  return { routeId: task.routeId, taskId: task.id, attempt: task.attempt };
 }
 
 function subjectOf(task: Task): string {

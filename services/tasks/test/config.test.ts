@@ -13,6 +13,7 @@ describe("tasks loadConfig", () => {
       maxAttempts: 3,
       githubUrl: "https://127.0.0.1:50061",
       jiraUrl: "https://127.0.0.1:50063",
+      budgets: { defaultMaxCostUsd: 5, defaultDailyBudgetUsd: 50, maxAttemptsCeiling: 10 },
       identity: { insecure: false, id: "spiffe://hookmesh.local/tasks", certFile: `${home}/tls/tasks.crt` },
     });
   });
@@ -35,6 +36,12 @@ describe("tasks loadConfig", () => {
     );
     expect(() => loadConfig({ ...env, REDIS_URL: "http://localhost" })).toThrow(/^REDIS_URL: /);
     expect(() => loadConfig({ ...env, TASKS_MAX_ATTEMPTS: "0" })).toThrow(/^TASKS_MAX_ATTEMPTS: /);
+    expect(() => loadConfig({ ...env, TASKS_DEFAULT_DAILY_BUDGET_USD: "-1" })).toThrow(
+      /^TASKS_DEFAULT_DAILY_BUDGET_USD: /,
+    );
+    expect(() => loadConfig({ ...env, TASKS_MAX_ATTEMPTS: "5", TASKS_MAX_ATTEMPTS_CEILING: "4" })).toThrow(
+      /^TASKS_MAX_ATTEMPTS_CEILING: expected an integer from 5 to 100/,
+    );
     expect(() => loadConfig({ ...env, TASKS_TLS_CERT_FILE: "/nonexistent.pem" })).toThrow(/^TASKS_TLS_KEY_FILE: /);
     expect(() => loadConfig({ HOOKMESH_HOME: "/nonexistent" })).toThrow(
       /^TASKS_TLS_CERT_FILE: cannot read \/nonexistent\/tls\/tasks.crt: ENOENT; create development identities with `npx hookmesh certs`/,

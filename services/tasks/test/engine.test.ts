@@ -4,15 +4,18 @@ import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Event, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { AgentProfileSchema, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { AgentProfileSchema, BudgetSchema, type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
   type TaskEvent,
+  TaskEventSchema,
   TaskResultSchema,
   TaskStage,
   TaskState,
   TaskView,
+  UsageEventSchema,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { RouteBudgets } from "../src/budgets.js";
 import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import { SubjectLocks } from "../src/subject-locks.js";
@@ -20,17 +23,25 @@ import { TaskStore } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
 import { WorkQueue } from "../src/work-queue.js";
 
-/** Routes every event whose text is not "ignore me"; the priority comes from the text "p=N". */
+/** The rules tests give a budget or a cost cap, by id; any other id is a rule without either. */
+const routes = new Map<string, Route>();
+
+/**
+ * Routes every event whose text is not "ignore me"; the priority comes from the text "p=N",
+ * the rule from "route=ID" (default `test-route`).
+ */
 const testRouter: EventRouter = {
   async route(event) {
     if (event.text === "ignore me") return { matched: false, reason: "no rule matched" };
     const priority = Number(/p=(\d+)/.exec(event.text)?.[1] ?? 0);
+    const id = /route=(\S+)/.exec(event.text)?.[1] ?? "test-route";
+    const route = routes.get(id) ?? create(RouteSchema, { id });
     return {
       matched: true,
-      route: create(RouteSchema, { id: "test-route" }),
+      route,
       prompt: `do: ${event.text}`,
       priority,
-      profile: create(AgentProfileSchema, { runner: "command" }),
+      profile: route.profile ?? create(AgentProfileSchema, { runner: "command" }),
       maxAttempts: 0,
     };
   },
@@ -43,6 +54,8 @@ const OPTIONS: EngineOptions = {
   retryMaxMs: 100,
   subjectBusyDelayMs: 50,
   pollMs: 20,
+  maxAttemptsCeiling: 10,
+  budgetRecheckMs: 20,
 };
 
 let deliveries = 0;
@@ -67,9 +80,15 @@ describe("TaskEngine", () => {
   let queue: WorkQueue;
   let store: TaskStore;
   let timeline: Timeline;
+  let budgets: RouteBudgets;
 
   async function engine(options: Partial<EngineOptions> = {}) {
     const merged = { ...OPTIONS, ...options };
+    budgets = new RouteBudgets(
+      db.redis,
+      { get: async (id) => routes.get(id) ?? create(RouteSchema, { id }) },
+      { keyPrefix: db.prefix, defaultMaxCostUsd: 5, defaultDailyBudgetUsd: 50 },
+    );
     queue = new WorkQueue(bull, { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs }, pino({ level: "silent" }));
     await queue.start();
     return new TaskEngine(
@@ -78,6 +97,7 @@ describe("TaskEngine", () => {
       queue,
       new SubjectLocks(db.redis, { keyPrefix: db.prefix, leaseMs: merged.leaseMs }),
       testRouter,
+      budgets,
       merged,
       pino({ level: "silent" }),
     );
@@ -91,6 +111,7 @@ describe("TaskEngine", () => {
   });
 
   afterEach(async () => {
+    routes.clear();
     await queue?.close();
     bull.disconnect();
     await db.cleanup();
@@ -166,7 +187,7 @@ describe("TaskEngine", () => {
 
     const [second] = await tasks.lease("w2", 1, 2_000, never);
     expect(second?.task.attempt).toBe(2);
-    const dead = await tasks.fail(task.id, second!.leaseId, result(RunOutcome.TIMED_OUT, "timed out"), true);
+    const dead = await tasks.fail(task.id, second!.leaseId, result(RunOutcome.AGENT_ERROR, "exit 1"), true);
     expect(dead.state).toBe(TaskState.DEAD);
     expect(stages(await timeline.read(task.id)).slice(-3)).toEqual([
       TaskStage.LEASED,
@@ -338,5 +359,136 @@ describe("TaskEngine", () => {
     expect(await queue.isQueued(second.id)).toBe(true);
     expect(await tasks.reconcile()).toBe(1);
     expect(await queue.isQueued(first.id)).toBe(true);
+  });
+
+  describe("budgets and retry limits", () => {
+    /** An hour before midnight UTC, so that a test can move to the next day. */
+    let clock = 0;
+    const now = () => clock;
+    beforeEach(() => {
+      clock = Date.parse("2026-11-30T23:00:00Z");
+    });
+
+    const usage = (costUsd: number): TaskEvent =>
+      create(TaskEventSchema, { kind: { case: "usage", value: create(UsageEventSchema, { costUsd }) } });
+    const costing = (costUsd: number) => create(TaskResultSchema, { outcome: RunOutcome.SUCCEEDED, costUsd });
+    const budgetStages = async (taskId: string) =>
+      (await timeline.read(taskId)).filter((e) => e.kind.case === "stage" && /daily budget/.test(e.kind.value.detail));
+
+    function rule(id: string, init: Omit<Parameters<typeof create<typeof RouteSchema>>[1], "id"> = {}) {
+      routes.set(id, create(RouteSchema, { id, ...init }));
+    }
+
+    it("gives each task the per-run cap in force: the profile's, the service default, or none when lifted", async () => {
+      rule("capped", { profile: { maxCostUsd: 2 } });
+      rule("uncapped", { budget: { unlimitedPerRun: true } });
+      const tasks = await engine({ now });
+      const cap = async (text: string) => (await tasks.submit(event(text))).task.profile?.maxCostUsd;
+      expect(await cap("route=capped")).toBe(2);
+      expect(await cap("route=anything")).toBe(5);
+      expect(await cap("route=uncapped")).toBe(0);
+    });
+
+    it("counts a run's running totals once, however often and in whatever order they are reported", async () => {
+      rule("metered", { budget: create(BudgetSchema, { maxCostUsdPerDay: 3 }) });
+      const tasks = await engine({ now });
+      const { task } = await tasks.submit(event("route=metered"));
+      const [grant] = await tasks.lease("w1", 1, 0, never);
+      await tasks.report(task.id, grant!.leaseId, [usage(0.5), usage(1)]);
+      await tasks.report(task.id, grant!.leaseId, [usage(1)]);
+      await tasks.report(task.id, grant!.leaseId, [usage(0.5), usage(2.25)]);
+      expect(await budgets.spent("metered", clock)).toBeUndefined();
+      await tasks.complete(task.id, grant!.leaseId, costing(3));
+      await tasks.complete(task.id, grant!.leaseId, costing(3));
+      expect(await budgets.spent("metered", clock)).toMatchObject({ spentUsd: 3, limitUsd: 3, day: "2026-11-30" });
+    });
+
+    it("leases nothing more of a rule whose daily budget is spent until the next UTC day; other rules go on", async () => {
+      rule("small", { budget: { maxCostUsdPerDay: 1 } });
+      const tasks = await engine({ now });
+      const first = (await tasks.submit(event("route=small"))).task;
+      const [grant] = await tasks.lease("w1", 1, 0, never);
+      await tasks.report(first.id, grant!.leaseId, [usage(1.2)]);
+      await tasks.complete(first.id, grant!.leaseId, costing(1.2));
+
+      const waiting = (await tasks.submit(event("route=small p=900"))).task;
+      const other = (await tasks.submit(event("route=other p=1"))).task;
+      expect((await tasks.lease("w1", 5, 0, never)).map((g) => g.task.id)).toEqual([other.id]);
+      // Looked at again every budgetRecheckMs meanwhile, and said why only once.
+      expect(await tasks.lease("w1", 5, 300, never)).toEqual([]);
+      expect((await store.get(waiting.id, TaskView.BASIC)).state).toBe(TaskState.QUEUED);
+      const why = await budgetStages(waiting.id);
+      expect(why.map((e) => e.kind.value)).toEqual([
+        expect.objectContaining({
+          stage: TaskStage.QUEUED,
+          detail:
+            "route small spent $1.20 of its $1.00 daily budget on 2026-11-30 (UTC); waiting for the next UTC day or a higher budget",
+        }),
+      ]);
+
+      clock = Date.parse("2026-12-01T00:00:01Z");
+      const [next] = await tasks.lease("w1", 1, 2_000, never);
+      expect(next?.task).toMatchObject({ id: waiting.id, state: TaskState.RUNNING, attempt: 1 });
+    });
+
+    it("queues again, without running it, the task of a dead worker whose rule spent its budget meanwhile", async () => {
+      rule("small", { budget: { maxCostUsdPerDay: 1 } });
+      const tasks = await engine({ now, leaseMs: 400 });
+      const { task } = await tasks.submit(event("route=small"));
+      const [lost] = await tasks.lease("w1", 1, 0, never);
+      await tasks.report(task.id, lost!.leaseId, [usage(1.5)]);
+      expect(await tasks.lease("w2", 1, 3_000, never)).toEqual([]);
+      const waiting = await store.get(task.id, TaskView.BASIC);
+      expect(waiting).toMatchObject({ state: TaskState.QUEUED, attempt: 1, workerId: "" });
+      expect(waiting.transitions.at(-1)?.reason).toMatch(/^route small spent \$1\.50 of its \$1\.00 daily budget/);
+      expect(stages(await timeline.read(task.id)).slice(-2)).toEqual([TaskStage.LEASE_EXPIRED, TaskStage.QUEUED]);
+    });
+
+    it("leases a waiting task once its rule's budget is raised", async () => {
+      rule("small", { budget: { maxCostUsdPerDay: 1 } });
+      const tasks = await engine({ now });
+      const first = (await tasks.submit(event("route=small"))).task;
+      const [grant] = await tasks.lease("w1", 1, 0, never);
+      await tasks.complete(first.id, grant!.leaseId, costing(1));
+      const waiting = (await tasks.submit(event("route=small"))).task;
+      expect(await tasks.lease("w1", 1, 100, never)).toEqual([]);
+      rule("small", { budget: { maxCostUsdPerDay: 10 } });
+      const [next] = await tasks.lease("w1", 1, 2_000, never);
+      expect(next?.task.id).toBe(waiting.id);
+    });
+
+    it("does not retry a run that timed out or passed its cost cap, whatever the worker says", async () => {
+      const tasks = await engine({ now });
+      for (const outcome of [RunOutcome.TIMED_OUT, RunOutcome.COST_CAP]) {
+        const { task } = await tasks.submit(event());
+        const [grant] = await tasks.lease("w1", 1, 0, never);
+        const failed = await tasks.fail(task.id, grant!.leaseId, result(outcome, "stopped"), true);
+        expect(failed.state).toBe(TaskState.FAILED);
+        expect(failed.transitions.at(-1)?.reason).toMatch(
+          /^stopped; runs that (time out|pass their cost cap) are not retried$/,
+        );
+        expect(await queue.isQueued(task.id)).toBe(false);
+      }
+    });
+
+    it("grants operator retries only up to the ceiling of attempts per task", async () => {
+      const tasks = await engine({ now, defaultMaxAttempts: 2, maxAttemptsCeiling: 3 });
+      const { task } = await tasks.submit(event());
+      const runAndFail = async () => {
+        const [grant] = await tasks.lease("w1", 1, 2_000, never);
+        await tasks.fail(task.id, grant!.leaseId, result(RunOutcome.AGENT_ERROR, "broken"), false);
+      };
+      await runAndFail();
+      expect(await tasks.retry(task.id)).toMatchObject({ attempt: 1, maxAttempts: 3 });
+      await runAndFail();
+      expect(await tasks.retry(task.id)).toMatchObject({ attempt: 2, maxAttempts: 3 });
+      await runAndFail();
+      await expect(tasks.retry(task.id)).rejects.toThrow(
+        new TaskStateError(
+          `task ${task.id} has run 3 attempts, the ceiling of 3 per task (TASKS_MAX_ATTEMPTS_CEILING)`,
+        ),
+      );
+      expect((await store.get(task.id, TaskView.BASIC)).state).toBe(TaskState.FAILED);
+    });
   });
 });

@@ -152,7 +152,17 @@ describe("RouteService", () => {
       [
         "a negative cost cap",
         route({ profile: { maxCostUsd: -1 } }),
-        "route.profile.max_cost_usd: must be 0 (no cap) or a positive number of US dollars",
+        "route.profile.max_cost_usd: must be 0 (the service default) or a positive number of US dollars",
+      ],
+      [
+        "a daily budget that is not a number",
+        route({ budget: { maxCostUsdPerDay: Number.NaN } }),
+        "route.budget.max_cost_usd_per_day: must be 0 (the service default) or a positive number of US dollars",
+      ],
+      [
+        "a daily budget beside unlimited_per_day",
+        route({ budget: { maxCostUsdPerDay: 5, unlimitedPerDay: true } }),
+        "route.budget.max_cost_usd_per_day: must be 0 when unlimited_per_day is set",
       ],
       [
         "a bad environment variable name",

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEiqgMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgRnYXRlGBQgASgLMh4uaG9va21lc2gudGFza3MudjEuVHJpZ2dlckdhdGUi1wEKC1RyaWdnZXJHYXRlEi8KBmdpdGh1YhgBIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLkdpdEh1YkdhdGVIABItCgVzbGFjaxgCIAEoCzIcLmhvb2ttZXNoLnRhc2tzLnYxLlNsYWNrR2F0ZUgAEisKBGppcmEYAyABKAsyGy5ob29rbWVzaC50YXNrcy52MS5KaXJhR2F0ZUgAEi8KBnNlbnRyeRgEIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlNlbnRyeUdhdGVIAEIKCghwcm92aWRlciIgCgpHaXRIdWJHYXRlEhIKCmFsbG93X2JvdHMYASABKAgiRAoJU2xhY2tHYXRlEhAKCHRlYW1faWRzGAEgAygJEhMKC2NoYW5uZWxfaWRzGAIgAygJEhAKCHVzZXJfaWRzGAMgAygJIlkKCEppcmFHYXRlEhQKDHByb2plY3Rfa2V5cxgBIAMoCRITCgthY2NvdW50X2lkcxgCIAMoCRISCgphbGxvd19hcHBzGAMgASgIEg4KBmdyb3VwcxgEIAMoCSJJCgpTZW50cnlHYXRlEhUKDW9yZ2FuaXphdGlvbnMYASADKAkSEAoIcHJvamVjdHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIt0BCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJEjkKDmFja25vd2xlZGdtZW50GAcgASgOMiEuaG9va21lc2gudGFza3MudjEuQWNrbm93bGVkZ21lbnQqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi1QMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWRnZXQYECABKAsyGS5ob29rbWVzaC50YXNrcy52MS5CdWRnZXQSLAoEZ2F0ZRgUIAEoCzIeLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXJHYXRlItcBCgtUcmlnZ2VyR2F0ZRIvCgZnaXRodWIYASABKAsyHS5ob29rbWVzaC50YXNrcy52MS5HaXRIdWJHYXRlSAASLQoFc2xhY2sYAiABKAsyHC5ob29rbWVzaC50YXNrcy52MS5TbGFja0dhdGVIABIrCgRqaXJhGAMgASgLMhsuaG9va21lc2gudGFza3MudjEuSmlyYUdhdGVIABIvCgZzZW50cnkYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TZW50cnlHYXRlSABCCgoIcHJvdmlkZXIiIAoKR2l0SHViR2F0ZRISCgphbGxvd19ib3RzGAEgASgIIkQKCVNsYWNrR2F0ZRIQCgh0ZWFtX2lkcxgBIAMoCRITCgtjaGFubmVsX2lkcxgCIAMoCRIQCgh1c2VyX2lkcxgDIAMoCSJZCghKaXJhR2F0ZRIUCgxwcm9qZWN0X2tleXMYASADKAkSEwoLYWNjb3VudF9pZHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCBIOCgZncm91cHMYBCADKAkiSQoKU2VudHJ5R2F0ZRIVCg1vcmdhbml6YXRpb25zGAEgAygJEhAKCHByb2plY3RzGAIgAygJEhIKCmFsbG93X2FwcHMYAyABKAgiXAoGQnVkZ2V0EhwKFG1heF9jb3N0X3VzZF9wZXJfZGF5GAEgASgBEhkKEXVubGltaXRlZF9wZXJfZGF5GAIgASgIEhkKEXVubGltaXRlZF9wZXJfcnVuGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIi3QEKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudCpmCg5BY2tub3dsZWRnbWVudBIeChpBQ0tOT1dMRURHTUVOVF9VTlNQRUNJRklFRBAAEhsKF0FDS05PV0xFREdNRU5UX1JFQUNUSU9OEAESFwoTQUNLTk9XTEVER01FTlRfTk9ORRACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -117,9 +117,15 @@ export type Route = Message<"hookmesh.tasks.v1.Route"> & {
   updateTime?: Timestamp | undefined;
 
   /**
+   * What the rule's runs may cost; unset means the service defaults.
+   *
+   * @generated from field: hookmesh.tasks.v1.Budget budget = 16;
+   */
+  budget?: Budget | undefined;
+
+  /**
    * Who may trigger the rule and where, per provider. Slack, Jira and Sentry rules fire for
-   * nobody until their gate names at least one allowlist (see TriggerGate). Field 20 leaves
-   * room for other fields of Route.
+   * nobody until their gate names at least one allowlist (see TriggerGate).
    *
    * @generated from field: hookmesh.tasks.v1.TriggerGate gate = 20;
    */
@@ -329,6 +335,48 @@ export const SentryGateSchema: GenMessage<SentryGate> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 5);
 
 /**
+ * What a routing rule's agent runs may cost, per run and per day. Runs report their running
+ * cost as they go; each report is added to the rule's spend of the UTC day it arrives in.
+ *
+ * @generated from message hookmesh.tasks.v1.Budget
+ */
+export type Budget = Message<"hookmesh.tasks.v1.Budget"> & {
+  /**
+   * Most the rule's runs together may cost in one UTC day (00:00 to 24:00 UTC), in US
+   * dollars; 0 means the service default (TASKS_DEFAULT_DAILY_BUDGET_USD, $50). Once the
+   * day's spend reaches it, the rule's queued tasks wait (state QUEUED, their timeline says
+   * why) until the next UTC day or until the budget is raised; runs already going are not
+   * stopped, each is held by its own per-run cap. Must not be negative.
+   *
+   * @generated from field: double max_cost_usd_per_day = 1;
+   */
+  maxCostUsdPerDay: number;
+
+  /**
+   * No daily cap at all, for rules only trusted people can trigger. Requires
+   * `max_cost_usd_per_day` 0.
+   *
+   * @generated from field: bool unlimited_per_day = 2;
+   */
+  unlimitedPerDay: boolean;
+
+  /**
+   * No per-run cap: a profile `max_cost_usd` of 0 then means no cap instead of the service
+   * default (TASKS_DEFAULT_MAX_COST_USD, $5).
+   *
+   * @generated from field: bool unlimited_per_run = 3;
+   */
+  unlimitedPerRun: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.Budget.
+ * Use `create(BudgetSchema)` to create a new message.
+ */
+export const BudgetSchema: GenMessage<Budget> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 6);
+
+/**
  * What must be in an event for a rule to fire.
  *
  * @generated from message hookmesh.tasks.v1.Trigger
@@ -377,7 +425,7 @@ export type Trigger = Message<"hookmesh.tasks.v1.Trigger"> & {
  * Use `create(TriggerSchema)` to create a new message.
  */
 export const TriggerSchema: GenMessage<Trigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 6);
+  messageDesc(file_hookmesh_tasks_v1_route, 7);
 
 /**
  * @generated from message hookmesh.tasks.v1.MentionTrigger
@@ -396,7 +444,7 @@ export type MentionTrigger = Message<"hookmesh.tasks.v1.MentionTrigger"> & {
  * Use `create(MentionTriggerSchema)` to create a new message.
  */
 export const MentionTriggerSchema: GenMessage<MentionTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 7);
+  messageDesc(file_hookmesh_tasks_v1_route, 8);
 
 /**
  * @generated from message hookmesh.tasks.v1.LabelTrigger
@@ -415,7 +463,7 @@ export type LabelTrigger = Message<"hookmesh.tasks.v1.LabelTrigger"> & {
  * Use `create(LabelTriggerSchema)` to create a new message.
  */
 export const LabelTriggerSchema: GenMessage<LabelTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 8);
+  messageDesc(file_hookmesh_tasks_v1_route, 9);
 
 /**
  * @generated from message hookmesh.tasks.v1.SlashCommandTrigger
@@ -434,7 +482,7 @@ export type SlashCommandTrigger = Message<"hookmesh.tasks.v1.SlashCommandTrigger
  * Use `create(SlashCommandTriggerSchema)` to create a new message.
  */
 export const SlashCommandTriggerSchema: GenMessage<SlashCommandTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 9);
+  messageDesc(file_hookmesh_tasks_v1_route, 10);
 
 /**
  * @generated from message hookmesh.tasks.v1.IssueCreatedTrigger
@@ -447,7 +495,7 @@ export type IssueCreatedTrigger = Message<"hookmesh.tasks.v1.IssueCreatedTrigger
  * Use `create(IssueCreatedTriggerSchema)` to create a new message.
  */
 export const IssueCreatedTriggerSchema: GenMessage<IssueCreatedTrigger> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 10);
+  messageDesc(file_hookmesh_tasks_v1_route, 11);
 
 /**
  * How an agent runs for a task.
@@ -487,7 +535,10 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
   maxRunTime?: Duration | undefined;
 
   /**
-   * Cost in US dollars over which a run is stopped; 0 means no cap.
+   * Cost in US dollars over which a run is stopped and fails for good (RUN_OUTCOME_COST_CAP);
+   * 0 means the service default (TASKS_DEFAULT_MAX_COST_USD, $5), or no cap when the rule's
+   * `budget.unlimited_per_run` is set. On a task it is the cap in force, filled in when the
+   * task was created, so the worker enforces exactly it.
    *
    * @generated from field: double max_cost_usd = 5;
    */
@@ -514,7 +565,7 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  * Use `create(AgentProfileSchema)` to create a new message.
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_route, 11);
+  messageDesc(file_hookmesh_tasks_v1_route, 12);
 
 /**
  * How a task tells the place its event came from that it started.

@@ -348,8 +348,11 @@ export const TaskService: GenService<{
     output: typeof CancelTaskResponseSchema;
   },
   /**
-   * Queues a FAILED, DEAD or CANCELED task again, with a fresh budget of attempts.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION when the task is not in one of those states.
+   * Queues a FAILED, DEAD or CANCELED task again, with a fresh budget of attempts (the
+   * service's default number), but never past the ceiling of attempts per task
+   * (TASKS_MAX_ATTEMPTS_CEILING, 10).
+   * Errors: NOT_FOUND; FAILED_PRECONDITION when the task is not in one of those states, or
+   * has run as many attempts as the ceiling allows.
    *
    * @generated from rpc hookmesh.tasks.v1.TaskService.RetryTask
    */

@@ -271,7 +271,9 @@ export type FailTaskRequest = Message<"hookmesh.tasks.v1.FailTaskRequest"> & {
   result?: TaskResult | undefined;
 
   /**
-   * True when another attempt may succeed (a crash, a timeout, a worker shutdown).
+   * True when another attempt may succeed (a crash, a worker shutdown). Runs that timed out
+   * (RUN_OUTCOME_TIMED_OUT) or passed their cost cap (RUN_OUTCOME_COST_CAP) are never
+   * retried, whatever this says: another attempt would likely spend as much again.
    *
    * @generated from field: bool retryable = 4;
    */

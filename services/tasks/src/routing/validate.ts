@@ -1,6 +1,6 @@
 import { FieldError } from "@hookmesh/kit";
 import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import type { AgentProfile, Route, Trigger, TriggerGate } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { AgentProfile, Budget, Route, Trigger, TriggerGate } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
 
 /** A rule that cannot be stored; `field` names the offending field in proto terms. */
@@ -64,6 +64,7 @@ export function validateRoute(route: Route | undefined, path = "route"): Route {
   validateTrigger(route.trigger, route.provider, invalid);
   validateGlob(route.subjectGlob, invalid);
   validateProfile(route.profile, invalid);
+  validateBudget(route.budget, invalid);
   if (!inRange(route.priority, 0, MAX_PRIORITY)) throw invalid("priority", `must be from 0 to ${MAX_PRIORITY}`);
   route.allowedAssociations.forEach((association, i) => {
     if (!ASSOCIATIONS.includes(association)) {
@@ -170,12 +171,26 @@ function validateProfile(profile: AgentProfile | undefined, invalid: Invalid): v
   if (runTime && (runTime.seconds < 0n || runTime.nanos < 0)) {
     throw invalid("profile.max_run_time", "must not be negative (0 or unset means the worker's default)");
   }
-  if (!(profile.maxCostUsd >= 0) || !Number.isFinite(profile.maxCostUsd)) {
-    throw invalid("profile.max_cost_usd", "must be 0 (no cap) or a positive number of US dollars");
+  if (!isUsd(profile.maxCostUsd)) {
+    throw invalid("profile.max_cost_usd", "must be 0 (the service default) or a positive number of US dollars");
   }
   profile.allowedEnv.forEach((name, i) => {
     if (!ENV_NAME.test(name)) throw invalid(`profile.allowed_env[${i}]`, "must be an environment variable name");
   });
+}
+
+function validateBudget(budget: Budget | undefined, invalid: Invalid): void {
+  if (!budget) return;
+  if (!isUsd(budget.maxCostUsdPerDay)) {
+    throw invalid("budget.max_cost_usd_per_day", "must be 0 (the service default) or a positive number of US dollars");
+  }
+  if (budget.unlimitedPerDay && budget.maxCostUsdPerDay > 0) {
+    throw invalid("budget.max_cost_usd_per_day", "must be 0 when unlimited_per_day is set");
+  }
+}
+
+function isUsd(value: number): boolean {
+  return value >= 0 && Number.isFinite(value);
 }
 
 function inRange(value: number, min: number, max: number): boolean {
