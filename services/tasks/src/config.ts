@@ -1,5 +1,7 @@
 import {
+  ConfigError,
   type Env,
+  envDuration,
   envInt,
   envListen,
   envLogLevel,
@@ -23,11 +25,23 @@ export interface TasksConfig extends ListenConfig {
   eventTextBytes: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** How long an ended task is kept, with its raw body, timeline and delivery key. */
+  retentionMs: number;
+  /** How long an IGNORED task keeps its raw body. */
+  ignoredBodyRetentionMs: number;
+  maxWatchesPerCaller: number;
+  maxWatches: number;
 }
 
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
+  const retentionMs = envDuration(env, "TASKS_RETENTION", "30d");
+  const ignoredBodyRetentionMs = envDuration(env, "TASKS_IGNORED_BODY_RETENTION", "1h");
+  if (ignoredBodyRetentionMs > retentionMs) {
+    throw new ConfigError("TASKS_IGNORED_BODY_RETENTION", "must not be longer than TASKS_RETENTION");
+  }
+  const maxWatches = envInt(env, "TASKS_MAX_WATCHES", 1_000, { min: 1 });
   return {
     ...envListen(env, "tasks", 50051),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
@@ -45,5 +59,9 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     eventTextBytes: envInt(env, "TASKS_EVENT_TEXT_BYTES", 8_192, { min: 256 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
     logLevel: envLogLevel(env),
+    retentionMs,
+    ignoredBodyRetentionMs,
+    maxWatchesPerCaller: envInt(env, "TASKS_MAX_WATCHES_PER_CALLER", 20, { min: 1, max: maxWatches }),
+    maxWatches,
   };
 }

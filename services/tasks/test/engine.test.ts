@@ -16,8 +16,9 @@ import {
 import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import { SubjectLocks } from "../src/subject-locks.js";
-import { TaskStore } from "../src/task-store.js";
+import { TaskStore, timelineKey } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
+import { TimelineSignals } from "../src/watches.js";
 import { WorkQueue } from "../src/work-queue.js";
 
 /** Routes every event whose text is not "ignore me"; the priority comes from the text "p=N". */
@@ -64,6 +65,7 @@ const stages = (events: TaskEvent[]) => events.flatMap((e) => (e.kind.case === "
 describe("TaskEngine", () => {
   let db: TestRedis;
   let bull: Redis;
+  let subscriber: Redis;
   let queue: WorkQueue;
   let store: TaskStore;
   let timeline: Timeline;
@@ -86,13 +88,20 @@ describe("TaskEngine", () => {
   beforeEach(async () => {
     db = await testRedis("engine");
     bull = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    store = new TaskStore(db.redis, { keyPrefix: db.prefix });
-    timeline = new Timeline(db.redis, { keyPrefix: db.prefix, maxTextBytes: 64, maxEvents: 1000 });
+    subscriber = new Redis(TEST_REDIS_URL, { autoResubscribe: false });
+    store = new TaskStore(db.redis, { keyPrefix: db.prefix, retentionMs: 60_000, ignoredBodyRetentionMs: 1_000 });
+    timeline = new Timeline(db.redis, {
+      keyPrefix: db.prefix,
+      maxTextBytes: 64,
+      maxEvents: 1000,
+      signals: new TimelineSignals(subscriber, (id) => timelineKey(db.prefix, id), pino({ level: "silent" })),
+    });
   });
 
   afterEach(async () => {
     await queue?.close();
     bull.disconnect();
+    subscriber.disconnect();
     await db.cleanup();
   });
 
