@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { type TaskEvent, TaskStage, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -344,7 +344,8 @@ describe("TaskService routes", () => {
       expect(err.code).toBe(Code.ResourceExhausted);
       abort.abort();
       await Promise.all(streams);
-      await watchOneEvent();
+      // The handler gives its slot back once it has seen the abort, a moment after the client.
+      await vi.waitFor(watchOneEvent, { timeout: 5_000, interval: 50 });
     });
 
     it("answers an unknown id with NotFound", async () => {
