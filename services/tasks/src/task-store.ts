@@ -34,17 +34,14 @@ const SCAN_BATCH = 200;
 /** Attempts at a compare-and-set update before giving up: only a hot task contends this much. */
 const MAX_UPDATE_TRIES = 20;
 
-/** Redis's own clock in milliseconds, so that every replica computes the same deadlines. */
-const NOW_MS = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
-
 /**
  * Creates a task for a delivery unless one exists, atomically: the delivery key, the task, its
  * raw body and its index entries are written in one script, so a crash never leaves a task
  * without its dedup key or the other way round. A task created final (IGNORED) gets its
  * deadline here; its body (ARGV[5]) goes sooner than the rest (ARGV[4]).
  * KEYS: delivery, task, raw, expiry index, then the listing indexes.
- * ARGV: id, task, raw body, retention ms or "" when not final, raw body retention ms.
+ * ARGV: id, task, raw body, retention ms or "" when not final, raw body retention ms, deadline
+ * (epoch ms) for the expiry index.
  */
 const CREATE_SCRIPT = `
 local existing = redis.call('GET', KEYS[1])
@@ -54,11 +51,10 @@ redis.call('SET', KEYS[2], ARGV[2])
 if #ARGV[3] > 0 then redis.call('SET', KEYS[3], ARGV[3]) end
 for i = 5, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
 if ARGV[4] ~= '' then
-  ${NOW_MS}
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 end
 return false
 `;
@@ -69,7 +65,8 @@ return false
  * and the expiry index says when, for the sweep that trims the listing indexes. Leaving one (an
  * operator's retry) takes the deadline away again, so a QUEUED or RUNNING task never expires.
  * KEYS: task, old state index, new state index, expiry index, raw, timeline, lease, delivery.
- * ARGV: task as read, task as changed, id, "final"/"" for before, "final"/"" for after, retention ms.
+ * ARGV: task as read, task as changed, id, "final"/"" for before, "final"/"" for after, retention
+ * ms, deadline (epoch ms).
  */
 const UPDATE_SCRIPT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -79,10 +76,9 @@ if KEYS[2] ~= KEYS[3] then
   redis.call('ZADD', KEYS[3], 0, ARGV[3])
 end
 if ARGV[4] == '' and ARGV[5] ~= '' then
-  ${NOW_MS}
   for i = 5, 8 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
 elseif ARGV[4] ~= '' and ARGV[5] == '' then
   for i = 5, 8 do redis.call('PERSIST', KEYS[i]) end
   redis.call('PERSIST', KEYS[1])
@@ -94,11 +90,10 @@ return 1
 /**
  * Takes the tasks whose deadline passed out of every listing index (their keys expired on
  * their own), one batch at a time. KEYS: expiry index, then every listing index.
- * ARGV: batch size.
+ * ARGV: batch size, now (epoch ms).
  */
 const SWEEP_SCRIPT = `
-${NOW_MS}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[1])
 if #ids == 0 then return 0 end
 for i = 1, #KEYS do redis.call('ZREM', KEYS[i], unpack(ids)) end
 return #ids
@@ -170,6 +165,7 @@ export class TaskStore {
         Buffer.from(rawBody),
         isFinal(task.state) ? String(retentionMs) : "",
         String(rawRetentionMs),
+        Date.now() + retentionMs,
       ),
     );
     if (typeof existingId === "string") return { task: await this.get(existingId, TaskView.FULL), duplicate: true };
@@ -216,6 +212,7 @@ export class TaskStore {
           isFinal(oldState) ? "final" : "",
           isFinal(task.state) ? "final" : "",
           String(this.options.retentionMs),
+          Date.now() + this.options.retentionMs,
         ),
       );
       if (swapped === 1) return task;
@@ -277,7 +274,7 @@ export class TaskStore {
     let swept = 0;
     for (;;) {
       const removed = Number(
-        await storeCall(() => this.redis.eval(SWEEP_SCRIPT, indexes.length, ...indexes, SWEEP_BATCH)),
+        await storeCall(() => this.redis.eval(SWEEP_SCRIPT, indexes.length, ...indexes, SWEEP_BATCH, Date.now())),
       );
       swept += removed;
       if (removed < SWEEP_BATCH) return swept;
