@@ -28,6 +28,8 @@ export class TimelineSignals {
   ) {
     subscriber.on("message", (channel: string) => this.wake(this.channels.get(channel)));
     subscriber.on("ready", () => void this.resubscribe());
+    // Outages are reported by the shared connection's readiness logging; these are its echo.
+    subscriber.on("error", (err: Error) => logger.debug({ err: err.message }, "timeline subscriber error"));
   }
 
   /** Calls `wake` whenever the task's timeline grows, from when this resolves; the result stops it. */
