@@ -124,6 +124,9 @@ const SWEEP_BATCH = 500;
  * Retention: a task that ends (or is created IGNORED) expires `retentionMs` later, with its
  * raw body, timeline, lease and delivery key; Redis deletes them itself. `index:expiry` holds
  * those deadlines, and `sweepExpired` takes the ids out of the listing indexes once they pass.
+ * The delivery key goes with its task, not later: one that outlived it would answer a resubmit
+ * as a duplicate of a task nobody can read. Replays after that are the gateway's to refuse (its
+ * duplicate window is far shorter than the retention).
  */
 export class TaskStore {
   private readonly prefix: string;
