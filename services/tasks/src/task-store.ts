@@ -125,8 +125,9 @@ const SWEEP_BATCH = 500;
  * raw body, timeline, lease and delivery key; Redis deletes them itself. `index:expiry` holds
  * those deadlines, and `sweepExpired` takes the ids out of the listing indexes once they pass.
  * The delivery key goes with its task, not later: one that outlived it would answer a resubmit
- * as a duplicate of a task nobody can read. Replays after that are the gateway's to refuse (its
- * duplicate window is far shorter than the retention).
+ * as a duplicate of a task nobody can read. So SubmitEvent is idempotent for the retention,
+ * which must cover the gateway's duplicate window (GATEWAY_DEDUP_WINDOW, 24 h by default);
+ * a delivery resubmitted after both have passed makes a new task.
  */
 export class TaskStore {
   private readonly prefix: string;
