@@ -16,12 +16,14 @@ import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.
 import { RouteBudgets } from "./budgets.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
+import { storeCall } from "./errors.js";
 import { Router } from "./routing/router.js";
 import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { build } from "./server.js";
 import { SubjectLocks } from "./subject-locks.js";
-import { TaskStore } from "./task-store.js";
+import { TaskStore, timelineKey } from "./task-store.js";
 import { Timeline } from "./timeline.js";
+import { TimelineSignals, WatchQuota } from "./watches.js";
 import { WorkQueue } from "./work-queue.js";
 
 export interface TasksDeps {
@@ -47,6 +49,8 @@ const LEASE_POLL_MS = 250;
 const SUBJECT_BUSY_DELAY_MS = 1_000;
 /** How long a task of a routing rule over its daily budget waits before another look. */
 const BUDGET_RECHECK_MS = 60_000;
+/** How often expired tasks are taken out of the listing indexes, by one replica at a time. */
+const RETENTION_SWEEP_MS = 60_000;
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -71,11 +75,26 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
-  const store = new TaskStore(redis, { keyPrefix });
+  // Every WatchTask stream of this process shares this one subscriber connection.
+  const subscriber = redis.duplicate({
+    lazyConnect: true,
+    autoResubscribe: false,
+    connectionName: `${keyPrefix}watch`,
+  });
+  const store = new TaskStore(redis, {
+    keyPrefix,
+    retentionMs: config.retentionMs,
+    ignoredBodyRetentionMs: config.ignoredBodyRetentionMs,
+  });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
   const engine = new TaskEngine(
     store,
-    new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
+    new Timeline(redis, {
+      keyPrefix,
+      maxTextBytes: config.eventTextBytes,
+      maxEvents: config.timelineMaxEvents,
+      signals: new TimelineSignals(subscriber, (taskId) => timelineKey(keyPrefix, taskId), logger),
+    }),
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
     new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }),
@@ -96,13 +115,21 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     },
     logger,
   );
+  const sweep = setInterval(() => {
+    store
+      .sweepExpired(RETENTION_SWEEP_MS)
+      .catch((err: Error) => logger.warn({ err: err.message }, "sweeping expired tasks failed"));
+  }, RETENTION_SWEEP_MS).unref();
   const closeStore = async () => {
+    clearInterval(sweep);
     await queue.close();
+    subscriber.disconnect();
     queueConnection.disconnect();
     redis.disconnect();
     identity?.close();
   };
   try {
+    await storeCall(() => subscriber.connect());
     await routingRules.seedDefaults();
     if (config.routesFile) await seedRoutingRulesFile(routingRules, config.routesFile, logger);
     await queue.start();
@@ -115,6 +142,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     engine,
     store,
     routingRules,
+    watches: new WatchQuota({ maxPerCaller: config.maxWatchesPerCaller, maxTotal: config.maxWatches }),
     leaseMs: config.leaseMs,
     health,
     logger,
