@@ -92,9 +92,10 @@ class Mesh {
     await this.db?.cleanup();
   }
 
+  /** Every GitHub task with its raw body, which ListTasks leaves out and GetTask gives. */
   async listTasks(): Promise<Task[]> {
-    const res = await this.reader.listTasks({ pageSize: 500, provider: Provider.GITHUB, view: TaskView.FULL });
-    return res.tasks;
+    const res = await this.reader.listTasks({ pageSize: 500, provider: Provider.GITHUB });
+    return Promise.all(res.tasks.map((task) => this.getTask(task.id)));
   }
 
   async getTask(id: string): Promise<Task> {

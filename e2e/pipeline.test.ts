@@ -92,11 +92,14 @@ class Mesh {
     this.tasksRunning = true;
   }
 
-  /** Every task, oldest first (task ids are UUIDv7: they sort by creation). */
+  /** Every task with its raw body (ListTasks leaves it out, GetTask gives it), oldest first (UUIDv7 ids sort by creation). */
   async listTasks(provider = Provider.UNSPECIFIED): Promise<Task[]> {
     const reader = grpcClient(TaskService, this.tasks.url);
     try {
-      const { tasks } = await reader.client.listTasks({ pageSize: 500, provider, view: TaskView.FULL });
+      const { tasks: listed } = await reader.client.listTasks({ pageSize: 500, provider });
+      const tasks = await Promise.all(
+        listed.map(async ({ id }) => (await reader.client.getTask({ id, view: TaskView.FULL })).task!),
+      );
       return tasks.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     } finally {
       reader.close();

@@ -16,7 +16,8 @@ export interface RedisAclUser {
  * connection commands; then everything Redis marks dangerous or administrative is taken away
  * again (FLUSHALL, KEYS, CONFIG, DEBUG, CLIENT KILL, ACL, MONITOR …), whatever category let it
  * in; last `INFO` comes back, because BullMQ reads the server's version and eviction policy
- * from it at start (it shows server statistics, never data).
+ * from it at start (it shows server statistics, never data), and plain pub/sub on the
+ * service's own channels (`&prefix*`), which the tasks service's timeline watchers share.
  */
 const COMMAND_RULES = [
   "-@all",
@@ -31,6 +32,9 @@ const COMMAND_RULES = [
   "-@admin",
   "-@dangerous",
   "+info",
+  "+publish",
+  "+subscribe",
+  "+unsubscribe",
 ] as const;
 
 /**

@@ -66,6 +66,21 @@ describe("Redis ACL rules", () => {
     expect(await admin.get(`${gateway.keyPrefix}delivery:1`)).toBe("raw body");
   });
 
+  it("let a service publish and subscribe on its own channels only", async () => {
+    const subscriber = await connectAs(tasks);
+    try {
+      await subscriber.subscribe(`${tasks.keyPrefix}events:1`);
+      const received = new Promise<string>((resolve) => subscriber.once("message", (channel) => resolve(channel)));
+      await asTasks.eval("return redis.call('PUBLISH', ARGV[1], '')", 0, `${tasks.keyPrefix}events:1`);
+      expect(await received).toBe(`${tasks.keyPrefix}events:1`);
+      await expect(subscriber.subscribe(`${gateway.keyPrefix}events:1`)).rejects.toThrow(/NOPERM/);
+      await expect(asTasks.publish(`${gateway.keyPrefix}events:1`, "")).rejects.toThrow(/NOPERM/);
+      await expect(subscriber.psubscribe("*")).rejects.toThrow(/NOPERM/);
+    } finally {
+      subscriber.disconnect();
+    }
+  });
+
   it("refuse administrative and dangerous commands", async () => {
     for (const command of [
       ["FLUSHALL"],

@@ -20,14 +20,16 @@ import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.
 import { RouteBudgets } from "./budgets.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
+import { storeCall } from "./errors.js";
 import { JiraGroups } from "./routing/jira-groups.js";
 import { LabelerPermissions } from "./routing/labeler-permission.js";
 import { Router } from "./routing/router.js";
 import { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { build } from "./server.js";
 import { SubjectLocks } from "./subject-locks.js";
-import { TaskStore } from "./task-store.js";
+import { TaskStore, timelineKey } from "./task-store.js";
 import { Timeline } from "./timeline.js";
+import { TimelineSignals, WatchQuota } from "./watches.js";
 import { WorkQueue } from "./work-queue.js";
 
 export interface TasksDeps {
@@ -62,6 +64,8 @@ const GATE_ANSWER_TTL_MS = 60_000;
 const GATE_LOOKUP = { ttlMs: GATE_ANSWER_TTL_MS, maxEntries: 10_000, timeoutMs: 3_000 };
 /** How long a task of a routing rule over its daily budget waits before another look. */
 const BUDGET_RECHECK_MS = 60_000;
+/** How often expired tasks are taken out of the listing indexes, by one replica at a time. */
+const RETENTION_SWEEP_MS = 60_000;
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -86,7 +90,17 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
-  const store = new TaskStore(redis, { keyPrefix });
+  // Every WatchTask stream of this process shares this one subscriber connection.
+  const subscriber = redis.duplicate({
+    lazyConnect: true,
+    autoResubscribe: false,
+    connectionName: `${keyPrefix}watch`,
+  });
+  const store = new TaskStore(redis, {
+    keyPrefix,
+    retentionMs: config.retentionMs,
+    ignoredBodyRetentionMs: config.ignoredBodyRetentionMs,
+  });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
   const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
   const gateLookups = {
@@ -95,7 +109,12 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   };
   const engine = new TaskEngine(
     store,
-    new Timeline(redis, { keyPrefix, maxTextBytes: config.eventTextBytes, maxEvents: config.timelineMaxEvents }),
+    new Timeline(redis, {
+      keyPrefix,
+      maxTextBytes: config.eventTextBytes,
+      maxEvents: config.timelineMaxEvents,
+      signals: new TimelineSignals(subscriber, (taskId) => timelineKey(keyPrefix, taskId), logger),
+    }),
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
     new Router(routingRules, { mention: config.mention, botLogins: config.botLogins }, gateLookups),
@@ -116,14 +135,22 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     },
     logger,
   );
+  const sweep = setInterval(() => {
+    store
+      .sweepExpired(RETENTION_SWEEP_MS)
+      .catch((err: Error) => logger.warn({ err: err.message }, "sweeping expired tasks failed"));
+  }, RETENTION_SWEEP_MS).unref();
   const closeStore = async () => {
+    clearInterval(sweep);
     await queue.close();
+    subscriber.disconnect();
     queueConnection.disconnect();
     redis.disconnect();
     clients.close();
     identity?.close();
   };
   try {
+    await storeCall(() => subscriber.connect());
     await routingRules.seedDefaults();
     if (config.routesFile) await seedRoutingRulesFile(routingRules, config.routesFile, logger);
     await queue.start();
@@ -136,6 +163,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     engine,
     store,
     routingRules,
+    watches: new WatchQuota({ maxPerCaller: config.maxWatchesPerCaller, maxTotal: config.maxWatches }),
     leaseMs: config.leaseMs,
     health,
     logger,

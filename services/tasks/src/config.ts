@@ -1,5 +1,7 @@
 import {
+  ConfigError,
   type Env,
+  envDuration,
   envInt,
   envListen,
   envLogLevel,
@@ -30,6 +32,12 @@ export interface TasksConfig extends ListenConfig {
   shutdownGraceMs: number;
   logLevel: LogLevel;
   budgets: BudgetConfig;
+  /** How long an ended task is kept, with its raw body, timeline and delivery key. */
+  retentionMs: number;
+  /** How long an IGNORED task keeps its raw body. */
+  ignoredBodyRetentionMs: number;
+  maxWatchesPerCaller: number;
+  maxWatches: number;
 }
 
 /** What runs may cost where a routing rule says nothing, and how far operators may retry. */
@@ -50,6 +58,12 @@ export function loadConfig(env: Env = process.env): TasksConfig {
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
   const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061), JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063) };
   const maxAttempts = envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 });
+  const retentionMs = envDuration(env, "TASKS_RETENTION", "30d");
+  const ignoredBodyRetentionMs = envDuration(env, "TASKS_IGNORED_BODY_RETENTION", "1h");
+  if (ignoredBodyRetentionMs > retentionMs) {
+    throw new ConfigError("TASKS_IGNORED_BODY_RETENTION", "must not be longer than TASKS_RETENTION");
+  }
+  const maxWatches = envInt(env, "TASKS_MAX_WATCHES", 1_000, { min: 1 });
   return {
     ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
@@ -74,5 +88,9 @@ export function loadConfig(env: Env = process.env): TasksConfig {
       defaultDailyBudgetUsd: envNumber(env, "TASKS_DEFAULT_DAILY_BUDGET_USD", 50, { min: 0.01, max: MAX_USD }),
       maxAttemptsCeiling: envInt(env, "TASKS_MAX_ATTEMPTS_CEILING", 10, { min: maxAttempts, max: 100 }),
     },
+    retentionMs,
+    ignoredBodyRetentionMs,
+    maxWatchesPerCaller: envInt(env, "TASKS_MAX_WATCHES_PER_CALLER", 20, { min: 1, max: maxWatches }),
+    maxWatches,
   };
 }

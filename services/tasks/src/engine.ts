@@ -21,7 +21,7 @@ import type { BudgetSpent, RouteBudgets, RunOfTask } from "./budgets.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "./errors.js";
 import type { RouteDecision } from "./routing/router.js";
 import type { SubjectLocks } from "./subject-locks.js";
-import type { TaskStore } from "./task-store.js";
+import { isFinal, type TaskStore } from "./task-store.js";
 import type { NewTaskEvent, Timeline } from "./timeline.js";
 import type { WorkQueue } from "./work-queue.js";
 
@@ -58,13 +58,6 @@ export interface LeaseGrant {
   expireTime: Timestamp;
 }
 
-const FINAL_STATES: ReadonlySet<TaskState> = new Set([
-  TaskState.SUCCEEDED,
-  TaskState.FAILED,
-  TaskState.CANCELED,
-  TaskState.DEAD,
-  TaskState.IGNORED,
-]);
 const RETRYABLE_BY_OPERATOR: ReadonlySet<TaskState> = new Set([TaskState.FAILED, TaskState.DEAD, TaskState.CANCELED]);
 /** Another attempt would likely spend as much again, whatever the worker thinks. */
 const NEVER_RETRIED: ReadonlyMap<RunOutcome, string> = new Map([
@@ -72,10 +65,6 @@ const NEVER_RETRIED: ReadonlyMap<RunOutcome, string> = new Map([
   [RunOutcome.COST_CAP, "runs that pass their cost cap are not retried"],
 ]);
 const MAX_DELIVERY_ID_LENGTH = 256;
-
-export function isFinal(state: TaskState): boolean {
-  return FINAL_STATES.has(state);
-}
 
 /**
  * The task lifecycle. Submitting routes an event and makes it a durable task; workers lease,

@@ -38,3 +38,8 @@ export const TASK_STORE = "task store";
 
 /** Runs the task store's Redis calls: outages become StoreUnavailableError, reply errors are scrubbed. */
 export const storeCall = storeCaller(TASK_STORE);
+
+/** A caller, or the whole server, has as many WatchTask streams open as it may. */
+export class TooManyWatchesError extends Error {
+  override name = "TooManyWatchesError";
+}

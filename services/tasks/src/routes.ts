@@ -1,5 +1,5 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import type { ErrorMapper } from "@hookmesh/kit";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { type ErrorMapper, peerKey } from "@hookmesh/kit";
 import { TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { TaskEngine } from "./engine.js";
@@ -9,13 +9,23 @@ import {
   LeaseLostError,
   TaskNotFoundError,
   TaskStateError,
+  TooManyWatchesError,
 } from "./errors.js";
 import type { TaskStore } from "./task-store.js";
+import type { WatchQuota } from "./watches.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 500;
 
-export function taskServiceRoutes(engine: TaskEngine, store: TaskStore) {
+/**
+ * Who a stream counts against: the caller's proven identity; on a cleartext port, which
+ * listens on loopback only where every caller has the same address, one shared budget.
+ */
+function callerOf(ctx: HandlerContext): string {
+  return ctx.values.get(peerKey)?.id ?? "unauthenticated";
+}
+
+export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches: WatchQuota) {
   return (router: ConnectRouter) =>
     router.service(TaskService, {
       async submitEvent(req) {
@@ -26,12 +36,18 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore) {
       },
       async listTasks(req) {
         if (req.pageSize < 0) throw new ConnectError("page_size must not be negative", Code.InvalidArgument);
+        // A page could otherwise carry 500 raw bodies of up to 25 MB each.
+        if (req.view === TaskView.FULL) {
+          throw new ConnectError(
+            "view: ListTasks does not return raw bodies; use TASK_VIEW_BASIC, and GetTask for a task's raw body",
+            Code.InvalidArgument,
+          );
+        }
         return store.list({
           pageSize: Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
           pageToken: req.pageToken || undefined,
           provider: req.provider || undefined,
           state: req.state || undefined,
-          view: req.view || TaskView.BASIC,
         });
       },
       async cancelTask(req) {
@@ -41,7 +57,12 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore) {
         return { task: await engine.retry(req.id) };
       },
       async *watchTask(req, ctx) {
-        for await (const event of await engine.watch(req.id, req.afterEventId, ctx.signal)) yield { event };
+        const release = watches.admit(callerOf(ctx));
+        try {
+          for await (const event of await engine.watch(req.id, req.afterEventId, ctx.signal)) yield { event };
+        } finally {
+          release();
+        }
       },
     });
 }
@@ -51,6 +72,7 @@ export const mapTaskError: ErrorMapper = (err) => {
     return new ConnectError(err.message, Code.InvalidArgument);
   }
   if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof TooManyWatchesError) return new ConnectError(err.message, Code.ResourceExhausted);
   if (err instanceof LeaseLostError || err instanceof TaskStateError)
     return new ConnectError(err.message, Code.FailedPrecondition);
   return undefined;

@@ -13,12 +13,14 @@ import { mapTaskError, taskServiceRoutes } from "./routes.js";
 import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
 import type { TaskStore } from "./task-store.js";
+import type { WatchQuota } from "./watches.js";
 import { workerServiceRoutes } from "./worker-routes.js";
 
 export interface ServerDeps extends SecurityOptions {
   engine: TaskEngine;
   store: TaskStore;
   routingRules: RoutingRuleStore;
+  watches: WatchQuota;
   leaseMs: number;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
@@ -35,7 +37,7 @@ export function build(deps: ServerDeps): MeshServer {
   const { engine, store, routingRules } = deps;
   return createMeshServer({
     routes: (router: ConnectRouter) => {
-      taskServiceRoutes(engine, store)(router);
+      taskServiceRoutes(engine, store, deps.watches)(router);
       workerServiceRoutes(engine, deps.leaseMs)(router);
       routeServiceRoutes(routingRules)(router);
     },

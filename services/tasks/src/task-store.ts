@@ -1,13 +1,17 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { StoreUnavailableError } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
-import type { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { type Task, TaskSchema, type TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
+import { type Task, TaskSchema, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, storeCall, TASK_STORE, TaskNotFoundError } from "./errors.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
   keyPrefix: string;
+  /** How long a task (its body, timeline, lease and delivery key) is kept after it ends. */
+  retentionMs: number;
+  /** How long an IGNORED task keeps its raw body; at most `retentionMs`. */
+  ignoredBodyRetentionMs: number;
 }
 
 export interface TaskFilter {
@@ -15,10 +19,10 @@ export interface TaskFilter {
   state?: TaskState;
 }
 
+/** Listing never has a view: bodies (up to 25 MB each) are read one task at a time, by `get`. */
 export interface ListOptions extends TaskFilter {
   pageSize: number;
   pageToken?: string;
-  view: TaskView;
 }
 
 export interface TaskPage {
@@ -33,41 +37,104 @@ const MAX_UPDATE_TRIES = 20;
 /**
  * Creates a task for a delivery unless one exists, atomically: the delivery key, the task, its
  * raw body and its index entries are written in one script, so a crash never leaves a task
- * without its dedup key or the other way round.
+ * without its dedup key or the other way round. A task created final (IGNORED) gets its
+ * deadline here; its body (ARGV[5]) goes sooner than the rest (ARGV[4]).
+ * KEYS: delivery, task, raw, expiry index, then the listing indexes.
+ * ARGV: id, task, raw body, retention ms or "" when not final, raw body retention ms, deadline
+ * (epoch ms) for the expiry index.
  */
 const CREATE_SCRIPT = `
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3])
-for i = 4, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
+if #ARGV[3] > 0 then redis.call('SET', KEYS[3], ARGV[3]) end
+for i = 5, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
+if ARGV[4] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+end
 return false
 `;
 
-/** Replaces a task only if it is still what the caller read, moving it between state indexes. */
+/**
+ * Replaces a task only if it is still what the caller read, moving it between state indexes.
+ * Entering a final state starts the task's retention: every key of the task expires together,
+ * and the expiry index says when, for the sweep that trims the listing indexes. Leaving one (an
+ * operator's retry) takes the deadline away again, so a QUEUED or RUNNING task never expires.
+ * KEYS: task, old state index, new state index, expiry index, raw, timeline, lease, delivery.
+ * ARGV: task as read, task as changed, id, "final"/"" for before, "final"/"" for after, retention
+ * ms, deadline (epoch ms).
+ */
 const UPDATE_SCRIPT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if KEYS[2] ~= KEYS[3] then
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZADD', KEYS[3], 0, ARGV[3])
 end
+if ARGV[4] == '' and ARGV[5] ~= '' then
+  for i = 5, 8 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
+elseif ARGV[4] ~= '' and ARGV[5] == '' then
+  for i = 5, 8 do redis.call('PERSIST', KEYS[i]) end
+  redis.call('PERSIST', KEYS[1])
+  redis.call('ZREM', KEYS[4], ARGV[3])
+end
 return 1
 `;
+
+/**
+ * Takes the tasks whose deadline passed out of every listing index (their keys expired on
+ * their own), one batch at a time. KEYS: expiry index, then every listing index.
+ * ARGV: batch size, now (epoch ms).
+ */
+const SWEEP_SCRIPT = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[1])
+if #ids == 0 then return 0 end
+for i = 1, #KEYS do redis.call('ZREM', KEYS[i], unpack(ids)) end
+return #ids
+`;
+
+const FINAL_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.SUCCEEDED,
+  TaskState.FAILED,
+  TaskState.CANCELED,
+  TaskState.DEAD,
+  TaskState.IGNORED,
+]);
+
+/** A final task has ended; its retention runs (an operator's retry may still revive FAILED, DEAD and CANCELED). */
+export function isFinal(state: TaskState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+/** Expired tasks taken out of the indexes per sweep script call. */
+const SWEEP_BATCH = 500;
 
 /**
  * Tasks in Redis. A task is protobuf binary under `task:{id}` and its event's raw body lies
  * apart under `raw:{id}`, so that state changes rewrite a few kilobytes, not a 25 MB payload.
  * Ids are UUIDv7, so sorting them sorts by creation time, and the indexes are lexicographic
  * sorted sets (`index:all`, `index:provider:{n}`, `index:state:{n}`) listed newest first.
+ *
+ * Retention: a task that ends (or is created IGNORED) expires `retentionMs` later, with its
+ * raw body, timeline, lease and delivery key; Redis deletes them itself. `index:expiry` holds
+ * those deadlines, and `sweepExpired` takes the ids out of the listing indexes once they pass.
+ * The delivery key goes with its task, not later: one that outlived it would answer a resubmit
+ * as a duplicate of a task nobody can read. So SubmitEvent is idempotent for the retention,
+ * which must cover the gateway's duplicate window (GATEWAY_DEDUP_WINDOW, 24 h by default);
+ * a delivery resubmitted after both have passed makes a new task.
  */
 export class TaskStore {
   private readonly prefix: string;
 
   constructor(
     private readonly redis: Redis,
-    options: TaskStoreOptions,
+    private readonly options: TaskStoreOptions,
   ) {
     this.prefix = options.keyPrefix;
   }
@@ -80,25 +147,29 @@ export class TaskStore {
     const event = task.event!;
     const rawBody = event.rawBody;
     const stored = { ...task, event: { ...event, rawBody: new Uint8Array(0) } };
+    const { retentionMs, ignoredBodyRetentionMs } = this.options;
+    // An ignored event's body is kept only for a while, to debug a routing rule that did not
+    // match: unmatched traffic is the volume anyone who can make a provider send webhooks
+    // controls, and nothing ever runs from it.
+    const rawRetentionMs =
+      task.state === TaskState.IGNORED ? Math.min(ignoredBodyRetentionMs, retentionMs) : retentionMs;
     const existingId = await storeCall(() =>
       this.redis.eval(
         CREATE_SCRIPT,
-        6,
-        // Encoded, so that no source id and delivery id pair can spell another's key.
-        this.key(
-          "delivery",
-          String(event.provider),
-          encodeURIComponent(event.sourceId),
-          encodeURIComponent(event.deliveryId),
-        ),
+        7,
+        this.deliveryKey(task),
         this.taskKey(task.id),
         this.rawKey(task.id),
+        this.expiryIndex(),
         this.key("index", "all"),
         this.key("index", "provider", String(event.provider)),
         this.stateIndex(task.state),
         task.id,
         Buffer.from(toBinary(TaskSchema, stored)),
         Buffer.from(rawBody),
+        isFinal(task.state) ? String(retentionMs) : "",
+        String(rawRetentionMs),
+        Date.now() + retentionMs,
       ),
     );
     if (typeof existingId === "string") return { task: await this.get(existingId, TaskView.FULL), duplicate: true };
@@ -130,13 +201,22 @@ export class TaskStore {
       const swapped = await storeCall(() =>
         this.redis.eval(
           UPDATE_SCRIPT,
-          3,
+          8,
           this.taskKey(id),
           this.stateIndex(oldState),
           this.stateIndex(task.state),
+          this.expiryIndex(),
+          this.rawKey(id),
+          this.timelineKey(id),
+          this.leaseKey(id),
+          this.deliveryKey(task),
           before,
           Buffer.from(toBinary(TaskSchema, task)),
           id,
+          isFinal(oldState) ? "final" : "",
+          isFinal(task.state) ? "final" : "",
+          String(this.options.retentionMs),
+          Date.now() + this.options.retentionMs,
         ),
       );
       if (swapped === 1) return task;
@@ -164,18 +244,45 @@ export class TaskStore {
       after = batch.at(-1);
       if (ids.length === options.pageSize || batch.length < SCAN_BATCH) break;
     }
-    const tasks = await this.getMany(ids, options.view);
+    const tasks = await this.getMany(ids);
     const more = ids.length === options.pageSize && (await this.hasMoreAfter(walk, check, ids.at(-1)!));
     return { tasks, nextPageToken: more ? encodePageToken(ids.at(-1)!, filterKey) : "" };
   }
 
-  /** Records which lease holds a task, kept after the task ends so a repeated completion can be recognised. */
+  /**
+   * Records which lease holds a task, kept after the task ends (for as long as the task) so a
+   * repeated completion can be recognised. Leases are only taken on tasks that have not ended.
+   */
   async setLease(taskId: string, leaseId: string): Promise<void> {
-    await storeCall(() => this.redis.set(this.key("lease", taskId), leaseId));
+    await storeCall(() => this.redis.set(this.leaseKey(taskId), leaseId));
   }
 
   async leaseOf(taskId: string): Promise<string | null> {
-    return storeCall(() => this.redis.get(this.key("lease", taskId)));
+    return storeCall(() => this.redis.get(this.leaseKey(taskId)));
+  }
+
+  /**
+   * Takes the tasks whose retention ended out of the listing indexes, and says how many. Run
+   * by every replica on a timer; `lockMs` is both the lock that keeps replicas from sweeping
+   * at once and the pace of sweeps (the lock is left to expire, not released).
+   */
+  async sweepExpired(lockMs: number): Promise<number> {
+    const locked = await storeCall(() => this.redis.set(this.key("sweep-lock"), "1", "PX", lockMs, "NX"));
+    if (locked === null) return 0;
+    const indexes = [
+      this.expiryIndex(),
+      this.key("index", "all"),
+      ...enumValues(Provider).map((provider) => this.key("index", "provider", String(provider))),
+      ...enumValues(TaskState).map((state) => this.stateIndex(state)),
+    ];
+    let swept = 0;
+    for (;;) {
+      const removed = Number(
+        await storeCall(() => this.redis.eval(SWEEP_SCRIPT, indexes.length, ...indexes, SWEEP_BATCH, Date.now())),
+      );
+      swept += removed;
+      if (removed < SWEEP_BATCH) return swept;
+    }
   }
 
   /** Ids of every task in `state`, oldest first, for start-up reconciliation. */
@@ -206,25 +313,42 @@ export class TaskStore {
     }
   }
 
-  private async getMany(ids: string[], view: TaskView): Promise<Task[]> {
+  /** The tasks without their bodies; an id whose task expired since the index was read is skipped. */
+  private async getMany(ids: string[]): Promise<Task[]> {
     if (ids.length === 0) return [];
-    const [tasks, rawBodies] = await storeCall(() =>
-      Promise.all([
-        this.redis.mgetBuffer(...ids.map((id) => this.taskKey(id))),
-        view === TaskView.FULL ? this.redis.mgetBuffer(...ids.map((id) => this.rawKey(id))) : [],
-      ]),
-    );
-    return tasks.flatMap((bytes, i) =>
-      bytes === null ? [] : [withRawBody(fromBinary(TaskSchema, bytes), rawBodies[i] ?? null)],
+    const tasks = await storeCall(() => this.redis.mgetBuffer(...ids.map((id) => this.taskKey(id))));
+    return tasks.flatMap((bytes) => (bytes === null ? [] : [fromBinary(TaskSchema, bytes)]));
+  }
+
+  /** Encoded, so that no source id and delivery id pair can spell another's key. */
+  private deliveryKey(task: Task): string {
+    const event = task.event!;
+    return this.key(
+      "delivery",
+      String(event.provider),
+      encodeURIComponent(event.sourceId),
+      encodeURIComponent(event.deliveryId),
     );
   }
 
   private taskKey(id: string): string {
-    return this.key("task", id);
+    return taskKey(this.prefix, id);
   }
 
   private rawKey(id: string): string {
     return this.key("raw", id);
+  }
+
+  private timelineKey(id: string): string {
+    return timelineKey(this.prefix, id);
+  }
+
+  private leaseKey(id: string): string {
+    return this.key("lease", id);
+  }
+
+  private expiryIndex(): string {
+    return this.key("index", "expiry");
   }
 
   private stateIndex(state: TaskState): string {
@@ -234,6 +358,21 @@ export class TaskStore {
   private key(...parts: string[]): string {
     return this.prefix + parts.join(":");
   }
+}
+
+/** A task's key under the service's key prefix. */
+export function taskKey(keyPrefix: string, taskId: string): string {
+  return `${keyPrefix}task:${taskId}`;
+}
+
+/** The stream of a task's timeline (kept by Timeline, expiring with the task); also its watchers' channel. */
+export function timelineKey(keyPrefix: string, taskId: string): string {
+  return `${keyPrefix}events:${taskId}`;
+}
+
+/** Every value of a generated enum but its UNSPECIFIED zero. */
+function enumValues(e: Record<string, string | number>): number[] {
+  return Object.values(e).filter((value): value is number => typeof value === "number" && value !== 0);
 }
 
 function withRawBody(task: Task, rawBody: Buffer | null): Task {

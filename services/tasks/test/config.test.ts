@@ -18,6 +18,25 @@ describe("tasks loadConfig", () => {
     });
   });
 
+  it("keeps ended tasks 30 days and ignored bodies an hour, and caps watchers, unless told otherwise", () => {
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
+      retentionMs: 30 * 86_400_000,
+      ignoredBodyRetentionMs: 3_600_000,
+      maxWatchesPerCaller: 20,
+      maxWatches: 1_000,
+    });
+    expect(
+      loadConfig({ HOOKMESH_INSECURE: "1", TASKS_RETENTION: "12h", TASKS_IGNORED_BODY_RETENTION: "600000" }),
+    ).toMatchObject({ retentionMs: 43_200_000, ignoredBodyRetentionMs: 600_000 });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_RETENTION: "forever" })).toThrow(/^TASKS_RETENTION: /);
+    expect(() =>
+      loadConfig({ HOOKMESH_INSECURE: "1", TASKS_RETENTION: "1h", TASKS_IGNORED_BODY_RETENTION: "2h" }),
+    ).toThrow(/^TASKS_IGNORED_BODY_RETENTION: must not be longer than TASKS_RETENTION/);
+    expect(() =>
+      loadConfig({ HOOKMESH_INSECURE: "1", TASKS_MAX_WATCHES: "10", TASKS_MAX_WATCHES_PER_CALLER: "11" }),
+    ).toThrow(/^TASKS_MAX_WATCHES_PER_CALLER: /);
+  });
+
   it("runs cleartext only when told, and then only on loopback", () => {
     expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
       identity: { insecure: true },

@@ -19,8 +19,9 @@ import { RouteBudgets } from "../src/budgets.js";
 import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import { SubjectLocks } from "../src/subject-locks.js";
-import { TaskStore } from "../src/task-store.js";
+import { TaskStore, timelineKey } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
+import { TimelineSignals } from "../src/watches.js";
 import { WorkQueue } from "../src/work-queue.js";
 
 /** The rules tests give a budget or a cost cap, by id; any other id is a rule without either. */
@@ -77,6 +78,7 @@ const stages = (events: TaskEvent[]) => events.flatMap((e) => (e.kind.case === "
 describe("TaskEngine", () => {
   let db: TestRedis;
   let bull: Redis;
+  let subscriber: Redis;
   let queue: WorkQueue;
   let store: TaskStore;
   let timeline: Timeline;
@@ -106,14 +108,21 @@ describe("TaskEngine", () => {
   beforeEach(async () => {
     db = await testRedis("engine");
     bull = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    store = new TaskStore(db.redis, { keyPrefix: db.prefix });
-    timeline = new Timeline(db.redis, { keyPrefix: db.prefix, maxTextBytes: 64, maxEvents: 1000 });
+    subscriber = new Redis(TEST_REDIS_URL, { autoResubscribe: false });
+    store = new TaskStore(db.redis, { keyPrefix: db.prefix, retentionMs: 60_000, ignoredBodyRetentionMs: 1_000 });
+    timeline = new Timeline(db.redis, {
+      keyPrefix: db.prefix,
+      maxTextBytes: 64,
+      maxEvents: 1000,
+      signals: new TimelineSignals(subscriber, (id) => timelineKey(db.prefix, id), pino({ level: "silent" })),
+    });
   });
 
   afterEach(async () => {
     routes.clear();
     await queue?.close();
     bull.disconnect();
+    subscriber.disconnect();
     await db.cleanup();
   });
 

@@ -5,7 +5,7 @@ import { memoryLogger, TEST_REDIS_URL, type TestRedis, testRedis } from "@hookme
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskResultSchema, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskResultSchema, TaskStage, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { composeTasks } from "../src/compose.js";
 import { tasksTestConfig } from "../src/testing.js";
 
@@ -53,11 +53,21 @@ describe("tasks under its Redis ACL user", () => {
       });
       const { task } = await tasks.engine.submit(event);
       expect(task.state).toBe(TaskState.QUEUED);
+      const watched = (async () => {
+        const stages: number[] = [];
+        for await (const e of await tasks.engine.watch(task.id, "", AbortSignal.timeout(10_000))) {
+          if (e.kind.case === "stage") stages.push(e.kind.value.stage);
+        }
+        return stages;
+      })();
       const [grant] = await tasks.engine.lease("worker-1", 1, 2_000, new AbortController().signal);
       expect(grant?.task.id).toBe(task.id);
       await tasks.engine.heartbeat(task.id, grant!.leaseId);
       const done = await tasks.engine.complete(task.id, grant!.leaseId, create(TaskResultSchema, { answer: "done" }));
       expect(done.state).toBe(TaskState.SUCCEEDED);
+      // The watcher was woken through the shared subscription, and ended with the task.
+      expect((await watched).at(-1)).toBe(TaskStage.COMPLETED);
+      expect(await tasks.store.sweepExpired(1_000)).toBe(0);
       await expect(tasks.redis.get("hookmesh:gateway:delivery:1")).rejects.toThrow(/NOPERM/);
       // Nothing the service does in the background (BullMQ's stalled checks, reconciling) was refused.
       expect(lines().filter((line) => line.includes("NOPERM"))).toEqual([]);

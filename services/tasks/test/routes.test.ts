@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { type Client, Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { type TaskEvent, TaskStage, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -10,6 +10,7 @@ import { type ComposedTasks, composeTasks } from "../src/compose.js";
 import { taskServiceRoutes } from "../src/routes.js";
 import { mapTasksError } from "../src/server.js";
 import { tasksTestConfig } from "../src/testing.js";
+import { WatchQuota } from "../src/watches.js";
 
 const TEXT = "@hookmesh fix it";
 const RAW = JSON.stringify({ action: "created", comment: { body: TEXT, author_association: "OWNER" } });
@@ -32,9 +33,13 @@ function event(provider: Provider, deliveryId: string, text = TEXT): Event {
   });
 }
 
+/** Streams one caller may hold in these tests. */
+const MAX_WATCHES_PER_CALLER = 3;
+
 function clientFor(core: ComposedTasks) {
   const { logger, lines } = memoryLogger("tasks-routes-test");
-  const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store), {
+  const watches = new WatchQuota({ maxPerCaller: MAX_WATCHES_PER_CALLER, maxTotal: 100 });
+  const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store, watches), {
     router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
   });
   return { client: createClient(TaskService, transport), lines, logger };
@@ -157,15 +162,17 @@ describe("TaskService routes", () => {
   });
 
   describe("ListTasks", () => {
-    it("lists newest first without raw bodies by default, and with them in FULL view", async () => {
+    it("lists newest first without raw bodies, and refuses the FULL view, which is GetTask's", async () => {
       const ids = await submitMany(3);
-      const basic = await client.listTasks({});
-      expect(basic.tasks.map((t) => t.id)).toEqual(ids.toReversed());
-      expect(basic.nextPageToken).toBe("");
-      for (const task of basic.tasks) expect(task.event?.rawBody).toHaveLength(0);
-      const full = await client.listTasks({ view: TaskView.FULL });
-      expect(full.tasks).toHaveLength(3);
-      for (const task of full.tasks) expect(new TextDecoder().decode(task.event?.rawBody)).toBe(RAW);
+      for (const view of [TaskView.UNSPECIFIED, TaskView.BASIC]) {
+        const basic = await client.listTasks({ view });
+        expect(basic.tasks.map((t) => t.id)).toEqual(ids.toReversed());
+        expect(basic.nextPageToken).toBe("");
+        for (const task of basic.tasks) expect(task.event?.rawBody).toHaveLength(0);
+      }
+      const err = await callError(client.listTasks({ view: TaskView.FULL }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toMatch(/^view: .*GetTask/);
     });
 
     it("pages with next_page_token until the end", async () => {
@@ -316,6 +323,29 @@ describe("TaskService routes", () => {
       const seen: TaskEvent[] = [];
       for await (const res of client.watchTask({ id: task!.id }, { timeoutMs: 5_000 })) seen.push(res.event!);
       expect(seen.map(stageOf)).toEqual([TaskStage.RECEIVED, TaskStage.VERIFIED, TaskStage.IGNORED]);
+    });
+
+    it("gives a caller past its share of streams ResourceExhausted, and the slot back when one ends", async () => {
+      const { task } = await client.submitEvent({ event: event(Provider.GITHUB, "watch-cap") });
+      const abort = new AbortController();
+      const firstEvent: Promise<void>[] = [];
+      const streams = Array.from({ length: MAX_WATCHES_PER_CALLER }, () => {
+        let opened: () => void = () => {};
+        firstEvent.push(new Promise<void>((resolve) => (opened = resolve)));
+        return (async () => {
+          for await (const _ of client.watchTask({ id: task!.id }, { signal: abort.signal })) opened();
+        })().catch(() => {});
+      });
+      await Promise.all(firstEvent);
+      const watchOneEvent = async () => {
+        for await (const _ of client.watchTask({ id: task!.id })) return;
+      };
+      const err = await callError(watchOneEvent());
+      expect(err.code).toBe(Code.ResourceExhausted);
+      abort.abort();
+      await Promise.all(streams);
+      // The handler gives its slot back once it has seen the abort, a moment after the client.
+      await vi.waitFor(watchOneEvent, { timeout: 5_000, interval: 50 });
     });
 
     it("answers an unknown id with NotFound", async () => {

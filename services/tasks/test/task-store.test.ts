@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { v7 as uuidv7 } from "uuid";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
   StateTransitionSchema,
@@ -12,7 +12,7 @@ import {
   TaskView,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, TaskNotFoundError } from "../src/errors.js";
-import { TaskStore } from "../src/task-store.js";
+import { TaskStore, timelineKey } from "../src/task-store.js";
 
 const RAW = '{"action":"created"}';
 
@@ -39,15 +39,44 @@ function newTask(provider: Provider, deliveryId: string, state = TaskState.QUEUE
 
 const raw = (task: Task | undefined) => new TextDecoder().decode(task?.event?.rawBody);
 
+const RETENTION_MS = 86_400_000;
+const IGNORED_BODY_RETENTION_MS = 3_600_000;
+
 describe("TaskStore", () => {
   let db: TestRedis;
   let store: TaskStore;
 
   beforeEach(async () => {
     db = await testRedis("task-store");
-    store = new TaskStore(db.redis, { keyPrefix: db.prefix });
+    store = new TaskStore(db.redis, {
+      keyPrefix: db.prefix,
+      retentionMs: RETENTION_MS,
+      ignoredBodyRetentionMs: IGNORED_BODY_RETENTION_MS,
+    });
   });
   afterEach(() => db.cleanup());
+
+  /** Milliseconds each of the task's keys has left: -1 for none, -2 for a key that is gone. */
+  async function ttls(id: string, deliveryId: string, provider = Provider.GITHUB) {
+    const key = (...parts: string[]) => db.prefix + parts.join(":");
+    const keys = {
+      task: key("task", id),
+      raw: key("raw", id),
+      timeline: timelineKey(db.prefix, id),
+      lease: key("lease", id),
+      delivery: key("delivery", String(provider), "", deliveryId),
+    };
+    const entries = await Promise.all(
+      Object.entries(keys).map(async ([name, k]) => [name, await db.redis.pttl(k)] as const),
+    );
+    return Object.fromEntries(entries) as Record<keyof typeof keys, number>;
+  }
+
+  /** `ttl` is `ms`, less the little time the test took. */
+  function expectTtl(ttl: number, ms: number) {
+    expect(ttl).toBeGreaterThan(ms - 60_000);
+    expect(ttl).toBeLessThanOrEqual(ms);
+  }
 
   describe("create and get", () => {
     it("stores a task and reads it back, with its raw body only in FULL view", async () => {
@@ -74,7 +103,7 @@ describe("TaskStore", () => {
       expect(again.duplicate).toBe(true);
       expect(again.task).toEqual(first);
       await expect(store.get(second.id)).rejects.toThrow(TaskNotFoundError);
-      const page = await store.list({ pageSize: 10, view: TaskView.BASIC });
+      const page = await store.list({ pageSize: 10 });
       expect(page.tasks.map((t) => t.id)).toEqual([first.id]);
       expect(await store.idsInState(TaskState.IGNORED)).toEqual([]);
     });
@@ -85,7 +114,7 @@ describe("TaskStore", () => {
       );
       expect(new Set(results.map((r) => r.task.id)).size).toBe(1);
       expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
-      expect((await store.list({ pageSize: 50, view: TaskView.BASIC })).tasks).toHaveLength(1);
+      expect((await store.list({ pageSize: 50 })).tasks).toHaveLength(1);
       expect(await store.idsInState(TaskState.QUEUED)).toHaveLength(1);
     });
 
@@ -103,7 +132,7 @@ describe("TaskStore", () => {
   });
 
   describe("list", () => {
-    it("lists newest first across pages, filtered by provider and state, raw bodies only in FULL view", async () => {
+    it("lists newest first across pages, filtered by provider and state, without raw bodies", async () => {
       const created: string[] = [];
       for (let i = 0; i < 7; i++) {
         const provider = i % 2 === 0 ? Provider.GITHUB : Provider.SLACK;
@@ -114,7 +143,7 @@ describe("TaskStore", () => {
       const seen: string[] = [];
       let pageToken: string | undefined;
       do {
-        const page = await store.list({ pageSize: 3, pageToken, view: TaskView.BASIC });
+        const page = await store.list({ pageSize: 3, pageToken });
         expect(page.tasks.length).toBeLessThanOrEqual(3);
         for (const task of page.tasks) expect(task.event?.rawBody).toHaveLength(0);
         seen.push(...page.tasks.map((t) => t.id));
@@ -122,62 +151,52 @@ describe("TaskStore", () => {
       } while (pageToken);
       expect(seen).toEqual(newestFirst);
 
-      const github = await store.list({
-        pageSize: 2,
-        provider: Provider.GITHUB,
-        state: TaskState.QUEUED,
-        view: TaskView.FULL,
-      });
+      const github = await store.list({ pageSize: 2, provider: Provider.GITHUB, state: TaskState.QUEUED });
       expect(github.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(0, 2));
-      for (const task of github.tasks) expect(raw(task)).toBe(RAW);
       const rest = await store.list({
         pageSize: 10,
         provider: Provider.GITHUB,
         state: TaskState.QUEUED,
         pageToken: github.nextPageToken,
-        view: TaskView.BASIC,
       });
       expect(rest.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0).slice(2));
       for (const task of rest.tasks) expect(task.event?.rawBody).toHaveLength(0);
       expect(rest.nextPageToken).toBe("");
 
-      const slack = await store.list({ pageSize: 10, provider: Provider.SLACK, view: TaskView.BASIC });
+      const slack = await store.list({ pageSize: 10, provider: Provider.SLACK });
       expect(slack.tasks.map((t) => t.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 1));
 
-      const none = await store.list({ pageSize: 10, state: TaskState.SUCCEEDED, view: TaskView.BASIC });
+      const none = await store.list({ pageSize: 10, state: TaskState.SUCCEEDED });
       expect(none).toEqual({ tasks: [], nextPageToken: "" });
     });
 
     it("lists by state, including ignored tasks", async () => {
       const queued = (await store.create(newTask(Provider.GITHUB, "q"))).task.id;
       const ignored = (await store.create(newTask(Provider.GITHUB, "i", TaskState.IGNORED))).task.id;
-      const ids = async (state: TaskState) =>
-        (await store.list({ pageSize: 10, state, view: TaskView.BASIC })).tasks.map((t) => t.id);
+      const ids = async (state: TaskState) => (await store.list({ pageSize: 10, state })).tasks.map((t) => t.id);
       expect(await ids(TaskState.QUEUED)).toEqual([queued]);
       expect(await ids(TaskState.IGNORED)).toEqual([ignored]);
     });
 
     it("gives no next page token when the last page is exactly full", async () => {
       for (let i = 0; i < 4; i++) await store.create(newTask(Provider.GITHUB, `d-${i}`));
-      const page = await store.list({ pageSize: 4, view: TaskView.BASIC });
+      const page = await store.list({ pageSize: 4 });
       expect(page.tasks).toHaveLength(4);
       expect(page.nextPageToken).toBe("");
-      const half = await store.list({ pageSize: 2, view: TaskView.BASIC });
-      const last = await store.list({ pageSize: 2, pageToken: half.nextPageToken, view: TaskView.BASIC });
+      const half = await store.list({ pageSize: 2 });
+      const last = await store.list({ pageSize: 2, pageToken: half.nextPageToken });
       expect(last.tasks).toHaveLength(2);
       expect(last.nextPageToken).toBe("");
     });
 
     it("rejects a page token issued for other filters, or not issued at all", async () => {
       for (let i = 0; i < 3; i++) await store.create(newTask(Provider.GITHUB, `d-${i}`));
-      const page = await store.list({ pageSize: 1, view: TaskView.BASIC });
+      const page = await store.list({ pageSize: 1 });
       expect(page.nextPageToken).not.toBe("");
       await expect(
-        store.list({ pageSize: 1, pageToken: page.nextPageToken, provider: Provider.GITHUB, view: TaskView.BASIC }),
+        store.list({ pageSize: 1, pageToken: page.nextPageToken, provider: Provider.GITHUB }),
       ).rejects.toThrow(InvalidPageTokenError);
-      await expect(store.list({ pageSize: 1, pageToken: "garbage", view: TaskView.BASIC })).rejects.toThrow(
-        InvalidPageTokenError,
-      );
+      await expect(store.list({ pageSize: 1, pageToken: "garbage" })).rejects.toThrow(InvalidPageTokenError);
     });
   });
 
@@ -197,16 +216,13 @@ describe("TaskStore", () => {
       expect(read).toMatchObject({ state: TaskState.RUNNING, attempt: 1, workerId: "w1" });
       expect(raw(read)).toBe(RAW);
 
-      const byState = async (state: TaskState) =>
-        (await store.list({ pageSize: 10, state, view: TaskView.BASIC })).tasks.map((t) => t.id);
+      const byState = async (state: TaskState) => (await store.list({ pageSize: 10, state })).tasks.map((t) => t.id);
       expect(await byState(TaskState.QUEUED)).toEqual([]);
       expect(await byState(TaskState.RUNNING)).toEqual([task.id]);
       expect(await store.idsInState(TaskState.QUEUED)).toEqual([]);
       expect(await store.idsInState(TaskState.RUNNING)).toEqual([task.id]);
       // Provider and all indexes are untouched.
-      expect(
-        (await store.list({ pageSize: 10, provider: Provider.GITHUB, view: TaskView.BASIC })).tasks.map((t) => t.id),
-      ).toEqual([task.id]);
+      expect((await store.list({ pageSize: 10, provider: Provider.GITHUB })).tasks.map((t) => t.id)).toEqual([task.id]);
 
       // A change that keeps the state leaves the indexes as they are.
       await store.update(task.id, (t) => {
@@ -272,5 +288,100 @@ describe("TaskStore", () => {
       expect(await store.idsInState(TaskState.QUEUED)).toEqual([ids[0], ids[2], ids[3]]);
       expect(await store.idsInState(TaskState.SUCCEEDED)).toEqual([ids[1]]);
     });
+  });
+
+  describe("retention", () => {
+    it("starts when a task ends, for every key of the task, and stops when an operator revives it", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "r-1"));
+      await db.redis.xadd(timelineKey(db.prefix, task.id), "*", "e", "x");
+      await store.setLease(task.id, "lease-1");
+      await store.update(task.id, (t) => {
+        t.state = TaskState.RUNNING;
+      });
+      expect(Object.values(await ttls(task.id, "r-1"))).toEqual([-1, -1, -1, -1, -1]);
+
+      await store.update(task.id, (t) => {
+        t.state = TaskState.FAILED;
+      });
+      const ended = await ttls(task.id, "r-1");
+      for (const ttl of Object.values(ended)) expectTtl(ttl, RETENTION_MS);
+      expect(await db.redis.zscore(`${db.prefix}index:expiry`, task.id)).not.toBeNull();
+
+      // A change to an ended task keeps its deadline.
+      await new Promise((r) => setTimeout(r, 20));
+      await store.update(task.id, (t) => {
+        t.cancelRequested = true;
+      });
+      expect((await ttls(task.id, "r-1")).task).toBeLessThan(ended.task);
+
+      await store.update(task.id, (t) => {
+        t.state = TaskState.QUEUED;
+      });
+      expect(Object.values(await ttls(task.id, "r-1"))).toEqual([-1, -1, -1, -1, -1]);
+      expect(await db.redis.zscore(`${db.prefix}index:expiry`, task.id)).toBeNull();
+    });
+
+    it("gives an ignored task its deadline at once, and its raw body a much shorter one", async () => {
+      const { task } = await store.create(newTask(Provider.SLACK, "r-ignored", TaskState.IGNORED));
+      const left = await ttls(task.id, "r-ignored", Provider.SLACK);
+      expectTtl(left.task, RETENTION_MS);
+      expectTtl(left.delivery, RETENTION_MS);
+      expectTtl(left.raw, IGNORED_BODY_RETENTION_MS);
+      const queued = await store.create(newTask(Provider.SLACK, "r-queued"));
+      expect((await ttls(queued.task.id, "r-queued", Provider.SLACK)).task).toBe(-1);
+    });
+
+    it("forgets ended tasks and their deliveries, takes them out of every index, and keeps the rest", async () => {
+      const short = new TaskStore(db.redis, { keyPrefix: db.prefix, retentionMs: 50, ignoredBodyRetentionMs: 10 });
+      const queued = (await short.create(newTask(Provider.GITHUB, "x-queued"))).task;
+      const ignored = (await short.create(newTask(Provider.GITHUB, "x-ignored", TaskState.IGNORED))).task;
+      const done = (await short.create(newTask(Provider.SLACK, "x-done"))).task;
+      await short.update(done.id, (t) => {
+        t.state = TaskState.SUCCEEDED;
+      });
+      await new Promise((r) => setTimeout(r, 120));
+
+      await expect(short.get(ignored.id)).rejects.toThrow(TaskNotFoundError);
+      await expect(short.get(done.id)).rejects.toThrow(TaskNotFoundError);
+      // Before the sweep the indexes still name them, and a listing skips them.
+      expect((await short.list({ pageSize: 10 })).tasks.map((t) => t.id)).toEqual([queued.id]);
+
+      expect(await short.sweepExpired(60_000)).toBe(2);
+      // One sweep per lock period, whichever replica takes it.
+      expect(await short.sweepExpired(60_000)).toBe(0);
+      const indexes = (await db.redis.keys(`${db.prefix}index:*`)).sort();
+      for (const index of indexes) {
+        const members = await db.redis.zrange(index, "0", "-1");
+        expect(members).not.toContain(ignored.id);
+        expect(members).not.toContain(done.id);
+      }
+      expect(await short.idsInState(TaskState.QUEUED)).toEqual([queued.id]);
+      expect(await db.redis.pttl(`${db.prefix}task:${queued.id}`)).toBe(-1);
+
+      // The delivery went with its task: submitted again, it makes a new one.
+      const again = await short.create(newTask(Provider.GITHUB, "x-ignored", TaskState.IGNORED));
+      expect(again.duplicate).toBe(false);
+    });
+  });
+
+  it("lists tasks without reading a single raw body", async () => {
+    for (let i = 0; i < 5; i++) await store.create(newTask(Provider.GITHUB, `b-${i}`));
+    const touched: string[] = [];
+    const send = db.redis.sendCommand.bind(db.redis);
+    const spy = vi.spyOn(db.redis, "sendCommand").mockImplementation((command, stream) => {
+      touched.push(...command.args.map(String));
+      return send(command, stream);
+    });
+    try {
+      const page = await store.list({ pageSize: 10 });
+      expect(page.tasks).toHaveLength(5);
+      expect(touched.some((arg) => arg.startsWith(`${db.prefix}task:`))).toBe(true);
+      expect(touched.filter((arg) => arg.startsWith(`${db.prefix}raw:`))).toEqual([]);
+      // The spy sees body reads where there are some.
+      await store.get(page.tasks[0]!.id, TaskView.FULL);
+      expect(touched.some((arg) => arg.startsWith(`${db.prefix}raw:`))).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -523,7 +523,9 @@ export enum TaskView {
   BASIC = 1,
 
   /**
-   * Everything, including `event.raw_body`.
+   * Everything, including `event.raw_body` (up to 25 MB). Only GetTask serves it, one task at a
+   * time; ListTasks refuses it. An IGNORED task's raw body is kept for a short while only
+   * (TASKS_IGNORED_BODY_RETENTION), after which FULL returns the task without it.
    *
    * @generated from enum value: TASK_VIEW_FULL = 2;
    */

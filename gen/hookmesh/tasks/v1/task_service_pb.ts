@@ -138,7 +138,9 @@ export type ListTasksRequest = Message<"hookmesh.tasks.v1.ListTasksRequest"> & {
   state: TaskState;
 
   /**
-   * How much of each task to return; defaults to BASIC.
+   * How much of each task to return: BASIC (the default). FULL is refused with
+   * INVALID_ARGUMENT: a page could carry hundreds of raw bodies of up to 25 MB each; read a
+   * task's raw body with GetTask.
    *
    * @generated from field: hookmesh.tasks.v1.TaskView view = 5;
    */
@@ -297,12 +299,16 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
 /**
  * TaskService turns events into durable tasks and lets anyone read them.
  *
+ * Retention: a task is kept, with its raw body, timeline and delivery id, for TASKS_RETENTION
+ * (30 days by default) after it reaches a final state (an IGNORED task from its creation);
+ * then reads answer NOT_FOUND and listings leave it out. QUEUED and RUNNING tasks never expire.
+ *
  * @generated from service hookmesh.tasks.v1.TaskService
  */
 export const TaskService: GenService<{
   /**
    * Creates the task for an event. Idempotent on (event.provider, event.source_id,
-   * event.delivery_id):
+   * event.delivery_id) for as long as the task is kept:
    * submitting the same delivery again returns the task created the first time with
    * `duplicate` set, and changes nothing.
    *
@@ -327,7 +333,8 @@ export const TaskService: GenService<{
     output: typeof GetTaskResponseSchema;
   },
   /**
-   * Lists tasks, newest first, optionally filtered.
+   * Lists tasks, newest first, optionally filtered, never with raw bodies.
+   * Errors: INVALID_ARGUMENT for view FULL or a page token issued for other filters.
    *
    * @generated from rpc hookmesh.tasks.v1.TaskService.ListTasks
    */
@@ -364,7 +371,8 @@ export const TaskService: GenService<{
   /**
    * Streams a task's timeline: every event after `after_event_id` (all when empty), then
    * each new one as it happens, until the task reaches a final state or the caller stops.
-   * Errors: NOT_FOUND.
+   * Errors: NOT_FOUND; RESOURCE_EXHAUSTED when the caller (its identity) already has
+   * TASKS_MAX_WATCHES_PER_CALLER streams open on this server, or the server TASKS_MAX_WATCHES.
    *
    * @generated from rpc hookmesh.tasks.v1.TaskService.WatchTask
    */

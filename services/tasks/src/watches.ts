@@ -1,0 +1,118 @@
+import type { Logger } from "@hookmesh/kit";
+import type { Redis } from "ioredis";
+import { storeCall, TooManyWatchesError } from "./errors.js";
+
+interface Channel {
+  listeners: Set<() => void>;
+  /** Settles when Redis confirmed the subscription. */
+  subscribed: Promise<unknown>;
+}
+
+/**
+ * Timeline signals for one process over one Redis connection: a task's channel is subscribed
+ * while at least one of this process's streams watches the task, and each message is fanned
+ * out to those streams' listeners. Pub/sub drops what is published while the connection is
+ * down, so when it comes back every channel is subscribed again and then every listener is
+ * woken, to read its timeline anew.
+ *
+ * `subscriber` is this class's alone, created with `autoResubscribe: false`: resubscribing is
+ * done here, so that the wake-up follows the confirmed subscriptions.
+ */
+export class TimelineSignals {
+  private readonly channels = new Map<string, Channel>();
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly channelOf: (taskId: string) => string,
+    private readonly logger: Logger,
+  ) {
+    subscriber.on("message", (channel: string) => this.wake(this.channels.get(channel)));
+    subscriber.on("ready", () => void this.resubscribe());
+    // Outages are reported by the shared connection's readiness logging; these are its echo.
+    subscriber.on("error", (err: Error) => logger.debug({ err: err.message }, "timeline subscriber error"));
+  }
+
+  /** Calls `wake` whenever the task's timeline grows, from when this resolves; the result stops it. */
+  async listen(taskId: string, wake: () => void): Promise<() => void> {
+    const name = this.channelOf(taskId);
+    let channel = this.channels.get(name);
+    if (channel === undefined) {
+      channel = { listeners: new Set(), subscribed: this.subscriber.subscribe(name) };
+      this.channels.set(name, channel);
+    }
+    const joined = channel;
+    joined.listeners.add(wake);
+    const stop = () => {
+      if (!joined.listeners.delete(wake) || joined.listeners.size > 0) return;
+      if (this.channels.get(name) === joined) this.channels.delete(name);
+      // A failed unsubscribe leaves a channel nobody listens to until the next reconnect, which starts clean.
+      this.subscriber.unsubscribe(name).catch(() => {});
+    };
+    try {
+      await storeCall(() => joined.subscribed);
+    } catch (err) {
+      // The next listener tries again instead of waiting on this failure.
+      if (this.channels.get(name) === joined) this.channels.delete(name);
+      joined.listeners.delete(wake);
+      throw err;
+    }
+    return stop;
+  }
+
+  private async resubscribe(): Promise<void> {
+    const names = [...this.channels.keys()];
+    if (names.length === 0) return;
+    try {
+      await this.subscriber.subscribe(...names);
+    } catch (err) {
+      // The connection dropped again; its next "ready" comes back here.
+      this.logger.debug({ err: (err as Error).message }, "timeline resubscribe failed");
+      return;
+    }
+    for (const channel of this.channels.values()) this.wake(channel);
+  }
+
+  private wake(channel: Channel | undefined): void {
+    for (const wake of channel?.listeners ?? []) wake();
+  }
+}
+
+export interface WatchQuotaOptions {
+  /** Streams one caller may have open at once. */
+  maxPerCaller: number;
+  /** Streams this process serves at once, for all callers together. */
+  maxTotal: number;
+}
+
+/**
+ * How many WatchTask streams are open, per caller and in all: a stream holds a slot from its
+ * start to its end, so no caller can hold more than its share of the process's listeners.
+ */
+export class WatchQuota {
+  private readonly open = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly options: WatchQuotaOptions) {}
+
+  /** Takes a slot for `caller`, or throws TooManyWatchesError; the result gives it back (once). */
+  admit(caller: string): () => void {
+    const mine = this.open.get(caller) ?? 0;
+    if (mine >= this.options.maxPerCaller) {
+      throw new TooManyWatchesError(`at most ${this.options.maxPerCaller} WatchTask streams per caller are open`);
+    }
+    if (this.total >= this.options.maxTotal) {
+      throw new TooManyWatchesError(`this server has its most WatchTask streams (${this.options.maxTotal}) open`);
+    }
+    this.open.set(caller, mine + 1);
+    this.total++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.total--;
+      const left = (this.open.get(caller) ?? 1) - 1;
+      if (left === 0) this.open.delete(caller);
+      else this.open.set(caller, left);
+    };
+  }
+}
