@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import {
-  type ClientFactoryOptions,
   ConfigError,
   connectRedis,
   createClientFactory,
@@ -35,8 +34,6 @@ import { WorkQueue } from "./work-queue.js";
 export interface TasksDeps {
   logger: Logger;
   env: Env;
-  /** Breaker and retry settings of the client to the github service, for tests. */
-  clientOptions?: Omit<ClientFactoryOptions, "logger" | "identity">;
 }
 
 /** The tasks service, built and connected, not yet listening. */
@@ -102,7 +99,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     ignoredBodyRetentionMs: config.ignoredBodyRetentionMs,
   });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
-  const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
+  const clients = createClientFactory({ logger, ...(identity && { identity }) });
   const gateLookups = {
     labelers: new LabelerPermissions(clients.client(GitHubService, config.githubUrl, "github"), GATE_LOOKUP, logger),
     jiraGroups: new JiraGroups(clients.client(JiraService, config.jiraUrl, "jira"), GATE_LOOKUP, logger),
