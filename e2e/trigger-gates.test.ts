@@ -192,6 +192,13 @@ describe("trigger gates on real deliveries", () => {
     expect(await outcome(slackMention())).toEqual(["QUEUED", "matched route slack-mention"]);
   });
 
+  it("a Slack Connect guest from another organization, in a channel of the allowed workspace, runs nothing", async () => {
+    expect(await outcome(slackMention({ user: "U0GUEST", user_team: "T0PARTNER" }))).toEqual([
+      "IGNORED",
+      "user's workspace T0PARTNER is not in gate.slack.team_ids of slack-mention",
+    ]);
+  });
+
   it("a Slack mention from another workspace runs nothing", async () => {
     const payload = fixture("slack-app-mention.json");
     Object.assign(payload, { event_id: `Ev${randomUUID().slice(0, 8)}`, team_id: "T0STRANGER" });

@@ -289,6 +289,17 @@ describe("SlackProvider.parse: Events API", () => {
     expect(eventOf(slack.parse(signed(JSON.stringify(envelope))), slack).actor?.bot).toBe(true);
   });
 
+  it("names the author's own workspace: a Slack Connect guest's user_team, else the event's team", () => {
+    const envelope = JSON.parse(fixture("slack-app-mention.json").toString("utf8")) as {
+      event: Record<string, unknown>;
+    };
+    expect(eventOf(slack.parse(signed(JSON.stringify(envelope))), slack).actor?.teamId).toBe("T061EG9R6");
+    Object.assign(envelope.event, { user_team: "T0PARTNER" });
+    const event = eventOf(slack.parse(signed(JSON.stringify(envelope))), slack);
+    expect(event.actor?.teamId).toBe("T0PARTNER");
+    expect(event.subject?.ref.value).toMatchObject({ teamId: "T061EG9R6" });
+  });
+
   it("carries no text for an edit, so that editing a message does not trigger again", () => {
     const envelope = JSON.parse(fixture("slack-message-thread.json").toString("utf8")) as {
       event: Record<string, unknown>;

@@ -24,6 +24,8 @@ export function normalizeSlackEvent(envelope: JsonObject, eventId: string, event
     action: str(event.subtype),
     actor: create(ActorSchema, {
       id: str(event.user),
+      // The author's own workspace: a Slack Connect guest's is not the channel's.
+      teamId: str(event.user_team) || str(event.team) || str(envelope.team_id),
       // Events name people by id only; a bot's message also carries the bot's name.
       login: str(event.username) || str(obj(event.bot_profile).name),
       // Every shape Slack gives a bot's message: a classic `bot_message`, an app's bot user (its
@@ -56,7 +58,11 @@ export function normalizeSlashCommand(form: URLSearchParams, deliveryId: string)
     sourceId: form.get("api_app_id") ?? "",
     eventType: "slash_command",
     action: form.get("command") ?? "",
-    actor: create(ActorSchema, { id: form.get("user_id") ?? "", login: form.get("user_name") ?? "" }),
+    actor: create(ActorSchema, {
+      id: form.get("user_id") ?? "",
+      login: form.get("user_name") ?? "",
+      teamId: form.get("user_team") ?? form.get("team_id") ?? "",
+    }),
     // Not in a thread: the command's answer starts one in the channel.
     subject: slackSubject(form.get("team_id") ?? "", form.get("channel_id") ?? "", "", ""),
     text: form.get("text") ?? "",
@@ -83,7 +89,11 @@ export function normalizeSlackInteraction(
     sourceId: str(payload.api_app_id),
     eventType,
     action: str(firstAction.action_id) || str(payload.callback_id) || str(obj(payload.view).callback_id),
-    actor: create(ActorSchema, { id: str(user.id), login: str(user.username) || str(user.name) }),
+    actor: create(ActorSchema, {
+      id: str(user.id),
+      login: str(user.username) || str(user.name),
+      teamId: str(user.team_id) || str(obj(payload.team).id),
+    }),
     subject: slackSubject(
       str(obj(payload.team).id) || str(user.team_id),
       str(obj(payload.channel).id) || str(container.channel_id),

@@ -375,6 +375,13 @@ describe("trigger gates", () => {
     expect(refusal([slackRule({ channelIds: ["C0OTHER"] })], mention)).toBe(
       "channel C024BE91L is not in gate.slack.channel_ids of slack-gated",
     );
+    const guest = create(EventSchema, {
+      ...mention,
+      actor: create(ActorSchema, { id: "U0GUEST", login: "guest", teamId: "T0PARTNER" }),
+    });
+    expect(refusal([slackRule({ teamIds: ["T061EG9R6"] })], guest)).toBe(
+      "user's workspace T0PARTNER is not in gate.slack.team_ids of slack-gated",
+    );
   });
 
   it("a Jira gate lets through its accounts and projects; app accounts only when it allows apps", () => {

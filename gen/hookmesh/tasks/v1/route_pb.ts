@@ -223,7 +223,8 @@ export const GitHubGateSchema: GenMessage<GitHubGate> = /*@__PURE__*/
  */
 export type SlackGate = Message<"hookmesh.tasks.v1.SlackGate"> & {
   /**
-   * Workspace ids (`T…`) the event must come from.
+   * Workspace ids (`T…`) the event must come from, and its author belong to (a Slack Connect
+   * guest from another organization does not pass, even in a channel of a listed workspace).
    *
    * @generated from field: repeated string team_ids = 1;
    */

@@ -141,8 +141,17 @@ function slackRefusal(routeId: string, event: Event, gate: SlackGate | undefined
     return `${routeId} is closed: its gate.slack names no team_ids, channel_ids or user_ids`;
   }
   const slack = event.subject?.ref.case === "slack" ? event.subject.ref.value : undefined;
+  // Both where it happened and who wrote it: in a channel shared with another organization, a
+  // guest from that organization writes in this workspace.
   return (
     unlisted(routeId, "gate.slack.team_ids", gate.teamIds, slack?.teamId ?? "", "workspace") ??
+    unlisted(
+      routeId,
+      "gate.slack.team_ids",
+      gate.teamIds,
+      event.actor?.teamId || (slack?.teamId ?? ""),
+      "user's workspace",
+    ) ??
     unlisted(routeId, "gate.slack.channel_ids", gate.channelIds, slack?.channelId ?? "", "channel") ??
     unlisted(routeId, "gate.slack.user_ids", gate.userIds, event.actor?.id ?? "", "user")
   );
