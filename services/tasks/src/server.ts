@@ -45,5 +45,6 @@ export function build(deps: ServerDeps): MeshServer {
     readMaxBytes: READ_MAX_BYTES,
     identity: deps.identity,
     tokens: deps.tokens,
+    limits: deps.limits,
   });
 }
