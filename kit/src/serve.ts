@@ -198,20 +198,23 @@ export function createMeshServer(options: ServerOptions): MeshServer {
 
 /**
  * Waits for enough of the first bytes to tell an HTTP/2 preface from an HTTP/1.x request line,
- * for at most `timeoutMs`: a connection that says nothing holds nothing. The bytes go back with
- * `unshift`: both of Node's HTTP servers read what is buffered on the socket before they read
- * from its handle.
+ * for at most `timeoutMs`: a connection that says nothing holds nothing. The bytes are kept
+ * until the protocol is known and then go back with `unshift`: both of Node's HTTP servers read
+ * what is buffered on the socket before they read from its handle. (Unshifting a partial
+ * preface while still waiting makes the stream emit "readable" again at once, a busy loop that
+ * a client sending one "P" would hold the process in.)
  */
 function sniffProtocol(socket: net.Socket, timeoutMs: number, route: (isHttp2: boolean) => void) {
   const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  const chunks: Buffer[] = [];
   const onReadable = () => {
-    const received: Buffer | null = socket.read();
-    if (received === null) return;
+    for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) chunks.push(chunk);
+    const received = Buffer.concat(chunks);
     const head = received.subarray(0, HTTP2_PREFACE.length);
-    socket.unshift(received);
     if (head.length < HTTP2_PREFACE.length && HTTP2_PREFACE.subarray(0, head.length).equals(head)) return;
     socket.off("readable", onReadable);
     clearTimeout(timer);
+    socket.unshift(received);
     route(head.equals(HTTP2_PREFACE));
   };
   socket.on("readable", onReadable);
@@ -223,7 +226,8 @@ function sniffProtocol(socket: net.Socket, timeoutMs: number, route: (isHttp2: b
  * Sends GOAWAY to a session once it has had no open stream for `idleTimeoutMs`, from its start
  * or its last stream's end. Open streams are counted rather than bytes, so that client PINGs do
  * not keep an unused session, and a quiet long-lived stream (WatchTask, a LeaseTasks long poll)
- * keeps its session however long it is silent. Mesh clients open a new session for their next call.
+ * keeps its session however long it is silent. Mesh clients open a new session for their next
+ * call.
  */
 function closeWhenIdle(session: http2.ServerHttp2Session, idleTimeoutMs: number) {
   let open = 0;
