@@ -18,9 +18,12 @@ export interface HttpLimits {
   requestTimeoutMs: number;
   /** How long an HTTP/1.1 connection waits for its next request. */
   keepAliveTimeoutMs: number;
-  /** A request's header block (HTTP/1.1) or header list (HTTP/2), in bytes. */
+  /** A request's header block (HTTP/1.1: 431) or header list (HTTP/2: the stream is reset), in bytes. */
   maxHeaderBytes: number;
-  /** Header fields per request. */
+  /**
+   * Header fields per request. HTTP/2 resets a stream with more; Node's HTTP/1.1 parser keeps
+   * the first this many in `req.headers` and ignores the rest (the byte cap bounds the memory).
+   */
   maxHeaders: number;
 }
 

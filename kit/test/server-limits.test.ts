@@ -1,3 +1,4 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,6 +15,7 @@ import {
   DEFAULT_SERVER_LIMITS,
   envHttpLimits,
   envServerLimits,
+  limitHttp1,
   type ServerLimits,
 } from "../src/limits.js";
 import { envListen } from "../src/listen.js";
@@ -291,20 +293,26 @@ describe("a cleartext mesh port", () => {
     await new Promise<void>((resolve) => session.once("remoteSettings", () => resolve()));
     expect(session.remoteSettings.maxConcurrentStreams).toBe(3);
     expect(session.remoteSettings.maxHeaderListSize).toBe(1024);
-    // A header list above the cap is refused before it reaches a handler.
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/grpc.health.v1.Health/Check",
-      "content-type": "application/json",
-      "x-padding": "p".repeat(2048),
-    });
-    stream.on("error", () => {});
-    stream.end("{}");
-    const status = await new Promise<number | undefined>((resolve) => {
-      stream.once("response", (headers) => resolve(headers[":status"]));
-      stream.once("close", () => resolve(undefined));
-    });
-    expect(status === undefined || status === 431).toBe(true);
+    const call = (extra: Record<string, string>) =>
+      new Promise<{ status?: number; rstCode?: number }>((resolve) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/grpc.health.v1.Health/Check",
+          "content-type": "application/json",
+          ...extra,
+        });
+        stream.on("error", () => {});
+        stream.end("{}");
+        stream.once("response", (headers) => resolve({ status: headers[":status"] }));
+        stream.once("close", () => resolve({ rstCode: stream.rstCode }));
+      });
+    // Too many header bytes or fields: the stream is reset before it reaches a handler; the session goes on.
+    const refused = { rstCode: http2.constants.NGHTTP2_ENHANCE_YOUR_CALM };
+    expect(await call({ "x-padding": "p".repeat(2048) })).toEqual(refused);
+    expect(await call(Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`x-extra-${i}`, "1"])))).toEqual(
+      refused,
+    );
+    expect(await call({})).toEqual({ status: 200 });
   });
 });
 
@@ -347,6 +355,19 @@ describe("a TLS mesh port", () => {
     await until(() => meshClient.open() === 0, "the server to close the mesh client's idle session");
     expect((await health.check({})).status).toBe(ServingStatus.SERVING);
     expect(meshClient.accepted()).toBe(2);
+  });
+});
+
+describe("limitHttp1 on a plain HTTP server", () => {
+  it("parses the first maxHeaders header fields of a request and ignores the rest, as Node does", async () => {
+    const server = http.createServer((req, res) => res.end(String(Object.keys(req.headers).length)));
+    limitHttp1(server, { ...DEFAULT_HTTP_LIMITS, maxHeaders: 10 });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => server.close());
+    const { port } = server.address() as net.AddressInfo;
+    const headers = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`x-extra-${i}`, "1"]));
+    const res = await fetch(`http://127.0.0.1:${port}/`, { headers });
+    expect(await res.text()).toBe("10");
   });
 });
 
