@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import type * as http2 from "node:http2";
 import type * as net from "node:net";
 import { type Env, envInt } from "./config.js";
 import type { Logger } from "./logger.js";
@@ -159,30 +160,30 @@ interface Http1Server {
 /**
  * Applies `limits` to the HTTP/1.1 connections `server` serves. A connection's idle and
  * keep-alive timeouts end it only between calls: a response that streams slowly (WatchTask over
- * gRPC-Web or Connect) is bounded by its call's deadline, not by the socket's silence, and the
- * request timeout covers only the request, which such a call sends at once.
+ * gRPC-Web or Connect) is bounded by its deadline and the connection cap, not by the socket's
+ * silence, and the request timeout covers only the request, which such a call sends at once.
  *
  * A plain `http.Server` gets the idle timeout on each socket; a server that also speaks HTTP/2
  * sets it on its HTTP/1.1 sockets itself, as the server-wide one would cut HTTP/2 sessions.
  */
-export function limitHttp1(target: http.Server | object, limits: HttpLimits): void {
-  const server = target as Http1Server;
-  server.headersTimeout = limits.headersTimeoutMs;
-  server.requestTimeout = limits.requestTimeoutMs;
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  server.maxHeadersCount = limits.maxHeaders;
-  server.maxHeaderSize = limits.maxHeaderBytes;
+export function limitHttp1(server: http.Server | http2.Http2SecureServer, limits: HttpLimits): void {
+  const settings = server as unknown as Http1Server;
+  settings.headersTimeout = limits.headersTimeoutMs;
+  settings.requestTimeout = limits.requestTimeoutMs;
+  settings.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  settings.maxHeadersCount = limits.maxHeaders;
+  settings.maxHeaderSize = limits.maxHeaderBytes;
   // Node looks for expired headers and requests on this interval (30 s unless set), so a
   // timeout can only be as precise as it.
-  server.connectionsCheckingInterval = Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 2)));
-  if (target instanceof http.Server) target.timeout = limits.idleTimeoutMs;
+  settings.connectionsCheckingInterval = Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 2)));
+  if (server instanceof http.Server) server.timeout = limits.idleTimeoutMs;
   const inFlight = new WeakMap<net.Socket, number>();
   // With a listener here, Node leaves a timed-out socket to it instead of destroying it.
-  server.on("timeout", (socket) => {
+  settings.on("timeout", (socket) => {
     if (!inFlight.get(socket)) socket.destroy();
   });
   // A server that also speaks HTTP/2 emits its HTTP/2 calls here too; their sessions are not sockets it times out.
-  server.on("request", (req, res) => {
+  settings.on("request", (req, res) => {
     if (!(req instanceof http.IncomingMessage && res instanceof http.ServerResponse)) return;
     const socket = req.socket;
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
