@@ -211,6 +211,22 @@ describe("a cleartext mesh port", () => {
     expect(through.accepted()).toBe(2);
   });
 
+  it("loses no call sent around the server's idle timeout, as the mesh client closes idle connections first", async () => {
+    const { url } = await start({ idleTimeoutMs: 200 });
+    // No retries: a call that crossed the server's GOAWAY would fail the test.
+    const clients = createClientFactory({
+      logger: memoryLogger("client").logger,
+      idleTimeoutMs: 100,
+      retry: { maxAttempts: 1 },
+    });
+    cleanups.push(() => clients.close());
+    const health = clients.client(Health, url);
+    for (let i = 0; i < 15; i++) {
+      expect((await health.check({})).status).toBe(ServingStatus.SERVING);
+      await sleep(190 + Math.random() * 20);
+    }
+  });
+
   it("keeps an HTTP/2 session whose only stream is quiet for longer than the idle timeout", async () => {
     const { port, health } = await start();
     const through = await relay(port);
