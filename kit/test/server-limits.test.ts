@@ -333,7 +333,7 @@ describe("a cleartext mesh port", () => {
 });
 
 describe("a TLS mesh port", () => {
-  it("closes connections that never finish the handshake, idle sessions and idle HTTPS/1.1 connections; mTLS calls reconnect", async () => {
+  it("closes connections that never finish the handshake, idle sessions and idle or kept-alive HTTPS/1.1 connections; mTLS calls reconnect", async () => {
     const { port } = await start({}, true);
     const clients = identities.clients("gateway");
     cleanups.push(() => clients.close());
@@ -346,7 +346,7 @@ describe("a TLS mesh port", () => {
     const idleClients = await relay(port);
     const { port: idlePort } = new URL(idleClients.url("https"));
     const operator = identities.identity("operator").current();
-    const handshake = (ALPNProtocols: string[]) =>
+    const handshake = (ALPNProtocols: string[], greeting?: string) =>
       new Promise<void>((resolve, reject) => {
         const socket = tls.connect({
           port: Number(idlePort),
@@ -356,7 +356,10 @@ describe("a TLS mesh port", () => {
           rejectUnauthorized: false,
         });
         socket.on("error", () => {});
-        socket.once("secureConnect", () => resolve());
+        socket.once("secureConnect", () => {
+          if (greeting !== undefined) socket.write(greeting);
+          resolve();
+        });
         socket.once("close", () => reject(new Error("closed during the handshake")));
         cleanups.push(() => socket.destroy());
       });
@@ -365,7 +368,11 @@ describe("a TLS mesh port", () => {
     // Handshaken, and then silent, as HTTP/2 and as HTTP/1.1.
     await Promise.all(Array.from({ length: 10 }, () => handshake(["h2"])));
     await Promise.all(Array.from({ length: 10 }, () => handshake(["http/1.1"])));
-    expect(idleClients.accepted()).toBe(40);
+    // Served once over HTTPS/1.1, then kept alive with no next request.
+    await Promise.all(
+      Array.from({ length: 10 }, () => handshake(["http/1.1"], "GET /healthz HTTP/1.1\r\nHost: tasks\r\n\r\n")),
+    );
+    expect(idleClients.accepted()).toBe(50);
     await until(() => idleClients.open() === 0, "the server to close every idle connection");
 
     await until(() => meshClient.open() === 0, "the server to close the mesh client's idle session");
