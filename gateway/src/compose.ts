@@ -129,6 +129,8 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     logger,
     identity,
     tokens: config.operatorTokens,
+    limits: config.limits,
+    httpLimits: config.httpLimits,
   });
   return {
     server,

@@ -2,6 +2,7 @@ import {
   ConfigError,
   type Env,
   envDuration,
+  envHttpLimits,
   envInt,
   envList,
   envListen,
@@ -10,6 +11,7 @@ import {
   envPort,
   envRedis,
   envSecrets,
+  type HttpLimits,
   type ListenConfig,
   type LogLevel,
   type RedisConfig,
@@ -26,6 +28,8 @@ export type BuiltInProvider = (typeof BUILT_IN_PROVIDERS)[number];
 export interface GatewayConfig extends ListenConfig {
   /** The webhook edge: plain HTTP, because providers authenticate by signing each body. */
   httpPort: number;
+  /** `GATEWAY_HTTP_<LIMIT>`: connections, timeouts and header sizes of the webhook edge. */
+  httpLimits: HttpLimits;
   tasksUrl: string;
   redis: RedisConfig;
   /** Accepted signing secrets per provider; an empty list closes its HTTP endpoint (404). */
@@ -56,6 +60,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
   return {
     ...envListen(env, "gateway", 50050, { TASKS_URL: tasksUrl }),
     httpPort: envPort(env, "GATEWAY_HTTP_PORT", 8080),
+    httpLimits: envHttpLimits(env, "GATEWAY_HTTP"),
     tasksUrl,
     redis: envRedis(env, "GATEWAY", "hookmesh:gateway:"),
     secrets: {

@@ -2,10 +2,14 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
+  capConnections,
   createMeshServer,
+  DEFAULT_HTTP_LIMITS,
   type ErrorMapper,
   HealthState,
+  type HttpLimits,
   type Logger,
+  limitHttp1,
   type MeshServer,
   mapStoreError,
   type SecurityOptions,
@@ -26,6 +30,8 @@ export interface ServerDeps extends SecurityOptions {
   customWebhooks: CustomRouteStore;
   /** True when the gateway can make deliveries durable right now. */
   ready: (signal: AbortSignal) => Promise<boolean>;
+  /** What any one client may hold on the webhook edge (`GATEWAY_HTTP_*`); the defaults unless given. */
+  httpLimits?: HttpLimits;
   logger: Logger;
 }
 
@@ -45,10 +51,10 @@ export const mapGatewayError: ErrorMapper = (err) =>
 export function build(deps: ServerDeps): Gateway {
   const { pipeline, deliveries, customWebhooks } = deps;
   const handler = httpEndpoints({ pipeline, ready: deps.ready, logger: deps.logger });
-  const server = http.createServer(
-    { headersTimeout: 10_000, requestTimeout: 60_000 },
-    (req, res) => void handler(req, res),
-  );
+  const httpLimits = deps.httpLimits ?? DEFAULT_HTTP_LIMITS;
+  const server = http.createServer((req, res) => void handler(req, res));
+  limitHttp1(server, httpLimits);
+  capConnections(server, httpLimits.maxConnections, deps.logger);
   const grpc = createMeshServer({
     routes: (router: ConnectRouter) => {
       deliveryServiceRoutes(deliveries, pipeline)(router);
@@ -59,6 +65,7 @@ export function build(deps: ServerDeps): Gateway {
     mapError: mapGatewayError,
     identity: deps.identity,
     tokens: deps.tokens,
+    limits: deps.limits,
   });
   return {
     http: server,

@@ -6,6 +6,7 @@ export * from "./errors.js";
 export * from "./health.js";
 export * from "./identity/index.js";
 export * from "./interceptors.js";
+export * from "./limits.js";
 export * from "./listen.js";
 export * from "./logger.js";
 export * from "./process.js";

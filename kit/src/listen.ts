@@ -1,5 +1,6 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
 import { type Env, envIdentity, envInsecure, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
+import { envServerLimits, type ServerLimits } from "./limits.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
 export interface ListenConfig {
@@ -11,13 +12,15 @@ export interface ListenConfig {
   identity: IdentityConfig;
   /** Bearer tokens accepted from callers without a client certificate (`HOOKMESH_OPERATOR_TOKENS_FILE`). */
   operatorTokens: OperatorTokens;
+  /** What any one client may hold on the port: `<NAME>_SERVER_<LIMIT>`, else `HOOKMESH_SERVER_<LIMIT>`. */
+  limits: ServerLimits;
 }
 
 /**
  * The listening half of a service's configuration, checked as a whole: the bind address (loopback
  * by default, so a fresh start exposes nothing), the port, and the identity, which refuses
  * cleartext anywhere but on loopback and needs `https://` for every peer in `peers` (the URLs
- * the service calls, by the variable that set each).
+ * the service calls, by the variable that set each), and the port's connection limits.
  */
 export function envListen(
   env: Env,
@@ -32,6 +35,7 @@ export function envListen(
     port: envPort(env, `${prefix}_PORT`, defaultPort),
     identity: envIdentity(env, name, { listen: { [`${prefix}_HOST`]: host }, peers }),
     operatorTokens: envOperatorTokens(env),
+    limits: envServerLimits(env, name),
   };
 }
 

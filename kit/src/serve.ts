@@ -13,10 +13,11 @@ import { type HealthState, healthRoutes } from "./health.js";
 import type { Identity } from "./identity/identity.js";
 import { peerFromCertificate } from "./identity/spiffe.js";
 import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
+import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, type ServerLimits } from "./limits.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
 
-/** How a server proves who it is and learns who calls it; the same for every service. */
+/** How a server proves who it is, learns who calls it and bounds what a caller holds; the same for every service. */
 export interface SecurityOptions {
   /**
    * The service's identity: the port speaks mTLS only, presents the identity's certificate
@@ -29,6 +30,8 @@ export interface SecurityOptions {
   identity?: Identity;
   /** Bearer tokens that identify callers without a client certificate (operators' scripts, browsers). */
   tokens?: OperatorTokens;
+  /** What any one client may hold on the port (a service's `ListenConfig.limits`); the defaults unless given. */
+  limits?: ServerLimits;
 }
 
 /** Registers a service's own RPCs on the router. */
@@ -67,6 +70,7 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  */
 export function createMeshServer(options: ServerOptions): MeshServer {
   const { logger, health, identity } = options;
+  const limits = options.limits ?? DEFAULT_SERVER_LIMITS;
   const routes = (router: ConnectRouter) => {
     options.routes(router);
     healthRoutes(health)(router);
@@ -83,6 +87,11 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
     ...(identity && { contextValues: peerContext(identity.trustDomain) }),
   });
+
+  const http2Options: http2.ServerOptions = {
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    maxHeaderListPairs: limits.maxHeaders,
+  };
 
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
@@ -104,8 +113,13 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     // bearer-token callers come without one. A call's identity is only ever a certificate the CA
     // bundle verified (peerContext) or a valid token, and the authorization interceptor refuses
     // everything but health to a caller with neither.
-    const tls = { ...serverCredentials(identity), requestCert: true, rejectUnauthorized: false };
-    const secure = http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
+    const tls = {
+      ...serverCredentials(identity),
+      requestCert: true,
+      rejectUnauthorized: false,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+    };
+    const secure = http2.createSecureServer({ ...tls, ...http2Options, allowHTTP1: true }, handler);
     // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.
     unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
     h2 = secure;
@@ -113,21 +127,27 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     // With allowHTTP1 the TLS server tracks its HTTP/1.1 connections (missing from @types/node).
     http1 = h2 as unknown as typeof http1;
     h2.on("connection", track);
+    limitHttp1(secure, limits);
+    // The server-wide socket timeout would apply to HTTP/2 sessions too, which closeWhenIdle keeps instead.
+    secure.on("secureConnection", (socket) => {
+      if (socket.alpnProtocol !== "h2") socket.setTimeout(limits.idleTimeoutMs);
+    });
   } else {
-    h2 = http2.createServer({}, handler);
+    h2 = http2.createServer(http2Options, handler);
     const plain = http.createServer(handler);
-    plain.headersTimeout = 10_000;
-    plain.requestTimeout = 0;
+    limitHttp1(plain, limits);
     h1 = plain;
     http1 = plain;
     listener = net.createServer((socket) => {
       track(socket);
-      sniffProtocol(socket, (isHttp2) => (isHttp2 ? h2 : plain).emit("connection", socket));
+      sniffProtocol(socket, limits.handshakeTimeoutMs, (isHttp2) => (isHttp2 ? h2 : plain).emit("connection", socket));
     });
   }
+  capConnections(listener, limits.maxConnections, logger);
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    closeWhenIdle(session, limits.idleTimeoutMs);
   });
 
   return {
@@ -177,22 +197,54 @@ export function createMeshServer(options: ServerOptions): MeshServer {
 }
 
 /**
- * Waits for enough of the first bytes to tell an HTTP/2 preface from an HTTP/1.x request line.
- * The bytes go back with `unshift`: both of Node's HTTP servers read what is buffered on the
- * socket before they read from its handle.
+ * Waits for enough of the first bytes to tell an HTTP/2 preface from an HTTP/1.x request line,
+ * for at most `timeoutMs`: a connection that says nothing holds nothing. The bytes are kept
+ * until the protocol is known and then go back with `unshift`: both of Node's HTTP servers read
+ * what is buffered on the socket before they read from its handle. (Unshifting a partial
+ * preface while still waiting makes the stream emit "readable" again at once, a busy loop that
+ * a client sending one "P" would hold the process in.)
  */
-function sniffProtocol(socket: net.Socket, route: (isHttp2: boolean) => void) {
+function sniffProtocol(socket: net.Socket, timeoutMs: number, route: (isHttp2: boolean) => void) {
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  const chunks: Buffer[] = [];
   const onReadable = () => {
-    const received: Buffer | null = socket.read();
-    if (received === null) return;
+    for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) chunks.push(chunk);
+    const received = Buffer.concat(chunks);
     const head = received.subarray(0, HTTP2_PREFACE.length);
-    socket.unshift(received);
     if (head.length < HTTP2_PREFACE.length && HTTP2_PREFACE.subarray(0, head.length).equals(head)) return;
     socket.off("readable", onReadable);
+    clearTimeout(timer);
+    socket.unshift(received);
     route(head.equals(HTTP2_PREFACE));
   };
   socket.on("readable", onReadable);
   socket.on("error", () => socket.destroy());
+  socket.once("close", () => clearTimeout(timer));
+}
+
+/**
+ * Sends GOAWAY to a session once it has had no open stream for `idleTimeoutMs`, from its start
+ * or its last stream's end. Open streams are counted rather than bytes, so that client PINGs do
+ * not keep an unused session, and a quiet long-lived stream (WatchTask, a LeaseTasks long poll)
+ * keeps its session however long it is silent. Mesh clients open a new session for their next
+ * call.
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, idleTimeoutMs: number) {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => session.close(), idleTimeoutMs);
+  };
+  arm();
+  session.on("stream", (stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      open--;
+      if (open === 0 && !session.closed) arm();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
 }
 
 function serverCredentials(identity: Identity): { cert: string; key: string; ca: string } {

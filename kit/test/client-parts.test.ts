@@ -29,6 +29,15 @@ describe("codes", () => {
     expect(failedBeforeSending(wrap(new Error("session failed", { cause: unresolvable })))).toBe(true);
     expect(failedBeforeSending(wrap(reset))).toBe(false);
     expect(failedBeforeSending(new ConnectError("server said so", Code.Unavailable))).toBe(false);
+    // A stream the server refused unprocessed, as it does to one that crossed its GOAWAY.
+    const refusedStream = Object.assign(new Error("Stream closed with error code NGHTTP2_REFUSED_STREAM"), {
+      code: "ERR_HTTP2_STREAM_ERROR",
+    });
+    const cancelledStream = Object.assign(new Error("Stream closed with error code NGHTTP2_CANCEL"), {
+      code: "ERR_HTTP2_STREAM_ERROR",
+    });
+    expect(failedBeforeSending(wrap(refusedStream))).toBe(true);
+    expect(failedBeforeSending(wrap(cancelledStream))).toBe(false);
 
     const cyclic = new Error("cyclic");
     cyclic.cause = cyclic;

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { abortAfter } from "../src/abort.js";
 import { ConfigError, checkSecretSource } from "../src/config.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../src/errors.js";
+import { DEFAULT_SERVER_LIMITS } from "../src/limits.js";
 import { memoryLogger } from "../src/testing/index.js";
 import {
   envIntegration,
@@ -25,6 +26,7 @@ describe("envIntegration", () => {
       port: 50070,
       identity: { insecure: true },
       operatorTokens: expect.anything(),
+      limits: DEFAULT_SERVER_LIMITS,
       redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:acme:" },
       dryRun: false,
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },

@@ -28,6 +28,12 @@ const retryableCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.Resour
  */
 const preConnectSyscalls: ReadonlySet<string> = new Set(["connect", "getaddrinfo"]);
 
+/**
+ * HTTP/2's "the server closed this stream before any processing" (RFC 9113, 8.7): what a client
+ * gets for a call it sent just as the server sent GOAWAY to the idle connection.
+ */
+const REFUSED_STREAM = "NGHTTP2_REFUSED_STREAM";
+
 export function isOutage(err: ConnectError): boolean {
   return outageCodes.has(err.code);
 }
@@ -36,12 +42,19 @@ export function isRetryableCode(err: ConnectError): boolean {
   return retryableCodes.has(err.code);
 }
 
-/** True if the cause chain shows that the request was never sent, so any method may be retried. */
+/**
+ * True if the cause chain shows that the request was never sent, or that the server refused its
+ * stream unprocessed, so any method may be retried.
+ */
 export function failedBeforeSending(err: ConnectError): boolean {
   const seen = new Set<unknown>();
   for (let cause: unknown = err.cause; cause instanceof Error && !seen.has(cause); cause = cause.cause) {
     seen.add(cause);
     if ("syscall" in cause && typeof cause.syscall === "string" && preConnectSyscalls.has(cause.syscall)) {
+      return true;
+    }
+    // Node names the stream's reset code only in the message of ERR_HTTP2_STREAM_ERROR.
+    if ("code" in cause && cause.code === "ERR_HTTP2_STREAM_ERROR" && cause.message.includes(REFUSED_STREAM)) {
       return true;
     }
   }

@@ -3,6 +3,7 @@ import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { clientTlsOptions, type Identity } from "../identity/identity.js";
 import { spiffeId } from "../identity/spiffe.js";
+import { DEFAULT_SERVER_LIMITS } from "../limits.js";
 import type { Logger } from "../logger.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
@@ -20,6 +21,11 @@ export interface ClientFactoryOptions {
   retryBudget?: RetryBudgetOptions;
   /** Deadline of calls whose caller gives none. Default 10s. */
   defaultTimeoutMs?: number;
+  /**
+   * How long a connection with no call open is kept. Default: half the servers' default idle
+   * timeout, so that the client ends an idle connection before the server does.
+   */
+  idleTimeoutMs?: number;
   /**
    * The calling service's identity: every call goes over mTLS, presenting its (current)
    * certificate and accepting only the server identity named for the downstream.
@@ -54,18 +60,19 @@ export interface ClientFactory {
 
 export function createClientFactory(options: ClientFactoryOptions): ClientFactory {
   const { logger, identity, defaultTimeoutMs = 10_000 } = options;
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_SERVER_LIMITS.idleTimeoutMs / 2;
   const breakers = createBreakers(options.breaker ?? {}, logger);
   /** Each downstream's transport, and the server identity it accepts under mTLS. */
   const transports = new Map<string, { transport: Transport; server: string | undefined }>();
   const unfollows: (() => void)[] = [];
 
   function sessionManagerFor(downstream: string, server: string | undefined): GuardedSessionManager {
-    if (!identity) return new GuardedSessionManager(downstream);
+    if (!identity) return new GuardedSessionManager(downstream, idleTimeoutMs);
     if (server === undefined)
       throw new Error(`${downstream}: a client over mTLS needs the identity name its server must present`);
     if (!downstream.startsWith("https:")) throw new Error(`${downstream}: a client over mTLS needs an https:// URL`);
     const expected = spiffeId(identity.trustDomain, server);
-    const manager = new GuardedSessionManager(downstream, clientTlsOptions(identity, expected));
+    const manager = new GuardedSessionManager(downstream, idleTimeoutMs, clientTlsOptions(identity, expected));
     unfollows.push(identity.onChange(() => manager.renew(clientTlsOptions(identity, expected))));
     return manager;
   }

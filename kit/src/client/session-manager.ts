@@ -20,6 +20,10 @@ const MAX_CAUSES = 8;
  *
  * `renew` moves new calls to connections made with new TLS options (a rotated certificate):
  * connect-node's manager takes its session options once, so a new one replaces it.
+ *
+ * A connection with no open stream is closed after `idleTimeoutMs`. A server closes its own
+ * idle connections too (`IDLE_TIMEOUT_MS` of kit's limits), and a call sent as its GOAWAY
+ * crosses the wire is refused; the client closing first leaves no such race.
  */
 export class GuardedSessionManager implements SessionManager {
   private inner: Http2SessionManager;
@@ -31,9 +35,10 @@ export class GuardedSessionManager implements SessionManager {
 
   constructor(
     private readonly url: string,
+    private readonly idleTimeoutMs: number,
     sessionOptions?: http2.SecureClientSessionOptions,
   ) {
-    this.inner = new Http2SessionManager(url, undefined, sessionOptions);
+    this.inner = this.manager(sessionOptions);
   }
 
   get authority(): string {
@@ -72,9 +77,13 @@ export class GuardedSessionManager implements SessionManager {
   /** New calls go over new connections made with `sessionOptions`; calls in flight finish on the old ones, which then close. */
   renew(sessionOptions: http2.SecureClientSessionOptions): void {
     const previous = this.sessions;
-    this.inner = new Http2SessionManager(this.url, undefined, sessionOptions);
+    this.inner = this.manager(sessionOptions);
     this.sessions = new Set();
     for (const session of previous) session.close();
+  }
+
+  private manager(sessionOptions: http2.SecureClientSessionOptions | undefined): Http2SessionManager {
+    return new Http2SessionManager(this.url, { idleConnectionTimeoutMs: this.idleTimeoutMs }, sessionOptions);
   }
 
   /**

@@ -113,6 +113,7 @@ export async function connectIntegration(
         mapError,
         ...(identity && { identity }),
         tokens: config.operatorTokens,
+        limits: config.limits,
       }),
     async close(server) {
       await server.close(config.shutdownGraceMs);

@@ -73,6 +73,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
     logger,
     identity,
     tokens: config.operatorTokens,
+    limits: config.limits,
   });
   return {
     server,

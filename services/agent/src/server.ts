@@ -18,5 +18,6 @@ export function build(deps: ServerDeps): MeshServer {
     logger: deps.logger,
     identity: deps.identity,
     tokens: deps.tokens,
+    limits: deps.limits,
   });
 }

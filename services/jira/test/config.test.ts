@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "@hookmesh/kit";
+import { ConfigError, DEFAULT_SERVER_LIMITS } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
@@ -25,6 +25,7 @@ describe("loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/jira" }),
       operatorTokens: expect.anything(),
+      limits: DEFAULT_SERVER_LIMITS,
     });
   });
 

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "@hookmesh/kit";
+import { ConfigError, DEFAULT_SERVER_LIMITS } from "@hookmesh/kit";
 import { testIdentities } from "@hookmesh/kit/testing";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
@@ -22,6 +22,7 @@ describe("slack loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/slack" }),
       operatorTokens: expect.anything(),
+      limits: DEFAULT_SERVER_LIMITS,
     });
   });
 

@@ -166,6 +166,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     logger,
     identity,
     tokens: config.operatorTokens,
+    limits: config.limits,
   });
   return {
     server,

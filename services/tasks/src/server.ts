@@ -47,5 +47,6 @@ export function build(deps: ServerDeps): MeshServer {
     readMaxBytes: READ_MAX_BYTES,
     identity: deps.identity,
     tokens: deps.tokens,
+    limits: deps.limits,
   });
 }
