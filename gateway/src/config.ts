@@ -84,8 +84,9 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     },
     deliveryRetentionMs: envDuration(env, "DELIVERY_RETENTION", "7d"),
     deliveryLogMaxPerRoute: envInt(env, "GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE", 10_000, { min: 1 }),
-    // Refused requests are the sender's to multiply: enough to diagnose a misconfigured sender.
-    refusedLogMaxPerRoute: envInt(env, "GATEWAY_REFUSED_LOG_MAX_PER_ROUTE", 1_000, { min: 1 }),
+    // Refused requests are the sender's to multiply: enough to diagnose a misconfigured sender,
+    // at a few hundred bytes each (no body, a few short headers), well under 1 MiB a route.
+    refusedLogMaxPerRoute: envInt(env, "GATEWAY_REFUSED_LOG_MAX_PER_ROUTE", 500, { min: 1 }),
     // Jira retries for about 30 minutes and GitHub redelivers by hand days later: a day covers both.
     dedupWindowMs: envDuration(env, "GATEWAY_DEDUP_WINDOW", "24h"),
     rateLimitPerSecond,
