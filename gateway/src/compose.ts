@@ -98,7 +98,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     keyPrefix,
     retentionMs: config.deliveryRetentionMs,
     maxPerRoute: config.deliveryLogMaxPerRoute,
-    maxRefusedPerRoute: config.refusedLogMaxPerRoute,
+    maxBriefPerRoute: config.briefLogMaxPerRoute,
   });
   const dedup = new DeliveryDedup(redis, { keyPrefix, windowMs: config.dedupWindowMs });
   const pipeline = new WebhookPipeline({

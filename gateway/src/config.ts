@@ -39,9 +39,12 @@ export interface GatewayConfig extends ListenConfig {
   /** The largest body each provider's endpoint reads (`{PROVIDER}_MAX_BODY_BYTES`); larger is 413. */
   maxBodyBytes: Record<BuiltInProvider, number>;
   deliveryRetentionMs: number;
-  /** Delivery log entries kept per route, besides the retention; refused requests have their own, tighter cap. */
+  /**
+   * Delivery log entries kept per route, besides the retention: full ones (verified, with body),
+   * and brief ones (refused, duplicate, answered at the edge) under their own, tighter cap.
+   */
   deliveryLogMaxPerRoute: number;
-  refusedLogMaxPerRoute: number;
+  briefLogMaxPerRoute: number;
   dedupWindowMs: number;
   rateLimitPerSecond: number;
   rateLimitBurst: number;
@@ -84,9 +87,9 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     },
     deliveryRetentionMs: envDuration(env, "DELIVERY_RETENTION", "7d"),
     deliveryLogMaxPerRoute: envInt(env, "GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE", 10_000, { min: 1 }),
-    // Refused requests are the sender's to multiply: enough to diagnose a misconfigured sender,
-    // at a few hundred bytes each (no body, a few short headers), well under 1 MiB a route.
-    refusedLogMaxPerRoute: envInt(env, "GATEWAY_REFUSED_LOG_MAX_PER_ROUTE", 500, { min: 1 }),
+    // Brief entries are the sender's to multiply: enough to diagnose a misconfigured sender, at
+    // a few hundred bytes each (no body, a few short headers), well under 1 MiB a route.
+    briefLogMaxPerRoute: envInt(env, "GATEWAY_BRIEF_LOG_MAX_PER_ROUTE", 500, { min: 1 }),
     // Jira retries for about 30 minutes and GitHub redelivers by hand days later: a day covers both.
     dedupWindowMs: envDuration(env, "GATEWAY_DEDUP_WINDOW", "24h"),
     rateLimitPerSecond,

@@ -42,22 +42,34 @@ export interface DeliveryFilter {
 export interface DeliveryLogOptions {
   keyPrefix: string;
   retentionMs: number;
-  /** Entries kept per route of deliveries that passed verification (and of answered ones). */
+  /** Full entries (with body) kept per route: deliveries that made, or may make, a task. */
   maxPerRoute: number;
-  /** Entries kept per route of refused requests, whose volume is the sender's to choose. */
-  maxRefusedPerRoute: number;
+  /** Brief entries kept per route: refused requests, duplicates and answers at the edge. */
+  maxBriefPerRoute: number;
 }
 
 const SCAN_BATCH = 200;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const SENSITIVE_HEADER = /signature|authorization|cookie|token|secret|api-key/i;
 /**
- * The only headers kept of a refused request: what tells a misconfigured sender or a probe
- * apart (type, size, client, the provider's event and delivery ids), none of them a
- * credential, each cut short, so that a refused request costs the log a bounded few hundred
- * bytes however large its headers were.
+ * The entries a sender can multiply without making anything new: refused requests (anyone),
+ * duplicates (a replayed capture; a provider's retries) and answers at the edge (a replayed
+ * ping). They are logged briefly: no body (a refused body proves nothing; a duplicate's is
+ * its first delivery's), a few headers, under a cap of their own; none can be redelivered.
  */
-const REFUSED_HEADERS: ReadonlySet<string> = new Set([
+const BRIEF: ReadonlySet<DeliveryStatus> = new Set([
+  DeliveryStatus.REJECTED,
+  DeliveryStatus.DUPLICATE,
+  DeliveryStatus.ANSWERED,
+]);
+
+/**
+ * The only headers kept of a brief entry: what tells a misconfigured sender or a probe apart
+ * (type, size, client, the provider's event and delivery ids), none of them a credential,
+ * each cut short, so that an entry costs the log a bounded few hundred bytes however large
+ * the request's headers were.
+ */
+const BRIEF_HEADERS: ReadonlySet<string> = new Set([
   "content-type",
   "content-length",
   "transfer-encoding",
@@ -71,7 +83,7 @@ const REFUSED_HEADERS: ReadonlySet<string> = new Set([
   "sentry-hook-resource",
   "request-id",
 ]);
-const REFUSED_HEADER_CHARS = 128;
+const BRIEF_HEADER_CHARS = 128;
 
 /**
  * Writes an entry and its index entries, drops entries past the retention from both indexes,
@@ -112,9 +124,9 @@ export interface RejectionTally {
 /**
  * Every delivery the gateway saw, for `retentionMs` and up to a cap per route: protobuf
  * binary under `delivery:{id}` (expiring with the retention), a lexicographic index of ids,
- * which are UUIDv7 and so sort by arrival, and one index per route and kind (kept or refused)
- * that the cap is enforced on. Refused requests are kept without their bodies, under a
- * tighter cap of their own, and counted per route and HTTP status by UTC day.
+ * which are UUIDv7 and so sort by arrival, and one index per route and kind (full or brief)
+ * that the caps are enforced on. Refused requests are also counted per route and HTTP status
+ * by UTC day.
  */
 export class DeliveryLog {
   /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
@@ -127,25 +139,25 @@ export class DeliveryLog {
 
   async record(entry: NewDelivery): Promise<Delivery> {
     const { receivedAt, headers, rawBody, redact, ...fields } = entry;
+    const brief = BRIEF.has(fields.status ?? DeliveryStatus.UNSPECIFIED);
     const refused = fields.status === DeliveryStatus.REJECTED;
     const delivery = create(DeliverySchema, {
       ...fields,
       bodySize: BigInt(fields.bodySize),
       id: this.nextId(receivedAt.getTime()),
       receiveTime: timestampFromDate(receivedAt),
-      headers: refused ? refusedHeaders(headers) : redactHeaders(headers, redact),
-      // A refused request's body is the sender's to choose and proves nothing: never kept.
-      rawBody: refused ? new Uint8Array(0) : (rawBody ?? new Uint8Array(0)),
+      headers: brief ? briefHeaders(headers) : redactHeaders(headers, redact),
+      rawBody: brief ? new Uint8Array(0) : (rawBody ?? new Uint8Array(0)),
     });
     const { retentionMs, keyPrefix } = this.options;
     const oldest = uuidv7({ msecs: receivedAt.getTime() - retentionMs, random: new Uint8Array(16) });
-    const keys = [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", refused)];
+    const keys = [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", brief)];
     const args: Array<string | number | Buffer> = [
       delivery.id,
       Buffer.from(toBinary(DeliverySchema, delivery)),
       retentionMs,
       oldest,
-      refused ? this.options.maxRefusedPerRoute : this.options.maxPerRoute,
+      brief ? this.options.maxBriefPerRoute : this.options.maxPerRoute,
       `${keyPrefix}delivery:`,
     ];
     if (refused) {
@@ -251,8 +263,8 @@ export class DeliveryLog {
     return `${this.options.keyPrefix}deliveries`;
   }
 
-  private routeIndexKey(route: string, refused: boolean): string {
-    return `${this.options.keyPrefix}deliveries:${refused ? "refused" : "kept"}:${encodeURIComponent(route)}`;
+  private routeIndexKey(route: string, brief: boolean): string {
+    return `${this.options.keyPrefix}deliveries:${brief ? "brief" : "full"}:${encodeURIComponent(route)}`;
   }
 
   /** The tally of refusals of the UTC day of `msecs`. */
@@ -280,12 +292,12 @@ export function redactHeaders(headers: IncomingHttpHeaders, extra: readonly stri
   return recorded;
 }
 
-/** The allowlisted headers of a refused request, each cut to a bounded length. */
-export function refusedHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+/** The allowlisted headers of a brief entry, each cut to a bounded length. */
+export function briefHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const recorded: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || !REFUSED_HEADERS.has(name.toLowerCase())) continue;
-    recorded[name] = (Array.isArray(value) ? value.join(", ") : value).slice(0, REFUSED_HEADER_CHARS);
+    if (value === undefined || !BRIEF_HEADERS.has(name.toLowerCase())) continue;
+    recorded[name] = (Array.isArray(value) ? value.join(", ") : value).slice(0, BRIEF_HEADER_CHARS);
   }
   return recorded;
 }

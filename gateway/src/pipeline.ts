@@ -62,7 +62,8 @@ interface Verified {
 
 /**
  * What happens to every webhook: resolve the endpoint, rate-limit the sender, check type and
- * size, read the raw body, verify the signature on those bytes, parse, drop duplicates, then
+ * size, read the raw body, verify the signature on those bytes, parse, drop duplicates (and
+ * replays of a signed body under a new delivery id), then
  * make the delivery durable: as a task when the tasks service answers in time, otherwise in
  * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
  * is 503 with Retry-After, so the provider keeps the delivery. Every request is recorded in
@@ -165,6 +166,9 @@ export class WebhookPipeline {
       throw new RedeliveryRefusedError(
         `delivery ${id} was ${DeliveryStatus[original.status].toLowerCase()}, not a verified event`,
       );
+    }
+    if (original.status === DeliveryStatus.DUPLICATE) {
+      throw new RedeliveryRefusedError(`delivery ${id} was a duplicate; redeliver the delivery it repeats`);
     }
     if (original.rawBodyTruncated) throw new RedeliveryRefusedError(`delivery ${id} has no complete body to resend`);
     const resolved = await this.deps.resolve(original.route);
@@ -278,7 +282,7 @@ export class WebhookPipeline {
   }
 
   /**
-   * Claims the delivery in the duplicate check. Without the gateway's Redis the check is
+   * Claims the delivery, and what its signature covers, in the duplicate check. Without the gateway's Redis the check is
    * skipped rather than failing the request: the tasks service is idempotent on deliveries.
    */
   private async claim({ event, resolved, route, webhook, body }: Verified) {

@@ -32,7 +32,7 @@ describe("gateway loadConfig", () => {
       maxBodyBytes: { github: 25 * 1024 * 1024, slack: 1024 * 1024, jira: 10 * 1024 * 1024, sentry: 4 * 1024 * 1024 },
       deliveryRetentionMs: 7 * 24 * 3_600_000,
       deliveryLogMaxPerRoute: 10_000,
-      refusedLogMaxPerRoute: 500,
+      briefLogMaxPerRoute: 500,
       // Jira retries for about 30 minutes: the default window outlasts that.
       dedupWindowMs: 24 * 3_600_000,
       rateLimitPerSecond: 50,
@@ -58,10 +58,10 @@ describe("gateway loadConfig", () => {
 
   it("reads the delivery log's caps per route", () => {
     expect(
-      loadConfig({ ...env, GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: "500", GATEWAY_REFUSED_LOG_MAX_PER_ROUTE: "50" }),
-    ).toMatchObject({ deliveryLogMaxPerRoute: 500, refusedLogMaxPerRoute: 50 });
+      loadConfig({ ...env, GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: "500", GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: "50" }),
+    ).toMatchObject({ deliveryLogMaxPerRoute: 500, briefLogMaxPerRoute: 50 });
     expect(configError({ GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: "0" })).toMatch(/^GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: /);
-    expect(configError({ GATEWAY_REFUSED_LOG_MAX_PER_ROUTE: "x" })).toMatch(/^GATEWAY_REFUSED_LOG_MAX_PER_ROUTE: /);
+    expect(configError({ GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: "x" })).toMatch(/^GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: /);
   });
 
   it("reads each provider's secret from its variable", () => {

@@ -31,7 +31,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
       keyPrefix,
       retentionMs: 60_000,
       maxPerRoute: 100,
-      maxRefusedPerRoute: 100,
+      maxBriefPerRoute: 100,
     });
     dedup = new DeliveryDedup(db.redis, { keyPrefix, windowMs: 60_000 });
     await outbox.init();

@@ -238,7 +238,7 @@ describe("DeliveryLog caps", () => {
       keyPrefix: db.prefix,
       retentionMs: 60_000,
       maxPerRoute: 5,
-      maxRefusedPerRoute: 3,
+      maxBriefPerRoute: 3,
     });
     const accepted = [];
     for (let i = 0; i < 8; i++) accepted.push(await log.record(entry("github", DeliveryStatus.ACCEPTED, i)));
@@ -268,7 +268,7 @@ describe("DeliveryLog caps", () => {
       keyPrefix: db.prefix,
       retentionMs: 60_000,
       maxPerRoute: 5,
-      maxRefusedPerRoute: 1,
+      maxBriefPerRoute: 1,
     });
     const refused = await log.record({
       ...entry("github", DeliveryStatus.REJECTED, 0),
@@ -293,6 +293,8 @@ describe("DeliveryLog caps", () => {
       { route: "github", httpStatus: 401, count: 1n },
       { route: "slack", httpStatus: 401, count: 1n },
     ]);
+    const duplicate = await log.record({ ...entry("github", DeliveryStatus.DUPLICATE, 4), headers: { cookie: "x" } });
+    expect(await log.get(duplicate.id)).toMatchObject({ rawBody: new Uint8Array(0), headers: {} });
     const accepted = (await log.list(10, { status: DeliveryStatus.ACCEPTED })).deliveries[0]!;
     expect(Buffer.from((await log.get(accepted.id)).rawBody).toString()).toBe('{"i":3}');
   });
@@ -427,7 +429,7 @@ describe("DeliveryLog ids", () => {
       keyPrefix: db.prefix,
       retentionMs: 60_000,
       maxPerRoute: 100,
-      maxRefusedPerRoute: 100,
+      maxBriefPerRoute: 100,
     });
     const at = new Date();
     const recorded = [];

@@ -90,16 +90,18 @@ export type Delivery = Message<"hookmesh.gateway.v1.Delivery"> & {
   receiveTime?: Timestamp | undefined;
 
   /**
-   * Request headers, with signatures, tokens and cookies replaced by `[redacted]`.
+   * Request headers, with signatures, tokens and cookies replaced by `[redacted]`; of a refused,
+   * duplicate or answered request only a short allowlist (content type and length, user agent,
+   * the provider's event and delivery ids), each cut to 128 characters.
    *
    * @generated from field: map<string, string> headers = 11;
    */
   headers: { [key: string]: string };
 
   /**
-   * The raw body, exactly as received, for verified deliveries only: a refused request's body
-   * is never kept (see `body_size` and `body_sha256`), so unauthenticated traffic cannot fill
-   * the log.
+   * The raw body, exactly as received, of a delivery that made or may make a task. Refused,
+   * duplicate and answered requests keep none (see `body_size` and `body_sha256`) and only a
+   * few headers, so that traffic without the secret, or replayed, cannot fill the log.
    *
    * @generated from field: bytes raw_body = 12;
    */

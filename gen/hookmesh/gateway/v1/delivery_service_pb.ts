@@ -219,8 +219,8 @@ export const DeliveryService: GenService<{
    * gateway's duplicate check (the tasks service still returns the existing task for a
    * delivery it has seen). Only deliveries that passed verification when they arrived can be
    * redelivered: their signatures are not kept, so they cannot be checked again.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION for a rejected or answered delivery, or one whose
-   * body was not kept whole.
+   * Errors: NOT_FOUND; FAILED_PRECONDITION for a rejected, answered or duplicate delivery
+   * (redeliver the one it repeats), or one whose body was not kept whole.
    *
    * @generated from rpc hookmesh.gateway.v1.DeliveryService.Redeliver
    */
