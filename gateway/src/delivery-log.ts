@@ -162,7 +162,7 @@ export class DeliveryLog {
     ];
     if (refused) {
       keys.push(this.rejectionsKey(receivedAt.getTime()));
-      // A day's tally lives as long as the entries of its last hour.
+      // Each refusal extends its day's tally: it outlives the last entry it counted.
       args.push(`${delivery.httpStatus}:${delivery.route}`, retentionMs + DAY_MS);
     }
     await storeCall(() => this.redis.eval(RECORD_SCRIPT, keys.length, ...keys, ...args));
