@@ -35,7 +35,7 @@ const HOOK_ID = "31337";
 const PAYLOADS = ["issues", "issue_comment", "pull_request", "push"].flatMap((event) =>
   examplesOf(event)
     .slice(0, 3)
-    .map((payload) => ({ event, body: Buffer.from(JSON.stringify(payload)) })),
+    .map((payload) => ({ event, payload })),
 );
 
 interface Answer {
@@ -47,7 +47,9 @@ interface Answer {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
 function deliver(base: string, deliveryId: string, i: number): Promise<Answer> {
-  const { event, body } = PAYLOADS[i % PAYLOADS.length]!;
+  const { event, payload } = PAYLOADS[i % PAYLOADS.length]!;
+  // Each delivery its own event: the same signed body under another delivery id is a replay.
+  const body = Buffer.from(JSON.stringify({ ...payload, chaos_delivery: deliveryId }));
   return new Promise((resolve, reject) => {
     const req = http.request(
       `${base}/webhooks/github`,

@@ -321,7 +321,9 @@ function validDraft(rng: Rng, route: Route, id: string): Draft {
           ],
         };
       }
-      const { event, body: jsonBody } = rng.pick(GITHUB_POOL);
+      const { event, body: pooled } = rng.pick(GITHUB_POOL);
+      // Each delivery its own event: the same signed body under another delivery id is a replay.
+      const jsonBody = json({ ...(JSON.parse(pooled.toString()) as object), fuzz: id });
       const form = rng.chance(0.1);
       const body = form ? Buffer.from(`payload=${encodeURIComponent(jsonBody.toString())}`) : jsonBody;
       return {

@@ -344,19 +344,37 @@ describe("POST /webhooks/github, through the real tasks service", () => {
   });
 
   it("scopes the delivery GUID by X-GitHub-Hook-ID: one GUID from two hooks is two tasks", async () => {
-    const body = jsonBody(exampleOf("issues", "opened"));
+    const opened = exampleOf("issues", "opened");
+    const repoBody = jsonBody(opened);
+    // Another hook's delivery of another event: the replay check is on the signed body, not the GUID.
+    const orgBody = jsonBody({
+      ...opened,
+      issue: { ...(opened.issue as Payload), updated_at: "2030-01-01T00:00:00Z" },
+    });
     const delivery = randomUUID();
-    const repoHook = await post(mesh.base, body, { event: "issues", delivery, hookId: "1001" });
-    const orgHook = await post(mesh.base, body, { event: "issues", delivery, hookId: "2002" });
+    const repoHook = await post(mesh.base, repoBody, { event: "issues", delivery, hookId: "1001" });
+    const orgHook = await post(mesh.base, orgBody, { event: "issues", delivery, hookId: "2002" });
     expect(repoHook.json).toMatchObject({ duplicate: false });
     expect(orgHook.json).toMatchObject({ duplicate: false });
     expect(orgHook.json.task_id).not.toBe(repoHook.json.task_id);
-    const again = await post(mesh.base, body, { event: "issues", delivery, hookId: "2002" });
+    const again = await post(mesh.base, orgBody, { event: "issues", delivery, hookId: "2002" });
     expect(again.json).toEqual({ task_id: orgHook.json.task_id, duplicate: true });
 
     const tasks = await mesh.listTasks();
     expect(tasks.map((t) => t.event!.sourceId).sort()).toEqual(["1001", "2002"]);
     expect(tasks.every((t) => t.event!.deliveryId === delivery)).toBe(true);
+  });
+
+  it("answers a captured body replayed under a new GUID or hook id as a duplicate, and runs nothing new", async () => {
+    const body = jsonBody(exampleOf("issues", "opened"));
+    const first = await post(mesh.base, body, { event: "issues", hookId: "1001" });
+    expect(first.json).toMatchObject({ duplicate: false });
+    // X-GitHub-Delivery and X-GitHub-Hook-Id are not signed: a replayer can write any.
+    for (const hookId of ["1001", "9999"]) {
+      const replay = await post(mesh.base, body, { event: "issues", delivery: randomUUID(), hookId });
+      expect([replay.status, replay.json]).toEqual([202, { task_id: first.json.task_id, duplicate: true }]);
+    }
+    expect(await mesh.listTasks()).toHaveLength(1);
   });
 
   it("keeps the caller's valid W3C traceparent", async () => {

@@ -10,6 +10,7 @@ import {
 import type { Redis } from "ioredis";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { clientAddress } from "./client-address.js";
 import type { BuiltInProvider, GatewayConfig } from "./config.js";
 import { CustomRouteNotFoundError } from "./custom/errors.js";
 import { CustomProvider } from "./custom/provider.js";
@@ -22,7 +23,7 @@ import { GitHubProvider } from "./github/provider.js";
 import { JiraProvider } from "./jira/provider.js";
 import { Outbox } from "./outbox.js";
 import { type EndpointResolver, type ResolvedEndpoint, WebhookPipeline } from "./pipeline.js";
-import { RateLimiter } from "./rate-limit.js";
+import { SharedRateLimiter } from "./rate-limit.js";
 import { outboxReadiness } from "./readiness.js";
 import { SentryProvider } from "./sentry/provider.js";
 import { build, type Gateway } from "./server.js";
@@ -67,10 +68,10 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
   const keyPrefix = config.redis.keyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {
-    github: new GitHubProvider(config.githubMaxBodyBytes),
-    slack: new SlackProvider(),
-    jira: new JiraProvider(),
-    sentry: new SentryProvider(),
+    github: new GitHubProvider(config.maxBodyBytes.github),
+    slack: new SlackProvider(config.maxBodyBytes.slack),
+    jira: new JiraProvider(config.maxBodyBytes.jira),
+    sentry: new SentryProvider(config.maxBodyBytes.sentry),
   };
   const customWebhooks = new CustomRouteStore(redis, { keyPrefix });
   const resolve: EndpointResolver = async (endpoint) => {
@@ -93,7 +94,12 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   const tasks = clients.client(TaskService, config.tasksUrl, "tasks");
   const tasksHealth = new TasksHealth(clients.client(Health, config.tasksUrl, "tasks"), logger);
   const outbox = new Outbox(redis, { keyPrefix });
-  const deliveries = new DeliveryLog(redis, { keyPrefix, retentionMs: config.deliveryRetentionMs });
+  const deliveries = new DeliveryLog(redis, {
+    keyPrefix,
+    retentionMs: config.deliveryRetentionMs,
+    maxPerRoute: config.deliveryLogMaxPerRoute,
+    maxBriefPerRoute: config.briefLogMaxPerRoute,
+  });
   const dedup = new DeliveryDedup(redis, { keyPrefix, windowMs: config.dedupWindowMs });
   const pipeline = new WebhookPipeline({
     resolve,
@@ -101,7 +107,12 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     dedup,
     outbox,
     deliveries,
-    rateLimiter: new RateLimiter({ perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }),
+    rateLimiter: new SharedRateLimiter(
+      redis,
+      { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst, keyPrefix },
+      logger,
+    ),
+    clientAddress: (req) => clientAddress(req, config.trustedProxies),
     retryAfterSeconds: config.retryAfterSeconds,
     logger,
   });

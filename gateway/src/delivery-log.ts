@@ -5,7 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
 import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { type Delivery, DeliverySchema, type DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { storeCall } from "./store-call.js";
 
 export class DeliveryNotFoundError extends Error {
@@ -24,11 +24,12 @@ export class InvalidDeliveryPageTokenError extends Error {
 
 export type NewDelivery = Omit<
   MessageInitShape<typeof DeliverySchema>,
-  "$typeName" | "id" | "receiveTime" | "headers" | "rawBody" | "rawBodyTruncated"
+  "$typeName" | "id" | "receiveTime" | "headers" | "rawBody" | "rawBodyTruncated" | "bodySize"
 > & {
   receivedAt: Date;
   headers: IncomingHttpHeaders;
   rawBody?: Buffer;
+  bodySize: number;
   /** Header names to redact beyond those the log always redacts (a custom webhook's signature header). */
   redact?: readonly string[];
 };
@@ -38,15 +39,94 @@ export interface DeliveryFilter {
   status?: DeliveryStatus;
 }
 
-/** Bodies of refused requests are kept only this far: forged traffic must not fill Redis. */
-export const REFUSED_BODY_BYTES = 64 * 1024;
+export interface DeliveryLogOptions {
+  keyPrefix: string;
+  retentionMs: number;
+  /** Full entries (with body) kept per route: deliveries that made, or may make, a task. */
+  maxPerRoute: number;
+  /** Brief entries kept per route: refused requests, duplicates and answers at the edge. */
+  maxBriefPerRoute: number;
+}
+
 const SCAN_BATCH = 200;
+const DAY_MS = 24 * 60 * 60 * 1000;
 const SENSITIVE_HEADER = /signature|authorization|cookie|token|secret|api-key/i;
+/**
+ * The entries a sender can multiply without making anything new: refused requests (anyone),
+ * duplicates (a replayed capture; a provider's retries) and answers at the edge (a replayed
+ * ping). They are logged briefly: no body (a refused body proves nothing; a duplicate's is
+ * its first delivery's), a few headers, under a cap of their own; none can be redelivered.
+ */
+const BRIEF: ReadonlySet<DeliveryStatus> = new Set([
+  DeliveryStatus.REJECTED,
+  DeliveryStatus.DUPLICATE,
+  DeliveryStatus.ANSWERED,
+]);
 
 /**
- * Every delivery the gateway saw, for `retentionMs`: protobuf binary under `delivery:{id}`
- * (expiring with the retention) and a lexicographic index of ids, which are UUIDv7 and so
- * sort by arrival. The index is trimmed of expired ids as new deliveries come in.
+ * The only headers kept of a brief entry: what tells a misconfigured sender or a probe apart
+ * (type, size, client, the provider's event and delivery ids), none of them a credential,
+ * each cut short, so that an entry costs the log a bounded few hundred bytes however large
+ * the request's headers were.
+ */
+const BRIEF_HEADERS: ReadonlySet<string> = new Set([
+  "content-type",
+  "content-length",
+  "transfer-encoding",
+  "user-agent",
+  "x-github-event",
+  "x-github-delivery",
+  "x-github-hook-id",
+  "x-slack-request-timestamp",
+  "x-slack-retry-num",
+  "x-atlassian-webhook-identifier",
+  "sentry-hook-resource",
+  "request-id",
+]);
+const BRIEF_HEADER_CHARS = 128;
+
+/**
+ * Writes an entry and its index entries, drops entries past the retention from both indexes,
+ * then the oldest entries of the route's index beyond its cap (their records and their ids in
+ * the global index), and counts a refusal: atomically, so that concurrent gateways never
+ * leave a route over its cap. The dropped records' keys are made from ARGV[6] in the script,
+ * which a single Redis (the gateway's store) allows.
+ */
+const RECORD_SCRIPT = `
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local stale = '(' .. ARGV[4]
+redis.call('ZREMRANGEBYLEX', KEYS[2], '-', stale)
+redis.call('ZREMRANGEBYLEX', KEYS[3], '-', stale)
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
+if excess > 0 then
+  local dropped = redis.call('ZPOPMIN', KEYS[3], excess)
+  for i = 1, #dropped, 2 do
+    redis.call('DEL', ARGV[6] .. dropped[i])
+    redis.call('ZREM', KEYS[2], dropped[i])
+  end
+end
+if KEYS[4] then
+  redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+end
+`;
+
+/** Refusals of one route with one HTTP status, within the retention. */
+export interface RejectionTally {
+  route: string;
+  httpStatus: number;
+  count: bigint;
+}
+
+/**
+ * Every delivery the gateway saw, for `retentionMs` and up to a cap per route: protobuf
+ * binary under `delivery:{id}` (expiring with the retention), a lexicographic index of ids,
+ * which are UUIDv7 and so sort by arrival, and one index per route and kind (full or brief)
+ * that the caps are enforced on. Refused requests are also counted per route and HTTP status
+ * by UTC day.
  */
 export class DeliveryLog {
   /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
@@ -54,31 +134,61 @@ export class DeliveryLog {
 
   constructor(
     private readonly redis: Redis,
-    private readonly options: { keyPrefix: string; retentionMs: number },
+    private readonly options: DeliveryLogOptions,
   ) {}
 
-  async record(entry: NewDelivery, keepWholeBody: boolean): Promise<Delivery> {
+  async record(entry: NewDelivery): Promise<Delivery> {
     const { receivedAt, headers, rawBody, redact, ...fields } = entry;
-    const body = rawBody ?? Buffer.alloc(0);
-    const truncated = !keepWholeBody && body.length > REFUSED_BODY_BYTES;
+    const brief = BRIEF.has(fields.status ?? DeliveryStatus.UNSPECIFIED);
+    const refused = fields.status === DeliveryStatus.REJECTED;
     const delivery = create(DeliverySchema, {
       ...fields,
+      bodySize: BigInt(fields.bodySize),
       id: this.nextId(receivedAt.getTime()),
       receiveTime: timestampFromDate(receivedAt),
-      headers: redactHeaders(headers, redact),
-      rawBody: truncated ? body.subarray(0, REFUSED_BODY_BYTES) : body,
-      rawBodyTruncated: truncated,
+      headers: brief ? briefHeaders(headers) : redactHeaders(headers, redact),
+      rawBody: brief ? new Uint8Array(0) : (rawBody ?? new Uint8Array(0)),
     });
-    const oldest = uuidv7({ msecs: receivedAt.getTime() - this.options.retentionMs, random: new Uint8Array(16) });
-    await storeCall(() =>
-      this.redis
-        .multi()
-        .set(this.key(delivery.id), Buffer.from(toBinary(DeliverySchema, delivery)), "PX", this.options.retentionMs)
-        .zadd(this.indexKey, 0, delivery.id)
-        .zremrangebylex(this.indexKey, "-", `(${oldest}`)
-        .exec(),
-    );
+    const { retentionMs, keyPrefix } = this.options;
+    const oldest = uuidv7({ msecs: receivedAt.getTime() - retentionMs, random: new Uint8Array(16) });
+    const keys = [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", brief)];
+    const args: Array<string | number | Buffer> = [
+      delivery.id,
+      Buffer.from(toBinary(DeliverySchema, delivery)),
+      retentionMs,
+      oldest,
+      brief ? this.options.maxBriefPerRoute : this.options.maxPerRoute,
+      `${keyPrefix}delivery:`,
+    ];
+    if (refused) {
+      keys.push(this.rejectionsKey(receivedAt.getTime()));
+      // Each refusal extends its day's tally: it outlives the last entry it counted.
+      args.push(`${delivery.httpStatus}:${delivery.route}`, retentionMs + DAY_MS);
+    }
+    await storeCall(() => this.redis.eval(RECORD_SCRIPT, keys.length, ...keys, ...args));
     return delivery;
+  }
+
+  /** Refusals per route and HTTP status over the retention, most first. */
+  async rejections(now = new Date()): Promise<RejectionTally[]> {
+    const days = Math.ceil(this.options.retentionMs / DAY_MS) + 1;
+    const keys = Array.from({ length: days }, (_, i) => this.rejectionsKey(now.getTime() - i * DAY_MS));
+    const tallies = new Map<string, bigint>();
+    const pipeline = this.redis.pipeline();
+    for (const key of keys) pipeline.hgetall(key);
+    const replies = await storeCall(() => pipeline.exec());
+    for (const [err, counts] of replies ?? []) {
+      if (err) throw err;
+      for (const [field, count] of Object.entries(counts as Record<string, string>)) {
+        tallies.set(field, (tallies.get(field) ?? 0n) + BigInt(count));
+      }
+    }
+    return [...tallies]
+      .map(([field, count]) => {
+        const separator = field.indexOf(":");
+        return { httpStatus: Number(field.slice(0, separator)), route: field.slice(separator + 1), count };
+      })
+      .sort((a, b) => (a.count === b.count ? a.route.localeCompare(b.route) : a.count > b.count ? -1 : 1));
   }
 
   /** Changes a recorded delivery (a queued one forwarded, a redelivery counted); a no-op once expired. */
@@ -153,6 +263,15 @@ export class DeliveryLog {
     return `${this.options.keyPrefix}deliveries`;
   }
 
+  private routeIndexKey(route: string, brief: boolean): string {
+    return `${this.options.keyPrefix}deliveries:${brief ? "brief" : "full"}:${encodeURIComponent(route)}`;
+  }
+
+  /** The tally of refusals of the UTC day of `msecs`. */
+  private rejectionsKey(msecs: number): string {
+    return `${this.options.keyPrefix}rejections:${new Date(msecs).toISOString().slice(0, 10)}`;
+  }
+
   private key(id: string): string {
     return `${this.options.keyPrefix}delivery:${id}`;
   }
@@ -169,6 +288,16 @@ export function redactHeaders(headers: IncomingHttpHeaders, extra: readonly stri
     if (value === undefined) continue;
     const redacted = SENSITIVE_HEADER.test(name) || sensitive.has(name.toLowerCase());
     recorded[name] = redacted ? "[redacted]" : Array.isArray(value) ? value.join(", ") : value;
+  }
+  return recorded;
+}
+
+/** The allowlisted headers of a brief entry, each cut to a bounded length. */
+export function briefHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const recorded: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || !BRIEF_HEADERS.has(name.toLowerCase())) continue;
+    recorded[name] = (Array.isArray(value) ? value.join(", ") : value).slice(0, BRIEF_HEADER_CHARS);
   }
   return recorded;
 }

@@ -13,11 +13,12 @@ export function deliveryServiceRoutes(deliveries: DeliveryLog, pipeline: Pick<We
       async listDeliveries(req) {
         if (req.pageSize < 0) throw new ConnectError("page_size must not be negative", Code.InvalidArgument);
         const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-        return deliveries.list(
+        const page = await deliveries.list(
           pageSize,
           { provider: req.provider || undefined, status: req.status || undefined },
           req.pageToken || undefined,
         );
+        return { ...page, rejections: req.pageToken ? [] : await deliveries.rejections() };
       },
       async getDelivery(req) {
         return { delivery: await deliveries.get(req.id) };

@@ -41,12 +41,18 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
         reply = { status: 500, body: { error: "internal error" }, log: {} };
       }
     }
+    // A body refused before it was read whole (too large, an unknown route, rate limited) is not
+    // drained: the connection closes after the answer, so that a sender cannot keep the gateway
+    // reading what it has already refused.
+    const unread = !req.complete;
     if (!res.headersSent) {
-      res.writeHead(reply.status, { "content-type": "application/json", ...reply.headers });
+      res.writeHead(reply.status, {
+        "content-type": "application/json",
+        ...reply.headers,
+        ...(unread && { connection: "close" }),
+      });
       res.end(JSON.stringify(reply.body));
     }
-    // A refused body may still be arriving; drain it so the connection can be reused.
-    req.resume();
     if (path.startsWith(WEBHOOKS)) {
       const line = {
         method: req.method,

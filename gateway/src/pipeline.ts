@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -7,12 +8,12 @@ import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.j
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { mediaType, readBody } from "./body.js";
+import { type BodyProgress, mediaType, readBody } from "./body.js";
 import type { DeliveryDedup } from "./dedup.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
 import type { Outbox } from "./outbox.js";
-import type { RateLimiter } from "./rate-limit.js";
+import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
 
@@ -41,7 +42,9 @@ export interface PipelineDeps {
   dedup: DeliveryDedup;
   outbox: Outbox;
   deliveries: DeliveryLog;
-  rateLimiter: RateLimiter;
+  rateLimiter: Pick<SharedRateLimiter, "take">;
+  /** The address a request is rate-limited by (the peer, or what a trusted proxy says). */
+  clientAddress: (req: IncomingMessage) => string;
   /** Seconds a provider should wait before retrying a delivery the gateway could not keep. */
   retryAfterSeconds: number;
   logger: Logger;
@@ -54,11 +57,13 @@ interface Verified {
   resolved: ResolvedEndpoint;
   webhook: IncomingWebhook;
   event: Event;
+  body: BodyProgress;
 }
 
 /**
  * What happens to every webhook: resolve the endpoint, rate-limit the sender, check type and
- * size, read the raw body, verify the signature on those bytes, parse, drop duplicates, then
+ * size, read the raw body, verify the signature on those bytes, parse, drop duplicates (and
+ * replays of a signed body under a new delivery id), then
  * make the delivery durable: as a task when the tasks service answers in time, otherwise in
  * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
  * is 503 with Retry-After, so the provider keeps the delivery. Every request is recorded in
@@ -75,9 +80,10 @@ export class WebhookPipeline {
     const receivedAt = this.now();
     let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
     let resolved: ResolvedEndpoint | undefined;
+    const body: BodyProgress = { size: 0, sha256: "" };
     try {
       // Before the lookup, so that a sender probing routes spends its own budget first.
-      const wait = this.deps.rateLimiter.take(`${route}|${req.socket.remoteAddress ?? ""}`);
+      const wait = await this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
       if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
       resolved = await this.deps.resolve(route).catch((err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) throw err;
@@ -103,7 +109,7 @@ export class WebhookPipeline {
       if (!provider.contentTypes.includes(contentType)) {
         throw new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`);
       }
-      webhook = { ...webhook, contentType, rawBody: await readBody(req, provider.maxBodyBytes) };
+      webhook = { ...webhook, contentType, rawBody: (await readBody(req, provider.maxBodyBytes, body)).bytes };
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
@@ -111,6 +117,7 @@ export class WebhookPipeline {
           route,
           resolved,
           webhook,
+          body,
           status: DeliveryStatus.ANSWERED,
           httpStatus: verdict.status,
           reason: verdict.log,
@@ -129,7 +136,7 @@ export class WebhookPipeline {
         receiveTime: timestampFromDate(receivedAt),
         traceContext: traceContextOf(req.headers),
       });
-      return await this.accept({ route, resolved, webhook, event }, signal, false);
+      return await this.accept({ route, resolved, webhook, event, body }, signal, false);
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
@@ -139,6 +146,7 @@ export class WebhookPipeline {
         route,
         resolved,
         webhook,
+        body,
         status: DeliveryStatus.REJECTED,
         httpStatus: err.status,
         reason: err.detail ?? err.message,
@@ -158,6 +166,9 @@ export class WebhookPipeline {
       throw new RedeliveryRefusedError(
         `delivery ${id} was ${DeliveryStatus[original.status].toLowerCase()}, not a verified event`,
       );
+    }
+    if (original.status === DeliveryStatus.DUPLICATE) {
+      throw new RedeliveryRefusedError(`delivery ${id} was a duplicate; redeliver the delivery it repeats`);
     }
     if (original.rawBodyTruncated) throw new RedeliveryRefusedError(`delivery ${id} has no complete body to resend`);
     const resolved = await this.deps.resolve(original.route);
@@ -179,7 +190,8 @@ export class WebhookPipeline {
       receiveTime: timestampFromDate(receivedAt),
       traceContext: traceContextOf(original.headers),
     });
-    const reply = await this.accept({ route: original.route, resolved, webhook, event }, signal, true);
+    const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
+    const reply = await this.accept({ route: original.route, resolved, webhook, event, body }, signal, true);
     await this.deps.deliveries.update(id, (d) => {
       d.redeliveries += 1;
     });
@@ -197,12 +209,15 @@ export class WebhookPipeline {
         status: DeliveryStatus.DUPLICATE,
         httpStatus: 202,
         taskId: claim.taskId,
+        ...(claim.replayOf !== undefined && {
+          reason: `replay: the same signed content as delivery ${claim.replayOf} within the duplicate window`,
+        }),
         ...facts,
       });
       return {
         status: 202,
         body: { task_id: claim.taskId, duplicate: true },
-        log: { ...facts, duplicate: true, logId: entry?.id },
+        log: { ...facts, duplicate: true, replayOf: claim.replayOf, logId: entry?.id },
       };
     }
     const dedupKey = claim?.key ?? "";
@@ -244,7 +259,6 @@ export class WebhookPipeline {
     try {
       const entry = await this.deps.deliveries.record(
         this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }),
-        true,
       );
       await this.deps.outbox.add(event, entry.id, dedupKey);
       return {
@@ -268,12 +282,13 @@ export class WebhookPipeline {
   }
 
   /**
-   * Claims the delivery in the duplicate check. Without the gateway's Redis the check is
+   * Claims the delivery, and what its signature covers, in the duplicate check. Without the gateway's Redis the check is
    * skipped rather than failing the request: the tasks service is idempotent on deliveries.
    */
-  private async claim({ event, resolved }: Verified) {
+  private async claim({ event, resolved, route, webhook, body }: Verified) {
+    const content = { route, bodySha256: body.sha256, timestamp: resolved.provider.signedTimestamp?.(webhook) };
     try {
-      return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId);
+      return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId, content);
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "duplicate check unavailable, relying on the tasks service's");
@@ -283,8 +298,7 @@ export class WebhookPipeline {
 
   /** Records a delivery; a log that cannot be written is a warning, never a failed request. */
   private async record(fields: RecordFields): Promise<Delivery | undefined> {
-    const keepWholeBody = fields.status !== DeliveryStatus.REJECTED;
-    return this.deps.deliveries.record(this.entry(fields), keepWholeBody).catch((err: unknown) => {
+    return this.deps.deliveries.record(this.entry(fields)).catch((err: unknown) => {
       this.warn(err, "could not record the delivery");
       return undefined;
     });
@@ -295,6 +309,7 @@ export class WebhookPipeline {
       route,
       resolved,
       webhook,
+      body,
       status,
       httpStatus,
       reason = "",
@@ -314,6 +329,8 @@ export class WebhookPipeline {
       receivedAt: webhook.receivedAt,
       headers: webhook.headers,
       rawBody: webhook.rawBody,
+      bodySize: body.size,
+      bodySha256: body.sha256,
       redact: resolved?.provider.signatureHeaders,
     };
   }
@@ -327,6 +344,7 @@ interface RecordFields {
   route: string;
   resolved: ResolvedEndpoint | undefined;
   webhook: IncomingWebhook;
+  body: BodyProgress;
   status: DeliveryStatus;
   httpStatus: number;
   reason?: string;

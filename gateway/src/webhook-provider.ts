@@ -44,6 +44,12 @@ export interface WebhookProvider {
    * (a custom webhook's own header), so that it redacts them too.
    */
   readonly signatureHeaders?: readonly string[];
+  /**
+   * The timestamp the signature covers besides the body, for senders that sign one (Slack, a
+   * custom route signing `{timestamp}.{body}`): with the body's digest it identifies the
+   * signed content, which the replay check remembers. Absent: the signature covers the body only.
+   */
+  signedTimestamp?(webhook: IncomingWebhook): string | undefined;
   /** Throws a 401 WebhookRejection unless one of `secrets` signed the request. */
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void;
   /** Throws a 400 WebhookRejection for content it cannot read. */

@@ -29,14 +29,39 @@ describe("gateway loadConfig", () => {
       identity: { insecure: false, id: "spiffe://hookmesh.local/gateway" },
       secrets: { github: [], slack: [], jira: [], sentry: [] },
       allowUnsigned: [],
-      githubMaxBodyBytes: 25 * 1024 * 1024,
+      maxBodyBytes: { github: 25 * 1024 * 1024, slack: 1024 * 1024, jira: 10 * 1024 * 1024, sentry: 4 * 1024 * 1024 },
       deliveryRetentionMs: 7 * 24 * 3_600_000,
+      deliveryLogMaxPerRoute: 10_000,
+      briefLogMaxPerRoute: 500,
       // Jira retries for about 30 minutes: the default window outlasts that.
       dedupWindowMs: 24 * 3_600_000,
       rateLimitPerSecond: 50,
       rateLimitBurst: 100,
     });
     expect(loadConfig(env).dedupWindowMs).toBeGreaterThan(30 * 60_000);
+    // No proxy is believed unless named.
+    expect(loadConfig(env).trustedProxies.empty).toBe(true);
+  });
+
+  it("reads the trusted proxies as addresses and CIDR ranges, naming the variable for a bad one", () => {
+    const { trustedProxies } = loadConfig({ ...env, GATEWAY_TRUSTED_PROXIES: "10.0.0.0/8, 192.0.2.1,fd00::/8" });
+    expect([trustedProxies.has("10.9.9.9"), trustedProxies.has("192.0.2.1"), trustedProxies.has("fd00::5")]).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    expect(trustedProxies.has("192.0.2.2")).toBe(false);
+    expect(configError({ GATEWAY_TRUSTED_PROXIES: "10.0.0.0/8,lb.internal" })).toMatch(
+      /^GATEWAY_TRUSTED_PROXIES: "lb.internal" is not an IP address or CIDR range/,
+    );
+  });
+
+  it("reads the delivery log's caps per route", () => {
+    expect(
+      loadConfig({ ...env, GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: "500", GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: "50" }),
+    ).toMatchObject({ deliveryLogMaxPerRoute: 500, briefLogMaxPerRoute: 50 });
+    expect(configError({ GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: "0" })).toMatch(/^GATEWAY_DELIVERY_LOG_MAX_PER_ROUTE: /);
+    expect(configError({ GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: "x" })).toMatch(/^GATEWAY_BRIEF_LOG_MAX_PER_ROUTE: /);
   });
 
   it("reads each provider's secret from its variable", () => {
@@ -129,7 +154,7 @@ describe("gateway loadConfig", () => {
     expect(configError({ REDIS_URL: "127.0.0.1:6379" })).toMatch(/^REDIS_URL: /);
   });
 
-  it("reads ports, the tasks address and the GitHub body limit", () => {
+  it("reads ports, the tasks address and each provider's body limit", () => {
     expect(
       loadConfig({
         ...env,
@@ -137,8 +162,16 @@ describe("gateway loadConfig", () => {
         GATEWAY_PORT: "0",
         TASKS_URL: "https://tasks:50051",
         GITHUB_MAX_BODY_BYTES: "65536",
+        SLACK_MAX_BODY_BYTES: "2048",
+        JIRA_MAX_BODY_BYTES: "4096",
+        SENTRY_MAX_BODY_BYTES: "8192",
       }),
-    ).toMatchObject({ httpPort: 9090, port: 0, tasksUrl: "https://tasks:50051", githubMaxBodyBytes: 65_536 });
+    ).toMatchObject({
+      httpPort: 9090,
+      port: 0,
+      tasksUrl: "https://tasks:50051",
+      maxBodyBytes: { github: 65_536, slack: 2048, jira: 4096, sentry: 8192 },
+    });
   });
 
   it("calls tasks over mTLS, and in cleartext only on loopback when HOOKMESH_INSECURE=1 says so", () => {
@@ -161,6 +194,7 @@ describe("gateway loadConfig", () => {
     expect(configError({ TASKS_URL: "tasks:50051" })).toMatch(/^TASKS_URL: /);
     expect(configError({ GATEWAY_HTTP_PORT: "99999" })).toMatch(/^GATEWAY_HTTP_PORT: /);
     expect(configError({ GITHUB_MAX_BODY_BYTES: String(100 * 1024 * 1024) })).toMatch(/^GITHUB_MAX_BODY_BYTES: /);
+    expect(configError({ SLACK_MAX_BODY_BYTES: "100" })).toMatch(/^SLACK_MAX_BODY_BYTES: /);
     for (const variable of [
       "GITHUB_WEBHOOK_SECRET",
       "SLACK_SIGNING_SECRET",

@@ -1,6 +1,16 @@
 import { randomUUID } from "node:crypto";
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  createClient,
+  createRouterTransport,
+} from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Event } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskSchema, TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -17,14 +27,33 @@ export class FakeTasks {
   readonly client: Client<typeof TaskService>;
 
   constructor() {
-    const transport = createRouterTransport((router) =>
-      router.service(TaskService, {
-        submitEvent: ({ event }) => this.submit(event),
-        listTasks: () => ({ tasks: this.tasks }),
-      }),
-    );
-    this.client = createClient(TaskService, transport);
+    this.client = createClient(TaskService, createRouterTransport(this.routes));
   }
+
+  /** The same service on a cleartext gRPC port on loopback, for a real gateway to call. */
+  async listen(): Promise<{ url: string; close(): Promise<void> }> {
+    const server = http2.createServer(connectNodeAdapter({ routes: this.routes }));
+    const sessions = new Set<http2.ServerHttp2Session>();
+    server.on("session", (session) => {
+      sessions.add(session);
+      session.once("close", () => sessions.delete(session));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const session of sessions) session.destroy();
+        }),
+    };
+  }
+
+  private readonly routes = (router: ConnectRouter) =>
+    router.service(TaskService, {
+      submitEvent: ({ event }) => this.submit(event),
+      listTasks: () => ({ tasks: this.tasks }),
+    });
 
   private submit(event: Event | undefined) {
     if (!event) throw new ConnectError("event: is required", Code.InvalidArgument);

@@ -27,7 +27,12 @@ describe("outbox takeover and the forwarder, on their own", () => {
     db = await testRedis("gateway-forwarder");
     const keyPrefix = `${db.prefix}gateway:`;
     outbox = new Outbox(db.redis, { keyPrefix });
-    deliveries = new DeliveryLog(db.redis, { keyPrefix, retentionMs: 60_000 });
+    deliveries = new DeliveryLog(db.redis, {
+      keyPrefix,
+      retentionMs: 60_000,
+      maxPerRoute: 100,
+      maxBriefPerRoute: 100,
+    });
     dedup = new DeliveryDedup(db.redis, { keyPrefix, windowMs: 60_000 });
     await outbox.init();
     tasks = new FakeTasks();
@@ -67,26 +72,29 @@ describe("outbox takeover and the forwarder, on their own", () => {
     });
   }
 
+  /** The signed content the pipeline would claim for `e` (any value unique per event does here). */
+  function contentOf(e: Event) {
+    return { route: "custom/crash-test", bodySha256: e.deliveryId };
+  }
+
   /** Queues `n` events the way the pipeline does: a QUEUED log entry, a claim, an outbox entry. */
   async function queue(n: number): Promise<Array<{ logId: string; key: string; deliveryId: string }>> {
     const queued = [];
     for (let i = 0; i < n; i++) {
       const e = event(i);
-      const claim = await dedup.claim("custom/crash-test", e.sourceId, e.deliveryId);
+      const claim = await dedup.claim("custom/crash-test", e.sourceId, e.deliveryId, contentOf(e));
       if (!claim.fresh) throw new Error("expected a fresh claim");
-      const entry = await deliveries.record(
-        {
-          route: "custom/crash-test",
-          provider: Provider.CUSTOM,
-          status: DeliveryStatus.QUEUED,
-          httpStatus: 202,
-          deliveryId: e.deliveryId,
-          receivedAt: new Date(),
-          headers: {},
-          rawBody: Buffer.from(e.rawBody),
-        },
-        true,
-      );
+      const entry = await deliveries.record({
+        route: "custom/crash-test",
+        provider: Provider.CUSTOM,
+        status: DeliveryStatus.QUEUED,
+        httpStatus: 202,
+        deliveryId: e.deliveryId,
+        receivedAt: new Date(),
+        headers: {},
+        rawBody: Buffer.from(e.rawBody),
+        bodySize: e.rawBody.length,
+      });
       await outbox.add(e, entry.id, claim.key);
       queued.push({ logId: entry.id, key: claim.key, deliveryId: e.deliveryId });
     }
@@ -133,7 +141,10 @@ describe("outbox takeover and the forwarder, on their own", () => {
       const logged = await deliveries.get(q.logId);
       expect(logged.taskId).toBe(task.id);
       expect(logged.status).toBe(DeliveryStatus.ACCEPTED);
-      const claim = await dedup.claim("custom/crash-test", "crash-test", q.deliveryId);
+      const claim = await dedup.claim("custom/crash-test", "crash-test", q.deliveryId, {
+        route: "custom/crash-test",
+        bodySha256: q.deliveryId,
+      });
       expect(claim).toEqual({ fresh: false, taskId: task.id });
     }
   });
@@ -154,16 +165,14 @@ describe("outbox takeover and the forwarder, on their own", () => {
   it("drops an entry the tasks service refuses as invalid, recording why, and goes on to the next", async () => {
     tasks.refuse = (e) => (e.deliveryId === "invalid" ? "delivery_id: is not a valid delivery id" : undefined);
     const invalid = create(EventSchema, { ...event(0), deliveryId: "invalid" });
-    const bad = await deliveries.record(
-      {
-        route: "custom/crash-test",
-        status: DeliveryStatus.QUEUED,
-        httpStatus: 202,
-        receivedAt: new Date(),
-        headers: {},
-      },
-      true,
-    );
+    const bad = await deliveries.record({
+      route: "custom/crash-test",
+      status: DeliveryStatus.QUEUED,
+      httpStatus: 202,
+      receivedAt: new Date(),
+      headers: {},
+      bodySize: 0,
+    });
     await outbox.add(invalid, bad.id, "");
     const [good] = await queue(1);
 

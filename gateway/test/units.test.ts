@@ -1,10 +1,15 @@
-import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { createHash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import { createLogger } from "@hookmesh/kit";
+import { TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
-import { DeliveryDedup } from "../src/dedup.js";
-import { DeliveryLog, redactHeaders } from "../src/delivery-log.js";
-import { RateLimiter } from "../src/rate-limit.js";
+import { clientAddress, TrustedProxies } from "../src/client-address.js";
+import { DeliveryDedup, type SignedContent } from "../src/dedup.js";
+import { DeliveryLog, DeliveryNotFoundError, redactHeaders } from "../src/delivery-log.js";
+import { RateLimiter, SharedRateLimiter } from "../src/rate-limit.js";
 
 /** A clock the test moves by hand, in milliseconds. */
 function manualClock(start = 1_000_000) {
@@ -85,6 +90,11 @@ describe("RateLimiter", () => {
   });
 });
 
+/** Signed content unique to `text`, on the GitHub route. */
+function body(text: string, route = "github"): SignedContent {
+  return { route, bodySha256: createHash("sha256").update(text).digest("hex") };
+}
+
 describe("DeliveryDedup", () => {
   let db: TestRedis;
 
@@ -95,13 +105,13 @@ describe("DeliveryDedup", () => {
 
   it("lets the first claim through and answers later ones, with the task once settled", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
-    const first = await dedup.claim("github", "109948940", "guid-1");
+    const first = await dedup.claim("github", "109948940", "guid-1", body("a"));
     expect(first).toEqual({ fresh: true, key: expect.stringMatching(new RegExp(`^${db.prefix}dedup:`)) });
     // Still being submitted: a duplicate, with no task yet.
-    expect(await dedup.claim("github", "109948940", "guid-1")).toEqual({ fresh: false, taskId: "" });
+    expect(await dedup.claim("github", "109948940", "guid-1", body("a"))).toEqual({ fresh: false, taskId: "" });
     if (!first.fresh) throw new Error("unreachable");
     await dedup.settle(first.key, "task-1");
-    expect(await dedup.claim("github", "109948940", "guid-1")).toEqual({ fresh: false, taskId: "task-1" });
+    expect(await dedup.claim("github", "109948940", "guid-1", body("a"))).toEqual({ fresh: false, taskId: "task-1" });
     const ttl = await db.redis.pttl(first.key);
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
@@ -109,30 +119,248 @@ describe("DeliveryDedup", () => {
 
   it("scopes a delivery id by provider and source, and no pair spells another's key", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
-    expect((await dedup.claim("github", "1", "guid")).fresh).toBe(true);
-    expect((await dedup.claim("github", "2", "guid")).fresh).toBe(true);
-    expect((await dedup.claim("jira", "1", "guid")).fresh).toBe(true);
-    expect((await dedup.claim("custom/x", "a:b", "c")).fresh).toBe(true);
-    expect((await dedup.claim("custom/x", "a", "b:c")).fresh).toBe(true);
-    expect((await dedup.claim("github", "1", "guid")).fresh).toBe(false);
+    expect((await dedup.claim("github", "1", "guid", body("github, 1, guid"))).fresh).toBe(true);
+    expect((await dedup.claim("github", "2", "guid", body("github, 2, guid"))).fresh).toBe(true);
+    expect((await dedup.claim("jira", "1", "guid", body("jira, 1, guid"))).fresh).toBe(true);
+    expect((await dedup.claim("custom/x", "a:b", "c", body("custom/x, a:b, c"))).fresh).toBe(true);
+    expect((await dedup.claim("custom/x", "a", "b:c", body("custom/x, a, b:c"))).fresh).toBe(true);
+    expect((await dedup.claim("github", "1", "guid", body("github, 1, guid"))).fresh).toBe(false);
   });
 
   it("releases a claim, so that the provider's retry is processed", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
-    const claim = await dedup.claim("slack", "A1", "Ev1");
+    const claim = await dedup.claim("slack", "A1", "Ev1", body("slack, A1, Ev1"));
     if (!claim.fresh) throw new Error("expected a fresh claim");
     await dedup.release(claim.key);
-    expect((await dedup.claim("slack", "A1", "Ev1")).fresh).toBe(true);
+    expect((await dedup.claim("slack", "A1", "Ev1", body("slack, A1, Ev1"))).fresh).toBe(true);
   });
 
   it("forgets a delivery after the window, and settling an expired claim does not revive it", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 40 });
-    const claim = await dedup.claim("jira", "https://example.atlassian.net", "id-1");
+    const claim = await dedup.claim(
+      "jira",
+      "https://example.atlassian.net",
+      "id-1",
+      body("jira, https://example.atlassian.net, id-1"),
+    );
     if (!claim.fresh) throw new Error("expected a fresh claim");
     await vi.waitFor(async () => expect(await db.redis.exists(claim.key)).toBe(0), { timeout: 5_000, interval: 10 });
     await dedup.settle(claim.key, "task-late");
     expect(await db.redis.exists(claim.key)).toBe(0);
-    expect((await dedup.claim("jira", "https://example.atlassian.net", "id-1")).fresh).toBe(true);
+    expect(
+      (
+        await dedup.claim(
+          "jira",
+          "https://example.atlassian.net",
+          "id-1",
+          body("jira, https://example.atlassian.net, id-1"),
+        )
+      ).fresh,
+    ).toBe(true);
+  });
+});
+
+describe("DeliveryDedup replays", () => {
+  let db: TestRedis;
+
+  beforeEach(async () => {
+    db = await testRedis("gateway-replay");
+  });
+  afterEach(() => db.cleanup());
+
+  it("answers the same signed content under a new delivery id as a duplicate of the first", async () => {
+    const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
+    const first = await dedup.claim("github", "1", "guid-1", body("payload"));
+    if (!first.fresh) throw new Error("expected a fresh claim");
+    expect(await dedup.claim("github", "1", "guid-2", body("payload"))).toEqual({
+      fresh: false,
+      taskId: "",
+      replayOf: "guid-1",
+    });
+    await dedup.settle(first.key, "task-1");
+    // Another hook id (it is not signed) changes nothing either.
+    expect(await dedup.claim("github", "2", "guid-3", body("payload"))).toEqual({
+      fresh: false,
+      taskId: "task-1",
+      replayOf: "guid-1",
+    });
+    // Other content, or the same on another route, is new.
+    expect((await dedup.claim("github", "1", "guid-4", body("other"))).fresh).toBe(true);
+    expect((await dedup.claim("custom/x", "x", "guid-5", body("payload", "custom/x"))).fresh).toBe(true);
+  });
+
+  it("tells contents apart by their signed timestamp", async () => {
+    const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
+    const content = body("same", "slack");
+    expect((await dedup.claim("slack", "T1", "Ev1", { ...content, timestamp: "1700000000" })).fresh).toBe(true);
+    expect((await dedup.claim("slack", "T1", "Ev2", { ...content, timestamp: "1700000001" })).fresh).toBe(true);
+    expect(await dedup.claim("slack", "T1", "Ev3", { ...content, timestamp: "1700000000" })).toMatchObject({
+      fresh: false,
+      replayOf: "Ev1",
+    });
+  });
+
+  it("frees the content with a released claim, so that the provider's retry under a new id is processed", async () => {
+    const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
+    const claim = await dedup.claim("sentry", "acme", "r-1", body("issue"));
+    if (!claim.fresh) throw new Error("expected a fresh claim");
+    await dedup.release(claim.key);
+    expect((await dedup.claim("sentry", "acme", "r-2", body("issue"))).fresh).toBe(true);
+    expect(await dedup.claim("sentry", "acme", "r-3", body("issue"))).toMatchObject({ fresh: false, replayOf: "r-2" });
+  });
+});
+
+describe("DeliveryLog caps", () => {
+  let db: TestRedis;
+
+  beforeEach(async () => {
+    db = await testRedis("gateway-delivery-cap");
+  });
+  afterEach(() => db.cleanup());
+
+  function entry(route: string, status: DeliveryStatus, i: number) {
+    return {
+      route,
+      provider: Provider.GITHUB,
+      status,
+      httpStatus: status === DeliveryStatus.REJECTED ? 401 : 202,
+      deliveryId: `${route}-${i}`,
+      receivedAt: new Date(),
+      headers: { "content-type": "application/json", "x-github-delivery": `${route}-${i}` },
+      rawBody: Buffer.from(`{"i":${i}}`),
+      bodySize: 7,
+      bodySha256: "ab".repeat(32),
+    };
+  }
+
+  it("keeps the newest entries of each route and kind up to its cap, dropping the oldest records too", async () => {
+    const log = new DeliveryLog(db.redis, {
+      keyPrefix: db.prefix,
+      retentionMs: 60_000,
+      maxPerRoute: 5,
+      maxBriefPerRoute: 3,
+    });
+    const accepted = [];
+    for (let i = 0; i < 8; i++) accepted.push(await log.record(entry("github", DeliveryStatus.ACCEPTED, i)));
+    for (let i = 0; i < 6; i++) await log.record(entry("github", DeliveryStatus.REJECTED, i));
+    for (let i = 0; i < 2; i++) await log.record(entry("custom/x", DeliveryStatus.REJECTED, i));
+    const { deliveries } = await log.list(100, {});
+    expect(deliveries.map((d) => d.deliveryId)).toEqual([
+      "custom/x-1",
+      "custom/x-0",
+      "github-5",
+      "github-4",
+      "github-3",
+      "github-7",
+      "github-6",
+      "github-5",
+      "github-4",
+      "github-3",
+    ]);
+    await expect(log.get(accepted[2]!.id)).rejects.toThrow(DeliveryNotFoundError);
+    expect(await db.redis.zcard(`${db.prefix}deliveries`)).toBe(10);
+    const records = await db.redis.keys(`${db.prefix}delivery:*`);
+    expect(records).toHaveLength(10);
+  });
+
+  it("keeps no body of a refused request, only its size, digest and a few short headers, and counts it", async () => {
+    const log = new DeliveryLog(db.redis, {
+      keyPrefix: db.prefix,
+      retentionMs: 60_000,
+      maxPerRoute: 5,
+      maxBriefPerRoute: 1,
+    });
+    const refused = await log.record({
+      ...entry("github", DeliveryStatus.REJECTED, 0),
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "x".repeat(1000),
+        "x-hub-signature-256": "sha256=abc",
+        "x-anything": "y".repeat(10_000),
+      },
+    });
+    const stored = await log.get(refused.id);
+    expect(stored.rawBody).toHaveLength(0);
+    expect(stored).toMatchObject({ bodySize: 7n, bodySha256: "ab".repeat(32) });
+    expect(stored.headers).toEqual({ "content-type": "application/json", "user-agent": "x".repeat(128) });
+    await log.record({ ...entry("github", DeliveryStatus.REJECTED, 1), httpStatus: 413 });
+    await log.record({ ...entry("github", DeliveryStatus.REJECTED, 2), httpStatus: 413 });
+    await log.record(entry("slack", DeliveryStatus.REJECTED, 0));
+    await log.record(entry("github", DeliveryStatus.ACCEPTED, 3));
+    // Counted, also those the cap no longer keeps.
+    expect(await log.rejections()).toEqual([
+      { route: "github", httpStatus: 413, count: 2n },
+      { route: "github", httpStatus: 401, count: 1n },
+      { route: "slack", httpStatus: 401, count: 1n },
+    ]);
+    const duplicate = await log.record({ ...entry("github", DeliveryStatus.DUPLICATE, 4), headers: { cookie: "x" } });
+    expect(await log.get(duplicate.id)).toMatchObject({ rawBody: new Uint8Array(0), headers: {} });
+    const accepted = (await log.list(10, { status: DeliveryStatus.ACCEPTED })).deliveries[0]!;
+    expect(Buffer.from((await log.get(accepted.id)).rawBody).toString()).toBe('{"i":3}');
+  });
+});
+
+describe("clientAddress", () => {
+  function request(peer: string, forwardedFor?: string | string[]): IncomingMessage {
+    return {
+      socket: { remoteAddress: peer },
+      headers: forwardedFor === undefined ? {} : { "x-forwarded-for": forwardedFor },
+    } as unknown as IncomingMessage;
+  }
+
+  it("is the peer unless the peer is a trusted proxy", () => {
+    const none = new TrustedProxies([]);
+    expect(clientAddress(request("203.0.113.9", "198.51.100.1"), none)).toBe("203.0.113.9");
+    const trusted = new TrustedProxies(["10.0.0.0/8", "fd00::/8", "192.0.2.1"]);
+    expect(clientAddress(request("203.0.113.9", "198.51.100.1"), trusted)).toBe("203.0.113.9");
+    expect(clientAddress(request("::ffff:203.0.113.9", "198.51.100.1"), trusted)).toBe("203.0.113.9");
+  });
+
+  it("takes the rightmost forwarded hop that is not a trusted proxy", () => {
+    const trusted = new TrustedProxies(["10.0.0.0/8", "fd00::/8", "192.0.2.1"]);
+    expect(clientAddress(request("10.1.2.3", "6.6.6.6, 198.51.100.7, 10.0.0.5"), trusted)).toBe("198.51.100.7");
+    expect(clientAddress(request("::ffff:10.1.2.3", ["6.6.6.6", "198.51.100.7"]), trusted)).toBe("198.51.100.7");
+    expect(clientAddress(request("fd00::1", "2001:db8::7"), trusted)).toBe("2001:db8::7");
+    expect(clientAddress(request("192.0.2.1", "10.0.0.9, 10.0.0.8"), trusted)).toBe("10.0.0.9");
+    // No header, or garbage where the proxy's entry should be: the proxy itself.
+    expect(clientAddress(request("10.1.2.3"), trusted)).toBe("10.1.2.3");
+    expect(clientAddress(request("10.1.2.3", "198.51.100.7, not-an-ip"), trusted)).toBe("10.1.2.3");
+  });
+
+  it("refuses entries that are neither addresses nor CIDR ranges", () => {
+    for (const bad of ["10.0.0.0/33", "fd00::/129", "example.com", "10.0.0.1/8/8", "10.0.0.0/x"]) {
+      expect(() => new TrustedProxies([bad])).toThrow(bad);
+    }
+  });
+});
+
+describe("SharedRateLimiter", () => {
+  let db: TestRedis;
+  const logger = createLogger({ service: "test", level: "silent" });
+
+  beforeEach(async () => {
+    db = await testRedis("gateway-rate-limit");
+  });
+  afterEach(() => db.cleanup());
+
+  it("is one bucket per source for every limiter on one Redis, expiring when idle", async () => {
+    const options = { perSecond: 0.01, burst: 3, keyPrefix: db.prefix };
+    const a = new SharedRateLimiter(db.redis, options, logger);
+    const b = new SharedRateLimiter(db.redis, options, logger);
+    expect([await a.take("github|1.2.3.4"), await b.take("github|1.2.3.4"), await a.take("github|1.2.3.4")]).toEqual([
+      0, 0, 0,
+    ]);
+    expect(await b.take("github|1.2.3.4")).toBe(100);
+    expect(await a.take("github|5.6.7.8")).toBe(0);
+    const [key] = await db.redis.keys(`${db.prefix}ratelimit:*`);
+    expect(await db.redis.pttl(key!)).toBeGreaterThan(0);
+  });
+
+  it("limits per instance while Redis cannot be reached", async () => {
+    const offline = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false });
+    const limiter = new SharedRateLimiter(offline, { perSecond: 1, burst: 1, keyPrefix: db.prefix }, logger);
+    expect(await limiter.take("s")).toBe(0);
+    expect(await limiter.take("s")).toBe(1);
   });
 });
 
@@ -197,23 +425,26 @@ describe("DeliveryLog ids", () => {
   afterEach(() => db.cleanup());
 
   it("sort by arrival, also within one millisecond", async () => {
-    const log = new DeliveryLog(db.redis, { keyPrefix: db.prefix, retentionMs: 60_000 });
+    const log = new DeliveryLog(db.redis, {
+      keyPrefix: db.prefix,
+      retentionMs: 60_000,
+      maxPerRoute: 100,
+      maxBriefPerRoute: 100,
+    });
     const at = new Date();
     const recorded = [];
     for (let i = 0; i < 20; i++) {
       recorded.push(
-        await log.record(
-          {
-            route: "github",
-            provider: Provider.GITHUB,
-            status: DeliveryStatus.REJECTED,
-            httpStatus: 401,
-            deliveryId: `d-${i}`,
-            receivedAt: at,
-            headers: {},
-          },
-          false,
-        ),
+        await log.record({
+          route: "github",
+          provider: Provider.GITHUB,
+          status: DeliveryStatus.REJECTED,
+          httpStatus: 401,
+          deliveryId: `d-${i}`,
+          receivedAt: at,
+          headers: {},
+          bodySize: 0,
+        }),
       );
     }
     const ids = recorded.map((d) => d.id);

@@ -78,6 +78,11 @@ export class CustomProvider implements WebhookProvider {
     return this.#secrets;
   }
 
+  signedTimestamp(webhook: IncomingWebhook): string | undefined {
+    if (this.route.signedContent !== SignedContent.TIMESTAMP_DOT_BODY) return undefined;
+    return header(webhook.headers, this.route.timestampHeader.toLowerCase());
+  }
+
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
     const { signatureHeader, signaturePrefix, timestampHeader } = this.route;
     const signature = header(webhook.headers, signatureHeader.toLowerCase());

@@ -42,6 +42,10 @@ export class SlackProvider extends BuiltInWebhookProvider {
     super("slack", Provider.SLACK, [JSON_TYPE, FORM_TYPE], 2_000, SIGNATURE, maxBodyBytes);
   }
 
+  signedTimestamp(webhook: IncomingWebhook): string | undefined {
+    return header(webhook.headers, "x-slack-request-timestamp");
+  }
+
   verify(webhook: IncomingWebhook, secrets: readonly string[]): void {
     const signature = this.signatureOf(webhook);
     const timestamp = header(webhook.headers, "x-slack-request-timestamp");

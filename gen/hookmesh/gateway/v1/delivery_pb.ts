@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/gateway/v1/delivery.proto.
  */
 export const file_hookmesh_gateway_v1_delivery: GenFile = /*@__PURE__*/
-  fileDesc("CiJob29rbWVzaC9nYXRld2F5L3YxL2RlbGl2ZXJ5LnByb3RvEhNob29rbWVzaC5nYXRld2F5LnYxIswDCghEZWxpdmVyeRIKCgJpZBgBIAEoCRINCgVyb3V0ZRgCIAEoCRIuCghwcm92aWRlchgDIAEoDjIcLmhvb2ttZXNoLmV2ZW50cy52MS5Qcm92aWRlchITCgtkZWxpdmVyeV9pZBgEIAEoCRISCgpldmVudF90eXBlGAUgASgJEjMKBnN0YXR1cxgGIAEoDjIjLmhvb2ttZXNoLmdhdGV3YXkudjEuRGVsaXZlcnlTdGF0dXMSDgoGcmVhc29uGAcgASgJEhMKC2h0dHBfc3RhdHVzGAggASgFEg8KB3Rhc2tfaWQYCSABKAkSMAoMcmVjZWl2ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7CgdoZWFkZXJzGAsgAygLMiouaG9va21lc2guZ2F0ZXdheS52MS5EZWxpdmVyeS5IZWFkZXJzRW50cnkSEAoIcmF3X2JvZHkYDCABKAwSGgoScmF3X2JvZHlfdHJ1bmNhdGVkGA0gASgIEhQKDHJlZGVsaXZlcmllcxgOIAEoBRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASr/AQoORGVsaXZlcnlTdGF0dXMSHwobREVMSVZFUllfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYREVMSVZFUllfU1RBVFVTX0FDQ0VQVEVEEAESHQoZREVMSVZFUllfU1RBVFVTX0RVUExJQ0FURRACEhwKGERFTElWRVJZX1NUQVRVU19SRUpFQ1RFRBADEhsKF0RFTElWRVJZX1NUQVRVU19JR05PUkVEEAQSGgoWREVMSVZFUllfU1RBVFVTX1FVRVVFRBAFEhwKGERFTElWRVJZX1NUQVRVU19BTlNXRVJFRBAGEhoKFkRFTElWRVJZX1NUQVRVU19GQUlMRUQQB2IGcHJvdG8z", [file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("CiJob29rbWVzaC9nYXRld2F5L3YxL2RlbGl2ZXJ5LnByb3RvEhNob29rbWVzaC5nYXRld2F5LnYxIvQDCghEZWxpdmVyeRIKCgJpZBgBIAEoCRINCgVyb3V0ZRgCIAEoCRIuCghwcm92aWRlchgDIAEoDjIcLmhvb2ttZXNoLmV2ZW50cy52MS5Qcm92aWRlchITCgtkZWxpdmVyeV9pZBgEIAEoCRISCgpldmVudF90eXBlGAUgASgJEjMKBnN0YXR1cxgGIAEoDjIjLmhvb2ttZXNoLmdhdGV3YXkudjEuRGVsaXZlcnlTdGF0dXMSDgoGcmVhc29uGAcgASgJEhMKC2h0dHBfc3RhdHVzGAggASgFEg8KB3Rhc2tfaWQYCSABKAkSMAoMcmVjZWl2ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7CgdoZWFkZXJzGAsgAygLMiouaG9va21lc2guZ2F0ZXdheS52MS5EZWxpdmVyeS5IZWFkZXJzRW50cnkSEAoIcmF3X2JvZHkYDCABKAwSGgoScmF3X2JvZHlfdHJ1bmNhdGVkGA0gASgIEhQKDHJlZGVsaXZlcmllcxgOIAEoBRIRCglib2R5X3NpemUYDyABKAMSEwoLYm9keV9zaGEyNTYYECABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEq/wEKDkRlbGl2ZXJ5U3RhdHVzEh8KG0RFTElWRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGERFTElWRVJZX1NUQVRVU19BQ0NFUFRFRBABEh0KGURFTElWRVJZX1NUQVRVU19EVVBMSUNBVEUQAhIcChhERUxJVkVSWV9TVEFUVVNfUkVKRUNURUQQAxIbChdERUxJVkVSWV9TVEFUVVNfSUdOT1JFRBAEEhoKFkRFTElWRVJZX1NUQVRVU19RVUVVRUQQBRIcChhERUxJVkVSWV9TVEFUVVNfQU5TV0VSRUQQBhIaChZERUxJVkVSWV9TVEFUVVNfRkFJTEVEEAdiBnByb3RvMw", [file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * One webhook request as the gateway received it.
@@ -90,21 +90,26 @@ export type Delivery = Message<"hookmesh.gateway.v1.Delivery"> & {
   receiveTime?: Timestamp | undefined;
 
   /**
-   * Request headers, with signatures, tokens and cookies replaced by `[redacted]`.
+   * Request headers, with signatures, tokens and cookies replaced by `[redacted]`; of a refused,
+   * duplicate or answered request only a short allowlist (content type and length, user agent,
+   * the provider's event and delivery ids), each cut to 128 characters.
    *
    * @generated from field: map<string, string> headers = 11;
    */
   headers: { [key: string]: string };
 
   /**
-   * The raw body, exactly as received (bodies of refused requests are cut to 64 KiB).
+   * The raw body, exactly as received, of a delivery that made or may make a task. Refused,
+   * duplicate and answered requests keep none (see `body_size` and `body_sha256`) and only a
+   * few headers, so that traffic without the secret, or replayed, cannot fill the log.
    *
    * @generated from field: bytes raw_body = 12;
    */
   rawBody: Uint8Array;
 
   /**
-   * True when `raw_body` was cut.
+   * True when `raw_body` was cut. Deliveries recorded before refused bodies were dropped
+   * (which kept their first 64 KiB) may still say so.
    *
    * @generated from field: bool raw_body_truncated = 13;
    */
@@ -116,6 +121,21 @@ export type Delivery = Message<"hookmesh.gateway.v1.Delivery"> & {
    * @generated from field: int32 redeliveries = 14;
    */
   redeliveries: number;
+
+  /**
+   * The body's size in bytes as read; for a request refused while its body was arriving (413),
+   * what had been read by then.
+   *
+   * @generated from field: int64 body_size = 15;
+   */
+  bodySize: bigint;
+
+  /**
+   * The hex SHA-256 of the body, when it was read whole; computed as the body arrived.
+   *
+   * @generated from field: string body_sha256 = 16;
+   */
+  bodySha256: string;
 };
 
 /**

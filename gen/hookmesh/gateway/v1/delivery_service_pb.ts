@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/gateway/v1/delivery_service.proto.
  */
 export const file_hookmesh_gateway_v1_delivery_service: GenFile = /*@__PURE__*/
-  fileDesc("Cipob29rbWVzaC9nYXRld2F5L3YxL2RlbGl2ZXJ5X3NlcnZpY2UucHJvdG8SE2hvb2ttZXNoLmdhdGV3YXkudjEiowEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIuCghwcm92aWRlchgDIAEoDjIcLmhvb2ttZXNoLmV2ZW50cy52MS5Qcm92aWRlchIzCgZzdGF0dXMYBCABKA4yIy5ob29rbWVzaC5nYXRld2F5LnYxLkRlbGl2ZXJ5U3RhdHVzImQKFkxpc3REZWxpdmVyaWVzUmVzcG9uc2USMQoKZGVsaXZlcmllcxgBIAMoCzIdLmhvb2ttZXNoLmdhdGV3YXkudjEuRGVsaXZlcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiAKEkdldERlbGl2ZXJ5UmVxdWVzdBIKCgJpZBgBIAEoCSJGChNHZXREZWxpdmVyeVJlc3BvbnNlEi8KCGRlbGl2ZXJ5GAEgASgLMh0uaG9va21lc2guZ2F0ZXdheS52MS5EZWxpdmVyeSIeChBSZWRlbGl2ZXJSZXF1ZXN0EgoKAmlkGAEgASgJIkQKEVJlZGVsaXZlclJlc3BvbnNlEi8KCGRlbGl2ZXJ5GAEgASgLMh0uaG9va21lc2guZ2F0ZXdheS52MS5EZWxpdmVyeTLwAgoPRGVsaXZlcnlTZXJ2aWNlEnwKDkxpc3REZWxpdmVyaWVzEiouaG9va21lc2guZ2F0ZXdheS52MS5MaXN0RGVsaXZlcmllc1JlcXVlc3QaKy5ob29rbWVzaC5nYXRld2F5LnYxLkxpc3REZWxpdmVyaWVzUmVzcG9uc2UiEZACAaK7GAoKCG9wZXJhdG9yEnMKC0dldERlbGl2ZXJ5EicuaG9va21lc2guZ2F0ZXdheS52MS5HZXREZWxpdmVyeVJlcXVlc3QaKC5ob29rbWVzaC5nYXRld2F5LnYxLkdldERlbGl2ZXJ5UmVzcG9uc2UiEZACAaK7GAoKCG9wZXJhdG9yEmoKCVJlZGVsaXZlchIlLmhvb2ttZXNoLmdhdGV3YXkudjEuUmVkZWxpdmVyUmVxdWVzdBomLmhvb2ttZXNoLmdhdGV3YXkudjEuUmVkZWxpdmVyUmVzcG9uc2UiDqK7GAoKCG9wZXJhdG9yYgZwcm90bzM", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_gateway_v1_delivery]);
+  fileDesc("Cipob29rbWVzaC9nYXRld2F5L3YxL2RlbGl2ZXJ5X3NlcnZpY2UucHJvdG8SE2hvb2ttZXNoLmdhdGV3YXkudjEiowEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIuCghwcm92aWRlchgDIAEoDjIcLmhvb2ttZXNoLmV2ZW50cy52MS5Qcm92aWRlchIzCgZzdGF0dXMYBCABKA4yIy5ob29rbWVzaC5nYXRld2F5LnYxLkRlbGl2ZXJ5U3RhdHVzIp0BChZMaXN0RGVsaXZlcmllc1Jlc3BvbnNlEjEKCmRlbGl2ZXJpZXMYASADKAsyHS5ob29rbWVzaC5nYXRld2F5LnYxLkRlbGl2ZXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRI3CgpyZWplY3Rpb25zGAMgAygLMiMuaG9va21lc2guZ2F0ZXdheS52MS5SZWplY3Rpb25Db3VudCJDCg5SZWplY3Rpb25Db3VudBINCgVyb3V0ZRgBIAEoCRITCgtodHRwX3N0YXR1cxgCIAEoBRINCgVjb3VudBgDIAEoAyIgChJHZXREZWxpdmVyeVJlcXVlc3QSCgoCaWQYASABKAkiRgoTR2V0RGVsaXZlcnlSZXNwb25zZRIvCghkZWxpdmVyeRgBIAEoCzIdLmhvb2ttZXNoLmdhdGV3YXkudjEuRGVsaXZlcnkiHgoQUmVkZWxpdmVyUmVxdWVzdBIKCgJpZBgBIAEoCSJEChFSZWRlbGl2ZXJSZXNwb25zZRIvCghkZWxpdmVyeRgBIAEoCzIdLmhvb2ttZXNoLmdhdGV3YXkudjEuRGVsaXZlcnky8AIKD0RlbGl2ZXJ5U2VydmljZRJ8Cg5MaXN0RGVsaXZlcmllcxIqLmhvb2ttZXNoLmdhdGV3YXkudjEuTGlzdERlbGl2ZXJpZXNSZXF1ZXN0GisuaG9va21lc2guZ2F0ZXdheS52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlIhGQAgGiuxgKCghvcGVyYXRvchJzCgtHZXREZWxpdmVyeRInLmhvb2ttZXNoLmdhdGV3YXkudjEuR2V0RGVsaXZlcnlSZXF1ZXN0GiguaG9va21lc2guZ2F0ZXdheS52MS5HZXREZWxpdmVyeVJlc3BvbnNlIhGQAgGiuxgKCghvcGVyYXRvchJqCglSZWRlbGl2ZXISJS5ob29rbWVzaC5nYXRld2F5LnYxLlJlZGVsaXZlclJlcXVlc3QaJi5ob29rbWVzaC5nYXRld2F5LnYxLlJlZGVsaXZlclJlc3BvbnNlIg6iuxgKCghvcGVyYXRvcmIGcHJvdG8z", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_gateway_v1_delivery]);
 
 /**
  * @generated from message hookmesh.gateway.v1.ListDeliveriesRequest
@@ -70,6 +70,15 @@ export type ListDeliveriesResponse = Message<"hookmesh.gateway.v1.ListDeliveries
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * Refused requests on configured routes, counted per route and HTTP status over the
+   * retention (by UTC day), whatever the filters. Every refusal is counted, also those the
+   * per-route cap of the log has since dropped. Only on the first page (no `page_token`).
+   *
+   * @generated from field: repeated hookmesh.gateway.v1.RejectionCount rejections = 3;
+   */
+  rejections: RejectionCount[];
 };
 
 /**
@@ -78,6 +87,35 @@ export type ListDeliveriesResponse = Message<"hookmesh.gateway.v1.ListDeliveries
  */
 export const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse> = /*@__PURE__*/
   messageDesc(file_hookmesh_gateway_v1_delivery_service, 1);
+
+/**
+ * How many requests to one route were refused with one HTTP status.
+ *
+ * @generated from message hookmesh.gateway.v1.RejectionCount
+ */
+export type RejectionCount = Message<"hookmesh.gateway.v1.RejectionCount"> & {
+  /**
+   * @generated from field: string route = 1;
+   */
+  route: string;
+
+  /**
+   * @generated from field: int32 http_status = 2;
+   */
+  httpStatus: number;
+
+  /**
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message hookmesh.gateway.v1.RejectionCount.
+ * Use `create(RejectionCountSchema)` to create a new message.
+ */
+export const RejectionCountSchema: GenMessage<RejectionCount> = /*@__PURE__*/
+  messageDesc(file_hookmesh_gateway_v1_delivery_service, 2);
 
 /**
  * @generated from message hookmesh.gateway.v1.GetDeliveryRequest
@@ -94,7 +132,7 @@ export type GetDeliveryRequest = Message<"hookmesh.gateway.v1.GetDeliveryRequest
  * Use `create(GetDeliveryRequestSchema)` to create a new message.
  */
 export const GetDeliveryRequestSchema: GenMessage<GetDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_gateway_v1_delivery_service, 2);
+  messageDesc(file_hookmesh_gateway_v1_delivery_service, 3);
 
 /**
  * @generated from message hookmesh.gateway.v1.GetDeliveryResponse
@@ -111,7 +149,7 @@ export type GetDeliveryResponse = Message<"hookmesh.gateway.v1.GetDeliveryRespon
  * Use `create(GetDeliveryResponseSchema)` to create a new message.
  */
 export const GetDeliveryResponseSchema: GenMessage<GetDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_gateway_v1_delivery_service, 3);
+  messageDesc(file_hookmesh_gateway_v1_delivery_service, 4);
 
 /**
  * @generated from message hookmesh.gateway.v1.RedeliverRequest
@@ -128,7 +166,7 @@ export type RedeliverRequest = Message<"hookmesh.gateway.v1.RedeliverRequest"> &
  * Use `create(RedeliverRequestSchema)` to create a new message.
  */
 export const RedeliverRequestSchema: GenMessage<RedeliverRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_gateway_v1_delivery_service, 4);
+  messageDesc(file_hookmesh_gateway_v1_delivery_service, 5);
 
 /**
  * @generated from message hookmesh.gateway.v1.RedeliverResponse
@@ -147,7 +185,7 @@ export type RedeliverResponse = Message<"hookmesh.gateway.v1.RedeliverResponse">
  * Use `create(RedeliverResponseSchema)` to create a new message.
  */
 export const RedeliverResponseSchema: GenMessage<RedeliverResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_gateway_v1_delivery_service, 5);
+  messageDesc(file_hookmesh_gateway_v1_delivery_service, 6);
 
 /**
  * DeliveryService reads the gateway's delivery log (kept for `DELIVERY_RETENTION`, 7 days by
@@ -181,8 +219,8 @@ export const DeliveryService: GenService<{
    * gateway's duplicate check (the tasks service still returns the existing task for a
    * delivery it has seen). Only deliveries that passed verification when they arrived can be
    * redelivered: their signatures are not kept, so they cannot be checked again.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION for a rejected or answered delivery, or one whose
-   * body was not kept whole.
+   * Errors: NOT_FOUND; FAILED_PRECONDITION for a rejected, answered or duplicate delivery
+   * (redeliver the one it repeats), or one whose body was not kept whole.
    *
    * @generated from rpc hookmesh.gateway.v1.DeliveryService.Redeliver
    */
