@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi/AIKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIt0BCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJEjkKDmFja25vd2xlZGdtZW50GAcgASgOMiEuaG9va21lc2gudGFza3MudjEuQWNrbm93bGVkZ21lbnQqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi/AIKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL7AQoHVHJpZ2dlchI0CgdtZW50aW9uGAEgASgLMiEuaG9va21lc2gudGFza3MudjEuTWVudGlvblRyaWdnZXJIABIwCgVsYWJlbBgCIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkxhYmVsVHJpZ2dlckgAEj8KDXNsYXNoX2NvbW1hbmQYAyABKAsyJi5ob29rbWVzaC50YXNrcy52MS5TbGFzaENvbW1hbmRUcmlnZ2VySAASPwoNaXNzdWVfY3JlYXRlZBgEIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLklzc3VlQ3JlYXRlZFRyaWdnZXJIAEIGCgRraW5kIiEKDk1lbnRpb25UcmlnZ2VyEg8KB21lbnRpb24YASABKAkiHQoMTGFiZWxUcmlnZ2VyEg0KBWxhYmVsGAEgASgJIiYKE1NsYXNoQ29tbWFuZFRyaWdnZXISDwoHY29tbWFuZBgBIAEoCSIVChNJc3N1ZUNyZWF0ZWRUcmlnZ2VyIqUCCgxBZ2VudFByb2ZpbGUSDgoGcnVubmVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhcKD3Byb21wdF90ZW1wbGF0ZRgDIAEoCRIvCgxtYXhfcnVuX3RpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2Nvc3RfdXNkGAUgASgBEhMKC2FsbG93ZWRfZW52GAYgAygJEjkKDmFja25vd2xlZGdtZW50GAcgASgOMiEuaG9va21lc2gudGFza3MudjEuQWNrbm93bGVkZ21lbnQSMAoHbmV0d29yaxgIIAEoDjIfLmhvb2ttZXNoLnRhc2tzLnYxLkFnZW50TmV0d29yaxIUCgxlZ3Jlc3NfaG9zdHMYCSADKAkqdwoMQWdlbnROZXR3b3JrEh0KGUFHRU5UX05FVFdPUktfVU5TUEVDSUZJRUQQABIWChJBR0VOVF9ORVRXT1JLX05PTkUQARIYChRBR0VOVF9ORVRXT1JLX0VHUkVTUxACEhYKEkFHRU5UX05FVFdPUktfSE9TVBADKmYKDkFja25vd2xlZGdtZW50Eh4KGkFDS05PV0xFREdNRU5UX1VOU1BFQ0lGSUVEEAASGwoXQUNLTk9XTEVER01FTlRfUkVBQ1RJT04QARIXChNBQ0tOT1dMRURHTUVOVF9OT05FEAJiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -303,6 +303,24 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
    * @generated from field: hookmesh.tasks.v1.Acknowledgment acknowledgment = 7;
    */
   acknowledgment: Acknowledgment;
+
+  /**
+   * What network the agent's sandbox has; unset means none. A worker that does not know the
+   * value fails the run without retrying it.
+   *
+   * @generated from field: hookmesh.tasks.v1.AgentNetwork network = 8;
+   */
+  network: AgentNetwork;
+
+  /**
+   * With AGENT_NETWORK_EGRESS, the host names the agent may reach through the worker's proxy:
+   * exact names (`api.anthropic.com`) or one leading wildcard label (`*.github.com`, which
+   * matches `api.github.com` but not `github.com`). IP addresses, and names that resolve to
+   * loopback, private or link-local addresses, are refused unless listed exactly.
+   *
+   * @generated from field: repeated string egress_hosts = 9;
+   */
+  egressHosts: string[];
 };
 
 /**
@@ -311,6 +329,49 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 6);
+
+/**
+ * The network an agent's sandbox has.
+ *
+ * @generated from enum hookmesh.tasks.v1.AgentNetwork
+ */
+export enum AgentNetwork {
+  /**
+   * Unset: as AGENT_NETWORK_NONE.
+   *
+   * @generated from enum value: AGENT_NETWORK_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No network at all: the sandbox has only its own loopback.
+   *
+   * @generated from enum value: AGENT_NETWORK_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * HTTP and HTTPS through the worker's allowlisting proxy (HTTP_PROXY / HTTPS_PROXY are set
+   * for the agent) to the profile's `egress_hosts`; nothing else leaves the sandbox.
+   *
+   * @generated from enum value: AGENT_NETWORK_EGRESS = 2;
+   */
+  EGRESS = 2,
+
+  /**
+   * The worker's own network namespace: everything the worker can reach (its loopback, Redis,
+   * the mesh's ports, any host). Logged as a warning for every run.
+   *
+   * @generated from enum value: AGENT_NETWORK_HOST = 3;
+   */
+  HOST = 3,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.AgentNetwork.
+ */
+export const AgentNetworkSchema: GenEnum<AgentNetwork> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_route, 0);
 
 /**
  * How a task tells the place its event came from that it started.
@@ -345,5 +406,5 @@ export enum Acknowledgment {
  * Describes the enum hookmesh.tasks.v1.Acknowledgment.
  */
 export const AcknowledgmentSchema: GenEnum<Acknowledgment> = /*@__PURE__*/
-  enumDesc(file_hookmesh_tasks_v1_route, 0);
+  enumDesc(file_hookmesh_tasks_v1_route, 1);
 
