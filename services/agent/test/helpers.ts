@@ -9,9 +9,21 @@ import { expect, vi } from "vitest";
 import { type AgentProfile, AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { AgentEvent, RunnerSettings } from "../src/runners/runner.js";
+import { BwrapSandbox, type BwrapSandboxOptions } from "../src/sandbox/sandbox.js";
 
 export function fixture(name: string): string {
   return fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
+}
+
+/** The sandbox runs get by default, with the fixtures visible read-only (as AGENT_SANDBOX_READONLY_PATHS would). */
+export function testSandbox(overrides: Partial<BwrapSandboxOptions> = {}): BwrapSandbox {
+  return new BwrapSandbox({
+    bwrap: "/usr/bin/bwrap",
+    readonlyPaths: [fixture("")],
+    runnerBinaries: [],
+    path: process.env.PATH ?? "",
+    ...overrides,
+  });
 }
 
 export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSettings {
@@ -20,6 +32,7 @@ export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSetting
     claudeBin: fixture("fake-claude.mjs"),
     killGraceMs: 500,
     outputChunkBytes: 4096,
+    sandbox: testSandbox(),
     ...overrides,
   };
 }
@@ -75,6 +88,32 @@ export function groupMembers(pgid: number): number[] {
     if (Number(pgrp) === pgid && state !== "Z") members.push(Number(entry));
   }
   return members;
+}
+
+/** Live descendants of a process (a sandbox's bwrap and everything in the sandbox), from /proc. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (state === "Z") continue;
+    children.set(Number(ppid), [...(children.get(Number(ppid)) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  const visit = (parent: number) => {
+    for (const child of children.get(parent) ?? []) {
+      found.push(child);
+      visit(child);
+    }
+  };
+  visit(pid);
+  return found;
 }
 
 /** Resolves once `check` holds; fails after `timeoutMs`. */
