@@ -139,7 +139,7 @@ export class BwrapSandbox implements Sandbox {
 
   /** Runs `true` in a sandbox as runs get it: throws SandboxUnavailableError saying what to do when it fails. */
   probe(): void {
-    const probe = spawnSync(this.options.bwrap, [...this.commonArgs("none"), "--", "true"], {
+    const probe = spawnSync(this.options.bwrap, [...this.commonArgs("none"), ...BwrapSandbox.sealArgs, "--", "true"], {
       env: {},
       stdio: ["ignore", "ignore", "pipe"],
       timeout: 10_000,
@@ -232,6 +232,9 @@ export class BwrapSandbox implements Sandbox {
     ];
   }
 
+  /** Last: the sandbox's root (where bwrap made the mount points) becomes read-only too. */
+  private static readonly sealArgs = ["--remount-ro", "/"];
+
   /**
    * bwrap is started with the agent's environment only, so that even the sandbox's init (whose
    * /proc/1/environ the agent can read) holds nothing else.
@@ -239,7 +242,7 @@ export class BwrapSandbox implements Sandbox {
   private wrap(args: readonly string[], launch: Launch): Launch {
     return {
       command: this.options.bwrap,
-      args: [...args, "--info-fd", "3", "--", launch.command, ...launch.args],
+      args: [...args, ...BwrapSandbox.sealArgs, "--info-fd", "3", "--", launch.command, ...launch.args],
       env: launch.env,
       reportsSandboxPid: true,
     };
