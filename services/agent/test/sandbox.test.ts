@@ -65,7 +65,7 @@ describe("agent sandbox (bubblewrap)", () => {
     return { report, stdout: log.text(OutputStream.STDOUT), stderr: log.text(OutputStream.STDERR), logs: logged.lines };
   }
 
-  const escape = (targets: object) => `node ${fixture("escape-agent.mjs")} '${JSON.stringify(targets)}'`;
+  const escapeAgent = (targets: object) => `node ${fixture("escape-agent.mjs")} '${JSON.stringify(targets)}'`;
 
   it("keeps an escaping agent from other processes, secrets, host files, the mesh's ports and Redis", async () => {
     // A sibling service with a secret in its environment, as the gateway holds its webhook secret.
@@ -80,7 +80,7 @@ describe("agent sandbox (bubblewrap)", () => {
     const outside = [join(tmpdir(), marker), join(checkout, marker), join(home, marker)];
 
     const { report, stdout } = await run(
-      escape({
+      escapeAgent({
         environ: true,
         read: [join(home, "ca.key"), join(checkout, "package.json"), `/proc/${process.pid}/environ`],
         write: outside,
@@ -122,7 +122,7 @@ describe("agent sandbox (bubblewrap)", () => {
     const mesh = await listeningPort();
     closers.push(() => mesh.server.close());
     const { stdout } = await run(
-      escape({
+      escapeAgent({
         connect: [
           ["127.0.0.1", mesh.port],
           ["192.0.2.1", 80],
@@ -151,7 +151,7 @@ describe("agent sandbox (bubblewrap)", () => {
       tunnel: [`allowed.example.test:${port}`, "github.com:443", `api.wild.example.test:${port}`],
     };
     const { stdout, logs } = await run(
-      `node ${fixture("proxy-agent.mjs")} '${JSON.stringify(targets)}' && ${escape({ connect: [["127.0.0.1", port]] })}`,
+      `node ${fixture("proxy-agent.mjs")} '${JSON.stringify(targets)}' && ${escapeAgent({ connect: [["127.0.0.1", port]] })}`,
       profile({
         network: AgentNetwork.EGRESS,
         egressHosts: ["allowed.example.test", "*.wild.example.test"],
@@ -178,7 +178,7 @@ describe("agent sandbox (bubblewrap)", () => {
     const mesh = await listeningPort();
     closers.push(() => mesh.server.close());
     const { stdout, logs } = await run(
-      escape({ connect: [["127.0.0.1", mesh.port]] }),
+      escapeAgent({ connect: [["127.0.0.1", mesh.port]] }),
       profile({ network: AgentNetwork.HOST }),
     );
     expect(stdout).toEqual([`connect 127.0.0.1:${mesh.port}: ok connected`]);
