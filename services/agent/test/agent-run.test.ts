@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { memoryLogger } from "@hookmesh/kit/testing";
@@ -7,16 +7,7 @@ import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { OutputStream, RunOutcome, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentRun, type AgentRunOptions, systemClock } from "../src/agent-run.js";
 import { createRunners } from "../src/runners/index.js";
-import { descendants, eventLog, fixture, profile, scratchDir, settings, waitFor } from "./helpers.js";
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return false;
-  }
-}
+import { alive, descendants, eventLog, fixture, profile, scratchDir, settings, waitFor } from "./helpers.js";
 
 describe("AgentRun", () => {
   let root: string;
@@ -57,7 +48,6 @@ describe("AgentRun", () => {
     await waitFor(() => log.text(OutputStream.STDOUT).length >= 2);
     return { processes: [run.pid!, ...descendants(run.pid!)] };
   }
-  const alive = (pids: number[]) => pids.filter((pid) => existsSync(`/proc/${pid}`) && !isZombie(pid));
 
   it("succeeds with the answer, exit code, usage and duration, after a STARTED stage", async () => {
     const { run, log } = agentRun(`${fixture("protocol-agent.sh")}`);

@@ -69,27 +69,6 @@ export function eventLog() {
   };
 }
 
-/**
- * Live processes of a process group, from /proc. Zombies do not count: they are dead, only
- * not yet reaped by whatever adopted them.
- */
-export function groupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(pgrp) === pgid && state !== "Z") members.push(Number(entry));
-  }
-  return members;
-}
-
 /** Live descendants of a process (a sandbox's bwrap and everything in the sandbox), from /proc. */
 export function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
@@ -114,6 +93,18 @@ export function descendants(pid: number): number[] {
   };
   visit(pid);
   return found;
+}
+
+/** Those of `pids` still alive (zombies are dead, only not yet reaped). */
+export function alive(pids: readonly number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Resolves once `check` holds; fails after `timeoutMs`. */
