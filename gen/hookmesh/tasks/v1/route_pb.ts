@@ -291,7 +291,9 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
 
   /**
    * Names of the worker's environment variables the agent may see, beyond a minimal base
-   * (PATH, HOME, LANG). Nothing else of the worker's environment reaches the agent.
+   * (PATH, LANG, and HOME, a fresh directory in the run's). Nothing else of the worker's
+   * environment reaches the agent; under `hookmesh start` the worker holds no provider
+   * credentials or webhook secrets to give.
    *
    * @generated from field: repeated string allowed_env = 6;
    */
