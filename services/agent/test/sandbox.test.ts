@@ -13,6 +13,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AgentNetwork, type AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { OutputStream, RunOutcome } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentRun, systemClock } from "../src/agent-run.js";
+import { composeAgent } from "../src/compose.js";
+import { loadConfig } from "../src/config.js";
 import { CommandRunner } from "../src/runners/command.js";
 import { BwrapSandbox, type Sandbox, SandboxUnavailableError } from "../src/sandbox/sandbox.js";
 import { eventLog, fixture, profile, scratchDir, settings, testSandbox } from "./helpers.js";
@@ -191,6 +193,28 @@ describe("agent sandbox (bubblewrap)", () => {
       result: { outcome: RunOutcome.AGENT_ERROR, error: expect.stringMatching(/^unknown network 42 /) },
       retryable: false,
     });
+  });
+
+  it("composes a worker only when its sandbox works, or when AGENT_SANDBOX=off says so (warned)", async () => {
+    const compose = (env: Record<string, string>) => {
+      const logged = memoryLogger("compose-test");
+      const agent = composeAgent(loadConfig({ HOOKMESH_INSECURE: "1", ...env }), {
+        logger: logged.logger,
+        env: { PATH: process.env.PATH },
+      });
+      return { agent, logs: logged.lines };
+    };
+    expect(() => compose({ AGENT_SANDBOX_BWRAP: "/nonexistent/bwrap" })).toThrow(SandboxUnavailableError);
+    expect(() => compose({ AGENT_SANDBOX_READONLY_PATHS: "/nonexistent/tools" })).toThrow(
+      /AGENT_SANDBOX_READONLY_PATHS/,
+    );
+    const sandboxed = compose({});
+    expect(sandboxed.agent.sandbox.mode).toBe("bwrap");
+    await sandboxed.agent.close();
+    const off = compose({ AGENT_SANDBOX: "off", AGENT_SANDBOX_BWRAP: "/nonexistent/bwrap" });
+    expect(off.agent.sandbox.mode).toBe("off");
+    expect(off.logs().filter((line) => line.includes("AGENT_SANDBOX=off"))).toHaveLength(1);
+    await off.agent.close();
   });
 
   it("refuses to start a worker whose bubblewrap cannot run, naming the package and AGENT_SANDBOX", () => {
