@@ -1,6 +1,8 @@
 # One image for every hookmesh service; the compose file (or a Kubernetes manifest) picks the
 # service by its entry point.
 FROM node:20-bookworm-slim
+# bubblewrap: the agent worker runs every agent in a sandbox (AGENT_SANDBOX).
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY kit/package.json kit/

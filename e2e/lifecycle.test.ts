@@ -102,6 +102,10 @@ describe("task lifecycle with real workers and agents", () => {
       AGENT_WORKDIR: join(dir, "runs"),
       SHUTDOWN_GRACE_MS: "1000",
       HOOKMESH_TEST_LOG: log,
+      // Unsandboxed: this test reads, on the host, the log its agent writes outside its run
+      // directory and the host process groups it names, which a sandbox exists to prevent;
+      // services/agent/test/sandbox.test.ts covers runs in the sandbox.
+      AGENT_SANDBOX: "off",
       LOG_LEVEL: "warn",
     });
     workers.set(id, worker);

@@ -12,6 +12,8 @@ export interface ServiceEntry {
   urlVariable: string;
   /** The default prefix of the service's Redis keys; absent for a service that keeps no state. */
   redisKeyPrefix?: string;
+  /** Provider credentials and webhook secrets that only this service is given (each also as `_FILE`). */
+  credentials?: readonly string[];
 }
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
@@ -31,6 +33,7 @@ export const SERVICES: readonly ServiceEntry[] = [
     grpcPort: 50061,
     urlVariable: "GITHUB_URL",
     redisKeyPrefix: "hookmesh:github:",
+    credentials: ["GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY"],
   },
   {
     name: "slack",
@@ -38,6 +41,7 @@ export const SERVICES: readonly ServiceEntry[] = [
     grpcPort: 50062,
     urlVariable: "SLACK_URL",
     redisKeyPrefix: "hookmesh:slack:",
+    credentials: ["SLACK_BOT_TOKEN"],
   },
   {
     name: "jira",
@@ -45,6 +49,7 @@ export const SERVICES: readonly ServiceEntry[] = [
     grpcPort: 50063,
     urlVariable: "JIRA_URL",
     redisKeyPrefix: "hookmesh:jira:",
+    credentials: ["JIRA_API_TOKEN", "JIRA_BEARER_TOKEN"],
   },
   {
     name: "sentry",
@@ -52,6 +57,7 @@ export const SERVICES: readonly ServiceEntry[] = [
     grpcPort: 50064,
     urlVariable: "SENTRY_URL",
     redisKeyPrefix: "hookmesh:sentry:",
+    credentials: ["SENTRY_AUTH_TOKEN"],
   },
   { name: "agent", entry: root("services/agent/src/main.ts"), grpcPort: 50052, urlVariable: "AGENT_URL" },
   {
@@ -60,8 +66,33 @@ export const SERVICES: readonly ServiceEntry[] = [
     grpcPort: 50050,
     urlVariable: "GATEWAY_URL",
     redisKeyPrefix: "hookmesh:gateway:",
+    credentials: ["GITHUB_WEBHOOK_SECRET", "SLACK_SIGNING_SECRET", "JIRA_WEBHOOK_SECRET", "SENTRY_CLIENT_SECRET"],
   },
 ];
+
+/**
+ * The environment `hookmesh start` gives a service: its own, without the secrets of the
+ * others: provider credentials and webhook secrets, Redis passwords and TLS keys belong to
+ * their service only. So the agent worker, whose runs come from strangers, holds none of them.
+ */
+export function serviceEnv(target: ServiceEntry, env: Env, services: readonly ServiceEntry[] = SERVICES): Env {
+  const own = new Set(secretsOf(target));
+  const result: Record<string, string | undefined> = { ...env };
+  for (const other of services) {
+    for (const name of secretsOf(other)) if (!own.has(name)) delete result[name];
+  }
+  return result;
+}
+
+function secretsOf(service: ServiceEntry): string[] {
+  const prefix = service.name.toUpperCase();
+  return [
+    ...(service.credentials ?? []).flatMap((name) => [name, `${name}_FILE`]),
+    `${prefix}_REDIS_PASSWORD`,
+    `${prefix}_REDIS_PASSWORD_FILE`,
+    `${prefix}_TLS_KEY_FILE`,
+  ];
+}
 
 /** Where a service is: its `<NAME>_URL`, or its default port on loopback (https unless HOOKMESH_INSECURE=1). */
 export function serviceUrl(service: ServiceEntry, env: Env): string {

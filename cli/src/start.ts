@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { connectRedis, envInsecure, envUrl, type Logger } from "@hookmesh/kit";
 import { devIdentities } from "./identity-commands.js";
-import type { ServiceEntry } from "./services.js";
+import { type ServiceEntry, serviceEnv } from "./services.js";
 
 /**
  * Runs services as child processes, one per service as in production, with their output
@@ -33,7 +33,8 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
       stdio: ["ignore", "pipe", "pipe"],
       // Integration services without credentials record what they would send instead of
       // failing, so a newcomer sees the whole loop with no accounts; set HOOKMESH_DRY_RUN=0 to refuse.
-      env: { HOOKMESH_DRY_RUN: "1", ...process.env },
+      // Each service gets only its own secrets (the agent worker none of the providers').
+      env: { HOOKMESH_DRY_RUN: "1", ...serviceEnv(service, process.env) },
       // Its own process group, so a terminal's Ctrl-C reaches only this supervisor, which
       // then stops each service once, gracefully.
       detached: true,

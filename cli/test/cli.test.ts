@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,18 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promi
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("timed out waiting");
+}
+
+/** The environment of the service process started from `entry` by the mesh whose home is `home`. */
+function serviceEnviron(entry: string, home: string): string[] {
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(entry)) continue;
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      if (environ.includes(`HOOKMESH_HOME=${home}`)) return environ;
+    } catch {}
+  }
+  throw new Error(`no process runs ${entry}`);
 }
 
 describe("hookmesh start", () => {
@@ -115,6 +127,15 @@ describe("hookmesh start", () => {
       expect(stdout).toMatch(new RegExp(`^${name}\\s+https://127\\.0\\.0\\.1:\\d+\\s+SERVING$`, "m"));
     }
     expect(stdout).toMatch(/^gateway\s+https:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
+  });
+
+  it("runs agents sandboxed, in a worker that holds none of the other services' secrets", () => {
+    expect(output).toMatch(/agent\s+\|.*"sandbox":"bwrap".*leasing tasks/);
+    const environ = (entry: string) => serviceEnviron(entry, home);
+    expect(environ("gateway/src/main.ts")).toContain(`GITHUB_WEBHOOK_SECRET=${secret}`);
+    const agent = environ("services/agent/src/main.ts");
+    expect(agent).toContain(`HOOKMESH_HOME=${home}`);
+    expect(agent.filter((variable) => variable.startsWith("GITHUB_WEBHOOK_SECRET="))).toEqual([]);
   });
 
   // Eight CLI processes, each starting Node and tsx: more than the default 20 s on a busy machine.

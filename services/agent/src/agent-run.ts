@@ -20,6 +20,7 @@ import {
   type Runner,
   RunnerUnavailableError,
 } from "./runners/runner.js";
+import { InvalidProfileError } from "./sandbox/sandbox.js";
 
 /** Why a run was stopped before the agent ended it. */
 export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
@@ -100,14 +101,17 @@ export class AgentRun {
     try {
       await mkdir(options.workdirRoot, { recursive: true });
       workdir = await mkdtemp(join(options.workdirRoot, "run-"));
+      await mkdir(join(workdir, HOME_DIR));
       if (this.stopReason !== undefined) return this.report(notStarted, started);
-      this.handle = options.runner.start({
+      this.handle = await options.runner.start({
         prompt: options.prompt,
         profile: options.profile,
         workdir,
         env: agentEnv(options, workdir),
+        logger: options.logger,
         onEvent: (event) => this.onEvent(event),
       });
+      if (this.stopReason !== undefined) this.handle.stop();
       if (this.handle.pid !== undefined) {
         const detail = `runner ${options.runnerName}, pid ${this.handle.pid}`;
         options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
@@ -118,8 +122,9 @@ export class AgentRun {
       const error = err instanceof Error ? err.message : String(err);
       return {
         result: this.result(notStarted, started, { outcome: RunOutcome.AGENT_ERROR, error }),
-        // A runner this worker cannot run stays so; a directory that could not be made may not.
-        retryable: !(err instanceof RunnerUnavailableError),
+        // A runner this worker cannot run stays so, as does a profile no worker can run; a
+        // directory that could not be made may not.
+        retryable: !(err instanceof RunnerUnavailableError || err instanceof InvalidProfileError),
       };
     } finally {
       clearTimeout(timer);
@@ -196,16 +201,19 @@ function exitCodeOf(exit: RunExit): number {
   return exit.signal !== null ? 128 + constants.signals[exit.signal] : -1;
 }
 
+/** The agent's HOME, fresh in the run's directory: nothing of the worker's home reaches it. */
+const HOME_DIR = ".home";
+
 /**
- * The agent's whole environment: a minimal base (PATH, HOME, LANG), the variables the profile
- * allows, and the task's own. The worker's other variables (its secrets among them) stay out.
+ * The agent's whole environment: a minimal base (PATH, LANG, a fresh HOME), the variables the
+ * profile allows, and the task's own. The worker's other variables (its secrets among them) stay out.
  */
 function agentEnv(
   options: Pick<AgentRunOptions, "workerEnv" | "profile" | "taskId" | "prompt">,
   workdir: string,
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of ["PATH", "HOME", "LANG", ...options.profile.allowedEnv]) {
+  const env: Record<string, string> = { HOME: join(workdir, HOME_DIR) };
+  for (const name of ["PATH", "LANG", ...options.profile.allowedEnv]) {
     const value = options.workerEnv[name];
     if (value !== undefined) env[name] = value;
   }

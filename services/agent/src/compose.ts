@@ -18,6 +18,8 @@ import type { AgentConfig } from "./config.js";
 import { WorkerPool } from "./pool.js";
 import { createReplierFactory } from "./replies/replier.js";
 import { createRunners } from "./runners/index.js";
+import type { ResolveHost } from "./sandbox/egress-proxy.js";
+import { BwrapSandbox, type Sandbox, unsandboxed } from "./sandbox/sandbox.js";
 import { build } from "./server.js";
 
 export interface AgentDeps {
@@ -29,12 +31,15 @@ export interface AgentDeps {
    * tests pass contract-level fakes.
    */
   clients?: ClientFactory;
+  /** How the egress proxies resolve host names; tests point an allowlisted name at a local server. */
+  resolveHost?: ResolveHost;
 }
 
 /** The agent worker, built, not yet listening nor leasing. */
 export interface ComposedAgent {
   server: MeshServer;
   pool: WorkerPool;
+  sandbox: Sandbox;
   /** Starts leasing tasks, and says SERVING: called once the server listens. */
   start(): void;
   /** Drains the pool (runs get the configured grace), then stops serving. */
@@ -42,17 +47,19 @@ export interface ComposedAgent {
 }
 
 /**
- * Builds the worker: its clients, runners and pool, and the server. Nothing to connect, so it
- * returns at once; leasing waits for `start`, so no task is taken before the worker can be seen.
+ * Builds the worker: its sandbox (probed: a worker whose sandbox cannot run refuses to start),
+ * clients, runners and pool, and the server. Nothing to connect, so it returns at once; leasing
+ * waits for `start`, so no task is taken before the worker can be seen.
  */
 export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgent {
   const { logger } = deps;
+  const sandbox = createSandbox(config, deps);
   const identity = openIdentity(config.identity, logger);
   const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
   const health = new HealthState([AgentService.typeName]);
   const pool = new WorkerPool({
     worker: clients.client(WorkerService, config.tasksUrl, "tasks"),
-    runners: createRunners(config),
+    runners: createRunners({ ...config, sandbox }),
     config: { ...config, workerEnv: deps.env },
     logger,
     replies: createReplierFactory({
@@ -78,6 +85,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
   return {
     server,
     pool,
+    sandbox,
     start() {
       pool.start();
       health.setAll(ServingStatus.SERVING);
@@ -89,4 +97,22 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
       identity?.close();
     },
   };
+}
+
+function createSandbox(config: AgentConfig, deps: AgentDeps): Sandbox {
+  if (config.sandbox.mode === "off") {
+    deps.logger.warn(
+      "AGENT_SANDBOX=off: agents run unsandboxed, with this worker's files, processes, network and the mesh's ports",
+    );
+    return unsandboxed();
+  }
+  const sandbox = new BwrapSandbox({
+    bwrap: config.sandbox.bwrap,
+    readonlyPaths: config.sandbox.readonlyPaths,
+    runnerBinaries: [config.claudeBin],
+    path: deps.env.PATH ?? "",
+    ...(deps.resolveHost && { resolveHost: deps.resolveHost }),
+  });
+  sandbox.probe();
+  return sandbox;
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import {
   ConfigError,
   type Env,
   envInt,
+  envList,
   envListen,
   envLogLevel,
   envPeerUrl,
@@ -48,6 +49,16 @@ export interface AgentConfig extends ListenConfig {
   dashboardUrl: string;
   /** Least time between progress edits of a task's acknowledgment; 0 turns them off. */
   progressIntervalMs: number;
+  sandbox: SandboxConfig;
+}
+
+export interface SandboxConfig {
+  /** `bwrap` (the default): every run in its own bubblewrap sandbox; `off`: unsandboxed. */
+  mode: "bwrap" | "off";
+  /** The bubblewrap binary. */
+  bwrap: string;
+  /** Host paths every sandbox sees read-only, e.g. where an agent CLI or its tools are installed. */
+  readonlyPaths: string[];
 }
 
 export function loadConfig(env: Env = process.env): AgentConfig {
@@ -84,5 +95,23 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     sentryUrl: peers.SENTRY_URL,
     dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
+    sandbox: sandboxConfig(env),
+  };
+}
+
+function sandboxConfig(env: Env): SandboxConfig {
+  const mode = envString(env, "AGENT_SANDBOX", "bwrap");
+  if (mode !== "bwrap" && mode !== "on" && mode !== "off") {
+    throw new ConfigError("AGENT_SANDBOX", `expected bwrap (or on) or off, got "${mode}"`);
+  }
+  const readonlyPaths = envList(env, "AGENT_SANDBOX_READONLY_PATHS");
+  const relative = readonlyPaths.find((path) => !isAbsolute(path));
+  if (relative !== undefined) {
+    throw new ConfigError("AGENT_SANDBOX_READONLY_PATHS", `expected absolute paths, got "${relative}"`);
+  }
+  return {
+    mode: mode === "off" ? "off" : "bwrap",
+    bwrap: envString(env, "AGENT_SANDBOX_BWRAP", "/usr/bin/bwrap"),
+    readonlyPaths,
   };
 }

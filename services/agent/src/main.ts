@@ -10,7 +10,13 @@ await runMain("agent", loadConfig, async (config, logger) => {
     logger.warn("AGENT_COMMAND is not set: tasks for the command runner fail until it is");
   }
   logger.info(
-    { workerId: config.workerId, concurrency: config.concurrency, runner: config.defaultRunner },
+    {
+      workerId: config.workerId,
+      concurrency: config.concurrency,
+      runner: config.defaultRunner,
+      sandbox: service.sandbox.mode,
+      ...(config.sandbox.readonlyPaths.length > 0 && { sandboxReadonlyPaths: config.sandbox.readonlyPaths }),
+    },
     "leasing tasks",
   );
   return { stop: () => service.close() };

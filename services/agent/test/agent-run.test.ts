@@ -7,7 +7,7 @@ import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { OutputStream, RunOutcome, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentRun, type AgentRunOptions, systemClock } from "../src/agent-run.js";
 import { createRunners } from "../src/runners/index.js";
-import { eventLog, fixture, groupMembers, profile, scratchDir, settings, waitFor } from "./helpers.js";
+import { alive, descendants, eventLog, fixture, profile, scratchDir, settings, waitFor } from "./helpers.js";
 
 describe("AgentRun", () => {
   let root: string;
@@ -40,10 +40,13 @@ describe("AgentRun", () => {
     return { run, log };
   }
 
-  /** Once hanging-agent.sh runs: its process group and its background child. */
+  /**
+   * Once hanging-agent.sh runs in its sandbox: the host's view of every process of the run
+   * (bwrap and all it started; the pids the agent prints are the sandbox's own).
+   */
   async function hangingAgent(run: AgentRun, log: ReturnType<typeof eventLog>) {
     await waitFor(() => log.text(OutputStream.STDOUT).length >= 2);
-    return { group: run.pid!, child: Number(log.text(OutputStream.STDOUT)[0]!.split(" ")[1]) };
+    return { processes: [run.pid!, ...descendants(run.pid!)] };
   }
 
   it("succeeds with the answer, exit code, usage and duration, after a STARTED stage", async () => {
@@ -76,12 +79,13 @@ describe("AgentRun", () => {
   it("times out a hanging agent, not retryable, and leaves nothing of its process group", async () => {
     const { run, log } = agentRun(fixture("hanging-agent.sh"), profile({ maxRunTimeMs: 500 }));
     const done = run.run();
-    const { group, child } = await hangingAgent(run, log);
-    expect(groupMembers(group)).toContain(child);
+    const { processes } = await hangingAgent(run, log);
+    // bwrap, its init, the shell and its two sleeps.
+    expect(processes.length).toBeGreaterThanOrEqual(4);
     const { result, retryable } = await done;
     expect(result).toMatchObject({ outcome: RunOutcome.TIMED_OUT, exitCode: 143, error: "timed out after 500 ms" });
     expect(retryable).toBe(false);
-    await waitFor(() => groupMembers(group).length === 0, 2_000);
+    await waitFor(() => alive(processes).length === 0, 2_000);
   });
 
   it("kills an agent that ignores SIGTERM after the kill grace", async () => {
@@ -89,17 +93,17 @@ describe("AgentRun", () => {
     const { run, log } = agentRun(`exec ${fixture("hanging-agent.sh")} stubborn`, profile({ maxRunTimeMs: 300 }));
     const started = Date.now();
     const done = run.run();
-    const { group } = await hangingAgent(run, log);
+    const { processes } = await hangingAgent(run, log);
     const { result } = await done;
     expect(result).toMatchObject({ outcome: RunOutcome.TIMED_OUT, exitCode: 137 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(300 + 300);
-    await waitFor(() => groupMembers(group).length === 0, 2_000);
+    await waitFor(() => alive(processes).length === 0, 2_000);
   });
 
   it("stops on cancel within seconds, not retryable", async () => {
     const { run, log } = agentRun(fixture("hanging-agent.sh"));
     const done = run.run();
-    const { group } = await hangingAgent(run, log);
+    const { processes } = await hangingAgent(run, log);
     const canceledAt = Date.now();
     run.stop("cancel");
     run.stop("shutdown");
@@ -107,7 +111,7 @@ describe("AgentRun", () => {
     expect(Date.now() - canceledAt).toBeLessThan(2_000);
     expect(result).toMatchObject({ outcome: RunOutcome.CANCELED, error: "canceled" });
     expect(retryable).toBe(false);
-    await waitFor(() => groupMembers(group).length === 0, 2_000);
+    await waitFor(() => alive(processes).length === 0, 2_000);
   });
 
   it("fails a run stopped for a worker shutdown as retryable", async () => {
@@ -167,11 +171,11 @@ describe("AgentRun", () => {
     const isolated = await env(profile());
     expect(isolated).toMatchObject({
       PATH: process.env.PATH,
-      HOME: "/home/worker",
       HOOKMESH_TASK_ID: "task-1",
       HOOKMESH_PROMPT: "fix the bug",
     });
     expect(isolated.TMPDIR).toMatch(/\/runs\/run-/);
+    expect(isolated.HOME).toBe(`${isolated.TMPDIR}/.home`);
     expect(isolated.SECRET_X).toBeUndefined();
     const allowed = await env(profile({ allowedEnv: ["SECRET_X", "NOT_SET_ON_THE_WORKER"] }));
     expect(allowed.SECRET_X).toBe("hunter2");

@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { memoryLogger } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { CommandRunner } from "../src/runners/command.js";
@@ -7,19 +8,21 @@ import { eventLog, fixture, profile, scratchDir, settings } from "./helpers.js";
 
 describe("command runner", () => {
   let workdir: string;
+  const testLogger = memoryLogger("runner-test").logger;
   beforeEach(async () => {
     workdir = await scratchDir("command");
   });
   afterEach(() => rm(workdir, { recursive: true, force: true }));
 
-  function start(command: string, spec: Partial<RunSpec> = {}, outputChunkBytes = 4096) {
+  async function start(command: string, spec: Partial<RunSpec> = {}, outputChunkBytes = 4096) {
     const log = eventLog();
     const runner = new CommandRunner(settings({ agentCommand: command, outputChunkBytes }));
-    const handle = runner.start({
+    const handle = await runner.start({
       prompt: "fix the bug",
       profile: profile(),
       workdir,
       env: { PATH: process.env.PATH!, HOOKMESH_PROMPT: "fix the bug", HOOKMESH_TASK_ID: "task-1" },
+      logger: testLogger,
       onEvent: log.onEvent,
       ...spec,
     });
@@ -27,7 +30,7 @@ describe("command runner", () => {
   }
 
   it("streams stdout and stderr lines as output events, with the prompt on stdin and in the env", async () => {
-    const { handle, log } = start(fixture("echo-agent.sh"));
+    const { handle, log } = await start(fixture("echo-agent.sh"));
     expect(handle.pid).toBeGreaterThan(0);
     const exit = await handle.done;
     expect(exit).toMatchObject({ exitCode: 0, signal: null });
@@ -38,12 +41,12 @@ describe("command runner", () => {
   });
 
   it("reports the agent's exit code", async () => {
-    const { handle } = start(`${fixture("echo-agent.sh")} 3`);
+    const { handle } = await start(`${fixture("echo-agent.sh")} 3`);
     expect(await handle.done).toMatchObject({ exitCode: 3, signal: null });
   });
 
   it("turns JSON protocol lines into message, tool, usage events and the answer", async () => {
-    const { handle, log } = start(fixture("protocol-agent.sh"));
+    const { handle, log } = await start(fixture("protocol-agent.sh"));
     const exit = await handle.done;
     expect(exit.answer).toBe("the answer");
     expect(log.text(OutputStream.STDOUT)).toEqual([
@@ -72,7 +75,7 @@ describe("command runner", () => {
   });
 
   it("ignores protocol fields of the wrong type", async () => {
-    const { handle, log } = start(
+    const { handle, log } = await start(
       `echo '{"hookmesh": 1, "cost_usd": "lots", "input_tokens": -5, "tool": "x", "answer": 42}'; echo fallback`,
     );
     const exit = await handle.done;
@@ -82,7 +85,7 @@ describe("command runner", () => {
   });
 
   it("cuts long lines to the chunk size and marks them truncated, on a character boundary", async () => {
-    const { handle, log } = start(`printf 'é%.0s' $(seq 1 100); echo; echo short`, {}, 101);
+    const { handle, log } = await start(`printf 'é%.0s' $(seq 1 100); echo; echo short`, {}, 101);
     const exit = await handle.done;
     const [long, short] = log.output(OutputStream.STDOUT);
     expect(long).toMatchObject({ text: "é".repeat(50), truncated: true });
@@ -92,7 +95,7 @@ describe("command runner", () => {
   });
 
   it("keeps only the end of a long stdout as the answer", async () => {
-    const { handle } = start(`seq 1 30000`);
+    const { handle } = await start(`seq 1 30000`);
     const { answer } = await handle.done;
     expect(answer.endsWith("\n29999\n30000")).toBe(true);
     expect(answer.length).toBeLessThanOrEqual(64 * 1024);
@@ -100,12 +103,12 @@ describe("command runner", () => {
   });
 
   it("passes the profile's model as HOOKMESH_MODEL", async () => {
-    const { handle } = start(`echo "model=$HOOKMESH_MODEL"`, { profile: profile({ model: "opus" }) });
+    const { handle } = await start(`echo "model=$HOOKMESH_MODEL"`, { profile: profile({ model: "opus" }) });
     expect((await handle.done).answer).toBe("model=opus");
   });
 
   it("runs in the run's directory with exactly the environment it is given", async () => {
-    const { handle, log } = start(fixture("env-agent.sh"), { env: { PATH: process.env.PATH!, ONLY_THIS: "1" } });
+    const { handle, log } = await start(fixture("env-agent.sh"), { env: { PATH: process.env.PATH!, ONLY_THIS: "1" } });
     await handle.done;
     const lines = log.text(OutputStream.STDOUT);
     expect(lines[0]).toBe(`pwd ${workdir}`);
@@ -115,20 +118,21 @@ describe("command runner", () => {
     expect(names.filter((n) => !["PATH", "ONLY_THIS", "PWD", "SHLVL", "OLDPWD", "_"].includes(n!))).toEqual([]);
   });
 
-  it("cannot start without AGENT_COMMAND, and says so", () => {
+  it("cannot start without AGENT_COMMAND, and says so", async () => {
     const runner = new CommandRunner(settings());
-    expect(() => runner.start({ prompt: "", profile: profile(), workdir, env: {}, onEvent: () => {} })).toThrow(
-      new RunnerUnavailableError("AGENT_COMMAND is not set"),
-    );
+    await expect(
+      runner.start({ prompt: "", profile: profile(), workdir, env: {}, logger: testLogger, onEvent: () => {} }),
+    ).rejects.toThrow(new RunnerUnavailableError("AGENT_COMMAND is not set"));
   });
 
   it("stops the agent's whole process group on stop()", async () => {
-    const { handle } = start(`${fixture("hanging-agent.sh")}`);
+    const { handle } = await start(`${fixture("hanging-agent.sh")}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const started = Date.now();
     handle.stop();
     const exit = await handle.done;
-    expect(exit).toMatchObject({ exitCode: null, signal: "SIGTERM" });
+    // bwrap passes on how the sandbox ended as a shell would: 128 + SIGTERM.
+    expect(exit).toMatchObject({ exitCode: 143, signal: null });
     expect(Date.now() - started).toBeLessThan(2_000);
   });
 });

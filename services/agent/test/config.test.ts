@@ -30,6 +30,7 @@ describe("agent loadConfig", () => {
       sentryUrl: "https://127.0.0.1:50064",
       dashboardUrl: "http://127.0.0.1:8080",
       progressIntervalMs: 15_000,
+      sandbox: { mode: "bwrap", bwrap: "/usr/bin/bwrap", readonlyPaths: [] },
     });
     expect(config.workerId).toMatch(new RegExp(`-${process.pid}-[0-9a-f]{6}$`));
     expect(loadConfig(env).workerId).not.toBe(config.workerId);
@@ -50,6 +51,17 @@ describe("agent loadConfig", () => {
       claudeBin: "/opt/claude",
       workerId: "w1",
     });
+  });
+
+  it("reads the sandbox settings: bwrap (or on) by default, off only when asked", () => {
+    expect(
+      loadConfig({ ...env, AGENT_SANDBOX: "on", AGENT_SANDBOX_READONLY_PATHS: "/opt/claude, /srv/tools" }).sandbox,
+    ).toEqual({ mode: "bwrap", bwrap: "/usr/bin/bwrap", readonlyPaths: ["/opt/claude", "/srv/tools"] });
+    expect(loadConfig({ ...env, AGENT_SANDBOX: "off" }).sandbox.mode).toBe("off");
+    expect(() => loadConfig({ ...env, AGENT_SANDBOX: "no" })).toThrow(/^AGENT_SANDBOX: /);
+    expect(() => loadConfig({ ...env, AGENT_SANDBOX_READONLY_PATHS: "tools" })).toThrow(
+      /^AGENT_SANDBOX_READONLY_PATHS: expected absolute paths/,
+    );
   });
 
   it("fails fast naming the variable to fix", () => {

@@ -9,9 +9,21 @@ import { expect, vi } from "vitest";
 import { type AgentProfile, AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { OutputStream } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { AgentEvent, RunnerSettings } from "../src/runners/runner.js";
+import { BwrapSandbox, type BwrapSandboxOptions } from "../src/sandbox/sandbox.js";
 
 export function fixture(name: string): string {
   return fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
+}
+
+/** The sandbox runs get by default, with the fixtures visible read-only (as AGENT_SANDBOX_READONLY_PATHS would). */
+export function testSandbox(overrides: Partial<BwrapSandboxOptions> = {}): BwrapSandbox {
+  return new BwrapSandbox({
+    bwrap: "/usr/bin/bwrap",
+    readonlyPaths: [fixture("")],
+    runnerBinaries: [],
+    path: process.env.PATH ?? "",
+    ...overrides,
+  });
 }
 
 export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSettings {
@@ -20,6 +32,7 @@ export function settings(overrides: Partial<RunnerSettings> = {}): RunnerSetting
     claudeBin: fixture("fake-claude.mjs"),
     killGraceMs: 500,
     outputChunkBytes: 4096,
+    sandbox: testSandbox(),
     ...overrides,
   };
 }
@@ -56,12 +69,9 @@ export function eventLog() {
   };
 }
 
-/**
- * Live processes of a process group, from /proc. Zombies do not count: they are dead, only
- * not yet reaped by whatever adopted them.
- */
-export function groupMembers(pgid: number): number[] {
-  const members: number[] = [];
+/** Live descendants of a process (a sandbox's bwrap and everything in the sandbox), from /proc. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let stat: string;
@@ -70,11 +80,31 @@ export function groupMembers(pgid: number): number[] {
     } catch {
       continue;
     }
-    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(pgrp) === pgid && state !== "Z") members.push(Number(entry));
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (state === "Z") continue;
+    children.set(Number(ppid), [...(children.get(Number(ppid)) ?? []), Number(entry)]);
   }
-  return members;
+  const found: number[] = [];
+  const visit = (parent: number) => {
+    for (const child of children.get(parent) ?? []) {
+      found.push(child);
+      visit(child);
+    }
+  };
+  visit(pid);
+  return found;
+}
+
+/** Those of `pids` still alive (zombies are dead, only not yet reaped). */
+export function alive(pids: readonly number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Resolves once `check` holds; fails after `timeoutMs`. */

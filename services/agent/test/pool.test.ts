@@ -7,7 +7,7 @@ import { OutputStream, RunOutcome, type TaskEvent, TaskStage } from "../../../ge
 import { WorkerPool, type WorkerPoolConfig } from "../src/pool.js";
 import { createRunners } from "../src/runners/index.js";
 import { FakeTasks } from "./fake-tasks.js";
-import { groupMembers, profile, scratchDir, settings, waitFor } from "./helpers.js";
+import { alive, descendants, profile, scratchDir, settings, waitFor } from "./helpers.js";
 
 /** Each task's prompt is the shell script its agent runs. */
 const AGENT_COMMAND = 'eval "$HOOKMESH_PROMPT"';
@@ -174,10 +174,13 @@ describe("WorkerPool", () => {
     tasks.add("t1", "sleep 30", { heartbeatMs: 50 });
     startPool();
     await waitFor(() => pool.status().runs[0]?.pid !== undefined);
-    const group = pool.status().runs[0]!.pid!;
+    const bwrap = pool.status().runs[0]!.pid!;
+    // The host's view of the run: bwrap and everything in its sandbox.
+    await waitFor(() => descendants(bwrap).length >= 2);
+    const processes = [bwrap, ...descendants(bwrap)];
     tasks.lost.add("t1");
     await waitFor(() => pool.status().runs.length === 0);
-    await waitFor(() => groupMembers(group).length === 0, 2_000);
+    await waitFor(() => alive(processes).length === 0, 2_000);
     expect(tasks.ended()).toBe(0);
     expect(lines().some((l) => l.includes("lease lost"))).toBe(true);
   });

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi1QMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWRnZXQYECABKAsyGS5ob29rbWVzaC50YXNrcy52MS5CdWRnZXQSLAoEZ2F0ZRgUIAEoCzIeLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXJHYXRlItcBCgtUcmlnZ2VyR2F0ZRIvCgZnaXRodWIYASABKAsyHS5ob29rbWVzaC50YXNrcy52MS5HaXRIdWJHYXRlSAASLQoFc2xhY2sYAiABKAsyHC5ob29rbWVzaC50YXNrcy52MS5TbGFja0dhdGVIABIrCgRqaXJhGAMgASgLMhsuaG9va21lc2gudGFza3MudjEuSmlyYUdhdGVIABIvCgZzZW50cnkYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TZW50cnlHYXRlSABCCgoIcHJvdmlkZXIiIAoKR2l0SHViR2F0ZRISCgphbGxvd19ib3RzGAEgASgIIkQKCVNsYWNrR2F0ZRIQCgh0ZWFtX2lkcxgBIAMoCRITCgtjaGFubmVsX2lkcxgCIAMoCRIQCgh1c2VyX2lkcxgDIAMoCSJZCghKaXJhR2F0ZRIUCgxwcm9qZWN0X2tleXMYASADKAkSEwoLYWNjb3VudF9pZHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCBIOCgZncm91cHMYBCADKAkiSQoKU2VudHJ5R2F0ZRIVCg1vcmdhbml6YXRpb25zGAEgAygJEhAKCHByb2plY3RzGAIgAygJEhIKCmFsbG93X2FwcHMYAyABKAgiXAoGQnVkZ2V0EhwKFG1heF9jb3N0X3VzZF9wZXJfZGF5GAEgASgBEhkKEXVubGltaXRlZF9wZXJfZGF5GAIgASgIEhkKEXVubGltaXRlZF9wZXJfcnVuGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIi3QEKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudCpmCg5BY2tub3dsZWRnbWVudBIeChpBQ0tOT1dMRURHTUVOVF9VTlNQRUNJRklFRBAAEhsKF0FDS05PV0xFREdNRU5UX1JFQUNUSU9OEAESFwoTQUNLTk9XTEVER01FTlRfTk9ORRACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi1QMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWRnZXQYECABKAsyGS5ob29rbWVzaC50YXNrcy52MS5CdWRnZXQSLAoEZ2F0ZRgUIAEoCzIeLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXJHYXRlItcBCgtUcmlnZ2VyR2F0ZRIvCgZnaXRodWIYASABKAsyHS5ob29rbWVzaC50YXNrcy52MS5HaXRIdWJHYXRlSAASLQoFc2xhY2sYAiABKAsyHC5ob29rbWVzaC50YXNrcy52MS5TbGFja0dhdGVIABIrCgRqaXJhGAMgASgLMhsuaG9va21lc2gudGFza3MudjEuSmlyYUdhdGVIABIvCgZzZW50cnkYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TZW50cnlHYXRlSABCCgoIcHJvdmlkZXIiIAoKR2l0SHViR2F0ZRISCgphbGxvd19ib3RzGAEgASgIIkQKCVNsYWNrR2F0ZRIQCgh0ZWFtX2lkcxgBIAMoCRITCgtjaGFubmVsX2lkcxgCIAMoCRIQCgh1c2VyX2lkcxgDIAMoCSJZCghKaXJhR2F0ZRIUCgxwcm9qZWN0X2tleXMYASADKAkSEwoLYWNjb3VudF9pZHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCBIOCgZncm91cHMYBCADKAkiSQoKU2VudHJ5R2F0ZRIVCg1vcmdhbml6YXRpb25zGAEgAygJEhAKCHByb2plY3RzGAIgAygJEhIKCmFsbG93X2FwcHMYAyABKAgiXAoGQnVkZ2V0EhwKFG1heF9jb3N0X3VzZF9wZXJfZGF5GAEgASgBEhkKEXVubGltaXRlZF9wZXJfZGF5GAIgASgIEhkKEXVubGltaXRlZF9wZXJfcnVuGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIipQIKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudBIwCgduZXR3b3JrGAggASgOMh8uaG9va21lc2gudGFza3MudjEuQWdlbnROZXR3b3JrEhQKDGVncmVzc19ob3N0cxgJIAMoCSp3CgxBZ2VudE5ldHdvcmsSHQoZQUdFTlRfTkVUV09SS19VTlNQRUNJRklFRBAAEhYKEkFHRU5UX05FVFdPUktfTk9ORRABEhgKFEFHRU5UX05FVFdPUktfRUdSRVNTEAISFgoSQUdFTlRfTkVUV09SS19IT1NUEAMqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -547,7 +547,9 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
 
   /**
    * Names of the worker's environment variables the agent may see, beyond a minimal base
-   * (PATH, HOME, LANG). Nothing else of the worker's environment reaches the agent.
+   * (PATH, LANG, and HOME, a fresh directory in the run's). Nothing else of the worker's
+   * environment reaches the agent; under `hookmesh start` the worker holds no provider
+   * credentials or webhook secrets to give.
    *
    * @generated from field: repeated string allowed_env = 6;
    */
@@ -559,6 +561,24 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
    * @generated from field: hookmesh.tasks.v1.Acknowledgment acknowledgment = 7;
    */
   acknowledgment: Acknowledgment;
+
+  /**
+   * What network the agent's sandbox has; unset means none. A worker that does not know the
+   * value fails the run without retrying it.
+   *
+   * @generated from field: hookmesh.tasks.v1.AgentNetwork network = 8;
+   */
+  network: AgentNetwork;
+
+  /**
+   * With AGENT_NETWORK_EGRESS, the host names the agent may reach through the worker's proxy:
+   * exact names (`api.anthropic.com`) or one leading wildcard label (`*.github.com`, which
+   * matches `api.github.com` but not `github.com`). IP addresses, and names that resolve to
+   * loopback, private or link-local addresses, are refused unless listed exactly.
+   *
+   * @generated from field: repeated string egress_hosts = 9;
+   */
+  egressHosts: string[];
 };
 
 /**
@@ -567,6 +587,49 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 12);
+
+/**
+ * The network an agent's sandbox has.
+ *
+ * @generated from enum hookmesh.tasks.v1.AgentNetwork
+ */
+export enum AgentNetwork {
+  /**
+   * Unset: as AGENT_NETWORK_NONE.
+   *
+   * @generated from enum value: AGENT_NETWORK_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No network at all: the sandbox has only its own loopback.
+   *
+   * @generated from enum value: AGENT_NETWORK_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * HTTP and HTTPS through the worker's allowlisting proxy (HTTP_PROXY / HTTPS_PROXY are set
+   * for the agent) to the profile's `egress_hosts`; nothing else leaves the sandbox.
+   *
+   * @generated from enum value: AGENT_NETWORK_EGRESS = 2;
+   */
+  EGRESS = 2,
+
+  /**
+   * The worker's own network namespace: everything the worker can reach (its loopback, Redis,
+   * the mesh's ports, any host). Logged as a warning for every run.
+   *
+   * @generated from enum value: AGENT_NETWORK_HOST = 3;
+   */
+  HOST = 3,
+}
+
+/**
+ * Describes the enum hookmesh.tasks.v1.AgentNetwork.
+ */
+export const AgentNetworkSchema: GenEnum<AgentNetwork> = /*@__PURE__*/
+  enumDesc(file_hookmesh_tasks_v1_route, 0);
 
 /**
  * How a task tells the place its event came from that it started.
@@ -601,5 +664,5 @@ export enum Acknowledgment {
  * Describes the enum hookmesh.tasks.v1.Acknowledgment.
  */
 export const AcknowledgmentSchema: GenEnum<Acknowledgment> = /*@__PURE__*/
-  enumDesc(file_hookmesh_tasks_v1_route, 0);
+  enumDesc(file_hookmesh_tasks_v1_route, 1);
 

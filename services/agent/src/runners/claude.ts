@@ -26,7 +26,12 @@ import type { RunHandle, Runner, RunnerSettings, RunSpec } from "./runner.js";
 export class ClaudeRunner implements Runner {
   constructor(private readonly settings: RunnerSettings) {}
 
-  start(spec: RunSpec): RunHandle {
+  async start(spec: RunSpec): Promise<RunHandle> {
+    const sandbox = await this.settings.sandbox.enter({
+      workdir: spec.workdir,
+      profile: spec.profile,
+      logger: spec.logger,
+    });
     const chunkBytes = this.settings.outputChunkBytes;
     const stream = new ClaudeStream(spec.onEvent, chunkBytes);
     const agent = spawnAgentProcess({
@@ -34,6 +39,7 @@ export class ClaudeRunner implements Runner {
       args: claudeArgs(spec.profile),
       cwd: spec.workdir,
       env: spec.env,
+      sandbox,
       stdin: spec.prompt,
       killGraceMs: this.settings.killGraceMs,
       onLine: (source, line, cut) => {

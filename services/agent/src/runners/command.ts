@@ -29,15 +29,21 @@ const ANSWER_TAIL_CHARS = 64 * 1024;
 export class CommandRunner implements Runner {
   constructor(private readonly settings: RunnerSettings) {}
 
-  start(spec: RunSpec): RunHandle {
+  async start(spec: RunSpec): Promise<RunHandle> {
     const command = this.settings.agentCommand;
     if (command === undefined) throw new RunnerUnavailableError("AGENT_COMMAND is not set");
+    const sandbox = await this.settings.sandbox.enter({
+      workdir: spec.workdir,
+      profile: spec.profile,
+      logger: spec.logger,
+    });
     const output = new CommandOutput(spec.onEvent, this.settings.outputChunkBytes);
     const agent = spawnAgentProcess({
       command: "/bin/sh",
       args: ["-c", command],
       cwd: spec.workdir,
       env: spec.profile.model === "" ? spec.env : { ...spec.env, HOOKMESH_MODEL: spec.profile.model },
+      sandbox,
       stdin: spec.prompt,
       killGraceMs: this.settings.killGraceMs,
       onLine: (stream, line, cut) => (stream === "stdout" ? output.stdout(line, cut) : output.stderr(line, cut)),

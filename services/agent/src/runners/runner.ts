@@ -1,5 +1,7 @@
+import type { Logger } from "@hookmesh/kit";
 import type { AgentProfile } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import type { TaskEvent } from "../../../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { Sandbox } from "../sandbox/sandbox.js";
 
 /** What an agent reports while it runs: output, tool calls, usage (and the worker's stages). */
 export type AgentEvent = Exclude<TaskEvent["kind"], { case: undefined }>;
@@ -12,6 +14,8 @@ export interface RunSpec {
   workdir: string;
   /** The agent's whole environment; nothing of the worker's is added to it. */
   env: Record<string, string>;
+  /** The run's logger, for what the sandbox says about it. */
+  logger: Logger;
   onEvent(event: AgentEvent): void;
 }
 
@@ -35,8 +39,11 @@ export interface RunHandle {
 
 /** A way to run an agent CLI. Adding one is a file like `command.ts` and a line in `index.ts`. */
 export interface Runner {
-  /** Starts the agent; throws RunnerUnavailableError when this worker cannot run it at all. */
-  start(spec: RunSpec): RunHandle;
+  /**
+   * Starts the agent in its sandbox; rejects with RunnerUnavailableError when this worker
+   * cannot run it at all, and InvalidProfileError when the profile asks for what no worker can give.
+   */
+  start(spec: RunSpec): Promise<RunHandle>;
 }
 
 /** The runner cannot run on this worker (e.g. it is not configured); retrying here will not help. */
@@ -50,4 +57,6 @@ export interface RunnerSettings {
   claudeBin: string;
   killGraceMs: number;
   outputChunkBytes: number;
+  /** Where every run is started: bubblewrap, or nothing with AGENT_SANDBOX=off. */
+  sandbox: Sandbox;
 }
