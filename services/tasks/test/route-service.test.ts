@@ -5,7 +5,7 @@ import { serverCallInterceptor } from "@hookmesh/kit";
 import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
-import { type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
+import { AgentNetwork, type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { Router } from "../src/routing/router.js";
 import { RoutingRuleStore } from "../src/routing/routing-rule-store.js";
@@ -168,6 +168,26 @@ describe("RouteService", () => {
         "a bad environment variable name",
         route({ profile: { allowedEnv: ["HOME", "GITHUB TOKEN"] } }),
         "route.profile.allowed_env[1]: must be an environment variable name",
+      ],
+      [
+        "an unknown network",
+        route({ profile: { network: 7 as AgentNetwork } }),
+        "route.profile.network: must be AGENT_NETWORK_NONE, AGENT_NETWORK_EGRESS or AGENT_NETWORK_HOST",
+      ],
+      [
+        "egress hosts without the egress network",
+        route({ profile: { egressHosts: ["github.com"] } }),
+        "route.profile.egress_hosts: is only read with network AGENT_NETWORK_EGRESS",
+      ],
+      [
+        "the egress network without hosts",
+        route({ profile: { network: AgentNetwork.EGRESS } }),
+        "route.profile.egress_hosts: must name at least one host for network AGENT_NETWORK_EGRESS",
+      ],
+      [
+        "an egress host with a scheme",
+        route({ profile: { network: AgentNetwork.EGRESS, egressHosts: ["api.anthropic.com", "https://github.com"] } }),
+        "route.profile.egress_hosts[1]: must be a lowercase host name, `*.` and a host name, or an IPv4 address",
       ],
       ["a priority over 1000", route({ priority: 1001 }), "route.priority: must be from 0 to 1000"],
       ["a negative priority", route({ priority: -1 }), "route.priority: must be from 0 to 1000"],

@@ -1,6 +1,13 @@
 import { FieldError } from "@hookmesh/kit";
 import { Provider } from "../../../../gen/hookmesh/events/v1/event_pb.js";
-import type { AgentProfile, Budget, Route, Trigger, TriggerGate } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import {
+  AgentNetwork,
+  type AgentProfile,
+  type Budget,
+  type Route,
+  type Trigger,
+  type TriggerGate,
+} from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
 
 /** A rule that cannot be stored; `field` names the offending field in proto terms. */
@@ -23,6 +30,12 @@ const JIRA_ACCOUNT = /^[A-Za-z0-9:._@+-]{1,128}$/;
 const SENTRY_SLUG = /^[A-Za-z0-9_-]{1,64}$/;
 /** Jira group names may hold spaces and most punctuation; not control characters, nor only blanks. */
 const JIRA_GROUP = /^(?=.*\S)[^\p{Cc}]{1,255}$/u;
+/**
+ * An egress host as the worker's proxy compares it: a DNS name (lowercase letters, digits and
+ * hyphens per label), optionally behind one `*.` wildcard label, or an IPv4 address.
+ */
+const EGRESS_HOST = /^(\*\.)?(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const MAX_EGRESS_HOSTS = 100;
 /** Longer lists belong in a group or a workspace-wide gate, not in every event's matching. */
 const MAX_ALLOWLIST = 1000;
 /** The gate case each provider's rules take. */
@@ -176,6 +189,32 @@ function validateProfile(profile: AgentProfile | undefined, invalid: Invalid): v
   }
   profile.allowedEnv.forEach((name, i) => {
     if (!ENV_NAME.test(name)) throw invalid(`profile.allowed_env[${i}]`, "must be an environment variable name");
+  });
+  validateNetwork(profile, invalid);
+}
+
+/** A rule's network is refused here rather than as a failed run on every worker. */
+function validateNetwork(profile: AgentProfile, invalid: Invalid): void {
+  if (!(profile.network in AgentNetwork)) {
+    throw invalid("profile.network", "must be AGENT_NETWORK_NONE, AGENT_NETWORK_EGRESS or AGENT_NETWORK_HOST");
+  }
+  const hosts = profile.egressHosts;
+  if (profile.network !== AgentNetwork.EGRESS) {
+    if (hosts.length > 0) throw invalid("profile.egress_hosts", "is only read with network AGENT_NETWORK_EGRESS");
+    return;
+  }
+  if (hosts.length === 0) {
+    throw invalid("profile.egress_hosts", "must name at least one host for network AGENT_NETWORK_EGRESS");
+  }
+  if (hosts.length > MAX_EGRESS_HOSTS)
+    throw invalid("profile.egress_hosts", `must hold at most ${MAX_EGRESS_HOSTS} hosts`);
+  hosts.forEach((host, i) => {
+    if (!EGRESS_HOST.test(host)) {
+      throw invalid(
+        `profile.egress_hosts[${i}]`,
+        "must be a lowercase host name, `*.` and a host name, or an IPv4 address",
+      );
+    }
   });
 }
 
