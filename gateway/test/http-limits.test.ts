@@ -1,8 +1,17 @@
 import { randomUUID } from "node:crypto";
-import * as net from "node:net";
+import type * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DEFAULT_HTTP_LIMITS } from "@hookmesh/kit";
-import { memoryLogger, signGitHub, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import {
+  closedByServer,
+  type IdleConnection,
+  idleConnection,
+  memoryLogger,
+  refusedConnections,
+  signGitHub,
+  type TestRedis,
+  testRedis,
+} from "@hookmesh/kit/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { exampleOf, type RunningGateway, startGateway, TEST_SECRETS } from "../src/testing.js";
@@ -56,29 +65,11 @@ async function postWebhook(base: string): Promise<number> {
   return res.status;
 }
 
-/** Opens a TCP connection to `port` that sends `greeting` (if any) and then nothing, reading whatever comes. */
-function connect(port: number, greeting?: string): Promise<{ socket: net.Socket; received: () => string }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1");
-    sockets.push(socket);
-    let received = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => (received += chunk));
-    socket.on("error", () => {});
-    socket.once("connect", () => {
-      if (greeting !== undefined) socket.write(greeting);
-      resolve({ socket, received: () => received });
-    });
-    socket.once("close", () => reject(new Error("closed before it connected")));
-  });
-}
-
-/** Resolves when `socket` has closed; the client never closes it, so the server did. */
-function closed(socket: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.destroyed) resolve();
-    socket.once("close", () => resolve());
-  });
+/** A silent connection to `port`, destroyed after the test. */
+async function connect(port: number, greeting?: string): Promise<IdleConnection> {
+  const connection = await idleConnection(port, greeting);
+  sockets.push(connection.socket);
+  return connection;
 }
 
 describe("the webhook edge's connection limits", () => {
@@ -100,7 +91,7 @@ describe("the webhook edge's connection limits", () => {
         Array.from({ length: 50 }, () => connect(port, "GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")),
       )),
     ];
-    const allClosed = Promise.all(idle.map(({ socket }) => closed(socket)));
+    const allClosed = Promise.all(idle.map(({ socket }) => closedByServer(socket)));
     for (let i = 0; i < 5; i++) {
       expect(await postWebhook(gateway.base)).toBe(202);
       await sleep(100);
@@ -113,18 +104,7 @@ describe("the webhook edge's connection limits", () => {
   it("refuses connections beyond GATEWAY_HTTP_MAX_CONNECTIONS, logs it, and serves again when one closes", async () => {
     const { gateway, port, lines } = await start({ GATEWAY_HTTP_MAX_CONNECTIONS: "5" });
     const held = await Promise.all(Array.from({ length: 5 }, () => connect(port)));
-    await Promise.all(
-      Array.from(
-        { length: 3 },
-        () =>
-          new Promise<void>((resolve) => {
-            const socket = net.connect(port, "127.0.0.1");
-            socket.on("error", () => {});
-            socket.resume();
-            socket.once("close", () => resolve());
-          }),
-      ),
-    );
+    await refusedConnections(port, 3);
     expect(held.every(({ socket }) => !socket.destroyed)).toBe(true);
     expect(lines().filter((line) => line.includes("connection limit reached"))).toHaveLength(1);
     held[0]!.socket.destroy();
@@ -140,7 +120,7 @@ describe("the webhook edge's connection limits", () => {
     const trickle = setInterval(() => {
       if (!socket.destroyed && sent < request.length) socket.write(request[sent++]!);
     }, 25);
-    await closed(socket);
+    await closedByServer(socket);
     clearInterval(trickle);
     expect(sent).toBeLessThan(request.length);
     expect(received()).toMatch(/^HTTP\/1\.1 408 /);
@@ -152,7 +132,7 @@ describe("the webhook edge's connection limits", () => {
       port,
       `GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Padding: ${"p".repeat(8192)}\r\n\r\n`,
     );
-    await closed(socket);
+    await closedByServer(socket);
     expect(received()).toMatch(/^HTTP\/1\.1 431 /);
     expect(await postWebhook(gateway.base)).toBe(202);
   });

@@ -22,6 +22,7 @@ import { envListen } from "../src/listen.js";
 import { createMeshServer, type MeshServer, type ServerOptions } from "../src/serve.js";
 import { type TestIdentities, testIdentities } from "../src/testing/identities.js";
 import { memoryLogger } from "../src/testing/logger.js";
+import { closedByServer, idleConnection, refusedConnections } from "../src/testing/net.js";
 
 /** Short enough that a test waits for them, long enough that a busy machine makes a call within them. */
 const LIMITS: ServerLimits = {
@@ -98,33 +99,13 @@ async function relay(
   return { url: (scheme) => `${scheme}://127.0.0.1:${relayPort}`, accepted: () => accepted, open: () => sockets.size };
 }
 
-/** Resolves when `socket` has closed; the client never closes it, so the server did. */
-function closed(socket: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.destroyed) resolve();
-    socket.once("close", () => resolve());
-  });
-}
-
-/** `count` TCP connections to `port`, each sending `greeting` (if any) and then nothing. */
+/** `count` silent connections to `port`, each sending `greeting` (if any), destroyed after the test. */
 async function idleConnections(port: number, count: number, greeting?: string | Buffer): Promise<net.Socket[]> {
-  return Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(port, "127.0.0.1");
-          socket.on("error", () => {});
-          socket.resume();
-          socket.once("connect", () => {
-            if (greeting !== undefined) socket.write(greeting);
-            resolve(socket);
-          });
-          socket.once("close", () => reject(new Error("closed before it connected")));
-          cleanups.push(() => socket.destroy());
-        }),
-    ),
-  );
+  const connections = await Promise.all(Array.from({ length: count }, () => idleConnection(port, greeting)));
+  return connections.map(({ socket }) => {
+    cleanups.push(() => socket.destroy());
+    return socket;
+  });
 }
 
 const HTTP2_PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -179,7 +160,7 @@ describe("a cleartext mesh port", () => {
       ...(await idleConnections(port, 50, "GET /")),
     ];
     expect(idle).toHaveLength(500);
-    const allClosed = Promise.all(idle.map(closed));
+    const allClosed = Promise.all(idle.map((socket) => closedByServer(socket)));
     // Calls go on while the idle connections are open and being closed.
     for (let i = 0; i < 5; i++) {
       expect((await check()).status).toBe(ServingStatus.SERVING);
@@ -250,18 +231,7 @@ describe("a cleartext mesh port", () => {
     const { port, url, lines } = await start({ maxConnections: 5, handshakeTimeoutMs: 60_000, idleTimeoutMs: 60_000 });
     const held = await idleConnections(port, 5);
     // Node accepts each one beyond the cap and closes it at once, before it reads a byte.
-    await Promise.all(
-      Array.from(
-        { length: 3 },
-        () =>
-          new Promise<void>((resolve) => {
-            const socket = net.connect(port, "127.0.0.1");
-            socket.on("error", () => {});
-            socket.resume();
-            socket.once("close", () => resolve());
-          }),
-      ),
-    );
+    await refusedConnections(port, 3);
     expect(held.every((socket) => !socket.destroyed)).toBe(true);
     const refusals = lines().filter((line) => line.includes("connection limit reached"));
     expect(refusals).toHaveLength(1);
@@ -278,7 +248,7 @@ describe("a cleartext mesh port", () => {
     const [partial] = await idleConnections(port, 1, "P");
     const transport = createConnectTransport({ baseUrl: url, httpVersion: "1.1" });
     expect((await createClient(Health, transport).check({})).status).toBe(ServingStatus.SERVING);
-    await closed(partial!);
+    await closedByServer(partial!);
   });
 
   it("cuts a request whose headers trickle in byte by byte (slowloris) with 408", async () => {
@@ -297,7 +267,7 @@ describe("a cleartext mesh port", () => {
       socket.write(request[sent++]!);
     }, 25);
     cleanups.push(() => clearInterval(trickle));
-    await closed(socket);
+    await closedByServer(socket);
     expect(sent).toBeLessThan(request.length);
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
   });
