@@ -114,6 +114,7 @@ export class TaskEngine {
         prompt: decision.prompt,
         priority: decision.priority,
         maxAttempts: decision.maxAttempts || this.options.defaultMaxAttempts,
+        ...(decision.repository && { repository: decision.repository }),
       }),
     });
     const created = await this.store.create(task);

@@ -530,7 +530,8 @@ export type CreateCloneTokenResponse = Message<"hookmesh.github.v1.CreateCloneTo
   expireTime?: Timestamp | undefined;
 
   /**
-   * `https://x-access-token:{token}@{host}/{owner}/{repo}.git`.
+   * `https://x-access-token:{token}@{host}/{owner}/{repo}.git`. The agent worker does not use
+   * it: it clones from GITHUB_GIT_URL with the token in a header, so that no URL holds it.
    *
    * @generated from field: string clone_url = 3;
    */
@@ -720,8 +721,13 @@ export const GitHubService: GenService<{
     output: typeof GetRepositoryPermissionResponseSchema;
   },
   /**
-   * A short-lived token that can clone the repository (GitHub App installations only).
-   * Errors: FAILED_PRECONDITION with a personal token.
+   * A short-lived token that can clone the repository (GitHub App installations only), limited
+   * to `contents: read` on that one repository. With `repository.installation_id` 0 the App's
+   * installation on the repository is looked up (`GET /repos/{owner}/{repo}/installation`); with
+   * one given, GitHub itself refuses a repository outside that installation. Errors:
+   * FAILED_PRECONDITION with a personal token; NOT_FOUND when the App is not installed on the
+   * repository or the repository is gone; PERMISSION_DENIED when the repository is not in the
+   * installation the task came from.
    *
    * @generated from rpc hookmesh.github.v1.GitHubService.CreateCloneToken
    */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/route.proto.
  */
 export const file_hookmesh_tasks_v1_route: GenFile = /*@__PURE__*/
-  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi1QMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWRnZXQYECABKAsyGS5ob29rbWVzaC50YXNrcy52MS5CdWRnZXQSLAoEZ2F0ZRgUIAEoCzIeLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXJHYXRlItcBCgtUcmlnZ2VyR2F0ZRIvCgZnaXRodWIYASABKAsyHS5ob29rbWVzaC50YXNrcy52MS5HaXRIdWJHYXRlSAASLQoFc2xhY2sYAiABKAsyHC5ob29rbWVzaC50YXNrcy52MS5TbGFja0dhdGVIABIrCgRqaXJhGAMgASgLMhsuaG9va21lc2gudGFza3MudjEuSmlyYUdhdGVIABIvCgZzZW50cnkYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TZW50cnlHYXRlSABCCgoIcHJvdmlkZXIiIAoKR2l0SHViR2F0ZRISCgphbGxvd19ib3RzGAEgASgIIkQKCVNsYWNrR2F0ZRIQCgh0ZWFtX2lkcxgBIAMoCRITCgtjaGFubmVsX2lkcxgCIAMoCRIQCgh1c2VyX2lkcxgDIAMoCSJZCghKaXJhR2F0ZRIUCgxwcm9qZWN0X2tleXMYASADKAkSEwoLYWNjb3VudF9pZHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCBIOCgZncm91cHMYBCADKAkiSQoKU2VudHJ5R2F0ZRIVCg1vcmdhbml6YXRpb25zGAEgAygJEhAKCHByb2plY3RzGAIgAygJEhIKCmFsbG93X2FwcHMYAyABKAgiXAoGQnVkZ2V0EhwKFG1heF9jb3N0X3VzZF9wZXJfZGF5GAEgASgBEhkKEXVubGltaXRlZF9wZXJfZGF5GAIgASgIEhkKEXVubGltaXRlZF9wZXJfcnVuGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIipQIKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudBIwCgduZXR3b3JrGAggASgOMh8uaG9va21lc2gudGFza3MudjEuQWdlbnROZXR3b3JrEhQKDGVncmVzc19ob3N0cxgJIAMoCSp3CgxBZ2VudE5ldHdvcmsSHQoZQUdFTlRfTkVUV09SS19VTlNQRUNJRklFRBAAEhYKEkFHRU5UX05FVFdPUktfTk9ORRABEhgKFEFHRU5UX05FVFdPUktfRUdSRVNTEAISFgoSQUdFTlRfTkVUV09SS19IT1NUEAMqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
+  fileDesc("Ch1ob29rbWVzaC90YXNrcy92MS9yb3V0ZS5wcm90bxIRaG9va21lc2gudGFza3MudjEi1QMKBVJvdXRlEgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEhMKC2V2ZW50X3R5cGVzGAQgAygJEg8KB2FjdGlvbnMYBSADKAkSKwoHdHJpZ2dlchgGIAEoCzIaLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXISFAoMc3ViamVjdF9nbG9iGAcgASgJEjAKB3Byb2ZpbGUYCCABKAsyHy5ob29rbWVzaC50YXNrcy52MS5BZ2VudFByb2ZpbGUSEAoIcHJpb3JpdHkYCSABKAUSHAoUYWxsb3dlZF9hc3NvY2lhdGlvbnMYCiADKAkSEAoIZGlzYWJsZWQYCyABKAgSFAoMbWF4X2F0dGVtcHRzGAwgASgFEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWRnZXQYECABKAsyGS5ob29rbWVzaC50YXNrcy52MS5CdWRnZXQSLAoEZ2F0ZRgUIAEoCzIeLmhvb2ttZXNoLnRhc2tzLnYxLlRyaWdnZXJHYXRlItcBCgtUcmlnZ2VyR2F0ZRIvCgZnaXRodWIYASABKAsyHS5ob29rbWVzaC50YXNrcy52MS5HaXRIdWJHYXRlSAASLQoFc2xhY2sYAiABKAsyHC5ob29rbWVzaC50YXNrcy52MS5TbGFja0dhdGVIABIrCgRqaXJhGAMgASgLMhsuaG9va21lc2gudGFza3MudjEuSmlyYUdhdGVIABIvCgZzZW50cnkYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TZW50cnlHYXRlSABCCgoIcHJvdmlkZXIiIAoKR2l0SHViR2F0ZRISCgphbGxvd19ib3RzGAEgASgIIkQKCVNsYWNrR2F0ZRIQCgh0ZWFtX2lkcxgBIAMoCRITCgtjaGFubmVsX2lkcxgCIAMoCRIQCgh1c2VyX2lkcxgDIAMoCSJZCghKaXJhR2F0ZRIUCgxwcm9qZWN0X2tleXMYASADKAkSEwoLYWNjb3VudF9pZHMYAiADKAkSEgoKYWxsb3dfYXBwcxgDIAEoCBIOCgZncm91cHMYBCADKAkiSQoKU2VudHJ5R2F0ZRIVCg1vcmdhbml6YXRpb25zGAEgAygJEhAKCHByb2plY3RzGAIgAygJEhIKCmFsbG93X2FwcHMYAyABKAgiXAoGQnVkZ2V0EhwKFG1heF9jb3N0X3VzZF9wZXJfZGF5GAEgASgBEhkKEXVubGltaXRlZF9wZXJfZGF5GAIgASgIEhkKEXVubGltaXRlZF9wZXJfcnVuGAMgASgIIvsBCgdUcmlnZ2VyEjQKB21lbnRpb24YASABKAsyIS5ob29rbWVzaC50YXNrcy52MS5NZW50aW9uVHJpZ2dlckgAEjAKBWxhYmVsGAIgASgLMh8uaG9va21lc2gudGFza3MudjEuTGFiZWxUcmlnZ2VySAASPwoNc2xhc2hfY29tbWFuZBgDIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLlNsYXNoQ29tbWFuZFRyaWdnZXJIABI/Cg1pc3N1ZV9jcmVhdGVkGAQgASgLMiYuaG9va21lc2gudGFza3MudjEuSXNzdWVDcmVhdGVkVHJpZ2dlckgAQgYKBGtpbmQiIQoOTWVudGlvblRyaWdnZXISDwoHbWVudGlvbhgBIAEoCSIdCgxMYWJlbFRyaWdnZXISDQoFbGFiZWwYASABKAkiJgoTU2xhc2hDb21tYW5kVHJpZ2dlchIPCgdjb21tYW5kGAEgASgJIhUKE0lzc3VlQ3JlYXRlZFRyaWdnZXIi9wIKDEFnZW50UHJvZmlsZRIOCgZydW5uZXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcHJvbXB0X3RlbXBsYXRlGAMgASgJEi8KDG1heF9ydW5fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfY29zdF91c2QYBSABKAESEwoLYWxsb3dlZF9lbnYYBiADKAkSOQoOYWNrbm93bGVkZ21lbnQYByABKA4yIS5ob29rbWVzaC50YXNrcy52MS5BY2tub3dsZWRnbWVudBIwCgduZXR3b3JrGAggASgOMh8uaG9va21lc2gudGFza3MudjEuQWdlbnROZXR3b3JrEhQKDGVncmVzc19ob3N0cxgJIAMoCRI3Cgl3b3Jrc3BhY2UYCiABKAsyJC5ob29rbWVzaC50YXNrcy52MS5Xb3Jrc3BhY2VTZXR0aW5ncxIXCg9wZXJtaXNzaW9uX21vZGUYCyABKAki1AEKEVdvcmtzcGFjZVNldHRpbmdzEg8KB2VuYWJsZWQYASABKAgSOgoKcmVwb3NpdG9yeRgCIAEoCzImLmhvb2ttZXNoLnRhc2tzLnYxLldvcmtzcGFjZVJlcG9zaXRvcnkSOgoMcmVwb3NpdG9yaWVzGAMgAygLMiQuaG9va21lc2gudGFza3MudjEuUmVwb3NpdG9yeU1hcHBpbmcSCwoDbGZzGAQgASgIEhIKCnN1Ym1vZHVsZXMYBSABKAgSFQoNY29uZmlnX2J1bmRsZRgGIAEoCSI/ChNXb3Jrc3BhY2VSZXBvc2l0b3J5Eg0KBW93bmVyGAEgASgJEgwKBHJlcG8YAiABKAkSCwoDcmVmGAMgASgJIlwKEVJlcG9zaXRvcnlNYXBwaW5nEgsKA2tleRgBIAEoCRI6CgpyZXBvc2l0b3J5GAIgASgLMiYuaG9va21lc2gudGFza3MudjEuV29ya3NwYWNlUmVwb3NpdG9yeSp3CgxBZ2VudE5ldHdvcmsSHQoZQUdFTlRfTkVUV09SS19VTlNQRUNJRklFRBAAEhYKEkFHRU5UX05FVFdPUktfTk9ORRABEhgKFEFHRU5UX05FVFdPUktfRUdSRVNTEAISFgoSQUdFTlRfTkVUV09SS19IT1NUEAMqZgoOQWNrbm93bGVkZ21lbnQSHgoaQUNLTk9XTEVER01FTlRfVU5TUEVDSUZJRUQQABIbChdBQ0tOT1dMRURHTUVOVF9SRUFDVElPThABEhcKE0FDS05PV0xFREdNRU5UX05PTkUQAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event]);
 
 /**
  * A routing rule: which provider events become agent work, and how the agent runs.
@@ -579,6 +579,23 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
    * @generated from field: repeated string egress_hosts = 9;
    */
   egressHosts: string[];
+
+  /**
+   * The repository the agent's run directory is a checkout of; unset means an empty directory.
+   * See the README, Workspaces.
+   *
+   * @generated from field: hookmesh.tasks.v1.WorkspaceSettings workspace = 10;
+   */
+  workspace?: WorkspaceSettings | undefined;
+
+  /**
+   * The `claude` runner's `--permission-mode`: `default`, `acceptEdits`, `bypassPermissions` or
+   * `plan`; empty means `acceptEdits` (edits and local commands inside the sandboxed workspace,
+   * without asking). Other runners ignore it.
+   *
+   * @generated from field: string permission_mode = 11;
+   */
+  permissionMode: string;
 };
 
 /**
@@ -587,6 +604,133 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
  */
 export const AgentProfileSchema: GenMessage<AgentProfile> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_route, 12);
+
+/**
+ * Which repository a run checks out, and how. The worker makes the checkout outside the
+ * sandbox with a short-lived read-only token from the github service; the agent sees the files
+ * and a `.git` whose `origin` carries no credential, never the token.
+ *
+ * @generated from message hookmesh.tasks.v1.WorkspaceSettings
+ */
+export type WorkspaceSettings = Message<"hookmesh.tasks.v1.WorkspaceSettings"> & {
+  /**
+   * Check out a repository for each run. GitHub rules check out the event's repository (a pull
+   * request's head, else the default branch); Slack, Jira and Sentry rules the entry of
+   * `repositories` for the event's place, else `repository`, else nothing (an empty directory).
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * Slack, Jira and Sentry rules: the repository when `repositories` has no entry for the
+   * event. Not allowed on GitHub rules, whose events name their repository.
+   *
+   * @generated from field: hookmesh.tasks.v1.WorkspaceRepository repository = 2;
+   */
+  repository?: WorkspaceRepository | undefined;
+
+  /**
+   * Slack, Jira and Sentry rules: a repository per place, looked up by the event's Jira project
+   * key (`PROJ`), Sentry project (`organization/project`, or the project's slug alone) or Slack
+   * channel id (`C…`). Not allowed on GitHub rules.
+   *
+   * @generated from field: repeated hookmesh.tasks.v1.RepositoryMapping repositories = 3;
+   */
+  repositories: RepositoryMapping[];
+
+  /**
+   * Fetch Git LFS objects on checkout (off: `GIT_LFS_SKIP_SMUDGE=1`, pointers only).
+   *
+   * @generated from field: bool lfs = 4;
+   */
+  lfs: boolean;
+
+  /**
+   * Check out submodules that live on the same git host (off: none are fetched).
+   *
+   * @generated from field: bool submodules = 5;
+   */
+  submodules: boolean;
+
+  /**
+   * A configuration bundle (`.claude/` skills, agents, commands, hooks, `CLAUDE.md`, MCP
+   * settings) from the worker's AGENT_CONFIG_BUNDLES_DIR, copied into the agent's HOME before the
+   * run; letters, digits, `-`, `_` and `.`. A `.claude/` in the repository applies anyway, being
+   * part of the checkout. A worker without the bundle fails the run without retrying it.
+   *
+   * @generated from field: string config_bundle = 6;
+   */
+  configBundle: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WorkspaceSettings.
+ * Use `create(WorkspaceSettingsSchema)` to create a new message.
+ */
+export const WorkspaceSettingsSchema: GenMessage<WorkspaceSettings> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 13);
+
+/**
+ * A GitHub repository, and optionally what to check out of it.
+ *
+ * @generated from message hookmesh.tasks.v1.WorkspaceRepository
+ */
+export type WorkspaceRepository = Message<"hookmesh.tasks.v1.WorkspaceRepository"> & {
+  /**
+   * Owner login, e.g. `octo`.
+   *
+   * @generated from field: string owner = 1;
+   */
+  owner: string;
+
+  /**
+   * Repository name, e.g. `hello`.
+   *
+   * @generated from field: string repo = 2;
+   */
+  repo: string;
+
+  /**
+   * A branch, a tag, a full ref (`refs/heads/main`) or a commit SHA; empty means the default branch.
+   *
+   * @generated from field: string ref = 3;
+   */
+  ref: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WorkspaceRepository.
+ * Use `create(WorkspaceRepositorySchema)` to create a new message.
+ */
+export const WorkspaceRepositorySchema: GenMessage<WorkspaceRepository> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 14);
+
+/**
+ * One entry of WorkspaceSettings.repositories.
+ *
+ * @generated from message hookmesh.tasks.v1.RepositoryMapping
+ */
+export type RepositoryMapping = Message<"hookmesh.tasks.v1.RepositoryMapping"> & {
+  /**
+   * A Jira project key, a Sentry `organization/project` or project slug, or a Slack channel id.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: hookmesh.tasks.v1.WorkspaceRepository repository = 2;
+   */
+  repository?: WorkspaceRepository | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.RepositoryMapping.
+ * Use `create(RepositoryMappingSchema)` to create a new message.
+ */
+export const RepositoryMappingSchema: GenMessage<RepositoryMapping> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_route, 15);
 
 /**
  * The network an agent's sandbox has.

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/task.proto.
  */
 export const file_hookmesh_tasks_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chxob29rbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhFob29rbWVzaC50YXNrcy52MSLtAwoEVGFzaxIKCgJpZBgBIAEoCRIrCgVzdGF0ZRgCIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgVldmVudBgDIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudBIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKAUSFAoMbWF4X2F0dGVtcHRzGAcgASgFEhAKCHByaW9yaXR5GAggASgFEjcKC3RyYW5zaXRpb25zGAkgAygLMiIuaG9va21lc2gudGFza3MudjEuU3RhdGVUcmFuc2l0aW9uEi0KBnJlc3VsdBgKIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQSEAoIcm91dGVfaWQYCyABKAkSMAoHcHJvZmlsZRgMIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkFnZW50UHJvZmlsZRIOCgZwcm9tcHQYDSABKAkSEQoJd29ya2VyX2lkGA4gASgJEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYDyABKAgiiQEKD1N0YXRlVHJhbnNpdGlvbhIrCgVzdGF0ZRgBIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdhdHRlbXB0GAMgASgFEg4KBnJlYXNvbhgEIAEoCSLaAQoKVGFza1Jlc3VsdBIOCgZhbnN3ZXIYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhAKCGNvc3RfdXNkGAMgASgBEhQKDGlucHV0X3Rva2VucxgEIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAUgASgDEisKCGR1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWVycm9yGAcgASgJEi4KB291dGNvbWUYCCABKA4yHS5ob29rbWVzaC50YXNrcy52MS5SdW5PdXRjb21lIqMCCglUYXNrRXZlbnQSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgDIAEoBRIuCgVzdGFnZRgEIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlN0YWdlRXZlbnRIABIwCgZvdXRwdXQYBSABKAsyHi5ob29rbWVzaC50YXNrcy52MS5PdXRwdXRFdmVudEgAEjUKCXRvb2xfY2FsbBgGIAEoCzIgLmhvb2ttZXNoLnRhc2tzLnYxLlRvb2xDYWxsRXZlbnRIABIuCgV1c2FnZRgHIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlVzYWdlRXZlbnRIAEIGCgRraW5kIkkKClN0YWdlRXZlbnQSKwoFc3RhZ2UYASABKA4yHC5ob29rbWVzaC50YXNrcy52MS5UYXNrU3RhZ2USDgoGZGV0YWlsGAIgASgJIl8KC091dHB1dEV2ZW50Ei8KBnN0cmVhbRgBIAEoDjIfLmhvb2ttZXNoLnRhc2tzLnYxLk91dHB1dFN0cmVhbRIMCgR0ZXh0GAIgASgJEhEKCXRydW5jYXRlZBgDIAEoCCItCg1Ub29sQ2FsbEV2ZW50EgwKBG5hbWUYASABKAkSDgoGZGV0YWlsGAIgASgJIksKClVzYWdlRXZlbnQSEAoIY29zdF91c2QYASABKAESFAoMaW5wdXRfdG9rZW5zGAIgASgDEhUKDW91dHB1dF90b2tlbnMYAyABKAMqzQEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSFwoTVEFTS19TVEFURV9DQU5DRUxFRBAFEhMKD1RBU0tfU1RBVEVfREVBRBAGEhYKElRBU0tfU1RBVEVfSUdOT1JFRBAHKk4KCFRhc2tWaWV3EhkKFVRBU0tfVklFV19VTlNQRUNJRklFRBAAEhMKD1RBU0tfVklFV19CQVNJQxABEhIKDlRBU0tfVklFV19GVUxMEAIq0QEKClJ1bk91dGNvbWUSGwoXUlVOX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVSVU5fT1VUQ09NRV9TVUNDRUVERUQQARIbChdSVU5fT1VUQ09NRV9BR0VOVF9FUlJPUhACEhkKFVJVTl9PVVRDT01FX1RJTUVEX09VVBADEhgKFFJVTl9PVVRDT01FX0NPU1RfQ0FQEAQSGAoUUlVOX09VVENPTUVfQ0FOQ0VMRUQQBRIfChtSVU5fT1VUQ09NRV9XT1JLRVJfU0hVVERPV04QBiqDAwoJVGFza1N0YWdlEhoKFlRBU0tfU1RBR0VfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQUdFX1JFQ0VJVkVEEAESFwoTVEFTS19TVEFHRV9WRVJJRklFRBACEhUKEVRBU0tfU1RBR0VfUk9VVEVEEAMSFQoRVEFTS19TVEFHRV9RVUVVRUQQBBIVChFUQVNLX1NUQUdFX0xFQVNFRBAFEhYKElRBU0tfU1RBR0VfU1RBUlRFRBAGEhgKFFRBU0tfU1RBR0VfQ09NUExFVEVEEAcSFQoRVEFTS19TVEFHRV9GQUlMRUQQCBIeChpUQVNLX1NUQUdFX1JFVFJZX1NDSEVEVUxFRBAJEhwKGFRBU0tfU1RBR0VfTEVBU0VfRVhQSVJFRBAKEhcKE1RBU0tfU1RBR0VfQ0FOQ0VMRUQQCxITCg9UQVNLX1NUQUdFX0RFQUQQDBIWChJUQVNLX1NUQUdFX0lHTk9SRUQQDRIWChJUQVNLX1NUQUdFX1JFVFJJRUQQDip6CgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAhIXChNPVVRQVVRfU1RSRUFNX0FHRU5UEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_route]);
+  fileDesc("Chxob29rbWVzaC90YXNrcy92MS90YXNrLnByb3RvEhFob29rbWVzaC50YXNrcy52MSKkBAoEVGFzaxIKCgJpZBgBIAEoCRIrCgVzdGF0ZRgCIAEoDjIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tTdGF0ZRIoCgVldmVudBgDIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudBIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBiABKAUSFAoMbWF4X2F0dGVtcHRzGAcgASgFEhAKCHByaW9yaXR5GAggASgFEjcKC3RyYW5zaXRpb25zGAkgAygLMiIuaG9va21lc2gudGFza3MudjEuU3RhdGVUcmFuc2l0aW9uEi0KBnJlc3VsdBgKIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQSEAoIcm91dGVfaWQYCyABKAkSMAoHcHJvZmlsZRgMIAEoCzIfLmhvb2ttZXNoLnRhc2tzLnYxLkFnZW50UHJvZmlsZRIOCgZwcm9tcHQYDSABKAkSEQoJd29ya2VyX2lkGA4gASgJEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYDyABKAgSNQoKcmVwb3NpdG9yeRgQIAEoCzIhLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXBvc2l0b3J5InAKDlRhc2tSZXBvc2l0b3J5Eg0KBW93bmVyGAEgASgJEgwKBHJlcG8YAiABKAkSCwoDcmVmGAMgASgJEhsKE3B1bGxfcmVxdWVzdF9udW1iZXIYBCABKAMSFwoPaW5zdGFsbGF0aW9uX2lkGAUgASgDIokBCg9TdGF0ZVRyYW5zaXRpb24SKwoFc3RhdGUYASABKA4yHC5ob29rbWVzaC50YXNrcy52MS5UYXNrU3RhdGUSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgDIAEoBRIOCgZyZWFzb24YBCABKAki2gEKClRhc2tSZXN1bHQSDgoGYW5zd2VyGAEgASgJEhEKCWV4aXRfY29kZRgCIAEoBRIQCghjb3N0X3VzZBgDIAEoARIUCgxpbnB1dF90b2tlbnMYBCABKAMSFQoNb3V0cHV0X3Rva2VucxgFIAEoAxIrCghkdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVlcnJvchgHIAEoCRIuCgdvdXRjb21lGAggASgOMh0uaG9va21lc2gudGFza3MudjEuUnVuT3V0Y29tZSKjAgoJVGFza0V2ZW50EgoKAmlkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYAyABKAUSLgoFc3RhZ2UYBCABKAsyHS5ob29rbWVzaC50YXNrcy52MS5TdGFnZUV2ZW50SAASMAoGb3V0cHV0GAUgASgLMh4uaG9va21lc2gudGFza3MudjEuT3V0cHV0RXZlbnRIABI1Cgl0b29sX2NhbGwYBiABKAsyIC5ob29rbWVzaC50YXNrcy52MS5Ub29sQ2FsbEV2ZW50SAASLgoFdXNhZ2UYByABKAsyHS5ob29rbWVzaC50YXNrcy52MS5Vc2FnZUV2ZW50SABCBgoEa2luZCJJCgpTdGFnZUV2ZW50EisKBXN0YWdlGAEgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YWdlEg4KBmRldGFpbBgCIAEoCSJfCgtPdXRwdXRFdmVudBIvCgZzdHJlYW0YASABKA4yHy5ob29rbWVzaC50YXNrcy52MS5PdXRwdXRTdHJlYW0SDAoEdGV4dBgCIAEoCRIRCgl0cnVuY2F0ZWQYAyABKAgiLQoNVG9vbENhbGxFdmVudBIMCgRuYW1lGAEgASgJEg4KBmRldGFpbBgCIAEoCSJLCgpVc2FnZUV2ZW50EhAKCGNvc3RfdXNkGAEgASgBEhQKDGlucHV0X3Rva2VucxgCIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAMgASgDKs0BCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISGAoUVEFTS19TVEFURV9TVUNDRUVERUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhcKE1RBU0tfU1RBVEVfQ0FOQ0VMRUQQBRITCg9UQVNLX1NUQVRFX0RFQUQQBhIWChJUQVNLX1NUQVRFX0lHTk9SRUQQBypOCghUYXNrVmlldxIZChVUQVNLX1ZJRVdfVU5TUEVDSUZJRUQQABITCg9UQVNLX1ZJRVdfQkFTSUMQARISCg5UQVNLX1ZJRVdfRlVMTBACKtEBCgpSdW5PdXRjb21lEhsKF1JVTl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVUlVOX09VVENPTUVfU1VDQ0VFREVEEAESGwoXUlVOX09VVENPTUVfQUdFTlRfRVJST1IQAhIZChVSVU5fT1VUQ09NRV9USU1FRF9PVVQQAxIYChRSVU5fT1VUQ09NRV9DT1NUX0NBUBAEEhgKFFJVTl9PVVRDT01FX0NBTkNFTEVEEAUSHwobUlVOX09VVENPTUVfV09SS0VSX1NIVVRET1dOEAYqgwMKCVRhc2tTdGFnZRIaChZUQVNLX1NUQUdFX1VOU1BFQ0lGSUVEEAASFwoTVEFTS19TVEFHRV9SRUNFSVZFRBABEhcKE1RBU0tfU1RBR0VfVkVSSUZJRUQQAhIVChFUQVNLX1NUQUdFX1JPVVRFRBADEhUKEVRBU0tfU1RBR0VfUVVFVUVEEAQSFQoRVEFTS19TVEFHRV9MRUFTRUQQBRIWChJUQVNLX1NUQUdFX1NUQVJURUQQBhIYChRUQVNLX1NUQUdFX0NPTVBMRVRFRBAHEhUKEVRBU0tfU1RBR0VfRkFJTEVEEAgSHgoaVEFTS19TVEFHRV9SRVRSWV9TQ0hFRFVMRUQQCRIcChhUQVNLX1NUQUdFX0xFQVNFX0VYUElSRUQQChIXChNUQVNLX1NUQUdFX0NBTkNFTEVEEAsSEwoPVEFTS19TVEFHRV9ERUFEEAwSFgoSVEFTS19TVEFHRV9JR05PUkVEEA0SFgoSVEFTS19TVEFHRV9SRVRSSUVEEA4qegoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAISFwoTT1VUUFVUX1NUUkVBTV9BR0VOVBADYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_route]);
 
 /**
  * A unit of agent work created from one event.
@@ -128,6 +128,14 @@ export type Task = Message<"hookmesh.tasks.v1.Task"> & {
    * @generated from field: bool cancel_requested = 15;
    */
   cancelRequested: boolean;
+
+  /**
+   * The repository the run checks out, resolved from the event and the rule when the task was
+   * routed (see WorkspaceSettings); unset means the run starts in an empty directory.
+   *
+   * @generated from field: hookmesh.tasks.v1.TaskRepository repository = 16;
+   */
+  repository?: TaskRepository | undefined;
 };
 
 /**
@@ -136,6 +144,53 @@ export type Task = Message<"hookmesh.tasks.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_task, 0);
+
+/**
+ * The repository a task's run is a checkout of.
+ *
+ * @generated from message hookmesh.tasks.v1.TaskRepository
+ */
+export type TaskRepository = Message<"hookmesh.tasks.v1.TaskRepository"> & {
+  /**
+   * @generated from field: string owner = 1;
+   */
+  owner: string;
+
+  /**
+   * @generated from field: string repo = 2;
+   */
+  repo: string;
+
+  /**
+   * A branch, tag, full ref or commit SHA; empty means the default branch. Unused with
+   * `pull_request_number`.
+   *
+   * @generated from field: string ref = 3;
+   */
+  ref: string;
+
+  /**
+   * A pull request whose head (`refs/pull/{n}/head`, forks included) is checked out; 0 for none.
+   *
+   * @generated from field: int64 pull_request_number = 4;
+   */
+  pullRequestNumber: bigint;
+
+  /**
+   * The GitHub App installation the event came from; 0 (Slack, Jira, Sentry) lets the github
+   * service look up the App's installation on the repository.
+   *
+   * @generated from field: int64 installation_id = 5;
+   */
+  installationId: bigint;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.TaskRepository.
+ * Use `create(TaskRepositorySchema)` to create a new message.
+ */
+export const TaskRepositorySchema: GenMessage<TaskRepository> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task, 1);
 
 /**
  * One state change of a task.
@@ -177,7 +232,7 @@ export type StateTransition = Message<"hookmesh.tasks.v1.StateTransition"> & {
  * Use `create(StateTransitionSchema)` to create a new message.
  */
 export const StateTransitionSchema: GenMessage<StateTransition> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 1);
+  messageDesc(file_hookmesh_tasks_v1_task, 2);
 
 /**
  * What an agent run produced.
@@ -247,7 +302,7 @@ export type TaskResult = Message<"hookmesh.tasks.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 2);
+  messageDesc(file_hookmesh_tasks_v1_task, 3);
 
 /**
  * One entry of a task's append-only timeline.
@@ -313,7 +368,7 @@ export type TaskEvent = Message<"hookmesh.tasks.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 3);
+  messageDesc(file_hookmesh_tasks_v1_task, 4);
 
 /**
  * @generated from message hookmesh.tasks.v1.StageEvent
@@ -337,7 +392,7 @@ export type StageEvent = Message<"hookmesh.tasks.v1.StageEvent"> & {
  * Use `create(StageEventSchema)` to create a new message.
  */
 export const StageEventSchema: GenMessage<StageEvent> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 4);
+  messageDesc(file_hookmesh_tasks_v1_task, 5);
 
 /**
  * A chunk of agent output.
@@ -368,7 +423,7 @@ export type OutputEvent = Message<"hookmesh.tasks.v1.OutputEvent"> & {
  * Use `create(OutputEventSchema)` to create a new message.
  */
 export const OutputEventSchema: GenMessage<OutputEvent> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 5);
+  messageDesc(file_hookmesh_tasks_v1_task, 6);
 
 /**
  * A tool or service call made by the agent or on its behalf.
@@ -396,7 +451,7 @@ export type ToolCallEvent = Message<"hookmesh.tasks.v1.ToolCallEvent"> & {
  * Use `create(ToolCallEventSchema)` to create a new message.
  */
 export const ToolCallEventSchema: GenMessage<ToolCallEvent> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 6);
+  messageDesc(file_hookmesh_tasks_v1_task, 7);
 
 /**
  * Cost and tokens reported so far by the running agent.
@@ -425,7 +480,7 @@ export type UsageEvent = Message<"hookmesh.tasks.v1.UsageEvent"> & {
  * Use `create(UsageEventSchema)` to create a new message.
  */
 export const UsageEventSchema: GenMessage<UsageEvent> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task, 7);
+  messageDesc(file_hookmesh_tasks_v1_task, 8);
 
 /**
  * Where a task is in its lifecycle.

@@ -297,7 +297,7 @@ export function findMention(text: string, handle: string): { index: number; leng
 }
 
 /** The subject's place that `subject_glob` is matched against; empty when it has none. */
-function placeOf(event: Event): string {
+export function placeOf(event: Event): string {
   const ref = event.subject?.ref;
   switch (ref?.case) {
     case "github":

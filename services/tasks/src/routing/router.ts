@@ -1,10 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import type { Event } from "../../../../gen/hookmesh/events/v1/event_pb.js";
 import { type AgentProfile, AgentProfileSchema, type Route } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
+import type { TaskRepository } from "../../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { JiraGroups } from "./jira-groups.js";
 import type { LabelerPermissions } from "./labeler-permission.js";
 import { type MatchOptions, matchRoute, needsJiraGroups, needsLabeler } from "./match.js";
 import { renderPrompt } from "./prompt.js";
+import { resolveRepository } from "./repository.js";
 import type { RoutingRuleStore } from "./routing-rule-store.js";
 
 export type RouteDecision =
@@ -16,6 +18,8 @@ export type RouteDecision =
       profile: AgentProfile;
       /** 0 means the service default. */
       maxAttempts: number;
+      /** What the run checks out; undefined for an empty directory. */
+      repository?: TaskRepository | undefined;
     }
   | { matched: false; reason: string };
 
@@ -47,13 +51,15 @@ export class Router {
     });
     if (!match.matched) return match;
     const { route } = match;
+    const profile = route.profile ?? create(AgentProfileSchema);
     return {
       matched: true,
       route,
       prompt: renderPrompt(route, event, this.options.mention),
       priority: route.priority,
-      profile: route.profile ?? create(AgentProfileSchema),
+      profile,
       maxAttempts: route.maxAttempts,
+      repository: resolveRepository(profile, event),
     };
   }
 }

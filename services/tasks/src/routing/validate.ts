@@ -7,6 +7,7 @@ import {
   type Route,
   type Trigger,
   type TriggerGate,
+  type WorkspaceRepository,
 } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { PROMPT_PLACEHOLDERS, placeholdersIn } from "./prompt.js";
 
@@ -38,6 +39,15 @@ const EGRESS_HOST = /^(\*\.)?(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[
 const MAX_EGRESS_HOSTS = 100;
 /** Longer lists belong in a group or a workspace-wide gate, not in every event's matching. */
 const MAX_ALLOWLIST = 1000;
+/** Claude Code's `--permission-mode` values; empty means the runner's default, `acceptEdits`. */
+export const PERMISSION_MODES = ["", "default", "acceptEdits", "plan", "dontAsk", "bypassPermissions", "auto"];
+/** GitHub owner and repository names, as the github service accepts them in a path. */
+const GITHUB_NAME = /^(?!\.\.?$)[A-Za-z0-9_.-]{1,100}$/;
+/** A branch, tag, full ref or commit: git's ref-name rules that matter on a command line and in a path. */
+const GIT_REF = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*[./]$)[A-Za-z0-9._/-]{1,255}$/;
+/** A Jira project key, a Sentry `organization/project` or project slug, a Slack channel id. */
+const PLACE_KEY = /^[A-Za-z0-9_-]{1,64}(\/[A-Za-z0-9_-]{1,64})?$/;
+const BUNDLE_NAME = /^(?!\.\.?$)[A-Za-z0-9_.-]{1,64}$/;
 /** The gate case each provider's rules take. */
 const GATE_OF: Partial<Record<Provider, NonNullable<TriggerGate["provider"]["case"]>>> = {
   [Provider.GITHUB]: "github",
@@ -77,6 +87,7 @@ export function validateRoute(route: Route | undefined, path = "route"): Route {
   validateTrigger(route.trigger, route.provider, invalid);
   validateGlob(route.subjectGlob, invalid);
   validateProfile(route.profile, invalid);
+  validateWorkspace(route.profile!, route.provider, invalid);
   validateBudget(route.budget, invalid);
   if (!inRange(route.priority, 0, MAX_PRIORITY)) throw invalid("priority", `must be from 0 to ${MAX_PRIORITY}`);
   route.allowedAssociations.forEach((association, i) => {
@@ -191,6 +202,60 @@ function validateProfile(profile: AgentProfile | undefined, invalid: Invalid): v
     if (!ENV_NAME.test(name)) throw invalid(`profile.allowed_env[${i}]`, "must be an environment variable name");
   });
   validateNetwork(profile, invalid);
+  if (!PERMISSION_MODES.includes(profile.permissionMode)) {
+    throw invalid(
+      "profile.permission_mode",
+      `must be empty (acceptEdits) or one of ${PERMISSION_MODES.slice(1).join(", ")}`,
+    );
+  }
+}
+
+/**
+ * GitHub events name their repository; other rules must name one to check out. A repository
+ * here is what the worker may ask a clone token for, so names are checked as GitHub's.
+ */
+function validateWorkspace(profile: AgentProfile, provider: Provider, invalid: Invalid): void {
+  const workspace = profile.workspace;
+  if (!workspace) return;
+  const named = workspace.repository !== undefined || workspace.repositories.length > 0;
+  if (provider === Provider.GITHUB && named) {
+    throw invalid(
+      "profile.workspace.repository",
+      "is not read on GitHub rules: their events name the repository (and pull request) to check out",
+    );
+  }
+  if (workspace.enabled && provider !== Provider.GITHUB && !named) {
+    throw invalid("profile.workspace", "must name a repository or repositories to check out for this provider");
+  }
+  if (workspace.repository) validateRepository(workspace.repository, "profile.workspace.repository", invalid);
+  if (workspace.repositories.length > MAX_ALLOWLIST) {
+    throw invalid("profile.workspace.repositories", `must hold at most ${MAX_ALLOWLIST} entries`);
+  }
+  const keys = new Set<string>();
+  workspace.repositories.forEach((mapping, i) => {
+    const field = `profile.workspace.repositories[${i}]`;
+    if (!PLACE_KEY.test(mapping.key)) {
+      throw invalid(
+        `${field}.key`,
+        "must be a Jira project key, a Sentry organization/project or slug, or a Slack channel id",
+      );
+    }
+    if (keys.has(mapping.key)) throw invalid(`${field}.key`, `repeats "${mapping.key}"`);
+    keys.add(mapping.key);
+    if (!mapping.repository) throw invalid(`${field}.repository`, "is required");
+    validateRepository(mapping.repository, `${field}.repository`, invalid);
+  });
+  if (workspace.configBundle !== "" && !BUNDLE_NAME.test(workspace.configBundle)) {
+    throw invalid("profile.workspace.config_bundle", "must be a directory name: letters, digits, -, _ and .");
+  }
+}
+
+function validateRepository(repository: WorkspaceRepository, field: string, invalid: Invalid): void {
+  if (!GITHUB_NAME.test(repository.owner)) throw invalid(`${field}.owner`, "must be a GitHub owner login");
+  if (!GITHUB_NAME.test(repository.repo)) throw invalid(`${field}.repo`, "must be a GitHub repository name");
+  if (repository.ref !== "" && !GIT_REF.test(repository.ref)) {
+    throw invalid(`${field}.ref`, "must be a branch, tag, full ref or commit SHA (letters, digits, ., _, -, /)");
+  }
 }
 
 /** A rule's network is refused here rather than as a failed run on every worker. */
