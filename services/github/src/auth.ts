@@ -138,6 +138,46 @@ export class GitHubAuth {
     return this.request(this.requireInstallation(installationId), body, caller);
   }
 
+  /** The request that finds the App's installation on a repository. */
+  installationLookupRequest(owner: string, repo: string): UnsignedRequest {
+    return { method: "GET", path: `/repos/${owner}/${repo}/installation`, idempotent: true };
+  }
+
+  /**
+   * The App's installation on a repository (`GET /repos/{owner}/{repo}/installation`, with the
+   * App's JWT), for a clone token asked for a repository no event named the installation of.
+   */
+  async installationOf(owner: string, repo: string, caller: Caller = {}): Promise<bigint> {
+    const app = this.deps.app!;
+    let res;
+    try {
+      res = await this.deps.upstream.request({
+        ...this.installationLookupRequest(owner, repo),
+        headers: GITHUB_HEADERS,
+        auth: `Bearer ${signAppJwt(app.id, this.key(app))}`,
+        ...caller,
+      });
+    } catch (err) {
+      if (err instanceof UpstreamError && err.status === 404) {
+        throw new UpstreamError(
+          Code.NotFound,
+          `github: the GitHub App is not installed on ${owner}/${repo} (or the repository does not exist)`,
+          404,
+        );
+      }
+      throw err;
+    }
+    const id = (res.body as { id?: unknown } | null)?.id;
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id <= 0) {
+      throw new UpstreamError(
+        Code.Unknown,
+        `github: unexpected answer to the installation lookup of ${owner}/${repo}`,
+        res.status,
+      );
+    }
+    return BigInt(id);
+  }
+
   private async request(id: string, body: unknown, caller: Caller): Promise<InstallationToken> {
     const app = this.deps.app!;
     const jwt = signAppJwt(app.id, this.key(app));

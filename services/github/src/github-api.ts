@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
 import {
   type Caller,
   InvalidRequestError,
@@ -250,25 +251,43 @@ export class GitHubApi {
 
   /**
    * A new installation token limited to reading this one repository's contents, and the URL
-   * that clones with it. GitHub App auth only: a personal token cannot be narrowed. A dry run
-   * answers no token and the anonymous clone URL, which still clones a public repository.
+   * that clones with it. GitHub App auth only: a personal token cannot be narrowed, and would
+   * hand the worker a credential that can write everywhere its owner can. Without an
+   * installation id (tasks from Slack, Jira, Sentry) the App's installation on the repository is
+   * looked up; with one (a GitHub event's), GitHub refuses (422) a repository outside it, which
+   * is answered PERMISSION_DENIED. A dry run answers no token and the anonymous clone URL, which
+   * still clones a public repository.
    */
   async createCloneToken(
     input: { repository?: RepositoryInput },
     caller: Caller = {},
   ): Promise<CreateCloneTokenResponse> {
-    const { repository } = this.repository(input.repository);
+    const { repository } = this.repository(input.repository, { installation: "optional" });
     const { auth, calls } = this.deps;
     if (auth.mode() === "token") {
       throw new AuthPreconditionError(
         "CreateCloneToken needs GitHub App auth (GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY): a personal token (GITHUB_TOKEN) cannot be limited to one repository",
       );
     }
-    const body = { repositories: [repository.repo], permissions: { contents: "read" } };
-    const request = auth.accessTokensRequest(repository.installationId, body);
-    const sent = await calls.send(request, caller, (caller) =>
-      auth.createInstallationToken(repository.installationId, body, caller),
-    );
+    const { owner, repo, installationId } = repository;
+    const body = { repositories: [repo], permissions: { contents: "read" } };
+    const request =
+      installationId > 0n
+        ? auth.accessTokensRequest(installationId, body)
+        : auth.installationLookupRequest(owner, repo);
+    const sent = await calls.send(request, caller, async (caller) => {
+      const installation = installationId > 0n ? installationId : await auth.installationOf(owner, repo, caller);
+      try {
+        return await auth.createInstallationToken(installation, body, caller);
+      } catch (err) {
+        if (!(err instanceof UpstreamError && err.status === 422)) throw err;
+        throw new UpstreamError(
+          Code.PermissionDenied,
+          `github: ${owner}/${repo} is not a repository of installation ${installation} (or does not exist)`,
+          422,
+        );
+      }
+    });
     if (sent.dryRun)
       return create(CreateCloneTokenResponseSchema, {
         token: "",
@@ -305,11 +324,15 @@ export class GitHubApi {
    * The repository's `/repos/{owner}/{repo}` path, after checking both names, and, with App
    * auth, that the call names the installation it acts as.
    */
-  private repository(repository: RepositoryInput | undefined): { repository: RepositoryInput; path: string } {
+  private repository(
+    repository: RepositoryInput | undefined,
+    { installation }: { installation: "required" | "optional" } = { installation: "required" },
+  ): { repository: RepositoryInput; path: string } {
     if (repository === undefined) throw new InvalidRequestError("repository is required", "repository");
     const owner = pathSegment(repository.owner, "repository.owner");
     const repo = pathSegment(repository.repo.replace(/\.git$/, ""), "repository.repo");
-    if (this.deps.auth.mode() === "app") this.deps.auth.requireInstallation(repository.installationId);
+    if (this.deps.auth.mode() === "app" && installation === "required")
+      this.deps.auth.requireInstallation(repository.installationId);
     return { repository: { ...repository, owner, repo }, path: `/repos/${owner}/${repo}` };
   }
 

@@ -280,6 +280,33 @@ describe("GitHub App auth", () => {
       expect(h.fake.tokenRequests()[2]!.text).toBe("");
     });
 
+    it("looks up the App's installation on a repository no event named it for", async () => {
+      h = await setup({ auth: "app" });
+      h.fake.installationOf.set("acme/widgets", OTHER_INSTALLATION);
+      const clone = await h.api.createCloneToken({ repository: { ...REPO, installationId: 0n } });
+
+      expect(h.fake.lines()).toEqual([
+        "GET /repos/acme/widgets/installation",
+        `POST /app/installations/${OTHER_INSTALLATION}/access_tokens {"repositories":["widgets"],"permissions":{"contents":"read"}}`,
+      ]);
+      expect(h.fake.installationTokens.get(clone.token)).toMatchObject({ installationId: String(OTHER_INSTALLATION) });
+    });
+
+    it("is NotFound where the App is not installed, PermissionDenied for a repository of another installation", async () => {
+      h = await setup({ auth: "app" });
+      const missing = (await failure(
+        h.api.createCloneToken({ repository: { ...REPO, installationId: 0n } }),
+      )) as UpstreamError;
+      expect(missing.code).toBe(Code.NotFound);
+      expect(missing.message).toContain("not installed on acme/widgets");
+
+      h.fake.installationOf.set("acme/widgets", OTHER_INSTALLATION);
+      const foreign = (await failure(h.api.createCloneToken({ repository: REPO }))) as UpstreamError;
+      expect(foreign.code).toBe(Code.PermissionDenied);
+      expect(foreign.message).toContain("acme/widgets is not a repository of installation 777");
+      expect(h.fake.installationTokens.size).toBe(0);
+    });
+
     it("is FailedPrecondition with a personal token", async () => {
       h = await setup({ auth: "token" });
       const err = await failure(h.api.createCloneToken({ repository: REPO }));

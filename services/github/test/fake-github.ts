@@ -63,6 +63,11 @@ export class FakeGitHub extends FakeProvider {
   /** Repository roles (`admin`, `maintain`, `write`, `triage`, `read`) by `owner/repo:login`; anyone else reads. */
   readonly roles = new Map<string, string>();
   readonly jwts: JwtSeen[] = [];
+  /**
+   * The installation each repository (`owner/repo`) belongs to, for `GET /repos/{o}/{r}/installation`
+   * and for tokens limited to repositories; a repository not listed is in every installation.
+   */
+  readonly installationOf = new Map<string, bigint>();
   tokenLifetimeMs: number;
 
   private readonly tokens: Set<string>;
@@ -138,6 +143,7 @@ export class FakeGitHub extends FakeProvider {
     if (!repo) return error(404, "Not Found");
     const [, owner, name, rest] = repo as unknown as [string, string, string, string];
     const full = `${owner}/${name}`;
+    if (rest === "/installation" && req.method === "GET") return this.findInstallation(req, full);
     const denied = this.authorize(req, full);
     if (denied) return denied;
 
@@ -194,15 +200,38 @@ export class FakeGitHub extends FakeProvider {
     return undefined;
   }
 
-  private createInstallationToken(req: ReceivedRequest, installationId: string): Reply {
+  /** The App's JWT on a request: an error reply, or the App. */
+  private appOf(req: ReceivedRequest): Reply | NonNullable<FakeGitHubOptions["app"]> {
     const app = this.options.app;
     const jwt = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     if (!app || jwt === undefined) return error(401, "A JSON web token could not be decoded");
     const problem = this.verifyJwt(jwt, app);
-    if (problem !== undefined) return error(401, problem);
+    return problem !== undefined ? error(401, problem) : app;
+  }
+
+  private findInstallation(req: ReceivedRequest, repo: string): Reply {
+    const app = this.appOf(req);
+    if (!("publicKey" in app)) return app;
+    const id = this.installationOf.get(repo);
+    if (id === undefined || !app.installations.includes(id)) return error(404, "Not Found");
+    return { status: 200, body: { id: Number(id), app_id: Number(app.id), target_type: "Organization" } };
+  }
+
+  private createInstallationToken(req: ReceivedRequest, installationId: string): Reply {
+    const app = this.appOf(req);
+    if (!("publicKey" in app)) return app;
     if (!app.installations.some((id) => id.toString() === installationId)) return error(404, "Not Found");
     const body = (req.body ?? {}) as { repositories?: unknown; permissions?: Json };
     if (body.repositories !== undefined && !Array.isArray(body.repositories)) return error(422, "Invalid request.");
+    const outside = ((body.repositories ?? []) as string[]).some((name) =>
+      [...this.installationOf].some(([full, id]) => full.endsWith(`/${name}`) && id.toString() !== installationId),
+    );
+    if (outside) {
+      return error(
+        422,
+        "There is at least one repository that does not exist or is not accessible to the parent installation.",
+      );
+    }
     const token = `ghs_${randomBytes(18).toString("base64url")}`;
     const expiresAt = Date.now() + this.tokenLifetimeMs;
     const permissions = body.permissions ?? {
