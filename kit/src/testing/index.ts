@@ -2,6 +2,7 @@ export * from "./clients.js";
 export * from "./contracts.js";
 export * from "./errors.js";
 export * from "./fake-provider.js";
+export * from "./git-server.js";
 export * from "./identities.js";
 export * from "./integration.js";
 export * from "./logger.js";

@@ -8,6 +8,7 @@ import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
   StageEventSchema,
+  type TaskRepository,
   type TaskResult,
   TaskResultSchema,
   TaskStage,
@@ -21,6 +22,13 @@ import {
   RunnerUnavailableError,
 } from "./runners/runner.js";
 import { InvalidProfileError } from "./sandbox/sandbox.js";
+import {
+  type Checkout,
+  type Checkouts,
+  copyConfigBundle,
+  type Workspace,
+  WorkspaceError,
+} from "./workspace/checkout.js";
 
 /** Why a run was stopped before the agent ended it. */
 export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
@@ -46,6 +54,12 @@ export interface AgentRunOptions {
   clock: Clock;
   logger: Logger;
   onEvent(event: AgentEvent): void;
+  /** The task's repository, checked out into the run's directory before the run (see `prepareWorkspace`). */
+  repository?: TaskRepository;
+  /** Makes the checkout; a run with a repository and no checkouts fails without retrying. */
+  checkouts?: Checkouts;
+  /** AGENT_CONFIG_BUNDLES_DIR: where the bundle a profile names is copied from. */
+  configBundlesDir?: string;
 }
 
 export interface RunReport {
@@ -75,6 +89,9 @@ export class AgentRun {
   private handle: RunHandle | undefined;
   private stopReason: StopReason | undefined;
   private usage: Usage = { costUsd: 0, inputTokens: 0n, outputTokens: 0n };
+  /** Aborts a checkout in progress when the run is stopped. */
+  private readonly preparing = new AbortController();
+  private checkout: Checkout | undefined;
 
   constructor(private readonly options: AgentRunOptions) {}
 
@@ -89,6 +106,7 @@ export class AgentRun {
   /** Stops the agent; the first reason is the one reported. */
   stop(reason: StopReason): void {
     this.stopReason ??= reason;
+    this.preparing.abort();
     this.handle?.stop();
   }
 
@@ -101,13 +119,14 @@ export class AgentRun {
     try {
       await mkdir(options.workdirRoot, { recursive: true });
       workdir = await mkdtemp(join(options.workdirRoot, "run-"));
-      await mkdir(join(workdir, HOME_DIR));
+      await this.prepareWorkspace(workdir);
       if (this.stopReason !== undefined) return this.report(notStarted, started);
       this.handle = await options.runner.start({
         prompt: options.prompt,
         profile: options.profile,
         workdir,
         env: agentEnv(options, workdir),
+        ...(this.checkout && { readonlyPaths: this.checkout.sandboxPaths }),
         logger: options.logger,
         onEvent: (event) => this.onEvent(event),
       });
@@ -123,8 +142,11 @@ export class AgentRun {
       return {
         result: this.result(notStarted, started, { outcome: RunOutcome.AGENT_ERROR, error }),
         // A runner this worker cannot run stays so, as does a profile no worker can run; a
-        // directory that could not be made may not.
-        retryable: !(err instanceof RunnerUnavailableError || err instanceof InvalidProfileError),
+        // directory that could not be made may not; a checkout says which it is.
+        retryable:
+          err instanceof WorkspaceError
+            ? err.retryable
+            : !(err instanceof RunnerUnavailableError || err instanceof InvalidProfileError),
       };
     } finally {
       clearTimeout(timer);
@@ -133,7 +155,34 @@ export class AgentRun {
           options.logger.warn({ err, workdir }, "could not remove the run's directory"),
         );
       }
+      this.checkout?.release();
     }
+  }
+
+  /** The checkout the run works in, from before the agent starts until its directory is removed. */
+  get workspace(): Workspace | undefined {
+    return this.checkout?.workspace;
+  }
+
+  // ── Workspace: before the run, the run's directory becomes a checkout of the task's repository
+  // (workspace/checkout.ts) and the profile's config bundle is copied into the agent's HOME;
+  // after it, the directory is removed (run's `finally`) and the mirror released. ──
+  private async prepareWorkspace(workdir: string): Promise<void> {
+    const { options } = this;
+    const settings = options.profile.workspace;
+    if (options.repository) {
+      if (!options.checkouts) throw new WorkspaceError("this worker makes no checkouts", false);
+      this.checkout = await options.checkouts.checkout({
+        repository: options.repository,
+        settings,
+        dir: workdir,
+        signal: this.preparing.signal,
+        onEvent: options.onEvent,
+      });
+    }
+    const home = join(workdir, HOME_DIR);
+    await mkdir(home);
+    if (settings?.configBundle) await copyConfigBundle(options.configBundlesDir, settings.configBundle, home);
   }
 
   private onEvent(event: AgentEvent): void {

@@ -21,6 +21,7 @@ import { createRunners } from "./runners/index.js";
 import type { ResolveHost } from "./sandbox/egress-proxy.js";
 import { BwrapSandbox, type Sandbox, unsandboxed } from "./sandbox/sandbox.js";
 import { build } from "./server.js";
+import { Checkouts } from "./workspace/checkout.js";
 
 export interface AgentDeps {
   logger: Logger;
@@ -57,14 +58,21 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
   const identity = openIdentity(config.identity, logger);
   const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
   const health = new HealthState([AgentService.typeName]);
+  const github = clients.client(GitHubService, config.githubUrl, "github");
+  const checkouts = new Checkouts({ github, config: config.workspace, path: deps.env.PATH ?? "", logger });
   const pool = new WorkerPool({
     worker: clients.client(WorkerService, config.tasksUrl, "tasks"),
     runners: createRunners({ ...config, sandbox }),
-    config: { ...config, workerEnv: deps.env },
+    config: {
+      ...config,
+      workerEnv: deps.env,
+      ...(config.workspace.configBundlesDir !== undefined && { configBundlesDir: config.workspace.configBundlesDir }),
+    },
+    checkouts,
     logger,
     replies: createReplierFactory({
       clients: {
-        github: clients.client(GitHubService, config.githubUrl, "github"),
+        github,
         slack: clients.client(SlackService, config.slackUrl, "slack"),
         jira: clients.client(JiraService, config.jiraUrl, "jira"),
         sentry: clients.client(SentryService, config.sentryUrl, "sentry"),

@@ -50,6 +50,23 @@ export interface AgentConfig extends ListenConfig {
   /** Least time between progress edits of a task's acknowledgment; 0 turns them off. */
   progressIntervalMs: number;
   sandbox: SandboxConfig;
+  workspace: WorkspaceConfig;
+}
+
+/** Checkouts of the repositories tasks name (README, Workspaces). */
+export interface WorkspaceConfig {
+  /** GITHUB_GIT_URL: where git clones from, e.g. https://github.com or a GHES host; no trailing slash. */
+  gitUrl: string;
+  /** AGENT_REPO_CACHE: the bare mirrors, one per repository; one worker process per directory. */
+  cacheDir: string;
+  /** AGENT_CLONE_TIMEOUT_MS: longest a fetch (or clone) of one repository may take. */
+  cloneTimeoutMs: number;
+  /** AGENT_REPO_MAX_BYTES: a repository whose mirror is larger is refused (and not kept). */
+  maxRepoBytes: number;
+  /** AGENT_REPO_CACHE_MAX_BYTES: least recently used mirrors are removed beyond it. */
+  maxCacheBytes: number;
+  /** AGENT_CONFIG_BUNDLES_DIR: the configuration bundles profiles may name; undefined: none. */
+  configBundlesDir: string | undefined;
 }
 
 export interface SandboxConfig {
@@ -67,6 +84,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     throw new ConfigError("AGENT_RUNNER", `expected one of ${runnerNames.join(", ")}, got "${defaultRunner}"`);
   }
   const agentCommand = envString(env, "AGENT_COMMAND", "");
+  const workdirRoot = envString(env, "AGENT_WORKDIR", join(tmpdir(), "hookmesh-runs"));
   const peers = {
     TASKS_URL: envPeerUrl(env, "TASKS_URL", 50051),
     GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061),
@@ -84,7 +102,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     // Unique per process, so that two workers on one host (or a restarted one) never share leases.
     workerId: envString(env, "AGENT_ID", `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
     maxRunTimeMs: envInt(env, "AGENT_MAX_RUN_TIME_MS", 30 * 60_000, { min: 1 }),
-    workdirRoot: envString(env, "AGENT_WORKDIR", join(tmpdir(), "hookmesh-runs")),
+    workdirRoot,
     killGraceMs: envInt(env, "AGENT_KILL_GRACE_MS", 5_000, { min: 0 }),
     outputChunkBytes: envInt(env, "AGENT_OUTPUT_CHUNK_BYTES", 4096, { min: 64, max: 1024 * 1024 }),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0 }),
@@ -96,8 +114,33 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
     sandbox: sandboxConfig(env),
+    workspace: workspaceConfig(env, workdirRoot),
   };
 }
+
+function workspaceConfig(env: Env, workdirRoot: string): WorkspaceConfig {
+  const cacheDir = envString(env, "AGENT_REPO_CACHE", join(workdirRoot, "repos"));
+  if (!isAbsolute(cacheDir)) throw new ConfigError("AGENT_REPO_CACHE", `expected an absolute path, got "${cacheDir}"`);
+  const bundles = envString(env, "AGENT_CONFIG_BUNDLES_DIR", "");
+  if (bundles !== "" && !isAbsolute(bundles)) {
+    throw new ConfigError("AGENT_CONFIG_BUNDLES_DIR", `expected an absolute path, got "${bundles}"`);
+  }
+  const gitUrl = envUrl(env, "GITHUB_GIT_URL", "https://github.com");
+  const { username, password } = new URL(gitUrl);
+  if (username !== "" || password !== "") {
+    throw new ConfigError("GITHUB_GIT_URL", "must not hold credentials: each fetch gets its own short-lived token");
+  }
+  return {
+    gitUrl,
+    cacheDir,
+    cloneTimeoutMs: envInt(env, "AGENT_CLONE_TIMEOUT_MS", 10 * 60_000, { min: 1_000 }),
+    maxRepoBytes: envInt(env, "AGENT_REPO_MAX_BYTES", 2 * GIB, { min: 1 }),
+    maxCacheBytes: envInt(env, "AGENT_REPO_CACHE_MAX_BYTES", 20 * GIB, { min: 1 }),
+    configBundlesDir: bundles === "" ? undefined : bundles,
+  };
+}
+
+const GIB = 1024 ** 3;
 
 function sandboxConfig(env: Env): SandboxConfig {
   const mode = envString(env, "AGENT_SANDBOX", "bwrap");

@@ -26,6 +26,7 @@ import {
 import { noopReplier, type Replier, type ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { AgentEvent } from "./runners/runner.js";
+import type { Checkouts } from "./workspace/checkout.js";
 
 export interface LeasedRunSettings {
   defaultRunner: string;
@@ -38,6 +39,8 @@ export interface LeasedRunSettings {
   dashboardUrl?: string;
   /** Least time between progress edits of the acknowledgment. Default 15s; 0 turns them off. */
   progressIntervalMs?: number;
+  /** AGENT_CONFIG_BUNDLES_DIR. */
+  configBundlesDir?: string;
 }
 
 export const DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8080";
@@ -51,6 +54,8 @@ export interface LeasedRunDeps {
   logger: Logger;
   /** Answers where the task's event came from; nothing is posted without it. */
   replies?: ReplierFactory;
+  /** Checks out the task's repository, when it names one. */
+  checkouts?: Checkouts;
 }
 
 /** For a lease that names no heartbeat interval. */
@@ -113,6 +118,9 @@ export class LeasedRun {
         clock: deps.clock,
         logger: this.logger,
         onEvent: (event) => this.events.add(this.taskEvent(event)),
+        ...(this.task.repository && { repository: this.task.repository }),
+        ...(deps.checkouts && { checkouts: deps.checkouts }),
+        ...(settings.configBundlesDir !== undefined && { configBundlesDir: settings.configBundlesDir }),
       });
   }
 

@@ -32,15 +32,25 @@ describe("claude runner", () => {
     const { handle, log } = await start("success", profile({ model: "opus", maxCostUsd: 1.5 }));
     await handle.done;
     expect(log.text(OutputStream.STDERR)).toEqual([
-      "args: -p --output-format stream-json --verbose --model opus --max-budget-usd 1.5",
+      "args: -p --output-format stream-json --verbose --permission-mode acceptEdits --model opus --max-budget-usd 1.5",
       "prompt: why does the test fail?",
     ]);
+  });
+
+  it("runs with the profile's permission mode", async () => {
+    const { handle, log } = await start("success", profile({ permissionMode: "plan" }));
+    await handle.done;
+    expect(log.text(OutputStream.STDERR)[0]).toBe(
+      "args: -p --output-format stream-json --verbose --permission-mode plan",
+    );
   });
 
   it("leaves out --model and --max-budget-usd when the profile sets neither", async () => {
     const { handle, log } = await start("success");
     await handle.done;
-    expect(log.text(OutputStream.STDERR)[0]).toBe("args: -p --output-format stream-json --verbose");
+    expect(log.text(OutputStream.STDERR)[0]).toBe(
+      "args: -p --output-format stream-json --verbose --permission-mode acceptEdits",
+    );
   });
 
   it("turns assistant text, tool calls and tool results into task events", async () => {

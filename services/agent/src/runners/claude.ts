@@ -31,6 +31,7 @@ export class ClaudeRunner implements Runner {
       workdir: spec.workdir,
       profile: spec.profile,
       logger: spec.logger,
+      ...(spec.readonlyPaths && { readonlyPaths: spec.readonlyPaths }),
     });
     const chunkBytes = this.settings.outputChunkBytes;
     const stream = new ClaudeStream(spec.onEvent, chunkBytes);
@@ -57,6 +58,8 @@ export class ClaudeRunner implements Runner {
 
 function claudeArgs(profile: AgentProfile): string[] {
   const args = ["-p", "--output-format", "stream-json", "--verbose"];
+  // Edits and local commands without asking by default: the sandbox, not a prompt nobody answers, is the boundary.
+  args.push("--permission-mode", profile.permissionMode || "acceptEdits");
   if (profile.model !== "") args.push("--model", profile.model);
   if (profile.maxCostUsd > 0) args.push("--max-budget-usd", String(profile.maxCostUsd));
   return args;

@@ -36,6 +36,7 @@ export class CommandRunner implements Runner {
       workdir: spec.workdir,
       profile: spec.profile,
       logger: spec.logger,
+      ...(spec.readonlyPaths && { readonlyPaths: spec.readonlyPaths }),
     });
     const output = new CommandOutput(spec.onEvent, this.settings.outputChunkBytes);
     const agent = spawnAgentProcess({

@@ -14,6 +14,8 @@ export interface RunSpec {
   workdir: string;
   /** The agent's whole environment; nothing of the worker's is added to it. */
   env: Record<string, string>;
+  /** Host paths the sandbox shows read-only at the same place (a checkout's borrowed objects). */
+  readonlyPaths?: readonly string[];
   /** The run's logger, for what the sandbox says about it. */
   logger: Logger;
   onEvent(event: AgentEvent): void;

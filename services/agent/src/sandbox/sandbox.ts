@@ -25,6 +25,8 @@ export interface RunSandbox {
 
 export interface SandboxRun {
   workdir: string;
+  /** Host paths shown read-only at the same place, for this run only. */
+  readonlyPaths?: readonly string[];
   profile: AgentProfile;
   logger: Logger;
 }
@@ -153,9 +155,17 @@ export class BwrapSandbox implements Sandbox {
     );
   }
 
-  async enter({ workdir, profile, logger }: SandboxRun): Promise<RunSandbox> {
+  async enter({ workdir, readonlyPaths = [], profile, logger }: SandboxRun): Promise<RunSandbox> {
     const network = networkMode(profile);
-    const runArgs = [...this.commonArgs(network), "--bind", workdir, workdir, "--chdir", workdir];
+    const runArgs = [
+      ...this.commonArgs(network),
+      ...readonlyPaths.flatMap((path) => ["--ro-bind", path, path]),
+      "--bind",
+      workdir,
+      workdir,
+      "--chdir",
+      workdir,
+    ];
     if (network === "host") {
       logger.warn(
         "agent profile network HOST: this run shares the worker's network (its loopback, Redis, the mesh's ports)",
