@@ -169,6 +169,8 @@ export class GitServer {
       },
       stdio: ["pipe", "pipe", "ignore"],
     });
+    // A backend that answers before reading all of the body (a refusal) closes its stdin early.
+    child.stdin.on("error", () => {});
     child.stdin.end(body);
     const chunks: Buffer[] = [];
     for await (const chunk of child.stdout) chunks.push(chunk as Buffer);
@@ -206,8 +208,10 @@ function basicToken(header: string | undefined): string | undefined {
 /** The command, wants and haves of an upload-pack request body (pkt-lines, maybe gzipped). */
 function negotiation(body: Buffer, encoding: string | string[] | undefined): Partial<GitRequest> {
   const text = (encoding === "gzip" ? gunzipSync(body) : body).toString("latin1");
+  // pkt-lines: a 4-hex-digit length, then the line, often without a newline before the next length.
+  const command = /command=([a-z-]+)/.exec(text)?.[1];
   return {
-    ...(/command=(\S+)/.exec(text) && { command: /command=(\S+)/.exec(text)![1] }),
+    ...(command !== undefined && { command }),
     haves: text.match(/[0-9a-f]{4}have [0-9a-f]{40}/g)?.length ?? 0,
     wants: text.match(/[0-9a-f]{4}want [0-9a-f]{40}/g)?.length ?? 0,
   };

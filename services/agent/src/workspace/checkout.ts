@@ -121,26 +121,22 @@ export class Checkouts {
         // Never repacked behind a run's back: runs' clones borrow these objects.
         await git(["-C", mirror, "config", "gc.auto", "0"]);
       }
-      const source = pull
-        ? { src: `refs/pull/${pull.number}/head`, dst: `refs/pull/${pull.number}/head`, baseRef: pull.headRef }
-        : await this.source(repository.ref, remote, git);
+      let source: { src: string; dst: string; baseRef: string };
+      let sha: string;
+      let bytes: number;
       try {
-        await git([
-          "-C",
-          mirror,
-          "fetch",
-          "-q",
-          "--no-tags",
-          "--no-write-fetch-head",
-          remote,
-          `+${source.src}:${source.dst}`,
-        ]);
+        source = pull
+          ? { src: `refs/pull/${pull.number}/head`, dst: `refs/pull/${pull.number}/head`, baseRef: pull.headRef }
+          : await this.source(repository.ref, remote, git);
+        const refspec = `+${source.src}:${source.dst}`;
+        await git(["-C", mirror, "fetch", "-q", "--no-tags", "--no-write-fetch-head", remote, refspec]);
+        sha = (await git(["-C", mirror, "rev-parse", "--verify", `${source.dst}^{commit}`])).trim();
+        bytes = await directoryBytes(mirror);
       } catch (err) {
+        // A mirror this checkout made and could not fill is not kept.
         if (!cacheHit) await rm(mirror, { recursive: true, force: true });
         throw err;
       }
-      const sha = (await git(["-C", mirror, "rev-parse", "--verify", `${source.dst}^{commit}`])).trim();
-      const bytes = await directoryBytes(mirror);
       if (bytes > this.deps.config.maxRepoBytes) {
         await rm(mirror, { recursive: true, force: true });
         throw new WorkspaceError(
