@@ -17,6 +17,8 @@ type RouteInit = Exclude<MessageInitShape<typeof RouteSchema>, Route>;
 
 const NOW = new Date("2024-05-01T12:00:00Z");
 
+const mention: RouteInit["trigger"] = { kind: { case: "mention", value: {} } };
+
 function route(init: RouteInit = {}): Route {
   const triage: RouteInit = {
     id: "github-triage",
@@ -188,6 +190,71 @@ describe("RouteService", () => {
         "an egress host with a scheme",
         route({ profile: { network: AgentNetwork.EGRESS, egressHosts: ["api.anthropic.com", "https://github.com"] } }),
         "route.profile.egress_hosts[1]: must be a lowercase host name, `*.` and a host name, or an IPv4 address",
+      ],
+      [
+        "an unknown permission mode",
+        route({ profile: { permissionMode: "yolo" } }),
+        "route.profile.permission_mode: must be empty (acceptEdits) or one of default, acceptEdits, plan, dontAsk, bypassPermissions, auto",
+      ],
+      [
+        "a repository on a GitHub rule",
+        route({ profile: { workspace: { enabled: true, repository: { owner: "octo", repo: "hello" } } } }),
+        "route.profile.workspace.repository: is not read on GitHub rules: their events name the repository (and pull request) to check out",
+      ],
+      [
+        "a Jira workspace that names no repository",
+        route({
+          provider: Provider.JIRA,
+          trigger: mention,
+          subjectGlob: "",
+          profile: { workspace: { enabled: true } },
+        }),
+        "route.profile.workspace: must name a repository or repositories to check out for this provider",
+      ],
+      [
+        "a repository name that is a path",
+        route({
+          provider: Provider.SENTRY,
+          trigger: mention,
+          subjectGlob: "",
+          profile: { workspace: { enabled: true, repository: { owner: "octo", repo: "../etc" } } },
+        }),
+        "route.profile.workspace.repository.repo: must be a GitHub repository name",
+      ],
+      [
+        "a ref that git would read as an option",
+        route({
+          provider: Provider.SLACK,
+          trigger: mention,
+          subjectGlob: "",
+          profile: {
+            workspace: { enabled: true, repository: { owner: "octo", repo: "hello", ref: "--upload-pack=x" } },
+          },
+        }),
+        "route.profile.workspace.repository.ref: must be a branch, tag, full ref or commit SHA (letters, digits, ., _, -, /)",
+      ],
+      [
+        "a mapping key twice",
+        route({
+          provider: Provider.JIRA,
+          trigger: mention,
+          subjectGlob: "",
+          profile: {
+            workspace: {
+              enabled: true,
+              repositories: [
+                { key: "PROJ", repository: { owner: "octo", repo: "a" } },
+                { key: "PROJ", repository: { owner: "octo", repo: "b" } },
+              ],
+            },
+          },
+        }),
+        'route.profile.workspace.repositories[1].key: repeats "PROJ"',
+      ],
+      [
+        "a config bundle that is a path",
+        route({ profile: { workspace: { enabled: true, configBundle: "../secrets" } } }),
+        "route.profile.workspace.config_bundle: must be a directory name: letters, digits, -, _ and .",
       ],
       ["a priority over 1000", route({ priority: 1001 }), "route.priority: must be from 0 to 1000"],
       ["a negative priority", route({ priority: -1 }), "route.priority: must be from 0 to 1000"],
