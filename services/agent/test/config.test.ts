@@ -64,6 +64,36 @@ describe("agent loadConfig", () => {
     );
   });
 
+  it("reads the workspace settings: github.com, mirrors under the run directories, no bundles", () => {
+    expect(loadConfig({ ...env, AGENT_WORKDIR: "/srv/runs" }).workspace).toEqual({
+      gitUrl: "https://github.com",
+      cacheDir: "/srv/runs/repos",
+      cloneTimeoutMs: 600_000,
+      maxRepoBytes: 2 * 1024 ** 3,
+      maxCacheBytes: 20 * 1024 ** 3,
+      configBundlesDir: undefined,
+    });
+    expect(
+      loadConfig({
+        ...env,
+        GITHUB_GIT_URL: "https://ghe.example.com/",
+        AGENT_REPO_CACHE: "/var/cache/hookmesh",
+        AGENT_CONFIG_BUNDLES_DIR: "/etc/hookmesh/bundles",
+      }).workspace,
+    ).toMatchObject({
+      gitUrl: "https://ghe.example.com",
+      cacheDir: "/var/cache/hookmesh",
+      configBundlesDir: "/etc/hookmesh/bundles",
+    });
+    expect(() => loadConfig({ ...env, GITHUB_GIT_URL: "https://x-access-token:ghs_x@github.com" })).toThrow(
+      /^GITHUB_GIT_URL: must not hold credentials/,
+    );
+    expect(() => loadConfig({ ...env, AGENT_REPO_CACHE: "repos" })).toThrow(
+      /^AGENT_REPO_CACHE: expected an absolute path/,
+    );
+    expect(() => loadConfig({ ...env, AGENT_CLONE_TIMEOUT_MS: "10" })).toThrow(/^AGENT_CLONE_TIMEOUT_MS: /);
+  });
+
   it("fails fast naming the variable to fix", () => {
     expect(() => loadConfig({ ...env, AGENT_RUNNER: "codex" })).toThrow(
       new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'),
