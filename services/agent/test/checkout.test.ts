@@ -241,6 +241,25 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
     expect(existsSync(join(root, "repos", "acme", "gone.git"))).toBe(false);
   });
 
+  it("refuses names that are not GitHub's, and LFS on a worker without git-lfs, for good", async () => {
+    const escape = await runAgent("true", { checkouts: checkouts(), repository: repository({ owner: ".." }) });
+    expect(escape.report).toMatchObject({
+      retryable: false,
+      result: { error: '"../widgets" is not a GitHub repository name' },
+    });
+    expect(tokens.minted).toEqual([]);
+
+    const lfs = await runAgent("true", {
+      checkouts: checkouts(),
+      repository: repository(),
+      profile: profile({ workspace: { enabled: true, lfs: true } }),
+    });
+    expect(lfs.report).toMatchObject({
+      retryable: false,
+      result: { error: "the profile asks for Git LFS (workspace.lfs) and this worker has no git-lfs" },
+    });
+  });
+
   it("refuses a repository over AGENT_REPO_MAX_BYTES, for good, and keeps no mirror of it", async () => {
     const { report } = await runAgent("true", {
       checkouts: checkouts({ maxRepoBytes: 2_000 }),

@@ -77,6 +77,7 @@ const FINAL_CODES = [Code.NotFound, Code.PermissionDenied, Code.FailedPreconditi
 const REFUSED =
   /repository not found|not found|returned error: 40[134]|authentication failed|could not read username|couldn't find remote ref/i;
 const COMMIT_SHA = /^[0-9a-f]{40}$/;
+const GITHUB_NAME = /^(?!\.\.?$)[A-Za-z0-9_.-]{1,100}$/;
 
 /**
  * Makes a run's directory a checkout of its task's repository, outside the sandbox: a read-only
@@ -102,6 +103,10 @@ export class Checkouts {
     const { repository, settings, signal } = request;
     const { owner, repo, installationId } = repository;
     const name = `${owner}/${repo}`;
+    // Names become paths of the mirror cache: GitHub's names only, whatever the task says.
+    if (!GITHUB_NAME.test(owner) || !GITHUB_NAME.test(repo)) {
+      throw new WorkspaceError(`"${name.slice(0, 200)}" is not a GitHub repository name`, false);
+    }
     const token = await this.cloneToken(repository, signal);
     const pull = repository.pullRequestNumber > 0n ? await this.pullRequest(repository, signal) : undefined;
     const remote = `${this.deps.config.gitUrl}/${owner}/${repo}.git`;
