@@ -208,7 +208,15 @@ export class TaskEngine {
       const leaseId = randomUUID();
       const taskId = await this.queue.next(leaseId);
       if (taskId !== undefined) {
-        const grant = await this.grant(taskId, leaseId, workerId);
+        let grant: LeaseGrant | undefined;
+        try {
+          grant = await this.grant(taskId, leaseId, workerId);
+        } catch (err) {
+          // The tasks leased so far are the caller's: a failure now must not strand them.
+          if (grants.length === 0) throw err;
+          this.logger.warn({ taskId, err: (err as Error).message }, "leasing stopped early");
+          break;
+        }
         if (grant) grants.push(grant);
         continue;
       }
