@@ -25,9 +25,9 @@ import {
   type GetPullRequestResponse,
   GetPullRequestResponseSchema,
   type GetRepositoryPermissionResponse,
-  type PublishChangesResponse,
   GetRepositoryPermissionResponseSchema,
   IssueSchema,
+  type PublishChangesResponse,
   PullRequestSchema,
   ReactionTarget,
   type UpdateCommentResponse,
@@ -293,7 +293,13 @@ export class GitHubApi {
     const { repository, path } = this.repository(input.repository);
     const { upstream, calls } = this.deps;
     return publishChanges(
-      { path, owner: repository.owner, upstream, calls, send: (request, caller) => this.send(repository, request, caller) },
+      {
+        path,
+        owner: repository.owner,
+        upstream,
+        calls,
+        send: (request, caller) => this.send(repository, request, caller),
+      },
       input,
       caller,
     );

@@ -17,10 +17,7 @@ import {
   PublishTarget,
   type PullRequest,
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
-import {
-  type ProviderRequest,
-  ProviderRequestSchema,
-} from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
+import { type ProviderRequest, ProviderRequestSchema } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import { BranchMovedError, PublishLimitError } from "./errors.js";
 import { toPullRequest } from "./resources.js";
 
@@ -173,7 +170,12 @@ export async function publishChanges(
 
   try {
     await call(
-      { method: "POST", path: `${path}/git/refs`, body: { ref: `refs/heads/${branch}`, sha: commit }, idempotent: false },
+      {
+        method: "POST",
+        path: `${path}/git/refs`,
+        body: { ref: `refs/heads/${branch}`, sha: commit },
+        idempotent: false,
+      },
       () => undefined,
       undefined,
     );
@@ -246,7 +248,10 @@ function validate(input: PublishInput): PublishInput {
     checkBranch(input.pullRequestBase.trim(), "pull_request_base");
     if (input.title.trim() === "") throw new InvalidRequestError("title is required for a new branch", "title");
   } else if (input.target !== PublishTarget.SAME_BRANCH) {
-    throw new InvalidRequestError("target is required: PUBLISH_TARGET_NEW_BRANCH or PUBLISH_TARGET_SAME_BRANCH", "target");
+    throw new InvalidRequestError(
+      "target is required: PUBLISH_TARGET_NEW_BRANCH or PUBLISH_TARGET_SAME_BRANCH",
+      "target",
+    );
   }
   if (input.commitMessage.trim() === "") throw new InvalidRequestError("commit_message is required", "commit_message");
   if (input.author && (input.author.name.trim() === "" || !input.author.email.includes("@")))
@@ -293,7 +298,8 @@ function checkPath(path: string, field: string): void {
     Buffer.byteLength(path) <= 4096 &&
     !path.includes("\0") &&
     !path.split("/").some((part) => part === "" || part === "." || part === ".." || part.toLowerCase() === ".git");
-  if (!ok) throw new InvalidRequestError(`${field} is not a path inside the repository: "${path.slice(0, 100)}"`, "files");
+  if (!ok)
+    throw new InvalidRequestError(`${field} is not a path inside the repository: "${path.slice(0, 100)}"`, "files");
 }
 
 /** Git's id of a blob with this content, which GitHub answers for it too. */
@@ -306,6 +312,7 @@ function object(value: unknown): Record<string, unknown> {
 }
 
 function requireString(value: unknown, what: string): string {
-  if (typeof value !== "string" || value === "") throw new UpstreamError(Code.Internal, `GitHub's answer lacks ${what}`);
+  if (typeof value !== "string" || value === "")
+    throw new UpstreamError(Code.Internal, `GitHub's answer lacks ${what}`);
   return value;
 }
