@@ -73,7 +73,7 @@ describe("PublishChanges", () => {
   function request(
     overrides: Partial<MessageInitShape<typeof PublishChangesRequestSchema>> = {},
   ): PublishChangesRequest {
-    return create(PublishChangesRequestSchema, {
+    const init: MessageInitShape<typeof PublishChangesRequestSchema> = {
       repository: REPO,
       baseSha,
       branch: "hookmesh/t-1",
@@ -90,7 +90,8 @@ describe("PublishChanges", () => {
         deleted("obsolete.txt"),
       ],
       ...overrides,
-    });
+    };
+    return create(PublishChangesRequestSchema, init);
   }
 
   /** The tree git makes of the base with the request's changes applied in a working copy. */
