@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { callError } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -71,9 +71,9 @@ describe("PublishChanges", () => {
   }
 
   function request(
-    overrides: Partial<MessageInitShape<typeof PublishChangesRequestSchema>> = {},
+    overrides: Partial<Pick<PublishChangesRequest, "baseSha" | "branch" | "target" | "pullRequestBase" | "files">> = {},
   ): PublishChangesRequest {
-    const init: MessageInitShape<typeof PublishChangesRequestSchema> = {
+    return create(PublishChangesRequestSchema, {
       repository: REPO,
       baseSha,
       branch: "hookmesh/t-1",
@@ -90,8 +90,7 @@ describe("PublishChanges", () => {
         deleted("obsolete.txt"),
       ],
       ...overrides,
-    };
-    return create(PublishChangesRequestSchema, init);
+    });
   }
 
   /** The tree git makes of the base with the request's changes applied in a working copy. */
