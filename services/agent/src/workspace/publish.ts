@@ -163,7 +163,8 @@ export class Publisher {
 
 /** hookmesh's branch for a task: one per task, so that every attempt lands on it. */
 export function branchFor(taskId: string): string {
-  return `hookmesh/${taskId.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[.-]+/, "")}`;
+  // Only what every ref name takes: no dots (no "..", no ".lock"), no slashes.
+  return `hookmesh/${taskId.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
 }
 
 /** The first line of the agent's answer, trimmed, as a commit subject. */
