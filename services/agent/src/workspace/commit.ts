@@ -61,8 +61,9 @@ export class UnpublishableChangesError extends Error {
  * at the base commit (read from the worker's object store through `alternates`), `git add -A`
  * takes the checkout as a plain work tree, and the commit is written there. No system or global
  * configuration is read, hooks and fsmonitor are off, and the repository's own `.gitattributes`
- * may name a filter but no command stands behind the name. Files the sandbox's user made are
- * only read. The commit's files are read back from the private object store: what is sent is
+ * may name a filter but no command stands behind the name. `safe.directory` never comes into
+ * it: the repository git opens is this private one, the worker's own, and the files the
+ * sandbox's user made (another uid on some hosts) are only read as a work tree. The commit's files are read back from the private object store: what is sent is
  * exactly what was committed.
  */
 export async function commitChanges(options: CommitOptions): Promise<CommittedChanges | undefined> {
