@@ -18,6 +18,11 @@ export class BranchMovedError extends Error {
   }
 }
 
+/** PublishChanges onto an existing branch that heads no open pull request: only those are written. */
+export class NotPullRequestBranchError extends Error {
+  override name = "NotPullRequestBranchError";
+}
+
 /** PublishChanges over its limits (files, bytes). */
 export class PublishLimitError extends Error {
   override name = "PublishLimitError";
@@ -43,6 +48,7 @@ export class InvalidCredentialError extends FieldError {
 export const mapGitHubError: ErrorMapper = (err) => {
   if (err instanceof AuthPreconditionError || err instanceof InvalidCredentialError)
     return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof NotPullRequestBranchError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof BranchMovedError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof PublishLimitError) return new ConnectError(err.message, Code.ResourceExhausted);
   return mapUpstreamError(err);

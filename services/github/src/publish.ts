@@ -18,7 +18,7 @@ import {
   type PullRequest,
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { type ProviderRequest, ProviderRequestSchema } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
-import { BranchMovedError, PublishLimitError } from "./errors.js";
+import { BranchMovedError, NotPullRequestBranchError, PublishLimitError } from "./errors.js";
 import { toPullRequest } from "./resources.js";
 
 /** Most files one publish takes. */
@@ -85,6 +85,19 @@ export async function publishChanges(
   const { path } = deps;
   const { branch, baseSha } = checked;
 
+  if (checked.target === PublishTarget.SAME_BRANCH) {
+    // Only a pull request's head is ever written besides hookmesh's own branches: never `main`.
+    const open = await call(
+      {
+        method: "GET",
+        path: `${path}/pulls?head=${encodeURIComponent(`${deps.owner}:${branch}`)}&state=open&per_page=1`,
+        idempotent: true,
+      },
+      (answer) => Array.isArray(answer) && answer.length > 0,
+      true,
+    );
+    if (!open) throw new NotPullRequestBranchError(`branch ${branch} is not the head of an open pull request`);
+  }
   const baseTree = await call(
     { method: "GET", path: `${path}/git/commits/${baseSha}`, idempotent: true },
     (answer) => requireString(object(object(answer).tree).sha, "the base commit's tree"),

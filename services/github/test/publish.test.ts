@@ -163,6 +163,7 @@ describe("PublishChanges", () => {
 
   it("commits on a pull request's own branch, fast-forward, and a repeat of the same change is done", async () => {
     const client = await live();
+    h.fake.addPull("acme", "widgets", 3, { head: { label: "acme:feature", ref: "feature", sha: baseSha } });
     const sameBranch = request({ branch: "feature", target: PublishTarget.SAME_BRANCH, pullRequestBase: "" });
     const res = await client.publishChanges(sameBranch);
     expect(res).toMatchObject({ branch: "feature", created: false });
@@ -176,8 +177,16 @@ describe("PublishChanges", () => {
     expect(h.fake.branch("acme", "widgets", "feature")).toBe(res.commitSha);
   });
 
-  it("refuses a same-branch publish once the branch moved (FailedPrecondition)", async () => {
+  it("refuses a same-branch publish once the branch moved, or onto a branch no open pull request heads", async () => {
     const client = await live();
+    const onMain = await callError(
+      client.publishChanges(request({ branch: "main", target: PublishTarget.SAME_BRANCH })),
+    );
+    expect(onMain.code).toBe(Code.FailedPrecondition);
+    expect(onMain.rawMessage).toBe("branch main is not the head of an open pull request");
+    expect(h.fake.branch("acme", "widgets", "main")).toBe(baseSha);
+
+    h.fake.addPull("acme", "widgets", 3, { head: { label: "acme:feature", ref: "feature", sha: baseSha } });
     await client.publishChanges(request({ branch: "feature", target: PublishTarget.SAME_BRANCH }));
     const err = await callError(
       client.publishChanges(

@@ -859,8 +859,9 @@ export enum PublishTarget {
   NEW_BRANCH = 1,
 
   /**
-   * `branch` is an existing branch whose head is `base_sha` (a pull request's head): moved to
-   * the new commit, fast-forward only. No pull request is opened.
+   * `branch` is the head branch of an open pull request of the repository, at `base_sha`:
+   * moved to the new commit, fast-forward only. No pull request is opened. Any other branch
+   * (`main`, say) is refused with FAILED_PRECONDITION.
    *
    * @generated from enum value: PUBLISH_TARGET_SAME_BRANCH = 2;
    */
@@ -974,7 +975,7 @@ export const GitHubService: GenService<{
    * retried task updates its branch and pull request and never opens a second.
    * Errors: INVALID_ARGUMENT (a bad path, mode or branch name; no files), RESOURCE_EXHAUSTED
    * (over the file count or byte limits), FAILED_PRECONDITION (SAME_BRANCH: the branch moved
-   * away from `base_sha`), NOT_FOUND (no such repository or base commit).
+   * away from `base_sha`, or heads no open pull request), NOT_FOUND (no such repository or base commit).
    *
    * @generated from rpc hookmesh.github.v1.GitHubService.PublishChanges
    */
