@@ -21,6 +21,8 @@ import {
   RunnerUnavailableError,
 } from "./runners/runner.js";
 import { InvalidProfileError } from "./sandbox/sandbox.js";
+import { type Publication, PublishError, type Publisher } from "./workspace/publish.js";
+import type { Workspace } from "./workspace/workspace.js";
 
 /** Why a run was stopped before the agent ended it. */
 export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
@@ -46,12 +48,21 @@ export interface AgentRunOptions {
   clock: Clock;
   logger: Logger;
   onEvent(event: AgentEvent): void;
+  /**
+   * The checkout the agent works in (its working directory, left in place for whoever made
+   * it); without one, a fresh empty directory, removed after the run.
+   */
+  workspace?: Workspace | undefined;
+  /** Publishes a successful run's changes in its workspace; `link` is the task's page. */
+  publish?: { publisher: Publisher; link: string } | undefined;
 }
 
 export interface RunReport {
   result: TaskResult;
   /** For a run that did not succeed: whether another attempt may. */
   retryable: boolean;
+  /** Where the run's changes were published, when it had any. */
+  publication?: Publication;
 }
 
 const stopOutcomes: Readonly<Record<StopReason, { outcome: RunOutcome; retryable: boolean }>> = {
@@ -100,7 +111,7 @@ export class AgentRun {
     let timer: NodeJS.Timeout | undefined;
     try {
       await mkdir(options.workdirRoot, { recursive: true });
-      workdir = await mkdtemp(join(options.workdirRoot, "run-"));
+      workdir = options.workspace?.dir ?? (await mkdtemp(join(options.workdirRoot, "run-")));
       await mkdir(join(workdir, HOME_DIR));
       if (this.stopReason !== undefined) return this.report(notStarted, started);
       this.handle = await options.runner.start({
@@ -117,7 +128,9 @@ export class AgentRun {
         options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
       }
       timer = setTimeout(() => this.stop("timeout"), this.maxRunTimeMs());
-      return this.report(await this.handle.done, started);
+      const report = this.report(await this.handle.done, started);
+      clearTimeout(timer);
+      return await this.publishChanges(report, started);
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       return {
@@ -129,10 +142,43 @@ export class AgentRun {
     } finally {
       clearTimeout(timer);
       if (workdir !== undefined) {
-        await rm(workdir, { recursive: true, force: true }).catch((err: unknown) =>
+        // A workspace is its maker's to remove; only the agent's HOME in it is the run's.
+        const removed = options.workspace ? join(workdir, HOME_DIR) : workdir;
+        await rm(removed, { recursive: true, force: true }).catch((err: unknown) =>
           options.logger.warn({ err, workdir }, "could not remove the run's directory"),
         );
       }
+    }
+  }
+
+  /**
+   * After a successful run, publish: the agent's changes in its workspace become a commit and
+   * a pull request (workspace/publish.ts). A run that cannot publish what it made has failed.
+   */
+  private async publishChanges(report: RunReport, started: number): Promise<RunReport> {
+    const { workspace, publish } = this.options;
+    if (report.result.outcome !== RunOutcome.SUCCEEDED || !workspace || !publish) return report;
+    try {
+      const publication = await publish.publisher.publish({
+        taskId: this.options.taskId,
+        workspace,
+        profile: this.options.profile,
+        answer: report.result.answer,
+        link: publish.link,
+        excluded: [HOME_DIR],
+        onEvent: (event) => this.options.onEvent(event),
+        signal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS),
+      });
+      return publication ? { ...report, publication } : report;
+    } catch (err) {
+      const failure = err instanceof PublishError ? err : new PublishError(String(err), false);
+      const result = create(TaskResultSchema, {
+        ...report.result,
+        outcome: RunOutcome.AGENT_ERROR,
+        error: failure.message,
+        duration: durationFromMs(this.options.clock.now() - started),
+      });
+      return { result, retryable: failure.retryable };
     }
   }
 
@@ -200,6 +246,9 @@ function exitCodeOf(exit: RunExit): number {
   if (exit.exitCode !== null) return exit.exitCode;
   return exit.signal !== null ? 128 + constants.signals[exit.signal] : -1;
 }
+
+/** Longest a publish (the commit and the github service's calls) may take after the run. */
+const PUBLISH_TIMEOUT_MS = 5 * 60_000;
 
 /** The agent's HOME, fresh in the run's directory: nothing of the worker's home reaches it. */
 const HOME_DIR = ".home";

@@ -21,6 +21,7 @@ import { createRunners } from "./runners/index.js";
 import type { ResolveHost } from "./sandbox/egress-proxy.js";
 import { BwrapSandbox, type Sandbox, unsandboxed } from "./sandbox/sandbox.js";
 import { build } from "./server.js";
+import { Publisher } from "./workspace/publish.js";
 
 export interface AgentDeps {
   logger: Logger;
@@ -57,6 +58,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
   const identity = openIdentity(config.identity, logger);
   const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
   const health = new HealthState([AgentService.typeName]);
+  const github = clients.client(GitHubService, config.githubUrl, "github");
   const pool = new WorkerPool({
     worker: clients.client(WorkerService, config.tasksUrl, "tasks"),
     runners: createRunners({ ...config, sandbox }),
@@ -64,13 +66,14 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
     logger,
     replies: createReplierFactory({
       clients: {
-        github: clients.client(GitHubService, config.githubUrl, "github"),
+        github,
         slack: clients.client(SlackService, config.slackUrl, "slack"),
         jira: clients.client(JiraService, config.jiraUrl, "jira"),
         sentry: clients.client(SentryService, config.sentryUrl, "sentry"),
       },
       logger,
     }),
+    publisher: new Publisher({ github, settings: { author: config.gitAuthor }, logger }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
   });
   const server = build({

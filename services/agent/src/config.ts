@@ -50,6 +50,8 @@ export interface AgentConfig extends ListenConfig {
   /** Least time between progress edits of a task's acknowledgment; 0 turns them off. */
   progressIntervalMs: number;
   sandbox: SandboxConfig;
+  /** The author and committer of the commits a run's changes are published as. */
+  gitAuthor: { name: string; email: string };
 }
 
 export interface SandboxConfig {
@@ -96,7 +98,18 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
     sandbox: sandboxConfig(env),
+    gitAuthor: gitAuthor(env),
   };
+}
+
+function gitAuthor(env: Env): { name: string; email: string } {
+  const name = envString(env, "AGENT_GIT_AUTHOR_NAME", "hookmesh[bot]");
+  const email = envString(env, "AGENT_GIT_AUTHOR_EMAIL", "hookmesh[bot]@users.noreply.github.com");
+  if (name.trim() === "" || /[<>\n]/.test(name))
+    throw new ConfigError("AGENT_GIT_AUTHOR_NAME", `expected a name without <, > or newlines, got "${name}"`);
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(email))
+    throw new ConfigError("AGENT_GIT_AUTHOR_EMAIL", `expected an email address, got "${email}"`);
+  return { name, email };
 }
 
 function sandboxConfig(env: Env): SandboxConfig {

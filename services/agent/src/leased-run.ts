@@ -26,6 +26,7 @@ import {
 import { noopReplier, type Replier, type ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { AgentEvent } from "./runners/runner.js";
+import type { Publisher } from "./workspace/publish.js";
 
 export interface LeasedRunSettings {
   defaultRunner: string;
@@ -51,6 +52,8 @@ export interface LeasedRunDeps {
   logger: Logger;
   /** Answers where the task's event came from; nothing is posted without it. */
   replies?: ReplierFactory;
+  /** Publishes the changes of a successful run on a repository as a pull request. */
+  publisher?: Publisher;
 }
 
 /** For a lease that names no heartbeat interval. */
@@ -117,6 +120,7 @@ export class LeasedRun {
         clock: deps.clock,
         logger: this.logger,
         onEvent: (event) => this.events.add(this.taskEvent(event)),
+        ...(deps.publisher && { publish: { publisher: deps.publisher, link: this.link } }),
       });
   }
 
@@ -180,9 +184,9 @@ export class LeasedRun {
    * The reply a run ends with, by what the tasks service will make of the result: it cancels a
    * task whose cancel was asked, and queues a retryable failure again while attempts remain.
    */
-  private finalReply({ result, retryable }: RunReport): [text: string, final: boolean] {
+  private finalReply({ result, retryable, publication }: RunReport): [text: string, final: boolean] {
     const elapsedMs = result.duration ? durationMs(result.duration) : this.deps.clock.now() - this.startTime;
-    if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs), true];
+    if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs, publication), true];
     const canceled = this.cancelRequested || result.outcome === RunOutcome.CANCELED;
     // Attempts whose lease was lost do not count against max_attempts.
     if (!canceled && retryable && this.task.attempt - this.task.lostLeases < this.task.maxAttempts)

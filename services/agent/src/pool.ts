@@ -7,6 +7,7 @@ import { type Clock, systemClock } from "./agent-run.js";
 import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
 import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
+import type { Publisher } from "./workspace/publish.js";
 
 export interface WorkerPoolConfig extends Omit<LeasedRunSettings, "eventFlushMs" | "eventBatchSize"> {
   workerId: string;
@@ -32,6 +33,8 @@ export interface WorkerPoolDeps {
   clock?: Clock;
   /** Answers each task where its event came from; nothing is posted without it. */
   replies?: ReplierFactory;
+  /** Publishes the changes of successful runs on a repository. */
+  publisher?: Publisher;
   /** Called once, when a drain starts: the worker stops taking work (health goes NOT_SERVING). */
   onDrain?: () => void;
 }
@@ -170,6 +173,7 @@ export class WorkerPool {
         clock: this.clock,
         logger: this.deps.logger,
         ...(this.deps.replies && { replies: this.deps.replies }),
+        ...(this.deps.publisher && { publisher: this.deps.publisher }),
       },
     );
     const finished = run.execute().finally(() => {
