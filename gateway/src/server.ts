@@ -12,6 +12,7 @@ import {
   limitHttp1,
   type MeshServer,
   mapStoreError,
+  refuseExcessHeaders,
   type SecurityOptions,
   ServingStatus,
 } from "@hookmesh/kit";
@@ -52,7 +53,9 @@ export function build(deps: ServerDeps): Gateway {
   const { pipeline, deliveries, customWebhooks } = deps;
   const handler = httpEndpoints({ pipeline, ready: deps.ready, logger: deps.logger });
   const httpLimits = deps.httpLimits ?? DEFAULT_HTTP_LIMITS;
-  const server = http.createServer((req, res) => void handler(req, res));
+  const server = http.createServer(
+    refuseExcessHeaders(httpLimits, (req: http.IncomingMessage, res: http.ServerResponse) => void handler(req, res)),
+  );
   limitHttp1(server, httpLimits);
   capConnections(server, httpLimits.maxConnections, deps.logger);
   const grpc = createMeshServer({

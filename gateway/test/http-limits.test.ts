@@ -126,6 +126,22 @@ describe("the webhook edge's connection limits", () => {
     expect(received()).toMatch(/^HTTP\/1\.1 408 /);
   });
 
+  it("answers 431 to more header fields than GATEWAY_HTTP_MAX_HEADERS instead of judging the first ones", async () => {
+    const { port } = await start({});
+    const body = JSON.stringify(exampleOf("issue_comment", "created"));
+    const fillers = Array.from({ length: DEFAULT_HTTP_LIMITS.maxHeaders }, (_, i) => `X-Filler-${i}: 1\r\n`).join("");
+    const { socket, received } = await connect(
+      port,
+      "POST /webhooks/github HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n" +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-GitHub-Event: issue_comment\r\n` +
+        `X-GitHub-Delivery: ${randomUUID()}\r\nX-Hub-Signature-256: ${signGitHub(body, TEST_SECRETS.github)}\r\n` +
+        // Past the count, a second signature: a parser that dropped it would judge the first alone.
+        `${fillers}X-Hub-Signature-256: sha256=${"0".repeat(64)}\r\n\r\n${body}`,
+    );
+    await closedByServer(socket);
+    expect(received()).toMatch(/^HTTP\/1\.1 431 /);
+  });
+
   it("answers 431 to a header block over GATEWAY_HTTP_MAX_HEADER_BYTES", async () => {
     const { gateway, port } = await start({ GATEWAY_HTTP_MAX_HEADER_BYTES: "4096" });
     const { socket, received } = await connect(

@@ -22,8 +22,8 @@ export interface HttpLimits {
   /** A request's header block (HTTP/1.1: 431) or header list (HTTP/2: the stream is reset), in bytes. */
   maxHeaderBytes: number;
   /**
-   * Header fields per request. HTTP/2 resets a stream with more; Node's HTTP/1.1 parser keeps
-   * the first this many in `req.headers` and ignores the rest (the byte cap bounds the memory).
+   * Header fields per request. HTTP/2 resets a stream with more; HTTP/1.1 answers 431
+   * (`refuseExcessHeaders`), as Node's parser alone would keep the first ones and drop the rest.
    */
   maxHeaders: number;
 }
@@ -171,7 +171,8 @@ export function limitHttp1(server: http.Server | http2.Http2SecureServer, limits
   settings.headersTimeout = limits.headersTimeoutMs;
   settings.requestTimeout = limits.requestTimeoutMs;
   settings.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  settings.maxHeadersCount = limits.maxHeaders;
+  // One more than allowed, so that refuseExcessHeaders can tell a request that had too many.
+  settings.maxHeadersCount = limits.maxHeaders + 1;
   settings.maxHeaderSize = limits.maxHeaderBytes;
   // Node looks for expired headers and requests on this interval (30 s unless set), so a
   // timeout can only be as precise as it.
@@ -189,4 +190,30 @@ export function limitHttp1(server: http.Server | http2.Http2SecureServer, limits
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     res.once("close", () => inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1));
   });
+}
+
+type RequestHandler<Req, Res> = (req: Req, res: Res) => void;
+
+/**
+ * Wraps a server's request handler so that an HTTP/1.1 request with more header fields than
+ * `maxHeaders` is answered 431 and its connection closed. Node's parser keeps the first
+ * `maxHeadersCount` fields and silently drops the rest, so without this a request would be
+ * judged on part of its headers: a second copy of a signature header beyond the count would
+ * vanish, and the first alone would pass where the two together must not. Pair it with
+ * `limitHttp1`, which lets the parser keep one field more than allowed.
+ */
+export function refuseExcessHeaders<Req extends http.IncomingMessage | http2.Http2ServerRequest, Res>(
+  limits: HttpLimits,
+  handler: RequestHandler<Req, Res>,
+): RequestHandler<Req, Res> {
+  return (req, res) => {
+    if (req instanceof http.IncomingMessage && res instanceof http.ServerResponse) {
+      if (req.rawHeaders.length / 2 > limits.maxHeaders) {
+        res.writeHead(431, { "content-type": "text/plain", connection: "close" });
+        res.end(`more than ${limits.maxHeaders} header fields\n`);
+        return;
+      }
+    }
+    handler(req, res);
+  };
 }

@@ -13,7 +13,7 @@ import { type HealthState, healthRoutes } from "./health.js";
 import type { Identity } from "./identity/identity.js";
 import { peerFromCertificate } from "./identity/spiffe.js";
 import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
-import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, type ServerLimits } from "./limits.js";
+import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, refuseExcessHeaders, type ServerLimits } from "./limits.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
 
@@ -119,7 +119,10 @@ export function createMeshServer(options: ServerOptions): MeshServer {
       rejectUnauthorized: false,
       handshakeTimeout: limits.handshakeTimeoutMs,
     };
-    const secure = http2.createSecureServer({ ...tls, ...http2Options, allowHTTP1: true }, handler);
+    const secure = http2.createSecureServer(
+      { ...tls, ...http2Options, allowHTTP1: true },
+      refuseExcessHeaders(limits, handler),
+    );
     // New connections get the rotated certificate and CA bundle; open ones keep what they negotiated.
     unfollow = identity.onChange(() => secure.setSecureContext(serverCredentials(identity)));
     h2 = secure;
@@ -134,7 +137,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     });
   } else {
     h2 = http2.createServer(http2Options, handler);
-    const plain = http.createServer(handler);
+    const plain = http.createServer(refuseExcessHeaders(limits, handler));
     limitHttp1(plain, limits);
     h1 = plain;
     http1 = plain;

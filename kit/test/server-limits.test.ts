@@ -16,6 +16,7 @@ import {
   envHttpLimits,
   envServerLimits,
   limitHttp1,
+  refuseExcessHeaders,
   type ServerLimits,
 } from "../src/limits.js";
 import { envListen } from "../src/listen.js";
@@ -351,16 +352,26 @@ describe("a TLS mesh port", () => {
   });
 });
 
-describe("limitHttp1 on a plain HTTP server", () => {
-  it("parses the first maxHeaders header fields of a request and ignores the rest, as Node does", async () => {
-    const server = http.createServer((req, res) => res.end(String(Object.keys(req.headers).length)));
-    limitHttp1(server, { ...DEFAULT_HTTP_LIMITS, maxHeaders: 10 });
+describe("limitHttp1 and refuseExcessHeaders on a plain HTTP server", () => {
+  it("answers 431 to a request with more than maxHeaders header fields, and serves one with exactly that many", async () => {
+    const limits = { ...DEFAULT_HTTP_LIMITS, maxHeaders: 10 };
+    const server = http.createServer(
+      refuseExcessHeaders(limits, (req: http.IncomingMessage, res: http.ServerResponse) =>
+        res.end(String(req.rawHeaders.length / 2)),
+      ),
+    );
+    limitHttp1(server, limits);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     cleanups.push(() => server.close());
     const { port } = server.address() as net.AddressInfo;
-    const headers = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`x-extra-${i}`, "1"]));
-    const res = await fetch(`http://127.0.0.1:${port}/`, { headers });
-    expect(await res.text()).toBe("10");
+    const fields = (count: number) => Array.from({ length: count }, (_, i) => `x-extra-${i}: 1\r\n`).join("");
+    // Host and Connection are fields too: 8 more make 10.
+    const within = await idleConnection(port, `GET / HTTP/1.1\r\nHost: x\r\n${fields(8)}Connection: close\r\n\r\n`);
+    await closedByServer(within.socket);
+    expect(within.received()).toMatch(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\n10$/);
+    const over = await idleConnection(port, `GET / HTTP/1.1\r\nHost: x\r\n${fields(30)}\r\n`);
+    await closedByServer(over.socket);
+    expect(over.received()).toMatch(/^HTTP\/1\.1 431 /);
   });
 });
 

@@ -22,13 +22,9 @@ import {
   RunnerUnavailableError,
 } from "./runners/runner.js";
 import { InvalidProfileError } from "./sandbox/sandbox.js";
-import {
-  type Checkout,
-  type Checkouts,
-  copyConfigBundle,
-  type Workspace,
-  WorkspaceError,
-} from "./workspace/checkout.js";
+import { type Checkout, type Checkouts, copyConfigBundle, WorkspaceError } from "./workspace/checkout.js";
+import { type Publication, PublishError, type Publisher } from "./workspace/publish.js";
+import type { Workspace } from "./workspace/workspace.js";
 
 /** Why a run was stopped before the agent ended it. */
 export type StopReason = "timeout" | "cancel" | "cost_cap" | "shutdown" | "lease_lost";
@@ -54,9 +50,17 @@ export interface AgentRunOptions {
   clock: Clock;
   logger: Logger;
   onEvent(event: AgentEvent): void;
-  /** The task's repository, checked out into the run's directory before the run (see `prepareWorkspace`). */
+  /**
+   * The checkout the agent works in (its working directory, left in place for whoever made
+   * it); without one, a fresh directory, removed after the run: a checkout of `repository`
+   * when the task names one (see `prepareWorkspace`), else empty.
+   */
+  workspace?: Workspace | undefined;
+  /** Publishes a successful run's changes in its workspace; `link` is the task's page. */
+  publish?: { publisher: Publisher; link: string } | undefined;
+  /** The task's repository, checked out into the run's directory before the run. */
   repository?: TaskRepository;
-  /** Makes the checkout; a run with a repository and no checkouts fails without retrying. */
+  /** Makes that checkout; a run with a repository and no checkouts fails without retrying. */
   checkouts?: Checkouts;
   /** AGENT_CONFIG_BUNDLES_DIR: where the bundle a profile names is copied from. */
   configBundlesDir?: string;
@@ -66,6 +70,8 @@ export interface RunReport {
   result: TaskResult;
   /** For a run that did not succeed: whether another attempt may. */
   retryable: boolean;
+  /** Where the run's changes were published, when it had any. */
+  publication?: Publication;
 }
 
 const stopOutcomes: Readonly<Record<StopReason, { outcome: RunOutcome; retryable: boolean }>> = {
@@ -118,7 +124,7 @@ export class AgentRun {
     let timer: NodeJS.Timeout | undefined;
     try {
       await mkdir(options.workdirRoot, { recursive: true });
-      workdir = await mkdtemp(join(options.workdirRoot, "run-"));
+      workdir = options.workspace?.dir ?? (await mkdtemp(join(options.workdirRoot, "run-")));
       await this.prepareWorkspace(workdir);
       if (this.stopReason !== undefined) return this.report(notStarted, started);
       this.handle = await options.runner.start({
@@ -136,7 +142,9 @@ export class AgentRun {
         options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
       }
       timer = setTimeout(() => this.stop("timeout"), this.maxRunTimeMs());
-      return this.report(await this.handle.done, started);
+      const report = this.report(await this.handle.done, started);
+      clearTimeout(timer);
+      return await this.publishChanges(report, started);
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       return {
@@ -151,7 +159,9 @@ export class AgentRun {
     } finally {
       clearTimeout(timer);
       if (workdir !== undefined) {
-        await rm(workdir, { recursive: true, force: true }).catch((err: unknown) =>
+        // A workspace is its maker's to remove; only the agent's HOME in it is the run's.
+        const removed = options.workspace ? join(workdir, HOME_DIR) : workdir;
+        await rm(removed, { recursive: true, force: true }).catch((err: unknown) =>
           options.logger.warn({ err, workdir }, "could not remove the run's directory"),
         );
       }
@@ -159,9 +169,9 @@ export class AgentRun {
     }
   }
 
-  /** The checkout the run works in, from before the agent starts until its directory is removed. */
+  /** The checkout the run works in: given, or made before the agent starts until its directory is removed. */
   get workspace(): Workspace | undefined {
-    return this.checkout?.workspace;
+    return this.options.workspace ?? this.checkout?.workspace;
   }
 
   // ── Workspace: before the run, the run's directory becomes a checkout of the task's repository
@@ -170,7 +180,7 @@ export class AgentRun {
   private async prepareWorkspace(workdir: string): Promise<void> {
     const { options } = this;
     const settings = options.profile.workspace;
-    if (options.repository) {
+    if (options.repository && !options.workspace) {
       if (!options.checkouts) throw new WorkspaceError("this worker makes no checkouts", false);
       this.checkout = await options.checkouts.checkout({
         repository: options.repository,
@@ -183,6 +193,38 @@ export class AgentRun {
     const home = join(workdir, HOME_DIR);
     await mkdir(home);
     if (settings?.configBundle) await copyConfigBundle(options.configBundlesDir, settings.configBundle, home);
+  }
+
+  /**
+   * After a successful run, publish: the agent's changes in its workspace become a commit and
+   * a pull request (workspace/publish.ts). A run that cannot publish what it made has failed.
+   */
+  private async publishChanges(report: RunReport, started: number): Promise<RunReport> {
+    const { workspace } = this;
+    const { publish } = this.options;
+    if (report.result.outcome !== RunOutcome.SUCCEEDED || !workspace || !publish) return report;
+    try {
+      const publication = await publish.publisher.publish({
+        taskId: this.options.taskId,
+        workspace,
+        profile: this.options.profile,
+        answer: report.result.answer,
+        link: publish.link,
+        excluded: [HOME_DIR],
+        onEvent: (event) => this.options.onEvent(event),
+        signal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS),
+      });
+      return publication ? { ...report, publication } : report;
+    } catch (err) {
+      const failure = err instanceof PublishError ? err : new PublishError(String(err), false);
+      const result = create(TaskResultSchema, {
+        ...report.result,
+        outcome: RunOutcome.AGENT_ERROR,
+        error: failure.message,
+        duration: durationFromMs(this.options.clock.now() - started),
+      });
+      return { result, retryable: failure.retryable };
+    }
   }
 
   private onEvent(event: AgentEvent): void {
@@ -249,6 +291,9 @@ function exitCodeOf(exit: RunExit): number {
   if (exit.exitCode !== null) return exit.exitCode;
   return exit.signal !== null ? 128 + constants.signals[exit.signal] : -1;
 }
+
+/** Longest a publish (the commit and the github service's calls) may take after the run. */
+const PUBLISH_TIMEOUT_MS = 5 * 60_000;
 
 /** The agent's HOME, fresh in the run's directory: nothing of the worker's home reaches it. */
 const HOME_DIR = ".home";

@@ -22,6 +22,7 @@ import type { ResolveHost } from "./sandbox/egress-proxy.js";
 import { BwrapSandbox, type Sandbox, unsandboxed } from "./sandbox/sandbox.js";
 import { build } from "./server.js";
 import { Checkouts } from "./workspace/checkout.js";
+import { Publisher } from "./workspace/publish.js";
 
 export interface AgentDeps {
   logger: Logger;
@@ -79,6 +80,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
       },
       logger,
     }),
+    publisher: new Publisher({ github, settings: { author: config.gitAuthor }, logger }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
   });
   const server = build({

@@ -51,6 +51,8 @@ export interface AgentConfig extends ListenConfig {
   progressIntervalMs: number;
   sandbox: SandboxConfig;
   workspace: WorkspaceConfig;
+  /** The author and committer of the commits a run's changes are published as. */
+  gitAuthor: { name: string; email: string };
 }
 
 /** Checkouts of the repositories tasks name (README, Workspaces). */
@@ -115,6 +117,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
     sandbox: sandboxConfig(env),
     workspace: workspaceConfig(env, workdirRoot),
+    gitAuthor: gitAuthor(env),
   };
 }
 
@@ -141,6 +144,16 @@ function workspaceConfig(env: Env, workdirRoot: string): WorkspaceConfig {
 }
 
 const GIB = 1024 ** 3;
+
+function gitAuthor(env: Env): { name: string; email: string } {
+  const name = envString(env, "AGENT_GIT_AUTHOR_NAME", "hookmesh[bot]");
+  const email = envString(env, "AGENT_GIT_AUTHOR_EMAIL", "hookmesh[bot]@users.noreply.github.com");
+  if (name.trim() === "" || /[<>\n]/.test(name))
+    throw new ConfigError("AGENT_GIT_AUTHOR_NAME", `expected a name without <, > or newlines, got "${name}"`);
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(email))
+    throw new ConfigError("AGENT_GIT_AUTHOR_EMAIL", `expected an email address, got "${email}"`);
+  return { name, email };
+}
 
 function sandboxConfig(env: Env): SandboxConfig {
   const mode = envString(env, "AGENT_SANDBOX", "bwrap");

@@ -27,6 +27,7 @@ import { noopReplier, type Replier, type ReplierFactory } from "./replies/replie
 import type { Runners } from "./runners/index.js";
 import type { AgentEvent } from "./runners/runner.js";
 import type { Checkouts } from "./workspace/checkout.js";
+import type { Publisher } from "./workspace/publish.js";
 
 export interface LeasedRunSettings {
   defaultRunner: string;
@@ -56,10 +57,16 @@ export interface LeasedRunDeps {
   replies?: ReplierFactory;
   /** Checks out the task's repository, when it names one. */
   checkouts?: Checkouts;
+  /** Publishes the changes of a successful run on a repository as a pull request. */
+  publisher?: Publisher;
 }
 
 /** For a lease that names no heartbeat interval. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+/** A lease lasts this many heartbeat intervals from its last renewal. */
+const LEASE_HEARTBEATS = 3;
+/** How much sooner than the interval a failed heartbeat is tried again. */
+const HEARTBEAT_RETRIES_PER_INTERVAL = 4;
 
 /**
  * One leased task, from lease to result: runs its agent, keeps the lease with heartbeats,
@@ -121,6 +128,7 @@ export class LeasedRun {
         ...(this.task.repository && { repository: this.task.repository }),
         ...(deps.checkouts && { checkouts: deps.checkouts }),
         ...(settings.configBundlesDir !== undefined && { configBundlesDir: settings.configBundlesDir }),
+        ...(deps.publisher && { publish: { publisher: deps.publisher, link: this.link } }),
       });
   }
 
@@ -184,32 +192,58 @@ export class LeasedRun {
    * The reply a run ends with, by what the tasks service will make of the result: it cancels a
    * task whose cancel was asked, and queues a retryable failure again while attempts remain.
    */
-  private finalReply({ result, retryable }: RunReport): [text: string, final: boolean] {
+  private finalReply({ result, retryable, publication }: RunReport): [text: string, final: boolean] {
     const elapsedMs = result.duration ? durationMs(result.duration) : this.deps.clock.now() - this.startTime;
-    if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs), true];
+    if (result.outcome === RunOutcome.SUCCEEDED) return [answerText(result, this.link, elapsedMs, publication), true];
     const canceled = this.cancelRequested || result.outcome === RunOutcome.CANCELED;
-    if (!canceled && retryable && this.task.attempt < this.task.maxAttempts)
+    // Attempts whose lease was lost do not count against max_attempts.
+    if (!canceled && retryable && this.task.attempt - this.task.lostLeases < this.task.maxAttempts)
       return [retryingText(this.task, result, this.link), false];
     return [failureText(this.task, result, this.link, elapsedMs, canceled), true];
   }
 
+  /**
+   * Renews the lease every heartbeat interval; a failed renewal is tried again soon rather than
+   * an interval later, as a lease outlives only two missed heartbeats. A run that could not
+   * renew for a whole lease stops its agent: the lease has surely expired on the service, whose
+   * lock runs from when it received the last renewal, and the task may be running elsewhere.
+   */
   private async heartbeat(signal: AbortSignal): Promise<void> {
     const intervalMs = this.heartbeatIntervalMs;
+    // The tasks service asks for a heartbeat every third of the lease (TASKS_LEASE_MS).
+    const leaseMs = LEASE_HEARTBEATS * intervalMs;
+    const { clock } = this.deps;
+    let renewedAt = clock.now();
+    let nextAt = renewedAt + intervalMs;
     while (!this.leaseLost) {
       try {
-        await sleep(intervalMs, undefined, { signal });
-        // A heartbeat slower than the interval is not waited for: the next one is due.
+        await sleep(Math.max(0, nextAt - clock.now()), undefined, { signal });
+        const leftMs = renewedAt + leaseMs - clock.now();
+        if (leftMs <= 0) {
+          this.logger.warn(
+            { leaseMs },
+            "no heartbeat got through for a whole lease: stopping the agent, the task may run elsewhere now",
+          );
+          this.loseLease();
+          return;
+        }
+        const sentAt = clock.now();
         const res = await this.deps.worker.heartbeat(
           { taskId: this.task.id, leaseId: this.leaseId },
-          { signal, timeoutMs: intervalMs },
+          { signal, timeoutMs: Math.min(intervalMs, leftMs) },
         );
+        renewedAt = sentAt;
+        nextAt = sentAt + intervalMs;
         if (res.cancelRequested) this.cancel("heartbeat");
       } catch (err) {
         if (signal.aborted) return;
         const error = ConnectError.from(err);
-        // Any other failure may pass: a lease outlives a missed heartbeat, and the next one tells.
-        if (isLeaseLost(error)) this.loseLease();
-        else this.logger.warn({ code: Code[error.code], error: error.rawMessage }, "heartbeat failed");
+        if (isLeaseLost(error)) {
+          this.loseLease();
+          return;
+        }
+        this.logger.warn({ code: Code[error.code], error: error.rawMessage }, "heartbeat failed; trying again");
+        nextAt = clock.now() + intervalMs / HEARTBEAT_RETRIES_PER_INTERVAL;
       }
     }
   }

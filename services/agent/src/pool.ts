@@ -8,6 +8,7 @@ import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
 import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { Checkouts } from "./workspace/checkout.js";
+import type { Publisher } from "./workspace/publish.js";
 
 export interface WorkerPoolConfig extends Omit<LeasedRunSettings, "eventFlushMs" | "eventBatchSize"> {
   workerId: string;
@@ -35,6 +36,8 @@ export interface WorkerPoolDeps {
   replies?: ReplierFactory;
   /** Checks out the repositories tasks name; without it such tasks fail. */
   checkouts?: Checkouts;
+  /** Publishes the changes of successful runs on a repository. */
+  publisher?: Publisher;
   /** Called once, when a drain starts: the worker stops taking work (health goes NOT_SERVING). */
   onDrain?: () => void;
 }
@@ -174,6 +177,7 @@ export class WorkerPool {
         logger: this.deps.logger,
         ...(this.deps.replies && { replies: this.deps.replies }),
         ...(this.deps.checkouts && { checkouts: this.deps.checkouts }),
+        ...(this.deps.publisher && { publisher: this.deps.publisher }),
       },
     );
     const finished = run.execute().finally(() => {

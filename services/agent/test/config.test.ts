@@ -94,6 +94,17 @@ describe("agent loadConfig", () => {
     expect(() => loadConfig({ ...env, AGENT_CLONE_TIMEOUT_MS: "10" })).toThrow(/^AGENT_CLONE_TIMEOUT_MS: /);
   });
 
+  it("reads the publishing commits' author: hookmesh's bot by default", () => {
+    expect(loadConfig(env).gitAuthor).toEqual({
+      name: "hookmesh[bot]",
+      email: "hookmesh[bot]@users.noreply.github.com",
+    });
+    const custom = { ...env, AGENT_GIT_AUTHOR_NAME: "Acme Bot", AGENT_GIT_AUTHOR_EMAIL: "bot@acme.example" };
+    expect(loadConfig(custom).gitAuthor).toEqual({ name: "Acme Bot", email: "bot@acme.example" });
+    expect(() => loadConfig({ ...env, AGENT_GIT_AUTHOR_EMAIL: "not an address" })).toThrow(/AGENT_GIT_AUTHOR_EMAIL/);
+    expect(() => loadConfig({ ...env, AGENT_GIT_AUTHOR_NAME: "Eve <e@x>" })).toThrow(/AGENT_GIT_AUTHOR_NAME/);
+  });
+
   it("fails fast naming the variable to fix", () => {
     expect(() => loadConfig({ ...env, AGENT_RUNNER: "codex" })).toThrow(
       new ConfigError("AGENT_RUNNER", 'expected one of command, claude, got "codex"'),

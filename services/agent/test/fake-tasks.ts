@@ -27,6 +27,8 @@ export class FakeTasks {
   readonly cancel = new Set<string>();
   /** Task ids whose lease is gone: every call about them fails with FailedPrecondition. */
   readonly lost = new Set<string>();
+  /** Heartbeats still to fail with Unavailable, by task id: the service is out of reach. */
+  readonly unreachable = new Map<string, number>();
   /** When set, LeaseTasks fails with it. */
   leaseError: ConnectError | undefined;
   /** Leased and not yet completed or failed, and the most there ever were. */
@@ -73,6 +75,11 @@ export class FakeTasks {
       },
       heartbeat: (req) => {
         this.heartbeats.push({ taskId: req.taskId, leaseId: req.leaseId });
+        const failures = this.unreachable.get(req.taskId) ?? 0;
+        if (failures > 0) {
+          this.unreachable.set(req.taskId, failures - 1);
+          throw new ConnectError("tasks service unreachable", Code.Unavailable);
+        }
         this.checkLease(req.taskId);
         return { cancelRequested: this.cancel.has(req.taskId), expireTime: timestampFromMs(Date.now() + 60_000) };
       },

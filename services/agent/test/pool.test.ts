@@ -185,6 +185,26 @@ describe("WorkerPool", () => {
     expect(lines().some((l) => l.includes("lease lost"))).toBe(true);
   });
 
+  it("stops the agent once no heartbeat got through for a whole lease, and reports nothing", async () => {
+    tasks.add("t1", "sleep 30", { heartbeatMs: 100 });
+    tasks.unreachable.set("t1", Number.POSITIVE_INFINITY);
+    startPool();
+    await waitFor(() => pool.status().runs[0]?.pid !== undefined);
+    await waitFor(() => pool.status().runs.length === 0, 5_000);
+    expect(tasks.ended()).toBe(0);
+    expect(lines().some((l) => l.includes("no heartbeat got through for a whole lease"))).toBe(true);
+  });
+
+  it("tries a failed heartbeat again before the lease runs out, and keeps the run", async () => {
+    tasks.add("t1", "sleep 1", { heartbeatMs: 200 });
+    tasks.unreachable.set("t1", 3);
+    startPool();
+    await waitFor(() => tasks.ended() === 1, 5_000);
+    expect(tasks.completed).toHaveLength(1);
+    expect(tasks.heartbeats.length).toBeGreaterThanOrEqual(4);
+    expect(lines().filter((l) => l.includes("heartbeat failed; trying again"))).toHaveLength(3);
+  });
+
   it("shows the runs in progress", async () => {
     tasks.add("t1", `echo '{"hookmesh": 1, "cost_usd": 0.25}'; sleep 30`);
     startPool();

@@ -106,8 +106,11 @@ describe("agent sandbox (bubblewrap)", () => {
     for (const secret of [WORKER_SECRET, SIBLING_SECRET, CA_KEY]) expect(output).not.toContain(secret);
     const attempts = stdout.filter((line) => /^(read|write|connect) /.test(line));
     expect(attempts).toHaveLength(3 + 3 + 2);
-    // The sandbox has a /tmp of its own: that write lands there, and is gone with the run.
-    expect(attempts.filter((line) => !/: blocked /.test(line))).toEqual([`write ${outside[0]}: ok written`]);
+    // The sandbox has a /tmp of its own: writes under it (the host's temporary directory, and
+    // the checkout too when it was cloned under /tmp) land there and are gone with the run.
+    const written = attempts.filter((line) => !/: blocked /.test(line));
+    expect(written).toContain(`write ${outside[0]}: ok written`);
+    for (const line of written) expect(line.startsWith(`write ${tmpdir()}/`)).toBe(true);
     // On the host: nothing written, nobody connected.
     for (const path of outside) expect(existsSync(path)).toBe(false);
     expect(mesh.connections()).toBe(0);

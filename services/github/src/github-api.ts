@@ -28,6 +28,7 @@ import {
   type GetRepositoryPermissionResponse,
   GetRepositoryPermissionResponseSchema,
   IssueSchema,
+  type PublishChangesResponse,
   PullRequestSchema,
   ReactionTarget,
   type UpdateCommentResponse,
@@ -35,6 +36,7 @@ import {
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import type { GitHubAuth } from "./auth.js";
 import { AuthPreconditionError } from "./errors.js";
+import { type PublishInput, publishChanges } from "./publish.js";
 import { reactionId, toComment, toIssue, toPullRequest } from "./resources.js";
 import { GITHUB_HEADERS, webOrigin } from "./upstream.js";
 
@@ -300,6 +302,26 @@ export class GitHubApi {
       cloneUrl: this.cloneUrl(repository, sent.answer.token),
       call: sent.call,
     });
+  }
+
+  /** Publishes a run's changes as a commit on a branch and, for a new branch, its pull request (see publish.ts). */
+  async publishChanges(
+    input: PublishInput & { repository?: RepositoryInput },
+    caller: Caller = {},
+  ): Promise<PublishChangesResponse> {
+    const { repository, path } = this.repository(input.repository);
+    const { upstream, calls } = this.deps;
+    return publishChanges(
+      {
+        path,
+        owner: repository.owner,
+        upstream,
+        calls,
+        send: (request, caller) => this.send(repository, request, caller),
+      },
+      input,
+      caller,
+    );
   }
 
   /**

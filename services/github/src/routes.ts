@@ -14,5 +14,6 @@ export function routes(api: GitHubApi) {
       getPullRequest: (req, ctx) => api.getPullRequest(req, callerOf(ctx)),
       getRepositoryPermission: (req, ctx) => api.getRepositoryPermission(req, callerOf(ctx)),
       createCloneToken: (req, ctx) => api.createCloneToken(req, callerOf(ctx)),
+      publishChanges: (req, ctx) => api.publishChanges(req, callerOf(ctx)),
     });
 }

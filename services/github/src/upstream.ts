@@ -39,12 +39,28 @@ export function githubErrorCode(status: number, body: unknown): Code | undefined
   return undefined;
 }
 
-/** How GitHub's REST API speaks, for the UpstreamClient: its rate-limit answers and error codes. */
+/**
+ * GitHub's error message and, for a 422 "Validation Failed", what failed: the reason is in
+ * `errors[].message` ("A pull request already exists for acme:hookmesh/t1."), not in `message`.
+ */
+export function githubErrorText(body: unknown): string {
+  if (typeof body === "string") return body === "" ? "" : `: ${body}`;
+  const message = errorMessage(body);
+  const errors = typeof body === "object" && body !== null ? (body as { errors?: unknown }).errors : undefined;
+  const details = (Array.isArray(errors) ? errors : [])
+    .map((e) => (typeof e === "string" ? e : typeof e?.message === "string" ? e.message : ""))
+    .filter((text) => text !== "");
+  const text = [message, ...details].filter((part) => part !== "").join("; ");
+  return text === "" ? "" : `: ${text.slice(0, 500)}`;
+}
+
+/** How GitHub's REST API speaks, for the UpstreamClient: its rate-limit answers, error codes and messages. */
 export const githubPolicy: ProviderPolicy = {
   name: "github",
   title: "GitHub",
   rateLimit: githubRateLimit,
   errorCode: githubErrorCode,
+  errorText: githubErrorText,
 };
 
 /**

@@ -1,10 +1,14 @@
+import { execFileSync } from "node:child_process";
 import { type KeyObject, randomBytes, verify } from "node:crypto";
 import { FakeProvider, type ReceivedRequest, type Reply } from "@hookmesh/kit/testing";
+import { GitObjects } from "./fake-git-data.js";
 
 /**
  * A local stand-in for GitHub's REST API (or GitHub Enterprise Server's, under `/api/v3`), at
  * the paths, methods, headers and JSON shapes GitHub documents: issue comments, reactions
- * (201 new, 200 existing), issues, pull requests, collaborators' permissions,
+ * (201 new, 200 existing), issues, pull requests (read, list by head, open), collaborators'
+ * permissions, the Git Data API (blobs, trees on a base tree, commits, refs created and
+ * updated, fast-forward or forced) over real git ids,
  * `{"message", "documentation_url"}` errors,
  * rate-limit headers, and GitHub App installation tokens bought with an RS256 JWT, which it
  * verifies with the App's public key. Tests script answers ahead of it.
@@ -68,6 +72,9 @@ export class FakeGitHub extends FakeProvider {
    * and for tokens limited to repositories; a repository not listed is in every installation.
    */
   readonly installationOf = new Map<string, bigint>();
+  /** Git objects, shared by all repositories (ids are content), and refs by `owner/repo:refs/heads/x`. */
+  readonly git = new GitObjects();
+  readonly refs = new Map<string, string>();
   tokenLifetimeMs: number;
 
   private readonly tokens: Set<string>;
@@ -109,6 +116,28 @@ export class FakeGitHub extends FakeProvider {
     });
     this.pulls.set(`${owner}/${repo}#${number}`, pull);
     return pull;
+  }
+
+  /** A repository's objects and branches, copied from a real repository (a bare mirror). */
+  importRepository(owner: string, repo: string, gitDir: string): void {
+    this.git.importRepository(gitDir);
+    const refs = execFileSync("git", ["--git-dir", gitDir, "for-each-ref", "--format=%(refname) %(objectname)"], {
+      encoding: "utf8",
+    });
+    for (const line of refs.trim().split("\n")) {
+      const [ref, sha] = line.split(" ") as [string, string];
+      if (ref.startsWith("refs/heads/")) this.refs.set(`${owner}/${repo}:${ref}`, sha);
+    }
+  }
+
+  /** A branch's head commit, if the branch exists. */
+  branch(owner: string, repo: string, name: string): string | undefined {
+    return this.refs.get(`${owner}/${repo}:refs/heads/${name}`);
+  }
+
+  /** The pull requests of a repository. */
+  pullsOf(owner: string, repo: string): Json[] {
+    return [...this.pulls.entries()].filter(([key]) => key.startsWith(`${owner}/${repo}#`)).map(([, pull]) => pull);
   }
 
   addToken(token: string): void {
@@ -180,11 +209,172 @@ export class FakeGitHub extends FakeProvider {
         body: { permission: BASE_PERMISSIONS[role] ?? "read", role_name: role, user: { login: m[1] } },
       };
     }
+    if (rest.startsWith("/git/")) return this.gitData(full, rest.slice("/git".length), req);
+    if (rest === "/pulls" && req.method === "GET") return this.listPulls(full, req.query);
+    if (rest === "/pulls" && req.method === "POST") return this.openPull(full, req.body as Json);
     if ((m = /^\/pulls\/(\d+)$/.exec(rest)) && req.method === "GET") {
       const pull = this.pulls.get(`${full}#${m[1]}`);
       return pull ? { status: 200, body: pull } : error(404, "Not Found");
     }
     return error(404, "Not Found");
+  }
+
+  /** The Git Data API: `/repos/{o}/{r}/git/…`, as GitHub answers it. */
+  private gitData(repo: string, path: string, req: ReceivedRequest): Reply {
+    const body = (req.body ?? {}) as Json;
+    let m: RegExpExecArray | null;
+    if ((m = /^\/commits\/([0-9a-f]{40})$/.exec(path)) && req.method === "GET") {
+      const commit = this.git.get(m[1]!, "commit");
+      if (!commit) return error(404, "Not Found");
+      return { status: 200, body: this.commitJson(repo, m[1]!) };
+    }
+    if (path === "/blobs" && req.method === "POST") {
+      if (typeof body.content !== "string") return validation("Blob", "content");
+      const content = Buffer.from(body.content, body.encoding === "base64" ? "base64" : "utf8");
+      const sha = this.git.putBlob(content);
+      return { status: 201, body: { sha, url: `${this.url}/repos/${repo}/git/blobs/${sha}` } };
+    }
+    if (path === "/trees" && req.method === "POST") {
+      if (!Array.isArray(body.tree)) return validation("Tree", "tree");
+      const base = body.base_tree;
+      if (base !== undefined && (typeof base !== "string" || !this.git.get(base, "tree")))
+        return error(422, "Invalid tree info");
+      const changes = (body.tree as Json[]).map((entry) => ({
+        path: String(entry.path),
+        mode: String(entry.mode),
+        sha: entry.sha === null ? null : String(entry.sha),
+      }));
+      if (changes.some((c) => !["100644", "100755", "120000", "160000", "040000"].includes(c.mode)))
+        return error(422, "Invalid tree info");
+      const sha = this.git.putTree(base as string | undefined, changes);
+      if (sha === undefined) return error(422, "Invalid tree info");
+      return { status: 201, body: { sha, url: `${this.url}/repos/${repo}/git/trees/${sha}`, truncated: false } };
+    }
+    if (path === "/commits" && req.method === "POST") {
+      const parents = Array.isArray(body.parents) ? body.parents.map(String) : [];
+      if (typeof body.message !== "string" || typeof body.tree !== "string") return validation("Commit", "message");
+      if (!this.git.get(body.tree, "tree") || parents.some((p) => !this.git.get(p, "commit")))
+        return error(422, "Invalid request.");
+      const author = (body.author ?? { name: "hookmesh[bot]", email: "bot@example.com" }) as Json;
+      const sha = this.git.putCommit({
+        type: "commit",
+        tree: body.tree,
+        parents,
+        message: body.message,
+        author: { name: String(author.name), email: String(author.email), date: new Date().toISOString() },
+      });
+      return { status: 201, body: this.commitJson(repo, sha) };
+    }
+    if ((m = /^\/ref\/(heads\/.+)$/.exec(path)) && req.method === "GET") {
+      const sha = this.refs.get(`${repo}:refs/${m[1]}`);
+      return sha ? { status: 200, body: this.refJson(repo, `refs/${m[1]}`, sha) } : error(404, "Not Found");
+    }
+    if (path === "/refs" && req.method === "POST") {
+      const ref = String(body.ref ?? "");
+      const sha = String(body.sha ?? "");
+      if (!/^refs\/[^/]+\/.+/.test(ref))
+        return error(422, "Reference name must start with 'refs/' and have at least two slashes.");
+      if (!this.git.get(sha, "commit")) return error(422, "Object does not exist");
+      if (this.refs.has(`${repo}:${ref}`)) return error(422, "Reference already exists");
+      this.refs.set(`${repo}:${ref}`, sha);
+      return { status: 201, body: this.refJson(repo, ref, sha) };
+    }
+    if ((m = /^\/refs\/(heads\/.+)$/.exec(path)) && req.method === "PATCH") {
+      const ref = `refs/${m[1]}`;
+      const current = this.refs.get(`${repo}:${ref}`);
+      const sha = String(body.sha ?? "");
+      if (current === undefined) return error(422, "Reference does not exist");
+      if (!this.git.get(sha, "commit")) return error(422, "Object does not exist");
+      if (body.force !== true && !this.git.reaches(sha, current)) return error(422, "Update is not a fast forward");
+      this.refs.set(`${repo}:${ref}`, sha);
+      return { status: 200, body: this.refJson(repo, ref, sha) };
+    }
+    return error(404, "Not Found");
+  }
+
+  /** `GET /pulls`: `head=owner:branch` and `state` (open by default) filter, as on GitHub. */
+  private listPulls(repo: string, query: string): Reply {
+    const params = new URLSearchParams(query);
+    const state = params.get("state") ?? "open";
+    const head = params.get("head");
+    const [owner, name] = repo.split("/") as [string, string];
+    const pulls = this.pullsOf(owner, name).filter((pull) => {
+      if (state !== "all" && pull.state !== state) return false;
+      return head === null || (pull.head as Json).label === head;
+    });
+    return { status: 200, body: pulls };
+  }
+
+  /** `POST /pulls`: one open pull request per head and base; the head must be a branch. */
+  private openPull(repo: string, body: Json | undefined): Reply {
+    const [owner, name] = repo.split("/") as [string, string];
+    const head = String(body?.head ?? "");
+    const base = String(body?.base ?? "");
+    if (typeof body?.title !== "string" || body.title === "") return validation("PullRequest", "title");
+    const headSha = this.branch(owner, name, head);
+    const baseSha = this.branch(owner, name, base);
+    if (!headSha || !baseSha)
+      return {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [{ resource: "PullRequest", field: headSha ? "base" : "head", code: "invalid" }],
+          documentation_url: DOCS,
+        },
+      };
+    const label = `${owner}:${head}`;
+    if (
+      this.pullsOf(owner, name).some(
+        (p) => p.state === "open" && (p.head as Json).label === label && (p.base as Json).ref === base,
+      )
+    )
+      return {
+        status: 422,
+        body: {
+          message: "Validation Failed",
+          errors: [{ resource: "PullRequest", code: "custom", message: `A pull request already exists for ${label}.` }],
+          documentation_url: DOCS,
+        },
+      };
+    const numbers = [...this.issues.keys()]
+      .filter((key) => key.startsWith(`${repo}#`))
+      .map((key) => Number(key.split("#")[1]));
+    const number = Math.max(0, ...numbers) + 1;
+    return {
+      status: 201,
+      body: this.addPull(owner, name, number, {
+        title: body.title,
+        body: typeof body.body === "string" ? body.body : null,
+        draft: false,
+        user: { login: "hookmesh[bot]", id: 41898282, type: "Bot" },
+        head: { label, ref: head, sha: headSha, repo: { name } },
+        base: { label: `${owner}:${base}`, ref: base, sha: baseSha, repo: { name } },
+      }),
+    };
+  }
+
+  private commitJson(repo: string, sha: string): Json {
+    const commit = this.git.get(sha, "commit")!;
+    return {
+      sha,
+      url: `${this.url}/repos/${repo}/git/commits/${sha}`,
+      message: commit.message,
+      author: commit.author,
+      committer: commit.author,
+      tree: { sha: commit.tree, url: `${this.url}/repos/${repo}/git/trees/${commit.tree}` },
+      parents: commit.parents.map((parent) => ({
+        sha: parent,
+        url: `${this.url}/repos/${repo}/git/commits/${parent}`,
+      })),
+    };
+  }
+
+  private refJson(repo: string, ref: string, sha: string): Json {
+    return {
+      ref,
+      url: `${this.url}/repos/${repo}/git/${ref}`,
+      object: { type: "commit", sha, url: `${this.url}/repos/${repo}/git/commits/${sha}` },
+    };
   }
 
   /** Bearer: a personal token, or an unexpired installation token with access to the repository. */
@@ -369,6 +559,18 @@ export class FakeGitHub extends FakeProvider {
     this.reactions.set(`${on}:${content}`, reaction);
     return { status: 201, body: reaction };
   }
+}
+
+/** GitHub's 422 for a missing or invalid field. */
+function validation(resource: string, field: string): Reply {
+  return {
+    status: 422,
+    body: {
+      message: "Validation Failed",
+      errors: [{ resource, field, code: "missing_field" }],
+      documentation_url: DOCS,
+    },
+  };
 }
 
 /** GitHub's error body. */

@@ -123,6 +123,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     {
       leaseMs: config.leaseMs,
       defaultMaxAttempts: config.maxAttempts,
+      maxLostLeases: config.maxLostLeases,
       maxAttemptsCeiling: config.budgets.maxAttemptsCeiling,
       retryBaseMs: config.retryBaseMs,
       retryMaxMs: config.retryMaxMs,

@@ -17,6 +17,8 @@ import {
 export interface TasksConfig extends ListenConfig {
   redis: RedisConfig;
   maxAttempts: number;
+  /** Lost leases (worker crashes) a task survives; they do not count as failed attempts. */
+  maxLostLeases: number;
   leaseMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -68,6 +70,7 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
     maxAttempts,
+    maxLostLeases: envInt(env, "TASKS_MAX_LOST_LEASES", 10, { min: 1, max: 100 }),
     leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
     retryBaseMs,
     retryMaxMs: envInt(env, "TASKS_RETRY_MAX_MS", 300_000, { min: retryBaseMs }),

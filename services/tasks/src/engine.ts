@@ -18,7 +18,7 @@ import {
   TaskView,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { BudgetSpent, RouteBudgets, RunOfTask } from "./budgets.js";
-import { InvalidEventError, LeaseLostError, TaskStateError } from "./errors.js";
+import { InvalidEventError, LeaseLostError, TaskNotFoundError, TaskStateError } from "./errors.js";
 import type { RouteDecision } from "./routing/router.js";
 import type { SubjectLocks } from "./subject-locks.js";
 import { isFinal, type TaskStore } from "./task-store.js";
@@ -36,6 +36,12 @@ export interface EngineOptions {
   defaultMaxAttempts: number;
   /** Total attempts past which an operator retry is refused. */
   maxAttemptsCeiling: number;
+  /**
+   * Lost leases (the worker stopped heartbeating) a task survives. They do not count against
+   * its attempts: a worker's crash is not the task's failure; past this many the task is
+   * dead-lettered, so that a task that brings down every worker does not run forever.
+   */
+  maxLostLeases: number;
   /** First retry's backoff; it doubles with each further attempt, up to `retryMaxMs`. */
   retryBaseMs: number;
   retryMaxMs: number;
@@ -176,7 +182,9 @@ export class TaskEngine {
           `task ${id} has run ${t.attempt} attempts, the ceiling of ${ceiling} per task (TASKS_MAX_ATTEMPTS_CEILING)`,
         );
       }
+      // Every run so far, lost or failed, is spent; the retry grants a fresh budget of both.
       t.maxAttempts = Math.min(t.attempt + this.options.defaultMaxAttempts, ceiling);
+      t.lostLeases = 0;
       t.cancelRequested = false;
       transition(t, TaskState.QUEUED, "retried by operator");
     });
@@ -197,16 +205,30 @@ export class TaskEngine {
   async lease(workerId: string, max: number, waitMs: number, signal: AbortSignal): Promise<LeaseGrant[]> {
     const deadline = Date.now() + waitMs;
     const grants: LeaseGrant[] = [];
-    while (grants.length < max) {
+    while (grants.length < max && !signal.aborted) {
       const leaseId = randomUUID();
       const taskId = await this.queue.next(leaseId);
       if (taskId !== undefined) {
-        const grant = await this.grant(taskId, leaseId, workerId);
+        let grant: LeaseGrant | undefined;
+        try {
+          grant = await this.grant(taskId, leaseId, workerId);
+        } catch (err) {
+          // The tasks leased so far are the caller's: a failure now must not strand them.
+          if (grants.length === 0) throw err;
+          this.logger.warn({ taskId, err: (err as Error).message }, "leasing stopped early");
+          break;
+        }
         if (grant) grants.push(grant);
         continue;
       }
-      if (grants.length > 0 || signal.aborted || Date.now() >= deadline) break;
+      if (grants.length > 0 || Date.now() >= deadline) break;
       await this.nextChance(Math.min(this.options.pollMs, deadline - Date.now()), signal);
+    }
+    if (signal.aborted && grants.length > 0) {
+      // The caller went away while its tasks were being leased: nobody will run them, so they go
+      // back now rather than when their leases expire.
+      await Promise.all(grants.map((grant) => this.giveBack(grant, workerId)));
+      return [];
     }
     return grants;
   }
@@ -267,7 +289,7 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, "canceled while running");
       } else if (neverRetried) {
         transition(t, TaskState.FAILED, `${error}; ${neverRetried}`);
-      } else if (retryable && t.attempt < t.maxAttempts) {
+      } else if (retryable && failedAttempts(t) < t.maxAttempts) {
         retryInMs = this.backoff(t.attempt);
         transition(
           t,
@@ -275,7 +297,7 @@ export class TaskEngine {
           `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`,
         );
       } else if (retryable) {
-        transition(t, TaskState.DEAD, `attempt ${t.attempt} of ${t.maxAttempts} failed: ${error}`);
+        transition(t, TaskState.DEAD, `attempt ${t.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(t)}`);
       } else {
         transition(t, TaskState.FAILED, error);
       }
@@ -284,7 +306,14 @@ export class TaskEngine {
     if (failed.state === TaskState.QUEUED)
       events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
     if (failed.state === TaskState.DEAD)
-      events.push(stage(TaskStage.DEAD, "no attempts left", undefined, failed.attempt));
+      events.push(
+        stage(
+          TaskStage.DEAD,
+          `attempt ${failed.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(failed)}`,
+          undefined,
+          failed.attempt,
+        ),
+      );
     if (failed.state === TaskState.CANCELED)
       events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
     await this.timeline.append(taskId, events);
@@ -320,28 +349,61 @@ export class TaskEngine {
   }
 
   private async grant(taskId: string, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
-    const task = await this.store.get(taskId, TaskView.BASIC).catch(() => undefined);
-    if (!task || isFinal(task.state)) {
+    let task: Task;
+    try {
+      task = await this.store.get(taskId, TaskView.BASIC);
+    } catch (err) {
+      if (!(err instanceof TaskNotFoundError)) {
+        // The store failed, which says nothing about the task: it comes back when this lease
+        // expires, instead of being dropped from the queue for good.
+        await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs).catch(() => {});
+        throw err;
+      }
+      await this.queue.finish(taskId, leaseId);
+      return undefined;
+    }
+    if (isFinal(task.state)) {
       await this.queue.finish(taskId, leaseId);
       return undefined;
     }
     const events: NewTaskEvent[] = [];
     if (task.state === TaskState.RUNNING) {
+      // Only BullMQ's stalled-job check puts a RUNNING task's job back in the queue, and only
+      // once its lease's lock has expired: its worker stopped heartbeating.
+      const lostLease = (await this.store.leaseOf(taskId)) ?? "unknown";
+      const lost = await this.store.update(taskId, (t) => {
+        if (t.state !== TaskState.RUNNING) return;
+        t.lostLeases += 1;
+        t.workerId = "";
+        transition(
+          t,
+          TaskState.QUEUED,
+          `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
+        );
+      });
       events.push(
-        stage(TaskStage.LEASE_EXPIRED, `worker ${task.workerId} stopped heartbeating`, undefined, task.attempt),
+        stage(
+          TaskStage.LEASE_EXPIRED,
+          `attempt ${lost.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating, its lease ` +
+            `expired and the queue's stalled-job check returned the task; lost lease ${lost.lostLeases} of ` +
+            `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
+          undefined,
+          lost.attempt,
+        ),
       );
+      task = lost;
     }
-    const outOfAttempts = task.attempt >= task.maxAttempts;
-    if (task.cancelRequested || outOfAttempts) {
+    const deadWhy = whyDeadBeforeRun(task, this.options.maxLostLeases);
+    if (task.cancelRequested || deadWhy) {
       const ended = await this.store.update(taskId, (t) => {
         t.workerId = "";
         if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
-        else transition(t, TaskState.DEAD, `lease lost on attempt ${t.attempt} of ${t.maxAttempts}`);
+        else transition(t, TaskState.DEAD, deadWhy ?? "");
       });
       events.push(
         ended.state === TaskState.CANCELED
           ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, ended.attempt)
-          : stage(TaskStage.DEAD, "no attempts left", undefined, ended.attempt),
+          : stage(TaskStage.DEAD, deadWhy ?? "", undefined, ended.attempt),
       );
       await this.timeline.append(taskId, events);
       await this.queue.finish(taskId, leaseId);
@@ -371,19 +433,12 @@ export class TaskEngine {
   /**
    * Puts back a task whose routing rule has spent its daily budget, to be looked at again
    * later (`budgetRecheckMs`, or the next UTC day if sooner), and says why in its timeline
-   * once a day rather than at every look. One whose worker died goes back to QUEUED.
+   * once a day rather than at every look.
    */
   private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]): Promise<void> {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
-    if (task.state === TaskState.RUNNING) {
-      await this.store.update(task.id, (t) => {
-        if (t.state !== TaskState.RUNNING) return;
-        t.workerId = "";
-        transition(t, TaskState.QUEUED, why);
-      });
-    }
     if (await this.budgets.firstWait(task.id, this.now())) {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }
@@ -393,6 +448,25 @@ export class TaskEngine {
       leaseId,
       Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)),
     );
+  }
+
+  /**
+   * Puts back a task leased to a caller that went away before it could be told: the attempt
+   * never started, so it is neither counted nor lost.
+   */
+  private async giveBack(grant: LeaseGrant, workerId: string): Promise<void> {
+    const { task, leaseId } = grant;
+    const why = `lease ${leaseId} of attempt ${task.attempt} given back: worker ${workerId} went away before it was told`;
+    const back = await this.store.update(task.id, (t) => {
+      if (t.state !== TaskState.RUNNING || t.workerId !== workerId) return;
+      t.attempt -= 1;
+      t.workerId = "";
+      transition(t, TaskState.QUEUED, why);
+    });
+    if (back.state !== TaskState.QUEUED) return;
+    await this.timeline.append(task.id, [stage(TaskStage.QUEUED, why, undefined, back.attempt)]);
+    await this.queue.retryLater(task.id, leaseId, 0);
+    await this.subjects.release(subjectOf(task), leaseId);
   }
 
   /** The task a lease is about, if `leaseId` is the one that leased it last. */
@@ -455,6 +529,28 @@ function transition(task: Task, state: TaskState, reason: string): void {
 
 function stage(kind: TaskStage, detail: string, time?: Timestamp, attempt = 0): NewTaskEvent {
   return { time, attempt, kind: { case: "stage", value: { stage: kind, detail } } };
+}
+
+/** Attempts that ended in failure: every attempt started, but those whose lease was lost. */
+function failedAttempts(task: Task): number {
+  return task.attempt - task.lostLeases;
+}
+
+function outOfAttempts(task: Task): string {
+  const lost = task.lostLeases > 0 ? ` (and ${task.lostLeases} lost leases, which do not count)` : "";
+  return `${failedAttempts(task)} of ${task.maxAttempts} attempts failed${lost}, no attempts left`;
+}
+
+/** Why a task about to be leased must not run again, if it must not. */
+function whyDeadBeforeRun(task: Task, maxLostLeases: number): string | undefined {
+  if (task.lostLeases > maxLostLeases) {
+    return (
+      `lost its lease ${task.lostLeases} times, last on attempt ${task.attempt}, more than the ${maxLostLeases} ` +
+      "allowed (TASKS_MAX_LOST_LEASES): a task whose workers keep dying is not run again"
+    );
+  }
+  if (failedAttempts(task) >= task.maxAttempts) return outOfAttempts(task);
+  return undefined;
 }
 
 function runOf(task: Task): RunOfTask {

@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Event, EventSchema, Provider, SubjectSchema } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { AgentProfileSchema, BudgetSchema, type Route, RouteSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
@@ -56,6 +57,7 @@ const OPTIONS: EngineOptions = {
   subjectBusyDelayMs: 50,
   pollMs: 20,
   maxAttemptsCeiling: 10,
+  maxLostLeases: 3,
   budgetRecheckMs: 20,
 };
 
@@ -234,13 +236,142 @@ describe("TaskEngine", () => {
     );
   });
 
-  it("dead-letters a task whose leases keep expiring", async () => {
-    const tasks = await engine({ leaseMs: 400 });
-    const { task } = await tasks.submit(event());
-    await tasks.lease("w1", 1, 0, never);
-    await tasks.lease("w2", 1, 5_000, never);
-    expect(await tasks.lease("w3", 1, 3_000, never)).toEqual([]);
-    expect((await store.get(task.id)).state).toBe(TaskState.DEAD);
+  describe("lost leases", () => {
+    /** Leases long enough that only the checks these tests force return anything. */
+    const LONG_LEASE_MS = 60_000;
+    let checker: Worker;
+
+    beforeEach(() => {
+      checker = new Worker("tasks", null, {
+        connection: bull,
+        prefix: `${db.prefix}bull`,
+        autorun: false,
+        maxStalledCount: Number.MAX_SAFE_INTEGER,
+      });
+    });
+
+    afterEach(async () => {
+      await checker.close();
+    });
+
+    /** One run of BullMQ's stalled-job check, now, as its timer would run it. */
+    async function stalledCheck(): Promise<void> {
+      await bull.del(`${db.prefix}bull:tasks:stalled-check`);
+      await (checker as unknown as { moveStalledJobsToWait(): Promise<void> }).moveStalledJobsToWait();
+    }
+
+    /**
+     * The worker holding `taskId` dies: its lease's locks (the job's and the subject's, which
+     * expire together) run out between two stalled checks.
+     */
+    async function workerDies(taskId: string): Promise<void> {
+      await stalledCheck();
+      await bull.del(`${db.prefix}bull:tasks:${taskId}:lock`, ...(await db.redis.keys(`${db.prefix}subject:*`)));
+      await stalledCheck();
+    }
+
+    const details = async (id: string, kind: TaskStage) =>
+      (await timeline.read(id)).flatMap((e) =>
+        e.kind.case === "stage" && e.kind.value.stage === kind ? [e.kind.value.detail] : [],
+      );
+
+    it("runs a task again however many of its workers die, without counting their deaths as failed attempts", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, defaultMaxAttempts: 2, maxLostLeases: 3 });
+      const { task } = await tasks.submit(event());
+      const leases: string[] = [];
+      for (const worker of ["w1", "w2", "w3"]) {
+        const [grant] = await tasks.lease(worker, 1, 0, never);
+        expect(grant?.task).toMatchObject({ id: task.id, workerId: worker });
+        leases.push(grant!.leaseId);
+        await workerDies(task.id);
+      }
+      const [last] = await tasks.lease("w4", 1, 0, never);
+      expect(last?.task).toMatchObject({ attempt: 4, lostLeases: 3, maxAttempts: 2 });
+      const done = await tasks.complete(task.id, last!.leaseId, result(RunOutcome.SUCCEEDED));
+      expect(done.state).toBe(TaskState.SUCCEEDED);
+      const expired = await details(task.id, TaskStage.LEASE_EXPIRED);
+      expect(expired).toHaveLength(3);
+      expect(expired[0]).toMatch(
+        new RegExp(
+          `^attempt 1 \\(lease ${leases[0]}\\) lost: worker w1 stopped heartbeating.*stalled-job check.*lost lease 1 of 3`,
+        ),
+      );
+      expect(expired[2]).toContain(`attempt 3 (lease ${leases[2]}) lost: worker w3`);
+    });
+
+    it("never leases to a caller that has gone: a task whose worker died once runs again and succeeds", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, defaultMaxAttempts: 2 });
+      const { task } = await tasks.submit(event());
+      await tasks.lease("w1", 1, 0, never);
+      await workerDies(task.id);
+      const gone = new AbortController();
+      gone.abort();
+      expect(await tasks.lease("w-gone", 1, 0, gone.signal)).toEqual([]);
+      const [next] = await tasks.lease("w2", 1, 0, never);
+      expect(next?.task).toMatchObject({ attempt: 2, workerId: "w2" });
+      expect((await tasks.complete(task.id, next!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
+        TaskState.SUCCEEDED,
+      );
+    });
+
+    it("gives back at once, uncounted, a task leased to a caller that went away meanwhile", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS });
+      const { task } = await tasks.submit(event("a", "github:o/r#given-back"));
+      const gone = new AbortController();
+      const setLease = store.setLease.bind(store);
+      vi.spyOn(store, "setLease").mockImplementationOnce(async (id, leaseId) => {
+        await setLease(id, leaseId);
+        gone.abort();
+      });
+      expect(await tasks.lease("w-gone", 1, 5_000, gone.signal)).toEqual([]);
+      expect(await store.get(task.id, TaskView.BASIC)).toMatchObject({ state: TaskState.QUEUED, attempt: 0 });
+      expect((await details(task.id, TaskStage.QUEUED)).at(-1)).toMatch(/given back: worker w-gone went away/);
+      const [next] = await tasks.lease("w2", 1, 2_000, never);
+      expect(next?.task).toMatchObject({ id: task.id, attempt: 1, workerId: "w2" });
+    });
+
+    it("leaves a live lease alone when a stalled check runs just after it was taken", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS });
+      const { task } = await tasks.submit(event());
+      const [grant] = await tasks.lease("w1", 1, 0, never);
+      await stalledCheck();
+      await stalledCheck();
+      await tasks.heartbeat(task.id, grant!.leaseId);
+      await stalledCheck();
+      expect(await tasks.lease("w2", 1, 0, never)).toEqual([]);
+      expect((await tasks.complete(task.id, grant!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
+        TaskState.SUCCEEDED,
+      );
+    });
+
+    it("dead-letters a task that lost more leases than allowed, and says why", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, maxLostLeases: 1 });
+      const { task } = await tasks.submit(event());
+      for (const worker of ["w1", "w2"]) {
+        await tasks.lease(worker, 1, 0, never);
+        await workerDies(task.id);
+      }
+      expect(await tasks.lease("w3", 1, 0, never)).toEqual([]);
+      const dead = await store.get(task.id, TaskView.BASIC);
+      expect(dead).toMatchObject({ state: TaskState.DEAD, attempt: 2, lostLeases: 2 });
+      expect(await details(task.id, TaskStage.DEAD)).toEqual([
+        "lost its lease 2 times, last on attempt 2, more than the 1 allowed (TASKS_MAX_LOST_LEASES): " +
+          "a task whose workers keep dying is not run again",
+      ]);
+    });
+
+    it("says which attempt and lease failed last when failures dead-letter a task", async () => {
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, defaultMaxAttempts: 1 });
+      const { task } = await tasks.submit(event());
+      await tasks.lease("w1", 1, 0, never);
+      await workerDies(task.id);
+      const [grant] = await tasks.lease("w2", 1, 0, never);
+      const dead = await tasks.fail(task.id, grant!.leaseId, result(RunOutcome.AGENT_ERROR, "broken"), true);
+      expect(dead.state).toBe(TaskState.DEAD);
+      expect(await details(task.id, TaskStage.DEAD)).toEqual([
+        `attempt 2 (lease ${grant!.leaseId}) failed: broken; 1 of 1 attempts failed (and 1 lost leases, which do not count), no attempts left`,
+      ]);
+    });
   });
 
   it("runs one task per subject at a time", async () => {
@@ -449,8 +580,15 @@ describe("TaskEngine", () => {
       expect(await tasks.lease("w2", 1, 3_000, never)).toEqual([]);
       const waiting = await store.get(task.id, TaskView.BASIC);
       expect(waiting).toMatchObject({ state: TaskState.QUEUED, attempt: 1, workerId: "" });
-      expect(waiting.transitions.at(-1)?.reason).toMatch(/^route small spent \$1\.50 of its \$1\.00 daily budget/);
-      expect(stages(await timeline.read(task.id)).slice(-2)).toEqual([TaskStage.LEASE_EXPIRED, TaskStage.QUEUED]);
+      expect(waiting.transitions.at(-1)?.reason).toMatch(
+        /^attempt 1 \(lease \S+\) lost: worker w1 stopped heartbeating/,
+      );
+      const [expired, queued] = (await timeline.read(task.id)).slice(-2);
+      expect(expired?.kind.value).toMatchObject({ stage: TaskStage.LEASE_EXPIRED });
+      expect(queued?.kind.value).toMatchObject({
+        stage: TaskStage.QUEUED,
+        detail: expect.stringMatching(/^route small spent \$1\.50 of its \$1\.00 daily budget/),
+      });
     });
 
     it("leases a waiting task once its rule's budget is raised", async () => {

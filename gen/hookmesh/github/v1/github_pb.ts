@@ -10,7 +10,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_hookmesh_auth_v1_auth } from "../../auth/v1/auth_pb.js";
-import type { CallInfo } from "../../integrations/v1/integrations_pb.js";
+import type { CallInfo, ProviderRequest } from "../../integrations/v1/integrations_pb.js";
 import { file_hookmesh_integrations_v1_integrations } from "../../integrations/v1/integrations_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/github/v1/github.proto.
  */
 export const file_hookmesh_github_v1_github: GenFile = /*@__PURE__*/
-  fileDesc("Ch9ob29rbWVzaC9naXRodWIvdjEvZ2l0aHViLnByb3RvEhJob29rbWVzaC5naXRodWIudjEiRQoNUmVwb3NpdG9yeVJlZhINCgVvd25lchgBIAEoCRIMCgRyZXBvGAIgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgDIAEoAyI1CgdDb21tZW50EgoKAmlkGAEgASgDEgwKBGJvZHkYAiABKAkSEAoIaHRtbF91cmwYAyABKAkihAEKFENyZWF0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhIOCgZudW1iZXIYAiABKAMSDAoEYm9keRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkidwoVQ3JlYXRlQ29tbWVudFJlc3BvbnNlEiwKB2NvbW1lbnQYASABKAsyGy5ob29rbWVzaC5naXRodWIudjEuQ29tbWVudBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIm8KFFVwZGF0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhISCgpjb21tZW50X2lkGAIgASgDEgwKBGJvZHkYAyABKAkidwoVVXBkYXRlQ29tbWVudFJlc3BvbnNlEiwKB2NvbW1lbnQYASABKAsyGy5ob29rbWVzaC5naXRodWIudjEuQ29tbWVudBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvImEKFERlbGV0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhISCgpjb21tZW50X2lkGAIgASgDIkkKFURlbGV0ZUNvbW1lbnRSZXNwb25zZRIwCgRjYWxsGAEgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIrQBChJBZGRSZWFjdGlvblJlcXVlc3QSNQoKcmVwb3NpdG9yeRgBIAEoCzIhLmhvb2ttZXNoLmdpdGh1Yi52MS5SZXBvc2l0b3J5UmVmEjIKBnRhcmdldBgCIAEoDjIiLmhvb2ttZXNoLmdpdGh1Yi52MS5SZWFjdGlvblRhcmdldBIOCgZudW1iZXIYAyABKAMSEgoKY29tbWVudF9pZBgEIAEoAxIPCgdjb250ZW50GAUgASgJIlwKE0FkZFJlYWN0aW9uUmVzcG9uc2USEwoLcmVhY3Rpb25faWQYASABKAMSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyKLAQoFSXNzdWUSDgoGbnVtYmVyGAEgASgDEg0KBXRpdGxlGAIgASgJEgwKBGJvZHkYAyABKAkSDQoFc3RhdGUYBCABKAkSEAoIaHRtbF91cmwYBSABKAkSDgoGYXV0aG9yGAYgASgJEg4KBmxhYmVscxgHIAMoCRIUCgxwdWxsX3JlcXVlc3QYCCABKAgiWAoPR2V0SXNzdWVSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhIOCgZudW1iZXIYAiABKAMibgoQR2V0SXNzdWVSZXNwb25zZRIoCgVpc3N1ZRgBIAEoCzIZLmhvb2ttZXNoLmdpdGh1Yi52MS5Jc3N1ZRIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIsABCgtQdWxsUmVxdWVzdBIOCgZudW1iZXIYASABKAMSDQoFdGl0bGUYAiABKAkSDAoEYm9keRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIQCghodG1sX3VybBgFIAEoCRIOCgZhdXRob3IYBiABKAkSEAoIaGVhZF9yZWYYByABKAkSEAoIaGVhZF9zaGEYCCABKAkSEAoIYmFzZV9yZWYYCSABKAkSDQoFZHJhZnQYCiABKAgSDgoGbWVyZ2VkGAsgASgIIl4KFUdldFB1bGxSZXF1ZXN0UmVxdWVzdBI1CgpyZXBvc2l0b3J5GAEgASgLMiEuaG9va21lc2guZ2l0aHViLnYxLlJlcG9zaXRvcnlSZWYSDgoGbnVtYmVyGAIgASgDIoEBChZHZXRQdWxsUmVxdWVzdFJlc3BvbnNlEjUKDHB1bGxfcmVxdWVzdBgBIAEoCzIfLmhvb2ttZXNoLmdpdGh1Yi52MS5QdWxsUmVxdWVzdBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIlAKF0NyZWF0ZUNsb25lVG9rZW5SZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZiKfAQoYQ3JlYXRlQ2xvbmVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljbG9uZV91cmwYAyABKAkSMAoEY2FsbBgEIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJmCh5HZXRSZXBvc2l0b3J5UGVybWlzc2lvblJlcXVlc3QSNQoKcmVwb3NpdG9yeRgBIAEoCzIhLmhvb2ttZXNoLmdpdGh1Yi52MS5SZXBvc2l0b3J5UmVmEg0KBWxvZ2luGAIgASgJInoKH0dldFJlcG9zaXRvcnlQZXJtaXNzaW9uUmVzcG9uc2USEgoKcGVybWlzc2lvbhgBIAEoCRIRCglyb2xlX25hbWUYAiABKAkSMAoEY2FsbBgDIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbypvCg5SZWFjdGlvblRhcmdldBIfChtSRUFDVElPTl9UQVJHRVRfVU5TUEVDSUZJRUQQABIZChVSRUFDVElPTl9UQVJHRVRfSVNTVUUQARIhCh1SRUFDVElPTl9UQVJHRVRfSVNTVUVfQ09NTUVOVBACMu4HCg1HaXRIdWJTZXJ2aWNlEnEKDUNyZWF0ZUNvbW1lbnQSKC5ob29rbWVzaC5naXRodWIudjEuQ3JlYXRlQ29tbWVudFJlcXVlc3QaKS5ob29rbWVzaC5naXRodWIudjEuQ3JlYXRlQ29tbWVudFJlc3BvbnNlIguiuxgHCgVhZ2VudBJ0Cg1VcGRhdGVDb21tZW50EiguaG9va21lc2guZ2l0aHViLnYxLlVwZGF0ZUNvbW1lbnRSZXF1ZXN0GikuaG9va21lc2guZ2l0aHViLnYxLlVwZGF0ZUNvbW1lbnRSZXNwb25zZSIOkAICorsYBwoFYWdlbnQSdAoNRGVsZXRlQ29tbWVudBIoLmhvb2ttZXNoLmdpdGh1Yi52MS5EZWxldGVDb21tZW50UmVxdWVzdBopLmhvb2ttZXNoLmdpdGh1Yi52MS5EZWxldGVDb21tZW50UmVzcG9uc2UiDpACAqK7GAcKBWFnZW50Em4KC0FkZFJlYWN0aW9uEiYuaG9va21lc2guZ2l0aHViLnYxLkFkZFJlYWN0aW9uUmVxdWVzdBonLmhvb2ttZXNoLmdpdGh1Yi52MS5BZGRSZWFjdGlvblJlc3BvbnNlIg6QAgKiuxgHCgVhZ2VudBJvCghHZXRJc3N1ZRIjLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRJc3N1ZVJlcXVlc3QaJC5ob29rbWVzaC5naXRodWIudjEuR2V0SXNzdWVSZXNwb25zZSIYkAIBorsYEQoFYWdlbnQKCG9wZXJhdG9yEoEBCg5HZXRQdWxsUmVxdWVzdBIpLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRQdWxsUmVxdWVzdFJlcXVlc3QaKi5ob29rbWVzaC5naXRodWIudjEuR2V0UHVsbFJlcXVlc3RSZXNwb25zZSIYkAIBorsYEQoFYWdlbnQKCG9wZXJhdG9yEpwBChdHZXRSZXBvc2l0b3J5UGVybWlzc2lvbhIyLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRSZXBvc2l0b3J5UGVybWlzc2lvblJlcXVlc3QaMy5ob29rbWVzaC5naXRodWIudjEuR2V0UmVwb3NpdG9yeVBlcm1pc3Npb25SZXNwb25zZSIYkAIBorsYEQoFdGFza3MKCG9wZXJhdG9yEnoKEENyZWF0ZUNsb25lVG9rZW4SKy5ob29rbWVzaC5naXRodWIudjEuQ3JlYXRlQ2xvbmVUb2tlblJlcXVlc3QaLC5ob29rbWVzaC5naXRodWIudjEuQ3JlYXRlQ2xvbmVUb2tlblJlc3BvbnNlIguiuxgHCgVhZ2VudGIGcHJvdG8z", [file_google_protobuf_timestamp, file_hookmesh_auth_v1_auth, file_hookmesh_integrations_v1_integrations]);
+  fileDesc("Ch9ob29rbWVzaC9naXRodWIvdjEvZ2l0aHViLnByb3RvEhJob29rbWVzaC5naXRodWIudjEiRQoNUmVwb3NpdG9yeVJlZhINCgVvd25lchgBIAEoCRIMCgRyZXBvGAIgASgJEhcKD2luc3RhbGxhdGlvbl9pZBgDIAEoAyI1CgdDb21tZW50EgoKAmlkGAEgASgDEgwKBGJvZHkYAiABKAkSEAoIaHRtbF91cmwYAyABKAkihAEKFENyZWF0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhIOCgZudW1iZXIYAiABKAMSDAoEYm9keRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkidwoVQ3JlYXRlQ29tbWVudFJlc3BvbnNlEiwKB2NvbW1lbnQYASABKAsyGy5ob29rbWVzaC5naXRodWIudjEuQ29tbWVudBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIm8KFFVwZGF0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhISCgpjb21tZW50X2lkGAIgASgDEgwKBGJvZHkYAyABKAkidwoVVXBkYXRlQ29tbWVudFJlc3BvbnNlEiwKB2NvbW1lbnQYASABKAsyGy5ob29rbWVzaC5naXRodWIudjEuQ29tbWVudBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvImEKFERlbGV0ZUNvbW1lbnRSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhISCgpjb21tZW50X2lkGAIgASgDIkkKFURlbGV0ZUNvbW1lbnRSZXNwb25zZRIwCgRjYWxsGAEgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIrQBChJBZGRSZWFjdGlvblJlcXVlc3QSNQoKcmVwb3NpdG9yeRgBIAEoCzIhLmhvb2ttZXNoLmdpdGh1Yi52MS5SZXBvc2l0b3J5UmVmEjIKBnRhcmdldBgCIAEoDjIiLmhvb2ttZXNoLmdpdGh1Yi52MS5SZWFjdGlvblRhcmdldBIOCgZudW1iZXIYAyABKAMSEgoKY29tbWVudF9pZBgEIAEoAxIPCgdjb250ZW50GAUgASgJIlwKE0FkZFJlYWN0aW9uUmVzcG9uc2USEwoLcmVhY3Rpb25faWQYASABKAMSMAoEY2FsbBgCIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyKLAQoFSXNzdWUSDgoGbnVtYmVyGAEgASgDEg0KBXRpdGxlGAIgASgJEgwKBGJvZHkYAyABKAkSDQoFc3RhdGUYBCABKAkSEAoIaHRtbF91cmwYBSABKAkSDgoGYXV0aG9yGAYgASgJEg4KBmxhYmVscxgHIAMoCRIUCgxwdWxsX3JlcXVlc3QYCCABKAgiWAoPR2V0SXNzdWVSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhIOCgZudW1iZXIYAiABKAMibgoQR2V0SXNzdWVSZXNwb25zZRIoCgVpc3N1ZRgBIAEoCzIZLmhvb2ttZXNoLmdpdGh1Yi52MS5Jc3N1ZRIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIsABCgtQdWxsUmVxdWVzdBIOCgZudW1iZXIYASABKAMSDQoFdGl0bGUYAiABKAkSDAoEYm9keRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIQCghodG1sX3VybBgFIAEoCRIOCgZhdXRob3IYBiABKAkSEAoIaGVhZF9yZWYYByABKAkSEAoIaGVhZF9zaGEYCCABKAkSEAoIYmFzZV9yZWYYCSABKAkSDQoFZHJhZnQYCiABKAgSDgoGbWVyZ2VkGAsgASgIIl4KFUdldFB1bGxSZXF1ZXN0UmVxdWVzdBI1CgpyZXBvc2l0b3J5GAEgASgLMiEuaG9va21lc2guZ2l0aHViLnYxLlJlcG9zaXRvcnlSZWYSDgoGbnVtYmVyGAIgASgDIoEBChZHZXRQdWxsUmVxdWVzdFJlc3BvbnNlEjUKDHB1bGxfcmVxdWVzdBgBIAEoCzIfLmhvb2ttZXNoLmdpdGh1Yi52MS5QdWxsUmVxdWVzdBIwCgRjYWxsGAIgASgLMiIuaG9va21lc2guaW50ZWdyYXRpb25zLnYxLkNhbGxJbmZvIlAKF0NyZWF0ZUNsb25lVG9rZW5SZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZiKfAQoYQ3JlYXRlQ2xvbmVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljbG9uZV91cmwYAyABKAkSMAoEY2FsbBgEIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJmCh5HZXRSZXBvc2l0b3J5UGVybWlzc2lvblJlcXVlc3QSNQoKcmVwb3NpdG9yeRgBIAEoCzIhLmhvb2ttZXNoLmdpdGh1Yi52MS5SZXBvc2l0b3J5UmVmEg0KBWxvZ2luGAIgASgJInoKH0dldFJlcG9zaXRvcnlQZXJtaXNzaW9uUmVzcG9uc2USEgoKcGVybWlzc2lvbhgBIAEoCRIRCglyb2xlX25hbWUYAiABKAkSMAoEY2FsbBgDIAEoCzIiLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5DYWxsSW5mbyJYCgpGaWxlQ2hhbmdlEgwKBHBhdGgYASABKAkSDAoEbW9kZRgCIAEoCRIRCgdjb250ZW50GAMgASgMSAASEQoHZGVsZXRlZBgEIAEoCEgAQggKBmNoYW5nZSIrCgxDb21taXRBdXRob3ISDAoEbmFtZRgBIAEoCRINCgVlbWFpbBgCIAEoCSLUAgoVUHVibGlzaENoYW5nZXNSZXF1ZXN0EjUKCnJlcG9zaXRvcnkYASABKAsyIS5ob29rbWVzaC5naXRodWIudjEuUmVwb3NpdG9yeVJlZhIQCghiYXNlX3NoYRgCIAEoCRIOCgZicmFuY2gYAyABKAkSMQoGdGFyZ2V0GAQgASgOMiEuaG9va21lc2guZ2l0aHViLnYxLlB1Ymxpc2hUYXJnZXQSGQoRcHVsbF9yZXF1ZXN0X2Jhc2UYBSABKAkSDQoFdGl0bGUYBiABKAkSDAoEYm9keRgHIAEoCRIWCg5jb21taXRfbWVzc2FnZRgIIAEoCRIwCgZhdXRob3IYCSABKAsyIC5ob29rbWVzaC5naXRodWIudjEuQ29tbWl0QXV0aG9yEi0KBWZpbGVzGAogAygLMh4uaG9va21lc2guZ2l0aHViLnYxLkZpbGVDaGFuZ2Ui0gEKFlB1Ymxpc2hDaGFuZ2VzUmVzcG9uc2USDgoGYnJhbmNoGAEgASgJEhIKCmNvbW1pdF9zaGEYAiABKAkSNQoMcHVsbF9yZXF1ZXN0GAMgASgLMh8uaG9va21lc2guZ2l0aHViLnYxLlB1bGxSZXF1ZXN0Eg8KB2NyZWF0ZWQYBCABKAgSDwoHZHJ5X3J1bhgFIAEoCBI7CghyZXF1ZXN0cxgGIAMoCzIpLmhvb2ttZXNoLmludGVncmF0aW9ucy52MS5Qcm92aWRlclJlcXVlc3QqbwoOUmVhY3Rpb25UYXJnZXQSHwobUkVBQ1RJT05fVEFSR0VUX1VOU1BFQ0lGSUVEEAASGQoVUkVBQ1RJT05fVEFSR0VUX0lTU1VFEAESIQodUkVBQ1RJT05fVEFSR0VUX0lTU1VFX0NPTU1FTlQQAipuCg1QdWJsaXNoVGFyZ2V0Eh4KGlBVQkxJU0hfVEFSR0VUX1VOU1BFQ0lGSUVEEAASHQoZUFVCTElTSF9UQVJHRVRfTkVXX0JSQU5DSBABEh4KGlBVQkxJU0hfVEFSR0VUX1NBTUVfQlJBTkNIEAIy5wgKDUdpdEh1YlNlcnZpY2UScQoNQ3JlYXRlQ29tbWVudBIoLmhvb2ttZXNoLmdpdGh1Yi52MS5DcmVhdGVDb21tZW50UmVxdWVzdBopLmhvb2ttZXNoLmdpdGh1Yi52MS5DcmVhdGVDb21tZW50UmVzcG9uc2UiC6K7GAcKBWFnZW50EnQKDVVwZGF0ZUNvbW1lbnQSKC5ob29rbWVzaC5naXRodWIudjEuVXBkYXRlQ29tbWVudFJlcXVlc3QaKS5ob29rbWVzaC5naXRodWIudjEuVXBkYXRlQ29tbWVudFJlc3BvbnNlIg6QAgKiuxgHCgVhZ2VudBJ0Cg1EZWxldGVDb21tZW50EiguaG9va21lc2guZ2l0aHViLnYxLkRlbGV0ZUNvbW1lbnRSZXF1ZXN0GikuaG9va21lc2guZ2l0aHViLnYxLkRlbGV0ZUNvbW1lbnRSZXNwb25zZSIOkAICorsYBwoFYWdlbnQSbgoLQWRkUmVhY3Rpb24SJi5ob29rbWVzaC5naXRodWIudjEuQWRkUmVhY3Rpb25SZXF1ZXN0GicuaG9va21lc2guZ2l0aHViLnYxLkFkZFJlYWN0aW9uUmVzcG9uc2UiDpACAqK7GAcKBWFnZW50Em8KCEdldElzc3VlEiMuaG9va21lc2guZ2l0aHViLnYxLkdldElzc3VlUmVxdWVzdBokLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRJc3N1ZVJlc3BvbnNlIhiQAgGiuxgRCgVhZ2VudAoIb3BlcmF0b3ISgQEKDkdldFB1bGxSZXF1ZXN0EikuaG9va21lc2guZ2l0aHViLnYxLkdldFB1bGxSZXF1ZXN0UmVxdWVzdBoqLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRQdWxsUmVxdWVzdFJlc3BvbnNlIhiQAgGiuxgRCgVhZ2VudAoIb3BlcmF0b3ISnAEKF0dldFJlcG9zaXRvcnlQZXJtaXNzaW9uEjIuaG9va21lc2guZ2l0aHViLnYxLkdldFJlcG9zaXRvcnlQZXJtaXNzaW9uUmVxdWVzdBozLmhvb2ttZXNoLmdpdGh1Yi52MS5HZXRSZXBvc2l0b3J5UGVybWlzc2lvblJlc3BvbnNlIhiQAgGiuxgRCgV0YXNrcwoIb3BlcmF0b3ISegoQQ3JlYXRlQ2xvbmVUb2tlbhIrLmhvb2ttZXNoLmdpdGh1Yi52MS5DcmVhdGVDbG9uZVRva2VuUmVxdWVzdBosLmhvb2ttZXNoLmdpdGh1Yi52MS5DcmVhdGVDbG9uZVRva2VuUmVzcG9uc2UiC6K7GAcKBWFnZW50EncKDlB1Ymxpc2hDaGFuZ2VzEikuaG9va21lc2guZ2l0aHViLnYxLlB1Ymxpc2hDaGFuZ2VzUmVxdWVzdBoqLmhvb2ttZXNoLmdpdGh1Yi52MS5QdWJsaXNoQ2hhbmdlc1Jlc3BvbnNlIg6QAgKiuxgHCgVhZ2VudGIGcHJvdG8z", [file_google_protobuf_timestamp, file_hookmesh_auth_v1_auth, file_hookmesh_integrations_v1_integrations]);
 
 /**
  * Where on GitHub: a repository, and the App installation that has access to it (0 with a
@@ -608,6 +608,207 @@ export const GetRepositoryPermissionResponseSchema: GenMessage<GetRepositoryPerm
   messageDesc(file_hookmesh_github_v1_github, 19);
 
 /**
+ * One file of the commit, as it is after the run.
+ *
+ * @generated from message hookmesh.github.v1.FileChange
+ */
+export type FileChange = Message<"hookmesh.github.v1.FileChange"> & {
+  /**
+   * Relative to the repository's root, `/`-separated; no `.`, `..` or `.git` segments.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Git's mode: `100644` (file), `100755` (executable) or `120000` (symbolic link, whose
+   * target is the content). Ignored for a deletion.
+   *
+   * @generated from field: string mode = 2;
+   */
+  mode: string;
+
+  /**
+   * @generated from oneof hookmesh.github.v1.FileChange.change
+   */
+  change: {
+    /**
+     * The file's bytes.
+     *
+     * @generated from field: bytes content = 3;
+     */
+    value: Uint8Array;
+    case: "content";
+  } | {
+    /**
+     * True: the file is deleted.
+     *
+     * @generated from field: bool deleted = 4;
+     */
+    value: boolean;
+    case: "deleted";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hookmesh.github.v1.FileChange.
+ * Use `create(FileChangeSchema)` to create a new message.
+ */
+export const FileChangeSchema: GenMessage<FileChange> = /*@__PURE__*/
+  messageDesc(file_hookmesh_github_v1_github, 20);
+
+/**
+ * The commit's author (and committer).
+ *
+ * @generated from message hookmesh.github.v1.CommitAuthor
+ */
+export type CommitAuthor = Message<"hookmesh.github.v1.CommitAuthor"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string email = 2;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message hookmesh.github.v1.CommitAuthor.
+ * Use `create(CommitAuthorSchema)` to create a new message.
+ */
+export const CommitAuthorSchema: GenMessage<CommitAuthor> = /*@__PURE__*/
+  messageDesc(file_hookmesh_github_v1_github, 21);
+
+/**
+ * @generated from message hookmesh.github.v1.PublishChangesRequest
+ */
+export type PublishChangesRequest = Message<"hookmesh.github.v1.PublishChangesRequest"> & {
+  /**
+   * @generated from field: hookmesh.github.v1.RepositoryRef repository = 1;
+   */
+  repository?: RepositoryRef | undefined;
+
+  /**
+   * The commit the changes were made on (the workspace's checkout); the new commit's parent.
+   *
+   * @generated from field: string base_sha = 2;
+   */
+  baseSha: string;
+
+  /**
+   * The branch to write, without `refs/heads/`, e.g. `hookmesh/{task id}`.
+   *
+   * @generated from field: string branch = 3;
+   */
+  branch: string;
+
+  /**
+   * @generated from field: hookmesh.github.v1.PublishTarget target = 4;
+   */
+  target: PublishTarget;
+
+  /**
+   * NEW_BRANCH: the branch the pull request targets (the repository's base branch, or a pull
+   * request's head branch for a follow-up).
+   *
+   * @generated from field: string pull_request_base = 5;
+   */
+  pullRequestBase: string;
+
+  /**
+   * The pull request's title and body (NEW_BRANCH).
+   *
+   * @generated from field: string title = 6;
+   */
+  title: string;
+
+  /**
+   * @generated from field: string body = 7;
+   */
+  body: string;
+
+  /**
+   * @generated from field: string commit_message = 8;
+   */
+  commitMessage: string;
+
+  /**
+   * @generated from field: hookmesh.github.v1.CommitAuthor author = 9;
+   */
+  author?: CommitAuthor | undefined;
+
+  /**
+   * The changed files only; at most 1000, and 20 MiB of content in all (RESOURCE_EXHAUSTED).
+   *
+   * @generated from field: repeated hookmesh.github.v1.FileChange files = 10;
+   */
+  files: FileChange[];
+};
+
+/**
+ * Describes the message hookmesh.github.v1.PublishChangesRequest.
+ * Use `create(PublishChangesRequestSchema)` to create a new message.
+ */
+export const PublishChangesRequestSchema: GenMessage<PublishChangesRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_github_v1_github, 22);
+
+/**
+ * @generated from message hookmesh.github.v1.PublishChangesResponse
+ */
+export type PublishChangesResponse = Message<"hookmesh.github.v1.PublishChangesResponse"> & {
+  /**
+   * @generated from field: string branch = 1;
+   */
+  branch: string;
+
+  /**
+   * The new commit; empty in a dry run.
+   *
+   * @generated from field: string commit_sha = 2;
+   */
+  commitSha: string;
+
+  /**
+   * The pull request (NEW_BRANCH); in a dry run, unset.
+   *
+   * @generated from field: hookmesh.github.v1.PullRequest pull_request = 3;
+   */
+  pullRequest?: PullRequest | undefined;
+
+  /**
+   * True when this call opened the pull request; false when it found it already open for the
+   * branch (a repeat), or for SAME_BRANCH.
+   *
+   * @generated from field: bool created = 4;
+   */
+  created: boolean;
+
+  /**
+   * True when the service has no credentials and dry run is on: nothing was sent.
+   *
+   * @generated from field: bool dry_run = 5;
+   */
+  dryRun: boolean;
+
+  /**
+   * Every request sent, in order (in a dry run: that would have been sent; the shas GitHub
+   * would assign are shown as `{tree}`, `{commit}`), without credentials.
+   *
+   * @generated from field: repeated hookmesh.integrations.v1.ProviderRequest requests = 6;
+   */
+  requests: ProviderRequest[];
+};
+
+/**
+ * Describes the message hookmesh.github.v1.PublishChangesResponse.
+ * Use `create(PublishChangesResponseSchema)` to create a new message.
+ */
+export const PublishChangesResponseSchema: GenMessage<PublishChangesResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_github_v1_github, 23);
+
+/**
  * What a reaction is on.
  *
  * @generated from enum hookmesh.github.v1.ReactionTarget
@@ -638,6 +839,41 @@ export enum ReactionTarget {
  */
 export const ReactionTargetSchema: GenEnum<ReactionTarget> = /*@__PURE__*/
   enumDesc(file_hookmesh_github_v1_github, 0);
+
+/**
+ * Where published changes go.
+ *
+ * @generated from enum hookmesh.github.v1.PublishTarget
+ */
+export enum PublishTarget {
+  /**
+   * @generated from enum value: PUBLISH_TARGET_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * `branch` is hookmesh's own (it must start with `hookmesh/`): created at the new commit, or
+   * force-updated to it on a repeat, with a pull request from it into `pull_request_base`.
+   *
+   * @generated from enum value: PUBLISH_TARGET_NEW_BRANCH = 1;
+   */
+  NEW_BRANCH = 1,
+
+  /**
+   * `branch` is the head branch of an open pull request of the repository, at `base_sha`:
+   * moved to the new commit, fast-forward only. No pull request is opened. Any other branch
+   * (`main`, say) is refused with FAILED_PRECONDITION.
+   *
+   * @generated from enum value: PUBLISH_TARGET_SAME_BRANCH = 2;
+   */
+  SAME_BRANCH = 2,
+}
+
+/**
+ * Describes the enum hookmesh.github.v1.PublishTarget.
+ */
+export const PublishTargetSchema: GenEnum<PublishTarget> = /*@__PURE__*/
+  enumDesc(file_hookmesh_github_v1_github, 1);
 
 /**
  * GitHubService acts on issues, pull requests and comments with the service's credentials:
@@ -735,6 +971,24 @@ export const GitHubService: GenService<{
     methodKind: "unary";
     input: typeof CreateCloneTokenRequestSchema;
     output: typeof CreateCloneTokenResponseSchema;
+  },
+  /**
+   * Publishes a run's changes as one commit on `base_sha`, through the Git Data API (blobs, a
+   * tree on the base commit's tree, a commit, the branch's ref), and, for a new branch, the
+   * pull request for it. The worker sends the files; only this service holds a credential that
+   * can write. Safe to repeat for one branch: a new branch's ref is created or force-updated,
+   * and its pull request is found (`GET /pulls?head=owner:branch`) before one is opened, so a
+   * retried task updates its branch and pull request and never opens a second.
+   * Errors: INVALID_ARGUMENT (a bad path, mode or branch name; no files), RESOURCE_EXHAUSTED
+   * (over the file count or byte limits), FAILED_PRECONDITION (SAME_BRANCH: the branch moved
+   * away from `base_sha`, or heads no open pull request), NOT_FOUND (no such repository or base commit).
+   *
+   * @generated from rpc hookmesh.github.v1.GitHubService.PublishChanges
+   */
+  publishChanges: {
+    methodKind: "unary";
+    input: typeof PublishChangesRequestSchema;
+    output: typeof PublishChangesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hookmesh_github_v1_github, 0);

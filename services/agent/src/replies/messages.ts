@@ -1,4 +1,8 @@
 import type { Task, TaskResult } from "../../../../gen/hookmesh/tasks/v1/task_pb.js";
+import type { Publication } from "../workspace/publish.js";
+
+/** Most changed files listed in a reply; the pull request has them all. */
+const MAX_LISTED_FILES = 50;
 
 /** Longest error text quoted in a reply; the timeline has the rest. */
 const MAX_ERROR_CHARS = 300;
@@ -32,9 +36,27 @@ export function progressText(task: Task, link: string, elapsedMs: number, costUs
   return `⏳ Still working (task \`${task.id}\`, attempt ${task.attempt}): ${formatDuration(elapsedMs)} so far, ${formatCost(costUsd)}. ${link}`;
 }
 
-export function answerText(result: TaskResult, link: string, durationMs: number): string {
+export function answerText(result: TaskResult, link: string, durationMs: number, publication?: Publication): string {
   const answer = result.answer.trim() || "(the agent finished without an answer)";
-  return `${answer}\n\n---\n✅ Done in ${formatDuration(durationMs)} · ${formatCost(result.costUsd)} · ${link}`;
+  const changes = publication ? `\n\n${publicationText(publication)}` : "";
+  return `${answer}${changes}\n\n---\n✅ Done in ${formatDuration(durationMs)} · ${formatCost(result.costUsd)} · ${link}`;
+}
+
+/** Where the run's changes went, and which files they touch. */
+export function publicationText(publication: Publication): string {
+  const { pullRequest, branch } = publication;
+  let head: string;
+  if (publication.dryRun)
+    head = `🔀 Dry run: the changes were not published (branch \`${branch}\`); the task's timeline has the requests and the diff.`;
+  else if (pullRequest) head = `🔀 Pull request #${pullRequest.number}: ${pullRequest.url}`;
+  else head = `🔀 Pushed ${publication.commitSha.slice(0, 12)} to \`${branch}\``;
+  const listed = publication.changed.slice(0, MAX_LISTED_FILES).map((change) => {
+    const path = change.from ? `\`${change.from}\` → \`${change.path}\`` : `\`${change.path}\``;
+    return `- ${path} (${change.status})`;
+  });
+  const more = publication.changed.length - listed.length;
+  if (more > 0) listed.push(`- … and ${more} more`);
+  return `${head}\n\nFiles changed:\n${listed.join("\n")}`;
 }
 
 export function retryingText(task: Task, result: TaskResult, link: string): string {

@@ -232,13 +232,15 @@ export class BwrapSandbox implements Sandbox {
       "--new-session",
       "--cap-drop",
       "ALL",
-      ...this.baseArgs,
+      // Before the binds: a tmpfs mounted later would hide every path bound under /tmp (a
+      // checkout or read-only path there, as on CI machines that clone into /tmp).
       "--proc",
       "/proc",
       "--dev",
       "/dev",
       "--tmpfs",
       "/tmp",
+      ...this.baseArgs,
     ];
   }
 

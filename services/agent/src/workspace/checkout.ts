@@ -10,28 +10,7 @@ import type { WorkspaceConfig } from "../config.js";
 import type { AgentEvent } from "../runners/runner.js";
 import { GitCommandError, gitEnv, runGit } from "./checkout-git.js";
 import { directoryBytes, MirrorCache } from "./checkout-mirrors.js";
-
-/**
- * What a run's directory is once checked out, for whatever works on it after the agent (the
- * publishing of its changes as a pull request):
- * - `dir` is a git repository (a clone sharing the worker's mirror through
- *   `.git/objects/info/alternates`), HEAD detached at `baseSha`, the working tree clean but for
- *   what the agent wrote; `/.home/` (the agent's HOME) is in `.git/info/exclude`.
- * - `origin` is `{GITHUB_GIT_URL}/{owner}/{repo}.git`, with no credential; nothing in `.git`
- *   holds a token. When `baseRef` names a branch, `refs/remotes/origin/{baseRef}` is `baseSha`.
- * - No git identity is configured: a commit must say its author.
- * It lives until the run's directory is removed, after the run.
- */
-export interface Workspace {
-  dir: string;
-  repository: { owner: string; repo: string; installationId: bigint };
-  /** The branch checked out (`main`; a pull request's head branch), or the tag or ref asked for; "" for a commit SHA. */
-  baseRef: string;
-  /** The commit checked out. */
-  baseSha: string;
-  /** Set for a task on a pull request: its head was checked out (`refs/pull/{number}/head`). */
-  pullRequest?: { number: bigint; headRef: string; baseRef: string };
-}
+import type { Workspace } from "./workspace.js";
 
 /** The checkout could not be made; `retryable` says whether another attempt may do better. */
 export class WorkspaceError extends Error {
@@ -44,7 +23,16 @@ export class WorkspaceError extends Error {
   }
 }
 
-/** A checkout made for one run: the workspace, what the sandbox must show read-only, and its release. */
+/**
+ * A checkout made for one run: the workspace, what the sandbox must show read-only, and its
+ * release. The workspace's `dir` is the run's directory: a git repository that borrows the
+ * mirror's objects (`.git/objects/info/alternates` → `objectStore`), HEAD detached at `baseSha`,
+ * the working tree clean; `origin` is `{GITHUB_GIT_URL}/{owner}/{repo}.git` with no credential
+ * (nothing in `.git` holds a token); when `baseRef` names a branch, `refs/remotes/origin/{baseRef}`
+ * is `baseSha`; `/.home/` (the agent's HOME) is in `.git/info/exclude`; no git identity is set.
+ * `objectStore` (the mirror's `objects`) is shown read-only in the sandbox, so that the agent's
+ * git works: it can read, never write it. It stays (and is not evicted) until `release`.
+ */
 export interface Checkout {
   workspace: Workspace;
   /** The mirror's object store, which the clone borrows from: visible read-only in the sandbox. */
@@ -190,7 +178,8 @@ export class Checkouts {
           repository: { owner, repo, installationId },
           baseRef: fetched.baseRef,
           baseSha: fetched.sha,
-          ...(pull && { pullRequest: pull }),
+          ...(pull && { pullRequest: { number: pull.number, headRef: pull.headRef } }),
+          objectStore: join(mirror, "objects"),
         },
         sandboxPaths: [join(mirror, "objects")],
         release: fetched.release,
@@ -232,7 +221,10 @@ export class Checkouts {
     }
   }
 
-  private async pullRequest(repository: TaskRepository, signal: AbortSignal): Promise<Workspace["pullRequest"]> {
+  private async pullRequest(
+    repository: TaskRepository,
+    signal: AbortSignal,
+  ): Promise<{ number: bigint; headRef: string; baseRef: string }> {
     const number = repository.pullRequestNumber;
     try {
       const res = await this.deps.github.getPullRequest(
