@@ -21,7 +21,7 @@ import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkspaceSettingsSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
-import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { RunOutcome, type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
 
@@ -70,9 +70,11 @@ describe("workspaces, end to end", () => {
     const shas = await git.createRepository(
       "octo/repo",
       [{ "README.md": "on main\n" }, { "README.md": "the pull request's head\n" }],
-      { refs: { "refs/heads/main": 0, "refs/pull/7/head": 1 } },
+      { refs: { "refs/heads/main": 0, "refs/heads/feature": 1, "refs/pull/7/head": 1 } },
     );
     headSha = shas[1]!;
+    // The same repository behind the REST API, for the publish of the agent's changes.
+    github.importRepository("octo", "repo", git.path("octo/repo"));
     const port = await freePort();
     githubService = startService("@hookmesh/github", {
       ...identities.env,
@@ -100,7 +102,7 @@ describe("workspaces, end to end", () => {
       AGENT_PORT: "0",
       AGENT_HOST: "127.0.0.1",
       AGENT_RUNNER: "command",
-      AGENT_COMMAND: "cat README.md; git rev-parse HEAD",
+      AGENT_COMMAND: `cat README.md; git rev-parse HEAD; case "$HOOKMESH_PROMPT" in *"change the README"*) echo changed >> README.md;; esac`,
       AGENT_CONCURRENCY: "1",
       AGENT_WORKDIR: join(dir, "runs"),
       AGENT_PROGRESS_INTERVAL_MS: "0",
@@ -123,7 +125,7 @@ describe("workspaces, end to end", () => {
   });
 
   /** A new comment each time: the gateway takes the same signed body twice as one delivery. */
-  async function mentionOnPullRequest(commentId: number): Promise<string> {
+  async function mentionOnPullRequest(commentId: number, text = "what does the README say?"): Promise<string> {
     const body = JSON.stringify({
       action: "created",
       issue: {
@@ -131,7 +133,7 @@ describe("workspaces, end to end", () => {
         title: "Add the feature",
         pull_request: { url: "https://api.github.com/repos/octo/repo/pulls/7" },
       },
-      comment: { id: commentId, body: "@hookmesh what does the README say?", author_association: "OWNER" },
+      comment: { id: commentId, body: `@hookmesh ${text}`, author_association: "OWNER" },
       repository: { name: "repo", owner: { login: "octo" } },
       installation: { id: Number(INSTALLATION) },
       sender: { id: 1, login: "octocat", type: "User" },
@@ -186,5 +188,21 @@ describe("workspaces, end to end", () => {
     for (const token of github.installationTokens.keys()) {
       expect(JSON.stringify([first.calls, second.calls, first.task.result?.answer])).not.toContain(token);
     }
+  }, 90_000);
+
+  it("turns the agent's change in the checkout into a follow-up pull request against the pull request's branch", async () => {
+    const id = await mentionOnPullRequest(103, "please change the README");
+    const { task, calls } = await finished(id);
+    const pull = github.pullsOf("octo", "repo").find((p) => (p.head as { ref: string }).ref === `hookmesh/${id}`);
+    expect(pull).toMatchObject({ base: { ref: "feature" } });
+    const commit = github.git.get(github.branch("octo", "repo", `hookmesh/${id}`)!, "commit")!;
+    expect(commit.parents).toEqual([headSha]);
+    expect(calls).toContainEqual(expect.stringMatching(/^git\.fetch octo\/repo .* \(mirror cache hit/));
+    expect(calls).toContainEqual(expect.stringMatching(/^github\.PublishChanges /));
+    expect(task.result!.outcome).toBe(RunOutcome.SUCCEEDED);
+    // The answer on the pull request links the new one.
+    await expect
+      .poll(() => [...github.comments.values()].some((c) => String(c.body).includes(String(pull!.html_url))), POLL)
+      .toBe(true);
   }, 90_000);
 });

@@ -242,8 +242,8 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
   });
 
   it("refuses names that are not GitHub's, and LFS on a worker without git-lfs, for good", async () => {
-    const escape = await runAgent("true", { checkouts: checkouts(), repository: repository({ owner: ".." }) });
-    expect(escape.report).toMatchObject({
+    const dotted = await runAgent("true", { checkouts: checkouts(), repository: repository({ owner: ".." }) });
+    expect(dotted.report).toMatchObject({
       retryable: false,
       result: { error: '"../widgets" is not a GitHub repository name' },
     });
