@@ -146,6 +146,8 @@ export class AgentRun {
       clearTimeout(timer);
       return await this.publishChanges(report, started);
     } catch (err) {
+      // A checkout cut short by a stop (cancel, shutdown, lease lost) ends as that stop says.
+      if (this.stopReason !== undefined && this.handle === undefined) return this.report(notStarted, started);
       const error = err instanceof Error ? err.message : String(err);
       return {
         result: this.result(notStarted, started, { outcome: RunOutcome.AGENT_ERROR, error }),

@@ -14,7 +14,12 @@ import {
   PullRequestSchema,
 } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
-import { OutputStream, type TaskRepository, TaskRepositorySchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import {
+  OutputStream,
+  RunOutcome,
+  type TaskRepository,
+  TaskRepositorySchema,
+} from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { AgentRun, systemClock } from "../src/agent-run.js";
 import type { WorkspaceConfig } from "../src/config.js";
 import { createRunners } from "../src/runners/index.js";
@@ -96,7 +101,14 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
 
   async function runAgent(
     command: string,
-    options: { checkouts: Checkouts; repository?: TaskRepository; profile?: AgentProfile; configBundlesDir?: string },
+    options: {
+      checkouts: Checkouts;
+      repository?: TaskRepository;
+      profile?: AgentProfile;
+      configBundlesDir?: string;
+      /** Called with the run once it started, e.g. to stop it. */
+      started?: (run: AgentRun) => void;
+    },
   ) {
     const log = eventLog();
     const run = new AgentRun({
@@ -115,7 +127,9 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
       ...(options.repository && { repository: options.repository }),
       ...(options.configBundlesDir && { configBundlesDir: options.configBundlesDir }),
     });
-    const report = await run.run();
+    const running = run.run();
+    options.started?.(run);
+    const report = await running;
     return { report, log, stdout: log.text(OutputStream.STDOUT).join("\n") };
   }
 
@@ -281,6 +295,22 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
       });
       expect(report.retryable).toBe(true);
       expect(report.result.error).toContain("timed out after 1000 ms (AGENT_CLONE_TIMEOUT_MS)");
+    } finally {
+      silent.close();
+    }
+  });
+
+  it("ends a checkout cut short by a cancel as CANCELED, not as a failed fetch", async () => {
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const { report } = await runAgent("true", {
+        checkouts: checkouts({ gitUrl: `http://127.0.0.1:${port}` }),
+        repository: repository(),
+        started: (run) => setTimeout(() => run.stop("cancel"), 300),
+      });
+      expect(report).toMatchObject({ retryable: false, result: { outcome: RunOutcome.CANCELED, error: "canceled" } });
     } finally {
       silent.close();
     }

@@ -589,9 +589,9 @@ export type AgentProfile = Message<"hookmesh.tasks.v1.AgentProfile"> & {
   workspace?: WorkspaceSettings | undefined;
 
   /**
-   * The `claude` runner's `--permission-mode`: `default`, `acceptEdits`, `bypassPermissions` or
-   * `plan`; empty means `acceptEdits` (edits and local commands inside the sandboxed workspace,
-   * without asking). Other runners ignore it.
+   * The `claude` runner's `--permission-mode`: `default`, `acceptEdits`, `plan`, `dontAsk`,
+   * `bypassPermissions` or `auto`; empty means `acceptEdits` (edits and local commands inside the
+   * sandboxed workspace, without asking). Other runners ignore it.
    *
    * @generated from field: string permission_mode = 11;
    */
