@@ -193,7 +193,7 @@ export class AgentRun {
       });
     }
     const home = join(workdir, HOME_DIR);
-    await mkdir(home);
+    await mkdir(join(home, TMP_IN_HOME), { recursive: true });
     if (settings?.configBundle) await copyConfigBundle(options.configBundlesDir, settings.configBundle, home);
   }
 
@@ -299,6 +299,11 @@ const PUBLISH_TIMEOUT_MS = 5 * 60_000;
 
 /** The agent's HOME, fresh in the run's directory: nothing of the worker's home reaches it. */
 const HOME_DIR = ".home";
+/**
+ * The agent's TMPDIR, inside its HOME: in a checkout, HOME is what commits leave out, so the
+ * agent's temporary files never end up in its pull request.
+ */
+const TMP_IN_HOME = "tmp";
 
 /**
  * The agent's whole environment: a minimal base (PATH, LANG, a fresh HOME), the variables the
@@ -313,7 +318,7 @@ function agentEnv(
     const value = options.workerEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  env.TMPDIR = workdir;
+  env.TMPDIR = join(workdir, HOME_DIR, TMP_IN_HOME);
   env.HOOKMESH_TASK_ID = options.taskId;
   if (Buffer.byteLength(options.prompt) <= MAX_ENV_PROMPT_BYTES) env.HOOKMESH_PROMPT = options.prompt;
   return env;

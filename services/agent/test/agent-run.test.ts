@@ -174,8 +174,9 @@ describe("AgentRun", () => {
       HOOKMESH_TASK_ID: "task-1",
       HOOKMESH_PROMPT: "fix the bug",
     });
-    expect(isolated.TMPDIR).toMatch(/\/runs\/run-/);
-    expect(isolated.HOME).toBe(`${isolated.TMPDIR}/.home`);
+    expect(isolated.HOME).toMatch(/\/runs\/run-[^/]+\/\.home$/);
+    // Inside HOME, which a commit of a checkout leaves out.
+    expect(isolated.TMPDIR).toBe(`${isolated.HOME}/tmp`);
     expect(isolated.SECRET_X).toBeUndefined();
     const allowed = await env(profile({ allowedEnv: ["SECRET_X", "NOT_SET_ON_THE_WORKER"] }));
     expect(allowed.SECRET_X).toBe("hunter2");
