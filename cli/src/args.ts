@@ -1,3 +1,5 @@
+import { UsageError } from "./command.js";
+
 export type Print = (line: string) => void;
 
 /** The value of a generated enum named on the command line, e.g. `dead` for TASK_STATE_DEAD. */
@@ -11,12 +13,12 @@ export function enumValue<E extends Record<string, string | number>>(
   const value = values[key];
   if (typeof value !== "number") {
     const known = Object.keys(values).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED");
-    throw new Error(`${flag}: unknown value "${name}"; one of ${known.map((k) => k.toLowerCase()).join(", ")}`);
+    throw new UsageError(`${flag}: unknown value "${name}"; one of ${known.map((k) => k.toLowerCase()).join(", ")}`);
   }
   return value;
 }
 
 export function required(value: string | undefined, what: string): string {
-  if (!value) throw new Error(`missing ${what}`);
+  if (!value) throw new UsageError(`missing ${what}`);
   return value;
 }

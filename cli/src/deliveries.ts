@@ -1,45 +1,126 @@
-import { parseArgs } from "node:util";
-import { toJsonString } from "@bufbuild/protobuf";
+import { type create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Transport } from "@connectrpc/connect";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
-import { DeliveryService } from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
+import {
+  DeliveryService,
+  GetDeliveryResponseSchema,
+  ListDeliveriesResponseSchema,
+  RedeliverResponseSchema,
+} from "../../gen/hookmesh/gateway/v1/delivery_service_pb.js";
 import { enumValue, type Print, required } from "./args.js";
+import {
+  type CommandSpec,
+  nextPageHint,
+  PAGING_FLAGS,
+  PAGING_OPTIONS,
+  pages,
+  paging,
+  parseCommand,
+  runGroup,
+} from "./command.js";
+
+const JSON_FLAG = { json: { type: "boolean" } } as const;
+
+const LIST = {
+  usage: "deliveries list [--status S] [--provider P] [--page-size N] [--page-token T] [--all] [--json]",
+  summary: "What the gateway received and what became of it, newest first.",
+  options: { status: { type: "string" }, provider: { type: "string" }, ...PAGING_OPTIONS },
+  flags: {
+    status: "only deliveries with this status, e.g. accepted, duplicate, rejected",
+    provider: "only deliveries from this provider: github, slack, jira, sentry",
+    ...PAGING_FLAGS,
+  },
+  example: "hookmesh deliveries list --status rejected --provider slack",
+} satisfies CommandSpec;
+
+const SHOW = {
+  usage: "deliveries show ID [--json]",
+  summary: "One delivery as JSON (headers redacted, body base64).",
+  options: JSON_FLAG,
+  flags: { json: "print the whole response (GetDeliveryResponse) instead of the delivery alone" },
+  example: "hookmesh deliveries show 3f6c1f0e-…",
+} satisfies CommandSpec;
+
+const REDELIVER = {
+  usage: "deliveries redeliver ID [--json]",
+  summary: "Submits a logged delivery to the tasks service again.",
+  options: JSON_FLAG,
+  flags: { json: "print the response as protobuf JSON (RedeliverResponse)" },
+  example: "hookmesh deliveries redeliver 3f6c1f0e-…",
+} satisfies CommandSpec;
 
 /** `hookmesh deliveries list|show|redeliver`, against the gateway's delivery log. */
-export async function deliveriesCommand(args: string[], gateway: Transport, print: Print): Promise<void> {
-  const client = createClient(DeliveryService, gateway);
-  const [sub, ...rest] = args;
-  switch (sub) {
-    case "list": {
-      const { values } = parseArgs({
-        args: rest,
-        options: { status: { type: "string" }, provider: { type: "string" }, limit: { type: "string", default: "20" } },
-      });
-      const { deliveries } = await client.listDeliveries({
-        pageSize: Number(values.limit),
-        status: values.status
-          ? enumValue(DeliveryStatus, "DELIVERY_STATUS_", values.status, "--status")
-          : DeliveryStatus.UNSPECIFIED,
-        provider: values.provider
-          ? enumValue(Provider, "PROVIDER_", values.provider, "--provider")
-          : Provider.UNSPECIFIED,
-      });
-      for (const delivery of deliveries) print(formatDelivery(delivery));
-      return;
-    }
-    case "show":
-      return print(
-        toJsonString(DeliverySchema, (await client.getDelivery({ id: required(rest[0], "delivery id") })).delivery!, {
-          prettySpaces: 2,
-        }),
-      );
-    case "redeliver":
-      return print(formatDelivery((await client.redeliver({ id: required(rest[0], "delivery id") })).delivery!));
-    default:
-      throw new Error(`unknown deliveries command "${sub ?? ""}": use list, show or redeliver`);
-  }
+export async function deliveriesCommand(args: string[], gateway: () => Transport, print: Print): Promise<void> {
+  // Opened by the first call, so that --help and usage errors need no identity.
+  let opened: Client<typeof DeliveryService> | undefined;
+  const client = () => (opened ??= createClient(DeliveryService, gateway()));
+  return runGroup(
+    "deliveries",
+    "The gateway's delivery log.",
+    {
+      list: {
+        spec: LIST,
+        async run(rest) {
+          const parsed = parseCommand(LIST, rest, print);
+          if (!parsed) return;
+          const { values } = parsed;
+          const page = paging(values);
+          const filters = {
+            pageSize: page.pageSize,
+            status: values.status
+              ? enumValue(DeliveryStatus, "DELIVERY_STATUS_", values.status, "--status")
+              : DeliveryStatus.UNSPECIFIED,
+            provider: values.provider
+              ? enumValue(Provider, "PROVIDER_", values.provider, "--provider")
+              : Provider.UNSPECIFIED,
+          };
+          let all: ReturnType<typeof create<typeof ListDeliveriesResponseSchema>> | undefined;
+          for await (const res of pages(page, (pageToken) => client().listDeliveries({ ...filters, pageToken }))) {
+            if (all) {
+              all.deliveries.push(...res.deliveries);
+              all.nextPageToken = res.nextPageToken;
+            } else {
+              // The first page also carries the rejection counts: keep them in the one document.
+              all = res;
+            }
+            if (!values.json) for (const delivery of res.deliveries) print(formatDelivery(delivery));
+          }
+          if (values.json) return print(toJsonString(ListDeliveriesResponseSchema, all!, { prettySpaces: 2 }));
+          if (all!.nextPageToken) print(nextPageHint("deliveries list", rest, all!.nextPageToken));
+        },
+      },
+      show: {
+        spec: SHOW,
+        async run(rest) {
+          const parsed = parseCommand(SHOW, rest, print);
+          if (!parsed) return;
+          const res = await client().getDelivery({ id: required(parsed.positionals[0], "delivery id") });
+          print(
+            parsed.values.json
+              ? toJsonString(GetDeliveryResponseSchema, res, { prettySpaces: 2 })
+              : toJsonString(DeliverySchema, res.delivery!, { prettySpaces: 2 }),
+          );
+        },
+      },
+      redeliver: {
+        spec: REDELIVER,
+        async run(rest) {
+          const parsed = parseCommand(REDELIVER, rest, print);
+          if (!parsed) return;
+          const res = await client().redeliver({ id: required(parsed.positionals[0], "delivery id") });
+          print(
+            parsed.values.json
+              ? toJsonString(RedeliverResponseSchema, res, { prettySpaces: 2 })
+              : formatDelivery(res.delivery!),
+          );
+        },
+      },
+    },
+    args,
+    print,
+  );
 }
 
 function formatDelivery(d: Delivery): string {

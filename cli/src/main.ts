@@ -1,15 +1,18 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createLogger } from "@hookmesh/kit";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { agentsCommand } from "./agents.js";
+import { type CommandSpec, parseCommand, UsageError } from "./command.js";
 import { deliveriesCommand } from "./deliveries.js";
 import { certsCommand, tokenCommand } from "./identity-commands.js";
 import { identityFlags, type OperatorConnection, operatorConnection } from "./operator.js";
 import { redisAclCommand } from "./redis-acl.js";
+import { routesCommand } from "./routes.js";
 import { sendCommand } from "./send.js";
 import { SERVICES, selectServices, service } from "./services.js";
 import { startServices } from "./start.js";
 import { checkStatus, formatStatus } from "./status.js";
-import { routesCommand, tasksCommand } from "./tasks.js";
+import { tasksCommand } from "./tasks.js";
 
 const USAGE = `usage: hookmesh <command>
 
@@ -20,22 +23,26 @@ commands:
                         post a signed delivery mentioning hookmesh to the gateway's HTTP
                         endpoint /webhooks/PROVIDER (github, slack, jira, sentry); --follow
                         streams the task's timeline, exit 0 only if the task SUCCEEDED
-  tasks list [--state S] [--provider P] [--limit N]
-  tasks show ID         print a task as JSON
-  tasks tail ID [AFTER] stream a task's timeline until it ends
+  tasks list [--state S] [--provider P] [--page-size N] [--page-token T] [--all]
+  tasks get ID          print a task as JSON
+  tasks tail ID [AFTER] stream a task's timeline, with event ids, until it ends
   tasks cancel ID [WHY] cancel a queued task, or stop a running one
   tasks retry ID        queue a failed, dead or canceled task again
-  routes list | get ID | delete ID
+  routes list | get ID | upsert -f FILE | delete ID
                         the tasks service's routing rules, which decide what becomes a task
-  deliveries list [--status S] [--provider P] [--limit N]
+  deliveries list [--status S] [--provider P] [--page-size N] [--page-token T] [--all]
   deliveries show ID    print a delivery (headers redacted, body base64) as JSON
   deliveries redeliver ID
+  agents list | drain   the agent worker at AGENT_URL: its runs; stop it leasing tasks
   certs [--renew]       make (or renew) the development CA and identities under HOOKMESH_HOME
   token create NAME [--file FILE]
                         a bearer token for NAME (e.g. operator), its hash stored in FILE
                         (default HOOKMESH_OPERATOR_TOKENS_FILE)
   redis-acl [--format commands|aclfile]
                         print Redis ACL users confining each service to its keys
+
+Commands that print data take --json (protobuf JSON of the response); every command of
+tasks, routes, deliveries and agents takes --help, e.g. hookmesh tasks list --help.
 
 Commands that call the mesh do so as the operator: HOOKMESH_TOKEN if set, else the
 certificate in --cert/--key/--ca (OPERATOR_TLS_CERT_FILE/_KEY_FILE/_CA_FILE), else the
@@ -44,6 +51,14 @@ development one under HOOKMESH_HOME (.hookmesh); cleartext only with HOOKMESH_IN
 services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL);
 the gateway's HTTP endpoints at GATEWAY_HTTP_URL (default http://127.0.0.1:8080).`;
+
+const STATUS = {
+  usage: "status [--json]",
+  summary: "The health of every service (grpc.health.v1); exit 1 if any is not SERVING.",
+  options: { json: { type: "boolean" } },
+  flags: { json: 'print {"services": [{"name", "url", "status", "healthy"}]} as JSON' },
+  example: "hookmesh status --json",
+} satisfies CommandSpec;
 
 /** Aborts on Ctrl-C, so that a command streaming a timeline ends its stream instead of dying mid-line. */
 function untilInterrupted(): AbortSignal {
@@ -75,8 +90,10 @@ try {
       process.exitCode = await startServices(selectServices(args), logger);
       break;
     case "status": {
+      const parsed = parseCommand(STATUS, args, print);
+      if (!parsed) break;
       const rows = await checkStatus(SERVICES, env, (s) => connect().transport(s));
-      print(formatStatus(rows));
+      print(parsed.values.json ? JSON.stringify({ services: rows }, null, 2) : formatStatus(rows));
       process.exitCode = rows.every((r) => r.healthy) ? 0 : 1;
       break;
     }
@@ -86,13 +103,20 @@ try {
       break;
     }
     case "tasks":
-      await tasksCommand(args, connect().transport(service("tasks")), print, untilInterrupted());
+      await tasksCommand(args, () => connect().transport(service("tasks")), {
+        print,
+        note,
+        signal: untilInterrupted(),
+      });
       break;
     case "deliveries":
-      await deliveriesCommand(args, connect().transport(service("gateway")), print);
+      await deliveriesCommand(args, () => connect().transport(service("gateway")), print);
       break;
     case "routes":
-      await routesCommand(args, connect().transport(service("tasks")), print);
+      await routesCommand(args, () => connect().transport(service("tasks")), print);
+      break;
+    case "agents":
+      await agentsCommand(args, () => connect().transport(service("agent")), print);
       break;
     case "certs":
       await certsCommand(args, env, print);
@@ -121,7 +145,7 @@ try {
         ? err.message
         : String(err);
   console.error(`hookmesh ${command}: ${message}`);
-  process.exitCode = 1;
+  process.exitCode = err instanceof UsageError ? 2 : 1;
 } finally {
   operator?.close();
 }

@@ -1,0 +1,141 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import type { Print } from "./args.js";
+
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig["options"]>;
+
+/** A mistake on the command line (unknown flag, missing argument): exit 2, unlike a failed call (exit 1). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** What `--help` says about a command, and the flags it accepts (anything else is refused). */
+export interface CommandSpec<O extends ParseArgsOptionsConfig = ParseArgsOptionsConfig> {
+  /** e.g. `tasks list [--state S]`, without the leading `hookmesh`. */
+  usage: string;
+  summary: string;
+  options: O;
+  /** One line per flag, keyed by the flag's name. */
+  flags: { [K in keyof O]: string };
+  example: string;
+}
+
+type Parsed<O extends ParseArgsOptionsConfig> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>
+>;
+
+export function commandHelp(spec: CommandSpec): string {
+  const flags = Object.entries(spec.flags).map(([name, text]) => {
+    const value = spec.options[name]!.type === "string" ? " VALUE" : "";
+    return `  --${name}${value}`.padEnd(26) + text;
+  });
+  return [
+    `usage: hookmesh ${spec.usage}`,
+    "",
+    spec.summary,
+    ...(flags.length ? ["", "flags:", ...flags] : []),
+    "",
+    "example:",
+    `  ${spec.example}`,
+  ].join("\n");
+}
+
+/** The command's flags and arguments; undefined when `--help` asked for (and got) its help instead. */
+export function parseCommand<O extends ParseArgsOptionsConfig>(
+  spec: CommandSpec<O>,
+  args: string[],
+  print: Print,
+): Parsed<O> | undefined {
+  if (args.includes("--help") || args.includes("-h")) {
+    print(commandHelp(spec));
+    return undefined;
+  }
+  try {
+    return parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
+  } catch (err) {
+    // node's message names the flag, then explains `--`; the first sentence is what a person needs.
+    const [reason] = (err as Error).message.split(/\.\s/, 1);
+    throw new UsageError(`${reason}; see hookmesh ${spec.usage.split(/ [[A-Z-]/, 1)[0]} --help`);
+  }
+}
+
+export interface Subcommand {
+  spec: CommandSpec;
+  run(args: string[]): Promise<void>;
+}
+
+/** Runs `hookmesh GROUP SUB ...`, or prints the group's commands for `--help`. */
+export async function runGroup(
+  group: string,
+  summary: string,
+  subcommands: Record<string, Subcommand>,
+  args: string[],
+  print: Print,
+): Promise<void> {
+  const [sub, ...rest] = args;
+  const help = () =>
+    [
+      `usage: hookmesh ${group} <command>`,
+      "",
+      summary,
+      "",
+      "commands:",
+      // An alias (tasks show = tasks get) shares its spec: listed once.
+      ...[...new Set(Object.values(subcommands).map((s) => s.spec))].flatMap((spec) => [
+        `  ${spec.usage}`,
+        `      ${spec.summary.split("\n", 1)[0]}`,
+      ]),
+      "",
+      `hookmesh ${group} <command> --help describes one.`,
+    ].join("\n");
+  if (sub === "--help" || sub === "-h" || sub === "help") return print(help());
+  const command = sub === undefined ? undefined : subcommands[sub];
+  if (!command) throw new UsageError(`unknown ${group} command "${sub ?? ""}"\n\n${help()}`);
+  return command.run(rest);
+}
+
+/** The flags every list command takes. */
+export const PAGING_OPTIONS = {
+  "page-size": { type: "string" },
+  "page-token": { type: "string" },
+  all: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+export const PAGING_FLAGS = {
+  "page-size": "how many per page (the service caps it)",
+  "page-token": "the page to start at, as the previous page printed",
+  all: "follow every page to the end",
+  json: "print the response as protobuf JSON (with --all: every page's items in one document)",
+} as const;
+
+export interface Paging {
+  pageSize: number;
+  pageToken: string;
+  all: boolean;
+}
+
+export function paging(values: { "page-size"?: string; "page-token"?: string; all?: boolean }, pageSize = 20): Paging {
+  const size = values["page-size"] === undefined ? pageSize : Number(values["page-size"]);
+  if (!Number.isInteger(size) || size < 1)
+    throw new UsageError(`--page-size: "${values["page-size"]}" is not a positive whole number`);
+  return { pageSize: size, pageToken: values["page-token"] ?? "", all: values.all ?? false };
+}
+
+/** The pages from `paging.pageToken` on: one, or with `all` each until the last. */
+export async function* pages<R extends { nextPageToken: string }>(
+  { pageToken, all }: Paging,
+  fetch: (pageToken: string) => Promise<R>,
+): AsyncGenerator<R> {
+  let token = pageToken;
+  do {
+    const page = await fetch(token);
+    yield page;
+    token = page.nextPageToken;
+  } while (all && token !== "");
+}
+
+/** The text-mode last line after a page that is not the last: the same command, at the next page. */
+export function nextPageHint(command: string, args: readonly string[], nextPageToken: string): string {
+  const kept = args.filter((arg, i) => !arg.startsWith("--page-token") && args[i - 1] !== "--page-token");
+  return `next page: hookmesh ${[command, ...kept].join(" ")} --page-token ${nextPageToken}`;
+}

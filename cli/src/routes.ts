@@ -1,0 +1,157 @@
+import { readFileSync } from "node:fs";
+import { fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
+import { type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { parse as parseYaml } from "yaml";
+import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { type Route, RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
+import {
+  GetRouteResponseSchema,
+  ListRoutesResponseSchema,
+  RouteService,
+  UpsertRouteResponseSchema,
+} from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
+import { type Print, required } from "./args.js";
+import { type CommandSpec, parseCommand, runGroup } from "./command.js";
+
+const JSON_FLAG = { json: { type: "boolean" } } as const;
+
+const LIST = {
+  usage: "routes list [--json]",
+  summary: "The routing rules, highest priority first.",
+  options: JSON_FLAG,
+  flags: { json: "print the response as protobuf JSON (ListRoutesResponse)" },
+  example: "hookmesh routes list",
+} satisfies CommandSpec;
+
+const GET = {
+  usage: "routes get ID [--json]",
+  summary: "One routing rule, as protobuf JSON (the shape `routes upsert -f` takes).",
+  options: JSON_FLAG,
+  flags: { json: "print the whole response (GetRouteResponse) instead of the rule alone" },
+  example: "hookmesh routes get github-mention > rule.json",
+} satisfies CommandSpec;
+
+const UPSERT = {
+  usage: "routes upsert -f FILE [--json]",
+  summary:
+    "Creates or replaces the rules in FILE (YAML or JSON: one rule, or a list, in the shape\n" +
+    "`routes get` prints), in order; the first rule the service refuses stops the command\n" +
+    "with the field at fault, e.g. routes[1].priority, and exit 1.",
+  options: { file: { type: "string", short: "f" }, ...JSON_FLAG },
+  flags: {
+    file: "the YAML or JSON file of rules (- for stdin)",
+    json: "print the stored rules as protobuf JSON (UpsertRouteResponse per rule, in a list)",
+  },
+  example: "hookmesh routes upsert -f rules.yaml",
+} satisfies CommandSpec;
+
+const DELETE = {
+  usage: "routes delete ID",
+  summary: "Deletes a routing rule.",
+  options: {},
+  flags: {},
+  example: "hookmesh routes delete slack-mention",
+} satisfies CommandSpec;
+
+/** `hookmesh routes list|get|upsert|delete`, against the tasks service's RouteService. */
+export async function routesCommand(args: string[], tasks: () => Transport, print: Print): Promise<void> {
+  // Opened by the first call, so that --help and usage errors need no identity.
+  let opened: Client<typeof RouteService> | undefined;
+  const client = () => (opened ??= createClient(RouteService, tasks()));
+  return runGroup(
+    "routes",
+    "The tasks service's routing rules, which decide what becomes a task.",
+    {
+      list: {
+        spec: LIST,
+        async run(rest) {
+          const parsed = parseCommand(LIST, rest, print);
+          if (!parsed) return;
+          const res = await client().listRoutes({});
+          if (parsed.values.json) return print(toJsonString(ListRoutesResponseSchema, res, { prettySpaces: 2 }));
+          for (const route of res.routes) print(formatRoute(route));
+        },
+      },
+      get: {
+        spec: GET,
+        async run(rest) {
+          const parsed = parseCommand(GET, rest, print);
+          if (!parsed) return;
+          const res = await client().getRoute({ id: required(parsed.positionals[0], "route id") });
+          print(
+            parsed.values.json
+              ? toJsonString(GetRouteResponseSchema, res, { prettySpaces: 2 })
+              : toJsonString(RouteSchema, res.route!, { prettySpaces: 2 }),
+          );
+        },
+      },
+      upsert: {
+        spec: UPSERT,
+        async run(rest) {
+          const parsed = parseCommand(UPSERT, rest, print);
+          if (!parsed) return;
+          const file = required(parsed.values.file, "-f FILE");
+          const routes = parseRoutes(file, readFileSync(file === "-" ? 0 : file, "utf8"));
+          const stored = [];
+          for (const [i, route] of routes.entries()) {
+            try {
+              stored.push(await client().upsertRoute({ route }));
+            } catch (err) {
+              const error = ConnectError.from(err);
+              // The service names the field as `route.x`; the file's reader needs the entry too.
+              const field = routes.length > 1 ? error.rawMessage.replace(/^route\b/, `routes[${i}]`) : error.rawMessage;
+              const written = stored.length ? ` (${stored.map((s) => s.route!.id).join(", ")} stored)` : "";
+              throw new ConnectError(`${file}: ${field}${written}`, error.code);
+            }
+          }
+          for (const res of stored) {
+            print(
+              parsed.values.json
+                ? toJsonString(UpsertRouteResponseSchema, res, { prettySpaces: 2 })
+                : `upserted ${res.route!.id}`,
+            );
+          }
+        },
+      },
+      delete: {
+        spec: DELETE,
+        async run(rest) {
+          const parsed = parseCommand(DELETE, rest, print);
+          if (!parsed) return;
+          const id = required(parsed.positionals[0], "route id");
+          await client().deleteRoute({ id });
+          print(`deleted ${id}`);
+        },
+      },
+    },
+    args,
+    print,
+  );
+}
+
+/** The rules of a YAML or JSON document (JSON is YAML): one rule, or a list of them. */
+function parseRoutes(file: string, text: string): Route[] {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (err) {
+    throw new Error(`${file}: not YAML or JSON: ${(err as Error).message}`);
+  }
+  const entries = Array.isArray(document) ? document : [document];
+  return entries.map((entry, i) => {
+    const where = Array.isArray(document) ? `routes[${i}]` : "route";
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      throw new Error(`${file}: ${where}: must be a mapping of route fields`);
+    }
+    try {
+      return fromJson(RouteSchema, entry as JsonValue);
+    } catch (err) {
+      throw new Error(`${file}: ${where}: ${(err as Error).message}`);
+    }
+  });
+}
+
+function formatRoute(route: Route): string {
+  const trigger = route.trigger?.kind.case ?? "none";
+  return `${route.id.padEnd(24)} ${String(route.priority).padStart(4)}  ${Provider[route.provider].toLowerCase().padEnd(7)} ${trigger}${route.disabled ? "  (disabled)" : ""}`;
+}
