@@ -39,8 +39,12 @@ export interface TasksIo {
   signal: AbortSignal;
 }
 
-/** Codes after which a stream was cut rather than refused: `tasks tail` reconnects after them. */
-const RECONNECT_CODES = new Set([Code.Unavailable, Code.Internal, Code.Unknown, Code.Aborted]);
+/**
+ * Codes after which a stream was cut rather than refused: `tasks tail` reconnects after them.
+ * CANCELED is among them because a server shutting down resets its streams with CANCEL; the
+ * caller's own Ctrl-C is told apart by its signal.
+ */
+const RECONNECT_CODES = new Set([Code.Unavailable, Code.Canceled, Code.Internal, Code.Unknown, Code.Aborted]);
 const MAX_RECONNECTS = 10;
 const RECONNECT_BASE_MS = 200;
 const RECONNECT_MAX_MS = 5_000;

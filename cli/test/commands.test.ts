@@ -202,6 +202,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
     await tasks.engine.report(task.id, grant.leaseId, [output("before the restart")]);
 
     const tail = spawn(process.execPath, [bin, "tasks", "tail", task.id], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const exited = once(tail, "exit");
     let stderr = "";
     tail.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const printed: string[] = [];
@@ -213,7 +214,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
     await tasks.engine.report(task.id, grant.leaseId, [output("after the restart")]);
     await tasks.engine.complete(task.id, grant.leaseId, undefined);
     for (let line = await reader.next(); !line.done; line = await reader.next()) printed.push(line.value);
-    const [code] = await once(tail, "exit");
+    const [code] = await exited;
 
     expect(code).toBe(0);
     expect(stderr).toMatch(/resuming after event \S+/);
@@ -228,13 +229,14 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
   it("ends quietly, exit 0, when the reader of a tail closes the pipe while the task still runs", async () => {
     const { task, grant } = await leased("tail-epipe");
     const tail = spawn(process.execPath, [bin, "tasks", "tail", task.id], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const exited = once(tail, "exit");
     let stderr = "";
     tail.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     await lines(tail).next();
     // The reader goes away, as `| head -1` does; the next event meets a closed pipe.
     tail.stdout!.destroy();
     await tasks.engine.report(task.id, grant.leaseId, [output("nobody reads this")]);
-    const [code] = await once(tail, "exit");
+    const [code] = await exited;
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     await tasks.engine.complete(task.id, grant.leaseId, undefined);
   });
