@@ -235,6 +235,20 @@ describe("hookmesh start", () => {
     expect(stdout).toMatch(/^answer: answer from the agent$/m);
   });
 
+  // Drains the worker, so it runs after every test that needs an agent.
+  it("reports status as JSON, lists the agent worker's runs and drains it, as the operator", async () => {
+    const status = JSON.parse((await run(process.execPath, [bin, "status", "--json"], { env })).stdout);
+    expect(status.services).toContainEqual({ name: "agent", url: env.AGENT_URL, status: "SERVING", healthy: true });
+    const { stdout: list } = await run(process.execPath, [bin, "agents", "list"], { env });
+    expect(list).toMatch(/^worker \S+ {2}0\/\d+ slots busy\n$/);
+    const listed = JSON.parse((await run(process.execPath, [bin, "agents", "list", "--json"], { env })).stdout);
+    expect(listed).toEqual({ workerId: expect.any(String), concurrency: expect.any(Number) });
+    const { stdout: drained } = await run(process.execPath, [bin, "agents", "drain"], { env });
+    expect(drained).toBe("draining; 0 runs in progress\n");
+    const after = JSON.parse((await run(process.execPath, [bin, "agents", "list", "--json"], { env })).stdout);
+    expect(after).toMatchObject({ workerId: listed.workerId, draining: true });
+  }, 60_000);
+
   it("stops every service on SIGTERM and exits 0", async () => {
     mesh.kill("SIGTERM");
     const [code] = await once(mesh, "exit");
