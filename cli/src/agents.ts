@@ -1,6 +1,6 @@
 import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { createClient, type Transport } from "@connectrpc/connect";
 import {
   AgentService,
   DrainResponseSchema,
@@ -22,18 +22,16 @@ const LIST = {
 const DRAIN = {
   usage: "agents drain [--json]",
   summary:
-    "Stops the worker at AGENT_URL leasing new tasks; its runs finish within the grace period.\n" +
-    "Draining twice is harmless.",
+    "Stops the worker at AGENT_URL leasing new tasks.\n" +
+    "Its runs finish within the grace period; draining twice is harmless.",
   options: JSON_FLAG,
   flags: { json: "print the response as protobuf JSON (DrainResponse)" },
   example: "hookmesh agents drain",
 } satisfies CommandSpec;
 
 /** `hookmesh agents list|drain`, against one agent worker's AgentService. */
-export async function agentsCommand(args: string[], agent: () => Transport, print: Print): Promise<void> {
-  // Opened by the first call, so that --help and usage errors need no identity.
-  let opened: Client<typeof AgentService> | undefined;
-  const client = () => (opened ??= createClient(AgentService, agent()));
+export async function agentsCommand(args: string[], agent: Transport, print: Print): Promise<void> {
+  const client = createClient(AgentService, agent);
   return runGroup(
     "agents",
     "An agent worker (AGENT_URL, default port 50052) and the agent runs in it.",
@@ -43,7 +41,7 @@ export async function agentsCommand(args: string[], agent: () => Transport, prin
         async run(rest) {
           const parsed = parseCommand(LIST, rest, print);
           if (!parsed) return;
-          const res = await client().listRuns({});
+          const res = await client.listRuns({});
           if (parsed.values.json) return print(toJsonString(ListRunsResponseSchema, res, { prettySpaces: 2 }));
           print(
             `worker ${res.workerId}  ${res.runs.length}/${res.concurrency} slots busy${res.draining ? "  DRAINING" : ""}`,
@@ -61,7 +59,7 @@ export async function agentsCommand(args: string[], agent: () => Transport, prin
         async run(rest) {
           const parsed = parseCommand(DRAIN, rest, print);
           if (!parsed) return;
-          const res = await client().drain({});
+          const res = await client.drain({});
           if (parsed.values.json) return print(toJsonString(DrainResponseSchema, res, { prettySpaces: 2 }));
           print(`draining; ${res.runsInProgress} runs in progress`);
         },

@@ -54,8 +54,15 @@ export function parseCommand<O extends ParseArgsOptionsConfig>(
   } catch (err) {
     // node's message names the flag, then explains `--`; the first sentence is what a person needs.
     const [reason] = (err as Error).message.split(/\.\s/, 1);
-    throw new UsageError(`${reason}; see hookmesh ${spec.usage.split(/ [[A-Z-]/, 1)[0]} --help`);
+    throw new UsageError(`${reason}; see hookmesh ${commandName(spec)} --help`);
   }
+}
+
+/** The command's words in its usage, e.g. `tasks list` of `tasks list [--state S]`. */
+function commandName(spec: CommandSpec): string {
+  const words = spec.usage.split(" ");
+  const end = words.findIndex((word) => !/^[a-z-]+$/.test(word));
+  return words.slice(0, end === -1 ? words.length : end).join(" ");
 }
 
 export interface Subcommand {

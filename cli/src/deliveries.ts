@@ -1,6 +1,6 @@
 import { type create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { createClient, type Transport } from "@connectrpc/connect";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import {
@@ -52,10 +52,8 @@ const REDELIVER = {
 } satisfies CommandSpec;
 
 /** `hookmesh deliveries list|show|redeliver`, against the gateway's delivery log. */
-export async function deliveriesCommand(args: string[], gateway: () => Transport, print: Print): Promise<void> {
-  // Opened by the first call, so that --help and usage errors need no identity.
-  let opened: Client<typeof DeliveryService> | undefined;
-  const client = () => (opened ??= createClient(DeliveryService, gateway()));
+export async function deliveriesCommand(args: string[], gateway: Transport, print: Print): Promise<void> {
+  const client = createClient(DeliveryService, gateway);
   return runGroup(
     "deliveries",
     "The gateway's delivery log.",
@@ -77,7 +75,7 @@ export async function deliveriesCommand(args: string[], gateway: () => Transport
               : Provider.UNSPECIFIED,
           };
           let all: ReturnType<typeof create<typeof ListDeliveriesResponseSchema>> | undefined;
-          for await (const res of pages(page, (pageToken) => client().listDeliveries({ ...filters, pageToken }))) {
+          for await (const res of pages(page, (pageToken) => client.listDeliveries({ ...filters, pageToken }))) {
             if (all) {
               all.deliveries.push(...res.deliveries);
               all.nextPageToken = res.nextPageToken;
@@ -96,7 +94,7 @@ export async function deliveriesCommand(args: string[], gateway: () => Transport
         async run(rest) {
           const parsed = parseCommand(SHOW, rest, print);
           if (!parsed) return;
-          const res = await client().getDelivery({ id: required(parsed.positionals[0], "delivery id") });
+          const res = await client.getDelivery({ id: required(parsed.positionals[0], "delivery id") });
           print(
             parsed.values.json
               ? toJsonString(GetDeliveryResponseSchema, res, { prettySpaces: 2 })
@@ -109,7 +107,7 @@ export async function deliveriesCommand(args: string[], gateway: () => Transport
         async run(rest) {
           const parsed = parseCommand(REDELIVER, rest, print);
           if (!parsed) return;
-          const res = await client().redeliver({ id: required(parsed.positionals[0], "delivery id") });
+          const res = await client.redeliver({ id: required(parsed.positionals[0], "delivery id") });
           print(
             parsed.values.json
               ? toJsonString(RedeliverResponseSchema, res, { prettySpaces: 2 })

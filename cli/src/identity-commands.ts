@@ -1,5 +1,4 @@
 import { appendFileSync, chmodSync } from "node:fs";
-import { parseArgs } from "node:util";
 import {
   createOperatorToken,
   type DevIdentities,
@@ -9,6 +8,7 @@ import {
   envTrustDomain,
 } from "@hookmesh/kit";
 import type { Print } from "./args.js";
+import { type CommandSpec, parseCommand, UsageError } from "./command.js";
 import { SERVICES } from "./services.js";
 
 /** One identity per service, the dashboard's (it is planned and already named in the contracts) and the operator's. */
@@ -28,9 +28,27 @@ export function devIdentities(env: Env, options: { renew?: boolean } = {}): Prom
   });
 }
 
+const CERTS = {
+  usage: "certs [--renew]",
+  summary: "Makes (or renews) the development CA and the services' identities under HOOKMESH_HOME.",
+  options: { renew: { type: "boolean", default: false } },
+  flags: { renew: "issue every identity again, even those far from expiry" },
+  example: "hookmesh certs --renew",
+} satisfies CommandSpec;
+
+const TOKEN = {
+  usage: "token create NAME [--file FILE]",
+  summary: "A bearer token for NAME (e.g. operator), printed once; its hash is stored in FILE.",
+  options: { file: { type: "string" } },
+  flags: { file: "where the hash goes (default HOOKMESH_OPERATOR_TOKENS_FILE)" },
+  example: "hookmesh token create ci --file ~/.hookmesh/operator-tokens",
+} satisfies CommandSpec;
+
 /** `hookmesh certs [--renew]`: makes (or renews) the development identities and says where they are. */
 export async function certsCommand(args: string[], env: Env, print: Print): Promise<void> {
-  const { values } = parseArgs({ args, options: { renew: { type: "boolean", default: false } } });
+  const parsed = parseCommand(CERTS, args, print);
+  if (!parsed) return;
+  const { values } = parsed;
   const made = await devIdentities(env, { renew: values.renew });
   print(`ca        ${made.caFile}  ${made.caStatus}`);
   for (const identity of made.identities) {
@@ -46,10 +64,12 @@ export async function certsCommand(args: string[], env: Env, print: Print): Prom
  * or is printed when there is neither. Services read the file at start.
  */
 export function tokenCommand(args: string[], env: Env, print: Print, note: Print): void {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { file: { type: "string" } } });
+  const parsed = parseCommand(TOKEN, args, print);
+  if (!parsed) return;
+  const { values, positionals } = parsed;
   const [sub, name] = positionals;
   if (sub !== "create" || !name || positionals.length > 2)
-    throw new Error("usage: hookmesh token create NAME [--file FILE]");
+    throw new UsageError("usage: hookmesh token create NAME [--file FILE]");
   const { token, line } = createOperatorToken(name);
   const file = values.file ?? env.HOOKMESH_OPERATOR_TOKENS_FILE?.trim();
   if (file) {

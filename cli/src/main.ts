@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createLogger } from "@hookmesh/kit";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { agentsCommand } from "./agents.js";
@@ -52,6 +52,14 @@ services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL);
 the gateway's HTTP endpoints at GATEWAY_HTTP_URL (default http://127.0.0.1:8080).`;
 
+const START = {
+  usage: "start [service ...]",
+  summary: "Runs the named services (default: all) in the foreground, as `npm start` does.",
+  options: {},
+  flags: {},
+  example: "hookmesh start tasks agent github",
+} satisfies CommandSpec;
+
 const STATUS = {
   usage: "status [--json]",
   summary: "The health of every service (grpc.health.v1); exit 1 if any is not SERVING.",
@@ -59,6 +67,14 @@ const STATUS = {
   flags: { json: 'print {"services": [{"name", "url", "status", "healthy"}]} as JSON' },
   example: "hookmesh status --json",
 } satisfies CommandSpec;
+
+/** A transport that opens the operator's connection at its first call, so that `--help` and usage errors need no identity. */
+function lazyTransport(open: () => Transport): Transport {
+  return {
+    unary: (...args) => open().unary(...args),
+    stream: (...args) => open().stream(...args),
+  };
+}
 
 /** Aborts on Ctrl-C, so that a command streaming a timeline ends its stream instead of dying mid-line. */
 function untilInterrupted(): AbortSignal {
@@ -86,9 +102,12 @@ const connect = () => (operator ??= operatorConnection(env));
 
 try {
   switch (command) {
-    case "start":
-      process.exitCode = await startServices(selectServices(args), logger);
+    case "start": {
+      const parsed = parseCommand(START, args, print);
+      if (!parsed) break;
+      process.exitCode = await startServices(selectServices(parsed.positionals), logger);
       break;
+    }
     case "status": {
       const parsed = parseCommand(STATUS, args, print);
       if (!parsed) break;
@@ -98,25 +117,44 @@ try {
       break;
     }
     case "send": {
-      const tasks = createClient(TaskService, connect().transport(service("tasks")));
+      const tasks = createClient(
+        TaskService,
+        lazyTransport(() => connect().transport(service("tasks"))),
+      );
       process.exitCode = await sendCommand(args, { env, print, tasks, signal: untilInterrupted() });
       break;
     }
     case "tasks":
-      await tasksCommand(args, () => connect().transport(service("tasks")), {
-        print,
-        note,
-        signal: untilInterrupted(),
-      });
+      await tasksCommand(
+        args,
+        lazyTransport(() => connect().transport(service("tasks"))),
+        {
+          print,
+          note,
+          signal: untilInterrupted(),
+        },
+      );
       break;
     case "deliveries":
-      await deliveriesCommand(args, () => connect().transport(service("gateway")), print);
+      await deliveriesCommand(
+        args,
+        lazyTransport(() => connect().transport(service("gateway"))),
+        print,
+      );
       break;
     case "routes":
-      await routesCommand(args, () => connect().transport(service("tasks")), print);
+      await routesCommand(
+        args,
+        lazyTransport(() => connect().transport(service("tasks"))),
+        print,
+      );
       break;
     case "agents":
-      await agentsCommand(args, () => connect().transport(service("agent")), print);
+      await agentsCommand(
+        args,
+        lazyTransport(() => connect().transport(service("agent"))),
+        print,
+      );
       break;
     case "certs":
       await certsCommand(args, env, print);

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Env, envHome, envRedis, formatRedisAcl, type RedisAclUser } from "@hookmesh/kit";
 import type { Print } from "./args.js";
+import { type CommandSpec, parseCommand, UsageError } from "./command.js";
 import type { ServiceEntry } from "./services.js";
 
 const FORMATS = ["commands", "aclfile"] as const;
@@ -22,7 +23,8 @@ export function redisAclCommand(
   print: Print,
   note: Print,
 ): void {
-  const format = parseFormat(args);
+  const format = parseFormat(args, print);
+  if (!format) return;
   const home = envHome(env);
   const users: RedisAclUser[] = [];
   for (const service of services) {
@@ -41,13 +43,23 @@ export function redisAclCommand(
   print(formatRedisAcl(users, format).trimEnd());
 }
 
-function parseFormat(args: readonly string[]): AclFormat {
-  if (args.length === 0) return "commands";
-  const [flag, value, ...rest] = args;
-  if (flag !== "--format" || !FORMATS.includes(value as AclFormat) || rest.length > 0) {
-    throw new Error(`usage: hookmesh redis-acl [--format ${FORMATS.join("|")}]`);
+const REDIS_ACL = {
+  usage: `redis-acl [--format ${FORMATS.join("|")}]`,
+  summary: "Prints one Redis ACL user per service that keeps state, confined to its key prefix.",
+  options: { format: { type: "string", default: "commands" } },
+  flags: { format: "commands (ACL SETUSER lines for redis-cli) or aclfile (an ACL file's lines)" },
+  example: "hookmesh redis-acl | redis-cli",
+} satisfies CommandSpec;
+
+/** The output format asked for; undefined when `--help` was printed instead. */
+function parseFormat(args: readonly string[], print: Print): AclFormat | undefined {
+  const parsed = parseCommand(REDIS_ACL, [...args], print);
+  if (!parsed) return undefined;
+  const format = parsed.values.format as AclFormat;
+  if (!FORMATS.includes(format) || parsed.positionals.length > 0) {
+    throw new UsageError(`usage: hookmesh ${REDIS_ACL.usage}`);
   }
-  return value as AclFormat;
+  return format;
 }
 
 /** The password kept in `file`, made (32 random bytes, base64url) when there is none yet. */

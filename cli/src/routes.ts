@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
-import { type Client, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { parse as parseYaml } from "yaml";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Route, RouteSchema } from "../../gen/hookmesh/tasks/v1/route_pb.js";
@@ -17,7 +17,7 @@ const JSON_FLAG = { json: { type: "boolean" } } as const;
 
 const LIST = {
   usage: "routes list [--json]",
-  summary: "The routing rules, highest priority first.",
+  summary: "The routing rules: id, priority, provider and trigger.",
   options: JSON_FLAG,
   flags: { json: "print the response as protobuf JSON (ListRoutesResponse)" },
   example: "hookmesh routes list",
@@ -34,9 +34,9 @@ const GET = {
 const UPSERT = {
   usage: "routes upsert -f FILE [--json]",
   summary:
-    "Creates or replaces the rules in FILE (YAML or JSON: one rule, or a list, in the shape\n" +
-    "`routes get` prints), in order; the first rule the service refuses stops the command\n" +
-    "with the field at fault, e.g. routes[1].priority, and exit 1.",
+    "Creates or replaces the rules in FILE: YAML or JSON, one rule or a list.\n" +
+    "Rules take the shape `routes get` prints and are stored in order; the first rule the service\n" +
+    "refuses stops the command with the field at fault, e.g. routes[1].priority, and exit 1.",
   options: { file: { type: "string", short: "f" }, ...JSON_FLAG },
   flags: {
     file: "the YAML or JSON file of rules (- for stdin)",
@@ -54,10 +54,8 @@ const DELETE = {
 } satisfies CommandSpec;
 
 /** `hookmesh routes list|get|upsert|delete`, against the tasks service's RouteService. */
-export async function routesCommand(args: string[], tasks: () => Transport, print: Print): Promise<void> {
-  // Opened by the first call, so that --help and usage errors need no identity.
-  let opened: Client<typeof RouteService> | undefined;
-  const client = () => (opened ??= createClient(RouteService, tasks()));
+export async function routesCommand(args: string[], tasks: Transport, print: Print): Promise<void> {
+  const client = createClient(RouteService, tasks);
   return runGroup(
     "routes",
     "The tasks service's routing rules, which decide what becomes a task.",
@@ -67,7 +65,7 @@ export async function routesCommand(args: string[], tasks: () => Transport, prin
         async run(rest) {
           const parsed = parseCommand(LIST, rest, print);
           if (!parsed) return;
-          const res = await client().listRoutes({});
+          const res = await client.listRoutes({});
           if (parsed.values.json) return print(toJsonString(ListRoutesResponseSchema, res, { prettySpaces: 2 }));
           for (const route of res.routes) print(formatRoute(route));
         },
@@ -77,7 +75,7 @@ export async function routesCommand(args: string[], tasks: () => Transport, prin
         async run(rest) {
           const parsed = parseCommand(GET, rest, print);
           if (!parsed) return;
-          const res = await client().getRoute({ id: required(parsed.positionals[0], "route id") });
+          const res = await client.getRoute({ id: required(parsed.positionals[0], "route id") });
           print(
             parsed.values.json
               ? toJsonString(GetRouteResponseSchema, res, { prettySpaces: 2 })
@@ -95,7 +93,7 @@ export async function routesCommand(args: string[], tasks: () => Transport, prin
           const stored = [];
           for (const [i, route] of routes.entries()) {
             try {
-              stored.push(await client().upsertRoute({ route }));
+              stored.push(await client.upsertRoute({ route }));
             } catch (err) {
               const error = ConnectError.from(err);
               // The service names the field as `route.x`; the file's reader needs the entry too.
@@ -119,7 +117,7 @@ export async function routesCommand(args: string[], tasks: () => Transport, prin
           const parsed = parseCommand(DELETE, rest, print);
           if (!parsed) return;
           const id = required(parsed.positionals[0], "route id");
-          await client().deleteRoute({ id });
+          await client.deleteRoute({ id });
           print(`deleted ${id}`);
         },
       },

@@ -1,9 +1,9 @@
-import { parseArgs } from "node:util";
 import type { Client } from "@connectrpc/connect";
 import { abortAfter, envSecrets, envString, envUrl } from "@hookmesh/kit";
 import { type Task, TaskState, TaskView } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { Print } from "./args.js";
+import { type CommandSpec, parseCommand, UsageError } from "./command.js";
 import {
   isSampleProvider,
   SAMPLE_PROVIDERS,
@@ -17,6 +17,19 @@ import { formatEvent } from "./tasks.js";
 export const GATEWAY_HTTP_URL_VARIABLE = "GATEWAY_HTTP_URL";
 const DEFAULT_GATEWAY_HTTP_URL = "http://127.0.0.1:8080";
 const DEFAULT_TEXT = "please say hello";
+
+export const SEND = {
+  usage: `send ${SAMPLE_PROVIDERS.join("|")} [--mention TEXT] [--follow]`,
+  summary:
+    "Posts a signed delivery mentioning hookmesh to the gateway, as the provider would.\n" +
+    "It goes to /webhooks/PROVIDER; the delivery id, the HTTP status and the task are printed.",
+  options: { mention: { type: "string", default: DEFAULT_TEXT }, follow: { type: "boolean", default: false } },
+  flags: {
+    mention: `the comment's text after the mention (default "${DEFAULT_TEXT}")`,
+    follow: "stream the task's timeline to its end; exit 0 only if it SUCCEEDED",
+  },
+  example: "hookmesh send github --mention 'what does this repository do?' --follow",
+} satisfies CommandSpec;
 /** Longer than any provider waits for an answer, so a slow gateway still answers. */
 const POST_TIMEOUT_MS = 15_000;
 const TASK_LOOKUP_TIMEOUT_MS = 2_000;
@@ -45,14 +58,12 @@ export interface SendDeps {
  */
 export async function sendCommand(args: string[], deps: SendDeps): Promise<number> {
   const { env, print, tasks, signal } = deps;
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { mention: { type: "string", default: DEFAULT_TEXT }, follow: { type: "boolean", default: false } },
-  });
+  const parsed = parseCommand(SEND, args, print);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
   const provider = positionals[0];
   if (!isSampleProvider(provider) || positionals.length > 1) {
-    throw new Error(`usage: hookmesh send ${SAMPLE_PROVIDERS.join("|")} [--mention TEXT] [--follow]`);
+    throw new UsageError(`usage: hookmesh send ${SAMPLE_PROVIDERS.join("|")} [--mention TEXT] [--follow]`);
   }
   const variable = SECRET_VARIABLES[provider];
   const [secret] = envSecrets(env, variable);

@@ -99,20 +99,14 @@ const RETRY = {
 } satisfies CommandSpec;
 
 /** `hookmesh tasks list|get|tail|cancel|retry`. */
-export async function tasksCommand(
-  args: string[],
-  tasks: () => Transport,
-  { print, note, signal }: TasksIo,
-): Promise<void> {
-  // Opened by the first call, so that --help and usage errors need no identity.
-  let opened: Client<typeof TaskService> | undefined;
-  const client = () => (opened ??= createClient(TaskService, tasks()));
+export async function tasksCommand(args: string[], tasks: Transport, { print, note, signal }: TasksIo): Promise<void> {
+  const client = createClient(TaskService, tasks);
   const get: Subcommand = {
     spec: GET,
     async run(rest) {
       const parsed = parseCommand(GET, rest, print);
       if (!parsed) return;
-      const res = await client().getTask({ id: required(parsed.positionals[0], "task id") });
+      const res = await client.getTask({ id: required(parsed.positionals[0], "task id") });
       print(
         parsed.values.json
           ? toJsonString(GetTaskResponseSchema, res, { prettySpaces: 2 })
@@ -137,7 +131,7 @@ export async function tasksCommand(
           pageSize: page.pageSize,
         };
         const all = create(ListTasksResponseSchema);
-        for await (const res of pages(page, (pageToken) => client().listTasks({ ...filters, pageToken }))) {
+        for await (const res of pages(page, (pageToken) => client.listTasks({ ...filters, pageToken }))) {
           all.tasks.push(...res.tasks);
           all.nextPageToken = res.nextPageToken;
           if (!values.json) for (const task of res.tasks) print(formatTask(task));
@@ -154,7 +148,7 @@ export async function tasksCommand(
         const parsed = parseCommand(TAIL, rest, print);
         if (!parsed) return;
         const [id, after] = parsed.positionals;
-        await tailTask(client(), required(id, "task id"), after ?? "", {
+        await tailTask(client, required(id, "task id"), after ?? "", {
           print: parsed.values.json
             ? (res) => print(toJsonString(WatchTaskResponseSchema, res))
             : (res) => print(`${res.event!.id}  ${formatEvent(res.event!)}`),
@@ -169,7 +163,7 @@ export async function tasksCommand(
         const parsed = parseCommand(CANCEL, rest, print);
         if (!parsed) return;
         const [id, ...why] = parsed.positionals;
-        const res = await client().cancelTask({ id: required(id, "task id"), reason: why.join(" ") });
+        const res = await client.cancelTask({ id: required(id, "task id"), reason: why.join(" ") });
         if (parsed.values.json) return print(toJsonString(CancelTaskResponseSchema, res, { prettySpaces: 2 }));
         const task = res.task!;
         print(`${task.id} ${stateName(task.state)}${task.cancelRequested ? " (cancel requested)" : ""}`);
@@ -180,7 +174,7 @@ export async function tasksCommand(
       async run(rest) {
         const parsed = parseCommand(RETRY, rest, print);
         if (!parsed) return;
-        const res = await client().retryTask({ id: required(parsed.positionals[0], "task id") });
+        const res = await client.retryTask({ id: required(parsed.positionals[0], "task id") });
         if (parsed.values.json) return print(toJsonString(RetryTaskResponseSchema, res, { prettySpaces: 2 }));
         print(`${res.task!.id} ${stateName(res.task!.state)}`);
       },

@@ -122,6 +122,19 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
     expect(list).toMatch(/^example:\n {2}hookmesh tasks list /m);
     const { stdout: upsert } = await hookmesh("routes", "upsert", "--help");
     expect(upsert).toMatch(/^usage: hookmesh routes upsert -f FILE/m);
+    for (const command of [
+      "start",
+      "status",
+      "send",
+      "certs",
+      "token",
+      "redis-acl",
+      "deliveries list",
+      "agents drain",
+    ]) {
+      const { stdout } = await hookmesh(...command.split(" "), "--help");
+      expect(stdout).toMatch(new RegExp(`^usage: hookmesh ${command}\\b[^]*\nexample:\n {2}\\S`));
+    }
 
     await expect(hookmesh("tasks", "list", "--colour", "red")).rejects.toMatchObject({
       code: 2,
