@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -202,6 +202,14 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
       code: 1,
       stderr: expect.stringMatching(/rule\.json: route: .*priority/),
     });
+
+    // The README's example rules file, as pasted.
+    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const [, example] = /e\.g\. with `TASKS_ROUTES_FILE`[^]*?```yaml\n([^]*?)```/.exec(readme)!;
+    writeFileSync(yamlFile, example!);
+    expect((await hookmesh("routes", "upsert", "-f", yamlFile)).stdout).toBe(
+      "upserted slack-mention\nupserted jira-mention\n",
+    );
 
     expect((await hookmesh("routes", "delete", "cli-json")).stdout).toBe("deleted cli-json\n");
     await expect(hookmesh("routes", "get", "cli-json")).rejects.toMatchObject({
