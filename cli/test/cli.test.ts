@@ -236,9 +236,24 @@ describe("hookmesh start", () => {
   });
 
   // Drains the worker, so it runs after every test that needs an agent.
-  it("reports status as JSON, lists the agent worker's runs and drains it, as the operator", async () => {
+  it("reports status as JSON, pages the delivery log, lists the agent worker's runs and drains it", async () => {
     const status = JSON.parse((await run(process.execPath, [bin, "status", "--json"], { env })).stdout);
     expect(status.services).toContainEqual({ name: "agent", url: env.AGENT_URL, status: "SERVING", healthy: true });
+    // Two deliveries by now (the earlier tests' sends): a page of one says how to get the next.
+    const { stdout: page } = await run(process.execPath, [bin, "deliveries", "list", "--page-size", "1"], { env });
+    expect(page).toMatch(
+      /^\S+ {2}\S+ {2}github .*\nnext page: hookmesh deliveries list --page-size 1 --page-token \S+\n$/,
+    );
+    const logged = JSON.parse(
+      (await run(process.execPath, [bin, "deliveries", "list", "--all", "--page-size", "1", "--json"], { env })).stdout,
+    );
+    expect(logged.deliveries.length).toBeGreaterThanOrEqual(2);
+    expect(logged.deliveries[0]).toMatchObject({
+      provider: "PROVIDER_GITHUB",
+      status: expect.stringMatching(/^DELIVERY_STATUS_/),
+    });
+    expect(logged.nextPageToken).toBeUndefined();
+
     const { stdout: list } = await run(process.execPath, [bin, "agents", "list"], { env });
     expect(list).toMatch(/^worker \S+ {2}0\/\d+ slots busy\n$/);
     const listed = JSON.parse((await run(process.execPath, [bin, "agents", "list", "--json"], { env })).stdout);
