@@ -25,8 +25,9 @@ type Parsed<O extends ParseArgsOptionsConfig> = ReturnType<
 
 export function commandHelp(spec: CommandSpec): string {
   const flags = Object.entries(spec.flags).map(([name, text]) => {
-    const value = spec.options[name]!.type === "string" ? " VALUE" : "";
-    return `  --${name}${value}`.padEnd(26) + text;
+    const option = spec.options[name]!;
+    const short = option.short ? `-${option.short}, ` : "";
+    return `  ${short}--${name}${option.type === "string" ? " VALUE" : ""}`.padEnd(26) + text;
   });
   return [
     `usage: hookmesh ${spec.usage}`,

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { fromJson, type JsonValue, toJsonString } from "@bufbuild/protobuf";
+import { fromJson, type JsonValue, toJson, toJsonString } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { parse as parseYaml } from "yaml";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -40,7 +40,7 @@ const UPSERT = {
   options: { file: { type: "string", short: "f" }, ...JSON_FLAG },
   flags: {
     file: "the YAML or JSON file of rules (- for stdin)",
-    json: "print the stored rules as protobuf JSON (UpsertRouteResponse per rule, in a list)",
+    json: "print the UpsertRouteResponse as protobuf JSON (a list of them for a list of rules)",
   },
   example: "hookmesh routes upsert -f rules.yaml",
 } satisfies CommandSpec;
@@ -89,7 +89,7 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
           const parsed = parseCommand(UPSERT, rest, print);
           if (!parsed) return;
           const file = required(parsed.values.file, "-f FILE");
-          const routes = parseRoutes(file, readFileSync(file === "-" ? 0 : file, "utf8"));
+          const { routes, list } = parseRoutes(file, readFileSync(file === "-" ? 0 : file, "utf8"));
           const stored = [];
           for (const [i, route] of routes.entries()) {
             try {
@@ -97,17 +97,23 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
             } catch (err) {
               const error = ConnectError.from(err);
               // The service names the field as `route.x`; the file's reader needs the entry too.
-              const field = routes.length > 1 ? error.rawMessage.replace(/^route\b/, `routes[${i}]`) : error.rawMessage;
+              const field = list ? error.rawMessage.replace(/^route\b/, `routes[${i}]`) : error.rawMessage;
               const written = stored.length ? ` (${stored.map((s) => s.route!.id).join(", ")} stored)` : "";
               throw new ConnectError(`${file}: ${field}${written}`, error.code);
             }
           }
-          for (const res of stored) {
+          if (!parsed.values.json) {
+            for (const res of stored) print(`upserted ${res.route!.id}`);
+          } else if (list) {
             print(
-              parsed.values.json
-                ? toJsonString(UpsertRouteResponseSchema, res, { prettySpaces: 2 })
-                : `upserted ${res.route!.id}`,
+              JSON.stringify(
+                stored.map((res) => toJson(UpsertRouteResponseSchema, res)),
+                null,
+                2,
+              ),
             );
+          } else {
+            print(toJsonString(UpsertRouteResponseSchema, stored[0]!, { prettySpaces: 2 }));
           }
         },
       },
@@ -128,16 +134,17 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
 }
 
 /** The rules of a YAML or JSON document (JSON is YAML): one rule, or a list of them. */
-function parseRoutes(file: string, text: string): Route[] {
+function parseRoutes(file: string, text: string): { routes: Route[]; list: boolean } {
   let document: unknown;
   try {
     document = parseYaml(text);
   } catch (err) {
     throw new Error(`${file}: not YAML or JSON: ${(err as Error).message}`);
   }
-  const entries = Array.isArray(document) ? document : [document];
-  return entries.map((entry, i) => {
-    const where = Array.isArray(document) ? `routes[${i}]` : "route";
+  const entries: unknown[] = Array.isArray(document) ? document : [document];
+  const list = Array.isArray(document);
+  const routes = entries.map((entry, i) => {
+    const where = list ? `routes[${i}]` : "route";
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
       throw new Error(`${file}: ${where}: must be a mapping of route fields`);
     }
@@ -147,6 +154,7 @@ function parseRoutes(file: string, text: string): Route[] {
       throw new Error(`${file}: ${where}: ${(err as Error).message}`);
     }
   });
+  return { routes, list };
 }
 
 function formatRoute(route: Route): string {

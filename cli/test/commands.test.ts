@@ -170,6 +170,8 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", () => 
     expect((await hookmesh("routes", "upsert", "-f", yamlFile)).stdout).toBe(
       "upserted cli-yaml-one\nupserted cli-yaml-two\n",
     );
+    const both = JSON.parse((await hookmesh("routes", "upsert", "-f", yamlFile, "--json")).stdout);
+    expect(both.map((res: { route: { id: string } }) => res.route.id)).toEqual(["cli-yaml-one", "cli-yaml-two"]);
     const jsonFile = join(home, "rule.json");
     writeFileSync(
       jsonFile,
