@@ -186,7 +186,8 @@ export async function tasksCommand(args: string[], tasks: Transport, { print, no
 /**
  * Follows WatchTask until the task ends. When the stream is cut (the service restarted, the
  * connection dropped) it asks again for the events after the last one seen, so that none is
- * printed twice or missed; it gives up after MAX_RECONNECTS failures in a row.
+ * printed twice or missed; it gives up after MAX_RECONNECTS failures in a row. A first call
+ * that fails before any event (a wrong URL, the service down) fails at once.
  */
 async function tailTask(
   client: Client<typeof TaskService>,
@@ -196,6 +197,7 @@ async function tailTask(
 ): Promise<void> {
   let last = after;
   let failures = 0;
+  let streamed = false;
   for (;;) {
     try {
       for await (const res of io.signal.aborted
@@ -203,6 +205,7 @@ async function tailTask(
         : client.watchTask({ id, afterEventId: last }, { signal: io.signal })) {
         if (!res.event) continue;
         last = res.event.id;
+        streamed = true;
         failures = 0;
         io.print(res);
       }
@@ -210,7 +213,7 @@ async function tailTask(
     } catch (err) {
       const error = ConnectError.from(err);
       if (io.signal.aborted) return;
-      if (!RECONNECT_CODES.has(error.code) || ++failures > MAX_RECONNECTS) throw error;
+      if (!streamed || !RECONNECT_CODES.has(error.code) || ++failures > MAX_RECONNECTS) throw error;
       io.note(`${Code[error.code]}: ${error.rawMessage}; resuming after event ${last || "(none yet)"}`);
       const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** (failures - 1));
       await new Promise((resolve) => setTimeout(resolve, delay));

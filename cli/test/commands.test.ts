@@ -147,6 +147,10 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
     });
     await expect(hookmesh("tasks", "list", "--state", "sleepy")).rejects.toMatchObject({ code: 2 });
     await expect(hookmesh("tasks", "frob")).rejects.toMatchObject({ code: 2 });
+    await expect(hookmesh("tasks", "list", "--page-size", "0")).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--page-size: "0" is not a positive whole number'),
+    });
   });
 
   it("upserts rules from a YAML or JSON file, shows the service's refusal with the field, and deletes", async () => {
@@ -247,6 +251,12 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
     expect(printed.join("\n")).toMatch(/^\S+ {2}\S+ #0 RECEIVED /m);
     expect(printed.filter((line) => line.includes("> after the restart"))).toHaveLength(1);
     expect(printed.at(-1)).toMatch(/ COMPLETED/);
+    // With nothing streamed yet there is no stream to resume: a tasks service that is not there fails at once.
+    const unreachable = { ...env, TASKS_URL: `http://127.0.0.1:${await freePort()}` };
+    await expect(run(process.execPath, [bin, "tasks", "tail", task.id], { env: unreachable })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("Unavailable"),
+    });
     expect(JSON.parse((await hookmesh("tasks", "get", task.id)).stdout).state).toBe("TASK_STATE_SUCCEEDED");
   });
 
