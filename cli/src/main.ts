@@ -41,8 +41,10 @@ commands:
   redis-acl [--format commands|aclfile]
                         print Redis ACL users confining each service to its keys
 
-Commands that print data take --json (protobuf JSON of the response); every command of
-tasks, routes, deliveries and agents takes --help, e.g. hookmesh tasks list --help.
+Every command takes --help (hookmesh tasks --help, hookmesh tasks list --help); an unknown
+flag exits 2. Commands that print data take --json: the response as protobuf JSON. List
+commands print a page (--page-size N) and how to get the next one (--page-token T), or every
+page with --all.
 
 Commands that call the mesh do so as the operator: HOOKMESH_TOKEN if set, else the
 certificate in --cert/--key/--ca (OPERATOR_TLS_CERT_FILE/_KEY_FILE/_CA_FILE), else the
