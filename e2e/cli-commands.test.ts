@@ -10,10 +10,10 @@ import { create } from "@bufbuild/protobuf";
 import { freePort, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Event, EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { TaskEventSchema } from "../../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Event, EventSchema, Provider } from "../gen/hookmesh/events/v1/event_pb.js";
+import { TaskEventSchema } from "../gen/hookmesh/tasks/v1/task_pb.js";
 
-const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
+const bin = fileURLToPath(new URL("../cli/bin/hookmesh.js", import.meta.url));
 const run = promisify(execFile);
 
 /** An owner's comment that mentions hookmesh, which the default rules queue. */
@@ -211,7 +211,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
     });
 
     // The README's example rules file, as pasted.
-    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8");
     const [, example] = /e\.g\. with `TASKS_ROUTES_FILE`[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)!;
     writeFileSync(yamlFile, example!);
     expect((await hookmesh("routes", "upsert", "-f", yamlFile)).stdout).toBe(
