@@ -1,4 +1,3 @@
-import { toJsonString } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
 import {
@@ -7,9 +6,7 @@ import {
   ListRunsResponseSchema,
 } from "../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import type { Print } from "./args.js";
-import { type CommandSpec, parseCommand, runGroup } from "./command.js";
-
-const JSON_FLAG = { json: { type: "boolean" } } as const;
+import { type CommandSpec, JSON_FLAG, jsonOf, parseCommand, runGroup } from "./command.js";
 
 const LIST = {
   usage: "agents list [--json]",
@@ -42,7 +39,7 @@ export async function agentsCommand(args: string[], agent: Transport, print: Pri
           const parsed = parseCommand(LIST, rest, print);
           if (!parsed) return;
           const res = await client.listRuns({});
-          if (parsed.values.json) return print(toJsonString(ListRunsResponseSchema, res, { prettySpaces: 2 }));
+          if (parsed.values.json) return print(jsonOf(ListRunsResponseSchema, res));
           print(
             `worker ${res.workerId}  ${res.runs.length}/${res.concurrency} slots busy${res.draining ? "  DRAINING" : ""}`,
           );
@@ -60,7 +57,7 @@ export async function agentsCommand(args: string[], agent: Transport, print: Pri
           const parsed = parseCommand(DRAIN, rest, print);
           if (!parsed) return;
           const res = await client.drain({});
-          if (parsed.values.json) return print(toJsonString(DrainResponseSchema, res, { prettySpaces: 2 }));
+          if (parsed.values.json) return print(jsonOf(DrainResponseSchema, res));
           print(`draining; ${res.runsInProgress} runs in progress`);
         },
       },

@@ -1,5 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import type { Print } from "./args.js";
+import { type DescMessage, type MessageShape, toJsonString } from "@bufbuild/protobuf";
+import { type Print, required } from "./args.js";
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 
@@ -71,6 +72,38 @@ export interface Subcommand {
   run(args: string[]): Promise<void>;
 }
 
+/** A message as every `--json` prints it: protobuf's JSON form (the proto's field names), indented. */
+export function jsonOf<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): string {
+  return toJsonString(schema, message, { prettySpaces: 2 });
+}
+
+/** What `getSubcommand` reads: one resource by id, and where it sits in the response. */
+export interface GetOne<Res extends DescMessage, Item extends DescMessage> {
+  spec: CommandSpec;
+  /** How the id is named when it is missing, e.g. `task id`. */
+  what: string;
+  fetch(id: string): Promise<MessageShape<Res>>;
+  response: Res;
+  item: Item;
+  itemOf(res: MessageShape<Res>): MessageShape<Item>;
+}
+
+/** `hookmesh GROUP get ID`: the resource as JSON, or with `--json` the whole response. */
+export function getSubcommand<Res extends DescMessage, Item extends DescMessage>(
+  get: GetOne<Res, Item>,
+  print: Print,
+): Subcommand {
+  return {
+    spec: get.spec,
+    async run(args) {
+      const parsed = parseCommand(get.spec, args, print);
+      if (!parsed) return;
+      const res = await get.fetch(required(parsed.positionals[0], get.what));
+      print(parsed.values.json ? jsonOf(get.response, res) : jsonOf(get.item, get.itemOf(res)));
+    },
+  };
+}
+
 /** Runs `hookmesh GROUP SUB ...`, or prints the group's commands for `--help`. */
 export async function runGroup(
   group: string,
@@ -102,11 +135,14 @@ export async function runGroup(
 }
 
 /** The flags every list command takes. */
+/** The flag of every command that prints data: `--json`. */
+export const JSON_FLAG = { json: { type: "boolean" } } as const;
+
 export const PAGING_OPTIONS = {
   "page-size": { type: "string" },
   "page-token": { type: "string" },
   all: { type: "boolean" },
-  json: { type: "boolean" },
+  ...JSON_FLAG,
 } as const;
 
 export const PAGING_FLAGS = {

@@ -1,4 +1,4 @@
-import { type create, toJsonString } from "@bufbuild/protobuf";
+import type { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -12,6 +12,9 @@ import {
 import { enumValue, type Print, required } from "./args.js";
 import {
   type CommandSpec,
+  getSubcommand,
+  JSON_FLAG,
+  jsonOf,
   nextPageHint,
   PAGING_FLAGS,
   PAGING_OPTIONS,
@@ -20,8 +23,6 @@ import {
   parseCommand,
   runGroup,
 } from "./command.js";
-
-const JSON_FLAG = { json: { type: "boolean" } } as const;
 
 const LIST = {
   usage: "deliveries list [--status S] [--provider P] [--page-size N] [--page-token T] [--all] [--json]",
@@ -85,34 +86,28 @@ export async function deliveriesCommand(args: string[], gateway: Transport, prin
             }
             if (!values.json) for (const delivery of res.deliveries) print(formatDelivery(delivery));
           }
-          if (values.json) return print(toJsonString(ListDeliveriesResponseSchema, all!, { prettySpaces: 2 }));
+          if (values.json) return print(jsonOf(ListDeliveriesResponseSchema, all!));
           if (all!.nextPageToken) print(nextPageHint("deliveries list", rest, all!.nextPageToken));
         },
       },
-      show: {
-        spec: SHOW,
-        async run(rest) {
-          const parsed = parseCommand(SHOW, rest, print);
-          if (!parsed) return;
-          const res = await client.getDelivery({ id: required(parsed.positionals[0], "delivery id") });
-          print(
-            parsed.values.json
-              ? toJsonString(GetDeliveryResponseSchema, res, { prettySpaces: 2 })
-              : toJsonString(DeliverySchema, res.delivery!, { prettySpaces: 2 }),
-          );
+      show: getSubcommand(
+        {
+          spec: SHOW,
+          what: "delivery id",
+          fetch: (id) => client.getDelivery({ id }),
+          response: GetDeliveryResponseSchema,
+          item: DeliverySchema,
+          itemOf: (res) => res.delivery!,
         },
-      },
+        print,
+      ),
       redeliver: {
         spec: REDELIVER,
         async run(rest) {
           const parsed = parseCommand(REDELIVER, rest, print);
           if (!parsed) return;
           const res = await client.redeliver({ id: required(parsed.positionals[0], "delivery id") });
-          print(
-            parsed.values.json
-              ? toJsonString(RedeliverResponseSchema, res, { prettySpaces: 2 })
-              : formatDelivery(res.delivery!),
-          );
+          print(parsed.values.json ? jsonOf(RedeliverResponseSchema, res) : formatDelivery(res.delivery!));
         },
       },
     },

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { fromJson, type JsonValue, toJson, toJsonString } from "@bufbuild/protobuf";
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { parse as parseYaml } from "yaml";
 import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -11,9 +11,7 @@ import {
   UpsertRouteResponseSchema,
 } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { type Print, required } from "./args.js";
-import { type CommandSpec, parseCommand, runGroup } from "./command.js";
-
-const JSON_FLAG = { json: { type: "boolean" } } as const;
+import { type CommandSpec, getSubcommand, JSON_FLAG, jsonOf, parseCommand, runGroup } from "./command.js";
 
 const LIST = {
   usage: "routes list [--json]",
@@ -66,23 +64,21 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
           const parsed = parseCommand(LIST, rest, print);
           if (!parsed) return;
           const res = await client.listRoutes({});
-          if (parsed.values.json) return print(toJsonString(ListRoutesResponseSchema, res, { prettySpaces: 2 }));
+          if (parsed.values.json) return print(jsonOf(ListRoutesResponseSchema, res));
           for (const route of res.routes) print(formatRoute(route));
         },
       },
-      get: {
-        spec: GET,
-        async run(rest) {
-          const parsed = parseCommand(GET, rest, print);
-          if (!parsed) return;
-          const res = await client.getRoute({ id: required(parsed.positionals[0], "route id") });
-          print(
-            parsed.values.json
-              ? toJsonString(GetRouteResponseSchema, res, { prettySpaces: 2 })
-              : toJsonString(RouteSchema, res.route!, { prettySpaces: 2 }),
-          );
+      get: getSubcommand(
+        {
+          spec: GET,
+          what: "route id",
+          fetch: (id) => client.getRoute({ id }),
+          response: GetRouteResponseSchema,
+          item: RouteSchema,
+          itemOf: (res) => res.route!,
         },
-      },
+        print,
+      ),
       upsert: {
         spec: UPSERT,
         async run(rest) {
@@ -113,7 +109,7 @@ export async function routesCommand(args: string[], tasks: Transport, print: Pri
               ),
             );
           } else {
-            print(toJsonString(UpsertRouteResponseSchema, stored[0]!, { prettySpaces: 2 }));
+            print(jsonOf(UpsertRouteResponseSchema, stored[0]!));
           }
         },
       },

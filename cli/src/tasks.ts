@@ -22,6 +22,9 @@ import {
 import { enumValue, type Print, required } from "./args.js";
 import {
   type CommandSpec,
+  getSubcommand,
+  JSON_FLAG,
+  jsonOf,
   nextPageHint,
   PAGING_FLAGS,
   PAGING_OPTIONS,
@@ -49,7 +52,6 @@ const MAX_RECONNECTS = 10;
 const RECONNECT_BASE_MS = 200;
 const RECONNECT_MAX_MS = 5_000;
 
-const JSON_FLAG = { json: { type: "boolean" } } as const;
 const JSON_HELP = "print the response as protobuf JSON";
 
 const GET = {
@@ -101,19 +103,17 @@ const RETRY = {
 /** `hookmesh tasks list|get|tail|cancel|retry`. */
 export async function tasksCommand(args: string[], tasks: Transport, { print, note, signal }: TasksIo): Promise<void> {
   const client = createClient(TaskService, tasks);
-  const get: Subcommand = {
-    spec: GET,
-    async run(rest) {
-      const parsed = parseCommand(GET, rest, print);
-      if (!parsed) return;
-      const res = await client.getTask({ id: required(parsed.positionals[0], "task id") });
-      print(
-        parsed.values.json
-          ? toJsonString(GetTaskResponseSchema, res, { prettySpaces: 2 })
-          : toJsonString(TaskSchema, res.task!, { prettySpaces: 2 }),
-      );
+  const get = getSubcommand(
+    {
+      spec: GET,
+      what: "task id",
+      fetch: (id) => client.getTask({ id }),
+      response: GetTaskResponseSchema,
+      item: TaskSchema,
+      itemOf: (res) => res.task!,
     },
-  };
+    print,
+  );
   const subcommands: Record<string, Subcommand> = {
     list: {
       spec: LIST,
@@ -136,7 +136,7 @@ export async function tasksCommand(args: string[], tasks: Transport, { print, no
           all.nextPageToken = res.nextPageToken;
           if (!values.json) for (const task of res.tasks) print(formatTask(task));
         }
-        if (values.json) return print(toJsonString(ListTasksResponseSchema, all, { prettySpaces: 2 }));
+        if (values.json) return print(jsonOf(ListTasksResponseSchema, all));
         if (all.nextPageToken) print(nextPageHint("tasks list", rest, all.nextPageToken));
       },
     },
@@ -164,7 +164,7 @@ export async function tasksCommand(args: string[], tasks: Transport, { print, no
         if (!parsed) return;
         const [id, ...why] = parsed.positionals;
         const res = await client.cancelTask({ id: required(id, "task id"), reason: why.join(" ") });
-        if (parsed.values.json) return print(toJsonString(CancelTaskResponseSchema, res, { prettySpaces: 2 }));
+        if (parsed.values.json) return print(jsonOf(CancelTaskResponseSchema, res));
         const task = res.task!;
         print(`${task.id} ${stateName(task.state)}${task.cancelRequested ? " (cancel requested)" : ""}`);
       },
@@ -175,7 +175,7 @@ export async function tasksCommand(args: string[], tasks: Transport, { print, no
         const parsed = parseCommand(RETRY, rest, print);
         if (!parsed) return;
         const res = await client.retryTask({ id: required(parsed.positionals[0], "task id") });
-        if (parsed.values.json) return print(toJsonString(RetryTaskResponseSchema, res, { prettySpaces: 2 }));
+        if (parsed.values.json) return print(jsonOf(RetryTaskResponseSchema, res));
         print(`${res.task!.id} ${stateName(res.task!.state)}`);
       },
     },
