@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { createLogger } from "@hookmesh/kit";
-import { GitServer } from "@hookmesh/kit/testing";
+import { GitServer, testGit } from "@hookmesh/kit/testing";
 import {
   CreateCloneTokenResponseSchema,
   GetPullRequestResponseSchema,
@@ -53,19 +53,7 @@ try {
   );
   await git.createRepository("bench/repo", commits, { refs: { "refs/pull/1/head": COMMITS - 1 } });
   const pusher = join(root, "pusher");
-  const gitIn = (...args: string[]) =>
-    execFileSync("git", args, {
-      cwd: pusher,
-      env: {
-        PATH: process.env.PATH,
-        GIT_CONFIG_NOSYSTEM: "1",
-        HOME: pusher,
-        GIT_AUTHOR_NAME: "bench",
-        GIT_AUTHOR_EMAIL: "bench@example.com",
-        GIT_COMMITTER_NAME: "bench",
-        GIT_COMMITTER_EMAIL: "bench@example.com",
-      },
-    }).toString();
+  const gitIn = (...args: string[]) => testGit(pusher, ...args);
   mkdirSync(pusher);
   gitIn("clone", "-q", git.path("bench/repo"), ".");
   gitIn("checkout", "-q", "refs/remotes/origin/main");

@@ -1,5 +1,4 @@
 import type { ChildProcess } from "node:child_process";
-import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +10,7 @@ import {
   startService,
   type TestIdentities,
   type TestRedis,
+  testGit,
   testIdentities,
   testRedis,
 } from "@hookmesh/kit/testing";
@@ -20,23 +20,6 @@ import { RunOutcome } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
 
 const GITHUB_TOKEN = "ghp_publishTestToken0123456789abcdef";
-
-function git(cwd: string, ...args: string[]): string {
-  return execFileSync("git", args, {
-    cwd,
-    encoding: "utf8",
-    env: {
-      PATH: process.env.PATH,
-      HOME: cwd,
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_CONFIG_GLOBAL: "/dev/null",
-      GIT_AUTHOR_NAME: "Octo",
-      GIT_AUTHOR_EMAIL: "octo@example.com",
-      GIT_COMMITTER_NAME: "Octo",
-      GIT_COMMITTER_EMAIL: "octo@example.com",
-    },
-  });
-}
 
 /** The answer line of the command runner's protocol. */
 const answer = (text: string) => `printf '%s\\n' '${JSON.stringify({ hookmesh: 1, answer: text })}'`;
@@ -63,14 +46,14 @@ describe("a run's changes become a pull request", () => {
     dir = mkdtempSync(join(tmpdir(), "hookmesh-publish-e2e-"));
     const seed = join(dir, "seed");
     mkdirSync(join(seed, "src"), { recursive: true });
-    git(dir, "init", "-q", "-b", "main", seed);
+    testGit(dir, "init", "-q", "-b", "main", seed);
     writeFileSync(join(seed, "src", "widget.ts"), "export const size = 1;\n");
     writeFileSync(join(seed, "obsolete.txt"), "remove me\n");
     writeFileSync(join(seed, "README.md"), "# widgets\n");
-    git(seed, "add", "-A");
-    git(seed, "commit", "-q", "-m", "initial");
-    git(dir, "clone", "-q", "--bare", seed, join(dir, "mirror.git"));
-    baseSha = git(seed, "rev-parse", "HEAD").trim();
+    testGit(seed, "add", "-A");
+    testGit(seed, "commit", "-q", "-m", "initial");
+    testGit(dir, "clone", "-q", "--bare", seed, join(dir, "mirror.git"));
+    baseSha = testGit(seed, "rev-parse", "HEAD").trim();
 
     fake = await FakeGitHub.start({ tokens: [GITHUB_TOKEN] });
     fake.importRepository("acme", "widgets", join(dir, "mirror.git"));
@@ -99,7 +82,7 @@ describe("a run's changes become a pull request", () => {
   /** A fresh checkout of the mirror at the base, as the checkout side makes one per run. */
   function checkout(): Workspace {
     const path = join(dir, `checkout-${++checkouts}`);
-    git(dir, "clone", "-q", join(dir, "mirror.git"), path);
+    testGit(dir, "clone", "-q", join(dir, "mirror.git"), path);
     return {
       dir: path,
       repository: { owner: "acme", repo: "widgets", installationId: 0n },
@@ -112,11 +95,11 @@ describe("a run's changes become a pull request", () => {
   /** The tree git makes of the base with an edit applied, in a clone of the test's own. */
   function expectedTree(size: number): string {
     const path = join(dir, `expected-${size}`);
-    git(dir, "clone", "-q", join(dir, "mirror.git"), path);
+    testGit(dir, "clone", "-q", join(dir, "mirror.git"), path);
     writeFileSync(join(path, "src", "widget.ts"), `export const size = ${size};\n`);
-    git(path, "rm", "-q", "obsolete.txt");
-    git(path, "add", "-A");
-    return git(path, "write-tree").trim();
+    testGit(path, "rm", "-q", "obsolete.txt");
+    testGit(path, "add", "-A");
+    return testGit(path, "write-tree").trim();
   }
 
   const agent = (size: number) =>

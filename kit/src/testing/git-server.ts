@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -6,6 +6,27 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
+
+/**
+ * Runs git in `cwd` for a test's or a bench's setup (repositories, commits, pushes), with none
+ * of the machine's configuration and a fixed author, and returns its output.
+ */
+export function testGit(cwd: string, ...args: string[]): string {
+  return execFileSync("git", args, {
+    cwd,
+    encoding: "utf8",
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: cwd,
+      GIT_CONFIG_NOSYSTEM: "1",
+      GIT_CONFIG_GLOBAL: "/dev/null",
+      GIT_AUTHOR_NAME: "Octo Cat",
+      GIT_AUTHOR_EMAIL: "octo@example.com",
+      GIT_COMMITTER_NAME: "Octo Cat",
+      GIT_COMMITTER_EMAIL: "octo@example.com",
+    },
+  });
+}
 
 /** Debian's (and most distributions') smart-HTTP CGI program. */
 const GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend";

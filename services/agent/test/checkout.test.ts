@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -6,7 +5,7 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { GitServer, memoryLogger } from "@hookmesh/kit/testing";
+import { GitServer, memoryLogger, testGit } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   CreateCloneTokenResponseSchema,
@@ -184,19 +183,7 @@ describe("Workspaces: checkouts made outside the sandbox", () => {
     // The pull request moves on.
     const work = join(root, "pusher");
     await mkdir(work);
-    const gitIn = (...args: string[]) =>
-      execFileSync("git", args, {
-        cwd: work,
-        env: {
-          PATH: process.env.PATH,
-          GIT_CONFIG_NOSYSTEM: "1",
-          HOME: work,
-          GIT_AUTHOR_NAME: "a",
-          GIT_AUTHOR_EMAIL: "a@b",
-          GIT_COMMITTER_NAME: "a",
-          GIT_COMMITTER_EMAIL: "a@b",
-        },
-      }).toString();
+    const gitIn = (...args: string[]) => testGit(work, ...args);
     gitIn("clone", "-q", git.path("acme/widgets"), ".");
     gitIn("checkout", "-q", shas[1]!);
     await writeFile(join(work, "README.md"), "widgets after a push\n");

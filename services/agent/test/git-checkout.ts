@@ -1,25 +1,7 @@
-import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { testGit } from "@hookmesh/kit/testing";
 import type { Workspace } from "../src/workspace/workspace.js";
-
-/** git for test setup, with no configuration of the machine's. */
-export function git(cwd: string, ...args: string[]): string {
-  return execFileSync("git", args, {
-    cwd,
-    encoding: "utf8",
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: cwd,
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_CONFIG_GLOBAL: "/dev/null",
-      GIT_AUTHOR_NAME: "Octo Cat",
-      GIT_AUTHOR_EMAIL: "octo@example.com",
-      GIT_COMMITTER_NAME: "Octo Cat",
-      GIT_COMMITTER_EMAIL: "octo@example.com",
-    },
-  });
-}
 
 /**
  * A repository as the checkout side prepares one: a bare repository (the worker's mirror,
@@ -31,7 +13,7 @@ export function prepareCheckout(root: string, owner = "acme", repo = "widgets"):
   const mirror = join(root, "mirror.git");
   const dir = join(root, "checkout");
   mkdirSync(join(seed, "src"), { recursive: true });
-  git(root, "init", "-q", "-b", "main", seed);
+  testGit(root, "init", "-q", "-b", "main", seed);
   writeFileSync(join(seed, "README.md"), "# widgets\n");
   writeFileSync(join(seed, "src", "widget.ts"), "export const size = 1;\n");
   writeFileSync(
@@ -43,11 +25,11 @@ export function prepareCheckout(root: string, owner = "acme", repo = "widgets"):
   writeFileSync(join(seed, "logo.bin"), Buffer.from([0, 1, 2, 255, 0, 7]));
   writeFileSync(join(seed, "obsolete.txt"), "remove me\n");
   symlinkSync("README.md", join(seed, "docs-link"));
-  git(seed, "add", "-A");
-  git(seed, "commit", "-q", "-m", "initial");
-  git(root, "clone", "-q", "--bare", seed, mirror);
-  git(root, "clone", "-q", mirror, dir);
-  const baseSha = git(dir, "rev-parse", "HEAD").trim();
+  testGit(seed, "add", "-A");
+  testGit(seed, "commit", "-q", "-m", "initial");
+  testGit(root, "clone", "-q", "--bare", seed, mirror);
+  testGit(root, "clone", "-q", mirror, dir);
+  const baseSha = testGit(dir, "rev-parse", "HEAD").trim();
   return {
     dir,
     repository: { owner, repo, installationId: 0n },

@@ -1,10 +1,11 @@
 import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { testGit } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { commitChanges } from "../src/workspace/commit.js";
 import type { Workspace } from "../src/workspace/workspace.js";
-import { git, prepareCheckout } from "./git-checkout.js";
+import { prepareCheckout } from "./git-checkout.js";
 import { scratchDir } from "./helpers.js";
 
 const AUTHOR = { name: "hookmesh[bot]", email: "hookmesh[bot]@users.noreply.github.com" };
@@ -32,7 +33,7 @@ describe("commitChanges", () => {
   it("finds nothing when nothing changed, the worker's own files and git's aside", async () => {
     mkdirSync(join(workspace.dir, ".home", ".cache"), { recursive: true });
     writeFileSync(join(workspace.dir, ".home", ".cache", "x"), "agent's home");
-    git(workspace.dir, "status");
+    testGit(workspace.dir, "status");
     expect(await commit()).toBeUndefined();
   });
 
@@ -72,8 +73,8 @@ describe("commitChanges", () => {
     expect(changes.diff).toContain("Binary files");
     expect(changes.commitSha).toMatch(/^[0-9a-f]{40}$/);
     // The tree is the checkout's own state, as git in the checkout itself would commit it.
-    git(workspace.dir, "add", "-A");
-    expect(changes.treeSha).toBe(git(workspace.dir, "write-tree").trim());
+    testGit(workspace.dir, "add", "-A");
+    expect(changes.treeSha).toBe(testGit(workspace.dir, "write-tree").trim());
   });
 
   it("keeps a symbolic link a link, whatever it points at", async () => {
@@ -89,9 +90,9 @@ describe("commitChanges", () => {
     const hook = join(dir, "evil.sh");
     writeFileSync(hook, `#!/bin/sh\ntouch ${marker}\n`);
     chmodSync(hook, 0o755);
-    git(dir, "config", "core.fsmonitor", hook);
-    git(dir, "config", "filter.evil.clean", hook);
-    git(dir, "config", "core.hooksPath", dir);
+    testGit(dir, "config", "core.fsmonitor", hook);
+    testGit(dir, "config", "filter.evil.clean", hook);
+    testGit(dir, "config", "core.hooksPath", dir);
     writeFileSync(join(dir, ".gitattributes"), "* filter=evil\n");
     writeFileSync(join(dir, "src", "widget.ts"), "export const size = 3;\n");
 
@@ -100,7 +101,7 @@ describe("commitChanges", () => {
     expect(changes.changed.map((c) => c.path).sort()).toEqual([".gitattributes", "evil.sh", "src/widget.ts"]);
     expect(changes.files.find((f) => f.path === "src/widget.ts")?.content?.toString()).toBe("export const size = 3;\n");
     // The planted configuration is live: git run in the checkout itself would have run it.
-    git(dir, "status");
+    testGit(dir, "status");
     expect(existsSync(marker)).toBe(true);
   });
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { callError } from "@hookmesh/kit/testing";
+import { callError, testGit } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   FileChangeSchema,
@@ -17,23 +17,6 @@ import { gitBlobSha } from "../src/publish.js";
 import { type Harness, REPO, serve, setup } from "./helpers.js";
 
 const AUTHOR = { name: "hookmesh[bot]", email: "hookmesh[bot]@users.noreply.github.com" };
-
-function git(cwd: string, ...args: string[]): string {
-  return execFileSync("git", args, {
-    cwd,
-    encoding: "utf8",
-    env: {
-      PATH: process.env.PATH,
-      HOME: cwd,
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_CONFIG_GLOBAL: "/dev/null",
-      GIT_AUTHOR_NAME: "Octo",
-      GIT_AUTHOR_EMAIL: "octo@example.com",
-      GIT_COMMITTER_NAME: "Octo",
-      GIT_COMMITTER_EMAIL: "octo@example.com",
-    },
-  });
-}
 
 const file = (path: string, content: string | Buffer, mode = "100644") =>
   create(FileChangeSchema, { path, mode, change: { case: "content", value: Buffer.from(content) } });
@@ -49,15 +32,15 @@ describe("PublishChanges", () => {
     dir = await mkdtemp(join(tmpdir(), "hookmesh-publish-"));
     work = join(dir, "work");
     mkdirSync(join(work, "src"), { recursive: true });
-    git(dir, "init", "-q", "-b", "main", work);
+    testGit(dir, "init", "-q", "-b", "main", work);
     writeFileSync(join(work, "README.md"), "# widgets\n");
     writeFileSync(join(work, "src", "widget.ts"), "export const size = 1;\n");
     writeFileSync(join(work, "obsolete.txt"), "remove me\n");
-    git(work, "add", "-A");
-    git(work, "commit", "-q", "-m", "initial");
-    git(work, "branch", "feature");
-    git(dir, "clone", "-q", "--bare", work, join(dir, "mirror.git"));
-    baseSha = git(work, "rev-parse", "HEAD").trim();
+    testGit(work, "add", "-A");
+    testGit(work, "commit", "-q", "-m", "initial");
+    testGit(work, "branch", "feature");
+    testGit(dir, "clone", "-q", "--bare", work, join(dir, "mirror.git"));
+    baseSha = testGit(work, "rev-parse", "HEAD").trim();
   });
   afterEach(async () => {
     await h?.close();
@@ -100,8 +83,8 @@ describe("PublishChanges", () => {
     writeFileSync(join(work, "bin", "run.sh"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
     writeFileSync(join(work, "logo.bin"), Buffer.from([0, 255, 1, 0]));
     rmSync(join(work, "obsolete.txt"));
-    git(work, "add", "-A");
-    return git(work, "write-tree").trim();
+    testGit(work, "add", "-A");
+    return testGit(work, "write-tree").trim();
   }
 
   it("makes one branch and one pull request whose tree is exactly the base with the changes", async () => {
