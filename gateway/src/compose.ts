@@ -1,11 +1,10 @@
 import { hostname } from "node:os";
 import {
   type ClientFactoryOptions,
-  connectRedis,
   createClientFactory,
   type Env,
   type Logger,
-  openIdentity,
+  openIdentityAndRedis,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
 import { Health } from "../../gen/health/v1/health_pb.js";
@@ -59,12 +58,7 @@ const CUSTOM_PREFIX = "custom/";
 
 export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): Promise<ComposedGateway> {
   const { logger } = deps;
-  // First, so that a certificate and key that do not belong together fail the start before any connection.
-  const identity = openIdentity(config.identity, logger);
-  const redis = await connectRedis({ ...config.redis, logger }).catch((err: unknown) => {
-    identity?.close();
-    throw err;
-  });
+  const { identity, redis } = await openIdentityAndRedis(config, logger);
   const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
   const keyPrefix = config.redis.keyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {

@@ -1,5 +1,8 @@
-import { ConfigError, type Env, type LogLevel } from "./config.js";
+import type { Redis } from "ioredis";
+import { ConfigError, type Env, type IdentityConfig, type LogLevel, type RedisConfig } from "./config.js";
+import { type Identity, openIdentity } from "./identity/identity.js";
 import { createLogger, type Logger } from "./logger.js";
+import { connectRedis } from "./redis.js";
 
 /** What every service's `loadConfig` returns at least. */
 export interface ServiceConfig {
@@ -51,4 +54,30 @@ export async function runMain<Config extends ServiceConfig>(
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** A stateful service's identity (undefined in insecure mode) and its Redis connection. */
+export interface IdentityAndRedis {
+  identity: Identity | undefined;
+  redis: Redis;
+}
+
+/**
+ * Opens a service's identity, then connects its Redis. The identity comes first, so that a
+ * certificate and key that do not belong together fail the start before any connection; when
+ * Redis cannot be reached, the identity (and its watch on its files) is closed again.
+ */
+export async function openIdentityAndRedis(
+  config: { identity: IdentityConfig; redis: RedisConfig },
+  logger: Logger,
+  onReadyChange?: (ready: boolean) => void,
+): Promise<IdentityAndRedis> {
+  const identity = openIdentity(config.identity, logger);
+  try {
+    const redis = await connectRedis({ ...config.redis, logger, ...(onReadyChange && { onReadyChange }) });
+    return { identity, redis };
+  } catch (err) {
+    identity?.close();
+    throw err;
+  }
 }

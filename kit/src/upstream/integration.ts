@@ -1,10 +1,9 @@
 import type { Redis } from "ioredis";
 import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
-import { openIdentity } from "../identity/identity.js";
 import type { ErrorMapper } from "../interceptors.js";
 import type { Logger } from "../logger.js";
-import { connectRedis } from "../redis.js";
+import { openIdentityAndRedis } from "../process.js";
 import { createMeshServer, type MeshServer, type RoutesFn } from "../serve.js";
 import { type ProviderPolicy, UpstreamClient, type UpstreamTimings } from "./client.js";
 import type { IntegrationConfig } from "./config.js";
@@ -72,16 +71,9 @@ export async function connectIntegration(
 ): Promise<IntegrationBase> {
   const { logger } = deps;
   const health = new HealthState([options.service]);
-  // First, so that a certificate and key that do not belong together fail the start before any connection.
-  const identity = openIdentity(config.identity, logger);
-  const redis = await connectRedis({
-    ...config.redis,
-    logger,
-    onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
-  }).catch((err: unknown) => {
-    identity?.close();
-    throw err;
-  });
+  const { identity, redis } = await openIdentityAndRedis(config, logger, (ready) =>
+    health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  );
   const stopWatching = options.credentials.map((credential) => credential.watch());
   const upstream = new UpstreamClient({
     ...options.policy,

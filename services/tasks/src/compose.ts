@@ -1,13 +1,12 @@
 import { readFile } from "node:fs/promises";
 import {
   ConfigError,
-  connectRedis,
   createClientFactory,
   type Env,
   HealthState,
   type Logger,
   type MeshServer,
-  openIdentity,
+  openIdentityAndRedis,
   ServingStatus,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
@@ -73,16 +72,9 @@ const RETENTION_SWEEP_MS = 60_000;
 export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
   const { logger } = deps;
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
-  // First, so that a certificate and key that do not belong together fail the start before any connection.
-  const identity = openIdentity(config.identity, logger);
-  const redis = await connectRedis({
-    ...config.redis,
-    logger,
-    onReadyChange: (ready) => health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
-  }).catch((err: unknown) => {
-    identity?.close();
-    throw err;
-  });
+  const { identity, redis } = await openIdentityAndRedis(config, logger, (ready) =>
+    health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
+  );
   const keyPrefix = config.redis.keyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
