@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/task_service.proto.
  */
 export const file_hookmesh_tasks_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJHCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIpCgR2aWV3GAIgASgOMhsuaG9va21lc2gudGFza3MudjEuVGFza1ZpZXciOAoPR2V0VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIsEBChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEisKBXN0YXRlGAQgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YXRlEikKBHZpZXcYBSABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KEUNhbmNlbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI7ChJDYW5jZWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2siHgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChFSZXRyeVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX2V2ZW50X2lkGAIgASgJIkAKEVdhdGNoVGFza1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwuaG9va21lc2gudGFza3MudjEuVGFza0V2ZW50MrEFCgtUYXNrU2VydmljZRJuCgtTdWJtaXRFdmVudBIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVzcG9uc2UiEJACAqK7GAkKB2dhdGV3YXkSbgoHR2V0VGFzaxIhLmhvb2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIuaG9va21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnQKCUxpc3RUYXNrcxIjLmhvb2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZBJsCgpDYW5jZWxUYXNrEiQuaG9va21lc2gudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5ob29rbWVzaC50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2UiEZACAqK7GAoKCG9wZXJhdG9yEmYKCVJldHJ5VGFzaxIjLmhvb2ttZXNoLnRhc2tzLnYxLlJldHJ5VGFza1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5SZXRyeVRhc2tSZXNwb25zZSIOorsYCgoIb3BlcmF0b3ISdgoJV2F0Y2hUYXNrEiMuaG9va21lc2gudGFza3MudjEuV2F0Y2hUYXNrUmVxdWVzdBokLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoVGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkMAFiBnByb3RvMw", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
+  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJHCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIpCgR2aWV3GAIgASgOMhsuaG9va21lc2gudGFza3MudjEuVGFza1ZpZXciOAoPR2V0VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIsEBChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEisKBXN0YXRlGAQgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YXRlEikKBHZpZXcYBSABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KEUNhbmNlbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI7ChJDYW5jZWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2siHgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChFSZXRyeVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX2V2ZW50X2lkGAIgASgJIkAKEVdhdGNoVGFza1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwuaG9va21lc2gudGFza3MudjEuVGFza0V2ZW50IisKE1dhdGNoQ2hhbmdlc1JlcXVlc3QSFAoMYWZ0ZXJfY3Vyc29yGAEgASgJIkUKFFdhdGNoQ2hhbmdlc1Jlc3BvbnNlEi0KBmNoYW5nZRgBIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tDaGFuZ2UikQEKClRhc2tDaGFuZ2USDgoGY3Vyc29yGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSJQoEdGFzaxgDIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSKwoFZXZlbnQYBCABKAsyHC5ob29rbWVzaC50YXNrcy52MS5UYXNrRXZlbnQSDgoGbWlzc2VkGAUgASgIMqgGCgtUYXNrU2VydmljZRJuCgtTdWJtaXRFdmVudBIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVzcG9uc2UiEJACAqK7GAkKB2dhdGV3YXkSbgoHR2V0VGFzaxIhLmhvb2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIuaG9va21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnQKCUxpc3RUYXNrcxIjLmhvb2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZBJsCgpDYW5jZWxUYXNrEiQuaG9va21lc2gudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5ob29rbWVzaC50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2UiEZACAqK7GAoKCG9wZXJhdG9yEmYKCVJldHJ5VGFzaxIjLmhvb2ttZXNoLnRhc2tzLnYxLlJldHJ5VGFza1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5SZXRyeVRhc2tSZXNwb25zZSIOorsYCgoIb3BlcmF0b3ISdgoJV2F0Y2hUYXNrEiMuaG9va21lc2gudGFza3MudjEuV2F0Y2hUYXNrUmVxdWVzdBokLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoVGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkMAESdQoMV2F0Y2hDaGFuZ2VzEiYuaG9va21lc2gudGFza3MudjEuV2F0Y2hDaGFuZ2VzUmVxdWVzdBonLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoQ2hhbmdlc1Jlc3BvbnNlIhKQAgGiuxgLCglkYXNoYm9hcmQwAWIGcHJvdG8z", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
 
 /**
  * @generated from message hookmesh.tasks.v1.SubmitEventRequest
@@ -297,6 +297,95 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
   messageDesc(file_hookmesh_tasks_v1_task_service, 11);
 
 /**
+ * @generated from message hookmesh.tasks.v1.WatchChangesRequest
+ */
+export type WatchChangesRequest = Message<"hookmesh.tasks.v1.WatchChangesRequest"> & {
+  /**
+   * Resume after this change (the `cursor` of the last change applied); empty starts with the
+   * oldest change the log holds.
+   *
+   * @generated from field: string after_cursor = 1;
+   */
+  afterCursor: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WatchChangesRequest.
+ * Use `create(WatchChangesRequestSchema)` to create a new message.
+ */
+export const WatchChangesRequestSchema: GenMessage<WatchChangesRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 12);
+
+/**
+ * @generated from message hookmesh.tasks.v1.WatchChangesResponse
+ */
+export type WatchChangesResponse = Message<"hookmesh.tasks.v1.WatchChangesResponse"> & {
+  /**
+   * @generated from field: hookmesh.tasks.v1.TaskChange change = 1;
+   */
+  change?: TaskChange | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.WatchChangesResponse.
+ * Use `create(WatchChangesResponseSchema)` to create a new message.
+ */
+export const WatchChangesResponseSchema: GenMessage<WatchChangesResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 13);
+
+/**
+ * One change to one task: a timeline event, with the task as it stands after it when the
+ * event changed the task's record (creation, a state change, a result, an attempt).
+ *
+ * @generated from message hookmesh.tasks.v1.TaskChange
+ */
+export type TaskChange = Message<"hookmesh.tasks.v1.TaskChange"> & {
+  /**
+   * The change's position in the log: opaque, strictly increasing. Pass it as `after_cursor`.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * The task changed.
+   *
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * The task after the change (BASIC view: no raw body), when its record changed; unset for
+   * events that only add to the timeline (output, tool calls, usage).
+   *
+   * @generated from field: hookmesh.tasks.v1.Task task = 3;
+   */
+  task?: Task | undefined;
+
+  /**
+   * The timeline event, with the same id WatchTask gives it.
+   *
+   * @generated from field: hookmesh.tasks.v1.TaskEvent event = 4;
+   */
+  event?: TaskEvent | undefined;
+
+  /**
+   * Set on the first change of a stream whose `after_cursor` had fallen out of the log:
+   * changes between it and this one are gone, and the consumer should resynchronize.
+   *
+   * @generated from field: bool missed = 5;
+   */
+  missed: boolean;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.TaskChange.
+ * Use `create(TaskChangeSchema)` to create a new message.
+ */
+export const TaskChangeSchema: GenMessage<TaskChange> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 14);
+
+/**
  * TaskService turns events into durable tasks and lets anyone read them.
  *
  * Retention: a task is kept, with its raw body, timeline and delivery id, for TASKS_RETENTION
@@ -380,6 +469,27 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchTaskRequestSchema;
     output: typeof WatchTaskResponseSchema;
+  },
+  /**
+   * Every task's changes, in the order they happened, for read models such as the dashboard:
+   * first what the change log still holds after `after_cursor`, then each new change as it
+   * happens, until the caller goes away. A consumer stores the cursor of the last change it
+   * applied and passes it on reconnect, so it sees every change at least once; applying a
+   * change twice must be harmless (a change's cursor identifies it).
+   *
+   * The log keeps the newest TASKS_CHANGE_LOG_MAX changes (100,000 by default) and changes no
+   * older than TASKS_RETENTION. A cursor that fell out of it gets its first change with
+   * `missed` set: the consumer resynchronizes with ListTasks and goes on from there.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed cursor; RESOURCE_EXHAUSTED when the caller already
+   * holds as many change streams as it may.
+   *
+   * @generated from rpc hookmesh.tasks.v1.TaskService.WatchChanges
+   */
+  watchChanges: {
+    methodKind: "server_streaming";
+    input: typeof WatchChangesRequestSchema;
+    output: typeof WatchChangesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hookmesh_tasks_v1_task_service, 0);
