@@ -35,7 +35,9 @@ export const file_hookmesh_auth_v1_auth: GenFile = /*@__PURE__*/
  * - `agent`: agent workers, which lease and report tasks and reply through the integrations.
  * - `operator`: the people and scripts that run the mesh (`hookmesh` CLI): routing rules,
  *   custom webhooks, deliveries, canceling and retrying tasks, draining workers.
- * - `dashboard`: read-only views of tasks and runs.
+ * - `dashboard`: the dashboard service, which reads tasks (and their change stream), runs,
+ *   deliveries and routing rules, and forwards the actions its signed-in operators take
+ *   (cancel, retry, redeliver, route edits, drain), recording who took each.
  *
  * The set is open on purpose: a deployment adds an identity (say, a CI job allowed to read
  * tasks) by naming it here and issuing it a certificate or token, with no new enum value and
