@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,24 +12,38 @@ import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/health/v1/health_pb.js";
 import { build, compiledManifest } from "../scripts/build.js";
+import { workspacesOf } from "../scripts/check-dependencies.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
 
 /**
- * `npm run build` as the image's build stage runs it, into a folder of this test's own inside
- * the repository (so the compiled code finds node_modules above it, as /app/dist does in the
- * image); the compiled services then start under plain Node, with no TypeScript loader.
+ * The image's two stages, without a container engine: the runtime stage's tree is made as the
+ * Dockerfile makes it, in a folder outside the repository (so nothing resolves from the
+ * repository's node_modules): every package.json and the lock, `npm ci --omit=dev`, then the
+ * build stage's `npm run build` output as dist/. Its compiled services then start under plain
+ * Node with production dependencies only and no TypeScript loader.
  */
-describe("npm run build", () => {
+describe("npm run build, and the image's runtime tree", () => {
+  let app: string;
   let out: string;
   let db: TestRedis;
   const started: ChildProcess[] = [];
 
-  beforeAll(() => {
-    out = mkdtempSync(join(root, ".build-test-"));
+  beforeAll(async () => {
+    app = mkdtempSync(join(tmpdir(), "hookmesh-image-"));
+    for (const { dir } of workspacesOf(root)) {
+      mkdirSync(join(app, dir), { recursive: true });
+      copyFileSync(join(root, dir, "package.json"), join(app, dir, "package.json"));
+    }
+    copyFileSync(join(root, "package-lock.json"), join(app, "package-lock.json"));
+    // From npm's cache, which the repository's own install filled.
+    await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund"], {
+      cwd: app,
+    });
+    out = join(app, "dist");
     build(root, out);
-  }, 60_000);
+  }, 180_000);
 
   afterAll(async () => {
     for (const child of started) {
@@ -39,11 +53,11 @@ describe("npm run build", () => {
       }
     }
     await db?.cleanup();
-    rmSync(out, { recursive: true, force: true });
+    rmSync(app, { recursive: true, force: true });
   });
 
   it("emits JavaScript in the repository's layout, with compiled package entries and no TypeScript", () => {
-    const files = readdirSync(out, { recursive: true, encoding: "utf8" });
+    const files = readdirSync(out, { recursive: true, encoding: "utf8" }).filter((f) => !f.startsWith("node_modules"));
     expect(files.filter((file) => file.endsWith(".ts"))).toEqual([]);
     for (const entry of [
       "gateway/src/main.js",
@@ -81,9 +95,10 @@ describe("npm run build", () => {
     });
   });
 
-  it("starts a compiled service under plain Node, which answers its health check", async () => {
+  it("starts a compiled service under plain Node with production dependencies only; it answers its health check", async () => {
     db = await testRedis("build");
     const tasks = spawn(process.execPath, [join(out, "services/tasks/src/main.js")], {
+      cwd: app,
       env: {
         ...process.env,
         NODE_OPTIONS: "",
@@ -116,6 +131,7 @@ describe("npm run build", () => {
     const home = mkdtempSync(join(tmpdir(), "hookmesh-build-"));
     try {
       const { stdout } = await run(process.execPath, [join(out, "cli/src/main.js"), "certs"], {
+        cwd: app,
         env: { ...process.env, NODE_OPTIONS: "", HOOKMESH_HOME: home },
       });
       expect(stdout).toMatch(/^ca\s+\S+ca\.crt\s+created$/m);
