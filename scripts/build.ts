@@ -71,10 +71,9 @@ export function build(root: string, outDir = join(root, "dist")): void {
     mkdirSync(target, { recursive: true });
     writeFileSync(join(target, "package.json"), `${JSON.stringify(compiledManifest(manifest as Manifest), null, 2)}\n`);
     if (existsSync(join(root, dir, "src"))) assets += copyAssets(join(root, dir, "src"), join(target, "src"));
-    // npm puts a workspace's own copy of a package beside it when versions differ.
-    if (existsSync(join(root, dir, "node_modules"))) {
-      symlinkSync(relative(target, join(root, dir, "node_modules")), join(target, "node_modules"));
-    }
+    // npm puts a workspace's own copy of a package beside it when versions differ; linked
+    // whether or not it exists here, since the image's production install may make one.
+    symlinkSync(relative(target, join(dirname(outDir), dir, "node_modules")), join(target, "node_modules"));
     const link = join(outDir, "node_modules", manifest.name);
     mkdirSync(dirname(link), { recursive: true });
     symlinkSync(relative(dirname(link), target), link);
