@@ -5,18 +5,19 @@
  * code with its `exports` pointing at the .js files, and dist/node_modules/@hookmesh/* linking
  * to them, so `@hookmesh/kit` resolves to compiled kit. Third-party packages resolve from the
  * node_modules above dist/ (the repository's here, the image's /app/node_modules there).
- * Files other than TypeScript under a src/ (a .mjs script the agent's sandbox runs) are copied.
+ * Files other than TypeScript under a src/ (a .mjs script the agent's sandbox runs) are copied,
+ * and so is the dist/ of a workspace with a build script of its own, which runs first.
  *
  * Usage: npm run build   then e.g.  node dist/services/tasks/src/main.js
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type PackageJson, workspacesOf } from "./check-dependencies.js";
 
-type Manifest = PackageJson & { exports?: unknown; bin?: unknown; scripts?: unknown; main?: string };
+type Manifest = PackageJson & { exports?: unknown; bin?: unknown; scripts?: Record<string, string>; main?: string };
 
 /** `./src/index.ts` → `./src/index.js`, through the nested objects of a conditional `exports`. */
 export function compiledTargets(value: unknown): unknown {
@@ -43,7 +44,7 @@ function copyAssets(from: string, to: string): number {
   for (const entry of readdirSync(from, { withFileTypes: true })) {
     const source = join(from, entry.name);
     if (entry.isDirectory()) copied += copyAssets(source, join(to, entry.name));
-    else if (!entry.name.endsWith(".ts")) {
+    else if (!/\.[cm]?tsx?$/.test(entry.name)) {
       mkdirSync(to, { recursive: true });
       copyFileSync(source, join(to, entry.name));
       copied++;
@@ -69,6 +70,12 @@ export function build(root: string, outDir = join(root, "dist")): void {
     if (dir === "") continue;
     const target = join(outDir, dir);
     mkdirSync(target, { recursive: true });
+    // A workspace with a build of its own (a web UI that Vite bundles, say) builds into its
+    // dist/, which its code finds beside its package.json, and so does the compiled code.
+    if ((manifest as Manifest).scripts?.build !== undefined) {
+      execFileSync("npm", ["run", "build", "-w", manifest.name], { cwd: root, stdio: "inherit" });
+      cpSync(join(root, dir, "dist"), join(target, "dist"), { recursive: true });
+    }
     writeFileSync(join(target, "package.json"), `${JSON.stringify(compiledManifest(manifest as Manifest), null, 2)}\n`);
     if (existsSync(join(root, dir, "src"))) assets += copyAssets(join(root, dir, "src"), join(target, "src"));
     // npm puts a workspace's own copy of a package beside it when versions differ; linked
