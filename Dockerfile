@@ -45,6 +45,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist dist
 COPY deploy/docker/healthcheck.mjs deploy/docker/healthcheck.mjs
+# HOOKMESH_HOME for the development identities: a volume mounted here starts owned by the user.
+RUN mkdir /hookmesh && chown 1000:1000 /hookmesh
 # The `node` user of the Node images, by number so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
 # Each service's admin port serves GET /livez (gRPC port + 1000); the script finds the port

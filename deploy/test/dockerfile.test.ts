@@ -86,7 +86,9 @@ describe("Dockerfile", () => {
   });
 
   it("adds git and bubblewrap in the agent target only, and says how to add Claude Code", () => {
-    expect(of(stage("agent"), "RUN").join("\n")).toMatch(/install -y --no-install-recommends bubblewrap ca-certificates git/);
+    expect(of(stage("agent"), "RUN").join("\n")).toMatch(
+      /install -y --no-install-recommends bubblewrap ca-certificates git/,
+    );
     expect(of(stage("runtime"), "RUN").join("\n")).not.toMatch(/bubblewrap|git/);
     expect(text).toMatch(/npm install -g @anthropic-ai\/claude-code/);
     // The default target (the last stage) is the plain runtime.
