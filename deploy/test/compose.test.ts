@@ -140,7 +140,9 @@ describe("docker-compose.yml", () => {
   it("publishes only the gateway's webhook port and the dashboard's web port, on loopback unless told", () => {
     const published = Object.entries(services).filter(([, s]) => s.ports !== undefined);
     expect(Object.fromEntries(published.map(([name, s]) => [name, s.ports]))).toEqual({
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Compose's interpolation, not JavaScript's
       gateway: ["${GATEWAY_PUBLISH:-127.0.0.1:8080}:8080"],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Compose's interpolation, not JavaScript's
       dashboard: ["${DASHBOARD_PUBLISH:-127.0.0.1:8070}:8070"],
     });
   });
