@@ -75,9 +75,10 @@ export function build(root: string, outDir = join(root, "dist")): void {
     if ((manifest as Manifest).scripts?.build !== undefined) {
       execFileSync("npm", ["run", "build", "-w", manifest.name], { cwd: root, stdio: "inherit" });
       cpSync(join(root, dir, "dist"), join(target, "dist"), { recursive: true });
+    } else if (existsSync(join(root, dir, "src"))) {
+      assets += copyAssets(join(root, dir, "src"), join(target, "src"));
     }
     writeFileSync(join(target, "package.json"), `${JSON.stringify(compiledManifest(manifest as Manifest), null, 2)}\n`);
-    if (existsSync(join(root, dir, "src"))) assets += copyAssets(join(root, dir, "src"), join(target, "src"));
     // npm puts a workspace's own copy of a package beside it when versions differ; linked
     // whether or not it exists here, since the image's production install may make one.
     symlinkSync(relative(target, join(dirname(outDir), dir, "node_modules")), join(target, "node_modules"));
