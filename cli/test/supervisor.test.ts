@@ -84,8 +84,8 @@ describe("hookmesh start, killed", () => {
       mesh.kill("SIGKILL");
       const gone = async () =>
         services.every((pid) => !alive(pid)) && !(await accepts(tasksPort)) && !(await accepts(githubPort));
-      // Each stops as on SIGTERM (drained, Redis closed): well under a second when idle.
-      expect(await waitFor(gone, 5_000)).toBeLessThan(5_000);
+      // Each stops as on SIGTERM (drained, Redis closed): about two seconds on a busy machine.
+      expect(await waitFor(gone, 10_000)).toBeLessThan(10_000);
     } finally {
       if (mesh.exitCode === null && mesh.signalCode === null) mesh.kill("SIGTERM");
     }
