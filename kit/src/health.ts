@@ -49,6 +49,11 @@ export class HealthState {
     this.stopped.abort();
   }
 
+  /** True once `shutdown` was called: the process is draining and will not serve again. */
+  get stopping(): boolean {
+    return this.stopped.signal.aborted;
+  }
+
   get(service: string): ServingStatus | undefined {
     return this.statuses.get(service);
   }

@@ -14,13 +14,26 @@ export interface ListenConfig {
   operatorTokens: OperatorTokens;
   /** What any one client may hold on the port: `<NAME>_SERVER_<LIMIT>`, else `HOOKMESH_SERVER_<LIMIT>`. */
   limits: ServerLimits;
+  /** The admin port (`/metrics`, `/livez`, `/readyz`, cleartext HTTP): see `startAdminServer`. */
+  admin: AdminListenConfig;
 }
+
+export interface AdminListenConfig {
+  /** `<NAME>_ADMIN_HOST`: the service's `<NAME>_HOST` unless set, so a container's probes reach it where its callers do. */
+  host: string;
+  /** `<NAME>_ADMIN_PORT`: the service's port + 1000 unless set (gateway 51050, tasks 51051 …); 0 picks a free port. */
+  port: number;
+}
+
+/** How far a service's admin port lies from its gRPC port by default. */
+export const ADMIN_PORT_OFFSET = 1000;
 
 /**
  * The listening half of a service's configuration, checked as a whole: the bind address (loopback
  * by default, so a fresh start exposes nothing), the port, and the identity, which refuses
  * cleartext anywhere but on loopback and needs `https://` for every peer in `peers` (the URLs
- * the service calls, by the variable that set each), and the port's connection limits.
+ * the service calls, by the variable that set each), the port's connection limits, and the
+ * admin port beside it.
  */
 export function envListen(
   env: Env,
@@ -36,6 +49,10 @@ export function envListen(
     identity: envIdentity(env, name, { listen: { [`${prefix}_HOST`]: host }, peers }),
     operatorTokens: envOperatorTokens(env),
     limits: envServerLimits(env, name),
+    admin: {
+      host: envString(env, `${prefix}_ADMIN_HOST`, host),
+      port: envPort(env, `${prefix}_ADMIN_PORT`, defaultPort + ADMIN_PORT_OFFSET),
+    },
   };
 }
 
