@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Registry } from "prom-client";
+import { collectDefaultMetrics, type Registry } from "prom-client";
 import { type HealthState, ServingStatus } from "./health.js";
 import { capConnections, type HttpLimits, limitHttp1, refuseExcessHeaders } from "./limits.js";
 import type { Logger } from "./logger.js";
@@ -26,7 +26,13 @@ export interface AdminServerOptions {
   port: number;
   /** The service's health: `/readyz` answers 200 only while the whole server ("") is SERVING. */
   health: HealthState;
-  /** What `/metrics` serves: the service's registry (`ServiceMetrics.registry`). */
+  /**
+   * What `/metrics` serves: the service's registry (`ServiceMetrics.registry`), to which the
+   * Node process's metrics are added, under their standard names (`process_cpu_seconds_total`,
+   * `nodejs_eventloop_lag_seconds` …) that the usual dashboards know. They are added here, by
+   * the process that serves them, rather than with the registry: each set samples the event
+   * loop on a timer, which a test building many services in one process should not pay for.
+   */
   registry: Registry;
   logger: Logger;
   limits?: HttpLimits;
@@ -49,6 +55,7 @@ export interface AdminServer {
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { health, registry, logger } = options;
   const limits = options.limits ?? DEFAULT_ADMIN_LIMITS;
+  if (registry.getSingleMetric(PROCESS_METRIC) === undefined) collectDefaultMetrics({ register: registry });
   const server = http.createServer(
     refuseExcessHeaders(limits, (req: http.IncomingMessage, res: http.ServerResponse) => {
       answer(req, health, registry).then(
@@ -88,6 +95,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     },
   };
 }
+
+/** One of the Node process metrics, whose presence says they were added to a registry already. */
+const PROCESS_METRIC = "process_cpu_user_seconds_total";
 
 interface Answer {
   status: number;
