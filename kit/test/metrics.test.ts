@@ -153,7 +153,8 @@ describe("scraped gauges", () => {
       registry: metrics.registry,
       logger,
       timeoutMs: 50,
-      read: (signal) => new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+      read: (signal) =>
+        new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
     });
     scrapedGauge({
       name: "test_failing",
