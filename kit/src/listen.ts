@@ -1,5 +1,14 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
-import { type Env, envIdentity, envInsecure, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
+import {
+  ConfigError,
+  type Env,
+  envIdentity,
+  envInsecure,
+  envPort,
+  envString,
+  envUrl,
+  type IdentityConfig,
+} from "./config.js";
 import { envServerLimits, type ServerLimits } from "./limits.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
@@ -21,7 +30,7 @@ export interface ListenConfig {
 export interface AdminListenConfig {
   /** `<NAME>_ADMIN_HOST`: the service's `<NAME>_HOST` unless set, so a container's probes reach it where its callers do. */
   host: string;
-  /** `<NAME>_ADMIN_PORT`: the service's port + 1000 unless set (gateway 51050, tasks 51051 …); 0 picks a free port. */
+  /** `<NAME>_ADMIN_PORT`: the service's port + 1000 unless set (gateway 51050, tasks 51051 …; a free one when the service's is 0); 0 picks a free port. */
   port: number;
 }
 
@@ -43,17 +52,31 @@ export function envListen(
 ): ListenConfig {
   const prefix = name.toUpperCase();
   const host = envString(env, `${prefix}_HOST`, "127.0.0.1");
+  const port = envPort(env, `${prefix}_PORT`, defaultPort);
   return {
     host,
-    port: envPort(env, `${prefix}_PORT`, defaultPort),
+    port,
     identity: envIdentity(env, name, { listen: { [`${prefix}_HOST`]: host }, peers }),
     operatorTokens: envOperatorTokens(env),
     limits: envServerLimits(env, name),
     admin: {
       host: envString(env, `${prefix}_ADMIN_HOST`, host),
-      port: envPort(env, `${prefix}_ADMIN_PORT`, defaultPort + ADMIN_PORT_OFFSET),
+      port: adminPort(env, prefix, port),
     },
   };
+}
+
+/**
+ * `<NAME>_ADMIN_PORT`, else the service's port + 1000 (a free one when the service's is: port 0
+ * is for tests); a service port too high for that needs the variable.
+ */
+function adminPort(env: Env, prefix: string, port: number): number {
+  const variable = `${prefix}_ADMIN_PORT`;
+  const derived = port === 0 ? 0 : port + ADMIN_PORT_OFFSET;
+  if (derived > 65535 && !env[variable]?.trim()) {
+    throw new ConfigError(variable, `${prefix}_PORT ${port} + ${ADMIN_PORT_OFFSET} is no port; set ${variable}`);
+  }
+  return envPort(env, variable, derived);
 }
 
 /**
