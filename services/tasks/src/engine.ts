@@ -70,6 +70,8 @@ export interface TaskObserver {
   leaseExpired(): void;
   /** A task reached a final state. */
   ended(state: TaskState): void;
+  /** A task was put back because its routing rule has spent its daily budget. */
+  budgetSpent(routeId: string): void;
 }
 
 export interface LeaseGrant {
@@ -461,6 +463,7 @@ export class TaskEngine {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
+    this.options.observer?.budgetSpent(spent.routeId);
     if (await this.budgets.firstWait(task.id, this.now())) {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }

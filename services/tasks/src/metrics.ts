@@ -49,6 +49,12 @@ export function tasksMetrics(
     labelNames: ["state"],
     registers,
   });
+  const budgetDeferred = new Counter({
+    name: "hookmesh_tasks_budget_deferred_total",
+    help: "Leases refused because the task's routing rule has spent its daily budget (the task waits), by routing rule.",
+    labelNames: ["route"],
+    registers,
+  });
   const queueWait = new Histogram({
     name: "hookmesh_tasks_queue_wait_seconds",
     help: "Time from a task's queuing (its submission, for a first attempt; its retry, after) to its lease.",
@@ -90,5 +96,6 @@ export function tasksMetrics(
     },
     leaseExpired: () => expired.inc(),
     ended: (state) => ended.inc({ state: stateLabel(state) }),
+    budgetSpent: (route) => budgetDeferred.inc({ route }),
   };
 }
