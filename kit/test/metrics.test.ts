@@ -1,15 +1,21 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { startAdminServer } from "../src/admin.js";
 import { type ClientFactoryOptions, createClientFactory } from "../src/client/index.js";
 import { HealthState, ServingStatus } from "../src/health.js";
 import { envListen } from "../src/listen.js";
+import { providerMetrics } from "../src/metrics/provider.js";
 import { createServiceMetrics, type ServiceMetrics } from "../src/metrics/registry.js";
 import { scrapedGauge } from "../src/metrics/scraped.js";
 import { createMeshServer } from "../src/serve.js";
 import { metricValue, parsePrometheusText } from "../src/testing/prometheus.js";
+import { UpstreamClient } from "../src/upstream/client.js";
 
 const logger = pino({ level: "silent" });
 const cleanups: (() => unknown)[] = [];
@@ -99,6 +105,78 @@ describe("RPC metrics", () => {
     expect(metricValue(families, "hookmesh_rpc_client_handled_total", { ...labels, code: "Unavailable" })).toBe(2);
     expect(metricValue(families, "hookmesh_rpc_client_retries_total", { ...labels, code: "Unavailable" })).toBe(1);
     expect(metricValue(families, "hookmesh_rpc_client_retry_budget_exhausted_total", { downstream: url })).toBe(2);
+  });
+});
+
+describe("RPC metrics of streams", () => {
+  it("count a server stream when it ends, with the code it ended with, and do not time it", async () => {
+    const served = createServiceMetrics("tasks");
+    const health = new HealthState([TaskService.typeName], ServingStatus.SERVING);
+    const server = createMeshServer({ routes: () => {}, health, logger, metrics: served });
+    const { port } = await server.listen(0);
+    cleanups.push(() => server.close(100));
+    const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+    const watch = { rpc_service: "grpc.health.v1.Health", rpc_method: "Watch" };
+
+    // The caller reads the current status and walks away: Canceled.
+    const abort = new AbortController();
+    for await (const _ of client.watch({ service: "" }, { signal: abort.signal })) break;
+    abort.abort();
+    await vi.waitFor(async () =>
+      expect(
+        metricValue(await scrape(served), "hookmesh_rpc_server_handled_total", { ...watch, code: "Canceled" }),
+      ).toBe(1),
+    );
+    // The server shuts down: the stream ends with the last status, OK.
+    const second = client.watch({ service: "" })[Symbol.asyncIterator]();
+    expect((await second.next()).value).toMatchObject({ status: ServingStatus.SERVING });
+    health.shutdown();
+    while (!(await second.next()).done);
+    await vi.waitFor(async () =>
+      expect(metricValue(await scrape(served), "hookmesh_rpc_server_handled_total", { ...watch, code: "OK" })).toBe(1),
+    );
+    expect(metricValue(await scrape(served), "hookmesh_rpc_server_duration_seconds", watch)).toBe(0);
+  });
+});
+
+describe("provider metrics", () => {
+  it("count every attempt by status, time it, and keep the rate limit the provider says is left", async () => {
+    const answers = [
+      { status: 500, headers: {} },
+      { status: 200, headers: { "x-ratelimit-remaining": "42" } },
+      { status: 404, headers: { "x-ratelimit-remaining": "41" } },
+    ];
+    const provider = http.createServer((_req, res) => {
+      const { status, headers } = answers.shift()!;
+      res.writeHead(status, { "content-type": "application/json", ...headers });
+      res.end("{}");
+    });
+    await new Promise<void>((resolve) => provider.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => provider.close(resolve)));
+    const metrics = createServiceMetrics("github");
+    const upstream = new UpstreamClient({
+      name: "acme",
+      title: "Acme",
+      baseUrl: `http://127.0.0.1:${(provider.address() as AddressInfo).port}`,
+      logger,
+      baseDelayMs: 1,
+      metrics: providerMetrics(metrics.registry),
+    });
+    cleanups.push(() => upstream.shutdown());
+
+    await upstream.request({ method: "GET", path: "/a", idempotent: true });
+    await expect(upstream.request({ method: "GET", path: "/b", idempotent: true })).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+
+    const families = await scrape(metrics);
+    const calls = (status: string) =>
+      metricValue(families, "hookmesh_provider_requests_total", { provider: "acme", method: "GET", status });
+    expect([calls("500"), calls("200"), calls("404")]).toEqual([1, 1, 1]);
+    expect(metricValue(families, "hookmesh_provider_request_duration_seconds", { provider: "acme" })).toBe(3);
+    expect(metricValue(families, "hookmesh_provider_rate_limit_remaining", { provider: "acme" })).toBe(41);
+    // One family per registry, however many clients ask for it.
+    expect(providerMetrics(metrics.registry)).toBe(providerMetrics(metrics.registry));
   });
 });
 
