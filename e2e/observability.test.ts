@@ -2,8 +2,9 @@
  * The Grafana dashboard and the Prometheus alert rules in deploy/observability are checked
  * against what the services serve: every PromQL expression parses (Prometheus's own grammar,
  * @prometheus-io/lezer-promql) and every metric it names is one that a running gateway, tasks
- * service, agent worker or integration service has on its admin port's /metrics. The rules also
- * pass `promtool check rules` where promtool is installed (Debian: `apt-get install prometheus`).
+ * service, agent worker or integration service has on its admin port's /metrics. The rules and
+ * the scrape configuration also pass `promtool check` where promtool is installed (Debian:
+ * `apt-get install prometheus`).
  */
 import type { ChildProcess } from "node:child_process";
 import { execFile } from "node:child_process";
@@ -22,6 +23,13 @@ import { parse as parseYaml } from "yaml";
 const logger = createLogger({ service: "observability-e2e", level: "silent" });
 const dashboardFile = fileURLToPath(new URL("../deploy/observability/grafana-dashboard.json", import.meta.url));
 const rulesFile = fileURLToPath(new URL("../deploy/observability/prometheus-rules.yml", import.meta.url));
+const configFile = fileURLToPath(new URL("../deploy/observability/prometheus.yml", import.meta.url));
+const run = promisify(execFile);
+/** Whether promtool is on the PATH; the checks that need it are skipped without it. */
+const promtool = run("promtool", ["--version"]).then(
+  () => true,
+  () => false,
+);
 
 /** The sample names each family type serves beside the family's own name. */
 const SAMPLE_SUFFIXES: Record<string, string[]> = {
@@ -202,13 +210,30 @@ describe("the Prometheus alert rules", () => {
     expect(missing).toEqual([]);
   });
 
-  const promtool = promisify(execFile)("promtool", ["--version"]).then(
-    () => true,
-    () => false,
-  );
   it("pass promtool check rules, where promtool is installed", async (context) => {
     if (!(await promtool)) context.skip();
-    const { stdout } = await promisify(execFile)("promtool", ["check", "rules", rulesFile]);
+    const { stdout } = await run("promtool", ["check", "rules", rulesFile]);
     expect(stdout).toContain(`SUCCESS: ${alerts.length} rules found`);
+  });
+});
+
+describe("the Prometheus configuration for a local mesh", () => {
+  const config = parseYaml(readFileSync(configFile, "utf8")) as {
+    rule_files: string[];
+    scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+  };
+
+  it("scrapes every service's admin port, its gRPC port + 1000, and loads the alert rules", () => {
+    const targets = config.scrape_configs.flatMap((job) => job.static_configs.flatMap((c) => c.targets));
+    // gateway, tasks, agent, github, slack, jira, sentry, dashboard (ARCHITECTURE.md)
+    const grpcPorts = [50050, 50051, 50052, 50061, 50062, 50063, 50064, 50070];
+    expect(targets.sort()).toEqual(grpcPorts.map((port) => `127.0.0.1:${port + 1000}`).sort());
+    expect(config.rule_files).toEqual(["prometheus-rules.yml"]);
+  });
+
+  it("passes promtool check config, where promtool is installed", async (context) => {
+    if (!(await promtool)) context.skip();
+    const { stdout } = await run("promtool", ["check", "config", configFile]);
+    expect(stdout).toContain("is valid prometheus config file syntax");
   });
 });
