@@ -156,6 +156,7 @@ describe("the Grafana dashboard", () => {
     );
     expect(queries.length).toBeGreaterThan(20);
     for (const panel of queries) {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a template
       expect(panel.datasource?.uid, panel.title).toBe("${datasource}");
       expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
     }
