@@ -16,6 +16,7 @@ import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
 import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, refuseExcessHeaders, type ServerLimits } from "./limits.js";
 import type { Logger } from "./logger.js";
 import { reflectionRoutes } from "./reflection.js";
+import { tracingServerInterceptor } from "./tracing/rpc.js";
 
 /** How a server proves who it is, learns who calls it and bounds what a caller holds; the same for every service. */
 export interface SecurityOptions {
@@ -80,6 +81,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     routes,
     // The call log comes first, so that refused calls are logged like any other.
     interceptors: [
+      tracingServerInterceptor(),
       serverCallInterceptor(logger, options.mapError),
       ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
       ...(options.interceptors ?? []),

@@ -5,6 +5,7 @@ import { clientTlsOptions, type Identity } from "../identity/identity.js";
 import { spiffeId } from "../identity/spiffe.js";
 import { DEFAULT_SERVER_LIMITS } from "../limits.js";
 import type { Logger } from "../logger.js";
+import { tracingClientInterceptor } from "../tracing/rpc.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
@@ -94,6 +95,7 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
       interceptors: [
         retryInterceptor(options.retry ?? {}, createRetryBudget(options.retryBudget), logger.child({ downstream })),
         breakers.interceptor(downstream),
+        tracingClientInterceptor(),
       ],
     });
     transports.set(downstream, { transport, server });
