@@ -6,6 +6,7 @@ import { createClientFactory } from "../src/client/index.js";
 import { ConfigError } from "../src/config.js";
 import { HealthState } from "../src/health.js";
 import { createMeshServer } from "../src/serve.js";
+import { FakeProvider, type Reply } from "../src/testing/fake-provider.js";
 import { memoryLogger } from "../src/testing/logger.js";
 import { OtlpReceiver } from "../src/testing/otlp-receiver.js";
 import {
@@ -20,6 +21,13 @@ import {
   tracer,
   withRequestId,
 } from "../src/tracing/index.js";
+import { UpstreamClient } from "../src/upstream/client.js";
+
+class FakeAcme extends FakeProvider {
+  protected respond(): Reply {
+    return { status: 200, body: { ok: true } };
+  }
+}
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID = "00f067aa0ba902b7";
@@ -237,6 +245,38 @@ describe("exporting over OTLP/HTTP", () => {
     const [span] = otlp.spans;
     expect(span).toMatchObject({ traceId: TRACE_ID, parentSpanId: PARENT_ID, kind: 5 });
     expect(stored).toEqual({ traceparent: `00-${TRACE_ID}-${span!.spanId}-01`, tracestate: "vendor=1" });
+  });
+
+  it("makes an HTTP client span per attempt at the provider, without the query", async () => {
+    const otlp = await receiver();
+    const tracing = startTracing("test", {
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    });
+    const acme = await FakeAcme.start();
+    cleanups.push(() => acme.close());
+    acme.answer({ status: 503 });
+    const { logger } = memoryLogger();
+    const upstream = new UpstreamClient({ name: "acme", title: "Acme", baseUrl: acme.url, logger, baseDelayMs: 1 });
+    cleanups.push(() => upstream.shutdown());
+    const parent = await inSpan("call", {}, async (span) => {
+      await upstream.request({ method: "GET", path: "/things/1?per_page=5", idempotent: true });
+      return span.spanContext();
+    });
+    await tracing.shutdown();
+    const attempts = otlp.trace(parent.traceId).filter((span) => span.name === "GET");
+    expect(attempts.map((span) => [span.parentSpanId, span.kind, span.statusCode])).toEqual([
+      [parent.spanId, 3, 2],
+      [parent.spanId, 3, 0],
+    ]);
+    expect(attempts[0]!.attributes).toEqual({
+      "http.request.method": "GET",
+      "server.address": "127.0.0.1",
+      "url.full": `${acme.origin}/things/1`,
+      "hookmesh.provider": "acme",
+      "http.response.status_code": 503,
+    });
+    expect(attempts[1]!.attributes).toMatchObject({ "http.response.status_code": 200, "http.request.resend_count": 1 });
   });
 
   it("marks a span whose work throws as an error", async () => {
