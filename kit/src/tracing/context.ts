@@ -73,6 +73,12 @@ export function setKnownAttributes(span: Span, attributes: Attributes): void {
   }
 }
 
+/** Sets the known ones of `attributes` on the active span, if there is one. */
+export function annotateActiveSpan(attributes: Attributes): void {
+  const span = trace.getActiveSpan();
+  if (span) setKnownAttributes(span, attributes);
+}
+
 /** A stored W3C trace context: `traceparent` and its optional `tracestate`. */
 export interface StoredTraceContext {
   traceparent: string;
