@@ -39,7 +39,7 @@ export async function runMain<Config extends ServiceConfig>(
   } catch (err) {
     if (err instanceof ConfigError) logger.fatal({ variable: err.variable }, `configuration error: ${err.message}`);
     else logger.fatal({ err }, `failed to start: ${err instanceof Error ? err.message : String(err)}`);
-    await tracing?.shutdown().catch(() => {});
+    await tracing?.shutdown();
     process.exit(1);
   }
   let stopping = false;
@@ -52,8 +52,7 @@ export async function runMain<Config extends ServiceConfig>(
     logger.info({ signal }, "shutting down");
     stoppable.stop().then(
       async () => {
-        // An export that fails is the SDK's to log (as an `opentelemetry` line); it never holds up the exit.
-        await tracing?.shutdown().catch(() => {});
+        await tracing?.shutdown();
         process.exit(0);
       },
       (err: unknown) => {

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { context, SpanKind, trace } from "@opentelemetry/api";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { createClientFactory } from "../src/client/index.js";
 import { ConfigError } from "../src/config.js";
@@ -277,6 +277,26 @@ describe("exporting over OTLP/HTTP", () => {
       "http.response.status_code": 503,
     });
     expect(attempts[1]!.attributes).toMatchObject({ "http.response.status_code": 200, "http.request.resend_count": 1 });
+  });
+
+  it("does not fail the stop when the collector is down, and says the spans were lost", async () => {
+    // The exporter reads its timeout from the process's environment, like its headers.
+    vi.stubEnv("OTEL_EXPORTER_OTLP_TIMEOUT", "300");
+    cleanups.push(() => vi.unstubAllEnvs());
+    const otlp = await receiver();
+    const url = otlp.url;
+    await otlp.close();
+    const { logger, lines } = memoryLogger();
+    const tracing = startTracing(
+      "test",
+      { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" },
+      logger,
+    );
+    await inSpan("lost", {}, async () => {});
+    await expect(tracing.shutdown()).resolves.toBeUndefined();
+    expect(lines().map((line) => JSON.parse(line) as Record<string, unknown>)).toContainEqual(
+      expect.objectContaining({ level: 40, msg: "could not export the last spans" }),
+    );
   });
 
   it("marks a span whose work throws as an error", async () => {

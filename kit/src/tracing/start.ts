@@ -22,7 +22,10 @@ import { loadTracingConfig, type TracingConfig } from "./config.js";
 export interface Tracing {
   /** Whether spans are recorded and exported; otherwise only the context propagates. */
   readonly exporting: boolean;
-  /** Exports the spans still buffered, then unregisters everything `startTracing` registered. */
+  /**
+   * Exports the spans still buffered (waiting at most OTEL_EXPORTER_OTLP_TIMEOUT, 10s, for the
+   * collector), then unregisters everything `startTracing` registered; never rejects.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -56,6 +59,9 @@ export function startTracing(service: string, env: Env, logger?: Logger): Tracin
     async shutdown() {
       try {
         await provider?.shutdown();
+      } catch (err) {
+        // The collector's outage must not fail a service's stop: the spans are lost, and said so.
+        logger?.warn({ err: err instanceof Error ? err.message : String(err) }, "could not export the last spans");
       } finally {
         trace.disable();
         propagation.disable();
