@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { createClientFactory } from "../src/client/index.js";
 import { ConfigError } from "../src/config.js";
@@ -80,7 +81,8 @@ async function mesh() {
     () => clients.close(),
   );
   const client = clients.client(TaskService, `http://127.0.0.1:${port}`);
-  return { client, seen, lines };
+  const health = clients.client(Health, `http://127.0.0.1:${port}`);
+  return { client, health, seen, lines };
 }
 
 describe("loadTracingConfig", () => {
@@ -217,6 +219,22 @@ describe("exporting over OTLP/HTTP", () => {
       missingServer!.spanId,
       watchServer!.spanId,
       watchServer!.spanId,
+    ]);
+  });
+
+  it("makes no span of health checks", async () => {
+    const otlp = await receiver();
+    const tracing = startTracing("test", {
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    });
+    const { client, health } = await mesh();
+    await health.check({ service: "" });
+    await client.getTask({ id: "t1" });
+    await tracing.shutdown();
+    expect(otlp.spans.map((span) => span.name)).toEqual([
+      "hookmesh.tasks.v1.TaskService/GetTask",
+      "hookmesh.tasks.v1.TaskService/GetTask",
     ]);
   });
 

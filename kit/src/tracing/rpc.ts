@@ -4,6 +4,7 @@ import {
   type Attributes,
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -34,6 +35,16 @@ const SERVER_FAULTS: ReadonlySet<Code> = new Set([
   Code.DataLoss,
 ]);
 
+/**
+ * Services whose calls make no span (the context still passes through them): probes and
+ * tooling that call every few seconds, each of which would otherwise be a trace of its own.
+ */
+const UNTRACED: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
+
 interface RpcRequest {
   service: { typeName: string };
   method: { name: string };
@@ -56,11 +67,7 @@ export function tracingServerInterceptor(): Interceptor {
       requestId = randomUUID();
       req.header.set(REQUEST_ID_HEADER, requestId);
     }
-    const span = tracer().startSpan(
-      spanName(req),
-      { kind: SpanKind.SERVER, attributes: rpcAttributes(req, false) },
-      parent,
-    );
+    const span = startRpcSpan(req, SpanKind.SERVER, parent);
     const active = withRequestId(requestId, trace.setSpan(parent, span));
     const end = (err?: unknown) => endRpcSpan(span, err, SERVER_FAULTS);
     try {
@@ -85,11 +92,7 @@ export function tracingServerInterceptor(): Interceptor {
 export function tracingClientInterceptor(): Interceptor {
   return (next) => async (req) => {
     const parent = context.active();
-    const span = tracer().startSpan(
-      spanName(req),
-      { kind: SpanKind.CLIENT, attributes: rpcAttributes(req, true) },
-      parent,
-    );
+    const span = startRpcSpan(req, SpanKind.CLIENT, parent);
     const active = trace.setSpan(parent, span);
     propagation.inject(active, req.header, headerSetter);
     const requestId = currentRequestId();
@@ -109,8 +112,12 @@ export function tracingClientInterceptor(): Interceptor {
   };
 }
 
-function spanName(req: RpcRequest): string {
-  return `${req.service.typeName}/${req.method.name}`;
+function startRpcSpan(req: RpcRequest, kind: SpanKind, parent: Context): Span {
+  if (UNTRACED.has(req.service.typeName)) {
+    return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID_SPAN_CONTEXT);
+  }
+  const name = `${req.service.typeName}/${req.method.name}`;
+  return tracer().startSpan(name, { kind, attributes: rpcAttributes(req, kind === SpanKind.CLIENT) }, parent);
 }
 
 function rpcAttributes(req: RpcRequest, client: boolean): Attributes {
