@@ -76,6 +76,10 @@ export function tracingServerInterceptor(): Interceptor {
         end();
         return res;
       }
+      // A client that goes away mid-stream ends it with neither a last message nor an error.
+      req.signal.addEventListener("abort", () => end(new ConnectError("canceled by the client", Code.Canceled)), {
+        once: true,
+      });
       return { ...res, message: streamInContext(res.message, active, end) } satisfies StreamResponse;
     } catch (err) {
       end(err);
@@ -139,8 +143,12 @@ function rpcSystem(contentType: string | null): string {
   return contentType?.startsWith("application/grpc") ? "grpc" : "connect_rpc";
 }
 
-/** Ends an RPC's span with its gRPC code; an error status for every failure, or only for `faults` (server side). */
+/**
+ * Ends an RPC's span with its gRPC code, once (a stream may end twice: its reader stops, its
+ * caller aborts); an error status for every failure, or only for `faults` (server side).
+ */
 function endRpcSpan(span: Span, err?: unknown, faults?: ReadonlySet<Code>): void {
+  if (!span.isRecording()) return;
   if (err === undefined) {
     span.setAttribute("rpc.grpc.status_code", 0);
   } else {
