@@ -3,7 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
+import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -138,7 +138,7 @@ export class WebhookPipeline {
         rawBody: webhook.rawBody,
         contentType,
         receiveTime: timestampFromDate(receivedAt),
-        traceContext: traceContextOf(req.headers),
+        traceContext: traceContextOf(),
       });
       return await this.accept({ route, resolved, webhook, event, body }, signal, false);
     } catch (err) {
@@ -193,7 +193,7 @@ export class WebhookPipeline {
       rawBody: webhook.rawBody,
       contentType: webhook.contentType,
       receiveTime: timestampFromDate(receivedAt),
-      traceContext: traceContextOf(original.headers),
+      traceContext: traceContextOf(),
     });
     const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
     const reply = await this.accept({ route: original.route, resolved, webhook, event, body }, signal, true);
@@ -207,6 +207,10 @@ export class WebhookPipeline {
   private async accept(verified: Verified, signal: AbortSignal, redelivery: boolean): Promise<WebhookReply> {
     const { event, resolved } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    annotateActiveSpan({
+      [TRACE_ATTRIBUTES.provider]: resolved.provider.name,
+      [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
+    });
     const claim = redelivery ? undefined : await this.claim(verified);
     const observe = (outcome: DeliveryOutcome) => {
       if (!redelivery) this.deps.observe?.(resolved.provider.provider, outcome);
@@ -236,6 +240,7 @@ export class WebhookPipeline {
         { signal, timeoutMs: resolved.provider.submitTimeoutMs },
       );
       const taskId = task!.id;
+      annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId, [TRACE_ATTRIBUTES.routeId]: task!.routeId });
       if (dedupKey)
         await this.deps.dedup
           .settle(dedupKey, taskId)

@@ -16,4 +16,5 @@ export * from "./redis.js";
 export * from "./redis-acl.js";
 export * from "./serve.js";
 export * from "./store.js";
+export * from "./tracing/index.js";
 export * from "./upstream/index.js";

@@ -18,6 +18,7 @@ import type { Logger } from "./logger.js";
 import type { ServiceMetrics } from "./metrics/registry.js";
 import { serverMetricsInterceptor } from "./metrics/rpc.js";
 import { reflectionRoutes } from "./reflection.js";
+import { tracingServerInterceptor } from "./tracing/rpc.js";
 
 /** How a server proves who it is, learns who calls it and bounds what a caller holds; the same for every service. */
 export interface SecurityOptions {
@@ -85,6 +86,7 @@ export function createMeshServer(options: ServerOptions): MeshServer {
     // The call log comes first (after the metrics, which count what it logs), so that refused calls are logged like any other.
     interceptors: [
       ...(options.metrics ? [serverMetricsInterceptor(options.metrics.rpc)] : []),
+      tracingServerInterceptor(),
       serverCallInterceptor(logger, options.mapError),
       ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
       ...(options.interceptors ?? []),

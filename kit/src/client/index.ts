@@ -7,6 +7,7 @@ import { DEFAULT_SERVER_LIMITS } from "../limits.js";
 import type { Logger } from "../logger.js";
 import type { ServiceMetrics } from "../metrics/registry.js";
 import { clientMetricsInterceptor } from "../metrics/rpc.js";
+import { tracingClientInterceptor } from "../tracing/rpc.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
@@ -106,6 +107,7 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
           metrics && { metrics, downstream },
         ),
         breakers.interceptor(downstream),
+        tracingClientInterceptor(),
       ],
     });
     transports.set(downstream, { transport, server });

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, type HandlerContext } from "@connectrpc/connect";
+import { SpanKind } from "@opentelemetry/api";
 import CircuitBreaker from "opossum";
 import { abortAfter } from "../abort.js";
 import type { Logger } from "../logger.js";
 import type { ProviderMetrics } from "../metrics/provider.js";
+import { inSpan, TRACE_ATTRIBUTES } from "../tracing/context.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
 export class UpstreamError extends Error {
@@ -182,7 +184,7 @@ export class UpstreamClient {
       );
       let wait: number | undefined;
       try {
-        return await this.breaker.fire(req, attemptSignal.signal);
+        return await this.attempt(req, attempt, attemptSignal.signal);
       } catch (err) {
         if (err instanceof Error && CircuitBreaker.isOurError(err)) {
           throw new UpstreamError(Code.Unavailable, `${this.options.name} is failing; circuit open`);
@@ -208,6 +210,30 @@ export class UpstreamClient {
 
   shutdown(): void {
     this.breaker.shutdown();
+  }
+
+  /** One attempt, through the breaker, in an HTTP client span (its query left out of `url.full`). */
+  private attempt(req: UpstreamRequest, attempt: number, signal: AbortSignal): Promise<UpstreamResponse> {
+    const url = new URL(this.url(req.path));
+    const attributes = {
+      "http.request.method": req.method,
+      "server.address": url.hostname,
+      "url.full": `${url.origin}${url.pathname}`,
+      [TRACE_ATTRIBUTES.provider]: this.options.name,
+      ...(attempt > 1 && { "http.request.resend_count": attempt - 1 }),
+    };
+    return inSpan(req.method, { kind: SpanKind.CLIENT, attributes }, async (span) => {
+      try {
+        const res = await this.breaker.fire(req, signal);
+        span.setAttribute("http.response.status_code", res.status);
+        return res;
+      } catch (err) {
+        const failure = err instanceof RetryableUpstreamError ? err.final : err;
+        const status = failure instanceof UpstreamError ? failure.status : 0;
+        if (status) span.setAttribute("http.response.status_code", status);
+        throw err;
+      }
+    });
   }
 
   private async send(req: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {

@@ -3,7 +3,7 @@ import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
-import { abortAfter } from "@hookmesh/kit";
+import { abortAfter, annotateActiveSpan, inSpan, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
@@ -119,7 +119,15 @@ export class TaskEngine {
   /** The task for `event`, created and queued (or recorded as ignored) if this delivery is new. */
   async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
     const valid = validateEvent(event);
-    const decision = await this.router.route(valid);
+    const provider = Provider[valid.provider].toLowerCase();
+    const facts = { [TRACE_ATTRIBUTES.provider]: provider, [TRACE_ATTRIBUTES.deliveryId]: valid.deliveryId };
+    annotateActiveSpan(facts);
+    const decision = await inSpan("tasks.route", { attributes: facts }, async (span) => {
+      const routed = await this.router.route(valid);
+      span.setAttribute("hookmesh.matched", routed.matched);
+      if (routed.matched) span.setAttribute(TRACE_ATTRIBUTES.routeId, routed.route.id);
+      return routed;
+    });
     const now = timestampNow();
     const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
     const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
@@ -141,6 +149,10 @@ export class TaskEngine {
     });
     const created = await this.store.create(task);
     this.options.observer?.submitted(created.duplicate ? "duplicate" : decision.matched ? "queued" : "ignored");
+    annotateActiveSpan({
+      [TRACE_ATTRIBUTES.taskId]: created.task.id,
+      [TRACE_ATTRIBUTES.routeId]: created.task.routeId,
+    });
     if (created.duplicate) {
       // The first submission may have stopped between storing the task and queuing it.
       const first = created.task;
@@ -148,14 +160,19 @@ export class TaskEngine {
       return created;
     }
     const received = valid.receiveTime ?? now;
-    const provider = Provider[valid.provider].toLowerCase();
     await this.timeline.append(task.id, [
       changed(stage(TaskStage.RECEIVED, `${provider} ${valid.eventType} delivery ${valid.deliveryId}`, received)),
       stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
       decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
       ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
     ]);
-    if (decision.matched) await this.enqueue(task);
+    if (decision.matched) {
+      await inSpan(
+        "tasks.enqueue",
+        { attributes: { [TRACE_ATTRIBUTES.taskId]: task.id, "hookmesh.priority": task.priority } },
+        () => this.enqueue(task),
+      );
+    }
     return created;
   }
 
