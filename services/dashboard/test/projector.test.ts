@@ -91,7 +91,7 @@ describe.each(DATABASE_KINDS)("the projector on %s", (kind) => {
     await vi.waitFor(async () => expect(await cursor()).toBe("00000006"), { timeout: 10_000 });
     // Two refused calls, then streams cut after each change, each resumed from the stored cursor.
     await vi.waitFor(() =>
-      expect(fake.cursorsAsked).toEqual(["", "00000003", "00000003", "00000003", "00000004", "00000005", "00000006"]),
+      expect(fake.cursorsAsked).toEqual(["", "00000003", "00000003", "00000003", "00000004", "00000005"]),
     );
     expect(await eventIds("t2")).toEqual(["t2-1", "t2-2", "t2-3"]);
   });
