@@ -19,6 +19,8 @@ export class FakeTasks {
   readonly cursorsAsked: string[] = [];
   /** Calls of WatchChanges to refuse with UNAVAILABLE before serving one. */
   failNext = 0;
+  /** The actions asked for, e.g. `retry t1`. */
+  readonly actions: string[] = [];
   /** Cuts each stream after this many changes. */
   cutAfter = Number.POSITIVE_INFINITY;
   private wake = new Set<() => void>();
@@ -47,6 +49,8 @@ export class FakeTasks {
         const page = all.slice(start, start + 2);
         return { tasks: page, nextPageToken: start + 2 < all.length ? String(start + 2) : "" };
       },
+      cancelTask: (req) => ({ task: this.act(`cancel ${req.id}`, req.id) }),
+      retryTask: (req) => ({ task: this.act(`retry ${req.id}`, req.id) }),
       watchTask: async function* (this: FakeTasks, req: { id: string; afterEventId: string }) {
         const timeline = this.timelines.get(req.id);
         if (!timeline) throw new ConnectError("no task", Code.NotFound);
@@ -54,6 +58,13 @@ export class FakeTasks {
         for (const event of timeline.slice(from)) yield { event };
       }.bind(this),
     });
+
+  private act(action: string, id: string): Task {
+    this.actions.push(action);
+    const found = this.tasks.get(id);
+    if (!found) throw new ConnectError(`task ${id} not found`, Code.NotFound);
+    return found;
+  }
 
   private async *watchChanges(afterCursor: string, signal: AbortSignal) {
     this.cursorsAsked.push(afterCursor);
