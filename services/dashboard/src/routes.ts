@@ -62,7 +62,9 @@ export function routes(deps: RoutesDeps) {
       const error = ConnectError.from(err);
       outcome = codeName(error.code);
       detail = error.rawMessage;
-      throw error;
+      // The code and message only: the owner's response headers (its content-type among them)
+      // are not this response's, and a browser cannot read an error sent under gRPC's.
+      throw new ConnectError(error.rawMessage, error.code);
     } finally {
       await recordAudit(db, { actor: actorOf(ctx), action, target, outcome, detail }).catch((err: unknown) =>
         logger.error({ err, action, target, outcome }, "could not record an action in the audit log"),
@@ -184,9 +186,11 @@ export function routes(deps: RoutesDeps) {
         }),
 
       async listDeliveries(req, ctx) {
-        const res = await deliveries.listDeliveries(
-          { pageSize: req.pageSize, pageToken: req.pageToken, provider: req.provider, status: req.status },
-          callOptionsFrom(ctx),
+        const res = await forwarded(
+          deliveries.listDeliveries(
+            { pageSize: req.pageSize, pageToken: req.pageToken, provider: req.provider, status: req.status },
+            callOptionsFrom(ctx),
+          ),
         );
         return {
           deliveries: res.deliveries.map((d) => ({ ...d, rawBody: new Uint8Array() })),
@@ -201,7 +205,7 @@ export function routes(deps: RoutesDeps) {
         }),
 
       async listRoutes(_req, ctx) {
-        const res = await taskRoutes.listRoutes({}, callOptionsFrom(ctx));
+        const res = await forwarded(taskRoutes.listRoutes({}, callOptionsFrom(ctx)));
         return { routes: res.routes };
       },
 
@@ -256,6 +260,16 @@ export function routes(deps: RoutesDeps) {
         };
       },
     });
+}
+
+/** A read's answer from the owning service, its error passed on with its code and message only (see `audited`). */
+async function forwarded<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    const error = ConnectError.from(err);
+    throw new ConnectError(error.rawMessage, error.code);
+  }
 }
 
 /** `INVALID_ARGUMENT` for Code.InvalidArgument: how the proto and the audit log spell codes. */

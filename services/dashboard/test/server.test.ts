@@ -241,6 +241,19 @@ describe("the dashboard's servers", () => {
     expect(audit.entries[0].actor).toMatch(/^operator "ana" \(signed in \d{4}-\d\d-\d\dT[\d:.]+Z\)$/);
   });
 
+  it("shows a browser the owning service's error as the Connect protocol's, code and message", async () => {
+    const cookie = await signIn();
+    const refused = await api("UpsertRoute", { route: { id: "Not Valid", provider: "PROVIDER_GITHUB" } }, { cookie });
+    expect(refused.status).toBe(400);
+    expect(refused.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(refused.body)).toEqual({
+      code: "invalid_argument",
+      message: "route.id: letters, digits, - and _ only",
+    });
+    const missing = await api("DeleteRoute", { id: "nope" }, { cookie });
+    expect(JSON.parse(missing.body)).toEqual({ code: "not_found", message: "no route nope" });
+  });
+
   it("streams a task's timeline to a browser as the projector applies it, and ends with the task", async () => {
     const { tasks } = h.mesh;
     tasks.change("t1", stageEvent("e1", TaskStage.QUEUED, T0), task({ id: "t1", updateMs: T0 }));
