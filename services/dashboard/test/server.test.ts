@@ -5,6 +5,7 @@ import { memoryLogger } from "@hookmesh/kit/testing";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { DashboardService } from "../../../gen/hookmesh/dashboard/v1/dashboard_pb.js";
 import { TaskStage, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { type Database, openDatabase } from "../src/db.js";
 import { Notifier } from "../src/notifier.js";
 import { routes } from "../src/routes.js";
 import { SignIns } from "../src/sign-in.js";
@@ -300,5 +301,48 @@ describe("the dashboard's servers", () => {
     const grpc = createClient(DashboardService, createGrpcTransport({ baseUrl: h.grpcUrl }));
     expect((await grpc.listTasks({})).tasks).toEqual([]);
     await expect(grpc.createSignInLink({ name: "\u0007bell" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+});
+
+describe("two replicas on one PostgreSQL database", () => {
+  let t: TestDatabase;
+  let second: Database;
+  const replicas: Harness[] = [];
+  beforeAll(async () => {
+    t = await testDatabase("postgres");
+    second = await openDatabase(t.config, { schema: t.schema! });
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.close()));
+    await second?.close();
+    await t?.close();
+  });
+
+  it("projects on one, and a watch on the other follows through LISTEN/NOTIFY", async () => {
+    const mesh = new FakeMesh();
+    const a = await startDashboard(t.db, {}, mesh);
+    replicas.push(a);
+    mesh.tasks.change("t1", stageEvent("e1", TaskStage.QUEUED, T0), task({ id: "t1", updateMs: T0 }));
+    await vi.waitFor(async () => expect(await t.db.query("SELECT 1 FROM tasks")).toHaveLength(1), { timeout: 10_000 });
+    const b = await startDashboard(second, {}, mesh);
+    replicas.push(b);
+    const client = createClient(DashboardService, createGrpcTransport({ baseUrl: b.grpcUrl }));
+    const seen: string[] = [];
+    const watching = (async () => {
+      for await (const res of client.watchTask({ id: "t1" })) seen.push(res.event?.id ?? "");
+    })();
+    await vi.waitFor(() => expect(seen).toEqual(["e1"]), { timeout: 10_000 });
+    // The watch polls every 10s in these tests: an event within a second came through NOTIFY.
+    mesh.tasks.change("t1", outputEvent("e2", "working", T0 + 500));
+    await vi.waitFor(() => expect(seen).toEqual(["e1", "e2"]), { timeout: 1_000 });
+    mesh.tasks.change(
+      "t1",
+      stageEvent("e3", TaskStage.CANCELED, T0 + 900, 1),
+      task({ id: "t1", state: TaskState.CANCELED, updateMs: T0 + 900 }),
+    );
+    await watching;
+    expect(seen).toEqual(["e1", "e2", "e3"]);
+    // One stream of changes: replica A's.
+    expect(mesh.tasks.cursorsAsked).toEqual([""]);
   });
 });
