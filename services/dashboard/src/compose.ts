@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type ClientFactory,
   createClientFactory,
@@ -14,7 +15,7 @@ import {
 import { DashboardService } from "../../../gen/hookmesh/dashboard/v1/dashboard_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { DashboardConfig } from "./config.js";
-import { type Database, openDatabase } from "./db.js";
+import { type Database, isDatabaseUnavailable, openDatabase } from "./db.js";
 import { migrate } from "./migrations.js";
 import { Notifier } from "./notifier.js";
 import { Projector } from "./projector.js";
@@ -62,7 +63,9 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
     if (!deps.db) await db?.close();
     clients.close();
     identity?.close();
-    throw err;
+    const where =
+      config.database.kind === "postgres" ? "DASHBOARD_DATABASE_URL" : `PGlite in ${config.database.dataDir}`;
+    throw new Error(`cannot open the read model's database (${where}): ${(err as Error).message}`, { cause: err });
   }
   const notifier = new Notifier();
   // Another replica's projector may be the one applying changes: its commits are heard here.
@@ -97,16 +100,22 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
     ...(deps.watchPollMs !== undefined && { watchPollMs: deps.watchPollMs }),
     ...(deps.now && { now: deps.now }),
   });
+  const mapError = (err: unknown) =>
+    isDatabaseUnavailable(err)
+      ? new ConnectError("the dashboard's database is unavailable", Code.Unavailable, undefined, undefined, err)
+      : undefined;
   const grpc = createMeshServer({
     routes: dashboardRoutes,
     health: new HealthState([DashboardService.typeName]),
     logger,
+    mapError,
     identity,
     tokens: config.operatorTokens,
     limits: config.limits,
   });
   const web = createWebServer({
     routes: dashboardRoutes,
+    mapError,
     signIns,
     logger,
     webDir: config.webDir,

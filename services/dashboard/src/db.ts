@@ -30,6 +30,28 @@ export interface Database extends Queryable {
   close(): Promise<void>;
 }
 
+/** Node's network errors, and PostgreSQL's "the server is going away or not yet there" (class 57P, 08). */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "57P01",
+  "57P02",
+  "57P03",
+]);
+
+/**
+ * The read model's database cannot be reached, as opposed to a query that failed: callers get
+ * UNAVAILABLE (worth retrying) instead of INTERNAL.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return err instanceof Error && /Connection terminated/.test(err.message);
+  return UNAVAILABLE_CODES.has(code) || code.startsWith("08");
+}
+
 export interface OpenOptions {
   /**
    * The schema every table is in (PostgreSQL only), created when missing: how tests share one
@@ -63,7 +85,12 @@ async function openPostgres(url: string, schema: string | undefined): Promise<Da
   const run = async <R extends object>(client: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[]) =>
     (await client.query(sql, params as unknown[] | undefined)).rows as R[];
   // Fail at start, naming the cause, rather than at the first read.
-  await run(pool, "SELECT 1");
+  try {
+    await run(pool, "SELECT 1");
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
   const listeners = new Set<pg.Client>();
   return {
     kind: "postgres",

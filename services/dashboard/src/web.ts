@@ -9,6 +9,7 @@ import {
   authorizationInterceptor,
   capConnections,
   DEFAULT_HTTP_LIMITS,
+  type ErrorMapper,
   type HttpLimits,
   type Logger,
   limitHttp1,
@@ -62,6 +63,8 @@ export interface WebOptions {
   routes: (router: ConnectRouter) => void;
   signIns: SignIns;
   logger: Logger;
+  /** Maps the read model's failures to wire errors, as on the gRPC port. */
+  mapError?: ErrorMapper;
   /** The built UI: index.html and its assets. */
   webDir: string;
   /**
@@ -123,7 +126,11 @@ export function createWebServer(options: WebOptions): WebServer {
   const api = connectNodeAdapter({
     routes: options.routes,
     requestPathPrefix: "/api",
-    interceptors: [serverCallInterceptor(logger), sessionInterceptor, authorizationInterceptor({ logger })],
+    interceptors: [
+      serverCallInterceptor(logger, options.mapError),
+      sessionInterceptor,
+      authorizationInterceptor({ logger }),
+    ],
     readMaxBytes: 1024 * 1024,
   });
 
