@@ -22,6 +22,49 @@ export interface ProjectorOptions {
   timelineIdleMs?: number;
 }
 
+/** Changes applied in one transaction at most. */
+const MAX_BATCH = 500;
+
+/**
+ * The stream's changes in batches: each batch is a change and those that had already arrived
+ * behind it (up to `max`), so a live stream applies each change as it comes and a catch-up
+ * applies many per transaction.
+ */
+async function* batches(
+  stream: AsyncIterable<{ change?: TaskChange | undefined }>,
+  max: number,
+): AsyncGenerator<TaskChange[]> {
+  const iterator = stream[Symbol.asyncIterator]();
+  // A read still pending when the consumer gives up rejects once the stream is aborted: no one
+  // awaits it then, and that is no error.
+  const read = () => {
+    const promise = iterator.next();
+    promise.catch(() => {});
+    return promise;
+  };
+  let next = read();
+  for (;;) {
+    const first = await next;
+    if (first.done) return;
+    const batch = first.value.change ? [first.value.change] : [];
+    next = read();
+    let ended = false;
+    while (batch.length < max) {
+      // Whatever the transport has already received settles before a macrotask runs.
+      const ready = await Promise.race([next, new Promise<"wait">((resolve) => setImmediate(resolve, "wait"))]);
+      if (ready === "wait") break;
+      if (ready.done) {
+        ended = true;
+        break;
+      }
+      if (ready.value.change) batch.push(ready.value.change);
+      next = read();
+    }
+    if (batch.length > 0) yield batch;
+    if (ended) return;
+  }
+}
+
 /** The lease was taken over (or could not be renewed): this replica stops projecting. */
 class LeaseLostError extends Error {
   override name = "LeaseLostError";
@@ -108,6 +151,8 @@ export class Projector {
       } finally {
         clearInterval(renewal);
         stop.removeEventListener("abort", onStop);
+        // Whatever ended this attempt, its stream ends with it.
+        stream.abort();
       }
       failures++;
       const delay = Math.random() * Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (failures - 1));
@@ -129,10 +174,12 @@ export class Projector {
     const [state] = await this.options.db.query<{ cursor: string }>("SELECT cursor FROM projector WHERE id = 1");
     // No deadline: the stream lasts as long as this replica projects.
     const changes = this.options.tasks.watchChanges({ afterCursor: state?.cursor ?? "" }, { signal, timeoutMs: 0 });
-    for await (const { change } of changes) {
-      if (!change) continue;
-      if (change.missed) await this.resynchronize(signal);
-      await this.apply(change);
+    for await (const batch of batches(changes, MAX_BATCH)) {
+      // A gap is filled before the change after it is applied.
+      const gap = batch.findIndex((change) => change.missed);
+      if (gap > 0) await this.applyAll(batch.slice(0, gap));
+      if (gap >= 0) await this.resynchronize(signal);
+      await this.applyAll(gap > 0 ? batch.slice(gap) : batch);
       onProgress();
     }
     // The server ended the stream (it is shutting down): reconnect like after a failure.
@@ -140,22 +187,37 @@ export class Projector {
   }
 
   /** Applies one change and stores its cursor, in one transaction under the lease. */
-  async apply(change: TaskChange): Promise<void> {
+  apply(change: TaskChange): Promise<void> {
+    return this.applyAll([change]);
+  }
+
+  /**
+   * Applies changes in order and stores the last one's cursor, in one transaction under the
+   * lease: a catch-up of thousands of changes commits a batch at a time, not one by one.
+   */
+  async applyAll(changes: readonly TaskChange[]): Promise<void> {
+    const last = changes.at(-1);
+    if (!last) return;
     const { db, holder, notifier } = this.options;
+    const taskIds = [...new Set(changes.map((change) => change.taskId))];
     await db.transaction(async (tx) => {
       const lease = await tx.query(
         "SELECT 1 FROM projector WHERE id = 1 AND holder = $1::text AND lease_expire_time > now() FOR UPDATE",
         [holder],
       );
       if (lease.length === 0) throw new LeaseLostError("the projector lease expired");
-      if (change.task) await upsertTask(tx, change.task);
-      if (change.event) await insertEvent(tx, change.taskId, change.event, change.task);
-      await tx.query("UPDATE projector SET cursor = $1::text WHERE id = 1", [change.cursor]);
+      for (const change of changes) {
+        if (change.task) await upsertTask(tx, change.task);
+        if (change.event) await insertEvent(tx, change.taskId, change.event, change.task);
+      }
+      await tx.query("UPDATE projector SET cursor = $1::text WHERE id = 1", [last.cursor]);
       // Other replicas' watches learn of it at commit.
-      if (db.kind === "postgres")
-        await tx.query("SELECT pg_notify($1::text, $2::text)", [notifier.channel, change.taskId]);
+      if (db.kind === "postgres") {
+        for (const taskId of taskIds)
+          await tx.query("SELECT pg_notify($1::text, $2::text)", [notifier.channel, taskId]);
+      }
     });
-    notifier.publish(change.taskId);
+    for (const taskId of taskIds) notifier.publish(taskId);
   }
 
   /**

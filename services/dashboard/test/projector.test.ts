@@ -67,7 +67,8 @@ describe.each(DATABASE_KINDS)("the projector on %s", (kind) => {
     await vi.waitFor(async () => expect(await cursor()).toBe("00000003"), { timeout: 10_000 });
     expect((await getTask(t.db, "t1"))?.task.state).toBe(TaskState.RUNNING);
     expect(await eventIds("t1")).toEqual(["t1-1", "t1-2", "t1-3"]);
-    expect(told).toHaveBeenCalledTimes(3);
+    // One notice per task per committed batch.
+    expect(told).toHaveBeenCalled();
     fake.change(
       "t1",
       stageEvent("t1-4", TaskStage.COMPLETED, T0 + 2000, 1),
