@@ -11,9 +11,9 @@ interface Channel {
 /**
  * Timeline signals for one process over one Redis connection: a task's channel (or the change
  * log's) is subscribed while at least one of this process's streams watches it, and each
- * message is fanned out to those streams' listeners. Pub/sub drops what is published while the connection is
- * down, so when it comes back every channel is subscribed again and then every listener is
- * woken, to read its timeline anew.
+ * message is fanned out to those streams' listeners. Pub/sub drops what is published while the
+ * connection is down, so when it comes back every channel is subscribed again and then every
+ * listener is woken, to read its timeline (or the log) anew.
  *
  * `subscriber` is this class's alone, created with `autoResubscribe: false`: resubscribing is
  * done here, so that the wake-up follows the confirmed subscriptions.
