@@ -69,8 +69,7 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
   }
   const notifier = new Notifier();
   // Another replica's projector may be the one applying changes: its commits are heard here.
-  const unlisten =
-    db.kind === "postgres" ? await db.listen(notifier.channel, (taskId) => notifier.publish(taskId)) : undefined;
+  const unlisten = await db.listen?.(notifier.channel, (taskId) => notifier.publish(taskId));
   const signIns = new SignIns(db, {
     signInTtlMs: config.signInTtlMs,
     sessionTtlMs: config.sessionTtlMs,

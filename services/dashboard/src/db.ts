@@ -24,9 +24,10 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
    * Calls `onPayload` for every NOTIFY on `channel` from any connection (other replicas
-   * included), until the returned function is called.
+   * included), until the returned function is called. PostgreSQL only: PGlite has no other
+   * replicas to hear from.
    */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  listen?(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -118,7 +119,8 @@ async function openPostgres(url: string, schema: string | undefined): Promise<Da
       }
     },
     async listen(channel, onPayload) {
-      // LISTEN holds its session: one connection of its own, outside the pool.
+      // LISTEN holds its session: one connection of its own, outside the pool. One that is lost
+      // (the server restarted) is not reopened: watches then see new events at their next poll.
       const client = new pg.Client(connection);
       client.on("error", () => {});
       await client.connect();
@@ -167,10 +169,6 @@ async function openPglite(dataDir: string): Promise<Database> {
           },
         }),
       ),
-    async listen(channel, onPayload) {
-      const unlisten = await db.listen(channel, onPayload);
-      return () => unlisten();
-    },
     close: () => db.close(),
   };
 }
