@@ -12,6 +12,7 @@ import { type BodyProgress, mediaType, readBody } from "./body.js";
 import type { DeliveryDedup } from "./dedup.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
+import type { DeliveryObserver, DeliveryOutcome } from "./metrics.js";
 import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
@@ -48,6 +49,8 @@ export interface PipelineDeps {
   /** Seconds a provider should wait before retrying a delivery the gateway could not keep. */
   retryAfterSeconds: number;
   logger: Logger;
+  /** Counts what became of each webhook request (redeliveries are not requests). */
+  observe?: DeliveryObserver;
   now?: () => Date;
 }
 
@@ -113,6 +116,7 @@ export class WebhookPipeline {
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
+        this.deps.observe?.(provider.provider, "answered");
         await this.record({
           route,
           resolved,
@@ -139,6 +143,7 @@ export class WebhookPipeline {
       return await this.accept({ route, resolved, webhook, event, body }, signal, false);
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
+      this.deps.observe?.(resolved?.provider.provider, "rejected", err.status);
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
@@ -203,7 +208,11 @@ export class WebhookPipeline {
     const { event, resolved } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     const claim = redelivery ? undefined : await this.claim(verified);
+    const observe = (outcome: DeliveryOutcome) => {
+      if (!redelivery) this.deps.observe?.(resolved.provider.provider, outcome);
+    };
     if (claim && !claim.fresh) {
+      observe("duplicate");
       const entry = await this.record({
         ...verified,
         status: DeliveryStatus.DUPLICATE,
@@ -236,6 +245,7 @@ export class WebhookPipeline {
         : task!.state === TaskState.IGNORED
           ? DeliveryStatus.IGNORED
           : DeliveryStatus.ACCEPTED;
+      observe(duplicate ? "duplicate" : status === DeliveryStatus.IGNORED ? "ignored" : "accepted");
       const entry = await this.record({ ...verified, status, httpStatus: 202, taskId, ...facts });
       return {
         status: 202,
@@ -248,7 +258,9 @@ export class WebhookPipeline {
         if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
         throw new WebhookRejection(400, "delivery rejected as invalid", failure.rawMessage).withContext(facts);
       }
-      return this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+      const reply = await this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+      observe("queued");
+      return reply;
     }
   }
 

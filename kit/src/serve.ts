@@ -15,6 +15,8 @@ import { peerFromCertificate } from "./identity/spiffe.js";
 import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
 import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, refuseExcessHeaders, type ServerLimits } from "./limits.js";
 import type { Logger } from "./logger.js";
+import type { ServiceMetrics } from "./metrics/registry.js";
+import { serverMetricsInterceptor } from "./metrics/rpc.js";
 import { reflectionRoutes } from "./reflection.js";
 
 /** How a server proves who it is, learns who calls it and bounds what a caller holds; the same for every service. */
@@ -47,6 +49,8 @@ export interface ServerOptions extends SecurityOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
+  /** Where the calls served are counted and timed (`hookmesh_rpc_server_*`). */
+  metrics?: ServiceMetrics;
 }
 
 export interface MeshServer {
@@ -78,8 +82,9 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   };
   const handler = connectNodeAdapter({
     routes,
-    // The call log comes first, so that refused calls are logged like any other.
+    // The call log comes first (after the metrics, which count what it logs), so that refused calls are logged like any other.
     interceptors: [
+      ...(options.metrics ? [serverMetricsInterceptor(options.metrics.rpc)] : []),
       serverCallInterceptor(logger, options.mapError),
       ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
       ...(options.interceptors ?? []),

@@ -8,5 +8,6 @@ export * from "./integration.js";
 export * from "./logger.js";
 export * from "./net.js";
 export * from "./process.js";
+export * from "./prometheus.js";
 export * from "./redis.js";
 export * from "./webhook-signing.js";

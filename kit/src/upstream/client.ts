@@ -3,6 +3,7 @@ import { Code, type HandlerContext } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
 import { abortAfter } from "../abort.js";
 import type { Logger } from "../logger.js";
+import type { ProviderMetrics } from "../metrics/provider.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
 export class UpstreamError extends Error {
@@ -76,6 +77,8 @@ export interface ProviderPolicy {
   errorCode?: (status: number, body: unknown) => Code | undefined;
   /** What a provider error body says, as `: …` for the error message; "" for nothing. */
   errorText?: (body: unknown) => string;
+  /** The answer header that says how many requests are left in the rate-limit window. Default `x-ratelimit-remaining`. */
+  rateLimitRemainingHeader?: string;
 }
 
 /** How long calls may take and how they are retried: set by configuration, or by tests to take milliseconds. */
@@ -94,6 +97,8 @@ export interface UpstreamTimings {
 export interface UpstreamClientOptions extends ProviderPolicy, UpstreamTimings {
   baseUrl: string;
   logger: Logger;
+  /** Where requests, their statuses and durations and the rate limit left are recorded. */
+  metrics?: ProviderMetrics;
 }
 
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
@@ -207,6 +212,13 @@ export class UpstreamClient {
 
   private async send(req: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const name = this.options.name;
+    const started = performance.now();
+    const observe = (status: string) => {
+      const metrics = this.options.metrics;
+      if (!metrics) return;
+      metrics.requests.inc({ provider: name, method: req.method, status });
+      metrics.duration.observe({ provider: name, method: req.method }, (performance.now() - started) / 1000);
+    };
     let res: Response;
     try {
       res = await fetch(this.url(req.path), {
@@ -226,8 +238,12 @@ export class UpstreamClient {
       const final = timedOut
         ? new UpstreamError(Code.DeadlineExceeded, `${name} did not answer in time`)
         : new UpstreamError(Code.Unavailable, `${name} unreachable: ${causeCode(err)}`);
+      observe(timedOut ? "timeout" : "unreachable");
       throw new RetryableUpstreamError(final, false);
     }
+    observe(String(res.status));
+    const remaining = Number(res.headers.get(this.options.rateLimitRemainingHeader ?? "x-ratelimit-remaining") ?? NaN);
+    if (Number.isFinite(remaining)) this.options.metrics?.rateLimitRemaining.set({ provider: name }, remaining);
     const body = await readJson(res);
     const rateLimitWait =
       this.options.rateLimit?.(res.status, res.headers, body) ??

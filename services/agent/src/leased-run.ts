@@ -15,6 +15,7 @@ import {
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
 import { EventReporter } from "./event-reporter.js";
+import type { RunObserver } from "./metrics.js";
 import {
   acknowledgmentText,
   answerText,
@@ -59,6 +60,8 @@ export interface LeasedRunDeps {
   checkouts?: Checkouts;
   /** Publishes the changes of a successful run on a repository as a pull request. */
   publisher?: Publisher;
+  /** Told how each run ended, for metrics. */
+  observer?: RunObserver;
 }
 
 /** For a lease that names no heartbeat interval. */
@@ -161,6 +164,7 @@ export class LeasedRun {
     await this.events.close();
     heartbeating.abort();
     await heartbeats;
+    this.deps.observer?.ended(this.task, report.result, this.leaseLost);
     if (this.leaseLost) {
       this.logger.warn(
         { outcome: RunOutcome[report.result.outcome] },

@@ -6,10 +6,12 @@ import {
   type ClientFactory,
   createClientFactory,
   createMeshServer,
+  createServiceMetrics,
   HealthState,
   type Logger,
   type MeshServer,
   openIdentity,
+  type ServiceMetrics,
   ServingStatus,
 } from "@hookmesh/kit";
 import { DashboardService } from "../../../gen/hookmesh/dashboard/v1/dashboard_pb.js";
@@ -27,6 +29,8 @@ export interface DashboardDeps {
   logger: Logger;
   /** The clients of the mesh, calling as the dashboard; tests pass contract-level fakes. */
   clients?: ClientFactory;
+  /** The dashboard's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
   /** An opened database (tests: a schema of their own); else the configured one, closed with the dashboard. */
   db?: Database;
   /** The projector's reconnect delays; tests shorten them. */
@@ -46,6 +50,8 @@ export interface ComposedDashboard {
   signIns: SignIns;
   /** The web address, with the real port once listening. */
   site: Site;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   /** Listens on both ports, says SERVING and starts projecting. */
   start(): Promise<{ grpc: AddressInfo; web: AddressInfo }>;
   close(): Promise<void>;
@@ -54,7 +60,8 @@ export interface ComposedDashboard {
 export async function composeDashboard(config: DashboardConfig, deps: DashboardDeps): Promise<ComposedDashboard> {
   const { logger } = deps;
   const identity = openIdentity(config.identity, logger);
-  const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
+  const metrics = deps.metrics ?? createServiceMetrics("dashboard");
+  const clients = deps.clients ?? createClientFactory({ logger, metrics, ...(identity && { identity }) });
   let db: Database | undefined;
   try {
     db = deps.db ?? (await openDatabase(config.database));
@@ -108,6 +115,7 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
     health: new HealthState([DashboardService.typeName]),
     logger,
     mapError,
+    metrics,
     identity,
     tokens: config.operatorTokens,
     limits: config.limits,
@@ -140,6 +148,7 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
     db,
     signIns,
     site,
+    metrics,
     async start() {
       const grpcAddress = await grpc.listen(config.port, config.host);
       const webAddress = await web.listen(config.httpPort, config.httpHost);

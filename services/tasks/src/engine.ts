@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
 import { abortAfter } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
@@ -56,6 +56,22 @@ export interface EngineOptions {
   budgetRecheckMs: number;
   /** The clock that decides which UTC day spend counts against. Default `Date.now`. */
   now?: () => number;
+  /** Told of submissions, leases and ended tasks, for metrics. */
+  observer?: TaskObserver;
+}
+
+/** What the engine tells its metrics. */
+export interface TaskObserver {
+  /** A submission made a queued task, an ignored one, or was a duplicate. */
+  submitted(outcome: "queued" | "ignored" | "duplicate"): void;
+  /** A task was leased after waiting `queuedSeconds` since it was last queued (its submission, for a first attempt). */
+  leased(queuedSeconds: number): void;
+  /** A worker stopped heartbeating and its lease expired. */
+  leaseExpired(): void;
+  /** A task reached a final state. */
+  ended(state: TaskState): void;
+  /** A task was put back because its routing rule has spent its daily budget. */
+  budgetSpent(routeId: string): void;
 }
 
 export interface LeaseGrant {
@@ -124,6 +140,7 @@ export class TaskEngine {
       }),
     });
     const created = await this.store.create(task);
+    this.options.observer?.submitted(created.duplicate ? "duplicate" : decision.matched ? "queued" : "ignored");
     if (created.duplicate) {
       // The first submission may have stopped between storing the task and queuing it.
       const first = created.task;
@@ -154,6 +171,7 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, why);
       });
       if (canceled.state === TaskState.CANCELED) {
+        this.options.observer?.ended(TaskState.CANCELED);
         await this.timeline.append(id, [changed(stage(TaskStage.CANCELED, why, undefined, canceled.attempt))]);
         return canceled;
       }
@@ -265,6 +283,7 @@ export class TaskEngine {
       t.workerId = "";
       transition(t, TaskState.SUCCEEDED, "agent succeeded");
     });
+    this.options.observer?.ended(done.state);
     await this.timeline.append(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt))]);
     await this.release(done, leaseId);
     return done;
@@ -302,6 +321,7 @@ export class TaskEngine {
         transition(t, TaskState.FAILED, error);
       }
     });
+    if (isFinal(failed.state)) this.options.observer?.ended(failed.state);
     const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
     if (failed.state === TaskState.QUEUED)
       events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
@@ -381,6 +401,7 @@ export class TaskEngine {
           `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
         );
       });
+      if (lost.lostLeases > task.lostLeases) this.options.observer?.leaseExpired();
       events.push(
         changed(
           stage(
@@ -402,6 +423,7 @@ export class TaskEngine {
         if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
         else transition(t, TaskState.DEAD, deadWhy ?? "");
       });
+      if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
       events.push(
         changed(
           ended.state === TaskState.CANCELED
@@ -423,11 +445,13 @@ export class TaskEngine {
       await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
       return undefined;
     }
+    const queuedSince = task.transitions.findLast((t) => t.state === TaskState.QUEUED)?.time;
     const running = await this.store.update(taskId, (t) => {
       t.attempt += 1;
       t.workerId = workerId;
       transition(t, TaskState.RUNNING, `leased by ${workerId}`);
     });
+    if (queuedSince) this.options.observer?.leased(Math.max(0, (Date.now() - timestampMs(queuedSince)) / 1000));
     await this.store.setLease(taskId, leaseId);
     events.push(changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt)));
     await this.timeline.append(taskId, events);
@@ -443,6 +467,7 @@ export class TaskEngine {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
+    this.options.observer?.budgetSpent(spent.routeId);
     if (await this.budgets.firstWait(task.id, this.now())) {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }
