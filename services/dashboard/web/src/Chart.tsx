@@ -38,10 +38,17 @@ export function Chart({
   useEffect(() => {
     const element = container.current;
     if (element === null) return;
+    const step = xs.length > 1 ? Math.min(...xs.slice(1).map((x, i) => x - xs[i]!)) : 86_400;
     const options: uPlot.Options = {
       width: Math.max(element.clientWidth, 320),
       height: HEIGHT,
-      scales: { x: { time: true } },
+      scales: bars
+        ? {
+            // Half a step of room either side, so the first and last bars are whole, and bars from 0.
+            x: { time: true, range: (_, min, max) => [min - step / 2, max + step / 2] },
+            y: { range: (_, __, max) => [0, max > 0 ? max * 1.1 : 1] },
+          }
+        : { x: { time: true } },
       axes: [{}, { values: (_, ticks) => ticks.map(formatValue), size: 70 }],
       series: [
         {},

@@ -26,17 +26,17 @@ export function errorMessage(error: unknown): string {
   return `${Code[connectError.code]}: ${connectError.rawMessage}`;
 }
 
-/** An enum value's name without its prefix, in lower case: TASK_STATE_RUNNING → running. */
-function enumLabel(names: Record<number, string>, prefix: string, value: number): string {
+/** An enum value's name in lower case (the generated enums drop the proto's prefix): RUNNING → running. */
+function enumLabel(names: Record<number, string>, value: number): string {
   const name = names[value];
-  return name === undefined ? String(value) : name.slice(prefix.length).toLowerCase().replaceAll("_", " ");
+  return name === undefined ? String(value) : name.toLowerCase().replaceAll("_", " ");
 }
 
-export const providerLabel = (value: Provider) => enumLabel(Provider, "PROVIDER_", value);
-export const stateLabel = (value: TaskState) => enumLabel(TaskState, "TASK_STATE_", value);
-export const stageLabel = (value: TaskStage) => enumLabel(TaskStage, "TASK_STAGE_", value);
-export const outcomeLabel = (value: RunOutcome) => enumLabel(RunOutcome, "RUN_OUTCOME_", value);
-export const deliveryStatusLabel = (value: DeliveryStatus) => enumLabel(DeliveryStatus, "DELIVERY_STATUS_", value);
+export const providerLabel = (value: Provider) => enumLabel(Provider, value);
+export const stateLabel = (value: TaskState) => enumLabel(TaskState, value);
+export const stageLabel = (value: TaskStage) => enumLabel(TaskStage, value);
+export const outcomeLabel = (value: RunOutcome) => enumLabel(RunOutcome, value);
+export const deliveryStatusLabel = (value: DeliveryStatus) => enumLabel(DeliveryStatus, value);
 
 /** The values of a proto enum other than UNSPECIFIED, for a filter's options. */
 export function enumValues(names: Record<string, string | number>): number[] {

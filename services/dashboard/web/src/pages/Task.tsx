@@ -286,7 +286,7 @@ export function TaskPage() {
             {toolCalls.length === 0 ? (
               <p>None yet.</p>
             ) : (
-              <ul aria-label="Replies and requests">
+              <ul aria-label="Replies and requests" className="timeline">
                 {toolCalls.map((event) => (
                   <TimelineEntry key={event.id} event={event} />
                 ))}
