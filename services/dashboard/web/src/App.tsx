@@ -1,9 +1,10 @@
-import { NavLink, Route, Routes } from "react-router";
+import { NavLink, Route, Routes, useNavigate } from "react-router";
 import { AnalyticsPage } from "./pages/Analytics.js";
 import { AuditPage } from "./pages/Audit.js";
 import { DeliveriesPage } from "./pages/Deliveries.js";
 import { HealthPage } from "./pages/Health.js";
 import { RoutesPage } from "./pages/Routes.js";
+import { SignInPage } from "./pages/SignIn.js";
 import { TaskPage } from "./pages/Task.js";
 import { TasksPage } from "./pages/Tasks.js";
 import { WorkersPage } from "./pages/Workers.js";
@@ -19,6 +20,12 @@ const SECTIONS = [
 ];
 
 export function App() {
+  const navigate = useNavigate();
+  // The session cookie is HttpOnly, so only the server can end it.
+  const signOut = async () => {
+    await fetch("/logout", { method: "POST" });
+    navigate("/login?signed-out");
+  };
   return (
     <>
       <a className="skip" href="#main">
@@ -35,6 +42,9 @@ export function App() {
             ))}
           </ul>
         </nav>
+        <button type="button" className="sign-out" onClick={signOut}>
+          Sign out
+        </button>
       </header>
       <main id="main">
         <Routes>
@@ -47,6 +57,7 @@ export function App() {
           <Route path="/workers" element={<WorkersPage />} />
           <Route path="/health" element={<HealthPage />} />
           <Route path="/audit" element={<AuditPage />} />
+          <Route path="/login" element={<SignInPage />} />
           <Route path="*" element={<p>There is no such page. Pick a section above.</p>} />
         </Routes>
       </main>
