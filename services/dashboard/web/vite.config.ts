@@ -18,9 +18,12 @@ export default defineConfig({
     chunkSizeWarningLimit: 1000,
   },
   server: {
+    // The dashboard accepts calls from its own origin only; changeOrigin rewrites the Host, and
+    // DASHBOARD_ALLOWED_ORIGINS=http://localhost:5173 lets the dev server's Origin in.
     proxy: {
-      "/api": dashboard,
-      "/login": dashboard,
+      "/api": { target: dashboard, changeOrigin: true },
+      "/login": { target: dashboard, changeOrigin: true },
+      "/logout": { target: dashboard, changeOrigin: true },
     },
   },
 });

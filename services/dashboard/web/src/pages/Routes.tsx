@@ -6,15 +6,15 @@ import { dashboard, formatTime, providerLabel } from "../api.js";
 import { ErrorNotice, Loading, PageHeader, StatusNotice } from "../components.js";
 import { useAction, useLoad } from "../hooks.js";
 
-/** The JSON the editor shows: protobuf JSON with the proto's field names, as `hookmesh routes get --json` prints. */
-const toJson = (route: Route) => toJsonString(RouteSchema, route, { prettySpaces: 2, useProtoFieldName: true });
+/** The JSON the editor shows: protobuf JSON, the shape `hookmesh routes get` prints and `routes upsert -f` reads. */
+const toJson = (route: Route) => toJsonString(RouteSchema, route, { prettySpaces: 2 });
 
 /** A starting point for a new rule: a GitHub mention, the shape of the README's examples. */
 const NEW_ROUTE = `{
   "id": "",
   "description": "",
   "provider": "PROVIDER_GITHUB",
-  "event_types": ["issue_comment"],
+  "eventTypes": ["issue_comment"],
   "actions": ["created"],
   "trigger": { "mention": {} },
   "profile": {},
