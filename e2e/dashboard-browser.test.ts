@@ -35,6 +35,13 @@ const POSTGRES = process.env.DASHBOARD_TEST_POSTGRES_URL ?? "postgres://postgres
 const POLL = { timeout: 30_000, interval: 100 };
 const run = promisify(execFile);
 
+/** What the test reads of a canvas in the page (the root tsconfig has no DOM types). */
+interface Canvas {
+  width: number;
+  height: number;
+  getContext(kind: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+}
+
 /**
  * The agent: a prompt that says "slowly" prints a step every half second for four seconds,
  * so the page can watch its timeline grow; any other answers within a second. Each reports a
@@ -302,8 +309,9 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
       const canvas = figure.locator("canvas");
       await canvas.waitFor();
       // Something was drawn: the canvas is not blank.
-      const painted = await canvas.evaluate((element: HTMLCanvasElement) => {
-        const { data } = element.getContext("2d")!.getImageData(0, 0, element.width, element.height);
+      const painted = await canvas.evaluate((element) => {
+        const drawn = element as unknown as Canvas;
+        const { data } = drawn.getContext("2d").getImageData(0, 0, drawn.width, drawn.height);
         let count = 0;
         for (let i = 3; i < data.length; i += 4) if (data[i]! > 0) count++;
         return count;
@@ -341,7 +349,8 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
     });
     // The rule as the editor sent it, but for the time the service stamps on it.
     const { updateTime: _stored, ...stored } = JSON.parse(stdout) as Record<string, unknown>;
-    const { updateTime: _edited, ...edited } = { ...rule, description, priority: 150 };
+    const sent: Record<string, unknown> = { ...rule, description, priority: 150 };
+    const { updateTime: _edited, ...edited } = sent;
     expect(stored).toEqual(edited);
     await screenshot("routes");
   });

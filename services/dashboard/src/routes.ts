@@ -62,9 +62,9 @@ export function routes(deps: RoutesDeps) {
       const error = ConnectError.from(err);
       outcome = codeName(error.code);
       detail = error.rawMessage;
-      // The code, message and details only: the owner's response headers (its content-type among
-      // them) are not this response's, and a browser cannot read an error sent under gRPC's.
-      throw new ConnectError(error.rawMessage, error.code, undefined, error.details);
+      // The code and message only: the owner's response headers (its content-type among them)
+      // are not this response's, and a browser cannot read an error sent under gRPC's.
+      throw new ConnectError(error.rawMessage, error.code);
     } finally {
       await recordAudit(db, { actor: actorOf(ctx), action, target, outcome, detail }).catch((err: unknown) =>
         logger.error({ err, action, target, outcome }, "could not record an action in the audit log"),
