@@ -16,7 +16,7 @@ const plainNumber = (value: number) => String(value);
 
 /**
  * A uPlot chart over times in seconds. uPlot draws on a canvas, so the figure carries a label
- * and the number of points it draws for assistive technology (and for the browser tests), and
+ * and the number of points with data (`data-points`, which the browser tests read), and
  * its legend lists the series with their values under the pointer.
  */
 export function Chart({
@@ -33,7 +33,11 @@ export function Chart({
   formatValue?: (value: number) => string;
 }) {
   const container = useRef<HTMLDivElement>(null);
-  const points = series.reduce((sum, line) => sum + line.values.filter((value) => value !== null).length, 0);
+  /** The points that carry data (not a gap, not a zero). */
+  const points = series.reduce(
+    (sum, line) => sum + line.values.filter((value) => value !== null && value !== 0).length,
+    0,
+  );
 
   useEffect(() => {
     const element = container.current;

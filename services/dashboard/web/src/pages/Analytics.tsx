@@ -26,17 +26,33 @@ const DAY_MS = 86_400_000;
 const integer = (value: number) => (Number.isInteger(value) ? String(value) : "");
 const usd = (value: number) => formatUsd(value);
 
-/** Every bucket start from the first to the last the server counted in, in seconds. */
-function bucketStarts(analytics: GetAnalyticsResponse): number[] {
+/** The range asked for, in seconds since the epoch. */
+interface Range {
+  start: number;
+  end: number;
+}
+
+/**
+ * Every bucket start across the range, on the server's grid (anchored at a bucket it counted
+ * in), so that the chart spans the range asked for and an empty bucket shows as 0.
+ */
+function bucketStarts(analytics: GetAnalyticsResponse, range: Range): number[] {
   const step = durationMillis(analytics.bucket) / 1000;
-  const starts = analytics.tasksOverTime.map((count) => timestampDate(count.bucketStartTime!).getTime() / 1000);
-  if (starts.length === 0) return [];
-  const first = Math.min(...starts);
-  const last = Math.max(...starts);
-  if (step <= 0) return [...new Set(starts)].sort((a, b) => a - b);
+  const counted = analytics.tasksOverTime.map((count) => timestampDate(count.bucketStartTime!).getTime() / 1000);
+  if (step <= 0) return [...new Set(counted)].sort((a, b) => a - b);
+  const anchor = counted[0] ?? Math.floor(range.start / step) * step;
+  const first = anchor - Math.floor((anchor - range.start) / step) * step;
   const all: number[] = [];
-  for (let at = first; at <= last; at += step) all.push(at);
+  for (let at = first; at < range.end; at += step) all.push(at);
   return all;
+}
+
+/** Every UTC day of the range (seconds at its midnight) with what was spent on it, 0 for none. */
+function costByDay(analytics: GetAnalyticsResponse, range: Range): { days: number[]; costs: number[] } {
+  const spent = new Map(analytics.costPerDay.map((cost) => [Date.parse(`${cost.key}T00:00:00Z`) / 1000, cost.costUsd]));
+  const days: number[] = [];
+  for (let day = Math.floor(range.start / 86_400) * 86_400; day < range.end; day += 86_400) days.push(day);
+  return { days, costs: days.map((day) => spent.get(day) ?? 0) };
 }
 
 /** Tasks per bucket, one series per value of `keyOf` (provider or state). */
@@ -114,8 +130,8 @@ function CostTable({ title, keyLabel, costs }: { title: string; keyLabel: string
   );
 }
 
-function Charts({ analytics }: { analytics: GetAnalyticsResponse }) {
-  const xs = useMemo(() => bucketStarts(analytics), [analytics]);
+function Charts({ analytics, range }: { analytics: GetAnalyticsResponse; range: Range }) {
+  const xs = useMemo(() => bucketStarts(analytics, range), [analytics, range]);
   const byProvider = useMemo<ChartSeries[]>(
     () =>
       countsBy(analytics, xs, (provider) => provider).map(([provider, values], i) => ({
@@ -134,13 +150,10 @@ function Charts({ analytics }: { analytics: GetAnalyticsResponse }) {
       })),
     [analytics, xs],
   );
-  const days = useMemo(
-    () => analytics.costPerDay.map((cost) => Date.parse(`${cost.key}T00:00:00Z`) / 1000),
-    [analytics],
-  );
+  const { days, costs } = useMemo(() => costByDay(analytics, range), [analytics, range]);
   const costPerDay = useMemo<ChartSeries[]>(
-    () => [{ label: "cost (USD)", color: PALETTE[0]!, values: analytics.costPerDay.map((cost) => cost.costUsd) }],
-    [analytics],
+    () => [{ label: "cost (USD)", color: PALETTE[0]!, values: costs }],
+    [costs],
   );
   const ended = analytics.tasksOverTime.reduce((sum, count) => sum + Number(count.count), 0);
 
@@ -152,7 +165,9 @@ function Charts({ analytics }: { analytics: GetAnalyticsResponse }) {
           <p className="big" aria-describedby="success-heading">
             {(analytics.successRate * 100).toFixed(1)}%
           </p>
-          <p className="muted">of the tasks that ended; {formatCount(ended)} tasks created in this range</p>
+          <p className="muted">
+            of the tasks that ended; {formatCount(ended)} {ended === 1 ? "task" : "tasks"} created in this range
+          </p>
         </section>
         <section className="card" aria-labelledby="latency-heading">
           <h2 id="latency-heading">Queue wait and run duration</h2>
@@ -227,13 +242,15 @@ function Charts({ analytics }: { analytics: GetAnalyticsResponse }) {
 export function AnalyticsPage() {
   const [days, setDays] = useState("7");
   const { data, error, loading } = useLoad(
-    (signal) => {
+    async (signal) => {
       const end = new Date();
+      const start = new Date(end.getTime() - Number(days) * DAY_MS);
       const request = create(GetAnalyticsRequestSchema, {
-        startTime: timestampFromDate(new Date(end.getTime() - Number(days) * DAY_MS)),
+        startTime: timestampFromDate(start),
         endTime: timestampFromDate(end),
       });
-      return dashboard.getAnalytics(request, { signal });
+      const analytics = await dashboard.getAnalytics(request, { signal });
+      return { analytics, range: { start: start.getTime() / 1000, end: end.getTime() / 1000 } };
     },
     [days],
   );
@@ -254,7 +271,7 @@ export function AnalyticsPage() {
       </PageHeader>
       <ErrorNotice error={error} />
       {!data && <Loading loading={loading} />}
-      {data && <Charts analytics={data} />}
+      {data && <Charts analytics={data.analytics} range={data.range} />}
     </>
   );
 }

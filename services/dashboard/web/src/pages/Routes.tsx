@@ -164,34 +164,41 @@ export function RoutesPage() {
                   {route.actions.length > 0 && <span className="subtitle">{route.actions.join(", ")}</span>}
                 </td>
                 <td>{triggerOf(route)}</td>
-                <td>{route.profile?.runner || "—"}</td>
+                <td>{route.profile?.runner || "default"}</td>
                 <td>{route.priority}</td>
                 <td>{formatTime(route.updateTime)}</td>
-                <td className="row-actions">
-                  <button
-                    type="button"
-                    aria-label={`Edit ${route.id}`}
-                    onClick={() => {
-                      setEditing(route);
-                      setMessage(undefined);
-                    }}
-                  >
-                    Edit
-                  </button>
-                  {confirming === route.id ? (
-                    <>
-                      <button type="button" className="danger" onClick={() => remove(route.id)} disabled={action.busy}>
-                        Confirm delete {route.id}
-                      </button>
-                      <button type="button" onClick={() => setConfirming(undefined)}>
-                        Keep
-                      </button>
-                    </>
-                  ) : (
-                    <button type="button" aria-label={`Delete ${route.id}`} onClick={() => setConfirming(route.id)}>
-                      Delete
+                <td>
+                  <div className="row-actions">
+                    <button
+                      type="button"
+                      aria-label={`Edit ${route.id}`}
+                      onClick={() => {
+                        setEditing(route);
+                        setMessage(undefined);
+                      }}
+                    >
+                      Edit
                     </button>
-                  )}
+                    {confirming === route.id ? (
+                      <>
+                        <button
+                          type="button"
+                          className="danger"
+                          onClick={() => remove(route.id)}
+                          disabled={action.busy}
+                        >
+                          Confirm delete {route.id}
+                        </button>
+                        <button type="button" onClick={() => setConfirming(undefined)}>
+                          Keep
+                        </button>
+                      </>
+                    ) : (
+                      <button type="button" aria-label={`Delete ${route.id}`} onClick={() => setConfirming(route.id)}>
+                        Delete
+                      </button>
+                    )}
+                  </div>
                 </td>
               </tr>
             ))}
