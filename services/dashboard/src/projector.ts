@@ -101,7 +101,10 @@ export class Projector {
           leader = false;
           continue;
         }
-        logger.warn({ err: reason }, "task change stream failed; reconnecting");
+        logger.warn(
+          { error: reason instanceof Error ? reason.message : String(reason), failures: failures + 1 },
+          "task change stream failed; reconnecting",
+        );
       } finally {
         clearInterval(renewal);
         stop.removeEventListener("abort", onStop);

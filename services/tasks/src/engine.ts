@@ -537,8 +537,8 @@ function stage(kind: TaskStage, detail: string, time?: Timestamp, attempt = 0): 
 
 /**
  * Marks an event as recording a change to the task's record (its creation, state, result or
- * attempt), so that its change carries the task; the first event of an append that follows an
- * update is the one marked.
+ * attempt), so that its entry in the change log carries the task: the event that reports an
+ * update, not those appended with it to explain it (RETRY_SCHEDULED after FAILED).
  */
 function changed(event: NewTaskEvent): NewTaskEvent {
   return { ...event, changedTask: true };
