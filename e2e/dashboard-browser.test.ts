@@ -302,6 +302,34 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
     await screenshot("task");
   });
 
+  it("cancels a running task from its page, and runs it again with retry", async () => {
+    const id = await mention(8, "please go slowly, to be canceled");
+    await expect.poll(async () => taskState(id), POLL).toBe(TaskState.RUNNING);
+    await page.goto(`${web}/tasks/${id}`);
+    const status = page.getByRole("status", { name: "Timeline status" });
+    await expect.poll(() => status.textContent(), POLL).toBe("Live");
+
+    await page.getByRole("button", { name: "Cancel task" }).click();
+    await expect.poll(() => status.textContent(), POLL).toBe("Ended");
+    expect(await page.locator(".badge").first().textContent()).toBe("canceled");
+    expect(await taskState(id)).toBe(TaskState.CANCELED);
+
+    await page.getByRole("button", { name: "Retry task" }).click();
+    await page.getByRole("status").filter({ hasText: "The task will run again." }).waitFor();
+    await expect.poll(() => page.locator(".badge").first().textContent(), POLL).toBe("succeeded");
+    await expect.poll(() => status.textContent(), POLL).toBe("Ended");
+    // One timeline across both attempts, each event once: canceled, retried, then the run to its end.
+    const items = page.getByRole("list", { name: "Timeline" }).getByRole("listitem");
+    const ids = await items.evaluateAll((elements) => elements.map((element) => element.getAttribute("data-event-id")));
+    expect(new Set(ids).size).toBe(ids.length);
+    const stages = (await items.allTextContents())
+      .map((text) => /^(canceled|retried|completed)/.exec(text)?.[1])
+      .filter((stage) => stage !== undefined);
+    expect(stages.slice(stages.indexOf("retried"))).toEqual(["retried", "completed"]);
+    expect(stages.indexOf("canceled")).toBeLessThan(stages.indexOf("retried"));
+    await screenshot("task-canceled-retried");
+  });
+
   it("draws the analytics charts from the read model", async () => {
     await page.goto(`${web}/analytics`);
     for (const title of ["Tasks over time by provider", "Tasks over time by outcome", "Cost per day"]) {
@@ -385,5 +413,49 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
     expect(await rows.count()).toBe(4); // the header and one row per task
     await page.getByText("3 tasks").waitFor();
     await screenshot("tasks-after-restart");
+  });
+
+  it("shows deliveries with redeliver, health, the audit log, and workers with drain", async () => {
+    await page.goto(`${web}/deliveries`);
+    const deliveries = page.getByRole("table", { name: "Deliveries" });
+    await deliveries
+      .getByRole("button", { name: /^Redeliver / })
+      .first()
+      .click();
+    await page.getByRole("status").filter({ hasText: "was sent through the pipeline again" }).waitFor();
+    await screenshot("deliveries");
+
+    await page.goto(`${web}/health`);
+    const services = page.getByRole("table", { name: "Services" });
+    for (const name of ["tasks", "gateway", "github", "agent"]) {
+      await expect
+        .poll(
+          async () =>
+            services
+              .getByRole("row", { name: new RegExp(`^${name} `) })
+              .first()
+              .textContent(),
+          POLL,
+        )
+        .toContain("SERVING");
+    }
+    await screenshot("health");
+
+    await page.goto(`${web}/audit`);
+    const audit = page.getByRole("table", { name: "Audit log" });
+    for (const action of ["CancelTask", "RetryTask", "UpsertRoute", "Redeliver"]) {
+      await audit.getByRole("cell", { name: action, exact: true }).first().waitFor();
+    }
+    expect(await audit.getByText("browser-test").count()).toBeGreaterThan(0);
+    expect(await audit.getByText("INVALID_ARGUMENT").count()).toBe(1);
+    await screenshot("audit");
+
+    // Last, as the worker takes no more tasks after it.
+    await page.goto(`${web}/workers`);
+    const worker = page.getByRole("region", { name: "Worker browser-test-worker" });
+    await worker.getByRole("button", { name: "Drain browser-test-worker" }).click();
+    await page.getByRole("status").filter({ hasText: "is draining" }).waitFor();
+    await expect.poll(() => worker.locator(".badge").textContent(), POLL).toBe("draining");
+    await screenshot("workers");
   });
 });
