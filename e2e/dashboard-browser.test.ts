@@ -32,6 +32,8 @@ const artifacts = join(root, "e2e/artifacts");
 const CHROMIUM = "/usr/bin/chromium";
 const POSTGRES = process.env.DASHBOARD_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432";
 const POLL = { timeout: 30_000, interval: 100 };
+/** For a run to end: a lease, the sandbox and the agent's steps take long on a loaded machine. */
+const RUN = { timeout: 60_000, interval: 200 };
 const run = promisify(execFile);
 
 /** What the test reads of a canvas in the page (the root tsconfig has no DOM types). */
@@ -42,13 +44,13 @@ interface Canvas {
 }
 
 /**
- * The agent: a prompt that says "slowly" prints a step every half second for four seconds,
+ * The agent: a prompt that says "slowly" prints a step every 0.8 s for eight seconds,
  * so the page can watch its timeline grow; any other answers within a second. Each reports a
  * cost, so the cost charts have data.
  */
 const AGENT_COMMAND = [
-  'case "$HOOKMESH_PROMPT" in *slowly*) n=8 ;; *) n=2 ;; esac',
-  'i=1; while [ "$i" -le "$n" ]; do echo "step $i of $n"; i=$((i+1)); sleep 0.5; done',
+  'case "$HOOKMESH_PROMPT" in *slowly*) n=10 ;; *) n=2 ;; esac',
+  'i=1; while [ "$i" -le "$n" ]; do echo "step $i of $n"; i=$((i+1)); sleep 0.8; done',
   'echo \'{"hookmesh":1,"cost_usd":0.25,"input_tokens":1200,"output_tokens":300}\'',
   'echo "all $n steps done"',
 ].join("; ");
@@ -285,12 +287,12 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
 
     // The whole run is there once, in order, with the answer, cost and tokens.
     const texts = await timeline.allTextContents();
-    for (let step = 1; step <= 8; step++) {
-      expect(texts.filter((text) => text.startsWith("output") && text.includes(`step ${step} of 8`))).toHaveLength(1);
+    for (let step = 1; step <= 10; step++) {
+      expect(texts.filter((text) => text.startsWith("output") && text.includes(`step ${step} of 10`))).toHaveLength(1);
     }
     expect(texts.some((text) => text.startsWith("completed"))).toBe(true);
     expect(await page.locator(".badge").first().textContent()).toBe("succeeded");
-    await page.getByText("all 8 steps done").first().waitFor();
+    await page.getByText("all 10 steps done").first().waitFor();
     await page.getByText("$0.25").first().waitFor();
     await page.getByText("1,200 in, 300 out").first().waitFor();
     // The replies that were not sent (a dry run), as the timeline recorded them.
@@ -316,7 +318,7 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
 
     await page.getByRole("button", { name: "Retry task" }).click();
     await page.getByRole("status").filter({ hasText: "The task will run again." }).waitFor();
-    await expect.poll(() => page.locator(".badge").first().textContent(), POLL).toBe("succeeded");
+    await expect.poll(() => page.locator(".badge").first().textContent(), RUN).toBe("succeeded");
     await expect.poll(() => status.textContent(), POLL).toBe("Ended");
     // One timeline across both attempts, each event once: canceled, retried, then the run to its end.
     const items = page.getByRole("list", { name: "Timeline" }).getByRole("listitem");
@@ -392,7 +394,7 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
     // Started again while the tasks are still running: it catches up, then follows them live.
     await expect.poll(async () => taskState(ids[0]!), POLL).not.toBe(TaskState.QUEUED);
     await startDashboard();
-    for (const id of ids) await expect.poll(async () => taskState(id), POLL).toBe(TaskState.SUCCEEDED);
+    for (const id of ids) await expect.poll(async () => taskState(id), RUN).toBe(TaskState.SUCCEEDED);
 
     // The session survived the restart (it is in the database).
     await page.goto(`${web}/tasks?text=${marker}`);

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useState } from "react";
 import { Link, useParams } from "react-router";
 import type { Task, TaskEvent } from "../../../../../gen/hookmesh/tasks/v1/task_pb.js";
-import { OutputStream } from "../../../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { OutputStream, TaskStage } from "../../../../../gen/hookmesh/tasks/v1/task_pb.js";
 import {
   dashboard,
   errorMessage,
@@ -36,26 +36,37 @@ const FATAL_CODES: ReadonlySet<Code> = new Set([
  * Follows one task: its timeline from GetTask, then WatchTask after the last event it holds. A
  * stream that breaks (the dashboard restarting, the network) is opened again after the last
  * event id seen, so no event is missed or shown twice; it ends when the task reaches a final
- * state.
+ * state. `retries` counts the retries asked from this page: after one, the read model may still
+ * hold the ended run for a moment, so a final state counts only once the task ran again.
  */
-function useTaskTimeline(id: string, generation: number) {
+function useTaskTimeline(id: string, retries: number) {
   const [task, setTask] = useState<Task>();
   const [events, setEvents] = useState<TaskEvent[]>([]);
   const [traceUrl, setTraceUrl] = useState("");
   const [following, setFollowing] = useState<Following>("loading");
   const [error, setError] = useState<string>();
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: a new generation (after a retry) follows the task afresh
   useEffect(() => {
     const controller = new AbortController();
     const { signal } = controller;
     const seen = new Set<string>();
     let lastEventId = "";
     let state: Task["state"] | undefined;
+    // Whether the run the page waits for has started: always, unless a retry was just asked.
+    let ranAgain = retries === 0;
+    const ended = () => state !== undefined && FINAL_STATES.has(state) && ranAgain;
+    const changed = (task: Task | undefined) => {
+      state = task?.state;
+      if (state !== undefined && !FINAL_STATES.has(state)) ranAgain = true;
+      setTask(task);
+    };
 
     const append = (added: TaskEvent[]) => {
       const fresh = added.filter((event) => !seen.has(event.id));
-      for (const event of fresh) seen.add(event.id);
+      for (const event of fresh) {
+        seen.add(event.id);
+        if (event.kind.case === "stage" && event.kind.value.stage === TaskStage.RETRIED) ranAgain = true;
+      }
       if (fresh.length === 0) return;
       lastEventId = fresh.at(-1)!.id;
       setEvents((shown) => [...shown, ...fresh]);
@@ -74,22 +85,18 @@ function useTaskTimeline(id: string, generation: number) {
         try {
           if (state === undefined) {
             const got = await dashboard.getTask({ id }, { signal });
-            state = got.task?.state;
-            setTask(got.task);
+            changed(got.task);
             setTraceUrl(got.traceUrl);
             append(got.events);
-            if (state !== undefined && FINAL_STATES.has(state)) break;
+            if (ended()) break;
           }
           setFollowing("live");
           setError(undefined);
           for await (const change of dashboard.watchTask({ id, afterEventId: lastEventId }, { signal })) {
             if (change.event) append([change.event]);
-            if (change.task) {
-              state = change.task.state;
-              setTask(change.task);
-            }
+            if (change.task) changed(change.task);
           }
-          if (state !== undefined && FINAL_STATES.has(state)) break;
+          if (ended()) break;
         } catch (reason) {
           if (signal.aborted) return;
           if (FATAL_CODES.has(ConnectError.from(reason).code)) {
@@ -107,7 +114,7 @@ function useTaskTimeline(id: string, generation: number) {
     }
     void follow();
     return () => controller.abort();
-  }, [id, generation]);
+  }, [id, retries]);
 
   return { task, events, traceUrl, following, error };
 }
@@ -165,10 +172,15 @@ function usageOf(task: Task | undefined, events: TaskEvent[]) {
   return task?.result;
 }
 
+/** One page per task: another task's id starts afresh (its own timeline, no retries asked). */
 export function TaskPage() {
   const { id = "" } = useParams();
-  const [generation, setGeneration] = useState(0);
-  const { task, events, traceUrl, following, error } = useTaskTimeline(id, generation);
+  return <TaskView key={id} id={id} />;
+}
+
+function TaskView({ id }: { id: string }) {
+  const [retries, setRetries] = useState(0);
+  const { task, events, traceUrl, following, error } = useTaskTimeline(id, retries);
   const action = useAction();
   const usage = usageOf(task, events);
   const toolCalls = events.filter((event) => event.kind.case === "toolCall");
@@ -178,7 +190,7 @@ export function TaskPage() {
   const retry = () =>
     action.run(async () => {
       await dashboard.retryTask({ id });
-      setGeneration((value) => value + 1);
+      setRetries((value) => value + 1);
     }, "The task will run again.");
 
   return (

@@ -86,7 +86,7 @@ export function TasksPage() {
           </label>
           <label>
             Subject
-            <input name="subject" defaultValue={params.get("subject") ?? ""} placeholder="octo/repo#12" />
+            <input name="subject" defaultValue={params.get("subject") ?? ""} placeholder="github:octo/repo#12" />
           </label>
           <label>
             Text
