@@ -256,7 +256,13 @@ function TaskView({ id }: { id: string }) {
                 </>
               )}
               <dt>Trace</dt>
-              <dd>{traceUrl ? <a href={traceUrl}>Open the trace</a> : "no trace link configured"}</dd>
+              <dd>
+                {traceUrl ? (
+                  <a href={traceUrl}>Open the trace</a>
+                ) : (
+                  "none (no DASHBOARD_TRACE_URL_TEMPLATE, or no trace id)"
+                )}
+              </dd>
             </dl>
             <div className="actions">
               <button
