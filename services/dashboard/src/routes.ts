@@ -134,10 +134,19 @@ export function routes(deps: RoutesDeps) {
                 ...(stored.task && { task: stored.task }),
               });
             }
-            // A task's final record and the event that made it final are applied together, so a
-            // final state here means its timeline has been sent.
+            // A task's final record and the event that made it final are applied together, but
+            // maybe after the read above: what was applied since goes out before the stream ends.
             const current = await getTask(db, req.id);
-            if (!current || FINAL_STATES.has(current.task.state)) return;
+            if (!current || FINAL_STATES.has(current.task.state)) {
+              for (const stored of await eventsAfter(db, req.id, after)) {
+                after = stored.seq;
+                yield create(WatchTaskResponseSchema, {
+                  event: stored.event,
+                  ...(stored.task && { task: stored.task }),
+                });
+              }
+              return;
+            }
             if (!noticed) {
               await new Promise<void>((resolve) => {
                 const timer = setTimeout(done, watchPollMs);
