@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { GRPC_PORTS, MESH } from "./mesh.js";
 
 /**
  * docker-compose.yml, checked without a container engine: against the Compose Specification's
@@ -41,18 +42,6 @@ interface Compose {
 // Compose reads YAML 1.1 merge keys (`<<: *anchor`), which this file uses for what every service shares.
 const compose = parse(readFileSync(file, "utf8"), { merge: true }) as Compose;
 const services = compose.services;
-const MESH = ["tasks", "github", "slack", "jira", "sentry", "agent", "gateway", "dashboard"];
-/** gRPC ports (ARCHITECTURE.md); each admin port is + 1000. */
-const GRPC_PORTS: Record<string, number> = {
-  gateway: 50050,
-  tasks: 50051,
-  agent: 50052,
-  github: 50061,
-  slack: 50062,
-  jira: 50063,
-  sentry: 50064,
-  dashboard: 50070,
-};
 
 const seconds = (duration: string) => {
   const match = /^(\d+)(ms|s|m)$/.exec(duration);

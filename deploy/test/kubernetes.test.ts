@@ -11,6 +11,7 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { ConfigMap, Namespace, Service, ServiceAccount } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { GRPC_PORTS, MESH } from "./mesh.js";
 
 /**
  * deploy/kubernetes, rendered as a cluster would get it (`kubectl kustomize` of each overlay)
@@ -20,17 +21,6 @@ import { parseAllDocuments } from "yaml";
  */
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const OVERLAYS = ["dev", "production"] as const;
-const MESH = ["gateway", "tasks", "agent", "github", "slack", "jira", "sentry", "dashboard"];
-const GRPC_PORTS: Record<string, number> = {
-  gateway: 50050,
-  tasks: 50051,
-  agent: 50052,
-  github: 50061,
-  slack: 50062,
-  jira: 50063,
-  sentry: 50064,
-  dashboard: 50070,
-};
 
 interface Model {
   validate(): void;
