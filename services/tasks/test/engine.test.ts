@@ -23,6 +23,7 @@ import { SubjectLocks } from "../src/subject-locks.js";
 import { TaskStore, timelineKey } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
 import { TimelineSignals } from "../src/watches.js";
+import { WorkBell } from "../src/work-bell.js";
 import { WorkQueue } from "../src/work-queue.js";
 
 /** The rules tests give a budget or a cost cap, by id; any other id is a rule without either. */
@@ -93,7 +94,13 @@ describe("TaskEngine", () => {
       { get: async (id) => routes.get(id) ?? create(RouteSchema, { id }) },
       { keyPrefix: db.prefix, defaultMaxCostUsd: 5, defaultDailyBudgetUsd: 50 },
     );
-    queue = new WorkQueue(bull, { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs }, pino({ level: "silent" }));
+    const silent = pino({ level: "silent" });
+    queue = new WorkQueue(
+      bull,
+      { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs },
+      silent,
+      new WorkBell(db.redis, `${db.prefix}work-ready`, silent),
+    );
     await queue.start();
     return new TaskEngine(
       store,
