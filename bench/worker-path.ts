@@ -13,7 +13,8 @@
  *
  *   npm run bench:worker        (Redis from REDIS_URL; results in bench/results/worker-path.json)
  *
- * Settings (environment): BENCH_GITHUB_MS (the stand-in's answer time, 100), BENCH_FAILOVERS (3).
+ * Settings (environment): BENCH_GITHUB_MS (the stand-in's answer time, 100), BENCH_FAILOVERS (3),
+ * BENCH_QUICK (set: only the webhook phase at 20/s, printed, nothing written).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -195,6 +196,8 @@ const template = JSON.stringify({
 const [bodyHead, bodyMiddle, bodyTail] = template.split(/987654321|123456789/) as [string, string, string];
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 let issues = 0;
+/** How long each webhook's 202 took, for the phase under way. */
+let ackMs: number[] = [];
 
 /**
  * Sends one signed delivery about a new issue; resolves with the token its agent will log (the
@@ -202,6 +205,7 @@ let issues = 0;
  */
 function sendWebhook(): Promise<string> {
   const n = ++issues;
+  const sentAt = Date.now();
   const body = Buffer.from(`${bodyHead}${n}${bodyMiddle}${n}${bodyTail}`);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -221,7 +225,10 @@ function sendWebhook(): Promise<string> {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
-          if (res.statusCode === 202) resolve(`token:${n}`);
+          if (res.statusCode === 202) {
+            ackMs.push(Date.now() - sentAt);
+            resolve(`token:${n}`);
+          }
           else reject(new Error(`gateway answered ${res.statusCode}: ${Buffer.concat(chunks).toString()}`));
         });
       },
@@ -472,7 +479,16 @@ try {
   await waitForEnded(taskIdsOf(warm), 60_000);
 
   const webhookToStartMs: Record<string, { p50: number; p99: number }> = {};
-  for (const rate of RATES) webhookToStartMs[`rate${rate}`] = await atRate(rate, rate * RATE_SECONDS, sendWebhook);
+  const webhookAckMs: Record<string, { p50: number; p99: number }> = {};
+  for (const rate of RATES) {
+    ackMs = [];
+    webhookToStartMs[`rate${rate}`] = await atRate(rate, rate * RATE_SECONDS, sendWebhook);
+    webhookAckMs[`rate${rate}`] = summary(ackMs);
+    if (process.env.BENCH_QUICK) {
+      console.log(JSON.stringify({ webhookToStartMs, webhookAckMs }));
+      process.exit(0);
+    }
+  }
 
   const submitToStartMs = await atRate(20, SUBMIT_TASKS, () => submitEvent());
 
@@ -512,6 +528,7 @@ try {
       note: "gateway, tasks service and load generator share this process; each worker is a process",
     },
     webhookToStartMs,
+    webhookAckMs,
     submitToStartMs,
     directSpawnToStartMs: directAtRate.startMs,
     lifecycle: {
