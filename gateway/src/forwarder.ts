@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { Logger } from "@hookmesh/kit";
+import { contextFromTraceparent, inSpan, type Logger, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -63,7 +63,15 @@ export class Forwarder {
         }
         for (const entry of entries) {
           if (signal.aborted) return;
-          await this.forward(entry, signal);
+          // In the delivery's trace, which the webhook request began before tasks could take it.
+          await inSpan(
+            "gateway.forward",
+            {
+              parent: contextFromTraceparent(entry.event.traceContext),
+              attributes: { [TRACE_ATTRIBUTES.deliveryId]: entry.event.deliveryId },
+            },
+            () => this.forward(entry, signal),
+          );
         }
         failures = 0;
       } catch (err) {

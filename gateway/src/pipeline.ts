@@ -3,7 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
+import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
@@ -12,6 +12,7 @@ import { type BodyProgress, mediaType, readBody } from "./body.js";
 import type { DeliveryDedup } from "./dedup.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
+import type { DeliveryObserver, DeliveryOutcome } from "./metrics.js";
 import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
@@ -48,6 +49,8 @@ export interface PipelineDeps {
   /** Seconds a provider should wait before retrying a delivery the gateway could not keep. */
   retryAfterSeconds: number;
   logger: Logger;
+  /** Counts what became of each webhook request (redeliveries are not requests). */
+  observe?: DeliveryObserver;
   now?: () => Date;
 }
 
@@ -113,6 +116,7 @@ export class WebhookPipeline {
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
+        this.deps.observe?.(provider.provider, "answered");
         await this.record({
           route,
           resolved,
@@ -134,11 +138,12 @@ export class WebhookPipeline {
         rawBody: webhook.rawBody,
         contentType,
         receiveTime: timestampFromDate(receivedAt),
-        traceContext: traceContextOf(req.headers),
+        traceContext: traceContextOf(),
       });
       return await this.accept({ route, resolved, webhook, event, body }, signal, false);
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
+      this.deps.observe?.(resolved?.provider.provider, "rejected", err.status);
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
@@ -188,7 +193,7 @@ export class WebhookPipeline {
       rawBody: webhook.rawBody,
       contentType: webhook.contentType,
       receiveTime: timestampFromDate(receivedAt),
-      traceContext: traceContextOf(original.headers),
+      traceContext: traceContextOf(),
     });
     const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
     const reply = await this.accept({ route: original.route, resolved, webhook, event, body }, signal, true);
@@ -202,8 +207,16 @@ export class WebhookPipeline {
   private async accept(verified: Verified, signal: AbortSignal, redelivery: boolean): Promise<WebhookReply> {
     const { event, resolved } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    annotateActiveSpan({
+      [TRACE_ATTRIBUTES.provider]: resolved.provider.name,
+      [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
+    });
     const claim = redelivery ? undefined : await this.claim(verified);
+    const observe = (outcome: DeliveryOutcome) => {
+      if (!redelivery) this.deps.observe?.(resolved.provider.provider, outcome);
+    };
     if (claim && !claim.fresh) {
+      observe("duplicate");
       const entry = await this.record({
         ...verified,
         status: DeliveryStatus.DUPLICATE,
@@ -227,6 +240,7 @@ export class WebhookPipeline {
         { signal, timeoutMs: resolved.provider.submitTimeoutMs },
       );
       const taskId = task!.id;
+      annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId, [TRACE_ATTRIBUTES.routeId]: task!.routeId });
       if (dedupKey)
         await this.deps.dedup
           .settle(dedupKey, taskId)
@@ -236,6 +250,7 @@ export class WebhookPipeline {
         : task!.state === TaskState.IGNORED
           ? DeliveryStatus.IGNORED
           : DeliveryStatus.ACCEPTED;
+      observe(duplicate ? "duplicate" : status === DeliveryStatus.IGNORED ? "ignored" : "accepted");
       const entry = await this.record({ ...verified, status, httpStatus: 202, taskId, ...facts });
       return {
         status: 202,
@@ -248,7 +263,9 @@ export class WebhookPipeline {
         if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
         throw new WebhookRejection(400, "delivery rejected as invalid", failure.rawMessage).withContext(facts);
       }
-      return this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+      const reply = await this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+      observe("queued");
+      return reply;
     }
   }
 

@@ -2,11 +2,13 @@ import { readFile } from "node:fs/promises";
 import {
   ConfigError,
   createClientFactory,
+  createServiceMetrics,
   type Env,
   HealthState,
   type Logger,
   type MeshServer,
   openIdentityAndRedis,
+  type ServiceMetrics,
   ServingStatus,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
@@ -20,6 +22,7 @@ import { ChangeLog } from "./change-log.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
 import { storeCall } from "./errors.js";
+import { tasksMetrics } from "./metrics.js";
 import { JiraGroups } from "./routing/jira-groups.js";
 import { LabelerPermissions } from "./routing/labeler-permission.js";
 import { Router } from "./routing/router.js";
@@ -38,11 +41,15 @@ export interface TasksDeps {
   env: Env;
   /** How often a waiting LeaseTasks looks for work without a ring; tests set it long to see the bell alone. */
   leaseFallbackPollMs?: number;
+  /** The service's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
 }
 
 /** The tasks service, built and connected, not yet listening. */
 export interface ComposedTasks {
   server: MeshServer;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   engine: TaskEngine;
   store: TaskStore;
   /** Every task's changes, which WatchChanges streams. */
@@ -87,6 +94,7 @@ const CHANGE_STREAMS = { method: "WatchChanges", maxPerCaller: 8, maxTotal: 32 }
  */
 export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
   const { logger } = deps;
+  const metrics = deps.metrics ?? createServiceMetrics("tasks");
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
   const { identity, redis } = await openIdentityAndRedis(config, logger, (ready) =>
     health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
@@ -114,7 +122,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     ignoredBodyRetentionMs: config.ignoredBodyRetentionMs,
   });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
-  const clients = createClientFactory({ logger, ...(identity && { identity }) });
+  const clients = createClientFactory({ logger, metrics, ...(identity && { identity }) });
   const gateLookups = {
     labelers: new LabelerPermissions(clients.client(GitHubService, config.githubUrl, "github"), GATE_LOOKUP, logger),
     jiraGroups: new JiraGroups(clients.client(JiraService, config.jiraUrl, "jira"), GATE_LOOKUP, logger),
@@ -148,6 +156,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
       pollMs: deps.leaseFallbackPollMs ?? LEASE_FALLBACK_POLL_MS,
       budgetRecheckMs: BUDGET_RECHECK_MS,
+      observer: tasksMetrics(metrics, { store, queue, routingRules }, logger),
     },
     logger,
   );
@@ -204,9 +213,11 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     identity,
     tokens: config.operatorTokens,
     limits: config.limits,
+    metrics,
   });
   return {
     server,
+    metrics,
     engine,
     store,
     changeLog,

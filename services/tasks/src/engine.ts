@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
+import { annotateActiveSpan, inSpan, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
@@ -57,6 +58,24 @@ export interface EngineOptions {
   budgetRecheckMs: number;
   /** The clock that decides which UTC day spend counts against. Default `Date.now`. */
   now?: () => number;
+  /** Told of submissions, leases and ended tasks, for metrics. */
+  observer?: TaskObserver;
+}
+
+/** What the engine tells its metrics. */
+export interface TaskObserver {
+  /** A submission made a queued task, an ignored one, or was a duplicate. */
+  submitted(outcome: "queued" | "ignored" | "duplicate"): void;
+  /** A task was leased after waiting `queuedSeconds` since it was last queued (its submission, for a first attempt). */
+  leased(queuedSeconds: number): void;
+  /** A worker stopped heartbeating and its lease expired. */
+  leaseExpired(): void;
+  /** A worker's session ended and its lease was given back. */
+  leaseReleased(): void;
+  /** A task reached a final state. */
+  ended(state: TaskState): void;
+  /** A task was put back because its routing rule has spent its daily budget. */
+  budgetSpent(routeId: string): void;
 }
 
 export interface LeaseGrant {
@@ -104,7 +123,15 @@ export class TaskEngine {
   /** The task for `event`, created and queued (or recorded as ignored) if this delivery is new. */
   async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
     const valid = validateEvent(event);
-    const decision = await this.router.route(valid);
+    const provider = Provider[valid.provider].toLowerCase();
+    const facts = { [TRACE_ATTRIBUTES.provider]: provider, [TRACE_ATTRIBUTES.deliveryId]: valid.deliveryId };
+    annotateActiveSpan(facts);
+    const decision = await inSpan("tasks.route", { attributes: facts }, async (span) => {
+      const routed = await this.router.route(valid);
+      span.setAttribute("hookmesh.matched", routed.matched);
+      if (routed.matched) span.setAttribute(TRACE_ATTRIBUTES.routeId, routed.route.id);
+      return routed;
+    });
     const now = timestampNow();
     const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
     const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
@@ -125,6 +152,11 @@ export class TaskEngine {
       }),
     });
     const created = await this.store.create(task);
+    this.options.observer?.submitted(created.duplicate ? "duplicate" : decision.matched ? "queued" : "ignored");
+    annotateActiveSpan({
+      [TRACE_ATTRIBUTES.taskId]: created.task.id,
+      [TRACE_ATTRIBUTES.routeId]: created.task.routeId,
+    });
     if (created.duplicate) {
       // The first submission may have stopped between storing the task and queuing it.
       const first = created.task;
@@ -132,14 +164,19 @@ export class TaskEngine {
       return created;
     }
     const received = valid.receiveTime ?? now;
-    const provider = Provider[valid.provider].toLowerCase();
     await this.timeline.append(task.id, [
       changed(stage(TaskStage.RECEIVED, `${provider} ${valid.eventType} delivery ${valid.deliveryId}`, received)),
       stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
       decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
       ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
     ]);
-    if (decision.matched) await this.enqueue(task);
+    if (decision.matched) {
+      await inSpan(
+        "tasks.enqueue",
+        { attributes: { [TRACE_ATTRIBUTES.taskId]: task.id, "hookmesh.priority": task.priority } },
+        () => this.enqueue(task),
+      );
+    }
     return created;
   }
 
@@ -155,6 +192,7 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, why);
       });
       if (canceled.state === TaskState.CANCELED) {
+        this.options.observer?.ended(TaskState.CANCELED);
         await this.timeline.append(id, [changed(stage(TaskStage.CANCELED, why, undefined, canceled.attempt))]);
         return canceled;
       }
@@ -277,6 +315,7 @@ export class TaskEngine {
       t.workerId = "";
       transition(t, TaskState.SUCCEEDED, "agent succeeded");
     });
+    this.options.observer?.ended(done.state);
     await this.timeline.append(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt))]);
     await this.release(done, leaseId);
     return done;
@@ -314,6 +353,7 @@ export class TaskEngine {
         transition(t, TaskState.FAILED, error);
       }
     });
+    if (isFinal(failed.state)) this.options.observer?.ended(failed.state);
     const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
     if (failed.state === TaskState.QUEUED)
       events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
@@ -377,6 +417,7 @@ export class TaskEngine {
       transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
     });
     if (!released) return false;
+    this.options.observer?.leaseReleased();
     await this.timeline.append(taskId, [
       changed(
         stage(
@@ -454,6 +495,7 @@ export class TaskEngine {
           `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
         );
       });
+      if (lost.lostLeases > task.lostLeases) this.options.observer?.leaseExpired();
       events.push(
         changed(
           stage(
@@ -475,6 +517,7 @@ export class TaskEngine {
         if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
         else transition(t, TaskState.DEAD, deadWhy ?? "");
       });
+      if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
       events.push(
         changed(
           ended.state === TaskState.CANCELED
@@ -496,11 +539,13 @@ export class TaskEngine {
       await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
       return undefined;
     }
+    const queuedSince = task.transitions.findLast((t) => t.state === TaskState.QUEUED)?.time;
     const running = await this.store.update(taskId, (t) => {
       t.attempt += 1;
       t.workerId = workerId;
       transition(t, TaskState.RUNNING, `leased by ${workerId}`);
     });
+    if (queuedSince) this.options.observer?.leased(Math.max(0, (Date.now() - timestampMs(queuedSince)) / 1000));
     await this.store.setLease(taskId, leaseId);
     events.push(changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt)));
     await this.timeline.append(taskId, events);
@@ -516,6 +561,7 @@ export class TaskEngine {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
+    this.options.observer?.budgetSpent(spent.routeId);
     if (await this.budgets.firstWait(task.id, this.now())) {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }

@@ -17,7 +17,7 @@ import {
   UsageEventSchema,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { RouteBudgets } from "../src/budgets.js";
-import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
+import { type EngineOptions, type EventRouter, TaskEngine, type TaskObserver } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import { SubjectLocks } from "../src/subject-locks.js";
 import { TaskStore, timelineKey } from "../src/task-store.js";
@@ -72,6 +72,27 @@ function event(text = "hello", subjectKey = `github:o/r#${++deliveries}`): Event
     subject: create(SubjectSchema, { key: subjectKey }),
     rawBody: new TextEncoder().encode("{}"),
   });
+}
+
+/** An observer that keeps what the engine told it, as the metrics would count it. */
+function recorder() {
+  const seen = {
+    submitted: [] as string[],
+    queuedSeconds: [] as number[],
+    expired: 0,
+    released: 0,
+    ended: [] as TaskState[],
+    budgetSpent: [] as string[],
+  };
+  const observer: TaskObserver = {
+    submitted: (outcome) => seen.submitted.push(outcome),
+    leased: (seconds) => seen.queuedSeconds.push(seconds),
+    leaseExpired: () => seen.expired++,
+    leaseReleased: () => seen.released++,
+    ended: (state) => seen.ended.push(state),
+    budgetSpent: (route) => seen.budgetSpent.push(route),
+  };
+  return { seen, observer };
 }
 
 const result = (outcome: RunOutcome, error = "") =>
@@ -197,8 +218,10 @@ describe("TaskEngine", () => {
   });
 
   it("retries a retryable failure after a backoff, then dead-letters it", async () => {
-    const tasks = await engine();
+    const { seen, observer } = recorder();
+    const tasks = await engine({ observer });
     const { task } = await tasks.submit(event());
+    await tasks.submit(event("ignore me"));
     const [first] = await tasks.lease("w1", 1, 0, never);
     const retried = await tasks.fail(task.id, first!.leaseId, result(RunOutcome.AGENT_ERROR, "exit 1"), true);
     expect(retried.state).toBe(TaskState.QUEUED);
@@ -214,6 +237,9 @@ describe("TaskEngine", () => {
       TaskStage.DEAD,
     ]);
     expect(await queue.isQueued(task.id)).toBe(false);
+    expect(seen).toMatchObject({ submitted: ["queued", "ignored"], ended: [TaskState.DEAD], expired: 0 });
+    expect(seen.queuedSeconds).toHaveLength(2);
+    for (const seconds of seen.queuedSeconds) expect(seconds).toBeGreaterThanOrEqual(0);
 
     const again = await tasks.retry(task.id);
     expect(again).toMatchObject({ state: TaskState.QUEUED, maxAttempts: 4 });
@@ -232,7 +258,8 @@ describe("TaskEngine", () => {
   });
 
   it("gives the task of a worker that stopped heartbeating to another worker", async () => {
-    const tasks = await engine({ leaseMs: 600 });
+    const { seen, observer } = recorder();
+    const tasks = await engine({ leaseMs: 600, observer });
     const { task } = await tasks.submit(event());
     const [lost] = await tasks.lease("w1", 1, 0, never);
     const [taken] = await tasks.lease("w2", 1, 5_000, never);
@@ -242,6 +269,8 @@ describe("TaskEngine", () => {
     expect((await tasks.complete(task.id, taken!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
       TaskState.SUCCEEDED,
     );
+    expect(seen).toMatchObject({ expired: 1, ended: [TaskState.SUCCEEDED] });
+    expect(seen.queuedSeconds).toHaveLength(2);
   });
 
   describe("lost leases", () => {
@@ -336,6 +365,32 @@ describe("TaskEngine", () => {
       expect((await details(task.id, TaskStage.QUEUED)).at(-1)).toMatch(/given back: worker w-gone went away/);
       const [next] = await tasks.lease("w2", 1, 2_000, never);
       expect(next?.task).toMatchObject({ id: task.id, attempt: 1, workerId: "w2" });
+    });
+
+    it("gives back the leases of an ended session, counted as lost, and none of another session's", async () => {
+      const { seen, observer } = recorder();
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, observer });
+      const { task: mine } = await tasks.submit(event("a", "github:o/r#session-a"));
+      const { task: theirs } = await tasks.submit(event("b", "github:o/r#session-b"));
+      const [dead] = await tasks.lease("w-dead", 1, 0, never, "11111111-1111-1111-1111-111111111111");
+      const [live] = await tasks.lease("w-live", 1, 0, never, "22222222-2222-2222-2222-222222222222");
+      expect(dead?.task.id).toBe(mine.id);
+      expect(live?.task.id).toBe(theirs.id);
+
+      expect(await tasks.releaseSession("11111111-1111-1111-1111-111111111111", "w-dead")).toBe(1);
+      expect(seen.released).toBe(1);
+      expect(await store.get(mine.id, TaskView.BASIC)).toMatchObject({ state: TaskState.QUEUED, lostLeases: 1 });
+      expect((await details(mine.id, TaskStage.LEASE_EXPIRED)).at(-1)).toMatch(/session of worker w-dead ended/);
+      // The dead worker's lease is refused everywhere; the live one's is untouched.
+      await expect(tasks.heartbeat(mine.id, dead!.leaseId)).rejects.toThrow(LeaseLostError);
+      await expect(tasks.complete(mine.id, dead!.leaseId, result(RunOutcome.SUCCEEDED))).rejects.toThrow(
+        LeaseLostError,
+      );
+      await tasks.heartbeat(theirs.id, live!.leaseId);
+      // A second release of the same session finds nothing left.
+      expect(await tasks.releaseSession("11111111-1111-1111-1111-111111111111", "w-dead")).toBe(0);
+      const [again] = await tasks.lease("w2", 1, 2_000, never);
+      expect(again?.task).toMatchObject({ id: mine.id, attempt: 2, workerId: "w2" });
     });
 
     it("leaves a live lease alone when a stalled check runs just after it was taken", async () => {
@@ -553,7 +608,8 @@ describe("TaskEngine", () => {
 
     it("leases nothing more of a rule whose daily budget is spent until the next UTC day; other rules go on", async () => {
       rule("small", { budget: { maxCostUsdPerDay: 1 } });
-      const tasks = await engine({ now });
+      const { seen, observer } = recorder();
+      const tasks = await engine({ now, observer });
       const first = (await tasks.submit(event("route=small"))).task;
       const [grant] = await tasks.lease("w1", 1, 0, never);
       await tasks.report(first.id, grant!.leaseId, [usage(1.2)]);
@@ -573,6 +629,9 @@ describe("TaskEngine", () => {
             "route small spent $1.20 of its $1.00 daily budget on 2026-11-30 (UTC); waiting for the next UTC day or a higher budget",
         }),
       ]);
+
+      expect(seen.budgetSpent.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(seen.budgetSpent)).toEqual(new Set(["small"]));
 
       clock = Date.parse("2026-12-01T00:00:01Z");
       const [next] = await tasks.lease("w1", 1, 2_000, never);
