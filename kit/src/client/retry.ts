@@ -40,8 +40,12 @@ export function retryInterceptor(
     const deadline = deadlineFromHeader(req.header);
     for (let attempt = 1; ; attempt++) {
       try {
+        // The first attempt goes as the transport made it, its timeout header already right; only
+        // a retry, later, carries what is left (copying the headers costs every call otherwise).
         const res = await next(
-          deadline === undefined ? req : { ...req, header: headerWithTimeout(req.header, deadline - Date.now()) },
+          attempt === 1 || deadline === undefined
+            ? req
+            : { ...req, header: headerWithTimeout(req.header, deadline - Date.now()) },
         );
         budget.recordSuccess();
         return res;

@@ -149,6 +149,11 @@ export class LeasedRun {
     this.agent?.stop(reason);
   }
 
+  /** Stops the run and reports nothing: its lease may be another worker's by now. */
+  abandon(): void {
+    this.loseLease();
+  }
+
   /**
    * Runs the task to its reported end; never rejects. The run is a span of the delivery's trace,
    * continued from the context the task carries across the queue, so that its RPCs (the
@@ -175,9 +180,14 @@ export class LeasedRun {
     const heartbeats = this.heartbeat(heartbeating.signal);
     let report: RunReport;
     if (this.agent) {
-      await this.replier.acknowledge(acknowledgmentText(this.task, this.link));
+      // The agent starts first and the acknowledgment is posted beside it: the provider's round
+      // trip (hundreds of milliseconds for a comment) is no longer in front of every run.
+      const running = this.agent.run();
+      const acknowledged = this.replier.acknowledge(acknowledgmentText(this.task, this.link));
       const progress = this.startProgress();
-      report = await this.agent.run();
+      report = await running;
+      // The final reply edits the acknowledgment, so it must have landed (or failed) first.
+      await acknowledged;
       await progress();
       // Before the result is reported, while the lease holds: the reply then lands in the
       // task's timeline like every other call of the run.

@@ -8,6 +8,7 @@ import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
 import type { RunObserver } from "./metrics.js";
 import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
+import { WorkerSession } from "./session.js";
 import type { Checkouts } from "./workspace/checkout.js";
 import type { Publisher } from "./workspace/publish.js";
 
@@ -62,6 +63,8 @@ export interface PoolStatus {
   runs: RunInfo[];
 }
 
+/** How long the first LeaseTasks waits for the worker's session to open. */
+const SESSION_WAIT_MS = 2_000;
 /** Beyond the long poll's own wait, for the round trip. */
 const LEASE_CALL_MARGIN_MS = 5_000;
 
@@ -72,6 +75,9 @@ const LEASE_CALL_MARGIN_MS = 5_000;
  */
 export class WorkerPool {
   private readonly active = new Map<LeasedRun, Promise<void>>();
+  /** The session each run was leased under. */
+  private readonly sessions = new Map<LeasedRun, string>();
+  private readonly session: WorkerSession;
   private readonly stopLeasing = new AbortController();
   private readonly clock: Clock;
   private leasing: Promise<void> | undefined;
@@ -81,10 +87,19 @@ export class WorkerPool {
 
   constructor(private readonly deps: WorkerPoolDeps) {
     this.clock = deps.clock ?? systemClock;
+    this.session = new WorkerSession({
+      worker: deps.worker,
+      workerId: deps.config.workerId,
+      logger: deps.logger,
+      onLost: (sessionId) => {
+        for (const [run, leasedUnder] of this.sessions) if (leasedUnder === sessionId) run.abandon();
+      },
+    });
   }
 
-  /** Starts leasing. */
+  /** Opens the worker's session and starts leasing. */
   start(): void {
+    this.session.start();
     this.leasing ??= this.leaseLoop();
   }
 
@@ -125,6 +140,8 @@ export class WorkerPool {
     }, graceMs);
     await Promise.all(runs.map(([, finished]) => finished));
     clearTimeout(deadline);
+    // Only now: every run's result is reported, so the session's end gives nothing back.
+    await this.session.close();
   }
 
   private async leaseLoop(): Promise<void> {
@@ -132,6 +149,8 @@ export class WorkerPool {
     const signal = this.stopLeasing.signal;
     const waitMs = config.leaseWaitMs ?? 10_000;
     let failures = 0;
+    // Leases taken under the session come back at once if this worker dies; wait a moment for it.
+    await Promise.race([this.session.firstOpened, sleep(SESSION_WAIT_MS, undefined, { signal }).catch(() => {})]);
     while (!signal.aborted) {
       const free = config.concurrency - this.active.size;
       if (free <= 0) {
@@ -139,12 +158,13 @@ export class WorkerPool {
         continue;
       }
       try {
+        const sessionId = this.session.id;
         const { leases } = await this.deps.worker.leaseTasks(
-          { workerId: config.workerId, maxTasks: free, wait: durationFromMs(waitMs) },
+          { workerId: config.workerId, maxTasks: free, wait: durationFromMs(waitMs), sessionId },
           { signal, timeoutMs: waitMs + LEASE_CALL_MARGIN_MS },
         );
         failures = 0;
-        for (const lease of leases) this.startRun(lease);
+        for (const lease of leases) this.startRun(lease, sessionId);
       } catch (err) {
         if (signal.aborted) return;
         failures++;
@@ -163,7 +183,7 @@ export class WorkerPool {
     return cap / 2 + (Math.random() * cap) / 2;
   }
 
-  private startRun(lease: Lease): void {
+  private startRun(lease: Lease, sessionId: string): void {
     const { task } = lease;
     if (task === undefined) {
       this.deps.logger.error({ leaseId: lease.leaseId }, "lease without a task; left to expire");
@@ -186,8 +206,10 @@ export class WorkerPool {
     );
     const finished = run.execute().finally(() => {
       this.active.delete(run);
+      this.sessions.delete(run);
       this.wake?.();
     });
     this.active.set(run, finished);
+    if (sessionId) this.sessions.set(run, sessionId);
   }
 }

@@ -18,7 +18,15 @@ import {
  * (with cancel or a lost lease when a test asks for them), and records every call.
  */
 export class FakeTasks {
-  readonly leaseRequests: { maxTasks: number; held: number; time: number }[] = [];
+  readonly leaseRequests: { maxTasks: number; held: number; time: number; sessionId: string }[] = [];
+  /**
+   * When set, OpenSession holds sessions: the first message says `releaseAfterMs`, then one
+   * message every `pingMs` while `silent` is false; `end` ends each stream after its first
+   * message. Every stream opens a new session (never resumed). Unset, OpenSession is unimplemented.
+   */
+  session: { releaseAfterMs: number; pingMs: number; silent: boolean; end?: boolean } | undefined;
+  /** Every OpenSession request, in order. */
+  readonly sessionRequests: { workerId: string; sessionId: string }[] = [];
   readonly heartbeats: { taskId: string; leaseId: string }[] = [];
   readonly reports: ReportEventsRequest[] = [];
   readonly completed: CompleteTaskRequest[] = [];
@@ -66,9 +74,30 @@ export class FakeTasks {
   }
 
   routes(router: ConnectRouter): void {
+    const fake = this;
     router.service(WorkerService, {
+      async *openSession(req, ctx) {
+        const session = fake.session;
+        if (!session) throw new ConnectError("no sessions here", Code.Unimplemented);
+        fake.sessionRequests.push({ workerId: req.workerId, sessionId: req.sessionId });
+        const sessionId = `session-${fake.sessionRequests.length}`;
+        yield {
+          sessionId,
+          releaseAfter: durationFromMs(session.releaseAfterMs),
+          pingInterval: durationFromMs(session.pingMs),
+        };
+        while (!ctx.signal.aborted && !session.end) {
+          await sleep(session.pingMs, undefined, { signal: ctx.signal }).catch(() => {});
+          if (!session.silent && !ctx.signal.aborted) yield { sessionId };
+        }
+      },
       leaseTasks: async (req, ctx) => {
-        this.leaseRequests.push({ maxTasks: req.maxTasks, held: this.held.size, time: Date.now() });
+        this.leaseRequests.push({
+          maxTasks: req.maxTasks,
+          held: this.held.size,
+          time: Date.now(),
+          sessionId: req.sessionId,
+        });
         if (this.leaseError) throw this.leaseError;
         const deadline = Date.now() + durationMs(req.wait!);
         while (this.queue.length === 0 && Date.now() < deadline && !ctx.signal.aborted) await sleep(10);

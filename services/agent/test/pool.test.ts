@@ -221,6 +221,46 @@ describe("WorkerPool", () => {
     expect(lines().some((l) => l.includes("no heartbeat got through for a whole lease"))).toBe(true);
   });
 
+  it("leases under its session, and keeps its runs while the session is heard", async () => {
+    tasks.session = { releaseAfterMs: 400, pingMs: 50, silent: false };
+    tasks.add("t1", "sleep 0.6; echo done");
+    startPool();
+    await waitFor(() => tasks.completed.length === 1, 5_000);
+    expect(tasks.sessionRequests[0]).toEqual({ workerId: "worker-1", sessionId: "" });
+    expect(tasks.leaseRequests[0]?.sessionId).toBe("session-1");
+  });
+
+  it("stops the runs of a session that went silent, and reports nothing: their tasks may run elsewhere now", async () => {
+    tasks.session = { releaseAfterMs: 400, pingMs: 50, silent: false };
+    tasks.add("t1", "sleep 30", { heartbeatMs: 10_000 });
+    startPool();
+    await waitFor(() => pool.status().runs[0]?.pid !== undefined);
+    const bwrap = pool.status().runs[0]!.pid!;
+    await waitFor(() => descendants(bwrap).length >= 2);
+    const processes = [bwrap, ...descendants(bwrap)];
+    const silentAt = Date.now();
+    tasks.session.silent = true;
+    // Half the release delay after the last message, plus the kill grace (300 ms).
+    await waitFor(() => alive(processes).length === 0, 2_000);
+    expect(Date.now() - silentAt).toBeLessThan(2_000);
+    await waitFor(() => pool.status().runs.length === 0);
+    expect(tasks.ended()).toBe(0);
+    expect(lines().some((l) => l.includes("worker session lost"))).toBe(true);
+  });
+
+  it("opens a broken session again with its id, and stops its runs when the service says it was released", async () => {
+    tasks.session = { releaseAfterMs: 60_000, pingMs: 50, silent: false };
+    tasks.add("t1", "sleep 30", { heartbeatMs: 10_000 });
+    startPool();
+    await waitFor(() => pool.status().runs[0]?.pid !== undefined);
+    // The stream breaks; the fake opens a new session for the next request, never the one asked
+    // for: as the service does once it released the old one.
+    tasks.session.end = true;
+    await waitFor(() => pool.status().runs.length === 0, 5_000);
+    expect(tasks.sessionRequests.slice(0, 2).map((r) => r.sessionId)).toEqual(["", "session-1"]);
+    expect(tasks.ended()).toBe(0);
+  });
+
   it("tries a failed heartbeat again before the lease runs out, and keeps the run", async () => {
     tasks.add("t1", "sleep 1", { heartbeatMs: 200 });
     tasks.unreachable.set("t1", 3);

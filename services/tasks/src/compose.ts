@@ -32,11 +32,15 @@ import { SubjectLocks } from "./subject-locks.js";
 import { TaskStore, timelineKey } from "./task-store.js";
 import { Timeline } from "./timeline.js";
 import { TimelineSignals, WatchQuota } from "./watches.js";
+import { WorkBell } from "./work-bell.js";
 import { WorkQueue } from "./work-queue.js";
+import { WorkerSessions } from "./worker-sessions.js";
 
 export interface TasksDeps {
   logger: Logger;
   env: Env;
+  /** How often a waiting LeaseTasks looks for work without a ring; tests set it long to see the bell alone. */
+  leaseFallbackPollMs?: number;
   /** The service's metrics; its own registry unless given. */
   metrics?: ServiceMetrics;
 }
@@ -57,8 +61,12 @@ export interface ComposedTasks {
   close(): Promise<void>;
 }
 
-/** How often a waiting LeaseTasks call checks for work queued by another replica. */
-const LEASE_POLL_MS = 250;
+/**
+ * How often a waiting LeaseTasks call looks for work on its own. The work bell wakes it at once
+ * when any replica makes work ready; this only bounds the wait for a ring lost while the
+ * subscriber reconnected, or for the delayed work of a replica that died.
+ */
+const LEASE_FALLBACK_POLL_MS = 1_000;
 /** How long a task waits before another look when its subject is busy. */
 const SUBJECT_BUSY_DELAY_MS = 1_000;
 /**
@@ -94,13 +102,20 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   const keyPrefix = config.redis.keyPrefix;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
-  const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
-  // Every WatchTask and WatchChanges stream of this process shares this one subscriber connection.
+  // Every WatchTask and WatchChanges stream of this process, and its work bell, share this one
+  // subscriber connection.
   const subscriber = redis.duplicate({
     lazyConnect: true,
     autoResubscribe: false,
     connectionName: `${keyPrefix}watch`,
   });
+  const bell = new WorkBell(redis, `${keyPrefix}work-ready`, logger);
+  const queue = new WorkQueue(
+    queueConnection,
+    { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs },
+    logger,
+    bell,
+  );
   const store = new TaskStore(redis, {
     keyPrefix,
     retentionMs: config.retentionMs,
@@ -139,10 +154,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
       retryBaseMs: config.retryBaseMs,
       retryMaxMs: config.retryMaxMs,
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
-      pollMs: LEASE_POLL_MS,
+      pollMs: deps.leaseFallbackPollMs ?? LEASE_FALLBACK_POLL_MS,
       budgetRecheckMs: BUDGET_RECHECK_MS,
       observer: tasksMetrics(metrics, { store, queue, routingRules }, logger),
     },
+    logger,
+  );
+  const sessions = new WorkerSessions(
+    redis,
+    engine,
+    { keyPrefix, pingMs: config.sessionPingMs, releaseAfterMs: config.sessionReleaseMs },
     logger,
   );
   const sweep = setInterval(() => {
@@ -156,6 +177,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   }, RETENTION_SWEEP_MS).unref();
   const closeStore = async () => {
     clearInterval(sweep);
+    sessions.close();
     await queue.close();
     subscriber.disconnect();
     queueConnection.disconnect();
@@ -165,6 +187,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   };
   try {
     await storeCall(() => subscriber.connect());
+    await bell.listen((channel, wake) => signals.listenTo(channel, wake));
     await routingRules.seedDefaults();
     if (config.routesFile) await seedRoutingRulesFile(routingRules, config.routesFile, logger);
     await queue.start();
@@ -184,6 +207,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     }),
     changes: { log: changeLog, quota: new WatchQuota(CHANGE_STREAMS), draining: health.stopping },
     leaseMs: config.leaseMs,
+    sessions,
     health,
     logger,
     identity,

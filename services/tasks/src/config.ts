@@ -20,6 +20,10 @@ export interface TasksConfig extends ListenConfig {
   /** Lost leases (worker crashes) a task survives; they do not count as failed attempts. */
   maxLostLeases: number;
   leaseMs: number;
+  /** How often a worker's session stream carries a message. */
+  sessionPingMs: number;
+  /** How long after a worker's session stream ends its leases are given back, unless it comes back. */
+  sessionReleaseMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
   mention: string;
@@ -68,12 +72,19 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     throw new ConfigError("TASKS_IGNORED_BODY_RETENTION", "must not be longer than TASKS_RETENTION");
   }
   const maxWatches = envInt(env, "TASKS_MAX_WATCHES", 1_000, { min: 1 });
+  // A worker stops its runs after half of this without a message on its session (so a third of
+  // that half, pings at a sixth, still leaves two missed pings of slack).
+  const sessionReleaseMs = envInt(env, "TASKS_SESSION_RELEASE_MS", 3_000, { min: 600 });
   return {
     ...envListen(env, "tasks", 50051, peers),
     redis: envRedis(env, "TASKS", "hookmesh:tasks:"),
     maxAttempts,
     maxLostLeases: envInt(env, "TASKS_MAX_LOST_LEASES", 10, { min: 1, max: 100 }),
-    leaseMs: envInt(env, "TASKS_LEASE_MS", 30_000, { min: 1_000 }),
+    // A worker whose machine died (no connection end tells it) is known dead when its leases
+    // expire, and its tasks come back at most a lease and a half later: 7.5 s with this.
+    leaseMs: envInt(env, "TASKS_LEASE_MS", 5_000, { min: 1_000 }),
+    sessionPingMs: Math.floor(sessionReleaseMs / 6),
+    sessionReleaseMs,
     retryBaseMs,
     retryMaxMs: envInt(env, "TASKS_RETRY_MAX_MS", 300_000, { min: retryBaseMs }),
     mention: envString(env, "HOOKMESH_MENTION", "@hookmesh"),

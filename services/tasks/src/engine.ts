@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
-import { abortAfter, annotateActiveSpan, inSpan, TRACE_ATTRIBUTES } from "@hookmesh/kit";
+import { annotateActiveSpan, inSpan, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
@@ -47,7 +46,10 @@ export interface EngineOptions {
   retryMaxMs: number;
   /** How long a task whose subject is busy waits before it is looked at again. */
   subjectBusyDelayMs: number;
-  /** How often a waiting LeaseTasks call looks for work queued by another tasks replica. */
+  /**
+   * How often a waiting LeaseTasks call looks for work on its own: the work queue's bell wakes
+   * it at once when any replica makes work ready; this covers rings lost with a connection.
+   */
   pollMs: number;
   /**
    * How long a task whose routing rule has spent its daily budget waits before it is looked
@@ -68,6 +70,8 @@ export interface TaskObserver {
   leased(queuedSeconds: number): void;
   /** A worker stopped heartbeating and its lease expired. */
   leaseExpired(): void;
+  /** A worker's session ended and its lease was given back. */
+  leaseReleased(): void;
   /** A task reached a final state. */
   ended(state: TaskState): void;
   /** A task was put back because its routing rule has spent its daily budget. */
@@ -87,6 +91,8 @@ const NEVER_RETRIED: ReadonlyMap<RunOutcome, string> = new Map([
   [RunOutcome.COST_CAP, "runs that pass their cost cap are not retried"],
 ]);
 const MAX_DELIVERY_ID_LENGTH = 256;
+/** Between a session's id and the rest of a lease id taken under it. */
+const SESSION_LEASE_SEPARATOR = ".";
 
 /**
  * The task lifecycle. Submitting routes an event and makes it a durable task; workers lease,
@@ -99,7 +105,6 @@ const MAX_DELIVERY_ID_LENGTH = 256;
  * re-queues QUEUED tasks that lost their entry).
  */
 export class TaskEngine {
-  private readonly enqueued = new EventEmitter();
   private readonly now: () => number;
 
   constructor(
@@ -112,7 +117,6 @@ export class TaskEngine {
     private readonly options: EngineOptions,
     private readonly logger: Logger,
   ) {
-    this.enqueued.setMaxListeners(0);
     this.now = options.now ?? Date.now;
   }
 
@@ -237,11 +241,20 @@ export class TaskEngine {
    * attempts after lost leases) are settled on the way; a task whose subject is busy, or whose
    * routing rule has spent its daily budget, waits.
    */
-  async lease(workerId: string, max: number, waitMs: number, signal: AbortSignal): Promise<LeaseGrant[]> {
+  async lease(
+    workerId: string,
+    max: number,
+    waitMs: number,
+    signal: AbortSignal,
+    sessionId = "",
+  ): Promise<LeaseGrant[]> {
     const deadline = Date.now() + waitMs;
     const grants: LeaseGrant[] = [];
     while (grants.length < max && !signal.aborted) {
-      const leaseId = randomUUID();
+      // A session's leases carry its id, so that its end finds them without an index of its own.
+      const leaseId = sessionId ? `${sessionId}${SESSION_LEASE_SEPARATOR}${randomUUID()}` : randomUUID();
+      // Read before looking, so that work made ready while this call looks is not waited past.
+      const rings = this.queue.rings;
       const taskId = await this.queue.next(leaseId);
       if (taskId !== undefined) {
         let grant: LeaseGrant | undefined;
@@ -257,7 +270,7 @@ export class TaskEngine {
         continue;
       }
       if (grants.length > 0 || Date.now() >= deadline) break;
-      await this.nextChance(Math.min(this.options.pollMs, deadline - Date.now()), signal);
+      await this.queue.waitForWork(rings, Math.min(this.options.pollMs, deadline - Date.now()), signal);
     }
     if (signal.aborted && grants.length > 0) {
       // The caller went away while its tasks were being leased: nobody will run them, so they go
@@ -272,6 +285,8 @@ export class TaskEngine {
   async heartbeat(taskId: string, leaseId: string): Promise<{ expireTime: Timestamp; cancelRequested: boolean }> {
     if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
     const task = await this.store.get(taskId, TaskView.BASIC);
+    // A released lease's job may still be locked by it for a moment (see releaseLease).
+    if (task.state !== TaskState.RUNNING) throw new LeaseLostError(taskId);
     await this.subjects.extend(subjectOf(task), leaseId);
     return { expireTime: this.expiry(), cancelRequested: task.cancelRequested };
   }
@@ -361,6 +376,68 @@ export class TaskEngine {
       await this.release(failed, leaseId);
     }
     return failed;
+  }
+
+  /**
+   * Gives back every lease taken under a worker's session, which ended: their tasks are queued
+   * again at once instead of when the leases expire. Says how many were given back.
+   */
+  async releaseSession(sessionId: string, workerId: string): Promise<number> {
+    const running = await this.store.idsInState(TaskState.RUNNING);
+    const leases = await this.store.leasesOf(running);
+    const ofSession = `${sessionId}${SESSION_LEASE_SEPARATOR}`;
+    let released = 0;
+    for (const [i, taskId] of running.entries()) {
+      const leaseId = leases[i];
+      if (!leaseId?.startsWith(ofSession)) continue;
+      try {
+        if (await this.releaseLease(taskId, leaseId, workerId)) released++;
+      } catch (err) {
+        // Its lease still expires: the task comes back then.
+        this.logger.warn({ taskId, err: (err as Error).message }, "could not give back a lease of an ended session");
+      }
+    }
+    return released;
+  }
+
+  /**
+   * Takes a lease from a worker known dead and queues its task again, counted as a lost lease.
+   * The lease is revoked first, so that anything its holder still sends is refused; the task
+   * is queued only while it is still that worker's run.
+   */
+  private async releaseLease(taskId: string, leaseId: string, workerId: string): Promise<boolean> {
+    if (!(await this.store.revokeLease(taskId, leaseId))) return false;
+    const why = `attempt %d (lease ${leaseId}) lost: the session of worker ${workerId} ended (its connection closed)`;
+    let released = false;
+    const back = await this.store.update(taskId, (t) => {
+      released = t.state === TaskState.RUNNING && t.workerId === workerId;
+      if (!released) return;
+      t.lostLeases += 1;
+      t.workerId = "";
+      transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
+    });
+    if (!released) return false;
+    this.options.observer?.leaseReleased();
+    await this.timeline.append(taskId, [
+      changed(
+        stage(
+          TaskStage.LEASE_EXPIRED,
+          `${why.replace("%d", String(back.attempt))}; lost lease ${back.lostLeases} of ` +
+            `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
+          undefined,
+          back.attempt,
+        ),
+      ),
+    ]);
+    // Failing here leaves the job locked by the revoked lease until its lock expires; the
+    // stalled-job check then returns it, and the task, QUEUED already, runs as usual.
+    await this.queue
+      .retryLater(taskId, leaseId, 0)
+      .catch((err: Error) =>
+        this.logger.warn({ taskId, err: err.message }, "a released task waits for its lease to expire"),
+      );
+    await this.subjects.release(subjectOf(back), leaseId);
+    return true;
   }
 
   /** The task's timeline after `afterEventId`, then live, until the task ends or `signal` aborts. */
@@ -528,19 +605,6 @@ export class TaskEngine {
 
   private async enqueue(task: Task): Promise<void> {
     await this.queue.enqueue(task.id, task.priority);
-    this.enqueued.emit("task");
-  }
-
-  /** Resolves after `ms`, or sooner when this process queues a task or the caller gives up. */
-  private async nextChance(ms: number, signal: AbortSignal): Promise<void> {
-    // Not AbortSignal.any over AbortSignal.timeout, whose timer can be collected (see abortAfter):
-    // a lease call would then wait for work forever, past its deadline.
-    const wake = abortAfter(signal, Math.max(1, ms));
-    try {
-      await once(this.enqueued, "task", { signal: wake.signal }).catch(() => {});
-    } finally {
-      wake.clear();
-    }
   }
 
   /** Exponential backoff with jitter: half fixed, half random, so retries spread out. */

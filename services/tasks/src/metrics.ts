@@ -43,6 +43,11 @@ export function tasksMetrics(
     help: "Leases lost because their worker stopped heartbeating.",
     registers,
   });
+  const released = new Counter({
+    name: "hookmesh_tasks_leases_released_total",
+    help: "Leases given back at once because their worker's session ended (its connection closed).",
+    registers,
+  });
   const ended = new Counter({
     name: "hookmesh_tasks_ended_total",
     help: "Tasks that reached a final state (succeeded, failed, dead, canceled).",
@@ -95,6 +100,7 @@ export function tasksMetrics(
       queueWait.observe(queuedSeconds);
     },
     leaseExpired: () => expired.inc(),
+    leaseReleased: () => released.inc(),
     ended: (state) => ended.inc({ state: stateLabel(state) }),
     budgetSpent: (route) => budgetDeferred.inc({ route }),
   };

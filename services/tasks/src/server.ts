@@ -16,6 +16,7 @@ import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.j
 import type { TaskStore } from "./task-store.js";
 import type { WatchQuota } from "./watches.js";
 import { workerServiceRoutes } from "./worker-routes.js";
+import type { WorkerSessions } from "./worker-sessions.js";
 
 export interface ServerDeps extends SecurityOptions {
   engine: TaskEngine;
@@ -24,6 +25,7 @@ export interface ServerDeps extends SecurityOptions {
   watches: WatchQuota;
   changes: ChangeStreams;
   leaseMs: number;
+  sessions: WorkerSessions;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
@@ -42,7 +44,12 @@ export function build(deps: ServerDeps): MeshServer {
   return createMeshServer({
     routes: (router: ConnectRouter) => {
       taskServiceRoutes(engine, store, deps.watches, deps.changes)(router);
-      workerServiceRoutes(engine, deps.leaseMs)(router);
+      workerServiceRoutes({
+        engine,
+        sessions: deps.sessions,
+        leaseMs: deps.leaseMs,
+        draining: deps.health.stopping,
+      })(router);
       routeServiceRoutes(routingRules)(router);
     },
     health: deps.health,

@@ -59,6 +59,13 @@ end
 return false
 `;
 
+/** KEYS: lease. ARGV: the lease id that must hold it. Keeps the key's expiry. */
+const REVOKE_LEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], '', 'KEEPTTL')
+return 1
+`;
+
 /**
  * Replaces a task only if it is still what the caller read, moving it between state indexes.
  * Entering a final state starts the task's retention: every key of the task expires together,
@@ -273,6 +280,22 @@ export class TaskStore {
 
   async leaseOf(taskId: string): Promise<string | null> {
     return storeCall(() => this.redis.get(this.leaseKey(taskId)));
+  }
+
+  /** The leases holding each of `taskIds`, in one round trip. */
+  async leasesOf(taskIds: string[]): Promise<(string | null)[]> {
+    if (taskIds.length === 0) return [];
+    return storeCall(() => this.redis.mget(taskIds.map((id) => this.leaseKey(id))));
+  }
+
+  /**
+   * Takes a task's lease from its holder if `leaseId` still holds it, so that from then on the
+   * holder's reports and results are refused; false when another lease holds it. Atomic: a
+   * lease granted meanwhile is never taken.
+   */
+  async revokeLease(taskId: string, leaseId: string): Promise<boolean> {
+    const revoked = await storeCall(() => this.redis.eval(REVOKE_LEASE_SCRIPT, 1, this.leaseKey(taskId), leaseId));
+    return revoked === 1;
   }
 
   /**

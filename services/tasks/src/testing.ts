@@ -33,10 +33,14 @@ export interface RunningTasks extends ComposedTasks {
 export async function startTasks(
   db: Pick<TestRedis, "prefix">,
   logger: Logger,
-  options: { port?: number; env?: Env } = {},
+  options: { port?: number; env?: Env; leaseFallbackPollMs?: number } = {},
 ): Promise<RunningTasks> {
   const config = tasksTestConfig(db, options.env);
-  const service = await composeTasks(config, { logger, env: {} });
+  const service = await composeTasks(config, {
+    logger,
+    env: {},
+    ...(options.leaseFallbackPollMs !== undefined && { leaseFallbackPollMs: options.leaseFallbackPollMs }),
+  });
   const { port } = (await service.server.listen(options.port ?? 0, "127.0.0.1")) as AddressInfo;
   return Object.assign(service, { url: `${config.identity.insecure ? "http" : "https"}://127.0.0.1:${port}`, port });
 }

@@ -1,6 +1,7 @@
 import type { Logger } from "@hookmesh/kit";
 import { Job, Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
+import type { WorkBell } from "./work-bell.js";
 
 export interface WorkQueueOptions {
   /** BullMQ's key prefix: under the tasks service's own prefix, so no other service reads it. */
@@ -17,7 +18,8 @@ const QUEUE_NAME = "tasks";
  * The durable queue of task ids, on BullMQ with manual fetching: a job is a task id, a lease
  * is a job lock whose token is the lease id, and BullMQ's stalled-job check returns the jobs
  * of workers that stopped heartbeating to the queue. State lives in the TaskStore; this only
- * decides what runs next.
+ * decides what runs next. Whatever makes a task ready (queued, put back, its delay over, its
+ * lease expired) rings `bell`, which wakes the waiting LeaseTasks calls of every replica.
  */
 export class WorkQueue {
   private readonly queue: Queue;
@@ -28,6 +30,7 @@ export class WorkQueue {
     connection: Redis,
     private readonly options: WorkQueueOptions,
     logger: Logger,
+    private readonly bell: WorkBell,
   ) {
     const common = { connection, prefix: options.keyPrefix.replace(/:$/, "") };
     this.queue = new Queue(QUEUE_NAME, {
@@ -49,6 +52,8 @@ export class WorkQueue {
     const onError = (err: Error) => logger.debug({ err: err.message }, "work queue error");
     this.queue.on("error", onError);
     this.worker.on("error", onError);
+    // Only the replica whose check ran sees this; the ring reaches every other one.
+    this.worker.on("stalled", () => this.bell.ring());
   }
 
   /** Starts returning the jobs of expired leases to the queue. */
@@ -59,6 +64,7 @@ export class WorkQueue {
   /** Queues a task (no-op if it is queued already), to run after `delayMs`. */
   async enqueue(taskId: string, priority: number, delayMs = 0): Promise<void> {
     await this.queue.add(QUEUE_NAME, {}, { jobId: taskId, priority: MAX_PRIORITY + 1 - priority, delay: delayMs });
+    this.bell.ring(delayMs);
   }
 
   async isQueued(taskId: string): Promise<boolean> {
@@ -69,6 +75,16 @@ export class WorkQueue {
   async next(leaseId: string): Promise<string | undefined> {
     const job = await this.worker.getNextJob(leaseId, { block: false });
     return job?.id;
+  }
+
+  /** Rings heard so far: read before `next`, then pass to `waitForWork`. */
+  get rings(): number {
+    return this.bell.heardSoFar;
+  }
+
+  /** Resolves when work may be ready (a ring since `since`), after `ms`, or when `signal` aborts. */
+  waitForWork(since: number, ms: number, signal: AbortSignal): Promise<void> {
+    return this.bell.wait(since, ms, signal);
   }
 
   /** Extends a lease; false when `leaseId` no longer holds the task. */
@@ -86,7 +102,9 @@ export class WorkQueue {
   /** Puts a leased task back to run again after `delayMs`. */
   async retryLater(taskId: string, leaseId: string, delayMs: number): Promise<void> {
     const job = await Job.fromId(this.queue, taskId);
-    await job?.moveToDelayed(Date.now() + delayMs, leaseId);
+    if (!job) return;
+    await job.moveToDelayed(Date.now() + delayMs, leaseId);
+    this.bell.ring(delayMs);
   }
 
   /** Drops a task that is waiting; false when it is leased (its lease must end first). */
@@ -116,6 +134,7 @@ export class WorkQueue {
   }
 
   async close(): Promise<void> {
+    this.bell.close();
     await this.worker.close();
     await this.queue.close();
   }

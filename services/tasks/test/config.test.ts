@@ -18,6 +18,21 @@ describe("tasks loadConfig", () => {
     });
   });
 
+  it("leases for 5 s and releases an ended worker session's leases after 3 s, pinging it every 500 ms, unless told otherwise", () => {
+    expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
+      leaseMs: 5_000,
+      sessionReleaseMs: 3_000,
+      sessionPingMs: 500,
+    });
+    expect(loadConfig({ HOOKMESH_INSECURE: "1", TASKS_SESSION_RELEASE_MS: "6000" })).toMatchObject({
+      sessionReleaseMs: 6_000,
+      sessionPingMs: 1_000,
+    });
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_SESSION_RELEASE_MS: "100" })).toThrow(
+      /^TASKS_SESSION_RELEASE_MS: /,
+    );
+  });
+
   it("keeps ended tasks 30 days, ignored bodies an hour and 100,000 changes, and caps watchers, unless told otherwise", () => {
     expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
       retentionMs: 30 * 86_400_000,

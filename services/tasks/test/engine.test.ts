@@ -23,6 +23,7 @@ import { SubjectLocks } from "../src/subject-locks.js";
 import { TaskStore, timelineKey } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
 import { TimelineSignals } from "../src/watches.js";
+import { WorkBell } from "../src/work-bell.js";
 import { WorkQueue } from "../src/work-queue.js";
 
 /** The rules tests give a budget or a cost cap, by id; any other id is a rule without either. */
@@ -79,6 +80,7 @@ function recorder() {
     submitted: [] as string[],
     queuedSeconds: [] as number[],
     expired: 0,
+    released: 0,
     ended: [] as TaskState[],
     budgetSpent: [] as string[],
   };
@@ -86,6 +88,7 @@ function recorder() {
     submitted: (outcome) => seen.submitted.push(outcome),
     leased: (seconds) => seen.queuedSeconds.push(seconds),
     leaseExpired: () => seen.expired++,
+    leaseReleased: () => seen.released++,
     ended: (state) => seen.ended.push(state),
     budgetSpent: (route) => seen.budgetSpent.push(route),
   };
@@ -112,7 +115,13 @@ describe("TaskEngine", () => {
       { get: async (id) => routes.get(id) ?? create(RouteSchema, { id }) },
       { keyPrefix: db.prefix, defaultMaxCostUsd: 5, defaultDailyBudgetUsd: 50 },
     );
-    queue = new WorkQueue(bull, { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs }, pino({ level: "silent" }));
+    const silent = pino({ level: "silent" });
+    queue = new WorkQueue(
+      bull,
+      { keyPrefix: `${db.prefix}bull`, leaseMs: merged.leaseMs },
+      silent,
+      new WorkBell(db.redis, `${db.prefix}work-ready`, silent),
+    );
     await queue.start();
     return new TaskEngine(
       store,
@@ -356,6 +365,32 @@ describe("TaskEngine", () => {
       expect((await details(task.id, TaskStage.QUEUED)).at(-1)).toMatch(/given back: worker w-gone went away/);
       const [next] = await tasks.lease("w2", 1, 2_000, never);
       expect(next?.task).toMatchObject({ id: task.id, attempt: 1, workerId: "w2" });
+    });
+
+    it("gives back the leases of an ended session, counted as lost, and none of another session's", async () => {
+      const { seen, observer } = recorder();
+      const tasks = await engine({ leaseMs: LONG_LEASE_MS, observer });
+      const { task: mine } = await tasks.submit(event("a", "github:o/r#session-a"));
+      const { task: theirs } = await tasks.submit(event("b", "github:o/r#session-b"));
+      const [dead] = await tasks.lease("w-dead", 1, 0, never, "11111111-1111-1111-1111-111111111111");
+      const [live] = await tasks.lease("w-live", 1, 0, never, "22222222-2222-2222-2222-222222222222");
+      expect(dead?.task.id).toBe(mine.id);
+      expect(live?.task.id).toBe(theirs.id);
+
+      expect(await tasks.releaseSession("11111111-1111-1111-1111-111111111111", "w-dead")).toBe(1);
+      expect(seen.released).toBe(1);
+      expect(await store.get(mine.id, TaskView.BASIC)).toMatchObject({ state: TaskState.QUEUED, lostLeases: 1 });
+      expect((await details(mine.id, TaskStage.LEASE_EXPIRED)).at(-1)).toMatch(/session of worker w-dead ended/);
+      // The dead worker's lease is refused everywhere; the live one's is untouched.
+      await expect(tasks.heartbeat(mine.id, dead!.leaseId)).rejects.toThrow(LeaseLostError);
+      await expect(tasks.complete(mine.id, dead!.leaseId, result(RunOutcome.SUCCEEDED))).rejects.toThrow(
+        LeaseLostError,
+      );
+      await tasks.heartbeat(theirs.id, live!.leaseId);
+      // A second release of the same session finds nothing left.
+      expect(await tasks.releaseSession("11111111-1111-1111-1111-111111111111", "w-dead")).toBe(0);
+      const [again] = await tasks.lease("w2", 1, 2_000, never);
+      expect(again?.task).toMatchObject({ id: mine.id, attempt: 2, workerId: "w2" });
     });
 
     it("leaves a live lease alone when a stalled check runs just after it was taken", async () => {

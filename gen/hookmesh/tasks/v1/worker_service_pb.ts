@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/worker_service.proto.
  */
 export const file_hookmesh_tasks_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZob29rbWVzaC90YXNrcy92MS93b3JrZXJfc2VydmljZS5wcm90bxIRaG9va21lc2gudGFza3MudjEiYgoRTGVhc2VUYXNrc1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhEKCW1heF90YXNrcxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIj4KEkxlYXNlVGFza3NSZXNwb25zZRIoCgZsZWFzZXMYASADKAsyGC5ob29rbWVzaC50YXNrcy52MS5MZWFzZSKoAQoFTGVhc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSEAoIbGVhc2VfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI1ChBIZWFydGJlYXRSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkiXgoRSGVhcnRiZWF0UmVzcG9uc2USLwoLZXhwaXJlX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYAiABKAgiZgoTUmVwb3J0RXZlbnRzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEiwKBmV2ZW50cxgDIAMoCzIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tFdmVudCIwChRSZXBvcnRFdmVudHNSZXNwb25zZRIYChBjYW5jZWxfcmVxdWVzdGVkGAEgASgIImcKE0NvbXBsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRItCgZyZXN1bHQYAyABKAsyHS5ob29rbWVzaC50YXNrcy52MS5UYXNrUmVzdWx0Ij0KFENvbXBsZXRlVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrInYKD0ZhaWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEi0KBnJlc3VsdBgDIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQSEQoJcmV0cnlhYmxlGAQgASgIIjkKEEZhaWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2syowQKDVdvcmtlclNlcnZpY2USZgoKTGVhc2VUYXNrcxIkLmhvb2ttZXNoLnRhc2tzLnYxLkxlYXNlVGFza3NSZXF1ZXN0GiUuaG9va21lc2gudGFza3MudjEuTGVhc2VUYXNrc1Jlc3BvbnNlIguiuxgHCgVhZ2VudBJmCglIZWFydGJlYXQSIy5ob29rbWVzaC50YXNrcy52MS5IZWFydGJlYXRSZXF1ZXN0GiQuaG9va21lc2gudGFza3MudjEuSGVhcnRiZWF0UmVzcG9uc2UiDpACAqK7GAcKBWFnZW50EmwKDFJlcG9ydEV2ZW50cxImLmhvb2ttZXNoLnRhc2tzLnYxLlJlcG9ydEV2ZW50c1JlcXVlc3QaJy5ob29rbWVzaC50YXNrcy52MS5SZXBvcnRFdmVudHNSZXNwb25zZSILorsYBwoFYWdlbnQSbwoMQ29tcGxldGVUYXNrEiYuaG9va21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVxdWVzdBonLmhvb2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlIg6QAgKiuxgHCgVhZ2VudBJjCghGYWlsVGFzaxIiLmhvb2ttZXNoLnRhc2tzLnYxLkZhaWxUYXNrUmVxdWVzdBojLmhvb2ttZXNoLnRhc2tzLnYxLkZhaWxUYXNrUmVzcG9uc2UiDpACAqK7GAcKBWFnZW50YgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_auth_v1_auth, file_hookmesh_tasks_v1_task]);
+  fileDesc("CiZob29rbWVzaC90YXNrcy92MS93b3JrZXJfc2VydmljZS5wcm90bxIRaG9va21lc2gudGFza3MudjEidgoRTGVhc2VUYXNrc1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhEKCW1heF90YXNrcxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnNlc3Npb25faWQYBCABKAkiPgoSTGVhc2VUYXNrc1Jlc3BvbnNlEigKBmxlYXNlcxgBIAMoCzIYLmhvb2ttZXNoLnRhc2tzLnYxLkxlYXNlIqgBCgVMZWFzZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzaxIQCghsZWFzZV9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKEk9wZW5TZXNzaW9uUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSKeAQoTT3BlblNlc3Npb25SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3Jlc3VtZWQYAiABKAgSMAoNcGluZ19pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1yZWxlYXNlX2FmdGVyGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjUKEEhlYXJ0YmVhdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCSJeChFIZWFydGJlYXRSZXNwb25zZRIvCgtleHBpcmVfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY2FuY2VsX3JlcXVlc3RlZBgCIAEoCCJmChNSZXBvcnRFdmVudHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSLAoGZXZlbnRzGAMgAygLMhwuaG9va21lc2gudGFza3MudjEuVGFza0V2ZW50IjAKFFJlcG9ydEV2ZW50c1Jlc3BvbnNlEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYASABKAgiZwoTQ29tcGxldGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEi0KBnJlc3VsdBgDIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tSZXN1bHQiPQoUQ29tcGxldGVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sidgoPRmFpbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSLQoGcmVzdWx0GAMgASgLMh0uaG9va21lc2gudGFza3MudjEuVGFza1Jlc3VsdBIRCglyZXRyeWFibGUYBCABKAgiOQoQRmFpbFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzazKQBQoNV29ya2VyU2VydmljZRJrCgtPcGVuU2Vzc2lvbhIlLmhvb2ttZXNoLnRhc2tzLnYxLk9wZW5TZXNzaW9uUmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLk9wZW5TZXNzaW9uUmVzcG9uc2UiC6K7GAcKBWFnZW50MAESZgoKTGVhc2VUYXNrcxIkLmhvb2ttZXNoLnRhc2tzLnYxLkxlYXNlVGFza3NSZXF1ZXN0GiUuaG9va21lc2gudGFza3MudjEuTGVhc2VUYXNrc1Jlc3BvbnNlIguiuxgHCgVhZ2VudBJmCglIZWFydGJlYXQSIy5ob29rbWVzaC50YXNrcy52MS5IZWFydGJlYXRSZXF1ZXN0GiQuaG9va21lc2gudGFza3MudjEuSGVhcnRiZWF0UmVzcG9uc2UiDpACAqK7GAcKBWFnZW50EmwKDFJlcG9ydEV2ZW50cxImLmhvb2ttZXNoLnRhc2tzLnYxLlJlcG9ydEV2ZW50c1JlcXVlc3QaJy5ob29rbWVzaC50YXNrcy52MS5SZXBvcnRFdmVudHNSZXNwb25zZSILorsYBwoFYWdlbnQSbwoMQ29tcGxldGVUYXNrEiYuaG9va21lc2gudGFza3MudjEuQ29tcGxldGVUYXNrUmVxdWVzdBonLmhvb2ttZXNoLnRhc2tzLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlIg6QAgKiuxgHCgVhZ2VudBJjCghGYWlsVGFzaxIiLmhvb2ttZXNoLnRhc2tzLnYxLkZhaWxUYXNrUmVxdWVzdBojLmhvb2ttZXNoLnRhc2tzLnYxLkZhaWxUYXNrUmVzcG9uc2UiDpACAqK7GAcKBWFnZW50YgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_hookmesh_auth_v1_auth, file_hookmesh_tasks_v1_task]);
 
 /**
  * @generated from message hookmesh.tasks.v1.LeaseTasksRequest
@@ -41,6 +41,14 @@ export type LeaseTasksRequest = Message<"hookmesh.tasks.v1.LeaseTasksRequest"> &
    * @generated from field: google.protobuf.Duration wait = 3;
    */
   wait?: Duration | undefined;
+
+  /**
+   * The worker's session (OpenSession), if it holds one: the leases taken are given back as
+   * soon as the session ends. Without one, leases end only when they expire.
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
 };
 
 /**
@@ -110,6 +118,76 @@ export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
   messageDesc(file_hookmesh_tasks_v1_worker_service, 2);
 
 /**
+ * @generated from message hookmesh.tasks.v1.OpenSessionRequest
+ */
+export type OpenSessionRequest = Message<"hookmesh.tasks.v1.OpenSessionRequest"> & {
+  /**
+   * Who is asking, as in LeaseTasks. Required.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * The session this worker held before its stream ended, to open again: its leases stay the
+   * worker's if it has not been released yet. Empty for a new session.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.OpenSessionRequest.
+ * Use `create(OpenSessionRequestSchema)` to create a new message.
+ */
+export const OpenSessionRequestSchema: GenMessage<OpenSessionRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 3);
+
+/**
+ * @generated from message hookmesh.tasks.v1.OpenSessionResponse
+ */
+export type OpenSessionResponse = Message<"hookmesh.tasks.v1.OpenSessionResponse"> & {
+  /**
+   * The session's id, in every message; pass it with LeaseTasks.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * In the first message: whether the requested `session_id` was opened again with its leases.
+   * False for a new session, or for one already released (its runs must stop: their tasks
+   * may run elsewhere now).
+   *
+   * @generated from field: bool resumed = 2;
+   */
+  resumed: boolean;
+
+  /**
+   * In the first message: how often the service sends a message on this stream.
+   *
+   * @generated from field: google.protobuf.Duration ping_interval = 3;
+   */
+  pingInterval?: Duration | undefined;
+
+  /**
+   * In the first message: how long after the stream ends the session's leases are given back
+   * unless it is opened again.
+   *
+   * @generated from field: google.protobuf.Duration release_after = 4;
+   */
+  releaseAfter?: Duration | undefined;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.OpenSessionResponse.
+ * Use `create(OpenSessionResponseSchema)` to create a new message.
+ */
+export const OpenSessionResponseSchema: GenMessage<OpenSessionResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 4);
+
+/**
  * @generated from message hookmesh.tasks.v1.HeartbeatRequest
  */
 export type HeartbeatRequest = Message<"hookmesh.tasks.v1.HeartbeatRequest"> & {
@@ -129,7 +207,7 @@ export type HeartbeatRequest = Message<"hookmesh.tasks.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 3);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 5);
 
 /**
  * @generated from message hookmesh.tasks.v1.HeartbeatResponse
@@ -155,7 +233,7 @@ export type HeartbeatResponse = Message<"hookmesh.tasks.v1.HeartbeatResponse"> &
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 4);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 6);
 
 /**
  * @generated from message hookmesh.tasks.v1.ReportEventsRequest
@@ -184,7 +262,7 @@ export type ReportEventsRequest = Message<"hookmesh.tasks.v1.ReportEventsRequest
  * Use `create(ReportEventsRequestSchema)` to create a new message.
  */
 export const ReportEventsRequestSchema: GenMessage<ReportEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 5);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 7);
 
 /**
  * @generated from message hookmesh.tasks.v1.ReportEventsResponse
@@ -203,7 +281,7 @@ export type ReportEventsResponse = Message<"hookmesh.tasks.v1.ReportEventsRespon
  * Use `create(ReportEventsResponseSchema)` to create a new message.
  */
 export const ReportEventsResponseSchema: GenMessage<ReportEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 6);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 8);
 
 /**
  * @generated from message hookmesh.tasks.v1.CompleteTaskRequest
@@ -230,7 +308,7 @@ export type CompleteTaskRequest = Message<"hookmesh.tasks.v1.CompleteTaskRequest
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 7);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 9);
 
 /**
  * @generated from message hookmesh.tasks.v1.CompleteTaskResponse
@@ -247,7 +325,7 @@ export type CompleteTaskResponse = Message<"hookmesh.tasks.v1.CompleteTaskRespon
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 8);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 10);
 
 /**
  * @generated from message hookmesh.tasks.v1.FailTaskRequest
@@ -285,7 +363,7 @@ export type FailTaskRequest = Message<"hookmesh.tasks.v1.FailTaskRequest"> & {
  * Use `create(FailTaskRequestSchema)` to create a new message.
  */
 export const FailTaskRequestSchema: GenMessage<FailTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 9);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 11);
 
 /**
  * @generated from message hookmesh.tasks.v1.FailTaskResponse
@@ -302,16 +380,39 @@ export type FailTaskResponse = Message<"hookmesh.tasks.v1.FailTaskResponse"> & {
  * Use `create(FailTaskResponseSchema)` to create a new message.
  */
 export const FailTaskResponseSchema: GenMessage<FailTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_worker_service, 10);
+  messageDesc(file_hookmesh_tasks_v1_worker_service, 12);
 
 /**
  * WorkerService is how agent workers take work. Workers never touch the queue themselves:
  * they lease a task, heartbeat to keep the lease, report what the agent does, and complete
  * or fail it. A worker that stops heartbeating loses the lease and the task goes to another.
+ * A worker that holds a session (OpenSession) is also known dead by its connection: when its
+ * session's stream ends and the worker does not open it again in time, its leases are given
+ * back at once instead of when they expire.
  *
  * @generated from service hookmesh.tasks.v1.WorkerService
  */
 export const WorkerService: GenService<{
+  /**
+   * Holds the worker's session open for as long as the worker lives. The first message names
+   * the session; pass its id with LeaseTasks, and the leases taken are the session's. The
+   * server then sends a message every `ping_interval`. When the stream ends (the worker's
+   * process died, its connection reset) and no stream opens the session again within
+   * `release_after`, the session's leases are given back and their tasks queued again.
+   *
+   * So that a task never runs twice at once, a worker that has heard nothing on its session
+   * for half of `release_after` must stop the runs it leased under it: from then on the
+   * service may give them to another worker. A stream the service ends itself (a replica
+   * shutting down) releases nothing: the worker opens its session again, with `session_id`,
+   * on another replica.
+   *
+   * @generated from rpc hookmesh.tasks.v1.WorkerService.OpenSession
+   */
+  openSession: {
+    methodKind: "server_streaming";
+    input: typeof OpenSessionRequestSchema;
+    output: typeof OpenSessionResponseSchema;
+  },
   /**
    * Leases up to `max_tasks` tasks, waiting up to `wait` for one to be ready.
    *
