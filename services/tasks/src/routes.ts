@@ -16,6 +16,8 @@ import type { WatchQuota } from "./watches.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 500;
+/** SubmitEvents' largest batch, as task_service.proto says. */
+const MAX_BATCH = 500;
 
 /**
  * Who a stream counts against: the caller's proven identity; on a cleartext port, which
@@ -30,6 +32,17 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches:
     router.service(TaskService, {
       async submitEvent(req) {
         return engine.submit(req.event);
+      },
+      async submitEvents(req) {
+        if (req.items.length === 0 || req.items.length > MAX_BATCH) {
+          throw new ConnectError(`items: between 1 and ${MAX_BATCH} are required`, Code.InvalidArgument);
+        }
+        const results = await engine.submitMany(req.items);
+        return {
+          results: results.map((result) =>
+            result.error === undefined ? { task: result.task, duplicate: result.duplicate } : { error: result.error },
+          ),
+        };
       },
       async getTask(req) {
         return { task: await store.get(req.id, req.view || TaskView.FULL) };

@@ -61,6 +61,17 @@ export class WorkQueue {
     await this.queue.add(QUEUE_NAME, {}, { jobId: taskId, priority: MAX_PRIORITY + 1 - priority, delay: delayMs });
   }
 
+  /** Queues tasks in one transaction (a task queued already stays as it is). */
+  async enqueueAll(tasks: readonly { taskId: string; priority: number }[]): Promise<void> {
+    await this.queue.addBulk(
+      tasks.map(({ taskId, priority }) => ({
+        name: QUEUE_NAME,
+        data: {},
+        opts: { jobId: taskId, priority: MAX_PRIORITY + 1 - priority },
+      })),
+    );
+  }
+
   async isQueued(taskId: string): Promise<boolean> {
     return (await this.queue.getJob(taskId)) !== undefined;
   }
