@@ -19,6 +19,7 @@ import { DeliveryDedup } from "./dedup.js";
 import { DeliveryLog } from "./delivery-log.js";
 import { Forwarder } from "./forwarder.js";
 import { GitHubProvider } from "./github/provider.js";
+import { Intake } from "./intake.js";
 import { JiraProvider } from "./jira/provider.js";
 import { Outbox } from "./outbox.js";
 import { type EndpointResolver, type ResolvedEndpoint, WebhookPipeline } from "./pipeline.js";
@@ -98,7 +99,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   const pipeline = new WebhookPipeline({
     resolve,
     tasks,
-    dedup,
+    intake: new Intake(redis, { dedup, deliveries, outbox }),
     outbox,
     deliveries,
     rateLimiter: new SharedRateLimiter(

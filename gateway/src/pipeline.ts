@@ -4,14 +4,15 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
+import { v7 as uuidv7 } from "uuid";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type BodyProgress, mediaType, readBody } from "./body.js";
-import type { DeliveryDedup } from "./dedup.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
+import type { Intake, IntakeOutcome } from "./intake.js";
 import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
@@ -39,7 +40,7 @@ export interface WebhookReply {
 export interface PipelineDeps {
   resolve: EndpointResolver;
   tasks: Client<typeof TaskService>;
-  dedup: DeliveryDedup;
+  intake: Pick<Intake, "accept">;
   outbox: Outbox;
   deliveries: DeliveryLog;
   rateLimiter: Pick<SharedRateLimiter, "take">;
@@ -76,7 +77,7 @@ export class WebhookPipeline {
     this.now = deps.now ?? (() => new Date());
   }
 
-  async handle(route: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
+  async handle(route: string, req: IncomingMessage): Promise<WebhookReply> {
     const receivedAt = this.now();
     let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
     let resolved: ResolvedEndpoint | undefined;
@@ -136,7 +137,7 @@ export class WebhookPipeline {
         receiveTime: timestampFromDate(receivedAt),
         traceContext: traceContextOf(req.headers),
       });
-      return await this.accept({ route, resolved, webhook, event, body }, signal, false);
+      return await this.accept({ route, resolved, webhook, event, body });
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
@@ -191,19 +192,43 @@ export class WebhookPipeline {
       traceContext: traceContextOf(original.headers),
     });
     const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
-    const reply = await this.accept({ route: original.route, resolved, webhook, event, body }, signal, true);
+    const reply = await this.submitNow({ route: original.route, resolved, webhook, event, body }, signal);
     await this.deps.deliveries.update(id, (d) => {
       d.redeliveries += 1;
     });
     return this.deps.deliveries.get(String(reply.log.logId));
   }
 
-  /** Makes a verified delivery durable: as a task if tasks answers in time, else in the outbox. */
-  private async accept(verified: Verified, signal: AbortSignal, redelivery: boolean): Promise<WebhookReply> {
-    const { event, resolved } = verified;
+  /**
+   * Makes a verified delivery durable in one round trip to the gateway's Redis (the duplicate
+   * claim, the log entry and the outbox entry, together), naming the task it becomes: the
+   * forwarder submits it behind the acknowledgment, with that id. The tasks service is not
+   * asked, so the answer never waits for it.
+   */
+  private async accept(verified: Verified): Promise<WebhookReply> {
+    const { event, resolved, route, webhook, body } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
-    const claim = redelivery ? undefined : await this.claim(verified);
-    if (claim && !claim.fresh) {
+    const taskId = uuidv7();
+    let outcome: IntakeOutcome;
+    try {
+      outcome = await this.deps.intake.accept({
+        provider: resolved.provider.name,
+        sourceId: event.sourceId,
+        deliveryId: event.deliveryId,
+        content: { route, bodySha256: body.sha256, timestamp: resolved.provider.signedTimestamp?.(webhook) },
+        entry: this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, taskId, ...facts }),
+        event,
+        taskId,
+      });
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.warn(err, "delivery could not be made durable");
+      throw new WebhookRejection(503, "delivery could not be made durable, retry later", "gateway store unavailable", {
+        "retry-after": String(this.deps.retryAfterSeconds),
+      }).withContext(facts);
+    }
+    if (!outcome.fresh) {
+      const { claim } = outcome;
       const entry = await this.record({
         ...verified,
         status: DeliveryStatus.DUPLICATE,
@@ -220,17 +245,27 @@ export class WebhookPipeline {
         log: { ...facts, duplicate: true, replayOf: claim.replayOf, logId: entry?.id },
       };
     }
-    const dedupKey = claim?.key ?? "";
+    const logId = outcome.delivery.id;
+    return {
+      status: 202,
+      body: { task_id: taskId, queued: true, delivery: logId },
+      log: { ...facts, taskId, queued: true, logId },
+    };
+  }
+
+  /**
+   * A redelivery, past the duplicate check: submitted at once, so that the operator asking for
+   * it learns which task it is; into the outbox when tasks does not take it in time.
+   */
+  private async submitNow(verified: Verified, signal: AbortSignal): Promise<WebhookReply> {
+    const { event, resolved } = verified;
+    const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     try {
       const { task, duplicate } = await this.deps.tasks.submitEvent(
         { event },
         { signal, timeoutMs: resolved.provider.submitTimeoutMs },
       );
       const taskId = task!.id;
-      if (dedupKey)
-        await this.deps.dedup
-          .settle(dedupKey, taskId)
-          .catch((err: unknown) => this.warn(err, "could not record the task of a delivery"));
       const status = duplicate
         ? DeliveryStatus.DUPLICATE
         : task!.state === TaskState.IGNORED
@@ -245,22 +280,21 @@ export class WebhookPipeline {
     } catch (err) {
       const failure = ConnectError.from(err);
       if (failure.code === Code.InvalidArgument) {
-        if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
         throw new WebhookRejection(400, "delivery rejected as invalid", failure.rawMessage).withContext(facts);
       }
-      return this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
+      return this.queue(verified, `${Code[failure.code]}: ${failure.rawMessage}`);
     }
   }
 
-  /** The slow path: the tasks service did not take the delivery, so the outbox keeps it. */
-  private async queue(verified: Verified, dedupKey: string, why: string): Promise<WebhookReply> {
+  /** A redelivery the tasks service did not take: the outbox keeps it. */
+  private async queue(verified: Verified, why: string): Promise<WebhookReply> {
     const { event } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     try {
       const entry = await this.deps.deliveries.record(
         this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }),
       );
-      await this.deps.outbox.add(event, entry.id, dedupKey);
+      await this.deps.outbox.add(event, entry.id, "");
       return {
         status: 202,
         body: { queued: true, delivery: entry.id },
@@ -269,7 +303,6 @@ export class WebhookPipeline {
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "delivery could not be made durable");
-      if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
       throw new WebhookRejection(
         503,
         "delivery could not be made durable, retry later",
@@ -278,21 +311,6 @@ export class WebhookPipeline {
           "retry-after": String(this.deps.retryAfterSeconds),
         },
       ).withContext(facts);
-    }
-  }
-
-  /**
-   * Claims the delivery, and what its signature covers, in the duplicate check. Without the gateway's Redis the check is
-   * skipped rather than failing the request: the tasks service is idempotent on deliveries.
-   */
-  private async claim({ event, resolved, route, webhook, body }: Verified) {
-    const content = { route, bodySha256: body.sha256, timestamp: resolved.provider.signedTimestamp?.(webhook) };
-    try {
-      return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId, content);
-    } catch (err) {
-      if (!(err instanceof StoreUnavailableError)) throw err;
-      this.warn(err, "duplicate check unavailable, relying on the tasks service's");
-      return undefined;
     }
   }
 

@@ -18,10 +18,13 @@ import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 /**
  * `hookmesh.tasks.v1.TaskService` as its contract describes it, in memory: SubmitEvent makes
  * one task per delivery (provider, source id, delivery id) and answers a repeat with the first
- * task, marked duplicate; ListTasks lists them. What it refuses as invalid is the test's to say.
+ * task, marked duplicate; SubmitEvents does the same per item, with the task id it is given;
+ * ListTasks lists them. What it refuses as invalid is the test's to say.
  */
 export class FakeTasks {
   readonly tasks: Task[] = [];
+  /** The size of each SubmitEvents batch, in order. */
+  readonly batches: number[] = [];
   /** The reason SubmitEvent refuses `event` with InvalidArgument, or undefined to take it. */
   refuse: (event: Event) => string | undefined = () => undefined;
   readonly client: Client<typeof TaskService>;
@@ -52,10 +55,22 @@ export class FakeTasks {
   private readonly routes = (router: ConnectRouter) =>
     router.service(TaskService, {
       submitEvent: ({ event }) => this.submit(event),
+      submitEvents: ({ items }) => {
+        this.batches.push(items.length);
+        return {
+          results: items.map(({ event, taskId }) => {
+            try {
+              return this.submit(event, taskId);
+            } catch (err) {
+              return { error: ConnectError.from(err).rawMessage };
+            }
+          }),
+        };
+      },
       listTasks: () => ({ tasks: this.tasks }),
     });
 
-  private submit(event: Event | undefined) {
+  private submit(event: Event | undefined, taskId = "") {
     if (!event) throw new ConnectError("event: is required", Code.InvalidArgument);
     const refusal = this.refuse(event);
     if (refusal) throw new ConnectError(refusal, Code.InvalidArgument);
@@ -65,7 +80,7 @@ export class FakeTasks {
       t.event!.deliveryId === event.deliveryId;
     const existing = this.tasks.find(same);
     if (existing) return { task: existing, duplicate: true };
-    const task = create(TaskSchema, { id: randomUUID(), state: TaskState.QUEUED, event });
+    const task = create(TaskSchema, { id: taskId || randomUUID(), state: TaskState.QUEUED, event });
     this.tasks.push(task);
     return { task, duplicate: false };
   }
