@@ -39,9 +39,12 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches:
         }
         const results = await engine.submitMany(req.items);
         return {
-          results: results.map((result) =>
-            result.error === undefined ? { task: result.task, duplicate: result.duplicate } : { error: result.error },
-          ),
+          results: results.map((result) => {
+            if (result.error !== undefined) return { error: result.error };
+            // The basic view: a batch's answer would otherwise carry every raw body back.
+            if (result.task.event) result.task.event.rawBody = new Uint8Array(0);
+            return { task: result.task, duplicate: result.duplicate };
+          }),
         };
       },
       async getTask(req) {

@@ -131,7 +131,8 @@ export const SubmitEventsResponseSchema: GenMessage<SubmitEventsResponse> = /*@_
  */
 export type SubmitEventsResult = Message<"hookmesh.tasks.v1.SubmitEventsResult"> & {
   /**
-   * The item's task: new, or the one created by its first submission. Unset with `error`.
+   * The item's task: new, or the one created by its first submission, in the BASIC view
+   * (without the event's raw body). Unset with `error`.
    *
    * @generated from field: hookmesh.tasks.v1.Task task = 1;
    */
