@@ -72,7 +72,8 @@ async function freePort(): Promise<number> {
 
 /** A service's main in its own Node process, profiled when asked. */
 function service(name: string, main: string, env: Record<string, string>): ChildProcess {
-  const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  // A directory each: tsx's loader thread writes a profile of its own beside the main thread's.
+  const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
   const child = spawn(process.execPath, [...flags, "--import", "tsx", main], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
@@ -145,28 +146,46 @@ async function drained(expected: number): Promise<{ ms: number; tasks: number }>
   }
 }
 
-/** The heaviest functions by self time in a .cpuprofile, as percentages of the samples. */
-function topFrames(file: string, count = 15): { frame: string; selfPercent: number }[] {
-  const data = JSON.parse(readFileSync(file, "utf8")) as {
-    nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
-    samples: number[];
-    timeDeltas: number[];
-  };
-  const byId = new Map(data.nodes.map((n) => [n.id, n.callFrame]));
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * The heaviest functions by self time in a service's busiest thread's profile, as percentages of
+ * the time it was not idle.
+ */
+function topFrames(dir: string, count = 20): { frame: string; selfPercent: number }[] {
   const self = new Map<string, number>();
-  let total = 0;
-  data.samples.forEach((id, i) => {
-    const frame = byId.get(id)!;
-    const where = frame.url.replace(/^file:\/\//, "").replace(`${root}/`, "");
-    const name = `${frame.functionName || "(anonymous)"} ${where ? `${where.split("node_modules/").at(-1)}:${frame.lineNumber + 1}` : ""}`;
-    const delta = data.timeDeltas[i] ?? 0;
-    self.set(name.trim(), (self.get(name.trim()) ?? 0) + delta);
-    total += delta;
-  });
+  let busiest = -1;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
+    const data = JSON.parse(readFileSync(`${dir}/${file}`, "utf8")) as CpuProfile;
+    const byId = new Map(data.nodes.map((n) => [n.id, n.callFrame]));
+    const frames = new Map<string, number>();
+    let busy = 0;
+    data.samples.forEach((id, i) => {
+      const frame = byId.get(id)!;
+      if (frame.functionName === "(idle)") return;
+      const where = frame.url
+        .replace(/^file:\/\//, "")
+        .replace(root, "")
+        .split("node_modules/")
+        .at(-1);
+      const name = `${frame.functionName || "(anonymous)"}${where ? ` ${where}:${frame.lineNumber + 1}` : ""}`;
+      const delta = data.timeDeltas[i] ?? 0;
+      frames.set(name, (frames.get(name) ?? 0) + delta);
+      busy += delta;
+    });
+    if (busy <= busiest) continue;
+    busiest = busy;
+    self.clear();
+    for (const [name, us] of frames) self.set(name, us / busy);
+  }
   return [...self]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
-    .map(([frame, us]) => ({ frame, selfPercent: Math.round((us / total) * 1000) / 10 }));
+    .map(([frame, share]) => ({ frame, selfPercent: Math.round(share * 1000) / 10 }));
 }
 
 const loadBefore = loadavg();
@@ -297,9 +316,9 @@ try {
   console.error(`cleaned up ${deleted} keys under ${prefix}`);
   redis.disconnect();
   if (profile) {
-    for (const file of readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile"))) {
-      console.log(`\n${file}: top self time`);
-      for (const { frame, selfPercent } of topFrames(`${profileDir}/${file}`))
+    for (const name of ["gateway", "tasks"]) {
+      console.log(`\n${name}: top self time (% of its busy time)`);
+      for (const { frame, selfPercent } of topFrames(`${profileDir}/${name}`))
         console.log(`  ${selfPercent}%  ${frame}`);
     }
   }

@@ -18,6 +18,9 @@ import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
 
+/** The longest delivery id the tasks service takes (hookmesh.events.v1.Event). */
+const MAX_DELIVERY_ID_LENGTH = 256;
+
 /** A webhook endpoint as configured: its provider's rules and the secrets its senders sign with. */
 export interface ResolvedEndpoint {
   provider: WebhookProvider;
@@ -208,6 +211,14 @@ export class WebhookPipeline {
   private async accept(verified: Verified): Promise<WebhookReply> {
     const { event, resolved, route, webhook, body } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    // What the tasks service would refuse is refused here, before it is acknowledged.
+    if (event.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+      throw new WebhookRejection(
+        400,
+        "delivery rejected as invalid",
+        `event.delivery_id: must be at most ${MAX_DELIVERY_ID_LENGTH} characters`,
+      ).withContext(facts);
+    }
     const taskId = uuidv7();
     let outcome: IntakeOutcome;
     try {
@@ -248,7 +259,7 @@ export class WebhookPipeline {
     const logId = outcome.delivery.id;
     return {
       status: 202,
-      body: { task_id: taskId, queued: true, delivery: logId },
+      body: { task_id: taskId, duplicate: false, queued: true, delivery: logId },
       log: { ...facts, taskId, queued: true, logId },
     };
   }
