@@ -25,6 +25,12 @@ export class FakeTasks {
   readonly tasks: Task[] = [];
   /** The size of each SubmitEvents batch, in order. */
   readonly batches: number[] = [];
+  /** How many times each delivery id was submitted in a batch tasks answered. */
+  readonly submissions = new Map<string, number>();
+  /** SubmitEvents answers UNAVAILABLE while set, as a stopped tasks service would. */
+  unavailable = false;
+  /** SubmitEvents answers this much later: a slow tasks service. */
+  delayMs = 0;
   /** The reason SubmitEvent refuses `event` with InvalidArgument, or undefined to take it. */
   refuse: (event: Event) => string | undefined = () => undefined;
   readonly client: Client<typeof TaskService>;
@@ -55,8 +61,14 @@ export class FakeTasks {
   private readonly routes = (router: ConnectRouter) =>
     router.service(TaskService, {
       submitEvent: ({ event }) => this.submit(event),
-      submitEvents: ({ items }) => {
+      submitEvents: async ({ items }) => {
+        if (this.unavailable) throw new ConnectError("tasks is down", Code.Unavailable);
+        if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
         this.batches.push(items.length);
+        for (const { event } of items) {
+          const id = event?.deliveryId ?? "";
+          this.submissions.set(id, (this.submissions.get(id) ?? 0) + 1);
+        }
         return {
           results: items.map(({ event, taskId }) => {
             try {
