@@ -535,6 +535,7 @@ describe("POST /webhooks/github, through the real tasks service", () => {
       chunks,
     );
     expect(res.status).toBe(202);
+    await mesh.gateway.forwarded();
     const [task] = await mesh.listTasks();
     expect(Buffer.from(task!.event!.rawBody).equals(body)).toBe(true);
   });
