@@ -29,7 +29,7 @@ export interface LoadResult {
   acknowledged: number;
   perSecond: number;
   latencyMs: { p50: number; p99: number; max: number };
-  /** Answers by kind: `task`, `queued`, or `http <status>`, `error`. */
+  /** Answers by kind: `queued` (in the outbox), `task` (made before the answer), or `http <status>`, `error`. */
   replies: Record<string, number>;
   /** The size of each body sent. */
   payloadBytes: number;
@@ -82,7 +82,7 @@ function send(url: string, agent: http.Agent, replies: Record<string, number>): 
         res.on("end", () => {
           const status = res.statusCode ?? 0;
           const text = Buffer.concat(chunks).toString();
-          count(status !== 202 ? `http ${status}` : text.includes('"task_id"') ? "task" : "queued");
+          count(status !== 202 ? `http ${status}` : text.includes('"queued":true') ? "queued" : "task");
           resolve(status);
         });
         res.on("error", () => {

@@ -122,6 +122,13 @@ if KEYS[4] then
 end
 `;
 
+/** Appends ARGV[i] to KEYS[i] where KEYS[i] still exists (APPEND keeps its expiry). */
+const APPEND_SCRIPT = `
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('APPEND', KEYS[i], ARGV[i]) end
+end
+`;
+
 /** An entry ready to be written: the keys and arguments of RECORD_LUA's `record`, in its order. */
 export interface PreparedDelivery {
   delivery: Delivery;
@@ -230,22 +237,19 @@ export class DeliveryLog {
   }
 
   /**
-   * Changes several recorded deliveries (a forwarded batch) in two round trips; those expired
-   * are left out.
+   * Records what several deliveries became (a forwarded batch: each one's status and task), in
+   * one round trip and without reading them back: the fields are appended to each stored
+   * record, which protobuf reads as a merge (the last value of a field wins), so the body a
+   * record carries is neither read nor written again. Entries gone (expired, or dropped past
+   * their route's cap) are left out.
    */
-  async updateAll(changes: ReadonlyMap<string, (delivery: Delivery) => void>): Promise<void> {
-    if (changes.size === 0) return;
-    const ids = [...changes.keys()];
-    const values = await storeCall(() => this.redis.mgetBuffer(...ids.map((id) => this.key(id))));
-    const writes = this.redis.pipeline();
-    for (const [i, bytes] of values.entries()) {
-      if (bytes === null) continue;
-      const delivery = fromBinary(DeliverySchema, bytes);
-      changes.get(ids[i]!)!(delivery);
-      writes.set(this.key(ids[i]!), Buffer.from(toBinary(DeliverySchema, delivery)), "KEEPTTL");
-    }
-    const replies = await storeCall(() => writes.exec());
-    for (const [err] of replies ?? []) if (err) throw err;
+  async settleAll(outcomes: readonly { id: string; status: DeliveryStatus; taskId: string }[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    const keys = outcomes.map(({ id }) => this.key(id));
+    const fields = outcomes.map(({ status, taskId }) =>
+      Buffer.from(toBinary(DeliverySchema, create(DeliverySchema, { status, taskId }))),
+    );
+    await storeCall(() => this.redis.eval(APPEND_SCRIPT, keys.length, ...keys, ...fields));
   }
 
   async get(id: string): Promise<Delivery> {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "@hookmesh/kit";
-import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { DeliveryDedup } from "./dedup.js";
@@ -25,8 +25,10 @@ export interface ForwarderDeps {
   submitTimeoutMs?: number;
 }
 
-/** Entries submitted in one SubmitEvents call; the outbox hands out at most this many at once. */
-const BATCH = 200;
+/** The most entries submitted in one SubmitEvents call. */
+const MAX_BATCH = 100;
+/** How long tasks has for a batch before it is sent again (smaller). */
+const SUBMIT_TIMEOUT_MS = 10_000;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 
@@ -60,20 +62,25 @@ export class Forwarder {
     const { outbox, consumer, logger } = this.deps;
     const { signal } = this.stopped;
     let failures = 0;
+    // Halved when tasks does not answer a batch in time (a slow tasks service would otherwise
+    // be sent the same large batch again and again), doubled back after each one it answers.
+    let batch = MAX_BATCH;
     while (!signal.aborted) {
       try {
         // Own pending entries first: a batch that failed is tried again, and reading it resets
         // its idle time, so that no other forwarder takes over a batch this one still holds.
-        const entries = await outbox.take(consumer, BATCH, this.deps.claimIdleMs ?? 30_000);
+        const entries = await outbox.take(consumer, batch, this.deps.claimIdleMs ?? 30_000);
         if (entries.length === 0) {
           await outbox.nextAdd(this.deps.pollMs ?? 1_000, signal);
           continue;
         }
         await this.forward(entries, signal);
         failures = 0;
+        batch = Math.min(MAX_BATCH, batch * 2);
       } catch (err) {
         if (signal.aborted) return;
         const failure = ConnectError.from(err);
+        if (failure.code === Code.DeadlineExceeded) batch = Math.max(1, Math.floor(batch / 2));
         if (err instanceof ConnectError) {
           logger.debug({ code: Code[failure.code], attempt: failures + 1 }, "tasks not taking queued deliveries yet");
         } else {
@@ -93,22 +100,24 @@ export class Forwarder {
     const { tasks, deliveries, dedup, outbox, logger } = this.deps;
     const { results } = await tasks.submitEvents(
       { items: entries.map((entry) => ({ event: entry.event, taskId: entry.taskId })) },
-      { signal, timeoutMs: this.deps.submitTimeoutMs ?? 5_000 },
+      { signal, timeoutMs: this.deps.submitTimeoutMs ?? SUBMIT_TIMEOUT_MS },
     );
     if (results.length !== entries.length) {
       throw new ConnectError(`${results.length} results for ${entries.length} items`, Code.Internal);
     }
-    const changes = new Map<string, (d: Delivery) => void>();
-    const settles: Promise<void>[] = [];
+    const outcomes: { id: string; status: DeliveryStatus; taskId: string }[] = [];
+    const others: Promise<void>[] = [];
     for (const [i, entry] of entries.entries()) {
       const { task, duplicate, error } = results[i]!;
       if (error || !task) {
         // Retrying cannot fix it; keeping it would hold up every delivery behind it.
-        changes.set(entry.deliveryLogId, (d) => {
-          d.status = DeliveryStatus.REJECTED;
-          d.taskId = "";
-          d.reason = `tasks refused it: ${error}`;
-        });
+        others.push(
+          deliveries.update(entry.deliveryLogId, (d) => {
+            d.status = DeliveryStatus.REJECTED;
+            d.taskId = "";
+            d.reason = `tasks refused it: ${error}`;
+          }),
+        );
         logger.error({ deliveryId: entry.event.deliveryId, reason: error }, "tasks refused a queued delivery");
         continue;
       }
@@ -117,15 +126,12 @@ export class Forwarder {
         : task.state === TaskState.IGNORED
           ? DeliveryStatus.IGNORED
           : DeliveryStatus.ACCEPTED;
-      changes.set(entry.deliveryLogId, (d) => {
-        d.status = status;
-        d.taskId = task.id;
-      });
+      outcomes.push({ id: entry.deliveryLogId, status, taskId: task.id });
       // The claim holds the task the acknowledgment named; a delivery tasks had already (a
       // redelivery past the duplicate window) has another.
-      if (entry.dedupKey && task.id !== entry.taskId) settles.push(dedup.settle(entry.dedupKey, task.id));
+      if (entry.dedupKey && task.id !== entry.taskId) others.push(dedup.settle(entry.dedupKey, task.id));
     }
-    await Promise.all([deliveries.updateAll(changes), ...settles]);
+    await Promise.all([deliveries.settleAll(outcomes), ...others]);
     await outbox.ack(...entries.map((entry) => entry.id));
     logger.debug({ entries: entries.length }, "forwarded queued deliveries");
   }
