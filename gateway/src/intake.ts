@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -6,7 +5,7 @@ import type { Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { CLAIM_LUA, type Claim, type ClaimReply, claimOf, type DeliveryDedup, type SignedContent } from "./dedup.js";
 import { type DeliveryLog, type NewDelivery, RECORD_LUA } from "./delivery-log.js";
 import type { Outbox } from "./outbox.js";
-import { storeCall } from "./store-call.js";
+import { runScript, storeCall } from "./store-call.js";
 
 /**
  * The acknowledgment's one round trip: claims the delivery in the duplicate check (holding
@@ -23,7 +22,6 @@ record(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], A
 local id = redis.call('XADD', KEYS[6], '*', 'event', ARGV[10], 'log', ARGV[4], 'dedup', KEYS[1], 'task', ARGV[3])
 return {'fresh', id}
 `;
-const INTAKE_SHA = createHash("sha1").update(INTAKE_SCRIPT).digest("hex");
 
 export interface IntakeRequest {
   /** The duplicate check's identity of the delivery: provider name, source id, delivery id, signed content. */
@@ -65,13 +63,7 @@ export class Intake {
       ...prepared.args,
       Buffer.from(toBinary(EventSchema, request.event)),
     ];
-    const reply = (await storeCall(() =>
-      // EVALSHA: the script is sent once per Redis, not with every delivery.
-      this.redis.evalsha(INTAKE_SHA, keys.length, ...keys, ...args).catch((err: Error) => {
-        if (!err.message.startsWith("NOSCRIPT")) throw err;
-        return this.redis.eval(INTAKE_SCRIPT, keys.length, ...keys, ...args);
-      }),
-    )) as ClaimReply;
+    const reply = (await storeCall(() => runScript(this.redis, INTAKE_SCRIPT, keys, args))) as ClaimReply;
     if (reply[0] !== "fresh") return { fresh: false, claim: claimOf(reply, key) as Extract<Claim, { fresh: false }> };
     outbox.notifyAdded();
     return { fresh: true, delivery: prepared.delivery };
