@@ -49,6 +49,14 @@ export class HealthState {
     this.stopped.abort();
   }
 
+  /**
+   * Aborts at shutdown, when the drain starts: a server stream that never ends on its own ends
+   * on it, as Watch does, so that the drain need not wait out its grace for it.
+   */
+  get stopping(): AbortSignal {
+    return this.stopped.signal;
+  }
+
   get(service: string): ServingStatus | undefined {
     return this.statuses.get(service);
   }

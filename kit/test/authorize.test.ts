@@ -47,7 +47,7 @@ import { memoryLogger } from "../src/testing/logger.js";
 type ReflectionQuery = MessageInitShape<typeof ServerReflectionRequestSchema>["messageRequest"];
 
 const GET_TASK = "/hookmesh.tasks.v1.TaskService/GetTask";
-const CANCEL_TASK = "/hookmesh.tasks.v1.TaskService/CancelTask";
+const SUBMIT_EVENT = "/hookmesh.tasks.v1.TaskService/SubmitEvent";
 
 const operator = createOperatorToken("operator");
 const dashboard = createOperatorToken("dashboard");
@@ -71,7 +71,7 @@ const unguardedPing = createFileRegistry(
 ).getService("test.v1.Unguarded")!.methods[0] as DescMethodUnary;
 
 /**
- * GetTask answers with the caller the handler sees, as `name/via`; CancelTask is for operators
+ * GetTask answers with the caller the handler sees, as `name/via`; SubmitEvent is the gateway's
  * only; Unguarded.Ping declares no policy.
  */
 function serviceRoutes(router: ConnectRouter) {
@@ -80,7 +80,7 @@ function serviceRoutes(router: ConnectRouter) {
       const peer = context.values.get(peerKey);
       return { task: { id: `${peer?.name}/${peer?.via}` } };
     },
-    cancelTask: () => ({}),
+    submitEvent: () => ({}),
   });
   router.rpc(unguardedPing, () => ({}));
 }
@@ -168,21 +168,21 @@ describe("authorizationInterceptor", () => {
 
   it("refuses an identity the option does not name as PermissionDenied, logged with identity and method", async () => {
     const { tasks, logged } = inMemory("dashboard");
-    const err = await callError(tasks.cancelTask({ id: "t1" }));
+    const err = await callError(tasks.submitEvent({}));
     expect([err.code, err.rawMessage]).toEqual([
       Code.PermissionDenied,
-      `identity "dashboard" may not call ${CANCEL_TASK}`,
+      `identity "dashboard" may not call ${SUBMIT_EVENT}`,
     ]);
     expect(logged()).toEqual([
       expect.objectContaining({
         level: 40,
         msg: "permission denied",
-        procedure: CANCEL_TASK,
+        procedure: SUBMIT_EVENT,
         identity: "dashboard",
         peer: "spiffe://hookmesh.test/dashboard",
         via: "mtls",
       }),
-      expect.objectContaining({ procedure: CANCEL_TASK, code: "PermissionDenied", identity: "dashboard" }),
+      expect.objectContaining({ procedure: SUBMIT_EVENT, code: "PermissionDenied", identity: "dashboard" }),
     ]);
   });
 
@@ -260,7 +260,7 @@ describe("createMeshServer with an identity and bearer tokens", () => {
       routes: (router) =>
         router.service(TaskService, {
           getTask: (_, context) => ({ task: { id: context.values.get(peerKey)?.name ?? "" } }),
-          cancelTask: () => ({}),
+          submitEvent: () => ({}),
         }),
       health: new HealthState([TaskService.typeName], ServingStatus.SERVING),
       logger,
@@ -282,9 +282,7 @@ describe("createMeshServer with an identity and bearer tokens", () => {
 
   it("lets a token's identity call what its option allows, over Connect on HTTP/1.1", async () => {
     expect((await overHttp1().getTask({ id: "t1" }, bearer(dashboard.token))).task?.id).toBe("dashboard");
-    expect((await callError(overHttp1().cancelTask({ id: "t1" }, bearer(dashboard.token)))).code).toBe(
-      Code.PermissionDenied,
-    );
+    expect((await callError(overHttp1().submitEvent({}, bearer(dashboard.token)))).code).toBe(Code.PermissionDenied);
     expect((await callError(overHttp1().getTask({ id: "t1" }, bearer("not-a-token")))).code).toBe(Code.Unauthenticated);
     expect((await callError(overHttp1().getTask({ id: "t1" }))).code).toBe(Code.Unauthenticated);
   });
@@ -311,7 +309,7 @@ describe("createMeshServer with an identity and bearer tokens", () => {
     expect(policy).toMatchObject({
       SubmitEvent: ["gateway"],
       GetTask: ["operator", "dashboard"],
-      CancelTask: ["operator"],
+      CancelTask: ["operator", "dashboard"],
     });
   });
 
@@ -324,7 +322,7 @@ describe("createMeshServer with an identity and bearer tokens", () => {
       expect.objectContaining({
         msg: "permission denied",
         identity: "dashboard",
-        procedure: CANCEL_TASK,
+        procedure: SUBMIT_EVENT,
         via: "token",
       }),
     );
@@ -352,7 +350,7 @@ describe("createMeshServer without an identity (HOOKMESH_INSECURE=1)", () => {
       // No certificates, so no peer; and a bearer token is not looked at, since nothing authorizes.
       expect((await tasks.getTask({ id: "t1" })).task?.id).toBe("undefined/undefined");
       expect((await tasks.getTask({ id: "t1" }, bearer(operator.token))).task?.id).toBe("undefined/undefined");
-      await expect(tasks.cancelTask({ id: "t1" })).resolves.toBeDefined();
+      await expect(tasks.submitEvent({})).resolves.toBeDefined();
       // Even a method without an access option, which default deny refuses to everyone under mTLS.
       expect(await transport.unary(unguardedPing, undefined, undefined, undefined, {})).toMatchObject({ message: {} });
       const listServices = { case: "listServices", value: "" } as const;

@@ -16,6 +16,7 @@ import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { RouteBudgets } from "./budgets.js";
+import { ChangeLog } from "./change-log.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
 import { storeCall } from "./errors.js";
@@ -40,6 +41,8 @@ export interface ComposedTasks {
   server: MeshServer;
   engine: TaskEngine;
   store: TaskStore;
+  /** Every task's changes, which WatchChanges streams. */
+  changeLog: ChangeLog;
   routingRules: RoutingRuleStore;
   /** The store's connection; serving follows it. */
   redis: Redis;
@@ -62,6 +65,11 @@ const GATE_LOOKUP = { ttlMs: GATE_ANSWER_TTL_MS, maxEntries: 10_000, timeoutMs: 
 const BUDGET_RECHECK_MS = 60_000;
 /** How often expired tasks are taken out of the listing indexes, by one replica at a time. */
 const RETENTION_SWEEP_MS = 60_000;
+/**
+ * WatchChanges streams per caller and per process: each is woken by every change of every
+ * task, and its consumers are read models (a dashboard replica holds one), not people.
+ */
+const CHANGE_STREAMS = { method: "WatchChanges", maxPerCaller: 8, maxTotal: 32 };
 
 /**
  * Connects the store (serving follows the connection: without it no task can be made
@@ -79,7 +87,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
   const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
   const queue = new WorkQueue(queueConnection, { keyPrefix: `${keyPrefix}queue`, leaseMs: config.leaseMs }, logger);
-  // Every WatchTask stream of this process shares this one subscriber connection.
+  // Every WatchTask and WatchChanges stream of this process shares this one subscriber connection.
   const subscriber = redis.duplicate({
     lazyConnect: true,
     autoResubscribe: false,
@@ -96,13 +104,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     labelers: new LabelerPermissions(clients.client(GitHubService, config.githubUrl, "github"), GATE_LOOKUP, logger),
     jiraGroups: new JiraGroups(clients.client(JiraService, config.jiraUrl, "jira"), GATE_LOOKUP, logger),
   };
+  const signals = new TimelineSignals(subscriber, (taskId) => timelineKey(keyPrefix, taskId), logger);
+  const changeLog = new ChangeLog(redis, { keyPrefix, signals });
   const engine = new TaskEngine(
     store,
     new Timeline(redis, {
       keyPrefix,
       maxTextBytes: config.eventTextBytes,
       maxEvents: config.timelineMaxEvents,
-      signals: new TimelineSignals(subscriber, (taskId) => timelineKey(keyPrefix, taskId), logger),
+      changeLogMax: config.changeLogMax,
+      signals,
     }),
     queue,
     new SubjectLocks(redis, { keyPrefix, leaseMs: config.leaseMs }),
@@ -129,6 +140,10 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     store
       .sweepExpired(RETENTION_SWEEP_MS)
       .catch((err: Error) => logger.warn({ err: err.message }, "sweeping expired tasks failed"));
+    // Every replica trims: it is one idempotent command, cheap when there is nothing to drop.
+    changeLog
+      .trim(config.retentionMs)
+      .catch((err: Error) => logger.warn({ err: err.message }, "trimming the change log failed"));
   }, RETENTION_SWEEP_MS).unref();
   const closeStore = async () => {
     clearInterval(sweep);
@@ -153,7 +168,12 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     engine,
     store,
     routingRules,
-    watches: new WatchQuota({ maxPerCaller: config.maxWatchesPerCaller, maxTotal: config.maxWatches }),
+    watches: new WatchQuota({
+      method: "WatchTask",
+      maxPerCaller: config.maxWatchesPerCaller,
+      maxTotal: config.maxWatches,
+    }),
+    changes: { log: changeLog, quota: new WatchQuota(CHANGE_STREAMS), draining: health.stopping },
     leaseMs: config.leaseMs,
     health,
     logger,
@@ -165,6 +185,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     server,
     engine,
     store,
+    changeLog,
     routingRules,
     redis,
     async close() {

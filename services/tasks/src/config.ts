@@ -40,6 +40,8 @@ export interface TasksConfig extends ListenConfig {
   ignoredBodyRetentionMs: number;
   maxWatchesPerCaller: number;
   maxWatches: number;
+  /** Changes the change log (WatchChanges) keeps, newest first; older ones go, as do those older than the retention. */
+  changeLogMax: number;
 }
 
 /** What runs may cost where a routing rule says nothing, and how far operators may retry. */
@@ -95,5 +97,7 @@ export function loadConfig(env: Env = process.env): TasksConfig {
     ignoredBodyRetentionMs,
     maxWatchesPerCaller: envInt(env, "TASKS_MAX_WATCHES_PER_CALLER", 20, { min: 1, max: maxWatches }),
     maxWatches,
+    // A stream trims whole nodes of 100 entries (Redis's stream-node-max-entries), so a smaller cap means nothing.
+    changeLogMax: envInt(env, "TASKS_CHANGE_LOG_MAX", 100_000, { min: 100 }),
   };
 }

@@ -180,7 +180,7 @@ export class TaskEngine {
         const provider = Provider[event.provider].toLowerCase();
         const reason = task.transitions[0]!.reason;
         await this.timeline.append(task.id, [
-          stage(TaskStage.RECEIVED, `${provider} ${event.eventType} delivery ${event.deliveryId}`, received),
+          changed(stage(TaskStage.RECEIVED, `${provider} ${event.eventType} delivery ${event.deliveryId}`, received)),
           stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
           decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
           ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
@@ -204,7 +204,7 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, why);
       });
       if (canceled.state === TaskState.CANCELED) {
-        await this.timeline.append(id, [stage(TaskStage.CANCELED, why, undefined, canceled.attempt)]);
+        await this.timeline.append(id, [changed(stage(TaskStage.CANCELED, why, undefined, canceled.attempt))]);
         return canceled;
       }
     }
@@ -213,7 +213,7 @@ export class TaskEngine {
       if (!isFinal(t.state)) t.cancelRequested = true;
     });
     await this.timeline.append(id, [
-      stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt),
+      changed(stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt)),
     ]);
     return requested;
   }
@@ -239,7 +239,7 @@ export class TaskEngine {
       transition(t, TaskState.QUEUED, "retried by operator");
     });
     await this.timeline.append(id, [
-      stage(TaskStage.RETRIED, `${task.maxAttempts - task.attempt} more attempts`, undefined, task.attempt),
+      changed(stage(TaskStage.RETRIED, `${task.maxAttempts - task.attempt} more attempts`, undefined, task.attempt)),
       stage(TaskStage.QUEUED, `priority ${task.priority}`, undefined, task.attempt),
     ]);
     await this.enqueue(task);
@@ -315,7 +315,7 @@ export class TaskEngine {
       t.workerId = "";
       transition(t, TaskState.SUCCEEDED, "agent succeeded");
     });
-    await this.timeline.append(taskId, [stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt)]);
+    await this.timeline.append(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt))]);
     await this.release(done, leaseId);
     return done;
   }
@@ -352,7 +352,7 @@ export class TaskEngine {
         transition(t, TaskState.FAILED, error);
       }
     });
-    const events: NewTaskEvent[] = [stage(TaskStage.FAILED, error, undefined, failed.attempt)];
+    const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
     if (failed.state === TaskState.QUEUED)
       events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
     if (failed.state === TaskState.DEAD)
@@ -432,13 +432,15 @@ export class TaskEngine {
         );
       });
       events.push(
-        stage(
-          TaskStage.LEASE_EXPIRED,
-          `attempt ${lost.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating, its lease ` +
-            `expired and the queue's stalled-job check returned the task; lost lease ${lost.lostLeases} of ` +
-            `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
-          undefined,
-          lost.attempt,
+        changed(
+          stage(
+            TaskStage.LEASE_EXPIRED,
+            `attempt ${lost.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating, its lease ` +
+              `expired and the queue's stalled-job check returned the task; lost lease ${lost.lostLeases} of ` +
+              `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
+            undefined,
+            lost.attempt,
+          ),
         ),
       );
       task = lost;
@@ -451,9 +453,11 @@ export class TaskEngine {
         else transition(t, TaskState.DEAD, deadWhy ?? "");
       });
       events.push(
-        ended.state === TaskState.CANCELED
-          ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, ended.attempt)
-          : stage(TaskStage.DEAD, deadWhy ?? "", undefined, ended.attempt),
+        changed(
+          ended.state === TaskState.CANCELED
+            ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, ended.attempt)
+            : stage(TaskStage.DEAD, deadWhy ?? "", undefined, ended.attempt),
+        ),
       );
       await this.timeline.append(taskId, events);
       await this.queue.finish(taskId, leaseId);
@@ -475,7 +479,7 @@ export class TaskEngine {
       transition(t, TaskState.RUNNING, `leased by ${workerId}`);
     });
     await this.store.setLease(taskId, leaseId);
-    events.push(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt));
+    events.push(changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt)));
     await this.timeline.append(taskId, events);
     return { task: running, leaseId, expireTime: this.expiry() };
   }
@@ -514,7 +518,7 @@ export class TaskEngine {
       transition(t, TaskState.QUEUED, why);
     });
     if (back.state !== TaskState.QUEUED) return;
-    await this.timeline.append(task.id, [stage(TaskStage.QUEUED, why, undefined, back.attempt)]);
+    await this.timeline.append(task.id, [changed(stage(TaskStage.QUEUED, why, undefined, back.attempt))]);
     await this.queue.retryLater(task.id, leaseId, 0);
     await this.subjects.release(subjectOf(task), leaseId);
   }
@@ -585,6 +589,15 @@ function transition(task: Task, state: TaskState, reason: string): void {
 
 function stage(kind: TaskStage, detail: string, time?: Timestamp, attempt = 0): NewTaskEvent {
   return { time, attempt, kind: { case: "stage", value: { stage: kind, detail } } };
+}
+
+/**
+ * Marks an event as recording a change to the task's record (its creation, state, result or
+ * attempt), so that its entry in the change log carries the task: the event that reports an
+ * update, not those appended with it to explain it (RETRY_SCHEDULED after FAILED).
+ */
+function changed(event: NewTaskEvent): NewTaskEvent {
+  return { ...event, changedTask: true };
 }
 
 /** Attempts that ended in failure: every attempt started, but those whose lease was lost. */

@@ -12,6 +12,11 @@ export class TaskNotFoundError extends Error {
   }
 }
 
+/** A WatchChanges cursor that no change log gives out. */
+export class InvalidCursorError extends FieldError {
+  override name = "InvalidCursorError";
+}
+
 /** A page token that this server did not issue for these filters. */
 export class InvalidPageTokenError extends Error {
   override name = "InvalidPageTokenError";
@@ -39,7 +44,7 @@ export const TASK_STORE = "task store";
 /** Runs the task store's Redis calls: outages become StoreUnavailableError, reply errors are scrubbed. */
 export const storeCall = storeCaller(TASK_STORE);
 
-/** A caller, or the whole server, has as many WatchTask streams open as it may. */
+/** A caller, or the whole server, has as many streams of a method open as it may. */
 export class TooManyWatchesError extends Error {
   override name = "TooManyWatchesError";
 }

@@ -2,8 +2,10 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import { type ErrorMapper, peerKey } from "@hookmesh/kit";
 import { TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { type ChangeLog, parseCursor } from "./change-log.js";
 import type { TaskEngine } from "./engine.js";
 import {
+  InvalidCursorError,
   InvalidEventError,
   InvalidPageTokenError,
   LeaseLostError,
@@ -27,7 +29,14 @@ function callerOf(ctx: HandlerContext): string {
   return ctx.values.get(peerKey)?.id ?? "unauthenticated";
 }
 
-export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches: WatchQuota) {
+export interface ChangeStreams {
+  log: ChangeLog;
+  quota: WatchQuota;
+  /** Aborts when the server starts to drain: change streams never end on their own, so they end then. */
+  draining: AbortSignal;
+}
+
+export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches: WatchQuota, changes: ChangeStreams) {
   return (router: ConnectRouter) =>
     router.service(TaskService, {
       async submitEvent(req) {
@@ -80,11 +89,21 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches:
           release();
         }
       },
+      async *watchChanges(req, ctx) {
+        const afterCursor = parseCursor(req.afterCursor);
+        const release = changes.quota.admit(callerOf(ctx));
+        const signal = AbortSignal.any([ctx.signal, changes.draining]);
+        try {
+          for await (const change of changes.log.watch(afterCursor, signal)) yield { change };
+        } finally {
+          release();
+        }
+      },
     });
 }
 
 export const mapTaskError: ErrorMapper = (err) => {
-  if (err instanceof InvalidEventError || err instanceof InvalidPageTokenError) {
+  if (err instanceof InvalidEventError || err instanceof InvalidPageTokenError || err instanceof InvalidCursorError) {
     return new ConnectError(err.message, Code.InvalidArgument);
   }
   if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);

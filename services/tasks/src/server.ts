@@ -9,7 +9,7 @@ import {
   type SecurityOptions,
 } from "@hookmesh/kit";
 import type { TaskEngine } from "./engine.js";
-import { mapTaskError, taskServiceRoutes } from "./routes.js";
+import { type ChangeStreams, mapTaskError, taskServiceRoutes } from "./routes.js";
 import type { RoutingRuleStore } from "./routing/routing-rule-store.js";
 import { mapRoutingRuleError, routeServiceRoutes } from "./routing-rule-routes.js";
 import type { TaskStore } from "./task-store.js";
@@ -21,6 +21,7 @@ export interface ServerDeps extends SecurityOptions {
   store: TaskStore;
   routingRules: RoutingRuleStore;
   watches: WatchQuota;
+  changes: ChangeStreams;
   leaseMs: number;
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
@@ -37,7 +38,7 @@ export function build(deps: ServerDeps): MeshServer {
   const { engine, store, routingRules } = deps;
   return createMeshServer({
     routes: (router: ConnectRouter) => {
-      taskServiceRoutes(engine, store, deps.watches)(router);
+      taskServiceRoutes(engine, store, deps.watches, deps.changes)(router);
       workerServiceRoutes(engine, deps.leaseMs)(router);
       routeServiceRoutes(routingRules)(router);
     },

@@ -370,6 +370,11 @@ export function timelineKey(keyPrefix: string, taskId: string): string {
   return `${keyPrefix}events:${taskId}`;
 }
 
+/** The stream of every task's changes (written with the timelines, read by WatchChanges); also its watchers' channel. */
+export function changeLogKey(keyPrefix: string): string {
+  return `${keyPrefix}changes`;
+}
+
 /** Every value of a generated enum but its UNSPECIFIED zero. */
 function enumValues(e: Record<string, string | number>): number[] {
   return Object.values(e).filter((value): value is number => typeof value === "number" && value !== 0);

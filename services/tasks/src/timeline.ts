@@ -3,8 +3,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Redis } from "ioredis";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { storeCall } from "./errors.js";
-import { taskKey, timelineKey } from "./task-store.js";
-import type { TimelineSignals } from "./watches.js";
+import { changeLogKey, taskKey, timelineKey } from "./task-store.js";
+import { Doorbell, type TimelineSignals } from "./watches.js";
 
 export interface TimelineOptions {
   keyPrefix: string;
@@ -12,12 +12,20 @@ export interface TimelineOptions {
   maxTextBytes: number;
   /** Events kept per task; the oldest go first. */
   maxEvents: number;
+  /** Changes the change log keeps, across all tasks; the oldest go first. */
+  changeLogMax: number;
   /** Wakes watchers when a task's timeline grows, on any replica. */
   signals: TimelineSignals;
   now?: () => Date;
 }
 
-export type NewTaskEvent = Omit<MessageInitShape<typeof TaskEventSchema>, "id" | "$typeName">;
+export type NewTaskEvent = Omit<MessageInitShape<typeof TaskEventSchema>, "id" | "$typeName"> & {
+  /**
+   * The event records a change to the task's record (its creation, a state change, a result,
+   * an attempt): its entry in the change log carries the task as stored when it is appended.
+   */
+  changedTask?: boolean;
+};
 
 /**
  * How long a watcher waits without a signal before it looks whether the task ended: a process
@@ -27,17 +35,50 @@ const RECHECK_MS = 30_000;
 const READ_BATCH = 500;
 
 /**
- * Appends events to a task's stream and signals its watchers, in one step. The stream lives as
- * long as its task: it takes the task key's remaining time (TaskStore sets it when the task ends),
- * and nothing is appended for a task that does not exist (any more), so no stream outlives one.
- * KEYS: stream, task. ARGV: stream length cap, channel, then the events.
+ * Appends events to a task's stream and to the change log, and signals the task's watchers and
+ * the change log's, in one step: an event is never in a timeline without its change. The stream
+ * lives as long as its task: it takes the task key's remaining time (TaskStore sets it when the
+ * task ends), and nothing is appended for a task that does not exist (any more), so no stream
+ * outlives one.
+ *
+ * Each change holds the task id (t), the event's id in the timeline (i), the event (e), the
+ * change before it (p: what the log last gave out, even if trimmed since, so a reader can tell
+ * a gap from a neighbour) and, for an event that changed the task, the task as stored now (s),
+ * which is at or after the change: the engine appends after it updates, and reading the record
+ * here rather than sending it keeps the snapshots in the log's order even when two replicas
+ * update one task at once.
+ * KEYS: stream, task, change log (also its channel).
+ * ARGV: stream length cap, channel, change log cap, task id, then per event "1" when it changed
+ * the task ("" otherwise) and the event.
  */
 const APPEND_SCRIPT = `
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl == -2 then return 0 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+local previous = ''
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+if newest then
+  previous = newest[1]
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[3])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then previous = info[i + 1] end
+  end
+end
+local record
+for i = 5, #ARGV, 2 do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+  if ARGV[i] == '1' then
+    record = record or redis.call('GET', KEYS[2])
+    previous = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+      't', ARGV[4], 'i', id, 'p', previous, 'e', ARGV[i + 1], 's', record)
+  else
+    previous = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+      't', ARGV[4], 'i', id, 'p', previous, 'e', ARGV[i + 1])
+  end
+end
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 redis.call('PUBLISH', ARGV[2], '')
+redis.call('PUBLISH', KEYS[3], '')
 return 1
 `;
 
@@ -56,22 +97,26 @@ export class Timeline {
     this.now = options.now ?? (() => new Date());
   }
 
+  /** Appends `events` to the task's timeline and to the change log, unless the task is gone. */
   async append(taskId: string, events: readonly NewTaskEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const encoded = events.map((init) => {
+    const encoded = events.flatMap(({ changedTask, ...init }) => {
       const event = create(TaskEventSchema, { ...init, time: init.time ?? timestampFromDate(this.now()) });
       this.truncate(event);
-      return Buffer.from(toBinary(TaskEventSchema, event));
+      return [changedTask ? "1" : "", Buffer.from(toBinary(TaskEventSchema, event))];
     });
     const key = this.key(taskId);
     await storeCall(() =>
       this.redis.eval(
         APPEND_SCRIPT,
-        2,
+        3,
         key,
         taskKey(this.options.keyPrefix, taskId),
+        changeLogKey(this.options.keyPrefix),
         String(this.options.maxEvents),
         key,
+        String(this.options.changeLogMax),
+        taskId,
         ...encoded,
       ),
     );
@@ -135,37 +180,6 @@ export class Timeline {
 
   private key(taskId: string): string {
     return timelineKey(this.options.keyPrefix, taskId);
-  }
-}
-
-/** A wake-up that is remembered until cleared, so a ring between a read and the wait counts. */
-class Doorbell {
-  private rung = false;
-  private answer: (() => void) | undefined;
-
-  ring(): void {
-    this.rung = true;
-    this.answer?.();
-  }
-
-  clear(): void {
-    this.rung = false;
-  }
-
-  /** Resolves when rung (at once if it was since the last clear), after `ms`, or on abort. */
-  async wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.rung || signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        this.answer = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-      this.answer = done;
-    });
   }
 }
 

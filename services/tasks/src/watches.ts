@@ -9,11 +9,11 @@ interface Channel {
 }
 
 /**
- * Timeline signals for one process over one Redis connection: a task's channel is subscribed
- * while at least one of this process's streams watches the task, and each message is fanned
- * out to those streams' listeners. Pub/sub drops what is published while the connection is
- * down, so when it comes back every channel is subscribed again and then every listener is
- * woken, to read its timeline anew.
+ * Timeline signals for one process over one Redis connection: a task's channel (or the change
+ * log's) is subscribed while at least one of this process's streams watches it, and each
+ * message is fanned out to those streams' listeners. Pub/sub drops what is published while the
+ * connection is down, so when it comes back every channel is subscribed again and then every
+ * listener is woken, to read its timeline (or the log) anew.
  *
  * `subscriber` is this class's alone, created with `autoResubscribe: false`: resubscribing is
  * done here, so that the wake-up follows the confirmed subscriptions.
@@ -34,7 +34,11 @@ export class TimelineSignals {
 
   /** Calls `wake` whenever the task's timeline grows, from when this resolves; the result stops it. */
   async listen(taskId: string, wake: () => void): Promise<() => void> {
-    const name = this.channelOf(taskId);
+    return this.listenTo(this.channelOf(taskId), wake);
+  }
+
+  /** Calls `wake` whenever something is published on channel `name`, from when this resolves; the result stops it. */
+  async listenTo(name: string, wake: () => void): Promise<() => void> {
     let channel = this.channels.get(name);
     if (channel === undefined) {
       channel = { listeners: new Set(), subscribed: this.subscriber.subscribe(name) };
@@ -78,6 +82,8 @@ export class TimelineSignals {
 }
 
 export interface WatchQuotaOptions {
+  /** The method whose streams are counted, for the refusal's message. */
+  method: string;
   /** Streams one caller may have open at once. */
   maxPerCaller: number;
   /** Streams this process serves at once, for all callers together. */
@@ -85,7 +91,7 @@ export interface WatchQuotaOptions {
 }
 
 /**
- * How many WatchTask streams are open, per caller and in all: a stream holds a slot from its
+ * How many streams of one method are open, per caller and in all: a stream holds a slot from its
  * start to its end, so no caller can hold more than its share of the process's listeners.
  */
 export class WatchQuota {
@@ -98,10 +104,14 @@ export class WatchQuota {
   admit(caller: string): () => void {
     const mine = this.open.get(caller) ?? 0;
     if (mine >= this.options.maxPerCaller) {
-      throw new TooManyWatchesError(`at most ${this.options.maxPerCaller} WatchTask streams per caller are open`);
+      throw new TooManyWatchesError(
+        `at most ${this.options.maxPerCaller} ${this.options.method} streams per caller are open`,
+      );
     }
     if (this.total >= this.options.maxTotal) {
-      throw new TooManyWatchesError(`this server has its most WatchTask streams (${this.options.maxTotal}) open`);
+      throw new TooManyWatchesError(
+        `this server has its most ${this.options.method} streams (${this.options.maxTotal}) open`,
+      );
     }
     this.open.set(caller, mine + 1);
     this.total++;
@@ -114,5 +124,36 @@ export class WatchQuota {
       if (left === 0) this.open.delete(caller);
       else this.open.set(caller, left);
     };
+  }
+}
+
+/** A wake-up that is remembered until cleared, so a ring between a read and the wait counts. */
+export class Doorbell {
+  private rung = false;
+  private answer: (() => void) | undefined;
+
+  ring(): void {
+    this.rung = true;
+    this.answer?.();
+  }
+
+  clear(): void {
+    this.rung = false;
+  }
+
+  /** Resolves when rung (at once if it was since the last clear), after `ms`, or on abort. */
+  async wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.rung || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.answer = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+      this.answer = done;
+    });
   }
 }

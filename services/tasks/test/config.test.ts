@@ -18,13 +18,16 @@ describe("tasks loadConfig", () => {
     });
   });
 
-  it("keeps ended tasks 30 days and ignored bodies an hour, and caps watchers, unless told otherwise", () => {
+  it("keeps ended tasks 30 days, ignored bodies an hour and 100,000 changes, and caps watchers, unless told otherwise", () => {
     expect(loadConfig({ HOOKMESH_INSECURE: "1" })).toMatchObject({
       retentionMs: 30 * 86_400_000,
       ignoredBodyRetentionMs: 3_600_000,
       maxWatchesPerCaller: 20,
       maxWatches: 1_000,
+      changeLogMax: 100_000,
     });
+    expect(loadConfig({ HOOKMESH_INSECURE: "1", TASKS_CHANGE_LOG_MAX: "5000" }).changeLogMax).toBe(5_000);
+    expect(() => loadConfig({ HOOKMESH_INSECURE: "1", TASKS_CHANGE_LOG_MAX: "10" })).toThrow(/^TASKS_CHANGE_LOG_MAX: /);
     expect(
       loadConfig({ HOOKMESH_INSECURE: "1", TASKS_RETENTION: "12h", TASKS_IGNORED_BODY_RETENTION: "600000" }),
     ).toMatchObject({ retentionMs: 43_200_000, ignoredBodyRetentionMs: 600_000 });

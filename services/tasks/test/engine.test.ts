@@ -121,6 +121,7 @@ describe("TaskEngine", () => {
       keyPrefix: db.prefix,
       maxTextBytes: 64,
       maxEvents: 1000,
+      changeLogMax: 1000,
       signals: new TimelineSignals(subscriber, (id) => timelineKey(db.prefix, id), pino({ level: "silent" })),
     });
   });

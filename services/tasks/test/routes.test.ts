@@ -38,8 +38,13 @@ const MAX_WATCHES_PER_CALLER = 3;
 
 function clientFor(core: ComposedTasks) {
   const { logger, lines } = memoryLogger("tasks-routes-test");
-  const watches = new WatchQuota({ maxPerCaller: MAX_WATCHES_PER_CALLER, maxTotal: 100 });
-  const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store, watches), {
+  const watches = new WatchQuota({ method: "WatchTask", maxPerCaller: MAX_WATCHES_PER_CALLER, maxTotal: 100 });
+  const changes = {
+    log: core.changeLog,
+    quota: new WatchQuota({ method: "WatchChanges", maxPerCaller: MAX_WATCHES_PER_CALLER, maxTotal: 100 }),
+    draining: new AbortController().signal,
+  };
+  const transport = createRouterTransport(taskServiceRoutes(core.engine, core.store, watches, changes), {
     router: { interceptors: [serverCallInterceptor(logger, mapTasksError)] },
   });
   return { client: createClient(TaskService, transport), lines, logger };

@@ -184,7 +184,7 @@ describe("WatchTask on a real server", () => {
 
 describe("WatchQuota", () => {
   it("counts per caller and in total, and takes each slot back once", () => {
-    const quota = new WatchQuota({ maxPerCaller: 2, maxTotal: 3 });
+    const quota = new WatchQuota({ method: "WatchTask", maxPerCaller: 2, maxTotal: 3 });
     const a1 = quota.admit("a");
     quota.admit("a");
     expect(() => quota.admit("a")).toThrow(/per caller/);

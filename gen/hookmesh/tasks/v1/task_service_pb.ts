@@ -401,7 +401,7 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
 export type WatchChangesRequest = Message<"hookmesh.tasks.v1.WatchChangesRequest"> & {
   /**
    * Resume after this change (the `cursor` of the last change applied); empty starts with the
-   * oldest change the log holds.
+   * oldest change the log holds (`missed` on it if older ones were dropped already).
    *
    * @generated from field: string after_cursor = 1;
    */
@@ -469,8 +469,10 @@ export type TaskChange = Message<"hookmesh.tasks.v1.TaskChange"> & {
   event?: TaskEvent | undefined;
 
   /**
-   * Set on the first change of a stream whose `after_cursor` had fallen out of the log:
-   * changes between it and this one are gone, and the consumer should resynchronize.
+   * Set on a change when changes between it and the one before (the stream's previous change,
+   * or `after_cursor`) were dropped from the log: the first change of a stream whose cursor had
+   * fallen out of it, or of a consumer that fell that far behind while streaming. The consumer
+   * should resynchronize.
    *
    * @generated from field: bool missed = 5;
    */
@@ -592,13 +594,15 @@ export const TaskService: GenService<{
   /**
    * Every task's changes, in the order they happened, for read models such as the dashboard:
    * first what the change log still holds after `after_cursor`, then each new change as it
-   * happens, until the caller goes away. A consumer stores the cursor of the last change it
-   * applied and passes it on reconnect, so it sees every change at least once; applying a
-   * change twice must be harmless (a change's cursor identifies it).
+   * happens, until the caller goes away or the server drains (the stream then ends with OK:
+   * reconnect, to any replica, with the last cursor). A consumer stores the cursor of the last
+   * change it applied and passes it on reconnect, so it sees every change at least once;
+   * applying a change twice must be harmless (a change's cursor identifies it).
    *
-   * The log keeps the newest TASKS_CHANGE_LOG_MAX changes (100,000 by default) and changes no
-   * older than TASKS_RETENTION. A cursor that fell out of it gets its first change with
-   * `missed` set: the consumer resynchronizes with ListTasks and goes on from there.
+   * The log keeps the newest TASKS_CHANGE_LOG_MAX changes (100,000 by default; trimmed a
+   * stream node at a time, so somewhat more) and drops those older than TASKS_RETENTION. A
+   * cursor that fell out of it gets its first change with `missed` set: the consumer
+   * resynchronizes with ListTasks and goes on from there.
    *
    * Errors: INVALID_ARGUMENT for a malformed cursor; RESOURCE_EXHAUSTED when the caller already
    * holds as many change streams as it may.
