@@ -10,7 +10,9 @@
  * - saturation: a closed loop of SENDERS concurrent senders for PHASE_SECONDS: acknowledged
  *   (202) per second and the acknowledgment's p50/p99;
  * - fixed load: 1,000 requests a second offered for PHASE_SECONDS, open loop: acknowledged per
- *   second and p50/p99 from each request's scheduled time.
+ *   second and p50/p99 from each request's scheduled time;
+ * - saturation with the tasks process stopped (SIGSTOP) during the gateway's turn: the
+ *   acknowledgment's own cost, without tasks' work on the same cores.
  *
  * Each phase runs for the baseline, then at once for the gateway, so that the machine's other
  * work weighs on both alike.
@@ -197,7 +199,7 @@ let exitCode = 0;
 try {
   if (profile) rmSync(profileDir, { recursive: true, force: true });
   const [tasksPort, gatewayPort, gatewayHttpPort] = [await freePort(), await freePort(), await freePort()];
-  service("tasks", "services/tasks/src/main.ts", {
+  const tasks = service("tasks", "services/tasks/src/main.ts", {
     ...(BENCH_TASKS_ENV as Record<string, string>),
     REDIS_URL: redisUrl,
     TASKS_REDIS_PREFIX: tasksPrefix,
@@ -239,11 +241,18 @@ try {
     warmup: { mode: "closed", senders: 8, seconds: WARMUP_SECONDS },
     saturation: { mode: "closed", senders: SENDERS, seconds: PHASE_SECONDS },
     [`rate${FIXED_RATE}`]: { mode: "open", rate: FIXED_RATE, seconds: PHASE_SECONDS },
+    // The acknowledgment's own cost: the tasks process stopped (SIGSTOP) while the gateway is
+    // loaded, so that it takes none of the 2 cores; what was acknowledged meanwhile is counted
+    // as tasks once it runs again.
+    saturationTasksPaused: { mode: "closed", senders: SENDERS, seconds: PHASE_SECONDS },
   };
   // Each phase for both targets in turn, so that what else the machine runs weighs on both alike.
   for (const [name, phase] of Object.entries(phases)) {
     for (const target of ["baseline", "gateway"] as const) {
+      const paused = name === "saturationTasksPaused" && target === "gateway";
+      if (paused) tasks.kill("SIGSTOP");
       const result = await run({ ...phase, url: urls[target] });
+      if (paused) tasks.kill("SIGCONT");
       const serverErrors = Object.entries(result.replies).filter(([kind]) => /^http 5|^error/.test(kind));
       if (serverErrors.length > 0) {
         exitCode = 1;
@@ -286,6 +295,9 @@ try {
     gateway: results.gateway,
     ratios: {
       saturationThroughputVsBaseline: round(g.saturation!.perSecond / b.saturation!.perSecond),
+      saturationTasksPausedThroughputVsBaseline: round(
+        g.saturationTasksPaused!.perSecond / b.saturationTasksPaused!.perSecond,
+      ),
       saturationP99VsBaseline: round(g.saturation!.latencyMs.p99 / b.saturation!.latencyMs.p99),
       [`p99At${FIXED_RATE}VsBaseline`]: round(
         g[`rate${FIXED_RATE}`]!.latencyMs.p99 / b[`rate${FIXED_RATE}`]!.latencyMs.p99,
