@@ -86,34 +86,48 @@ export class WebhookPipeline {
     let resolved: ResolvedEndpoint | undefined;
     const body: BodyProgress = { size: 0, sha256: "" };
     try {
-      // Before the lookup, so that a sender probing routes spends its own budget first.
-      const wait = await this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
-      if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
-      resolved = await this.deps.resolve(route).catch((err: unknown) => {
+      // Taken before anything else, so that a sender probing routes spends its own budget
+      // first; its round trip overlaps the lookup and the body's arrival, and its answer comes
+      // before any other (a limited sender is answered 429 whatever else is wrong), and before
+      // the body is verified or kept.
+      const limit = this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
+      limit.catch(() => {});
+      const withinLimit = async () => {
+        const wait = await limit;
+        if (wait > 0)
+          throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
+      };
+      const refuse = async (rejection: WebhookRejection): Promise<never> => {
+        await withinLimit();
+        throw rejection;
+      };
+      resolved = await this.deps.resolve(route).catch(async (err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) throw err;
-        throw new WebhookRejection(
-          503,
-          "endpoint lookup unavailable, retry later",
-          "custom webhooks store unavailable",
-          {
+        return refuse(
+          new WebhookRejection(503, "endpoint lookup unavailable, retry later", "custom webhooks store unavailable", {
             "retry-after": String(this.deps.retryAfterSeconds),
-          },
+          }),
         );
       });
-      if (!resolved) throw new WebhookRejection(404, "not found");
+      if (!resolved) return await refuse(new WebhookRejection(404, "not found"));
       const { provider } = resolved;
       if (!resolved.unsigned && resolved.secrets.length === 0) {
-        throw new WebhookRejection(
-          404,
-          `${provider.name} webhooks are not configured`,
-          "no secret is configured for this endpoint",
+        return await refuse(
+          new WebhookRejection(
+            404,
+            `${provider.name} webhooks are not configured`,
+            "no secret is configured for this endpoint",
+          ),
         );
       }
       const contentType = mediaType(req.headers["content-type"]);
       if (!provider.contentTypes.includes(contentType)) {
-        throw new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`);
+        return await refuse(new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`));
       }
-      webhook = { ...webhook, contentType, rawBody: (await readBody(req, provider.maxBodyBytes, body)).bytes };
+      const reading = readBody(req, provider.maxBodyBytes, body);
+      reading.catch(() => {});
+      await withinLimit();
+      webhook = { ...webhook, contentType, rawBody: (await reading).bytes };
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
@@ -146,6 +160,8 @@ export class WebhookPipeline {
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
+      // Nor is a rate-limited request: a flood writes nothing.
+      if (err.status === 429) throw err;
       await this.record({
         route,
         resolved,

@@ -56,6 +56,9 @@ async function memoryUnder(db: TestRedis, prefix: string): Promise<number> {
   return bytes;
 }
 
+/** How long the forwarder may take to submit what was acknowledged, on a busy machine. */
+const FORWARDED = { timeout: 15_000, interval: 20 };
+
 describe("the gateway's edge limits", () => {
   let db: TestRedis;
   const gateways: RunningGateway[] = [];
@@ -141,7 +144,7 @@ describe("the gateway's edge limits", () => {
           ...Array(3).fill(DeliveryStatus.ACCEPTED),
           ...Array(5).fill(DeliveryStatus.REJECTED),
         ]);
-      });
+      }, FORWARDED);
       expect(await gateway.deliveries.rejections()).toEqual([{ route: "github", httpStatus: 401, count: 12n }]);
     });
   });
@@ -251,7 +254,7 @@ describe("the gateway's edge limits", () => {
       const replay = await post(gateway.base, "github", body, github(body, { delivery: "forged-new-id" }));
       expect([replay.status, JSON.parse(replay.body)]).toEqual([202, { task_id: taskId, duplicate: true }]);
       // The task the first acknowledgment named, made behind it.
-      await vi.waitFor(() => expect(tasks.tasks.map((t) => t.id)).toEqual([taskId]));
+      await vi.waitFor(() => expect(tasks.tasks.map((t) => t.id)).toEqual([taskId]), FORWARDED);
       const [logged] = (await gateway.deliveries.list(1, {})).deliveries;
       expect(logged).toMatchObject({
         status: DeliveryStatus.DUPLICATE,
@@ -263,7 +266,7 @@ describe("the gateway's edge limits", () => {
       // A new event (another body) under any id is still a new delivery.
       const other = Buffer.from(JSON.stringify({ ...comment, comment: { ...(comment.comment as object), id: 1 } }));
       expect((await post(gateway.base, "github", other, github(other))).status).toBe(202);
-      await vi.waitFor(() => expect(tasks.tasks).toHaveLength(2));
+      await vi.waitFor(() => expect(tasks.tasks).toHaveLength(2), FORWARDED);
     });
   });
 });
