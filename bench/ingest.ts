@@ -116,6 +116,14 @@ async function untilListening(port: number): Promise<void> {
   throw new Error(`port ${port} never listened`);
 }
 
+/** CPU time (user + system) a process has used so far, in ms; /proc counts in ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
@@ -193,6 +201,8 @@ function topFrames(dir: string, count = 20): { frame: string; selfPercent: numbe
     .map(([frame, share]) => ({ frame, selfPercent: Math.round(share * 1000) / 10 }));
 }
 
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
 const loadBefore = loadavg();
 const results: Record<string, Record<string, unknown>> = { baseline: {}, gateway: {} };
 let exitCode = 0;
@@ -250,6 +260,8 @@ try {
   for (const [name, phase] of Object.entries(phases)) {
     for (const target of ["baseline", "gateway"] as const) {
       const paused = name === "saturationTasksPaused" && target === "gateway";
+      const pids = target === "gateway" ? { gateway: gateway.pid!, tasks: tasks.pid! } : { baseline: baseline.pid! };
+      const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
       if (paused) tasks.kill("SIGSTOP");
       const result = await run({ ...phase, url: urls[target] });
       if (paused) tasks.kill("SIGCONT");
@@ -264,6 +276,11 @@ try {
         entry.rssMbAfter = rssMb(gateway.pid!);
         entry.untilAllTasks = await drained(accepted);
       }
+      // CPU per acknowledged delivery, the gateway's and tasks' until every one is a task: what
+      // the machine's other work cannot distort the way it distorts rates.
+      entry.cpuMsPerDelivery = Object.fromEntries(
+        Object.entries(pids).map(([k, pid]) => [k, round2((cpuMs(pid) - cpuBefore[k]!) / result.acknowledged)]),
+      );
       if (name !== "warmup") results[target][name] = entry;
       console.error(`${target} ${name}: ${JSON.stringify(entry)}`);
       await sleep(1_000);
@@ -273,6 +290,8 @@ try {
   const b = results.baseline as Record<string, LoadResult>;
   const g = results.gateway as Record<string, LoadResult>;
   const round = (n: number) => Math.round(n * 1000) / 1000;
+  const cpu = (phase: LoadResult | undefined) =>
+    (phase as unknown as { cpuMsPerDelivery: Record<string, number> }).cpuMsPerDelivery;
   const run_ = {
     date: new Date().toISOString(),
     machine: {
@@ -299,6 +318,12 @@ try {
         g.saturationTasksPaused!.perSecond / b.saturationTasksPaused!.perSecond,
       ),
       saturationP99VsBaseline: round(g.saturation!.latencyMs.p99 / b.saturation!.latencyMs.p99),
+      // The baseline's CPU per delivery over the gateway's and tasks' together: the throughput
+      // ratio a CPU-bound machine of its own would give (Redis's CPU is in neither: it is shared).
+      saturationCpuPerDeliveryBaselineOverMesh: round(
+        cpu(b.saturation).baseline! / (cpu(g.saturation).gateway! + cpu(g.saturation).tasks!),
+      ),
+      saturationCpuPerDeliveryBaselineOverGateway: round(cpu(b.saturation).baseline! / cpu(g.saturation).gateway!),
       [`p99At${FIXED_RATE}VsBaseline`]: round(
         g[`rate${FIXED_RATE}`]!.latencyMs.p99 / b[`rate${FIXED_RATE}`]!.latencyMs.p99,
       ),
