@@ -38,7 +38,9 @@ export interface Finding {
 }
 
 const SOURCE_FILE = /\.(?:[cm]?ts|[cm]?js)$/;
-const SKIPPED_DIRS = new Set(["node_modules", ".git"]);
+// Installed packages, and compiled output (`npm run build`'s dist/): its imports are the
+// sources'. Hidden folders (.git, .hookmesh) hold no sources.
+const SKIPPED_DIRS = new Set(["node_modules", "dist"]);
 
 const IMPORT_PATTERNS: readonly RegExp[] = [
   /^\s*import\s+(?:type\s+)?(?:[\w$]+\s*,?\s*)?(?:\*\s+as\s+[\w$]+|\{[^}]*\})?\s*from\s*["']([^"']+)["']/gm,
@@ -112,7 +114,10 @@ export function workspacesOf(root: string): Workspace[] {
 function sourceFiles(dir: string, skip: ReadonlySet<string>, prefix = ""): string[] {
   return readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((entry) => {
     const path = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
-    if (entry.isDirectory()) return SKIPPED_DIRS.has(entry.name) || skip.has(path) ? [] : sourceFiles(dir, skip, path);
+    if (entry.isDirectory()) {
+      const skipped = SKIPPED_DIRS.has(entry.name) || entry.name.startsWith(".") || skip.has(path);
+      return skipped ? [] : sourceFiles(dir, skip, path);
+    }
     return SOURCE_FILE.test(entry.name) ? [path] : [];
   });
 }

@@ -4,7 +4,7 @@ import { type Env, envPeerUrl } from "@hookmesh/kit";
 /** A service of the mesh as the CLI knows it: where its entry point is and where it listens. */
 export interface ServiceEntry {
   name: string;
-  /** The entry point, run with tsx. */
+  /** The entry point: TypeScript run with tsx, or the compiled JavaScript run with Node. */
   entry: string;
   /** Default gRPC port (ARCHITECTURE.md); the service's own config can override it. */
   grpcPort: number;
@@ -16,7 +16,11 @@ export interface ServiceEntry {
   credentials?: readonly string[];
 }
 
-const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+// Compiled (`npm run build`), this module is JavaScript in dist/, beside the services' compiled
+// entry points, which `hookmesh start` then runs with plain Node instead of tsx.
+const compiled = import.meta.url.endsWith(".js");
+const root = (path: string) =>
+  fileURLToPath(new URL(`../../${compiled ? path.replace(/\.ts$/, ".js") : path}`, import.meta.url));
 
 /** Every service that exists, in start order. */
 export const SERVICES: readonly ServiceEntry[] = [

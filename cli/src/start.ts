@@ -8,7 +8,8 @@ import { type ServiceEntry, serviceEnv } from "./services.js";
  * Runs services as child processes, one per service as in production, with their output
  * prefixed by name. Redis is checked first so that a missing Redis is one clear message
  * instead of every service failing at once. When one service exits, the rest are stopped;
- * SIGINT / SIGTERM stop them all gracefully.
+ * SIGINT / SIGTERM stop them all gracefully; when this supervisor is killed, each service
+ * stops by itself as its IPC channel closes.
  */
 export async function startServices(services: readonly ServiceEntry[], logger: Logger): Promise<number> {
   const redisUrl = envUrl(process.env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
@@ -29,8 +30,13 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
 
   const width = Math.max(...services.map((s) => s.name.length));
   const children = services.map((service) => {
-    const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), service.entry], {
-      stdio: ["ignore", "pipe", "pipe"],
+    const args = service.entry.endsWith(".ts")
+      ? ["--import", import.meta.resolve("tsx"), service.entry]
+      : [service.entry];
+    const child = spawn(process.execPath, args, {
+      // The IPC channel is how a service learns that this supervisor died, even by SIGKILL:
+      // it closes, and the service stops (runMain) instead of holding its ports.
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
       // Integration services without credentials record what they would send instead of
       // failing, so a newcomer sees the whole loop with no accounts; set HOOKMESH_DRY_RUN=0 to refuse.
       // Each service gets only its own secrets (the agent worker none of the providers').
@@ -40,7 +46,7 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
       detached: true,
     });
     const prefix = `${service.name.padEnd(width)} | `;
-    for (const stream of [child.stdout, child.stderr]) {
+    for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix + line}\n`));
     }
     return { service, child };

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { pino } from "pino";
 import { ConfigError, type Env, type IdentityConfig, type LogLevel, type RedisConfig } from "./config.js";
 import { type Identity, openIdentity } from "./identity/identity.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -19,6 +20,7 @@ export interface Stoppable {
  * log level included) fails with one line naming the variable, then the logger is built at the
  * configured level and handed to `start`. A failed start logs one clear line and exits 1;
  * SIGTERM or SIGINT stops the service gracefully and exits 0; a second signal exits at once.
+ * So does the end of the IPC channel to the supervisor that started it, if any.
  */
 export async function runMain<Config extends ServiceConfig>(
   service: string,
@@ -54,6 +56,25 @@ export async function runMain<Config extends ServiceConfig>(
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Started by a supervisor over an IPC channel (`hookmesh start`): the channel closes when the
+  // supervisor dies, even by SIGKILL, which no signal tells a child; the service then stops as
+  // on SIGTERM instead of living on with its ports held. Unreferenced, the channel keeps no
+  // service alive by itself.
+  if (process.channel) {
+    process.channel.unref();
+    process.once("disconnect", () => {
+      // The supervisor read this process's output: a write to that broken pipe would only be
+      // retried, and hold up the shutdown, so the rest goes nowhere.
+      muteLogger(logger);
+      onSignal("SIGTERM");
+    });
+  }
+}
+
+/** Makes `logger`, and every child of it (they share its destination), write nothing from now on. */
+function muteLogger(logger: Logger): void {
+  const destination = (logger as unknown as Record<symbol, { write(line: string): boolean }>)[pino.symbols.streamSym];
+  if (destination) destination.write = () => true;
 }
 
 /** A stateful service's identity (undefined in insecure mode) and its Redis connection. */
