@@ -23,8 +23,8 @@ export interface SignedContent {
  * Claims the delivery id unless it is claimed; else answers with its task. Unless the id is
  * new but the signed content was claimed by another delivery whose claim still lives: then
  * answers with that one's task and delivery id. The content's record names the first
- * delivery's claim (and its delivery id after a newline), so a claim released because its
- * delivery could not be made durable frees its content too. The claim's key is read from that
+ * delivery's claim (and its delivery id after a newline), so a claim that is gone frees its
+ * content too. The claim's key is read from that
  * record in the script, which a single Redis (the gateway's store) allows. The claim holds
  * `value`: the task the delivery becomes when it is known, else "pending".
  *
@@ -56,8 +56,9 @@ export type ClaimReply = [outcome: string, taskId?: string, replayOf?: string];
 /**
  * The gateway's duplicate check: the first request for a delivery claims it; later ones
  * (provider retries, Slack's X-Slack-Retry-Num, Jira's retries for ~30 minutes) are answered
- * as duplicates while the claim lives. A claim whose delivery could not be made durable is
- * released, so the provider's retry is processed rather than dropped.
+ * as duplicates while the claim lives. The acknowledgment claims in the same script as it makes
+ * the delivery durable (intake.ts), so there is never a claim without its delivery: the
+ * provider's retry of a delivery answered 503 is processed rather than dropped.
  *
  * It is also the replay guard. GitHub (`X-GitHub-Delivery`, `X-GitHub-Hook-Id`), Jira
  * (`X-Atlassian-Webhook-Identifier`) and Sentry (`Request-ID`) do not sign their delivery ids,
@@ -114,10 +115,6 @@ export class DeliveryDedup {
   /** Records the task a claimed delivery became, for the duplicates that follow. */
   async settle(key: string, taskId: string): Promise<void> {
     await storeCall(() => this.redis.set(key, taskId, "PX", this.options.windowMs, "XX"));
-  }
-
-  async release(key: string): Promise<void> {
-    await storeCall(() => this.redis.del(key));
   }
 }
 

@@ -67,11 +67,11 @@ interface Verified {
 /**
  * What happens to every webhook: resolve the endpoint, rate-limit the sender, check type and
  * size, read the raw body, verify the signature on those bytes, parse, drop duplicates (and
- * replays of a signed body under a new delivery id), then
- * make the delivery durable: as a task when the tasks service answers in time, otherwise in
- * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
- * is 503 with Retry-After, so the provider keeps the delivery. Every request is recorded in
- * the delivery log.
+ * replays of a signed body under a new delivery id) and make the delivery durable in the
+ * gateway's outbox, in one Redis round trip, naming the task it becomes; the forwarder submits
+ * it to tasks behind the answer. A 2xx only ever follows that; when it fails the answer is 503
+ * with Retry-After, so the provider keeps the delivery. Every request is recorded in the
+ * delivery log.
  */
 export class WebhookPipeline {
   private readonly now: () => Date;
