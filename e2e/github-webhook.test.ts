@@ -11,10 +11,10 @@ import {
   type RunningGateway,
   startGateway,
 } from "@hookmesh/gateway/testing";
-import { createLogger, type Env } from "@hookmesh/kit";
+import { createLogger, type Env, startTracing, type Tracing } from "@hookmesh/kit";
 import { memoryLogger, signGitHub, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -223,6 +223,15 @@ function postChunked(
 
 describe("POST /webhooks/github, through the real tasks service", () => {
   let mesh: Mesh;
+  let tracing: Tracing;
+
+  // The process's tracing, as runMain sets it up for a service: without an exporter, the
+  // context (a caller's traceparent) propagates.
+  beforeAll(() => {
+    tracing = startTracing("e2e", {});
+  });
+
+  afterAll(() => tracing.shutdown());
 
   beforeEach(async () => {
     mesh = await new Mesh().start();

@@ -97,6 +97,10 @@ describe("hookmesh start", () => {
       GATEWAY_HTTP_URL: `http://127.0.0.1:${httpPort}`,
       GITHUB_WEBHOOK_SECRET: secret,
       AGENT_COMMAND: "echo answer from the agent",
+      // Free admin ports: the defaults, each gRPC port + 1000, may be another process's.
+      ...Object.fromEntries(
+        ["TASKS", "AGENT", "GATEWAY", "GITHUB", "SLACK", "JIRA", "SENTRY"].map((name) => [`${name}_ADMIN_PORT`, "0"]),
+      ),
     };
     // A bearer token for scripts, made before the start so that the services read its hash.
     env.HOOKMESH_OPERATOR_TOKENS_FILE = join(home, "operator-tokens");

@@ -2,9 +2,11 @@ import { hostname } from "node:os";
 import {
   type ClientFactoryOptions,
   createClientFactory,
+  createServiceMetrics,
   type Env,
   type Logger,
   openIdentityAndRedis,
+  type ServiceMetrics,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
 import { Health } from "../../gen/health/v1/health_pb.js";
@@ -21,6 +23,7 @@ import { Forwarder } from "./forwarder.js";
 import { GitHubProvider } from "./github/provider.js";
 import { Intake } from "./intake.js";
 import { JiraProvider } from "./jira/provider.js";
+import { gatewayMetrics } from "./metrics.js";
 import { Outbox } from "./outbox.js";
 import { type EndpointResolver, type ResolvedEndpoint, WebhookPipeline } from "./pipeline.js";
 import { SharedRateLimiter } from "./rate-limit.js";
@@ -35,12 +38,16 @@ export interface GatewayDeps {
   logger: Logger;
   env: Env;
   /** Settings of the client of the tasks service; tests give its breaker a shorter reset. */
-  clientOptions?: Omit<ClientFactoryOptions, "logger" | "identity">;
+  clientOptions?: Omit<ClientFactoryOptions, "logger" | "identity" | "metrics">;
+  /** The gateway's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
 }
 
 /** The gateway, built and connected, not yet listening. */
 export interface ComposedGateway {
   server: Gateway;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   pipeline: WebhookPipeline;
   deliveries: DeliveryLog;
   customWebhooks: CustomRouteStore;
@@ -59,8 +66,9 @@ const CUSTOM_PREFIX = "custom/";
 
 export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): Promise<ComposedGateway> {
   const { logger } = deps;
+  const metrics = deps.metrics ?? createServiceMetrics("gateway");
   const { identity, redis } = await openIdentityAndRedis(config, logger);
-  const clients = createClientFactory({ ...deps.clientOptions, logger, ...(identity && { identity }) });
+  const clients = createClientFactory({ ...deps.clientOptions, logger, metrics, ...(identity && { identity }) });
   const keyPrefix = config.redis.keyPrefix;
   const builtIn: Record<BuiltInProvider, WebhookProvider> = {
     github: new GitHubProvider(config.maxBodyBytes.github),
@@ -109,6 +117,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     ),
     clientAddress: (req) => clientAddress(req, config.trustedProxies),
     retryAfterSeconds: config.retryAfterSeconds,
+    observe: gatewayMetrics(metrics, outbox, logger),
     logger,
   });
   const forwarder = new Forwarder({
@@ -137,9 +146,11 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
     tokens: config.operatorTokens,
     limits: config.limits,
     httpLimits: config.httpLimits,
+    metrics,
   });
   return {
     server,
+    metrics,
     pipeline,
     deliveries,
     customWebhooks,

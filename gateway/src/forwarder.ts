@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { Logger } from "@hookmesh/kit";
+import { contextFromTraceparent, inSpan, type Logger, TRACE_ATTRIBUTES } from "@hookmesh/kit";
+import { trace } from "@opentelemetry/api";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -74,7 +75,24 @@ export class Forwarder {
           await outbox.nextAdd(this.deps.pollMs ?? 1_000, signal);
           continue;
         }
-        await this.forward(entries, signal);
+        // In the trace of the batch's first delivery, which its webhook request began before
+        // tasks could take it, linked to the others'.
+        const [first, ...others] = entries.map((entry) => contextFromTraceparent(entry.event.traceContext));
+        await inSpan(
+          "gateway.forward",
+          {
+            parent: first!,
+            attributes: {
+              "hookmesh.batch_size": entries.length,
+              ...(entries.length === 1 && { [TRACE_ATTRIBUTES.deliveryId]: entries[0]!.event.deliveryId }),
+            },
+            links: others.flatMap((other) => {
+              const linked = trace.getSpanContext(other);
+              return linked ? [{ context: linked }] : [];
+            }),
+          },
+          () => this.forward(entries, signal),
+        );
         failures = 0;
         batch = Math.min(MAX_BATCH, batch * 2);
       } catch (err) {

@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "@hookmesh/kit";
+import { context } from "@opentelemetry/api";
 import { WebhookRejection } from "./http-errors.js";
 import type { WebhookPipeline, WebhookReply } from "./pipeline.js";
+import { endWebhookSpan, startWebhookSpan } from "./trace.js";
 
 export interface HttpEndpointsDeps {
   pipeline: Pick<WebhookPipeline, "handle">;
@@ -21,8 +23,20 @@ const WEBHOOKS = "/webhooks/";
 export function httpEndpoints(deps: HttpEndpointsDeps) {
   const { logger } = deps;
   return async (req: IncomingMessage, res: ServerResponse) => {
-    const started = performance.now();
     const path = pathOf(req.url);
+    if (!path.startsWith(WEBHOOKS)) {
+      await serve(req, res, path);
+      return;
+    }
+    // A delivery's trace starts here, and its request's log lines belong to it.
+    const { span, context: traced } = startWebhookSpan(req, path);
+    const status = await context.with(traced, () => serve(req, res, path));
+    endWebhookSpan(span, status);
+  };
+
+  /** Answers one request; the status answered. */
+  async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<number> {
+    const started = performance.now();
     const abort = new AbortController();
     res.once("close", () => abort.abort());
     let reply: WebhookReply;
@@ -64,7 +78,8 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
       if (reply.status < 400) logger.info(line, "webhook");
       else logger.warn(line, "webhook refused");
     }
-  };
+    return reply.status;
+  }
 
   async function dispatch(path: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
     if (path === "/healthz") return only(req, "GET", async () => ({ status: 200, body: { status: "ok" }, log: {} }));

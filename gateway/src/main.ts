@@ -1,9 +1,15 @@
-import { runMain } from "@hookmesh/kit";
+import { runMain, startAdminServer } from "@hookmesh/kit";
 import { composeGateway } from "./compose.js";
 import { BUILT_IN_PROVIDERS, loadConfig } from "./config.js";
 
 await runMain("gateway", loadConfig, async (config, logger) => {
   const service = await composeGateway(config, { logger, env: process.env });
+  const admin = await startAdminServer({
+    ...config.admin,
+    health: service.server.grpc.health,
+    registry: service.metrics.registry,
+    logger,
+  });
   await service.server.listen(config.httpPort, config.port, config.host);
   service.start();
   for (const provider of BUILT_IN_PROVIDERS) {
@@ -11,5 +17,10 @@ await runMain("gateway", loadConfig, async (config, logger) => {
       logger.warn(`no secret for ${provider} webhooks: POST /webhooks/${provider} answers 404`);
     }
   }
-  return { stop: () => service.close() };
+  return {
+    async stop() {
+      await service.close();
+      await admin.close();
+    },
+  };
 });

@@ -111,6 +111,13 @@ export class Outbox {
     return storeCall(() => this.redis.xlen(this.stream));
   }
 
+  /** When the oldest entry was added (ms since the epoch, from its stream id), or undefined when empty. */
+  async oldest(): Promise<number | undefined> {
+    // Acknowledged entries are deleted, so the stream's first entry is the oldest still waiting.
+    const [first] = await storeCall(() => this.redis.xrange(this.stream, "-", "+", "COUNT", 1));
+    return first && Number(first[0].split("-")[0]);
+  }
+
   /** Resolves when this process adds an entry, after `ms`, or when `signal` aborts. */
   async nextAdd(ms: number, signal: AbortSignal): Promise<void> {
     const wake = abortAfter(signal, ms);

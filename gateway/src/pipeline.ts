@@ -3,7 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
+import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
@@ -13,6 +13,7 @@ import { type BodyProgress, mediaType, readBody } from "./body.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
 import type { Intake, IntakeOutcome } from "./intake.js";
+import type { DeliveryObserver } from "./metrics.js";
 import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
@@ -52,6 +53,8 @@ export interface PipelineDeps {
   /** Seconds a provider should wait before retrying a delivery the gateway could not keep. */
   retryAfterSeconds: number;
   logger: Logger;
+  /** Counts what became of each webhook request (redeliveries are not requests). */
+  observe?: DeliveryObserver;
   now?: () => Date;
 }
 
@@ -131,6 +134,7 @@ export class WebhookPipeline {
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
+        this.deps.observe?.(provider.provider, "answered");
         await this.record({
           route,
           resolved,
@@ -152,11 +156,12 @@ export class WebhookPipeline {
         rawBody: webhook.rawBody,
         contentType,
         receiveTime: timestampFromDate(receivedAt),
-        traceContext: traceContextOf(req.headers),
+        traceContext: traceContextOf(),
       });
       return await this.accept({ route, resolved, webhook, event, body });
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
+      this.deps.observe?.(resolved?.provider.provider, "rejected", err.status);
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
@@ -208,7 +213,7 @@ export class WebhookPipeline {
       rawBody: webhook.rawBody,
       contentType: webhook.contentType,
       receiveTime: timestampFromDate(receivedAt),
-      traceContext: traceContextOf(original.headers),
+      traceContext: traceContextOf(),
     });
     const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
     const reply = await this.submitNow({ route: original.route, resolved, webhook, event, body }, signal);
@@ -227,6 +232,10 @@ export class WebhookPipeline {
   private async accept(verified: Verified): Promise<WebhookReply> {
     const { event, resolved, route, webhook, body } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
+    annotateActiveSpan({
+      [TRACE_ATTRIBUTES.provider]: resolved.provider.name,
+      [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
+    });
     // What the tasks service would refuse is refused here, before it is acknowledged.
     if (event.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
       throw new WebhookRejection(
@@ -236,6 +245,7 @@ export class WebhookPipeline {
       ).withContext(facts);
     }
     const taskId = uuidv7();
+    annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId });
     let outcome: IntakeOutcome;
     try {
       outcome = await this.deps.intake.accept({
@@ -256,6 +266,7 @@ export class WebhookPipeline {
     }
     if (!outcome.fresh) {
       const { claim } = outcome;
+      this.deps.observe?.(resolved.provider.provider, "duplicate");
       const entry = await this.record({
         ...verified,
         status: DeliveryStatus.DUPLICATE,
@@ -273,6 +284,7 @@ export class WebhookPipeline {
       };
     }
     const logId = outcome.delivery.id;
+    this.deps.observe?.(resolved.provider.provider, "queued");
     return {
       status: 202,
       body: { task_id: taskId, duplicate: false, queued: true, delivery: logId },
@@ -293,6 +305,7 @@ export class WebhookPipeline {
         { signal, timeoutMs: resolved.provider.submitTimeoutMs },
       );
       const taskId = task!.id;
+      annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId, [TRACE_ATTRIBUTES.routeId]: task!.routeId });
       const status = duplicate
         ? DeliveryStatus.DUPLICATE
         : task!.state === TaskState.IGNORED

@@ -14,6 +14,7 @@ import {
   mapStoreError,
   refuseExcessHeaders,
   type SecurityOptions,
+  type ServiceMetrics,
   ServingStatus,
 } from "@hookmesh/kit";
 import { CustomRouteService } from "../../gen/hookmesh/gateway/v1/custom_route_service_pb.js";
@@ -34,6 +35,8 @@ export interface ServerDeps extends SecurityOptions {
   /** What any one client may hold on the webhook edge (`GATEWAY_HTTP_*`); the defaults unless given. */
   httpLimits?: HttpLimits;
   logger: Logger;
+  /** Where the RPCs served are counted. */
+  metrics?: ServiceMetrics;
 }
 
 export interface Gateway {
@@ -69,6 +72,7 @@ export function build(deps: ServerDeps): Gateway {
     identity: deps.identity,
     tokens: deps.tokens,
     limits: deps.limits,
+    ...(deps.metrics && { metrics: deps.metrics }),
   });
   return {
     http: server,

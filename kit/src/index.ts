@@ -1,4 +1,5 @@
 export * from "./abort.js";
+export * from "./admin.js";
 export * from "./auth/index.js";
 export * from "./client/index.js";
 export * from "./config.js";
@@ -9,9 +10,11 @@ export * from "./interceptors.js";
 export * from "./limits.js";
 export * from "./listen.js";
 export * from "./logger.js";
+export * from "./metrics/index.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./redis-acl.js";
 export * from "./serve.js";
 export * from "./store.js";
+export * from "./tracing/index.js";
 export * from "./upstream/index.js";

@@ -1,5 +1,14 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
-import { type Env, envIdentity, envInsecure, envPort, envString, envUrl, type IdentityConfig } from "./config.js";
+import {
+  ConfigError,
+  type Env,
+  envIdentity,
+  envInsecure,
+  envPort,
+  envString,
+  envUrl,
+  type IdentityConfig,
+} from "./config.js";
 import { envServerLimits, type ServerLimits } from "./limits.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
@@ -14,13 +23,26 @@ export interface ListenConfig {
   operatorTokens: OperatorTokens;
   /** What any one client may hold on the port: `<NAME>_SERVER_<LIMIT>`, else `HOOKMESH_SERVER_<LIMIT>`. */
   limits: ServerLimits;
+  /** The admin port (`/metrics`, `/livez`, `/readyz`, cleartext HTTP): see `startAdminServer`. */
+  admin: AdminListenConfig;
 }
+
+export interface AdminListenConfig {
+  /** `<NAME>_ADMIN_HOST`: the service's `<NAME>_HOST` unless set, so a container's probes reach it where its callers do. */
+  host: string;
+  /** `<NAME>_ADMIN_PORT`: the service's port + 1000 unless set (gateway 51050, tasks 51051 …; a free one when the service's is 0); 0 picks a free port. */
+  port: number;
+}
+
+/** How far a service's admin port lies from its gRPC port by default. */
+export const ADMIN_PORT_OFFSET = 1000;
 
 /**
  * The listening half of a service's configuration, checked as a whole: the bind address (loopback
  * by default, so a fresh start exposes nothing), the port, and the identity, which refuses
  * cleartext anywhere but on loopback and needs `https://` for every peer in `peers` (the URLs
- * the service calls, by the variable that set each), and the port's connection limits.
+ * the service calls, by the variable that set each), the port's connection limits, and the
+ * admin port beside it.
  */
 export function envListen(
   env: Env,
@@ -30,13 +52,31 @@ export function envListen(
 ): ListenConfig {
   const prefix = name.toUpperCase();
   const host = envString(env, `${prefix}_HOST`, "127.0.0.1");
+  const port = envPort(env, `${prefix}_PORT`, defaultPort);
   return {
     host,
-    port: envPort(env, `${prefix}_PORT`, defaultPort),
+    port,
     identity: envIdentity(env, name, { listen: { [`${prefix}_HOST`]: host }, peers }),
     operatorTokens: envOperatorTokens(env),
     limits: envServerLimits(env, name),
+    admin: {
+      host: envString(env, `${prefix}_ADMIN_HOST`, host),
+      port: adminPort(env, prefix, port),
+    },
   };
+}
+
+/**
+ * `<NAME>_ADMIN_PORT`, else the service's port + 1000 (a free one when the service's is: port 0
+ * is for tests); a service port too high for that needs the variable.
+ */
+function adminPort(env: Env, prefix: string, port: number): number {
+  const variable = `${prefix}_ADMIN_PORT`;
+  const derived = port === 0 ? 0 : port + ADMIN_PORT_OFFSET;
+  if (derived > 65535 && !env[variable]?.trim()) {
+    throw new ConfigError(variable, `${prefix}_PORT ${port} + ${ADMIN_PORT_OFFSET} is no port; set ${variable}`);
+  }
+  return envPort(env, variable, derived);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { type Logger, pino } from "pino";
+import { traceLogFields } from "./tracing/context.js";
 
 export type { Logger } from "pino";
 
@@ -35,6 +36,8 @@ export function createLogger(options: LoggerOptions): Logger {
       level: options.level ?? "info",
       base: { service: options.service },
       redact: { paths: redactPaths, censor: "[redacted]" },
+      // Every line written while a span is active names its trace_id and span_id.
+      mixin: traceLogFields,
     },
     options.destination,
   );

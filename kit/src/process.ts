@@ -4,6 +4,7 @@ import { ConfigError, type Env, type IdentityConfig, type LogLevel, type RedisCo
 import { type Identity, openIdentity } from "./identity/identity.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectRedis } from "./redis.js";
+import { startTracing, type Tracing } from "./tracing/start.js";
 
 /** What every service's `loadConfig` returns at least. */
 export interface ServiceConfig {
@@ -18,9 +19,11 @@ export interface Stoppable {
 /**
  * Runs a service as the process's main. The configuration is read first, so a bad value (the
  * log level included) fails with one line naming the variable, then the logger is built at the
- * configured level and handed to `start`. A failed start logs one clear line and exits 1;
- * SIGTERM or SIGINT stops the service gracefully and exits 0; a second signal exits at once.
- * So does the end of the IPC channel to the supervisor that started it, if any.
+ * configured level and handed to `start`, and tracing is set up from the `OTEL_*` variables
+ * (`startTracing`) before the service builds anything. A failed start logs one clear line and
+ * exits 1; SIGTERM or SIGINT stops the service gracefully, flushes its spans and exits 0; a
+ * second signal exits at once. So does the end of the IPC channel to the supervisor that
+ * started it, if any.
  */
 export async function runMain<Config extends ServiceConfig>(
   service: string,
@@ -29,13 +32,16 @@ export async function runMain<Config extends ServiceConfig>(
 ): Promise<void> {
   let logger = createLogger({ service });
   let stoppable: Stoppable;
+  let tracing: Tracing | undefined;
   try {
     const config = loadConfig(process.env);
     logger = createLogger({ service, level: config.logLevel });
+    tracing = startTracing(service, process.env, logger);
     stoppable = await start(config, logger);
   } catch (err) {
     if (err instanceof ConfigError) logger.fatal({ variable: err.variable }, `configuration error: ${err.message}`);
     else logger.fatal({ err }, `failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    await tracing?.shutdown();
     process.exit(1);
   }
   let stopping = false;
@@ -47,7 +53,10 @@ export async function runMain<Config extends ServiceConfig>(
     stopping = true;
     logger.info({ signal }, "shutting down");
     stoppable.stop().then(
-      () => process.exit(0),
+      async () => {
+        await tracing?.shutdown();
+        process.exit(0);
+      },
       (err: unknown) => {
         logger.error({ err }, "unclean shutdown");
         process.exit(1);

@@ -15,7 +15,10 @@ import { peerFromCertificate } from "./identity/spiffe.js";
 import { type ErrorMapper, serverCallInterceptor } from "./interceptors.js";
 import { capConnections, DEFAULT_SERVER_LIMITS, limitHttp1, refuseExcessHeaders, type ServerLimits } from "./limits.js";
 import type { Logger } from "./logger.js";
+import type { ServiceMetrics } from "./metrics/registry.js";
+import { serverMetricsInterceptor } from "./metrics/rpc.js";
 import { reflectionRoutes } from "./reflection.js";
+import { tracingServerInterceptor } from "./tracing/rpc.js";
 
 /** How a server proves who it is, learns who calls it and bounds what a caller holds; the same for every service. */
 export interface SecurityOptions {
@@ -47,6 +50,8 @@ export interface ServerOptions extends SecurityOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
+  /** Where the calls served are counted and timed (`hookmesh_rpc_server_*`). */
+  metrics?: ServiceMetrics;
 }
 
 export interface MeshServer {
@@ -78,8 +83,10 @@ export function createMeshServer(options: ServerOptions): MeshServer {
   };
   const handler = connectNodeAdapter({
     routes,
-    // The call log comes first, so that refused calls are logged like any other.
+    // The call log comes first (after the metrics, which count what it logs), so that refused calls are logged like any other.
     interceptors: [
+      ...(options.metrics ? [serverMetricsInterceptor(options.metrics.rpc)] : []),
+      tracingServerInterceptor(),
       serverCallInterceptor(logger, options.mapError),
       ...(identity ? [authorizationInterceptor({ logger, ...(options.tokens && { tokens: options.tokens }) })] : []),
       ...(options.interceptors ?? []),

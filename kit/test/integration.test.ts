@@ -27,6 +27,7 @@ describe("envIntegration", () => {
       identity: { insecure: true },
       operatorTokens: expect.anything(),
       limits: DEFAULT_SERVER_LIMITS,
+      admin: { host: "127.0.0.1", port: 51070 },
       redis: { url: "redis://127.0.0.1:6379", variable: "REDIS_URL", keyPrefix: "hookmesh:acme:" },
       dryRun: false,
       upstream: { attemptTimeoutMs: 10_000, maxAttempts: 4 },

@@ -2,6 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
 import type { Logger } from "../logger.js";
+import type { RpcMetrics } from "../metrics/rpc.js";
 import { isOutage } from "./codes.js";
 
 export interface BreakerOptions {
@@ -43,7 +44,10 @@ interface Entry extends Omit<BreakerStatus, "state"> {
   breaker: CircuitBreaker<[Next, Request], Response>;
 }
 
-export function createBreakers(options: BreakerOptions, logger: Logger): Breakers {
+/** The states as the `state` label of `hookmesh_circuit_breaker_*` spells them. */
+const STATE_LABELS: Record<BreakerState, string> = { closed: "closed", open: "open", halfOpen: "half_open" };
+
+export function createBreakers(options: BreakerOptions, logger: Logger, metrics?: RpcMetrics): Breakers {
   const entries = new Map<string, Entry>();
   let shutDown = false;
 
@@ -67,9 +71,21 @@ export function createBreakers(options: BreakerOptions, logger: Logger): Breaker
       rollingPercentilesEnabled: false,
     });
     const fields = { downstream, procedure };
-    breaker.on("open", () => logger.warn(fields, "circuit opened: failing fast"));
-    breaker.on("halfOpen", () => logger.info(fields, "circuit half-open: letting a trial call through"));
-    breaker.on("close", () => logger.info(fields, "circuit closed"));
+    const observe =
+      metrics && observeBreaker(metrics, { downstream, rpc_service: method.parent.typeName, rpc_method: method.name });
+    breaker.on("open", () => {
+      logger.warn(fields, "circuit opened: failing fast");
+      observe?.entered("open");
+    });
+    breaker.on("halfOpen", () => {
+      logger.info(fields, "circuit half-open: letting a trial call through");
+      observe?.entered("halfOpen");
+    });
+    breaker.on("close", () => {
+      logger.info(fields, "circuit closed");
+      observe?.entered("closed");
+    });
+    if (observe) breaker.on("reject", observe.rejected);
     // A client can outlive shutdown(); its first call of a method must fail fast as well.
     if (shutDown) breaker.shutdown();
     const entry = { ...fields, breaker };
@@ -115,6 +131,25 @@ export function createBreakers(options: BreakerOptions, logger: Logger): Breaker
 /** True if the error is a breaker's fast-fail, which must not be retried: nothing was tried. */
 export function rejectedByBreaker(err: ConnectError): boolean {
   return err.cause instanceof Error && CircuitBreaker.isOurError(err.cause);
+}
+
+/** Keeps one breaker's state gauge current and counts its transitions and the calls it rejects. */
+function observeBreaker(metrics: RpcMetrics, labels: { downstream: string; rpc_service: string; rpc_method: string }) {
+  const show = (current: BreakerState) => {
+    for (const [state, label] of Object.entries(STATE_LABELS)) {
+      metrics.breakerState.set({ ...labels, state: label }, state === current ? 1 : 0);
+    }
+  };
+  show("closed");
+  return {
+    entered(state: BreakerState) {
+      show(state);
+      metrics.breakerTransitions.inc({ ...labels, state: STATE_LABELS[state] });
+    },
+    rejected() {
+      metrics.breakerRejected.inc(labels);
+    },
+  };
 }
 
 function procedureOf(method: DescMethod): string {

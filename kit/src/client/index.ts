@@ -5,6 +5,9 @@ import { clientTlsOptions, type Identity } from "../identity/identity.js";
 import { spiffeId } from "../identity/spiffe.js";
 import { DEFAULT_SERVER_LIMITS } from "../limits.js";
 import type { Logger } from "../logger.js";
+import type { ServiceMetrics } from "../metrics/registry.js";
+import { clientMetricsInterceptor } from "../metrics/rpc.js";
+import { tracingClientInterceptor } from "../tracing/rpc.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
@@ -31,6 +34,8 @@ export interface ClientFactoryOptions {
    * certificate and accepting only the server identity named for the downstream.
    */
   identity?: Identity;
+  /** Where calls, retries and breaker states are counted (`hookmesh_rpc_client_*`, `hookmesh_circuit_breaker_*`). */
+  metrics?: ServiceMetrics;
 }
 
 /**
@@ -60,8 +65,9 @@ export interface ClientFactory {
 
 export function createClientFactory(options: ClientFactoryOptions): ClientFactory {
   const { logger, identity, defaultTimeoutMs = 10_000 } = options;
+  const metrics = options.metrics?.rpc;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_SERVER_LIMITS.idleTimeoutMs / 2;
-  const breakers = createBreakers(options.breaker ?? {}, logger);
+  const breakers = createBreakers(options.breaker ?? {}, logger, metrics);
   /** Each downstream's transport, and the server identity it accepts under mTLS. */
   const transports = new Map<string, { transport: Transport; server: string | undefined }>();
   const unfollows: (() => void)[] = [];
@@ -89,11 +95,19 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
       baseUrl: downstream,
       sessionManager: sessionManagerFor(downstream, server),
       defaultTimeoutMs,
-      // The first interceptor is the outermost: every retry attempt passes through the
-      // breaker, so each counts in its statistics, and an open circuit ends the retries.
+      // The first interceptor is the outermost: a call is counted once, whatever its retries;
+      // every retry attempt passes through the breaker, so each counts in its statistics, and
+      // an open circuit ends the retries.
       interceptors: [
-        retryInterceptor(options.retry ?? {}, createRetryBudget(options.retryBudget), logger.child({ downstream })),
+        ...(metrics ? [clientMetricsInterceptor(metrics, downstream)] : []),
+        retryInterceptor(
+          options.retry ?? {},
+          createRetryBudget(options.retryBudget),
+          logger.child({ downstream }),
+          metrics && { metrics, downstream },
+        ),
         breakers.interceptor(downstream),
+        tracingClientInterceptor(),
       ],
     });
     transports.set(downstream, { transport, server });

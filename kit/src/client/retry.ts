@@ -3,6 +3,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
+import type { RpcMetrics } from "../metrics/rpc.js";
 import { rejectedByBreaker } from "./breaker.js";
 import { failedBeforeSending, isRetryableCode } from "./codes.js";
 import { deadlineFromHeader, headerWithTimeout } from "./deadline.js";
@@ -25,7 +26,13 @@ export interface RetryOptions {
  * request never left this process. Retries stop when the budget is spent, and never run
  * past the caller's deadline: each attempt is sent with the time that is left.
  */
-export function retryInterceptor(options: RetryOptions, budget: RetryBudget, logger: Logger): Interceptor {
+export function retryInterceptor(
+  options: RetryOptions,
+  budget: RetryBudget,
+  logger: Logger,
+  /** Where retries and retries refused by the budget are counted, under the downstream's label. */
+  observed?: { metrics: RpcMetrics; downstream: string },
+): Interceptor {
   const { maxAttempts = 3, baseDelayMs = 100, maxDelayMs = 2000 } = options;
   return (next) => async (req) => {
     // The request messages of a stream are an iterable that the first attempt consumes.
@@ -45,12 +52,21 @@ export function retryInterceptor(options: RetryOptions, budget: RetryBudget, log
         if (rejectedByBreaker(err) || !(neverSent || isRetryableCode(err))) throw err;
         budget.recordFailure();
         const delayMs = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-        const retry =
+        const retryable =
           attempt < maxAttempts &&
           (neverSent || isIdempotent(req.method)) &&
-          budget.allowsRetry() &&
           (deadline === undefined || Date.now() + delayMs < deadline);
-        if (!retry) throw err;
+        if (!retryable) throw err;
+        if (!budget.allowsRetry()) {
+          observed?.metrics.retryBudgetExhausted.inc({ downstream: observed.downstream });
+          throw err;
+        }
+        observed?.metrics.retries.inc({
+          downstream: observed.downstream,
+          rpc_service: req.service.typeName,
+          rpc_method: req.method.name,
+          code: Code[err.code],
+        });
         const procedure = `/${req.service.typeName}/${req.method.name}`;
         logger.debug({ procedure, attempt, code: Code[err.code], delayMs: Math.round(delayMs) }, "retrying call");
         // Rejects as soon as the caller cancels or the deadline passes; the transport then

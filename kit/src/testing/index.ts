@@ -7,6 +7,8 @@ export * from "./identities.js";
 export * from "./integration.js";
 export * from "./logger.js";
 export * from "./net.js";
+export * from "./otlp-receiver.js";
 export * from "./process.js";
+export * from "./prometheus.js";
 export * from "./redis.js";
 export * from "./webhook-signing.js";

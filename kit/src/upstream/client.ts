@@ -1,8 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, type HandlerContext } from "@connectrpc/connect";
+import { SpanKind } from "@opentelemetry/api";
 import CircuitBreaker from "opossum";
 import { abortAfter } from "../abort.js";
 import type { Logger } from "../logger.js";
+import type { ProviderMetrics } from "../metrics/provider.js";
+import { inSpan, TRACE_ATTRIBUTES } from "../tracing/context.js";
 
 /** A provider API call failed; `code` is what callers of the integration service see. */
 export class UpstreamError extends Error {
@@ -76,6 +79,8 @@ export interface ProviderPolicy {
   errorCode?: (status: number, body: unknown) => Code | undefined;
   /** What a provider error body says, as `: …` for the error message; "" for nothing. */
   errorText?: (body: unknown) => string;
+  /** The answer header that says how many requests are left in the rate-limit window. Default `x-ratelimit-remaining`. */
+  rateLimitRemainingHeader?: string;
 }
 
 /** How long calls may take and how they are retried: set by configuration, or by tests to take milliseconds. */
@@ -94,6 +99,8 @@ export interface UpstreamTimings {
 export interface UpstreamClientOptions extends ProviderPolicy, UpstreamTimings {
   baseUrl: string;
   logger: Logger;
+  /** Where requests, their statuses and durations and the rate limit left are recorded. */
+  metrics?: ProviderMetrics;
 }
 
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
@@ -177,7 +184,7 @@ export class UpstreamClient {
       );
       let wait: number | undefined;
       try {
-        return await this.breaker.fire(req, attemptSignal.signal);
+        return await this.attempt(req, attempt, attemptSignal.signal);
       } catch (err) {
         if (err instanceof Error && CircuitBreaker.isOurError(err)) {
           throw new UpstreamError(Code.Unavailable, `${this.options.name} is failing; circuit open`);
@@ -205,8 +212,39 @@ export class UpstreamClient {
     this.breaker.shutdown();
   }
 
+  /** One attempt, through the breaker, in an HTTP client span (its query left out of `url.full`). */
+  private attempt(req: UpstreamRequest, attempt: number, signal: AbortSignal): Promise<UpstreamResponse> {
+    const url = new URL(this.url(req.path));
+    const attributes = {
+      "http.request.method": req.method,
+      "server.address": url.hostname,
+      "url.full": `${url.origin}${url.pathname}`,
+      [TRACE_ATTRIBUTES.provider]: this.options.name,
+      ...(attempt > 1 && { "http.request.resend_count": attempt - 1 }),
+    };
+    return inSpan(req.method, { kind: SpanKind.CLIENT, attributes }, async (span) => {
+      try {
+        const res = await this.breaker.fire(req, signal);
+        span.setAttribute("http.response.status_code", res.status);
+        return res;
+      } catch (err) {
+        const failure = err instanceof RetryableUpstreamError ? err.final : err;
+        const status = failure instanceof UpstreamError ? failure.status : 0;
+        if (status) span.setAttribute("http.response.status_code", status);
+        throw err;
+      }
+    });
+  }
+
   private async send(req: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const name = this.options.name;
+    const started = performance.now();
+    const observe = (status: string) => {
+      const metrics = this.options.metrics;
+      if (!metrics) return;
+      metrics.requests.inc({ provider: name, method: req.method, status });
+      metrics.duration.observe({ provider: name, method: req.method }, (performance.now() - started) / 1000);
+    };
     let res: Response;
     try {
       res = await fetch(this.url(req.path), {
@@ -226,8 +264,12 @@ export class UpstreamClient {
       const final = timedOut
         ? new UpstreamError(Code.DeadlineExceeded, `${name} did not answer in time`)
         : new UpstreamError(Code.Unavailable, `${name} unreachable: ${causeCode(err)}`);
+      observe(timedOut ? "timeout" : "unreachable");
       throw new RetryableUpstreamError(final, false);
     }
+    observe(String(res.status));
+    const remaining = Number(res.headers.get(this.options.rateLimitRemainingHeader ?? "x-ratelimit-remaining") ?? NaN);
+    if (Number.isFinite(remaining)) this.options.metrics?.rateLimitRemaining.set({ provider: name }, remaining);
     const body = await readJson(res);
     const rateLimitWait =
       this.options.rateLimit?.(res.status, res.headers, body) ??

@@ -3,6 +3,8 @@ import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
 import type { ErrorMapper } from "../interceptors.js";
 import type { Logger } from "../logger.js";
+import { providerMetrics } from "../metrics/provider.js";
+import { createServiceMetrics, type ServiceMetrics } from "../metrics/registry.js";
 import { openIdentityAndRedis } from "../process.js";
 import { createMeshServer, type MeshServer, type RoutesFn } from "../serve.js";
 import { type ProviderPolicy, UpstreamClient, type UpstreamTimings } from "./client.js";
@@ -18,11 +20,15 @@ export interface IntegrationDeps {
   env: Env;
   /** Timings of the calls to the provider beyond the configured ones (backoff, waits, breaker): tests make them milliseconds. */
   upstream?: UpstreamTimings;
+  /** The service's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
 }
 
 /** What every integration service's compose function returns, beside its own domain objects: built, not listening. */
 export interface Integration {
   server: MeshServer;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   calls: ProviderCalls;
   redis: Redis;
   /** Stops serving (within the shutdown grace), watching credentials, the breaker, and Redis. */
@@ -45,6 +51,8 @@ export interface IntegrationBaseOptions {
 export interface IntegrationBase {
   /** Follows the Redis connection: without the idempotency store, a keyed call cannot be made safely. */
   health: HealthState;
+  /** The service's metrics: the RPCs it serves and its calls to the provider. */
+  metrics: ServiceMetrics;
   redis: Redis;
   /** The client to the provider, with the configured timings. */
   upstream: UpstreamClient;
@@ -75,10 +83,12 @@ export async function connectIntegration(
     health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
   );
   const stopWatching = options.credentials.map((credential) => credential.watch());
+  const metrics = deps.metrics ?? createServiceMetrics(options.policy.name);
   const upstream = new UpstreamClient({
     ...options.policy,
     baseUrl: options.baseUrl,
     logger,
+    metrics: providerMetrics(metrics.registry),
     ...config.upstream,
     ...deps.upstream,
   });
@@ -94,6 +104,7 @@ export async function connectIntegration(
   });
   return {
     health,
+    metrics,
     redis,
     upstream,
     calls,
@@ -106,6 +117,7 @@ export async function connectIntegration(
         ...(identity && { identity }),
         tokens: config.operatorTokens,
         limits: config.limits,
+        metrics,
       }),
     async close(server) {
       await server.close(config.shutdownGraceMs);

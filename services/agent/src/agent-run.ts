@@ -3,7 +3,7 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
-import type { Env, Logger } from "@hookmesh/kit";
+import { type Env, inSpan, type Logger } from "@hookmesh/kit";
 import type { AgentProfile } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
@@ -124,25 +124,38 @@ export class AgentRun {
     let timer: NodeJS.Timeout | undefined;
     try {
       await mkdir(options.workdirRoot, { recursive: true });
-      workdir = options.workspace?.dir ?? (await mkdtemp(join(options.workdirRoot, "run-")));
-      await this.prepareWorkspace(workdir);
+      const dir = options.workspace?.dir ?? (await mkdtemp(join(options.workdirRoot, "run-")));
+      workdir = dir;
+      await this.prepareWorkspace(dir);
       if (this.stopReason !== undefined) return this.report(notStarted, started);
-      this.handle = await options.runner.start({
-        prompt: options.prompt,
-        profile: options.profile,
-        workdir,
-        env: agentEnv(options, workdir),
-        ...(this.checkout && { readonlyPaths: this.checkout.sandboxPaths }),
-        logger: options.logger,
-        onEvent: (event) => this.onEvent(event),
-      });
-      if (this.stopReason !== undefined) this.handle.stop();
-      if (this.handle.pid !== undefined) {
-        const detail = `runner ${options.runnerName}, pid ${this.handle.pid}`;
-        options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
-      }
-      timer = setTimeout(() => this.stop("timeout"), this.maxRunTimeMs());
-      const report = this.report(await this.handle.done, started);
+      // The agent's process, from its start to its exit, as a span of the run.
+      const exit = await inSpan(
+        "agent.process",
+        { attributes: { "hookmesh.runner": options.runnerName } },
+        async (span) => {
+          const handle = await options.runner.start({
+            prompt: options.prompt,
+            profile: options.profile,
+            workdir: dir,
+            env: agentEnv(options, dir),
+            ...(this.checkout && { readonlyPaths: this.checkout.sandboxPaths }),
+            logger: options.logger,
+            onEvent: (event) => this.onEvent(event),
+          });
+          this.handle = handle;
+          if (this.stopReason !== undefined) handle.stop();
+          if (handle.pid !== undefined) {
+            span.setAttribute("process.pid", handle.pid);
+            const detail = `runner ${options.runnerName}, pid ${handle.pid}`;
+            options.onEvent({ case: "stage", value: create(StageEventSchema, { stage: TaskStage.STARTED, detail }) });
+          }
+          timer = setTimeout(() => this.stop("timeout"), this.maxRunTimeMs());
+          const done = await handle.done;
+          span.setAttribute("process.exit.code", exitCodeOf(done));
+          return done;
+        },
+      );
+      const report = this.report(exit, started);
       clearTimeout(timer);
       return await this.publishChanges(report, started);
     } catch (err) {

@@ -1,11 +1,13 @@
 import {
   type ClientFactory,
   createClientFactory,
+  createServiceMetrics,
   type Env,
   HealthState,
   type Logger,
   type MeshServer,
   openIdentity,
+  type ServiceMetrics,
   ServingStatus,
 } from "@hookmesh/kit";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
@@ -15,6 +17,7 @@ import { SentryService } from "../../../gen/hookmesh/sentry/v1/sentry_pb.js";
 import { SlackService } from "../../../gen/hookmesh/slack/v1/slack_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import type { AgentConfig } from "./config.js";
+import { agentMetrics } from "./metrics.js";
 import { WorkerPool } from "./pool.js";
 import { createReplierFactory } from "./replies/replier.js";
 import { createRunners } from "./runners/index.js";
@@ -35,11 +38,15 @@ export interface AgentDeps {
   clients?: ClientFactory;
   /** How the egress proxies resolve host names; tests point an allowlisted name at a local server. */
   resolveHost?: ResolveHost;
+  /** The worker's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
 }
 
 /** The agent worker, built, not yet listening nor leasing. */
 export interface ComposedAgent {
   server: MeshServer;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   pool: WorkerPool;
   sandbox: Sandbox;
   /** Starts leasing tasks, and says SERVING: called once the server listens. */
@@ -57,7 +64,8 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
   const { logger } = deps;
   const sandbox = createSandbox(config, deps);
   const identity = openIdentity(config.identity, logger);
-  const clients = deps.clients ?? createClientFactory({ logger, ...(identity && { identity }) });
+  const metrics = deps.metrics ?? createServiceMetrics("agent");
+  const clients = deps.clients ?? createClientFactory({ logger, metrics, ...(identity && { identity }) });
   const health = new HealthState([AgentService.typeName]);
   const github = clients.client(GitHubService, config.githubUrl, "github");
   const checkouts = new Checkouts({ github, config: config.workspace, path: deps.env.PATH ?? "", logger });
@@ -82,6 +90,7 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
     }),
     publisher: new Publisher({ github, settings: { author: config.gitAuthor }, logger }),
     onDrain: () => health.setAll(ServingStatus.NOT_SERVING),
+    observer: agentMetrics(metrics, () => pool),
   });
   const server = build({
     pool,
@@ -91,9 +100,11 @@ export function composeAgent(config: AgentConfig, deps: AgentDeps): ComposedAgen
     identity,
     tokens: config.operatorTokens,
     limits: config.limits,
+    metrics,
   });
   return {
     server,
+    metrics,
     pool,
     sandbox,
     start() {

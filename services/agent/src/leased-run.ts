@@ -2,7 +2,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { Env, Logger } from "@hookmesh/kit";
+import { contextFromTraceparent, type Env, inSpan, type Logger, TRACE_ATTRIBUTES } from "@hookmesh/kit";
+import { SpanKind } from "@opentelemetry/api";
+import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { AgentProfileSchema } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import {
   RunOutcome,
@@ -15,6 +17,7 @@ import {
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { AgentRun, type Clock, type RunReport, type StopReason } from "./agent-run.js";
 import { EventReporter } from "./event-reporter.js";
+import type { RunObserver } from "./metrics.js";
 import {
   acknowledgmentText,
   answerText,
@@ -59,6 +62,8 @@ export interface LeasedRunDeps {
   checkouts?: Checkouts;
   /** Publishes the changes of a successful run on a repository as a pull request. */
   publisher?: Publisher;
+  /** Told how each run ended, for metrics. */
+  observer?: RunObserver;
 }
 
 /** For a lease that names no heartbeat interval. */
@@ -144,8 +149,28 @@ export class LeasedRun {
     this.agent?.stop(reason);
   }
 
-  /** Runs the task to its reported end; never rejects. */
+  /**
+   * Runs the task to its reported end; never rejects. The run is a span of the delivery's trace,
+   * continued from the context the task carries across the queue, so that its RPCs (the
+   * replies, the heartbeats, the result) and log lines belong to the delivery.
+   */
   async execute(): Promise<void> {
+    const { task } = this;
+    const attributes = {
+      [TRACE_ATTRIBUTES.taskId]: task.id,
+      [TRACE_ATTRIBUTES.deliveryId]: task.event?.deliveryId,
+      [TRACE_ATTRIBUTES.provider]: task.event ? Provider[task.event.provider].toLowerCase() : undefined,
+      [TRACE_ATTRIBUTES.routeId]: task.routeId,
+      [TRACE_ATTRIBUTES.attempt]: task.attempt,
+      "hookmesh.runner": this.runnerName,
+    };
+    const parent = contextFromTraceparent(task.event?.traceContext);
+    await inSpan("agent.run", { parent, kind: SpanKind.CONSUMER, attributes }, (span) =>
+      this.executeInSpan((outcome) => span.setAttribute("hookmesh.outcome", outcome)),
+    );
+  }
+
+  private async executeInSpan(onOutcome: (outcome: string) => void): Promise<void> {
     const heartbeating = new AbortController();
     const heartbeats = this.heartbeat(heartbeating.signal);
     let report: RunReport;
@@ -161,6 +186,8 @@ export class LeasedRun {
     await this.events.close();
     heartbeating.abort();
     await heartbeats;
+    this.deps.observer?.ended(this.task, report.result, this.leaseLost);
+    onOutcome(this.leaseLost ? "LEASE_LOST" : RunOutcome[report.result.outcome]);
     if (this.leaseLost) {
       this.logger.warn(
         { outcome: RunOutcome[report.result.outcome] },

@@ -1,9 +1,15 @@
-import { runMain } from "@hookmesh/kit";
+import { runMain, startAdminServer } from "@hookmesh/kit";
 import { composeAgent } from "./compose.js";
 import { loadConfig } from "./config.js";
 
 await runMain("agent", loadConfig, async (config, logger) => {
   const service = composeAgent(config, { logger, env: process.env });
+  const admin = await startAdminServer({
+    ...config.admin,
+    health: service.server.health,
+    registry: service.metrics.registry,
+    logger,
+  });
   await service.server.listen(config.port, config.host);
   service.start();
   if (config.defaultRunner === "command" && config.agentCommand === undefined) {
@@ -19,5 +25,10 @@ await runMain("agent", loadConfig, async (config, logger) => {
     },
     "leasing tasks",
   );
-  return { stop: () => service.close() };
+  return {
+    async stop() {
+      await service.close();
+      await admin.close();
+    },
+  };
 });

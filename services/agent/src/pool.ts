@@ -5,6 +5,7 @@ import type { Logger } from "@hookmesh/kit";
 import type { Lease, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { type Clock, systemClock } from "./agent-run.js";
 import { LeasedRun, type LeasedRunSettings } from "./leased-run.js";
+import type { RunObserver } from "./metrics.js";
 import type { ReplierFactory } from "./replies/replier.js";
 import type { Runners } from "./runners/index.js";
 import type { Checkouts } from "./workspace/checkout.js";
@@ -38,6 +39,8 @@ export interface WorkerPoolDeps {
   checkouts?: Checkouts;
   /** Publishes the changes of successful runs on a repository. */
   publisher?: Publisher;
+  /** Told how each run ended, for metrics. */
+  observer?: RunObserver;
   /** Called once, when a drain starts: the worker stops taking work (health goes NOT_SERVING). */
   onDrain?: () => void;
 }
@@ -178,6 +181,7 @@ export class WorkerPool {
         ...(this.deps.replies && { replies: this.deps.replies }),
         ...(this.deps.checkouts && { checkouts: this.deps.checkouts }),
         ...(this.deps.publisher && { publisher: this.deps.publisher }),
+        ...(this.deps.observer && { observer: this.deps.observer }),
       },
     );
     const finished = run.execute().finally(() => {

@@ -1,4 +1,11 @@
-import { createMeshServer, type HealthState, type Logger, type MeshServer, type SecurityOptions } from "@hookmesh/kit";
+import {
+  createMeshServer,
+  type HealthState,
+  type Logger,
+  type MeshServer,
+  type SecurityOptions,
+  type ServiceMetrics,
+} from "@hookmesh/kit";
 import type { WorkerPool } from "./pool.js";
 import { routes } from "./routes.js";
 
@@ -9,6 +16,8 @@ export interface ServerDeps extends SecurityOptions {
   /** How long a Drain call lets runs finish. */
   drainGraceMs: number;
   logger: Logger;
+  /** Where the RPCs served are counted. */
+  metrics?: ServiceMetrics;
 }
 
 export function build(deps: ServerDeps): MeshServer {
@@ -19,5 +28,6 @@ export function build(deps: ServerDeps): MeshServer {
     identity: deps.identity,
     tokens: deps.tokens,
     limits: deps.limits,
+    ...(deps.metrics && { metrics: deps.metrics }),
   });
 }

@@ -41,10 +41,14 @@ export class FakeTasks {
     createRouterTransport((router) => this.routes(router)),
   );
 
-  add(id: string, prompt: string, options: { profile?: AgentProfile; heartbeatMs?: number } = {}): void {
+  add(
+    id: string,
+    prompt: string,
+    options: { profile?: AgentProfile; heartbeatMs?: number; routeId?: string } = {},
+  ): void {
     this.queue.push(
       create(LeaseSchema, {
-        task: create(TaskSchema, { id, prompt, profile: options.profile, attempt: 1 }),
+        task: create(TaskSchema, { id, prompt, profile: options.profile, attempt: 1, routeId: options.routeId ?? "" }),
         leaseId: `lease-${id}`,
         expireTime: timestampFromMs(Date.now() + 60_000),
         heartbeatInterval: durationFromMs(options.heartbeatMs ?? 10_000),

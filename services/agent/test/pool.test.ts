@@ -1,9 +1,11 @@
 import { rm } from "node:fs/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { memoryLogger } from "@hookmesh/kit/testing";
+import { createServiceMetrics } from "@hookmesh/kit";
+import { memoryLogger, metricValue, parsePrometheusText } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { OutputStream, RunOutcome, type TaskEvent, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
+import { agentMetrics, type RunObserver } from "../src/metrics.js";
 import { WorkerPool, type WorkerPoolConfig } from "../src/pool.js";
 import { createRunners } from "../src/runners/index.js";
 import { FakeTasks } from "./fake-tasks.js";
@@ -36,7 +38,7 @@ describe("WorkerPool", () => {
     await rm(workdirRoot, { recursive: true, force: true });
   });
 
-  function startPool(config: Partial<WorkerPoolConfig> = {}): WorkerPool {
+  function startPool(config: Partial<WorkerPoolConfig> = {}, observer?: RunObserver): WorkerPool {
     const log = memoryLogger("pool-test");
     lines = log.lines;
     pool = new WorkerPool({
@@ -55,6 +57,7 @@ describe("WorkerPool", () => {
       },
       logger: log.logger,
       onDrain: () => drains++,
+      ...(observer && { observer }),
     });
     pool.start();
     return pool;
@@ -78,6 +81,29 @@ describe("WorkerPool", () => {
     for (const event of events) expect(event.time).toBeDefined();
     expect(tasks.failed).toEqual([]);
     expect(tasks.leaseRequests[0]).toMatchObject({ maxTasks: 2 });
+  });
+
+  it("counts runs by route and outcome, their durations, cost and tokens, and its slots, for metrics", async () => {
+    const usage = '{"hookmesh": 1, "answer": "hi", "cost_usd": 0.25, "input_tokens": 100, "output_tokens": 7}';
+    tasks.add("t1", `echo '${usage}'`, { routeId: "github-mention" });
+    tasks.add("t2", "exit 3", { routeId: "github-mention" });
+    const metrics = createServiceMetrics("agent");
+    startPool(
+      {},
+      agentMetrics(metrics, () => pool),
+    );
+    await waitFor(() => tasks.ended() === 2);
+
+    const families = parsePrometheusText(await metrics.registry.metrics());
+    const route = { route: "github-mention", service: "agent" };
+    expect(metricValue(families, "hookmesh_agent_runs_total", { ...route, outcome: "succeeded" })).toBe(1);
+    expect(metricValue(families, "hookmesh_agent_runs_total", { ...route, outcome: "agent_error" })).toBe(1);
+    expect(metricValue(families, "hookmesh_agent_run_duration_seconds", route)).toBe(2);
+    expect(metricValue(families, "hookmesh_agent_cost_usd_total", route)).toBe(0.25);
+    expect(metricValue(families, "hookmesh_agent_tokens_total", { ...route, direction: "input" })).toBe(100);
+    expect(metricValue(families, "hookmesh_agent_tokens_total", { ...route, direction: "output" })).toBe(7);
+    expect(metricValue(families, "hookmesh_agent_slots", { state: "total" })).toBe(2);
+    expect(metricValue(families, "hookmesh_agent_slots", { state: "busy" })).toBe(0);
   });
 
   it("runs at most `concurrency` tasks, leasing only for free slots", async () => {

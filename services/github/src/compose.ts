@@ -43,6 +43,7 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
     token,
     privateKey,
     calls: base.calls,
+    metrics: base.metrics,
     redis: base.redis,
     close: () => base.close(server),
   };

@@ -42,6 +42,7 @@ describe("github loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/github" }),
       operatorTokens: expect.anything(),
+      admin: { host: "127.0.0.1", port: 51061 },
       limits: DEFAULT_SERVER_LIMITS,
     });
   });

@@ -28,5 +28,13 @@ export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Pr
   });
   const api = new JiraApi({ upstream: base.upstream, auth, calls: base.calls, apiVersion: config.apiVersion });
   const server = base.serve(routes(api), mapJiraError);
-  return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
+  return {
+    server,
+    metrics: base.metrics,
+    api,
+    token,
+    calls: base.calls,
+    redis: base.redis,
+    close: () => base.close(server),
+  };
 }

@@ -25,6 +25,7 @@ describe("loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/jira" }),
       operatorTokens: expect.anything(),
+      admin: { host: "127.0.0.1", port: 51063 },
       limits: DEFAULT_SERVER_LIMITS,
     });
   });

@@ -37,4 +37,5 @@ export const sentryPolicy: ProviderPolicy = {
   title: "Sentry",
   rateLimit: sentryRateLimit,
   errorCode: sentryErrorCode,
+  rateLimitRemainingHeader: "x-sentry-rate-limit-remaining",
 };

@@ -22,6 +22,7 @@ describe("sentry loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/sentry" }),
       operatorTokens: expect.anything(),
+      admin: { host: "127.0.0.1", port: 51064 },
     });
   });
 

@@ -21,5 +21,13 @@ export async function composeSlack(config: SlackConfig, deps: IntegrationDeps): 
   });
   const api = new SlackApi({ upstream: base.upstream, token, calls: base.calls });
   const server = base.serve(routes(api));
-  return { server, api, token, calls: base.calls, redis: base.redis, close: () => base.close(server) };
+  return {
+    server,
+    metrics: base.metrics,
+    api,
+    token,
+    calls: base.calls,
+    redis: base.redis,
+    close: () => base.close(server),
+  };
 }

@@ -22,6 +22,7 @@ describe("slack loadConfig", () => {
       logLevel: "info",
       identity: expect.objectContaining({ insecure: false, id: "spiffe://hookmesh.local/slack" }),
       operatorTokens: expect.anything(),
+      admin: { host: "127.0.0.1", port: 51062 },
       limits: DEFAULT_SERVER_LIMITS,
     });
   });

@@ -2,11 +2,13 @@ import { readFile } from "node:fs/promises";
 import {
   ConfigError,
   createClientFactory,
+  createServiceMetrics,
   type Env,
   HealthState,
   type Logger,
   type MeshServer,
   openIdentityAndRedis,
+  type ServiceMetrics,
   ServingStatus,
 } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
@@ -20,6 +22,7 @@ import { ChangeLog } from "./change-log.js";
 import type { TasksConfig } from "./config.js";
 import { TaskEngine } from "./engine.js";
 import { storeCall } from "./errors.js";
+import { tasksMetrics } from "./metrics.js";
 import { JiraGroups } from "./routing/jira-groups.js";
 import { LabelerPermissions } from "./routing/labeler-permission.js";
 import { Router } from "./routing/router.js";
@@ -34,11 +37,15 @@ import { WorkQueue } from "./work-queue.js";
 export interface TasksDeps {
   logger: Logger;
   env: Env;
+  /** The service's metrics; its own registry unless given. */
+  metrics?: ServiceMetrics;
 }
 
 /** The tasks service, built and connected, not yet listening. */
 export interface ComposedTasks {
   server: MeshServer;
+  /** Served on the admin port's `/metrics`. */
+  metrics: ServiceMetrics;
   engine: TaskEngine;
   store: TaskStore;
   /** Every task's changes, which WatchChanges streams. */
@@ -79,6 +86,7 @@ const CHANGE_STREAMS = { method: "WatchChanges", maxPerCaller: 8, maxTotal: 32 }
  */
 export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promise<ComposedTasks> {
   const { logger } = deps;
+  const metrics = deps.metrics ?? createServiceMetrics("tasks");
   const health = new HealthState([TaskService.typeName, WorkerService.typeName, RouteService.typeName]);
   const { identity, redis } = await openIdentityAndRedis(config, logger, (ready) =>
     health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
@@ -99,7 +107,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     ignoredBodyRetentionMs: config.ignoredBodyRetentionMs,
   });
   const routingRules = new RoutingRuleStore(redis, { keyPrefix });
-  const clients = createClientFactory({ logger, ...(identity && { identity }) });
+  const clients = createClientFactory({ logger, metrics, ...(identity && { identity }) });
   const gateLookups = {
     labelers: new LabelerPermissions(clients.client(GitHubService, config.githubUrl, "github"), GATE_LOOKUP, logger),
     jiraGroups: new JiraGroups(clients.client(JiraService, config.jiraUrl, "jira"), GATE_LOOKUP, logger),
@@ -133,6 +141,7 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
       subjectBusyDelayMs: SUBJECT_BUSY_DELAY_MS,
       pollMs: LEASE_POLL_MS,
       budgetRecheckMs: BUDGET_RECHECK_MS,
+      observer: tasksMetrics(metrics, { store, queue, routingRules }, logger),
     },
     logger,
   );
@@ -180,9 +189,11 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     identity,
     tokens: config.operatorTokens,
     limits: config.limits,
+    metrics,
   });
   return {
     server,
+    metrics,
     engine,
     store,
     changeLog,

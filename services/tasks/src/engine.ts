@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { create } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@hookmesh/kit";
-import { abortAfter } from "@hookmesh/kit";
+import { abortAfter, annotateActiveSpan, inSpan, TRACE_ATTRIBUTES } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import { type Event, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import {
@@ -62,6 +62,22 @@ export interface EngineOptions {
   budgetRecheckMs: number;
   /** The clock that decides which UTC day spend counts against. Default `Date.now`. */
   now?: () => number;
+  /** Told of submissions, leases and ended tasks, for metrics. */
+  observer?: TaskObserver;
+}
+
+/** What the engine tells its metrics. */
+export interface TaskObserver {
+  /** A submission made a queued task, an ignored one, or was a duplicate. */
+  submitted(outcome: "queued" | "ignored" | "duplicate"): void;
+  /** A task was leased after waiting `queuedSeconds` since it was last queued (its submission, for a first attempt). */
+  leased(queuedSeconds: number): void;
+  /** A worker stopped heartbeating and its lease expired. */
+  leaseExpired(): void;
+  /** A task reached a final state. */
+  ended(state: TaskState): void;
+  /** A task was put back because its routing rule has spent its daily budget. */
+  budgetSpent(routeId: string): void;
 }
 
 export interface LeaseGrant {
@@ -109,8 +125,9 @@ export class TaskEngine {
   /** The task for `event`, created and queued (or recorded as ignored) if this delivery is new. */
   async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
     const valid = validateEvent(event);
-    const [decision] = await this.router.routeAll([valid]);
-    const [created] = await this.createAll([{ event: valid, decision: decision!, taskId: uuidv7() }]);
+    const provider = Provider[valid.provider].toLowerCase();
+    annotateActiveSpan({ [TRACE_ATTRIBUTES.provider]: provider, [TRACE_ATTRIBUTES.deliveryId]: valid.deliveryId });
+    const [created] = await this.createAll([{ event: valid, taskId: uuidv7() }]);
     return created!;
   }
 
@@ -133,17 +150,38 @@ export class TaskEngine {
         results[index] = { error: err.message };
       }
     }
-    const decisions = await this.router.routeAll(valid.map((v) => v.event));
-    const created = await this.createAll(valid.map((v, i) => ({ ...v, decision: decisions[i]! })));
+    annotateActiveSpan({ "hookmesh.batch_size": items.length });
+    if (valid.length === 1) {
+      const { event } = valid[0]!;
+      annotateActiveSpan({
+        [TRACE_ATTRIBUTES.provider]: Provider[event.provider].toLowerCase(),
+        [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
+      });
+    }
+    const created = await this.createAll(valid);
     for (const [i, { index }] of valid.entries()) results[index] = created[i]!;
     return results;
   }
 
   private async createAll(
-    items: readonly { event: Event; decision: RouteDecision; taskId: string }[],
+    items: readonly { event: Event; taskId: string }[],
   ): Promise<{ task: Task; duplicate: boolean }[]> {
+    if (items.length === 0) return [];
+    const decisions = await inSpan(
+      "tasks.route",
+      { attributes: { "hookmesh.batch_size": items.length } },
+      async (span) => {
+        const routed = await this.router.routeAll(items.map((item) => item.event));
+        if (routed.length === 1) {
+          span.setAttribute("hookmesh.matched", routed[0]!.matched);
+          if (routed[0]!.matched) span.setAttribute(TRACE_ATTRIBUTES.routeId, routed[0]!.route.id);
+        }
+        return routed;
+      },
+    );
     const now = timestampNow();
-    const tasks = items.map(({ event, decision, taskId }) => {
+    const tasks = items.map(({ event, taskId }, i) => {
+      const decision = decisions[i]!;
       const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
       const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
       return create(TaskSchema, {
@@ -165,6 +203,15 @@ export class TaskEngine {
     });
     // Issued together, so that the store's connection sends them as one pipeline.
     const created = await Promise.all(tasks.map((task) => this.store.create(task)));
+    for (const [i, result] of created.entries()) {
+      this.options.observer?.submitted(result.duplicate ? "duplicate" : decisions[i]!.matched ? "queued" : "ignored");
+    }
+    if (created.length === 1) {
+      annotateActiveSpan({
+        [TRACE_ATTRIBUTES.taskId]: created[0]!.task.id,
+        [TRACE_ATTRIBUTES.routeId]: created[0]!.task.routeId,
+      });
+    }
     const toQueue: Task[] = [];
     await Promise.all(
       created.map(async (result, i) => {
@@ -175,7 +222,8 @@ export class TaskEngine {
           return;
         }
         const task = tasks[i]!;
-        const { event, decision } = items[i]!;
+        const { event } = items[i]!;
+        const decision = decisions[i]!;
         const received = event.receiveTime ?? now;
         const provider = Provider[event.provider].toLowerCase();
         const reason = task.transitions[0]!.reason;
@@ -188,7 +236,13 @@ export class TaskEngine {
         if (decision.matched) toQueue.push(task);
       }),
     );
-    await this.enqueueAll(toQueue);
+    if (toQueue.length > 0) {
+      const attributes =
+        toQueue.length === 1
+          ? { [TRACE_ATTRIBUTES.taskId]: toQueue[0]!.id, "hookmesh.priority": toQueue[0]!.priority }
+          : { "hookmesh.batch_size": toQueue.length };
+      await inSpan("tasks.enqueue", { attributes }, () => this.enqueueAll(toQueue));
+    }
     return created;
   }
 
@@ -204,6 +258,7 @@ export class TaskEngine {
         transition(t, TaskState.CANCELED, why);
       });
       if (canceled.state === TaskState.CANCELED) {
+        this.options.observer?.ended(TaskState.CANCELED);
         await this.timeline.append(id, [changed(stage(TaskStage.CANCELED, why, undefined, canceled.attempt))]);
         return canceled;
       }
@@ -315,6 +370,7 @@ export class TaskEngine {
       t.workerId = "";
       transition(t, TaskState.SUCCEEDED, "agent succeeded");
     });
+    this.options.observer?.ended(done.state);
     await this.timeline.append(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt))]);
     await this.release(done, leaseId);
     return done;
@@ -352,6 +408,7 @@ export class TaskEngine {
         transition(t, TaskState.FAILED, error);
       }
     });
+    if (isFinal(failed.state)) this.options.observer?.ended(failed.state);
     const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
     if (failed.state === TaskState.QUEUED)
       events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
@@ -431,6 +488,7 @@ export class TaskEngine {
           `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
         );
       });
+      if (lost.lostLeases > task.lostLeases) this.options.observer?.leaseExpired();
       events.push(
         changed(
           stage(
@@ -452,6 +510,7 @@ export class TaskEngine {
         if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
         else transition(t, TaskState.DEAD, deadWhy ?? "");
       });
+      if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
       events.push(
         changed(
           ended.state === TaskState.CANCELED
@@ -473,11 +532,13 @@ export class TaskEngine {
       await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
       return undefined;
     }
+    const queuedSince = task.transitions.findLast((t) => t.state === TaskState.QUEUED)?.time;
     const running = await this.store.update(taskId, (t) => {
       t.attempt += 1;
       t.workerId = workerId;
       transition(t, TaskState.RUNNING, `leased by ${workerId}`);
     });
+    if (queuedSince) this.options.observer?.leased(Math.max(0, (Date.now() - timestampMs(queuedSince)) / 1000));
     await this.store.setLease(taskId, leaseId);
     events.push(changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt)));
     await this.timeline.append(taskId, events);
@@ -493,6 +554,7 @@ export class TaskEngine {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
+    this.options.observer?.budgetSpent(spent.routeId);
     if (await this.budgets.firstWait(task.id, this.now())) {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }

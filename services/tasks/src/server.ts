@@ -7,6 +7,7 @@ import {
   type MeshServer,
   mapStoreError,
   type SecurityOptions,
+  type ServiceMetrics,
 } from "@hookmesh/kit";
 import type { TaskEngine } from "./engine.js";
 import { type ChangeStreams, mapTaskError, taskServiceRoutes } from "./routes.js";
@@ -26,6 +27,8 @@ export interface ServerDeps extends SecurityOptions {
   /** Readiness, kept by whoever watches the Redis connection. */
   health: HealthState;
   logger: Logger;
+  /** Where the RPCs served are counted. */
+  metrics?: ServiceMetrics;
 }
 
 /** Events carry raw webhook bodies, which GitHub allows up to 25 MB. */
@@ -49,5 +52,6 @@ export function build(deps: ServerDeps): MeshServer {
     identity: deps.identity,
     tokens: deps.tokens,
     limits: deps.limits,
+    ...(deps.metrics && { metrics: deps.metrics }),
   });
 }

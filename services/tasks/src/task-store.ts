@@ -249,6 +249,20 @@ export class TaskStore {
     return { tasks, nextPageToken: more ? encodePageToken(ids.at(-1)!, filterKey) : "" };
   }
 
+  /** How many tasks (still within their retention) are in each state, read from the state indexes. */
+  async countByState(states: readonly TaskState[]): Promise<Map<TaskState, number>> {
+    const counts = await storeCall(async () => {
+      const replies = await states
+        .reduce((pipeline, state) => pipeline.zcard(this.stateIndex(state)), this.redis.pipeline())
+        .exec();
+      return (replies ?? []).map(([err, count]) => {
+        if (err) throw err;
+        return Number(count);
+      });
+    });
+    return new Map(states.map((state, i) => [state, counts[i] ?? 0]));
+  }
+
   /**
    * Records which lease holds a task, kept after the task ends (for as long as the task) so a
    * repeated completion can be recognised. Leases are only taken on tasks that have not ended.

@@ -110,10 +110,20 @@ export class WorkQueue {
     );
   }
 
-  /** Tasks waiting or delayed, for metrics and the ops CLI. */
-  async depth(): Promise<number> {
-    const counts = await this.queue.getJobCounts("wait", "prioritized", "delayed");
-    return Object.values(counts).reduce((sum, n) => sum + n, 0);
+  /**
+   * Tasks ready to run, by route priority (BullMQ counts only the priorities asked for, so the
+   * ready tasks of any other, say of a rule since changed, are `other`), and tasks delayed (a
+   * retry's backoff, a busy subject, a spent budget).
+   */
+  async depth(priorities: readonly number[]): Promise<{ ready: Map<number, number>; other: number; delayed: number }> {
+    const [perPriority, counts] = await Promise.all([
+      this.queue.getCountsPerPriority(priorities.map((priority) => MAX_PRIORITY + 1 - priority)),
+      this.queue.getJobCounts("wait", "prioritized", "delayed"),
+    ]);
+    const ready = new Map(priorities.map((priority) => [priority, perPriority[MAX_PRIORITY + 1 - priority] ?? 0]));
+    const counted = [...ready.values()].reduce((sum, n) => sum + n, 0);
+    const total = (counts.wait ?? 0) + (counts.prioritized ?? 0);
+    return { ready, other: Math.max(0, total - counted), delayed: counts.delayed ?? 0 };
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,7 @@ import {
   UsageEventSchema,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { RouteBudgets } from "../src/budgets.js";
-import { type EngineOptions, type EventRouter, TaskEngine } from "../src/engine.js";
+import { type EngineOptions, type EventRouter, TaskEngine, type TaskObserver } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
 import type { RouteDecision } from "../src/routing/router.js";
 import { SubjectLocks } from "../src/subject-locks.js";
@@ -76,6 +76,25 @@ function event(text = "hello", subjectKey = `github:o/r#${++deliveries}`): Event
     subject: create(SubjectSchema, { key: subjectKey }),
     rawBody: new TextEncoder().encode("{}"),
   });
+}
+
+/** An observer that keeps what the engine told it, as the metrics would count it. */
+function recorder() {
+  const seen = {
+    submitted: [] as string[],
+    queuedSeconds: [] as number[],
+    expired: 0,
+    ended: [] as TaskState[],
+    budgetSpent: [] as string[],
+  };
+  const observer: TaskObserver = {
+    submitted: (outcome) => seen.submitted.push(outcome),
+    leased: (seconds) => seen.queuedSeconds.push(seconds),
+    leaseExpired: () => seen.expired++,
+    ended: (state) => seen.ended.push(state),
+    budgetSpent: (route) => seen.budgetSpent.push(route),
+  };
+  return { seen, observer };
 }
 
 const result = (outcome: RunOutcome, error = "") =>
@@ -195,8 +214,10 @@ describe("TaskEngine", () => {
   });
 
   it("retries a retryable failure after a backoff, then dead-letters it", async () => {
-    const tasks = await engine();
+    const { seen, observer } = recorder();
+    const tasks = await engine({ observer });
     const { task } = await tasks.submit(event());
+    await tasks.submit(event("ignore me"));
     const [first] = await tasks.lease("w1", 1, 0, never);
     const retried = await tasks.fail(task.id, first!.leaseId, result(RunOutcome.AGENT_ERROR, "exit 1"), true);
     expect(retried.state).toBe(TaskState.QUEUED);
@@ -212,6 +233,9 @@ describe("TaskEngine", () => {
       TaskStage.DEAD,
     ]);
     expect(await queue.isQueued(task.id)).toBe(false);
+    expect(seen).toMatchObject({ submitted: ["queued", "ignored"], ended: [TaskState.DEAD], expired: 0 });
+    expect(seen.queuedSeconds).toHaveLength(2);
+    for (const seconds of seen.queuedSeconds) expect(seconds).toBeGreaterThanOrEqual(0);
 
     const again = await tasks.retry(task.id);
     expect(again).toMatchObject({ state: TaskState.QUEUED, maxAttempts: 4 });
@@ -230,7 +254,8 @@ describe("TaskEngine", () => {
   });
 
   it("gives the task of a worker that stopped heartbeating to another worker", async () => {
-    const tasks = await engine({ leaseMs: 600 });
+    const { seen, observer } = recorder();
+    const tasks = await engine({ leaseMs: 600, observer });
     const { task } = await tasks.submit(event());
     const [lost] = await tasks.lease("w1", 1, 0, never);
     const [taken] = await tasks.lease("w2", 1, 5_000, never);
@@ -240,6 +265,8 @@ describe("TaskEngine", () => {
     expect((await tasks.complete(task.id, taken!.leaseId, result(RunOutcome.SUCCEEDED))).state).toBe(
       TaskState.SUCCEEDED,
     );
+    expect(seen).toMatchObject({ expired: 1, ended: [TaskState.SUCCEEDED] });
+    expect(seen.queuedSeconds).toHaveLength(2);
   });
 
   describe("lost leases", () => {
@@ -551,7 +578,8 @@ describe("TaskEngine", () => {
 
     it("leases nothing more of a rule whose daily budget is spent until the next UTC day; other rules go on", async () => {
       rule("small", { budget: { maxCostUsdPerDay: 1 } });
-      const tasks = await engine({ now });
+      const { seen, observer } = recorder();
+      const tasks = await engine({ now, observer });
       const first = (await tasks.submit(event("route=small"))).task;
       const [grant] = await tasks.lease("w1", 1, 0, never);
       await tasks.report(first.id, grant!.leaseId, [usage(1.2)]);
@@ -571,6 +599,9 @@ describe("TaskEngine", () => {
             "route small spent $1.20 of its $1.00 daily budget on 2026-11-30 (UTC); waiting for the next UTC day or a higher budget",
         }),
       ]);
+
+      expect(seen.budgetSpent.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(seen.budgetSpent)).toEqual(new Set(["small"]));
 
       clock = Date.parse("2026-12-01T00:00:01Z");
       const [next] = await tasks.lease("w1", 1, 2_000, never);
