@@ -832,7 +832,7 @@ describe("the webhook pipeline, through real Redis and the real tasks service", 
 
       const slack = fixture("slack-app-mention.json");
       expect((await post(mesh.base, "slack", slack, slackHeaders(slack))).status).toBe(202);
-      // Refused before its body is verified, and nothing stored: a flood is not written to the delivery log.
+      // Refused before anything is read or stored: a flood is not written to the delivery log.
       expect((await mesh.deliveries.listDeliveries({ status: DeliveryStatus.REJECTED })).deliveries).toEqual([]);
       expect(await mesh.listTasks()).toHaveLength(3);
     });

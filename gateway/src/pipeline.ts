@@ -90,9 +90,9 @@ export class WebhookPipeline {
     const body: BodyProgress = { size: 0, sha256: "" };
     try {
       // Taken before anything else, so that a sender probing routes spends its own budget
-      // first; its round trip overlaps the lookup and the body's arrival, and its answer comes
-      // before any other (a limited sender is answered 429 whatever else is wrong), and before
-      // the body is verified or kept.
+      // first; its round trip overlaps the lookup and the header checks, and its answer comes
+      // before any other (a limited sender is answered 429 whatever else is wrong) and before a
+      // byte of the body is read.
       const limit = this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
       limit.catch(() => {});
       const withinLimit = async () => {
@@ -127,10 +127,8 @@ export class WebhookPipeline {
       if (!provider.contentTypes.includes(contentType)) {
         return await refuse(new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`));
       }
-      const reading = readBody(req, provider.maxBodyBytes, body);
-      reading.catch(() => {});
       await withinLimit();
-      webhook = { ...webhook, contentType, rawBody: (await reading).bytes };
+      webhook = { ...webhook, contentType, rawBody: (await readBody(req, provider.maxBodyBytes, body)).bytes };
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
       if (verdict.kind === "reply") {
