@@ -184,6 +184,14 @@ describe("who may call what, on the running mesh", () => {
       AGENT_COMMAND: "true",
       AGENT_CONCURRENCY: "1",
     });
+    // Its read model in PGlite under the identities' home: the only dashboard of this process.
+    await startProcess("dashboard", {
+      TASKS_URL: tasks.url,
+      GATEWAY_URL: gateway.grpcUrl,
+      AGENT_URL: urls.get("agent")!,
+      ...Object.fromEntries(Object.keys(INTEGRATIONS).map((name) => [`${name.toUpperCase()}_URL`, urls.get(name)!])),
+      DASHBOARD_HTTP_PORT: String(await freePort()),
+    });
     const ca = readFileSync(join(identities.home, "tls", "ca.crt"));
     for (const server of servers) {
       const baseUrl = urls.get(server)!;
@@ -201,11 +209,12 @@ describe("who may call what, on the running mesh", () => {
           async () => {
             if ((await health(server)) !== "SERVING") throw new Error(`${server} is not serving yet`);
           },
-          { timeout: 25_000, interval: 100 },
+          // The dashboard's embedded PostgreSQL makes its files first: seconds on a busy machine.
+          { timeout: 55_000, interval: 100 },
         ),
       ),
     );
-  }, 30_000);
+  }, 60_000);
 
   afterAll(async () => {
     for (const factory of callers.values()) factory.close();
@@ -223,7 +232,7 @@ describe("who may call what, on the running mesh", () => {
   });
 
   it("runs a server for every hookmesh service, and has a certificate for every identity the contracts name", () => {
-    expect(servers).toEqual(["agent", "gateway", "github", "jira", "sentry", "slack", "tasks"]);
+    expect(servers).toEqual(["agent", "dashboard", "gateway", "github", "jira", "sentry", "slack", "tasks"]);
     expect(MESH_IDENTITIES).toEqual(expect.arrayContaining([...new Set(methods.flatMap(allowedTo))]));
   });
 

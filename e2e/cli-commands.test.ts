@@ -132,6 +132,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
       "redis-acl",
       "deliveries list",
       "agents drain",
+      "dashboard",
     ]) {
       const { stdout } = await hookmesh(...command.split(" "), "--help");
       expect(stdout).toMatch(new RegExp(`^usage: hookmesh ${command}\\b[\\s\\S]*\nexample:\n {2}\\S`));

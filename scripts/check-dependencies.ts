@@ -37,7 +37,7 @@ export interface Finding {
   problem: string;
 }
 
-const SOURCE_FILE = /\.(?:[cm]?ts|[cm]?js)$/;
+const SOURCE_FILE = /\.(?:[cm]?ts|[cm]?js|tsx|jsx)$/;
 // Installed packages, and compiled output (`npm run build`'s dist/): its imports are the
 // sources'. Hidden folders (.git, .hookmesh) hold no sources.
 const SKIPPED_DIRS = new Set(["node_modules", "dist"]);
@@ -124,11 +124,18 @@ function sourceFiles(dir: string, skip: ReadonlySet<string>, prefix = ""): strin
 
 export function checkDependencies(root: string): Finding[] {
   const workspaces = workspacesOf(root);
-  const nested = new Set(workspaces.map((w) => w.dir).filter((dir) => dir !== ""));
+  const dirs = workspaces.map((w) => w.dir).filter((dir) => dir !== "");
   return workspaces.flatMap((workspace) => {
     const dir = join(root, workspace.dir);
     const packageJson = join(workspace.dir, "package.json");
-    return sourceFiles(dir, workspace.dir === "" ? nested : new Set()).flatMap((file) =>
+    // A workspace inside another (the dashboard's web UI in the dashboard) answers for its own files.
+    const prefix = workspace.dir === "" ? "" : `${workspace.dir}/`;
+    const nested = new Set(
+      dirs
+        .filter((other) => other !== workspace.dir && other.startsWith(prefix))
+        .map((other) => other.slice(prefix.length)),
+    );
+    return sourceFiles(dir, nested).flatMap((file) =>
       importsOf(readFileSync(join(dir, file), "utf8")).flatMap((imported) => {
         const problem = checkImport(workspace, file, imported);
         return problem === undefined ? [] : [{ file: join(workspace.dir, file), packageJson, imported, problem }];

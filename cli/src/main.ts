@@ -3,6 +3,7 @@ import { createLogger } from "@hookmesh/kit";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { agentsCommand } from "./agents.js";
 import { type CommandSpec, parseCommand, UsageError } from "./command.js";
+import { dashboardCommand } from "./dashboard.js";
 import { deliveriesCommand } from "./deliveries.js";
 import { certsCommand, tokenCommand } from "./identity-commands.js";
 import { identityFlags, type OperatorConnection, operatorConnection } from "./operator.js";
@@ -34,6 +35,8 @@ commands:
   deliveries show ID    print a delivery (headers redacted, body base64) as JSON
   deliveries redeliver ID
   agents list | drain   the agent worker at AGENT_URL: its runs; stop it leasing tasks
+  dashboard [--name NAME]
+                        print a one-time URL that signs a browser in to the dashboard
   certs [--renew]       make (or renew) the development CA and identities under HOOKMESH_HOME
   token create NAME [--file FILE]
                         a bearer token for NAME (e.g. operator), its hash stored in FILE
@@ -155,6 +158,13 @@ try {
       await agentsCommand(
         args,
         lazyTransport(() => connect().transport(service("agent"))),
+        print,
+      );
+      break;
+    case "dashboard":
+      await dashboardCommand(
+        args,
+        lazyTransport(() => connect().transport(service("dashboard"))),
         print,
       );
       break;

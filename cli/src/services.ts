@@ -72,6 +72,14 @@ export const SERVICES: readonly ServiceEntry[] = [
     redisKeyPrefix: "hookmesh:gateway:",
     credentials: ["GITHUB_WEBHOOK_SECRET", "SLACK_SIGNING_SECRET", "JIRA_WEBHOOK_SECRET", "SENTRY_CLIENT_SECRET"],
   },
+  {
+    name: "dashboard",
+    entry: root("services/dashboard/src/main.ts"),
+    grpcPort: 50070,
+    urlVariable: "DASHBOARD_URL",
+    // Its database's URL may hold a password.
+    credentials: ["DASHBOARD_DATABASE_URL"],
+  },
 ];
 
 /**

@@ -60,7 +60,9 @@ describe("hookmesh start", () => {
 
   beforeAll(async () => {
     db = await testRedis("cli");
-    const [tasksPort, agentPort, gatewayPort, httpPort] = [
+    const [tasksPort, agentPort, gatewayPort, httpPort, dashboardPort, dashboardHttpPort] = [
+      await freePort(),
+      await freePort(),
       await freePort(),
       await freePort(),
       await freePort(),
@@ -95,11 +97,17 @@ describe("hookmesh start", () => {
       GATEWAY_REDIS_PREFIX: `${db.prefix}gateway:`,
       GATEWAY_HTTP_PORT: String(httpPort),
       GATEWAY_HTTP_URL: `http://127.0.0.1:${httpPort}`,
+      DASHBOARD_PORT: String(dashboardPort),
+      DASHBOARD_URL: `https://127.0.0.1:${dashboardPort}`,
+      DASHBOARD_HTTP_PORT: String(dashboardHttpPort),
       GITHUB_WEBHOOK_SECRET: secret,
       AGENT_COMMAND: "echo answer from the agent",
       // Free admin ports: the defaults, each gRPC port + 1000, may be another process's.
       ...Object.fromEntries(
-        ["TASKS", "AGENT", "GATEWAY", "GITHUB", "SLACK", "JIRA", "SENTRY"].map((name) => [`${name}_ADMIN_PORT`, "0"]),
+        ["TASKS", "AGENT", "GATEWAY", "GITHUB", "SLACK", "JIRA", "SENTRY", "DASHBOARD"].map((name) => [
+          `${name}_ADMIN_PORT`,
+          "0",
+        ]),
       ),
     };
     // A bearer token for scripts, made before the start so that the services read its hash.
@@ -108,10 +116,11 @@ describe("hookmesh start", () => {
     mesh = spawn(process.execPath, [bin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
     mesh.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     mesh.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(async () => await run(process.execPath, [bin, "status"], { env }).then(() => true));
+    // The dashboard's embedded PostgreSQL makes its files on a first start: seconds on a busy machine.
+    await waitFor(async () => await run(process.execPath, [bin, "status"], { env }).then(() => true), 60_000);
     operator = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "operator"), memoryLogger("operator").logger)!;
     clients = createClientFactory({ logger: memoryLogger("operator").logger, identity: operator });
-  });
+  }, 90_000);
 
   afterAll(async () => {
     clients?.close();
@@ -127,7 +136,7 @@ describe("hookmesh start", () => {
   it("reports every service SERVING", async () => {
     const { stdout } = await run(process.execPath, [bin, "status"], { env });
     expect(stdout).toMatch(/^tasks\s+https:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
-    for (const name of ["agent", "github", "slack", "jira", "sentry"]) {
+    for (const name of ["agent", "github", "slack", "jira", "sentry", "dashboard"]) {
       expect(stdout).toMatch(new RegExp(`^${name}\\s+https://127\\.0\\.0\\.1:\\d+\\s+SERVING$`, "m"));
     }
     expect(stdout).toMatch(/^gateway\s+https:\/\/127\.0\.0\.1:\d+\s+SERVING$/m);
@@ -268,12 +277,28 @@ describe("hookmesh start", () => {
     expect(after).toMatchObject({ workerId: listed.workerId, draining: true });
   }, 60_000);
 
+  it("prints a one-time sign-in URL for the dashboard, which signs a browser in once", async () => {
+    const { stdout } = await run(process.execPath, [bin, "dashboard", "--name", "ana"], { env });
+    const url = /^(http:\/\/127\.0\.0\.1:\d+\/login\?token=[\w-]+)$/m.exec(stdout)?.[1];
+    expect(url, stdout).toBeDefined();
+    expect(url?.startsWith(`http://127.0.0.1:${env.DASHBOARD_HTTP_PORT}/`)).toBe(true);
+    const first = await fetch(url!, { redirect: "manual" });
+    expect(first.status).toBe(303);
+    expect(first.headers.get("set-cookie")).toMatch(/^hookmesh_session=.+; HttpOnly; SameSite=Strict/);
+    const again = await fetch(url!, { redirect: "manual" });
+    expect(again.headers.get("location")).toBe("/login?error=expired");
+    const json = JSON.parse((await run(process.execPath, [bin, "dashboard", "--json"], { env })).stdout);
+    expect(json.url).toMatch(/\/login\?token=/);
+    expect(json.expireTime).toMatch(/Z$/);
+  });
+
   it("stops every service on SIGTERM and exits 0", async () => {
     mesh.kill("SIGTERM");
     const [code] = await once(mesh, "exit");
     expect(code).toBe(0);
     expect(output).toMatch(/tasks\s+\| .*shutting down/);
-    expect(output).toMatch(/gateway \| .*shutting down/);
+    expect(output).toMatch(/gateway\s+\| .*shutting down/);
+    expect(output).toMatch(/dashboard \| .*shutting down/);
     await expect(run(process.execPath, [bin, "status"], { env })).rejects.toMatchObject({ code: 1 });
   });
 });

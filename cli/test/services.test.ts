@@ -19,6 +19,7 @@ describe("serviceEnv", () => {
     GATEWAY_REDIS_PASSWORD: "gw-redis",
     TASKS_TLS_KEY_FILE: "/run/secrets/tasks.key",
     AGENT_REDIS_PASSWORD: "unused",
+    DASHBOARD_DATABASE_URL: "postgres://dashboard:pw@db/dashboard",
   };
 
   it("gives the agent worker no provider credentials, webhook secrets or other services' keys", () => {
@@ -48,6 +49,7 @@ describe("serviceEnv", () => {
         "SLACK_SIGNING_SECRET",
       ].sort(),
     );
+    expect(names("dashboard")).toEqual([...common, "DASHBOARD_DATABASE_URL"].sort());
     expect(SERVICES.map((s) => s.name)).toContain("agent");
   });
 });

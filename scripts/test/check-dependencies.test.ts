@@ -1,5 +1,8 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkImport, importsOf, isProductionFile, packageOf } from "../check-dependencies.js";
+import { checkDependencies, checkImport, importsOf, isProductionFile, packageOf } from "../check-dependencies.js";
 
 describe("check-dependencies", () => {
   it("reads every import form the repository uses, and nothing inside strings or code", () => {
@@ -74,5 +77,31 @@ describe("check-dependencies", () => {
     expect(checkImport(workspace, "test/engine.test.ts", "pino")).toBe(
       "not declared in dependencies or devDependencies",
     );
+  });
+
+  it("holds a workspace inside another to its own manifest, reads .tsx, and skips built dist/", () => {
+    const root = mkdtempSync(join(tmpdir(), "check-dependencies-"));
+    const write = (path: string, text: string) => {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    };
+    try {
+      write("package.json", JSON.stringify({ name: "root", workspaces: ["services/*", "services/dashboard/web"] }));
+      write("services/dashboard/package.json", JSON.stringify({ name: "@x/dashboard", dependencies: { pg: "1" } }));
+      write("services/dashboard/src/db.ts", 'import pg from "pg";\n');
+      write("services/dashboard/web/package.json", JSON.stringify({ name: "@x/web", dependencies: { react: "1" } }));
+      write("services/dashboard/web/src/App.tsx", 'import { useState } from "react";\nimport uPlot from "uplot";\n');
+      write("services/dashboard/web/dist/assets/index.js", 'import x from "bundled";\n');
+      expect(checkDependencies(root)).toEqual([
+        {
+          file: join("services/dashboard/web", "src/App.tsx"),
+          packageJson: join("services/dashboard/web", "package.json"),
+          imported: "uplot",
+          problem: "not declared in dependencies",
+        },
+      ]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

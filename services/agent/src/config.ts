@@ -113,7 +113,7 @@ export function loadConfig(env: Env = process.env): AgentConfig {
     slackUrl: peers.SLACK_URL,
     jiraUrl: peers.JIRA_URL,
     sentryUrl: peers.SENTRY_URL,
-    dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8080"),
+    dashboardUrl: envUrl(env, "HOOKMESH_DASHBOARD_URL", "http://127.0.0.1:8070"),
     progressIntervalMs: envInt(env, "AGENT_PROGRESS_INTERVAL_MS", 15_000, { min: 0 }),
     sandbox: sandboxConfig(env),
     workspace: workspaceConfig(env, workdirRoot),

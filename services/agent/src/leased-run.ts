@@ -39,7 +39,7 @@ export interface LeasedRunSettings {
   workerEnv: Env;
   eventFlushMs: number;
   eventBatchSize: number;
-  /** Where the dashboard is, for the link in replies. Default http://127.0.0.1:8080. */
+  /** Where the dashboard is, for the link in replies. Default http://127.0.0.1:8070. */
   dashboardUrl?: string;
   /** Least time between progress edits of the acknowledgment. Default 15s; 0 turns them off. */
   progressIntervalMs?: number;
@@ -47,7 +47,7 @@ export interface LeasedRunSettings {
   configBundlesDir?: string;
 }
 
-export const DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8080";
+export const DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8070";
 export const DEFAULT_PROGRESS_INTERVAL_MS = 15_000;
 
 export interface LeasedRunDeps {

@@ -28,7 +28,7 @@ describe("agent loadConfig", () => {
       slackUrl: "https://127.0.0.1:50062",
       jiraUrl: "https://127.0.0.1:50063",
       sentryUrl: "https://127.0.0.1:50064",
-      dashboardUrl: "http://127.0.0.1:8080",
+      dashboardUrl: "http://127.0.0.1:8070",
       progressIntervalMs: 15_000,
       sandbox: { mode: "bwrap", bwrap: "/usr/bin/bwrap", readonlyPaths: [] },
     });
