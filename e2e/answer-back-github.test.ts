@@ -129,7 +129,10 @@ describe("answering back on GitHub, end to end", () => {
       body,
     });
     expect(res.status).toBe(202);
-    return ((await res.json()) as { task_id: string }).task_id;
+    const { task_id: taskId } = (await res.json()) as { task_id: string };
+    // The task is made behind the acknowledgment.
+    await gateway.forwarded();
+    return taskId;
   }
 
   async function task(id: string): Promise<Task> {

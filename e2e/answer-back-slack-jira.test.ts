@@ -118,7 +118,10 @@ describe("answering back on Slack and Jira, end to end", () => {
       body,
     });
     expect(res.status).toBe(202);
-    return ((await res.json()) as { task_id: string }).task_id;
+    const { task_id: taskId } = (await res.json()) as { task_id: string };
+    // The task is made behind the acknowledgment.
+    await gateway.forwarded();
+    return taskId;
   }
 
   async function succeeded(id: string): Promise<boolean> {

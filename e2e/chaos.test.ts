@@ -165,8 +165,9 @@ describe("chaos: the tasks service stopped", () => {
     const port = first.port;
     const gateway = await startGateway(db, first.url, logger);
     cleanups.push(() => gateway.close());
-    // A delivery through the fast path first, so the gateway's client and health watch are warm.
+    // A delivery made a task first, so that the gateway's client and health watch are warm.
     expect((await deliver(gateway.base, `warm-${randomUUID()}`, 0)).status).toBe(202);
+    await gateway.forwarded();
     await first.close();
 
     const ids = Array.from({ length: 500 }, (_, i) => `chaos-${i}-${randomUUID()}`);
@@ -317,18 +318,20 @@ describe("chaos: Redis stopped", () => {
     expect(await get(gateway.base, "/healthz")).toBe(200);
 
     // Redis is back on the same port (empty: it kept nothing): deliveries are acknowledged again,
-    // from the outbox while the breaker on tasks is still open, then through the fast path.
+    // and the forwarder makes them tasks once the breaker on tasks lets it through again.
     await startRedis();
     const after = Array.from({ length: 50 }, (_, i) => `after-${i}-${randomUUID()}`);
     const answersAfter = await deliverAll(gateway.base, after, 10);
     for (const answer of answersAfter) expect(answer.status).toBe(202);
-    const fast = await until("a delivery to become a task on the fast path again", 15_000, async () => {
-      const probe = await deliver(gateway.base, `fast-${randomUUID()}`, 1);
-      expect(probe.status).toBe(202);
-      return typeof probe.body.task_id === "string" && probe.body.task_id !== "" ? probe : undefined;
-    });
-    const { task } = await reader.getTask({ id: String(fast.body.task_id) });
-    expect(task?.event?.deliveryId).toMatch(/^fast-/);
+    const probe = await deliver(gateway.base, `fast-${randomUUID()}`, 1);
+    expect(probe).toMatchObject({ status: 202, body: { task_id: expect.any(String) } });
+    const task = await until("a delivery to become a task again", 15_000, async () =>
+      reader.getTask({ id: String(probe.body.task_id) }).then(
+        ({ task }) => task,
+        () => undefined,
+      ),
+    );
+    expect(task.event?.deliveryId).toMatch(/^fast-/);
 
     // The retried outage deliveries are now processed (the provider kept them), each once.
     for (const answer of await deliverAll(gateway.base, outage.slice(0, 20), 10)) expect(answer.status).toBe(202);

@@ -121,7 +121,10 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
       body,
     });
     expect(res.status).toBe(202);
-    return ((await res.json()) as { task_id: string }).task_id;
+    const { task_id: taskId } = (await res.json()) as { task_id: string };
+    // The task is made behind the acknowledgment.
+    await gateway.forwarded();
+    return taskId;
   }
 
   const taskService = () => operator.client(TaskService, tasks.url, "tasks");

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
-import { TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { forwardedAt, TEST_SECRETS } from "@hookmesh/gateway/testing";
 import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 
 /** Deliveries as each provider sends them, signed with the gateway's test secrets. */
@@ -16,7 +16,7 @@ export interface Reply {
   json: Json;
 }
 
-/** POSTs `body` to the gateway's `/webhooks/{endpoint}`. */
+/** POSTs `body` to the gateway's `/webhooks/{endpoint}`; a delivery it queued, once forwarded. */
 export async function post(
   base: string,
   endpoint: string,
@@ -25,7 +25,11 @@ export async function post(
 ): Promise<Reply> {
   const res = await fetch(`${base}/webhooks/${endpoint}`, { method: "POST", headers, body: Buffer.from(body) });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text === "" ? {} : (JSON.parse(text) as Json) };
+  const json = text === "" ? {} : (JSON.parse(text) as Json);
+  // The acknowledgment comes before the task: a test looks at what became of the delivery
+  // once the gateway's forwarder has submitted it.
+  if (json.queued === true) await forwardedAt(base);
+  return { status: res.status, headers: res.headers, json };
 }
 
 export function githubHeaders(

@@ -194,16 +194,19 @@ describe("tracing, end to end", () => {
     };
     const ids = { "hookmesh.task_id": taskId, "hookmesh.delivery_id": deliveryId, "hookmesh.provider": "github" };
 
-    // The gateway continues the webhook's trace, and submits the delivery under its request's span.
+    // The gateway continues the webhook's trace; behind its answer, the forwarder submits the
+    // delivery in that trace (a batch of one here).
     const webhook = one("gateway", "POST /webhooks/{endpoint}", SERVER);
     expect(webhook.parentSpanId).toBe(EDGE_SPAN_ID);
     expect(webhook.attributes).toMatchObject({ ...ids, "http.response.status_code": 202 });
-    const submit = one("gateway", "hookmesh.tasks.v1.TaskService/SubmitEvent", CLIENT, webhook);
+    const forward = one("gateway", "gateway.forward", undefined, webhook);
+    expect(forward.attributes).toMatchObject({ "hookmesh.delivery_id": deliveryId, "hookmesh.batch_size": 1 });
+    const submit = one("gateway", "hookmesh.tasks.v1.TaskService/SubmitEvents", CLIENT, forward);
     expect(submit.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.grpc.status_code": 0 });
 
-    // Tasks serves SubmitEvent as its child, and routes and enqueues within it.
-    const submitted = one("tasks", "hookmesh.tasks.v1.TaskService/SubmitEvent", SERVER, submit);
-    expect(submitted.attributes).toMatchObject({ ...ids, "rpc.method": "SubmitEvent" });
+    // Tasks serves SubmitEvents as its child, and routes and enqueues within it.
+    const submitted = one("tasks", "hookmesh.tasks.v1.TaskService/SubmitEvents", SERVER, submit);
+    expect(submitted.attributes).toMatchObject({ ...ids, "rpc.method": "SubmitEvents" });
     const routed = one("tasks", "tasks.route", undefined, submitted);
     expect(routed.attributes).toMatchObject({ "hookmesh.matched": true });
     expect(routed.attributes["hookmesh.route_id"]).toBeTruthy();

@@ -149,7 +149,10 @@ describe("workspaces, end to end", () => {
       body,
     });
     expect(res.status).toBe(202);
-    return ((await res.json()) as { task_id: string }).task_id;
+    const { task_id: taskId } = (await res.json()) as { task_id: string };
+    // The task is made behind the acknowledgment.
+    await gateway.forwarded();
+    return taskId;
   }
 
   async function finished(id: string): Promise<{ task: Task; calls: string[] }> {

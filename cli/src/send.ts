@@ -1,4 +1,5 @@
-import type { Client } from "@connectrpc/connect";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { abortAfter, envSecrets, envString, envUrl } from "@hookmesh/kit";
 import { type Task, TaskState, TaskView } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -33,8 +34,11 @@ export const SEND = {
 /** Longer than any provider waits for an answer, so a slow gateway still answers. */
 const POST_TIMEOUT_MS = 15_000;
 const TASK_LOOKUP_TIMEOUT_MS = 2_000;
+/** How long to wait for the task the gateway's answer names to be made, and how often to look. */
+const TASK_WAIT_MS = 5_000;
+const TASK_POLL_MS = 50;
 
-/** The gateway's JSON answer: a task, a delivery waiting in its outbox, or why it refused. */
+/** The gateway's JSON answer: the task a delivery becomes (and its log entry), or why it refused. */
 interface GatewayAnswer {
   task_id?: string;
   queued?: boolean;
@@ -85,17 +89,43 @@ export async function sendCommand(args: string[], deps: SendDeps): Promise<numbe
     const why = answer.error ?? res.statusText;
     throw new Error(`the gateway answered ${res.status} ${why}${hint(res.status, variable)}`);
   }
-  if (answer.queued) {
+  const taskId = answer.task_id ?? "";
+  if (taskId === "") {
     print(`queued in the gateway's outbox as ${answer.delivery}: the task is made once the tasks service answers`);
     return 0;
   }
-  const taskId = answer.task_id ?? "";
+  // The gateway answers once the delivery is durable and names its task; its forwarder makes
+  // the task a moment later, or once the tasks service answers.
+  const made = await taskOnceMade(taskId, tasks, signal);
+  if (made === "not made") {
+    print(`task ${taskId}, not made yet: the delivery waits in the gateway's outbox until the tasks service answers`);
+    return 0;
+  }
   if (values.follow) return follow(taskId, deps);
   // Only to say what became of the delivery: without an answer from tasks, its id is enough.
-  const lookup = tasks.getTask({ id: taskId, view: TaskView.BASIC }, { timeoutMs: TASK_LOOKUP_TIMEOUT_MS });
-  const task = await lookup.then(({ task }) => task).catch(() => undefined);
-  print(task ? describeTask(task) : `task ${taskId}`);
+  print(made ? describeTask(made) : `task ${taskId}`);
   return 0;
+}
+
+/**
+ * The task once the tasks service has it; "not made" when it has not within TASK_WAIT_MS,
+ * undefined when tasks cannot be asked.
+ */
+async function taskOnceMade(
+  id: string,
+  tasks: Client<typeof TaskService>,
+  signal: AbortSignal,
+): Promise<Task | "not made" | undefined> {
+  const deadline = Date.now() + TASK_WAIT_MS;
+  for (;;) {
+    try {
+      return (await tasks.getTask({ id, view: TaskView.BASIC }, { timeoutMs: TASK_LOOKUP_TIMEOUT_MS, signal })).task;
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.NotFound) return undefined;
+      if (Date.now() > deadline || signal.aborted) return "not made";
+      await sleep(TASK_POLL_MS, undefined, { signal }).catch(() => {});
+    }
+  }
 }
 
 /** Prints the task's timeline until it ends, then its state (and answer); 0 only if it SUCCEEDED. */

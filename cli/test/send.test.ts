@@ -76,13 +76,16 @@ class FakeGateway {
 }
 
 /** The tasks service, in memory: one task, and its timeline. */
-function fakeTasks(task: Task | undefined): Client<typeof TaskService> {
+function fakeTasks(task: Task | undefined, notFoundTimes = 0): Client<typeof TaskService> {
+  let lookups = 0;
   return createClient(
     TaskService,
     createRouterTransport((router) =>
       router.service(TaskService, {
         getTask() {
           if (!task) throw new ConnectError("tasks is down", Code.Unavailable);
+          // The task the gateway named, before its forwarder has made it.
+          if (lookups++ < notFoundTimes) throw new ConnectError("task-1 not found", Code.NotFound);
           return { task };
         },
         async *watchTask() {
@@ -212,6 +215,13 @@ describe("hookmesh send", () => {
       "task task-1  IGNORED: author association NONE may not trigger github-mention",
       "task task-1",
     ]);
+  });
+
+  it("waits for the task the gateway's answer names to be made", async () => {
+    gateway.answer = { status: 202, body: { task_id: "task-1", queued: true, delivery: "0196-log-id" } };
+    const later = fakeTasks(taskIn(TaskState.QUEUED, "matched route github-mention"), 3);
+    expect(await sendCommand(["github"], { env, print, tasks: later, signal })).toBe(0);
+    expect(lines[1]).toBe("task task-1  QUEUED: matched route github-mention");
   });
 
   it("says when the delivery waits in the gateway's outbox", async () => {

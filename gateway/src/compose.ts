@@ -21,6 +21,7 @@ import { DeliveryDedup } from "./dedup.js";
 import { DeliveryLog } from "./delivery-log.js";
 import { Forwarder } from "./forwarder.js";
 import { GitHubProvider } from "./github/provider.js";
+import { Intake } from "./intake.js";
 import { JiraProvider } from "./jira/provider.js";
 import { gatewayMetrics } from "./metrics.js";
 import { Outbox } from "./outbox.js";
@@ -106,7 +107,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   const pipeline = new WebhookPipeline({
     resolve,
     tasks,
-    dedup,
+    intake: new Intake(redis, { dedup, deliveries, outbox }),
     outbox,
     deliveries,
     rateLimiter: new SharedRateLimiter(

@@ -23,29 +23,42 @@ export interface SignedContent {
  * Claims the delivery id unless it is claimed; else answers with its task. Unless the id is
  * new but the signed content was claimed by another delivery whose claim still lives: then
  * answers with that one's task and delivery id. The content's record names the first
- * delivery's claim (and its delivery id after a newline), so a claim released because its
- * delivery could not be made durable frees its content too. The claim's key is read from that
- * record in the script, which a single Redis (the gateway's store) allows.
+ * delivery's claim (and its delivery id after a newline), so a claim that is gone frees its
+ * content too. The claim's key is read from that
+ * record in the script, which a single Redis (the gateway's store) allows. The claim holds
+ * `value`: the task the delivery becomes when it is known, else "pending".
+ *
+ * A Lua function, so that the intake script (intake.ts) claims in the same step as it appends.
  */
-const CLAIM_SCRIPT = `
-local taskId = redis.call('GET', KEYS[1])
-if taskId then return {'delivery', taskId} end
-local first = redis.call('GET', KEYS[2])
-if first then
-  local separator = string.find(first, '\\n', 1, true)
-  local firstTask = redis.call('GET', string.sub(first, 1, separator - 1))
-  if firstTask then return {'replay', firstTask, string.sub(first, separator + 1)} end
+export const CLAIM_LUA = `
+local function claim(key, contentKey, windowMs, deliveryId, value)
+  local taskId = redis.call('GET', key)
+  if taskId then return {'delivery', taskId} end
+  local first = redis.call('GET', contentKey)
+  if first then
+    local separator = string.find(first, '\\n', 1, true)
+    local firstTask = redis.call('GET', string.sub(first, 1, separator - 1))
+    if firstTask then return {'replay', firstTask, string.sub(first, separator + 1)} end
+  end
+  redis.call('SET', key, value, 'PX', windowMs)
+  redis.call('SET', contentKey, key .. '\\n' .. deliveryId, 'PX', windowMs)
+  return {'fresh'}
 end
-redis.call('SET', KEYS[1], '${PENDING}', 'PX', ARGV[1])
-redis.call('SET', KEYS[2], KEYS[1] .. '\\n' .. ARGV[2], 'PX', ARGV[1])
-return {'fresh'}
 `;
+
+const CLAIM_SCRIPT = `${CLAIM_LUA}
+return claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], '${PENDING}')
+`;
+
+/** What a claim's script answers: `fresh`, or `delivery`/`replay` with the task and the first delivery id. */
+export type ClaimReply = [outcome: string, taskId?: string, replayOf?: string];
 
 /**
  * The gateway's duplicate check: the first request for a delivery claims it; later ones
  * (provider retries, Slack's X-Slack-Retry-Num, Jira's retries for ~30 minutes) are answered
- * as duplicates while the claim lives. A claim whose delivery could not be made durable is
- * released, so the provider's retry is processed rather than dropped.
+ * as duplicates while the claim lives. The acknowledgment claims in the same script as it makes
+ * the delivery durable (intake.ts), so there is never a claim without its delivery: the
+ * provider's retry of a delivery answered 503 is processed rather than dropped.
  *
  * It is also the replay guard. GitHub (`X-GitHub-Delivery`, `X-GitHub-Hook-Id`), Jira
  * (`X-Atlassian-Webhook-Identifier`) and Sentry (`Request-ID`) do not sign their delivery ids,
@@ -75,25 +88,41 @@ export class DeliveryDedup {
   ) {}
 
   async claim(provider: string, sourceId: string, deliveryId: string, content: SignedContent): Promise<Claim> {
+    const { key, contentKey } = this.keys(provider, sourceId, deliveryId, content);
+    const reply = (await storeCall(() =>
+      this.redis.eval(CLAIM_SCRIPT, 2, key, contentKey, this.options.windowMs, deliveryId),
+    )) as ClaimReply;
+    return claimOf(reply, key);
+  }
+
+  /** The claim's key for the delivery id, and the key for its signed content. */
+  keys(
+    provider: string,
+    sourceId: string,
+    deliveryId: string,
+    content: SignedContent,
+  ): { key: string; contentKey: string } {
     const key = `${this.options.keyPrefix}dedup:${provider}:${encodeURIComponent(sourceId)}:${encodeURIComponent(deliveryId)}`;
     const signed = content.timestamp === undefined ? content.bodySha256 : `${content.bodySha256}@${content.timestamp}`;
     const contentKey = `${this.options.keyPrefix}replay:${encodeURIComponent(content.route)}:${encodeURIComponent(signed)}`;
-    const [outcome, taskId, replayOf] = (await storeCall(() =>
-      this.redis.eval(CLAIM_SCRIPT, 2, key, contentKey, this.options.windowMs, deliveryId),
-    )) as [string, string?, string?];
-    if (outcome === "fresh") return { fresh: true, key };
-    const task = taskId === PENDING ? "" : (taskId ?? "");
-    return outcome === "replay"
-      ? { fresh: false, taskId: task, replayOf: replayOf ?? "" }
-      : { fresh: false, taskId: task };
+    return { key, contentKey };
+  }
+
+  get windowMs(): number {
+    return this.options.windowMs;
   }
 
   /** Records the task a claimed delivery became, for the duplicates that follow. */
   async settle(key: string, taskId: string): Promise<void> {
     await storeCall(() => this.redis.set(key, taskId, "PX", this.options.windowMs, "XX"));
   }
+}
 
-  async release(key: string): Promise<void> {
-    await storeCall(() => this.redis.del(key));
-  }
+/** The claim a script's reply stands for; `key` is the claim's own. */
+export function claimOf([outcome, taskId, replayOf]: ClaimReply, key: string): Claim {
+  if (outcome === "fresh") return { fresh: true, key };
+  const task = taskId === PENDING ? "" : (taskId ?? "");
+  return outcome === "replay"
+    ? { fresh: false, taskId: task, replayOf: replayOf ?? "" }
+    : { fresh: false, taskId: task };
 }

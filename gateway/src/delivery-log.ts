@@ -89,30 +89,52 @@ const BRIEF_HEADER_CHARS = 128;
  * Writes an entry and its index entries, drops entries past the retention from both indexes,
  * then the oldest entries of the route's index beyond its cap (their records and their ids in
  * the global index), and counts a refusal: atomically, so that concurrent gateways never
- * leave a route over its cap. The dropped records' keys are made from ARGV[6] in the script,
- * which a single Redis (the gateway's store) allows.
+ * leave a route over its cap. The dropped records' keys are made from `recordPrefix` in the
+ * script, which a single Redis (the gateway's store) allows.
+ *
+ * A Lua function, so that the intake script (intake.ts) records in the same step as it appends.
  */
-const RECORD_SCRIPT = `
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
-local stale = '(' .. ARGV[4]
-redis.call('ZREMRANGEBYLEX', KEYS[2], '-', stale)
-redis.call('ZREMRANGEBYLEX', KEYS[3], '-', stale)
-local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
-if excess > 0 then
-  local dropped = redis.call('ZPOPMIN', KEYS[3], excess)
-  for i = 1, #dropped, 2 do
-    redis.call('DEL', ARGV[6] .. dropped[i])
-    redis.call('ZREM', KEYS[2], dropped[i])
+export const RECORD_LUA = `
+local function record(key, indexKey, routeIndexKey, id, bytes, retentionMs, oldest, cap, recordPrefix)
+  redis.call('SET', key, bytes, 'PX', retentionMs)
+  redis.call('ZADD', indexKey, 0, id)
+  redis.call('ZADD', routeIndexKey, 0, id)
+  redis.call('PEXPIRE', routeIndexKey, retentionMs)
+  local stale = '(' .. oldest
+  redis.call('ZREMRANGEBYLEX', indexKey, '-', stale)
+  redis.call('ZREMRANGEBYLEX', routeIndexKey, '-', stale)
+  local excess = redis.call('ZCARD', routeIndexKey) - tonumber(cap)
+  if excess > 0 then
+    local dropped = redis.call('ZPOPMIN', routeIndexKey, excess)
+    for i = 1, #dropped, 2 do
+      redis.call('DEL', recordPrefix .. dropped[i])
+      redis.call('ZREM', indexKey, dropped[i])
+    end
   end
 end
+`;
+
+const RECORD_SCRIPT = `${RECORD_LUA}
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 if KEYS[4] then
   redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
   redis.call('PEXPIRE', KEYS[4], ARGV[8])
 end
 `;
+
+/** Appends ARGV[i] to KEYS[i] where KEYS[i] still exists (APPEND keeps its expiry). */
+const APPEND_SCRIPT = `
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('APPEND', KEYS[i], ARGV[i]) end
+end
+`;
+
+/** An entry ready to be written: the keys and arguments of RECORD_LUA's `record`, in its order. */
+export interface PreparedDelivery {
+  delivery: Delivery;
+  keys: [key: string, indexKey: string, routeIndexKey: string];
+  args: [id: string, bytes: Buffer, retentionMs: number, oldest: string, cap: number, recordPrefix: string];
+}
 
 /** Refusals of one route with one HTTP status, within the retention. */
 export interface RejectionTally {
@@ -138,9 +160,27 @@ export class DeliveryLog {
   ) {}
 
   async record(entry: NewDelivery): Promise<Delivery> {
+    const { delivery, keys, args } = this.prepare(entry);
+    const { receivedAt } = entry;
+    const tally: Array<string | number> = [];
+    if (delivery.status === DeliveryStatus.REJECTED) {
+      // Each refusal extends its day's tally: it outlives the last entry it counted.
+      tally.push(
+        this.rejectionsKey(receivedAt.getTime()),
+        `${delivery.httpStatus}:${delivery.route}`,
+        this.options.retentionMs + DAY_MS,
+      );
+    }
+    const allKeys = tally.length > 0 ? [...keys, tally[0]!] : keys;
+    const allArgs = tally.length > 0 ? [...args, tally[1]!, tally[2]!] : args;
+    await storeCall(() => this.redis.eval(RECORD_SCRIPT, allKeys.length, ...allKeys, ...allArgs));
+    return delivery;
+  }
+
+  /** The entry for `entry`, with its id, and what RECORD_LUA's `record` writes it with. */
+  prepare(entry: NewDelivery): PreparedDelivery {
     const { receivedAt, headers, rawBody, redact, ...fields } = entry;
     const brief = BRIEF.has(fields.status ?? DeliveryStatus.UNSPECIFIED);
-    const refused = fields.status === DeliveryStatus.REJECTED;
     const delivery = create(DeliverySchema, {
       ...fields,
       bodySize: BigInt(fields.bodySize),
@@ -151,22 +191,18 @@ export class DeliveryLog {
     });
     const { retentionMs, keyPrefix } = this.options;
     const oldest = uuidv7({ msecs: receivedAt.getTime() - retentionMs, random: new Uint8Array(16) });
-    const keys = [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", brief)];
-    const args: Array<string | number | Buffer> = [
-      delivery.id,
-      Buffer.from(toBinary(DeliverySchema, delivery)),
-      retentionMs,
-      oldest,
-      brief ? this.options.maxBriefPerRoute : this.options.maxPerRoute,
-      `${keyPrefix}delivery:`,
-    ];
-    if (refused) {
-      keys.push(this.rejectionsKey(receivedAt.getTime()));
-      // Each refusal extends its day's tally: it outlives the last entry it counted.
-      args.push(`${delivery.httpStatus}:${delivery.route}`, retentionMs + DAY_MS);
-    }
-    await storeCall(() => this.redis.eval(RECORD_SCRIPT, keys.length, ...keys, ...args));
-    return delivery;
+    return {
+      delivery,
+      keys: [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", brief)],
+      args: [
+        delivery.id,
+        Buffer.from(toBinary(DeliverySchema, delivery)),
+        retentionMs,
+        oldest,
+        brief ? this.options.maxBriefPerRoute : this.options.maxPerRoute,
+        `${keyPrefix}delivery:`,
+      ],
+    };
   }
 
   /** Refusals per route and HTTP status over the retention, most first. */
@@ -198,6 +234,22 @@ export class DeliveryLog {
     const delivery = fromBinary(DeliverySchema, bytes);
     change(delivery);
     await storeCall(() => this.redis.set(this.key(id), Buffer.from(toBinary(DeliverySchema, delivery)), "KEEPTTL"));
+  }
+
+  /**
+   * Records what several deliveries became (a forwarded batch: each one's status and task), in
+   * one round trip and without reading them back: the fields are appended to each stored
+   * record, which protobuf reads as a merge (the last value of a field wins), so the body a
+   * record carries is neither read nor written again. Entries gone (expired, or dropped past
+   * their route's cap) are left out.
+   */
+  async settleAll(outcomes: readonly { id: string; status: DeliveryStatus; taskId: string }[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    const keys = outcomes.map(({ id }) => this.key(id));
+    const fields = outcomes.map(({ status, taskId }) =>
+      Buffer.from(toBinary(DeliverySchema, create(DeliverySchema, { status, taskId }))),
+    );
+    await storeCall(() => this.redis.eval(APPEND_SCRIPT, keys.length, ...keys, ...fields));
   }
 
   async get(id: string): Promise<Delivery> {

@@ -91,7 +91,7 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
       );
     }
     if (path.startsWith(WEBHOOKS) && path.length > WEBHOOKS.length) {
-      return only(req, "POST", () => deps.pipeline.handle(endpointName(path), req, signal));
+      return only(req, "POST", () => deps.pipeline.handle(endpointName(path), req));
     }
     throw new WebhookRejection(404, "not found");
   }

@@ -4,13 +4,12 @@ import type { Outbox } from "./outbox.js";
 
 /** What became of a webhook request at the edge. */
 export type DeliveryOutcome =
-  /** Made a task. */
-  | "accepted"
-  /** Made a task that no routing rule wanted (kept, not run). */
-  | "ignored"
   /** Already seen: no new task. */
   | "duplicate"
-  /** Kept in the outbox, because the tasks service did not take it in time. */
+  /**
+   * Kept in the outbox, which every new delivery is before its answer: the forwarder submits it
+   * to tasks behind it (tasks counts what it became, hookmesh_tasks_submitted_total).
+   */
   | "queued"
   /** Answered at the edge (a Slack URL check, a ping). */
   | "answered"
@@ -39,7 +38,7 @@ export function gatewayMetrics(metrics: ServiceMetrics, outbox: Outbox, logger: 
   const { registry } = metrics;
   const deliveries = new Counter({
     name: "hookmesh_gateway_deliveries_total",
-    help: "Webhook requests by provider and outcome (accepted, ignored, duplicate, queued, answered, rejected), and for rejections the reason.",
+    help: "Webhook requests by provider and outcome (queued in the outbox, duplicate, answered, rejected), and for rejections the reason.",
     labelNames: ["provider", "outcome", "reason"],
     registers: [registry],
   });

@@ -12,6 +12,8 @@ export interface OutboxEntry {
   deliveryLogId: string;
   /** The duplicate-check claim to settle with the task id. */
   dedupKey: string;
+  /** The task id the gateway's acknowledgment named (empty for entries that named none). */
+  taskId: string;
   event: Event;
 }
 
@@ -31,6 +33,16 @@ export class Outbox {
     options: { keyPrefix: string },
   ) {
     this.stream = `${options.keyPrefix}outbox`;
+  }
+
+  /** The stream's key, for the intake script that appends to it. */
+  get key(): string {
+    return this.stream;
+  }
+
+  /** Wakes this process's forwarder: an entry was appended (by the intake script). */
+  notifyAdded(): void {
+    this.added.emit("added");
   }
 
   async init(): Promise<void> {
@@ -84,8 +96,15 @@ export class Outbox {
     return this.read(consumer, count, ">");
   }
 
-  async ack(id: string): Promise<void> {
-    await storeCall(() => this.redis.multi().xack(this.stream, GROUP, id).xdel(this.stream, id).exec());
+  async ack(...ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await storeCall(() =>
+      this.redis
+        .multi()
+        .xack(this.stream, GROUP, ...ids)
+        .xdel(this.stream, ...ids)
+        .exec(),
+    );
   }
 
   async length(): Promise<number> {
@@ -118,11 +137,16 @@ export class Outbox {
 }
 
 function decode([id, fields]: [Buffer, Buffer[]]): OutboxEntry {
-  const value = (name: string) => fields[fields.findIndex((f, i) => i % 2 === 0 && f.toString() === name) + 1]!;
+  const value = (name: string) => {
+    const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === name);
+    return at < 0 ? undefined : fields[at + 1];
+  };
   return {
     id: id.toString(),
-    event: fromBinary(EventSchema, value("event")),
-    deliveryLogId: value("log").toString(),
-    dedupKey: value("dedup").toString(),
+    event: fromBinary(EventSchema, value("event")!),
+    deliveryLogId: value("log")!.toString(),
+    dedupKey: value("dedup")!.toString(),
+    // Entries appended before the acknowledgment named its task have none.
+    taskId: value("task")?.toString() ?? "",
   };
 }

@@ -4,19 +4,23 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
+import { v7 as uuidv7 } from "uuid";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type BodyProgress, mediaType, readBody } from "./body.js";
-import type { DeliveryDedup } from "./dedup.js";
 import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
-import type { DeliveryObserver, DeliveryOutcome } from "./metrics.js";
+import type { Intake, IntakeOutcome } from "./intake.js";
+import type { DeliveryObserver } from "./metrics.js";
 import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
+
+/** The longest delivery id the tasks service takes (hookmesh.events.v1.Event). */
+const MAX_DELIVERY_ID_LENGTH = 256;
 
 /** A webhook endpoint as configured: its provider's rules and the secrets its senders sign with. */
 export interface ResolvedEndpoint {
@@ -40,7 +44,7 @@ export interface WebhookReply {
 export interface PipelineDeps {
   resolve: EndpointResolver;
   tasks: Client<typeof TaskService>;
-  dedup: DeliveryDedup;
+  intake: Pick<Intake, "accept">;
   outbox: Outbox;
   deliveries: DeliveryLog;
   rateLimiter: Pick<SharedRateLimiter, "take">;
@@ -66,11 +70,11 @@ interface Verified {
 /**
  * What happens to every webhook: resolve the endpoint, rate-limit the sender, check type and
  * size, read the raw body, verify the signature on those bytes, parse, drop duplicates (and
- * replays of a signed body under a new delivery id), then
- * make the delivery durable: as a task when the tasks service answers in time, otherwise in
- * the gateway's outbox. A 2xx only ever follows one of the two; when neither works the answer
- * is 503 with Retry-After, so the provider keeps the delivery. Every request is recorded in
- * the delivery log.
+ * replays of a signed body under a new delivery id) and make the delivery durable in the
+ * gateway's outbox, in one Redis round trip, naming the task it becomes; the forwarder submits
+ * it to tasks behind the answer. A 2xx only ever follows that; when it fails the answer is 503
+ * with Retry-After, so the provider keeps the delivery. Every request is recorded in the
+ * delivery log.
  */
 export class WebhookPipeline {
   private readonly now: () => Date;
@@ -79,39 +83,51 @@ export class WebhookPipeline {
     this.now = deps.now ?? (() => new Date());
   }
 
-  async handle(route: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
+  async handle(route: string, req: IncomingMessage): Promise<WebhookReply> {
     const receivedAt = this.now();
     let webhook: IncomingWebhook = { headers: req.headers, rawBody: Buffer.alloc(0), contentType: "", receivedAt };
     let resolved: ResolvedEndpoint | undefined;
     const body: BodyProgress = { size: 0, sha256: "" };
     try {
-      // Before the lookup, so that a sender probing routes spends its own budget first.
-      const wait = await this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
-      if (wait > 0) throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
-      resolved = await this.deps.resolve(route).catch((err: unknown) => {
+      // Taken before anything else, so that a sender probing routes spends its own budget
+      // first; its round trip overlaps the lookup and the header checks, and its answer comes
+      // before any other (a limited sender is answered 429 whatever else is wrong) and before a
+      // byte of the body is read.
+      const limit = this.deps.rateLimiter.take(`${route}|${this.deps.clientAddress(req)}`);
+      limit.catch(() => {});
+      const withinLimit = async () => {
+        const wait = await limit;
+        if (wait > 0)
+          throw new WebhookRejection(429, "too many requests", "rate limit", { "retry-after": String(wait) });
+      };
+      const refuse = async (rejection: WebhookRejection): Promise<never> => {
+        await withinLimit();
+        throw rejection;
+      };
+      resolved = await this.deps.resolve(route).catch(async (err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) throw err;
-        throw new WebhookRejection(
-          503,
-          "endpoint lookup unavailable, retry later",
-          "custom webhooks store unavailable",
-          {
+        return refuse(
+          new WebhookRejection(503, "endpoint lookup unavailable, retry later", "custom webhooks store unavailable", {
             "retry-after": String(this.deps.retryAfterSeconds),
-          },
+          }),
         );
       });
-      if (!resolved) throw new WebhookRejection(404, "not found");
+      if (!resolved) return await refuse(new WebhookRejection(404, "not found"));
       const { provider } = resolved;
       if (!resolved.unsigned && resolved.secrets.length === 0) {
-        throw new WebhookRejection(
-          404,
-          `${provider.name} webhooks are not configured`,
-          "no secret is configured for this endpoint",
+        return await refuse(
+          new WebhookRejection(
+            404,
+            `${provider.name} webhooks are not configured`,
+            "no secret is configured for this endpoint",
+          ),
         );
       }
       const contentType = mediaType(req.headers["content-type"]);
       if (!provider.contentTypes.includes(contentType)) {
-        throw new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`);
+        return await refuse(new WebhookRejection(415, `content type must be ${provider.contentTypes.join(" or ")}`));
       }
+      await withinLimit();
       webhook = { ...webhook, contentType, rawBody: (await readBody(req, provider.maxBodyBytes, body)).bytes };
       if (!resolved.unsigned) provider.verify(webhook, resolved.secrets);
       const verdict = provider.parse(webhook);
@@ -140,13 +156,15 @@ export class WebhookPipeline {
         receiveTime: timestampFromDate(receivedAt),
         traceContext: traceContextOf(),
       });
-      return await this.accept({ route, resolved, webhook, event, body }, signal, false);
+      return await this.accept({ route, resolved, webhook, event, body });
     } catch (err) {
       if (!(err instanceof WebhookRejection)) throw err;
       this.deps.observe?.(resolved?.provider.provider, "rejected", err.status);
       // A request for an endpoint that does not exist is no delivery of anyone's: it is logged as
       // a request, not kept, so that unauthenticated traffic cannot fill the delivery log.
       if (!resolved && err.status !== 503) throw err;
+      // Nor is a rate-limited request: a flood writes nothing.
+      if (err.status === 429) throw err;
       await this.record({
         route,
         resolved,
@@ -196,27 +214,57 @@ export class WebhookPipeline {
       traceContext: traceContextOf(),
     });
     const body = { size: webhook.rawBody.length, sha256: createHash("sha256").update(webhook.rawBody).digest("hex") };
-    const reply = await this.accept({ route: original.route, resolved, webhook, event, body }, signal, true);
+    const reply = await this.submitNow({ route: original.route, resolved, webhook, event, body }, signal);
     await this.deps.deliveries.update(id, (d) => {
       d.redeliveries += 1;
     });
     return this.deps.deliveries.get(String(reply.log.logId));
   }
 
-  /** Makes a verified delivery durable: as a task if tasks answers in time, else in the outbox. */
-  private async accept(verified: Verified, signal: AbortSignal, redelivery: boolean): Promise<WebhookReply> {
-    const { event, resolved } = verified;
+  /**
+   * Makes a verified delivery durable in one round trip to the gateway's Redis (the duplicate
+   * claim, the log entry and the outbox entry, together), naming the task it becomes: the
+   * forwarder submits it behind the acknowledgment, with that id. The tasks service is not
+   * asked, so the answer never waits for it.
+   */
+  private async accept(verified: Verified): Promise<WebhookReply> {
+    const { event, resolved, route, webhook, body } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     annotateActiveSpan({
       [TRACE_ATTRIBUTES.provider]: resolved.provider.name,
       [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
     });
-    const claim = redelivery ? undefined : await this.claim(verified);
-    const observe = (outcome: DeliveryOutcome) => {
-      if (!redelivery) this.deps.observe?.(resolved.provider.provider, outcome);
-    };
-    if (claim && !claim.fresh) {
-      observe("duplicate");
+    // What the tasks service would refuse is refused here, before it is acknowledged.
+    if (event.deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+      throw new WebhookRejection(
+        400,
+        "delivery rejected as invalid",
+        `event.delivery_id: must be at most ${MAX_DELIVERY_ID_LENGTH} characters`,
+      ).withContext(facts);
+    }
+    const taskId = uuidv7();
+    annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId });
+    let outcome: IntakeOutcome;
+    try {
+      outcome = await this.deps.intake.accept({
+        provider: resolved.provider.name,
+        sourceId: event.sourceId,
+        deliveryId: event.deliveryId,
+        content: { route, bodySha256: body.sha256, timestamp: resolved.provider.signedTimestamp?.(webhook) },
+        entry: this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, taskId, ...facts }),
+        event,
+        taskId,
+      });
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.warn(err, "delivery could not be made durable");
+      throw new WebhookRejection(503, "delivery could not be made durable, retry later", "gateway store unavailable", {
+        "retry-after": String(this.deps.retryAfterSeconds),
+      }).withContext(facts);
+    }
+    if (!outcome.fresh) {
+      const { claim } = outcome;
+      this.deps.observe?.(resolved.provider.provider, "duplicate");
       const entry = await this.record({
         ...verified,
         status: DeliveryStatus.DUPLICATE,
@@ -233,7 +281,22 @@ export class WebhookPipeline {
         log: { ...facts, duplicate: true, replayOf: claim.replayOf, logId: entry?.id },
       };
     }
-    const dedupKey = claim?.key ?? "";
+    const logId = outcome.delivery.id;
+    this.deps.observe?.(resolved.provider.provider, "queued");
+    return {
+      status: 202,
+      body: { task_id: taskId, duplicate: false, queued: true, delivery: logId },
+      log: { ...facts, taskId, queued: true, logId },
+    };
+  }
+
+  /**
+   * A redelivery, past the duplicate check: submitted at once, so that the operator asking for
+   * it learns which task it is; into the outbox when tasks does not take it in time.
+   */
+  private async submitNow(verified: Verified, signal: AbortSignal): Promise<WebhookReply> {
+    const { event, resolved } = verified;
+    const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     try {
       const { task, duplicate } = await this.deps.tasks.submitEvent(
         { event },
@@ -241,16 +304,11 @@ export class WebhookPipeline {
       );
       const taskId = task!.id;
       annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId, [TRACE_ATTRIBUTES.routeId]: task!.routeId });
-      if (dedupKey)
-        await this.deps.dedup
-          .settle(dedupKey, taskId)
-          .catch((err: unknown) => this.warn(err, "could not record the task of a delivery"));
       const status = duplicate
         ? DeliveryStatus.DUPLICATE
         : task!.state === TaskState.IGNORED
           ? DeliveryStatus.IGNORED
           : DeliveryStatus.ACCEPTED;
-      observe(duplicate ? "duplicate" : status === DeliveryStatus.IGNORED ? "ignored" : "accepted");
       const entry = await this.record({ ...verified, status, httpStatus: 202, taskId, ...facts });
       return {
         status: 202,
@@ -260,24 +318,21 @@ export class WebhookPipeline {
     } catch (err) {
       const failure = ConnectError.from(err);
       if (failure.code === Code.InvalidArgument) {
-        if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
         throw new WebhookRejection(400, "delivery rejected as invalid", failure.rawMessage).withContext(facts);
       }
-      const reply = await this.queue(verified, dedupKey, `${Code[failure.code]}: ${failure.rawMessage}`);
-      observe("queued");
-      return reply;
+      return this.queue(verified, `${Code[failure.code]}: ${failure.rawMessage}`);
     }
   }
 
-  /** The slow path: the tasks service did not take the delivery, so the outbox keeps it. */
-  private async queue(verified: Verified, dedupKey: string, why: string): Promise<WebhookReply> {
+  /** A redelivery the tasks service did not take: the outbox keeps it. */
+  private async queue(verified: Verified, why: string): Promise<WebhookReply> {
     const { event } = verified;
     const facts = { deliveryId: event.deliveryId, eventType: event.eventType };
     try {
       const entry = await this.deps.deliveries.record(
         this.entry({ ...verified, status: DeliveryStatus.QUEUED, httpStatus: 202, reason: why, ...facts }),
       );
-      await this.deps.outbox.add(event, entry.id, dedupKey);
+      await this.deps.outbox.add(event, entry.id, "");
       return {
         status: 202,
         body: { queued: true, delivery: entry.id },
@@ -286,7 +341,6 @@ export class WebhookPipeline {
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.warn(err, "delivery could not be made durable");
-      if (dedupKey) await this.deps.dedup.release(dedupKey).catch(() => {});
       throw new WebhookRejection(
         503,
         "delivery could not be made durable, retry later",
@@ -295,21 +349,6 @@ export class WebhookPipeline {
           "retry-after": String(this.deps.retryAfterSeconds),
         },
       ).withContext(facts);
-    }
-  }
-
-  /**
-   * Claims the delivery, and what its signature covers, in the duplicate check. Without the gateway's Redis the check is
-   * skipped rather than failing the request: the tasks service is idempotent on deliveries.
-   */
-  private async claim({ event, resolved, route, webhook, body }: Verified) {
-    const content = { route, bodySha256: body.sha256, timestamp: resolved.provider.signedTimestamp?.(webhook) };
-    try {
-      return await this.deps.dedup.claim(resolved.provider.name, event.sourceId, event.deliveryId, content);
-    } catch (err) {
-      if (!(err instanceof StoreUnavailableError)) throw err;
-      this.warn(err, "duplicate check unavailable, relying on the tasks service's");
-      return undefined;
     }
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
 import type { Redis } from "ioredis";
-import { storeCall } from "./store-call.js";
+import { runScript, storeCall } from "./store-call.js";
 
 /** Sources tracked at once; the least recently seen go first beyond it. */
 const MAX_SOURCES = 10_000;
@@ -94,7 +94,7 @@ export class SharedRateLimiter {
     const key = `${this.options.keyPrefix}ratelimit:${createHash("sha256").update(source).digest("base64url")}`;
     try {
       const wait = await storeCall(() =>
-        this.redis.eval(TAKE_SCRIPT, 1, key, this.options.perSecond, this.options.burst),
+        runScript(this.redis, TAKE_SCRIPT, [key], [this.options.perSecond, this.options.burst]),
       );
       this.warned = false;
       return Number(wait);

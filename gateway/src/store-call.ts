@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import { storeCaller } from "@hookmesh/kit";
+import type { Redis } from "ioredis";
 
 /**
  * Runs the gateway's Redis calls. An outage becomes kit's StoreUnavailableError: deliveries
@@ -7,3 +9,26 @@ import { storeCaller } from "@hookmesh/kit";
  * webhook body) before anything can log them.
  */
 export const storeCall = storeCaller("gateway store");
+
+const shas = new Map<string, string>();
+
+/**
+ * Runs a Lua script by its SHA-1 (EVALSHA), sending its text only when this Redis does not
+ * have it yet: the scripts on the webhook path are sent once per Redis, not with every request.
+ */
+export async function runScript(
+  redis: Redis,
+  script: string,
+  keys: readonly string[],
+  args: ReadonlyArray<string | number | Buffer>,
+): Promise<unknown> {
+  let sha = shas.get(script);
+  if (sha === undefined) {
+    sha = createHash("sha1").update(script).digest("hex");
+    shas.set(script, sha);
+  }
+  return redis.evalsha(sha, keys.length, ...keys, ...args).catch((err: Error) => {
+    if (!err.message.startsWith("NOSCRIPT")) throw err;
+    return redis.eval(script, keys.length, ...keys, ...args);
+  });
+}

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Env, Logger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis } from "@hookmesh/kit/testing";
 import type { WebhookDefinition } from "@octokit/webhooks-examples";
@@ -50,6 +51,22 @@ export interface RunningGateway extends ComposedGateway {
   base: string;
   /** The gRPC URL. */
   grpcUrl: string;
+  /**
+   * Resolves once the outbox is empty, every acknowledged delivery submitted to tasks and
+   * logged as what it became; at once while tasks is not serving (then nothing would drain it).
+   */
+  forwarded(timeoutMs?: number): Promise<void>;
+}
+
+const running = new Map<string, RunningGateway>();
+
+/**
+ * Waits until the gateway at `base` (started by `startGateway` in this process) has forwarded
+ * what it acknowledged: a test that checks a delivery's task or its log entry right after the
+ * 202 looks after the forwarder did its work behind the acknowledgment. No-op for any other URL.
+ */
+export async function forwardedAt(base: string, timeoutMs?: number): Promise<void> {
+  await running.get(base)?.forwarded(timeoutMs);
 }
 
 /**
@@ -72,10 +89,27 @@ export async function startGateway(
   const { http, grpc } = await service.server.listen(0, 0, "127.0.0.1");
   service.start();
   const scheme = config.identity.insecure ? "http" : "https";
-  return Object.assign(service, {
-    base: `http://127.0.0.1:${http.port}`,
+  const base = `http://127.0.0.1:${http.port}`;
+  const close = service.close.bind(service);
+  const gateway: RunningGateway = Object.assign(service, {
+    base,
     grpcUrl: `${scheme}://127.0.0.1:${grpc.port}`,
+    async forwarded(timeoutMs = 10_000) {
+      // Just started, the gateway may not have heard from tasks yet; stopped, it will not.
+      await service.tasksHealth.untilServing(AbortSignal.timeout(1_000));
+      const deadline = performance.now() + timeoutMs;
+      while (service.tasksHealth.isServing && performance.now() < deadline) {
+        if ((await service.outbox.length().catch(() => 0)) === 0) return;
+        await sleep(5);
+      }
+    },
+    async close() {
+      running.delete(base);
+      await close();
+    },
   });
+  running.set(base, gateway);
+  return gateway;
 }
 
 /**

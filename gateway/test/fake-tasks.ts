@@ -18,10 +18,19 @@ import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 /**
  * `hookmesh.tasks.v1.TaskService` as its contract describes it, in memory: SubmitEvent makes
  * one task per delivery (provider, source id, delivery id) and answers a repeat with the first
- * task, marked duplicate; ListTasks lists them. What it refuses as invalid is the test's to say.
+ * task, marked duplicate; SubmitEvents does the same per item, with the task id it is given;
+ * ListTasks lists them. What it refuses as invalid is the test's to say.
  */
 export class FakeTasks {
   readonly tasks: Task[] = [];
+  /** The size of each SubmitEvents batch, in order. */
+  readonly batches: number[] = [];
+  /** How many times each delivery id was submitted in a batch tasks answered. */
+  readonly submissions = new Map<string, number>();
+  /** SubmitEvents answers UNAVAILABLE while set, as a stopped tasks service would. */
+  unavailable = false;
+  /** SubmitEvents answers this much later: a slow tasks service. */
+  delayMs = 0;
   /** The reason SubmitEvent refuses `event` with InvalidArgument, or undefined to take it. */
   refuse: (event: Event) => string | undefined = () => undefined;
   readonly client: Client<typeof TaskService>;
@@ -52,10 +61,28 @@ export class FakeTasks {
   private readonly routes = (router: ConnectRouter) =>
     router.service(TaskService, {
       submitEvent: ({ event }) => this.submit(event),
+      submitEvents: async ({ items }) => {
+        if (this.unavailable) throw new ConnectError("tasks is down", Code.Unavailable);
+        if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        this.batches.push(items.length);
+        for (const { event } of items) {
+          const id = event?.deliveryId ?? "";
+          this.submissions.set(id, (this.submissions.get(id) ?? 0) + 1);
+        }
+        return {
+          results: items.map(({ event, taskId }) => {
+            try {
+              return this.submit(event, taskId);
+            } catch (err) {
+              return { error: ConnectError.from(err).rawMessage };
+            }
+          }),
+        };
+      },
       listTasks: () => ({ tasks: this.tasks }),
     });
 
-  private submit(event: Event | undefined) {
+  private submit(event: Event | undefined, taskId = "") {
     if (!event) throw new ConnectError("event: is required", Code.InvalidArgument);
     const refusal = this.refuse(event);
     if (refusal) throw new ConnectError(refusal, Code.InvalidArgument);
@@ -65,7 +92,7 @@ export class FakeTasks {
       t.event!.deliveryId === event.deliveryId;
     const existing = this.tasks.find(same);
     if (existing) return { task: existing, duplicate: true };
-    const task = create(TaskSchema, { id: randomUUID(), state: TaskState.QUEUED, event });
+    const task = create(TaskSchema, { id: taskId || randomUUID(), state: TaskState.QUEUED, event });
     this.tasks.push(task);
     return { task, duplicate: false };
   }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createLogger, type Logger } from "@hookmesh/kit";
@@ -44,14 +45,18 @@ describe("outbox takeover and the forwarder, on their own", () => {
   });
 
   /** The "live" forwarder, over the fake tasks service, which is always serving. */
-  function startForwarder(timing: { claimIdleMs?: number; pollMs: number }): void {
+  function startForwarder(
+    timing: { claimIdleMs?: number; pollMs: number; submitTimeoutMs?: number },
+    consumer = "live",
+    over = outbox,
+  ): void {
     const forwarder = new Forwarder({
-      outbox,
+      outbox: over,
       tasks: tasks.client,
       deliveries,
       dedup,
       tasksHealth: { isServing: true, untilServing: async () => {} },
-      consumer: "live",
+      consumer,
       logger,
       ...timing,
     });
@@ -78,9 +83,13 @@ describe("outbox takeover and the forwarder, on their own", () => {
   }
 
   /** Queues `n` events the way the pipeline does: a QUEUED log entry, a claim, an outbox entry. */
-  async function queue(n: number): Promise<Array<{ logId: string; key: string; deliveryId: string }>> {
+  async function queue(
+    n: number,
+    from = 0,
+    over = outbox,
+  ): Promise<Array<{ logId: string; key: string; deliveryId: string }>> {
     const queued = [];
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < from + n; i++) {
       const e = event(i);
       const claim = await dedup.claim("custom/crash-test", e.sourceId, e.deliveryId, contentOf(e));
       if (!claim.fresh) throw new Error("expected a fresh claim");
@@ -95,7 +104,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
         rawBody: Buffer.from(e.rawBody),
         bodySize: e.rawBody.length,
       });
-      await outbox.add(e, entry.id, claim.key);
+      await over.add(e, entry.id, claim.key);
       queued.push({ logId: entry.id, key: claim.key, deliveryId: e.deliveryId });
     }
     return queued;
@@ -182,5 +191,64 @@ describe("outbox takeover and the forwarder, on their own", () => {
     expect(refused.status).toBe(DeliveryStatus.REJECTED);
     expect(refused.reason).toMatch(/^tasks refused it: /);
     expect((await deliveries.get(good!.logId)).taskId).not.toBe("");
+  });
+
+  it("keeps entries while tasks is down, then submits them all in batches, each delivery once", async () => {
+    tasks.unavailable = true;
+    startForwarder({ pollMs: 20 });
+    const queued = await queue(90);
+    // Tried and refused: the entries stay, pending with the forwarder.
+    await sleep(300);
+    expect(tasks.tasks).toHaveLength(0);
+    expect(await outbox.length()).toBe(90);
+
+    tasks.unavailable = false;
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.tasks).toHaveLength(90);
+    expect([...tasks.submissions.values()].every((n) => n === 1)).toBe(true);
+    // What accumulated went in batches, not one call per entry.
+    expect(tasks.batches.length).toBeLessThan(10);
+    for (const q of queued) expect((await deliveries.get(q.logId)).status).toBe(DeliveryStatus.ACCEPTED);
+  });
+
+  it("gathers what arrives while tasks is slow into the next batch, and submits each delivery once", async () => {
+    tasks.delayMs = 150;
+    startForwarder({ pollMs: 20 });
+    for (let i = 0; i < 6; i++) {
+      await queue(10, i * 10);
+      await sleep(40);
+    }
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.tasks).toHaveLength(60);
+    expect([...tasks.submissions.values()].every((n) => n === 1)).toBe(true);
+    expect(Math.max(...tasks.batches)).toBeGreaterThan(1);
+  });
+
+  it("resubmits a batch tasks took too long to answer, and it stays one task per delivery", async () => {
+    tasks.delayMs = 300;
+    startForwarder({ pollMs: 20, submitTimeoutMs: 100 });
+    await queue(5);
+    await sleep(500);
+    tasks.delayMs = 0;
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.tasks.map((t) => t.event!.deliveryId).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `delivery-${i}`));
+  });
+
+  it("shares one outbox between two gateways' forwarders: every delivery submitted once", async () => {
+    tasks.delayMs = 10;
+    const other = new Outbox(db.redis, { keyPrefix: `${db.prefix}gateway:` });
+    startForwarder({ pollMs: 20 }, "gateway-a", outbox);
+    startForwarder({ pollMs: 20 }, "gateway-b", other);
+    for (let i = 0; i < 10; i++) {
+      // Each gateway appends what it acknowledged to the one stream.
+      await queue(10, i * 20, outbox);
+      await queue(10, i * 20 + 10, other);
+    }
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.tasks).toHaveLength(200);
+    expect(tasks.submissions.size).toBe(200);
+    expect([...tasks.submissions.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+    const consumers = (await db.redis.xinfo("CONSUMERS", `${db.prefix}gateway:outbox`, "forwarder")) as unknown[][];
+    expect(consumers.map((c) => c[1]).sort()).toEqual(["gateway-a", "gateway-b"]);
   });
 });

@@ -1,14 +1,17 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { create } from "@bufbuild/protobuf";
 import { createLogger } from "@hookmesh/kit";
 import { TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { clientAddress, TrustedProxies } from "../src/client-address.js";
 import { DeliveryDedup, type SignedContent } from "../src/dedup.js";
 import { DeliveryLog, DeliveryNotFoundError, redactHeaders } from "../src/delivery-log.js";
+import { Intake } from "../src/intake.js";
+import { Outbox } from "../src/outbox.js";
 import { RateLimiter, SharedRateLimiter } from "../src/rate-limit.js";
 
 /** A clock the test moves by hand, in milliseconds. */
@@ -127,11 +130,11 @@ describe("DeliveryDedup", () => {
     expect((await dedup.claim("github", "1", "guid", body("github, 1, guid"))).fresh).toBe(false);
   });
 
-  it("releases a claim, so that the provider's retry is processed", async () => {
+  it("processes the provider's retry once a claim is gone", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
     const claim = await dedup.claim("slack", "A1", "Ev1", body("slack, A1, Ev1"));
     if (!claim.fresh) throw new Error("expected a fresh claim");
-    await dedup.release(claim.key);
+    await db.redis.del(claim.key);
     expect((await dedup.claim("slack", "A1", "Ev1", body("slack, A1, Ev1"))).fresh).toBe(true);
   });
 
@@ -200,13 +203,104 @@ describe("DeliveryDedup replays", () => {
     });
   });
 
-  it("frees the content with a released claim, so that the provider's retry under a new id is processed", async () => {
+  it("frees the content with a claim that is gone, so that the provider's retry under a new id is processed", async () => {
     const dedup = new DeliveryDedup(db.redis, { keyPrefix: db.prefix, windowMs: 60_000 });
     const claim = await dedup.claim("sentry", "acme", "r-1", body("issue"));
     if (!claim.fresh) throw new Error("expected a fresh claim");
-    await dedup.release(claim.key);
+    await db.redis.del(claim.key);
     expect((await dedup.claim("sentry", "acme", "r-2", body("issue"))).fresh).toBe(true);
     expect(await dedup.claim("sentry", "acme", "r-3", body("issue"))).toMatchObject({ fresh: false, replayOf: "r-2" });
+  });
+});
+
+describe("Intake", () => {
+  let db: TestRedis;
+
+  beforeEach(async () => {
+    db = await testRedis("gateway-intake");
+  });
+  afterEach(() => db.cleanup());
+
+  function parts() {
+    const keyPrefix = db.prefix;
+    const dedup = new DeliveryDedup(db.redis, { keyPrefix, windowMs: 60_000 });
+    const deliveries = new DeliveryLog(db.redis, {
+      keyPrefix,
+      retentionMs: 60_000,
+      maxPerRoute: 10,
+      maxBriefPerRoute: 10,
+    });
+    const outbox = new Outbox(db.redis, { keyPrefix });
+    return { dedup, deliveries, outbox, intake: new Intake(db.redis, { dedup, deliveries, outbox }) };
+  }
+
+  function request(deliveryId: string, taskId: string, bytes = `{"id":"${deliveryId}"}`) {
+    const rawBody = Buffer.from(bytes);
+    return {
+      provider: "github",
+      sourceId: "hook-1",
+      deliveryId,
+      content: { route: "github", bodySha256: createHash("sha256").update(rawBody).digest("hex") },
+      entry: {
+        route: "github",
+        provider: Provider.GITHUB,
+        status: DeliveryStatus.QUEUED,
+        httpStatus: 202,
+        deliveryId,
+        taskId,
+        receivedAt: new Date(),
+        headers: { "x-github-delivery": deliveryId },
+        rawBody,
+        bodySize: rawBody.length,
+      },
+      event: create(EventSchema, { provider: Provider.GITHUB, sourceId: "hook-1", deliveryId, rawBody }),
+      taskId,
+    };
+  }
+
+  it("claims, logs and appends in one step, naming the task; a repeat writes nothing and names the same task", async () => {
+    const { intake, deliveries, outbox } = parts();
+    await outbox.init();
+    const first = await intake.accept(request("d-1", "01900000-0000-7000-8000-000000000001"));
+    if (!first.fresh) throw new Error("expected a fresh delivery");
+    expect(await deliveries.get(first.delivery.id)).toMatchObject({
+      status: DeliveryStatus.QUEUED,
+      taskId: "01900000-0000-7000-8000-000000000001",
+    });
+    const [entry] = await outbox.take("test", 10, 60_000);
+    expect(entry).toMatchObject({
+      deliveryLogId: first.delivery.id,
+      taskId: "01900000-0000-7000-8000-000000000001",
+      event: { deliveryId: "d-1" },
+    });
+
+    // The provider's retry, and a replay of the same body under another id.
+    expect(await intake.accept(request("d-1", "01900000-0000-7000-8000-000000000002"))).toEqual({
+      fresh: false,
+      claim: { fresh: false, taskId: "01900000-0000-7000-8000-000000000001" },
+    });
+    expect(await intake.accept(request("d-2", "01900000-0000-7000-8000-000000000003", '{"id":"d-1"}'))).toEqual({
+      fresh: false,
+      claim: { fresh: false, taskId: "01900000-0000-7000-8000-000000000001", replayOf: "d-1" },
+    });
+    expect(await outbox.length()).toBe(1);
+    expect((await deliveries.list(10, {})).deliveries).toHaveLength(1);
+  });
+
+  it("records what a forwarded batch became by appending to each log record, keeping its body", async () => {
+    const { intake, deliveries } = parts();
+    const accepted = await intake.accept(request("d-3", "01900000-0000-7000-8000-000000000004"));
+    if (!accepted.fresh) throw new Error("expected a fresh delivery");
+    await deliveries.settleAll([
+      { id: accepted.delivery.id, status: DeliveryStatus.IGNORED, taskId: "01900000-0000-7000-8000-000000000004" },
+      // Gone (expired, or dropped past the cap): nothing is written for it.
+      { id: "01900000-0000-7000-8000-0000000000ff", status: DeliveryStatus.ACCEPTED, taskId: "x" },
+    ]);
+    const logged = await deliveries.get(accepted.delivery.id);
+    expect(logged).toMatchObject({ status: DeliveryStatus.IGNORED, deliveryId: "d-3" });
+    expect(Buffer.from(logged.rawBody).toString()).toBe('{"id":"d-3"}');
+    expect(await db.redis.exists(`${db.prefix}delivery:01900000-0000-7000-8000-0000000000ff`)).toBe(0);
+    expect(await db.redis.pttl(`${db.prefix}delivery:${accepted.delivery.id}`)).toBeGreaterThan(0);
   });
 });
 

@@ -57,6 +57,7 @@ describe("the access policy in the contracts", () => {
     );
     expect(policy).toMatchObject({
       "TaskService.SubmitEvent": "gateway",
+      "TaskService.SubmitEvents": "gateway",
       "TaskService.GetTask": "dashboard,operator",
       "TaskService.WatchTask": "dashboard,operator",
       "TaskService.CancelTask": "dashboard,operator",

@@ -25,8 +25,14 @@ import type { NewTaskEvent, Timeline } from "./timeline.js";
 import type { WorkQueue } from "./work-queue.js";
 
 export interface EventRouter {
-  route(event: Event): Promise<RouteDecision>;
+  /** The decision for each event, in order, from one reading of the rules. */
+  routeAll(events: readonly Event[]): Promise<RouteDecision[]>;
 }
+
+/** One item's result in a batch: its task, or why it was refused for good. */
+export type SubmitResult = { task: Task; duplicate: boolean; error?: undefined } | { error: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface EngineOptions {
   /** How long a lease lasts unless the worker heartbeats. */
@@ -124,58 +130,122 @@ export class TaskEngine {
   async submit(event: Event | undefined): Promise<{ task: Task; duplicate: boolean }> {
     const valid = validateEvent(event);
     const provider = Provider[valid.provider].toLowerCase();
-    const facts = { [TRACE_ATTRIBUTES.provider]: provider, [TRACE_ATTRIBUTES.deliveryId]: valid.deliveryId };
-    annotateActiveSpan(facts);
-    const decision = await inSpan("tasks.route", { attributes: facts }, async (span) => {
-      const routed = await this.router.route(valid);
-      span.setAttribute("hookmesh.matched", routed.matched);
-      if (routed.matched) span.setAttribute(TRACE_ATTRIBUTES.routeId, routed.route.id);
-      return routed;
-    });
-    const now = timestampNow();
-    const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
-    const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
-    const task = create(TaskSchema, {
-      id: uuidv7(),
-      state,
-      event: valid,
-      createTime: now,
-      updateTime: now,
-      transitions: [create(StateTransitionSchema, { state, time: now, reason })],
-      ...(decision.matched && {
-        routeId: decision.route.id,
-        profile: this.budgets.profileWithRunCap(decision.route, decision.profile),
-        prompt: decision.prompt,
-        priority: decision.priority,
-        maxAttempts: decision.maxAttempts || this.options.defaultMaxAttempts,
-        ...(decision.repository && { repository: decision.repository }),
-      }),
-    });
-    const created = await this.store.create(task);
-    this.options.observer?.submitted(created.duplicate ? "duplicate" : decision.matched ? "queued" : "ignored");
-    annotateActiveSpan({
-      [TRACE_ATTRIBUTES.taskId]: created.task.id,
-      [TRACE_ATTRIBUTES.routeId]: created.task.routeId,
-    });
-    if (created.duplicate) {
-      // The first submission may have stopped between storing the task and queuing it.
-      const first = created.task;
-      if (first.state === TaskState.QUEUED && !(await this.queue.isQueued(first.id))) await this.enqueue(first);
-      return created;
+    annotateActiveSpan({ [TRACE_ATTRIBUTES.provider]: provider, [TRACE_ATTRIBUTES.deliveryId]: valid.deliveryId });
+    const [created] = await this.createAll([{ event: valid, taskId: uuidv7() }]);
+    return created!;
+  }
+
+  /**
+   * The tasks of a batch of events, each as `submit` would make it, with one result per item in
+   * order. An invalid item gets its error and no task; the others are made regardless. The
+   * batch costs a handful of round trips, not a handful per event: the rules are read once,
+   * and each step's writes (records and indexes, timelines, queue entries) go out together.
+   */
+  async submitMany(items: readonly { event?: Event | undefined; taskId?: string }[]): Promise<SubmitResult[]> {
+    const results: SubmitResult[] = new Array(items.length);
+    const valid: { index: number; event: Event; taskId: string }[] = [];
+    for (const [index, item] of items.entries()) {
+      try {
+        const event = validateEvent(item.event);
+        if (item.taskId && !UUID.test(item.taskId)) throw new InvalidEventError("task_id", "must be a UUID");
+        valid.push({ index, event, taskId: item.taskId || uuidv7() });
+      } catch (err) {
+        if (!(err instanceof InvalidEventError)) throw err;
+        results[index] = { error: err.message };
+      }
     }
-    const received = valid.receiveTime ?? now;
-    await this.timeline.append(task.id, [
-      changed(stage(TaskStage.RECEIVED, `${provider} ${valid.eventType} delivery ${valid.deliveryId}`, received)),
-      stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
-      decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
-      ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
-    ]);
-    if (decision.matched) {
-      await inSpan(
-        "tasks.enqueue",
-        { attributes: { [TRACE_ATTRIBUTES.taskId]: task.id, "hookmesh.priority": task.priority } },
-        () => this.enqueue(task),
-      );
+    annotateActiveSpan({ "hookmesh.batch_size": items.length });
+    if (valid.length === 1) {
+      const { event } = valid[0]!;
+      annotateActiveSpan({
+        [TRACE_ATTRIBUTES.provider]: Provider[event.provider].toLowerCase(),
+        [TRACE_ATTRIBUTES.deliveryId]: event.deliveryId,
+      });
+    }
+    const created = await this.createAll(valid);
+    for (const [i, { index }] of valid.entries()) results[index] = created[i]!;
+    return results;
+  }
+
+  private async createAll(
+    items: readonly { event: Event; taskId: string }[],
+  ): Promise<{ task: Task; duplicate: boolean }[]> {
+    if (items.length === 0) return [];
+    const decisions = await inSpan(
+      "tasks.route",
+      { attributes: { "hookmesh.batch_size": items.length } },
+      async (span) => {
+        const routed = await this.router.routeAll(items.map((item) => item.event));
+        if (routed.length === 1) {
+          span.setAttribute("hookmesh.matched", routed[0]!.matched);
+          if (routed[0]!.matched) span.setAttribute(TRACE_ATTRIBUTES.routeId, routed[0]!.route.id);
+        }
+        return routed;
+      },
+    );
+    const now = timestampNow();
+    const tasks = items.map(({ event, taskId }, i) => {
+      const decision = decisions[i]!;
+      const state = decision.matched ? TaskState.QUEUED : TaskState.IGNORED;
+      const reason = decision.matched ? `matched route ${decision.route.id}` : decision.reason;
+      return create(TaskSchema, {
+        id: taskId,
+        state,
+        event,
+        createTime: now,
+        updateTime: now,
+        transitions: [create(StateTransitionSchema, { state, time: now, reason })],
+        ...(decision.matched && {
+          routeId: decision.route.id,
+          profile: this.budgets.profileWithRunCap(decision.route, decision.profile),
+          prompt: decision.prompt,
+          priority: decision.priority,
+          maxAttempts: decision.maxAttempts || this.options.defaultMaxAttempts,
+          ...(decision.repository && { repository: decision.repository }),
+        }),
+      });
+    });
+    // Issued together, so that the store's connection sends them as one pipeline.
+    const created = await Promise.all(tasks.map((task) => this.store.create(task)));
+    for (const [i, result] of created.entries()) {
+      this.options.observer?.submitted(result.duplicate ? "duplicate" : decisions[i]!.matched ? "queued" : "ignored");
+    }
+    if (created.length === 1) {
+      annotateActiveSpan({
+        [TRACE_ATTRIBUTES.taskId]: created[0]!.task.id,
+        [TRACE_ATTRIBUTES.routeId]: created[0]!.task.routeId,
+      });
+    }
+    const toQueue: Task[] = [];
+    await Promise.all(
+      created.map(async (result, i) => {
+        if (result.duplicate) {
+          // The first submission may have stopped between storing the task and queuing it.
+          const first = result.task;
+          if (first.state === TaskState.QUEUED && !(await this.queue.isQueued(first.id))) toQueue.push(first);
+          return;
+        }
+        const task = tasks[i]!;
+        const { event } = items[i]!;
+        const decision = decisions[i]!;
+        const received = event.receiveTime ?? now;
+        const provider = Provider[event.provider].toLowerCase();
+        const reason = task.transitions[0]!.reason;
+        await this.timeline.append(task.id, [
+          changed(stage(TaskStage.RECEIVED, `${provider} ${event.eventType} delivery ${event.deliveryId}`, received)),
+          stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
+          decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
+          ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
+        ]);
+        if (decision.matched) toQueue.push(task);
+      }),
+    );
+    if (toQueue.length > 0) {
+      const attributes =
+        toQueue.length === 1
+          ? { [TRACE_ATTRIBUTES.taskId]: toQueue[0]!.id, "hookmesh.priority": toQueue[0]!.priority }
+          : { "hookmesh.batch_size": toQueue.length };
+      await inSpan("tasks.enqueue", { attributes }, () => this.enqueueAll(toQueue));
     }
     return created;
   }
@@ -605,6 +675,11 @@ export class TaskEngine {
 
   private async enqueue(task: Task): Promise<void> {
     await this.queue.enqueue(task.id, task.priority);
+  }
+
+  private async enqueueAll(tasks: readonly Task[]): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.queue.enqueueAll(tasks.map((task) => ({ taskId: task.id, priority: task.priority })));
   }
 
   /** Exponential backoff with jitter: half fixed, half random, so retries spread out. */

@@ -18,6 +18,8 @@ import type { WatchQuota } from "./watches.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 500;
+/** SubmitEvents' largest batch, as task_service.proto says. */
+const MAX_BATCH = 500;
 
 /**
  * Who a stream counts against: the caller's proven identity; on a cleartext port, which
@@ -39,6 +41,20 @@ export function taskServiceRoutes(engine: TaskEngine, store: TaskStore, watches:
     router.service(TaskService, {
       async submitEvent(req) {
         return engine.submit(req.event);
+      },
+      async submitEvents(req) {
+        if (req.items.length === 0 || req.items.length > MAX_BATCH) {
+          throw new ConnectError(`items: between 1 and ${MAX_BATCH} are required`, Code.InvalidArgument);
+        }
+        const results = await engine.submitMany(req.items);
+        return {
+          results: results.map((result) => {
+            if (result.error !== undefined) return { error: result.error };
+            // The basic view: a batch's answer would otherwise carry every raw body back.
+            if (result.task.event) result.task.event.rawBody = new Uint8Array(0);
+            return { task: result.task, duplicate: result.duplicate };
+          }),
+        };
       },
       async getTask(req) {
         return { task: await store.get(req.id, req.view || TaskView.FULL) };

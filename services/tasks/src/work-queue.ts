@@ -67,6 +67,18 @@ export class WorkQueue {
     this.bell.ring(delayMs);
   }
 
+  /** Queues tasks in one transaction (a task queued already stays as it is). */
+  async enqueueAll(tasks: readonly { taskId: string; priority: number }[]): Promise<void> {
+    await this.queue.addBulk(
+      tasks.map(({ taskId, priority }) => ({
+        name: QUEUE_NAME,
+        data: {},
+        opts: { jobId: taskId, priority: MAX_PRIORITY + 1 - priority },
+      })),
+    );
+    if (tasks.length > 0) this.bell.ring();
+  }
+
   async isQueued(taskId: string): Promise<boolean> {
     return (await this.queue.getJob(taskId)) !== undefined;
   }

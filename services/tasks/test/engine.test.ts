@@ -19,6 +19,7 @@ import {
 import { RouteBudgets } from "../src/budgets.js";
 import { type EngineOptions, type EventRouter, TaskEngine, type TaskObserver } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
+import type { RouteDecision } from "../src/routing/router.js";
 import { SubjectLocks } from "../src/subject-locks.js";
 import { TaskStore, timelineKey } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
@@ -34,21 +35,25 @@ const routes = new Map<string, Route>();
  * the rule from "route=ID" (default `test-route`).
  */
 const testRouter: EventRouter = {
-  async route(event) {
-    if (event.text === "ignore me") return { matched: false, reason: "no rule matched" };
-    const priority = Number(/p=(\d+)/.exec(event.text)?.[1] ?? 0);
-    const id = /route=(\S+)/.exec(event.text)?.[1] ?? "test-route";
-    const route = routes.get(id) ?? create(RouteSchema, { id });
-    return {
-      matched: true,
-      route,
-      prompt: `do: ${event.text}`,
-      priority,
-      profile: route.profile ?? create(AgentProfileSchema, { runner: "command" }),
-      maxAttempts: 0,
-    };
+  async routeAll(events) {
+    return events.map(decide);
   },
 };
+
+function decide(event: Event): RouteDecision {
+  if (event.text === "ignore me") return { matched: false, reason: "no rule matched" };
+  const priority = Number(/p=(\d+)/.exec(event.text)?.[1] ?? 0);
+  const id = /route=(\S+)/.exec(event.text)?.[1] ?? "test-route";
+  const route = routes.get(id) ?? create(RouteSchema, { id });
+  return {
+    matched: true,
+    route,
+    prompt: `do: ${event.text}`,
+    priority,
+    profile: route.profile ?? create(AgentProfileSchema, { runner: "command" }),
+    maxAttempts: 0,
+  };
+}
 
 const OPTIONS: EngineOptions = {
   leaseMs: 5_000,

@@ -144,6 +144,47 @@ describe("TaskService routes", () => {
     });
   });
 
+  describe("SubmitEvents", () => {
+    it("answers each item in order: new, duplicate, ignored or refused, and makes the valid ones regardless", async () => {
+      const before = await client.submitEvent({ event: event(Provider.GITHUB, "seen-before") });
+      const named = "01900000-0000-7000-8000-000000000001";
+      const { results } = await client.submitEvents({
+        items: [
+          { event: event(Provider.GITHUB, "batch-new"), taskId: named },
+          { event: event(Provider.GITHUB, "seen-before"), taskId: "01900000-0000-7000-8000-000000000002" },
+          { event: event(Provider.GITHUB, "") },
+          { event: event(Provider.GITHUB, "batch-plain", "just a comment") },
+          { event: event(Provider.GITHUB, "batch-bad-id"), taskId: "not-a-uuid" },
+          { event: event(Provider.GITHUB, "batch-new"), taskId: "01900000-0000-7000-8000-000000000003" },
+          {},
+        ],
+      });
+      expect(results).toHaveLength(7);
+      expect(results[0]).toMatchObject({ duplicate: false, error: "", task: { id: named, state: TaskState.QUEUED } });
+      expect(results[1]).toMatchObject({ duplicate: true, error: "", task: { id: before.task!.id } });
+      expect(results[2]).toMatchObject({ error: expect.stringContaining("delivery_id") });
+      expect(results[2]!.task).toBeUndefined();
+      expect(results[3]).toMatchObject({ duplicate: false, task: { state: TaskState.IGNORED } });
+      expect(results[4]).toMatchObject({ error: expect.stringContaining("task_id") });
+      expect(results[4]!.task).toBeUndefined();
+      // The same delivery twice in one batch is one task.
+      expect(results[5]).toMatchObject({ task: { id: named } });
+      expect(results[6]).toMatchObject({ error: expect.stringContaining("event") });
+
+      const listed = (await client.listTasks({})).tasks.map((t) => t.event!.deliveryId).sort();
+      expect(listed).toEqual(["batch-new", "batch-plain", "seen-before"]);
+      const created = await client.getTask({ id: named });
+      expect(created.task?.transitions.map((t) => t.state)).toEqual([TaskState.QUEUED]);
+    });
+
+    it("refuses an empty batch and one over 500 items", async () => {
+      await expect(client.submitEvents({ items: [] })).rejects.toMatchObject({ code: Code.InvalidArgument });
+      const items = Array.from({ length: 501 }, (_, i) => ({ event: event(Provider.GITHUB, `over-${i}`) }));
+      await expect(client.submitEvents({ items })).rejects.toMatchObject({ code: Code.InvalidArgument });
+      expect((await client.listTasks({})).tasks).toHaveLength(0);
+    });
+  });
+
   describe("GetTask", () => {
     it("returns the full task by default and without the raw body in BASIC view", async () => {
       const { task } = await client.submitEvent({ event: event(Provider.JIRA, "g-1") });

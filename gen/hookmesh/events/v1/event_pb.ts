@@ -35,6 +35,7 @@ export type Event = Message<"hookmesh.events.v1.Event"> & {
    * The provider's id for this delivery (GitHub `X-GitHub-Delivery`, Slack `event_id`,
    * Jira `X-Atlassian-Webhook-Identifier`, Sentry `Request-ID`). Redeliveries of the same
    * event carry the same id, which makes (provider, source_id, delivery_id) the idempotency key.
+   * Required, at most 256 characters.
    *
    * @generated from field: string delivery_id = 2;
    */

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hookmesh/tasks/v1/task_service.proto.
  */
 export const file_hookmesh_tasks_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJHCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIpCgR2aWV3GAIgASgOMhsuaG9va21lc2gudGFza3MudjEuVGFza1ZpZXciOAoPR2V0VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIsEBChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEi4KCHByb3ZpZGVyGAMgASgOMhwuaG9va21lc2guZXZlbnRzLnYxLlByb3ZpZGVyEisKBXN0YXRlGAQgASgOMhwuaG9va21lc2gudGFza3MudjEuVGFza1N0YXRlEikKBHZpZXcYBSABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyJUChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KEUNhbmNlbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI7ChJDYW5jZWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2siHgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChFSZXRyeVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX2V2ZW50X2lkGAIgASgJIkAKEVdhdGNoVGFza1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwuaG9va21lc2gudGFza3MudjEuVGFza0V2ZW50IisKE1dhdGNoQ2hhbmdlc1JlcXVlc3QSFAoMYWZ0ZXJfY3Vyc29yGAEgASgJIkUKFFdhdGNoQ2hhbmdlc1Jlc3BvbnNlEi0KBmNoYW5nZRgBIAEoCzIdLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tDaGFuZ2UikQEKClRhc2tDaGFuZ2USDgoGY3Vyc29yGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSJQoEdGFzaxgDIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSKwoFZXZlbnQYBCABKAsyHC5ob29rbWVzaC50YXNrcy52MS5UYXNrRXZlbnQSDgoGbWlzc2VkGAUgASgIMr4GCgtUYXNrU2VydmljZRJuCgtTdWJtaXRFdmVudBIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVxdWVzdBomLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50UmVzcG9uc2UiEJACAqK7GAkKB2dhdGV3YXkSbgoHR2V0VGFzaxIhLmhvb2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIuaG9va21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnQKCUxpc3RUYXNrcxIjLmhvb2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZBJ3CgpDYW5jZWxUYXNrEiQuaG9va21lc2gudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5ob29rbWVzaC50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2UiHJACAqK7GBUKCG9wZXJhdG9yCglkYXNoYm9hcmQScQoJUmV0cnlUYXNrEiMuaG9va21lc2gudGFza3MudjEuUmV0cnlUYXNrUmVxdWVzdBokLmhvb2ttZXNoLnRhc2tzLnYxLlJldHJ5VGFza1Jlc3BvbnNlIhmiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnYKCVdhdGNoVGFzaxIjLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoVGFza1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5XYXRjaFRhc2tSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZDABEnUKDFdhdGNoQ2hhbmdlcxImLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoQ2hhbmdlc1JlcXVlc3QaJy5ob29rbWVzaC50YXNrcy52MS5XYXRjaENoYW5nZXNSZXNwb25zZSISkAIBorsYCwoJZGFzaGJvYXJkMAFiBnByb3RvMw", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
+  fileDesc("CiRob29rbWVzaC90YXNrcy92MS90YXNrX3NlcnZpY2UucHJvdG8SEWhvb2ttZXNoLnRhc2tzLnYxIj4KElN1Ym1pdEV2ZW50UmVxdWVzdBIoCgVldmVudBgBIAEoCzIZLmhvb2ttZXNoLmV2ZW50cy52MS5FdmVudCJPChNTdWJtaXRFdmVudFJlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrEhEKCWR1cGxpY2F0ZRgCIAEoCCJJChNTdWJtaXRFdmVudHNSZXF1ZXN0EjIKBWl0ZW1zGAEgAygLMiMuaG9va21lc2gudGFza3MudjEuU3VibWl0RXZlbnRzSXRlbSJNChBTdWJtaXRFdmVudHNJdGVtEigKBWV2ZW50GAEgASgLMhkuaG9va21lc2guZXZlbnRzLnYxLkV2ZW50Eg8KB3Rhc2tfaWQYAiABKAkiTgoUU3VibWl0RXZlbnRzUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmhvb2ttZXNoLnRhc2tzLnYxLlN1Ym1pdEV2ZW50c1Jlc3VsdCJdChJTdWJtaXRFdmVudHNSZXN1bHQSJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2sSEQoJZHVwbGljYXRlGAIgASgIEg0KBWVycm9yGAMgASgJIkcKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEikKBHZpZXcYAiABKA4yGy5ob29rbWVzaC50YXNrcy52MS5UYXNrVmlldyI4Cg9HZXRUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2siwQEKEExpc3RUYXNrc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLgoIcHJvdmlkZXIYAyABKA4yHC5ob29rbWVzaC5ldmVudHMudjEuUHJvdmlkZXISKwoFc3RhdGUYBCABKA4yHC5ob29rbWVzaC50YXNrcy52MS5UYXNrU3RhdGUSKQoEdmlldxgFIAEoDjIbLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tWaWV3IlQKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcuaG9va21lc2gudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoRQ2FuY2VsVGFza1JlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjsKEkNhbmNlbFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzayIeChBSZXRyeVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjoKEVJldHJ5VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5ob29rbWVzaC50YXNrcy52MS5UYXNrIjYKEFdhdGNoVGFza1JlcXVlc3QSCgoCaWQYASABKAkSFgoOYWZ0ZXJfZXZlbnRfaWQYAiABKAkiQAoRV2F0Y2hUYXNrUmVzcG9uc2USKwoFZXZlbnQYASABKAsyHC5ob29rbWVzaC50YXNrcy52MS5UYXNrRXZlbnQiKwoTV2F0Y2hDaGFuZ2VzUmVxdWVzdBIUCgxhZnRlcl9jdXJzb3IYASABKAkiRQoUV2F0Y2hDaGFuZ2VzUmVzcG9uc2USLQoGY2hhbmdlGAEgASgLMh0uaG9va21lc2gudGFza3MudjEuVGFza0NoYW5nZSKRAQoKVGFza0NoYW5nZRIOCgZjdXJzb3IYASABKAkSDwoHdGFza19pZBgCIAEoCRIlCgR0YXNrGAMgASgLMhcuaG9va21lc2gudGFza3MudjEuVGFzaxIrCgVldmVudBgEIAEoCzIcLmhvb2ttZXNoLnRhc2tzLnYxLlRhc2tFdmVudBIOCgZtaXNzZWQYBSABKAgysQcKC1Rhc2tTZXJ2aWNlEm4KC1N1Ym1pdEV2ZW50EiUuaG9va21lc2gudGFza3MudjEuU3VibWl0RXZlbnRSZXF1ZXN0GiYuaG9va21lc2gudGFza3MudjEuU3VibWl0RXZlbnRSZXNwb25zZSIQkAICorsYCQoHZ2F0ZXdheRJxCgxTdWJtaXRFdmVudHMSJi5ob29rbWVzaC50YXNrcy52MS5TdWJtaXRFdmVudHNSZXF1ZXN0GicuaG9va21lc2gudGFza3MudjEuU3VibWl0RXZlbnRzUmVzcG9uc2UiEJACAqK7GAkKB2dhdGV3YXkSbgoHR2V0VGFzaxIhLmhvb2ttZXNoLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIuaG9va21lc2gudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIhyQAgGiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnQKCUxpc3RUYXNrcxIjLmhvb2ttZXNoLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZBJ3CgpDYW5jZWxUYXNrEiQuaG9va21lc2gudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5ob29rbWVzaC50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2UiHJACAqK7GBUKCG9wZXJhdG9yCglkYXNoYm9hcmQScQoJUmV0cnlUYXNrEiMuaG9va21lc2gudGFza3MudjEuUmV0cnlUYXNrUmVxdWVzdBokLmhvb2ttZXNoLnRhc2tzLnYxLlJldHJ5VGFza1Jlc3BvbnNlIhmiuxgVCghvcGVyYXRvcgoJZGFzaGJvYXJkEnYKCVdhdGNoVGFzaxIjLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoVGFza1JlcXVlc3QaJC5ob29rbWVzaC50YXNrcy52MS5XYXRjaFRhc2tSZXNwb25zZSIckAIBorsYFQoIb3BlcmF0b3IKCWRhc2hib2FyZDABEnUKDFdhdGNoQ2hhbmdlcxImLmhvb2ttZXNoLnRhc2tzLnYxLldhdGNoQ2hhbmdlc1JlcXVlc3QaJy5ob29rbWVzaC50YXNrcy52MS5XYXRjaENoYW5nZXNSZXNwb25zZSISkAIBorsYCwoJZGFzaGJvYXJkMAFiBnByb3RvMw", [file_hookmesh_auth_v1_auth, file_hookmesh_events_v1_event, file_hookmesh_tasks_v1_task]);
 
 /**
  * @generated from message hookmesh.tasks.v1.SubmitEventRequest
@@ -63,6 +63,105 @@ export const SubmitEventResponseSchema: GenMessage<SubmitEventResponse> = /*@__P
   messageDesc(file_hookmesh_tasks_v1_task_service, 1);
 
 /**
+ * @generated from message hookmesh.tasks.v1.SubmitEventsRequest
+ */
+export type SubmitEventsRequest = Message<"hookmesh.tasks.v1.SubmitEventsRequest"> & {
+  /**
+   * @generated from field: repeated hookmesh.tasks.v1.SubmitEventsItem items = 1;
+   */
+  items: SubmitEventsItem[];
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SubmitEventsRequest.
+ * Use `create(SubmitEventsRequestSchema)` to create a new message.
+ */
+export const SubmitEventsRequestSchema: GenMessage<SubmitEventsRequest> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 2);
+
+/**
+ * @generated from message hookmesh.tasks.v1.SubmitEventsItem
+ */
+export type SubmitEventsItem = Message<"hookmesh.tasks.v1.SubmitEventsItem"> & {
+  /**
+   * As in SubmitEventRequest.
+   *
+   * @generated from field: hookmesh.events.v1.Event event = 1;
+   */
+  event?: Event | undefined;
+
+  /**
+   * The id to give the task if this delivery is new: a UUIDv7 the gateway chose when it
+   * acknowledged the delivery, so that its answer could name the task before it exists.
+   * Empty: the service chooses one. Ignored when the delivery has a task already.
+   *
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SubmitEventsItem.
+ * Use `create(SubmitEventsItemSchema)` to create a new message.
+ */
+export const SubmitEventsItemSchema: GenMessage<SubmitEventsItem> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 3);
+
+/**
+ * @generated from message hookmesh.tasks.v1.SubmitEventsResponse
+ */
+export type SubmitEventsResponse = Message<"hookmesh.tasks.v1.SubmitEventsResponse"> & {
+  /**
+   * One per item, in the order of the request's items.
+   *
+   * @generated from field: repeated hookmesh.tasks.v1.SubmitEventsResult results = 1;
+   */
+  results: SubmitEventsResult[];
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SubmitEventsResponse.
+ * Use `create(SubmitEventsResponseSchema)` to create a new message.
+ */
+export const SubmitEventsResponseSchema: GenMessage<SubmitEventsResponse> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 4);
+
+/**
+ * @generated from message hookmesh.tasks.v1.SubmitEventsResult
+ */
+export type SubmitEventsResult = Message<"hookmesh.tasks.v1.SubmitEventsResult"> & {
+  /**
+   * The item's task: new, or the one created by its first submission, in the BASIC view
+   * (without the event's raw body). Unset with `error`.
+   *
+   * @generated from field: hookmesh.tasks.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+
+  /**
+   * True when the event had been submitted before and no new task was created.
+   *
+   * @generated from field: bool duplicate = 2;
+   */
+  duplicate: boolean;
+
+  /**
+   * Why the item was refused for good (what SubmitEvent answers with INVALID_ARGUMENT);
+   * empty when it has a task. Submitting it again would be refused again.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message hookmesh.tasks.v1.SubmitEventsResult.
+ * Use `create(SubmitEventsResultSchema)` to create a new message.
+ */
+export const SubmitEventsResultSchema: GenMessage<SubmitEventsResult> = /*@__PURE__*/
+  messageDesc(file_hookmesh_tasks_v1_task_service, 5);
+
+/**
  * @generated from message hookmesh.tasks.v1.GetTaskRequest
  */
 export type GetTaskRequest = Message<"hookmesh.tasks.v1.GetTaskRequest"> & {
@@ -86,7 +185,7 @@ export type GetTaskRequest = Message<"hookmesh.tasks.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 2);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 6);
 
 /**
  * @generated from message hookmesh.tasks.v1.GetTaskResponse
@@ -103,7 +202,7 @@ export type GetTaskResponse = Message<"hookmesh.tasks.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 3);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 7);
 
 /**
  * @generated from message hookmesh.tasks.v1.ListTasksRequest
@@ -152,7 +251,7 @@ export type ListTasksRequest = Message<"hookmesh.tasks.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 4);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 8);
 
 /**
  * @generated from message hookmesh.tasks.v1.ListTasksResponse
@@ -178,7 +277,7 @@ export type ListTasksResponse = Message<"hookmesh.tasks.v1.ListTasksResponse"> &
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 5);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 9);
 
 /**
  * @generated from message hookmesh.tasks.v1.CancelTaskRequest
@@ -202,7 +301,7 @@ export type CancelTaskRequest = Message<"hookmesh.tasks.v1.CancelTaskRequest"> &
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 6);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 10);
 
 /**
  * @generated from message hookmesh.tasks.v1.CancelTaskResponse
@@ -219,7 +318,7 @@ export type CancelTaskResponse = Message<"hookmesh.tasks.v1.CancelTaskResponse">
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 7);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 11);
 
 /**
  * @generated from message hookmesh.tasks.v1.RetryTaskRequest
@@ -236,7 +335,7 @@ export type RetryTaskRequest = Message<"hookmesh.tasks.v1.RetryTaskRequest"> & {
  * Use `create(RetryTaskRequestSchema)` to create a new message.
  */
 export const RetryTaskRequestSchema: GenMessage<RetryTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 8);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 12);
 
 /**
  * @generated from message hookmesh.tasks.v1.RetryTaskResponse
@@ -253,7 +352,7 @@ export type RetryTaskResponse = Message<"hookmesh.tasks.v1.RetryTaskResponse"> &
  * Use `create(RetryTaskResponseSchema)` to create a new message.
  */
 export const RetryTaskResponseSchema: GenMessage<RetryTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 9);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 13);
 
 /**
  * @generated from message hookmesh.tasks.v1.WatchTaskRequest
@@ -277,7 +376,7 @@ export type WatchTaskRequest = Message<"hookmesh.tasks.v1.WatchTaskRequest"> & {
  * Use `create(WatchTaskRequestSchema)` to create a new message.
  */
 export const WatchTaskRequestSchema: GenMessage<WatchTaskRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 10);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 14);
 
 /**
  * @generated from message hookmesh.tasks.v1.WatchTaskResponse
@@ -294,7 +393,7 @@ export type WatchTaskResponse = Message<"hookmesh.tasks.v1.WatchTaskResponse"> &
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 11);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 15);
 
 /**
  * @generated from message hookmesh.tasks.v1.WatchChangesRequest
@@ -314,7 +413,7 @@ export type WatchChangesRequest = Message<"hookmesh.tasks.v1.WatchChangesRequest
  * Use `create(WatchChangesRequestSchema)` to create a new message.
  */
 export const WatchChangesRequestSchema: GenMessage<WatchChangesRequest> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 12);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 16);
 
 /**
  * @generated from message hookmesh.tasks.v1.WatchChangesResponse
@@ -331,7 +430,7 @@ export type WatchChangesResponse = Message<"hookmesh.tasks.v1.WatchChangesRespon
  * Use `create(WatchChangesResponseSchema)` to create a new message.
  */
 export const WatchChangesResponseSchema: GenMessage<WatchChangesResponse> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 13);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 17);
 
 /**
  * One change to one task: a timeline event, with the task as it stands after it when the
@@ -385,7 +484,7 @@ export type TaskChange = Message<"hookmesh.tasks.v1.TaskChange"> & {
  * Use `create(TaskChangeSchema)` to create a new message.
  */
 export const TaskChangeSchema: GenMessage<TaskChange> = /*@__PURE__*/
-  messageDesc(file_hookmesh_tasks_v1_task_service, 14);
+  messageDesc(file_hookmesh_tasks_v1_task_service, 18);
 
 /**
  * TaskService turns events into durable tasks and lets anyone read them.
@@ -412,6 +511,26 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof SubmitEventRequestSchema;
     output: typeof SubmitEventResponseSchema;
+  },
+  /**
+   * Creates the tasks for a batch of events, each exactly as SubmitEvent would, with one
+   * result per item in the order given: the gateway's outbox forwarders submit what they
+   * acknowledged this way. Idempotent per item on (event.provider, event.source_id,
+   * event.delivery_id): an item submitted before returns the task created the first time
+   * with `duplicate` set. An item the service cannot take for good (a missing provider or
+   * delivery id, a malformed task id) has `error` set and no task; the others are created
+   * regardless. At most 500 items.
+   *
+   * Errors: INVALID_ARGUMENT for an empty batch or one over 500 items; UNAVAILABLE when the
+   * tasks could not be made durable (then none of the items' results is known: submit the
+   * batch again).
+   *
+   * @generated from rpc hookmesh.tasks.v1.TaskService.SubmitEvents
+   */
+  submitEvents: {
+    methodKind: "unary";
+    input: typeof SubmitEventsRequestSchema;
+    output: typeof SubmitEventsResponseSchema;
   },
   /**
    * Returns one task. Errors: NOT_FOUND.

@@ -37,9 +37,21 @@ export class Router {
   ) {}
 
   async route(event: Event): Promise<RouteDecision> {
-    // Read at every event rather than cached: a rule changed over RouteService on any replica
-    // applies to the next event, as RouteService promises.
+    const [decision] = await this.routeAll([event]);
+    return decision!;
+  }
+
+  /** The decision for each event, in order, from one reading of the rules. */
+  async routeAll(events: readonly Event[]): Promise<RouteDecision[]> {
+    if (events.length === 0) return [];
+    // Read for every batch rather than kept: a rule changed over RouteService on any replica
+    // applies to the next event, as RouteService promises (the store answers from its cache
+    // while the rules' version is unchanged).
     const routes = await this.store.list();
+    return Promise.all(events.map((event) => this.decide(routes, event)));
+  }
+
+  private async decide(routes: Route[], event: Event): Promise<RouteDecision> {
     const { mention } = this.options;
     const [labeler, jiraGroups] = await Promise.all([
       needsLabeler(routes, event, mention) ? this.lookups.labelers.standingOf(event) : undefined,

@@ -29,16 +29,24 @@ export interface RoutingRuleStoreOptions {
 const SEED_DEFAULTS_SCRIPT = `
 if not redis.call('SET', KEYS[2], '1', 'NX') then return 0 end
 for i = 1, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('INCR', KEYS[3])
 return 1
 `;
 
 type JsonObject = { [key: string]: JsonValue };
 
-/** Routing rules in Redis: one hash, `routes`, from rule id to the rule as protobuf binary. */
+/**
+ * Routing rules in Redis: one hash, `routes`, from rule id to the rule as protobuf binary, and
+ * `routes:version`, counted up with every write in the same transaction. Every event is routed
+ * by the rules as they are now, but the rules are decoded only when the version moved: a
+ * submitted batch costs one small read, not every rule decoded again.
+ */
 export class RoutingRuleStore {
   private readonly routesKey: string;
   private readonly seededKey: string;
+  private readonly versionKey: string;
   private readonly now: () => Date;
+  private cached: { version: string | null; routes: Route[] } | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -46,15 +54,27 @@ export class RoutingRuleStore {
   ) {
     this.routesKey = `${options.keyPrefix}routes`;
     this.seededKey = `${options.keyPrefix}routes:defaults-seeded`;
+    this.versionKey = `${options.keyPrefix}routes:version`;
     this.now = options.now ?? (() => new Date());
   }
 
-  /** Every rule, highest priority first, then by id. */
+  /** Every rule, highest priority first, then by id. Shared with other callers: not to be changed. */
   async list(): Promise<Route[]> {
-    const stored = await storeCall(() => this.redis.hgetallBuffer(this.routesKey));
-    return Object.values(stored)
+    const version = await storeCall(() => this.redis.get(this.versionKey));
+    if (this.cached && version !== null && this.cached.version === version) return this.cached.routes;
+    // The rules and their version read together, so that a write in between cannot pair old
+    // rules with the new version.
+    const replies = await storeCall(() => this.redis.multi().get(this.versionKey).hgetallBuffer(this.routesKey).exec());
+    const [[versionError, current], [routesError, stored]] = replies as [
+      [Error | null, string | null],
+      [Error | null, Record<string, Buffer>],
+    ];
+    if (versionError ?? routesError) throw versionError ?? routesError;
+    const routes = Object.values(stored)
       .map((bytes) => fromBinary(RouteSchema, bytes))
       .sort(compareRoutes);
+    this.cached = { version: current, routes };
+    return routes;
   }
 
   async get(id: string): Promise<Route> {
@@ -70,8 +90,8 @@ export class RoutingRuleStore {
   }
 
   async delete(id: string): Promise<void> {
-    const removed = await storeCall(() => this.redis.hdel(this.routesKey, id));
-    if (removed === 0) throw new RouteNotFoundError(id);
+    const replies = await storeCall(() => this.redis.multi().hdel(this.routesKey, id).incr(this.versionKey).exec());
+    if (replies?.[0]?.[1] === 0) throw new RouteNotFoundError(id);
   }
 
   /**
@@ -81,7 +101,7 @@ export class RoutingRuleStore {
   async seedDefaults(): Promise<boolean> {
     const args = defaultRoutes().flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, this.stamp(route)))]);
     const written = await storeCall(() =>
-      this.redis.eval(SEED_DEFAULTS_SCRIPT, 2, this.routesKey, this.seededKey, ...args),
+      this.redis.eval(SEED_DEFAULTS_SCRIPT, 3, this.routesKey, this.seededKey, this.versionKey, ...args),
     );
     return written === 1;
   }
@@ -113,7 +133,13 @@ export class RoutingRuleStore {
   private async write(routes: Route[]): Promise<Route[]> {
     if (routes.length === 0) return routes;
     const fields = routes.flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, route))]);
-    await storeCall(() => this.redis.hset(this.routesKey, ...fields));
+    await storeCall(() =>
+      this.redis
+        .multi()
+        .hset(this.routesKey, ...fields)
+        .incr(this.versionKey)
+        .exec(),
+    );
     return routes;
   }
 

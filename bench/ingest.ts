@@ -1,0 +1,366 @@
+/**
+ * Ingest benchmark (issue 11): signed GitHub webhooks per second through the gateway to a
+ * durable state, against a minimal baseline measured the same way in the same run.
+ *
+ * Every program runs in a process of its own, as deployed: the tasks service and the gateway
+ * (their mains, cleartext on loopback), the baseline (bench/ingest-baseline.ts: node:http, one
+ * HMAC-SHA256 check, one Redis XADD) and the load generator (bench/ingest-load.ts: keep-alive
+ * agents, every body distinct and signed). The phases:
+ *
+ * - saturation: a closed loop of SENDERS concurrent senders for PHASE_SECONDS: acknowledged
+ *   (202) per second and the acknowledgment's p50/p99;
+ * - fixed load: 1,000 requests a second offered for PHASE_SECONDS, open loop: acknowledged per
+ *   second and p50/p99 from each request's scheduled time;
+ * - saturation with the tasks process stopped (SIGSTOP) during the gateway's turn: the
+ *   acknowledgment's own cost, without tasks' work on the same cores.
+ *
+ * Each phase runs for the baseline, then at once for the gateway, so that the machine's other
+ * work weighs on both alike.
+ *
+ * For the gateway, after each phase: how long until every accepted delivery is a task (the
+ * outbox drained), and the gateway's RSS. No 5xx is allowed: any makes the run fail.
+ *
+ *   npm run bench:ingest                      results under "latest" in bench/results/ingest.json
+ *   BENCH_LABEL=before npm run bench:ingest   under another label, beside the others kept there
+ *   BENCH_PROFILE=1 npm run bench:ingest      also --cpu-prof the gateway and tasks; prints the
+ *                                             top self-time frames (profiles in bench/results/profiles)
+ */
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg, totalmem } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import type { LoadPhase, LoadResult } from "./ingest-load.js";
+import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
+
+const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
+const SENDERS = 64;
+const FIXED_RATE = 1000;
+const WARMUP_SECONDS = 3;
+/** How long the outbox may take to drain after a phase before the run says it did not. */
+const DRAIN_LIMIT_MS = 60_000;
+const HARD_LIMIT_MS = 600_000;
+const SECRET = "bench-webhook-secret";
+
+const hardLimit = setTimeout(() => {
+  console.error(`bench/ingest.ts: gave up after ${HARD_LIMIT_MS / 1000} s`);
+  stopAll();
+  process.exit(1);
+}, HARD_LIMIT_MS);
+hardLimit.unref();
+
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const root = here("..");
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const label = process.env.BENCH_LABEL ?? "latest";
+const profile = process.env.BENCH_PROFILE === "1";
+const profileDir = here("./results/profiles");
+const prefix = `hookmesh-bench:ingest:${randomUUID()}:`;
+const tasksPrefix = `${prefix}tasks:`;
+const redis = new Redis(redisUrl);
+const children: ChildProcess[] = [];
+
+function stopAll(): void {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A service's main in its own Node process, profiled when asked. */
+function service(name: string, main: string, env: Record<string, string>): ChildProcess {
+  // A directory each: tsx's loader thread writes a profile of its own beside the main thread's.
+  const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
+  const child = spawn(process.execPath, [...flags, "--import", "tsx", main], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  children.push(child);
+  return child;
+}
+
+async function untilAnswering(url: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(url).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} never answered`);
+}
+
+async function untilListening(port: number): Promise<void> {
+  const { connect } = await import("node:net");
+  for (let i = 0; i < 300; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`port ${port} never listened`);
+}
+
+/** CPU time (user + system) a process has used so far, in ms; /proc counts in ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+}
+
+const load = fork(here("./ingest-load.ts"), [], {
+  execArgv: ["--import", "tsx"],
+  env: { ...process.env, BENCH_SECRET: SECRET },
+  stdio: ["ignore", "inherit", "inherit", "ipc"],
+});
+children.push(load);
+
+function run(phase: LoadPhase): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    load.once("message", (reply: { result?: LoadResult; error?: string }) =>
+      reply.result ? resolve(reply.result) : reject(new Error(reply.error)),
+    );
+    load.send(phase);
+  });
+}
+
+/** Tasks created so far: every accepted delivery of this run becomes one. */
+const taskCount = () => redis.zcard(`${tasksPrefix}index:all`);
+
+/** Milliseconds from now until the tasks service has `expected` tasks, or -1 past the limit. */
+async function drained(expected: number): Promise<{ ms: number; tasks: number }> {
+  const start = performance.now();
+  for (;;) {
+    const tasks = await taskCount();
+    if (tasks >= expected) return { ms: Math.round(performance.now() - start), tasks };
+    if (performance.now() - start > DRAIN_LIMIT_MS) return { ms: -1, tasks };
+    await sleep(20);
+  }
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * The heaviest functions by self time in a service's busiest thread's profile, as percentages of
+ * the time it was not idle.
+ */
+function topFrames(dir: string, count = 20): { frame: string; selfPercent: number }[] {
+  const self = new Map<string, number>();
+  let busiest = -1;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
+    const data = JSON.parse(readFileSync(`${dir}/${file}`, "utf8")) as CpuProfile;
+    const byId = new Map(data.nodes.map((n) => [n.id, n.callFrame]));
+    const frames = new Map<string, number>();
+    let busy = 0;
+    data.samples.forEach((id, i) => {
+      const frame = byId.get(id)!;
+      if (frame.functionName === "(idle)") return;
+      const where = frame.url
+        .replace(/^file:\/\//, "")
+        .replace(root, "")
+        .split("node_modules/")
+        .at(-1);
+      const name = `${frame.functionName || "(anonymous)"}${where ? ` ${where}:${frame.lineNumber + 1}` : ""}`;
+      const delta = data.timeDeltas[i] ?? 0;
+      frames.set(name, (frames.get(name) ?? 0) + delta);
+      busy += delta;
+    });
+    if (busy <= busiest) continue;
+    busiest = busy;
+    self.clear();
+    for (const [name, us] of frames) self.set(name, us / busy);
+  }
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([frame, share]) => ({ frame, selfPercent: Math.round(share * 1000) / 10 }));
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+const loadBefore = loadavg();
+const results: Record<string, Record<string, unknown>> = { baseline: {}, gateway: {} };
+let exitCode = 0;
+try {
+  if (profile) rmSync(profileDir, { recursive: true, force: true });
+  const [tasksPort, gatewayPort, gatewayHttpPort] = [await freePort(), await freePort(), await freePort()];
+  const tasks = service("tasks", "services/tasks/src/main.ts", {
+    ...(BENCH_TASKS_ENV as Record<string, string>),
+    REDIS_URL: redisUrl,
+    TASKS_REDIS_PREFIX: tasksPrefix,
+    TASKS_PORT: String(tasksPort),
+  });
+  await untilListening(tasksPort);
+  const gateway = service("gateway", "gateway/src/main.ts", {
+    REDIS_URL: redisUrl,
+    GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
+    GATEWAY_PORT: String(gatewayPort),
+    GATEWAY_HTTP_PORT: String(gatewayHttpPort),
+    TASKS_URL: `http://127.0.0.1:${tasksPort}`,
+    GITHUB_WEBHOOK_SECRET: SECRET,
+    DELIVERY_RETENTION: "1h",
+    GATEWAY_DEDUP_WINDOW: "1h",
+    // Every request comes from 127.0.0.1: the limiter is taken but must not refuse.
+    GATEWAY_RATE_LIMIT: "1000000",
+    GATEWAY_RATE_BURST: "1000000",
+    GATEWAY_RETRY_AFTER_SECONDS: "5",
+    SHUTDOWN_GRACE_MS: "0",
+  });
+  await untilAnswering(`http://127.0.0.1:${gatewayHttpPort}/readyz`);
+  const baseline = fork(here("./ingest-baseline.ts"), [], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, BENCH_SECRET: SECRET, BENCH_BASELINE_STREAM: `${prefix}baseline` },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  children.push(baseline);
+  const baselinePortMessage = await new Promise<{ port: number }>((resolve) =>
+    baseline.once("message", (m) => resolve(m as { port: number })),
+  );
+  const urls = {
+    baseline: `http://127.0.0.1:${baselinePortMessage.port}/webhooks/github`,
+    gateway: `http://127.0.0.1:${gatewayHttpPort}/webhooks/github`,
+  };
+
+  let accepted = 0;
+  const phases: Record<string, Omit<LoadPhase, "url">> = {
+    warmup: { mode: "closed", senders: 8, seconds: WARMUP_SECONDS },
+    saturation: { mode: "closed", senders: SENDERS, seconds: PHASE_SECONDS },
+    [`rate${FIXED_RATE}`]: { mode: "open", rate: FIXED_RATE, seconds: PHASE_SECONDS },
+    // The acknowledgment's own cost: the tasks process stopped (SIGSTOP) while the gateway is
+    // loaded, so that it takes none of the 2 cores; what was acknowledged meanwhile is counted
+    // as tasks once it runs again.
+    saturationTasksPaused: { mode: "closed", senders: SENDERS, seconds: PHASE_SECONDS },
+  };
+  // Each phase for both targets in turn, so that what else the machine runs weighs on both alike.
+  for (const [name, phase] of Object.entries(phases)) {
+    for (const target of ["baseline", "gateway"] as const) {
+      const paused = name === "saturationTasksPaused" && target === "gateway";
+      const pids = target === "gateway" ? { gateway: gateway.pid!, tasks: tasks.pid! } : { baseline: baseline.pid! };
+      const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+      if (paused) tasks.kill("SIGSTOP");
+      const result = await run({ ...phase, url: urls[target] });
+      if (paused) tasks.kill("SIGCONT");
+      const serverErrors = Object.entries(result.replies).filter(([kind]) => /^http 5|^error/.test(kind));
+      if (serverErrors.length > 0) {
+        exitCode = 1;
+        console.error(`${target} ${name}: 5xx or errors: ${JSON.stringify(result.replies)}`);
+      }
+      const entry: Record<string, unknown> = { ...result, loadAverage1m: Math.round(loadavg()[0]! * 100) / 100 };
+      if (target === "gateway") {
+        accepted += result.acknowledged;
+        entry.rssMbAfter = rssMb(gateway.pid!);
+        entry.untilAllTasks = await drained(accepted);
+      }
+      // CPU per acknowledged delivery, the gateway's and tasks' until every one is a task: what
+      // the machine's other work cannot distort the way it distorts rates.
+      entry.cpuMsPerDelivery = Object.fromEntries(
+        Object.entries(pids).map(([k, pid]) => [k, round2((cpuMs(pid) - cpuBefore[k]!) / result.acknowledged)]),
+      );
+      if (name !== "warmup") results[target][name] = entry;
+      console.error(`${target} ${name}: ${JSON.stringify(entry)}`);
+      await sleep(1_000);
+    }
+  }
+
+  const b = results.baseline as Record<string, LoadResult>;
+  const g = results.gateway as Record<string, LoadResult>;
+  const round = (n: number) => Math.round(n * 1000) / 1000;
+  const cpu = (phase: LoadResult | undefined) =>
+    (phase as unknown as { cpuMsPerDelivery: Record<string, number> }).cpuMsPerDelivery;
+  const run_ = {
+    date: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      loadAverageBefore: loadBefore.map((n) => Math.round(n * 100) / 100),
+      loadAverageAfter: loadavg().map((n) => Math.round(n * 100) / 100),
+    },
+    setup: {
+      payloadBytes: g.saturation!.payloadBytes,
+      phaseSeconds: PHASE_SECONDS,
+      saturationSenders: SENDERS,
+      fixedRatePerSecond: FIXED_RATE,
+      profiled: profile,
+      note: "tasks, gateway, baseline and load generator each in their own Node process; Redis shared; 2 cores shared with other work (see loadAverage). Fixed-rate latency is from each request's scheduled time.",
+    },
+    baseline: results.baseline,
+    gateway: results.gateway,
+    ratios: {
+      saturationThroughputVsBaseline: round(g.saturation!.perSecond / b.saturation!.perSecond),
+      saturationTasksPausedThroughputVsBaseline: round(
+        g.saturationTasksPaused!.perSecond / b.saturationTasksPaused!.perSecond,
+      ),
+      saturationP99VsBaseline: round(g.saturation!.latencyMs.p99 / b.saturation!.latencyMs.p99),
+      // The baseline's CPU per delivery over the gateway's and tasks' together: the throughput
+      // ratio a CPU-bound machine of its own would give (Redis's CPU is in neither: it is shared).
+      saturationCpuPerDeliveryBaselineOverMesh: round(
+        cpu(b.saturation).baseline! / (cpu(g.saturation).gateway! + cpu(g.saturation).tasks!),
+      ),
+      saturationCpuPerDeliveryBaselineOverGateway: round(cpu(b.saturation).baseline! / cpu(g.saturation).gateway!),
+      [`p99At${FIXED_RATE}VsBaseline`]: round(
+        g[`rate${FIXED_RATE}`]!.latencyMs.p99 / b[`rate${FIXED_RATE}`]!.latencyMs.p99,
+      ),
+    },
+  };
+  const file = here("./results/ingest.json");
+  let previous: { runs?: Record<string, unknown> } = {};
+  try {
+    previous = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    // The first run writes the file.
+  }
+  mkdirSync(here("./results"), { recursive: true });
+  writeFileSync(file, `${JSON.stringify({ runs: { ...previous.runs, [label]: run_ } }, null, 2)}\n`);
+  console.log(JSON.stringify(run_, null, 2));
+} catch (err) {
+  exitCode = 1;
+  console.error(err);
+} finally {
+  stopAll();
+  await Promise.all(
+    children.map((child) =>
+      child.exitCode === null ? new Promise((resolve) => child.once("exit", resolve)) : Promise.resolve(),
+    ),
+  );
+  let deleted = 0;
+  for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 1_000 }) as AsyncIterable<string[]>) {
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  }
+  console.error(`cleaned up ${deleted} keys under ${prefix}`);
+  redis.disconnect();
+  if (profile) {
+    for (const name of ["gateway", "tasks"]) {
+      console.log(`\n${name}: top self time (% of its busy time)`);
+      for (const { frame, selfPercent } of topFrames(`${profileDir}/${name}`))
+        console.log(`  ${selfPercent}%  ${frame}`);
+    }
+  }
+}
+process.exit(exitCode);

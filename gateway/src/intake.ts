@@ -1,0 +1,71 @@
+import { toBinary } from "@bufbuild/protobuf";
+import type { Redis } from "ioredis";
+import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
+import type { Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { CLAIM_LUA, type Claim, type ClaimReply, claimOf, type DeliveryDedup, type SignedContent } from "./dedup.js";
+import { type DeliveryLog, type NewDelivery, RECORD_LUA } from "./delivery-log.js";
+import type { Outbox } from "./outbox.js";
+import { runScript, storeCall } from "./store-call.js";
+
+/**
+ * The acknowledgment's one round trip: claims the delivery in the duplicate check (holding
+ * the task id the acknowledgment names), records it in the delivery log and appends it to the
+ * outbox, all or nothing. A duplicate writes nothing and answers with the first delivery's task.
+ * KEYS: claim, signed content, log record, log index, log route index, outbox stream.
+ * ARGV: window ms, delivery id, task id, log id, log record, retention ms, oldest log id,
+ * route cap, log record prefix, event.
+ */
+const INTAKE_SCRIPT = `${CLAIM_LUA}${RECORD_LUA}
+local claimed = claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if claimed[1] ~= 'fresh' then return claimed end
+record(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+local id = redis.call('XADD', KEYS[6], '*', 'event', ARGV[10], 'log', ARGV[4], 'dedup', KEYS[1], 'task', ARGV[3])
+return {'fresh', id}
+`;
+
+export interface IntakeRequest {
+  /** The duplicate check's identity of the delivery: provider name, source id, delivery id, signed content. */
+  provider: string;
+  sourceId: string;
+  deliveryId: string;
+  content: SignedContent;
+  /** The delivery-log entry, QUEUED, naming `taskId`. */
+  entry: NewDelivery;
+  event: Event;
+  /** The id the task will have; the acknowledgment names it. */
+  taskId: string;
+}
+
+export type IntakeOutcome =
+  | { fresh: true; delivery: Delivery }
+  | { fresh: false; claim: Extract<Claim, { fresh: false }> };
+
+/**
+ * Makes a verified delivery durable in the gateway's own Redis, in one script: what stands
+ * behind the 202. The tasks service is not asked: the forwarder submits the outbox behind the
+ * acknowledgment.
+ */
+export class Intake {
+  constructor(
+    private readonly redis: Redis,
+    private readonly parts: { dedup: DeliveryDedup; deliveries: DeliveryLog; outbox: Outbox },
+  ) {}
+
+  async accept(request: IntakeRequest): Promise<IntakeOutcome> {
+    const { dedup, deliveries, outbox } = this.parts;
+    const { key, contentKey } = dedup.keys(request.provider, request.sourceId, request.deliveryId, request.content);
+    const prepared = deliveries.prepare(request.entry);
+    const keys = [key, contentKey, ...prepared.keys, outbox.key];
+    const args = [
+      dedup.windowMs,
+      request.deliveryId,
+      request.taskId,
+      ...prepared.args,
+      Buffer.from(toBinary(EventSchema, request.event)),
+    ];
+    const reply = (await storeCall(() => runScript(this.redis, INTAKE_SCRIPT, keys, args))) as ClaimReply;
+    if (reply[0] !== "fresh") return { fresh: false, claim: claimOf(reply, key) as Extract<Claim, { fresh: false }> };
+    outbox.notifyAdded();
+    return { fresh: true, delivery: prepared.delivery };
+  }
+}
