@@ -20,7 +20,7 @@ import {
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import pg from "pg";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 
@@ -142,6 +142,12 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
 
   const screenshot = (name: string) =>
     page.screenshot({ path: join(artifacts, `dashboard-${name}.png`), fullPage: true });
+
+  // A failed step keeps what the page showed then (an error notice, a page still loading), which
+  // a locator's timeout alone does not tell.
+  afterEach(async ({ task }) => {
+    if (task.result?.state === "fail") await screenshot(`failed-${task.name.slice(0, 40).replace(/\W+/g, "-")}`);
+  });
 
   beforeAll(async () => {
     mkdirSync(artifacts, { recursive: true });
