@@ -1,18 +1,17 @@
-import * as http from "node:http";
+import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
-  capConnections,
+  createLimitedHttpServer,
   createMeshServer,
   DEFAULT_HTTP_LIMITS,
   type ErrorMapper,
   HealthState,
   type HttpLimits,
   type Logger,
-  limitHttp1,
+  listenHttp,
   type MeshServer,
   mapStoreError,
-  refuseExcessHeaders,
   type SecurityOptions,
   type ServiceMetrics,
   ServingStatus,
@@ -56,11 +55,7 @@ export function build(deps: ServerDeps): Gateway {
   const { pipeline, deliveries, customWebhooks } = deps;
   const handler = httpEndpoints({ pipeline, ready: deps.ready, logger: deps.logger });
   const httpLimits = deps.httpLimits ?? DEFAULT_HTTP_LIMITS;
-  const server = http.createServer(
-    refuseExcessHeaders(httpLimits, (req: http.IncomingMessage, res: http.ServerResponse) => void handler(req, res)),
-  );
-  limitHttp1(server, httpLimits);
-  capConnections(server, httpLimits.maxConnections, deps.logger);
+  const server = createLimitedHttpServer(httpLimits, deps.logger, (req, res) => void handler(req, res));
   const grpc = createMeshServer({
     routes: (router: ConnectRouter) => {
       deliveryServiceRoutes(deliveries, pipeline)(router);
@@ -78,13 +73,9 @@ export function build(deps: ServerDeps): Gateway {
     http: server,
     grpc,
     async listen(httpPort, grpcPort, host = "127.0.0.1") {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(httpPort, host, () => resolve());
-      });
+      const httpAddress = await listenHttp(server, httpPort, host);
       const grpcAddress = await grpc.listen(grpcPort, host);
       grpc.health.setAll(ServingStatus.SERVING);
-      const httpAddress = server.address() as AddressInfo;
       deps.logger.info({ port: httpAddress.port }, "webhook edge listening");
       return { http: httpAddress, grpc: grpcAddress };
     },

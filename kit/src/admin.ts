@@ -1,8 +1,8 @@
-import * as http from "node:http";
+import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, type Registry } from "prom-client";
 import { type HealthState, ServingStatus } from "./health.js";
-import { capConnections, type HttpLimits, limitHttp1, refuseExcessHeaders } from "./limits.js";
+import { createLimitedHttpServer, type HttpLimits, listenHttp } from "./limits.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -56,31 +56,20 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const { health, registry, logger } = options;
   const limits = options.limits ?? DEFAULT_ADMIN_LIMITS;
   if (registry.getSingleMetric(PROCESS_METRIC) === undefined) collectDefaultMetrics({ register: registry });
-  const server = http.createServer(
-    refuseExcessHeaders(limits, (req: http.IncomingMessage, res: http.ServerResponse) => {
-      answer(req, health, registry).then(
-        ({ status, type = "text/plain; charset=utf-8", body, headers }) => {
-          res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...headers });
-          res.end(req.method === "HEAD" ? undefined : body);
-        },
-        (err: unknown) => {
-          logger.error({ err, path: req.url }, "admin request failed");
-          if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
-          res.end("internal error\n");
-        },
-      );
-    }),
-  );
-  limitHttp1(server, limits);
-  capConnections(server, limits.maxConnections, logger);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
+  const server = createLimitedHttpServer(limits, logger, (req, res) => {
+    answer(req, health, registry).then(
+      ({ status, type = "text/plain; charset=utf-8", body, headers }) => {
+        res.writeHead(status, { "content-type": type, "cache-control": "no-store", ...headers });
+        res.end(req.method === "HEAD" ? undefined : body);
+      },
+      (err: unknown) => {
+        logger.error({ err, path: req.url }, "admin request failed");
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end("internal error\n");
+      },
+    );
   });
-  const address = server.address() as AddressInfo;
+  const address = await listenHttp(server, options.port, options.host);
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
   logger.info({ port: address.port, host: address.address }, "admin port listening (/metrics, /livez, /readyz)");

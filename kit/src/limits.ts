@@ -217,3 +217,31 @@ export function refuseExcessHeaders<Req extends http.IncomingMessage | http2.Htt
     handler(req, res);
   };
 }
+
+/**
+ * A cleartext HTTP/1.1 server held to `limits` as every hookmesh HTTP port is (the webhook edge,
+ * the admin ports, the dashboard's web port): headers past `maxHeaders` refused with 431, its
+ * timeouts and keep-alive bounds, and at most `maxConnections` open at once.
+ */
+export function createLimitedHttpServer(
+  limits: HttpLimits,
+  logger: Logger,
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): http.Server {
+  const server = http.createServer(refuseExcessHeaders(limits, handler));
+  limitHttp1(server, limits);
+  capConnections(server, limits.maxConnections, logger);
+  return server;
+}
+
+/** Listens on `host:port`, failing (EADDRINUSE, say) instead of emitting an error nobody hears. */
+export async function listenHttp(server: net.Server, port: number, host: string): Promise<net.AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return server.address() as net.AddressInfo;
+}

@@ -1,20 +1,19 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import * as http from "node:http";
+import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize, sep } from "node:path";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   authorizationInterceptor,
-  capConnections,
+  createLimitedHttpServer,
   DEFAULT_HTTP_LIMITS,
   type ErrorMapper,
   type HttpLimits,
   type Logger,
-  limitHttp1,
+  listenHttp,
   peerKey,
-  refuseExcessHeaders,
   serverCallInterceptor,
 } from "@hookmesh/kit";
 import { browserActorKey } from "./actor.js";
@@ -159,28 +158,17 @@ export function createWebServer(options: WebOptions): WebServer {
   }
 
   const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
-  const server = http.createServer(
-    refuseExcessHeaders(limits, (req: http.IncomingMessage, res: http.ServerResponse) => {
-      handle(req, res).catch((err: unknown) => {
-        logger.error({ err, path: req.url?.split("?")[0] }, "web request failed");
-        if (!res.headersSent) send(res, 500, "internal error\n");
-        else res.destroy();
-      });
-    }),
-  );
-  limitHttp1(server, limits);
-  capConnections(server, limits.maxConnections, logger);
+  const server = createLimitedHttpServer(limits, logger, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      logger.error({ err, path: req.url?.split("?")[0] }, "web request failed");
+      if (!res.headersSent) send(res, 500, "internal error\n");
+      else res.destroy();
+    });
+  });
   return {
     server,
     async listen(port, host) {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-      const address = server.address() as AddressInfo;
+      const address = await listenHttp(server, port, host);
       const configured = new URL(site.publicUrl);
       if (configured.port === "0") {
         configured.port = String(address.port);
