@@ -4,11 +4,10 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { type ClientFactory, createLogger } from "@hookmesh/kit";
 import {
   freePort,
-  signGitHub,
   startService,
   type TestIdentities,
   type TestRedis,
@@ -20,6 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
+import { githubHeaders, post } from "./deliveries.js";
 
 /** How long, and how often, to look for what the mesh does in the background. */
 const POLL = { timeout: 20_000, interval: 50 };
@@ -118,21 +118,10 @@ describe("answering back on GitHub, end to end", () => {
       repository: { name: "repo", owner: { login: "octo" } },
       sender: { id: 1, login: "octocat", type: "User" },
     });
-    const res = await fetch(`${gateway.base}/webhooks/github`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-github-event": "issue_comment",
-        "x-github-delivery": randomUUID(),
-        "x-hub-signature-256": signGitHub(body, TEST_SECRETS.github),
-      },
-      body,
-    });
-    expect(res.status).toBe(202);
-    const { task_id: taskId } = (await res.json()) as { task_id: string };
-    // The task is made behind the acknowledgment.
-    await gateway.forwarded();
-    return taskId;
+    // post waits for the gateway to forward what it acknowledged: the task is made behind the ack.
+    const reply = await post(gateway.base, "github", body, githubHeaders(body));
+    expect(reply.status).toBe(202);
+    return reply.json.task_id as string;
   }
 
   async function task(id: string): Promise<Task> {

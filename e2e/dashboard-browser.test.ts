@@ -6,11 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { type ClientFactory, createLogger } from "@hookmesh/kit";
 import {
   freePort,
-  signGitHub,
   startService,
   type TestIdentities,
   type TestRedis,
@@ -23,6 +22,7 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { githubHeaders, post } from "./deliveries.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = join(root, "cli/bin/hookmesh.js");
@@ -110,21 +110,10 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
       repository: { name: "repo", owner: { login: "octo" } },
       sender: { id: 1, login: "octocat", type: "User" },
     });
-    const res = await fetch(`${gateway.base}/webhooks/github`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-github-event": "issue_comment",
-        "x-github-delivery": randomUUID(),
-        "x-hub-signature-256": signGitHub(body, TEST_SECRETS.github),
-      },
-      body,
-    });
-    expect(res.status).toBe(202);
-    const { task_id: taskId } = (await res.json()) as { task_id: string };
-    // The task is made behind the acknowledgment.
-    await gateway.forwarded();
-    return taskId;
+    // post waits for the gateway to forward what it acknowledged: the task is made behind the ack.
+    const reply = await post(gateway.base, "github", body, githubHeaders(body));
+    expect(reply.status).toBe(202);
+    return reply.json.task_id as string;
   }
 
   const taskService = () => operator.client(TaskService, tasks.url, "tasks");

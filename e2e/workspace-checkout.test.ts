@@ -5,12 +5,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { type RunningGateway, startGateway, TEST_SECRETS } from "@hookmesh/gateway/testing";
+import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { type ClientFactory, createLogger } from "@hookmesh/kit";
 import {
   freePort,
   GitServer,
-  signGitHub,
   startService,
   type TestIdentities,
   type TestRedis,
@@ -24,6 +23,7 @@ import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { RunOutcome, type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
+import { githubHeaders, post } from "./deliveries.js";
 
 const POLL = { timeout: 30_000, interval: 100 };
 const INSTALLATION = 4242n;
@@ -138,21 +138,10 @@ describe("workspaces, end to end", () => {
       installation: { id: Number(INSTALLATION) },
       sender: { id: 1, login: "octocat", type: "User" },
     });
-    const res = await fetch(`${gateway.base}/webhooks/github`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-github-event": "issue_comment",
-        "x-github-delivery": randomUUID(),
-        "x-hub-signature-256": signGitHub(body, TEST_SECRETS.github),
-      },
-      body,
-    });
-    expect(res.status).toBe(202);
-    const { task_id: taskId } = (await res.json()) as { task_id: string };
-    // The task is made behind the acknowledgment.
-    await gateway.forwarded();
-    return taskId;
+    // post waits for the gateway to forward what it acknowledged: the task is made behind the ack.
+    const reply = await post(gateway.base, "github", body, githubHeaders(body));
+    expect(reply.status).toBe(202);
+    return reply.json.task_id as string;
   }
 
   async function finished(id: string): Promise<{ task: Task; calls: string[] }> {
