@@ -82,6 +82,16 @@ export class GuardedSessionManager implements SessionManager {
     for (const session of previous) session.close();
   }
 
+  /**
+   * Closes its connections once their open calls are done (a graceful HTTP/2 close): for an
+   * endpoint that left its downstream, which new calls no longer pick.
+   */
+  close(): void {
+    const sessions = this.sessions;
+    this.sessions = new Set();
+    for (const session of sessions) session.close();
+  }
+
   private manager(sessionOptions: http2.SecureClientSessionOptions | undefined): Http2SessionManager {
     return new Http2SessionManager(this.url, { idleConnectionTimeoutMs: this.idleTimeoutMs }, sessionOptions);
   }

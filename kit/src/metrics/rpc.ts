@@ -31,6 +31,10 @@ export interface RpcMetrics {
   breakerTransitions: Counter<BreakerLabels | "state">;
   /** Calls an open breaker failed at once, without sending them. */
   breakerRejected: Counter<BreakerLabels>;
+  /** Endpoints of a balanced downstream (a peer of several addresses), by state: serving, not_serving, ejected. */
+  clientEndpoints: Gauge<"downstream" | "state">;
+  /** Times an endpoint was ejected for outage results in a row. */
+  clientEjections: Counter<"downstream" | "endpoint">;
 }
 
 export function createRpcMetrics(registry: Registry): RpcMetrics {
@@ -90,6 +94,18 @@ export function createRpcMetrics(registry: Registry): RpcMetrics {
       name: "hookmesh_circuit_breaker_rejected_total",
       help: "Calls failed fast by an open breaker, without being sent.",
       labelNames: ["downstream", "rpc_service", "rpc_method"],
+      registers,
+    }),
+    clientEndpoints: new Gauge({
+      name: "hookmesh_rpc_client_endpoints",
+      help: "Endpoints of each balanced downstream, by state: serving (picked), not_serving (its health watch says so, or failed) and ejected (outage results in a row).",
+      labelNames: ["downstream", "state"],
+      registers,
+    }),
+    clientEjections: new Counter({
+      name: "hookmesh_rpc_client_ejections_total",
+      help: "Times an endpoint of a balanced downstream was ejected for outage results (Unavailable, failed connections) in a row.",
+      labelNames: ["downstream", "endpoint"],
       registers,
     }),
   };

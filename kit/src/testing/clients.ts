@@ -12,6 +12,7 @@ export function routerClientFactory(routes: (router: ConnectRouter) => void): Cl
     client: (service) => createClient(service, transport),
     breakerState: () => "closed",
     breakers: () => [],
+    endpoints: () => [],
     close: () => {},
   };
 }
