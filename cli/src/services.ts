@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { type Env, envPeerUrl } from "@hookmesh/kit";
+import { type Env, envInsecure, envPeer, parsePeer, targetUrl } from "@hookmesh/kit";
 
 /** A service of the mesh as the CLI knows it: where its entry point is and where it listens. */
 export interface ServiceEntry {
@@ -106,9 +106,14 @@ function secretsOf(service: ServiceEntry): string[] {
   ];
 }
 
-/** Where a service is: its `<NAME>_URL`, or its default port on loopback (https unless HOOKMESH_INSECURE=1). */
+/**
+ * Where the CLI reaches a service: its `<NAME>_URL`, or its default port on loopback (https
+ * unless HOOKMESH_INSECURE=1). Of a list of replicas, the first target: an operator's command
+ * (status, drain, a lookup) asks one of them.
+ */
 export function serviceUrl(service: ServiceEntry, env: Env): string {
-  return envPeerUrl(env, service.urlVariable, service.grpcPort);
+  const peer = envPeer(env, service.urlVariable, service.grpcPort);
+  return targetUrl(parsePeer(peer, envInsecure(env) ? "http:" : "https:")[0]!);
 }
 
 /** The service named `name`, which must exist. */

@@ -7,7 +7,7 @@ import {
   envList,
   envListen,
   envLogLevel,
-  envPeerUrl,
+  envPeer,
   envPort,
   envRedis,
   envSecrets,
@@ -69,7 +69,7 @@ export function loadConfig(env: Env = process.env): GatewayConfig {
     );
   }
   const rateLimitPerSecond = envInt(env, "GATEWAY_RATE_LIMIT", 50, { min: 1 });
-  const tasksUrl = envPeerUrl(env, "TASKS_URL", 50051);
+  const tasksUrl = envPeer(env, "TASKS_URL", 50051);
   return {
     ...envListen(env, "gateway", 50050, { TASKS_URL: tasksUrl }),
     httpPort: envPort(env, "GATEWAY_HTTP_PORT", 8080),

@@ -1,6 +1,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
+import { type PeerTarget, PeerSyntaxError, parsePeer } from "./client/peer.js";
 import { FieldError } from "./errors.js";
 import { devIdentityFiles } from "./identity/dev.js";
 import type { IdentityFiles } from "./identity/material.js";
@@ -170,7 +171,7 @@ export type IdentityConfig =
 export interface IdentityEndpoints {
   /** Hosts the service binds, e.g. `{ TASKS_HOST: "0.0.0.0" }`. */
   listen?: Readonly<Record<string, string>>;
-  /** Base URLs of the services it calls, e.g. `{ TASKS_URL: "https://tasks:50051" }`. */
+  /** Peer values of the services it calls, e.g. `{ TASKS_URL: "https://tasks-0:50051,https://tasks-1:50051" }`. */
   peers?: Readonly<Record<string, string>>;
 }
 
@@ -203,10 +204,10 @@ export function envTrustDomain(env: Env): string {
  * `hookmesh.local`): the certificate, key and CA bundle from `<NAME>_TLS_CERT_FILE`,
  * `<NAME>_TLS_KEY_FILE` and `<NAME>_TLS_CA_FILE` (all three or none), by default the
  * development files under `HOOKMESH_HOME` (`.hookmesh` in the working directory). The files
- * must be readable now; `openIdentity` reads and validates them. Peer URLs must be https.
+ * must be readable now; `openIdentity` reads and validates them. Every peer URL must be https.
  *
  * `HOOKMESH_INSECURE=1` turns mTLS off, and is refused unless every listening host and every
- * peer URL is on loopback: cleartext never leaves the machine.
+ * peer target (each URL, each `dns:///` host) is on loopback: cleartext never leaves the machine.
  */
 export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints = {}): IdentityConfig {
   if (!isIdentityName(name)) throw new Error(`"${name}" is not an identity name`);
@@ -217,7 +218,7 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
     caFile: `${prefix}_TLS_CA_FILE`,
   };
   const set = Object.values(variables).filter((variable) => present(env, variable) !== undefined);
-  const peers = Object.entries(endpoints.peers ?? {}).map(([variable, url]) => ({ variable, url: new URL(url) }));
+  const peers = peerTargets(endpoints.peers ?? {}, envInsecure(env));
 
   if (envInsecure(env)) {
     if (set.length > 0)
@@ -226,23 +227,22 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
     for (const [variable, host] of Object.entries(endpoints.listen ?? {})) {
       if (!isLoopback(host)) throw new ConfigError(variable, `${cleartextOnly}: bind 127.0.0.1 or ::1, not "${host}"`);
     }
-    for (const { variable, url } of peers) {
-      if (url.protocol !== "http:")
+    for (const { variable, target } of peers) {
+      const url = target.kind === "url" ? new URL(target.origin) : undefined;
+      if (url && url.protocol !== "http:")
         throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${url.protocol}//"`);
-      if (!isLoopback(url.hostname))
-        throw new ConfigError(
-          variable,
-          `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${url.hostname}"`,
-        );
+      const host = url ? url.hostname : target.kind === "dns" ? target.host : "";
+      if (!isLoopback(host))
+        throw new ConfigError(variable, `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${host}"`);
     }
     return { insecure: true };
   }
 
-  for (const { variable, url } of peers) {
-    if (url.protocol !== "https:") {
+  for (const { variable, target } of peers) {
+    if (target.kind === "url" && !target.origin.startsWith("https:")) {
       throw new ConfigError(
         variable,
-        `calls go over mTLS: expected an https:// URL, got "${url.protocol}//" (cleartext needs ${INSECURE}=1, on loopback)`,
+        `calls go over mTLS: expected an https:// URL, got "${target.origin}" (cleartext needs ${INSECURE}=1, on loopback)`,
       );
     }
   }
@@ -271,6 +271,21 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
     }
   }
   return { insecure: false, id: spiffeId(trustDomain, name), name, trustDomain, ...files };
+}
+
+/** Every target of every peer value, with the variable that set it; a malformed value names its variable. */
+function peerTargets(
+  peers: Readonly<Record<string, string>>,
+  insecure: boolean,
+): { variable: string; target: PeerTarget }[] {
+  return Object.entries(peers).flatMap(([variable, value]) => {
+    try {
+      return parsePeer(value, insecure ? "http:" : "https:").map((target) => ({ variable, target }));
+    } catch (err) {
+      if (err instanceof PeerSyntaxError) throw new ConfigError(variable, err.message);
+      throw err;
+    }
+  });
 }
 
 const LOOPBACK = new BlockList();

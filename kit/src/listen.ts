@@ -6,9 +6,9 @@ import {
   envInsecure,
   envPort,
   envString,
-  envUrl,
   type IdentityConfig,
 } from "./config.js";
+import { normalizePeer, PeerSyntaxError } from "./client/peer.js";
 import { envServerLimits, type ServerLimits } from "./limits.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */
@@ -40,8 +40,8 @@ export const ADMIN_PORT_OFFSET = 1000;
 /**
  * The listening half of a service's configuration, checked as a whole: the bind address (loopback
  * by default, so a fresh start exposes nothing), the port, and the identity, which refuses
- * cleartext anywhere but on loopback and needs `https://` for every peer in `peers` (the URLs
- * the service calls, by the variable that set each), the port's connection limits, and the
+ * cleartext anywhere but on loopback and needs `https://` for every peer URL in `peers` (the peer
+ * values the service calls, by the variable that set each), the port's connection limits, and the
  * admin port beside it.
  */
 export function envListen(
@@ -80,10 +80,21 @@ function adminPort(env: Env, prefix: string, port: number): number {
 }
 
 /**
- * The base URL of a peer service: `variable`, or the peer's default port on loopback, over
- * https (mTLS) unless `HOOKMESH_INSECURE=1` says cleartext.
+ * Where a peer service is: `variable`, or the peer's default port on loopback, over https (mTLS)
+ * unless `HOOKMESH_INSECURE=1` says cleartext. The value is a comma-separated list of targets,
+ * each an absolute URL (one endpoint, e.g. `https://10.0.0.5:50051`) or `dns:///<host>:<port>`
+ * (every address the host resolves to, each an endpoint, over https or, in cleartext, http);
+ * the client factory balances calls over the endpoints. Returned in one spelling per list
+ * (origins, no spaces), which names the downstream in metrics and logs. A malformed target
+ * names the variable; `envIdentity` checks each target's scheme and host.
  */
-export function envPeerUrl(env: Env, variable: string, defaultPort: number): string {
-  const scheme = envInsecure(env) ? "http" : "https";
-  return envUrl(env, variable, `${scheme}://127.0.0.1:${defaultPort}`);
+export function envPeer(env: Env, variable: string, defaultPort: number): string {
+  const insecure = envInsecure(env);
+  const value = envString(env, variable, `${insecure ? "http" : "https"}://127.0.0.1:${defaultPort}`);
+  try {
+    return normalizePeer(value, insecure ? "http:" : "https:");
+  } catch (err) {
+    if (err instanceof PeerSyntaxError) throw new ConfigError(variable, err.message);
+    throw err;
+  }
 }

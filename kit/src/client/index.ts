@@ -17,13 +17,13 @@ import { tracingClientInterceptor } from "../tracing/rpc.js";
 import { Balancer, type BalancingOptions, type EndpointStatus, type LookupAll, systemLookup } from "./balancer.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { outlierOptions } from "./outlier.js";
-import { normalizePeer, type PeerTarget, parsePeer } from "./peer.js";
+import { normalizePeer, type PeerTarget, parsePeer, targetUrl } from "./peer.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
 import { GuardedSessionManager } from "./session-manager.js";
 
 export { callOptionsFrom } from "./deadline.js";
-export { normalizePeer, PeerSyntaxError, type PeerTarget, parsePeer } from "./peer.js";
+export { normalizePeer, PeerSyntaxError, type PeerTarget, parsePeer, targetUrl } from "./peer.js";
 export type {
   BalancingOptions,
   BreakerOptions,
@@ -153,9 +153,8 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
    */
   function balancedTransport(downstream: string, targets: PeerTarget[], server: string | undefined): Transport {
     const tlsOptions = tlsOptionsFor(downstream, server);
-    const first = targets[0]!;
     // What calls are addressed to before the pick; also what tracing records as the server.
-    const baseUrl = first.kind === "url" ? first.origin : `${first.protocol}//${first.host}:${first.port}`;
+    const baseUrl = targetUrl(targets[0]!);
     const balancer = new Balancer({
       downstream,
       targets,

@@ -78,6 +78,15 @@ export function normalizePeer(value: string, protocol: "http:" | "https:" = "htt
   return parsePeer(value, protocol).map(targetText).join(",");
 }
 
+/**
+ * The one URL a target stands for: its origin, or a `dns:///` target's host and port (which the
+ * system resolver turns into one of its addresses), for whatever calls a single endpoint.
+ */
+export function targetUrl(target: PeerTarget): string {
+  if (target.kind === "url") return target.origin;
+  return endpointOrigin(target.protocol, target.host, target.port);
+}
+
 /** The origin of an endpoint at `address` (IPv4, IPv6 or a name) and `port`. */
 export function endpointOrigin(protocol: "http:" | "https:", address: string, port: number): string {
   return new URL(`${protocol}//${address.includes(":") ? `[${address}]` : address}:${port}`).origin;

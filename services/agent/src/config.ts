@@ -8,7 +8,7 @@ import {
   envList,
   envListen,
   envLogLevel,
-  envPeerUrl,
+  envPeer,
   envString,
   envUrl,
   type ListenConfig,
@@ -88,11 +88,11 @@ export function loadConfig(env: Env = process.env): AgentConfig {
   const agentCommand = envString(env, "AGENT_COMMAND", "");
   const workdirRoot = envString(env, "AGENT_WORKDIR", join(tmpdir(), "hookmesh-runs"));
   const peers = {
-    TASKS_URL: envPeerUrl(env, "TASKS_URL", 50051),
-    GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061),
-    SLACK_URL: envPeerUrl(env, "SLACK_URL", 50062),
-    JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063),
-    SENTRY_URL: envPeerUrl(env, "SENTRY_URL", 50064),
+    TASKS_URL: envPeer(env, "TASKS_URL", 50051),
+    GITHUB_URL: envPeer(env, "GITHUB_URL", 50061),
+    SLACK_URL: envPeer(env, "SLACK_URL", 50062),
+    JIRA_URL: envPeer(env, "JIRA_URL", 50063),
+    SENTRY_URL: envPeer(env, "SENTRY_URL", 50064),
   };
   return {
     ...envListen(env, "agent", 50052, peers),

@@ -10,7 +10,7 @@ import {
   envList,
   envListen,
   envLogLevel,
-  envPeerUrl,
+  envPeer,
   envPort,
   envString,
   envUrl,
@@ -60,12 +60,12 @@ const packageDir = fileURLToPath(new URL("..", import.meta.url));
 
 export function loadConfig(env: Env = process.env): DashboardConfig {
   const peers = {
-    TASKS_URL: envPeerUrl(env, "TASKS_URL", 50051),
-    GATEWAY_URL: envPeerUrl(env, "GATEWAY_URL", 50050),
-    GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061),
-    SLACK_URL: envPeerUrl(env, "SLACK_URL", 50062),
-    JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063),
-    SENTRY_URL: envPeerUrl(env, "SENTRY_URL", 50064),
+    TASKS_URL: envPeer(env, "TASKS_URL", 50051),
+    GATEWAY_URL: envPeer(env, "GATEWAY_URL", 50050),
+    GITHUB_URL: envPeer(env, "GITHUB_URL", 50061),
+    SLACK_URL: envPeer(env, "SLACK_URL", 50062),
+    JIRA_URL: envPeer(env, "JIRA_URL", 50063),
+    SENTRY_URL: envPeer(env, "SENTRY_URL", 50064),
   };
   const agentUrls = agentUrlsOf(env);
   const listen = envListen(env, "dashboard", 50070, {
@@ -121,7 +121,7 @@ function databaseConfig(env: Env): DatabaseConfig {
 
 function agentUrlsOf(env: Env): string[] {
   const listed = envList(env, "AGENT_URL");
-  if (listed.length === 0) return [envPeerUrl(env, "AGENT_URL", 50052)];
+  if (listed.length === 0) return [envPeer(env, "AGENT_URL", 50052)];
   return listed.map((url) => envUrl({ AGENT_URL: url }, "AGENT_URL", url));
 }
 

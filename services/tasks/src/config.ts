@@ -6,7 +6,7 @@ import {
   envListen,
   envLogLevel,
   envNumber,
-  envPeerUrl,
+  envPeer,
   envRedis,
   envString,
   type ListenConfig,
@@ -64,7 +64,7 @@ const MAX_USD = 1_000_000;
 export function loadConfig(env: Env = process.env): TasksConfig {
   const retryBaseMs = envInt(env, "TASKS_RETRY_BASE_MS", 5_000, { min: 1 });
   const routesFile = envString(env, "TASKS_ROUTES_FILE", "");
-  const peers = { GITHUB_URL: envPeerUrl(env, "GITHUB_URL", 50061), JIRA_URL: envPeerUrl(env, "JIRA_URL", 50063) };
+  const peers = { GITHUB_URL: envPeer(env, "GITHUB_URL", 50061), JIRA_URL: envPeer(env, "JIRA_URL", 50063) };
   const maxAttempts = envInt(env, "TASKS_MAX_ATTEMPTS", 3, { min: 1, max: 100 });
   const retentionMs = envDuration(env, "TASKS_RETENTION", "30d");
   const ignoredBodyRetentionMs = envDuration(env, "TASKS_IGNORED_BODY_RETENTION", "1h");
