@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
-import { type PeerTarget, PeerSyntaxError, parsePeer } from "./client/peer.js";
+import { PeerSyntaxError, type PeerTarget, parsePeer } from "./client/peer.js";
 import { FieldError } from "./errors.js";
 import { devIdentityFiles } from "./identity/dev.js";
 import type { IdentityFiles } from "./identity/material.js";

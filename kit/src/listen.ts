@@ -1,14 +1,6 @@
 import { envOperatorTokens, type OperatorTokens } from "./auth/tokens.js";
-import {
-  ConfigError,
-  type Env,
-  envIdentity,
-  envInsecure,
-  envPort,
-  envString,
-  type IdentityConfig,
-} from "./config.js";
 import { normalizePeer, PeerSyntaxError } from "./client/peer.js";
+import { ConfigError, type Env, envIdentity, envInsecure, envPort, envString, type IdentityConfig } from "./config.js";
 import { envServerLimits, type ServerLimits } from "./limits.js";
 
 /** Where a service listens and who it is there: what every service's config holds alike. */

@@ -113,8 +113,9 @@ export class Balancer {
         endpoint.record.recordSuccess(this.now());
         return res;
       } catch (err) {
-        this.observeFailure(endpoint, ConnectError.from(err));
-        throw err;
+        const error = lostConnection(ConnectError.from(err), req.signal, endpoint.record.origin);
+        this.observeFailure(endpoint, error);
+        throw error;
       }
     };
   }
@@ -331,8 +332,30 @@ export class Balancer {
       const state = record.condition(now);
       counts.set(state, counts.get(state)! + 1);
     }
-    for (const [state, count] of counts) metrics.clientEndpoints.set({ downstream: this.deps.downstream, state }, count);
+    for (const [state, count] of counts)
+      metrics.clientEndpoints.set({ downstream: this.deps.downstream, state }, count);
   }
+}
+
+/**
+ * An attempt whose connection broke under it (the endpoint's process died, its socket was
+ * reset) fails in connect-node with Canceled (the stream reset as its session went) or Aborted
+ * (ECONNRESET), though the caller cancelled nothing. gRPC calls that Unavailable, and so does
+ * this: the endpoint counts it as an outage, and the retry interceptor may send the call to
+ * another endpoint (if its method is idempotent: the server may have acted on it).
+ */
+function lostConnection(err: ConnectError, signal: AbortSignal, origin: string): ConnectError {
+  if (signal.aborted) return err;
+  const fromNode = err.cause instanceof Error && "code" in err.cause;
+  const lost = err.code === Code.Canceled || (err.code === Code.Aborted && fromNode);
+  if (!lost) return err;
+  return new ConnectError(
+    `${origin}: connection lost: ${err.rawMessage}`,
+    Code.Unavailable,
+    err.metadata,
+    undefined,
+    err,
+  );
 }
 
 /** The system resolver's every address of `host`. */

@@ -76,7 +76,8 @@ export class EndpointRecord {
 
   /** Marks the end of an ejection as seen, once; true the first time after it ended. */
   noteReturn(now: number): boolean {
-    if (this.ejectedUntilMs === 0 || now < this.ejectedUntilMs || this.returnedAtMs >= this.ejectedUntilMs) return false;
+    if (this.ejectedUntilMs === 0 || now < this.ejectedUntilMs || this.returnedAtMs >= this.ejectedUntilMs)
+      return false;
     this.returnedAtMs = this.ejectedUntilMs;
     return true;
   }

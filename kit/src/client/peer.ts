@@ -4,7 +4,7 @@
  * resolver syntax, which stands for every address the host resolves to.
  */
 export type PeerTarget =
-  | { kind: "url"; /** The URL's origin, e.g. `https://10.0.0.5:50051`. */ origin: string }
+  | { kind: "url" /** The URL's origin, e.g. `https://10.0.0.5:50051`. */; origin: string }
   | {
       kind: "dns";
       /** Host name without brackets, e.g. `tasks.hookmesh.svc.cluster.local` or `::1`. */
