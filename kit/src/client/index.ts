@@ -17,7 +17,7 @@ import { tracingClientInterceptor } from "../tracing/rpc.js";
 import { Balancer, type BalancingOptions, type EndpointStatus, type LookupAll, systemLookup } from "./balancer.js";
 import { type BreakerOptions, type BreakerState, type BreakerStatus, createBreakers } from "./breaker.js";
 import { outlierOptions } from "./outlier.js";
-import { normalizePeer, type PeerTarget, parsePeer, targetUrl } from "./peer.js";
+import { normalizePeer, type PeerTarget, parsePeer, targetText, targetUrl } from "./peer.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
 import { GuardedSessionManager } from "./session-manager.js";
@@ -183,7 +183,7 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
 
   function transportFor(peer: string, server: string | undefined): Transport {
     const targets = parsePeer(peer, protocol);
-    const downstream = normalizePeer(peer, protocol);
+    const downstream = targets.map(targetText).join(",");
     const existing = transports.get(downstream);
     if (existing) {
       if (identity && existing.server !== server) {
