@@ -287,6 +287,30 @@ describe("a downstream of several endpoints", () => {
     await until(() => a.connections === 0, 2_000, "a's connection closed");
   });
 
+  it("resolves again soon after a failed connection, not only on its interval, and stops when closed", async () => {
+    const a = await replica("a", { host: "127.0.0.1" });
+    const lookups: number[] = [];
+    const { clients } = factory({
+      balancing: {
+        resolveIntervalMs: 60_000,
+        lookup: async () => {
+          lookups.push(performance.now());
+          // Nothing listens on 127.0.0.3: its connections fail.
+          return ["127.0.0.1", "127.0.0.3"];
+        },
+      },
+    });
+    const client = clients.client(RouteService, `dns:///replicas.test:${a.port}`);
+    expect(count(await answers(client, 6), "a")).toBe(6);
+    await until(() => lookups.length >= 3, 5_000, "resolved again after failures");
+    // At most once a second, however many failures ask for it.
+    for (let i = 1; i < lookups.length; i++) expect(lookups[i]! - lookups[i - 1]!).toBeGreaterThanOrEqual(990);
+    clients.close();
+    const resolved = lookups.length;
+    await sleep(1_500);
+    expect(lookups.length).toBe(resolved);
+  });
+
   it("balances over mTLS, each endpoint presenting the expected identity, and takes a killed one out", async () => {
     const identities = await testIdentities();
     const [a, b] = await Promise.all([
