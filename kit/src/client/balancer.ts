@@ -61,7 +61,6 @@ export interface BalancerDeps {
   options: Required<OutlierOptions> & Required<Omit<BalancingOptions, keyof OutlierOptions>>;
   logger: Logger;
   metrics?: RpcMetrics;
-  now?: () => number;
 }
 
 /**
@@ -82,7 +81,7 @@ export class Balancer {
   private readonly resolved = new Map<string, string[]>();
   private readonly dnsTargets: Extract<PeerTarget, { kind: "dns" }>[];
   private readonly staticOrigins: string[];
-  private readonly now: () => number;
+  private readonly now = Date.now;
   private readonly logger: Logger;
   private resolveTimer?: NodeJS.Timeout;
   private soonTimer?: NodeJS.Timeout;
@@ -92,7 +91,6 @@ export class Balancer {
   private closed = false;
 
   constructor(private readonly deps: BalancerDeps) {
-    this.now = deps.now ?? Date.now;
     this.logger = deps.logger.child({ downstream: deps.downstream });
     this.staticOrigins = deps.targets.flatMap((t) => (t.kind === "url" ? [t.origin] : []));
     this.dnsTargets = deps.targets.flatMap((t) => (t.kind === "dns" ? [t] : []));
