@@ -1,6 +1,8 @@
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { RouteService } from "../../gen/hookmesh/tasks/v1/route_service_pb.js";
@@ -228,6 +230,36 @@ describe("a downstream of several endpoints", () => {
     await until(() => stateOf(clients.endpoints(), a.url) === "serving", 2_000, "a back after its ejection");
     await until(() => logs.lines().some((line) => line.includes("endpoint back in rotation")), 2_000, "return logged");
     expect(count(await answers(client, 10), "a")).toBe(5);
+  });
+
+  it("counts an endpoint without the health service as serving", async () => {
+    const servers = await Promise.all(
+      ["a", "b"].map(async (name) => {
+        const server = http2.createServer(
+          connectNodeAdapter({
+            routes: (router) => router.service(RouteService, { getRoute: () => ({ route: { id: name } }) }),
+          }),
+        );
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        const sessions = new Set<http2.ServerHttp2Session>();
+        server.on("session", (session) => sessions.add(session));
+        cleanups.push(() => {
+          const closed = new Promise((resolve) => server.close(resolve));
+          for (const session of sessions) session.destroy();
+          return closed;
+        });
+        return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+      }),
+    );
+    const { clients, logs } = factory();
+    const client = clients.client(RouteService, servers.join(","));
+    await until(() => logs.lines().filter((line) => line.includes("endpoint added")).length === 2);
+    await sleep(300);
+    expect(clients.endpoints().map((endpoint) => endpoint.state)).toEqual(["serving", "serving"]);
+    const names = await answers(client, 4);
+    expect([count(names, "a"), count(names, "b")]).toEqual([2, 2]);
+    // Its Watch is asked again now and then (a new version may serve it), never marking it out.
+    expect(logs.lines().some((line) => line.includes("endpoint not serving"))).toBe(false);
   });
 
   it("fails fast with Unavailable when every endpoint is down, so that the breaker sees it", async () => {
