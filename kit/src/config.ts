@@ -228,10 +228,9 @@ export function envIdentity(env: Env, name: string, endpoints: IdentityEndpoints
       if (!isLoopback(host)) throw new ConfigError(variable, `${cleartextOnly}: bind 127.0.0.1 or ::1, not "${host}"`);
     }
     for (const { variable, target } of peers) {
-      const url = target.kind === "url" ? new URL(target.origin) : undefined;
-      if (url && url.protocol !== "http:")
-        throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${url.protocol}//"`);
-      const host = url ? url.hostname : target.kind === "dns" ? target.host : "";
+      if (target.kind === "url" && !target.origin.startsWith("http:"))
+        throw new ConfigError(variable, `${cleartextOnly}: expected an http:// URL, got "${target.origin}"`);
+      const host = target.kind === "url" ? new URL(target.origin).hostname : target.host;
       if (!isLoopback(host))
         throw new ConfigError(variable, `${cleartextOnly}: expected 127.0.0.1, ::1 or localhost, got "${host}"`);
     }
