@@ -187,8 +187,9 @@ function refuseSharedPorts(replicas: readonly Replica[]): void {
 /** The replicas' addresses, one line each, as `hookmesh start` prints them before it starts them. */
 export function formatReplicas(replicas: readonly Replica[]): string[] {
   const width = Math.max(...replicas.map((r) => r.name.length));
+  const address = (url: string, port: number) => (port === 0 ? "(a free port)" : url);
   return replicas.map((r) => {
-    const http = r.httpUrl ? `  ${HTTP_PORTS[r.service.name]?.what} ${r.httpUrl}` : "";
-    return `${r.name.padEnd(width)}  grpc ${r.url}  admin ${r.adminUrl}${http}`;
+    const http = r.httpUrl ? `  ${HTTP_PORTS[r.service.name]?.what} ${address(r.httpUrl, r.ports.http!)}` : "";
+    return `${r.name.padEnd(width)}  grpc ${r.url}  admin ${address(r.adminUrl, r.ports.admin)}${http}`;
   });
 }

@@ -74,7 +74,7 @@ export async function startServices(replicas: readonly Replica[], logger: Logger
       child.on("exit", (code, signal) => {
         running.delete(child);
         if (!stopping) {
-          logger.error({ service: replica.name, code, signal }, `${replica.name} exited; stopping the others`);
+          logger.error({ replica: replica.name, code, signal }, `${replica.name} exited; stopping the others`);
           exitCode = 1;
           stopAll("SIGTERM");
         }

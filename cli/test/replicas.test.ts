@@ -111,23 +111,19 @@ describe("the replicas' plan", () => {
   });
 
   it("starts from the ports, hosts and worker settings in the environment, in cleartext when insecure", () => {
-    const plan = planReplicas(
-      selectServices(["agent", "dashboard"]),
-      parseReplicas("agent=2,dashboard=2"),
-      {
-        HOOKMESH_INSECURE: "1",
-        AGENT_PORT: "20000",
-        AGENT_ADMIN_PORT: "0",
-        AGENT_ID: "box",
-        AGENT_WORKDIR: "/srv/runs",
-        AGENT_REPO_CACHE: "/srv/mirrors",
-        DASHBOARD_HOST: "::1",
-        DASHBOARD_PORT: "21000",
-        DASHBOARD_ADMIN_PORT: "22000",
-        DASHBOARD_HTTP_PORT: "23000",
-        DASHBOARD_DATABASE_URL: "postgres://dashboard@db/dashboard",
-      },
-    );
+    const plan = planReplicas(selectServices(["agent", "dashboard"]), parseReplicas("agent=2,dashboard=2"), {
+      HOOKMESH_INSECURE: "1",
+      AGENT_PORT: "20000",
+      AGENT_ADMIN_PORT: "0",
+      AGENT_ID: "box",
+      AGENT_WORKDIR: "/srv/runs",
+      AGENT_REPO_CACHE: "/srv/mirrors",
+      DASHBOARD_HOST: "::1",
+      DASHBOARD_PORT: "21000",
+      DASHBOARD_ADMIN_PORT: "22000",
+      DASHBOARD_HTTP_PORT: "23000",
+      DASHBOARD_DATABASE_URL: "postgres://dashboard@db/dashboard",
+    });
     expect(plan[1]).toMatchObject({
       name: "agent-1",
       url: "http://127.0.0.1:20100",
