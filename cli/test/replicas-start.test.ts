@@ -3,12 +3,30 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { envIdentity } from "@hookmesh/kit";
 import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { accepts, alive, freePortLadder, servicesOf, waitFor } from "./processes.js";
 
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
-const REPLICAS = "gateway=2,agent=2";
+
+/**
+ * Whether the services take a list of peers in `<NAME>_URL` (kit's balanced clients): then
+ * tasks runs twice too, and the gateways and workers call it through the list of its replicas.
+ */
+const peerLists = (() => {
+  try {
+    envIdentity({ HOOKMESH_INSECURE: "1" }, "gateway", {
+      peers: { TASKS_URL: "http://127.0.0.1:1,http://127.0.0.1:2" },
+    });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const TASKS = peerLists ? 2 : 1;
+const REPLICAS = `${peerLists ? "tasks=2," : ""}gateway=2,agent=2`;
+const PROCESSES = 5 + TASKS;
 
 interface Ran {
   code: number;
@@ -36,7 +54,7 @@ function environ(pid: number): Record<string, string> {
 
 /**
  * `hookmesh start --replicas` as a person runs it: two gateways and two agent workers beside
- * one tasks and one github service, each replica on its own ports, a mention through each
+ * one github service and one tasks service (two once services take peer lists), each replica on its own ports, a mention through each
  * gateway's edge done by an agent, and nothing left once the supervisor is SIGKILLed.
  * Cleartext on loopback: the mTLS start is cli.test.ts's; this one is about the layout.
  */
@@ -51,7 +69,7 @@ describe("hookmesh start --replicas", () => {
   beforeAll(async () => {
     db = await testRedis("replicas-start");
     home = mkdtempSync(join(tmpdir(), "hookmesh-replicas-"));
-    ports.tasks = await freePortLadder(100, 1);
+    ports.tasks = await freePortLadder(100, TASKS);
     ports.github = await freePortLadder(100, 1);
     ports.agent = await freePortLadder(100, 2);
     ports.gateway = await freePortLadder(100, 2);
@@ -87,7 +105,7 @@ describe("hookmesh start --replicas", () => {
     await waitFor(async () => {
       const { stdout } = await hookmesh(["status", "--replicas", REPLICAS, "--json"], env);
       const rows = JSON.parse(stdout || '{"services":[]}').services as { name: string; healthy: boolean }[];
-      return rows.filter((row) => row.healthy).length === 6;
+      return rows.filter((row) => row.healthy).length === PROCESSES;
     }, 90_000);
   }, 120_000);
 
@@ -106,7 +124,8 @@ describe("hookmesh start --replicas", () => {
       ),
     );
     expect(output).toMatch(new RegExp(`^agent-1 +grpc http://${at(ports.agent + 100)} `, "m"));
-    expect(output).toMatch(new RegExp(`^tasks +grpc http://${at(ports.tasks)} `, "m"));
+    const tasks = TASKS > 1 ? "tasks-1" : "tasks";
+    expect(output).toMatch(new RegExp(`^${tasks} +grpc http://${at(ports.tasks + 100 * (TASKS - 1))} `, "m"));
     for (const name of ["gateway-0", "gateway-1", "agent-0", "agent-1"]) {
       expect(output).toMatch(new RegExp(`^${name} +\\| `, "m"));
     }
@@ -122,11 +141,13 @@ describe("hookmesh start --replicas", () => {
 
   it("gives each replica its own ports and directories, and every process the replicas' lists", () => {
     const processes = servicesOf(mesh.pid!).map(environ);
-    expect(processes).toHaveLength(6);
+    expect(processes).toHaveLength(PROCESSES);
     const agentList = `http://127.0.0.1:${ports.agent},http://127.0.0.1:${ports.agent + 100}`;
     const gatewayList = `http://127.0.0.1:${ports.gateway},http://127.0.0.1:${ports.gateway + 100}`;
+    const tasksList =
+      TASKS > 1 ? `http://127.0.0.1:${ports.tasks},http://127.0.0.1:${ports.tasks + 100}` : env.TASKS_URL;
     for (const variables of processes) {
-      expect(variables).toMatchObject({ AGENT_URL: agentList, GATEWAY_URL: gatewayList, TASKS_URL: env.TASKS_URL });
+      expect(variables).toMatchObject({ AGENT_URL: agentList, GATEWAY_URL: gatewayList, TASKS_URL: tasksList });
     }
     const agents = processes.filter((variables) => variables.AGENT_WORKDIR?.startsWith(join(home, "runs", "agent-")));
     expect(agents.map((v) => [v.AGENT_PORT, v.AGENT_WORKDIR]).sort()).toEqual([
@@ -156,8 +177,9 @@ describe("hookmesh start --replicas", () => {
 
   it("leaves no replica behind: SIGKILL of the supervisor frees every port within seconds", async () => {
     const pids = servicesOf(mesh.pid!);
-    expect(pids).toHaveLength(6);
-    const grpcPorts = [ports.tasks, ports.github, ports.agent, ports.agent + 100, ports.gateway, ports.gateway + 100];
+    expect(pids).toHaveLength(PROCESSES);
+    const tasksPorts = Array.from({ length: TASKS }, (_, i) => ports.tasks + 100 * i);
+    const grpcPorts = [...tasksPorts, ports.github, ports.agent, ports.agent + 100, ports.gateway, ports.gateway + 100];
     const edgePorts = [ports.edge, ports.edge + 1];
     mesh.kill("SIGKILL");
     const gone = async () => {
