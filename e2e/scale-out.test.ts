@@ -107,7 +107,11 @@ async function startTasksReplica(db: TestRedis, port: number, adminPort: number)
   return replica;
 }
 
-async function startGatewayReplica(db: TestRedis, tasksUrl: string): Promise<Running & { edge: string }> {
+async function startGatewayReplica(
+  db: TestRedis,
+  tasksUrl: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Running & { edge: string }> {
   const [port, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const child = run("@hookmesh/gateway", {
     ...GATEWAY_TEST_ENV,
@@ -117,6 +121,7 @@ async function startGatewayReplica(db: TestRedis, tasksUrl: string): Promise<Run
     GATEWAY_PORT: String(port),
     GATEWAY_HTTP_PORT: String(httpPort),
     GATEWAY_ADMIN_PORT: String(adminPort),
+    ...env,
   });
   const gateway = {
     child,
@@ -237,6 +242,28 @@ describe("replicas share their state", () => {
       expect(task?.event?.deliveryId).toBe(delivery);
     }
   }, 180_000);
+
+  it("two gateways hold a sender to one rate limit between them", async () => {
+    const tasks = await startTasksReplica(db, await freePort(), await freePort());
+    const limit = { GATEWAY_RATE_LIMIT: "1", GATEWAY_RATE_BURST: "10" };
+    const gateways = [await startGatewayReplica(db, tasks.url, limit), await startGatewayReplica(db, tasks.url, limit)];
+    const started = performance.now();
+    const answers: { edge: number; status: number }[] = [];
+    for (let i = 0; i < 40; i++) {
+      const delivery = mention(10_000 + i);
+      answers.push({ edge: i % 2, status: (await send(gateways[i % 2]!.edge, delivery)).status });
+    }
+    const elapsedS = (performance.now() - started) / 1000;
+    const accepted = answers.filter((a) => a.status === 202).length;
+    // One bucket for both: the burst and what refilled meanwhile, not a burst per gateway.
+    expect(accepted).toBeGreaterThanOrEqual(10);
+    expect(accepted).toBeLessThanOrEqual(10 + Math.ceil(elapsedS) + 1);
+    expect(accepted).toBeLessThan(20);
+    for (const edge of [0, 1]) {
+      expect(answers.filter((a) => a.edge === edge && a.status === 429).length).toBeGreaterThan(0);
+    }
+    expect(answers.every((a) => a.status === 202 || a.status === 429)).toBe(true);
+  }, 120_000);
 
   it.runIf(peerLists)(
     `two tasks replicas behind one gateway and three workers: ${FAILOVER} deliveries while one replica is SIGKILLed and restarted, each one task that SUCCEEDED once`,
