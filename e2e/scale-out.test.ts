@@ -20,7 +20,7 @@ import {
   testRedis,
 } from "@hookmesh/kit/testing";
 import { TASKS_TEST_ENV } from "@hookmesh/tasks/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
@@ -184,9 +184,13 @@ describe("replicas share their state", () => {
   let db: TestRedis;
   let dir: string;
 
-  beforeAll(async () => {
-    db = await testRedis("scale-out");
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "hookmesh-scale-out-"));
+  });
+
+  // A key prefix per test: its services' state, deleted after it.
+  beforeEach(async () => {
+    db = await testRedis("scale-out");
   });
 
   afterEach(async () => {
