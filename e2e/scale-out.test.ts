@@ -322,6 +322,7 @@ describe("replicas share their state", () => {
       });
       expect(await served(replicaA.admin)).toBeGreaterThan(0);
 
+      await vi.waitFor(async () => expect(await endpoints("serving")).toBe(2), { timeout: 10_000, interval: 100 });
       const killedAt = performance.now();
       await kill(replicaB.child);
       await vi.waitFor(async () => expect(await endpoints("serving")).toBe(1), { timeout: 10_000, interval: 20 });

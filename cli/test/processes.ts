@@ -67,7 +67,8 @@ const handedOut = new Set<number>();
  */
 export async function freePortLadder(step: number, count: number): Promise<number> {
   for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
+    // Below Linux's ephemeral range (32768 up), where outgoing connections take their ports.
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
     const ports = Array.from({ length: count }, (_, i) => base + step * i);
     if (ports.some((port) => handedOut.has(port))) continue;
     if ((await Promise.all(ports.map(bindable))).every(Boolean)) {
