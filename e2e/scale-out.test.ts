@@ -20,8 +20,15 @@ import {
   testRedis,
 } from "@hookmesh/kit/testing";
 import { TASKS_TEST_ENV } from "@hookmesh/tasks/testing";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
+import {
+  ActorSchema,
+  EventSchema,
+  GitHubSubjectSchema,
+  Provider,
+  SubjectSchema,
+} from "../gen/hookmesh/events/v1/event_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { RouteService } from "../gen/hookmesh/tasks/v1/route_service_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
@@ -30,9 +37,10 @@ import { get, githubHeaders, post } from "./deliveries.js";
 
 /**
  * Several replicas of a service, as `hookmesh start --replicas` runs them, sharing their
- * state in Redis: two gateways consuming one outbox never submit a delivery twice; two tasks
- * replicas behind one gateway and three workers lose and repeat nothing while one of them is
- * SIGKILLed and comes back. Real processes and Redis; cleartext on loopback (this is about
+ * state: two gateways consuming one outbox never submit a delivery twice and hold a sender to
+ * one rate limit; two dashboards project into one PostgreSQL one at a time; two tasks replicas
+ * behind one gateway and three workers lose and repeat nothing while one of them is SIGKILLed
+ * and comes back. Real processes, Redis and PostgreSQL; cleartext on loopback (this is about
  * shared state, mTLS is every other end-to-end test's).
  */
 
@@ -43,6 +51,7 @@ const TWICE = 20;
 /** The deliveries of the failover run; HOOKMESH_SCALE_OUT_DELIVERIES=100 for a quick one. */
 const FAILOVER = Number(process.env.HOOKMESH_SCALE_OUT_DELIVERIES ?? 1_000);
 const IN_FLIGHT = 16;
+const POSTGRES = process.env.DASHBOARD_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432";
 
 /**
  * Whether this tree's services take a list of peers in `TASKS_URL` (kit's balanced clients):
@@ -267,6 +276,83 @@ describe("replicas share their state", () => {
       expect(answers.filter((a) => a.edge === edge && a.status === 429).length).toBeGreaterThan(0);
     }
     expect(answers.every((a) => a.status === 202 || a.status === 429)).toBe(true);
+  }, 120_000);
+
+  it("two dashboards on one PostgreSQL: one projects at a time, the other takes over when it is killed", async () => {
+    const tasks = await startTasksReplica(db, await freePort(), await freePort());
+    const database = `hookmesh_scale_out_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    const admin = new pg.Client({ connectionString: `${POSTGRES}/postgres` });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${database}`);
+    const readModel = new pg.Client({ connectionString: `${POSTGRES}/${database}` });
+    try {
+      // Started together, as `hookmesh start --replicas dashboard=2` starts them: they take turns migrating.
+      const dashboards = await Promise.all(
+        [0, 1].map(async () => {
+          const adminPort = await freePort();
+          const child = run("@hookmesh/dashboard", {
+            HOOKMESH_INSECURE: "1",
+            DASHBOARD_PORT: String(await freePort()),
+            DASHBOARD_HOST: "127.0.0.1",
+            DASHBOARD_HTTP_PORT: String(await freePort()),
+            DASHBOARD_ADMIN_PORT: String(adminPort),
+            DASHBOARD_DATABASE_URL: `${POSTGRES}/${database}`,
+            DASHBOARD_PROJECTOR_LEASE: "2s",
+            TASKS_URL: tasks.url,
+            SHUTDOWN_GRACE_MS: "0",
+          });
+          await ready(`http://127.0.0.1:${adminPort}`);
+          return child;
+        }),
+      );
+      await readModel.connect();
+      const client = createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url }));
+      const submit = async (issue: number) => {
+        const { task } = await client.submitEvent({
+          event: create(EventSchema, {
+            provider: Provider.GITHUB,
+            deliveryId: randomUUID(),
+            eventType: "issue_comment",
+            action: "created",
+            actor: create(ActorSchema, { id: "1", login: "octocat", association: "OWNER" }),
+            subject: create(SubjectSchema, {
+              key: `github:octo/repo#${issue}`,
+              ref: { case: "github", value: create(GitHubSubjectSchema, { owner: "octo", repo: "repo" }) },
+            }),
+            text: "@hookmesh say hi",
+          }),
+        });
+        expect(task?.state).toBe(TaskState.QUEUED);
+        return task!.id;
+      };
+      const projected = (id: string) =>
+        vi.waitFor(
+          async () => {
+            const { rows } = await readModel.query("SELECT id FROM tasks WHERE id = $1", [id]);
+            expect(rows).toHaveLength(1);
+          },
+          { timeout: 20_000, interval: 100 },
+        );
+      const holderPid = async () => {
+        const { rows } = await readModel.query<{ holder: string | null }>("SELECT holder FROM projector");
+        expect(rows).toHaveLength(1);
+        return dashboards.find((child) => rows[0]!.holder?.includes(`-${child.pid}-`));
+      };
+
+      await projected(await submit(1));
+      const first = await holderPid();
+      expect(first).toBeDefined();
+      await kill(first!);
+      await projected(await submit(2));
+      const second = await holderPid();
+      expect(second).toBeDefined();
+      expect(second).not.toBe(first);
+    } finally {
+      await readModel.end().catch(() => {});
+      await Promise.all([...children].map((child) => kill(child)));
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.end();
+    }
   }, 120_000);
 
   it.runIf(peerLists)(
