@@ -39,8 +39,8 @@ import { get, githubHeaders, post } from "./deliveries.js";
  * Several replicas of a service, as `hookmesh start --replicas` runs them, sharing their
  * state: two gateways consuming one outbox never submit a delivery twice and hold a sender to
  * one rate limit; two dashboards project into one PostgreSQL one at a time; two tasks replicas
- * behind one gateway and three workers lose and repeat nothing while one of them is SIGKILLed
- * and comes back. Real processes, Redis and PostgreSQL; cleartext on loopback (this is about
+ * share one queue, its leases and subject locks, and behind one gateway (given both) and three
+ * workers lose and repeat nothing while one of them is SIGKILLed and comes back. Real processes, Redis and PostgreSQL; cleartext on loopback (this is about
  * shared state, mTLS is every other end-to-end test's).
  */
 
@@ -187,6 +187,78 @@ async function sendMany(
   return answers;
 }
 
+/** Outranks the default mention rule: lets the agent write its log, where each run's start and end show. */
+async function upsertLoggingRoute(tasksUrl: string): Promise<void> {
+  const routes = createClient(RouteService, createGrpcTransport({ baseUrl: tasksUrl }));
+  await routes.upsertRoute({
+    route: create(RouteSchema, {
+      id: "scale-out",
+      provider: Provider.GITHUB,
+      eventTypes: ["issue_comment"],
+      trigger: { kind: { case: "mention", value: { mention: "" } } },
+      priority: 900,
+      profile: { runner: "command", maxRunTime: durationFromMs(60_000), allowedEnv: ["HOOKMESH_TEST_LOG"] },
+    }),
+  });
+}
+
+function newLog(dir: string): string {
+  const log = join(dir, `${randomUUID()}.log`);
+  writeFileSync(log, "");
+  return log;
+}
+
+/** An agent worker process running the lifecycle fixture, which logs each run's start and end to `log`. */
+function startWorker(tasksUrl: string, id: string, dir: string, log: string): ChildProcess {
+  return run("@hookmesh/agent", {
+    HOOKMESH_INSECURE: "1",
+    TASKS_URL: tasksUrl,
+    AGENT_ID: `scale-out-${id}`,
+    AGENT_PORT: "0",
+    AGENT_HOST: "127.0.0.1",
+    AGENT_RUNNER: "command",
+    AGENT_COMMAND: fixture,
+    AGENT_CONCURRENCY: "4",
+    AGENT_WORKDIR: join(dir, `agent-${id}`),
+    // Unsandboxed: the fixture writes its log outside its run directory.
+    AGENT_SANDBOX: "off",
+    SHUTDOWN_GRACE_MS: "1000",
+    HOOKMESH_TEST_LOG: log,
+  });
+}
+
+interface Run {
+  kind: "start" | "end";
+  taskId: string;
+  ns: bigint;
+}
+
+function runsIn(log: string): Run[] {
+  return readFileSync(log, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [kind, taskId, , ns] = line.split(" ");
+      return { kind: kind as Run["kind"], taskId: taskId!, ns: BigInt(ns!) };
+    });
+}
+
+/** A GitHub comment mentioning hookmesh on `subject`, as the gateway submits it. */
+function mentionEvent(subject: string, text: string) {
+  return create(EventSchema, {
+    provider: Provider.GITHUB,
+    deliveryId: randomUUID(),
+    eventType: "issue_comment",
+    action: "created",
+    actor: create(ActorSchema, { id: "1", login: "octocat", association: "OWNER" }),
+    subject: create(SubjectSchema, {
+      key: subject,
+      ref: { case: "github", value: create(GitHubSubjectSchema, { owner: "octo", repo: "repo" }) },
+    }),
+    text: `@hookmesh ${text}`,
+  });
+}
+
 const submitted = { rpc_service: TaskService.typeName, rpc_method: "SubmitEvents", code: "OK" };
 
 describe("replicas share their state", () => {
@@ -308,20 +380,7 @@ describe("replicas share their state", () => {
       await readModel.connect();
       const client = createClient(TaskService, createGrpcTransport({ baseUrl: tasks.url }));
       const submit = async (issue: number) => {
-        const { task } = await client.submitEvent({
-          event: create(EventSchema, {
-            provider: Provider.GITHUB,
-            deliveryId: randomUUID(),
-            eventType: "issue_comment",
-            action: "created",
-            actor: create(ActorSchema, { id: "1", login: "octocat", association: "OWNER" }),
-            subject: create(SubjectSchema, {
-              key: `github:octo/repo#${issue}`,
-              ref: { case: "github", value: create(GitHubSubjectSchema, { owner: "octo", repo: "repo" }) },
-            }),
-            text: "@hookmesh say hi",
-          }),
-        });
+        const { task } = await client.submitEvent({ event: mentionEvent(`github:octo/repo#${issue}`, "say hi") });
         expect(task?.state).toBe(TaskState.QUEUED);
         return task!.id;
       };
@@ -355,6 +414,51 @@ describe("replicas share their state", () => {
     }
   }, 120_000);
 
+  it("two tasks replicas on one Redis: one queue, each task leased and run once, one run per subject at a time, whichever replica a worker asks", async () => {
+    const replicas = [
+      await startTasksReplica(db, await freePort(), await freePort()),
+      await startTasksReplica(db, await freePort(), await freePort()),
+    ];
+    await upsertLoggingRoute(replicas[0]!.url);
+    const log = newLog(dir);
+    // Each worker asks one replica; every task is submitted through the first.
+    for (const [i, replica] of replicas.entries()) startWorker(replica.url, `replica-${i}`, dir, log);
+    const subjects = Array.from({ length: 20 }, (_, i) => `github:octo/repo#${i + 1}`);
+    const client = createClient(TaskService, createGrpcTransport({ baseUrl: replicas[0]!.url }));
+    const submitted = await Promise.all(
+      Array.from({ length: 80 }, async (_, i) => {
+        const subject = subjects[i % subjects.length]!;
+        const { task } = await client.submitEvent({ event: mentionEvent(subject, `sleep=0.0${i % 5}`) });
+        return { id: task!.id, subject };
+      }),
+    );
+    await vi.waitFor(
+      async () =>
+        expect(metricValue(await scrape(replicas[1]!.admin), "hookmesh_tasks", { state: "succeeded" })).toBe(80),
+      { timeout: 120_000, interval: 250 },
+    );
+    const other = createClient(TaskService, createGrpcTransport({ baseUrl: replicas[1]!.url }));
+    for (const { id } of submitted) expect((await other.getTask({ id })).task?.state).toBe(TaskState.SUCCEEDED);
+    for (const replica of replicas) {
+      expect(metricValue(await scrape(replica.admin), "hookmesh_tasks_leases_granted_total")).toBeGreaterThan(0);
+    }
+
+    const runs = runsIn(log);
+    const starts = runs.filter((r) => r.kind === "start");
+    expect(starts).toHaveLength(80);
+    expect(new Set(starts.map((r) => r.taskId))).toEqual(new Set(submitted.map((t) => t.id)));
+    const subjectOf = new Map(submitted.map((t) => [t.id, t.subject]));
+    const ends = new Map(runs.filter((r) => r.kind === "end").map((r) => [r.taskId, r.ns]));
+    for (const subject of subjects) {
+      const ofSubject = starts
+        .filter((r) => subjectOf.get(r.taskId) === subject)
+        .toSorted((a, b) => (a.ns < b.ns ? -1 : 1));
+      for (let i = 1; i < ofSubject.length; i++) {
+        expect(ofSubject[i]!.ns).toBeGreaterThan(ends.get(ofSubject[i - 1]!.taskId)!);
+      }
+    }
+  }, 180_000);
+
   it.runIf(peerLists)(
     `two tasks replicas behind one gateway and three workers: ${FAILOVER} deliveries while one replica is SIGKILLed and restarted, each one task that SUCCEEDED once`,
     async () => {
@@ -363,37 +467,10 @@ describe("replicas share their state", () => {
       const replicaA = await startTasksReplica(db, portA, adminA);
       let replicaB = await startTasksReplica(db, portB, adminB);
       const tasksUrl = `${replicaA.url},${replicaB.url}`;
-      const routes = createClient(RouteService, createGrpcTransport({ baseUrl: replicaA.url }));
-      // Outranks the default mention rule: lets the agent write its log, where each run's start and end show.
-      await routes.upsertRoute({
-        route: create(RouteSchema, {
-          id: "scale-out",
-          provider: Provider.GITHUB,
-          eventTypes: ["issue_comment"],
-          trigger: { kind: { case: "mention", value: { mention: "" } } },
-          priority: 900,
-          profile: { runner: "command", maxRunTime: durationFromMs(60_000), allowedEnv: ["HOOKMESH_TEST_LOG"] },
-        }),
-      });
-      const log = join(dir, "runs.log");
-      writeFileSync(log, "");
+      await upsertLoggingRoute(replicaA.url);
+      const log = newLog(dir);
       const gateway = await startGatewayReplica(db, tasksUrl);
-      for (let i = 0; i < 3; i++) {
-        run("@hookmesh/agent", {
-          HOOKMESH_INSECURE: "1",
-          TASKS_URL: tasksUrl,
-          AGENT_ID: `scale-out-${i}`,
-          AGENT_PORT: "0",
-          AGENT_HOST: "127.0.0.1",
-          AGENT_RUNNER: "command",
-          AGENT_COMMAND: fixture,
-          AGENT_CONCURRENCY: "4",
-          AGENT_WORKDIR: join(dir, `agent-${i}`),
-          AGENT_SANDBOX: "off",
-          SHUTDOWN_GRACE_MS: "1000",
-          HOOKMESH_TEST_LOG: log,
-        });
-      }
+      for (let i = 0; i < 3; i++) startWorker(tasksUrl, String(i), dir, log);
       const endpoints = async (state: string) =>
         metricValue(await scrape(gateway.admin), "hookmesh_rpc_client_endpoints", { state });
       const served = async (admin: string) =>
@@ -436,11 +513,11 @@ describe("replicas share their state", () => {
         expect(task?.state, id).toBe(TaskState.SUCCEEDED);
       }
       // One run per task: none lost with B's connections, none run again.
-      const runs = readFileSync(log, "utf8").split("\n").filter(Boolean);
-      const started = runs.filter((line) => line.startsWith("start ")).map((line) => line.split(" ")[1]!);
+      const runs = runsIn(log);
+      const started = runs.filter((r) => r.kind === "start").map((r) => r.taskId);
       expect(started.length).toBe(FAILOVER);
       expect(new Set(started)).toEqual(acknowledged);
-      expect(runs.filter((line) => line.startsWith("end ")).length).toBe(FAILOVER);
+      expect(runs.filter((r) => r.kind === "end").length).toBe(FAILOVER);
       // The restarted B serves again, and the gateway noticed B's death within a second.
       await vi.waitFor(async () => expect(await served(replicaB.admin)).toBeGreaterThan(0), {
         timeout: 30_000,
