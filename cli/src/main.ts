@@ -8,6 +8,7 @@ import { deliveriesCommand } from "./deliveries.js";
 import { certsCommand, tokenCommand } from "./identity-commands.js";
 import { identityFlags, type OperatorConnection, operatorConnection } from "./operator.js";
 import { redisAclCommand } from "./redis-acl.js";
+import { parseReplicas, planReplicas } from "./replicas.js";
 import { routesCommand } from "./routes.js";
 import { sendCommand } from "./send.js";
 import { SERVICES, selectServices, service } from "./services.js";
@@ -18,8 +19,11 @@ import { tasksCommand } from "./tasks.js";
 const USAGE = `usage: hookmesh <command>
 
 commands:
-  start [service ...]   run the named services (default: all) in the foreground
-  status                print the health of every service
+  start [service ...] [--replicas name=N,...]
+                        run the named services (default: all) in the foreground, N
+                        processes of each service named in --replicas (e.g. tasks=2,agent=3)
+  status [--replicas name=N,...]
+                        print the health of every service (and replica)
   send PROVIDER [--mention TEXT] [--follow]
                         post a signed delivery mentioning hookmesh to the gateway's HTTP
                         endpoint /webhooks/PROVIDER (github, slack, jira, sentry); --follow
@@ -57,20 +61,25 @@ services: ${SERVICES.map((s) => s.name).join(", ")}
 Each service is found at its default port or at <NAME>_URL (e.g. TASKS_URL);
 the gateway's HTTP endpoints at GATEWAY_HTTP_URL (default http://127.0.0.1:8080).`;
 
+const REPLICAS_FLAG =
+  "name=N,…: N processes of a service (1-10), replica i on its gRPC and admin ports + 100·i, edge/web port + i";
+
 const START = {
-  usage: "start [service ...]",
-  summary: "Runs the named services (default: all) in the foreground, as `npm start` does.",
-  options: {},
-  flags: {},
-  example: "hookmesh start tasks agent github",
+  usage: "start [service ...] [--replicas name=N,...]",
+  summary:
+    "Runs the named services (default: all) in the foreground, as `npm start` does; every peer of a replicated service is given the list of its replicas (e.g. TASKS_URL=https://127.0.0.1:50051,https://127.0.0.1:50151).",
+  options: { replicas: { type: "string" } },
+  flags: { replicas: REPLICAS_FLAG },
+  example: "hookmesh start --replicas tasks=2,agent=3,gateway=2",
 } satisfies CommandSpec;
 
 const STATUS = {
-  usage: "status [--json]",
-  summary: "The health of every service (grpc.health.v1); exit 1 if any is not SERVING.",
-  options: { json: { type: "boolean" } },
-  flags: { json: 'print {"services": [{"name", "url", "status", "healthy"}]} as JSON' },
-  example: "hookmesh status --json",
+  usage: "status [--json] [--replicas name=N,...]",
+  summary:
+    "The health of every service (grpc.health.v1), of each replica when given the --replicas of `hookmesh start`; exit 1 if any is not SERVING.",
+  options: { json: { type: "boolean" }, replicas: { type: "string" } },
+  flags: { json: 'print {"services": [{"name", "url", "status", "healthy"}]} as JSON', replicas: REPLICAS_FLAG },
+  example: "hookmesh status --replicas tasks=2,agent=3,gateway=2",
 } satisfies CommandSpec;
 
 /** A transport that opens the operator's connection at its first call, so that `--help` and usage errors need no identity. */
@@ -110,13 +119,15 @@ try {
     case "start": {
       const parsed = parseCommand(START, args, print);
       if (!parsed) break;
-      process.exitCode = await startServices(selectServices(parsed.positionals), logger);
+      const counts = parseReplicas(parsed.values.replicas);
+      process.exitCode = await startServices(planReplicas(selectServices(parsed.positionals), counts, env), logger);
       break;
     }
     case "status": {
       const parsed = parseCommand(STATUS, args, print);
       if (!parsed) break;
-      const rows = await checkStatus(SERVICES, env, (s) => connect().transport(s));
+      const replicas = planReplicas(SERVICES, parseReplicas(parsed.values.replicas), env);
+      const rows = await checkStatus(replicas, env, (s, url) => connect().transport(s, url));
       print(parsed.values.json ? JSON.stringify({ services: rows }, null, 2) : formatStatus(rows));
       process.exitCode = rows.every((r) => r.healthy) ? 0 : 1;
       break;

@@ -19,8 +19,8 @@ import { type ServiceEntry, serviceUrl } from "./services.js";
 
 /** How the CLI reaches the mesh's gRPC ports as an operator. */
 export interface OperatorConnection {
-  /** The transport to `service`, which must prove that it is that service. */
-  transport(service: ServiceEntry): Transport;
+  /** The transport to `service` (at `baseUrl`, one of its replicas, else where `serviceUrl` says), which must prove that it is that service. */
+  transport(service: ServiceEntry, baseUrl?: string): Transport;
   /** How the CLI identifies itself, for messages. */
   readonly as: string;
   close(): void;
@@ -37,7 +37,7 @@ export function operatorConnection(env: Env): OperatorConnection {
   if (envInsecure(env)) {
     return {
       as: "nobody (HOOKMESH_INSECURE=1: cleartext)",
-      transport: (service) => createGrpcTransport({ baseUrl: serviceUrl(service, env) }),
+      transport: (service, baseUrl = serviceUrl(service, env)) => createGrpcTransport({ baseUrl }),
       close() {},
     };
   }
@@ -52,9 +52,9 @@ export function operatorConnection(env: Env): OperatorConnection {
     };
     return {
       as: "the bearer token in HOOKMESH_TOKEN",
-      transport: (service) =>
+      transport: (service, baseUrl = serviceUrl(service, env)) =>
         createGrpcTransport({
-          baseUrl: serviceUrl(service, env),
+          baseUrl,
           interceptors: [bearer],
           nodeOptions: { ca, checkServerIdentity: serverIdentityCheck(spiffeId(trustDomain, service.name)) },
         }),
@@ -65,9 +65,9 @@ export function operatorConnection(env: Env): OperatorConnection {
   const identity = openIdentity(envIdentity(env, "operator"), createLogger({ service: "hookmesh", level: "warn" }))!;
   return {
     as: identity.id,
-    transport: (service) =>
+    transport: (service, baseUrl = serviceUrl(service, env)) =>
       createGrpcTransport({
-        baseUrl: serviceUrl(service, env),
+        baseUrl,
         nodeOptions: clientTlsOptions(identity, spiffeId(identity.trustDomain, service.name)),
       }),
     close: () => identity.close(),

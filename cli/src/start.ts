@@ -2,16 +2,18 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { connectRedis, envInsecure, envUrl, type Logger } from "@hookmesh/kit";
 import { devIdentities } from "./identity-commands.js";
-import { type ServiceEntry, serviceEnv } from "./services.js";
+import { formatReplicas, type Replica } from "./replicas.js";
+import { serviceEnv } from "./services.js";
 
 /**
- * Runs services as child processes, one per service as in production, with their output
- * prefixed by name. Redis is checked first so that a missing Redis is one clear message
- * instead of every service failing at once. When one service exits, the rest are stopped;
- * SIGINT / SIGTERM stop them all gracefully; when this supervisor is killed, each service
- * stops by itself as its IPC channel closes.
+ * Runs services as child processes, one per replica (`planReplicas`: one of each unless
+ * `--replicas` says more) as in production, with their output prefixed by the replica's name.
+ * Redis is checked first so that a missing Redis is one clear message instead of every
+ * service failing at once. When one process exits, the rest are stopped; SIGINT / SIGTERM
+ * stop them all gracefully; when this supervisor is killed, each stops by itself as its IPC
+ * channel closes.
  */
-export async function startServices(services: readonly ServiceEntry[], logger: Logger): Promise<number> {
+export async function startServices(replicas: readonly Replica[], logger: Logger): Promise<number> {
   const redisUrl = envUrl(process.env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
   const redis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
   redis.disconnect();
@@ -28,8 +30,10 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
     }
   }
 
-  const width = Math.max(...services.map((s) => s.name.length));
-  const children = services.map((service) => {
+  for (const line of formatReplicas(replicas)) process.stdout.write(`${line}\n`);
+  const width = Math.max(...replicas.map((r) => r.name.length));
+  const children = replicas.map((replica) => {
+    const { service } = replica;
     const args = service.entry.endsWith(".ts")
       ? ["--import", import.meta.resolve("tsx"), service.entry]
       : [service.entry];
@@ -40,16 +44,17 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
       // Integration services without credentials record what they would send instead of
       // failing, so a newcomer sees the whole loop with no accounts; set HOOKMESH_DRY_RUN=0 to refuse.
       // Each service gets only its own secrets (the agent worker none of the providers').
-      env: { HOOKMESH_DRY_RUN: "1", ...serviceEnv(service, process.env) },
+      // Replicas get their own ports and every replicated peer's list of URLs over that.
+      env: { HOOKMESH_DRY_RUN: "1", ...serviceEnv(service, process.env), ...replica.env },
       // Its own process group, so a terminal's Ctrl-C reaches only this supervisor, which
       // then stops each service once, gracefully.
       detached: true,
     });
-    const prefix = `${service.name.padEnd(width)} | `;
+    const prefix = `${replica.name.padEnd(width)} | `;
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix + line}\n`));
     }
-    return { service, child };
+    return { replica, child };
   });
 
   return new Promise((resolve) => {
@@ -65,11 +70,11 @@ export async function startServices(services: readonly ServiceEntry[], logger: L
     process.on("exit", () => {
       for (const child of running) child.kill("SIGKILL");
     });
-    for (const { service, child } of children) {
+    for (const { replica, child } of children) {
       child.on("exit", (code, signal) => {
         running.delete(child);
         if (!stopping) {
-          logger.error({ service: service.name, code, signal }, `${service.name} exited; stopping the others`);
+          logger.error({ replica: replica.name, code, signal }, `${replica.name} exited; stopping the others`);
           exitCode = 1;
           stopAll("SIGTERM");
         }

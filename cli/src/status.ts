@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import type { Env } from "@hookmesh/kit";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import type { Replica } from "./replicas.js";
 import { type ServiceEntry, serviceUrl } from "./services.js";
 
 export interface ServiceStatus {
@@ -11,21 +12,25 @@ export interface ServiceStatus {
   healthy: boolean;
 }
 
-/** Asks each service's grpc.health.v1.Health for the whole server's status. */
+/**
+ * Asks each replica's grpc.health.v1.Health for the whole server's status. A service run once
+ * is asked where `<NAME>_URL` says (or its default port), one with replicas at each replica's
+ * own address, as `hookmesh start --replicas` lays them out.
+ */
 export async function checkStatus(
-  services: readonly ServiceEntry[],
+  replicas: readonly Pick<Replica, "service" | "name" | "url">[],
   env: Env,
-  transport: (service: ServiceEntry) => Transport,
+  transport: (service: ServiceEntry, baseUrl: string) => Transport,
   timeoutMs = 2_000,
 ): Promise<ServiceStatus[]> {
   return Promise.all(
-    services.map(async (service) => {
-      const url = serviceUrl(service, env);
-      const client = createClient(Health, transport(service));
+    replicas.map(async ({ service, name, url: replicaUrl }) => {
+      const url = name === service.name ? serviceUrl(service, env) : replicaUrl;
+      const client = createClient(Health, transport(service, url));
       try {
         const res = await client.check({ service: "" }, { timeoutMs });
         return {
-          name: service.name,
+          name,
           url,
           status: ServingStatus[res.status],
           healthy: res.status === ServingStatus.SERVING,
@@ -33,7 +38,7 @@ export async function checkStatus(
       } catch (err) {
         const error = ConnectError.from(err);
         const reason = error.code === Code.Unavailable ? "unreachable" : `${Code[error.code]}: ${error.rawMessage}`;
-        return { name: service.name, url, status: reason, healthy: false };
+        return { name, url, status: reason, healthy: false };
       }
     }),
   );
