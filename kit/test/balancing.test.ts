@@ -34,6 +34,8 @@ interface Replica {
   kill(): Promise<void>;
   /** Listens again on the same port. */
   restart(): Promise<void>;
+  /** Stops passing bytes either way, on every connection old or new, closing nothing: a peer whose machine vanished, or a partition. */
+  freeze(): void;
   /** Makes GetRoute answer Unavailable (a replica that is up but cannot serve). */
   failing: boolean;
 }
@@ -64,8 +66,16 @@ async function replica(name: string, options: { host?: string; port?: number; id
   const sockets = new Set<net.Socket>();
   let relay: net.Server | undefined;
   let port = options.port ?? 0;
+  let frozen = false;
   const listen = async () => {
     const s = net.createServer((downstream) => {
+      if (frozen) {
+        // Accepted, and then nothing: a black hole, like the connections made before.
+        sockets.add(downstream);
+        downstream.on("error", () => {});
+        downstream.once("close", () => sockets.delete(downstream));
+        return;
+      }
       const upstream = net.connect(backend.port, "127.0.0.1");
       for (const socket of [downstream, upstream]) {
         sockets.add(socket);
@@ -111,6 +121,13 @@ async function replica(name: string, options: { host?: string; port?: number; id
       await closed;
     },
     restart: listen,
+    freeze() {
+      frozen = true;
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
+    },
   } satisfies Replica;
   await listen();
   cleanups.push(() => handle.kill());
@@ -209,6 +226,19 @@ describe("a downstream of several endpoints", () => {
     const families = parsePrometheusText(await metrics.registry.metrics());
     const downstream = `${a.url},${b.url}`;
     expect(metricValue(families, "hookmesh_rpc_client_endpoints", { downstream, state: "serving" })).toBe(2);
+  });
+
+  it("takes out an endpoint gone silent (no FIN, no RST) once its keepalive ping goes unanswered", async () => {
+    const [a, b] = await Promise.all([replica("a"), replica("b")]);
+    const { clients } = factory({ keepalive: { intervalMs: 200, timeoutMs: 200 } });
+    const client = clients.client(RouteService, `${a.url},${b.url}`);
+    await answers(client, 4);
+    await until(() => clients.endpoints().every((endpoint) => endpoint.state === "serving"));
+    a.freeze();
+    // Its health watch is an open stream with nothing to say: only the ping finds the peer gone.
+    await until(() => stateOf(clients.endpoints(), a.url) !== "serving", 3_000, "a out of rotation");
+    const names = await answers(client, 6);
+    expect(count(names, "b")).toBe(6);
   });
 
   it("ejects an endpoint that answers Unavailable in a row though its health says SERVING, and returns it", async () => {

@@ -20,7 +20,7 @@ import { outlierOptions } from "./outlier.js";
 import { normalizePeer, type PeerTarget, parsePeer, targetText, targetUrl } from "./peer.js";
 import { type RetryOptions, retryInterceptor } from "./retry.js";
 import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
-import { GuardedSessionManager } from "./session-manager.js";
+import { type ConnectionTiming, GuardedSessionManager } from "./session-manager.js";
 
 export { callOptionsFrom } from "./deadline.js";
 export { normalizePeer, PeerSyntaxError, type PeerTarget, parsePeer, targetUrl } from "./peer.js";
@@ -48,6 +48,12 @@ export interface ClientFactoryOptions {
    * timeout, so that the client ends an idle connection before the server does.
    */
   idleTimeoutMs?: number;
+  /**
+   * A connection with calls open is pinged after `intervalMs` without data and closed when the
+   * ping goes unanswered for `timeoutMs`, so that a peer gone silent (its machine lost, a
+   * network partition) fails its calls and streams. Defaults 10s and 5s.
+   */
+  keepalive?: { intervalMs?: number; timeoutMs?: number };
   /**
    * The calling service's identity: every call goes over mTLS, presenting its (current)
    * certificate and accepting only the server identity named for the downstream.
@@ -94,7 +100,11 @@ export interface ClientFactory {
 export function createClientFactory(options: ClientFactoryOptions): ClientFactory {
   const { logger, identity, defaultTimeoutMs = 10_000 } = options;
   const metrics = options.metrics?.rpc;
-  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_SERVER_LIMITS.idleTimeoutMs / 2;
+  const timing: ConnectionTiming = {
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_SERVER_LIMITS.idleTimeoutMs / 2,
+    pingIntervalMs: options.keepalive?.intervalMs ?? 10_000,
+    pingTimeoutMs: options.keepalive?.timeoutMs ?? 5_000,
+  };
   const breakers = createBreakers(options.breaker ?? {}, logger, metrics);
   const balancing = {
     ...outlierOptions(options.balancing),
@@ -120,8 +130,8 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
 
   function sessionManagerFor(downstream: string, server: string | undefined): GuardedSessionManager {
     const tlsOptions = tlsOptionsFor(downstream, server);
-    if (!tlsOptions) return new GuardedSessionManager(downstream, idleTimeoutMs);
-    const manager = new GuardedSessionManager(downstream, idleTimeoutMs, tlsOptions());
+    if (!tlsOptions) return new GuardedSessionManager(downstream, timing);
+    const manager = new GuardedSessionManager(downstream, timing, tlsOptions());
     unfollows.push(identity!.onChange(() => manager.renew(tlsOptions())));
     return manager;
   }
@@ -159,7 +169,7 @@ export function createClientFactory(options: ClientFactoryOptions): ClientFactor
       downstream,
       targets,
       baseUrl,
-      sessionManager: (origin) => new GuardedSessionManager(origin, idleTimeoutMs, tlsOptions?.()),
+      sessionManager: (origin) => new GuardedSessionManager(origin, timing, tlsOptions?.()),
       options: balancing,
       logger,
       ...(metrics && { metrics }),

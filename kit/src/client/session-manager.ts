@@ -5,6 +5,13 @@ import { ServerIdentityError } from "../identity/identity.js";
 
 type SessionManager = NonNullable<Parameters<typeof createGrpcTransport>[0]["sessionManager"]>;
 
+/** When a connection is closed for having no call open, and when one with calls open is found dead. */
+export interface ConnectionTiming {
+  idleTimeoutMs: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+}
+
 /** How deep an error's `cause` chain is searched for a refused server identity. */
 const MAX_CAUSES = 8;
 
@@ -24,6 +31,11 @@ const MAX_CAUSES = 8;
  * A connection with no open stream is closed after `idleTimeoutMs`. A server closes its own
  * idle connections too (`IDLE_TIMEOUT_MS` of kit's limits), and a call sent as its GOAWAY
  * crosses the wire is refused; the client closing first leaves no such race.
+ *
+ * A connection with open streams is pinged every `pingIntervalMs` without data, and closed,
+ * failing its calls with Unavailable, when a ping goes unanswered for `pingTimeoutMs`: a peer
+ * whose machine vanished sends no FIN or RST, and a long stream (a worker's session, a health
+ * watch) would otherwise wait on it until the kernel gives up, many minutes later.
  */
 export class GuardedSessionManager implements SessionManager {
   private inner: Http2SessionManager;
@@ -35,7 +47,7 @@ export class GuardedSessionManager implements SessionManager {
 
   constructor(
     private readonly url: string,
-    private readonly idleTimeoutMs: number,
+    private readonly timing: ConnectionTiming,
     sessionOptions?: http2.SecureClientSessionOptions,
   ) {
     this.inner = this.manager(sessionOptions);
@@ -93,7 +105,12 @@ export class GuardedSessionManager implements SessionManager {
   }
 
   private manager(sessionOptions: http2.SecureClientSessionOptions | undefined): Http2SessionManager {
-    return new Http2SessionManager(this.url, { idleConnectionTimeoutMs: this.idleTimeoutMs }, sessionOptions);
+    const { idleTimeoutMs, pingIntervalMs, pingTimeoutMs } = this.timing;
+    return new Http2SessionManager(
+      this.url,
+      { idleConnectionTimeoutMs: idleTimeoutMs, pingIntervalMs, pingTimeoutMs },
+      sessionOptions,
+    );
   }
 
   /**
