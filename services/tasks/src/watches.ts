@@ -1,5 +1,4 @@
-import type { Logger } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
+import type { Logger, RedisClient } from "@hookmesh/kit";
 import { storeCall, TooManyWatchesError } from "./errors.js";
 
 interface Channel {
@@ -22,7 +21,7 @@ export class TimelineSignals {
   private readonly channels = new Map<string, Channel>();
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly channelOf: (taskId: string) => string,
     private readonly logger: Logger,
   ) {
