@@ -168,6 +168,29 @@ export async function execWaitingForReplicas(
   build: (pipeline: ChainableCommander) => void,
   wait: WaitReplicas | undefined,
 ): Promise<unknown[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await execOnce(client, build, wait);
+    } catch (err) {
+      // ioredis follows a MOVED slot for a single command and for a pipeline of reads, but
+      // a pipeline holding WAIT (which answered) gets the redirection back: the slot's
+      // commands did not run, so they are sent again once the client knows the new owner.
+      if (!(client instanceof Cluster) || !/^MOVED /.test((err as Error).message) || attempt >= MAX_REDIRECTIONS) {
+        throw err;
+      }
+      await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
+    }
+  }
+}
+
+/** How often a pipeline follows its slot to another node before it gives up (ioredis's own default is 16). */
+const MAX_REDIRECTIONS = 5;
+
+async function execOnce(
+  client: RedisClient,
+  build: (pipeline: ChainableCommander) => void,
+  wait: WaitReplicas | undefined,
+): Promise<unknown[]> {
   const pipeline = client.pipeline();
   build(pipeline);
   const commands = pipeline.length;

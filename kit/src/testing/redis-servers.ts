@@ -17,6 +17,8 @@ const REDIS_CLI = process.env.REDIS_CLI_BIN ?? "redis-cli";
 interface RedisServers {
   /** Kills the server on `port` at once (SIGKILL), as a crashed machine would go. */
   kill(port: number): void;
+  /** Starts the server on `port` again after `kill`, with its files. */
+  restart(port: number): Promise<void>;
   /** The process id of the server on `port`, e.g. to stop it for a while (SIGSTOP). */
   pid(port: number): number;
   stop(): Promise<void>;
@@ -45,8 +47,10 @@ export interface TestRedisSentinel extends RedisServers {
 class ServerGroup {
   readonly dir = mkdtempSync(join(tmpdir(), "hookmesh-redis-"));
   private readonly processes = new Map<number, ChildProcess>();
+  private readonly args = new Map<number, readonly string[]>();
 
   async start(port: number, args: readonly string[]): Promise<void> {
+    this.args.set(port, args);
     const child = spawn(REDIS_SERVER, [...args], { cwd: this.dir, stdio: ["ignore", "ignore", "inherit"] });
     this.processes.set(port, child);
     await waitFor(async () => {
@@ -57,6 +61,13 @@ class ServerGroup {
 
   kill(port: number): void {
     this.processes.get(port)?.kill("SIGKILL");
+  }
+
+  /** Starts the killed server on `port` again, as it was started (a cluster node rejoins from its nodes file). */
+  async restart(port: number): Promise<void> {
+    const args = this.args.get(port);
+    if (args === undefined) throw new Error(`no Redis server of this test on ${port}`);
+    await this.start(port, args);
   }
 
   pid(port: number): number {
@@ -145,6 +156,7 @@ export async function startRedisCluster({ masters = 3, replicasPerMaster = 1 } =
     ports,
     kill: (port) => group.kill(port),
     pid: (port) => group.pid(port),
+    restart: (port) => group.restart(port),
     stop: () => group.stop(),
     async masterOf(key) {
       for (const port of live()) {
@@ -243,6 +255,7 @@ export async function startRedisSentinel(name = "hookmesh"): Promise<TestRedisSe
       name,
       kill: (port) => group.kill(port),
       pid: (port) => group.pid(port),
+      restart: (port) => group.restart(port),
       stop: () => group.stop(),
       master: askSentinel,
     };
