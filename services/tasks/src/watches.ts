@@ -27,6 +27,10 @@ export class TimelineSignals {
   ) {
     subscriber.on("message", (channel: string) => this.wake(this.channels.get(channel)));
     subscriber.on("ready", () => void this.resubscribe());
+    // A cluster's subscriber moves to another node by itself when its node goes, resubscribing
+    // without a "ready": a node gone or come back is when a message may have been missed.
+    subscriber.on("-node", () => this.wakeAll());
+    subscriber.on("+node", () => this.wakeAll());
     // Outages are reported by the shared connection's readiness logging; these are its echo.
     subscriber.on("error", (err: Error) => logger.debug({ err: err.message }, "timeline subscriber error"));
   }
@@ -72,6 +76,10 @@ export class TimelineSignals {
       this.logger.debug({ err: (err as Error).message }, "timeline resubscribe failed");
       return;
     }
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
     for (const channel of this.channels.values()) this.wake(channel);
   }
 
