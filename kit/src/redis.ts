@@ -68,7 +68,8 @@ export async function connectRedis(options: RedisConnectOptions): Promise<RedisC
       lastError = err;
       logger.debug({ err: err.message, node }, "redis cluster node error");
     });
-    redis.on("-node", (node: Redis) => logger.info({ node: nodeName(node) }, "redis cluster node left"));
+    // Nodes also leave the pool at start (the seeds give way to the cluster's view) and at close.
+    redis.on("-node", (node: Redis) => logger.debug({ node: nodeName(node) }, "redis cluster node left"));
   }
   try {
     await redis.connect();
