@@ -49,6 +49,15 @@ class ServerGroup {
   private readonly processes = new Map<number, ChildProcess>();
   private readonly args = new Map<number, readonly string[]>();
 
+  /** A test runner that exits without `stop` (a timeout, a crash) leaves no server behind. */
+  private readonly killAll = () => {
+    for (const child of this.processes.values()) child.kill("SIGKILL");
+  };
+
+  constructor() {
+    process.once("exit", this.killAll);
+  }
+
   async start(port: number, args: readonly string[]): Promise<void> {
     this.args.set(port, args);
     const child = spawn(REDIS_SERVER, [...args], { cwd: this.dir, stdio: ["ignore", "ignore", "inherit"] });
@@ -90,6 +99,7 @@ class ServerGroup {
         await exited;
       }),
     );
+    process.removeListener("exit", this.killAll);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
