@@ -24,7 +24,7 @@ import {
   type TestRedisCluster,
 } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -112,16 +112,13 @@ describe("the mesh on a Redis Cluster", () => {
     workers.push(worker);
     // The worker answers through the github service once, and gives the reply up if it is not
     // there yet: the mention waits until it listens.
-    await expect
-      .poll(
-        () =>
-          idleConnection(port).then(
-            ({ socket }) => socket.destroy() !== undefined,
-            () => false,
-          ),
-        { timeout: 60_000, interval: 200 },
-      )
-      .toBe(true);
+    await vi.waitFor(
+      async () => {
+        const { socket } = await idleConnection(port);
+        socket.destroy();
+      },
+      { timeout: 60_000, interval: 200 },
+    );
   }, 90_000);
 
   afterAll(async () => {
