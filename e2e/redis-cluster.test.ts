@@ -12,11 +12,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
 import { createLogger, type Env } from "@hookmesh/kit";
 import {
+  callError,
   freePort,
   idleConnection,
   startRedisCluster,
@@ -151,6 +152,42 @@ describe("the mesh on a Redis Cluster", () => {
     // The failover test below counts tasks, not runs: no worker takes part.
     for (const worker of workers) worker.kill("SIGKILL");
   }, 90_000);
+
+  it("acknowledges nothing a replica does not hold: 503 from the gateway, UNAVAILABLE from tasks", async () => {
+    // Stopping a master's replica (SIGSTOP) leaves the master up, but a write it takes can no
+    // longer be copied; the write itself is kept, so the retry finds it.
+    const paused = async <T>(prefix: string, during: () => Promise<T>): Promise<T> => {
+      const replica = await cluster.replicaOf(await cluster.masterOf(`${prefix}outbox`));
+      process.kill(cluster.pid(replica), "SIGSTOP");
+      try {
+        return await during();
+      } finally {
+        process.kill(cluster.pid(replica), "SIGCONT");
+      }
+    };
+    const delivery = `wait-${randomUUID()}`;
+    const body = mentionBody(delivery);
+    const refused = await paused(GATEWAY_PREFIX, () =>
+      fetch(`${gateway.base}/webhooks/github`, { method: "POST", headers: githubHeaders(body, { delivery }), body }),
+    );
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("7");
+    // The provider sends it again: the first try's claim answers, once a replica holds it.
+    const retried = await post(gateway.base, "github", body, githubHeaders(body, { delivery }));
+    expect(retried.status).toBe(202);
+    const first = (await taskClient.getTask({ id: retried.json.task_id as string })).task!;
+    expect(first.event!.deliveryId).toBe(delivery);
+
+    const event = { ...first.event!, deliveryId: `wait-${randomUUID()}` };
+    const unavailable = await paused(TASKS_PREFIX, () => callError(taskClient.submitEvent({ event })));
+    expect(unavailable.code).toBe(Code.Unavailable);
+    const again = await taskClient.submitEvent({ event });
+    expect(again.duplicate).toBe(true);
+    const tasks = await listAllTasks(taskClient);
+    for (const id of [delivery, event.deliveryId]) {
+      expect(tasks.filter((t) => t.event!.deliveryId === id)).toHaveLength(1);
+    }
+  }, 60_000);
 
   it("makes every delivery acknowledged across two master failovers exactly one task", async () => {
     const acknowledged = new Set<string>();

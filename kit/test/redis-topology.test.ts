@@ -199,7 +199,7 @@ describe("a service on a Redis Cluster", () => {
     for (const port of cluster.ports) expect(after.get(port)! - before.get(port)!).toBe(port === owner ? 1 : 0);
 
     // With the owner's replica stopped the write cannot reach it, and the wait says so.
-    const replica = await replicaOf(owner);
+    const replica = await cluster.replicaOf(owner);
     process.kill(cluster.pid(replica), "SIGSTOP");
     try {
       await expect(
@@ -246,14 +246,6 @@ describe("a service on a Redis Cluster", () => {
       asUser.disconnect();
     }
   });
-
-  async function replicaOf(master: number): Promise<number> {
-    const node = new Redis(master, "127.0.0.1");
-    const info = await node.info("replication").finally(() => node.disconnect());
-    const port = /slave0:ip=[^,]+,port=(\d+)/.exec(info)?.[1];
-    if (!port) throw new Error(`master ${master} has no replica`);
-    return Number(port);
-  }
 });
 
 describe("a service behind Redis Sentinel", () => {

@@ -30,6 +30,8 @@ export interface TestRedisCluster extends RedisServers {
   ports: number[];
   /** The port of the master that serves `key`'s slot now. */
   masterOf(key: string): Promise<number>;
+  /** The port of a replica of the master on `port`. */
+  replicaOf(master: number): Promise<number>;
   /** Resolves once every live node sees the cluster whole again (`cluster_state:ok`, every slot served). */
   waitHealthy(timeoutMs?: number): Promise<void>;
 }
@@ -178,6 +180,12 @@ export async function startRedisCluster({ masters = 3, replicasPerMaster = 1 } =
         if (owner !== undefined && (await ping(owner))) return owner;
       }
       throw new Error(`no live master serves the slot of ${key}`);
+    },
+    async replicaOf(master) {
+      const info = await withNode(master, (node) => node.info("replication"));
+      const port = /slave0:ip=[^,]+,port=(\d+)/.exec(info)?.[1];
+      if (port === undefined) throw new Error(`the master on ${master} has no replica`);
+      return Number(port);
     },
     async waitHealthy(timeoutMs = 30_000) {
       await waitFor(async () => {
