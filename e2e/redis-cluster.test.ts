@@ -65,7 +65,7 @@ describe("the mesh on a Redis Cluster", () => {
   let sessions: Http2SessionManager;
   let taskClient: Client<typeof TaskService>;
   const workers: ChildProcess[] = [];
-  const logger = createLogger({ service: "test", level: (process.env.CLUSTER_TEST_LOG as "silent") ?? "silent" });
+  const logger = createLogger({ service: "test", level: "silent" });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "hookmesh-cluster-"));
