@@ -15,6 +15,9 @@ type AclFormat = (typeof FORMATS)[number];
  * `<NAME>_REDIS_PASSWORD` (or `_FILE`); otherwise one is made once under
  * `$HOOKMESH_HOME/redis/<name>.password` (mode 0600). The rules carry only SHA-256 hashes, so
  * the output can be piped to `redis-cli` or saved as an ACL file without leaking a password.
+ * On a Redis Cluster (`REDIS_CLUSTER_NODES`) the prefixes are the hash-tagged ones the services
+ * use there; a Redis node neither replicates nor shares its ACL users, so with a cluster or
+ * Sentinel the rules go to every node, replicas included (which a failover makes masters).
  */
 export function redisAclCommand(
   args: readonly string[],
@@ -27,10 +30,12 @@ export function redisAclCommand(
   if (!format) return;
   const home = envHome(env);
   const users: RedisAclUser[] = [];
+  const topologies = new Set<string>();
   for (const service of services) {
     if (service.redisKeyPrefix === undefined) continue;
     const prefix = service.name.toUpperCase();
     const redis = envRedis(env, prefix, service.redisKeyPrefix);
+    if (redis.topology) topologies.add(redis.topology.variable);
     const passwordFile = join(home, "redis", `${service.name}.password`);
     const password = redis.password ?? ownPassword(passwordFile);
     users.push({ user: `hookmesh-${service.name}`, keyPrefix: redis.keyPrefix, password });
@@ -39,6 +44,9 @@ export function redisAclCommand(
         `# ${service.name}: ${prefix}_REDIS_URL=redis://hookmesh-${service.name}@<host>:6379 ${prefix}_REDIS_PASSWORD_FILE=${passwordFile}`,
       );
     }
+  }
+  if (topologies.size > 0) {
+    note(`# ${[...topologies].join(", ")}: ACL users are per node; apply these rules on every node, replicas included`);
   }
   print(formatRedisAcl(users, format).trimEnd());
 }

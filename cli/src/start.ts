@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { connectRedis, envInsecure, envUrl, type Logger } from "@hookmesh/kit";
+import { connectRedis, envInsecure, envRedis, type Logger } from "@hookmesh/kit";
 import { devIdentities } from "./identity-commands.js";
 import { formatReplicas, type Replica } from "./replicas.js";
 import { serviceEnv } from "./services.js";
@@ -14,8 +14,8 @@ import { serviceEnv } from "./services.js";
  * channel closes.
  */
 export async function startServices(replicas: readonly Replica[], logger: Logger): Promise<number> {
-  const redisUrl = envUrl(process.env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
-  const redis = await connectRedis({ url: redisUrl, variable: "REDIS_URL", logger });
+  // The shared Redis as the services see it: one server, a cluster or Sentinel's master.
+  const redis = await connectRedis({ ...envRedis(process.env, "HOOKMESH", "hookmesh:"), logger });
   redis.disconnect();
   // mTLS by default: the first start makes a development CA and every identity, later starts
   // renew what is close to expiry. A service given its own files (cert-manager's) ignores these.

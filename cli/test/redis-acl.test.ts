@@ -48,6 +48,14 @@ describe("hookmesh redis-acl", () => {
     expect(out.join("\n")).not.toContain("given");
   });
 
+  it("confines each user to its hash-tagged prefix on a cluster, and says to apply the rules on every node", () => {
+    const { out, notes } = acl([], { REDIS_CLUSTER_NODES: "10.0.0.1:7000" });
+    expect(out.find((l) => l.startsWith("ACL SETUSER hookmesh-tasks "))).toMatch(
+      / ~\{hookmesh:tasks\}:\* &\{hookmesh:tasks\}:\* .* \+cluster\|slots \+cluster\|info$/,
+    );
+    expect(notes.join("\n")).toContain("REDIS_CLUSTER_NODES: ACL users are per node; apply these rules on every node");
+  });
+
   it("refuses an unknown format", () => {
     expect(() => acl(["--format", "json"])).toThrow(/usage: hookmesh redis-acl/);
   });

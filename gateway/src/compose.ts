@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import type { RedisClient } from "@hookmesh/kit";
 import {
   type ClientFactoryOptions,
   createClientFactory,
@@ -8,7 +9,6 @@ import {
   openIdentityAndRedis,
   type ServiceMetrics,
 } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { clientAddress } from "./client-address.js";
@@ -54,7 +54,7 @@ export interface ComposedGateway {
   outbox: Outbox;
   tasksHealth: TasksHealth;
   /** The store's connection; `/readyz` answers whether it does. */
-  redis: Redis;
+  redis: RedisClient;
   /** Starts watching the tasks service's health and forwarding the outbox to it. */
   start(): void;
   /** Stops serving (in-flight requests get the configured grace), then the forwarder and the store. */
@@ -107,7 +107,7 @@ export async function composeGateway(config: GatewayConfig, deps: GatewayDeps): 
   const pipeline = new WebhookPipeline({
     resolve,
     tasks,
-    intake: new Intake(redis, { dedup, deliveries, outbox }),
+    intake: new Intake(redis, { dedup, deliveries, outbox }, config.redis.waitReplicas),
     outbox,
     deliveries,
     rateLimiter: new SharedRateLimiter(

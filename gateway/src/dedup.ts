@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { storeCall } from "./store-call.js";
 
 /** Marks a delivery claimed by a request that has not yet made it durable. */
@@ -83,7 +83,7 @@ export type ClaimReply = [outcome: string, taskId?: string, replayOf?: string];
  */
 export class DeliveryDedup {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: { keyPrefix: string; windowMs: number },
   ) {}
 

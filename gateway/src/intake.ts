@@ -1,5 +1,5 @@
 import { toBinary } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
+import type { RedisClient, WaitReplicas } from "@hookmesh/kit";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import type { Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { CLAIM_LUA, type Claim, type ClaimReply, claimOf, type DeliveryDedup, type SignedContent } from "./dedup.js";
@@ -42,13 +42,17 @@ export type IntakeOutcome =
 
 /**
  * Makes a verified delivery durable in the gateway's own Redis, in one script: what stands
- * behind the 202. The tasks service is not asked: the forwarder submits the outbox behind the
+ * behind the 202. With replicas to wait for, the 202 waits until they hold it too; fewer
+ * within the timeout are a store outage (503 with Retry-After: the sender sends again and the
+ * duplicate check finds the first copy if it survived). The tasks service is not asked: the forwarder submits the outbox behind the
  * acknowledgment.
  */
 export class Intake {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly parts: { dedup: DeliveryDedup; deliveries: DeliveryLog; outbox: Outbox },
+    /** Replicas that must hold the delivery before it is acknowledged (`GATEWAY_REDIS_WAIT_REPLICAS`). */
+    private readonly waitReplicas?: WaitReplicas,
   ) {}
 
   async accept(request: IntakeRequest): Promise<IntakeOutcome> {
@@ -63,7 +67,9 @@ export class Intake {
       ...prepared.args,
       Buffer.from(toBinary(EventSchema, request.event)),
     ];
-    const reply = (await storeCall(() => runScript(this.redis, INTAKE_SCRIPT, keys, args))) as ClaimReply;
+    const reply = (await storeCall(() =>
+      runScript(this.redis, INTAKE_SCRIPT, keys, args, this.waitReplicas),
+    )) as ClaimReply;
     if (reply[0] !== "fresh") return { fresh: false, claim: claimOf(reply, key) as Extract<Claim, { fresh: false }> };
     outbox.notifyAdded();
     return { fresh: true, delivery: prepared.delivery };

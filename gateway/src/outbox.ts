@@ -1,7 +1,7 @@
 import { EventEmitter, once } from "node:events";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { RedisClient } from "@hookmesh/kit";
 import { abortAfter } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { storeCall } from "./store-call.js";
 
@@ -29,7 +29,7 @@ export class Outbox {
   private readonly stream: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     options: { keyPrefix: string },
   ) {
     this.stream = `${options.keyPrefix}outbox`;

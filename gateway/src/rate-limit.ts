@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
+import type { RedisClient } from "@hookmesh/kit";
 import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 import { runScript, storeCall } from "./store-call.js";
 
 /** Sources tracked at once; the least recently seen go first beyond it. */
@@ -81,7 +81,7 @@ export class SharedRateLimiter {
   private warned = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: RateLimitOptions & { keyPrefix: string },
     private readonly logger: Logger,
   ) {

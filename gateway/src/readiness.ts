@@ -1,5 +1,5 @@
+import type { RedisClient } from "@hookmesh/kit";
 import { abortAfter } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 
 /** How long `/readyz` waits for Redis to answer. */
 const CHECK_TIMEOUT_MS = 1_000;
@@ -8,7 +8,7 @@ const CHECK_TIMEOUT_MS = 1_000;
  * The gateway can make a delivery durable when its outbox can take it, whatever the tasks
  * service's state: ready exactly when its Redis answers.
  */
-export function outboxReadiness(redis: Redis) {
+export function outboxReadiness(redis: RedisClient) {
   return async (signal: AbortSignal): Promise<boolean> => {
     const timeout = abortAfter(signal, CHECK_TIMEOUT_MS);
     const ping = redis.ping().then(

@@ -122,8 +122,24 @@ export function envSecrets(env: Env, name: string): string[] {
     .filter((s) => s !== "");
 }
 
+/** A Redis node or sentinel to start from. */
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+}
+
+/**
+ * How a service reaches Redis besides its URL: one server (the URL's host), a Redis Cluster
+ * found from seed nodes, or the master a group of Sentinels names. `variable` is the one that
+ * chose the mode, named in errors.
+ */
+export type RedisTopology =
+  | { kind: "cluster"; nodes: RedisEndpoint[]; variable: string }
+  | { kind: "sentinel"; sentinels: RedisEndpoint[]; name: string; variable: string };
+
 /** Where a service keeps its state in Redis, and as whom it connects. */
 export interface RedisConfig {
+  /** The server in single mode; in cluster and sentinel mode only its user, password and `rediss:` count. */
   url: string;
   /** The variable the URL came from, named when Redis cannot be reached. */
   variable: string;
@@ -131,6 +147,13 @@ export interface RedisConfig {
   keyPrefix: string;
   /** The ACL user's password, when it is not in the URL. */
   password?: string;
+  /** A cluster or sentinels; absent for one Redis server. */
+  topology?: RedisTopology;
+  /**
+   * Replicas that must hold an acknowledged write before it is acknowledged (Redis `WAIT`);
+   * absent when nothing waits (`REDIS_WAIT_REPLICAS=0`).
+   */
+  waitReplicas?: { count: number; timeoutMs: number; variable: string };
 }
 
 /**
@@ -139,10 +162,18 @@ export interface RedisConfig {
  * a URL can be logged and a mounted secret rotated), and its key prefix from
  * `{PREFIX}_REDIS_PREFIX`. `hookmesh redis-acl` prints the ACL rules that confine each user
  * to its prefix.
+ *
+ * `REDIS_CLUSTER_NODES` (seed `host:port`s) puts the service on a Redis Cluster, and
+ * `REDIS_SENTINELS` with `REDIS_SENTINEL_NAME` on the master those Sentinels name; each can be
+ * set per service with the `{PREFIX}_` in front, like the URL. In cluster mode a service's
+ * keys must share one hash slot (its Lua scripts, transactions and BullMQ's queue touch many
+ * keys at once), so the default prefix becomes a hash tag (`{hookmesh:tasks}:`) and a
+ * configured one without a `{…}` tag is refused. `REDIS_WAIT_REPLICAS` (and
+ * `REDIS_WAIT_TIMEOUT_MS`) make acknowledged writes wait for that many replicas.
  */
 export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): RedisConfig {
-  const ownVariable = `${prefix}_REDIS_URL`;
-  const variable = present(env, ownVariable) === undefined ? "REDIS_URL" : ownVariable;
+  const own = (name: string) => (present(env, `${prefix}_${name}`) === undefined ? name : `${prefix}_${name}`);
+  const variable = own("REDIS_URL");
   const url = envUrl(env, variable, "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
   const passwordVariable = `${prefix}_REDIS_PASSWORD`;
   const passwords = envSecrets(env, passwordVariable);
@@ -150,10 +181,96 @@ export function envRedis(env: Env, prefix: string, defaultKeyPrefix: string): Re
   if (passwords.length === 1 && new URL(url).password !== "") {
     throw new ConfigError(passwordVariable, `${variable} has a password already; set it in one place`);
   }
-  const keyPrefix = envString(env, `${prefix}_REDIS_PREFIX`, defaultKeyPrefix);
+  const topology = envRedisTopology(env, own, variable, url);
+  const prefixVariable = `${prefix}_REDIS_PREFIX`;
+  const clustered = topology?.kind === "cluster";
+  const keyPrefix = envString(env, prefixVariable, clustered ? hashTagged(defaultKeyPrefix) : defaultKeyPrefix);
   if (/[*?[\]\\\s]/.test(keyPrefix))
-    throw new ConfigError(`${prefix}_REDIS_PREFIX`, "must not contain glob characters or spaces");
-  return { url, variable, keyPrefix, ...(passwords.length === 1 && { password: passwords[0] }) };
+    throw new ConfigError(prefixVariable, "must not contain glob characters or spaces");
+  if (clustered && !hasHashTag(keyPrefix)) {
+    throw new ConfigError(
+      prefixVariable,
+      `in cluster mode (${topology.variable}) the prefix must hold a hash tag, e.g. "${hashTagged(keyPrefix)}", so that all of the service's keys share one slot`,
+    );
+  }
+  const waitVariable = own("REDIS_WAIT_REPLICAS");
+  const count = envInt(env, waitVariable, 0, { min: 0, max: 16 });
+  const timeoutMs = envInt(env, own("REDIS_WAIT_TIMEOUT_MS"), 1_000, { min: 1, max: 60_000 });
+  return {
+    url,
+    variable,
+    keyPrefix,
+    ...(passwords.length === 1 && { password: passwords[0] }),
+    ...(topology && { topology }),
+    ...(count > 0 && { waitReplicas: { count, timeoutMs, variable: waitVariable } }),
+  };
+}
+
+/** Cluster seeds or sentinels, whichever is set (never both); undefined for one server. */
+function envRedisTopology(
+  env: Env,
+  own: (name: string) => string,
+  urlVariable: string,
+  url: string,
+): RedisTopology | undefined {
+  const nodesVariable = own("REDIS_CLUSTER_NODES");
+  const sentinelsVariable = own("REDIS_SENTINELS");
+  const nameVariable = own("REDIS_SENTINEL_NAME");
+  const nodes = envEndpoints(env, nodesVariable);
+  const sentinels = envEndpoints(env, sentinelsVariable);
+  const name = present(env, nameVariable);
+  if (nodes && sentinels) {
+    throw new ConfigError(sentinelsVariable, `set either ${nodesVariable} or ${sentinelsVariable}, not both`);
+  }
+  if (nodes) {
+    if (name !== undefined) throw new ConfigError(nameVariable, `a cluster (${nodesVariable}) has no sentinel name`);
+    if (!/^\/?0?$/.test(new URL(url).pathname)) {
+      throw new ConfigError(urlVariable, `a cluster (${nodesVariable}) has only database 0; remove the URL's path`);
+    }
+    return { kind: "cluster", nodes, variable: nodesVariable };
+  }
+  if (sentinels) {
+    if (name === undefined) {
+      throw new ConfigError(nameVariable, `name the master the sentinels (${sentinelsVariable}) watch`);
+    }
+    return { kind: "sentinel", sentinels, name, variable: sentinelsVariable };
+  }
+  if (name !== undefined) throw new ConfigError(sentinelsVariable, `${nameVariable} is set; list the sentinels too`);
+  return undefined;
+}
+
+/** Comma-separated `host:port`s; undefined when unset. */
+function envEndpoints(env: Env, name: string): RedisEndpoint[] | undefined {
+  const raw = present(env, name);
+  if (raw === undefined) return undefined;
+  const endpoints = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map((entry) => {
+      const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(entry);
+      const port = Number(match?.[2]);
+      if (!match || port < 1 || port > 65535) {
+        throw new ConfigError(name, `expected comma-separated host:port entries, got "${entry.slice(0, 100)}"`);
+      }
+      return { host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port };
+    });
+  if (endpoints.length === 0) throw new ConfigError(name, "expected at least one host:port");
+  return endpoints;
+}
+
+/**
+ * Whether every key starting with `prefix` hashes by a tag inside it: Redis Cluster hashes
+ * only what lies between a key's first `{` and the first `}` after it, when that is not empty.
+ */
+export function hasHashTag(prefix: string): boolean {
+  const open = prefix.indexOf("{");
+  return open >= 0 && prefix.indexOf("}", open + 1) > open + 1;
+}
+
+/** `hookmesh:tasks:` as a hash tag: `{hookmesh:tasks}:`. */
+function hashTagged(prefix: string): string {
+  return prefix.endsWith(":") ? `{${prefix.slice(0, -1)}}:` : `{${prefix}}`;
 }
 
 /** How a service proves who it is and checks who it talks to: mTLS with these files, or cleartext on loopback. */

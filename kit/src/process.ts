@@ -1,9 +1,8 @@
-import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { ConfigError, type Env, type IdentityConfig, type LogLevel, type RedisConfig } from "./config.js";
 import { type Identity, openIdentity } from "./identity/identity.js";
 import { createLogger, type Logger } from "./logger.js";
-import { connectRedis } from "./redis.js";
+import { connectRedis, type RedisClient } from "./redis.js";
 import { startTracing, type Tracing } from "./tracing/start.js";
 
 /** What every service's `loadConfig` returns at least. */
@@ -89,7 +88,7 @@ function muteLogger(logger: Logger): void {
 /** A stateful service's identity (undefined in insecure mode) and its Redis connection. */
 export interface IdentityAndRedis {
   identity: Identity | undefined;
-  redis: Redis;
+  redis: RedisClient;
 }
 
 /**

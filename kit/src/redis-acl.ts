@@ -18,6 +18,8 @@ export interface RedisAclUser {
  * in; last `INFO` comes back, because BullMQ reads the server's version and eviction policy
  * from it at start (it shows server statistics, never data), and plain pub/sub on the
  * service's own channels (`&prefix*`), which the tasks service's timeline watchers share.
+ * On a Redis Cluster the client learns which node serves which slot with `CLUSTER SLOTS` and
+ * checks the cluster's state with `CLUSTER INFO`; both show only the topology.
  */
 const COMMAND_RULES = [
   "-@all",
@@ -35,6 +37,8 @@ const COMMAND_RULES = [
   "+publish",
   "+subscribe",
   "+unsubscribe",
+  "+cluster|slots",
+  "+cluster|info",
 ] as const;
 
 /**

@@ -17,18 +17,25 @@ export class StoreUnavailableError extends Error {
 }
 
 /**
+ * Replies with which Redis says it cannot serve the command for now, mostly in a failover:
+ * the cluster lost a slot's master, a demoted master refuses writes, a replica still loads.
+ */
+const FAILOVER_REPLY = /^(CLUSTERDOWN|READONLY|TRYAGAIN|LOADING|MASTERDOWN) /;
+
+/**
  * The runner of one store's Redis calls: `const storeCall = storeCaller("task store")`. A
- * connection failure becomes StoreUnavailableError. A reply error is Redis refusing a command,
- * a bug rather than an outage, so it stays an error (INTERNAL on the wire), but without the
- * command arguments ioredis attaches to it: those hold what was being written (a webhook's raw
- * body, a custom webhook's secret), and error logging prints an error's properties.
+ * connection failure (or a failover's refusal) becomes StoreUnavailableError. A reply error
+ * is Redis refusing a command, a bug rather than an outage, so it stays an error (INTERNAL on
+ * the wire), but without the command arguments ioredis attaches to it: those hold what was
+ * being written (a webhook's raw body, a custom webhook's secret), and error logging prints an
+ * error's properties.
  */
 export function storeCaller(store: string): <T>(operation: () => Promise<T>) => Promise<T> {
   return async (operation) => {
     try {
       return await operation();
     } catch (err) {
-      if (err instanceof ReplyError) throw scrubbed(err);
+      if (err instanceof ReplyError && !FAILOVER_REPLY.test((err as Error).message)) throw scrubbed(err);
       throw new StoreUnavailableError(store, err);
     }
   };

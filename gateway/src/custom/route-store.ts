@@ -1,6 +1,6 @@
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { type CustomRoute, CustomRouteSchema } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { storeCall } from "../store-call.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "./errors.js";
@@ -36,7 +36,7 @@ export class CustomRouteStore {
   private readonly now: () => Date;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     options: CustomRouteStoreOptions,
   ) {
     this.key = `${options.keyPrefix}custom-routes`;

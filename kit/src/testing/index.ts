@@ -11,4 +11,5 @@ export * from "./otlp-receiver.js";
 export * from "./process.js";
 export * from "./prometheus.js";
 export * from "./redis.js";
+export * from "./redis-servers.js";
 export * from "./webhook-signing.js";

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis.js";
 
 export interface IdempotencyOptions {
   /** The service's own key prefix. */
@@ -26,7 +26,7 @@ const WAIT_POLL_MS = 50;
  */
 export class IdempotencyStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: IdempotencyOptions,
   ) {}
 

@@ -1,4 +1,3 @@
-import type { Redis } from "ioredis";
 import type { Env } from "../config.js";
 import { HealthState, ServingStatus } from "../health.js";
 import type { ErrorMapper } from "../interceptors.js";
@@ -6,6 +5,7 @@ import type { Logger } from "../logger.js";
 import { providerMetrics } from "../metrics/provider.js";
 import { createServiceMetrics, type ServiceMetrics } from "../metrics/registry.js";
 import { openIdentityAndRedis } from "../process.js";
+import type { RedisClient } from "../redis.js";
 import { createMeshServer, type MeshServer, type RoutesFn } from "../serve.js";
 import { type ProviderPolicy, UpstreamClient, type UpstreamTimings } from "./client.js";
 import type { IntegrationConfig } from "./config.js";
@@ -30,7 +30,7 @@ export interface Integration {
   /** Served on the admin port's `/metrics`. */
   metrics: ServiceMetrics;
   calls: ProviderCalls;
-  redis: Redis;
+  redis: RedisClient;
   /** Stops serving (within the shutdown grace), watching credentials, the breaker, and Redis. */
   close(): Promise<void>;
 }
@@ -53,7 +53,7 @@ export interface IntegrationBase {
   health: HealthState;
   /** The service's metrics: the RPCs it serves and its calls to the provider. */
   metrics: ServiceMetrics;
-  redis: Redis;
+  redis: RedisClient;
   /** The client to the provider, with the configured timings. */
   upstream: UpstreamClient;
   calls: ProviderCalls;

@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import type { Redis } from "ioredis";
 import { type CallInfo, CallInfoSchema } from "../../../gen/hookmesh/integrations/v1/integrations_pb.js";
 import { abortAfter } from "../abort.js";
 import { IdempotencyUnavailableError, InvalidRequestError } from "../errors.js";
 import type { Logger } from "../logger.js";
+import type { RedisClient } from "../redis.js";
 import { type Caller, type DescribedRequest, type UpstreamClient, UpstreamError } from "./client.js";
 import type { MissingCredentialError } from "./credential.js";
 import { type Claim, IdempotencyStore } from "./idempotency.js";
@@ -38,7 +38,7 @@ export type Created<T> = { dryRun: false; answer: T; call: CallInfo } | { dryRun
 export interface ProviderCallsOptions {
   upstream: UpstreamClient;
   /** The service's Redis, for idempotency keys. */
-  redis: Redis;
+  redis: RedisClient;
   /** The service's own Redis key prefix. */
   keyPrefix: string;
   logger: Logger;

@@ -1,5 +1,5 @@
 import { clone } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { type AgentProfile, AgentProfileSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { storeCall } from "./errors.js";
 import { RouteNotFoundError } from "./routing/routing-rule-store.js";
@@ -62,7 +62,7 @@ return 1
  */
 export class RouteBudgets {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly rules: RoutingRules,
     private readonly options: BudgetOptions,
   ) {}

@@ -1,5 +1,5 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { TaskEventSchema, TaskSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { type TaskChange, TaskChangeSchema } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { InvalidCursorError, storeCall } from "./errors.js";
@@ -29,7 +29,7 @@ export class ChangeLog {
   private readonly key: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: ChangeLogOptions,
   ) {
     this.key = changeLogKey(options.keyPrefix);

@@ -1,8 +1,10 @@
 import { readFile } from "node:fs/promises";
+import type { RedisClient } from "@hookmesh/kit";
 import {
   ConfigError,
   createClientFactory,
   createServiceMetrics,
+  duplicateRedis,
   type Env,
   HealthState,
   type Logger,
@@ -10,8 +12,8 @@ import {
   openIdentityAndRedis,
   type ServiceMetrics,
   ServingStatus,
+  waitForReplicas,
 } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 import { GitHubService } from "../../../gen/hookmesh/github/v1/github_pb.js";
 import { JiraService } from "../../../gen/hookmesh/jira/v1/jira_pb.js";
 import { RouteService } from "../../../gen/hookmesh/tasks/v1/route_service_pb.js";
@@ -56,7 +58,7 @@ export interface ComposedTasks {
   changeLog: ChangeLog;
   routingRules: RoutingRuleStore;
   /** The store's connection; serving follows it. */
-  redis: Redis;
+  redis: RedisClient;
   /** Stops serving (in-flight calls get the configured grace), then the queue and the store. */
   close(): Promise<void>;
 }
@@ -100,11 +102,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
     health.setAll(ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING),
   );
   const keyPrefix = config.redis.keyPrefix;
+  const waitReplicas = config.redis.waitReplicas;
   // BullMQ blocks on its connection and wants it to retry forever; the shared one fails fast.
-  const queueConnection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, lazyConnect: false });
+  const queueConnection = duplicateRedis(redis, {
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+  });
   // Every WatchTask and WatchChanges stream of this process, and its work bell, share this one
   // subscriber connection.
-  const subscriber = redis.duplicate({
+  const subscriber = duplicateRedis(redis, {
     lazyConnect: true,
     autoResubscribe: false,
     connectionName: `${keyPrefix}watch`,
@@ -157,6 +164,16 @@ export async function composeTasks(config: TasksConfig, deps: TasksDeps): Promis
       pollMs: deps.leaseFallbackPollMs ?? LEASE_FALLBACK_POLL_MS,
       budgetRecheckMs: BUDGET_RECHECK_MS,
       observer: tasksMetrics(metrics, { store, queue, routingRules }, logger),
+      ...(waitReplicas && {
+        // Both connections: a submission writes its task on one and its queue entry on the other.
+        waitForReplicas: () =>
+          storeCall(async () => {
+            await Promise.all([
+              waitForReplicas(redis, `${keyPrefix}task`, waitReplicas),
+              waitForReplicas(queueConnection, `${keyPrefix}queue`, waitReplicas),
+            ]);
+          }),
+      }),
     },
     logger,
   );

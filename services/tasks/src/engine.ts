@@ -66,6 +66,11 @@ export interface EngineOptions {
   now?: () => number;
   /** Told of submissions, leases and ended tasks, for metrics. */
   observer?: TaskObserver;
+  /**
+   * Resolves once the store's replicas hold every write made so far (`TASKS_REDIS_WAIT_REPLICAS`);
+   * a submission answers only after it, because the gateway drops its outbox entry on the answer.
+   */
+  waitForReplicas?: () => Promise<void>;
 }
 
 /** What the engine tells its metrics. */
@@ -247,6 +252,7 @@ export class TaskEngine {
           : { "hookmesh.batch_size": toQueue.length };
       await inSpan("tasks.enqueue", { attributes }, () => this.enqueueAll(toQueue));
     }
+    await this.options.waitForReplicas?.();
     return created;
   }
 

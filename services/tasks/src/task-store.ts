@@ -1,6 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { RedisClient } from "@hookmesh/kit";
 import { StoreUnavailableError } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskSchema, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, storeCall, TASK_STORE, TaskNotFoundError } from "./errors.js";
@@ -140,7 +140,7 @@ export class TaskStore {
   private readonly prefix: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: TaskStoreOptions,
   ) {
     this.prefix = options.keyPrefix;

@@ -1,6 +1,6 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { storeCall } from "./errors.js";
 import { changeLogKey, taskKey, timelineKey } from "./task-store.js";
@@ -91,7 +91,7 @@ export class Timeline {
   private readonly now: () => Date;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: TimelineOptions,
   ) {
     this.now = options.now ?? (() => new Date());

@@ -1,5 +1,4 @@
-import type { Logger } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
+import type { Logger, RedisClient } from "@hookmesh/kit";
 import { storeCall, TooManyWatchesError } from "./errors.js";
 
 interface Channel {
@@ -22,12 +21,16 @@ export class TimelineSignals {
   private readonly channels = new Map<string, Channel>();
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly channelOf: (taskId: string) => string,
     private readonly logger: Logger,
   ) {
     subscriber.on("message", (channel: string) => this.wake(this.channels.get(channel)));
     subscriber.on("ready", () => void this.resubscribe());
+    // A cluster's subscriber moves to another node by itself when its node goes, resubscribing
+    // without a "ready": a node gone or come back is when a message may have been missed.
+    subscriber.on("-node", () => this.wakeAll());
+    subscriber.on("+node", () => this.wakeAll());
     // Outages are reported by the shared connection's readiness logging; these are its echo.
     subscriber.on("error", (err: Error) => logger.debug({ err: err.message }, "timeline subscriber error"));
   }
@@ -73,6 +76,10 @@ export class TimelineSignals {
       this.logger.debug({ err: (err as Error).message }, "timeline resubscribe failed");
       return;
     }
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
     for (const channel of this.channels.values()) this.wake(channel);
   }
 

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from "node:events";
+import type { RedisClient } from "@hookmesh/kit";
 import { abortAfter, type Logger } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
 
 /** Subscribes a channel and calls `wake` on each message (and after a reconnect); resolves with its stop. */
 export type Listen = (channel: string, wake: () => void) => Promise<() => void>;
@@ -22,7 +22,7 @@ export class WorkBell {
   private stopListening: (() => void) | undefined;
 
   constructor(
-    private readonly publisher: Redis,
+    private readonly publisher: RedisClient,
     private readonly channel: string,
     private readonly logger: Logger,
   ) {

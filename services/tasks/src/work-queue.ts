@@ -1,6 +1,5 @@
-import type { Logger } from "@hookmesh/kit";
+import type { Logger, RedisClient } from "@hookmesh/kit";
 import { Job, Queue, Worker } from "bullmq";
-import type { Redis } from "ioredis";
 import type { WorkBell } from "./work-bell.js";
 
 export interface WorkQueueOptions {
@@ -27,7 +26,7 @@ export class WorkQueue {
 
   /** `connection` must allow blocking commands (ioredis `maxRetriesPerRequest: null`). */
   constructor(
-    connection: Redis,
+    connection: RedisClient,
     private readonly options: WorkQueueOptions,
     logger: Logger,
     private readonly bell: WorkBell,

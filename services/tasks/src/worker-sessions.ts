@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Logger } from "@hookmesh/kit";
-import type { Redis } from "ioredis";
+import type { Logger, RedisClient } from "@hookmesh/kit";
 import { storeCall } from "./errors.js";
 
 export interface WorkerSessionsOptions {
@@ -70,7 +69,7 @@ export class WorkerSessions {
   private closed = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly end: SessionEnd,
     readonly options: WorkerSessionsOptions,
     private readonly logger: Logger,

@@ -1,6 +1,6 @@
 import { clone, type DescMessage, fromBinary, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@hookmesh/kit";
 import { parse as parseYaml } from "yaml";
 import { type Route, RouteSchema } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { storeCall } from "../errors.js";
@@ -49,7 +49,7 @@ export class RoutingRuleStore {
   private cached: { version: string | null; routes: Route[] } | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     options: RoutingRuleStoreOptions,
   ) {
     this.routesKey = `${options.keyPrefix}routes`;
