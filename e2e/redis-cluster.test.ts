@@ -175,7 +175,9 @@ describe("the mesh on a Redis Cluster", () => {
     // The provider sends it again: the first try's claim answers, once a replica holds it.
     const retried = await post(gateway.base, "github", body, githubHeaders(body, { delivery }));
     expect(retried.status).toBe(202);
-    const first = (await taskClient.getTask({ id: retried.json.task_id as string })).task!;
+    // The forwarder submits it to tasks behind the 202.
+    const taskId = retried.json.task_id as string;
+    const first = await vi.waitFor(async () => (await taskClient.getTask({ id: taskId })).task!, POLL);
     expect(first.event!.deliveryId).toBe(delivery);
 
     const event = { ...first.event!, deliveryId: `wait-${randomUUID()}` };
