@@ -23,7 +23,15 @@ import { createRetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
 import { type ConnectionTiming, GuardedSessionManager } from "./session-manager.js";
 
 export { callOptionsFrom } from "./deadline.js";
-export { normalizePeer, PeerSyntaxError, type PeerTarget, parsePeer, targetUrl } from "./peer.js";
+export {
+  endpointOrigin,
+  normalizePeer,
+  PeerSyntaxError,
+  type PeerTarget,
+  parsePeer,
+  targetText,
+  targetUrl,
+} from "./peer.js";
 export type {
   BalancingOptions,
   BreakerOptions,
@@ -34,6 +42,7 @@ export type {
   RetryBudgetOptions,
   RetryOptions,
 };
+export { systemLookup };
 
 export interface ClientFactoryOptions {
   logger: Logger;

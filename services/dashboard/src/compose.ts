@@ -13,6 +13,7 @@ import {
   openIdentity,
   type ServiceMetrics,
   ServingStatus,
+  targetText,
 } from "@hookmesh/kit";
 import { DashboardService } from "../../../gen/hookmesh/dashboard/v1/dashboard_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -91,7 +92,7 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
     logger,
     tasksUrl: config.tasksUrl,
     gatewayUrl: config.gatewayUrl,
-    agentUrls: config.agentUrls,
+    agents: config.agents,
     services: [
       { name: "tasks", url: config.tasksUrl },
       { name: "gateway", url: config.gatewayUrl },
@@ -99,7 +100,7 @@ export async function composeDashboard(config: DashboardConfig, deps: DashboardD
       { name: "slack", url: config.slackUrl },
       { name: "jira", url: config.jiraUrl },
       { name: "sentry", url: config.sentryUrl },
-      ...config.agentUrls.map((url) => ({ name: "agent", url })),
+      ...config.agents.map((agent) => ({ name: "agent", url: targetText(agent) })),
     ],
     site,
     traceUrlTemplate: config.traceUrlTemplate,

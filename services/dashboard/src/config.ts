@@ -6,6 +6,7 @@ import {
   envDuration,
   envHome,
   envHttpLimits,
+  envInsecure,
   envInt,
   envList,
   envListen,
@@ -17,6 +18,8 @@ import {
   type HttpLimits,
   type ListenConfig,
   type LogLevel,
+  type PeerTarget,
+  parsePeer,
 } from "@hookmesh/kit";
 
 /** Where the read model lives: a PostgreSQL server, or PGlite's files under HOOKMESH_HOME. */
@@ -40,8 +43,12 @@ export interface DashboardConfig extends ListenConfig {
   database: DatabaseConfig;
   tasksUrl: string;
   gatewayUrl: string;
-  /** AGENT_URL: every agent worker the dashboard lists and drains, comma-separated. */
-  agentUrls: string[];
+  /**
+   * AGENT_URL: the agent workers the dashboard lists and drains, comma-separated: each URL is
+   * one worker, and each address a `dns:///` target resolves to is one (all the replicas behind
+   * a headless Service or a Compose service name).
+   */
+  agents: PeerTarget[];
   githubUrl: string;
   slackUrl: string;
   jiraUrl: string;
@@ -67,12 +74,9 @@ export function loadConfig(env: Env = process.env): DashboardConfig {
     JIRA_URL: envPeer(env, "JIRA_URL", 50063),
     SENTRY_URL: envPeer(env, "SENTRY_URL", 50064),
   };
-  const agentUrls = agentUrlsOf(env);
-  const listen = envListen(env, "dashboard", 50070, {
-    ...peers,
-    // Each listed worker is checked like any peer (https under mTLS, loopback in cleartext).
-    ...Object.fromEntries(agentUrls.map((url, i) => [i === 0 ? "AGENT_URL" : `AGENT_URL (item ${i + 1})`, url])),
-  });
+  // Checked like any peer (https under mTLS, loopback in cleartext), though never balanced.
+  const agentPeer = envPeer(env, "AGENT_URL", 50052);
+  const listen = envListen(env, "dashboard", 50070, { ...peers, AGENT_URL: agentPeer });
   const httpHost = envString(env, "DASHBOARD_HTTP_HOST", "127.0.0.1");
   const httpPort = envPort(env, "DASHBOARD_HTTP_PORT", 8070);
   const hostInUrl = httpHost === "0.0.0.0" || httpHost === "::" ? "127.0.0.1" : httpHost;
@@ -98,7 +102,7 @@ export function loadConfig(env: Env = process.env): DashboardConfig {
     database: databaseConfig(env),
     tasksUrl: peers.TASKS_URL,
     gatewayUrl: peers.GATEWAY_URL,
-    agentUrls,
+    agents: parsePeer(agentPeer, envInsecure(env) ? "http:" : "https:"),
     githubUrl: peers.GITHUB_URL,
     slackUrl: peers.SLACK_URL,
     jiraUrl: peers.JIRA_URL,
@@ -117,12 +121,6 @@ function databaseConfig(env: Env): DatabaseConfig {
   const url = envString(env, "DASHBOARD_DATABASE_URL", "");
   if (url === "") return { kind: "pglite", dataDir: join(envHome(env), "dashboard", "pgdata") };
   return { kind: "postgres", url: envUrl(env, "DASHBOARD_DATABASE_URL", url, ["postgres:", "postgresql:"]) };
-}
-
-function agentUrlsOf(env: Env): string[] {
-  const listed = envList(env, "AGENT_URL");
-  if (listed.length === 0) return [envPeer(env, "AGENT_URL", 50052)];
-  return listed.map((url) => envUrl({ AGENT_URL: url }, "AGENT_URL", url));
 }
 
 function originOf(variable: string, raw: string): string {

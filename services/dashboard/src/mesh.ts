@@ -1,7 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { type CallOptions, Code, ConnectError } from "@connectrpc/connect";
-import type { ClientFactory } from "@hookmesh/kit";
+import {
+  type ClientFactory,
+  endpointOrigin,
+  type LookupAll,
+  type PeerTarget,
+  systemLookup,
+  targetText,
+} from "@hookmesh/kit";
 import { Health, HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { AgentService } from "../../../gen/hookmesh/agent/v1/agent_service_pb.js";
 import {
@@ -57,14 +64,38 @@ export async function meshHealth(
   });
 }
 
-/** Every agent worker at `urls`, with its runs; one that cannot be reached is listed with its error. */
+/**
+ * The workers `agents` names now: a URL is one; a `dns:///` target is one per address it
+ * resolves to (every replica behind a headless Service), or, unresolved, one listed with why.
+ */
+async function workerUrls(
+  agents: readonly PeerTarget[],
+  lookup: LookupAll,
+): Promise<{ url: string; unresolved?: string }[]> {
+  const lists = await Promise.all(
+    agents.map(async (agent) => {
+      if (agent.kind === "url") return [{ url: agent.origin }];
+      try {
+        const addresses = await lookup(agent.host);
+        return addresses.map((address) => ({ url: endpointOrigin(agent.protocol, address, agent.port) }));
+      } catch (err) {
+        return [{ url: targetText(agent), unresolved: `cannot resolve ${agent.host}: ${(err as Error).message}` }];
+      }
+    }),
+  );
+  return lists.flat();
+}
+
+/** Every agent worker `agents` names, with its runs; one that cannot be reached is listed with its error. */
 export async function listWorkers(
   clients: ClientFactory,
-  urls: readonly string[],
+  agents: readonly PeerTarget[],
   options: CallOptions,
+  lookup: LookupAll = systemLookup,
 ): Promise<Worker[]> {
   return Promise.all(
-    urls.map(async (url) => {
+    (await workerUrls(agents, lookup)).map(async ({ url, unresolved }) => {
+      if (unresolved) return create(WorkerSchema, { id: url, url, error: unresolved });
       try {
         const res = await clients.client(AgentService, url, "agent").listRuns({}, options);
         return create(WorkerSchema, {
@@ -92,11 +123,12 @@ export async function listWorkers(
 /** Drains the worker whose id (or, unreachable, whose URL) is `id`. */
 export async function drainWorker(
   clients: ClientFactory,
-  urls: readonly string[],
+  agents: readonly PeerTarget[],
   id: string,
   options: CallOptions,
+  lookup: LookupAll = systemLookup,
 ): Promise<number> {
-  const workers = await listWorkers(clients, urls, options);
+  const workers = await listWorkers(clients, agents, options, lookup);
   const worker = workers.find((w) => w.id === id);
   if (!worker) throw new ConnectError(`no agent worker "${id}" among AGENT_URL`, Code.NotFound);
   const res = await clients.client(AgentService, worker.url, "agent").drain({}, options);

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { type ClientFactory, callOptionsFrom, type Logger } from "@hookmesh/kit";
+import { type ClientFactory, callOptionsFrom, type Logger, type LookupAll, type PeerTarget } from "@hookmesh/kit";
 import {
   DashboardService,
   type ListTasksRequest,
@@ -29,7 +29,10 @@ export interface RoutesDeps {
   logger: Logger;
   tasksUrl: string;
   gatewayUrl: string;
-  agentUrls: readonly string[];
+  /** AGENT_URL's targets: each URL a worker, each `dns:///` target every worker it resolves to. */
+  agents: readonly PeerTarget[];
+  /** Resolves `dns:///` agents; the system resolver by default. */
+  lookup?: LookupAll;
   /** Every service GetMeshHealth checks. */
   services: readonly KnownService[];
   /** Where sign-in links point. */
@@ -231,12 +234,12 @@ export function routes(deps: RoutesDeps) {
         }),
 
       async listWorkers(_req, ctx) {
-        return { workers: await listWorkers(clients, deps.agentUrls, callOptionsFrom(ctx)) };
+        return { workers: await listWorkers(clients, deps.agents, callOptionsFrom(ctx), deps.lookup) };
       },
 
       drainWorker: (req, ctx) =>
         audited(ctx, "DrainWorker", req.id, async () => ({
-          runsInProgress: await drainWorker(clients, deps.agentUrls, req.id, callOptionsFrom(ctx)),
+          runsInProgress: await drainWorker(clients, deps.agents, req.id, callOptionsFrom(ctx), deps.lookup),
         })),
 
       getMeshHealth: (_req, ctx) => meshHealth(clients, deps.services, callOptionsFrom(ctx)),

@@ -18,7 +18,7 @@ describe("loadConfig", () => {
       database: { kind: "pglite", dataDir: join("/srv/hookmesh", "dashboard", "pgdata") },
       tasksUrl: "http://127.0.0.1:50051",
       gatewayUrl: "http://127.0.0.1:50050",
-      agentUrls: ["http://127.0.0.1:50052"],
+      agents: [{ kind: "url", origin: "http://127.0.0.1:50052" }],
       traceUrlTemplate: "",
       signInTtlMs: 300_000,
       sessionTtlMs: 12 * 3_600_000,
@@ -36,7 +36,10 @@ describe("loadConfig", () => {
       DASHBOARD_TRACE_URL_TEMPLATE: "http://127.0.0.1:16686/trace/{trace_id}",
     });
     expect(config.database).toEqual({ kind: "postgres", url: "postgres://dash@127.0.0.1:5432/dashboard" });
-    expect(config.agentUrls).toEqual(["http://127.0.0.1:50052", "http://127.0.0.1:50152"]);
+    expect(config.agents).toEqual([
+      { kind: "url", origin: "http://127.0.0.1:50052" },
+      { kind: "url", origin: "http://127.0.0.1:50152" },
+    ]);
     expect(config.publicUrl).toBe("http://127.0.0.1:9000");
     expect(config.allowedOrigins).toEqual(["http://localhost:5173"]);
   });
@@ -46,7 +49,8 @@ describe("loadConfig", () => {
     [{ DASHBOARD_TRACE_URL_TEMPLATE: "http://jaeger/trace" }, "DASHBOARD_TRACE_URL_TEMPLATE"],
     [{ DASHBOARD_HTTP_PORT: "70000" }, "DASHBOARD_HTTP_PORT"],
     [{ DASHBOARD_SIGN_IN_TTL: "soon" }, "DASHBOARD_SIGN_IN_TTL"],
-    [{ AGENT_URL: "http://127.0.0.1:50052,http://10.0.0.7:50052" }, "AGENT_URL (item 2)"],
+    [{ AGENT_URL: "http://127.0.0.1:50052,http://10.0.0.7:50052" }, "AGENT_URL"],
+    [{ AGENT_URL: "dns:///agent.example:50052" }, "AGENT_URL"],
     [{ DASHBOARD_ALLOWED_ORIGINS: "not a url" }, "DASHBOARD_ALLOWED_ORIGINS[0]"],
   ])("refuses %j, naming %s", (env, variable) => {
     let error: unknown;

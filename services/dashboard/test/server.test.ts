@@ -57,7 +57,17 @@ describe("DashboardService over createRouterTransport", () => {
         logger: memoryLogger().logger,
         tasksUrl: "http://tasks",
         gatewayUrl: "http://gateway",
-        agentUrls: ["http://agent-a", "http://agent-b"],
+        agents: [
+          { kind: "url", origin: "http://agent-a" },
+          { kind: "url", origin: "http://agent-b" },
+          { kind: "dns", host: "agents.example", port: 50052, protocol: "http:" },
+          { kind: "dns", host: "gone.example", port: 50052, protocol: "http:" },
+        ],
+        // The headless name's two replicas, as DNS would answer; the other name is unknown.
+        lookup: async (host) => {
+          if (host === "agents.example") return ["10.0.0.7", "10.0.0.8"];
+          throw new Error("ENOTFOUND");
+        },
         services: [
           { name: "tasks", url: "http://tasks" },
           { name: "gateway", url: "http://gateway" },
@@ -143,7 +153,11 @@ describe("DashboardService over createRouterTransport", () => {
     expect(workers.map((w) => [w.id, w.url, w.runs.length])).toEqual([
       ["worker-1", "http://agent-a", 1],
       ["worker-1", "http://agent-b", 1],
+      ["worker-1", "http://10.0.0.7:50052", 1],
+      ["worker-1", "http://10.0.0.8:50052", 1],
+      ["dns:///gone.example:50052", "dns:///gone.example:50052", 0],
     ]);
+    expect(workers.at(-1)?.error).toBe("cannot resolve gone.example: ENOTFOUND");
     expect((await client.drainWorker({ id: "worker-1" })).runsInProgress).toBe(1);
     expect(mesh.drained).toBe(true);
     await expect(client.drainWorker({ id: "worker-9" })).rejects.toMatchObject({ code: Code.NotFound });
