@@ -19,6 +19,8 @@ import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
 
+const NO_BODY = new Uint8Array(0);
+
 /** The longest delivery id the tasks service takes (hookmesh.events.v1.Event). */
 const MAX_DELIVERY_ID_LENGTH = 256;
 
@@ -148,10 +150,11 @@ export class WebhookPipeline {
           log: { answered: verdict.log },
         };
       }
+      // Without the raw body: the intake writes the request's bytes once, beside the event.
       const event = create(EventSchema, {
         ...verdict.event,
         provider: provider.provider,
-        rawBody: webhook.rawBody,
+        rawBody: NO_BODY,
         contentType,
         receiveTime: timestampFromDate(receivedAt),
         traceContext: traceContextOf(),
@@ -360,7 +363,7 @@ export class WebhookPipeline {
     });
   }
 
-  private entry(fields: RecordFields): NewDelivery {
+  private entry(fields: RecordFields): NewDelivery & { rawBody: Buffer } {
     const {
       route,
       resolved,
