@@ -34,6 +34,8 @@
  *                                             top self-time frames (profiles in bench/results/profiles)
  *   BENCH_PHASE_SECONDS=5 npm run bench:ingest     shorter phases (10 s unless set)
  *   BENCH_SUSTAINED_SECONDS=0 npm run bench:ingest without the sustained phase (30 s unless set)
+ *   BENCH_GATEWAY_NODE_FLAGS=--max-semi-space-size=8 BENCH_GATEWAY_MALLOC_ARENA_MAX=2 npm run bench:ingest
+ *                                             memory settings to try on the gateway
  */
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -74,6 +76,8 @@ const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const label = process.env.BENCH_LABEL ?? "latest";
 const profile = process.env.BENCH_PROFILE === "1";
 const fromSources = process.env.BENCH_TSX === "1";
+const gatewayNodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+const mallocArenaMax = process.env.BENCH_GATEWAY_MALLOC_ARENA_MAX;
 const profileDir = here("./results/profiles");
 const prefix = `hookmesh-bench:ingest:${randomUUID()}:`;
 const tasksPrefix = `${prefix}tasks:`;
@@ -96,10 +100,18 @@ async function freePort(): Promise<number> {
 function service(name: string, main: string, env: Record<string, string>): ChildProcess {
   // A directory each: tsx's loader thread writes a profile of its own beside the main thread's.
   const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
+  // Memory settings to try on the gateway (V8's young generation, glibc's arenas), recorded in the results.
+  if (name === "gateway") flags.push(...gatewayNodeFlags);
   const program = fromSources ? ["--import", "tsx", `${main}.ts`] : [`dist/${main}.js`];
   const child = spawn(process.execPath, [...flags, ...program], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...BENCH_INSECURE,
+      LOG_LEVEL: "warn",
+      ...(name === "gateway" && mallocArenaMax && { MALLOC_ARENA_MAX: mallocArenaMax }),
+      ...env,
+    },
     stdio: ["ignore", "ignore", "inherit"],
   });
   children.push(child);
@@ -443,6 +455,8 @@ try {
       fixedRatePerSecond: FIXED_RATE,
       profiled: profile,
       services: fromSources ? "sources under tsx" : "compiled (npm run build), plain node",
+      gatewayNodeFlags,
+      gatewayMallocArenaMax: mallocArenaMax ?? "default",
       note: "tasks, gateway, baseline and load generator each in their own Node process; Redis shared; 2 cores shared with other work (see loadAverage). Fixed-rate latency is from each request's scheduled time.",
     },
     baseline: results.baseline,
