@@ -24,7 +24,7 @@
  * QUEUED transition, read from the tasks service), and the gateway's RSS and heap (its
  * Prometheus metrics). No 5xx is allowed: any makes the run fail.
  *
- * Then, for the gateway only, a sustained phase: 1,000 requests a second offered for
+ * Then, for the gateway only, a sustained phase: SUSTAINED_RATE (1,000) requests a second offered for
  * SUSTAINED_SECONDS, sampling the gateway's RSS throughout; after the last answer, how long
  * until its outbox is empty and every delivery a task, and the same latencies.
  *
@@ -34,6 +34,7 @@
  *                                             top self-time frames (profiles in bench/results/profiles)
  *   BENCH_PHASE_SECONDS=5 npm run bench:ingest     shorter phases (10 s unless set)
  *   BENCH_SUSTAINED_SECONDS=0 npm run bench:ingest without the sustained phase (30 s unless set)
+ *   BENCH_SUSTAINED_RATE=300 npm run bench:ingest  the sustained phase at 300/s (1,000/s unless set)
  *   BENCH_GATEWAY_NODE_FLAGS=--max-semi-space-size=8 BENCH_GATEWAY_MALLOC_ARENA_MAX=2 npm run bench:ingest
  *                                             memory settings to try on the gateway
  */
@@ -55,6 +56,7 @@ import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
 const SUSTAINED_SECONDS = Number(process.env.BENCH_SUSTAINED_SECONDS ?? 30);
+const SUSTAINED_RATE = Number(process.env.BENCH_SUSTAINED_RATE ?? 1000);
 const SENDERS = 64;
 const FIXED_RATE = 1000;
 const WARMUP_SECONDS = 3;
@@ -398,7 +400,7 @@ try {
     }, 250);
     const { tracked, ...result } = await run({
       mode: "open",
-      rate: FIXED_RATE,
+      rate: SUSTAINED_RATE,
       seconds: SUSTAINED_SECONDS,
       url: urls.gateway,
       track: true,
@@ -428,8 +430,8 @@ try {
       exitCode = 1;
       console.error(`gateway sustained: 5xx or errors: ${JSON.stringify(result.replies)}`);
     }
-    results.gateway[`sustained${FIXED_RATE}`] = entry;
-    console.error(`gateway sustained${FIXED_RATE}: ${JSON.stringify(entry)}`);
+    results.gateway[`sustained${SUSTAINED_RATE}`] = entry;
+    console.error(`gateway sustained${SUSTAINED_RATE}: ${JSON.stringify(entry)}`);
   }
 
   const b = results.baseline as Record<string, LoadResult>;
@@ -451,6 +453,7 @@ try {
       payloadBytes: g.saturation!.payloadBytes,
       phaseSeconds: PHASE_SECONDS,
       sustainedSeconds: SUSTAINED_SECONDS,
+      sustainedRatePerSecond: SUSTAINED_RATE,
       saturationSenders: SENDERS,
       fixedRatePerSecond: FIXED_RATE,
       profiled: profile,
