@@ -203,10 +203,7 @@ export interface RejectionTally {
  * the record. Reading a record (`get`) takes the body from wherever it is at that moment.
  */
 export class DeliveryLog {
-  /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
-  private last = { msecs: -1, seq: 0 };
-  /** Random bytes for ids' random bits, drawn 4 KB at a time rather than 16 bytes per id. */
-  private random = { pool: Buffer.alloc(0), at: 0 };
+  private readonly ids = new OrderedUuids();
 
   constructor(
     private readonly redis: Redis,
@@ -242,7 +239,7 @@ export class DeliveryLog {
     const delivery = create(DeliverySchema, {
       ...fields,
       bodySize: BigInt(fields.bodySize),
-      id: this.nextId(receivedAt.getTime()),
+      id: this.ids.next(receivedAt.getTime()),
       receiveTime: timestampFromDate(receivedAt),
       headers: brief ? briefHeaders(headers) : redactHeaders(headers, redact),
       rawBody: brief || bodyQueued ? EMPTY : (rawBody ?? EMPTY),
@@ -375,30 +372,6 @@ export class DeliveryLog {
     return { deliveries, nextPageToken: "" };
   }
 
-  /**
-   * A UUIDv7 for a delivery received at `msecs`. uuid's v7 with an explicit time draws a random
-   * sequence, so two deliveries of one millisecond would sort at random; counting the sequence
-   * up within the millisecond keeps them in arrival order.
-   */
-  private nextId(msecs: number): string {
-    if (msecs === this.last.msecs) {
-      this.last.seq += 1;
-    } else if (msecs > this.last.msecs) {
-      // Random, but low enough that counting up never runs out of the 32 bits.
-      this.last = { msecs, seq: randomInt(2 ** 30) };
-    } else {
-      // Recorded after a later delivery (a slow submit): its own place in time, by its receive time.
-      return uuidv7({ msecs, random: this.randomBits() });
-    }
-    return uuidv7({ msecs, seq: this.last.seq, random: this.randomBits() });
-  }
-
-  private randomBits(): Uint8Array {
-    if (this.random.at + 16 > this.random.pool.length) this.random = { pool: randomBytes(4096), at: 0 };
-    this.random.at += 16;
-    return this.random.pool.subarray(this.random.at - 16, this.random.at);
-  }
-
   private get outboxKey(): string {
     return outboxKey(this.options.keyPrefix);
   }
@@ -418,6 +391,38 @@ export class DeliveryLog {
 
   private key(id: string): string {
     return `${this.options.keyPrefix}delivery:${id}`;
+  }
+}
+
+/**
+ * UUIDv7s in the order they are made: uuid's v7 with an explicit time draws a random sequence,
+ * so two ids of one millisecond would sort at random; counting the sequence up within the
+ * millisecond keeps them in order. Their random bits come from a pool drawn 4 KB at a time
+ * rather than a system call per id.
+ */
+export class OrderedUuids {
+  /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
+  private last = { msecs: -1, seq: 0 };
+  private random = { pool: Buffer.alloc(0), at: 0 };
+
+  /** An id for `msecs` (now unless given). */
+  next(msecs = Date.now()): string {
+    if (msecs === this.last.msecs) {
+      this.last.seq += 1;
+    } else if (msecs > this.last.msecs) {
+      // Random, but low enough that counting up never runs out of the 32 bits.
+      this.last = { msecs, seq: randomInt(2 ** 30) };
+    } else {
+      // Made after a later one (a slow submit): its own place in time.
+      return uuidv7({ msecs, random: this.randomBits() });
+    }
+    return uuidv7({ msecs, seq: this.last.seq, random: this.randomBits() });
+  }
+
+  private randomBits(): Uint8Array {
+    if (this.random.at + 16 > this.random.pool.length) this.random = { pool: randomBytes(4096), at: 0 };
+    this.random.at += 16;
+    return this.random.pool.subarray(this.random.at - 16, this.random.at);
   }
 }
 

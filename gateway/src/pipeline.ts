@@ -4,13 +4,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
-import { v7 as uuidv7 } from "uuid";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type BodyProgress, mediaType, readBody } from "./body.js";
-import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
+import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery, OrderedUuids } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
 import type { Intake, IntakeOutcome } from "./intake.js";
 import type { DeliveryObserver } from "./metrics.js";
@@ -80,6 +79,7 @@ interface Verified {
  */
 export class WebhookPipeline {
   private readonly now: () => Date;
+  private readonly taskIds = new OrderedUuids();
 
   constructor(private readonly deps: PipelineDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -245,7 +245,7 @@ export class WebhookPipeline {
         `event.delivery_id: must be at most ${MAX_DELIVERY_ID_LENGTH} characters`,
       ).withContext(facts);
     }
-    const taskId = uuidv7();
+    const taskId = this.taskIds.next();
     annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId });
     let outcome: IntakeOutcome;
     try {
