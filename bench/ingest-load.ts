@@ -8,7 +8,9 @@
  * - open: `rate` requests a second for `seconds` whatever the answers (latency from each
  *   request's scheduled time, so that a target falling behind shows).
  *
- * Every body is distinct (its own issue number) and signed, with its own delivery id.
+ * Every body is distinct (its own issue number) and signed, with its own delivery id. With
+ * `track`, the answer also lists each acknowledged request's task id and the wall-clock time it
+ * was sent, for the delivery → QUEUED latency the parent reads from the tasks service.
  */
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
@@ -22,6 +24,8 @@ export interface LoadPhase {
   seconds: number;
   senders?: number;
   rate?: number;
+  /** List the task id of each acknowledged request with its send time (`LoadResult.tracked`). */
+  track?: boolean;
 }
 
 export interface LoadResult {
@@ -35,6 +39,8 @@ export interface LoadResult {
   payloadBytes: number;
   /** Open loop: how late the generator sent, p99 (large when it could not keep up). */
   sendLagMsP99?: number;
+  /** With `track`: [task id, send time in ms since the epoch] of each acknowledged request. */
+  tracked?: Array<[taskId: string, sentAt: number]>;
 }
 
 const secret = process.env.BENCH_SECRET ?? "bench-webhook-secret";
@@ -54,8 +60,14 @@ const [bodyHead, bodyTail] = template.split("987654321") as [string, string];
 const runBase = Date.now() % 1_000_000_000;
 let sequence = 0;
 
-function send(url: string, agent: http.Agent, replies: Record<string, number>): Promise<number> {
+function send(
+  url: string,
+  agent: http.Agent,
+  replies: Record<string, number>,
+  tracked?: Array<[string, number]>,
+): Promise<number> {
   const n = ++sequence;
+  const sentAt = Date.now();
   const body = Buffer.from(`${bodyHead}${runBase}${String(n).padStart(7, "0")}${bodyTail}`);
   return new Promise((resolve) => {
     const count = (kind: string) => {
@@ -83,6 +95,7 @@ function send(url: string, agent: http.Agent, replies: Record<string, number>): 
           const status = res.statusCode ?? 0;
           const text = Buffer.concat(chunks).toString();
           count(status !== 202 ? `http ${status}` : text.includes('"queued":true') ? "queued" : "task");
+          if (status === 202 && tracked) tracked.push([(JSON.parse(text) as { task_id: string }).task_id, sentAt]);
           resolve(status);
         });
         res.on("error", () => {
@@ -118,8 +131,9 @@ function summarize(latencies: number[], statuses: number[], seconds: number, rep
   };
 }
 
-async function closed({ url, seconds, senders = 32 }: LoadPhase): Promise<LoadResult> {
+async function closed({ url, seconds, senders = 32, track }: LoadPhase): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: senders });
+  const tracked: Array<[string, number]> | undefined = track ? [] : undefined;
   const latencies: number[] = [];
   const statuses: number[] = [];
   const replies: Record<string, number> = {};
@@ -129,7 +143,7 @@ async function closed({ url, seconds, senders = 32 }: LoadPhase): Promise<LoadRe
     Array.from({ length: senders }, async () => {
       while (performance.now() < stopAt) {
         const sentAt = performance.now();
-        const status = await send(url, agent, replies);
+        const status = await send(url, agent, replies, tracked);
         latencies.push(performance.now() - sentAt);
         statuses.push(status);
       }
@@ -137,11 +151,12 @@ async function closed({ url, seconds, senders = 32 }: LoadPhase): Promise<LoadRe
   );
   const elapsed = (performance.now() - start) / 1000;
   agent.destroy();
-  return summarize(latencies, statuses, elapsed, replies);
+  return { ...summarize(latencies, statuses, elapsed, replies), ...(tracked && { tracked }) };
 }
 
-async function open({ url, seconds, rate = 1000 }: LoadPhase): Promise<LoadResult> {
+async function open({ url, seconds, rate = 1000, track }: LoadPhase): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const tracked: Array<[string, number]> | undefined = track ? [] : undefined;
   const count = Math.round(rate * seconds);
   const latencies: number[] = new Array(count).fill(Number.NaN);
   const statuses: number[] = new Array(count).fill(0);
@@ -159,7 +174,7 @@ async function open({ url, seconds, rate = 1000 }: LoadPhase): Promise<LoadResul
       const index = i++;
       lags.push(now - due);
       pending.push(
-        send(url, agent, replies).then((status) => {
+        send(url, agent, replies, tracked).then((status) => {
           statuses[index] = status;
           latencies[index] = performance.now() - due;
         }),
@@ -178,6 +193,7 @@ async function open({ url, seconds, rate = 1000 }: LoadPhase): Promise<LoadResul
         99,
       ),
     ),
+    ...(tracked && { tracked }),
   };
 }
 

@@ -3,7 +3,9 @@
  * durable state, against a minimal baseline measured the same way in the same run.
  *
  * Every program runs in a process of its own, as deployed: the tasks service and the gateway
- * (their mains, cleartext on loopback), the baseline (bench/ingest-baseline.ts: node:http, one
+ * (their mains compiled by `npm run build` and run by plain Node, as the image runs them,
+ * cleartext on loopback; BENCH_TSX=1 runs their sources under tsx, whose loader thread adds
+ * some 40 MB to each RSS), the baseline (bench/ingest-baseline.ts: node:http, one
  * HMAC-SHA256 check, one Redis XADD) and the load generator (bench/ingest-load.ts: keep-alive
  * agents, every body distinct and signed). The phases:
  *
@@ -18,31 +20,49 @@
  * work weighs on both alike.
  *
  * For the gateway, after each phase: how long until every accepted delivery is a task (the
- * outbox drained), and the gateway's RSS. No 5xx is allowed: any makes the run fail.
+ * outbox drained), the delivery → QUEUED latency (from each request's send time to its task's
+ * QUEUED transition, read from the tasks service), and the gateway's RSS and heap (its
+ * Prometheus metrics). No 5xx is allowed: any makes the run fail.
+ *
+ * Then, for the gateway only, a sustained phase: SUSTAINED_RATE (1,000) requests a second offered for
+ * SUSTAINED_SECONDS, sampling the gateway's RSS throughout; after the last answer, how long
+ * until its outbox is empty and every delivery a task, and the same latencies.
  *
  *   npm run bench:ingest                      results under "latest" in bench/results/ingest.json
  *   BENCH_LABEL=before npm run bench:ingest   under another label, beside the others kept there
  *   BENCH_PROFILE=1 npm run bench:ingest      also --cpu-prof the gateway and tasks; prints the
  *                                             top self-time frames (profiles in bench/results/profiles)
+ *   BENCH_PHASE_SECONDS=5 npm run bench:ingest     shorter phases (10 s unless set)
+ *   BENCH_SUSTAINED_SECONDS=0 npm run bench:ingest without the sustained phase (30 s unless set)
+ *   BENCH_SUSTAINED_RATE=300 npm run bench:ingest  the sustained phase at 300/s (1,000/s unless set)
+ *   BENCH_GATEWAY_NODE_FLAGS=--max-semi-space-size=8 BENCH_GATEWAY_MALLOC_ARENA_MAX=2 npm run bench:ingest
+ *                                             memory settings to try on the gateway
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
+import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
+const SUSTAINED_SECONDS = Number(process.env.BENCH_SUSTAINED_SECONDS ?? 30);
+const SUSTAINED_RATE = Number(process.env.BENCH_SUSTAINED_RATE ?? 1000);
 const SENDERS = 64;
 const FIXED_RATE = 1000;
 const WARMUP_SECONDS = 3;
 /** How long the outbox may take to drain after a phase before the run says it did not. */
 const DRAIN_LIMIT_MS = 60_000;
-const HARD_LIMIT_MS = 600_000;
+const HARD_LIMIT_MS = 900_000;
 const SECRET = "bench-webhook-secret";
 
 const hardLimit = setTimeout(() => {
@@ -57,6 +77,9 @@ const root = here("..");
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const label = process.env.BENCH_LABEL ?? "latest";
 const profile = process.env.BENCH_PROFILE === "1";
+const fromSources = process.env.BENCH_TSX === "1";
+const gatewayNodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+const mallocArenaMax = process.env.BENCH_GATEWAY_MALLOC_ARENA_MAX;
 const profileDir = here("./results/profiles");
 const prefix = `hookmesh-bench:ingest:${randomUUID()}:`;
 const tasksPrefix = `${prefix}tasks:`;
@@ -75,13 +98,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** A service's main in its own Node process, profiled when asked. */
+/** A service's main (`gateway/src/main`, without extension) in its own Node process, profiled when asked. */
 function service(name: string, main: string, env: Record<string, string>): ChildProcess {
   // A directory each: tsx's loader thread writes a profile of its own beside the main thread's.
   const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
-  const child = spawn(process.execPath, [...flags, "--import", "tsx", main], {
+  // Memory settings to try on the gateway (V8's young generation, glibc's arenas), recorded in the results.
+  if (name === "gateway") flags.push(...gatewayNodeFlags);
+  const program = fromSources ? ["--import", "tsx", `${main}.ts`] : [`dist/${main}.js`];
+  const child = spawn(process.execPath, [...flags, ...program], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...BENCH_INSECURE,
+      LOG_LEVEL: "warn",
+      ...(name === "gateway" && mallocArenaMax && { MALLOC_ARENA_MAX: mallocArenaMax }),
+      ...env,
+    },
     stdio: ["ignore", "ignore", "inherit"],
   });
   children.push(child);
@@ -159,6 +191,68 @@ async function drained(expected: number): Promise<{ ms: number; tasks: number }>
   }
 }
 
+const percentileOf = (sorted: number[], p: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+/**
+ * Delivery → QUEUED: from each acknowledged request's send time to its task's QUEUED
+ * transition, as the tasks service lists them (newest first, so the phase just run comes first).
+ */
+async function deliveryToQueued(
+  tasks: Client<typeof TaskService>,
+  tracked: Array<[string, number]>,
+): Promise<{ p50: number; p99: number; max: number; measured: number }> {
+  const sentAt = new Map(tracked);
+  const latencies: number[] = [];
+  let pageToken = "";
+  do {
+    const page = await tasks.listTasks({ pageSize: 500, pageToken, view: TaskView.BASIC });
+    for (const task of page.tasks) {
+      const sent = sentAt.get(task.id);
+      const queued = task.transitions.find((t) => t.state === TaskState.QUEUED)?.time;
+      if (sent === undefined || queued === undefined) continue;
+      latencies.push(timestampMs(queued) - sent);
+      sentAt.delete(task.id);
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "" && sentAt.size > 0);
+  latencies.sort((a, b) => a - b);
+  return {
+    p50: percentileOf(latencies, 50),
+    p99: percentileOf(latencies, 99),
+    max: latencies.at(-1) ?? Number.NaN,
+    measured: latencies.length,
+  };
+}
+
+/** The gateway's memory as its Prometheus metrics tell it (MB): where its RSS is. */
+async function gatewayMemory(adminUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  // Each sample as `name{labels} value`; the service's default labels come first.
+  const mb = (name: string, label = "") => {
+    const sample = new RegExp(`^${name}(?:\\{[^}]*${label}[^}]*\\})? (\\S+)$`, "m").exec(text);
+    return Math.round(Number(sample?.[1] ?? Number.NaN) / 2 ** 20);
+  };
+  return {
+    rss: mb("process_resident_memory_bytes"),
+    heapTotal: mb("nodejs_heap_size_total_bytes"),
+    heapUsed: mb("nodejs_heap_size_used_bytes"),
+    external: mb("nodejs_external_memory_bytes"),
+    newSpace: mb("nodejs_heap_space_size_total_bytes", 'space="new"'),
+    oldSpaceUsed: mb("nodejs_heap_space_size_used_bytes", 'space="old"'),
+  };
+}
+
+/** Milliseconds from now until the gateway's outbox stream is empty (forwarded entries are deleted), or -1. */
+async function outboxEmpty(): Promise<number> {
+  const start = performance.now();
+  while ((await redis.xlen(`${prefix}gateway:outbox`)) > 0) {
+    if (performance.now() - start > DRAIN_LIMIT_MS) return -1;
+    await sleep(20);
+  }
+  return Math.round(performance.now() - start);
+}
+
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples: number[];
@@ -208,19 +302,28 @@ const results: Record<string, Record<string, unknown>> = { baseline: {}, gateway
 let exitCode = 0;
 try {
   if (profile) rmSync(profileDir, { recursive: true, force: true });
-  const [tasksPort, gatewayPort, gatewayHttpPort] = [await freePort(), await freePort(), await freePort()];
-  const tasks = service("tasks", "services/tasks/src/main.ts", {
+  if (!fromSources) execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore" });
+  const [tasksPort, gatewayPort, gatewayHttpPort, gatewayAdminPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const tasksClient = createClient(TaskService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${tasksPort}` }));
+  const gatewayAdmin = `http://127.0.0.1:${gatewayAdminPort}`;
+  const tasks = service("tasks", "services/tasks/src/main", {
     ...(BENCH_TASKS_ENV as Record<string, string>),
     REDIS_URL: redisUrl,
     TASKS_REDIS_PREFIX: tasksPrefix,
     TASKS_PORT: String(tasksPort),
   });
   await untilListening(tasksPort);
-  const gateway = service("gateway", "gateway/src/main.ts", {
+  const gateway = service("gateway", "gateway/src/main", {
     REDIS_URL: redisUrl,
     GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
     GATEWAY_PORT: String(gatewayPort),
     GATEWAY_HTTP_PORT: String(gatewayHttpPort),
+    GATEWAY_ADMIN_PORT: String(gatewayAdminPort),
     TASKS_URL: `http://127.0.0.1:${tasksPort}`,
     GITHUB_WEBHOOK_SECRET: SECRET,
     DELIVERY_RETENTION: "1h",
@@ -263,7 +366,7 @@ try {
       const pids = target === "gateway" ? { gateway: gateway.pid!, tasks: tasks.pid! } : { baseline: baseline.pid! };
       const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
       if (paused) tasks.kill("SIGSTOP");
-      const result = await run({ ...phase, url: urls[target] });
+      const { tracked, ...result } = await run({ ...phase, url: urls[target], track: target === "gateway" });
       if (paused) tasks.kill("SIGCONT");
       const serverErrors = Object.entries(result.replies).filter(([kind]) => /^http 5|^error/.test(kind));
       if (serverErrors.length > 0) {
@@ -275,6 +378,8 @@ try {
         accepted += result.acknowledged;
         entry.rssMbAfter = rssMb(gateway.pid!);
         entry.untilAllTasks = await drained(accepted);
+        entry.memoryMbAfterDrain = await gatewayMemory(gatewayAdmin);
+        if (name !== "warmup") entry.deliveryToQueuedMs = await deliveryToQueued(tasksClient, tracked ?? []);
       }
       // CPU per acknowledged delivery, the gateway's and tasks' until every one is a task: what
       // the machine's other work cannot distort the way it distorts rates.
@@ -285,6 +390,48 @@ try {
       console.error(`${target} ${name}: ${JSON.stringify(entry)}`);
       await sleep(1_000);
     }
+  }
+
+  if (SUSTAINED_SECONDS > 0) {
+    const cpuBefore = { gateway: cpuMs(gateway.pid!), tasks: cpuMs(tasks.pid!) };
+    let rssMbMax = 0;
+    const sampling = setInterval(() => {
+      rssMbMax = Math.max(rssMbMax, rssMb(gateway.pid!));
+    }, 250);
+    const { tracked, ...result } = await run({
+      mode: "open",
+      rate: SUSTAINED_RATE,
+      seconds: SUSTAINED_SECONDS,
+      url: urls.gateway,
+      track: true,
+    });
+    const rssMbAtLastAnswer = rssMb(gateway.pid!);
+    const outboxEmptyMs = await outboxEmpty();
+    clearInterval(sampling);
+    accepted += result.acknowledged;
+    const entry: Record<string, unknown> = {
+      ...result,
+      loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
+      // From the last answer, not the last request sent: the load stops when its last request is answered.
+      outboxEmptyMsAfterLoad: outboxEmptyMs,
+      untilAllTasks: await drained(accepted),
+      rssMbMax: Math.max(rssMbMax, rssMbAtLastAnswer),
+      rssMbAtLastAnswer,
+      rssMbAfterDrain: rssMb(gateway.pid!),
+      memoryMbAfterDrain: await gatewayMemory(gatewayAdmin),
+      deliveryToQueuedMs: await deliveryToQueued(tasksClient, tracked ?? []),
+      cpuMsPerDelivery: {
+        gateway: round2((cpuMs(gateway.pid!) - cpuBefore.gateway) / result.acknowledged),
+        tasks: round2((cpuMs(tasks.pid!) - cpuBefore.tasks) / result.acknowledged),
+      },
+    };
+    const serverErrors = Object.entries(result.replies).filter(([kind]) => /^http 5|^error/.test(kind));
+    if (serverErrors.length > 0) {
+      exitCode = 1;
+      console.error(`gateway sustained: 5xx or errors: ${JSON.stringify(result.replies)}`);
+    }
+    results.gateway[`sustained${SUSTAINED_RATE}`] = entry;
+    console.error(`gateway sustained${SUSTAINED_RATE}: ${JSON.stringify(entry)}`);
   }
 
   const b = results.baseline as Record<string, LoadResult>;
@@ -305,9 +452,14 @@ try {
     setup: {
       payloadBytes: g.saturation!.payloadBytes,
       phaseSeconds: PHASE_SECONDS,
+      sustainedSeconds: SUSTAINED_SECONDS,
+      sustainedRatePerSecond: SUSTAINED_RATE,
       saturationSenders: SENDERS,
       fixedRatePerSecond: FIXED_RATE,
       profiled: profile,
+      services: fromSources ? "sources under tsx" : "compiled (npm run build), plain node",
+      gatewayNodeFlags,
+      gatewayMallocArenaMax: mallocArenaMax ?? "default",
       note: "tasks, gateway, baseline and load generator each in their own Node process; Redis shared; 2 cores shared with other work (see loadAverage). Fixed-rate latency is from each request's scheduled time.",
     },
     baseline: results.baseline,

@@ -1,4 +1,4 @@
-import { randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -6,7 +6,8 @@ import type { RedisClient } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
-import { storeCall } from "./store-call.js";
+import { asBuffer, outboxKey } from "./outbox.js";
+import { runScript, storeCall } from "./store-call.js";
 
 export class DeliveryNotFoundError extends Error {
   override name = "DeliveryNotFoundError";
@@ -122,15 +123,62 @@ if KEYS[4] then
 end
 `;
 
-/** Appends ARGV[i] to KEYS[i] where KEYS[i] still exists (APPEND keeps its expiry). */
-const APPEND_SCRIPT = `
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('APPEND', KEYS[i], ARGV[i]) end
+/**
+ * The raw body a queued record's outbox entry carries (a record written by the intake has
+ * none of its own): `queued` names the entry's stream id, and the entry holds the body in its
+ * `body` field. False when there is none (forwarded, or never queued that way).
+ */
+const QUEUED_BODY_LUA = `
+local function queuedBody(stream, queued)
+  local at = redis.call('GET', queued)
+  if not at then return false end
+  local entry = redis.call('XRANGE', stream, at, at)[1]
+  if not entry then return false end
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'body' then return fields[i + 1] end
+  end
+  return false
+end
+`;
+
+/** A record and, when its body is still in the outbox, that body. KEYS: record, queued, outbox stream. */
+const GET_SCRIPT = `${QUEUED_BODY_LUA}
+local bytes = redis.call('GET', KEYS[1])
+if not bytes then return false end
+return {bytes, queuedBody(KEYS[3], KEYS[2])}
+`;
+
+/**
+ * Appends ARGV[i] to the record KEYS[2i] where it still exists (APPEND keeps its expiry), with
+ * the raw body (protobuf field 12, raw_body) from the outbox entry its queued key KEYS[2i+1]
+ * names, which it then deletes: the body moves from the outbox entry into the record, within
+ * Redis, before the entry is acknowledged. KEYS[1]: the outbox stream.
+ */
+const SETTLE_SCRIPT = `${QUEUED_BODY_LUA}
+local function varint(n)
+  local bytes = ''
+  while n >= 128 do
+    bytes = bytes .. string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  return bytes .. string.char(n)
+end
+for i = 1, #ARGV do
+  local record, queued = KEYS[2 * i], KEYS[2 * i + 1]
+  local fields = ARGV[i]
+  local body = queuedBody(KEYS[1], queued)
+  if redis.call('EXISTS', record) == 1 then
+    if body then fields = fields .. string.char(98) .. varint(#body) .. body end
+    redis.call('APPEND', record, fields)
+  end
+  redis.call('DEL', queued)
 end
 `;
 
 /** An entry ready to be written: the keys and arguments of RECORD_LUA's `record`, in its order. */
 export interface PreparedDelivery {
+  /** The entry as recorded; without its raw body when that is queued in the outbox. */
   delivery: Delivery;
   keys: [key: string, indexKey: string, routeIndexKey: string];
   args: [id: string, bytes: Buffer, retentionMs: number, oldest: string, cap: number, recordPrefix: string];
@@ -149,10 +197,13 @@ export interface RejectionTally {
  * which are UUIDv7 and so sort by arrival, and one index per route and kind (full or brief)
  * that the caps are enforced on. Refused requests are also counted per route and HTTP status
  * by UTC day.
+ *
+ * A queued delivery's raw body is kept once: the intake writes it into the outbox entry only,
+ * and `delivery-queued:{id}` names that entry; forwarding it (`settleAll`) moves the body into
+ * the record. Reading a record (`get`) takes the body from wherever it is at that moment.
  */
 export class DeliveryLog {
-  /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
-  private last = { msecs: -1, seq: 0 };
+  private readonly ids = new OrderedUuids();
 
   constructor(
     private readonly redis: RedisClient,
@@ -177,26 +228,30 @@ export class DeliveryLog {
     return delivery;
   }
 
-  /** The entry for `entry`, with its id, and what RECORD_LUA's `record` writes it with. */
-  prepare(entry: NewDelivery): PreparedDelivery {
+  /**
+   * The entry for `entry`, with its id, and what RECORD_LUA's `record` writes it with. With
+   * `bodyQueued`, the record leaves out the raw body, which the caller writes into the outbox
+   * entry that `queuedKey(id)` names.
+   */
+  prepare(entry: NewDelivery, { bodyQueued = false } = {}): PreparedDelivery {
     const { receivedAt, headers, rawBody, redact, ...fields } = entry;
     const brief = BRIEF.has(fields.status ?? DeliveryStatus.UNSPECIFIED);
     const delivery = create(DeliverySchema, {
       ...fields,
       bodySize: BigInt(fields.bodySize),
-      id: this.nextId(receivedAt.getTime()),
+      id: this.ids.next(receivedAt.getTime()),
       receiveTime: timestampFromDate(receivedAt),
       headers: brief ? briefHeaders(headers) : redactHeaders(headers, redact),
-      rawBody: brief ? new Uint8Array(0) : (rawBody ?? new Uint8Array(0)),
+      rawBody: brief || bodyQueued ? EMPTY : (rawBody ?? EMPTY),
     });
     const { retentionMs, keyPrefix } = this.options;
-    const oldest = uuidv7({ msecs: receivedAt.getTime() - retentionMs, random: new Uint8Array(16) });
+    const oldest = uuidv7({ msecs: receivedAt.getTime() - retentionMs, random: ZERO_RANDOM });
     return {
       delivery,
       keys: [this.key(delivery.id), this.indexKey, this.routeIndexKey(fields.route ?? "", brief)],
       args: [
         delivery.id,
-        Buffer.from(toBinary(DeliverySchema, delivery)),
+        asBuffer(toBinary(DeliverySchema, delivery)),
         retentionMs,
         oldest,
         brief ? this.options.maxBriefPerRoute : this.options.maxPerRoute,
@@ -229,33 +284,57 @@ export class DeliveryLog {
 
   /** Changes a recorded delivery (a queued one forwarded, a redelivery counted); a no-op once expired. */
   async update(id: string, change: (delivery: Delivery) => void): Promise<void> {
-    const bytes = await storeCall(() => this.redis.getBuffer(this.key(id)));
-    if (bytes === null) return;
-    const delivery = fromBinary(DeliverySchema, bytes);
+    const delivery = await this.find(id);
+    if (delivery === undefined) return;
     change(delivery);
-    await storeCall(() => this.redis.set(this.key(id), Buffer.from(toBinary(DeliverySchema, delivery)), "KEEPTTL"));
+    // The record now carries its body, wherever it was read from.
+    await storeCall(() =>
+      this.redis
+        .multi()
+        .set(this.key(id), asBuffer(toBinary(DeliverySchema, delivery)), "KEEPTTL")
+        .del(this.queuedKey(id))
+        .exec(),
+    );
   }
 
   /**
    * Records what several deliveries became (a forwarded batch: each one's status and task), in
    * one round trip and without reading them back: the fields are appended to each stored
    * record, which protobuf reads as a merge (the last value of a field wins), so the body a
-   * record carries is neither read nor written again. Entries gone (expired, or dropped past
-   * their route's cap) are left out.
+   * record carries is not read back. A body still in the outbox is appended the same way, from
+   * the outbox entry, in Redis: call it before the entries are acknowledged. Entries gone
+   * (expired, or dropped past their route's cap) are left out.
    */
   async settleAll(outcomes: readonly { id: string; status: DeliveryStatus; taskId: string }[]): Promise<void> {
     if (outcomes.length === 0) return;
-    const keys = outcomes.map(({ id }) => this.key(id));
+    const keys = [this.outboxKey, ...outcomes.flatMap(({ id }) => [this.key(id), this.queuedKey(id)])];
     const fields = outcomes.map(({ status, taskId }) =>
-      Buffer.from(toBinary(DeliverySchema, create(DeliverySchema, { status, taskId }))),
+      asBuffer(toBinary(DeliverySchema, create(DeliverySchema, { status, taskId }))),
     );
-    await storeCall(() => this.redis.eval(APPEND_SCRIPT, keys.length, ...keys, ...fields));
+    await storeCall(() => runScript(this.redis, SETTLE_SCRIPT, keys, fields));
   }
 
   async get(id: string): Promise<Delivery> {
-    const bytes = await storeCall(() => this.redis.getBuffer(this.key(id)));
-    if (bytes === null) throw new DeliveryNotFoundError(id);
-    return fromBinary(DeliverySchema, bytes);
+    const delivery = await this.find(id);
+    if (delivery === undefined) throw new DeliveryNotFoundError(id);
+    return delivery;
+  }
+
+  /** The key naming the outbox entry that carries a queued record's body (see the class). */
+  queuedKey(id: string): string {
+    return `${this.options.keyPrefix}delivery-queued:${id}`;
+  }
+
+  /** A record with its body, from the outbox when it is still queued there. */
+  private async find(id: string): Promise<Delivery | undefined> {
+    const reply = (await storeCall(() =>
+      this.redis.callBuffer("EVAL", GET_SCRIPT, 3, this.key(id), this.queuedKey(id), this.outboxKey),
+    )) as [Buffer, Buffer | null] | null;
+    if (reply === null) return undefined;
+    const [bytes, queuedBody] = reply;
+    const delivery = fromBinary(DeliverySchema, bytes);
+    if (queuedBody && delivery.rawBody.length === 0) delivery.rawBody = queuedBody;
+    return delivery;
   }
 
   /** A page of deliveries, newest first, without bodies. */
@@ -293,22 +372,8 @@ export class DeliveryLog {
     return { deliveries, nextPageToken: "" };
   }
 
-  /**
-   * A UUIDv7 for a delivery received at `msecs`. uuid's v7 with an explicit time draws a random
-   * sequence, so two deliveries of one millisecond would sort at random; counting the sequence
-   * up within the millisecond keeps them in arrival order.
-   */
-  private nextId(msecs: number): string {
-    if (msecs === this.last.msecs) {
-      this.last.seq += 1;
-    } else if (msecs > this.last.msecs) {
-      // Random, but low enough that counting up never runs out of the 32 bits.
-      this.last = { msecs, seq: randomInt(2 ** 30) };
-    } else {
-      // Recorded after a later delivery (a slow submit): its own place in time, by its receive time.
-      return uuidv7({ msecs });
-    }
-    return uuidv7({ msecs, seq: this.last.seq });
+  private get outboxKey(): string {
+    return outboxKey(this.options.keyPrefix);
   }
 
   private get indexKey(): string {
@@ -326,6 +391,38 @@ export class DeliveryLog {
 
   private key(id: string): string {
     return `${this.options.keyPrefix}delivery:${id}`;
+  }
+}
+
+/**
+ * UUIDv7s in the order they are made: uuid's v7 with an explicit time draws a random sequence,
+ * so two ids of one millisecond would sort at random; counting the sequence up within the
+ * millisecond keeps them in order. Their random bits come from a pool drawn 4 KB at a time
+ * rather than a system call per id.
+ */
+export class OrderedUuids {
+  /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
+  private last = { msecs: -1, seq: 0 };
+  private random = { pool: Buffer.alloc(0), at: 0 };
+
+  /** An id for `msecs` (now unless given). */
+  next(msecs = Date.now()): string {
+    if (msecs === this.last.msecs) {
+      this.last.seq += 1;
+    } else if (msecs > this.last.msecs) {
+      // Random, but low enough that counting up never runs out of the 32 bits.
+      this.last = { msecs, seq: randomInt(2 ** 30) };
+    } else {
+      // Made after a later one (a slow submit): its own place in time.
+      return uuidv7({ msecs, random: this.randomBits() });
+    }
+    return uuidv7({ msecs, seq: this.last.seq, random: this.randomBits() });
+  }
+
+  private randomBits(): Uint8Array {
+    if (this.random.at + 16 > this.random.pool.length) this.random = { pool: randomBytes(4096), at: 0 };
+    this.random.at += 16;
+    return this.random.pool.subarray(this.random.at - 16, this.random.at);
   }
 }
 
@@ -353,6 +450,10 @@ export function briefHeaders(headers: IncomingHttpHeaders): Record<string, strin
   }
   return recorded;
 }
+
+const EMPTY = new Uint8Array(0);
+/** `oldest` is a bound, not an id: its random bits are zero, so it sorts before its millisecond's ids. */
+const ZERO_RANDOM = new Uint8Array(16);
 
 function encodePageToken(lastId: string, filterKey: string): string {
   return Buffer.from(`${filterKey}|${lastId}`).toString("base64url");

@@ -1,5 +1,5 @@
 import { EventEmitter, once } from "node:events";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { RedisClient } from "@hookmesh/kit";
 import { abortAfter } from "@hookmesh/kit";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
@@ -14,15 +14,39 @@ export interface OutboxEntry {
   dedupKey: string;
   /** The task id the gateway's acknowledgment named (empty for entries that named none). */
   taskId: string;
+  /** With its raw body, which the entry keeps in a field of its own. */
   event: Event;
 }
 
 const GROUP = "forwarder";
+const EMPTY = new Uint8Array(0);
+
+/** The outbox stream's key under a gateway's key prefix. */
+export function outboxKey(keyPrefix: string): string {
+  return `${keyPrefix}outbox`;
+}
+
+/**
+ * An entry's event without its raw body, which the entry carries as `body` beside it: the
+ * delivery log reads and moves a queued body from there (delivery-log.ts) without decoding
+ * the event, and the acknowledgment encodes the event without copying the body into it.
+ */
+export function encodeEventWithoutBody(event: Event): Buffer {
+  const withoutBody = event.rawBody.length === 0 ? event : create(EventSchema, { ...event, rawBody: EMPTY });
+  return asBuffer(toBinary(EventSchema, withoutBody));
+}
+
+/** Bytes as a Buffer for ioredis (which writes other views as strings), without copying them. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 /**
  * Verified deliveries waiting for the tasks service: a Redis stream in the gateway's own
  * keys, read through a consumer group so that each entry goes to one forwarder, stays
- * pending until it is acknowledged, and is taken over from a forwarder that died.
+ * pending until it is acknowledged, and is taken over from a forwarder that died. An entry's
+ * fields: `event` (without its raw body), `body`, `log` (the delivery-log id), `dedup` (the
+ * claim's key) and `task` (the task id the acknowledgment named).
  */
 export class Outbox {
   private readonly added = new EventEmitter();
@@ -32,7 +56,7 @@ export class Outbox {
     private readonly redis: RedisClient,
     options: { keyPrefix: string },
   ) {
-    this.stream = `${options.keyPrefix}outbox`;
+    this.stream = outboxKey(options.keyPrefix);
   }
 
   /** The stream's key, for the intake script that appends to it. */
@@ -58,7 +82,9 @@ export class Outbox {
         this.stream,
         "*",
         "event",
-        Buffer.from(toBinary(EventSchema, event)),
+        encodeEventWithoutBody(event),
+        "body",
+        asBuffer(event.rawBody),
         "log",
         deliveryLogId,
         "dedup",
@@ -141,9 +167,13 @@ function decode([id, fields]: [Buffer, Buffer[]]): OutboxEntry {
     const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === name);
     return at < 0 ? undefined : fields[at + 1];
   };
+  const event = fromBinary(EventSchema, value("event")!);
+  // Entries appended before the body had a field of its own carry it in the event.
+  const body = value("body");
+  if (body !== undefined) event.rawBody = body;
   return {
     id: id.toString(),
-    event: fromBinary(EventSchema, value("event")!),
+    event,
     deliveryLogId: value("log")!.toString(),
     dedupKey: value("dedup")!.toString(),
     // Entries appended before the acknowledgment named its task have none.

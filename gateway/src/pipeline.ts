@@ -4,13 +4,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { annotateActiveSpan, type Logger, StoreUnavailableError, TRACE_ATTRIBUTES } from "@hookmesh/kit";
-import { v7 as uuidv7 } from "uuid";
 import { type Event, EventSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { TaskState } from "../../gen/hookmesh/tasks/v1/task_pb.js";
 import type { TaskService } from "../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type BodyProgress, mediaType, readBody } from "./body.js";
-import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery } from "./delivery-log.js";
+import { type DeliveryLog, DeliveryNotFoundError, type NewDelivery, OrderedUuids } from "./delivery-log.js";
 import { WebhookRejection } from "./http-errors.js";
 import type { Intake, IntakeOutcome } from "./intake.js";
 import type { DeliveryObserver } from "./metrics.js";
@@ -18,6 +17,8 @@ import type { Outbox } from "./outbox.js";
 import type { SharedRateLimiter } from "./rate-limit.js";
 import { traceContextOf } from "./trace.js";
 import type { IncomingWebhook, WebhookProvider } from "./webhook-provider.js";
+
+const NO_BODY = new Uint8Array(0);
 
 /** The longest delivery id the tasks service takes (hookmesh.events.v1.Event). */
 const MAX_DELIVERY_ID_LENGTH = 256;
@@ -78,6 +79,7 @@ interface Verified {
  */
 export class WebhookPipeline {
   private readonly now: () => Date;
+  private readonly taskIds = new OrderedUuids();
 
   constructor(private readonly deps: PipelineDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -148,10 +150,11 @@ export class WebhookPipeline {
           log: { answered: verdict.log },
         };
       }
+      // Without the raw body: the intake writes the request's bytes once, beside the event.
       const event = create(EventSchema, {
         ...verdict.event,
         provider: provider.provider,
-        rawBody: webhook.rawBody,
+        rawBody: NO_BODY,
         contentType,
         receiveTime: timestampFromDate(receivedAt),
         traceContext: traceContextOf(),
@@ -242,7 +245,7 @@ export class WebhookPipeline {
         `event.delivery_id: must be at most ${MAX_DELIVERY_ID_LENGTH} characters`,
       ).withContext(facts);
     }
-    const taskId = uuidv7();
+    const taskId = this.taskIds.next();
     annotateActiveSpan({ [TRACE_ATTRIBUTES.taskId]: taskId });
     let outcome: IntakeOutcome;
     try {
@@ -360,7 +363,7 @@ export class WebhookPipeline {
     });
   }
 
-  private entry(fields: RecordFields): NewDelivery {
+  private entry(fields: RecordFields): NewDelivery & { rawBody: Buffer } {
     const {
       route,
       resolved,

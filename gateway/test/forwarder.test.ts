@@ -1,14 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createLogger, type Logger } from "@hookmesh/kit";
 import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Event, EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
-import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
+import { DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryDedup } from "../src/dedup.js";
 import { DeliveryLog } from "../src/delivery-log.js";
 import { Forwarder } from "../src/forwarder.js";
+import { Intake } from "../src/intake.js";
 import { Outbox } from "../src/outbox.js";
 import { FakeTasks } from "./fake-tasks.js";
 
@@ -17,6 +18,7 @@ const POLL = { timeout: 15_000, interval: 50 };
 
 describe("outbox takeover and the forwarder, on their own", () => {
   let db: TestRedis;
+  let keyPrefix: string;
   let outbox: Outbox;
   let deliveries: DeliveryLog;
   let dedup: DeliveryDedup;
@@ -26,7 +28,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
 
   beforeEach(async () => {
     db = await testRedis("gateway-forwarder");
-    const keyPrefix = `${db.prefix}gateway:`;
+    keyPrefix = `${db.prefix}gateway:`;
     outbox = new Outbox(db.redis, { keyPrefix });
     deliveries = new DeliveryLog(db.redis, {
       keyPrefix,
@@ -133,6 +135,50 @@ describe("outbox takeover and the forwarder, on their own", () => {
       "delivery-1",
       "delivery-2",
     ]);
+  });
+
+  it("keeps an acknowledged body once, in the outbox until forwarded and then in its log record, and the log returns it throughout", async () => {
+    const intake = new Intake(db.redis, { dedup, deliveries, outbox });
+    // Long enough that its length takes protobuf more than one byte to write.
+    const body = Buffer.from(JSON.stringify({ text: "x".repeat(20_000), note: "Grüße 👋" }));
+    const e = create(EventSchema, { ...event(7), rawBody: new Uint8Array(0) });
+    const taskId = "01936f6e-0000-7000-8000-000000000007";
+    const outcome = await intake.accept({
+      provider: "custom/crash-test",
+      sourceId: e.sourceId,
+      deliveryId: e.deliveryId,
+      content: contentOf(e),
+      entry: {
+        route: "custom/crash-test",
+        provider: Provider.CUSTOM,
+        status: DeliveryStatus.QUEUED,
+        httpStatus: 202,
+        deliveryId: e.deliveryId,
+        taskId,
+        receivedAt: new Date(),
+        headers: {},
+        rawBody: body,
+        bodySize: body.length,
+      },
+      event: e,
+      taskId,
+    });
+    if (!outcome.fresh) throw new Error("expected a fresh delivery");
+    const { id } = outcome.delivery;
+    const record = async () => fromBinary(DeliverySchema, (await db.redis.getBuffer(`${keyPrefix}delivery:${id}`))!);
+
+    // Queued: the record has no body of its own, the outbox entry has it, and the log reads it there.
+    expect((await record()).rawBody).toHaveLength(0);
+    expect(Buffer.from((await deliveries.get(id)).rawBody)).toEqual(body);
+
+    startForwarder({ pollMs: 20 });
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(Buffer.from(tasks.tasks[0]!.event!.rawBody)).toEqual(body);
+    const forwarded = await record();
+    expect(forwarded).toMatchObject({ status: DeliveryStatus.ACCEPTED, taskId, bodySize: BigInt(body.length) });
+    expect(Buffer.from(forwarded.rawBody)).toEqual(body);
+    expect(await db.redis.exists(deliveries.queuedKey(id))).toBe(0);
+    expect(Buffer.from((await deliveries.get(id)).rawBody)).toEqual(body);
   });
 
   it("forwards entries a crashed forwarder left pending, settling the log and the duplicate check", async () => {

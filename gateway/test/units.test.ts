@@ -9,7 +9,7 @@ import { EventSchema, Provider } from "../../gen/hookmesh/events/v1/event_pb.js"
 import { DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { clientAddress, TrustedProxies } from "../src/client-address.js";
 import { DeliveryDedup, type SignedContent } from "../src/dedup.js";
-import { DeliveryLog, DeliveryNotFoundError, redactHeaders } from "../src/delivery-log.js";
+import { DeliveryLog, DeliveryNotFoundError, OrderedUuids, redactHeaders } from "../src/delivery-log.js";
 import { Intake } from "../src/intake.js";
 import { Outbox } from "../src/outbox.js";
 import { RateLimiter, SharedRateLimiter } from "../src/rate-limit.js";
@@ -545,5 +545,14 @@ describe("DeliveryLog ids", () => {
     expect([...ids].sort()).toEqual(ids);
     const { deliveries } = await log.list(50, {});
     expect(deliveries.map((d) => d.deliveryId)).toEqual(recorded.map((d) => d.deliveryId).reverse());
+  });
+
+  it("makes task ids as UUIDv7s in the order they are made, distinct past the random pool's refills", () => {
+    const uuids = new OrderedUuids();
+    // More ids than one 4 KB pool holds (256), most of them within one millisecond.
+    const ids = Array.from({ length: 1_000 }, () => uuids.next());
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
