@@ -19,6 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { signGitHub } from "@hookmesh/kit/testing";
 
 export interface LoadPhase {
+  /** Where to send; several (comma-separated), each sender or each request takes the next in turn. */
   url: string;
   mode: "closed" | "open";
   seconds: number;
@@ -132,6 +133,7 @@ function summarize(latencies: number[], statuses: number[], seconds: number, rep
 }
 
 async function closed({ url, seconds, senders = 32, track }: LoadPhase): Promise<LoadResult> {
+  const urls = url.split(",");
   const agent = new http.Agent({ keepAlive: true, maxSockets: senders });
   const tracked: Array<[string, number]> | undefined = track ? [] : undefined;
   const latencies: number[] = [];
@@ -140,10 +142,10 @@ async function closed({ url, seconds, senders = 32, track }: LoadPhase): Promise
   const start = performance.now();
   const stopAt = start + seconds * 1000;
   await Promise.all(
-    Array.from({ length: senders }, async () => {
+    Array.from({ length: senders }, async (_, sender) => {
       while (performance.now() < stopAt) {
         const sentAt = performance.now();
-        const status = await send(url, agent, replies, tracked);
+        const status = await send(urls[sender % urls.length]!, agent, replies, tracked);
         latencies.push(performance.now() - sentAt);
         statuses.push(status);
       }
@@ -155,6 +157,7 @@ async function closed({ url, seconds, senders = 32, track }: LoadPhase): Promise
 }
 
 async function open({ url, seconds, rate = 1000, track }: LoadPhase): Promise<LoadResult> {
+  const urls = url.split(",");
   const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
   const tracked: Array<[string, number]> | undefined = track ? [] : undefined;
   const count = Math.round(rate * seconds);
@@ -174,7 +177,7 @@ async function open({ url, seconds, rate = 1000, track }: LoadPhase): Promise<Lo
       const index = i++;
       lags.push(now - due);
       pending.push(
-        send(url, agent, replies, tracked).then((status) => {
+        send(urls[index % urls.length]!, agent, replies, tracked).then((status) => {
           statuses[index] = status;
           latencies[index] = performance.now() - due;
         }),

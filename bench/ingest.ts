@@ -38,10 +38,9 @@
  *   BENCH_GATEWAY_NODE_FLAGS=--max-semi-space-size=8 BENCH_GATEWAY_MALLOC_ARENA_MAX=2 npm run bench:ingest
  *                                             memory settings to try on the gateway
  */
-import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -52,7 +51,8 @@ import { Redis } from "ioredis";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
-import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
+import { cpuMs, freePort, rssMb, startService, untilAnswering, untilListening } from "./processes.js";
+import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
 const SUSTAINED_SECONDS = Number(process.env.BENCH_SUSTAINED_SECONDS ?? 30);
@@ -63,7 +63,7 @@ const WARMUP_SECONDS = 3;
 /** How long the outbox may take to drain after a phase before the run says it did not. */
 const DRAIN_LIMIT_MS = 60_000;
 const HARD_LIMIT_MS = 900_000;
-const SECRET = "bench-webhook-secret";
+const SECRET = BENCH_WEBHOOK_SECRET;
 
 const hardLimit = setTimeout(() => {
   console.error(`bench/ingest.ts: gave up after ${HARD_LIMIT_MS / 1000} s`);
@@ -90,75 +90,19 @@ function stopAll(): void {
   for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** A service's main (`gateway/src/main`, without extension) in its own Node process, profiled when asked. */
 function service(name: string, main: string, env: Record<string, string>): ChildProcess {
   // A directory each: tsx's loader thread writes a profile of its own beside the main thread's.
   const flags = profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/${name}`] : [];
   // Memory settings to try on the gateway (V8's young generation, glibc's arenas), recorded in the results.
   if (name === "gateway") flags.push(...gatewayNodeFlags);
-  const program = fromSources ? ["--import", "tsx", `${main}.ts`] : [`dist/${main}.js`];
-  const child = spawn(process.execPath, [...flags, ...program], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? "",
-      ...BENCH_INSECURE,
-      LOG_LEVEL: "warn",
-      ...(name === "gateway" && mallocArenaMax && { MALLOC_ARENA_MAX: mallocArenaMax }),
-      ...env,
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const child = startService(
+    main,
+    { ...(name === "gateway" && mallocArenaMax && { MALLOC_ARENA_MAX: mallocArenaMax }), ...env },
+    { fromSources, nodeFlags: flags },
+  );
   children.push(child);
   return child;
-}
-
-async function untilAnswering(url: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(url).then(
-      (res) => res.ok,
-      () => false,
-    );
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} never answered`);
-}
-
-async function untilListening(port: number): Promise<void> {
-  const { connect } = await import("node:net");
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, "127.0.0.1", () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`port ${port} never listened`);
-}
-
-/** CPU time (user + system) a process has used so far, in ms; /proc counts in ticks of 10 ms. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name, which is in parentheses and may contain spaces.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
 }
 
 const load = fork(here("./ingest-load.ts"), [], {
@@ -319,20 +263,13 @@ try {
   });
   await untilListening(tasksPort);
   const gateway = service("gateway", "gateway/src/main", {
+    ...(BENCH_GATEWAY_ENV as Record<string, string>),
     REDIS_URL: redisUrl,
     GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
     GATEWAY_PORT: String(gatewayPort),
     GATEWAY_HTTP_PORT: String(gatewayHttpPort),
     GATEWAY_ADMIN_PORT: String(gatewayAdminPort),
     TASKS_URL: `http://127.0.0.1:${tasksPort}`,
-    GITHUB_WEBHOOK_SECRET: SECRET,
-    DELIVERY_RETENTION: "1h",
-    GATEWAY_DEDUP_WINDOW: "1h",
-    // Every request comes from 127.0.0.1: the limiter is taken but must not refuse.
-    GATEWAY_RATE_LIMIT: "1000000",
-    GATEWAY_RATE_BURST: "1000000",
-    GATEWAY_RETRY_AFTER_SECONDS: "5",
-    SHUTDOWN_GRACE_MS: "0",
   });
   await untilAnswering(`http://127.0.0.1:${gatewayHttpPort}/readyz`);
   const baseline = fork(here("./ingest-baseline.ts"), [], {

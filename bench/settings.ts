@@ -16,3 +16,19 @@ export const BENCH_TASKS_ENV: Env = {
   HOOKMESH_BOT_LOGINS: "",
   SHUTDOWN_GRACE_MS: "0",
 };
+
+/** The secret every ingest benchmark signs its webhooks with. */
+export const BENCH_WEBHOOK_SECRET = "bench-webhook-secret";
+
+/** The gateway's configuration in the ingest benchmarks, over the defaults; each adds its ports, Redis key prefix and TASKS_URL. */
+export const BENCH_GATEWAY_ENV: Env = {
+  ...BENCH_INSECURE,
+  GITHUB_WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET,
+  DELIVERY_RETENTION: "1h",
+  GATEWAY_DEDUP_WINDOW: "1h",
+  // Every request comes from 127.0.0.1: the limiter is taken but must not refuse.
+  GATEWAY_RATE_LIMIT: "1000000",
+  GATEWAY_RATE_BURST: "1000000",
+  GATEWAY_RETRY_AFTER_SECONDS: "5",
+  SHUTDOWN_GRACE_MS: "0",
+};

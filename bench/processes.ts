@@ -1,0 +1,80 @@
+/** What the benchmarks that run services as processes share: starting them, ports, readiness, CPU and memory from /proc. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { BENCH_INSECURE } from "./settings.js";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+/**
+ * A service's main (`gateway/src/main`, without extension) in a Node process of its own, as the
+ * image runs it: compiled by `npm run build` and run by plain Node, or its sources under tsx
+ * (`fromSources`), whose loader thread adds some 40 MB to the RSS. Cleartext on loopback, logging
+ * warnings only (to the benchmark's stderr).
+ */
+export function startService(
+  main: string,
+  env: Record<string, string>,
+  options: { fromSources?: boolean; nodeFlags?: readonly string[] } = {},
+): ChildProcess {
+  const program = options.fromSources ? ["--import", "tsx", `${main}.ts`] : [`dist/${main}.js`];
+  return spawn(process.execPath, [...(options.nodeFlags ?? []), ...program], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+}
+
+/** A port free on loopback now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Until `url` answers 2xx (a readiness probe), for at most 30 s. */
+export async function untilAnswering(url: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(url).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} never answered`);
+}
+
+/** Until something accepts connections on `port` on loopback, for at most 30 s. */
+export async function untilListening(port: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`port ${port} never listened`);
+}
+
+/** CPU time (user + system) a process has used so far, in ms; /proc counts in ticks of 10 ms. */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** A process's resident memory now, in MB. */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+}
