@@ -40,7 +40,7 @@
  */
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -51,7 +51,7 @@ import { Redis } from "ioredis";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
-import { cpuMs, freePort, rssMb, startService, untilAnswering, untilListening } from "./processes.js";
+import { cpuMs, freePort, recordRun, rssMb, startService, untilAnswering, untilListening } from "./processes.js";
 import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
@@ -418,16 +418,7 @@ try {
       ),
     },
   };
-  const file = here("./results/ingest.json");
-  let previous: { runs?: Record<string, unknown> } = {};
-  try {
-    previous = JSON.parse(readFileSync(file, "utf8"));
-  } catch {
-    // The first run writes the file.
-  }
-  mkdirSync(here("./results"), { recursive: true });
-  writeFileSync(file, `${JSON.stringify({ runs: { ...previous.runs, [label]: run_ } }, null, 2)}\n`);
-  console.log(JSON.stringify(run_, null, 2));
+  recordRun("ingest", label, run_);
 } catch (err) {
   exitCode = 1;
   console.error(err);

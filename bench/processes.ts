@@ -1,6 +1,6 @@
 /** What the benchmarks that run services as processes share: starting them, ports, readiness, CPU and memory from /proc. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -77,4 +77,22 @@ export function cpuMs(pid: number): number {
 export function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+}
+
+/**
+ * Writes `run` under `label` in `bench/results/<name>.json`, keeping the runs recorded under
+ * other labels, and prints it.
+ */
+export function recordRun(name: string, label: string, run: unknown): void {
+  const dir = fileURLToPath(new URL("./results/", import.meta.url));
+  const file = `${dir}${name}.json`;
+  let previous: { runs?: Record<string, unknown> } = {};
+  try {
+    previous = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    // The first run writes the file.
+  }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(file, `${JSON.stringify({ runs: { ...previous.runs, [label]: run } }, null, 2)}\n`);
+  console.log(JSON.stringify(run, null, 2));
 }

@@ -21,13 +21,12 @@
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
-import { cpuMs, freePort, startService, untilAnswering } from "./processes.js";
+import { cpuMs, freePort, recordRun, startService, untilAnswering } from "./processes.js";
 import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const MAX_REPLICAS = Number(process.env.BENCH_SCALE_MAX ?? 3);
@@ -209,16 +208,7 @@ try {
       Object.keys(byReplicas).map((n) => [n, round(rate(Number(n)) / rate(1), 3)]),
     ),
   };
-  const file = here("./results/scale.json");
-  let previous: { runs?: Record<string, unknown> } = {};
-  try {
-    previous = JSON.parse(readFileSync(file, "utf8"));
-  } catch {
-    // The first run writes the file.
-  }
-  mkdirSync(here("./results"), { recursive: true });
-  writeFileSync(file, `${JSON.stringify({ runs: { ...previous.runs, [label]: results } }, null, 2)}\n`);
-  console.log(JSON.stringify(results, null, 2));
+  recordRun("scale", label, results);
 } catch (err) {
   exitCode = 1;
   console.error(err);

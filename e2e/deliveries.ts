@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import * as http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import { forwardedAt, TEST_SECRETS } from "@hookmesh/gateway/testing";
 import { signGitHub, signJira, signSentry, signSlack } from "@hookmesh/kit/testing";
 
@@ -97,4 +98,60 @@ export function get(base: string, path: string): Promise<number> {
     req.on("timeout", () => req.destroy(new Error("timeout")));
     req.on("error", () => resolve(0));
   });
+}
+
+/** Senders that keep posting GitHub deliveries, and what became of them. */
+export interface ContinuousSenders {
+  /** The delivery ids the gateway acknowledged (202). */
+  readonly acknowledged: Set<string>;
+  /** How often each HTTP status came back (0: no answer within 10 s). */
+  readonly answers: Map<number, number>;
+  /** Stops sending and waits for the requests in flight. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `senders` concurrent senders posting distinct signed GitHub deliveries (`body(id)`, ids
+ * starting with `idPrefix`) to the gateway at `base` until stopped, as a provider keeps sending
+ * through an outage: a refused delivery is not counted as acknowledged, and the sender pauses
+ * 50 ms before its next.
+ */
+export function sendContinuously(
+  base: string,
+  body: (id: string) => string,
+  options: { idPrefix: string; senders?: number },
+): ContinuousSenders {
+  const acknowledged = new Set<string>();
+  const answers = new Map<number, number>();
+  let sending = true;
+  const send = async () => {
+    while (sending) {
+      const id = `${options.idPrefix}${randomUUID()}`;
+      const payload = body(id);
+      const status = await fetch(`${base}/webhooks/github`, {
+        method: "POST",
+        headers: githubHeaders(payload, { delivery: id }),
+        body: payload,
+        signal: AbortSignal.timeout(10_000),
+      }).then(
+        async (res) => {
+          await res.arrayBuffer();
+          return res.status;
+        },
+        () => 0,
+      );
+      answers.set(status, (answers.get(status) ?? 0) + 1);
+      if (status === 202) acknowledged.add(id);
+      else await sleep(50);
+    }
+  };
+  const senders = Array.from({ length: options.senders ?? 4 }, send);
+  return {
+    acknowledged,
+    answers,
+    async stop() {
+      sending = false;
+      await Promise.all(senders);
+    },
+  };
 }

@@ -11,7 +11,6 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
@@ -30,7 +29,7 @@ import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
-import { githubHeaders, post } from "./deliveries.js";
+import { githubHeaders, post, sendContinuously } from "./deliveries.js";
 
 const POLL = { timeout: 30_000, interval: 100 };
 const GITHUB_TOKEN = "ghp_clusterTestToken0123456789abcdef";
@@ -192,31 +191,8 @@ describe("the mesh on a Redis Cluster", () => {
   }, 60_000);
 
   it("makes every delivery acknowledged across two master failovers exactly one task", async () => {
-    const acknowledged = new Set<string>();
-    const answers = new Map<number, number>();
-    let sending = true;
-    const send = async () => {
-      while (sending) {
-        const id = `cluster-${randomUUID()}`;
-        const body = mentionBody(id);
-        const status = await fetch(`${gateway.base}/webhooks/github`, {
-          method: "POST",
-          headers: githubHeaders(body, { delivery: id }),
-          body,
-          signal: AbortSignal.timeout(10_000),
-        }).then(
-          async (res) => {
-            await res.arrayBuffer();
-            return res.status;
-          },
-          () => 0,
-        );
-        answers.set(status, (answers.get(status) ?? 0) + 1);
-        if (status === 202) acknowledged.add(id);
-        else await sleep(50);
-      }
-    };
-    const senders = Array.from({ length: 4 }, send);
+    const senders = sendContinuously(gateway.base, mentionBody, { idPrefix: "cluster-" });
+    const { acknowledged, answers } = senders;
     const failover = async (prefix: string) => {
       const before = acknowledged.size;
       await expect.poll(() => acknowledged.size, POLL).toBeGreaterThan(before + 20);
@@ -235,8 +211,7 @@ describe("the mesh on a Redis Cluster", () => {
       await failover(GATEWAY_PREFIX);
       await failover(TASKS_PREFIX);
     } finally {
-      sending = false;
-      await Promise.all(senders);
+      await senders.stop();
     }
     // Every acknowledged delivery is forwarded and made a task, once.
     await gateway.forwarded(30_000);

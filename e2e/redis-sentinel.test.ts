@@ -4,8 +4,6 @@
  * coming; the services follow the sentinels to the promoted replica, and every delivery
  * acknowledged (202, after a replica had it: `REDIS_WAIT_REPLICAS=1`) becomes exactly one task.
  */
-import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { type RunningGateway, startGateway } from "@hookmesh/gateway/testing";
@@ -15,7 +13,7 @@ import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { githubHeaders } from "./deliveries.js";
+import { sendContinuously } from "./deliveries.js";
 
 const POLL = { timeout: 40_000, interval: 100 };
 
@@ -51,37 +49,19 @@ describe("the gateway and tasks behind Redis Sentinel", () => {
   });
 
   it("recovers after a failover and keeps every acknowledged delivery, once", async () => {
-    const acknowledged = new Set<string>();
-    const answers = new Map<number, number>();
-    let sending = true;
-    const send = async () => {
-      while (sending) {
-        const id = `sentinel-${randomUUID()}`;
-        const body = JSON.stringify({
+    const senders = sendContinuously(
+      gateway.base,
+      (id) =>
+        JSON.stringify({
           action: "created",
           issue: { number: 7, title: "Flaky test" },
           comment: { id: 99, body: `@hookmesh look ${id}`, author_association: "OWNER" },
           repository: { name: "repo", owner: { login: "octo" } },
           sender: { id: 1, login: "octocat", type: "User" },
-        });
-        const status = await fetch(`${gateway.base}/webhooks/github`, {
-          method: "POST",
-          headers: githubHeaders(body, { delivery: id }),
-          body,
-          signal: AbortSignal.timeout(10_000),
-        }).then(
-          async (res) => {
-            await res.arrayBuffer();
-            return res.status;
-          },
-          () => 0,
-        );
-        answers.set(status, (answers.get(status) ?? 0) + 1);
-        if (status === 202) acknowledged.add(id);
-        else await sleep(50);
-      }
-    };
-    const senders = Array.from({ length: 4 }, send);
+        }),
+      { idPrefix: "sentinel-" },
+    );
+    const { acknowledged, answers } = senders;
     try {
       await expect.poll(() => acknowledged.size, POLL).toBeGreaterThan(20);
       const old = await sentinel.master();
@@ -93,8 +73,7 @@ describe("the gateway and tasks behind Redis Sentinel", () => {
       const after = acknowledged.size;
       await expect.poll(() => acknowledged.size, POLL).toBeGreaterThan(after + 20);
     } finally {
-      sending = false;
-      await Promise.all(senders);
+      await senders.stop();
     }
     await gateway.forwarded(30_000);
     const counts = async () => {
