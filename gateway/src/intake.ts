@@ -47,8 +47,8 @@ export type IntakeOutcome =
  * Makes a verified delivery durable in the gateway's own Redis, in one script: what stands
  * behind the 202. With replicas to wait for, the 202 waits until they hold it too; fewer
  * within the timeout are a store outage (503 with Retry-After: the sender sends again and the
- * duplicate check finds the first copy if it survived). The tasks service is not asked: the forwarder submits the outbox behind the
- * acknowledgment.
+ * duplicate check finds the first copy if it survived). The tasks service is not asked: the
+ * forwarder submits the outbox behind the acknowledgment.
  */
 export class Intake {
   constructor(
