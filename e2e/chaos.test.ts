@@ -20,12 +20,11 @@ import { createLogger } from "@hookmesh/kit";
 import { freePort, signGitHub, testRedis } from "@hookmesh/kit/testing";
 import { startTasks } from "@hookmesh/tasks/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliveryStatus } from "../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DeliveryService } from "../gen/hookmesh/gateway/v1/delivery_service_pb.js";
-import type { Task } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { get } from "./deliveries.js";
+import { listAllTasks, tasksPerDelivery } from "./tasks.js";
 
 const logger = createLogger({ service: "chaos", level: "silent" });
 const SECRET = TEST_SECRETS.github;
@@ -100,17 +99,6 @@ async function deliverAll(base: string, ids: string[], concurrency = 20): Promis
   return answers;
 }
 
-/** Every task, through ListTasks' pages. */
-async function listAllTasks(tasks: Client<typeof TaskService>, pageSize = 100): Promise<Task[]> {
-  const all: Task[] = [];
-  for (let pageToken = ""; ; ) {
-    const page = await tasks.listTasks({ pageSize, pageToken, provider: Provider.GITHUB });
-    all.push(...page.tasks);
-    if (!page.nextPageToken) return all;
-    pageToken = page.nextPageToken;
-  }
-}
-
 async function listAllDeliveries(deliveries: Client<typeof DeliveryService>): Promise<Delivery[]> {
   const all: Delivery[] = [];
   for (let pageToken = ""; ; ) {
@@ -119,16 +107,6 @@ async function listAllDeliveries(deliveries: Client<typeof DeliveryService>): Pr
     if (!page.nextPageToken) return all;
     pageToken = page.nextPageToken;
   }
-}
-
-/** How many tasks each delivery id became. */
-function tasksPerDelivery(tasks: Task[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const task of tasks) {
-    const id = task.event!.deliveryId;
-    counts.set(id, (counts.get(id) ?? 0) + 1);
-  }
-  return counts;
 }
 
 /** What `probe` gives once it gives something; fails after `timeoutMs` saying what it waited for. */
@@ -192,7 +170,7 @@ describe("chaos: the tasks service stopped", () => {
     const wanted = new Set(ids);
     const all = await until("every queued delivery to become a task", 30_000, async () => {
       if ((await gateway.outbox.length()) > 0) return undefined;
-      const listed = await listAllTasks(tasks);
+      const listed = await listAllTasks(tasks, 100);
       return listed.filter((t) => wanted.has(t.event!.deliveryId)).length >= 500 ? listed : undefined;
     });
     const drainSeconds = (performance.now() - restartedAt) / 1000;
@@ -202,7 +180,7 @@ describe("chaos: the tasks service stopped", () => {
     for (const answer of late) expect(answer).toMatchObject({ status: 202, body: { duplicate: true } });
     await sleep(500);
 
-    const counts = tasksPerDelivery(await listAllTasks(tasks));
+    const counts = tasksPerDelivery(await listAllTasks(tasks, 100));
     const missing = ids.filter((id) => !counts.has(id));
     const doubled = ids.filter((id) => (counts.get(id) ?? 0) > 1);
     expect(missing, "deliveries acknowledged but never a task").toEqual([]);
@@ -336,7 +314,7 @@ describe("chaos: Redis stopped", () => {
     // The retried outage deliveries are now processed (the provider kept them), each once.
     for (const answer of await deliverAll(gateway.base, outage.slice(0, 20), 10)) expect(answer.status).toBe(202);
     await sleep(500);
-    const counts = tasksPerDelivery(await listAllTasks(reader));
+    const counts = tasksPerDelivery(await listAllTasks(reader, 100));
     expect(outage.slice(0, 20).filter((id) => (counts.get(id) ?? 0) > 1)).toEqual([]);
     // Nothing refused during the outage and never retried turned up as a task.
     expect(outage.slice(20).filter((id) => counts.has(id))).toEqual([]);
@@ -358,7 +336,7 @@ describe("chaos: Redis stopped", () => {
     tasks.current = await startTasks(db, logger, { port, env });
     const wanted = new Set(queued);
     const listed = await until("the deliveries queued after the Redis restart to become tasks", 20_000, async () => {
-      const all = await listAllTasks(reader).catch(() => []);
+      const all = await listAllTasks(reader, 100).catch(() => []);
       return all.filter((t) => wanted.has(t.event!.deliveryId)).length >= queued.length ? all : undefined;
     });
     const counts = tasksPerDelivery(listed);

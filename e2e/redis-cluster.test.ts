@@ -25,11 +25,11 @@ import {
 } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
-import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
+import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
 import { githubHeaders, post, sendContinuously } from "./deliveries.js";
+import { listAllTasks, tasksPerDelivery } from "./tasks.js";
 
 const POLL = { timeout: 30_000, interval: 100 };
 const GITHUB_TOKEN = "ghp_clusterTestToken0123456789abcdef";
@@ -231,24 +231,3 @@ describe("the mesh on a Redis Cluster", () => {
     );
   }, 150_000);
 });
-
-/** Every GitHub task, through ListTasks' pages. */
-async function listAllTasks(client: Client<typeof TaskService>): Promise<Task[]> {
-  const all: Task[] = [];
-  for (let pageToken = ""; ; ) {
-    const page = await client.listTasks({ pageSize: 500, pageToken, provider: Provider.GITHUB });
-    all.push(...page.tasks);
-    if (!page.nextPageToken) return all;
-    pageToken = page.nextPageToken;
-  }
-}
-
-/** How many tasks each delivery id became. */
-function tasksPerDelivery(tasks: Task[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const task of tasks) {
-    const id = task.event!.deliveryId;
-    counts.set(id, (counts.get(id) ?? 0) + 1);
-  }
-  return counts;
-}

@@ -11,9 +11,9 @@ import { createLogger, type Env } from "@hookmesh/kit";
 import { startRedisSentinel, type TestRedisSentinel } from "@hookmesh/kit/testing";
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Provider } from "../gen/hookmesh/events/v1/event_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { sendContinuously } from "./deliveries.js";
+import { listAllTasks, tasksPerDelivery } from "./tasks.js";
 
 const POLL = { timeout: 40_000, interval: 100 };
 
@@ -76,18 +76,7 @@ describe("the gateway and tasks behind Redis Sentinel", () => {
       await senders.stop();
     }
     await gateway.forwarded(30_000);
-    const counts = async () => {
-      const perDelivery = new Map<string, number>();
-      for (let pageToken = ""; ; ) {
-        const page = await taskClient.listTasks({ pageSize: 500, pageToken, provider: Provider.GITHUB });
-        for (const task of page.tasks) {
-          const id = task.event!.deliveryId;
-          perDelivery.set(id, (perDelivery.get(id) ?? 0) + 1);
-        }
-        if (!page.nextPageToken) return perDelivery;
-        pageToken = page.nextPageToken;
-      }
-    };
+    const counts = async () => tasksPerDelivery(await listAllTasks(taskClient));
     await expect
       .poll(async () => {
         const perDelivery = await counts();
