@@ -27,7 +27,7 @@ import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gatew
 import { connectRedis, createLogger } from "@hookmesh/kit";
 import { signGitHub } from "@hookmesh/kit/testing";
 import { composeTasks, loadConfig as loadTasksConfig } from "@hookmesh/tasks";
-import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
+import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const RATES = [100, 300];
 const PHASE_SECONDS = 5;
@@ -37,7 +37,7 @@ const WARMUP_SECONDS = 2;
 const DRAIN_MS = 30_000;
 /** The whole run stops by itself after this long, whatever happens. */
 const HARD_LIMIT_MS = 240_000;
-const SECRET = "bench-webhook-secret";
+const SECRET = BENCH_WEBHOOK_SECRET;
 
 const hardLimit = setTimeout(() => {
   console.error(`bench/gateway.ts: gave up after ${HARD_LIMIT_MS / 1000} s`);
@@ -78,18 +78,10 @@ const { port: tasksPort } = await tasks.server.listen(0, "127.0.0.1");
 
 const gateway = await composeGateway(
   loadGatewayConfig({
-    ...BENCH_INSECURE,
+    ...BENCH_GATEWAY_ENV,
     REDIS_URL: redisUrl,
     GATEWAY_REDIS_PREFIX: `${prefix}gateway:`,
     TASKS_URL: `http://127.0.0.1:${tasksPort}`,
-    GITHUB_WEBHOOK_SECRET: SECRET,
-    DELIVERY_RETENTION: "1h",
-    GATEWAY_DEDUP_WINDOW: "1h",
-    // Every request comes from 127.0.0.1: the limiter must not be what is measured.
-    GATEWAY_RATE_LIMIT: "1000000",
-    GATEWAY_RATE_BURST: "1000000",
-    GATEWAY_RETRY_AFTER_SECONDS: "5",
-    SHUTDOWN_GRACE_MS: "0",
   }),
   { logger, env: {} },
 );

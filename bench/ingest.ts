@@ -41,7 +41,7 @@
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -51,7 +51,16 @@ import { Redis } from "ioredis";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
-import { cpuMs, freePort, recordRun, rssMb, startService, untilAnswering, untilListening } from "./processes.js";
+import {
+  cpuMs,
+  freePort,
+  machineFacts,
+  recordRun,
+  rssMb,
+  startService,
+  untilAnswering,
+  untilListening,
+} from "./processes.js";
 import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const PHASE_SECONDS = Number(process.env.BENCH_PHASE_SECONDS ?? 10);
@@ -378,14 +387,7 @@ try {
     (phase as unknown as { cpuMsPerDelivery: Record<string, number> }).cpuMsPerDelivery;
   const run_ = {
     date: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGb: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-      loadAverageBefore: loadBefore.map((n) => Math.round(n * 100) / 100),
-      loadAverageAfter: loadavg().map((n) => Math.round(n * 100) / 100),
-    },
+    machine: machineFacts(loadBefore),
     setup: {
       payloadBytes: g.saturation!.payloadBytes,
       phaseSeconds: PHASE_SECONDS,

@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { BENCH_INSECURE } from "./settings.js";
@@ -95,4 +96,17 @@ export function recordRun(name: string, label: string, run: unknown): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(file, `${JSON.stringify({ runs: { ...previous.runs, [label]: run } }, null, 2)}\n`);
   console.log(JSON.stringify(run, null, 2));
+}
+
+/** The machine a run measured, with the load averages before it (`loadBefore`) and now. */
+export function machineFacts(loadBefore: number[]) {
+  const round = (n: number) => Math.round(n * 100) / 100;
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memoryGb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    loadAverageBefore: loadBefore.map(round),
+    loadAverageAfter: loadavg().map(round),
+  };
 }

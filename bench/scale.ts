@@ -21,12 +21,12 @@
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { cpus, loadavg, totalmem } from "node:os";
+import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
-import { cpuMs, freePort, recordRun, startService, untilAnswering } from "./processes.js";
+import { cpuMs, freePort, machineFacts, recordRun, startService, untilAnswering } from "./processes.js";
 import { BENCH_GATEWAY_ENV, BENCH_TASKS_ENV, BENCH_WEBHOOK_SECRET } from "./settings.js";
 
 const MAX_REPLICAS = Number(process.env.BENCH_SCALE_MAX ?? 3);
@@ -190,14 +190,7 @@ try {
   const rate = (n: number) => (byReplicas[n] as unknown as LoadResult).perSecond;
   const results = {
     date: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGb: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-      loadAverageBefore: loadBefore.map((n) => round(n)),
-      loadAverageAfter: loadavg().map((n) => round(n)),
-    },
+    machine: machineFacts(loadBefore),
     setup: {
       phaseSeconds: PHASE_SECONDS,
       senders: SENDERS,
