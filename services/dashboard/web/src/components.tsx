@@ -73,3 +73,45 @@ export function Pager({
     </nav>
   );
 }
+
+/** A column heading: its label, or `{ numeric }` for a column of numbers (aligned right). */
+export type Column = string | { numeric: string };
+
+/**
+ * A table's header row: a `th scope="col"` per column, after an empty corner cell above row
+ * headings (`corner`), and before a visually hidden "Actions" heading over a column of buttons
+ * (`actions`).
+ */
+export function ColumnHeads({
+  columns,
+  corner = false,
+  actions = false,
+}: {
+  columns: readonly Column[];
+  corner?: boolean;
+  actions?: boolean;
+}) {
+  return (
+    <thead>
+      <tr>
+        {corner && <td />}
+        {columns.map((column) =>
+          typeof column === "string" ? (
+            <th key={column} scope="col">
+              {column}
+            </th>
+          ) : (
+            <th key={column.numeric} scope="col" className="number">
+              {column.numeric}
+            </th>
+          ),
+        )}
+        {actions && (
+          <th scope="col">
+            <span className="visually-hidden">Actions</span>
+          </th>
+        )}
+      </tr>
+    </thead>
+  );
+}

@@ -13,7 +13,7 @@ import {
   stateLabel,
 } from "../api.js";
 import { Chart, type ChartSeries, PALETTE } from "../Chart.js";
-import { ErrorNotice, Loading, PageHeader } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader } from "../components.js";
 import { useLoad } from "../hooks.js";
 
 const RANGES = [
@@ -91,20 +91,9 @@ function CostTable({ title, keyLabel, costs }: { title: string; keyLabel: string
         <p className="muted">Nothing spent in this range.</p>
       ) : (
         <table aria-label={title}>
-          <thead>
-            <tr>
-              <th scope="col">{keyLabel}</th>
-              <th scope="col" className="number">
-                Cost
-              </th>
-              <th scope="col" className="number">
-                Tasks
-              </th>
-              <th scope="col" className="number">
-                Tokens in / out
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads
+            columns={[keyLabel, { numeric: "Cost" }, { numeric: "Tasks" }, { numeric: "Tokens in / out" }]}
+          />
           <tbody>
             {costs.map((cost) => (
               <tr key={cost.key}>
@@ -172,23 +161,10 @@ function Charts({ analytics, range }: { analytics: GetAnalyticsResponse; range: 
         <section className="card" aria-labelledby="latency-heading">
           <h2 id="latency-heading">Queue wait and run duration</h2>
           <table aria-labelledby="latency-heading">
-            <thead>
-              <tr>
-                <td />
-                <th scope="col" className="number">
-                  p50
-                </th>
-                <th scope="col" className="number">
-                  p90
-                </th>
-                <th scope="col" className="number">
-                  p99
-                </th>
-                <th scope="col" className="number">
-                  samples
-                </th>
-              </tr>
-            </thead>
+            <ColumnHeads
+              columns={[{ numeric: "p50" }, { numeric: "p90" }, { numeric: "p99" }, { numeric: "samples" }]}
+              corner
+            />
             <tbody>
               <PercentileRow label="Queue wait" percentiles={analytics.queueWait} />
               <PercentileRow label="Run duration" percentiles={analytics.runDuration} />
@@ -208,16 +184,7 @@ function Charts({ analytics, range }: { analytics: GetAnalyticsResponse; range: 
       <section className="card" aria-labelledby="subjects-heading">
         <h2 id="subjects-heading">Busiest subjects</h2>
         <table aria-labelledby="subjects-heading">
-          <thead>
-            <tr>
-              <th scope="col">Subject</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Title</th>
-              <th scope="col" className="number">
-                Tasks
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={["Subject", "Provider", "Title", { numeric: "Tasks" }]} />
           <tbody>
             {analytics.busiestSubjects.map((subject) => (
               <tr key={`${subject.provider}:${subject.subjectKey}`}>

@@ -1,5 +1,5 @@
 import { dashboard, formatTime } from "../api.js";
-import { ErrorNotice, Loading, PageHeader, Pager } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader, Pager } from "../components.js";
 import { useLoad, usePages } from "../hooks.js";
 
 export function AuditPage() {
@@ -16,15 +16,7 @@ export function AuditPage() {
       {!data && <Loading loading={loading} />}
       {data && (
         <table aria-label="Audit log">
-          <thead>
-            <tr>
-              <th scope="col">Time</th>
-              <th scope="col">Who</th>
-              <th scope="col">Action</th>
-              <th scope="col">Target</th>
-              <th scope="col">Outcome</th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={["Time", "Who", "Action", "Target", "Outcome"]} />
           <tbody>
             {data.entries.map((entry) => (
               <tr key={entry.id}>

@@ -3,7 +3,7 @@ import { Link } from "react-router";
 import type { Provider } from "../../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { DeliveryStatus } from "../../../../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { DELIVERY_STATUSES, dashboard, deliveryStatusLabel, formatTime, PROVIDERS, providerLabel } from "../api.js";
-import { ErrorNotice, Loading, PageHeader, Pager, StatusNotice } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader, Pager, StatusNotice } from "../components.js";
 import { useAction, useLoad, usePages } from "../hooks.js";
 
 export function DeliveriesPage() {
@@ -67,20 +67,7 @@ export function DeliveriesPage() {
       {!data && <Loading loading={loading} />}
       {data && (
         <table aria-label="Deliveries">
-          <thead>
-            <tr>
-              <th scope="col">Received</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Event</th>
-              <th scope="col">Status</th>
-              <th scope="col">HTTP</th>
-              <th scope="col">Task</th>
-              <th scope="col">Redeliveries</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={["Received", "Provider", "Event", "Status", "HTTP", "Task", "Redeliveries"]} actions />
           <tbody>
             {data.deliveries.map((delivery) => (
               <tr key={delivery.id}>

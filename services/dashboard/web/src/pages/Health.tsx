@@ -1,5 +1,5 @@
 import { dashboard, formatDuration } from "../api.js";
-import { ErrorNotice, Loading, PageHeader } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader } from "../components.js";
 import { useEvery, useLoad } from "../hooks.js";
 
 const STATUS_CLASS: Record<string, string> = { SERVING: "good", NOT_SERVING: "bad", UNREACHABLE: "bad" };
@@ -18,17 +18,7 @@ export function HealthPage() {
           <section className="card" aria-labelledby="services-heading">
             <h2 id="services-heading">Services</h2>
             <table aria-labelledby="services-heading">
-              <thead>
-                <tr>
-                  <th scope="col">Service</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Address</th>
-                  <th scope="col" className="number">
-                    Check took
-                  </th>
-                  <th scope="col">Error</th>
-                </tr>
-              </thead>
+              <ColumnHeads columns={["Service", "Status", "Address", { numeric: "Check took" }, "Error"]} />
               <tbody>
                 {data.services.map((service) => (
                   <tr key={service.name}>
@@ -50,12 +40,7 @@ export function HealthPage() {
               <p className="muted">No breaker has been used yet.</p>
             ) : (
               <table aria-labelledby="breakers-heading">
-                <thead>
-                  <tr>
-                    <th scope="col">Downstream</th>
-                    <th scope="col">State</th>
-                  </tr>
-                </thead>
+                <ColumnHeads columns={["Downstream", "State"]} />
                 <tbody>
                   {data.breakers.map((breaker) => (
                     <tr key={breaker.downstream}>

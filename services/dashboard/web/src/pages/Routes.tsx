@@ -3,7 +3,7 @@ import { type FormEvent, useState } from "react";
 import { Link } from "react-router";
 import { type Route, RouteSchema } from "../../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { dashboard, formatTime, providerLabel } from "../api.js";
-import { ErrorNotice, Loading, PageHeader, StatusNotice } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader, StatusNotice } from "../components.js";
 import { useAction, useLoad } from "../hooks.js";
 
 /** The JSON the editor shows: protobuf JSON, the shape `hookmesh routes get` prints and `routes upsert -f` reads. */
@@ -134,20 +134,7 @@ export function RoutesPage() {
       {!data && <Loading loading={loading} />}
       {data && (
         <table aria-label="Routes">
-          <thead>
-            <tr>
-              <th scope="col">Route</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Events</th>
-              <th scope="col">Trigger</th>
-              <th scope="col">Runner</th>
-              <th scope="col">Priority</th>
-              <th scope="col">Updated</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={["Route", "Provider", "Events", "Trigger", "Runner", "Priority", "Updated"]} actions />
           <tbody>
             {data.routes.map((route) => (
               <tr key={route.id} className={route.disabled ? "disabled" : undefined}>

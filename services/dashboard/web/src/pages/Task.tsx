@@ -17,7 +17,7 @@ import {
   stageLabel,
   stateLabel,
 } from "../api.js";
-import { ErrorNotice, PageHeader, StateBadge, StatusNotice } from "../components.js";
+import { ColumnHeads, ErrorNotice, PageHeader, StateBadge, StatusNotice } from "../components.js";
 import { useAction } from "../hooks.js";
 
 /** How the page follows the task: the watch stream is open, being reopened, or done. */
@@ -315,14 +315,7 @@ function TaskView({ id }: { id: string }) {
           <section aria-labelledby="transitions-heading" className="card">
             <h2 id="transitions-heading">State changes</h2>
             <table aria-labelledby="transitions-heading">
-              <thead>
-                <tr>
-                  <th scope="col">State</th>
-                  <th scope="col">Time</th>
-                  <th scope="col">Attempt</th>
-                  <th scope="col">Reason</th>
-                </tr>
-              </thead>
+              <ColumnHeads columns={["State", "Time", "Attempt", "Reason"]} />
               <tbody>
                 {task.transitions.map((transition, index) => (
                   // Transitions are append-only, so the position identifies one.

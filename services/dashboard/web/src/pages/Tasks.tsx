@@ -3,7 +3,7 @@ import { Link, useSearchParams } from "react-router";
 import type { Provider } from "../../../../../gen/hookmesh/events/v1/event_pb.js";
 import type { TaskState } from "../../../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { dashboard, formatCount, formatTime, formatUsd, PROVIDERS, providerLabel, STATES, stateLabel } from "../api.js";
-import { ErrorNotice, Loading, PageHeader, Pager, StateBadge } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader, Pager, StateBadge } from "../components.js";
 import { useEvery, useLoad, usePages } from "../hooks.js";
 
 const PAGE_SIZE = 25;
@@ -107,20 +107,9 @@ export function TasksPage() {
       {!data && <Loading loading={loading} />}
       {data && (
         <table aria-label="Tasks">
-          <thead>
-            <tr>
-              <th scope="col">Task</th>
-              <th scope="col">State</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Subject</th>
-              <th scope="col">Route</th>
-              <th scope="col">Created</th>
-              <th scope="col">Attempt</th>
-              <th scope="col" className="number">
-                Cost
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads
+            columns={["Task", "State", "Provider", "Subject", "Route", "Created", "Attempt", { numeric: "Cost" }]}
+          />
           <tbody>
             {data.tasks.map((task) => (
               <tr key={task.id}>

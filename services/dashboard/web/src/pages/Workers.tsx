@@ -1,6 +1,6 @@
 import { Link } from "react-router";
 import { dashboard, formatTime, formatUsd } from "../api.js";
-import { ErrorNotice, Loading, PageHeader, StatusNotice } from "../components.js";
+import { ColumnHeads, ErrorNotice, Loading, PageHeader, StatusNotice } from "../components.js";
 import { useAction, useEvery, useLoad } from "../hooks.js";
 
 export function WorkersPage() {
@@ -44,17 +44,7 @@ export function WorkersPage() {
           {worker.error && <p className="error">{worker.error}</p>}
           {worker.runs.length > 0 && (
             <table aria-label={`Runs of ${worker.id}`}>
-              <thead>
-                <tr>
-                  <th scope="col">Task</th>
-                  <th scope="col">Attempt</th>
-                  <th scope="col">Runner</th>
-                  <th scope="col">Started</th>
-                  <th scope="col" className="number">
-                    Cost so far
-                  </th>
-                </tr>
-              </thead>
+              <ColumnHeads columns={["Task", "Attempt", "Runner", "Started", { numeric: "Cost so far" }]} />
               <tbody>
                 {worker.runs.map((run) => (
                   <tr key={`${run.taskId}:${run.attempt}`}>
