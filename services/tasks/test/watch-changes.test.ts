@@ -1,28 +1,13 @@
-import { create } from "@bufbuild/protobuf";
 import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Env } from "@hookmesh/kit";
 import { callError, memoryLogger, type TestRedis, testIdentities, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskStage, TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { type TaskChange, TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { startTasks } from "../src/testing.js";
-
-/** An owner's comment that mentions hookmesh, which the default rules queue. */
-function queuedEvent(deliveryId: string): Event {
-  return create(EventSchema, {
-    provider: Provider.GITHUB,
-    deliveryId,
-    eventType: "issue_comment",
-    action: "created",
-    text: "@hookmesh fix it",
-    actor: { login: "octocat", association: "OWNER" },
-    subject: { key: `test:${deliveryId}` },
-    rawBody: new TextEncoder().encode("{}"),
-  });
-}
+import { queuedEvent } from "./events.js";
 
 const stageOf = (change: TaskChange) => (change.event?.kind.case === "stage" ? change.event.kind.value.stage : 0);
 /** A change as these tests compare it: its task, its stage (0 for what a worker reports) and its task's state. */

@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
@@ -11,25 +10,11 @@ import {
 } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { type TaskEvent, TaskStage } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type RunningTasks, startTasks } from "../src/testing.js";
 import { WatchQuota } from "../src/watches.js";
-
-/** An owner's comment that mentions hookmesh, which the default rules queue. */
-function queuedEvent(deliveryId: string): Event {
-  return create(EventSchema, {
-    provider: Provider.GITHUB,
-    deliveryId,
-    eventType: "issue_comment",
-    action: "created",
-    text: "@hookmesh fix it",
-    actor: { login: "octocat", association: "OWNER" },
-    subject: { key: `test:${deliveryId}` },
-    rawBody: new TextEncoder().encode("{}"),
-  });
-}
+import { queuedEvent } from "./events.js";
 
 const stageOf = (event: TaskEvent | undefined) => (event?.kind.case === "stage" ? event.kind.value.stage : undefined);
 

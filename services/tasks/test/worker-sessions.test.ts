@@ -1,29 +1,14 @@
-import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Env } from "@hookmesh/kit";
 import { callError, memoryLogger, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type Event, EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { TaskState } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { type OpenSessionResponse, WorkerService } from "../../../gen/hookmesh/tasks/v1/worker_service_pb.js";
 import { startTasks } from "../src/testing.js";
-
-/** An owner's comment that mentions hookmesh, which the default rules queue. */
-function queuedEvent(deliveryId: string): Event {
-  return create(EventSchema, {
-    provider: Provider.GITHUB,
-    deliveryId,
-    eventType: "issue_comment",
-    action: "created",
-    text: "@hookmesh fix it",
-    actor: { login: "octocat", association: "OWNER" },
-    subject: { key: `test:${deliveryId}` },
-    rawBody: new TextEncoder().encode("{}"),
-  });
-}
+import { queuedEvent } from "./events.js";
 
 /** A session stream held in the background: its first message, and `hangUp` to end it as a dying worker's does. */
 async function openSession(worker: Client<typeof WorkerService>, workerId: string, sessionId = "") {
