@@ -60,11 +60,11 @@ export interface IntegrationBase {
   /**
    * The service's server: its RPC routes beside health and reflection, under its identity and
    * the contracts' access policy, with its errors mapped by `mapError` (by default only the
-   * errors every integration service shares).
+   * errors every integration service shares); with the parts above, what the service's compose
+   * function returns, beside its domain objects. Its `close` closes the server within the
+   * shutdown grace, then stops watching the credentials and the identity, the breaker and Redis.
    */
-  serve(routes: RoutesFn, mapError?: ErrorMapper): MeshServer;
-  /** Closes `server` within the shutdown grace, then stops watching the credentials and the identity, the breaker and Redis. */
-  close(server: MeshServer): Promise<void>;
+  serve(routes: RoutesFn, mapError?: ErrorMapper): Integration;
 }
 
 /**
@@ -108,8 +108,8 @@ export async function connectIntegration(
     redis,
     upstream,
     calls,
-    serve: (routes, mapError = mapUpstreamError) =>
-      createMeshServer({
+    serve(routes, mapError = mapUpstreamError) {
+      const server = createMeshServer({
         routes,
         health,
         logger,
@@ -118,13 +118,20 @@ export async function connectIntegration(
         tokens: config.operatorTokens,
         limits: config.limits,
         metrics,
-      }),
-    async close(server) {
-      await server.close(config.shutdownGraceMs);
-      for (const stop of stopWatching) stop();
-      identity?.close();
-      upstream.shutdown();
-      redis.disconnect();
+      });
+      return {
+        server,
+        metrics,
+        calls,
+        redis,
+        async close() {
+          await server.close(config.shutdownGraceMs);
+          for (const stop of stopWatching) stop();
+          identity?.close();
+          upstream.shutdown();
+          redis.disconnect();
+        },
+      };
     },
   };
 }

@@ -35,16 +35,5 @@ export async function composeGitHub(config: GitHubConfig, deps: IntegrationDeps)
     logger,
   });
   const api = new GitHubApi({ upstream: base.upstream, auth, calls: base.calls, logger });
-  const server = base.serve(routes(api), mapGitHubError);
-  return {
-    server,
-    api,
-    auth,
-    token,
-    privateKey,
-    calls: base.calls,
-    metrics: base.metrics,
-    redis: base.redis,
-    close: () => base.close(server),
-  };
+  return { ...base.serve(routes(api), mapGitHubError), api, auth, token, privateKey };
 }

@@ -27,14 +27,5 @@ export async function composeJira(config: JiraConfig, deps: IntegrationDeps): Pr
     missing: () => auth.missing(),
   });
   const api = new JiraApi({ upstream: base.upstream, auth, calls: base.calls, apiVersion: config.apiVersion });
-  const server = base.serve(routes(api), mapJiraError);
-  return {
-    server,
-    metrics: base.metrics,
-    api,
-    token,
-    calls: base.calls,
-    redis: base.redis,
-    close: () => base.close(server),
-  };
+  return { ...base.serve(routes(api), mapJiraError), api, token };
 }

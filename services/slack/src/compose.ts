@@ -20,14 +20,5 @@ export async function composeSlack(config: SlackConfig, deps: IntegrationDeps): 
     credentials: [token],
   });
   const api = new SlackApi({ upstream: base.upstream, token, calls: base.calls });
-  const server = base.serve(routes(api));
-  return {
-    server,
-    metrics: base.metrics,
-    api,
-    token,
-    calls: base.calls,
-    redis: base.redis,
-    close: () => base.close(server),
-  };
+  return { ...base.serve(routes(api)), api, token };
 }
