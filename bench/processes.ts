@@ -1,5 +1,6 @@
 /** What the benchmarks that run services as processes share: starting them, ports, readiness, CPU and memory from /proc. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { cpus, loadavg, totalmem } from "node:os";
@@ -8,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { BENCH_INSECURE } from "./settings.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+const trivialAgent = fileURLToPath(new URL("./trivial-agent.sh", import.meta.url));
 
 /**
  * A service's main (`gateway/src/main`, without extension) in a Node process of its own, as the
@@ -109,4 +111,56 @@ export function machineFacts(loadBefore: number[]) {
     loadAverageBefore: loadBefore.map(round),
     loadAverageAfter: loadavg().map(round),
   };
+}
+
+/**
+ * When each agent of the lifecycle benchmarks started, as the trivial agent (`trivial-agent.sh`)
+ * logs it: ms since the epoch by task id, and by `token:<N>` for a start whose prompt carried a
+ * bench token.
+ */
+export function loggedStarts(log: string): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (const line of readFileSync(log, "utf8").split("\n")) {
+    const [id, ns, token] = line.split(" ");
+    if (!id || !ns) continue;
+    const ms = Number(BigInt(ns) / 1_000n) / 1_000;
+    seen.set(id, ms);
+    if (token) seen.set(`token:${token}`, ms);
+  }
+  return seen;
+}
+
+/**
+ * The floor of the lifecycle benchmarks: the trivial agent spawned directly, `count` times with
+ * `slots` at once (each no sooner than `ratePerSecond` allows, if given), its starts logged to
+ * `log` (emptied first). Spawns per second, and each start's latency after its spawn in ms.
+ */
+export async function directSpawns(
+  log: string,
+  count: number,
+  slots: number,
+  ratePerSecond?: number,
+): Promise<{ perSecond: number; startLatenciesMs: number[] }> {
+  writeFileSync(log, "");
+  const spawnedAt: number[] = [];
+  let next = 0;
+  const begin = performance.now();
+  const env = { PATH: process.env.PATH, HOOKMESH_BENCH_LOG: log };
+  await Promise.all(
+    Array.from({ length: slots }, async () => {
+      while (next < count) {
+        const i = next++;
+        if (ratePerSecond) {
+          const due = begin + (i * 1000) / ratePerSecond;
+          if (due > performance.now()) await sleep(due - performance.now());
+        }
+        spawnedAt[i] = Date.now();
+        const child = spawn(trivialAgent, [], { env: { ...env, HOOKMESH_TASK_ID: `d${i}` }, stdio: "ignore" });
+        await once(child, "exit");
+      }
+    }),
+  );
+  const perSecond = count / ((performance.now() - begin) / 1000);
+  const logged = loggedStarts(log);
+  return { perSecond, startLatenciesMs: spawnedAt.map((at, i) => logged.get(`d${i}`)! - at) };
 }

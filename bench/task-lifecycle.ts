@@ -26,6 +26,7 @@ import { ActorSchema, EventSchema, Provider, SubjectSchema } from "../gen/hookme
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { directSpawns } from "./processes.js";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
@@ -138,39 +139,12 @@ function percentile(values: number[], p: number): number {
 
 const round = (n: number) => Math.round(n * 10) / 10;
 
-/** Spawns the agent directly, `count` times with `slots` at once: the floor. */
+/** The agent spawned directly, `count` times with `slots` at once: the floor. */
 async function baseline(count: number, slots: number, ratePerSecond?: number) {
-  const spawnedAt: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  const env = { PATH: process.env.PATH, HOOKMESH_BENCH_LOG: join(dir, "baseline.log") };
-  await Promise.all(
-    Array.from({ length: slots }, async () => {
-      while (next < count) {
-        const i = next++;
-        if (ratePerSecond) {
-          const due = started + (i * 1000) / ratePerSecond;
-          if (due > performance.now()) await sleep(due - performance.now());
-        }
-        spawnedAt[i] = Date.now();
-        const child = spawn(agent, [], { env: { ...env, HOOKMESH_TASK_ID: `b${i}` }, stdio: "ignore" });
-        await once(child, "exit");
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  const logged = new Map(
-    readFileSync(env.HOOKMESH_BENCH_LOG, "utf8")
-      .split("\n")
-      .filter((l) => l !== "")
-      .map((l) => {
-        const [id, ns] = l.split(" ");
-        return [id!, Number(BigInt(ns!) / 1_000n) / 1_000];
-      }),
-  );
-  rmSync(env.HOOKMESH_BENCH_LOG, { force: true });
-  const startLatencies = spawnedAt.map((at, i) => logged.get(`b${i}`)! - at);
-  return { perSecond: count / seconds, p50: percentile(startLatencies, 50), p99: percentile(startLatencies, 99) };
+  const log = join(dir, "baseline.log");
+  const { perSecond, startLatenciesMs } = await directSpawns(log, count, slots, ratePerSecond);
+  rmSync(log, { force: true });
+  return { perSecond, p50: percentile(startLatenciesMs, 50), p99: percentile(startLatenciesMs, 99) };
 }
 
 try {

@@ -42,6 +42,7 @@ import { GitHubService } from "../gen/hookmesh/github/v1/github_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
+import { directSpawns, loggedStarts } from "./processes.js";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
@@ -258,15 +259,7 @@ async function submitEvent(text = "@hookmesh go"): Promise<string> {
  * and, for a webhook's, by "token:N" too.
  */
 function starts(log = startsLog): Map<string, number> {
-  const seen = new Map<string, number>();
-  for (const line of readFileSync(log, "utf8").split("\n")) {
-    const [id, ns, token] = line.split(" ");
-    if (!id || !ns) continue;
-    const ms = Number(BigInt(ns) / 1_000n) / 1_000;
-    seen.set(id, ms);
-    if (token) seen.set(`token:${token}`, ms);
-  }
-  return seen;
+  return loggedStarts(log);
 }
 
 /** Task ids of the agents started for these keys (task ids already, or webhook tokens). */
@@ -333,36 +326,6 @@ async function atRate(ratePerSecond: number, count: number, send: () => Promise<
   const started = await waitForStarts([...sentAt.keys()], 120_000);
   await waitForEnded(taskIdsOf([...sentAt.keys()]), 120_000);
   return summary([...sentAt].map(([id, at]) => started.get(id)! - at));
-}
-
-/** Spawns the agent directly, `count` times with `slots` at once: the floor. */
-async function directSpawns(count: number, slots: number, ratePerSecond?: number) {
-  const log = join(dir, "direct.log");
-  writeFileSync(log, "");
-  const spawnedAt: number[] = [];
-  let next = 0;
-  const begin = performance.now();
-  const env = { PATH: process.env.PATH, HOOKMESH_BENCH_LOG: log };
-  await Promise.all(
-    Array.from({ length: slots }, async () => {
-      while (next < count) {
-        const i = next++;
-        if (ratePerSecond) {
-          const due = begin + (i * 1000) / ratePerSecond;
-          if (due > performance.now()) await sleep(due - performance.now());
-        }
-        spawnedAt[i] = Date.now();
-        const child = spawn(here("./trivial-agent.sh"), [], {
-          env: { ...env, HOOKMESH_TASK_ID: `d${i}` },
-          stdio: "ignore",
-        });
-        await once(child, "exit");
-      }
-    }),
-  );
-  const perSecond = count / ((performance.now() - begin) / 1000);
-  const logged = starts(log);
-  return { perSecond, startMs: summary(spawnedAt.map((at, i) => logged.get(`d${i}`)! - at)) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,8 +474,9 @@ try {
   const tasksPerSecond = THROUGHPUT_TASKS / ((performance.now() - burstStart) / 1000);
 
   const slots = WORKERS * SLOTS_PER_WORKER;
-  const directAtRate = await directSpawns(SUBMIT_TASKS, slots, 20);
-  const directBurst = await directSpawns(THROUGHPUT_TASKS, slots);
+  const directAtRate = await directSpawns(join(dir, "direct.log"), SUBMIT_TASKS, slots, 20);
+  const directBurst = await directSpawns(join(dir, "direct.log"), THROUGHPUT_TASKS, slots);
+  const directStartMs = summary(directAtRate.startLatenciesMs);
 
   for (const worker of workers) worker.kill("SIGTERM");
   await Promise.all(workers.map((w) => (w.exitCode === null ? once(w, "exit") : undefined)));
@@ -543,7 +507,7 @@ try {
     webhookToStartMs,
     webhookAckMs,
     submitToStartMs,
-    directSpawnToStartMs: directAtRate.startMs,
+    directSpawnToStartMs: directStartMs,
     lifecycle: {
       tasksPerSecond: round(tasksPerSecond),
       directSpawnsPerSecond: round(directBurst.perSecond),
@@ -557,7 +521,7 @@ try {
     goals: {
       webhookToStartP50Le8: Object.values(webhookToStartMs).every((r) => r.p50 <= 8),
       webhookToStartP99Le30: Object.values(webhookToStartMs).every((r) => r.p99 <= 30),
-      submitToStartWithin2msOfDirect: submitToStartMs.p50 - directAtRate.startMs.p50 <= 2,
+      submitToStartWithin2msOfDirect: submitToStartMs.p50 - directStartMs.p50 <= 2,
       lifecycleGe06xDirect: tasksPerSecond / directBurst.perSecond >= 0.6,
       failoverLe10s: Math.max(...failoverMs) <= 10_000,
       kitClientLe11xRaw: client.ratioP50 <= 1.1,
