@@ -47,6 +47,7 @@ import { fileURLToPath } from "node:url";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { metricValue, parsePrometheusText } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
@@ -180,19 +181,16 @@ async function deliveryToQueued(
 
 /** The gateway's memory as its Prometheus metrics tell it (MB): where its RSS is. */
 async function gatewayMemory(adminUrl: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text();
-  // Each sample as `name{labels} value`; the service's default labels come first.
-  const mb = (name: string, label = "") => {
-    const sample = new RegExp(`^${name}(?:\\{[^}]*${label}[^}]*\\})? (\\S+)$`, "m").exec(text);
-    return Math.round(Number(sample?.[1] ?? Number.NaN) / 2 ** 20);
-  };
+  const families = parsePrometheusText(await (await fetch(`${adminUrl}/metrics`)).text());
+  const mb = (name: string, labels: Record<string, string> = {}) =>
+    Math.round(metricValue(families, name, labels) / 2 ** 20);
   return {
     rss: mb("process_resident_memory_bytes"),
     heapTotal: mb("nodejs_heap_size_total_bytes"),
     heapUsed: mb("nodejs_heap_size_used_bytes"),
     external: mb("nodejs_external_memory_bytes"),
-    newSpace: mb("nodejs_heap_space_size_total_bytes", 'space="new"'),
-    oldSpaceUsed: mb("nodejs_heap_space_size_used_bytes", 'space="old"'),
+    newSpace: mb("nodejs_heap_space_size_total_bytes", { space: "new" }),
+    oldSpaceUsed: mb("nodejs_heap_space_size_used_bytes", { space: "old" }),
   };
 }
 

@@ -24,6 +24,7 @@ import { once } from "node:events";
 import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { metricValue, parsePrometheusText } from "@hookmesh/kit/testing";
 import { Redis } from "ioredis";
 import type { LoadPhase, LoadResult } from "./ingest-load.js";
 import { cpuMs, freePort, machineFacts, recordRun, startService, untilAnswering } from "./processes.js";
@@ -87,14 +88,8 @@ function run(phase: LoadPhase): Promise<LoadResult> {
 
 /** `hookmesh_rpc_server_handled_total` of SubmitEvents at a tasks replica's admin port. */
 async function submitEventsServed(admin: string): Promise<number> {
-  const text = await (await fetch(`${admin}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("hookmesh_rpc_server_handled_total{") && line.includes('rpc_method="SubmitEvents"')) {
-      total += Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
-  }
-  return total;
+  const families = parsePrometheusText(await (await fetch(`${admin}/metrics`)).text());
+  return metricValue(families, "hookmesh_rpc_server_handled_total", { rpc_method: "SubmitEvents" });
 }
 
 /** Milliseconds from now until `expected` tasks exist under `tasksPrefix`, or -1 past the limit. */
