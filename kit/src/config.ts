@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
-import { PeerSyntaxError, type PeerTarget, parsePeer } from "./client/peer.js";
+import { PeerSyntaxError, type PeerTarget, parseHostPort, parsePeer } from "./client/peer.js";
 import { FieldError } from "./errors.js";
 import { devIdentityFiles } from "./identity/dev.js";
 import type { IdentityFiles } from "./identity/material.js";
@@ -248,12 +248,11 @@ function envEndpoints(env: Env, name: string): RedisEndpoint[] | undefined {
     .map((s) => s.trim())
     .filter((s) => s !== "")
     .map((entry) => {
-      const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(entry);
-      const port = Number(match?.[2]);
-      if (!match || port < 1 || port > 65535) {
+      const endpoint = parseHostPort(entry);
+      if (!endpoint) {
         throw new ConfigError(name, `expected comma-separated host:port entries, got "${entry.slice(0, 100)}"`);
       }
-      return { host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port };
+      return endpoint;
     });
   if (endpoints.length === 0) throw new ConfigError(name, "expected at least one host:port");
   return endpoints;

@@ -40,13 +40,11 @@ function parseTarget(item: string, protocol: "http:" | "https:"): PeerTarget {
       // gRPC's dns://<authority>/ names a DNS server to ask; only the system resolver is used here.
       throw new PeerSyntaxError(`expected dns:///<host>:<port> (no DNS server authority), got "${item}"`);
     }
-    const hostPort = item.slice(DNS_PREFIX.length);
-    const match = /^(\[[0-9a-fA-F:.]+\]|[^:/[\]]+):(\d{1,5})$/.exec(hostPort);
-    const port = Number(match?.[2]);
-    if (!match || port < 1 || port > 65535) {
+    const endpoint = parseHostPort(item.slice(DNS_PREFIX.length));
+    if (!endpoint) {
       throw new PeerSyntaxError(`expected dns:///<host>:<port> with a port from 1 to 65535, got "${item}"`);
     }
-    return { kind: "dns", host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port, protocol };
+    return { kind: "dns", ...endpoint, protocol };
   }
   let url: URL;
   try {
@@ -61,6 +59,17 @@ function parseTarget(item: string, protocol: "http:" | "https:"): PeerTarget {
     throw new PeerSyntaxError(`expected a URL with nothing after host and port, got "${item}"`);
   }
   return { kind: "url", origin: url.origin };
+}
+
+/**
+ * `host:port` (an IPv6 address in brackets) as its host, without brackets, and its port from 1
+ * to 65535; undefined when it is not that.
+ */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) return undefined;
+  return { host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port };
 }
 
 /** The spelling of a target, as in a normalized peer value. */
