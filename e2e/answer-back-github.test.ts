@@ -19,7 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Task, TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
-import { githubHeaders, post } from "./deliveries.js";
+import { githubHeaders, githubMention, post } from "./deliveries.js";
 
 /** How long, and how often, to look for what the mesh does in the background. */
 const POLL = { timeout: 20_000, interval: 50 };
@@ -111,13 +111,7 @@ describe("answering back on GitHub, end to end", () => {
   }
 
   async function mention(text: string): Promise<string> {
-    const body = JSON.stringify({
-      action: "created",
-      issue: { number: 7, title: "Flaky test" },
-      comment: { id: 99, body: `@hookmesh ${text}`, author_association: "OWNER" },
-      repository: { name: "repo", owner: { login: "octo" } },
-      sender: { id: 1, login: "octocat", type: "User" },
-    });
+    const body = githubMention(text);
     // post waits for the gateway to forward what it acknowledged: the task is made behind the ack.
     const reply = await post(gateway.base, "github", body, githubHeaders(body));
     expect(reply.status).toBe(202);

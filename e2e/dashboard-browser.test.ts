@@ -22,7 +22,7 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { githubHeaders, post } from "./deliveries.js";
+import { githubHeaders, githubMention, post } from "./deliveries.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = join(root, "cli/bin/hookmesh.js");
@@ -103,13 +103,7 @@ describe.runIf(existsSync(CHROMIUM) && existsSync(webDist))("the dashboard in a 
 
   /** A signed comment on issue `number` that mentions @hookmesh; the task's id. */
   async function mention(number: number, text: string): Promise<string> {
-    const body = JSON.stringify({
-      action: "created",
-      issue: { number, title: `Issue ${number}` },
-      comment: { id: 1000 + number, body: `@hookmesh ${text}`, author_association: "OWNER" },
-      repository: { name: "repo", owner: { login: "octo" } },
-      sender: { id: 1, login: "octocat", type: "User" },
-    });
+    const body = githubMention(text, { number, title: `Issue ${number}`, commentId: 1000 + number });
     // post waits for the gateway to forward what it acknowledged: the task is made behind the ack.
     const reply = await post(gateway.base, "github", body, githubHeaders(body));
     expect(reply.status).toBe(202);

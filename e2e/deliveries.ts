@@ -100,6 +100,23 @@ export function get(base: string, path: string): Promise<number> {
   });
 }
 
+/**
+ * The body of a GitHub `issue_comment` (created) by the repository's owner that says
+ * `@hookmesh <text>`, which the default rules queue; on issue 7 ("Flaky test") unless told.
+ */
+export function githubMention(
+  text: string,
+  issue: { number: number; title: string; commentId: number } = { number: 7, title: "Flaky test", commentId: 99 },
+): string {
+  return JSON.stringify({
+    action: "created",
+    issue: { number: issue.number, title: issue.title },
+    comment: { id: issue.commentId, body: `@hookmesh ${text}`, author_association: "OWNER" },
+    repository: { name: "repo", owner: { login: "octo" } },
+    sender: { id: 1, login: "octocat", type: "User" },
+  });
+}
+
 /** Senders that keep posting GitHub deliveries, and what became of them. */
 export interface ContinuousSenders {
   /** The delivery ids the gateway acknowledged (202). */

@@ -28,7 +28,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { TaskState } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { FakeGitHub } from "../services/github/test/fake-github.js";
-import { githubHeaders, post, sendContinuously } from "./deliveries.js";
+import { githubHeaders, githubMention, post, sendContinuously } from "./deliveries.js";
 import { listAllTasks, tasksPerDelivery } from "./tasks.js";
 
 const POLL = { timeout: 30_000, interval: 100 };
@@ -44,13 +44,7 @@ function clusterEnv(cluster: TestRedisCluster): Env {
 
 /** An issue comment mentioning the bot, which the default rules queue; `marker` keeps each body unique. */
 function mentionBody(marker: string, text = "look at this"): string {
-  return JSON.stringify({
-    action: "created",
-    issue: { number: 7, title: "Flaky test" },
-    comment: { id: 99, body: `@hookmesh ${text} ${marker}`, author_association: "OWNER" },
-    repository: { name: "repo", owner: { login: "octo" } },
-    sender: { id: 1, login: "octocat", type: "User" },
-  });
+  return githubMention(`${text} ${marker}`);
 }
 
 describe("the mesh on a Redis Cluster", () => {

@@ -12,7 +12,7 @@ import { startRedisSentinel, type TestRedisSentinel } from "@hookmesh/kit/testin
 import { type RunningTasks, startTasks } from "@hookmesh/tasks/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { sendContinuously } from "./deliveries.js";
+import { githubMention, sendContinuously } from "./deliveries.js";
 import { listAllTasks, tasksPerDelivery } from "./tasks.js";
 
 const POLL = { timeout: 40_000, interval: 100 };
@@ -49,18 +49,7 @@ describe("the gateway and tasks behind Redis Sentinel", () => {
   });
 
   it("recovers after a failover and keeps every acknowledged delivery, once", async () => {
-    const senders = sendContinuously(
-      gateway.base,
-      (id) =>
-        JSON.stringify({
-          action: "created",
-          issue: { number: 7, title: "Flaky test" },
-          comment: { id: 99, body: `@hookmesh look ${id}`, author_association: "OWNER" },
-          repository: { name: "repo", owner: { login: "octo" } },
-          sender: { id: 1, login: "octocat", type: "User" },
-        }),
-      { idPrefix: "sentinel-" },
-    );
+    const senders = sendContinuously(gateway.base, (id) => githubMention(`look ${id}`), { idPrefix: "sentinel-" });
     const { acknowledged, answers } = senders;
     try {
       await expect.poll(() => acknowledged.size, POLL).toBeGreaterThan(20);
