@@ -2,12 +2,12 @@ import { randomBytes, randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { asBuffer, outboxKey } from "./outbox.js";
-import { runScript, storeCall } from "./store-call.js";
+import { storeCall } from "./store-call.js";
 
 export class DeliveryNotFoundError extends Error {
   override name = "DeliveryNotFoundError";

@@ -1,10 +1,10 @@
-import type { RedisClient, WaitReplicas } from "@hookmesh/kit";
+import { type RedisClient, runScript, type WaitReplicas } from "@hookmesh/kit";
 import type { Event } from "../../gen/hookmesh/events/v1/event_pb.js";
 import type { Delivery } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { CLAIM_LUA, type Claim, type ClaimReply, claimOf, type DeliveryDedup, type SignedContent } from "./dedup.js";
 import { type DeliveryLog, type NewDelivery, RECORD_LUA } from "./delivery-log.js";
 import { encodeEventWithoutBody, type Outbox } from "./outbox.js";
-import { runScript, storeCall } from "./store-call.js";
+import { storeCall } from "./store-call.js";
 
 /**
  * The acknowledgment's one round trip: claims the delivery in the duplicate check (holding

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import type { RedisClient } from "@hookmesh/kit";
-import { type Logger, StoreUnavailableError } from "@hookmesh/kit";
-import { runScript, storeCall } from "./store-call.js";
+import { type Logger, type RedisClient, runScript, StoreUnavailableError } from "@hookmesh/kit";
+import { storeCall } from "./store-call.js";
 
 /** Sources tracked at once; the least recently seen go first beyond it. */
 const MAX_SOURCES = 10_000;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { type ChainableCommander, Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RedisTopology } from "./config.js";
 import type { Logger } from "./logger.js";
@@ -220,6 +221,44 @@ async function execOnce(
  */
 export async function waitForReplicas(client: RedisClient, key: string, wait: WaitReplicas): Promise<void> {
   await execWaitingForReplicas(client, (pipeline) => pipeline.exists(key), wait);
+}
+
+const shas = new Map<string, string>();
+
+/**
+ * Runs a Lua script by its SHA-1 (EVALSHA), sending its text only when this Redis does not
+ * have it yet: a script is sent once per Redis, not with every call.
+ * With `wait`, the script's writes must reach that many replicas before it resolves (see
+ * kit's execWaitingForReplicas): what an acknowledgment promises must survive a failover.
+ */
+export async function runScript(
+  redis: RedisClient,
+  script: string,
+  keys: readonly string[],
+  args: ReadonlyArray<string | number | Buffer>,
+  wait?: WaitReplicas,
+): Promise<unknown> {
+  let sha = shas.get(script);
+  if (sha === undefined) {
+    sha = createHash("sha1").update(script).digest("hex");
+    shas.set(script, sha);
+  }
+  const known = sha;
+  if (wait === undefined) {
+    return redis.evalsha(known, keys.length, ...keys, ...args).catch((err: Error) => {
+      if (!err.message.startsWith("NOSCRIPT")) throw err;
+      return redis.eval(script, keys.length, ...keys, ...args);
+    });
+  }
+  const [reply] = await execWaitingForReplicas(
+    redis,
+    (pipeline) => pipeline.evalsha(known, keys.length, ...keys, ...args),
+    wait,
+  ).catch((err: Error) => {
+    if (!err.message.startsWith("NOSCRIPT")) throw err;
+    return execWaitingForReplicas(redis, (pipeline) => pipeline.eval(script, keys.length, ...keys, ...args), wait);
+  });
+  return reply;
 }
 
 function endpointName(endpoint: { host: string; port: number }): string {
