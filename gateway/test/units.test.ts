@@ -12,6 +12,7 @@ import { DeliveryDedup, type SignedContent } from "../src/dedup.js";
 import { DeliveryLog, DeliveryNotFoundError, OrderedUuids, redactHeaders } from "../src/delivery-log.js";
 import { Intake } from "../src/intake.js";
 import { Outbox } from "../src/outbox.js";
+import { RandomPool } from "../src/random-pool.js";
 import { RateLimiter, SharedRateLimiter } from "../src/rate-limit.js";
 
 /** A clock the test moves by hand, in milliseconds. */
@@ -450,6 +451,45 @@ describe("SharedRateLimiter", () => {
     expect(await db.redis.pttl(key!)).toBeGreaterThan(0);
   });
 
+  it("takes a tenth of a second of a fast source's rate at once, and answers the rest without Redis", async () => {
+    const limiter = new SharedRateLimiter(db.redis, { perSecond: 500, burst: 1_000, keyPrefix: db.prefix }, logger);
+    const shared = vi.spyOn(db.redis, "evalsha");
+    // 50 at once: the first takes 50 tokens ahead and the others wait for that one take.
+    expect(await Promise.all(Array.from({ length: 50 }, () => limiter.take("github|1.2.3.4")))).toEqual(
+      Array(50).fill(0),
+    );
+    for (let i = 0; i < 60; i++) expect(await limiter.take("github|1.2.3.4")).toBe(0);
+    // 110 requests, 50 tokens a take: three takes.
+    expect(shared).toHaveBeenCalledTimes(3);
+  });
+
+  it("passes no more than the shared bucket holds, however the requests spread over replicas", async () => {
+    const options = { perSecond: 200, burst: 30, keyPrefix: db.prefix };
+    const replicas = [0, 1, 2].map(() => new SharedRateLimiter(db.redis, options, logger));
+    const started = performance.now();
+    const waits = await Promise.all(Array.from({ length: 150 }, (_, i) => replicas[i % 3]!.take("s")));
+    const elapsedS = (performance.now() - started) / 1000;
+    const passed = waits.filter((wait) => wait === 0).length;
+    expect(passed).toBeGreaterThanOrEqual(30);
+    expect(passed).toBeLessThanOrEqual(30 + Math.ceil(elapsedS * options.perSecond));
+    expect(waits.filter((wait) => wait > 0).every((wait) => wait === 1)).toBe(true);
+  });
+
+  it("lets tokens taken ahead lapse, so that a replica does not hold them for later", async () => {
+    const clock = manualClock();
+    const options = { perSecond: 100, burst: 10, keyPrefix: db.prefix };
+    const a = new SharedRateLimiter(db.redis, options, logger, clock.now);
+    const b = new SharedRateLimiter(db.redis, options, logger, clock.now);
+    // a takes the bucket's 10 tokens ahead (a tenth of a second at 100/s) and spends one.
+    expect(await a.take("s")).toBe(0);
+    expect(await b.take("s")).toBe(1);
+    clock.advance(1_000);
+    // Its nine left lapsed; Redis's clock refilled the bucket meanwhile only if a second passed there.
+    const shared = vi.spyOn(db.redis, "evalsha");
+    await a.take("s");
+    expect(shared).toHaveBeenCalledTimes(1);
+  });
+
   it("limits per instance while Redis cannot be reached", async () => {
     const offline = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false });
     const limiter = new SharedRateLimiter(offline, { perSecond: 1, burst: 1, keyPrefix: db.prefix }, logger);
@@ -554,5 +594,16 @@ describe("DeliveryLog ids", () => {
     expect([...ids].sort()).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
     for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+describe("RandomPool", () => {
+  it("hands out fresh bytes across refills, never the same ones twice", () => {
+    const pool = new RandomPool();
+    // Three 4 KB pools' worth of trace ids: copies, so a refill does not change those handed out.
+    const ids = Array.from({ length: 800 }, () => pool.hex(16));
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect(pool.bytes(4096)).toHaveLength(4096);
   });
 });
