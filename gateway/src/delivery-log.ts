@@ -1,4 +1,4 @@
-import { randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -7,6 +7,7 @@ import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
 import { asBuffer, outboxKey } from "./outbox.js";
+import { RandomPool } from "./random-pool.js";
 import { storeCall } from "./store-call.js";
 
 export class DeliveryNotFoundError extends Error {
@@ -403,7 +404,7 @@ export class DeliveryLog {
 export class OrderedUuids {
   /** The newest id's millisecond and sequence: ids of one millisecond count up from it. */
   private last = { msecs: -1, seq: 0 };
-  private random = { pool: Buffer.alloc(0), at: 0 };
+  private readonly random = new RandomPool();
 
   /** An id for `msecs` (now unless given). */
   next(msecs = Date.now()): string {
@@ -414,15 +415,9 @@ export class OrderedUuids {
       this.last = { msecs, seq: randomInt(2 ** 30) };
     } else {
       // Made after a later one (a slow submit): its own place in time.
-      return uuidv7({ msecs, random: this.randomBits() });
+      return uuidv7({ msecs, random: this.random.bytes(16) });
     }
-    return uuidv7({ msecs, seq: this.last.seq, random: this.randomBits() });
-  }
-
-  private randomBits(): Uint8Array {
-    if (this.random.at + 16 > this.random.pool.length) this.random = { pool: randomBytes(4096), at: 0 };
-    this.random.at += 16;
-    return this.random.pool.subarray(this.random.at - 16, this.random.at);
+    return uuidv7({ msecs, seq: this.last.seq, random: this.random.bytes(16) });
   }
 }
 

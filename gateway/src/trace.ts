@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { traceparentOf, tracer, withRequestId } from "@hookmesh/kit";
@@ -13,6 +13,10 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { type TraceContext, TraceContextSchema } from "../../gen/hookmesh/events/v1/event_pb.js";
+import { RandomPool } from "./random-pool.js";
+
+/** Trace and span ids for requests that brought none (every request, without a tracing proxy in front). */
+const ids = new RandomPool();
 
 /** A request id a sender (or a proxy in front of the gateway) may set; anything else gets a new one. */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -43,8 +47,8 @@ export function startWebhookSpan(req: IncomingMessage, path: string): WebhookSpa
   );
   if (!trace.isSpanContextValid(span.spanContext())) {
     span = trace.wrapSpanContext({
-      traceId: randomBytes(16).toString("hex"),
-      spanId: randomBytes(8).toString("hex"),
+      traceId: ids.hex(16),
+      spanId: ids.hex(8),
       traceFlags: TraceFlags.SAMPLED,
     });
   }
@@ -67,6 +71,6 @@ export function traceContextOf(): TraceContext {
   const active = traceparentOf();
   if (active) return create(TraceContextSchema, active);
   return create(TraceContextSchema, {
-    traceparent: `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`,
+    traceparent: `00-${ids.hex(16)}-${ids.hex(8)}-01`,
   });
 }
