@@ -37,11 +37,9 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
   /** Answers one request; the status answered. */
   async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<number> {
     const started = performance.now();
-    const abort = new AbortController();
-    res.once("close", () => abort.abort());
     let reply: WebhookReply;
     try {
-      reply = await dispatch(path, req, abort.signal);
+      reply = await dispatch(path, req, res);
     } catch (err) {
       if (err instanceof WebhookRejection) {
         reply = {
@@ -81,14 +79,18 @@ export function httpEndpoints(deps: HttpEndpointsDeps) {
     return reply.status;
   }
 
-  async function dispatch(path: string, req: IncomingMessage, signal: AbortSignal): Promise<WebhookReply> {
+  async function dispatch(path: string, req: IncomingMessage, res: ServerResponse): Promise<WebhookReply> {
     if (path === "/healthz") return only(req, "GET", async () => ({ status: 200, body: { status: "ok" }, log: {} }));
     if (path === "/readyz") {
-      return only(req, "GET", async () =>
-        (await deps.ready(signal))
+      return only(req, "GET", async () => {
+        // The readiness check stops when its asker goes away; a webhook's work does not, once
+        // its body is read (what is made durable is acknowledged), so only this has a signal.
+        const abort = new AbortController();
+        res.once("close", () => abort.abort());
+        return (await deps.ready(abort.signal))
           ? { status: 200, body: { status: "ready" }, log: {} }
-          : { status: 503, body: { status: "not ready" }, log: {} },
-      );
+          : { status: 503, body: { status: "not ready" }, log: {} };
+      });
     }
     if (path.startsWith(WEBHOOKS) && path.length > WEBHOOKS.length) {
       return only(req, "POST", () => deps.pipeline.handle(endpointName(path), req));
