@@ -28,6 +28,12 @@ export interface ForwarderDeps {
 
 /** The most entries submitted in one SubmitEvents call. */
 const MAX_BATCH = 100;
+/**
+ * Batches submitted and not yet answered, at most: while tasks works on one, the next is read
+ * and sent, so that neither process waits for the other (one at a time, the outbox drained at
+ * one batch per round trip, and fell behind 1,000 webhooks a second).
+ */
+const IN_FLIGHT = 3;
 /** How long tasks has for a batch before it is sent again (smaller). */
 const SUBMIT_TIMEOUT_MS = 10_000;
 const BACKOFF_BASE_MS = 250;
@@ -35,18 +41,24 @@ const BACKOFF_MAX_MS = 10_000;
 
 /**
  * Submits the outbox to the tasks service behind the acknowledgment, in batches (one
- * SubmitEvents call for what has accumulated since the last), oldest first. Every gateway
- * process runs one, as a consumer of the outbox's consumer group, so they share the work and
- * each entry goes to one of them; an entry is acknowledged only once tasks has it, and the
- * entries of a forwarder that stopped are taken over once idle (XAUTOCLAIM). While tasks is
- * down the entries stay in the stream and the forwarder waits with backoff, resuming the moment
- * tasks' health turns SERVING. Submitting is idempotent, with the task id the acknowledgment
- * named, so a batch sent twice (a crash between submit and acknowledge, a takeover of a slow
- * forwarder's entries) is the same tasks.
+ * SubmitEvents call for what has accumulated since the last, up to three calls in flight),
+ * oldest first. Every gateway process runs one, as a consumer of the outbox's consumer group,
+ * so they share the work and each entry goes to one of them; an entry is acknowledged only
+ * once tasks has it, and the entries of a forwarder that stopped are taken over once idle
+ * (XAUTOCLAIM). While tasks is down the entries stay in the stream and the forwarder waits
+ * with backoff, resuming the moment tasks' health turns SERVING. Submitting is idempotent, with
+ * the task id the acknowledgment named, so a batch sent twice (a crash between submit and
+ * acknowledge, a takeover of a slow forwarder's entries) is the same tasks.
  */
 export class Forwarder {
   private readonly stopped = new AbortController();
   private running: Promise<void> | undefined;
+  /**
+   * Entries per call: halved when tasks does not answer a batch in time (a slow tasks service
+   * would otherwise be sent the same large batch again and again), doubled back after each
+   * one it answers.
+   */
+  private batch = MAX_BATCH;
 
   constructor(private readonly deps: ForwarderDeps) {}
 
@@ -60,45 +72,18 @@ export class Forwarder {
   }
 
   private async loop(): Promise<void> {
-    const { outbox, consumer, logger } = this.deps;
+    const { logger } = this.deps;
     const { signal } = this.stopped;
     let failures = 0;
-    // Halved when tasks does not answer a batch in time (a slow tasks service would otherwise
-    // be sent the same large batch again and again), doubled back after each one it answers.
-    let batch = MAX_BATCH;
     while (!signal.aborted) {
       try {
-        // Own pending entries first: a batch that failed is tried again, and reading it resets
-        // its idle time, so that no other forwarder takes over a batch this one still holds.
-        const entries = await outbox.take(consumer, batch, this.deps.claimIdleMs ?? 30_000);
-        if (entries.length === 0) {
-          await outbox.nextAdd(this.deps.pollMs ?? 1_000, signal);
-          continue;
-        }
-        // In the trace of the batch's first delivery, which its webhook request began before
-        // tasks could take it, linked to the others'.
-        const [first, ...others] = entries.map((entry) => contextFromTraceparent(entry.event.traceContext));
-        await inSpan(
-          "gateway.forward",
-          {
-            parent: first!,
-            attributes: {
-              "hookmesh.batch_size": entries.length,
-              ...(entries.length === 1 && { [TRACE_ATTRIBUTES.deliveryId]: entries[0]!.event.deliveryId }),
-            },
-            links: others.flatMap((other) => {
-              const linked = trace.getSpanContext(other);
-              return linked ? [{ context: linked }] : [];
-            }),
-          },
-          () => this.forward(entries, signal),
-        );
+        await this.catchUp(signal);
         failures = 0;
-        batch = Math.min(MAX_BATCH, batch * 2);
+        await this.forwardNew(signal);
       } catch (err) {
         if (signal.aborted) return;
         const failure = ConnectError.from(err);
-        if (failure.code === Code.DeadlineExceeded) batch = Math.max(1, Math.floor(batch / 2));
+        if (failure.code === Code.DeadlineExceeded) this.batch = Math.max(1, Math.floor(this.batch / 2));
         if (err instanceof ConnectError) {
           logger.debug({ code: Code[failure.code], attempt: failures + 1 }, "tasks not taking queued deliveries yet");
         } else {
@@ -107,6 +92,98 @@ export class Forwarder {
         await this.pause(++failures, signal);
       }
     }
+  }
+
+  /**
+   * Forwards what is behind, one batch at a time: this forwarder's own pending entries first (a
+   * batch that failed, or was in flight when its process stopped), then entries another
+   * forwarder left idle. Reading its own entries resets their idle time, so that no other
+   * forwarder takes over a batch this one still holds.
+   */
+  private async catchUp(signal: AbortSignal): Promise<void> {
+    const { outbox, consumer } = this.deps;
+    for (;;) {
+      const own = await outbox.takeOwn(consumer, this.batch);
+      const behind = own.length > 0 ? own : await outbox.claimIdle(consumer, this.batch, this.claimIdleMs);
+      if (behind.length === 0) return;
+      await this.send(behind, signal);
+    }
+  }
+
+  /**
+   * Forwards new entries as they come, up to IN_FLIGHT batches at once, and every `pollMs`
+   * the entries of forwarders that stopped. Once a batch failed and the others in flight have
+   * ended it throws, for the backoff: the failed batch's entries are still this forwarder's,
+   * pending, and are sent again first.
+   */
+  private async forwardNew(signal: AbortSignal): Promise<void> {
+    const { outbox, consumer } = this.deps;
+    const pollMs = this.deps.pollMs ?? 1_000;
+    const inFlight = new Set<Promise<void>>();
+    let failed: { err: unknown } | undefined;
+    let claimedAt = performance.now();
+    while (!signal.aborted && failed === undefined) {
+      if (inFlight.size >= IN_FLIGHT) {
+        await Promise.race(inFlight);
+        continue;
+      }
+      let entries: OutboxEntry[] = [];
+      if (performance.now() - claimedAt >= pollMs) {
+        claimedAt = performance.now();
+        entries = await outbox.claimIdle(consumer, this.batch, this.claimIdleMs);
+      }
+      if (entries.length === 0) entries = await outbox.takeNew(consumer, this.batch);
+      if (entries.length === 0) {
+        await this.untilAddedOrAnswered(inFlight, pollMs, signal);
+        continue;
+      }
+      const sending: Promise<void> = this.send(entries, signal).then(
+        () => {
+          this.batch = Math.min(MAX_BATCH, this.batch * 2);
+        },
+        (err: unknown) => {
+          failed ??= { err };
+        },
+      );
+      inFlight.add(sending);
+      void sending.finally(() => inFlight.delete(sending));
+    }
+    await Promise.all(inFlight);
+    if (failed !== undefined) throw failed.err;
+  }
+
+  /** Resolves when this process adds an entry, a batch in flight is answered, `ms` pass, or `signal` aborts. */
+  private async untilAddedOrAnswered(inFlight: Set<Promise<void>>, ms: number, signal: AbortSignal): Promise<void> {
+    const answered = new AbortController();
+    try {
+      await Promise.race([this.deps.outbox.nextAdd(ms, AbortSignal.any([signal, answered.signal])), ...inFlight]);
+    } finally {
+      answered.abort();
+    }
+  }
+
+  /** One batch, in the trace of its first delivery (which its webhook request began), linked to the others'. */
+  private send(entries: OutboxEntry[], signal: AbortSignal): Promise<void> {
+    const [first, ...others] = entries.map((entry) => contextFromTraceparent(entry.event.traceContext));
+    return inSpan(
+      "gateway.forward",
+      {
+        parent: first!,
+        attributes: {
+          "hookmesh.batch_size": entries.length,
+          ...(entries.length === 1 && { [TRACE_ATTRIBUTES.deliveryId]: entries[0]!.event.deliveryId }),
+        },
+        links: others.flatMap((other) => {
+          const linked = trace.getSpanContext(other);
+          return linked ? [{ context: linked }] : [];
+        }),
+      },
+      () => this.forward(entries, signal),
+    );
+  }
+
+  private get claimIdleMs(): number {
+    return this.deps.claimIdleMs ?? 30_000;
   }
 
   /**

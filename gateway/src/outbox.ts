@@ -96,30 +96,40 @@ export class Outbox {
   }
 
   /**
-   * The next entries for `consumer`, oldest first: its own unacknowledged ones (from before a
-   * restart), then entries idle longer than `claimIdleMs` at a consumer that stopped, then new ones.
+   * `consumer`'s own unacknowledged entries, oldest first: a batch that failed, or was in
+   * flight when its process stopped. Reading them resets their idle time.
    */
-  async take(consumer: string, count: number, claimIdleMs: number): Promise<OutboxEntry[]> {
+  async takeOwn(consumer: string, count: number): Promise<OutboxEntry[]> {
+    return this.inGroup(() => this.read(consumer, count, "0"));
+  }
+
+  /** Entries idle longer than `idleMs` at a consumer that stopped, oldest first, which `consumer` then holds. */
+  async claimIdle(consumer: string, count: number, idleMs: number): Promise<OutboxEntry[]> {
+    return this.inGroup(async () => {
+      const [, claimed] = (await storeCall(() =>
+        this.redis.callBuffer("XAUTOCLAIM", this.stream, GROUP, consumer, idleMs, "0-0", "COUNT", count),
+      )) as [Buffer, [Buffer, Buffer[] | null][]];
+      return claimed
+        .filter((entry): entry is [Buffer, Buffer[]] => entry[1] !== null && entry[1].length > 0)
+        .map(decode);
+    });
+  }
+
+  /** Entries no consumer has taken yet, oldest first, which `consumer` then holds. */
+  async takeNew(consumer: string, count: number): Promise<OutboxEntry[]> {
+    return this.inGroup(() => this.read(consumer, count, ">"));
+  }
+
+  private async inGroup(read: () => Promise<OutboxEntry[]>): Promise<OutboxEntry[]> {
     try {
-      return await this.takeFromGroup(consumer, count, claimIdleMs);
+      return await read();
     } catch (err) {
       // A Redis that restarted without its data has lost the group (XADD brings back the
       // stream, not the group): create it again, from the start of whatever is there now.
       if (!(err instanceof Error) || !err.message.startsWith("NOGROUP")) throw err;
       await this.init();
-      return this.takeFromGroup(consumer, count, claimIdleMs);
+      return read();
     }
-  }
-
-  private async takeFromGroup(consumer: string, count: number, claimIdleMs: number): Promise<OutboxEntry[]> {
-    const own = await this.read(consumer, count, "0");
-    if (own.length > 0) return own;
-    const [, claimed] = (await storeCall(() =>
-      this.redis.callBuffer("XAUTOCLAIM", this.stream, GROUP, consumer, claimIdleMs, "0-0", "COUNT", count),
-    )) as [Buffer, [Buffer, Buffer[] | null][]];
-    const live = claimed.filter((entry): entry is [Buffer, Buffer[]] => entry[1] !== null && entry[1].length > 0);
-    if (live.length > 0) return live.map(decode);
-    return this.read(consumer, count, ">");
   }
 
   async ack(...ids: string[]): Promise<void> {

@@ -31,6 +31,11 @@ export class FakeTasks {
   unavailable = false;
   /** SubmitEvents answers this much later: a slow tasks service. */
   delayMs = 0;
+  /** SubmitEvents calls left to answer UNAVAILABLE (after the delay): a tasks replica failing a few calls. */
+  failCalls = 0;
+  /** The most SubmitEvents calls that were being answered at once. */
+  mostAtOnce = 0;
+  private atOnce = 0;
   /** The reason SubmitEvent refuses `event` with InvalidArgument, or undefined to take it. */
   refuse: (event: Event) => string | undefined = () => undefined;
   readonly client: Client<typeof TaskService>;
@@ -63,7 +68,16 @@ export class FakeTasks {
       submitEvent: ({ event }) => this.submit(event),
       submitEvents: async ({ items }) => {
         if (this.unavailable) throw new ConnectError("tasks is down", Code.Unavailable);
-        if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        this.mostAtOnce = Math.max(this.mostAtOnce, ++this.atOnce);
+        try {
+          if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        } finally {
+          this.atOnce--;
+        }
+        if (this.failCalls > 0) {
+          this.failCalls--;
+          throw new ConnectError("tasks replica failed", Code.Unavailable);
+        }
         this.batches.push(items.length);
         for (const { event } of items) {
           const id = event?.deliveryId ?? "";

@@ -112,29 +112,29 @@ describe("outbox takeover and the forwarder, on their own", () => {
     return queued;
   }
 
-  it("hands a consumer its own unacknowledged entries first, then takes over another's once idle", async () => {
+  it("hands a consumer new entries once, its own unacknowledged ones again, and another's once idle", async () => {
     await queue(3);
-    const dead = await outbox.take("dead-consumer", 10, 60_000);
+    const dead = await outbox.takeNew("dead-consumer", 10);
     expect(dead.map((e) => e.event.deliveryId)).toEqual(["delivery-0", "delivery-1", "delivery-2"]);
+    expect(await outbox.takeNew("dead-consumer", 10)).toEqual([]);
     // The dead consumer would get them again (its pending list) after a restart.
-    expect((await outbox.take("dead-consumer", 10, 60_000)).map((e) => e.id)).toEqual(dead.map((e) => e.id));
+    expect((await outbox.takeOwn("dead-consumer", 10)).map((e) => e.id)).toEqual(dead.map((e) => e.id));
 
     // Not idle long enough: another consumer gets nothing yet.
-    expect(await outbox.take("live", 10, 60_000)).toEqual([]);
+    expect(await outbox.claimIdle("live", 10, 60_000)).toEqual([]);
+    expect(await outbox.takeNew("live", 10)).toEqual([]);
     await vi.waitFor(async () => {
-      const claimed = await outbox.take("live", 10, 20);
+      const claimed = await outbox.claimIdle("live", 10, 20);
       expect(claimed.map((e) => e.id)).toEqual(dead.map((e) => e.id));
     }, POLL);
-    const taken = await outbox.take("live", 10, 60_000);
+    const taken = await outbox.takeOwn("live", 10);
     expect(taken.map((e) => e.deliveryLogId)).toEqual(dead.map((e) => e.deliveryLogId));
     expect(taken[0]!.event.rawBody).toEqual(event(0).rawBody);
+    expect(await outbox.takeOwn("dead-consumer", 10)).toEqual([]);
 
     await outbox.ack(taken[0]!.id);
     expect(await outbox.length()).toBe(2);
-    expect((await outbox.take("live", 10, 60_000)).map((e) => e.event.deliveryId)).toEqual([
-      "delivery-1",
-      "delivery-2",
-    ]);
+    expect((await outbox.takeOwn("live", 10)).map((e) => e.event.deliveryId)).toEqual(["delivery-1", "delivery-2"]);
   });
 
   it("keeps an acknowledged body once, in the outbox until forwarded and then in its log record, and the log returns it throughout", async () => {
@@ -183,7 +183,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
 
   it("forwards entries a crashed forwarder left pending, settling the log and the duplicate check", async () => {
     const queued = await queue(4);
-    await outbox.take("dead-consumer", 10, 60_000);
+    await outbox.takeNew("dead-consumer", 10);
 
     startForwarder({ claimIdleMs: 20, pollMs: 20 });
 
@@ -207,7 +207,7 @@ describe("outbox takeover and the forwarder, on their own", () => {
   it("sends an entry submitted before a crash but not acknowledged once more, and it stays one task", async () => {
     const [q] = await queue(1);
     // The crashed forwarder got as far as submitting it.
-    const [entry] = await outbox.take("dead-consumer", 10, 60_000);
+    const [entry] = await outbox.takeNew("dead-consumer", 10);
     const { task } = await tasks.client.submitEvent({ event: entry!.event });
 
     startForwarder({ claimIdleMs: 20, pollMs: 20 });
@@ -268,6 +268,39 @@ describe("outbox takeover and the forwarder, on their own", () => {
     expect(tasks.tasks).toHaveLength(60);
     expect([...tasks.submissions.values()].every((n) => n === 1)).toBe(true);
     expect(Math.max(...tasks.batches)).toBeGreaterThan(1);
+  });
+
+  it("sends new batches while earlier ones are being answered, at most three at once, each delivery once", async () => {
+    tasks.delayMs = 200;
+    startForwarder({ pollMs: 20 });
+    for (let i = 0; i < 10; i++) {
+      await queue(5, i * 5);
+      await sleep(30);
+    }
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.tasks).toHaveLength(50);
+    expect([...tasks.submissions.values()].every((n) => n === 1)).toBe(true);
+    expect(tasks.mostAtOnce).toBe(3);
+  });
+
+  it("sends a batch that failed among others in flight again, once they are answered: none lost, none doubled", async () => {
+    tasks.delayMs = 100;
+    tasks.failCalls = 2;
+    startForwarder({ pollMs: 20 });
+    const queued: Array<{ logId: string }> = [];
+    for (let i = 0; i < 8; i++) {
+      queued.push(...(await queue(5, i * 5)));
+      await sleep(20);
+    }
+    await vi.waitFor(async () => expect(await outbox.length()).toBe(0), POLL);
+    expect(tasks.failCalls).toBe(0);
+    expect(tasks.tasks.map((t) => t.event!.deliveryId).sort()).toEqual(
+      Array.from({ length: 40 }, (_, i) => `delivery-${i}`).sort(),
+    );
+    // Answered once each: a failed call's deliveries were not answered, and were sent again.
+    expect([...tasks.submissions.values()].every((n) => n === 1)).toBe(true);
+    expect(await db.redis.xpending(`${keyPrefix}outbox`, "forwarder")).toEqual([0, null, null, null]);
+    for (const q of queued) expect((await deliveries.get(q.logId)).status).toBe(DeliveryStatus.ACCEPTED);
   });
 
   it("resubmits a batch tasks took too long to answer, and it stays one task per delivery", async () => {

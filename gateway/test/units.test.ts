@@ -268,7 +268,7 @@ describe("Intake", () => {
       status: DeliveryStatus.QUEUED,
       taskId: "01900000-0000-7000-8000-000000000001",
     });
-    const [entry] = await outbox.take("test", 10, 60_000);
+    const [entry] = await outbox.takeNew("test", 10);
     expect(entry).toMatchObject({
       deliveryLogId: first.delivery.id,
       taskId: "01900000-0000-7000-8000-000000000001",
