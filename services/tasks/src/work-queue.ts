@@ -98,10 +98,13 @@ export class WorkQueue {
     return this.bell.wait(since, ms, signal);
   }
 
-  /** Extends a lease; false when `leaseId` no longer holds the task. */
+  /**
+   * Extends a lease; false when `leaseId` no longer holds the task (or its job is gone). One
+   * script, as BullMQ's own lock renewal does it, without reading the job first.
+   */
   async extend(taskId: string, leaseId: string): Promise<boolean> {
-    const job = await Job.fromId(this.queue, taskId);
-    return job !== undefined && (await job.extendLock(leaseId, this.options.leaseMs)) === 1;
+    const failed = await this.worker.extendJobLocks([taskId], [leaseId], this.options.leaseMs);
+    return failed.length === 0;
   }
 
   /** Ends a leased task's job. */
