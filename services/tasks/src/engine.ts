@@ -22,7 +22,7 @@ import type { RouteDecision } from "./routing/router.js";
 import type { SubjectLocks } from "./subject-locks.js";
 import { isFinal, type StoredTask, type TaskStore } from "./task-store.js";
 import type { NewTaskEvent, Timeline } from "./timeline.js";
-import type { WorkQueue } from "./work-queue.js";
+import type { QueuedJob, WorkQueue } from "./work-queue.js";
 
 export interface EventRouter {
   /** The decision for each event, in order, from one reading of the rules. */
@@ -331,15 +331,15 @@ export class TaskEngine {
       const leaseId = sessionId ? `${sessionId}${SESSION_LEASE_SEPARATOR}${randomUUID()}` : randomUUID();
       // Read before looking, so that work made ready while this call looks is not waited past.
       const rings = this.queue.rings;
-      const taskId = await this.queue.next(leaseId);
-      if (taskId !== undefined) {
+      const queued = await this.queue.next(leaseId);
+      if (queued !== undefined) {
         let grant: LeaseGrant | undefined;
         try {
-          grant = await this.grant(taskId, leaseId, workerId);
+          grant = await this.grant(queued, leaseId, workerId);
         } catch (err) {
           // The tasks leased so far are the caller's: a failure now must not strand them.
           if (grants.length === 0) throw err;
-          this.logger.warn({ taskId, err: (err as Error).message }, "leasing stopped early");
+          this.logger.warn({ taskId: queued.taskId, err: (err as Error).message }, "leasing stopped early");
           break;
         }
         if (grant) grants.push(grant);
@@ -387,7 +387,8 @@ export class TaskEngine {
   }
 
   async complete(taskId: string, leaseId: string, result: TaskResult | undefined): Promise<Task> {
-    const leased = await this.leasedTask(taskId, leaseId);
+    // The job is read with the task, for its end: no read of its own then.
+    const [leased, queued] = await Promise.all([this.leasedTask(taskId, leaseId), this.queue.read(taskId)]);
     if (leased.task.state !== TaskState.RUNNING) return leased.task;
     await this.holdAndCountSpend(leased.task, leaseId, result);
     const done = await this.store.update(
@@ -404,7 +405,7 @@ export class TaskEngine {
       },
     );
     this.options.observer?.ended(done.state);
-    await this.release(done, leaseId);
+    await this.release(done, queued, leaseId);
     return done;
   }
 
@@ -413,7 +414,8 @@ export class TaskEngine {
    * if retryable with attempts left, dead-lettered if retryable without, FAILED otherwise.
    */
   async fail(taskId: string, leaseId: string, result: TaskResult | undefined, retryable: boolean): Promise<Task> {
-    const leased = await this.leasedTask(taskId, leaseId);
+    // The job is read with the task, for its end: no read of its own then.
+    const [leased, queued] = await Promise.all([this.leasedTask(taskId, leaseId), this.queue.read(taskId)]);
     if (leased.task.state !== TaskState.RUNNING) return leased.task;
     await this.holdAndCountSpend(leased.task, leaseId, result);
     const error = result?.error || "agent failed";
@@ -467,11 +469,11 @@ export class TaskEngine {
     if (isFinal(failed.state)) this.options.observer?.ended(failed.state);
     if (failed.state === TaskState.QUEUED) {
       await Promise.all([
-        this.queue.retryLater(taskId, leaseId, retryInMs),
+        this.queue.retryLater(queued, leaseId, retryInMs),
         this.subjects.release(subjectOf(failed), leaseId),
       ]);
     } else {
-      await this.release(failed, leaseId);
+      await this.release(failed, queued, leaseId);
     }
     return failed;
   }
@@ -561,13 +563,14 @@ export class TaskEngine {
   }
 
   /**
-   * Leases a task whose job `leaseId` just locked, in four round trips with the queue's: the
-   * task read once (its bytes kept), the rule's budget read with the subject's lock taken, and
-   * one script that moves the task to RUNNING if it is still as read, records the lease and
+   * Leases a task whose job `leaseId` just locked, in three round trips after the queue's: the
+   * task read once (its bytes kept), the rule's budget read while the subject's lock is taken,
+   * and one script that moves the task to RUNNING if it is still as read, records the lease and
    * appends the timeline's events. A task changed meanwhile is read again and the change
    * reapplied, as any update does.
    */
-  private async grant(taskId: string, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
+  private async grant(queued: QueuedJob, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
+    const { taskId } = queued;
     let read: StoredTask;
     try {
       read = await this.store.read(taskId);
@@ -575,16 +578,16 @@ export class TaskEngine {
       if (!(err instanceof TaskNotFoundError)) {
         // The store failed, which says nothing about the task: it comes back when this lease
         // expires, instead of being dropped from the queue for good.
-        await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs).catch(() => {});
+        await this.queue.retryLater(queued, leaseId, this.options.subjectBusyDelayMs).catch(() => {});
         throw err;
       }
-      await this.queue.finish(taskId, leaseId);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
     let task = read.task;
     let from: StoredTask | undefined = read;
     if (isFinal(task.state)) {
-      await this.queue.finish(taskId, leaseId);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
     const events: NewTaskEvent[] = [];
@@ -646,17 +649,17 @@ export class TaskEngine {
         },
       );
       if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
-      await this.queue.finish(taskId, leaseId);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
     const claim = await this.lockSubjectWithinBudget(task, leaseId);
     if (claim.spent) {
-      await this.waitForBudget(task, leaseId, claim.spent, events);
+      await this.waitForBudget(task, queued, leaseId, claim.spent, events);
       return undefined;
     }
     if (!claim.locked) {
       await this.timeline.append(taskId, events);
-      await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
+      await this.queue.retryLater(queued, leaseId, this.options.subjectBusyDelayMs);
       return undefined;
     }
     const queuedSince = task.transitions.findLast((t) => t.state === TaskState.QUEUED)?.time;
@@ -709,7 +712,13 @@ export class TaskEngine {
    * later (`budgetRecheckMs`, or the next UTC day if sooner), and says why in its timeline
    * once a day rather than at every look.
    */
-  private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]): Promise<void> {
+  private async waitForBudget(
+    task: Task,
+    queued: QueuedJob,
+    leaseId: string,
+    spent: BudgetSpent,
+    events: NewTaskEvent[],
+  ): Promise<void> {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
@@ -718,11 +727,7 @@ export class TaskEngine {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }
     await this.timeline.append(task.id, events);
-    await this.queue.retryLater(
-      task.id,
-      leaseId,
-      Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)),
-    );
+    await this.queue.retryLater(queued, leaseId, Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)));
   }
 
   /**
@@ -772,8 +777,8 @@ export class TaskEngine {
   }
 
   /** Lets go of an ended task's job and of its subject, at once. */
-  private async release(task: Task, leaseId: string): Promise<void> {
-    await Promise.all([this.queue.finish(task.id, leaseId), this.subjects.release(subjectOf(task), leaseId)]);
+  private async release(task: Task, queued: QueuedJob, leaseId: string): Promise<void> {
+    await Promise.all([this.queue.finish(queued, leaseId), this.subjects.release(subjectOf(task), leaseId)]);
   }
 
   private async enqueue(task: Task): Promise<void> {
