@@ -509,26 +509,34 @@ export class TaskEngine {
     if (!(await this.store.revokeLease(taskId, leaseId))) return false;
     const why = `attempt %d (lease ${leaseId}) lost: the session of worker ${workerId} ended (its connection closed)`;
     let released = false;
-    const back = await this.store.update(taskId, (t) => {
-      released = t.state === TaskState.RUNNING && t.workerId === workerId;
-      if (!released) return;
-      t.lostLeases += 1;
-      t.workerId = "";
-      transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
-    });
+    const back = await this.store.update(
+      taskId,
+      (t) => {
+        released = t.state === TaskState.RUNNING && t.workerId === workerId;
+        if (!released) return;
+        t.lostLeases += 1;
+        t.workerId = "";
+        transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
+      },
+      {
+        append: (t) =>
+          released
+            ? this.timeline.prepare(taskId, [
+                changed(
+                  stage(
+                    TaskStage.LEASE_EXPIRED,
+                    `${why.replace("%d", String(t.attempt))}; lost lease ${t.lostLeases} of ` +
+                      `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
+                    undefined,
+                    t.attempt,
+                  ),
+                ),
+              ])
+            : undefined,
+      },
+    );
     if (!released) return false;
     this.options.observer?.leaseReleased();
-    await this.timeline.append(taskId, [
-      changed(
-        stage(
-          TaskStage.LEASE_EXPIRED,
-          `${why.replace("%d", String(back.attempt))}; lost lease ${back.lostLeases} of ` +
-            `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
-          undefined,
-          back.attempt,
-        ),
-      ),
-    ]);
     // Failing here leaves the job locked by the revoked lease until its lock expires; the
     // stalled-job check then returns it, and the task, QUEUED already, runs as usual.
     await this.queue
@@ -737,14 +745,22 @@ export class TaskEngine {
   private async giveBack(grant: LeaseGrant, workerId: string): Promise<void> {
     const { task, leaseId } = grant;
     const why = `lease ${leaseId} of attempt ${task.attempt} given back: worker ${workerId} went away before it was told`;
-    const back = await this.store.update(task.id, (t) => {
-      if (t.state !== TaskState.RUNNING || t.workerId !== workerId) return;
-      t.attempt -= 1;
-      t.workerId = "";
-      transition(t, TaskState.QUEUED, why);
-    });
+    const back = await this.store.update(
+      task.id,
+      (t) => {
+        if (t.state !== TaskState.RUNNING || t.workerId !== workerId) return;
+        t.attempt -= 1;
+        t.workerId = "";
+        transition(t, TaskState.QUEUED, why);
+      },
+      {
+        append: (t) =>
+          t.state === TaskState.QUEUED
+            ? this.timeline.prepare(task.id, [changed(stage(TaskStage.QUEUED, why, undefined, t.attempt))])
+            : undefined,
+      },
+    );
     if (back.state !== TaskState.QUEUED) return;
-    await this.timeline.append(task.id, [changed(stage(TaskStage.QUEUED, why, undefined, back.attempt))]);
     await this.queue.retryLater(task.id, leaseId, 0);
     await this.subjects.release(subjectOf(task), leaseId);
   }
