@@ -1,5 +1,5 @@
 import { clone } from "@bufbuild/protobuf";
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { type AgentProfile, AgentProfileSchema, type Route } from "../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { storeCall } from "./errors.js";
 import { RouteNotFoundError } from "./routing/routing-rule-store.js";
@@ -78,24 +78,28 @@ export class RouteBudgets {
   async record(run: RunOfTask, totalUsd: number, now: number): Promise<void> {
     if (run.routeId === "" || !(totalUsd > 0) || !Number.isFinite(totalUsd)) return;
     await storeCall(() =>
-      this.redis.eval(
+      runScript(
+        this.redis,
         RECORD_SCRIPT,
-        2,
-        this.key("run", run.taskId, String(run.attempt)),
-        this.spendKey(run.routeId, utcDay(now)),
-        String(totalUsd),
-        SPEND_TTL_SECONDS,
+        [this.key("run", run.taskId, String(run.attempt)), this.spendKey(run.routeId, utcDay(now))],
+        [String(totalUsd), SPEND_TTL_SECONDS],
       ),
     );
   }
 
-  /** The rule's spend of the day, when it has reached the rule's daily budget. */
+  /**
+   * The rule's spend of the day, when it has reached the rule's daily budget. The rule and the
+   * spend are read at once, one round trip: the spend is read even for a rule without a limit.
+   */
   async spent(routeId: string, now: number): Promise<BudgetSpent | undefined> {
     if (routeId === "") return undefined;
-    const limitUsd = await this.dailyLimitUsd(routeId);
-    if (limitUsd === undefined) return undefined;
     const day = utcDay(now);
-    const spentUsd = Number((await storeCall(() => this.redis.get(this.spendKey(routeId, day)))) ?? 0);
+    const [limitUsd, spend] = await Promise.all([
+      this.dailyLimitUsd(routeId),
+      storeCall(() => this.redis.get(this.spendKey(routeId, day))),
+    ]);
+    if (limitUsd === undefined) return undefined;
+    const spentUsd = Number(spend ?? 0);
     if (spentUsd < limitUsd) return undefined;
     return { routeId, day, spentUsd, limitUsd, resetsInMs: DAY_MS - (now % DAY_MS) };
   }

@@ -3,7 +3,7 @@ import type { RedisClient } from "@hookmesh/kit";
 import { TaskEventSchema, TaskSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { type TaskChange, TaskChangeSchema } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { InvalidCursorError, storeCall } from "./errors.js";
-import { changeLogKey } from "./task-store.js";
+import { changeLogKey } from "./keys.js";
 import { Doorbell, type TimelineSignals } from "./watches.js";
 
 export interface ChangeLogOptions {

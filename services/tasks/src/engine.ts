@@ -20,9 +20,9 @@ import type { BudgetSpent, RouteBudgets, RunOfTask } from "./budgets.js";
 import { InvalidEventError, LeaseLostError, TaskNotFoundError, TaskStateError } from "./errors.js";
 import type { RouteDecision } from "./routing/router.js";
 import type { SubjectLocks } from "./subject-locks.js";
-import { isFinal, type TaskStore } from "./task-store.js";
+import { isFinal, type StoredTask, type TaskStore } from "./task-store.js";
 import type { NewTaskEvent, Timeline } from "./timeline.js";
-import type { WorkQueue } from "./work-queue.js";
+import type { QueuedJob, WorkQueue } from "./work-queue.js";
 
 export interface EventRouter {
   /** The decision for each event, in order, from one reading of the rules. */
@@ -331,15 +331,15 @@ export class TaskEngine {
       const leaseId = sessionId ? `${sessionId}${SESSION_LEASE_SEPARATOR}${randomUUID()}` : randomUUID();
       // Read before looking, so that work made ready while this call looks is not waited past.
       const rings = this.queue.rings;
-      const taskId = await this.queue.next(leaseId);
-      if (taskId !== undefined) {
+      const queued = await this.queue.next(leaseId);
+      if (queued !== undefined) {
         let grant: LeaseGrant | undefined;
         try {
-          grant = await this.grant(taskId, leaseId, workerId);
+          grant = await this.grant(queued, leaseId, workerId);
         } catch (err) {
           // The tasks leased so far are the caller's: a failure now must not strand them.
           if (grants.length === 0) throw err;
-          this.logger.warn({ taskId, err: (err as Error).message }, "leasing stopped early");
+          this.logger.warn({ taskId: queued.taskId, err: (err as Error).message }, "leasing stopped early");
           break;
         }
         if (grant) grants.push(grant);
@@ -359,8 +359,13 @@ export class TaskEngine {
 
   /** Extends a lease; says whether the task was canceled meanwhile. */
   async heartbeat(taskId: string, leaseId: string): Promise<{ expireTime: Timestamp; cancelRequested: boolean }> {
-    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
-    const task = await this.store.get(taskId, TaskView.BASIC);
+    // One round trip for both: the task read counts only if the lease held.
+    const [extended, task] = await Promise.all([
+      this.queue.extend(taskId, leaseId),
+      this.store.get(taskId, TaskView.BASIC).catch(missingAsUndefined),
+    ]);
+    if (!extended) throw new LeaseLostError(taskId);
+    if (!task) throw new TaskNotFoundError(taskId);
     // A released lease's job may still be locked by it for a moment (see releaseLease).
     if (task.state !== TaskState.RUNNING) throw new LeaseLostError(taskId);
     await this.subjects.extend(subjectOf(task), leaseId);
@@ -369,7 +374,7 @@ export class TaskEngine {
 
   /** Appends what the agent did to the timeline; says whether the task was canceled meanwhile. */
   async report(taskId: string, leaseId: string, events: readonly TaskEvent[]): Promise<{ cancelRequested: boolean }> {
-    const task = await this.leasedTask(taskId, leaseId);
+    const { task } = await this.leasedTask(taskId, leaseId);
     const costs = events.flatMap(({ kind }) =>
       kind.case === "usage" && Number.isFinite(kind.value.costUsd) ? [kind.value.costUsd] : [],
     );
@@ -382,18 +387,25 @@ export class TaskEngine {
   }
 
   async complete(taskId: string, leaseId: string, result: TaskResult | undefined): Promise<Task> {
-    const task = await this.leasedTask(taskId, leaseId);
-    if (task.state !== TaskState.RUNNING) return task;
-    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
-    await this.budgets.record(runOf(task), result?.costUsd ?? 0, this.now());
-    const done = await this.store.update(taskId, (t) => {
-      t.result = result;
-      t.workerId = "";
-      transition(t, TaskState.SUCCEEDED, "agent succeeded");
-    });
+    // The job is read with the task, for its end: no read of its own then.
+    const [leased, queued] = await Promise.all([this.leasedTask(taskId, leaseId), this.queue.read(taskId)]);
+    if (leased.task.state !== TaskState.RUNNING) return leased.task;
+    await this.holdAndCountSpend(leased.task, leaseId, result);
+    const done = await this.store.update(
+      taskId,
+      (t) => {
+        t.result = result;
+        t.workerId = "";
+        transition(t, TaskState.SUCCEEDED, "agent succeeded");
+      },
+      {
+        from: leased,
+        append: (t) =>
+          this.timeline.prepare(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, t.attempt))]),
+      },
+    );
     this.options.observer?.ended(done.state);
-    await this.timeline.append(taskId, [changed(stage(TaskStage.COMPLETED, summary(result), undefined, done.attempt))]);
-    await this.release(done, leaseId);
+    await this.release(done, queued, leaseId);
     return done;
   }
 
@@ -402,54 +414,66 @@ export class TaskEngine {
    * if retryable with attempts left, dead-lettered if retryable without, FAILED otherwise.
    */
   async fail(taskId: string, leaseId: string, result: TaskResult | undefined, retryable: boolean): Promise<Task> {
-    const task = await this.leasedTask(taskId, leaseId);
-    if (task.state !== TaskState.RUNNING) return task;
-    if (!(await this.queue.extend(taskId, leaseId))) throw new LeaseLostError(taskId);
-    await this.budgets.record(runOf(task), result?.costUsd ?? 0, this.now());
+    // The job is read with the task, for its end: no read of its own then.
+    const [leased, queued] = await Promise.all([this.leasedTask(taskId, leaseId), this.queue.read(taskId)]);
+    if (leased.task.state !== TaskState.RUNNING) return leased.task;
+    await this.holdAndCountSpend(leased.task, leaseId, result);
     const error = result?.error || "agent failed";
     const neverRetried = NEVER_RETRIED.get(result?.outcome ?? RunOutcome.UNSPECIFIED);
     let retryInMs = 0;
-    const failed = await this.store.update(taskId, (t) => {
-      t.result = result;
-      t.workerId = "";
-      if (t.cancelRequested || result?.outcome === RunOutcome.CANCELED) {
-        transition(t, TaskState.CANCELED, "canceled while running");
-      } else if (neverRetried) {
-        transition(t, TaskState.FAILED, `${error}; ${neverRetried}`);
-      } else if (retryable && failedAttempts(t) < t.maxAttempts) {
-        retryInMs = this.backoff(t.attempt);
-        transition(
-          t,
-          TaskState.QUEUED,
-          `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`,
+    const eventsOf = (failed: Task): NewTaskEvent[] => {
+      const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
+      if (failed.state === TaskState.QUEUED)
+        events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
+      if (failed.state === TaskState.DEAD)
+        events.push(
+          stage(
+            TaskStage.DEAD,
+            `attempt ${failed.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(failed)}`,
+            undefined,
+            failed.attempt,
+          ),
         );
-      } else if (retryable) {
-        transition(t, TaskState.DEAD, `attempt ${t.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(t)}`);
-      } else {
-        transition(t, TaskState.FAILED, error);
-      }
-    });
+      if (failed.state === TaskState.CANCELED)
+        events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
+      return events;
+    };
+    const failed = await this.store.update(
+      taskId,
+      (t) => {
+        t.result = result;
+        t.workerId = "";
+        if (t.cancelRequested || result?.outcome === RunOutcome.CANCELED) {
+          transition(t, TaskState.CANCELED, "canceled while running");
+        } else if (neverRetried) {
+          transition(t, TaskState.FAILED, `${error}; ${neverRetried}`);
+        } else if (retryable && failedAttempts(t) < t.maxAttempts) {
+          retryInMs = this.backoff(t.attempt);
+          transition(
+            t,
+            TaskState.QUEUED,
+            `attempt ${t.attempt} failed: ${error}; retrying in ${Math.round(retryInMs / 1000)}s`,
+          );
+        } else if (retryable) {
+          transition(
+            t,
+            TaskState.DEAD,
+            `attempt ${t.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(t)}`,
+          );
+        } else {
+          transition(t, TaskState.FAILED, error);
+        }
+      },
+      { from: leased, append: (t) => this.timeline.prepare(taskId, eventsOf(t)) },
+    );
     if (isFinal(failed.state)) this.options.observer?.ended(failed.state);
-    const events: NewTaskEvent[] = [changed(stage(TaskStage.FAILED, error, undefined, failed.attempt))];
-    if (failed.state === TaskState.QUEUED)
-      events.push(stage(TaskStage.RETRY_SCHEDULED, `in ${retryInMs}ms`, undefined, failed.attempt));
-    if (failed.state === TaskState.DEAD)
-      events.push(
-        stage(
-          TaskStage.DEAD,
-          `attempt ${failed.attempt} (lease ${leaseId}) failed: ${error}; ${outOfAttempts(failed)}`,
-          undefined,
-          failed.attempt,
-        ),
-      );
-    if (failed.state === TaskState.CANCELED)
-      events.push(stage(TaskStage.CANCELED, "agent stopped", undefined, failed.attempt));
-    await this.timeline.append(taskId, events);
     if (failed.state === TaskState.QUEUED) {
-      await this.queue.retryLater(taskId, leaseId, retryInMs);
-      await this.subjects.release(subjectOf(failed), leaseId);
+      await Promise.all([
+        this.queue.retryLater(queued, leaseId, retryInMs),
+        this.subjects.release(subjectOf(failed), leaseId),
+      ]);
     } else {
-      await this.release(failed, leaseId);
+      await this.release(failed, queued, leaseId);
     }
     return failed;
   }
@@ -485,26 +509,34 @@ export class TaskEngine {
     if (!(await this.store.revokeLease(taskId, leaseId))) return false;
     const why = `attempt %d (lease ${leaseId}) lost: the session of worker ${workerId} ended (its connection closed)`;
     let released = false;
-    const back = await this.store.update(taskId, (t) => {
-      released = t.state === TaskState.RUNNING && t.workerId === workerId;
-      if (!released) return;
-      t.lostLeases += 1;
-      t.workerId = "";
-      transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
-    });
+    const back = await this.store.update(
+      taskId,
+      (t) => {
+        released = t.state === TaskState.RUNNING && t.workerId === workerId;
+        if (!released) return;
+        t.lostLeases += 1;
+        t.workerId = "";
+        transition(t, TaskState.QUEUED, why.replace("%d", String(t.attempt)));
+      },
+      {
+        append: (t) =>
+          released
+            ? this.timeline.prepare(taskId, [
+                changed(
+                  stage(
+                    TaskStage.LEASE_EXPIRED,
+                    `${why.replace("%d", String(t.attempt))}; lost lease ${t.lostLeases} of ` +
+                      `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
+                    undefined,
+                    t.attempt,
+                  ),
+                ),
+              ])
+            : undefined,
+      },
+    );
     if (!released) return false;
     this.options.observer?.leaseReleased();
-    await this.timeline.append(taskId, [
-      changed(
-        stage(
-          TaskStage.LEASE_EXPIRED,
-          `${why.replace("%d", String(back.attempt))}; lost lease ${back.lostLeases} of ` +
-            `${this.options.maxLostLeases} allowed, not counted as a failed attempt`,
-          undefined,
-          back.attempt,
-        ),
-      ),
-    ]);
     // Failing here leaves the job locked by the revoked lease until its lock expires; the
     // stalled-job check then returns it, and the task, QUEUED already, runs as usual.
     await this.queue
@@ -538,22 +570,32 @@ export class TaskEngine {
     return repaired;
   }
 
-  private async grant(taskId: string, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
-    let task: Task;
+  /**
+   * Leases a task whose job `leaseId` just locked, in three round trips after the queue's: the
+   * task read once (its bytes kept), the rule's budget read while the subject's lock is taken,
+   * and one script that moves the task to RUNNING if it is still as read, records the lease and
+   * appends the timeline's events. A task changed meanwhile is read again and the change
+   * reapplied, as any update does.
+   */
+  private async grant(queued: QueuedJob, leaseId: string, workerId: string): Promise<LeaseGrant | undefined> {
+    const { taskId } = queued;
+    let read: StoredTask;
     try {
-      task = await this.store.get(taskId, TaskView.BASIC);
+      read = await this.store.read(taskId);
     } catch (err) {
       if (!(err instanceof TaskNotFoundError)) {
         // The store failed, which says nothing about the task: it comes back when this lease
         // expires, instead of being dropped from the queue for good.
-        await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs).catch(() => {});
+        await this.queue.retryLater(queued, leaseId, this.options.subjectBusyDelayMs).catch(() => {});
         throw err;
       }
-      await this.queue.finish(taskId, leaseId);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
+    let task = read.task;
+    let from: StoredTask | undefined = read;
     if (isFinal(task.state)) {
-      await this.queue.finish(taskId, leaseId);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
     const events: NewTaskEvent[] = [];
@@ -561,16 +603,20 @@ export class TaskEngine {
       // Only BullMQ's stalled-job check puts a RUNNING task's job back in the queue, and only
       // once its lease's lock has expired: its worker stopped heartbeating.
       const lostLease = (await this.store.leaseOf(taskId)) ?? "unknown";
-      const lost = await this.store.update(taskId, (t) => {
-        if (t.state !== TaskState.RUNNING) return;
-        t.lostLeases += 1;
-        t.workerId = "";
-        transition(
-          t,
-          TaskState.QUEUED,
-          `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
-        );
-      });
+      const lost = await this.store.update(
+        taskId,
+        (t) => {
+          if (t.state !== TaskState.RUNNING) return;
+          t.lostLeases += 1;
+          t.workerId = "";
+          transition(
+            t,
+            TaskState.QUEUED,
+            `attempt ${t.attempt} (lease ${lostLease}) lost: worker ${task.workerId} stopped heartbeating`,
+          );
+        },
+        { from },
+      );
       if (lost.lostLeases > task.lostLeases) this.options.observer?.leaseExpired();
       events.push(
         changed(
@@ -585,47 +631,88 @@ export class TaskEngine {
         ),
       );
       task = lost;
+      // Once per lost lease: the next update reads the task again rather than keep its bytes.
+      from = undefined;
     }
     const deadWhy = whyDeadBeforeRun(task, this.options.maxLostLeases);
     if (task.cancelRequested || deadWhy) {
-      const ended = await this.store.update(taskId, (t) => {
-        t.workerId = "";
-        if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
-        else transition(t, TaskState.DEAD, deadWhy ?? "");
-      });
-      if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
-      events.push(
-        changed(
-          ended.state === TaskState.CANCELED
-            ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, ended.attempt)
-            : stage(TaskStage.DEAD, deadWhy ?? "", undefined, ended.attempt),
-        ),
+      const ended = await this.store.update(
+        taskId,
+        (t) => {
+          t.workerId = "";
+          if (t.cancelRequested) transition(t, TaskState.CANCELED, "canceled");
+          else transition(t, TaskState.DEAD, deadWhy ?? "");
+        },
+        {
+          from,
+          append: (t) =>
+            this.timeline.prepare(taskId, [
+              ...events,
+              changed(
+                t.state === TaskState.CANCELED
+                  ? stage(TaskStage.CANCELED, "canceled before it could run again", undefined, t.attempt)
+                  : stage(TaskStage.DEAD, deadWhy ?? "", undefined, t.attempt),
+              ),
+            ]),
+        },
       );
-      await this.timeline.append(taskId, events);
-      await this.queue.finish(taskId, leaseId);
+      if (isFinal(ended.state)) this.options.observer?.ended(ended.state);
+      await this.queue.finish(queued, leaseId);
       return undefined;
     }
-    const spent = await this.budgets.spent(task.routeId, this.now());
-    if (spent) {
-      await this.waitForBudget(task, leaseId, spent, events);
+    const claim = await this.lockSubjectWithinBudget(task, leaseId);
+    if (claim.spent) {
+      await this.waitForBudget(task, queued, leaseId, claim.spent, events);
       return undefined;
     }
-    if (!(await this.subjects.acquire(subjectOf(task), leaseId))) {
+    if (!claim.locked) {
       await this.timeline.append(taskId, events);
-      await this.queue.retryLater(taskId, leaseId, this.options.subjectBusyDelayMs);
+      await this.queue.retryLater(queued, leaseId, this.options.subjectBusyDelayMs);
       return undefined;
     }
     const queuedSince = task.transitions.findLast((t) => t.state === TaskState.QUEUED)?.time;
-    const running = await this.store.update(taskId, (t) => {
-      t.attempt += 1;
-      t.workerId = workerId;
-      transition(t, TaskState.RUNNING, `leased by ${workerId}`);
-    });
+    const running = await this.store.update(
+      taskId,
+      (t) => {
+        t.attempt += 1;
+        t.workerId = workerId;
+        transition(t, TaskState.RUNNING, `leased by ${workerId}`);
+      },
+      {
+        from,
+        lease: leaseId,
+        append: (t) =>
+          this.timeline.prepare(taskId, [
+            ...events,
+            changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, t.attempt)),
+          ]),
+      },
+    );
     if (queuedSince) this.options.observer?.leased(Math.max(0, (Date.now() - timestampMs(queuedSince)) / 1000));
-    await this.store.setLease(taskId, leaseId);
-    events.push(changed(stage(TaskStage.LEASED, `worker ${workerId}`, undefined, running.attempt)));
-    await this.timeline.append(taskId, events);
     return { task: running, leaseId, expireTime: this.expiry() };
+  }
+
+  /**
+   * Reads the task's rule budget and takes its subject's lock at once, one round trip rather
+   * than two; the lock is given straight back when the budget is spent or could not be read.
+   */
+  private async lockSubjectWithinBudget(
+    task: Task,
+    leaseId: string,
+  ): Promise<{ spent: BudgetSpent; locked?: undefined } | { spent?: undefined; locked: boolean }> {
+    const subject = subjectOf(task);
+    const [budget, lock] = await Promise.allSettled([
+      this.budgets.spent(task.routeId, this.now()),
+      this.subjects.acquire(subject, leaseId),
+    ]);
+    const spent = budget.status === "fulfilled" ? budget.value : undefined;
+    if (lock.status === "fulfilled" && lock.value && (spent || budget.status === "rejected")) {
+      await this.subjects.release(subject, leaseId);
+    }
+    if (budget.status === "rejected") throw budget.reason;
+    if (spent) return { spent };
+    if (lock.status === "rejected") throw lock.reason;
+    return { locked: lock.value };
   }
 
   /**
@@ -633,7 +720,13 @@ export class TaskEngine {
    * later (`budgetRecheckMs`, or the next UTC day if sooner), and says why in its timeline
    * once a day rather than at every look.
    */
-  private async waitForBudget(task: Task, leaseId: string, spent: BudgetSpent, events: NewTaskEvent[]): Promise<void> {
+  private async waitForBudget(
+    task: Task,
+    queued: QueuedJob,
+    leaseId: string,
+    spent: BudgetSpent,
+    events: NewTaskEvent[],
+  ): Promise<void> {
     const why =
       `route ${spent.routeId} spent $${spent.spentUsd.toFixed(2)} of its $${spent.limitUsd.toFixed(2)} daily budget ` +
       `on ${spent.day} (UTC); waiting for the next UTC day or a higher budget`;
@@ -642,11 +735,7 @@ export class TaskEngine {
       events.push(stage(TaskStage.QUEUED, why, undefined, task.attempt));
     }
     await this.timeline.append(task.id, events);
-    await this.queue.retryLater(
-      task.id,
-      leaseId,
-      Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)),
-    );
+    await this.queue.retryLater(queued, leaseId, Math.max(1, Math.min(this.options.budgetRecheckMs, spent.resetsInMs)));
   }
 
   /**
@@ -656,27 +745,56 @@ export class TaskEngine {
   private async giveBack(grant: LeaseGrant, workerId: string): Promise<void> {
     const { task, leaseId } = grant;
     const why = `lease ${leaseId} of attempt ${task.attempt} given back: worker ${workerId} went away before it was told`;
-    const back = await this.store.update(task.id, (t) => {
-      if (t.state !== TaskState.RUNNING || t.workerId !== workerId) return;
-      t.attempt -= 1;
-      t.workerId = "";
-      transition(t, TaskState.QUEUED, why);
-    });
+    const back = await this.store.update(
+      task.id,
+      (t) => {
+        if (t.state !== TaskState.RUNNING || t.workerId !== workerId) return;
+        t.attempt -= 1;
+        t.workerId = "";
+        transition(t, TaskState.QUEUED, why);
+      },
+      {
+        append: (t) =>
+          t.state === TaskState.QUEUED
+            ? this.timeline.prepare(task.id, [changed(stage(TaskStage.QUEUED, why, undefined, t.attempt))])
+            : undefined,
+      },
+    );
     if (back.state !== TaskState.QUEUED) return;
-    await this.timeline.append(task.id, [changed(stage(TaskStage.QUEUED, why, undefined, back.attempt))]);
     await this.queue.retryLater(task.id, leaseId, 0);
     await this.subjects.release(subjectOf(task), leaseId);
   }
 
-  /** The task a lease is about, if `leaseId` is the one that leased it last. */
-  private async leasedTask(taskId: string, leaseId: string): Promise<Task> {
-    if ((await this.store.leaseOf(taskId)) !== leaseId) throw new LeaseLostError(taskId);
-    return this.store.get(taskId, TaskView.BASIC);
+  /**
+   * The task a lease is about, as stored, if `leaseId` is the one that leased it last: the
+   * lease and the task read in one round trip.
+   */
+  private async leasedTask(taskId: string, leaseId: string): Promise<StoredTask> {
+    const [holder, read] = await Promise.all([
+      this.store.leaseOf(taskId),
+      this.store.read(taskId).catch(missingAsUndefined),
+    ]);
+    if (holder !== leaseId) throw new LeaseLostError(taskId);
+    if (!read) throw new TaskNotFoundError(taskId);
+    return read;
   }
 
-  private async release(task: Task, leaseId: string): Promise<void> {
-    await this.queue.finish(task.id, leaseId);
-    await this.subjects.release(subjectOf(task), leaseId);
+  /**
+   * Makes sure `leaseId` still holds the task's job, and counts the run's spend, in one round
+   * trip: a run's spend counts once however often it is reported, and counts even when its
+   * lease turns out lost, because it was spent all the same.
+   */
+  private async holdAndCountSpend(task: Task, leaseId: string, result: TaskResult | undefined): Promise<void> {
+    const [held] = await Promise.all([
+      this.queue.extend(task.id, leaseId),
+      this.budgets.record(runOf(task), result?.costUsd ?? 0, this.now()),
+    ]);
+    if (!held) throw new LeaseLostError(task.id);
+  }
+
+  /** Lets go of an ended task's job and of its subject, at once. */
+  private async release(task: Task, queued: QueuedJob, leaseId: string): Promise<void> {
+    await Promise.all([this.queue.finish(queued, leaseId), this.subjects.release(subjectOf(task), leaseId)]);
   }
 
   private async enqueue(task: Task): Promise<void> {
@@ -751,6 +869,12 @@ function whyDeadBeforeRun(task: Task, maxLostLeases: number): string | undefined
   }
   if (failedAttempts(task) >= task.maxAttempts) return outOfAttempts(task);
   return undefined;
+}
+
+/** A read's answer for a task that does not exist: none, so that a lost lease is what the caller is told first. */
+function missingAsUndefined(err: unknown): undefined {
+  if (err instanceof TaskNotFoundError) return undefined;
+  throw err;
 }
 
 function runOf(task: Task): RunOfTask {

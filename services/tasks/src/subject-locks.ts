@@ -1,4 +1,4 @@
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 
 const EXTEND_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -28,11 +28,11 @@ export class SubjectLocks {
   }
 
   async extend(subject: string, leaseId: string): Promise<void> {
-    if (subject) await this.redis.eval(EXTEND_SCRIPT, 1, this.key(subject), leaseId, this.options.leaseMs);
+    if (subject) await runScript(this.redis, EXTEND_SCRIPT, [this.key(subject)], [leaseId, this.options.leaseMs]);
   }
 
   async release(subject: string, leaseId: string): Promise<void> {
-    if (subject) await this.redis.eval(RELEASE_SCRIPT, 1, this.key(subject), leaseId);
+    if (subject) await runScript(this.redis, RELEASE_SCRIPT, [this.key(subject)], [leaseId]);
   }
 
   private key(subject: string): string {

@@ -1,9 +1,10 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { RedisClient } from "@hookmesh/kit";
-import { StoreUnavailableError } from "@hookmesh/kit";
+import { type RedisClient, runScript, StoreUnavailableError } from "@hookmesh/kit";
 import { Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
 import { type Task, TaskSchema, TaskState, TaskView } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, storeCall, TASK_STORE, TaskNotFoundError } from "./errors.js";
+import { taskKey, timelineKey } from "./keys.js";
+import { APPEND_LUA, type PreparedAppend } from "./timeline.js";
 
 export interface TaskStoreOptions {
   /** Every key this store touches starts with it; no other service uses it. */
@@ -23,6 +24,25 @@ export interface TaskFilter {
 export interface ListOptions extends TaskFilter {
   pageSize: number;
   pageToken?: string;
+}
+
+/** A task as read, with the bytes it is stored as (see `TaskStore.read`). */
+export interface StoredTask {
+  task: Task;
+  bytes: Buffer;
+}
+
+/** What goes with an update, in the same script: all of it, or nothing when the task changed meanwhile. */
+export interface UpdateOptions {
+  /**
+   * The task as read a moment ago (`read`): the first try compares the stored task against its
+   * bytes rather than reading it again; a task changed since costs one more try, as usual.
+   */
+  from?: StoredTask;
+  /** The lease that holds the task from now on (the move to RUNNING). */
+  lease?: string;
+  /** The timeline events that tell of the change, made from the task as changed (Timeline.prepare). */
+  append?: (changed: Task) => PreparedAppend | undefined;
 }
 
 export interface TaskPage {
@@ -71,26 +91,49 @@ return 1
  * Entering a final state starts the task's retention: every key of the task expires together,
  * and the expiry index says when, for the sweep that trims the listing indexes. Leaving one (an
  * operator's retry) takes the deadline away again, so a QUEUED or RUNNING task never expires.
- * KEYS: task, old state index, new state index, expiry index, raw, timeline, lease, delivery.
- * ARGV: task as read, task as changed, id, "final"/"" for before, "final"/"" for after, retention
- * ms, deadline (epoch ms).
+ * A lease given (only on the move to RUNNING, never final) is recorded in the same step, so a
+ * RUNNING task is never without the lease that runs it.
+ * `update(keys, argv)` (Lua, to run inside a script): 1 when replaced, 0 when the task changed.
+ * keys: task, old state index, new state index, expiry index, raw, timeline, lease, delivery.
+ * argv: task as read, task as changed, id, "final"/"" for before, "final"/"" for after, retention
+ * ms, deadline (epoch ms), the lease now holding the task or "" to leave the lease as it is.
  */
-const UPDATE_SCRIPT = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-if KEYS[2] ~= KEYS[3] then
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  redis.call('ZADD', KEYS[3], 0, ARGV[3])
+const UPDATE_LUA = `
+local function update(keys, argv)
+  if redis.call('GET', keys[1]) ~= argv[1] then return 0 end
+  redis.call('SET', keys[1], argv[2], 'KEEPTTL')
+  if argv[8] ~= '' then redis.call('SET', keys[7], argv[8]) end
+  if keys[2] ~= keys[3] then
+    redis.call('ZREM', keys[2], argv[3])
+    redis.call('ZADD', keys[3], 0, argv[3])
+  end
+  if argv[4] == '' and argv[5] ~= '' then
+    for i = 5, 8 do redis.call('PEXPIRE', keys[i], argv[6]) end
+    redis.call('PEXPIRE', keys[1], argv[6])
+    redis.call('ZADD', keys[4], argv[7], argv[3])
+  elseif argv[4] ~= '' and argv[5] == '' then
+    for i = 5, 8 do redis.call('PERSIST', keys[i]) end
+    redis.call('PERSIST', keys[1])
+    redis.call('ZREM', keys[4], argv[3])
+  end
+  return 1
 end
-if ARGV[4] == '' and ARGV[5] ~= '' then
-  for i = 5, 8 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
-elseif ARGV[4] ~= '' and ARGV[5] == '' then
-  for i = 5, 8 do redis.call('PERSIST', KEYS[i]) end
-  redis.call('PERSIST', KEYS[1])
-  redis.call('ZREM', KEYS[4], ARGV[3])
-end
+`;
+
+/** An update alone. KEYS and ARGV: update's. */
+const UPDATE_SCRIPT = `${UPDATE_LUA}
+return update(KEYS, ARGV)
+`;
+
+/**
+ * An update and the timeline events that tell of it, in one step: the events are appended only
+ * if the update was made, right after it, so they are in the timeline in the order of the task's
+ * changes, and cost no round trip of their own.
+ * KEYS: update's eight, then the append's (timeline.ts). ARGV: update's eight, then the append's.
+ */
+const UPDATE_AND_APPEND_SCRIPT = `${UPDATE_LUA}${APPEND_LUA}
+if update(KEYS, ARGV) == 0 then return 0 end
+append({KEYS[9], KEYS[10], KEYS[11]}, {unpack(ARGV, 9)})
 return 1
 `;
 
@@ -161,22 +204,26 @@ export class TaskStore {
     const rawRetentionMs =
       task.state === TaskState.IGNORED ? Math.min(ignoredBodyRetentionMs, retentionMs) : retentionMs;
     const existingId = await storeCall(() =>
-      this.redis.eval(
+      runScript(
+        this.redis,
         CREATE_SCRIPT,
-        7,
-        this.deliveryKey(task),
-        this.taskKey(task.id),
-        this.rawKey(task.id),
-        this.expiryIndex(),
-        this.key("index", "all"),
-        this.key("index", "provider", String(event.provider)),
-        this.stateIndex(task.state),
-        task.id,
-        Buffer.from(toBinary(TaskSchema, stored)),
-        Buffer.from(rawBody),
-        isFinal(task.state) ? String(retentionMs) : "",
-        String(rawRetentionMs),
-        Date.now() + retentionMs,
+        [
+          this.deliveryKey(task),
+          this.taskKey(task.id),
+          this.rawKey(task.id),
+          this.expiryIndex(),
+          this.key("index", "all"),
+          this.key("index", "provider", String(event.provider)),
+          this.stateIndex(task.state),
+        ],
+        [
+          task.id,
+          Buffer.from(toBinary(TaskSchema, stored)),
+          Buffer.from(rawBody),
+          isFinal(task.state) ? String(retentionMs) : "",
+          String(rawRetentionMs),
+          Date.now() + retentionMs,
+        ],
       ),
     );
     if (typeof existingId === "string") return { task: await this.get(existingId, TaskView.FULL), duplicate: true };
@@ -194,39 +241,60 @@ export class TaskStore {
   }
 
   /**
+   * The task without its raw body, with the bytes it is stored as: given to `update` as `from`,
+   * they spare its first try a read.
+   */
+  async read(id: string): Promise<StoredTask> {
+    const bytes = await storeCall(() => this.redis.getBuffer(this.taskKey(id)));
+    if (bytes === null) throw new TaskNotFoundError(id);
+    return { task: fromBinary(TaskSchema, bytes), bytes };
+  }
+
+  /**
    * Applies `change` to the current task and stores the result, unless the task changed in
    * between, in which case it reads again and reapplies. `change` mutates the task it is given
    * (or throws a domain error to refuse); the stored task, without its raw body, is returned.
+   * See UpdateOptions for what may go with the change in the same step.
    */
-  async update(id: string, change: (task: Task) => void): Promise<Task> {
+  async update(id: string, change: (task: Task) => void, options: UpdateOptions = {}): Promise<Task> {
+    let before = options.from?.bytes;
     for (let tries = 0; tries < MAX_UPDATE_TRIES; tries++) {
-      const before = await storeCall(() => this.redis.getBuffer(this.taskKey(id)));
-      if (before === null) throw new TaskNotFoundError(id);
+      if (before === undefined) {
+        const read = await storeCall(() => this.redis.getBuffer(this.taskKey(id)));
+        if (read === null) throw new TaskNotFoundError(id);
+        before = read;
+      }
       const task = fromBinary(TaskSchema, before);
       const oldState = task.state;
       change(task);
+      const keys = [
+        this.taskKey(id),
+        this.stateIndex(oldState),
+        this.stateIndex(task.state),
+        this.expiryIndex(),
+        this.rawKey(id),
+        this.timelineKey(id),
+        this.leaseKey(id),
+        this.deliveryKey(task),
+      ];
+      const args = [
+        before,
+        Buffer.from(toBinary(TaskSchema, task)),
+        id,
+        isFinal(oldState) ? "final" : "",
+        isFinal(task.state) ? "final" : "",
+        String(this.options.retentionMs),
+        String(Date.now() + this.options.retentionMs),
+        options.lease ?? "",
+      ];
+      const append = options.append?.(task);
       const swapped = await storeCall(() =>
-        this.redis.eval(
-          UPDATE_SCRIPT,
-          8,
-          this.taskKey(id),
-          this.stateIndex(oldState),
-          this.stateIndex(task.state),
-          this.expiryIndex(),
-          this.rawKey(id),
-          this.timelineKey(id),
-          this.leaseKey(id),
-          this.deliveryKey(task),
-          before,
-          Buffer.from(toBinary(TaskSchema, task)),
-          id,
-          isFinal(oldState) ? "final" : "",
-          isFinal(task.state) ? "final" : "",
-          String(this.options.retentionMs),
-          Date.now() + this.options.retentionMs,
-        ),
+        append
+          ? runScript(this.redis, UPDATE_AND_APPEND_SCRIPT, [...keys, ...append.keys], [...args, ...append.args])
+          : runScript(this.redis, UPDATE_SCRIPT, keys, args),
       );
       if (swapped === 1) return task;
+      before = undefined;
     }
     throw new StoreUnavailableError(
       TASK_STORE,
@@ -270,14 +338,6 @@ export class TaskStore {
     return new Map(states.map((state, i) => [state, counts[i] ?? 0]));
   }
 
-  /**
-   * Records which lease holds a task, kept after the task ends (for as long as the task) so a
-   * repeated completion can be recognised. Leases are only taken on tasks that have not ended.
-   */
-  async setLease(taskId: string, leaseId: string): Promise<void> {
-    await storeCall(() => this.redis.set(this.leaseKey(taskId), leaseId));
-  }
-
   async leaseOf(taskId: string): Promise<string | null> {
     return storeCall(() => this.redis.get(this.leaseKey(taskId)));
   }
@@ -294,7 +354,9 @@ export class TaskStore {
    * lease granted meanwhile is never taken.
    */
   async revokeLease(taskId: string, leaseId: string): Promise<boolean> {
-    const revoked = await storeCall(() => this.redis.eval(REVOKE_LEASE_SCRIPT, 1, this.leaseKey(taskId), leaseId));
+    const revoked = await storeCall(() =>
+      runScript(this.redis, REVOKE_LEASE_SCRIPT, [this.leaseKey(taskId)], [leaseId]),
+    );
     return revoked === 1;
   }
 
@@ -315,7 +377,7 @@ export class TaskStore {
     let swept = 0;
     for (;;) {
       const removed = Number(
-        await storeCall(() => this.redis.eval(SWEEP_SCRIPT, indexes.length, ...indexes, SWEEP_BATCH, Date.now())),
+        await storeCall(() => runScript(this.redis, SWEEP_SCRIPT, indexes, [SWEEP_BATCH, Date.now()])),
       );
       swept += removed;
       if (removed < SWEEP_BATCH) return swept;
@@ -395,21 +457,6 @@ export class TaskStore {
   private key(...parts: string[]): string {
     return this.prefix + parts.join(":");
   }
-}
-
-/** A task's key under the service's key prefix. */
-export function taskKey(keyPrefix: string, taskId: string): string {
-  return `${keyPrefix}task:${taskId}`;
-}
-
-/** The stream of a task's timeline (kept by Timeline, expiring with the task); also its watchers' channel. */
-export function timelineKey(keyPrefix: string, taskId: string): string {
-  return `${keyPrefix}events:${taskId}`;
-}
-
-/** The stream of every task's changes (written with the timelines, read by WatchChanges); also its watchers' channel. */
-export function changeLogKey(keyPrefix: string): string {
-  return `${keyPrefix}changes`;
 }
 
 /** Every value of a generated enum but its UNSPECIFIED zero. */

@@ -1,9 +1,9 @@
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { type TaskEvent, TaskEventSchema } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { storeCall } from "./errors.js";
-import { changeLogKey, taskKey, timelineKey } from "./task-store.js";
+import { changeLogKey, taskKey, timelineKey } from "./keys.js";
 import { Doorbell, type TimelineSignals } from "./watches.js";
 
 export interface TimelineOptions {
@@ -44,43 +44,57 @@ const READ_BATCH = 500;
  * Each change holds the task id (t), the event's id in the timeline (i), the event (e), the
  * change before it (p: what the log last gave out, even if trimmed since, so a reader can tell
  * a gap from a neighbour) and, for an event that changed the task, the task as stored now (s),
- * which is at or after the change: the engine appends after it updates, and reading the record
- * here rather than sending it keeps the snapshots in the log's order even when two replicas
- * update one task at once.
- * KEYS: stream, task, change log (also its channel).
- * ARGV: stream length cap, channel, change log cap, task id, then per event "1" when it changed
+ * which is at or after the change: the engine appends after it updates (or in the update's own
+ * script), and reading the record here rather than sending it keeps the snapshots in the log's
+ * order even when two replicas update one task at once.
+ *
+ * `append(keys, argv)` (Lua, to run inside a script, the task store's updates among them):
+ * keys: stream, task, change log (also its channel).
+ * argv: stream length cap, channel, change log cap, task id, then per event "1" when it changed
  * the task ("" otherwise) and the event.
  */
-const APPEND_SCRIPT = `
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl == -2 then return 0 end
-local previous = ''
-local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-if newest then
-  previous = newest[1]
-elseif redis.call('EXISTS', KEYS[3]) == 1 then
-  local info = redis.call('XINFO', 'STREAM', KEYS[3])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then previous = info[i + 1] end
+export const APPEND_LUA = `
+local function append(keys, argv)
+  local ttl = redis.call('PTTL', keys[2])
+  if ttl == -2 then return 0 end
+  local previous = ''
+  local newest = redis.call('XREVRANGE', keys[3], '+', '-', 'COUNT', 1)[1]
+  if newest then
+    previous = newest[1]
+  elseif redis.call('EXISTS', keys[3]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', keys[3])
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then previous = info[i + 1] end
+    end
   end
-end
-local record
-for i = 5, #ARGV, 2 do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
-  if ARGV[i] == '1' then
-    record = record or redis.call('GET', KEYS[2])
-    previous = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-      't', ARGV[4], 'i', id, 'p', previous, 'e', ARGV[i + 1], 's', record)
-  else
-    previous = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-      't', ARGV[4], 'i', id, 'p', previous, 'e', ARGV[i + 1])
+  local record
+  for i = 5, #argv, 2 do
+    local id = redis.call('XADD', keys[1], 'MAXLEN', '~', argv[1], '*', 'e', argv[i + 1])
+    if argv[i] == '1' then
+      record = record or redis.call('GET', keys[2])
+      previous = redis.call('XADD', keys[3], 'MAXLEN', '~', argv[3], '*',
+        't', argv[4], 'i', id, 'p', previous, 'e', argv[i + 1], 's', record)
+    else
+      previous = redis.call('XADD', keys[3], 'MAXLEN', '~', argv[3], '*',
+        't', argv[4], 'i', id, 'p', previous, 'e', argv[i + 1])
+    end
   end
+  if ttl > 0 then redis.call('PEXPIRE', keys[1], ttl) end
+  redis.call('PUBLISH', argv[2], '')
+  redis.call('PUBLISH', keys[3], '')
+  return 1
 end
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-redis.call('PUBLISH', ARGV[2], '')
-redis.call('PUBLISH', KEYS[3], '')
-return 1
 `;
+
+const APPEND_SCRIPT = `${APPEND_LUA}
+return append(KEYS, ARGV)
+`;
+
+/** An append made ready for APPEND_LUA: its keys and arguments, in that order. */
+export interface PreparedAppend {
+  keys: string[];
+  args: (string | Buffer)[];
+}
 
 /**
  * A task's append-only timeline: one Redis stream per task, each entry a TaskEvent in
@@ -99,27 +113,28 @@ export class Timeline {
 
   /** Appends `events` to the task's timeline and to the change log, unless the task is gone. */
   async append(taskId: string, events: readonly NewTaskEvent[]): Promise<void> {
-    if (events.length === 0) return;
+    const prepared = this.prepare(taskId, events);
+    if (!prepared) return;
+    await storeCall(() => runScript(this.redis, APPEND_SCRIPT, prepared.keys, prepared.args));
+  }
+
+  /**
+   * `events` encoded for APPEND_LUA, to be appended by a script that does more (nothing when
+   * there are none): the task store's updates append the events that tell of them this way.
+   */
+  prepare(taskId: string, events: readonly NewTaskEvent[]): PreparedAppend | undefined {
+    if (events.length === 0) return undefined;
     const encoded = events.flatMap(({ changedTask, ...init }) => {
       const event = create(TaskEventSchema, { ...init, time: init.time ?? timestampFromDate(this.now()) });
       this.truncate(event);
       return [changedTask ? "1" : "", Buffer.from(toBinary(TaskEventSchema, event))];
     });
     const key = this.key(taskId);
-    await storeCall(() =>
-      this.redis.eval(
-        APPEND_SCRIPT,
-        3,
-        key,
-        taskKey(this.options.keyPrefix, taskId),
-        changeLogKey(this.options.keyPrefix),
-        String(this.options.maxEvents),
-        key,
-        String(this.options.changeLogMax),
-        taskId,
-        ...encoded,
-      ),
-    );
+    const { keyPrefix, maxEvents, changeLogMax } = this.options;
+    return {
+      keys: [key, taskKey(keyPrefix, taskId), changeLogKey(keyPrefix)],
+      args: [String(maxEvents), key, String(changeLogMax), taskId, ...encoded],
+    };
   }
 
   /** Events after `afterId` (from the start when empty), oldest first. */

@@ -9,6 +9,15 @@ export interface WorkQueueOptions {
   leaseMs: number;
 }
 
+/**
+ * A task's job as the queue gave it out (`next`) or as read ahead (`read`): ending its lease
+ * with it (`finish`, `retryLater`) reads the job no more. No `job`: the job is gone.
+ */
+export interface QueuedJob {
+  readonly taskId: string;
+  readonly job: Job | undefined;
+}
+
 /** Route priorities run from 0 to 1000, higher first; BullMQ's run from 1, lower first. */
 const MAX_PRIORITY = 1000;
 const QUEUE_NAME = "tasks";
@@ -82,10 +91,15 @@ export class WorkQueue {
     return (await this.queue.getJob(taskId)) !== undefined;
   }
 
-  /** The next ready task, locked with `leaseId`, or undefined when none is ready. */
-  async next(leaseId: string): Promise<string | undefined> {
+  /** The next ready task's job, locked with `leaseId`, or undefined when none is ready. */
+  async next(leaseId: string): Promise<QueuedJob | undefined> {
     const job = await this.worker.getNextJob(leaseId, { block: false });
-    return job?.id;
+    return job?.id === undefined ? undefined : { taskId: job.id, job };
+  }
+
+  /** A task's job, read ahead of ending its lease, alongside other reads. */
+  async read(taskId: string): Promise<QueuedJob> {
+    return { taskId, job: await Job.fromId(this.queue, taskId) };
   }
 
   /** Rings heard so far: read before `next`, then pass to `waitForWork`. */
@@ -98,21 +112,24 @@ export class WorkQueue {
     return this.bell.wait(since, ms, signal);
   }
 
-  /** Extends a lease; false when `leaseId` no longer holds the task. */
+  /**
+   * Extends a lease; false when `leaseId` no longer holds the task (or its job is gone). One
+   * script, as BullMQ's own lock renewal does it, without reading the job first.
+   */
   async extend(taskId: string, leaseId: string): Promise<boolean> {
-    const job = await Job.fromId(this.queue, taskId);
-    return job !== undefined && (await job.extendLock(leaseId, this.options.leaseMs)) === 1;
+    const failed = await this.worker.extendJobLocks([taskId], [leaseId], this.options.leaseMs);
+    return failed.length === 0;
   }
 
-  /** Ends a leased task's job. */
-  async finish(taskId: string, leaseId: string): Promise<void> {
-    const job = await Job.fromId(this.queue, taskId);
+  /** Ends a leased task's job: the job as read already, or the task's id to read it by. */
+  async finish(of: QueuedJob | string, leaseId: string): Promise<void> {
+    const job = await this.jobOf(of);
     await job?.moveToCompleted(null, leaseId, false);
   }
 
-  /** Puts a leased task back to run again after `delayMs`. */
-  async retryLater(taskId: string, leaseId: string, delayMs: number): Promise<void> {
-    const job = await Job.fromId(this.queue, taskId);
+  /** Puts a leased task back to run again after `delayMs`: the job as read already, or the task's id. */
+  async retryLater(of: QueuedJob | string, leaseId: string, delayMs: number): Promise<void> {
+    const job = await this.jobOf(of);
     if (!job) return;
     await job.moveToDelayed(Date.now() + delayMs, leaseId);
     this.bell.ring(delayMs);
@@ -142,6 +159,10 @@ export class WorkQueue {
     const counted = [...ready.values()].reduce((sum, n) => sum + n, 0);
     const total = (counts.wait ?? 0) + (counts.prioritized ?? 0);
     return { ready, other: Math.max(0, total - counted), delayed: counts.delayed ?? 0 };
+  }
+
+  private async jobOf(of: QueuedJob | string): Promise<Job | undefined> {
+    return typeof of === "string" ? Job.fromId(this.queue, of) : of.job;
   }
 
   async close(): Promise<void> {

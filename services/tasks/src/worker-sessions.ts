@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Logger, RedisClient } from "@hookmesh/kit";
+import { type Logger, type RedisClient, runScript } from "@hookmesh/kit";
 import { storeCall } from "./errors.js";
 
 export interface WorkerSessionsOptions {
@@ -81,7 +81,7 @@ export class WorkerSessions {
     const mark = `open:${token}`;
     if (requested) {
       const resumed = await storeCall(() =>
-        this.redis.eval(RESUME_SCRIPT, 1, this.key(requested), mark, String(SESSION_TTL_MS)),
+        runScript(this.redis, RESUME_SCRIPT, [this.key(requested)], [mark, String(SESSION_TTL_MS)]),
       );
       if (resumed === 1) return { id: requested, workerId, resumed: true, token };
     }
@@ -121,7 +121,7 @@ export class WorkerSessions {
     const log = this.logger.child({ sessionId: stream.id, workerId: stream.workerId });
     try {
       const mine = await storeCall(() =>
-        this.redis.eval(RELEASE_SCRIPT, 1, this.key(stream.id), `open:${stream.token}`, String(SESSION_TTL_MS)),
+        runScript(this.redis, RELEASE_SCRIPT, [this.key(stream.id)], [`open:${stream.token}`, String(SESSION_TTL_MS)]),
       );
       if (mine !== 1) return;
       const released = await this.end.releaseSession(stream.id, stream.workerId);

@@ -8,7 +8,8 @@ import { TaskSchema, TaskStage, TaskState } from "../../../gen/hookmesh/tasks/v1
 import type { TaskChange } from "../../../gen/hookmesh/tasks/v1/task_service_pb.js";
 import { ChangeLog, parseCursor } from "../src/change-log.js";
 import { InvalidCursorError } from "../src/errors.js";
-import { changeLogKey, TaskStore, timelineKey } from "../src/task-store.js";
+import { changeLogKey, timelineKey } from "../src/keys.js";
+import { TaskStore } from "../src/task-store.js";
 import { type NewTaskEvent, Timeline } from "../src/timeline.js";
 import { TimelineSignals } from "../src/watches.js";
 

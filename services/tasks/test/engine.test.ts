@@ -19,9 +19,10 @@ import {
 import { RouteBudgets } from "../src/budgets.js";
 import { type EngineOptions, type EventRouter, TaskEngine, type TaskObserver } from "../src/engine.js";
 import { InvalidEventError, LeaseLostError, TaskStateError } from "../src/errors.js";
+import { timelineKey } from "../src/keys.js";
 import type { RouteDecision } from "../src/routing/router.js";
 import { SubjectLocks } from "../src/subject-locks.js";
-import { TaskStore, timelineKey } from "../src/task-store.js";
+import { TaskStore } from "../src/task-store.js";
 import { Timeline } from "../src/timeline.js";
 import { TimelineSignals } from "../src/watches.js";
 import { WorkBell } from "../src/work-bell.js";
@@ -103,6 +104,33 @@ function recorder() {
 const result = (outcome: RunOutcome, error = "") =>
   create(TaskResultSchema, { outcome, error, answer: "done", exitCode: error ? 1 : 0 });
 const stages = (events: TaskEvent[]) => events.flatMap((e) => (e.kind.case === "stage" ? [e.kind.value.stage] : []));
+
+/**
+ * What `operation` sends on `connections`: its commands, and its round trips, a command sent
+ * while none is in flight starting one (those sent before the replies come back join it).
+ */
+async function counted<T>(
+  connections: Redis[],
+  operation: () => Promise<T>,
+): Promise<{ value: T; count: { roundTrips: number; commands: number } }> {
+  const count = { roundTrips: 0, commands: 0 };
+  let inFlight = 0;
+  const spies = connections.map((connection) => {
+    const send = connection.sendCommand.bind(connection);
+    return vi.spyOn(connection, "sendCommand").mockImplementation((command, ...rest) => {
+      if (inFlight++ === 0) count.roundTrips++;
+      count.commands++;
+      const settled = () => inFlight--;
+      command.promise.then(settled, settled);
+      return send(command, ...rest);
+    });
+  });
+  try {
+    return { value: await operation(), count };
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+}
 
 describe("TaskEngine", () => {
   let db: TestRedis;
@@ -220,6 +248,30 @@ describe("TaskEngine", () => {
       TaskState.RUNNING,
       TaskState.SUCCEEDED,
     ]);
+  });
+
+  it("leases a task in four round trips, heartbeats in two and completes in four, counted in commands", async () => {
+    // A lease long enough that the queue's stalled-job check sends nothing meanwhile.
+    const tasks = await engine({ leaseMs: 60_000 });
+    const cycle = async (subject: string) => {
+      await tasks.submit(event("a", subject));
+      const lease = await counted([db.redis, bull], () => tasks.lease("w1", 1, 0, never));
+      const [grant] = lease.value;
+      const heartbeat = await counted([db.redis, bull], () => tasks.heartbeat(grant!.task.id, grant!.leaseId));
+      const done = create(TaskResultSchema, { outcome: RunOutcome.SUCCEEDED, costUsd: 0.5 });
+      const complete = await counted([db.redis, bull], () => tasks.complete(grant!.task.id, grant!.leaseId, done));
+      expect(complete.value.state).toBe(TaskState.SUCCEEDED);
+      return { lease: lease.count, heartbeat: heartbeat.count, complete: complete.count };
+    };
+    // The first cycle may find this Redis without the scripts (NOSCRIPT, then their text).
+    await cycle("github:o/r#count-1");
+    expect(await cycle("github:o/r#count-2")).toEqual({
+      // The routing rule comes from this test's stub; the service's store reads it with one
+      // more command, in the same round trip as the day's spend and the subject's lock.
+      lease: { roundTrips: 4, commands: 5 },
+      heartbeat: { roundTrips: 2, commands: 3 },
+      complete: { roundTrips: 4, commands: 8 },
+    });
   });
 
   it("retries a retryable failure after a backoff, then dead-letters it", async () => {
@@ -360,10 +412,12 @@ describe("TaskEngine", () => {
       const tasks = await engine({ leaseMs: LONG_LEASE_MS });
       const { task } = await tasks.submit(event("a", "github:o/r#given-back"));
       const gone = new AbortController();
-      const setLease = store.setLease.bind(store);
-      vi.spyOn(store, "setLease").mockImplementationOnce(async (id, leaseId) => {
-        await setLease(id, leaseId);
-        gone.abort();
+      const update = store.update.bind(store);
+      vi.spyOn(store, "update").mockImplementation(async (id, change, options) => {
+        const updated = await update(id, change, options);
+        // The caller goes once the task is RUNNING under its lease, before it is told.
+        if (options?.lease) gone.abort();
+        return updated;
       });
       expect(await tasks.lease("w-gone", 1, 5_000, gone.signal)).toEqual([]);
       expect(await store.get(task.id, TaskView.BASIC)).toMatchObject({ state: TaskState.QUEUED, attempt: 0 });
@@ -641,6 +695,22 @@ describe("TaskEngine", () => {
       clock = Date.parse("2026-12-01T00:00:01Z");
       const [next] = await tasks.lease("w1", 1, 2_000, never);
       expect(next?.task).toMatchObject({ id: waiting.id, state: TaskState.RUNNING, attempt: 1 });
+    });
+
+    it("gives the subject's lock straight back when the rule's budget turns out spent", async () => {
+      rule("small", { budget: { maxCostUsdPerDay: 1 } });
+      const tasks = await engine({ now });
+      const first = (await tasks.submit(event("route=small"))).task;
+      const [grant] = await tasks.lease("w1", 1, 0, never);
+      await tasks.complete(first.id, grant!.leaseId, costing(1.2));
+
+      // The lock is taken while the budget is read; the subject's task of another rule runs.
+      const waiting = (await tasks.submit(event("route=small p=900", "github:o/r#shared"))).task;
+      const other = (await tasks.submit(event("route=other p=1", "github:o/r#shared"))).task;
+      const leased = await tasks.lease("w1", 5, 0, never);
+      expect(leased.map((g) => g.task.id)).toEqual([other.id]);
+      expect(await db.redis.get(`${db.prefix}subject:github:o/r#shared`)).toBe(leased[0]!.leaseId);
+      expect((await store.get(waiting.id, TaskView.BASIC)).state).toBe(TaskState.QUEUED);
     });
 
     it("queues again, without running it, the task of a dead worker whose rule spent its budget meanwhile", async () => {

@@ -1,6 +1,8 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { TEST_REDIS_URL, type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { Redis } from "ioredis";
+import { pino } from "pino";
 import { v7 as uuidv7 } from "uuid";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { EventSchema, Provider } from "../../../gen/hookmesh/events/v1/event_pb.js";
@@ -8,11 +10,15 @@ import {
   StateTransitionSchema,
   type Task,
   TaskSchema,
+  TaskStage,
   TaskState,
   TaskView,
 } from "../../../gen/hookmesh/tasks/v1/task_pb.js";
 import { InvalidPageTokenError, TaskNotFoundError } from "../src/errors.js";
-import { TaskStore, timelineKey } from "../src/task-store.js";
+import { changeLogKey, timelineKey } from "../src/keys.js";
+import { TaskStore } from "../src/task-store.js";
+import { Timeline } from "../src/timeline.js";
+import { TimelineSignals } from "../src/watches.js";
 
 const RAW = '{"action":"created"}';
 
@@ -264,13 +270,148 @@ describe("TaskStore", () => {
     });
   });
 
+  describe("update from a read, with a lease and timeline events", () => {
+    let subscriber: Redis;
+    let timeline: Timeline;
+
+    beforeEach(() => {
+      // Never connects: the signals serve watchers, and nothing here watches.
+      subscriber = new Redis(TEST_REDIS_URL, { lazyConnect: true });
+      timeline = new Timeline(db.redis, {
+        keyPrefix: db.prefix,
+        maxTextBytes: 1024,
+        maxEvents: 100,
+        changeLogMax: 100,
+        signals: new TimelineSignals(subscriber, (id) => timelineKey(db.prefix, id), pino({ level: "silent" })),
+      });
+    });
+    afterEach(() => subscriber.disconnect());
+
+    const run = (t: Task) => {
+      t.attempt += 1;
+      t.state = TaskState.RUNNING;
+    };
+    const leased = (t: Task) =>
+      timeline.prepare(t.id, [
+        {
+          attempt: t.attempt,
+          kind: { case: "stage", value: { stage: TaskStage.LEASED, detail: "w" } },
+          changedTask: true,
+        },
+      ]);
+    const stagesOf = async (id: string) =>
+      (await timeline.read(id)).map((e) => (e.kind.case === "stage" ? [e.kind.value.stage, e.attempt] : []));
+
+    it("reads a task with its stored bytes, and an update from them reads nothing more", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-read"));
+      const read = await store.read(task.id);
+      expect(read.task).toEqual({ ...task, event: { ...task.event, rawBody: new Uint8Array(0) } });
+      expect(read.bytes).toEqual(await db.redis.getBuffer(`${db.prefix}task:${task.id}`));
+      const reads = vi.spyOn(db.redis, "getBuffer");
+      const running = await store.update(task.id, run, { from: read, lease: "lease-1", append: leased });
+      expect(reads).not.toHaveBeenCalled();
+      expect(running).toMatchObject({ state: TaskState.RUNNING, attempt: 1 });
+      expect(await store.get(task.id, TaskView.BASIC)).toEqual(running);
+      expect(await store.leaseOf(task.id)).toBe("lease-1");
+      expect(await stagesOf(task.id)).toEqual([[TaskStage.LEASED, 1]]);
+      await expect(store.read("missing")).rejects.toThrow(TaskNotFoundError);
+    });
+
+    it("after a lost race writes nothing of the first try, then reads again and reapplies the change", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-race"));
+      const stale = await store.read(task.id);
+      await store.update(task.id, (t) => {
+        t.cancelRequested = true;
+      });
+      const seen: boolean[] = [];
+      const running = await store.update(
+        task.id,
+        (t) => {
+          seen.push(t.cancelRequested);
+          run(t);
+        },
+        { from: stale, lease: "lease-1", append: leased },
+      );
+      // The first try compared against the stale bytes and lost; the second saw the cancel.
+      expect(seen).toEqual([false, true]);
+      expect(running).toMatchObject({ state: TaskState.RUNNING, attempt: 1, cancelRequested: true });
+      expect(await store.get(task.id, TaskView.BASIC)).toEqual(running);
+      expect(await stagesOf(task.id)).toEqual([[TaskStage.LEASED, 1]]);
+    });
+
+    it("leaves the lease and the timeline alone when the task changed and the change then refuses", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-refused"));
+      const stale = await store.read(task.id);
+      await store.update(task.id, (t) => {
+        t.state = TaskState.CANCELED;
+      });
+      const refusal = new Error("not queued any more");
+      let tries = 0;
+      await expect(
+        store.update(
+          task.id,
+          (t) => {
+            if (++tries > 1) throw refusal;
+            run(t);
+          },
+          { from: stale, lease: "lease-1", append: leased },
+        ),
+      ).rejects.toBe(refusal);
+      expect(tries).toBe(2);
+      expect(await store.leaseOf(task.id)).toBeNull();
+      expect(await timeline.read(task.id)).toEqual([]);
+      expect((await store.get(task.id, TaskView.BASIC)).state).toBe(TaskState.CANCELED);
+    });
+
+    it("appends each update's events after it, in the order of the updates, with the task as it stands", async () => {
+      const { task } = await store.create(newTask(Provider.GITHUB, "u-order"));
+      const stage = (kind: TaskStage, t: Task) =>
+        timeline.prepare(t.id, [
+          { attempt: t.attempt, kind: { case: "stage", value: { stage: kind, detail: "" } }, changedTask: true },
+        ]);
+      await store.update(task.id, run, { lease: "lease-1", append: (t) => stage(TaskStage.LEASED, t) });
+      await store.update(
+        task.id,
+        (t) => {
+          t.state = TaskState.QUEUED;
+        },
+        { append: (t) => stage(TaskStage.LEASE_EXPIRED, t) },
+      );
+      await store.update(task.id, run, { lease: "lease-2", append: (t) => stage(TaskStage.LEASED, t) });
+      expect(await stagesOf(task.id)).toEqual([
+        [TaskStage.LEASED, 1],
+        [TaskStage.LEASE_EXPIRED, 1],
+        [TaskStage.LEASED, 2],
+      ]);
+      // Each change in the log carries the task as the update left it.
+      const changes = await db.redis.xrangeBuffer(changeLogKey(db.prefix), "-", "+");
+      const snapshots = changes.map(([, fields]) => {
+        const s = fields.findIndex((field) => field.toString() === "s");
+        return fromBinary(TaskSchema, fields[s + 1]!);
+      });
+      expect(snapshots.map((t) => [t.state, t.attempt])).toEqual([
+        [TaskState.RUNNING, 1],
+        [TaskState.QUEUED, 1],
+        [TaskState.RUNNING, 2],
+      ]);
+    });
+  });
+
   describe("leases and state ids", () => {
-    it("records the lease holding a task, and the latest one wins", async () => {
+    it("records the lease holding a task with the update that runs it, and the latest one wins", async () => {
       const { task } = await store.create(newTask(Provider.GITHUB, "l-1"));
       expect(await store.leaseOf(task.id)).toBeNull();
-      await store.setLease(task.id, "lease-1");
+      const run = (t: Task) => {
+        t.state = TaskState.RUNNING;
+        t.attempt += 1;
+      };
+      await store.update(task.id, run, { lease: "lease-1" });
       expect(await store.leaseOf(task.id)).toBe("lease-1");
-      await store.setLease(task.id, "lease-2");
+      await store.update(task.id, (t) => {
+        t.state = TaskState.QUEUED;
+      });
+      expect(await store.leaseOf(task.id)).toBe("lease-1");
+      await store.update(task.id, run, { lease: "lease-2" });
       expect(await store.leaseOf(task.id)).toBe("lease-2");
       expect(await store.leaseOf("other")).toBeNull();
     });
@@ -294,10 +435,13 @@ describe("TaskStore", () => {
     it("starts when a task ends, for every key of the task, and stops when an operator revives it", async () => {
       const { task } = await store.create(newTask(Provider.GITHUB, "r-1"));
       await db.redis.xadd(timelineKey(db.prefix, task.id), "*", "e", "x");
-      await store.setLease(task.id, "lease-1");
-      await store.update(task.id, (t) => {
-        t.state = TaskState.RUNNING;
-      });
+      await store.update(
+        task.id,
+        (t) => {
+          t.state = TaskState.RUNNING;
+        },
+        { lease: "lease-1" },
+      );
       expect(Object.values(await ttls(task.id, "r-1"))).toEqual([-1, -1, -1, -1, -1]);
 
       await store.update(task.id, (t) => {

@@ -1,6 +1,6 @@
 import { clone, type DescMessage, fromBinary, fromJson, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { parse as parseYaml } from "yaml";
 import { type Route, RouteSchema } from "../../../../gen/hookmesh/tasks/v1/route_pb.js";
 import { storeCall } from "../errors.js";
@@ -101,7 +101,7 @@ export class RoutingRuleStore {
   async seedDefaults(): Promise<boolean> {
     const args = defaultRoutes().flatMap((route) => [route.id, Buffer.from(toBinary(RouteSchema, this.stamp(route)))]);
     const written = await storeCall(() =>
-      this.redis.eval(SEED_DEFAULTS_SCRIPT, 3, this.routesKey, this.seededKey, this.versionKey, ...args),
+      runScript(this.redis, SEED_DEFAULTS_SCRIPT, [this.routesKey, this.seededKey, this.versionKey], args),
     );
     return written === 1;
   }
