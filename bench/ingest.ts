@@ -311,6 +311,9 @@ try {
       const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
       if (paused) tasks.kill("SIGSTOP");
       const { tracked, ...result } = await run({ ...phase, url: urls[target], track: target === "gateway" });
+      // The gateway's CPU while it answered, before it forwards what piled up (with tasks
+      // stopped: the acknowledgment alone).
+      const gatewayCpuDuringPhase = target === "gateway" ? cpuMs(gateway.pid!) - cpuBefore.gateway! : 0;
       if (paused) tasks.kill("SIGCONT");
       const serverErrors = Object.entries(result.replies).filter(([kind]) => /^http 5|^error/.test(kind));
       if (serverErrors.length > 0) {
@@ -320,6 +323,7 @@ try {
       const entry: Record<string, unknown> = { ...result, loadAverage1m: Math.round(loadavg()[0]! * 100) / 100 };
       if (target === "gateway") {
         accepted += result.acknowledged;
+        entry.gatewayCpuMsPerAckDuringPhase = round2(gatewayCpuDuringPhase / result.acknowledged);
         entry.rssMbAfter = rssMb(gateway.pid!);
         entry.untilAllTasks = await drained(accepted);
         entry.memoryMbAfterDrain = await gatewayMemory(gatewayAdmin);

