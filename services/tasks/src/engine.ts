@@ -210,8 +210,26 @@ export class TaskEngine {
         }),
       });
     });
-    // Issued together, so that the store's connection sends them as one pipeline.
-    const created = await Promise.all(tasks.map((task) => this.store.create(task)));
+    // Each task with its first timeline events, in one script; issued together, so that the
+    // store's connection sends them as one pipeline.
+    const created = await Promise.all(
+      tasks.map((task, i) => {
+        const { event } = items[i]!;
+        const decision = decisions[i]!;
+        const received = event.receiveTime ?? now;
+        const provider = Provider[event.provider].toLowerCase();
+        const reason = task.transitions[0]!.reason;
+        return this.store.create(
+          task,
+          this.timeline.prepare(task.id, [
+            changed(stage(TaskStage.RECEIVED, `${provider} ${event.eventType} delivery ${event.deliveryId}`, received)),
+            stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
+            decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
+            ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
+          ]),
+        );
+      }),
+    );
     for (const [i, result] of created.entries()) {
       this.options.observer?.submitted(result.duplicate ? "duplicate" : decisions[i]!.matched ? "queued" : "ignored");
     }
@@ -230,19 +248,7 @@ export class TaskEngine {
           if (first.state === TaskState.QUEUED && !(await this.queue.isQueued(first.id))) toQueue.push(first);
           return;
         }
-        const task = tasks[i]!;
-        const { event } = items[i]!;
-        const decision = decisions[i]!;
-        const received = event.receiveTime ?? now;
-        const provider = Provider[event.provider].toLowerCase();
-        const reason = task.transitions[0]!.reason;
-        await this.timeline.append(task.id, [
-          changed(stage(TaskStage.RECEIVED, `${provider} ${event.eventType} delivery ${event.deliveryId}`, received)),
-          stage(TaskStage.VERIFIED, "signature verified by the gateway", received),
-          decision.matched ? stage(TaskStage.ROUTED, reason) : stage(TaskStage.IGNORED, reason),
-          ...(decision.matched ? [stage(TaskStage.QUEUED, `priority ${task.priority}`)] : []),
-        ]);
-        if (decision.matched) toQueue.push(task);
+        if (decisions[i]!.matched) toQueue.push(tasks[i]!);
       }),
     );
     if (toQueue.length > 0) {

@@ -58,24 +58,44 @@ const MAX_UPDATE_TRIES = 20;
  * Creates a task for a delivery unless one exists, atomically: the delivery key, the task, its
  * raw body and its index entries are written in one script, so a crash never leaves a task
  * without its dedup key or the other way round. A task created final (IGNORED) gets its
- * deadline here; its body (ARGV[5]) goes sooner than the rest (ARGV[4]).
- * KEYS: delivery, task, raw, expiry index, then the listing indexes.
- * ARGV: id, task, raw body, retention ms or "" when not final, raw body retention ms, deadline
+ * deadline here; its body (argv[5]) goes sooner than the rest (argv[4]).
+ * `create(keys, argv)` (Lua, to run inside a script): the existing task's id, or false when made.
+ * keys: delivery, task, raw, expiry index, then the listing indexes.
+ * argv: id, task, raw body, retention ms or "" when not final, raw body retention ms, deadline
  * (epoch ms) for the expiry index.
  */
-const CREATE_SCRIPT = `
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-if #ARGV[3] > 0 then redis.call('SET', KEYS[3], ARGV[3]) end
-for i = 5, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
-if ARGV[4] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+const CREATE_LUA = `
+local function create(keys, argv)
+  local existing = redis.call('GET', keys[1])
+  if existing then return existing end
+  redis.call('SET', keys[1], argv[1])
+  redis.call('SET', keys[2], argv[2])
+  if #argv[3] > 0 then redis.call('SET', keys[3], argv[3]) end
+  for i = 5, #keys do redis.call('ZADD', keys[i], 0, argv[1]) end
+  if argv[4] ~= '' then
+    redis.call('PEXPIRE', keys[1], argv[4])
+    redis.call('PEXPIRE', keys[2], argv[4])
+    redis.call('PEXPIRE', keys[3], argv[5])
+    redis.call('ZADD', keys[4], argv[6], argv[1])
+  end
+  return false
 end
+`;
+
+/** A create alone. KEYS and ARGV: create's. */
+const CREATE_SCRIPT = `${CREATE_LUA}
+return create(KEYS, ARGV)
+`;
+
+/**
+ * A create and the first events of the task's timeline, in one step: the events are appended
+ * only when the task was made (a duplicate's timeline is its first delivery's).
+ * KEYS: create's seven, then the append's (timeline.ts). ARGV: create's six, then the append's.
+ */
+const CREATE_AND_APPEND_SCRIPT = `${CREATE_LUA}${APPEND_LUA}
+local existing = create({unpack(KEYS, 1, 7)}, {unpack(ARGV, 1, 6)})
+if existing then return existing end
+append({KEYS[8], KEYS[9], KEYS[10]}, {unpack(ARGV, 7)})
 return false
 `;
 
@@ -193,7 +213,7 @@ export class TaskStore {
    * Stores a new task unless its delivery (provider, source id, delivery id) has one already;
    * then returns that one, unchanged.
    */
-  async create(task: Task): Promise<{ task: Task; duplicate: boolean }> {
+  async create(task: Task, append?: PreparedAppend): Promise<{ task: Task; duplicate: boolean }> {
     const event = task.event!;
     const rawBody = event.rawBody;
     const stored = { ...task, event: { ...event, rawBody: new Uint8Array(0) } };
@@ -203,28 +223,27 @@ export class TaskStore {
     // controls, and nothing ever runs from it.
     const rawRetentionMs =
       task.state === TaskState.IGNORED ? Math.min(ignoredBodyRetentionMs, retentionMs) : retentionMs;
+    const keys = [
+      this.deliveryKey(task),
+      this.taskKey(task.id),
+      this.rawKey(task.id),
+      this.expiryIndex(),
+      this.key("index", "all"),
+      this.key("index", "provider", String(event.provider)),
+      this.stateIndex(task.state),
+    ];
+    const args = [
+      task.id,
+      Buffer.from(toBinary(TaskSchema, stored)),
+      Buffer.from(rawBody),
+      isFinal(task.state) ? String(retentionMs) : "",
+      String(rawRetentionMs),
+      Date.now() + retentionMs,
+    ];
     const existingId = await storeCall(() =>
-      runScript(
-        this.redis,
-        CREATE_SCRIPT,
-        [
-          this.deliveryKey(task),
-          this.taskKey(task.id),
-          this.rawKey(task.id),
-          this.expiryIndex(),
-          this.key("index", "all"),
-          this.key("index", "provider", String(event.provider)),
-          this.stateIndex(task.state),
-        ],
-        [
-          task.id,
-          Buffer.from(toBinary(TaskSchema, stored)),
-          Buffer.from(rawBody),
-          isFinal(task.state) ? String(retentionMs) : "",
-          String(rawRetentionMs),
-          Date.now() + retentionMs,
-        ],
-      ),
+      append
+        ? runScript(this.redis, CREATE_AND_APPEND_SCRIPT, [...keys, ...append.keys], [...args, ...append.args])
+        : runScript(this.redis, CREATE_SCRIPT, keys, args),
     );
     if (typeof existingId === "string") return { task: await this.get(existingId, TaskView.FULL), duplicate: true };
     return { task, duplicate: false };

@@ -270,7 +270,7 @@ describe("TaskStore", () => {
     });
   });
 
-  describe("update from a read, with a lease and timeline events", () => {
+  describe("create and update with timeline events, and an update from a read with a lease", () => {
     let subscriber: Redis;
     let timeline: Timeline;
 
@@ -301,6 +301,34 @@ describe("TaskStore", () => {
       ]);
     const stagesOf = async (id: string) =>
       (await timeline.read(id)).map((e) => (e.kind.case === "stage" ? [e.kind.value.stage, e.attempt] : []));
+
+    it("writes a new task's first timeline events with it, and none for a repeated delivery", async () => {
+      const received = (t: Task) =>
+        timeline.prepare(t.id, [
+          { kind: { case: "stage", value: { stage: TaskStage.RECEIVED, detail: "" } }, changedTask: true },
+          { kind: { case: "stage", value: { stage: TaskStage.QUEUED, detail: "" } } },
+        ]);
+      const first = newTask(Provider.GITHUB, "c-events");
+      const scripts = vi.spyOn(db.redis, "evalsha");
+      expect(await store.create(first, received(first))).toMatchObject({ duplicate: false });
+      expect(scripts).toHaveBeenCalledTimes(1);
+      expect(await stagesOf(first.id)).toEqual([
+        [TaskStage.RECEIVED, 0],
+        [TaskStage.QUEUED, 0],
+      ]);
+      // The change log's snapshot is the task as created.
+      const [[, fields]] = (await db.redis.xrangeBuffer(changeLogKey(db.prefix), "-", "+")) as [[Buffer, Buffer[]]];
+      const s = fields.findIndex((field) => field.toString() === "s");
+      expect(fromBinary(TaskSchema, fields[s + 1]!).id).toBe(first.id);
+
+      const repeated = newTask(Provider.GITHUB, "c-events");
+      expect(await store.create(repeated, received(repeated))).toMatchObject({
+        duplicate: true,
+        task: { id: first.id },
+      });
+      expect(await db.redis.exists(timelineKey(db.prefix, repeated.id))).toBe(0);
+      expect(await stagesOf(first.id)).toHaveLength(2);
+    });
 
     it("reads a task with its stored bytes, and an update from them reads nothing more", async () => {
       const { task } = await store.create(newTask(Provider.GITHUB, "u-read"));
