@@ -45,7 +45,7 @@ import { GitHubService } from "../gen/hookmesh/github/v1/github_pb.js";
 import { RouteSchema } from "../gen/hookmesh/tasks/v1/route_pb.js";
 import { TaskState, TaskView } from "../gen/hookmesh/tasks/v1/task_pb.js";
 import { TaskService } from "../gen/hookmesh/tasks/v1/task_service_pb.js";
-import { directSpawns, loggedStarts } from "./processes.js";
+import { childrenCpuMs, cpuMs, directSpawns, loggedStarts } from "./processes.js";
 import { BENCH_INSECURE, BENCH_TASKS_ENV } from "./settings.js";
 
 const WORKERS = 2;
@@ -467,6 +467,36 @@ async function clientCost() {
   };
 }
 
+/**
+ * CPU used so far (ms): this process (the gateway, the tasks service, the GitHub stand-in and
+ * the load), the workers, the agents they ran (their waited-for children), the agents this
+ * process spawned directly, and Redis.
+ */
+async function cpuNow() {
+  const own = process.cpuUsage();
+  const info = await redis.info("cpu");
+  const redisSeconds = ["used_cpu_sys", "used_cpu_user"].reduce(
+    (sum, name) => sum + Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(info)?.[1] ?? 0),
+    0,
+  );
+  return {
+    benchProcess: (own.user + own.system) / 1000,
+    workers: workers.reduce((sum, w) => sum + cpuMs(w.pid!), 0),
+    agents: workers.reduce((sum, w) => sum + childrenCpuMs(w.pid!), 0),
+    directAgents: childrenCpuMs(process.pid),
+    redis: redisSeconds * 1000,
+  };
+}
+
+/** CPU per task (ms) between two readings, by where it was spent; what did not move is left out. */
+function cpuPer(before: Awaited<ReturnType<typeof cpuNow>>, after: typeof before, tasks: number) {
+  const per = Object.entries(after).map(([name, ms]) => [
+    name,
+    round((ms - before[name as keyof typeof before]) / tasks),
+  ]);
+  return Object.fromEntries(per.filter(([, ms]) => (ms as number) > 0));
+}
+
 /** Ends a BENCH_QUICK run after its one phase, through the cleanup. */
 class Quick extends Error {}
 
@@ -499,14 +529,18 @@ try {
 
   const submitToStartMs = await atRate(20, SUBMIT_TASKS, () => submitEvent());
 
+  const cpuBeforeBurst = await cpuNow();
   const burstStart = performance.now();
   const burst = await Promise.all(Array.from({ length: THROUGHPUT_TASKS }, () => submitEvent()));
   await waitForEnded(burst, 180_000);
   const tasksPerSecond = THROUGHPUT_TASKS / ((performance.now() - burstStart) / 1000);
+  const lifecycleCpu = cpuPer(cpuBeforeBurst, await cpuNow(), THROUGHPUT_TASKS);
 
   const slots = WORKERS * SLOTS_PER_WORKER;
   const directAtRate = await directSpawns(join(dir, "direct.log"), SUBMIT_TASKS, slots, 20);
+  const cpuBeforeDirect = await cpuNow();
   const directBurst = await directSpawns(join(dir, "direct.log"), THROUGHPUT_TASKS, slots);
+  const directCpu = cpuPer(cpuBeforeDirect, await cpuNow(), THROUGHPUT_TASKS);
   const directStartMs = summary(directAtRate.startLatenciesMs);
 
   for (const worker of workers) worker.kill("SIGTERM");
@@ -543,6 +577,8 @@ try {
       tasksPerSecond: round(tasksPerSecond),
       directSpawnsPerSecond: round(directBurst.perSecond),
       ratio: Math.round((tasksPerSecond / directBurst.perSecond) * 100) / 100,
+      cpuMsPerTask: lifecycleCpu,
+      cpuMsPerDirectSpawn: directCpu,
     },
     failover: {
       restartAfterKillMs: failoverMs.map(round),
