@@ -14,7 +14,10 @@
  * - fixed load: 1,000 requests a second offered for PHASE_SECONDS, open loop: acknowledged per
  *   second and p50/p99 from each request's scheduled time;
  * - saturation with the tasks process stopped (SIGSTOP) during the gateway's turn: the
- *   acknowledgment's own cost, without tasks' work on the same cores.
+ *   acknowledgment's own cost, without tasks' work on the same cores;
+ * - the fixed load with the tasks process stopped: the acknowledgment's latency at 1,000/s
+ *   when the gateway has the cores the tasks service would take (as it would with tasks on
+ *   other machines).
  *
  * Each phase runs for the baseline, then at once for the gateway, so that the machine's other
  * work weighs on both alike.
@@ -302,11 +305,14 @@ try {
     // loaded, so that it takes none of the 2 cores; what was acknowledged meanwhile is counted
     // as tasks once it runs again.
     saturationTasksPaused: { mode: "closed", senders: SENDERS, seconds: PHASE_SECONDS },
+    // The acknowledgment's latency at 1,000/s with the CPU the tasks service would take left to
+    // the gateway: what a tasks service on other cores would leave it.
+    [`rate${FIXED_RATE}TasksPaused`]: { mode: "open", rate: FIXED_RATE, seconds: PHASE_SECONDS },
   };
   // Each phase for both targets in turn, so that what else the machine runs weighs on both alike.
   for (const [name, phase] of Object.entries(phases)) {
     for (const target of ["baseline", "gateway"] as const) {
-      const paused = name === "saturationTasksPaused" && target === "gateway";
+      const paused = name.endsWith("TasksPaused") && target === "gateway";
       const pids = target === "gateway" ? { gateway: gateway.pid!, tasks: tasks.pid! } : { baseline: baseline.pid! };
       const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
       if (paused) tasks.kill("SIGSTOP");
@@ -417,6 +423,9 @@ try {
         cpu(b.saturation).baseline! / (cpu(g.saturation).gateway! + cpu(g.saturation).tasks!),
       ),
       saturationCpuPerDeliveryBaselineOverGateway: round(cpu(b.saturation).baseline! / cpu(g.saturation).gateway!),
+      [`p99At${FIXED_RATE}TasksPausedVsBaseline`]: round(
+        g[`rate${FIXED_RATE}TasksPaused`]!.latencyMs.p99 / b[`rate${FIXED_RATE}TasksPaused`]!.latencyMs.p99,
+      ),
       [`p99At${FIXED_RATE}VsBaseline`]: round(
         g[`rate${FIXED_RATE}`]!.latencyMs.p99 / b[`rate${FIXED_RATE}`]!.latencyMs.p99,
       ),

@@ -1,5 +1,5 @@
 /**
- * Redis commands and round trips per lease, heartbeat and completion of one task (issue 11),
+ * Redis commands and round trips per submission, lease, heartbeat and completion of one task (issue 11),
  * counted, not timed: latency follows the round trips, so this measures them on an idle
  * service where a stopwatch would measure the machine.
  *
@@ -89,19 +89,22 @@ await tasks.routingRules.upsert(
   }),
 );
 
-const perTask: Record<"lease" | "heartbeat" | "complete", Count>[] = [];
+type Operation = "submit" | "lease" | "heartbeat" | "complete";
+const perTask: Record<Operation, Count>[] = [];
 const never = new AbortController().signal;
 for (let i = 0; i < TASKS; i++) {
-  await tasks.engine.submit(
-    create(EventSchema, {
-      provider: Provider.GITHUB,
-      deliveryId: randomUUID(),
-      eventType: "issue_comment",
-      action: "created",
-      actor: create(ActorSchema, { login: "bench", association: "OWNER" }),
-      subject: create(SubjectSchema, { key: `github:bench/lease#${i}` }),
-      text: "@hookmesh run",
-    }),
+  const submit = await counted(() =>
+    tasks.engine.submit(
+      create(EventSchema, {
+        provider: Provider.GITHUB,
+        deliveryId: randomUUID(),
+        eventType: "issue_comment",
+        action: "created",
+        actor: create(ActorSchema, { login: "bench", association: "OWNER" }),
+        subject: create(SubjectSchema, { key: `github:bench/lease#${i}` }),
+        text: "@hookmesh run",
+      }),
+    ),
   );
   const lease = await counted(() => tasks.engine.lease("bench-worker", 1, 0, never));
   const [grant] = lease.value;
@@ -114,7 +117,7 @@ for (let i = 0; i < TASKS; i++) {
       create(TaskResultSchema, { outcome: RunOutcome.SUCCEEDED, exitCode: 0, costUsd: 0.01 }),
     ),
   );
-  perTask.push({ lease: lease.count, heartbeat: heartbeat.count, complete: complete.count });
+  perTask.push({ submit: submit.count, lease: lease.count, heartbeat: heartbeat.count, complete: complete.count });
 }
 
 const keys = await tasks.redis.keys(`${prefix}*`);
@@ -122,7 +125,7 @@ if (keys.length > 0) await tasks.redis.unlink(...keys);
 await tasks.close();
 
 /** One operation's count, the same for every task (the counts are deterministic), or every task's if they differ. */
-function summarize(operation: "lease" | "heartbeat" | "complete") {
+function summarize(operation: Operation) {
   const counts = perTask.map((task) => task[operation]);
   const same = counts.every((count) => JSON.stringify(count) === JSON.stringify(counts[0]));
   return same ? counts[0] : { differ: counts };
@@ -135,10 +138,12 @@ recordRun("lease-round-trips", label, {
     tasks: TASKS,
     tasksLeaseMs: LEASE_MS,
     note:
-      "commands every ioredis connection of the process sent during one call of TaskEngine.lease (one task " +
-      "ready, granted), heartbeat and complete, on the composed tasks service; roundTrips counts waves of " +
+      "commands every ioredis connection of the process sent during one call of TaskEngine.submit (a " +
+      "matching event), lease (one task ready, granted), heartbeat and complete, on the composed tasks " +
+      "service; roundTrips counts waves of " +
       "commands in flight together, which is what latency follows",
   },
+  submit: summarize("submit"),
   lease: summarize("lease"),
   heartbeat: summarize("heartbeat"),
   complete: summarize("complete"),
