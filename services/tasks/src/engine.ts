@@ -313,7 +313,7 @@ export class TaskEngine {
       changed(stage(TaskStage.RETRIED, `${task.maxAttempts - task.attempt} more attempts`, undefined, task.attempt)),
       stage(TaskStage.QUEUED, `priority ${task.priority}`, undefined, task.attempt),
     ]);
-    await this.enqueue(task);
+    await this.queue.requeue(task.id, task.priority);
     return task;
   }
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger, RedisClient } from "@hookmesh/kit";
 import { Job, Queue, Worker } from "bullmq";
 import type { WorkBell } from "./work-bell.js";
@@ -17,6 +18,9 @@ export interface QueuedJob {
   readonly taskId: string;
   readonly job: Job | undefined;
 }
+
+/** How often `requeue` looks whether the last attempt's job is gone. */
+const REQUEUE_POLL_MS = 20;
 
 /** Route priorities run from 0 to 1000, higher first; BullMQ's run from 1, lower first. */
 const MAX_PRIORITY = 1000;
@@ -73,6 +77,21 @@ export class WorkQueue {
   async enqueue(taskId: string, priority: number, delayMs = 0): Promise<void> {
     await this.queue.add(QUEUE_NAME, {}, { jobId: taskId, priority: MAX_PRIORITY + 1 - priority, delay: delayMs });
     this.bell.ring(delayMs);
+  }
+
+  /**
+   * Queues a task that ended, again (an operator's retry). Its last attempt's job may still be
+   * held by that attempt's lease for a moment, since a task ends before its job does, and
+   * queuing over a job that exists does nothing: this waits until the job is gone. A job whose
+   * end never comes is returned to the queue by the stalled-job check once the lease has
+   * expired, which runs the task all the same, so the wait lasts a lease at most.
+   */
+  async requeue(taskId: string, priority: number): Promise<void> {
+    const deadline = Date.now() + this.options.leaseMs;
+    while ((await this.queue.getJobState(taskId)) === "active" && Date.now() < deadline) {
+      await sleep(REQUEUE_POLL_MS);
+    }
+    await this.enqueue(taskId, priority);
   }
 
   /** Queues tasks in one transaction (a task queued already stays as it is). */

@@ -549,6 +549,33 @@ describe("TaskEngine", () => {
     });
   });
 
+  it("runs a task an operator retried while its canceled attempt's job was still being ended", async () => {
+    const tasks = await engine();
+    const { task } = await tasks.submit(event());
+    const [grant] = await tasks.lease("w1", 1, 0, never);
+    await tasks.cancel(task.id, "operator");
+    // The attempt's end held between its steps: the task is CANCELED (what an operator sees,
+    // and may retry at once) while its job is still the lease's.
+    const finish = queue.finish.bind(queue);
+    let endJob!: () => void;
+    const jobMayEnd = new Promise<void>((resolve) => {
+      endJob = resolve;
+    });
+    vi.spyOn(queue, "finish").mockImplementationOnce(async (...args) => {
+      await jobMayEnd;
+      return finish(...args);
+    });
+    const ending = tasks.fail(task.id, grant!.leaseId, result(RunOutcome.CANCELED, "canceled"), false);
+    await vi.waitFor(async () => expect((await store.get(task.id, TaskView.BASIC)).state).toBe(TaskState.CANCELED));
+    const retried = tasks.retry(task.id);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    endJob();
+    await ending;
+    expect(await retried).toMatchObject({ state: TaskState.QUEUED });
+    const [again] = await tasks.lease("w2", 1, 2_000, never);
+    expect(again?.task).toMatchObject({ id: task.id, state: TaskState.RUNNING, attempt: 2 });
+  });
+
   it("refuses to cancel a task that already ended", async () => {
     const tasks = await engine();
     const { task } = await tasks.submit(event());
