@@ -45,6 +45,9 @@ export interface TestRedisSentinel extends RedisServers {
   master(): Promise<number>;
 }
 
+/** A server could not bind a port it was given: taken since it was found free. */
+class PortTakenError extends Error {}
+
 /** Starts Redis processes under a fresh directory, tracking each to kill it later. */
 class ServerGroup {
   readonly dir = mkdtempSync(join(tmpdir(), "hookmesh-redis-"));
@@ -60,14 +63,53 @@ class ServerGroup {
     process.once("exit", this.killAll);
   }
 
+  /**
+   * Starts a server on `ports.length` ports chosen free now, with the arguments `args` makes
+   * of them. A port freed by `freePort` can be taken again before the server binds it (another
+   * test's connection gets it as its source port), so on "Address already in use" it chooses
+   * again, a few times. Resolves with the ports it started on; the first keys the server.
+   */
+  async startOnFreePorts(count: number, args: (ports: number[]) => string[]): Promise<number[]> {
+    for (let attempt = 1; ; attempt++) {
+      const ports: number[] = [];
+      while (ports.length < count) {
+        const port = await freePort();
+        if (!ports.includes(port) && !this.processes.has(port)) ports.push(port);
+      }
+      try {
+        await this.start(ports[0] as number, args(ports));
+        return ports;
+      } catch (err) {
+        if (!(err instanceof PortTakenError) || attempt === 5) throw err;
+      }
+    }
+  }
+
   async start(port: number, args: readonly string[]): Promise<void> {
     this.args.set(port, args);
-    const child = spawn(REDIS_SERVER, [...args], { cwd: this.dir, stdio: ["ignore", "ignore", "inherit"] });
+    // Redis logs to stdout; the end of it is kept to say why a server that exits at once did.
+    const child = spawn(REDIS_SERVER, [...args], { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    const keep = (chunk: Buffer) => {
+      log = (log + chunk.toString("utf8")).slice(-4_000);
+    };
+    child.stdout?.on("data", keep);
+    child.stderr?.on("data", keep);
     this.processes.set(port, child);
-    await waitFor(async () => {
-      if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${child.exitCode}`);
-      return (await ping(port)) ? true : undefined;
-    }, 10_000);
+    try {
+      await waitFor(async () => {
+        if (child.exitCode !== null) {
+          const message = `redis-server on ${port} exited with ${child.exitCode}:\n${log.trimEnd()}`;
+          throw log.includes("Address already in use") ? new PortTakenError(message) : new Error(message);
+        }
+        // The server answering must be this one, not another that holds the port this one could not bind.
+        return (await serverPid(port)) === child.pid ? true : undefined;
+      }, 10_000);
+    } catch (err) {
+      child.kill("SIGKILL");
+      this.processes.delete(port);
+      throw err;
+    }
   }
 
   kill(port: number): void {
@@ -117,16 +159,9 @@ export async function startRedisCluster({ masters = 3, replicasPerMaster = 1 } =
   const ports: number[] = [];
   try {
     // The bus port is chosen too (`cluster-port`), not left at port + 10000, which may be taken or beyond 65535.
-    const busPorts: number[] = [];
-    while (ports.length < count) {
-      const [port, bus] = [await freePort(), await freePort()];
-      if (port === bus || ports.includes(port) || busPorts.includes(bus) || ports.includes(bus)) continue;
-      ports.push(port);
-      busPorts.push(bus);
-    }
-    await Promise.all(
-      ports.map((port, i) =>
-        group.start(port, [
+    const started = await Promise.all(
+      Array.from({ length: count }, () =>
+        group.startOnFreePorts(2, ([port, bus]) => [
           "--port",
           String(port),
           "--bind",
@@ -134,7 +169,7 @@ export async function startRedisCluster({ masters = 3, replicasPerMaster = 1 } =
           "--cluster-enabled",
           "yes",
           "--cluster-port",
-          String(busPorts[i]),
+          String(bus),
           "--cluster-config-file",
           join(group.dir, `nodes-${port}.conf`),
           "--cluster-node-timeout",
@@ -150,6 +185,7 @@ export async function startRedisCluster({ masters = 3, replicasPerMaster = 1 } =
         ]),
       ),
     );
+    ports.push(...started.map(([port]) => port as number));
     await run(REDIS_CLI, [
       "--cluster",
       "create",
@@ -215,38 +251,39 @@ export async function startRedisSentinel(name = "hookmesh"): Promise<TestRedisSe
   const group = new ServerGroup();
   const sentinelPorts: number[] = [];
   try {
-    const [masterPort, replicaPort] = [await freePort(), await freePort()];
     const data = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"];
     data.push("--dir", group.dir);
-    await group.start(masterPort, ["--port", String(masterPort), ...data]);
-    await group.start(replicaPort, [
+    const [masterPort] = (await group.startOnFreePorts(1, ([port]) => ["--port", String(port), ...data])) as [number];
+    const [replicaPort] = (await group.startOnFreePorts(1, ([port]) => [
       "--port",
-      String(replicaPort),
+      String(port),
       "--replicaof",
       "127.0.0.1",
       String(masterPort),
       ...data,
-    ]);
-    for (let i = 0; i < 3; i++) sentinelPorts.push(await freePort());
-    await Promise.all(
-      sentinelPorts.map((port) => {
-        // Sentinel rewrites its configuration file, so each gets its own.
-        const conf = join(group.dir, `sentinel-${port}.conf`);
-        writeFileSync(
-          conf,
-          [
-            `port ${port}`,
-            "bind 127.0.0.1",
-            `dir ${group.dir}`,
-            `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
-            `sentinel down-after-milliseconds ${name} 1000`,
-            `sentinel failover-timeout ${name} 3000`,
-            "",
-          ].join("\n"),
-        );
-        return group.start(port, [conf, "--sentinel"]);
-      }),
+    ])) as [number];
+    const started = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        group.startOnFreePorts(1, ([port]) => {
+          // Sentinel rewrites its configuration file, so each gets its own.
+          const conf = join(group.dir, `sentinel-${port}.conf`);
+          writeFileSync(
+            conf,
+            [
+              `port ${port}`,
+              "bind 127.0.0.1",
+              `dir ${group.dir}`,
+              `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
+              `sentinel down-after-milliseconds ${name} 1000`,
+              `sentinel failover-timeout ${name} 3000`,
+              "",
+            ].join("\n"),
+          );
+          return [conf, "--sentinel"];
+        }),
+      ),
     );
+    sentinelPorts.push(...started.map(([port]) => port as number));
     const askSentinel = async (): Promise<number> => {
       for (const port of sentinelPorts) {
         const answer = await withNode(port, (node) => node.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)).catch(
@@ -304,6 +341,13 @@ async function withNode<T>(port: number, use: (node: Redis) => Promise<T>): Prom
 async function replicating(port: number): Promise<boolean> {
   const info = await withNode(port, (node) => node.info("replication")).catch(() => "");
   return info.includes("role:master") || info.includes("master_link_status:up");
+}
+
+/** The process id of the server answering on `port`, if one answers. */
+async function serverPid(port: number): Promise<number | undefined> {
+  const info = await withNode(port, (node) => node.info("server")).catch(() => "");
+  const pid = /process_id:(\d+)/.exec(info)?.[1];
+  return pid === undefined ? undefined : Number(pid);
 }
 
 async function ping(port: number): Promise<boolean> {
