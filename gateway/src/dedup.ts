@@ -1,4 +1,4 @@
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { storeCall } from "./store-call.js";
 
 /** Marks a delivery claimed by a request that has not yet made it durable. */
@@ -90,7 +90,7 @@ export class DeliveryDedup {
   async claim(provider: string, sourceId: string, deliveryId: string, content: SignedContent): Promise<Claim> {
     const { key, contentKey } = this.keys(provider, sourceId, deliveryId, content);
     const reply = (await storeCall(() =>
-      this.redis.eval(CLAIM_SCRIPT, 2, key, contentKey, this.options.windowMs, deliveryId),
+      runScript(this.redis, CLAIM_SCRIPT, [key, contentKey], [this.options.windowMs, deliveryId]),
     )) as ClaimReply;
     return claimOf(reply, key);
   }

@@ -2,7 +2,7 @@ import { randomInt } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type RedisClient, runScript } from "@hookmesh/kit";
+import { type RedisClient, runScript, runScriptBuffer } from "@hookmesh/kit";
 import { v7 as uuidv7 } from "uuid";
 import type { Provider } from "../../gen/hookmesh/events/v1/event_pb.js";
 import { type Delivery, DeliverySchema, DeliveryStatus } from "../../gen/hookmesh/gateway/v1/delivery_pb.js";
@@ -214,18 +214,14 @@ export class DeliveryLog {
   async record(entry: NewDelivery): Promise<Delivery> {
     const { delivery, keys, args } = this.prepare(entry);
     const { receivedAt } = entry;
-    const tally: Array<string | number> = [];
+    const allKeys: string[] = [...keys];
+    const allArgs: Array<string | number | Buffer> = [...args];
     if (delivery.status === DeliveryStatus.REJECTED) {
       // Each refusal extends its day's tally: it outlives the last entry it counted.
-      tally.push(
-        this.rejectionsKey(receivedAt.getTime()),
-        `${delivery.httpStatus}:${delivery.route}`,
-        this.options.retentionMs + DAY_MS,
-      );
+      allKeys.push(this.rejectionsKey(receivedAt.getTime()));
+      allArgs.push(`${delivery.httpStatus}:${delivery.route}`, this.options.retentionMs + DAY_MS);
     }
-    const allKeys = tally.length > 0 ? [...keys, tally[0]!] : keys;
-    const allArgs = tally.length > 0 ? [...args, tally[1]!, tally[2]!] : args;
-    await storeCall(() => this.redis.eval(RECORD_SCRIPT, allKeys.length, ...allKeys, ...allArgs));
+    await storeCall(() => runScript(this.redis, RECORD_SCRIPT, allKeys, allArgs));
     return delivery;
   }
 
@@ -329,7 +325,7 @@ export class DeliveryLog {
   /** A record with its body, from the outbox when it is still queued there. */
   private async find(id: string): Promise<Delivery | undefined> {
     const reply = (await storeCall(() =>
-      this.redis.callBuffer("EVAL", GET_SCRIPT, 3, this.key(id), this.queuedKey(id), this.outboxKey),
+      runScriptBuffer(this.redis, GET_SCRIPT, [this.key(id), this.queuedKey(id), this.outboxKey], []),
     )) as [Buffer, Buffer | null] | null;
     if (reply === null) return undefined;
     const [bytes, queuedBody] = reply;

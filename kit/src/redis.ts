@@ -238,12 +238,7 @@ export async function runScript(
   args: ReadonlyArray<string | number | Buffer>,
   wait?: WaitReplicas,
 ): Promise<unknown> {
-  let sha = shas.get(script);
-  if (sha === undefined) {
-    sha = createHash("sha1").update(script).digest("hex");
-    shas.set(script, sha);
-  }
-  const known = sha;
+  const known = shaOf(script);
   if (wait === undefined) {
     return redis.evalsha(known, keys.length, ...keys, ...args).catch((err: Error) => {
       if (!err.message.startsWith("NOSCRIPT")) throw err;
@@ -259,6 +254,28 @@ export async function runScript(
     return execWaitingForReplicas(redis, (pipeline) => pipeline.eval(script, keys.length, ...keys, ...args), wait);
   });
   return reply;
+}
+
+/** `runScript` for a script whose reply carries bytes (a protobuf record): its strings come back as Buffers. */
+export async function runScriptBuffer(
+  redis: RedisClient,
+  script: string,
+  keys: readonly string[],
+  args: ReadonlyArray<string | number | Buffer>,
+): Promise<unknown> {
+  return redis.callBuffer("EVALSHA", shaOf(script), keys.length, ...keys, ...args).catch((err: Error) => {
+    if (!err.message.startsWith("NOSCRIPT")) throw err;
+    return redis.callBuffer("EVAL", script, keys.length, ...keys, ...args);
+  });
+}
+
+function shaOf(script: string): string {
+  let sha = shas.get(script);
+  if (sha === undefined) {
+    sha = createHash("sha1").update(script).digest("hex");
+    shas.set(script, sha);
+  }
+  return sha;
 }
 
 function endpointName(endpoint: { host: string; port: number }): string {

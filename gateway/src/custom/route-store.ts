@@ -1,6 +1,6 @@
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { RedisClient } from "@hookmesh/kit";
+import { type RedisClient, runScript } from "@hookmesh/kit";
 import { type CustomRoute, CustomRouteSchema } from "../../../gen/hookmesh/gateway/v1/custom_route_pb.js";
 import { storeCall } from "../store-call.js";
 import { CustomRouteConflictError, CustomRouteNotFoundError } from "./errors.js";
@@ -82,7 +82,7 @@ export class CustomRouteStore {
       toStore.secret = fromBinary(CustomRouteSchema, current).secret;
       const bytes = Buffer.from(toBinary(CustomRouteSchema, toStore));
       const written = await storeCall(() =>
-        this.redis.eval(COMPARE_AND_SET_SCRIPT, 1, this.key, stamped.name, current, bytes),
+        runScript(this.redis, COMPARE_AND_SET_SCRIPT, [this.key], [stamped.name, current, bytes]),
       );
       if (written === 1) return stripSecret(toStore);
     }
