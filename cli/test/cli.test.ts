@@ -116,11 +116,12 @@ describe("hookmesh start", () => {
     mesh = spawn(process.execPath, [bin, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
     mesh.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     mesh.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    // The dashboard's embedded PostgreSQL makes its files on a first start: seconds on a busy machine.
-    await waitFor(async () => await run(process.execPath, [bin, "status"], { env }).then(() => true), 60_000);
+    // The dashboard's embedded PostgreSQL makes its files on a first start, and nine services load
+    // under tsx: a minute was once not enough while the whole suite shared two cores.
+    await waitFor(async () => await run(process.execPath, [bin, "status"], { env }).then(() => true), 120_000);
     operator = openIdentity(envIdentity({ HOOKMESH_HOME: home }, "operator"), memoryLogger("operator").logger)!;
     clients = createClientFactory({ logger: memoryLogger("operator").logger, identity: operator });
-  }, 90_000);
+  }, 150_000);
 
   afterAll(async () => {
     clients?.close();
