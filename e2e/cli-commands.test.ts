@@ -30,6 +30,12 @@ function mention(deliveryId: string): Event {
   });
 }
 
+/**
+ * The tests hold leases as a worker would but send no heartbeats while CLI processes start,
+ * which takes seconds each on a busy machine: longer than the test default's 5 s lease.
+ */
+const LONG_LEASE = { TASKS_LEASE_MS: "120000" };
+
 const output = (text: string) => create(TaskEventSchema, { kind: { case: "output", value: { text } } });
 
 /** The lines a child prints on stdout, one at a time, as they come. */
@@ -61,7 +67,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
   beforeAll(async () => {
     db = await testRedis("cli-commands");
     port = await freePort();
-    tasks = await startTasks(db, memoryLogger("tasks").logger, { port });
+    tasks = await startTasks(db, memoryLogger("tasks").logger, { port, env: LONG_LEASE });
     home = mkdtempSync(join(tmpdir(), "hookmesh-cli-commands-"));
     env = { ...process.env, HOOKMESH_HOME: home, HOOKMESH_INSECURE: "1", TASKS_URL: tasks.url };
     for (const n of [1, 2, 3]) taskIds.unshift((await tasks.engine.submit(mention(`paging-${n}`))).task.id);
@@ -239,7 +245,7 @@ describe("hookmesh tasks, routes: flags, pages, help, files and streams", { time
     while (!printed.at(-1)?.includes("> before the restart")) printed.push((await reader.next()).value);
 
     await tasks.close();
-    tasks = await startTasks(db, memoryLogger("tasks").logger, { port });
+    tasks = await startTasks(db, memoryLogger("tasks").logger, { port, env: LONG_LEASE });
     await tasks.engine.report(task.id, grant.leaseId, [output("after the restart")]);
     await tasks.engine.complete(task.id, grant.leaseId, undefined);
     for (let line = await reader.next(); !line.done; line = await reader.next()) printed.push(line.value);
