@@ -269,50 +269,70 @@ export class TaskEngine {
     if (task.state === TaskState.CANCELED) return task;
     if (isFinal(task.state)) throw new TaskStateError(`task ${id} already ended ${TaskState[task.state]}`);
     if (task.state === TaskState.QUEUED && (await this.queue.removeWaiting(id))) {
-      const canceled = await this.store.update(id, (t) => {
-        if (t.state !== TaskState.QUEUED) return;
-        transition(t, TaskState.CANCELED, why);
-      });
-      if (canceled.state === TaskState.CANCELED) {
+      let canceledNow = false;
+      const canceled = await this.store.update(
+        id,
+        (t) => {
+          canceledNow = t.state === TaskState.QUEUED;
+          if (canceledNow) transition(t, TaskState.CANCELED, why);
+        },
+        {
+          append: (t) =>
+            canceledNow
+              ? this.timeline.prepare(id, [changed(stage(TaskStage.CANCELED, why, undefined, t.attempt))])
+              : undefined,
+        },
+      );
+      if (canceledNow) {
         this.options.observer?.ended(TaskState.CANCELED);
-        await this.timeline.append(id, [changed(stage(TaskStage.CANCELED, why, undefined, canceled.attempt))]);
         return canceled;
       }
     }
     // Running (or leased a moment ago): the worker sees the request on its next heartbeat.
-    const requested = await this.store.update(id, (t) => {
-      if (!isFinal(t.state)) t.cancelRequested = true;
-    });
-    await this.timeline.append(id, [
-      changed(stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, requested.attempt)),
-    ]);
-    return requested;
+    return this.store.update(
+      id,
+      (t) => {
+        if (!isFinal(t.state)) t.cancelRequested = true;
+      },
+      {
+        append: (t) =>
+          this.timeline.prepare(id, [
+            changed(stage(TaskStage.CANCELED, `cancel requested: ${why}`, undefined, t.attempt)),
+          ]),
+      },
+    );
   }
 
   /** Queues a failed, dead or canceled task again with a fresh budget of attempts, up to the ceiling. */
   async retry(id: string): Promise<Task> {
     const ceiling = this.options.maxAttemptsCeiling;
-    const task = await this.store.update(id, (t) => {
-      if (!RETRYABLE_BY_OPERATOR.has(t.state)) {
-        throw new TaskStateError(
-          `task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`,
-        );
-      }
-      if (t.attempt >= ceiling) {
-        throw new TaskStateError(
-          `task ${id} has run ${t.attempt} attempts, the ceiling of ${ceiling} per task (TASKS_MAX_ATTEMPTS_CEILING)`,
-        );
-      }
-      // Every run so far, lost or failed, is spent; the retry grants a fresh budget of both.
-      t.maxAttempts = Math.min(t.attempt + this.options.defaultMaxAttempts, ceiling);
-      t.lostLeases = 0;
-      t.cancelRequested = false;
-      transition(t, TaskState.QUEUED, "retried by operator");
-    });
-    await this.timeline.append(id, [
-      changed(stage(TaskStage.RETRIED, `${task.maxAttempts - task.attempt} more attempts`, undefined, task.attempt)),
-      stage(TaskStage.QUEUED, `priority ${task.priority}`, undefined, task.attempt),
-    ]);
+    const task = await this.store.update(
+      id,
+      (t) => {
+        if (!RETRYABLE_BY_OPERATOR.has(t.state)) {
+          throw new TaskStateError(
+            `task ${id} is ${TaskState[t.state]}; only FAILED, DEAD or CANCELED tasks can be retried`,
+          );
+        }
+        if (t.attempt >= ceiling) {
+          throw new TaskStateError(
+            `task ${id} has run ${t.attempt} attempts, the ceiling of ${ceiling} per task (TASKS_MAX_ATTEMPTS_CEILING)`,
+          );
+        }
+        // Every run so far, lost or failed, is spent; the retry grants a fresh budget of both.
+        t.maxAttempts = Math.min(t.attempt + this.options.defaultMaxAttempts, ceiling);
+        t.lostLeases = 0;
+        t.cancelRequested = false;
+        transition(t, TaskState.QUEUED, "retried by operator");
+      },
+      {
+        append: (t) =>
+          this.timeline.prepare(id, [
+            changed(stage(TaskStage.RETRIED, `${t.maxAttempts - t.attempt} more attempts`, undefined, t.attempt)),
+            stage(TaskStage.QUEUED, `priority ${t.priority}`, undefined, t.attempt),
+          ]),
+      },
+    );
     await this.queue.requeue(task.id, task.priority);
     return task;
   }
@@ -384,11 +404,14 @@ export class TaskEngine {
     const costs = events.flatMap(({ kind }) =>
       kind.case === "usage" && Number.isFinite(kind.value.costUsd) ? [kind.value.costUsd] : [],
     );
-    if (costs.length > 0) await this.budgets.record(runOf(task), Math.max(...costs), this.now());
-    await this.timeline.append(
-      taskId,
-      events.map(({ time, kind }) => ({ time, kind, attempt: task.attempt })),
-    );
+    // Independent writes: sent together, one round trip.
+    await Promise.all([
+      costs.length > 0 ? this.budgets.record(runOf(task), Math.max(...costs), this.now()) : undefined,
+      this.timeline.append(
+        taskId,
+        events.map(({ time, kind }) => ({ time, kind, attempt: task.attempt })),
+      ),
+    ]);
     return { cancelRequested: task.cancelRequested };
   }
 
