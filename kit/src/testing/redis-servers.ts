@@ -53,6 +53,7 @@ class ServerGroup {
   readonly dir = mkdtempSync(join(tmpdir(), "hookmesh-redis-"));
   private readonly processes = new Map<number, ChildProcess>();
   private readonly args = new Map<number, readonly string[]>();
+  private readonly handedOut = new Set<number>();
 
   /** A test runner that exits without `stop` (a timeout, a crash) leaves no server behind. */
   private readonly killAll = () => {
@@ -74,12 +75,16 @@ class ServerGroup {
       const ports: number[] = [];
       while (ports.length < count) {
         const port = await freePort();
-        if (!ports.includes(port) && !this.processes.has(port)) ports.push(port);
+        // Servers of this group starting side by side never share a port (a cluster node's bus port too).
+        if (this.handedOut.has(port)) continue;
+        this.handedOut.add(port);
+        ports.push(port);
       }
       try {
         await this.start(ports[0] as number, args(ports));
         return ports;
       } catch (err) {
+        for (const port of ports) this.handedOut.delete(port);
         if (!(err instanceof PortTakenError) || attempt === 5) throw err;
       }
     }
