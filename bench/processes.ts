@@ -2,11 +2,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { cpus, loadavg, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { BENCH_INSECURE } from "./settings.js";
+
+/** A port free on loopback now (chosen as the tests choose theirs). */
+export { freePort } from "@hookmesh/kit/testing";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const trivialAgent = fileURLToPath(new URL("./trivial-agent.sh", import.meta.url));
@@ -28,15 +31,6 @@ export function startService(
     env: { PATH: process.env.PATH ?? "", ...BENCH_INSECURE, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "ignore", "inherit"],
   });
-}
-
-/** A port free on loopback now. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** Until `url` answers 2xx (a readiness probe), for at most 30 s. */

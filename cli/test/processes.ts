@@ -50,30 +50,3 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   }
   throw new Error(`not within ${timeoutMs} ms`);
 }
-
-function bindable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-const handedOut = new Set<number>();
-
-/**
- * A base port whose replicas' ports (base, base + step, … base + step·(count - 1)) are all free
- * now: `hookmesh start --replicas` lays replicas out from fixed ports, which port 0 cannot be.
- */
-export async function freePortLadder(step: number, count: number): Promise<number> {
-  for (;;) {
-    // Below Linux's ephemeral range (32768 up), where outgoing connections take their ports.
-    const base = 20_000 + Math.floor(Math.random() * 12_000);
-    const ports = Array.from({ length: count }, (_, i) => base + step * i);
-    if (ports.some((port) => handedOut.has(port))) continue;
-    if ((await Promise.all(ports.map(bindable))).every(Boolean)) {
-      for (const port of ports) handedOut.add(port);
-      return base;
-    }
-  }
-}

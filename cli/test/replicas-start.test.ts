@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { envIdentity } from "@hookmesh/kit";
-import { type TestRedis, testRedis } from "@hookmesh/kit/testing";
+import { freePortLadder, type TestRedis, testRedis } from "@hookmesh/kit/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accepts, alive, freePortLadder, servicesOf, waitFor } from "./processes.js";
+import { accepts, alive, servicesOf, waitFor } from "./processes.js";
 
 const bin = fileURLToPath(new URL("../bin/hookmesh.js", import.meta.url));
 

@@ -1,15 +1,40 @@
-import { once } from "node:events";
 import * as net from "node:net";
 
-/** A TCP port free on 127.0.0.1 right now, for a process a test starts with a fixed port. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
+/** Ports this process has handed out, so that servers a test starts side by side never share one. */
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port free on 127.0.0.1 right now, for a process a test starts with a fixed port.
+ * It is chosen below Linux's ephemeral range (32768 up), where outgoing connections take their
+ * source ports: a port from that range, free when checked, can be a connection's before the
+ * server binds it (a CI run lost a Redis node so). Below it, only a listener can take the port.
+ */
+export function freePort(): Promise<number> {
+  return freePortLadder(1, 1);
+}
+
+/**
+ * A base port whose ports base, base + step, … base + step·(count - 1) are all free now, as
+ * `freePort` chooses them: `hookmesh start --replicas` lays replicas out from fixed ports.
+ */
+export async function freePortLadder(step: number, count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * (12_000 - step * count));
+    const ports = Array.from({ length: count }, (_, i) => base + step * i);
+    if (ports.some((port) => handedOut.has(port))) continue;
+    // Taken before the check, which yields: a ladder chosen meanwhile cannot pick them too.
+    for (const port of ports) handedOut.add(port);
+    if ((await Promise.all(ports.map(bindable))).every(Boolean)) return base;
+    for (const port of ports) handedOut.delete(port);
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 /** A client connection that sends `greeting` (if any) and then nothing, keeping what it receives. */

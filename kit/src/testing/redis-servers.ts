@@ -53,7 +53,6 @@ class ServerGroup {
   readonly dir = mkdtempSync(join(tmpdir(), "hookmesh-redis-"));
   private readonly processes = new Map<number, ChildProcess>();
   private readonly args = new Map<number, readonly string[]>();
-  private readonly handedOut = new Set<number>();
 
   /** A test runner that exits without `stop` (a timeout, a crash) leaves no server behind. */
   private readonly killAll = () => {
@@ -66,25 +65,17 @@ class ServerGroup {
 
   /**
    * Starts a server on `ports.length` ports chosen free now, with the arguments `args` makes
-   * of them. A port freed by `freePort` can be taken again before the server binds it (another
-   * test's connection gets it as its source port), so on "Address already in use" it chooses
-   * again, a few times. Resolves with the ports it started on; the first keys the server.
+   * of them. A port free when chosen can still be taken before the server binds it (by another
+   * process's server), so on "Address already in use" it chooses again, a few times. Resolves with the ports it started on; the first keys the server.
    */
   async startOnFreePorts(count: number, args: (ports: number[]) => string[]): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
-      const ports: number[] = [];
-      while (ports.length < count) {
-        const port = await freePort();
-        // Servers of this group starting side by side never share a port (a cluster node's bus port too).
-        if (this.handedOut.has(port)) continue;
-        this.handedOut.add(port);
-        ports.push(port);
-      }
+      // freePort never hands out a port twice: servers starting side by side never share one.
+      const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
       try {
         await this.start(ports[0] as number, args(ports));
         return ports;
       } catch (err) {
-        for (const port of ports) this.handedOut.delete(port);
         if (!(err instanceof PortTakenError) || attempt === 5) throw err;
       }
     }
