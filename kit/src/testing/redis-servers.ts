@@ -64,9 +64,10 @@ class ServerGroup {
   }
 
   /**
-   * Starts a server on `ports.length` ports chosen free now, with the arguments `args` makes
-   * of them. A port free when chosen can still be taken before the server binds it (by another
-   * process's server), so on "Address already in use" it chooses again, a few times. Resolves with the ports it started on; the first keys the server.
+   * Starts a server on `count` ports chosen free now, with the arguments `args` makes of them.
+   * A port free when chosen can still be taken before the server binds it (by another process's
+   * server), so on "Address already in use" it chooses again, a few times. Resolves with the
+   * ports it started on; the first keys the server.
    */
   async startOnFreePorts(count: number, args: (ports: number[]) => string[]): Promise<number[]> {
     for (let attempt = 1; ; attempt++) {
@@ -104,6 +105,7 @@ class ServerGroup {
     } catch (err) {
       child.kill("SIGKILL");
       this.processes.delete(port);
+      this.args.delete(port);
       throw err;
     }
   }
